@@ -24,6 +24,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+__all__ = ["MaskedCategorical", "DiagGaussian", "TanhGaussian", "tanh_log_det_jacobian",
+           "TANH_CLIP_EPS"]
+
 _LOG2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
