@@ -7,7 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxsoc.distributions import DiagGaussian, MaskedCategorical, TanhGaussian, tanh_log_det_jacobian
+from jaxsoc.distributions import (
+    DiagGaussian,
+    MaskedCategorical,
+    TanhGaussian,
+    tanh_log_det_jacobian,
+)
 
 _erf = np.vectorize(math.erf)
 

@@ -1,4 +1,4 @@
-"""Tests for jaxsoc.networks: shapes, initialisation and the structural properties learners rely on."""
+"""Tests for jaxsoc.networks: shapes, init, and the structural properties learners rely on."""
 import math
 
 import chex
