@@ -31,6 +31,10 @@ Prioritized replay (proportional PER, Schaul et al. 2016)
     state, s = sample_prioritized(state, key, batch_size)     # s.items, s.indices, s.weights, ...
     state = update_priorities(state, s.indices, td_errors)    # td_errors [batch]
 
+Also: `current_beta(state)`, `slot_priorities(state)` `[capacity]`, `combine_td_errors(tds, rule)`,
+`bytes_per_transition(example_item, obs_dtype=)`, `buffer_bytes(example_item, capacity, ...)`.
+`batch_size` must be static: `jax.jit(sample_prioritized, static_argnums=2)` when jitting alone.
+
 * Stored priority p_i = (|x| + eps)^alpha, where x is a TD error (`update_priorities`) or an
   explicit push priority (`add(..., priorities=x)`; the HMARL reference pushes |r| + 0.1). The
   exponent is applied exactly once on both paths (the reference applies it twice on its
@@ -43,7 +47,11 @@ Prioritized replay (proportional PER, Schaul et al. 2016)
   set the leaves and then recompute each ancestor from its two children (not delta
   propagation), so the tree never accumulates float drift and duplicate ancestors are written
   with identical values. `eval/bench_buffers.py` measures it against an O(N) cumsum+searchsorted
-  sampler.
+  sampler; at capacity 200K, batch 256, on the shared 2-core dev CPU (best of 7, noisy):
+  drawing the indices ~30-40 us vs ~0.9 ms naive, a learner's sample + update round ~0.16-0.28 ms
+  vs ~1.0-1.4 ms, adding 256 items ~0.05-0.15 ms (uniform ~0.04-0.1 ms). Every tree read of a
+  sample feeds its indices, and every write depends on the values written, so a sample followed
+  by an update in one scan step updates the tree in place (no 2 MB copies; checked in the HLO).
 * beta anneals linearly from beta0 to 1 over `beta_steps` *sample calls*; the counter lives in the
   state (so it survives checkpoints) and saturates at `beta_steps`. The reference adds 1e-5 per
   call from 0.4, i.e. beta_steps = 60_000, the default.
@@ -56,8 +64,9 @@ Prioritized replay (proportional PER, Schaul et al. 2016)
   the batch max is that the weights' scale varies a little from batch to batch (this is also
   what the HMARL reference and Dopamine do).
 * `update_priorities` with duplicate indices (common: sampling is with replacement) keeps the
-  **max** of the duplicates' priorities. A max-scatter is order-independent, so the result is
-  deterministic on every backend, unlike "last write wins" with XLA scatters. Indices outside the
+  **max** of the duplicates' priorities (computed with a sort, then written by one scatter whose
+  duplicates carry equal values), so the result is deterministic on every backend, unlike "last
+  write wins" with XLA scatters, whose order is unspecified. Indices outside the
   filled part are ignored; non-finite TD errors get `max_priority` rather than poisoning the root.
 * A buffer shared by several learners (the HMARL team: TH, AT and RO train on one sampled batch)
   gets one priority per item: `combine_td_errors([td_th, td_at, td_ro], rule="mean")`.
@@ -380,17 +389,36 @@ def _to_priority(x: jax.Array, state: PrioritizedState) -> jax.Array:
     return jnp.where(jnp.isfinite(p), p, state.max_priority)
 
 
+def _max_over_duplicates(indices: jax.Array, values: jax.Array) -> jax.Array:
+    """`[k]`: each value replaced by the max of the values sharing its index (sort + segment max).
+
+    After this, writing with one `.set` scatter is deterministic: duplicates carry equal values.
+    """
+    k = indices.shape[0]
+    order = jnp.argsort(indices, stable=True)
+    sorted_idx = indices[order]
+    starts = jnp.concatenate([jnp.ones((1,), bool), sorted_idx[1:] != sorted_idx[:-1]])
+    segment = jnp.cumsum(starts) - 1
+    group_max = jax.ops.segment_max(values[order], segment, num_segments=k,
+                                    indices_are_sorted=True)
+    return jnp.zeros_like(values).at[order].set(group_max[segment], unique_indices=True)
+
+
 def _set_leaves(tree: jax.Array, indices: jax.Array, priorities: jax.Array,
-                valid: jax.Array) -> jax.Array:
+                valid: jax.Array, unique: bool = False) -> jax.Array:
     """Sets leaf `indices` `[k]` to `priorities` `[k]` where `valid`, then refreshes the ancestors.
 
-    Duplicate indices keep the max (zero then max-scatter: order-independent). Each ancestor is
-    recomputed from its children, so duplicates write equal values and no float error builds up.
+    Duplicate indices keep the max. Each ancestor is recomputed from its children, so duplicates
+    write equal values and no float error builds up. One `.set` scatter per level, and every
+    write depends on the values it writes: XLA then updates the tree in place even when the same
+    step read it for sampling (a zero-then-max-scatter made CPU XLA copy the 2 MB tree twice).
     """
     num_leaves = tree.shape[0] // 2
+    if not unique:
+        priorities = _max_over_duplicates(indices, priorities)
     leaf = indices.astype(jnp.int32) + num_leaves
     dropped = jnp.where(valid, leaf, tree.shape[0])  # out of bounds: the scatter drops it
-    tree = tree.at[dropped].set(0.0, mode="drop").at[dropped].max(priorities, mode="drop")
+    tree = tree.at[dropped].set(priorities, mode="drop")
     # Invalid entries walk slot 0's path instead: recomputing any ancestor is harmless.
     nodes = jnp.where(valid, leaf, num_leaves)
 
@@ -414,7 +442,7 @@ def _add_prioritized(state: PrioritizedState, items: PyTree,
         if jnp.shape(priorities) != (n,):
             raise ValueError(f"priorities must have shape ({n},), got {jnp.shape(priorities)}")
         p = _to_priority(jnp.asarray(priorities), state)
-    tree = _set_leaves(state.tree, slots, p, jnp.ones((n,), bool))
+    tree = _set_leaves(state.tree, slots, p, jnp.ones((n,), bool), unique=True)
     return state.replace(replay=replay, tree=tree,
                          max_priority=jnp.maximum(state.max_priority, jnp.max(p)))
 
@@ -427,22 +455,25 @@ def current_beta(state: PrioritizedState) -> jax.Array:
     return (state.beta0 + (1.0 - state.beta0) * frac).astype(jnp.float32)
 
 
-def _descend(tree: jax.Array, mass: jax.Array) -> jax.Array:
-    """Leaf index `[batch]` whose cumulative-priority interval holds each `mass` `[batch]`."""
+def _descend(tree: jax.Array, mass: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Slot `[batch]` whose cumulative-priority interval holds each `mass` `[batch]`, and its
+    priority `[batch]` (read on the way down, so every tree read feeds the indices and a later
+    in-place update of the tree is ordered after them)."""
     num_leaves = tree.shape[0] // 2
 
     def level(_, carry):
-        nodes, mass = carry
+        nodes, mass, _ = carry
         left = 2 * nodes
         left_sum, right_sum = tree[left], tree[left + 1]
         # `right_sum > 0`: a mass rounded up to the total must not walk into empty leaves.
         right = (mass >= left_sum) & (right_sum > 0)
-        return jnp.where(right, left + 1, left), jnp.where(right, mass - left_sum, mass)
+        return (jnp.where(right, left + 1, left), jnp.where(right, mass - left_sum, mass),
+                jnp.where(right, right_sum, left_sum))
 
     depth = num_leaves.bit_length() - 1
-    nodes = jnp.ones(mass.shape, jnp.int32)
-    nodes, _ = jax.lax.fori_loop(0, depth, level, (nodes, mass))
-    return nodes - num_leaves
+    init = (jnp.ones(mass.shape, jnp.int32), mass, jnp.broadcast_to(tree[1], mass.shape))
+    nodes, _, priority = jax.lax.fori_loop(0, depth, level, init)
+    return nodes - num_leaves, priority
 
 
 def _is_weights(p: jax.Array, beta: jax.Array) -> jax.Array:
@@ -462,8 +493,7 @@ def sample_prioritized(state: PrioritizedState, key: jax.Array,
     """
     total = state.tree[1]
     mass = jax.random.uniform(key, (batch_size,), jnp.float32) * total
-    indices = _descend(state.tree, mass)
-    p = state.tree[indices + state.num_leaves]
+    indices, p = _descend(state.tree, mass)
     beta = current_beta(state)
     out = PrioritizedSample(items=_gather(state.replay, indices), indices=indices,
                             weights=_is_weights(p, beta),
@@ -483,6 +513,8 @@ def update_priorities(state: PrioritizedState, indices: jax.Array,
     td_errors = jnp.asarray(td_errors)
     if td_errors.shape != indices.shape or indices.ndim != 1:
         raise ValueError(f"indices {indices.shape} and td_errors {td_errors.shape} must both be [k]")
+    if indices.shape[0] == 0:
+        return state
     valid = (indices >= 0) & (indices < state.size)
     p = _to_priority(td_errors, state)
     tree = _set_leaves(state.tree, indices, p, valid)
