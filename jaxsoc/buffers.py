@@ -247,7 +247,8 @@ def init(example_item: PyTree, capacity: int, *, obs_dtype=None,
     if capacity < 1:
         raise ValueError(f"capacity must be >= 1, got {capacity}")
     specs, treedef = _storage_specs(example_item, obs_dtype, is_obs)
-    storage = treedef.unflatten([jnp.zeros((capacity,) + shape, store) for shape, _, store in specs])
+    storage = treedef.unflatten(
+        [jnp.zeros((capacity,) + shape, store) for shape, _, store in specs])
     return ReplayState(storage=storage, ptr=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32),
                        capacity=capacity, item_dtypes=tuple(dtype for _, dtype, _ in specs))
 
@@ -277,7 +278,8 @@ def bytes_per_transition(example_item: PyTree, *, obs_dtype=None,
                          is_obs: Optional[Callable[[tuple], bool]] = None) -> int:
     """Bytes one stored transition takes (items only, no PER tree), with `obs_dtype` applied."""
     specs, _ = _storage_specs(example_item, obs_dtype, is_obs)
-    return int(sum(int(np.prod(shape, dtype=np.int64)) * store.itemsize for shape, _, store in specs))
+    return int(sum(int(np.prod(shape, dtype=np.int64)) * store.itemsize
+                   for shape, _, store in specs))
 
 
 def buffer_bytes(example_item: PyTree, capacity: int, *, prioritized: bool = False,
@@ -512,7 +514,8 @@ def update_priorities(state: PrioritizedState, indices: jax.Array,
     indices = jnp.asarray(indices, jnp.int32)
     td_errors = jnp.asarray(td_errors)
     if td_errors.shape != indices.shape or indices.ndim != 1:
-        raise ValueError(f"indices {indices.shape} and td_errors {td_errors.shape} must both be [k]")
+        raise ValueError(
+            f"indices {indices.shape} and td_errors {td_errors.shape} must both be [k]")
     if indices.shape[0] == 0:
         return state
     valid = (indices >= 0) & (indices < state.size)
@@ -546,6 +549,6 @@ def combine_td_errors(td_errors: Sequence[jax.Array], rule: str = "mean") -> jax
     if len(td_errors) == 0:
         raise ValueError("combine_td_errors needs at least one array")
     reduce = jnp.mean if rule == "mean" else jnp.max
-    per_learner = [reduce(jnp.abs(jnp.asarray(td, jnp.float32)).reshape(jnp.shape(td)[0], -1), axis=1)
-                   for td in td_errors]
+    per_learner = [reduce(jnp.abs(jnp.asarray(td, jnp.float32)).reshape(jnp.shape(td)[0], -1),
+                          axis=1) for td in td_errors]
     return reduce(jnp.stack(per_learner, axis=0), axis=0)

@@ -175,7 +175,8 @@ def test_beta_anneals_and_caps(per20):
         s, out = B.sample_prioritized(s, key, 4)
         return s, out.beta
 
-    s, betas = jax.jit(lambda s: jax.lax.scan(body, s, jax.random.split(jax.random.key(5), 15)))(per20)
+    keys = jax.random.split(jax.random.key(5), 15)
+    s, betas = jax.jit(lambda s: jax.lax.scan(body, s, keys))(per20)
     expected = np.minimum(0.4 + 0.6 * np.arange(15) / 10, 1.0)
     np.testing.assert_allclose(np.asarray(betas), expected, rtol=1e-6)
     assert int(s.sample_count) == 10  # saturates at beta_steps
