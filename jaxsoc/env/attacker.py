@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsoc.env.network import topology
+from jaxsoc.env.network import segment_sums, topology
 from jaxsoc.env.params import EnvParams
 from jaxsoc.env.rng import Draws
 from jaxsoc.env.state import Attacker, Hosts
@@ -30,70 +30,83 @@ def noise_level(phase: jax.Array, params: EnvParams) -> jax.Array:
     return jnp.asarray(params.phase_noise, jnp.float32)[phase] * (1.0 - params.stealth)
 
 
-def _unique_keys(words: jax.Array, n: int) -> jax.Array:
-    """Random int32 keys whose low bits are the position along the last axis, so they never tie.
-
-    `words [..., n] uint32 -> [..., n] int32 >= 0`. A max over such keys picks one element
-    uniformly (up to the 2**-(31 - log2 n) resolution) with a plain max-reduction, which XLA:CPU
-    vectorises, unlike argmax or a prefix sum.
-    """
-    bits = max(1, int(np.ceil(np.log2(max(n, 2)))))
-    high = (words >> (bits + 1)) << bits
-    return (high | jnp.arange(n, dtype=jnp.uint32)).astype(jnp.int32)
-
-
 def recon_targets(hosts: Hosts, params: EnvParams) -> tuple[jax.Array, jax.Array]:
     """The `recon_targets` most vulnerable clean, non-isolated entry hosts.
 
     Returns `(target mask [S, Hmax], any candidate)`. Ties go to the lower host id, as Python's
-    stable sort does in the reference: the key orders by vulnerability, then by reversed index.
+    stable sort does in the reference: each key holds 20 bits of vulnerability, then the reversed
+    host index, so keys are unique and k max-reductions pick the k best in order.
     """
     topo = topology(params)
     entry = np.asarray(params.entry_segments)
-    cand = (jnp.asarray(topo.host_valid) & ~hosts.compromised & ~hosts.isolated)[entry]  # [n_entry, Hmax]
-    n = cand.size
-    # Vulnerabilities lie in [0, 1]: 20 bits of them, then the reversed flat index, in one int32.
-    v = jnp.round(hosts.vuln[entry] * (1 << 20)).astype(jnp.int32)
-    idx_bits = max(1, int(np.ceil(np.log2(max(n, 2)))))
-    key = (v << idx_bits) | (n - 1 - jnp.arange(n, dtype=jnp.int32)).reshape(cand.shape)
-    key = jnp.where(cand, key, -1)
-    picked = jnp.zeros(cand.shape, bool)
+    cand = (jnp.asarray(topo.host_valid) & ~hosts.compromised & ~hosts.isolated)[entry].reshape(-1)
+    n = cand.shape[0]
+    idx_bits = max(1, int(np.ceil(np.log2(n))))
+    v = jnp.round(hosts.vuln[entry].reshape(-1) * (1 << 20)).astype(jnp.int32)
+    key = jnp.where(cand, (v << idx_bits) | (n - 1 - jnp.arange(n, dtype=jnp.int32)), -1)
+    picked = jnp.zeros((n,), bool)
     for _ in range(min(params.recon_targets, n)):
-        best = jnp.max(jnp.where(picked, -1, key))
+        best = jnp.max(key)
         picked = picked | ((key == best) & (best >= 0))
-    mask = jnp.zeros_like(hosts.target).at[entry].set(picked)
+        key = jnp.where(key == best, -1, key)
+    mask = jnp.zeros_like(hosts.target).at[entry].set(picked.reshape(len(entry), -1))
     return mask, jnp.any(cand)
 
 
-def _lateral(draws: Draws, hosts: Hosts, sources: jax.Array, active: jax.Array, params: EnvParams):
+def _edge_rounds(edges):
+    """Split edges (in reference order) into rounds whose targets are distinct.
+
+    An edge must see the hosts taken by earlier edges into the same segment, so the r-th edge
+    into each segment runs in round r; edges of one round are independent and run together.
+    """
+    seen, rounds = {}, []
+    for e, (s, d) in enumerate(edges):
+        r = seen.get(d, 0)
+        seen[d] = r + 1
+        if r == len(rounds):
+            rounds.append([])
+        rounds[r].append((e, s, d))
+    return rounds
+
+
+def _unique_keys(words: jax.Array) -> jax.Array:
+    """Random non-negative int32 keys whose low bits are the host's position, so no two tie.
+
+    `words [..., n] uint32 -> [..., n] int32`. The maximum key over a candidate set picks one
+    candidate uniformly (up to 2**-(31 - log2 n)) with a plain max-reduction.
+    """
+    n = words.shape[-1]
+    bits = max(1, int(np.ceil(np.log2(n))))
+    high = (words >> np.uint32(bits + 1)) << np.uint32(bits)
+    return (high | jnp.arange(n, dtype=jnp.uint32)).astype(jnp.int32)
+
+
+def _lateral(draws: Draws, hosts: Hosts, src_active: jax.Array, params: EnvParams):
     """Lateral movement along every directed edge, in the reference's order.
 
-    For each edge (s -> d) whose source segment holds a usable foothold: pick one clean,
-    non-isolated host of d uniformly, compromise it w.p. `p_lateral * vuln`. Edges run in sequence
-    because a host taken by an earlier edge is no longer a candidate for a later one; the loop is
-    over static topology (unrolled at trace time), not over hosts.
+    For each edge (s -> d) whose source segment holds a usable foothold (`src_active [S]`): pick
+    one clean, non-isolated host of d uniformly, compromise it w.p. `p_lateral * vuln`.
     Returns the new compromise mask `[S, Hmax]`.
     """
     topo = topology(params)
     edges = params.edges
     if not edges:
         return jnp.zeros_like(hosts.compromised)
-    hmax = topo.max_hosts
-    keys = _unique_keys(draws.words((len(edges), hmax)), hmax)
+    keys = _unique_keys(draws.words((len(edges), topo.max_hosts)))
     u_hit = draws.uniform((len(edges),))
-    src_active = jnp.any(sources, axis=-1) & active  # [S], footholds before this step's moves
-    valid = jnp.asarray(topo.host_valid)
-    open_rows = [valid[i] & ~hosts.compromised[i] & ~hosts.isolated[i] for i in range(topo.num_segments)]
-    new_rows = [jnp.zeros((hmax,), bool) for _ in range(topo.num_segments)]
-    for e, (s, d) in enumerate(edges):
-        cand = open_rows[d]
-        k = jnp.where(cand, keys[e], -1)
-        pick = cand & (k == jnp.max(k))
+    open_rows = jnp.asarray(topo.host_valid) & ~hosts.compromised & ~hosts.isolated
+    taken = jnp.zeros_like(hosts.compromised)
+    for rnd in _edge_rounds(edges):
+        e_idx = np.asarray([e for e, _, _ in rnd])
+        src = np.asarray([s for _, s, _ in rnd])
+        dst = np.asarray([d for _, _, d in rnd])
+        cand = open_rows[dst] & ~taken[dst]  # [E_r, Hmax]
+        k = jnp.where(cand, keys[e_idx], -1)
+        pick = cand & (k == jnp.max(k, axis=-1, keepdims=True))
         # One host is picked, so "compromise it w.p. p*vuln" can be tested at every host at once.
-        took = pick & src_active[s] & (u_hit[e] < params.p_lateral * hosts.vuln[d])
-        open_rows[d] = cand & ~took
-        new_rows[d] = new_rows[d] | took
-    return jnp.stack(new_rows)
+        took = pick & src_active[src][:, None] & (u_hit[e_idx][:, None] < params.p_lateral * hosts.vuln[dst])
+        taken = taken.at[dst].set(taken[dst] | took)
+    return taken
 
 
 def step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Array):
@@ -111,35 +124,31 @@ def step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Ar
     acting = ~idle
     comp, iso, stage, listed = hosts.compromised, hosts.isolated, hosts.stage, hosts.listed
     # v1 keeps an append-only list (D3): duplicates, remediated and clean hosts stay in it.
-    foothold = (comp if d3 else listed > 0) & ~iso
+    foothold = (comp if d3 else listed > 0) & ~iso & valid
+    hv = foothold & (stage >= 3) & is_hv
+    pre = segment_sums(foothold, hv)  # [2, S]
 
     # P0 reconnaissance: choose the targets for initial access.
     new_targets, any_candidate = recon_targets(hosts, params)
     in0 = acting & (phase == 0)
     target = jnp.where(in0 & any_candidate, new_targets, hosts.target)
-    success0 = any_candidate
 
     # P1 initial access on the targets.
     triable = target & ~iso & (~comp if d3 else True)
     hit1 = acting & (phase == 1) & triable & (u_host < params.p_initial_access * hosts.vuln)
-    success1 = jnp.any(hit1)
 
     # P2 execution on the foothold. v1 rolls once per list entry: P = 1 - (1 - p)^multiplicity.
-    eligible2 = foothold & (stage < 2)
     if d3:
         p2 = params.p_execution
     else:
         p2 = 1.0 - jnp.exp(listed.astype(jnp.float32) * jnp.log1p(-params.p_execution))
-    hit2 = acting & (phase == 2) & eligible2 & (u_host < p2)
-    success2 = jnp.any(hit2)
+    hit2 = acting & (phase == 2) & foothold & (stage < 2) & (u_host < p2)
 
     # P3 lateral movement from every segment holding a foothold.
-    hit3 = _lateral(draws, hosts, foothold & valid, acting & (phase == 3), params)
-    success3 = jnp.any(hit3)
+    hit3 = _lateral(draws, hosts, (pre[0] > 0) & acting & (phase == 3), params)
 
     # P4 exfiltration from high-value footholds that reached stage >= 3.
-    hv = foothold & (stage >= 3) & is_hv
-    any_hv = jnp.any(hv)
+    any_hv = jnp.sum(pre[1]) > 0
     in4 = acting & (phase == 4)
     exfil = in4 & any_hv & (u_exfil < params.p_exfiltration)
 
@@ -153,17 +162,22 @@ def step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Ar
     if not d3:
         listed = listed + new_comp.astype(listed.dtype)
 
-    success = jnp.stack([success0, success1, success2, success3, exfil])[phase] & acting
+    post_rows = [hit1 | hit2 | hit3, new_comp]
+    if d4:
+        foothold_now = comp & ~iso
+        post_rows += [foothold_now, foothold_now & (stage >= 3) & is_hv, target & ~iso & ~comp,
+                      foothold_now & (stage < 2)]
+    post = jnp.sum(segment_sums(*post_rows), axis=-1) > 0  # [K] any-flags
+    hit_any, begun_now = post[0], post[1]
+    success = jnp.stack([any_candidate, hit_any, hit_any, hit_any, exfil])[phase] & acting
     min_ok = steps >= params.phase_min_steps
     if d4:
+        any_foothold, hv_now, targets_left, unexecuted = post[2], post[3], post[4], post[5]
         phase_success = att.phase_success | success
-        foothold_now = comp & ~iso
-        hv_now = jnp.any(foothold_now & (stage >= 3) & is_hv)
-        targets_left = jnp.any(target & ~iso & ~comp)
         work_done = jnp.stack([
             jnp.array(False),
-            jnp.any(foothold_now) & ~targets_left,
-            ~jnp.any(foothold_now & (stage < 2)),
+            any_foothold & ~targets_left,
+            ~unexecuted,
             jnp.array(False),
             jnp.array(False),
         ])[phase]
@@ -172,7 +186,7 @@ def step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Ar
         # Exfiltration lost its high-value foothold: go back to moving laterally.
         fall_back = in4 & ~hv_now & ~exfil
         # Evicted (no foothold, nothing left to try after recon): re-enter after a cool-down.
-        evicted = acting & (phase >= 1) & ~jnp.any(foothold_now) & ~targets_left
+        evicted = acting & (phase >= 1) & ~any_foothold & ~targets_left
         new_phase = jnp.where(advance, phase + 1, jnp.where(fall_back, 3, phase))
         new_phase = jnp.where(evicted, 0, new_phase)
         restart = advance | fall_back | evicted
@@ -188,7 +202,6 @@ def step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Ar
         phase_success = att.phase_success | success
     steps = jnp.where(restart, 0, jnp.where(idle, att.steps_in_phase, steps))
 
-    begun_now = jnp.any(new_comp)
     att = att.replace(
         phase=new_phase,
         steps_in_phase=steps,

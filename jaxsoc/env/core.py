@@ -19,9 +19,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxsoc.env import alerts, attacker, defenders, metrics, observe
-from jaxsoc.env.network import draw_vulnerabilities, topology
+from jaxsoc.env.network import (HOST_SUMMARY, MAX_STAGE, draw_vulnerabilities, host_summary_rows,
+                                 segment_sums, topology)
 from jaxsoc.env.params import AGENTS, EnvParams
-from jaxsoc.env.reward import team_reward
+from jaxsoc.env.reward import response_credit, team_reward
 from jaxsoc.env.rng import Draws, seed_words
 from jaxsoc.env.spaces import Box, Discrete
 from jaxsoc.env.state import Attacker, Counters, EnvState, Hosts
@@ -184,37 +185,46 @@ class SOCEnv:
         if p.fix_d2_alert_origin:
             hosts, confirmed = defenders.confirm_escalation(hosts, tri["host"], t, p)
             new_detected = new_detected | confirmed
-        stage_at_detection = hosts.stage
+        detected_stage = jnp.where(new_detected, hosts.stage, 0)
         detect_time = hosts.detect_time
-        any_new = jnp.any(new_detected)
-        first_detection = jnp.where((c.detection_time == 0) & any_new, t, c.detection_time)
+        first_detection = jnp.where((c.detection_time == 0) & jnp.any(new_detected), t, c.detection_time)
 
         hosts, resp = defenders.respond(draws, hosts, actions["response_orchestrator"], boosts, p)
-        contained_now = defenders.is_contained(hosts, att.begun, p)
-        contained = c.contained | contained_now
-        terms = team_reward(
-            params=p, t=t, stage_at_detection=stage_at_detection, new_detected=new_detected,
-            isolated_now=resp.isolated, blind_now=resp.blind, isolated_after=hosts.isolated,
-            detect_time=detect_time, first_detection=first_detection, contained=contained,
-            exfiltrated=att.exfiltrated, false_scans=hunt.false_scans,
-            suppressed_tp=tri["suppressed_tp"], escalated_fp=tri["escalated_fp"])
+        credit = response_credit(t, resp.isolated, detect_time, first_detection, p)
+        # Every count this step needs, per segment, in one product (see network.segment_sums).
+        names = HOST_SUMMARY + ("det_stage", "credit", "correct", "blind", "scanned", "clean_scanned",
+                                "false_scan", "th_detected")
+        sums = dict(zip(names, segment_sums(
+            *host_summary_rows(hosts), (detected_stage, MAX_STAGE), credit, resp.isolated, resp.blind,
+            hunt.scanned, hunt.clean_scanned, hunt.false_scan, hunt.detected)))
+        total = {k: jnp.sum(v) for k, v in sums.items()}
+        summary = {k: sums[k] for k in HOST_SUMMARY}
 
-        n = lambda m: jnp.sum(m.astype(jnp.int32))
+        contained_now = defenders.is_contained(total["active"], total["compromised"], att.begun, p)
+        contained = c.contained | contained_now
+        n = lambda k: total[k].astype(jnp.int32)
+        false_scans = n("false_scan")
+        terms = team_reward(
+            params=p, detected_stage=sums["det_stage"], credit=sums["credit"], correct=sums["correct"],
+            blind=sums["blind"], isolated_after=sums["isolated"], contained=contained,
+            exfiltrated=att.exfiltrated, false_scans=false_scans, suppressed_tp=tri["suppressed_tp"],
+            escalated_fp=tri["escalated_fp"])
+
         counters = Counters(
             detection_time=first_detection,
             containment_time=jnp.where((c.containment_time == 0) & contained_now, t, c.containment_time),
             contained=contained,
-            false_positives=c.false_positives + hunt.false_scans + tri["escalated_fp"],
-            true_positives=c.true_positives + n(hunt.detected) + tri["escalated_tp"],
-            total_scans=c.total_scans + hunt.scans,
-            false_scans=c.false_scans + hunt.false_scans,
-            clean_scans=c.clean_scans + hunt.clean_scans,
+            false_positives=c.false_positives + false_scans + tri["escalated_fp"],
+            true_positives=c.true_positives + n("th_detected") + tri["escalated_tp"],
+            total_scans=c.total_scans + n("scanned"),
+            false_scans=c.false_scans + false_scans,
+            clean_scans=c.clean_scans + n("clean_scanned"),
             fp_escalated=c.fp_escalated + tri["escalated_fp"],
             tp_escalated=c.tp_escalated + tri["escalated_tp"],
             tp_suppressed=c.tp_suppressed + tri["suppressed_tp"],
             fp_triaged=c.fp_triaged + tri["triaged_fp"],
-            isolations=c.isolations + n(resp.isolated),
-            blind_isolations=c.blind_isolations + n(resp.blind),
+            isolations=c.isolations + n("correct"),
+            blind_isolations=c.blind_isolations + n("blind"),
             episode_return=c.episode_return + terms.total,
         )
         new_state = directed.replace(t=t, hosts=hosts, attacker=att, queue=queue, counters=counters,
@@ -224,7 +234,7 @@ class SOCEnv:
         terminated = contained | att.exfiltrated
         truncated = t >= p.max_steps
         done = terminated | truncated
-        obs = observe.get_obs(new_state, p, noise)
+        obs = observe.get_obs(new_state, p, noise, summary)
         rewards = {a: terms.total for a in self.agents}
         dones = {a: done for a in self.agents}
         dones["__all__"] = done
@@ -233,13 +243,13 @@ class SOCEnv:
             "terminated": terminated,
             "truncated": truncated,
             "discount": 1.0 - bootstrap_stop.astype(jnp.float32),
-            "metrics": metrics.episode_metrics(new_state, p),
+            "metrics": metrics.episode_metrics(new_state, p, summary),
             "reward_terms": {"detect": terms.detect, "response": terms.response, "cost": terms.cost,
                              "false_positive": terms.false_positive},
             "attack_phase": att.phase,
-            "compromised": n(hosts.compromised),
-            "detected": n(hosts.detected),
-            "isolated": n(hosts.isolated),
+            "compromised": n("compromised"),
+            "detected": n("detected"),
+            "isolated": n("isolated"),
         }
         return obs, new_state, rewards, dones, infos
 

@@ -89,10 +89,12 @@ def boosts(state: EnvState, params: EnvParams) -> Boosts:
 
 
 class HuntResult(NamedTuple):
-    detected: jax.Array  # bool [S, Hmax], newly detected
-    scans: jax.Array  # int32, host-scans
-    clean_scans: jax.Array  # int32
-    false_scans: jax.Array  # int32
+    """Per-host events of one hunt, each bool `[S, Hmax]` (the step counts them all at once)."""
+
+    detected: jax.Array  # newly detected
+    scanned: jax.Array  # host-scans
+    clean_scanned: jax.Array  # scans of clean hosts
+    false_scan: jax.Array  # false alarms on clean hosts
 
 
 def hunt(draws: Draws, hosts: Hosts, action: jax.Array, b: Boosts, t, params: EnvParams):
@@ -112,9 +114,7 @@ def hunt(draws: Draws, hosts: Hosts, action: jax.Array, b: Boosts, t, params: En
     false = clean & (intensity > params.false_scan_threshold) & (u < params.false_scan_rate)
     hosts = hosts.replace(detected=hosts.detected | found,
                           detect_time=jnp.where(found, t, hosts.detect_time))
-    res = HuntResult(found, jnp.sum(hunted.astype(jnp.int32)), jnp.sum(clean.astype(jnp.int32)),
-                     jnp.sum(false.astype(jnp.int32)))
-    return hosts, res
+    return hosts, HuntResult(found, hunted, clean, false)
 
 
 def confirm_escalation(hosts: Hosts, host_id: jax.Array, t, params: EnvParams):
@@ -171,12 +171,13 @@ def respond(draws: Draws, hosts: Hosts, action: jax.Array, b: Boosts, params: En
     return hosts, ResponseResult(correct, blind, remediated, released)
 
 
-def is_contained(hosts: Hosts, begun: jax.Array, params: EnvParams) -> jax.Array:
-    """Containment now (reference §1.6 / D5)."""
-    active = jnp.any(hosts.compromised & ~hosts.isolated)
+def is_contained(n_active: jax.Array, n_compromised: jax.Array, begun: jax.Array,
+                 params: EnvParams) -> jax.Array:
+    """Containment now (reference §1.6 / D5), from the counts of active (compromised, connected)
+    and compromised hosts after the response."""
     if params.fix_d5_containment:
-        return begun & ~active
-    return ~active & jnp.any(hosts.compromised)
+        return begun & (n_active == 0)
+    return (n_active == 0) & (n_compromised > 0)
 
 
 def ingest_and_triage(queue, new_alerts, action, params: EnvParams):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from jaxsoc.env.network import host_summary
 from jaxsoc.env.params import EnvParams
 from jaxsoc.env.state import EnvState
 
@@ -20,9 +21,14 @@ METRIC_KEYS = (
 )
 
 
-def episode_metrics(state: EnvState, params: EnvParams) -> dict:
-    """Scalars (float32) describing the episode that ended in `state`."""
+def episode_metrics(state: EnvState, params: EnvParams, summary: dict | None = None) -> dict:
+    """Scalars (float32) describing the episode that ended in `state`.
+
+    `summary` is `network.host_summary(state.hosts)` when the caller has it already.
+    """
     c, a, h = state.counters, state.attacker, state.hosts
+    if summary is None:
+        summary = host_summary(h)
     f = lambda x: jnp.asarray(x, jnp.float32)
     t = f(state.t)
     detected = c.detection_time > 0
@@ -50,12 +56,12 @@ def episode_metrics(state: EnvState, params: EnvParams) -> dict:
         "mttr": f(mttr),
         "fpr": f(fpr),
         "exfiltrated": f(a.exfiltrated),
-        "compromised": f(jnp.sum(h.compromised)),
-        "hosts_compromised": f(jnp.sum(h.ever_compromised)),
+        "compromised": jnp.sum(summary["compromised"]),
+        "hosts_compromised": jnp.sum(summary["ever"]),
         "alert_precision": jnp.where(escalated > 0, f(c.tp_escalated) / jnp.maximum(1.0, f(escalated)), jnp.nan),
         "mttd_censored": f(mttd_cens),
         "mttr_censored": f(mttr_cens),
-        "detected": f(jnp.sum(h.detected)),
+        "detected": jnp.sum(summary["detected"]),
         "false_positives": f(c.false_positives),
         "true_positives": f(c.true_positives),
     }

@@ -75,7 +75,70 @@ def draw_vulnerabilities(draws: Draws, params: EnvParams) -> jax.Array:
 
 def segment_sum(x: jax.Array) -> jax.Array:
     """`[S, Hmax] -> [S]` (padding hosts must already be zero/False)."""
-    return jnp.sum(x.astype(jnp.float32), axis=-1)
+    return segment_sums(x)[0]
+
+
+def segment_sums(*xs) -> jax.Array:
+    """Per-segment sums of several `[S, Hmax]` host arrays at once: `-> [K, S]` float32.
+
+    Each argument is a bool array, a float array, or `(int_array, max_value)` with small
+    non-negative ints. A step needs dozens of such counts, and on XLA:CPU each reduction over the
+    hosts cost a separate, unfused kernel of ~1 ms at 4096 envs. Counts are therefore packed side
+    by side into float32 words (fields wide enough for `Hmax * max_value`, 24 bits per word so
+    every sum stays exact), summed by one matrix-vector product per word and unpacked: sixteen
+    counts cost about a twentieth of what sixteen reductions did. Float arrays get a product each.
+    """
+    hmax = xs[0][0].shape[-1] if isinstance(xs[0], tuple) else xs[0].shape[-1]
+    ones = jnp.ones((hmax,), jnp.float32)
+    out = [None] * len(xs)
+    words, used = [[]], 0
+    for i, x in enumerate(xs):
+        if isinstance(x, tuple):
+            x, top = x
+        elif x.dtype == jnp.bool_:
+            top = 1
+        else:
+            out[i] = x.astype(jnp.float32) @ ones
+            continue
+        width = int(np.ceil(np.log2(hmax * int(top) + 1)))
+        if width > 24:
+            raise ValueError(f"segment of {hmax} hosts x values up to {top} cannot be counted exactly")
+        if used + width > 24:
+            words.append([])
+            used = 0
+        words[-1].append((i, x, used, width))
+        used += width
+    for fields in words:
+        if not fields:
+            continue
+        packed = sum(x.astype(jnp.float32) * np.float32(1 << off) for _, x, off, _ in fields)
+        total = (packed @ ones).astype(jnp.int32)
+        for i, _, off, width in fields:
+            out[i] = ((total >> off) & ((1 << width) - 1)).astype(jnp.float32)
+    return jnp.stack(out)
+
+
+MAX_STAGE = 4
+HOST_SUMMARY = ("compromised", "stage", "detected", "isolated", "active", "ever", "pending",
+                "clean_isolated", "stage_compromised")
+
+
+def host_summary_rows(hosts) -> tuple:
+    """The arrays `host_summary` counts, in `HOST_SUMMARY` order (for `segment_sums`)."""
+    return (hosts.compromised, (hosts.stage, MAX_STAGE), hosts.detected, hosts.isolated,
+            hosts.compromised & ~hosts.isolated, hosts.ever_compromised,
+            hosts.detected & ~hosts.isolated, hosts.isolated & ~hosts.detected,
+            (jnp.where(hosts.compromised, hosts.stage, 0), MAX_STAGE))
+
+
+def host_summary(hosts) -> dict:
+    """Per-segment counts of the host state, `{name: [S]}` (see `HOST_SUMMARY`), in one dot.
+
+    active = compromised and connected; pending = detected, not yet isolated; clean_isolated =
+    isolated without a detection (what a SOC knows were isolated blindly).
+    """
+    rows = segment_sums(*host_summary_rows(hosts))
+    return dict(zip(HOST_SUMMARY, rows))
 
 
 def segment_fraction(x: jax.Array, params: EnvParams) -> jax.Array:

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxsoc.env.attacker import noise_level
-from jaxsoc.env.network import segment_sum, topology
+from jaxsoc.env.network import host_summary, segment_sums, topology
 from jaxsoc.env.params import AGENTS, NUM_PHASES, EnvParams
 from jaxsoc.env.rng import SeededDraws
 from jaxsoc.env.state import (CONFIDENCE, IS_TP, NOISE, SEGMENT, SEVERITY, TIMESTAMP, VALID,
@@ -68,22 +68,22 @@ def draw_noise(seed: jax.Array, params: EnvParams) -> Dict[str, jax.Array]:
     return out
 
 
-def _v1_obs(state: EnvState, params: EnvParams, noise) -> Dict[str, jax.Array]:
+def _v1_obs(state: EnvState, params: EnvParams, noise, summary) -> Dict[str, jax.Array]:
     """The reference layouts (D1 leaks included); D11 drops the noise and zero padding."""
     topo = topology(params)
     h, q = state.hosts, state.queue
     s, n_hosts = topo.num_segments, float(topo.num_hosts)
     pad = not params.fix_d11_no_padding
     per_seg = jnp.asarray(topo.hosts_in_segment)
-    comp_frac = segment_sum(h.compromised) / per_seg
-    stage_mean = segment_sum(jnp.where(jnp.asarray(topo.host_valid), h.stage, 0)) / per_seg / 5.0
-    det_frac = segment_sum(h.detected) / per_seg
-    iso_frac = segment_sum(h.isolated) / per_seg
+    comp_frac = summary["compromised"] / per_seg
+    stage_mean = summary["stage"] / per_seg / 5.0
+    det_frac = summary["detected"] / per_seg
+    iso_frac = summary["isolated"] / per_seg
     net_state = jnp.stack([comp_frac, stage_mean, det_frac, iso_frac], axis=-1).reshape(-1)  # [4S]
     t = state.t.astype(jnp.float32)
     qlen = jnp.sum(q[:, VALID]) / params.queue_capacity
-    total_comp = jnp.sum(h.compromised).astype(jnp.float32)
-    total_det = jnp.sum(h.detected).astype(jnp.float32)
+    total_comp = jnp.sum(summary["compromised"])
+    total_det = jnp.sum(summary["detected"])
     noise_lvl = noise_level(state.attacker.phase, params)
 
     sc = jnp.concatenate([net_state, jnp.stack([t / params.max_steps, qlen, total_comp / n_hosts,
@@ -114,7 +114,7 @@ def _v1_obs(state: EnvState, params: EnvParams, noise) -> Dict[str, jax.Array]:
     ro_seg = [comp_frac[:, None], iso_frac[:, None], values[:, None]]
     if pad:
         ro_seg.append(0.1 * noise["ro"])
-    ro = jnp.concatenate([net_state, (jnp.sum(h.isolated) / n_hosts)[None],
+    ro = jnp.concatenate([net_state, (jnp.sum(summary["isolated"]) / n_hosts)[None],
                           jnp.concatenate(ro_seg, axis=-1).reshape(-1)])
     if pad:
         ro = _pad(ro, V1_SIZES["response_orchestrator"])
@@ -135,25 +135,26 @@ def telemetry_summary(state: EnvState, params: EnvParams, noise: jax.Array) -> j
     topo = topology(params)
     h = state.hosts
     connected = jnp.asarray(topo.host_valid) & ~h.isolated
-    drift = jnp.asarray(params.telemetry_stage_drift, jnp.float32)[h.stage]
-    drift = jnp.where(connected & h.compromised, drift, 0.0)
-    n = segment_sum(connected)
-    mean_drift = segment_sum(drift) / jnp.maximum(n, 1.0)
+    drift_table = jnp.asarray(params.telemetry_stage_drift, jnp.float32)
+    drift = sum(jnp.where(h.stage == k, drift_table[k], 0.0) for k in range(1, len(params.telemetry_stage_drift)))
+    drift_sum, n = segment_sums(jnp.where(connected & h.compromised, drift, 0.0), connected)
+    mean_drift = drift_sum / jnp.maximum(n, 1.0)
     direction = jnp.asarray(params.telemetry_direction, jnp.float32)
     summary = mean_drift[:, None] * direction[None, :] + params.telemetry_noise * noise / jnp.sqrt(jnp.maximum(n, 1.0))[:, None]
     return jnp.where(n[:, None] > 0, summary, 0.0)
 
 
-def _soc_view(state: EnvState, params: EnvParams, noise) -> Dict[str, jax.Array]:
+def _soc_view(state: EnvState, params: EnvParams, noise, summary) -> Dict[str, jax.Array]:
     """D1: only what a SOC can see (no compromise state, no alert labels, no attacker phase)."""
     topo = topology(params)
-    h, q = state.hosts, state.queue
+    q = state.queue
     s = topo.num_segments
     per_seg = jnp.asarray(topo.hosts_in_segment)
-    valid_q = q[:, VALID] > 0.5
-    alerts_per_seg = jnp.sum(jax.nn.one_hot(q[:, SEGMENT].astype(jnp.int32), s) * valid_q[:, None], axis=0)
-    pending = segment_sum(h.detected & ~h.isolated) / per_seg
-    isolated = segment_sum(h.isolated) / per_seg
+    valid_q = q[:, VALID]
+    seg_onehot = jax.nn.one_hot(q[:, SEGMENT].astype(jnp.int32), s, dtype=jnp.float32)  # [Q, S]
+    alerts_per_seg = valid_q @ seg_onehot
+    pending = summary["pending"] / per_seg
+    isolated = summary["isolated"] / per_seg
     values = jnp.asarray(params.segment_values, jnp.float32)
     tele = telemetry_summary(state, params, noise["telemetry"])
     seg_block = jnp.concatenate([
@@ -168,9 +169,9 @@ def _soc_view(state: EnvState, params: EnvParams, noise) -> Dict[str, jax.Array]
     age = (state.t.astype(jnp.float32) - vis[:, TIMESTAMP]) / params.max_steps
     alert_feats = jnp.concatenate([
         vis[:, SEVERITY:SEVERITY + 1], vis[:, CONFIDENCE:CONFIDENCE + 1],
-        jax.nn.one_hot(vis[:, SEGMENT].astype(jnp.int32), s), age[:, None], vis_valid,
+        seg_onehot[: params.visible_alerts], age[:, None], vis_valid,
     ], axis=-1) * vis_valid
-    known_clean_isolated = segment_sum(h.isolated & ~h.detected) / per_seg
+    known_clean_isolated = summary["clean_isolated"] / per_seg
     return dict(
         coordinator=jnp.concatenate([seg_block, qlen, t, d]),
         threat_hunter=jnp.concatenate([seg_block, t, d]),
@@ -179,23 +180,32 @@ def _soc_view(state: EnvState, params: EnvParams, noise) -> Dict[str, jax.Array]
     )
 
 
-def get_obs(state: EnvState, params: EnvParams, noise: Dict[str, jax.Array] | None = None) -> Dict[str, jax.Array]:
-    """`{agent: float32 [obs_dim(agent)]}` for one env; `noise` defaults to `draw_noise(state.obs_seed)`."""
+def get_obs(state: EnvState, params: EnvParams, noise: Dict[str, jax.Array] | None = None,
+            summary: Dict[str, jax.Array] | None = None) -> Dict[str, jax.Array]:
+    """`{agent: float32 [obs_dim(agent)]}` for one env.
+
+    `noise` defaults to `draw_noise(state.obs_seed)`, `summary` to `host_summary(state.hosts)`;
+    the step passes both because it has them already.
+    """
     if noise is None:
         noise = draw_noise(state.obs_seed, params)
+    if summary is None:
+        summary = host_summary(state.hosts)
     if params.fix_d1_hidden_truth:
-        return _soc_view(state, params, noise)
-    return _v1_obs(state, params, noise)
+        return _soc_view(state, params, noise, summary)
+    return _v1_obs(state, params, noise, summary)
 
 
-def ground_truth(state: EnvState, params: EnvParams) -> jax.Array:
+def ground_truth(state: EnvState, params: EnvParams, summary=None) -> jax.Array:
     """`[3S + NUM_PHASES + 3]`: what the critics may know and the agents may not."""
     topo = topology(params)
-    h, a = state.hosts, state.attacker
+    a = state.attacker
+    if summary is None:
+        summary = host_summary(state.hosts)
     per_seg = jnp.asarray(topo.hosts_in_segment)
-    comp = segment_sum(h.compromised) / per_seg
-    active = segment_sum(h.compromised & ~h.isolated) / per_seg
-    stage = segment_sum(jnp.where(h.compromised, h.stage, 0)) / per_seg / 4.0
+    comp = summary["compromised"] / per_seg
+    active = summary["active"] / per_seg
+    stage = summary["stage_compromised"] / per_seg / 4.0
     return jnp.concatenate([
         comp, active, stage, jax.nn.one_hot(a.phase, NUM_PHASES, dtype=jnp.float32),
         jnp.stack([a.begun, a.exfiltrated, state.t / params.max_steps]).astype(jnp.float32),

@@ -21,32 +21,34 @@ class RewardTerms(NamedTuple):
     total: jax.Array
 
 
-def team_reward(*, params: EnvParams, t, stage_at_detection, new_detected, isolated_now, blind_now,
-                isolated_after, detect_time, first_detection, contained, exfiltrated, false_scans,
-                suppressed_tp, escalated_fp) -> RewardTerms:
-    """All host arguments are `[S, Hmax]`; counts and flags are scalars of this step.
+def response_credit(t, correct, detect_time, first_detection, params: EnvParams) -> jax.Array:
+    """Per-host response credit `[S, Hmax]`: 1 / max(1, t - detection time) for each correct isolation.
 
-    `stage_at_detection` is the stage of each host when it was detected this step, `detect_time`
-    the per-host detection step (before any remediation), `first_detection` the episode's first.
+    v1 measures from the episode's first detection; D8 from the host's own.
     """
-    values = jnp.asarray(params.segment_values, jnp.float32)[:, None]
-    r_det = jnp.sum(jnp.where(new_detected, stage_at_detection / 5.0, 0.0))
-    r_det = r_det - params.exfiltration_penalty * exfiltrated
-
     since = detect_time if params.fix_d8_reward_accounting else first_detection
     elapsed = jnp.maximum(1, t - since).astype(jnp.float32)
-    r_resp = jnp.sum(jnp.where(isolated_now, 1.0 / elapsed, 0.0)) + params.containment_bonus * contained
+    return jnp.where(correct, 1.0 / elapsed, 0.0)
 
-    r_cost = jnp.sum(jnp.where(isolated_now, params.isolate_cost * values, 0.0))
-    r_cost = r_cost + jnp.sum(jnp.where(blind_now, params.blind_isolate_cost * values, 0.0))
-    r_cost = r_cost + params.availability_cost * jnp.sum(jnp.where(isolated_after, values, 0.0))
 
+def team_reward(*, params: EnvParams, detected_stage, credit, correct, blind, isolated_after,
+                contained, exfiltrated, false_scans, suppressed_tp, escalated_fp) -> RewardTerms:
+    """The step's team reward from per-segment sums (`[S]`) and scalar counts.
+
+    `detected_stage`: sum of the stages of hosts detected this step; `credit`: sum of
+    `response_credit`; `correct`/`blind`: isolations this step; `isolated_after`: hosts isolated at
+    the end of the step (availability cost).
+    """
+    values = jnp.asarray(params.segment_values, jnp.float32)
+    r_det = jnp.sum(detected_stage) / 5.0 - params.exfiltration_penalty * exfiltrated
+    r_resp = jnp.sum(credit) + params.containment_bonus * contained
+    r_cost = jnp.sum(values * (params.isolate_cost * correct + params.blind_isolate_cost * blind
+                               + params.availability_cost * isolated_after))
     if params.fix_d8_reward_accounting:
         fp_events = false_scans + suppressed_tp + escalated_fp
     else:  # at most one suppressed true alert per step counts; benign escalations are free
         fp_events = false_scans + (suppressed_tp > 0)
-    r_fp = params.fp_unit * fp_events.astype(jnp.float32)
-
+    r_fp = params.fp_unit * jnp.asarray(fp_events, jnp.float32)
     total = (params.w_detect * r_det + params.w_response * r_resp + params.w_cost * r_cost
              + params.w_fp * r_fp)
     return RewardTerms(r_det, r_resp, r_cost, r_fp, total.astype(jnp.float32))

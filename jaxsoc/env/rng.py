@@ -72,9 +72,7 @@ class Draws:
             w = hash_words(self.seed, start, shape)
         else:
             w = jax.random.bits(jax.random.fold_in(self.key, start), shape, jnp.uint32)
-        # Materialise the words: otherwise XLA re-derives them inside every fusion that reads
-        # them (hundreds of copies of the hash in one step).
-        return jax.lax.optimization_barrier(w)
+        return w
 
     def uniform(self, shape=()) -> jax.Array:
         """float32 `shape` in [0, 1)."""
@@ -82,7 +80,7 @@ class Draws:
 
     def normal(self, shape=()) -> jax.Array:
         """float32 `shape` standard normal."""
-        return jax.lax.optimization_barrier(words_to_normal(self.words(shape)))
+        return words_to_normal(self.words(shape))
 
     def randint(self, shape, n) -> jax.Array:
         """int32 `shape` uniform in `0..n-1` (n may be traced)."""
@@ -103,3 +101,4 @@ class SeededDraws(Draws):
         self.seed = seed
         # threefry path: rebuild a key from the stored words.
         self.key = jax.random.wrap_key_data(seed) if impl == "threefry" else None
+

@@ -141,11 +141,17 @@ def test_release_of_clean_isolated_hosts_d7():
 
 
 def test_containment_rule_v1_and_v2():
-    begun = fresh(V1).attacker.replace(begun=jnp.bool_(True))
-    none = fresh(V1).hosts
-    assert not bool(defenders.is_contained(none, begun.begun, V1))  # v1 needs a compromised host left
-    assert bool(defenders.is_contained(none, begun.begun, V1.replace(fix_d5_containment=True)))
-    assert not bool(defenders.is_contained(none, jnp.bool_(False), V1.replace(fix_d5_containment=True)))
+    v2 = V1.replace(fix_d5_containment=True)
+    yes, no = jnp.bool_(True), jnp.bool_(False)
+    # nothing compromised any more (all remediated): v1 needs a compromised host left, v2 does not
+    assert not bool(defenders.is_contained(jnp.float32(0), jnp.float32(0), yes, V1))
+    assert bool(defenders.is_contained(jnp.float32(0), jnp.float32(0), yes, v2))
+    assert not bool(defenders.is_contained(jnp.float32(0), jnp.float32(0), no, v2))  # attack not begun
+    # compromised hosts all isolated: contained under both
+    assert bool(defenders.is_contained(jnp.float32(0), jnp.float32(2), yes, V1))
+    assert bool(defenders.is_contained(jnp.float32(0), jnp.float32(2), yes, v2))
+    # one compromised host still connected: not contained
+    assert not bool(defenders.is_contained(jnp.float32(1), jnp.float32(2), yes, v2))
 
 
 @pytest.mark.parametrize("bad", [jnp.nan, 5.0, -7.0])

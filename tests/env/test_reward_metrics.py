@@ -14,53 +14,21 @@ V2 = soc.make("soc-v2")[1]
 Z = np.zeros((5, 40), bool)
 
 
-def reward(params, **kw):
-    base = dict(t=10, stage_at_detection=jnp.zeros((5, 40), jnp.int32), new_detected=Z, isolated_now=Z,
-                blind_now=Z, isolated_after=Z, detect_time=jnp.zeros((5, 40), jnp.int32), first_detection=0,
-                contained=False, exfiltrated=False, false_scans=jnp.int32(0), suppressed_tp=jnp.int32(0),
-                escalated_fp=jnp.int32(0))
-    base.update(kw)
-    return team_reward(params=params, **{k: (jnp.asarray(v) if not isinstance(v, int) else v) for k, v in base.items()})
-
-
-def test_detection_term():
-    det = host_mask(V1, (0, 0), (3, 1))
-    stage = np.where(det, [[2] * 40, [0] * 40, [0] * 40, [4] * 40, [0] * 40], 0)
-    r = reward(V1, new_detected=det, stage_at_detection=stage)
-    np.testing.assert_allclose([r.detect, r.total], [2 / 5 + 4 / 5, 1.0 * (6 / 5)], rtol=1e-6)
-    r = reward(V1, exfiltrated=True)
-    np.testing.assert_allclose([r.detect, r.total], [-10.0, -10.0])
-
-
-def test_response_term_v1_uses_first_detection_v2_the_host_own():
-    iso = host_mask(V1, (1, 0), (1, 1))
-    dt = np.where(iso, [[0] * 40, [8] * 40, [0] * 40, [0] * 40, [0] * 40], 0)
-    dt[1, 1] = 9
-    r1 = reward(V1, isolated_now=iso, detect_time=dt, first_detection=4)  # t=10: 1/6 each
-    np.testing.assert_allclose(r1.response, 2 / 6, rtol=1e-6)
-    r2 = reward(V2, isolated_now=iso, detect_time=dt, first_detection=4)  # 1/2 + 1/1
-    np.testing.assert_allclose(r2.response, 1 / 2 + 1.0, rtol=1e-6)
-    np.testing.assert_allclose(reward(V1, contained=True).response, 5.0)
-    np.testing.assert_allclose(reward(V1, contained=True).total, 7.5)  # containment = +7.5
-
-
-def test_cost_term():
-    iso = host_mask(V1, (3, 0))  # DataCenter value 1.0
-    blind = host_mask(V1, (0, 0), (4, 0))  # 0.6 and 0.9
-    r = reward(V1, isolated_now=iso, blind_now=blind)
-    np.testing.assert_allclose(r.cost, 0.1 * 1.0 + 0.2 * (0.6 + 0.9), rtol=1e-6)
-    np.testing.assert_allclose(r.total, 1.5 * (1 / 10) - 0.3 * r.cost, rtol=1e-5)  # + credit for the isolation
-    # v2: availability cost per isolated host per step, scaled by segment value
-    after = host_mask(V2, (3, 0), (3, 1))
-    np.testing.assert_allclose(reward(V2, isolated_after=after).cost, 0.01 * 2 * 1.0, rtol=1e-6)
-    np.testing.assert_allclose(reward(V1, isolated_after=after).cost, 0.0)
-
-
-def test_false_positive_term():
-    r = reward(V1, false_scans=jnp.int32(3), suppressed_tp=jnp.int32(2), escalated_fp=jnp.int32(1))
-    np.testing.assert_allclose([r.false_positive, r.total], [0.5 * (3 + 1), -2.0 * 2.0], rtol=1e-6)
-    r = reward(V2, false_scans=jnp.int32(3), suppressed_tp=jnp.int32(2), escalated_fp=jnp.int32(1))
-    np.testing.assert_allclose(r.false_positive, 0.5 * (3 + 2 + 1), rtol=1e-6)
+def reward(params, t=10, new_detected=Z, stage_at_detection=None, isolated_now=Z, blind_now=Z,
+           isolated_after=Z, detect_time=None, first_detection=0, contained=False, exfiltrated=False,
+           false_scans=0, suppressed_tp=0, escalated_fp=0):
+    """The step's reward from per-host arrays, the way the step builds it."""
+    from jaxsoc.env.network import segment_sums
+    from jaxsoc.env.reward import response_credit
+    stage = jnp.zeros((5, 40), jnp.int32) if stage_at_detection is None else jnp.asarray(stage_at_detection)
+    dt = jnp.zeros((5, 40), jnp.int32) if detect_time is None else jnp.asarray(detect_time)
+    credit = response_credit(t, jnp.asarray(isolated_now), dt, first_detection, params)
+    det_stage, cred, correct, blind, iso = segment_sums(jnp.where(jnp.asarray(new_detected), stage, 0), credit,
+                                                         isolated_now, blind_now, isolated_after)
+    return team_reward(params=params, detected_stage=det_stage, credit=cred, correct=correct, blind=blind,
+                       isolated_after=iso, contained=jnp.bool_(contained), exfiltrated=jnp.bool_(exfiltrated),
+                       false_scans=jnp.int32(false_scans), suppressed_tp=jnp.int32(suppressed_tp),
+                       escalated_fp=jnp.int32(escalated_fp))
 
 
 def _final(params, t, **counters):

@@ -1,0 +1,165 @@
+"""Environment throughput: env-steps/s for 1..16384 envs, both presets, in one run.
+
+    python eval/bench_env.py                       # the table in docs/benchmarks.md
+    python eval/bench_env.py --envs 1 4096 --presets hmarl-soc-v1 --steps 200
+    python eval/bench_env.py --reference ~/HMARL-SOC-journal/code   # + the original NumPy env
+
+Each measurement is reset + `steps` steps with uniformly random actions and auto-reset on, jitted
+as one `lax.scan` over `jax.vmap(env.step)`. Printed per preset and size: compile time, steady-state
+env-steps/s (best of `--repeats`), the ratio to 1 env measured in the same run, and bytes of env
+state per env. Machines are noisy: compare numbers from the same run only.
+
+`--devices D` splits the envs over D local devices (on a CPU, set
+XLA_FLAGS=--xla_force_host_platform_device_count=D before starting; the script does it for you when
+`--cpu-devices` is given) so each core steps its own shard.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def _parse():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", nargs="+", default=["hmarl-soc-v1", "soc-v2"])
+    ap.add_argument("--envs", nargs="+", type=int, default=[1, 64, 1024, 4096, 16384])
+    ap.add_argument("--steps", type=int, default=100, help="env steps per timed call")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cpu-devices", type=int, default=0,
+                    help="split the host CPU into this many XLA devices and shard envs across them")
+    ap.add_argument("--reference", default=None,
+                    help="path to the original HMARL-SOC code/ folder, to time its NumPy env in the same run")
+    return ap.parse_args()
+
+
+ARGS = _parse() if __name__ == "__main__" else None
+if ARGS is not None and ARGS.cpu_devices:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_force_host_platform_device_count={ARGS.cpu_devices}").strip()
+
+import jax  # noqa: E402  (XLA flags must be set first)
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import jaxsoc.env as soc  # noqa: E402
+from jaxsoc.env.spaces import Discrete  # noqa: E402
+
+
+def random_actions(env, key, n):
+    """`{agent: [n, ...]}` uniform actions, one batched draw per role (cheap next to the env)."""
+    keys = jax.random.split(key, env.num_agents)
+    out = {}
+    for k, a in zip(keys, env.agents):
+        space = env.action_space(a)
+        if isinstance(space, Discrete):
+            out[a] = jax.random.randint(k, (n,), 0, space.n)
+        else:
+            out[a] = jax.random.uniform(k, (n,) + space.shape, minval=-1.0, maxval=1.0)
+    return out
+
+
+def make_runner(env, n, steps, mesh=None):
+    """`run(key) -> checksum`: reset n envs, then `steps` auto-resetting random steps.
+
+    With a mesh, each device runs n / devices envs of its own (shard_map), so every core steps.
+    """
+    def run_local(key, m):
+        k0, k1 = jax.random.split(key)
+        _, state = jax.vmap(env.reset)(jax.random.split(k0, m))
+
+        def body(state, k):
+            ka, ks = jax.random.split(k)
+            _, state, rew, _, _ = jax.vmap(env.step)(jax.random.split(ks, m), state, random_actions(env, ka, m))
+            return state, jnp.sum(rew["coordinator"])
+
+        _, rews = jax.lax.scan(body, state, jax.random.split(k1, steps))
+        return jnp.sum(rews)
+
+    if mesh is None:
+        return jax.jit(lambda key: run_local(key, n))
+    from jax.sharding import PartitionSpec as P
+
+    per_device = n // mesh.size
+    sharded = jax.shard_map(lambda keys: run_local(keys[0], per_device)[None], mesh=mesh,
+                            in_specs=P("d"), out_specs=P("d"), check_vma=False)
+    return jax.jit(lambda key: sharded(jax.random.split(key, mesh.size)))
+
+
+def state_bytes_per_env(env, n=8):
+    _, state = jax.eval_shape(jax.vmap(env.reset), jax.random.split(jax.random.key(0), n))
+    return sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(state)) // n
+
+
+def bench(preset, sizes, steps, repeats, mesh):
+    env, _ = soc.make(preset)
+    rows = []
+    for n in sizes:
+        if mesh is not None and n % mesh.size:
+            continue
+        run = make_runner(env, n, steps, mesh if (mesh is not None and n >= mesh.size) else None)
+        t0 = time.perf_counter()
+        compiled = run.lower(jax.random.key(0)).compile()
+        compile_s = time.perf_counter() - t0
+        jax.block_until_ready(compiled(jax.random.key(1)))  # warm up
+        best = np.inf
+        for r in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(compiled(jax.random.key(2 + r)))
+            best = min(best, time.perf_counter() - t0)
+        rows.append(dict(preset=preset, envs=n, compile_s=compile_s, sps=n * steps / best))
+        print(f"  {preset:14s} {n:>6d} envs: {n * steps / best:>12,.0f} env-steps/s "
+              f"(compile {compile_s:5.1f} s)", flush=True)
+    return env, rows
+
+
+def bench_reference(path, seconds=5.0):
+    """Steps/s of the original NumPy SOCEnv with random actions (one process, one core)."""
+    sys.path.insert(0, path)
+    from hmarl_soc.env.soc_env import SOCEnv  # the user's local checkout; not part of jaxsoc
+
+    env = SOCEnv({"hosts_per_segment": 40, "max_steps": 200}, seed=0)
+    rng = np.random.default_rng(0)
+    env.reset()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        acts = {"sc": rng.uniform(-1, 1, 8).astype(np.float32), "th": rng.uniform(-1, 1, 16).astype(np.float32),
+                "at": int(rng.integers(4)), "ro": rng.uniform(-1, 1, 12).astype(np.float32)}
+        _, _, term, trunc, _ = env.step(acts)
+        n += 1
+        if term or trunc:
+            env.reset()
+    return n / (time.perf_counter() - t0)
+
+
+def main(args):
+    devices = jax.devices()
+    print(f"jaxsoc env benchmark on {devices[0].device_kind} x{len(devices)} ({jax.default_backend()}), "
+          f"jax {jax.__version__}, {os.cpu_count()} CPU cores")
+    mesh = None
+    if len(devices) > 1:
+        mesh = jax.sharding.Mesh(np.array(devices), ("d",))
+        print(f"  envs sharded over {len(devices)} devices")
+    all_rows = []
+    for preset in args.presets:
+        env, rows = bench(preset, args.envs, args.steps, args.repeats, mesh)
+        print(f"  {preset}: {state_bytes_per_env(env):,} bytes of state per env")
+        all_rows += [dict(r, bytes=state_bytes_per_env(env)) for r in rows]
+    ref = None
+    if args.reference:
+        ref = bench_reference(args.reference)
+        print(f"  original NumPy env: {ref:,.0f} env-steps/s (1 process)")
+    print("\n| preset | envs | env-steps/s | x 1 env | compile (s) | state bytes/env | 4096-env state |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in all_rows:
+        one = next((x["sps"] for x in all_rows if x["preset"] == r["preset"] and x["envs"] == min(args.envs)), r["sps"])
+        print(f"| {r['preset']} | {r['envs']} | {r['sps']:,.0f} | {r['sps'] / one:,.1f} | {r['compile_s']:.1f} | "
+              f"{r['bytes']:,} | {r['bytes'] * 4096 / 2 ** 20:,.1f} MiB |")
+    if ref:
+        print(f"| original NumPy env (reference) | 1 | {ref:,.0f} | | | | |")
+
+
+if __name__ == "__main__":
+    main(ARGS)
