@@ -387,11 +387,7 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path):
     bad_number = cli("--total-steps", "lots")
     assert bad_number.returncode == 2 and "expected an integer, got 'lots'" in bad_number.stderr
 
-    sys.path.insert(0, str(REPO / "train"))
-    try:
-        import run as cli_module
-    finally:
-        sys.path.remove(str(REPO / "train"))
+    cli_module = _import_cli()
     from contextlib import redirect_stderr
     import io
 
@@ -406,3 +402,59 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path):
             assert cli_module.main(argv) == 2
         assert err.getvalue().startswith("error: ") and err.getvalue().count("\n") == 1
         assert message in err.getvalue()
+
+
+@pytest.fixture
+def fake_soc_env(monkeypatch):
+    """`jaxsoc.env` stand-in: the toy env as the only scenario, and toy scripted policies
+    (rule_soar is an oracle that reads the answer from the state)."""
+    import types
+
+    import jaxsoc
+
+    def oracle(key, obs, state, params):
+        return {a: state.target for a in toys.AGENTS}
+
+    def uniform(key, obs, state, params):
+        keys = jax.random.split(key, len(toys.AGENTS))
+        return {a: jax.random.randint(k, (), 0, toys.N_ACTIONS) for k, a in zip(keys, toys.AGENTS)}
+
+    module = types.ModuleType("jaxsoc.env")
+    module.make = toys.make_toy_env
+    module.SCENARIOS = ["toy"]
+    module.policies = types.SimpleNamespace(rule_soar=oracle, random=uniform, no_defender=uniform, constant=uniform)
+    monkeypatch.setitem(sys.modules, "jaxsoc.env", module)
+    monkeypatch.setattr(jaxsoc, "env", module, raising=False)
+    return module
+
+
+def test_cli_runs_a_scripted_baseline_end_to_end(fake_soc_env, tmp_path, capsys):
+    cli_module = _import_cli()
+    run_dir = tmp_path / "cli"
+    argv = ["--algo", "rule-soar", "--scenario", "toy", "--num-envs", "8", "--total-steps", "1.28e2",
+            "--name", "cli", "--set", f"run.dir={tmp_path}", "--set", "scripted.rollout=4",
+            "--set", "run.progress=false", "--set", "run.chunk_updates=2"]
+    assert cli_module.main(argv) == 0
+    assert f"done: {run_dir} (4 updates, 128 env steps per seed)" in capsys.readouterr().out
+    records, _ = run_log.read_jsonl(run_dir / "metrics.jsonl")
+    assert [r["update"] for r in records] == [1, 2, 3, 4]
+    ended = [r["metrics"] for r in records if r["metrics"]["episodes"] > 0]
+    assert ended and all(m["csr"] == 1.0 and m["return"] == m["length"] for m in ended)
+    assert all(r["metrics"]["reward"] == 1.0 for r in records)  # the oracle always scores
+
+    assert cli_module.main(argv) == 2
+    assert "already exists: pass --overwrite" in capsys.readouterr().err
+    assert cli_module.main(["--resume", str(run_dir), "--total-steps", "256"]) == 2
+    assert "different config (total_steps: 128 -> 256)" in capsys.readouterr().err
+    assert cli_module.main(["--resume", str(run_dir), "--set", "run.chunk_updates=1"]) == 0  # nothing left
+    assert len(run_log.read_jsonl(run_dir / "metrics.jsonl")[0]) == 4
+
+
+def _import_cli():
+    """train/run.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("jaxsoc_train_run", REPO / "train" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
