@@ -115,7 +115,7 @@ def state_shardings(abstract_state: Any, trainer, mesh: Mesh, num_seeds: int) ->
     devices = mesh.devices.size
     if devices > 1 and num_seeds % devices and trainer.env_axes is None:
         raise ConfigError(
-            f"algorithm {trainer.name!r} does not declare Trainer.env_axes, so it can use "
+            f"algorithm {trainer.name or 'this one'!r} does not declare Trainer.env_axes, so it can use "
             f"{devices} devices only with num_seeds a multiple of {devices} (got {num_seeds})"
         )
     replicated = NamedSharding(mesh, PartitionSpec())
@@ -232,30 +232,34 @@ def _check_resume(run_dir: Path, cfg: dict) -> tuple[Checkpoints, int, dict]:
     if not (run_dir / "checkpoints").is_dir():
         raise CheckpointError(f"cannot resume: {run_dir} has no checkpoints")
     ckpts = Checkpoints(run_dir / "checkpoints", keep=cfg["run"]["keep_checkpoints"], create=False)
-    update = ckpts.latest()
-    if update is None:
-        raise CheckpointError(f"cannot resume: {run_dir}/checkpoints holds no complete checkpoint")
-    meta = ckpts.read_meta(update)
-    if meta.get("algo") != cfg["algo"]:
-        raise CheckpointError(
-            f"cannot resume: {run_dir} was trained with algorithm {meta.get('algo')!r}, "
-            f"not {cfg['algo']!r}"
-        )
-    if meta.get("config_hash") != config_lib.training_hash(cfg):
-        saved = config_lib.load_yaml(saved_path)
-        try:
-            diff = "; ".join(config_lib.training_diff(saved, cfg)[:5])
-        except Exception:
-            diff = ""
-        raise CheckpointError(
-            f"cannot resume: {run_dir} was trained with a different config"
-            + (f" ({diff})" if diff else " (its config.yaml was edited?)")
-        )
-    if meta.get("jaxsoc_version") != jaxsoc.__version__:
-        warnings.warn(
-            f"resuming a checkpoint written by jaxsoc {meta.get('jaxsoc_version')} "
-            f"with jaxsoc {jaxsoc.__version__}"
-        )
+    try:
+        update = ckpts.latest()
+        if update is None:
+            raise CheckpointError(f"cannot resume: {run_dir}/checkpoints holds no complete checkpoint")
+        meta = ckpts.read_meta(update)
+        if meta.get("algo") != cfg["algo"]:
+            raise CheckpointError(
+                f"cannot resume: {run_dir} was trained with algorithm {meta.get('algo')!r}, "
+                f"not {cfg['algo']!r}"
+            )
+        if meta.get("config_hash") != config_lib.training_hash(cfg):
+            saved = config_lib.load_yaml(saved_path)
+            try:
+                diff = "; ".join(config_lib.training_diff(saved, cfg)[:5])
+            except Exception:
+                diff = ""
+            raise CheckpointError(
+                f"cannot resume: {run_dir} was trained with a different config"
+                + (f" ({diff})" if diff else " (its config.yaml was edited?)")
+            )
+        if meta.get("jaxsoc_version") != jaxsoc.__version__:
+            warnings.warn(
+                f"resuming a checkpoint written by jaxsoc {meta.get('jaxsoc_version')} "
+                f"with jaxsoc {jaxsoc.__version__}"
+            )
+    except BaseException:
+        ckpts.close()
+        raise
     return ckpts, update, meta
 
 
@@ -313,8 +317,33 @@ def run(
             raise ConfigError("run.name is not set (use jaxsoc.config.resolve)")
         run_dir = Path(cfg["run"]["dir"]) / cfg["run"]["name"]
         _prepare_new_dir(run_dir, overwrite)
-        start, meta = 0, {}
+        ckpts, start, meta = None, 0, {}
 
+    try:
+        trainer, program, writer_class = _build(cfg, make_env, start)
+        # All checks passed: only now touch the run folder.
+        if resume is not None:
+            state = ckpts.restore(start, program.abstract_state)
+            for name in ("metrics.jsonl", "eval.jsonl"):
+                run_log.truncate_jsonl(run_dir / name, start)
+        else:
+            if run_dir.exists():
+                shutil.rmtree(run_dir) if run_dir.is_dir() else run_dir.unlink()
+            run_dir.mkdir(parents=True)
+            config_lib.save(cfg, run_dir / "config.yaml")
+            ckpts = Checkpoints(run_dir / "checkpoints", keep=cfg["run"]["keep_checkpoints"])
+            state = program.init(seed_keys(cfg["seed"], cfg["num_seeds"]))
+    except BaseException:
+        if ckpts is not None:
+            ckpts.close()  # stop orbax's background threads
+        raise
+    writer = writer_class(str(run_dir / "tensorboard")) if writer_class is not None else None
+
+    return _drive(cfg, run_dir, trainer, program, ckpts, writer, state, start, meta, on_chunk)
+
+
+def _build(cfg: dict, make_env: Callable | None, start: int):
+    """The env, trainer and compiled program of `cfg`; ConfigError for what cannot run."""
     mesh = make_mesh(cfg["devices"])
     if make_env is None:
         import jaxsoc.env as soc
@@ -336,22 +365,7 @@ def run(
     writer_class = run_log.tensorboard_writer_class(cfg["run"]["tensorboard"])
     if writer_class is None and cfg["run"]["tensorboard"] is True:
         raise ConfigError("run.tensorboard is true but neither tensorboardX nor torch is installed")
-
-    # All checks passed: only now touch the run folder.
-    if resume is not None:
-        state = ckpts.restore(start, program.abstract_state)
-        for name in ("metrics.jsonl", "eval.jsonl"):
-            run_log.truncate_jsonl(run_dir / name, start)
-    else:
-        if run_dir.exists():
-            shutil.rmtree(run_dir) if run_dir.is_dir() else run_dir.unlink()
-        run_dir.mkdir(parents=True)
-        config_lib.save(cfg, run_dir / "config.yaml")
-        ckpts = Checkpoints(run_dir / "checkpoints", keep=cfg["run"]["keep_checkpoints"])
-        state = program.init(seed_keys(cfg["seed"], cfg["num_seeds"]))
-    writer = writer_class(str(run_dir / "tensorboard")) if writer_class is not None else None
-
-    return _drive(cfg, run_dir, trainer, program, ckpts, writer, state, start, meta, on_chunk)
+    return trainer, program, writer_class
 
 
 def _drive(cfg, run_dir, trainer, program, ckpts, writer, state, start, meta, on_chunk) -> RunResult:

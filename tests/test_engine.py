@@ -77,6 +77,14 @@ def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
             np.testing.assert_array_equal(x, y)
 
 
+def latest_checkpoint(run_dir):
+    ckpts = Checkpoints(run_dir / "checkpoints", create=False)
+    try:
+        return ckpts.latest()
+    finally:
+        ckpts.close()
+
+
 def strip_time(records):
     return [{k: v for k, v in r.items() if k != "time"} for r in records]
 
@@ -190,7 +198,7 @@ def test_interrupted_then_resumed_equals_uninterrupted_bit_for_bit(interrupted, 
     root, flags = interrupted
     run_dir = tmp_path / "resumed"
     shutil.copytree(root / "interrupted", run_dir)
-    assert Checkpoints(run_dir / "checkpoints", create=False).latest() == 2
+    assert latest_checkpoint(run_dir) == 2
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write('{"update": 4, "se')  # what a crash mid-write leaves
     resumed = run(tmp_path, "ignored", resume=run_dir, **flags)
@@ -201,7 +209,7 @@ def test_interrupted_then_resumed_equals_uninterrupted_bit_for_bit(interrupted, 
     got, torn = run_log.read_jsonl(run_dir / "metrics.jsonl")
     assert not torn
     assert strip_time(got) == strip_time(run_log.read_jsonl(straight.run_dir / "metrics.jsonl")[0])
-    assert Checkpoints(run_dir / "checkpoints", create=False).latest() == 6
+    assert latest_checkpoint(run_dir) == 6
 
 
 def test_resume_refuses_what_it_cannot_continue(interrupted, tmp_path):
