@@ -1,0 +1,188 @@
+"""Alerts: generation (reference §1.4, D2 fix) and the fixed-size FIFO queue.
+
+The queue is one float32 array `[Q, NUM_ALERT_FIELDS]` (columns in `state.py`), packed: valid rows
+come first, oldest at row 0. Every operation keeps it packed, so the triage agent's "oldest alerts"
+are a static slice.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsoc.env.network import topology
+from jaxsoc.env.params import EnvParams
+from jaxsoc.env.rng import Draws
+from jaxsoc.env.state import (CONFIDENCE, HOST, IS_TP, NOISE, NUM_ALERT_FIELDS, SEGMENT,
+                              SEVERITY, TIMESTAMP, VALID)
+
+ESCALATE, SUPPRESS, CORRELATE, ENRICH = 0, 1, 2, 3
+
+
+def empty(params: EnvParams) -> jax.Array:
+    """An empty queue `[Q, NUM_ALERT_FIELDS]`."""
+    return jnp.zeros((params.queue_capacity, NUM_ALERT_FIELDS), jnp.float32)
+
+
+def make_alert(severity, confidence, segment, host, is_tp, timestamp, noise, valid) -> jax.Array:
+    """Stack alert fields (each `[k]` or scalar) into rows `[k, NUM_ALERT_FIELDS]`."""
+    cols = [severity, confidence, segment, host, is_tp, timestamp, noise, valid]
+    cols = jnp.broadcast_arrays(*[jnp.asarray(c, jnp.float32) for c in cols])
+    return jnp.stack(cols, axis=-1).reshape(-1, NUM_ALERT_FIELDS)
+
+
+def count(queue: jax.Array) -> jax.Array:
+    return jnp.sum(queue[:, VALID] > 0.5).astype(jnp.int32)
+
+
+def _prefix_count(mask: jax.Array) -> jax.Array:
+    """Exclusive prefix count of a bool vector `[n] -> [n]` int32.
+
+    A small triangular matmul: on XLA:CPU a cumsum lowers to reduce-window, several times slower
+    under vmap than this dot.
+    """
+    n = mask.shape[0]
+    strictly_lower = jnp.asarray(np.tri(n, n, -1, dtype=np.float32).T)  # [i, j] = 1 if i < j
+    return (mask.astype(jnp.float32) @ strictly_lower).astype(jnp.int32)
+
+
+def ingest_and_triage(queue: jax.Array, new: jax.Array, action: jax.Array, params: EnvParams):
+    """Push this step's alerts, then let the triage agent act on the oldest (reference §1.4, §1.6).
+
+    `queue [Q, F]`, `new [k, F]` (invalid rows allowed), `action` int32: 0 escalate, 1 suppress,
+    2 correlate, 3 enrich; any other value is a no-op (as an index matching no branch in the
+    reference), as is any action on an empty queue.
+
+    Equivalent to appending the valid new rows, dropping the oldest beyond capacity, then acting,
+    but done as ONE scatter of the surviving rows of (queue ++ new) to their packed positions:
+    no concatenation, no shifting (each was a full pass over the queue on XLA:CPU).
+    Returns `(queue [Q, F], result dict of int32 scalars)`; `result["host"]` is the escalated true
+    alert's host id (-1 if none).
+    """
+    q, k = queue.shape[0], new.shape[0]
+    old_valid = queue[:, VALID] > 0.5
+    new_valid = new[:, VALID] > 0.5
+    n = jnp.sum(old_valid.astype(jnp.int32))
+    new_rank = _prefix_count(new_valid)
+    total = n + jnp.sum(new_valid.astype(jnp.int32))
+    drop = jnp.clip(total - q, 0, k)  # oldest alerts pushed out by the new ones (packed: rows 0..drop-1)
+    old_pos = jnp.arange(q)
+    new_pos = n + new_rank
+    old_live = old_valid & (old_pos >= drop)
+    new_live = new_valid  # the new rows are the youngest: never dropped when k <= Q
+
+    # The head is the oldest surviving alert: old row `drop` if the queue had alerts, else the
+    # first new one. When drop > 0 the old queue was (nearly) full, so row `drop` exists.
+    first_new = jnp.sum(jnp.where((new_rank == 0) & new_valid, 1.0, 0.0)[:, None] * new, axis=0)
+    head_old = jax.lax.select_n(jnp.minimum(drop, k), *[queue[i] for i in range(k + 1)])
+    head = jnp.where(n > drop, head_old, first_new)
+    nonempty = total > drop
+    head_pos = drop  # position of the head in (queue ++ new) order
+    is_tp = head[IS_TP] > 0.5
+    esc = nonempty & (action == ESCALATE)
+    sup = nonempty & (action == SUPPRESS)
+    cor = nonempty & (action == CORRELATE)
+    enr = nonempty & (action == ENRICH)
+
+    # Correlate: among live alerts of the head's segment keep the first of maximal severity.
+    old_same = old_live & (queue[:, SEGMENT] == head[SEGMENT])
+    new_same = new_live & (new[:, SEGMENT] == head[SEGMENT])
+    n_same = jnp.sum(old_same.astype(jnp.int32)) + jnp.sum(new_same.astype(jnp.int32))
+    best_sev = jnp.maximum(jnp.max(jnp.where(old_same, queue[:, SEVERITY], -1.0)),
+                           jnp.max(jnp.where(new_same, new[:, SEVERITY], -1.0)))
+    big = q + k + 1
+    best_pos = jnp.minimum(
+        jnp.min(jnp.where(old_same & (queue[:, SEVERITY] == best_sev), old_pos, big)),
+        jnp.min(jnp.where(new_same & (new[:, SEVERITY] == best_sev), new_pos, big)))
+    correlating = cor & (n_same > 1)
+    old_keep = old_live & ~(correlating & old_same & (old_pos != best_pos))
+    new_keep = new_live & ~(correlating & new_same & (new_pos != best_pos))
+    popping = esc | sup
+    old_keep = old_keep & ~(popping & (old_pos == head_pos))
+    new_keep = new_keep & ~(popping & (new_pos == head_pos))
+
+    old_dest = jnp.where(old_keep, _prefix_count(old_keep), q)
+    kept_old = jnp.sum(old_keep.astype(jnp.int32))
+    new_dest = jnp.where(new_keep, kept_old + _prefix_count(new_keep), q)
+    out = jnp.zeros_like(queue).at[old_dest].set(queue, mode="drop")
+    out = out.at[new_dest].set(new, mode="drop")
+    # Enrich raises the head's confidence; the head stays at row 0.
+    out = out.at[0, CONFIDENCE].set(
+        jnp.where(enr, jnp.minimum(1.0, head[CONFIDENCE] + params.enrich_gain), out[0, CONFIDENCE]))
+    result = dict(
+        escalated_tp=(esc & is_tp).astype(jnp.int32),
+        escalated_fp=(esc & ~is_tp).astype(jnp.int32),
+        suppressed_tp=(sup & is_tp).astype(jnp.int32),
+        triaged_fp=((esc | sup) & ~is_tp).astype(jnp.int32),
+        host=jnp.where(esc & is_tp, head[HOST], -1.0).astype(jnp.int32),
+    )
+    return out, result
+
+
+def push(queue: jax.Array, new: jax.Array, params: EnvParams) -> jax.Array:
+    """Append the valid rows of `new` `[k, F]`, dropping the oldest beyond capacity (no triage)."""
+    out, _ = ingest_and_triage(queue, new, jnp.asarray(-1, jnp.int32), params)
+    return out
+
+
+def generate(draws: Draws, hosts, events, t, posture, params: EnvParams) -> jax.Array:
+    """This step's new alerts `[k, F]` (invalid rows allowed), true alerts first (reference order)."""
+    topo = topology(params)
+    u = draws.uniform((6,))
+    t = jnp.asarray(t, jnp.float32)
+
+    # Benign activity (keeps v1's rate and distributions under every preset).
+    fp_seg = jnp.minimum((u[3] * topo.num_segments).astype(jnp.int32), topo.num_segments - 1)
+    if params.fix_d2_alert_origin:
+        n_in_seg = jnp.asarray(topo.hosts_in_segment)[fp_seg]
+        fp_host = fp_seg * topo.max_hosts + jnp.minimum((u[5] * n_in_seg).astype(jnp.int32),
+                                                        n_in_seg.astype(jnp.int32) - 1)
+    else:
+        fp_host = -1
+    benign = make_alert(u[1] * params.fp_severity_max, u[2] * params.fp_confidence_max, fp_seg,
+                        fp_host, 0.0, t, u[4] * params.fp_noise_max, u[0] < params.fp_alert_rate)
+
+    if params.fix_d2_alert_origin:
+        true = _host_alerts(draws, hosts, t, params)
+    else:
+        # v1: one attacker alert per step, stamped with the entry segment wherever the activity is.
+        noise = events.noise
+        tp_draw = draws.uniform(())
+        raised = (events.phase_before >= 1) & (tp_draw < params.tp_alert_scale * noise)
+        true = make_alert(jnp.minimum(1.0, events.phase_before / 4.0), 0.5 + 0.5 * noise,
+                          params.entry_segments[0], -1, 1.0, t, noise, raised)
+    new = jnp.concatenate([true, benign], axis=0)
+    if params.fix_d6_directive:
+        # The posture's triage filter: the SIEM drops low-severity alerts before they queue.
+        cutoff = jnp.asarray(params.posture_triage_filter, jnp.float32)[posture]
+        keep = new[:, SEVERITY] >= cutoff
+        new = new.at[:, VALID].set(jnp.where(keep, new[:, VALID], 0.0))
+    return new
+
+
+def _host_alerts(draws: Draws, hosts, t, params: EnvParams) -> jax.Array:
+    """v2 true alerts: each compromised, connected host alerts w.p. scale*phase_noise[stage]*(1-stealth).
+
+    At most `max_new_alerts` per step are enqueued, in host-id order. `[max_new_alerts, F]`.
+    """
+    topo = topology(params)
+    k = params.max_new_alerts
+    noise_by_stage = jnp.asarray(params.phase_noise, jnp.float32) * (1.0 - params.stealth)
+    p = params.tp_host_alert_scale * noise_by_stage[hosts.stage]
+    emitting = hosts.compromised & ~hosts.isolated & (draws.uniform(hosts.vuln.shape) < p)
+    flat = emitting.reshape(-1)
+    order = jnp.cumsum(flat.astype(jnp.int32))
+    host_ids = jnp.asarray(topo.host_id).reshape(-1).astype(jnp.float32)
+    seg_ids = jnp.asarray(topo.segment_of_host).reshape(-1).astype(jnp.float32)
+    stage = hosts.stage.reshape(-1).astype(jnp.float32)
+    pick = (flat[None, :] & (order[None, :] == jnp.arange(1, k + 1)[:, None])).astype(jnp.float32)
+    host = pick @ host_ids
+    seg = pick @ seg_ids
+    st = pick @ stage
+    found = jnp.sum(pick, axis=-1) > 0
+    u = draws.uniform((k, 2))
+    severity = jnp.clip(st * params.tp_severity_per_stage + u[:, 0] * params.tp_severity_noise, 0.0, 1.0)
+    confidence = params.tp_confidence_low + u[:, 1] * (params.tp_confidence_high - params.tp_confidence_low)
+    return make_alert(severity, confidence, seg, host, 1.0, t, 0.0, found)
+
+

@@ -1,0 +1,209 @@
+"""The attacker: a five-phase MITRE ATT&CK campaign (reference §1.3), with the D3/D4 fixes as switches.
+
+Phases: 0 reconnaissance (T1595), 1 initial access (T1190), 2 execution (T1059), 3 lateral movement
+(T1021), 4 exfiltration (T1048). The attacker acts once per env step, before the defenders.
+Under vmap every phase's arithmetic runs every step and `phase` selects the result, so the phases
+are written as masked array updates rather than branches.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsoc.env.network import topology
+from jaxsoc.env.params import EnvParams
+from jaxsoc.env.rng import Draws
+from jaxsoc.env.state import Attacker, Hosts
+
+
+class AttackEvents(NamedTuple):
+    phase_before: jax.Array  # int32, the phase that acted this step
+    noise: jax.Array  # f32, the attacker's noise level after this step's transition
+    new_compromise: jax.Array  # bool [S, Hmax], hosts compromised this step
+
+
+def noise_level(phase: jax.Array, params: EnvParams) -> jax.Array:
+    """`phase_noise[phase] * (1 - stealth)`: how visible the attacker is (alerts, v1 TH obs)."""
+    return jnp.asarray(params.phase_noise, jnp.float32)[phase] * (1.0 - params.stealth)
+
+
+def _unique_keys(words: jax.Array, n: int) -> jax.Array:
+    """Random int32 keys whose low bits are the position along the last axis, so they never tie.
+
+    `words [..., n] uint32 -> [..., n] int32 >= 0`. A max over such keys picks one element
+    uniformly (up to the 2**-(31 - log2 n) resolution) with a plain max-reduction, which XLA:CPU
+    vectorises, unlike argmax or a prefix sum.
+    """
+    bits = max(1, int(np.ceil(np.log2(max(n, 2)))))
+    high = (words >> (bits + 1)) << bits
+    return (high | jnp.arange(n, dtype=jnp.uint32)).astype(jnp.int32)
+
+
+def recon_targets(hosts: Hosts, params: EnvParams) -> tuple[jax.Array, jax.Array]:
+    """The `recon_targets` most vulnerable clean, non-isolated entry hosts.
+
+    Returns `(target mask [S, Hmax], any candidate)`. Ties go to the lower host id, as Python's
+    stable sort does in the reference: the key orders by vulnerability, then by reversed index.
+    """
+    topo = topology(params)
+    entry = np.asarray(params.entry_segments)
+    cand = (jnp.asarray(topo.host_valid) & ~hosts.compromised & ~hosts.isolated)[entry]  # [n_entry, Hmax]
+    n = cand.size
+    # Vulnerabilities lie in [0, 1]: 20 bits of them, then the reversed flat index, in one int32.
+    v = jnp.round(hosts.vuln[entry] * (1 << 20)).astype(jnp.int32)
+    idx_bits = max(1, int(np.ceil(np.log2(max(n, 2)))))
+    key = (v << idx_bits) | (n - 1 - jnp.arange(n, dtype=jnp.int32)).reshape(cand.shape)
+    key = jnp.where(cand, key, -1)
+    picked = jnp.zeros(cand.shape, bool)
+    for _ in range(min(params.recon_targets, n)):
+        best = jnp.max(jnp.where(picked, -1, key))
+        picked = picked | ((key == best) & (best >= 0))
+    mask = jnp.zeros_like(hosts.target).at[entry].set(picked)
+    return mask, jnp.any(cand)
+
+
+def _lateral(draws: Draws, hosts: Hosts, sources: jax.Array, active: jax.Array, params: EnvParams):
+    """Lateral movement along every directed edge, in the reference's order.
+
+    For each edge (s -> d) whose source segment holds a usable foothold: pick one clean,
+    non-isolated host of d uniformly, compromise it w.p. `p_lateral * vuln`. Edges run in sequence
+    because a host taken by an earlier edge is no longer a candidate for a later one; the loop is
+    over static topology (unrolled at trace time), not over hosts.
+    Returns the new compromise mask `[S, Hmax]`.
+    """
+    topo = topology(params)
+    edges = params.edges
+    if not edges:
+        return jnp.zeros_like(hosts.compromised)
+    hmax = topo.max_hosts
+    keys = _unique_keys(draws.words((len(edges), hmax)), hmax)
+    u_hit = draws.uniform((len(edges),))
+    src_active = jnp.any(sources, axis=-1) & active  # [S], footholds before this step's moves
+    valid = jnp.asarray(topo.host_valid)
+    open_rows = [valid[i] & ~hosts.compromised[i] & ~hosts.isolated[i] for i in range(topo.num_segments)]
+    new_rows = [jnp.zeros((hmax,), bool) for _ in range(topo.num_segments)]
+    for e, (s, d) in enumerate(edges):
+        cand = open_rows[d]
+        k = jnp.where(cand, keys[e], -1)
+        pick = cand & (k == jnp.max(k))
+        # One host is picked, so "compromise it w.p. p*vuln" can be tested at every host at once.
+        took = pick & src_active[s] & (u_hit[e] < params.p_lateral * hosts.vuln[d])
+        open_rows[d] = cand & ~took
+        new_rows[d] = new_rows[d] | took
+    return jnp.stack(new_rows)
+
+
+def step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Array):
+    """One attacker move. Returns `(hosts, attacker, AttackEvents)`; `t` is the 1-based step."""
+    topo = topology(params)
+    d3, d4 = params.fix_d3_foothold, params.fix_d4_dead_ends
+    valid = jnp.asarray(topo.host_valid)
+    is_hv = jnp.asarray(topo.is_high_value)[:, None]
+    u_host = draws.uniform(hosts.vuln.shape)  # P1 and P2 never run in the same step: one array serves both
+    u_exfil = draws.uniform(())
+
+    phase = att.phase
+    steps = att.steps_in_phase + 1
+    idle = att.cooldown > 0  # v2 re-entry wait: the attacker does nothing
+    acting = ~idle
+    comp, iso, stage, listed = hosts.compromised, hosts.isolated, hosts.stage, hosts.listed
+    # v1 keeps an append-only list (D3): duplicates, remediated and clean hosts stay in it.
+    foothold = (comp if d3 else listed > 0) & ~iso
+
+    # P0 reconnaissance: choose the targets for initial access.
+    new_targets, any_candidate = recon_targets(hosts, params)
+    in0 = acting & (phase == 0)
+    target = jnp.where(in0 & any_candidate, new_targets, hosts.target)
+    success0 = any_candidate
+
+    # P1 initial access on the targets.
+    triable = target & ~iso & (~comp if d3 else True)
+    hit1 = acting & (phase == 1) & triable & (u_host < params.p_initial_access * hosts.vuln)
+    success1 = jnp.any(hit1)
+
+    # P2 execution on the foothold. v1 rolls once per list entry: P = 1 - (1 - p)^multiplicity.
+    eligible2 = foothold & (stage < 2)
+    if d3:
+        p2 = params.p_execution
+    else:
+        p2 = 1.0 - jnp.exp(listed.astype(jnp.float32) * jnp.log1p(-params.p_execution))
+    hit2 = acting & (phase == 2) & eligible2 & (u_host < p2)
+    success2 = jnp.any(hit2)
+
+    # P3 lateral movement from every segment holding a foothold.
+    hit3 = _lateral(draws, hosts, foothold & valid, acting & (phase == 3), params)
+    success3 = jnp.any(hit3)
+
+    # P4 exfiltration from high-value footholds that reached stage >= 3.
+    hv = foothold & (stage >= 3) & is_hv
+    any_hv = jnp.any(hv)
+    in4 = acting & (phase == 4)
+    exfil = in4 & any_hv & (u_exfil < params.p_exfiltration)
+
+    # Apply host changes (at most one phase acted).
+    new_comp = hit1 | hit3
+    stage = jnp.where(hit1, 1, stage)
+    stage = jnp.where(hit2, 2, stage)
+    stage = jnp.where(hit3, 3, stage)
+    stage = jnp.where(in4 & hv, 4, stage)
+    comp = comp | new_comp
+    if not d3:
+        listed = listed + new_comp.astype(listed.dtype)
+
+    success = jnp.stack([success0, success1, success2, success3, exfil])[phase] & acting
+    min_ok = steps >= params.phase_min_steps
+    if d4:
+        phase_success = att.phase_success | success
+        foothold_now = comp & ~iso
+        hv_now = jnp.any(foothold_now & (stage >= 3) & is_hv)
+        targets_left = jnp.any(target & ~iso & ~comp)
+        work_done = jnp.stack([
+            jnp.array(False),
+            jnp.any(foothold_now) & ~targets_left,
+            ~jnp.any(foothold_now & (stage < 2)),
+            jnp.array(False),
+            jnp.array(False),
+        ])[phase]
+        advance = jnp.where(phase == 3, min_ok & hv_now, min_ok & (phase_success | work_done))
+        advance = acting & advance & (phase < 4)
+        # Exfiltration lost its high-value foothold: go back to moving laterally.
+        fall_back = in4 & ~hv_now & ~exfil
+        # Evicted (no foothold, nothing left to try after recon): re-enter after a cool-down.
+        evicted = acting & (phase >= 1) & ~jnp.any(foothold_now) & ~targets_left
+        new_phase = jnp.where(advance, phase + 1, jnp.where(fall_back, 3, phase))
+        new_phase = jnp.where(evicted, 0, new_phase)
+        restart = advance | fall_back | evicted
+        cooldown = jnp.where(evicted, jnp.asarray(params.reentry_cooldown, jnp.int32),
+                             jnp.maximum(att.cooldown - 1, 0))
+        phase_success = jnp.where(restart, False, phase_success)
+        target = jnp.where(evicted, False, target)
+    else:
+        advance = acting & success & min_ok & (phase < 4)
+        new_phase = jnp.where(advance, phase + 1, phase)
+        restart = advance
+        cooldown = att.cooldown
+        phase_success = att.phase_success | success
+    steps = jnp.where(restart, 0, jnp.where(idle, att.steps_in_phase, steps))
+
+    begun_now = jnp.any(new_comp)
+    att = att.replace(
+        phase=new_phase,
+        steps_in_phase=steps,
+        phase_success=phase_success,
+        exfiltrated=att.exfiltrated | exfil,
+        begun=att.begun | begun_now,
+        first_compromise=jnp.where(~att.begun & begun_now, t, att.first_compromise),
+        cooldown=cooldown,
+    )
+    hosts = hosts.replace(
+        compromised=comp,
+        stage=stage,
+        listed=listed,
+        target=target,
+        ever_compromised=hosts.ever_compromised | new_comp,
+    )
+    events = AttackEvents(phase_before=phase, noise=noise_level(new_phase, params), new_compromise=new_comp)
+    return hosts, att, events

@@ -1,0 +1,272 @@
+"""The engine: `SOCEnv`, the reset/step composition with auto-reset, and the MultiAgentEnv surface.
+
+Follows JaxMARL's `MultiAgentEnv` conventions (`agents`, `reset(key)`, `step(key, state, actions)`
+returning per-agent dicts with `dones["__all__"]`, `get_avail_actions`, `observation_space(agent)`,
+`action_space(agent)`) so jaxmarl's wrappers work on it unchanged, with gymnax's explicit, optional
+`params` argument so a user can vmap over scenario parameters.
+
+Step order (reference §1.7): t += 1; the attacker moves; alerts are generated; the coordinator's
+directive is read (every K steps); threat hunter; alert triage; response orchestrator and the
+containment check; reward; termination; observations. `step` auto-resets finished envs, keeping the
+terminal observation in `infos["final_obs"]` for bootstrapping.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Dict, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxsoc.env import alerts, attacker, defenders, metrics, observe
+from jaxsoc.env.network import draw_vulnerabilities, topology
+from jaxsoc.env.params import AGENTS, EnvParams
+from jaxsoc.env.reward import team_reward
+from jaxsoc.env.rng import Draws, seed_words
+from jaxsoc.env.spaces import Box, Discrete
+from jaxsoc.env.state import Attacker, Counters, EnvState, Hosts
+
+Obs = Dict[str, jax.Array]
+
+
+def _zeros_counters() -> Counters:
+    z = jnp.zeros((), jnp.int32)
+    return Counters(detection_time=z, containment_time=z, contained=jnp.zeros((), bool),
+                    false_positives=z, true_positives=z, total_scans=z, false_scans=z, clean_scans=z,
+                    fp_escalated=z, tp_escalated=z, tp_suppressed=z, fp_triaged=z, isolations=z,
+                    blind_isolations=z, episode_return=jnp.zeros((), jnp.float32))
+
+
+def initial_state(key: jax.Array, params: EnvParams, vuln: Optional[jax.Array] = None) -> EnvState:
+    """A fresh episode. `vuln` keeps a previous network (v1, D10); otherwise it is drawn from `key`."""
+    topo = topology(params)
+    shape = (topo.num_segments, topo.max_hosts)
+    k_net, k_obs = jax.random.split(key)
+    if vuln is None:
+        vuln = draw_vulnerabilities(Draws(k_net, params.rng_impl), params)
+    f = jnp.zeros(shape, bool)
+    i = jnp.zeros(shape, jnp.int32)
+    z = jnp.zeros((), jnp.int32)
+    hosts = Hosts(vuln=vuln, compromised=f, stage=i, detected=f, isolated=f, listed=i, target=f,
+                  detect_time=i, ever_compromised=f)
+    att = Attacker(phase=z, steps_in_phase=z, phase_success=jnp.zeros((), bool),
+                   exfiltrated=jnp.zeros((), bool), begun=jnp.zeros((), bool), first_compromise=z,
+                   cooldown=z)
+    return EnvState(t=z, hosts=hosts, attacker=att, queue=alerts.empty(params),
+                    directive=jnp.zeros((8,), jnp.float32), focus=z, posture=z,
+                    counters=_zeros_counters(), obs_seed=seed_words(k_obs), episode=z)
+
+
+def hmarl_directive(index: jax.Array) -> jax.Array:
+    """HMARL-SOC's agent-side map from the coordinator's 8 discrete actions to the v1 directive.
+
+    priority = a % 4, p = -1 + 2*priority/3, focus = a // 4;
+    d = [p, 0.8p, p, focus, p, 0.6p, 0.5p, 0.5*focus] (reference §1.6). `[] int -> [8] f32`.
+    """
+    index = jnp.asarray(index, jnp.int32)
+    p = -1.0 + 2.0 * (index % 4).astype(jnp.float32) / 3.0
+    focus = (index // 4).astype(jnp.float32)
+    return jnp.stack([p, 0.8 * p, p, focus, p, 0.6 * p, 0.5 * p, 0.5 * focus])
+
+
+class SOCEnv:
+    """The SOC world. Build it with `jaxsoc.env.make(name, **overrides)`.
+
+    All methods are pure; `params=None` means `self.default_params`. Shapes are for one env:
+    `jax.vmap` over keys/states/actions for many (see README).
+    """
+
+    def __init__(self, params: EnvParams):
+        self.default_params = params
+        self.agents = list(AGENTS)
+        self.num_agents = len(self.agents)
+        dims = defenders.action_dims(params)
+        coord = Discrete(dims["coordinator"]) if params.fix_d6_directive else Box(-1.0, 1.0, (8,))
+        self.action_spaces = {
+            "coordinator": coord,
+            "threat_hunter": Box(-1.0, 1.0, (dims["threat_hunter"],)),
+            "alert_triage": Discrete(4),
+            "response_orchestrator": Box(-1.0, 1.0, (dims["response_orchestrator"],)),
+        }
+        def shapes(k):
+            obs, state = self.reset(k, params)
+            return obs, self.get_world_state(state, params)
+
+        obs_shapes, ws_shape = jax.eval_shape(shapes, jax.random.key(0))
+        self.observation_spaces = {a: Box(-jnp.inf, jnp.inf, obs_shapes[a].shape) for a in self.agents}
+        self.world_state_size = ws_shape.shape[0]
+
+    # ---- JaxMARL surface ---------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.default_params.name
+
+    @property
+    def agent_classes(self) -> dict:
+        return {a: [a] for a in self.agents}
+
+    def observation_space(self, agent: str):
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str):
+        return self.action_spaces[agent]
+
+    def __hash__(self):
+        return hash(self.default_params)
+
+    def __eq__(self, other):
+        return isinstance(other, SOCEnv) and other.default_params == self.default_params
+
+    def _p(self, params):
+        return self.default_params if params is None else params
+
+    # ---- pure functions ----------------------------------------------------------------------
+    @functools.partial(jax.jit, static_argnums=(0,))
+    def reset(self, key: jax.Array, params: Optional[EnvParams] = None) -> Tuple[Obs, EnvState]:
+        """`key -> (obs {agent: [obs_dim]}, state)`; draws a new network."""
+        p = self._p(params)
+        state = initial_state(key, p)
+        return observe.get_obs(state, p), state
+
+    def get_obs(self, state: EnvState, params: Optional[EnvParams] = None) -> Obs:
+        return observe.get_obs(state, self._p(params))
+
+    def get_world_state(self, state: EnvState, params: Optional[EnvParams] = None) -> jax.Array:
+        """`[world_state_size]`: all roles' observations then ground truth (for centralised critics)."""
+        p = self._p(params)
+        return observe.world_state(observe.get_obs(state, p), state, p)
+
+    def get_avail_actions(self, state: EnvState, params: Optional[EnvParams] = None) -> Dict[str, jax.Array]:
+        """Boolean masks per agent: `[n]` for discrete roles, `[dim]` (all True) for Box roles.
+
+        Every action is always legal (an action with nothing to act on is a no-op), so the masks
+        are all True; they exist so that masked learners and jaxmarl wrappers work unchanged.
+        """
+        del state
+        out = {}
+        for a, space in self.action_spaces.items():
+            n = space.n if isinstance(space, Discrete) else space.shape[0]
+            out[a] = jnp.ones((n,), bool)
+        return out
+
+    def idle_actions(self, params: Optional[EnvParams] = None) -> Dict[str, jax.Array]:
+        """The reference's "agent does nothing", expressed in the fixed-shape API (reference §0)."""
+        p = self._p(params)
+        dims = defenders.action_dims(p)
+        coord = jnp.asarray(0, jnp.int32) if p.fix_d6_directive else hmarl_directive(0)
+        return {
+            "coordinator": coord,
+            "threat_hunter": -jnp.ones((dims["threat_hunter"],), jnp.float32),
+            "alert_triage": jnp.asarray(alerts.ENRICH, jnp.int32),
+            "response_orchestrator": -jnp.ones((dims["response_orchestrator"],), jnp.float32),
+        }
+
+    @functools.partial(jax.jit, static_argnums=(0,))
+    def step_env(self, key: jax.Array, state: EnvState, actions: Dict[str, jax.Array],
+                 params: Optional[EnvParams] = None):
+        """One transition without auto-reset: `(obs, state, rewards, dones, infos)`."""
+        p = self._p(params)
+        draws = Draws(key, p.rng_impl)
+        t = state.t + 1
+        c = state.counters
+
+        hosts, att, events = attacker.step(draws, state.hosts, state.attacker, p, t)
+        new_alerts = alerts.generate(draws, hosts, events, t, state.posture, p)
+        directed = defenders.update_directive(state, actions["coordinator"], p)
+        boosts = defenders.boosts(directed, p)
+
+        hosts, hunt = defenders.hunt(draws, hosts, actions["threat_hunter"], boosts, t, p)
+        queue, tri = defenders.ingest_and_triage(state.queue, new_alerts, actions["alert_triage"], p)
+        new_detected = hunt.detected
+        if p.fix_d2_alert_origin:
+            hosts, confirmed = defenders.confirm_escalation(hosts, tri["host"], t, p)
+            new_detected = new_detected | confirmed
+        stage_at_detection = hosts.stage
+        detect_time = hosts.detect_time
+        any_new = jnp.any(new_detected)
+        first_detection = jnp.where((c.detection_time == 0) & any_new, t, c.detection_time)
+
+        hosts, resp = defenders.respond(draws, hosts, actions["response_orchestrator"], boosts, p)
+        contained_now = defenders.is_contained(hosts, att.begun, p)
+        contained = c.contained | contained_now
+        terms = team_reward(
+            params=p, t=t, stage_at_detection=stage_at_detection, new_detected=new_detected,
+            isolated_now=resp.isolated, blind_now=resp.blind, isolated_after=hosts.isolated,
+            detect_time=detect_time, first_detection=first_detection, contained=contained,
+            exfiltrated=att.exfiltrated, false_scans=hunt.false_scans,
+            suppressed_tp=tri["suppressed_tp"], escalated_fp=tri["escalated_fp"])
+
+        n = lambda m: jnp.sum(m.astype(jnp.int32))
+        counters = Counters(
+            detection_time=first_detection,
+            containment_time=jnp.where((c.containment_time == 0) & contained_now, t, c.containment_time),
+            contained=contained,
+            false_positives=c.false_positives + hunt.false_scans + tri["escalated_fp"],
+            true_positives=c.true_positives + n(hunt.detected) + tri["escalated_tp"],
+            total_scans=c.total_scans + hunt.scans,
+            false_scans=c.false_scans + hunt.false_scans,
+            clean_scans=c.clean_scans + hunt.clean_scans,
+            fp_escalated=c.fp_escalated + tri["escalated_fp"],
+            tp_escalated=c.tp_escalated + tri["escalated_tp"],
+            tp_suppressed=c.tp_suppressed + tri["suppressed_tp"],
+            fp_triaged=c.fp_triaged + tri["triaged_fp"],
+            isolations=c.isolations + n(resp.isolated),
+            blind_isolations=c.blind_isolations + n(resp.blind),
+            episode_return=c.episode_return + terms.total,
+        )
+        new_state = directed.replace(t=t, hosts=hosts, attacker=att, queue=queue, counters=counters,
+                                     obs_seed=seed_words(jax.random.fold_in(key, 1)))
+        terminated = contained | att.exfiltrated
+        truncated = t >= p.max_steps
+        done = terminated | truncated
+        obs = observe.get_obs(new_state, p)
+        rewards = {a: terms.total for a in self.agents}
+        dones = {a: done for a in self.agents}
+        dones["__all__"] = done
+        bootstrap_stop = terminated if p.fix_d12_truncation else done
+        infos = {
+            "terminated": terminated,
+            "truncated": truncated,
+            "discount": 1.0 - bootstrap_stop.astype(jnp.float32),
+            "metrics": metrics.episode_metrics(new_state, p),
+            "reward_terms": {"detect": terms.detect, "response": terms.response, "cost": terms.cost,
+                             "false_positive": terms.false_positive},
+            "attack_phase": att.phase,
+            "compromised": n(hosts.compromised),
+            "detected": n(hosts.detected),
+            "isolated": n(hosts.isolated),
+        }
+        return obs, new_state, rewards, dones, infos
+
+    @functools.partial(jax.jit, static_argnums=(0,))
+    def step(self, key: jax.Array, state: EnvState, actions: Dict[str, jax.Array],
+             params: Optional[EnvParams] = None, reset_state: Optional[EnvState] = None):
+        """One transition with auto-reset. Returns `(obs, state, rewards, dones, infos)`.
+
+        When `dones["__all__"]`, `obs`/`state` are the next episode's first ones (a `reset_state`,
+        if given, as in JaxMARL), and `infos["final_obs"]` / `infos["final_world_state"]` hold
+        the terminal observation for bootstrapping; `infos["metrics"]` describes the finished
+        episode. With `params.with_world_state`, `infos["world_state"]` is the world state that
+        goes with the returned `obs` and `infos["final_world_state"]` the terminal one.
+        """
+        p = self._p(params)
+        key_step, key_reset = jax.random.split(key)
+        obs_st, st, rewards, dones, infos = self.step_env(key_step, state, actions, p)
+        done = dones["__all__"]
+        if reset_state is None:
+            keep = None if p.fix_d10_resample_network else st.hosts.vuln  # v1: one network per env (D10)
+            st_re = initial_state(key_reset, p, vuln=keep)
+            # The terminal and the first observation may share their noise draws: only one is
+            # returned as `obs`, and the noise never influenced whether the episode ended.
+            st_re = st_re.replace(obs_seed=st.obs_seed, episode=st.episode + 1)
+        else:
+            st_re = reset_state.replace(episode=st.episode + 1)
+        obs_re = observe.get_obs(st_re, p)
+        state = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), st_re, st)
+        obs = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), obs_re, obs_st)
+        infos = dict(infos)
+        infos["final_obs"] = obs_st
+        if p.with_world_state:
+            infos["final_world_state"] = observe.world_state(obs_st, st, p)
+            infos["world_state"] = observe.world_state(obs, state, p)
+        return obs, state, rewards, dones, infos

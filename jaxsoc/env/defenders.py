@@ -1,0 +1,184 @@
+"""What each defender's action does to the world (reference §1.6, D6/D7 fixes as switches).
+
+Action conventions (documented in docs/env.md):
+* continuous actions are clipped to [-1, 1]; NaN entries are replaced by -1, the idle value
+  (no hunting, no isolation), so a NaN never reaches the state;
+* discrete actions are cast to int32; out-of-range values (and NaN for float inputs) are no-ops:
+  triage does nothing, and a v2 coordinator keeps its current directive.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxsoc.env import alerts
+from jaxsoc.env.network import topology
+from jaxsoc.env.params import EnvParams
+from jaxsoc.env.rng import Draws
+from jaxsoc.env.state import EnvState, Hosts
+
+NO_OP = -1  # any out-of-range discrete action
+
+
+def action_dims(params: EnvParams) -> dict:
+    """Action sizes per role: Box dims for continuous roles, number of choices for discrete ones."""
+    s = params.num_segments
+    if params.fix_d7_response_actions:
+        th, ro = 2 * s, 3 * s
+    else:  # the reference's 16 / 12 for 5 segments: per-segment dims plus inert ones (D7)
+        th, ro = 2 * s + 6, 2 * s + 2
+    coord = params.num_directives if params.fix_d6_directive else 8
+    return dict(coordinator=coord, threat_hunter=th, alert_triage=4, response_orchestrator=ro)
+
+
+def clean_continuous(a: jax.Array, dim: int) -> jax.Array:
+    """`[dim]` float32 in [-1, 1]; NaN -> -1 (idle)."""
+    a = jnp.asarray(a, jnp.float32).reshape(dim)
+    return jnp.clip(jnp.where(jnp.isnan(a), -1.0, a), -1.0, 1.0)
+
+
+def clean_discrete(a: jax.Array, n: int) -> jax.Array:
+    """int32 scalar in `0..n-1`, or `NO_OP` for anything else (incl. NaN)."""
+    a = jnp.asarray(a)
+    if a.ndim > 0:  # the reference accepts an array and reads its first element
+        a = a.reshape(-1)[0]
+    if jnp.issubdtype(a.dtype, jnp.floating):
+        ok = ~jnp.isnan(a) & (a >= 0) & (a < n)
+        a = jnp.where(ok, a, NO_OP).astype(jnp.int32)
+    a = a.astype(jnp.int32)
+    return jnp.where((a >= 0) & (a < n), a, NO_OP)
+
+
+class Boosts(NamedTuple):
+    """Per-segment modulation the directive adds to tier-2 actions, each `[S]`."""
+
+    hunt: jax.Array
+    scope: jax.Array
+    urgency: jax.Array
+
+
+def update_directive(state: EnvState, action: jax.Array, params: EnvParams) -> EnvState:
+    """Read the coordinator's action on steps where `t` (before increment) is a multiple of K."""
+    read = (state.t % params.directive_period) == 0
+    if params.fix_d6_directive:
+        a = clean_discrete(action, params.num_directives)
+        take = read & (a != NO_OP)
+        focus = jnp.where(take, a // params.num_postures, state.focus)
+        posture = jnp.where(take, a % params.num_postures, state.posture)
+        return state.replace(focus=focus, posture=posture)
+    d = clean_continuous(action, 8)
+    return state.replace(directive=jnp.where(read, d, state.directive))
+
+
+def boosts(state: EnvState, params: EnvParams) -> Boosts:
+    s = params.num_segments
+    if params.fix_d6_directive:
+        on_focus = (jnp.arange(s) == state.focus).astype(jnp.float32)
+        ph = jnp.asarray(params.posture_hunt, jnp.float32)[state.posture]
+        ps = jnp.asarray(params.posture_scope, jnp.float32)[state.posture]
+        pu = jnp.asarray(params.posture_urgency, jnp.float32)[state.posture]
+        return Boosts(ph + params.focus_hunt * on_focus, ps + params.focus_scope * on_focus,
+                      pu + params.focus_urgency * on_focus)
+    d = state.directive
+    ones = jnp.ones((s,), jnp.float32)
+    # Only d0, d1 and d4 have an effect in the reference (D6).
+    return Boosts(params.scan_boost_scale * (d[0] + 1) * ones, params.scope_boost_scale * (d[1] + 1) * ones,
+                  params.urgency_scale * (d[4] + 1) * ones)
+
+
+class HuntResult(NamedTuple):
+    detected: jax.Array  # bool [S, Hmax], newly detected
+    scans: jax.Array  # int32, host-scans
+    clean_scans: jax.Array  # int32
+    false_scans: jax.Array  # int32
+
+
+def hunt(draws: Draws, hosts: Hosts, action: jax.Array, b: Boosts, t, params: EnvParams):
+    """Threat hunter: per segment intensity and scope; returns `(hosts, HuntResult)`."""
+    topo = topology(params)
+    s = params.num_segments
+    a = clean_continuous(action, action_dims(params)["threat_hunter"])
+    intensity = jnp.minimum(1.0, (a[:s] + 1) / 2 + b.hunt)[:, None]
+    scope = jnp.minimum(1.0, (a[s:2 * s] + 1) / 2 + b.scope)[:, None]
+    hunted = (intensity > params.hunt_threshold) & jnp.asarray(topo.host_valid)
+    # "Detect a compromised host" and "false alarm on a clean host" are exclusive: one uniform.
+    u = draws.uniform(hosts.vuln.shape)
+    p_detect = intensity * scope * (1.0 - params.detect_stealth_factor * params.stealth) * hosts.stage / 5.0
+    target = hunted & hosts.compromised & ~hosts.detected
+    found = target & (u < p_detect)
+    clean = hunted & ~hosts.compromised
+    false = clean & (intensity > params.false_scan_threshold) & (u < params.false_scan_rate)
+    hosts = hosts.replace(detected=hosts.detected | found,
+                          detect_time=jnp.where(found, t, hosts.detect_time))
+    res = HuntResult(found, jnp.sum(hunted.astype(jnp.int32)), jnp.sum(clean.astype(jnp.int32)),
+                     jnp.sum(false.astype(jnp.int32)))
+    return hosts, res
+
+
+def confirm_escalation(hosts: Hosts, host_id: jax.Array, t, params: EnvParams):
+    """D2: an escalated true alert sends an analyst to its host; if still compromised and not yet
+    detected, it is now detected. Returns `(hosts, newly detected mask [S, Hmax])`."""
+    topo = topology(params)
+    at_host = jnp.asarray(topo.host_id) == host_id
+    new = at_host & hosts.compromised & ~hosts.detected
+    hosts = hosts.replace(detected=hosts.detected | new, detect_time=jnp.where(new, t, hosts.detect_time))
+    return hosts, new
+
+
+class ResponseResult(NamedTuple):
+    isolated: jax.Array  # bool [S, Hmax], correct isolations this step
+    blind: jax.Array  # bool [S, Hmax], clean hosts isolated this step
+    remediated: jax.Array  # bool [S, Hmax]
+    released: jax.Array  # bool [S, Hmax]
+
+
+def respond(draws: Draws, hosts: Hosts, action: jax.Array, b: Boosts, params: EnvParams):
+    """Response orchestrator: isolate, remediate (and with D7, release) per segment."""
+    topo = topology(params)
+    s = params.num_segments
+    valid = jnp.asarray(topo.host_valid)
+    a = clean_continuous(action, action_dims(params)["response_orchestrator"])
+    iso = jnp.minimum(1.0, (a[:s] + 1) / 2 + b.urgency)[:, None]
+    rem = ((a[s:2 * s] + 1) / 2)[:, None]
+    u_iso = draws.uniform(hosts.vuln.shape)  # "isolate a detected host" / "isolate a clean host": exclusive
+    u_rem = draws.uniform(hosts.vuln.shape)
+
+    act_iso = iso > params.isolate_threshold
+    correct = act_iso & hosts.detected & hosts.compromised & ~hosts.isolated & (u_iso < iso)
+    clean_ok = valid & ~hosts.compromised
+    if params.fix_d7_response_actions:
+        clean_ok = clean_ok & ~hosts.isolated  # never isolate (and charge for) the same clean host twice
+    blind = act_iso & (iso > params.blind_isolation_threshold) & clean_ok & (u_iso < params.blind_isolation_rate)
+    isolated = hosts.isolated | correct | blind
+
+    remediated = (rem > params.remediate_threshold) & isolated & hosts.compromised & (u_rem < rem)
+    isolated = isolated & ~remediated
+    released = jnp.zeros_like(remediated)
+    if params.fix_d7_response_actions:
+        rel = ((a[2 * s:3 * s] + 1) / 2)[:, None]
+        u_rel = draws.uniform(hosts.vuln.shape)
+        released = (rel > params.release_threshold) & isolated & ~hosts.compromised & (u_rel < rel)
+        isolated = isolated & ~released
+    hosts = hosts.replace(
+        isolated=isolated,
+        compromised=hosts.compromised & ~remediated,
+        stage=jnp.where(remediated, 0, hosts.stage),
+        detected=hosts.detected & ~remediated,
+        detect_time=jnp.where(remediated, 0, hosts.detect_time),
+    )
+    return hosts, ResponseResult(correct, blind, remediated, released)
+
+
+def is_contained(hosts: Hosts, begun: jax.Array, params: EnvParams) -> jax.Array:
+    """Containment now (reference §1.6 / D5)."""
+    active = jnp.any(hosts.compromised & ~hosts.isolated)
+    if params.fix_d5_containment:
+        return begun & ~active
+    return ~active & jnp.any(hosts.compromised)
+
+
+def ingest_and_triage(queue, new_alerts, action, params: EnvParams):
+    """Queue this step's alerts, then apply the triage action (see `alerts.ingest_and_triage`)."""
+    return alerts.ingest_and_triage(queue, new_alerts, clean_discrete(action, 4), params)

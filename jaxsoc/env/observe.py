@@ -1,0 +1,189 @@
+"""Per-role observations, the world state for centralised critics, and available actions.
+
+Two layouts (docs/observations.md lists every feature):
+* the **v1 layouts** (reference §1.5, `fix_d1_hidden_truth=False`): 64/128/64/96 floats per role,
+  with the ground truth they leak (D1) and, unless `fix_d11_no_padding`, pure-noise and
+  constant-zero features (D11);
+* the **SOC view** (`fix_d1_hidden_truth=True`): what a SOC can see — alerts, hunting results,
+  isolation state, segment values, per-segment telemetry summaries, the time and the directive.
+With `fix_d6_directive` every role also sees the current directive (one-hot focus and posture).
+
+Observation noise is drawn from `state.obs_seed`, so `get_obs(state)` is a pure function of the
+state (JaxMARL's `get_obs` signature) and the terminal observation can be recomputed.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import jax
+import jax.numpy as jnp
+
+from jaxsoc.env.attacker import noise_level
+from jaxsoc.env.network import segment_sum, topology
+from jaxsoc.env.params import AGENTS, NUM_PHASES, EnvParams
+from jaxsoc.env.rng import SeededDraws
+from jaxsoc.env.state import (CONFIDENCE, IS_TP, NOISE, SEGMENT, SEVERITY, TIMESTAMP, VALID,
+                              EnvState)
+
+V1_SIZES = dict(coordinator=64, threat_hunter=128, alert_triage=64, response_orchestrator=96)
+V1_TH_HOSTS = 48  # the reference shows hosts 0..47 only (D11)
+
+
+def _directive_features(state: EnvState, params: EnvParams) -> jax.Array:
+    """`[S + P]` one-hot focus and posture (D6), or the v1 directive's three used entries."""
+    if params.fix_d6_directive:
+        return jnp.concatenate([
+            jax.nn.one_hot(state.focus, params.num_segments, dtype=jnp.float32),
+            jax.nn.one_hot(state.posture, params.num_postures, dtype=jnp.float32),
+        ])
+    d = state.directive
+    return jnp.stack([d[0], d[1], d[4]])
+
+
+def _pad(x: jax.Array, size: int, fill: jax.Array | None = None) -> jax.Array:
+    """Pad `x` to `size` with `fill` (or zeros); no-op when it is already that long or longer."""
+    extra = size - x.shape[0]
+    if extra <= 0:
+        return x
+    tail = jnp.zeros((extra,), jnp.float32) if fill is None else fill[:extra]
+    return jnp.concatenate([x, tail])
+
+
+def _v1_obs(state: EnvState, params: EnvParams) -> Dict[str, jax.Array]:
+    """The reference layouts (D1 leaks included); D11 drops the noise and zero padding."""
+    topo = topology(params)
+    h, q = state.hosts, state.queue
+    s, n_hosts = topo.num_segments, float(topo.num_hosts)
+    pad = not params.fix_d11_no_padding
+    per_seg = jnp.asarray(topo.hosts_in_segment)
+    comp_frac = segment_sum(h.compromised) / per_seg
+    stage_mean = segment_sum(jnp.where(jnp.asarray(topo.host_valid), h.stage, 0)) / per_seg / 5.0
+    det_frac = segment_sum(h.detected) / per_seg
+    iso_frac = segment_sum(h.isolated) / per_seg
+    net_state = jnp.stack([comp_frac, stage_mean, det_frac, iso_frac], axis=-1).reshape(-1)  # [4S]
+    t = state.t.astype(jnp.float32)
+    qlen = jnp.sum(q[:, VALID]) / params.queue_capacity
+    total_comp = jnp.sum(h.compromised).astype(jnp.float32)
+    total_det = jnp.sum(h.detected).astype(jnp.float32)
+    draws = SeededDraws(state.obs_seed, params.rng_impl)
+    noise_lvl = noise_level(state.attacker.phase, params)
+
+    sc = jnp.concatenate([net_state, jnp.stack([t / params.max_steps, qlen, total_comp / n_hosts,
+                                                total_det / jnp.maximum(1.0, total_comp + 1.0)])])
+    if pad:
+        sc = _pad(sc, V1_SIZES["coordinator"], 0.1 * draws.normal((V1_SIZES["coordinator"],)))
+
+    seg_feats = [comp_frac[:, None], jnp.full((s, 1), noise_lvl)]
+    if pad:
+        seg_feats.append(0.2 * draws.normal((s, 8)))  # "flow features": pure noise
+    th_parts = [net_state, jnp.concatenate(seg_feats, axis=-1).reshape(-1)]
+    if pad:
+        th_parts.append(0.1 * draws.normal((10,)))  # "threat intel": pure noise
+    flat_stage = h.stage.reshape(-1)[:V1_TH_HOSTS].astype(jnp.float32)
+    host_feat = flat_stage / 5.0 * (1.0 - params.stealth) + 0.15 * draws.normal(flat_stage.shape)
+    th_parts.append(_pad(host_feat, V1_TH_HOSTS))
+    th = jnp.concatenate(th_parts)
+
+    vis = q[: params.visible_alerts]
+    alert_feats = jnp.stack([vis[:, SEVERITY], vis[:, CONFIDENCE], vis[:, SEGMENT] / s, vis[:, IS_TP],
+                             vis[:, TIMESTAMP] / params.max_steps, vis[:, NOISE]], axis=-1)
+    alert_feats = jnp.where(vis[:, VALID:VALID + 1] > 0.5, alert_feats, 0.0).reshape(-1)
+    at = jnp.concatenate([qlen[None], alert_feats])
+    if pad:
+        at = _pad(at, V1_SIZES["alert_triage"])
+
+    values = jnp.asarray(params.segment_values, jnp.float32)
+    ro_seg = [comp_frac[:, None], iso_frac[:, None], values[:, None]]
+    if pad:
+        ro_seg.append(0.1 * draws.normal((s, 5)))
+    ro = jnp.concatenate([net_state, (jnp.sum(h.isolated) / n_hosts)[None],
+                          jnp.concatenate(ro_seg, axis=-1).reshape(-1)])
+    if pad:
+        ro = _pad(ro, V1_SIZES["response_orchestrator"])
+    obs = dict(coordinator=sc, threat_hunter=th, alert_triage=at, response_orchestrator=ro)
+    if params.fix_d6_directive:
+        d = _directive_features(state, params)
+        obs = {k: jnp.concatenate([v, d]) for k, v in obs.items()}
+    return obs
+
+
+def telemetry_summary(state: EnvState, params: EnvParams, draws) -> jax.Array:
+    """`[S, F]` per-segment mean of connected hosts' telemetry.
+
+    Host telemetry = stage drift (compromised hosts only) times a fixed direction, plus
+    N(0, telemetry_noise) per host and feature; the mean of n such hosts is drawn exactly as
+    drift mean + N(0, telemetry_noise / sqrt(n)). Isolated hosts are off the network.
+    """
+    topo = topology(params)
+    h = state.hosts
+    connected = jnp.asarray(topo.host_valid) & ~h.isolated
+    drift = jnp.asarray(params.telemetry_stage_drift, jnp.float32)[h.stage]
+    drift = jnp.where(connected & h.compromised, drift, 0.0)
+    n = segment_sum(connected)
+    mean_drift = segment_sum(drift) / jnp.maximum(n, 1.0)
+    direction = jnp.asarray(params.telemetry_direction, jnp.float32)
+    noise = draws.normal((topo.num_segments, params.telemetry_features))
+    summary = mean_drift[:, None] * direction[None, :] + params.telemetry_noise * noise / jnp.sqrt(jnp.maximum(n, 1.0))[:, None]
+    return jnp.where(n[:, None] > 0, summary, 0.0)
+
+
+def _soc_view(state: EnvState, params: EnvParams) -> Dict[str, jax.Array]:
+    """D1: only what a SOC can see (no compromise state, no alert labels, no attacker phase)."""
+    topo = topology(params)
+    h, q = state.hosts, state.queue
+    s = topo.num_segments
+    per_seg = jnp.asarray(topo.hosts_in_segment)
+    draws = SeededDraws(state.obs_seed, params.rng_impl)
+    valid_q = q[:, VALID] > 0.5
+    alerts_per_seg = jnp.sum(jax.nn.one_hot(q[:, SEGMENT].astype(jnp.int32), s) * valid_q[:, None], axis=0)
+    pending = segment_sum(h.detected & ~h.isolated) / per_seg
+    isolated = segment_sum(h.isolated) / per_seg
+    values = jnp.asarray(params.segment_values, jnp.float32)
+    tele = telemetry_summary(state, params, draws)
+    seg_block = jnp.concatenate([
+        jnp.stack([alerts_per_seg / params.queue_capacity, pending, isolated, values], axis=-1), tele,
+    ], axis=-1).reshape(-1)
+    t = (state.t.astype(jnp.float32) / params.max_steps)[None]
+    qlen = (jnp.sum(valid_q) / params.queue_capacity)[None]
+    d = _directive_features(state, params)
+
+    vis = q[: params.visible_alerts]
+    vis_valid = vis[:, VALID:VALID + 1]
+    age = (state.t.astype(jnp.float32) - vis[:, TIMESTAMP]) / params.max_steps
+    alert_feats = jnp.concatenate([
+        vis[:, SEVERITY:SEVERITY + 1], vis[:, CONFIDENCE:CONFIDENCE + 1],
+        jax.nn.one_hot(vis[:, SEGMENT].astype(jnp.int32), s), age[:, None], vis_valid,
+    ], axis=-1) * vis_valid
+    known_clean_isolated = segment_sum(h.isolated & ~h.detected) / per_seg
+    return dict(
+        coordinator=jnp.concatenate([seg_block, qlen, t, d]),
+        threat_hunter=jnp.concatenate([seg_block, t, d]),
+        alert_triage=jnp.concatenate([qlen, alert_feats.reshape(-1), t, d]),
+        response_orchestrator=jnp.concatenate([seg_block, known_clean_isolated, t, d]),
+    )
+
+
+def get_obs(state: EnvState, params: EnvParams) -> Dict[str, jax.Array]:
+    """`{agent: float32 [obs_dim(agent)]}` for one env."""
+    if params.fix_d1_hidden_truth:
+        return _soc_view(state, params)
+    return _v1_obs(state, params)
+
+
+def ground_truth(state: EnvState, params: EnvParams) -> jax.Array:
+    """`[3S + NUM_PHASES + 3]`: what the critics may know and the agents may not."""
+    topo = topology(params)
+    h, a = state.hosts, state.attacker
+    per_seg = jnp.asarray(topo.hosts_in_segment)
+    comp = segment_sum(h.compromised) / per_seg
+    active = segment_sum(h.compromised & ~h.isolated) / per_seg
+    stage = segment_sum(jnp.where(h.compromised, h.stage, 0)) / per_seg / 4.0
+    return jnp.concatenate([
+        comp, active, stage, jax.nn.one_hot(a.phase, NUM_PHASES, dtype=jnp.float32),
+        jnp.stack([a.begun, a.exfiltrated, state.t / params.max_steps]).astype(jnp.float32),
+    ])
+
+
+def world_state(obs: Dict[str, jax.Array], state: EnvState, params: EnvParams) -> jax.Array:
+    """Centralised-critic input: every role's observation, then the ground truth, `[world_dim]`."""
+    return jnp.concatenate([obs[a] for a in AGENTS] + [ground_truth(state, params)])

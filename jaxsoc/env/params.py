@@ -1,0 +1,475 @@
+"""`EnvParams`: everything that configures the SOC world, and the registry of presets.
+
+One engine, scenarios as data. `EnvParams` is a `flax.struct.dataclass` with two kinds of fields:
+
+* **static** fields (`pytree_node=False`): sizes, topology structure and the defect switches. They
+  fix array shapes and which code is traced, so they are Python values at trace time and part of
+  the treedef (hashable; changing one recompiles).
+* **numeric** fields (pytree leaves): probabilities, thresholds, segment values, reward weights.
+  They may be traced, so a user can `jax.vmap` over scenario parameters (domain randomisation,
+  sensitivity sweeps) without recompiling: `jax.vmap(env.step, in_axes=(0, 0, 0, params_axes))`.
+
+`hmarl-soc-v1` reproduces the published HMARL-SOC environment with its defects; `soc-v2` turns on
+every fix. Each defect D1..D12 of `shared/spec/hmarl_soc_reference.md` §4 that lives in the world is
+a named boolean switch `fix_dN_*` (see `SWITCHES` and docs/switches.md), so any one fix can be
+ablated alone: `make("hmarl-soc-v1", fix_d5_containment=True)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from typing import Any, Callable, Dict, Tuple
+
+import numpy as np
+from flax import struct
+
+AGENTS = ("coordinator", "threat_hunter", "alert_triage", "response_orchestrator")
+NUM_PHASES = 5  # recon, initial access, execution, lateral movement, exfiltration
+NUM_STAGES = 5  # per-host compromise stage 0..4
+
+# name -> (defect id, what turning the switch on changes). The single source for docs/switches.md.
+SWITCHES: Dict[str, Tuple[str, str]] = {
+    "fix_d1_hidden_truth": (
+        "D1",
+        "Agents see a SOC's view (alerts, hunting results, isolation state, segment values, "
+        "telemetry summaries, time, directive) instead of the v1 layouts that carry exact per-segment "
+        "compromise fractions/stages, the attacker's phase noise and each alert's true/false label.",
+    ),
+    "fix_d2_alert_origin": (
+        "D2",
+        "True alerts come from compromised hosts (per-host rate by stage and stealth, up to "
+        "`max_new_alerts` per step) and carry that host's segment and id; escalating a true alert "
+        "marks its host detected. v1: one attacker alert per step, always stamped segment 0.",
+    ),
+    "fix_d3_foothold": (
+        "D3",
+        "The attacker's foothold is exactly the hosts currently compromised: no re-compromise, "
+        "remediated hosts leave the foothold, isolated hosts are not sources, execution only on "
+        "compromised hosts. v1: an append-only list with duplicates and stale entries.",
+    ),
+    "fix_d4_dead_ends": (
+        "D4",
+        "No attacker dead ends: a phase whose work is done advances after its minimum duration; "
+        "lateral movement continues until a high-value foothold exists (and exfiltration falls back "
+        "to it when the foothold is lost); an attacker with no foothold and no reachable target "
+        "re-enters from recon after `reentry_cooldown` steps. v1: stalls forever in P2/P4.",
+    ),
+    "fix_d5_containment": (
+        "D5",
+        "Containment = the attack has begun and no compromised host is left un-isolated, so "
+        "remediating the last compromised host IS containment. v1: also requires a compromised "
+        "host to remain, so remediation makes containment impossible.",
+    ),
+    "fix_d6_directive": (
+        "D6",
+        "The coordinator picks a discrete directive (focus segment, posture); every part has an "
+        "effect (focus boosts hunting and containment there; posture sets hunting intensity, the "
+        "triage filter and containment urgency), and tier-2 agents observe it. v1: an 8-float "
+        "directive of which only d0, d1, d4 do anything.",
+    ),
+    "fix_d7_response_actions": (
+        "D7",
+        "Every action dimension is used (threat hunter 2S: intensity, scope; response 3S: isolate, "
+        "remediate, release); a clean host is never isolated twice; isolated clean hosts can be "
+        "released. v1: inert dims, repeated charging for re-isolating, no release.",
+    ),
+    "fix_d8_reward_accounting": (
+        "D8",
+        "Each event counted once per host: response credit uses that host's own detection time; "
+        "every suppressed true alert and every escalated benign alert is penalised. v1: time since "
+        "the episode's first detection; escalating benign alerts is free.",
+    ),
+    "fix_d9_metrics": (
+        "D9",
+        "v2 metrics: MTTD from first compromise to first detection, MTTR from first detection to "
+        "containment (both censored at episode end), FPR = benign items acted on as threats / "
+        "benign items examined, plus alert precision. v1: step indices from episode start with "
+        "max_steps for misses, and a scan-count denominator.",
+    ),
+    "fix_d10_resample_network": (
+        "D10",
+        "Host vulnerabilities are re-drawn at every reset (inside the jitted reset). v1: drawn once "
+        "per env instance and kept across episodes, so the attacker hits the same hosts.",
+    ),
+    "fix_d11_no_padding": (
+        "D11",
+        "The v1 observation layouts lose their pure-noise and constant-zero features (the SOC view "
+        "of D1 never has any). v1: 40/50/25 noise dims and 3/35 zero dims.",
+    ),
+    "fix_d12_truncation": (
+        "D12",
+        "`infos['discount']` is 0 only on termination, so learners bootstrap through time-limit "
+        "truncation. v1 semantics: discount 0 on termination OR truncation. Both flags are always "
+        "reported separately.",
+    ),
+}
+
+# Defects that are not behaviours of the world, and how jaxsoc treats them (docs/switches.md).
+NOT_SWITCHES = {
+    "D13": "`reset(seed)` reseeding only part of the env cannot happen: every random draw in jaxsoc "
+    "derives from the key passed to reset/step; there is no hidden generator to reproduce.",
+    "D14": "Spaces, episode length in infos and reward weights as parameters are API facts, true "
+    "under every preset (the v1 preset uses the hard-coded v1 weights as its parameter values).",
+}
+
+
+def _static(default=None, **kw):
+    return struct.field(pytree_node=False, default=default, **kw)
+
+
+# The HMARL-SOC topology (reference §1.2).
+V1_SEGMENT_NAMES = ("DMZ", "Corporate", "Development", "DataCenter", "Cloud")
+V1_SEGMENT_VALUES = (0.6, 0.8, 0.7, 1.0, 0.9)
+V1_VULN_MEANS = (0.40, 0.30, 0.35, 0.20, 0.25)
+V1_ADJACENCY = ((1, 2), (0, 2, 3), (1, 3, 4), (1, 2, 4), (2, 3))
+
+
+@struct.dataclass
+class EnvParams:
+    """Static configuration and numeric parameters of one SOC scenario.
+
+    Static fields shape the arrays and select code paths; numeric fields are leaves (vmappable).
+    Defaults are the HMARL-SOC reference values (reference §1); presets change what differs.
+    """
+
+    # ---- static: identity, topology, sizes ------------------------------------------------
+    name: str = _static("custom")
+    segment_names: Tuple[str, ...] = _static(V1_SEGMENT_NAMES)
+    hosts_per_segment: Tuple[int, ...] = _static((40,) * 5)
+    adjacency: Tuple[Tuple[int, ...], ...] = _static(V1_ADJACENCY)  # directed, for lateral movement
+    entry_segments: Tuple[int, ...] = _static((0,))
+    high_value_segments: Tuple[int, ...] = _static((3, 4))  # exfiltration targets (v1: value >= 0.9)
+    max_steps: int = _static(200)
+    directive_period: int = _static(5)  # K: the env reads the coordinator every K steps
+    queue_capacity: int = _static(50)
+    visible_alerts: int = _static(10)  # alerts shown to the triage agent, oldest first
+    recon_targets: int = _static(5)
+    phase_min_steps: int = _static(3)
+    num_postures: int = _static(3)  # v2 directive: watch / hunt / contain
+    telemetry_features: int = _static(8)
+    max_new_alerts: int = _static(3)  # v2: true alerts enqueued per step at most
+    rng_impl: str = _static("hash")  # "hash" (fast counter hash) or "threefry" (jax.random)
+    # Put `world_state`/`final_world_state` in step infos (centralised critics); off by default
+    # because it costs two concatenations of every role's observation per step.
+    with_world_state: bool = _static(False)
+
+    # ---- static: defect switches (False = reference behaviour) -----------------------------
+    fix_d1_hidden_truth: bool = _static(False)
+    fix_d2_alert_origin: bool = _static(False)
+    fix_d3_foothold: bool = _static(False)
+    fix_d4_dead_ends: bool = _static(False)
+    fix_d5_containment: bool = _static(False)
+    fix_d6_directive: bool = _static(False)
+    fix_d7_response_actions: bool = _static(False)
+    fix_d8_reward_accounting: bool = _static(False)
+    fix_d9_metrics: bool = _static(False)
+    fix_d10_resample_network: bool = _static(False)
+    fix_d11_no_padding: bool = _static(False)
+    fix_d12_truncation: bool = _static(False)
+
+    # ---- numeric: network --------------------------------------------------------------------
+    segment_values: Tuple[float, ...] = V1_SEGMENT_VALUES
+    vuln_means: Tuple[float, ...] = V1_VULN_MEANS
+    vuln_std: float = 0.1
+    vuln_min: float = 0.05
+    vuln_max: float = 0.95
+
+    # ---- numeric: attacker -------------------------------------------------------------------
+    stealth: float = 0.7
+    p_initial_access: float = 0.5  # x host vulnerability
+    p_execution: float = 0.6
+    p_lateral: float = 0.4  # x target vulnerability
+    p_exfiltration: float = 0.3
+    phase_noise: Tuple[float, ...] = (0.1, 0.3, 0.5, 0.4, 0.6)  # x (1 - stealth)
+    reentry_cooldown: int = 10  # v2 (D4): steps before an evicted attacker re-enters
+
+    # ---- numeric: alerts ---------------------------------------------------------------------
+    tp_alert_scale: float = 2.0  # v1: P(true alert) = scale * noise
+    tp_host_alert_scale: float = 1.0  # v2: per host P = scale * phase_noise[stage] * (1 - stealth)
+    tp_severity_per_stage: float = 0.15  # v2 true alert severity = stage*this + U(0, noise)
+    tp_severity_noise: float = 0.4
+    tp_confidence_low: float = 0.2  # v2 true alert confidence ~ U(low, high)
+    tp_confidence_high: float = 0.8
+    fp_alert_rate: float = 0.3
+    fp_severity_max: float = 0.5
+    fp_confidence_max: float = 0.4
+    fp_noise_max: float = 0.3
+    enrich_gain: float = 0.2
+
+    # ---- numeric: defenders ------------------------------------------------------------------
+    hunt_threshold: float = 0.3
+    false_scan_threshold: float = 0.7
+    false_scan_rate: float = 0.05
+    detect_stealth_factor: float = 0.5  # P(detect) *= 1 - factor * stealth
+    isolate_threshold: float = 0.5
+    blind_isolation_threshold: float = 0.9
+    blind_isolation_rate: float = 0.02
+    remediate_threshold: float = 0.5
+    release_threshold: float = 0.5
+    # v1 directive -> boosts: scan = s*(d0+1), scope = s*(d1+1), urgency = s*(d4+1)
+    scan_boost_scale: float = 0.15
+    scope_boost_scale: float = 0.1
+    urgency_scale: float = 0.1
+    # v2 directive (D6): per posture (watch, hunt, contain), plus a bonus on the focus segment
+    posture_hunt: Tuple[float, ...] = (0.0, 0.2, 0.1)
+    posture_scope: Tuple[float, ...] = (0.0, 0.1, 0.05)
+    posture_urgency: Tuple[float, ...] = (0.0, 0.1, 0.2)
+    posture_triage_filter: Tuple[float, ...] = (0.3, 0.15, 0.0)  # alerts below this severity are dropped
+    focus_hunt: float = 0.2
+    focus_scope: float = 0.1
+    focus_urgency: float = 0.2
+
+    # ---- numeric: telemetry (v2 observations) ------------------------------------------------
+    telemetry_noise: float = 1.0  # per-host std; segment summaries average it
+    telemetry_stage_drift: Tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0)
+    telemetry_direction: Tuple[float, ...] = (1.0, 0.6, -0.4, 0.8, 1.0, -0.2, 0.5, 0.9)
+
+    # ---- numeric: reward (reference §1.8) ----------------------------------------------------
+    w_detect: float = 1.0
+    w_response: float = 1.5
+    w_cost: float = -0.3
+    w_fp: float = -2.0
+    containment_bonus: float = 5.0
+    exfiltration_penalty: float = 10.0
+    fp_unit: float = 0.5
+    isolate_cost: float = 0.1  # x segment value, correct isolation
+    blind_isolate_cost: float = 0.2  # x segment value, clean host isolated
+    availability_cost: float = 0.0  # x segment value, per isolated host per step (v2)
+
+    # ---- derived helpers (Python values, trace-time) -----------------------------------------
+    @property
+    def num_segments(self) -> int:
+        return len(self.hosts_per_segment)
+
+    @property
+    def max_hosts(self) -> int:
+        return max(self.hosts_per_segment)
+
+    @property
+    def num_hosts(self) -> int:
+        return int(sum(self.hosts_per_segment))
+
+    @property
+    def edges(self) -> Tuple[Tuple[int, int], ...]:
+        """Directed (source, target) pairs in the reference's iteration order."""
+        return tuple((s, t) for s, targets in enumerate(self.adjacency) for t in targets)
+
+    @property
+    def num_directives(self) -> int:
+        """v2 (D6): directive index = focus * num_postures + posture."""
+        return self.num_segments * self.num_postures
+
+    def replace(self, **kw) -> "EnvParams":
+        return dataclasses.replace(self, **kw)
+
+
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(EnvParams))
+_TOPOLOGY_FIELDS = (
+    "segment_names",
+    "hosts_per_segment",
+    "adjacency",
+    "entry_segments",
+    "high_value_segments",
+    "segment_values",
+    "vuln_means",
+)
+
+
+def generated_topology(num_segments: int, hosts_per_segment) -> Dict[str, Any]:
+    """A layered topology for `num_segments` (the v1 table itself when it is 5).
+
+    Segment 0 is the entry (DMZ-like); values rise and vulnerability means fall with depth; each
+    segment reaches its neighbours and the one two steps deeper, so the deepest (high-value)
+    segments are at least two hops from the entry, as in v1.
+    """
+    if num_segments == 5:
+        names, values, vulns, adj = V1_SEGMENT_NAMES, V1_SEGMENT_VALUES, V1_VULN_MEANS, V1_ADJACENCY
+        hv = (3, 4)
+    else:
+        depth = np.linspace(0.0, 1.0, num_segments)
+        names = tuple(f"seg{i}" for i in range(num_segments))
+        values = tuple(float(round(v, 4)) for v in 0.6 + 0.4 * depth)
+        vulns = tuple(float(round(v, 4)) for v in 0.40 - 0.20 * depth)
+        adj = tuple(
+            tuple(j for j in (i - 1, i + 1, i + 2) if 0 <= j < num_segments and j != i)
+            for i in range(num_segments)
+        )
+        hv = tuple(i for i, v in enumerate(values) if v >= 0.9) or (num_segments - 1,)
+    if isinstance(hosts_per_segment, int):
+        hosts_per_segment = (hosts_per_segment,) * num_segments
+    return dict(
+        segment_names=names,
+        hosts_per_segment=tuple(hosts_per_segment),
+        adjacency=adj,
+        entry_segments=(0,),
+        high_value_segments=hv,
+        segment_values=values,
+        vuln_means=vulns,
+    )
+
+
+def _v1() -> EnvParams:
+    return EnvParams(name="hmarl-soc-v1")
+
+
+def _v2(**topology) -> EnvParams:
+    switches = {name: True for name in SWITCHES}
+    return EnvParams(name="soc-v2", availability_cost=0.01, **switches, **topology)
+
+
+_PRESETS: Dict[str, Callable[[], EnvParams]] = {
+    "hmarl-soc-v1": _v1,
+    "soc-v2": _v2,
+    "soc-v2-10x100": lambda: _v2(**generated_topology(10, 100)).replace(name="soc-v2-10x100"),
+    "soc-v2-20x250": lambda: _v2(**generated_topology(20, 250)).replace(name="soc-v2-20x250"),
+}
+
+
+def register(name: str, factory: Callable[[], EnvParams]) -> None:
+    """Add a preset: `factory()` returns its `EnvParams`."""
+    _PRESETS[name] = factory
+
+
+def preset_names() -> Tuple[str, ...]:
+    return tuple(sorted(_PRESETS))
+
+
+def _suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=3, cutoff=0.5)
+    return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
+def _as_tuple(value, cast):
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(cast(v) for v in value)
+    return value
+
+
+def _coerce(name: str, value):
+    """YAML/CLI values into the field's Python type (tuples stay hashable)."""
+    if name == "adjacency":
+        return tuple(tuple(int(t) for t in row) for row in value)
+    if name in ("hosts_per_segment", "entry_segments", "high_value_segments"):
+        return _as_tuple(value, int)
+    if name == "segment_names":
+        return _as_tuple(value, str)
+    if isinstance(value, (list, np.ndarray)):
+        return tuple(float(v) for v in value)
+    return value
+
+
+def load_yaml_preset(path: str) -> EnvParams:
+    """A scenario file: `base: <preset>` plus field overrides (see configs/scenarios/)."""
+    import yaml
+
+    with open(path) as f:
+        spec = yaml.safe_load(f) or {}
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: a scenario file must be a mapping, got {type(spec).__name__}")
+    spec = dict(spec)
+    base = spec.pop("base", "hmarl-soc-v1")
+    spec.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    return build_params(base, **spec)
+
+
+def build_params(name: str, **overrides) -> EnvParams:
+    """Resolve a preset (or a `.yaml` scenario file) and apply overrides, validating everything."""
+    if isinstance(name, str) and name.endswith((".yaml", ".yml")):
+        if not os.path.exists(name):
+            raise ValueError(f"scenario file not found: {name}")
+        base = load_yaml_preset(name)
+    elif name in _PRESETS:
+        base = _PRESETS[name]()
+    else:
+        raise ValueError(
+            f"unknown scenario {name!r}.{_suggest(str(name), _PRESETS)} "
+            f"Known presets: {', '.join(preset_names())}."
+        )
+    overrides = dict(overrides)
+    num_segments = overrides.pop("num_segments", None)
+    for key in overrides:
+        if key not in FIELD_NAMES:
+            raise ValueError(
+                f"unknown env parameter {key!r} for scenario {name!r}.{_suggest(key, FIELD_NAMES)}"
+            )
+    if num_segments is not None:
+        _check_positive_int("num_segments", num_segments)
+        explicit = [k for k in _TOPOLOGY_FIELDS if k in overrides and k != "hosts_per_segment"]
+        if num_segments != base.num_segments and not explicit:
+            # A bare size change gets a generated topology; explicit topology fields win.
+            hps = overrides.pop("hosts_per_segment", base.hosts_per_segment[0])
+            overrides = {**generated_topology(int(num_segments), hps), **overrides}
+    if isinstance(overrides.get("hosts_per_segment"), (int, np.integer)):
+        _check_positive_int("hosts_per_segment", overrides["hosts_per_segment"])
+        s = len(overrides.get("segment_values", base.segment_values))
+        overrides["hosts_per_segment"] = (int(overrides["hosts_per_segment"]),) * s
+    coerced = {k: _coerce(k, v) for k, v in overrides.items()}
+    params = base.replace(**coerced)
+    if num_segments is not None and params.num_segments != num_segments:
+        raise ValueError(
+            f"num_segments={num_segments} but the topology given has {params.num_segments} segments"
+        )
+    validate(params)
+    return params
+
+
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def validate(p: EnvParams) -> None:
+    """Raise a clear `ValueError` for any impossible configuration, before anything is traced."""
+    s = len(p.hosts_per_segment)
+    if s == 0:
+        raise ValueError("the network needs at least one segment (hosts_per_segment is empty)")
+    for i, h in enumerate(p.hosts_per_segment):
+        _check_positive_int(f"hosts_per_segment[{i}]", h)
+    for name in ("max_steps", "directive_period", "queue_capacity", "visible_alerts", "recon_targets",
+                 "phase_min_steps", "num_postures", "telemetry_features", "max_new_alerts"):
+        _check_positive_int(name, getattr(p, name))
+    for name in ("segment_names", "segment_values", "vuln_means", "adjacency"):
+        n = len(getattr(p, name))
+        if n != s:
+            raise ValueError(f"{name} has {n} entries but the network has {s} segments "
+                             f"(hosts_per_segment={p.hosts_per_segment})")
+    for src, targets in enumerate(p.adjacency):
+        for t in targets:
+            if not (0 <= t < s):
+                raise ValueError(f"adjacency[{src}] names segment {t}, which does not exist "
+                                 f"(segments are 0..{s - 1})")
+            if t == src:
+                raise ValueError(f"adjacency[{src}] names the segment itself")
+        if len(set(targets)) != len(targets):
+            raise ValueError(f"adjacency[{src}] repeats a segment: {targets}")
+    for name in ("entry_segments", "high_value_segments"):
+        segs = getattr(p, name)
+        if len(segs) == 0:
+            raise ValueError(f"{name} must name at least one segment")
+        for t in segs:
+            if not (0 <= t < s):
+                raise ValueError(f"{name} names segment {t}, which does not exist (0..{s - 1})")
+    if p.visible_alerts > p.queue_capacity:
+        raise ValueError(f"visible_alerts={p.visible_alerts} exceeds queue_capacity={p.queue_capacity}")
+    if len(p.phase_noise) != NUM_PHASES:
+        raise ValueError(f"phase_noise needs {NUM_PHASES} entries, got {len(p.phase_noise)}")
+    if len(p.telemetry_stage_drift) != NUM_STAGES:
+        raise ValueError(f"telemetry_stage_drift needs {NUM_STAGES} entries")
+    if len(p.telemetry_direction) != p.telemetry_features:
+        raise ValueError(f"telemetry_direction has {len(p.telemetry_direction)} entries but "
+                         f"telemetry_features={p.telemetry_features}")
+    for name in ("posture_hunt", "posture_scope", "posture_urgency", "posture_triage_filter"):
+        if len(getattr(p, name)) != p.num_postures:
+            raise ValueError(f"{name} needs num_postures={p.num_postures} entries")
+    if p.rng_impl not in ("hash", "threefry"):
+        raise ValueError(f"rng_impl must be 'hash' or 'threefry', got {p.rng_impl!r}")
+    for name in ("stealth", "p_initial_access", "p_execution", "p_lateral", "p_exfiltration",
+                 "fp_alert_rate", "false_scan_rate", "blind_isolation_rate"):
+        v = getattr(p, name)
+        if isinstance(v, (int, float)) and not (0.0 <= v <= 1.0):
+            raise ValueError(f"{name} is a probability and must lie in [0, 1], got {v}")
+    for name in ("vuln_std", "vuln_min", "vuln_max"):
+        v = getattr(p, name)
+        if isinstance(v, (int, float)) and not (0.0 <= v <= 1.0):
+            raise ValueError(f"{name} must lie in [0, 1], got {v}")
