@@ -260,7 +260,9 @@ def validate(config: dict, scenarios: Iterable[str] | None = None) -> dict:
 
     if scenarios is None:
         scenarios = known_scenarios()
-    if scenarios is not None and config["scenario"] not in scenarios:
+    # A scenario may also be a YAML file (`jaxsoc.env.make` checks it).
+    is_file = str(config["scenario"]).endswith((".yaml", ".yml"))
+    if scenarios is not None and not is_file and config["scenario"] not in scenarios:
         raise ConfigError(
             f"unknown scenario {config['scenario']!r}{algos.suggest(config['scenario'], scenarios)}; "
             f"known: {', '.join(sorted(scenarios))}"
@@ -274,18 +276,13 @@ def validate(config: dict, scenarios: Iterable[str] | None = None) -> dict:
 
 
 def known_scenarios() -> list[str] | None:
-    """Scenario names the env registry knows, or None when it cannot say (env not importable)."""
+    """The env's preset names, or None when the env cannot say (not importable)."""
     try:
         import jaxsoc.env as soc
     except ImportError:
         return None
-    for attr in ("SCENARIOS", "PRESETS", "presets", "scenarios", "list_presets", "list_scenarios"):
-        found = getattr(soc, attr, None)
-        if callable(found):
-            found = found()
-        if found:
-            return list(found)
-    return None
+    names = getattr(soc, "preset_names", None)
+    return list(names()) if callable(names) else None
 
 
 def resolve(

@@ -409,6 +409,7 @@ def _drive(cfg, run_dir, trainer, program, ckpts, writer, state, start, meta, on
             t_chunk = time.perf_counter()
             state, metrics = program.chunk(length)(state)
             metrics = jax.device_get(metrics)  # waits for the chunk
+            chunk_seconds = time.perf_counter() - t_chunk
             previous, update = update, update + length
             wall = wall_offset + time.perf_counter() - t0
             run_log.append_jsonl(
@@ -426,7 +427,7 @@ def _drive(cfg, run_dir, trainer, program, ckpts, writer, state, start, meta, on
             if update == num_updates or (every_ckpt and update // every_ckpt > previous // every_ckpt):
                 ckpts.save(update, state, meta_now(update, wall))
 
-            sps = length * steps_per_update * cfg["num_seeds"] / max(time.perf_counter() - t_chunk, 1e-9)
+            sps = length * steps_per_update * cfg["num_seeds"] / max(chunk_seconds, 1e-9)
             postfix = {"sps": f"{sps:,.0f}"}
             for name in ("return", "csr"):
                 if name in metrics:

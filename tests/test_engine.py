@@ -429,8 +429,8 @@ def fake_soc_env(monkeypatch):
 
     module = types.ModuleType("jaxsoc.env")
     module.make = toys.make_toy_env
-    module.SCENARIOS = ["toy"]
-    module.policies = types.SimpleNamespace(rule_soar=oracle, random=uniform, no_defender=uniform, constant=uniform)
+    module.preset_names = lambda: ("toy",)
+    module.POLICIES = {"rule-soar": oracle, "random": uniform, "no-defender": uniform, "constant": uniform}
     monkeypatch.setitem(sys.modules, "jaxsoc.env", module)
     monkeypatch.setattr(jaxsoc, "env", module, raising=False)
     return module
@@ -466,3 +466,33 @@ def _import_cli():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_mean_episode_metrics_skips_unended_and_undefined_episodes():
+    from jaxsoc.algos.base import mean_episode_metrics
+
+    done = jnp.array([[True, False], [False, True], [True, False]])
+    value = jnp.array([[1.0, 100.0], [100.0, jnp.nan], [3.0, 100.0]])
+    out = mean_episode_metrics({"csr": value, "length": jnp.arange(6.0).reshape(3, 2)}, done)
+    assert int(out["episodes"]) == 3
+    assert float(out["csr"]) == 2.0  # (1 + 3) / 2: the NaN episode has no csr, unended ones never count
+    assert float(out["length"]) == pytest.approx((0 + 3 + 4) / 3)
+    none = mean_episode_metrics({"csr": value}, jnp.zeros_like(done))
+    assert int(none["episodes"]) == 0 and np.isnan(float(none["csr"]))
+
+
+def test_cli_on_the_real_env_with_evaluation(tmp_path, capsys):
+    """Integration with jaxsoc.env: a scripted baseline, logged and evaluated (max_steps from the
+    env's params), on a tiny run."""
+    import jaxsoc.env as soc
+
+    cli_module = _import_cli()
+    argv = ["--algo", "random", "--scenario", "hmarl-soc-v1", "--num-envs", "4", "--total-steps", "80",
+            "--name", "real", "--set", f"run.dir={tmp_path}", "--set", "scripted.rollout=10",
+            "--set", "run.progress=false", "--set", "eval.every_chunks=1", "--set", "eval.episodes=2"]
+    assert cli_module.main(argv) == 0, capsys.readouterr().err
+    records, _ = run_log.read_jsonl(tmp_path / "real" / "metrics.jsonl")
+    assert [r["update"] for r in records] == [1, 2]
+    assert set(soc.METRIC_KEYS) | {"episodes", "env_steps", "reward"} == set(records[-1]["metrics"])
+    evals, _ = run_log.read_jsonl(tmp_path / "real" / "eval.jsonl")
+    assert len(evals) == 1 and evals[0]["episodes"] == 2  # every env ends an episode within max_steps

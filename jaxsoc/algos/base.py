@@ -88,19 +88,16 @@ def mean_episode_metrics(metrics: Dict[str, jax.Array], done: jax.Array) -> Metr
       done: `dones["__all__"]`, bool `[T, num_envs]`.
 
     Returns:
-      `{"episodes": int32[], name: f32[] for each metric}`, each metric the mean over ended
-      episodes, NaN when none ended (the engine logs null).
+      `{"episodes": int32[], name: f32[] for each metric}`: each metric the mean over the ended
+      episodes where it is defined (a metric may be NaN for an episode, e.g. a precision with
+      nothing to divide by), NaN when there are none (the engine logs null).
     """
     done = done.astype(bool)
-    episodes = done.sum()
-    denom = jnp.maximum(episodes, 1)
-    out: Metrics = {
-        name: jnp.where(
-            episodes > 0,
-            jnp.where(done, value, 0).sum() / denom,
-            jnp.nan,
-        ).astype(jnp.float32)
-        for name, value in metrics.items()
-    }
-    out["episodes"] = episodes.astype(jnp.int32)
+    out: Metrics = {}
+    for name, value in metrics.items():
+        counted = done & jnp.isfinite(value)
+        n = counted.sum()
+        total = jnp.where(counted, value, 0).sum()
+        out[name] = jnp.where(n > 0, total / jnp.maximum(n, 1), jnp.nan).astype(jnp.float32)
+    out["episodes"] = done.sum().astype(jnp.int32)
     return out

@@ -17,14 +17,6 @@ from jaxsoc.algos.base import Trainer, mean_episode_metrics
 DEFAULTS = {"rollout": 128}
 POSITIVE = ("rollout",)
 
-# algorithm name -> attribute of jaxsoc.env.policies
-POLICIES = {
-    "random": "random",
-    "constant": "constant",
-    "no-defender": "no_defender",
-    "rule-soar": "rule_soar",
-}
-
 
 class ScriptedState(NamedTuple):
     """Train state of one seed: env state and obs `[num_envs, ...]`, RNG key, env steps done."""
@@ -36,10 +28,11 @@ class ScriptedState(NamedTuple):
 
 
 def policy_for(name: str):
-    """The scripted policy `policy(key, obs, state, params) -> actions` behind algorithm `name`."""
-    from jaxsoc.env import policies
+    """The scripted policy `policy(key, obs, state, params) -> actions` behind algorithm `name`
+    (`jaxsoc.env.POLICIES` uses the same names as the algorithm registry)."""
+    import jaxsoc.env as soc
 
-    return getattr(policies, POLICIES[name])
+    return soc.POLICIES[name]
 
 
 def make_train(config: dict, env, env_params) -> Trainer:
