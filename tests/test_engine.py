@@ -119,6 +119,16 @@ def test_num_seeds_2_equals_two_single_seed_runs(runs):
         assert got["metrics"] == pytest.approx(want["metrics"], rel=1e-5, abs=1e-6)
 
 
+def test_chunked_run_equals_trainer_train(runs):
+    """Chunking (4 + 2 updates, host work between) does not change the maths of `train(key)`."""
+    both = runs["both"]
+    state, metrics = jax.jit(jax.vmap(both.trainer.train))(engine.seed_keys(5, 2))
+    assert_trees_close(state, both.state)
+    logged, _ = run_log.read_jsonl(both.run_dir / "metrics.jsonl")
+    returns = np.array([r["metrics"]["return"] for r in logged], dtype=float).reshape(6, 2)
+    np.testing.assert_allclose(np.asarray(metrics["return"], dtype=float).T, returns, rtol=1e-5)  # [seed, update]
+
+
 # ----------------------------------------------------------------------------- logs
 def test_metrics_jsonl_lines_parse(runs):
     result = runs["both"]
