@@ -55,9 +55,6 @@ from jaxsoc.checkpoints import CheckpointError, Checkpoints
 from jaxsoc.config import ConfigError
 from jaxsoc.evaluation import make_evaluator
 
-# CPU backends cannot donate buffers; donation still helps on accelerators, the warning is noise.
-warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
-
 MESH_AXIS = "devices"
 # fold_in constant that separates the evaluation key stream from the training one.
 _EVAL_STREAM = 0x5EED_E7A1
