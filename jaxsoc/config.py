@@ -125,7 +125,7 @@ def base_config() -> dict:
 
 
 def parse_sets(sets: Iterable[str]) -> dict:
-    """['ppo.lr=1e-4', 'env.num_hosts=50'] -> {'ppo': {'lr': 0.0001}, 'env': {'num_hosts': 50}}."""
+    """['ppo.lr=1e-4', 'env.max_steps=100'] -> {'ppo': {'lr': 0.0001}, 'env': {'max_steps': 100}}."""
     out: dict = {}
     for item in sets:
         key, sep, text = item.partition("=")

@@ -41,9 +41,9 @@ def test_scientific_notation_is_a_number_everywhere(tmp_path):
 def test_layers_compose_in_order(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("num_envs: 64\nseed: 3\nrun: {chunk_updates: 7}\n")
-    cfg = resolve(path, flags={"num_envs": 128, "run": {"name": "x"}}, sets=["seed=9", "env.num_hosts=50"])
+    cfg = resolve(path, flags={"num_envs": 128, "run": {"name": "x"}}, sets=["seed=9", "env.max_steps=100"])
     assert (cfg["num_envs"], cfg["seed"], cfg["run"]["chunk_updates"]) == (128, 9, 7)
-    assert cfg["run"]["name"] == "x" and cfg["env"] == {"num_hosts": 50}
+    assert cfg["run"]["name"] == "x" and cfg["env"] == {"max_steps": 100}
     assert cfg["run"]["dir"] == config.base_config()["run"]["dir"]  # untouched siblings stay
 
 
@@ -63,7 +63,7 @@ def test_saved_config_is_a_layer_and_hash_tracks_training_keys():
     changed = resolve(saved=saved, sets=["scripted.rollout=64"])
     assert config.training_hash(changed) != config.training_hash(saved)
     assert config.training_diff(saved, changed) == ["scripted.rollout: 128 -> 64"]
-    assert config.training_hash(resolve(saved=saved, sets=["env.num_hosts=9"])) != config.training_hash(saved)
+    assert config.training_hash(resolve(saved=saved, sets=["env.max_steps=9"])) != config.training_hash(saved)
 
 
 @pytest.mark.parametrize(

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="run folder name under run.dir (default <algo>-<scenario>-<time>)")
     p.add_argument("--config", metavar="FILE", help="YAML config composed over configs/base.yaml")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set ppo.lr=1e-4 --set env.num_hosts=50 "
+                   help="override any config key, e.g. --set ppo.lr=1e-4 --set env.max_steps=100 "
                    "(values are YAML scalars; repeatable)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its newest checkpoint (its config.yaml "
