@@ -98,6 +98,10 @@ def test_validation_errors_are_clear(kwargs, message):
     assert message in str(err.value)
 
 
+def test_a_scenario_file_passes_through_to_the_env():
+    assert resolve(flags={"scenario": "configs/scenarios/mine.yaml"})["scenario"] == "configs/scenarios/mine.yaml"
+
+
 def test_errors_name_their_source_file(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("num_envz: 4\n")

@@ -414,12 +414,14 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path):
         (["--algo", "rule-sora"], "did you mean 'rule-soar'"),
         (["--set", "run.dir=" + str(tmp_path), "--num-envs", "6", "--devices", "4"], "divisible by devices"),
         (["--resume", str(tmp_path / "nothing")], "not a run folder"),
+        (["--set", "run.dir=" + str(tmp_path), "--set", "env.max_step=9"], "Did you mean: max_steps"),
     ):
         err = io.StringIO()
         with redirect_stderr(err):
             assert cli_module.main(argv) == 2
         assert err.getvalue().startswith("error: ") and err.getvalue().count("\n") == 1
         assert message in err.getvalue()
+    assert not any(tmp_path.iterdir())  # refused before creating a run folder
 
 
 @pytest.fixture
