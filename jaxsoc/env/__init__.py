@@ -20,13 +20,13 @@ from jaxsoc.env.spaces import Box, Discrete
 from jaxsoc.env.state import EnvState
 
 
-def make(name: str = "hmarl-soc-v1", **overrides) -> Tuple[SOCEnv, EnvParams]:
+def make(scenario: str = "hmarl-soc-v1", /, **overrides) -> Tuple[SOCEnv, EnvParams]:
     """Build a scenario: a preset name (see `preset_names()`) or a `.yaml` scenario file.
 
     Unknown names or override keys, non-positive sizes and inconsistent topologies raise a
     `ValueError` (with close-match suggestions) before anything is traced.
     """
-    params = build_params(name, **overrides)
+    params = build_params(scenario, **overrides)
     return SOCEnv(params), params
 
 

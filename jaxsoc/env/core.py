@@ -165,7 +165,10 @@ class SOCEnv:
     def step_env(self, key: jax.Array, state: EnvState, actions: Dict[str, jax.Array],
                  params: Optional[EnvParams] = None):
         """One transition without auto-reset: `(obs, state, rewards, dones, infos)`."""
-        p = self._p(params)
+        return self._step_env(key, state, actions, self._p(params), None)
+
+    def _step_env(self, key, state, actions, p: EnvParams, noise):
+        """`step_env` with the observation noise optionally supplied (shared with the reset obs)."""
         draws = Draws(key, p.rng_impl)
         t = state.t + 1
         c = state.counters
@@ -216,10 +219,12 @@ class SOCEnv:
         )
         new_state = directed.replace(t=t, hosts=hosts, attacker=att, queue=queue, counters=counters,
                                      obs_seed=seed_words(jax.random.fold_in(key, 1)))
+        if noise is None:
+            noise = observe.draw_noise(new_state.obs_seed, p)
         terminated = contained | att.exfiltrated
         truncated = t >= p.max_steps
         done = terminated | truncated
-        obs = observe.get_obs(new_state, p)
+        obs = observe.get_obs(new_state, p, noise)
         rewards = {a: terms.total for a in self.agents}
         dones = {a: done for a in self.agents}
         dones["__all__"] = done
@@ -251,7 +256,10 @@ class SOCEnv:
         """
         p = self._p(params)
         key_step, key_reset = jax.random.split(key)
-        obs_st, st, rewards, dones, infos = self.step_env(key_step, state, actions, p)
+        # The stepped state's observation seed is fold_in(key_step, 1) (see _step_env); draw its
+        # noise here once so the terminal and the first observation share it.
+        noise = observe.draw_noise(seed_words(jax.random.fold_in(key_step, 1)), p)
+        obs_st, st, rewards, dones, infos = self._step_env(key_step, state, actions, p, noise)
         done = dones["__all__"]
         if reset_state is None:
             keep = None if p.fix_d10_resample_network else st.hosts.vuln  # v1: one network per env (D10)
@@ -261,7 +269,7 @@ class SOCEnv:
             st_re = st_re.replace(obs_seed=st.obs_seed, episode=st.episode + 1)
         else:
             st_re = reset_state.replace(episode=st.episode + 1)
-        obs_re = observe.get_obs(st_re, p)
+        obs_re = observe.get_obs(st_re, p, noise if reset_state is None else None)
         state = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), st_re, st)
         obs = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), obs_re, obs_st)
         infos = dict(infos)

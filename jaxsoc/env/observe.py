@@ -49,7 +49,26 @@ def _pad(x: jax.Array, size: int, fill: jax.Array | None = None) -> jax.Array:
     return jnp.concatenate([x, tail])
 
 
-def _v1_obs(state: EnvState, params: EnvParams) -> Dict[str, jax.Array]:
+def draw_noise(seed: jax.Array, params: EnvParams) -> Dict[str, jax.Array]:
+    """Every random number an observation needs, from the state's `obs_seed`.
+
+    Drawn once per step and shared by the terminal and the auto-reset observation (only one of
+    them is returned as `obs`), so the step pays for one set of normals.
+    """
+    draws = SeededDraws(seed, params.rng_impl)
+    s = params.num_segments
+    if params.fix_d1_hidden_truth:
+        return {"telemetry": draws.normal((s, params.telemetry_features))}
+    out = {"th_hosts": draws.normal((V1_TH_HOSTS,))}
+    if not params.fix_d11_no_padding:
+        out["sc"] = draws.normal((V1_SIZES["coordinator"],))
+        out["th_flow"] = draws.normal((s, 8))
+        out["th_intel"] = draws.normal((10,))
+        out["ro"] = draws.normal((s, 5))
+    return out
+
+
+def _v1_obs(state: EnvState, params: EnvParams, noise) -> Dict[str, jax.Array]:
     """The reference layouts (D1 leaks included); D11 drops the noise and zero padding."""
     topo = topology(params)
     h, q = state.hosts, state.queue
@@ -65,22 +84,21 @@ def _v1_obs(state: EnvState, params: EnvParams) -> Dict[str, jax.Array]:
     qlen = jnp.sum(q[:, VALID]) / params.queue_capacity
     total_comp = jnp.sum(h.compromised).astype(jnp.float32)
     total_det = jnp.sum(h.detected).astype(jnp.float32)
-    draws = SeededDraws(state.obs_seed, params.rng_impl)
     noise_lvl = noise_level(state.attacker.phase, params)
 
     sc = jnp.concatenate([net_state, jnp.stack([t / params.max_steps, qlen, total_comp / n_hosts,
                                                 total_det / jnp.maximum(1.0, total_comp + 1.0)])])
     if pad:
-        sc = _pad(sc, V1_SIZES["coordinator"], 0.1 * draws.normal((V1_SIZES["coordinator"],)))
+        sc = _pad(sc, V1_SIZES["coordinator"], 0.1 * noise["sc"])
 
     seg_feats = [comp_frac[:, None], jnp.full((s, 1), noise_lvl)]
     if pad:
-        seg_feats.append(0.2 * draws.normal((s, 8)))  # "flow features": pure noise
+        seg_feats.append(0.2 * noise["th_flow"])  # "flow features": pure noise
     th_parts = [net_state, jnp.concatenate(seg_feats, axis=-1).reshape(-1)]
     if pad:
-        th_parts.append(0.1 * draws.normal((10,)))  # "threat intel": pure noise
+        th_parts.append(0.1 * noise["th_intel"])  # "threat intel": pure noise
     flat_stage = h.stage.reshape(-1)[:V1_TH_HOSTS].astype(jnp.float32)
-    host_feat = flat_stage / 5.0 * (1.0 - params.stealth) + 0.15 * draws.normal(flat_stage.shape)
+    host_feat = flat_stage / 5.0 * (1.0 - params.stealth) + 0.15 * noise["th_hosts"][: flat_stage.shape[0]]
     th_parts.append(_pad(host_feat, V1_TH_HOSTS))
     th = jnp.concatenate(th_parts)
 
@@ -95,7 +113,7 @@ def _v1_obs(state: EnvState, params: EnvParams) -> Dict[str, jax.Array]:
     values = jnp.asarray(params.segment_values, jnp.float32)
     ro_seg = [comp_frac[:, None], iso_frac[:, None], values[:, None]]
     if pad:
-        ro_seg.append(0.1 * draws.normal((s, 5)))
+        ro_seg.append(0.1 * noise["ro"])
     ro = jnp.concatenate([net_state, (jnp.sum(h.isolated) / n_hosts)[None],
                           jnp.concatenate(ro_seg, axis=-1).reshape(-1)])
     if pad:
@@ -107,7 +125,7 @@ def _v1_obs(state: EnvState, params: EnvParams) -> Dict[str, jax.Array]:
     return obs
 
 
-def telemetry_summary(state: EnvState, params: EnvParams, draws) -> jax.Array:
+def telemetry_summary(state: EnvState, params: EnvParams, noise: jax.Array) -> jax.Array:
     """`[S, F]` per-segment mean of connected hosts' telemetry.
 
     Host telemetry = stage drift (compromised hosts only) times a fixed direction, plus
@@ -122,24 +140,22 @@ def telemetry_summary(state: EnvState, params: EnvParams, draws) -> jax.Array:
     n = segment_sum(connected)
     mean_drift = segment_sum(drift) / jnp.maximum(n, 1.0)
     direction = jnp.asarray(params.telemetry_direction, jnp.float32)
-    noise = draws.normal((topo.num_segments, params.telemetry_features))
     summary = mean_drift[:, None] * direction[None, :] + params.telemetry_noise * noise / jnp.sqrt(jnp.maximum(n, 1.0))[:, None]
     return jnp.where(n[:, None] > 0, summary, 0.0)
 
 
-def _soc_view(state: EnvState, params: EnvParams) -> Dict[str, jax.Array]:
+def _soc_view(state: EnvState, params: EnvParams, noise) -> Dict[str, jax.Array]:
     """D1: only what a SOC can see (no compromise state, no alert labels, no attacker phase)."""
     topo = topology(params)
     h, q = state.hosts, state.queue
     s = topo.num_segments
     per_seg = jnp.asarray(topo.hosts_in_segment)
-    draws = SeededDraws(state.obs_seed, params.rng_impl)
     valid_q = q[:, VALID] > 0.5
     alerts_per_seg = jnp.sum(jax.nn.one_hot(q[:, SEGMENT].astype(jnp.int32), s) * valid_q[:, None], axis=0)
     pending = segment_sum(h.detected & ~h.isolated) / per_seg
     isolated = segment_sum(h.isolated) / per_seg
     values = jnp.asarray(params.segment_values, jnp.float32)
-    tele = telemetry_summary(state, params, draws)
+    tele = telemetry_summary(state, params, noise["telemetry"])
     seg_block = jnp.concatenate([
         jnp.stack([alerts_per_seg / params.queue_capacity, pending, isolated, values], axis=-1), tele,
     ], axis=-1).reshape(-1)
@@ -163,11 +179,13 @@ def _soc_view(state: EnvState, params: EnvParams) -> Dict[str, jax.Array]:
     )
 
 
-def get_obs(state: EnvState, params: EnvParams) -> Dict[str, jax.Array]:
-    """`{agent: float32 [obs_dim(agent)]}` for one env."""
+def get_obs(state: EnvState, params: EnvParams, noise: Dict[str, jax.Array] | None = None) -> Dict[str, jax.Array]:
+    """`{agent: float32 [obs_dim(agent)]}` for one env; `noise` defaults to `draw_noise(state.obs_seed)`."""
+    if noise is None:
+        noise = draw_noise(state.obs_seed, params)
     if params.fix_d1_hidden_truth:
-        return _soc_view(state, params)
-    return _v1_obs(state, params)
+        return _soc_view(state, params, noise)
+    return _v1_obs(state, params, noise)
 
 
 def ground_truth(state: EnvState, params: EnvParams) -> jax.Array:

@@ -373,8 +373,9 @@ def load_yaml_preset(path: str) -> EnvParams:
     return build_params(base, **spec)
 
 
-def build_params(name: str, **overrides) -> EnvParams:
+def build_params(scenario: str, /, **overrides) -> EnvParams:
     """Resolve a preset (or a `.yaml` scenario file) and apply overrides, validating everything."""
+    name = scenario
     if isinstance(name, str) and name.endswith((".yaml", ".yml")):
         if not os.path.exists(name):
             raise ValueError(f"scenario file not found: {name}")

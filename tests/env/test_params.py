@@ -1,0 +1,68 @@
+"""make(): presets, overrides, YAML scenarios and the errors for bad input."""
+import os
+
+import jax
+import pytest
+
+import jaxsoc.env as soc
+from jaxsoc.env.params import SWITCHES, EnvParams
+
+
+def test_presets_and_switches():
+    _, v1 = soc.make("hmarl-soc-v1")
+    _, v2 = soc.make("soc-v2")
+    assert all(getattr(v1, s) is False for s in SWITCHES)
+    assert all(getattr(v2, s) is True for s in SWITCHES)
+    assert v1.hosts_per_segment == (40,) * 5 and v1.max_steps == 200 and v1.directive_period == 5
+    assert v1.num_hosts == 200 and v1.edges[:3] == ((0, 1), (0, 2), (1, 0)) and len(v1.edges) == 13
+    # each switch is a documented static field of EnvParams, named after its defect
+    fields = {f.name for f in __import__("dataclasses").fields(EnvParams)}
+    for name, (defect, text) in SWITCHES.items():
+        assert name in fields and name.startswith(f"fix_{defect.lower()}_") and len(text) > 40
+
+
+def test_params_are_hashable_and_static_fields_in_treedef():
+    _, p = soc.make("soc-v2")
+    hash(p)
+    leaves = jax.tree.leaves(p)
+    assert 0.7 in leaves  # stealth is a leaf (vmappable)
+    assert all(not isinstance(x, (str, bool)) for x in leaves)
+
+
+def test_overrides_and_generated_topology():
+    env, p = soc.make("soc-v2", hosts_per_segment=8, stealth=0.5)
+    assert p.hosts_per_segment == (8,) * 5 and p.stealth == 0.5
+    env, p = soc.make("soc-v2", num_segments=10, hosts_per_segment=12)
+    assert p.num_segments == 10 and len(p.adjacency) == 10 and p.hosts_per_segment == (12,) * 10
+    env, p = soc.make("soc-v2", hosts_per_segment=(3, 5, 4, 6, 2))
+    assert p.max_hosts == 6 and p.num_hosts == 20
+
+
+def test_yaml_scenario(tmp_path):
+    f = tmp_path / "tiny.yaml"
+    f.write_text("base: soc-v2\nhosts_per_segment: 6\nmax_steps: 50\n")
+    _, p = soc.make(str(f))
+    assert p.name == "tiny" and p.hosts_per_segment == (6,) * 5 and p.max_steps == 50 and p.fix_d5_containment
+    repo_cfg = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "scenarios")
+    for name in sorted(os.listdir(repo_cfg)):
+        soc.make(os.path.join(repo_cfg, name))  # every shipped scenario file is valid
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(name="hmarl-soc-v2"), "Did you mean: hmarl-soc-v1"),
+    (dict(name="soc-v2", stelth=0.3), "Did you mean: stealth"),
+    (dict(name="soc-v2", hosts_per_segment=0), "positive integer"),
+    (dict(name="soc-v2", hosts_per_segment=-3), "positive integer"),
+    (dict(name="soc-v2", max_steps=0), "positive integer"),
+    (dict(name="soc-v2", num_segments=0), "positive integer"),
+    (dict(name="soc-v2", adjacency=((1,), (0, 7), (1,), (2,), (3,))), "segment 7, which does not exist"),
+    (dict(name="soc-v2", entry_segments=(9,)), "does not exist"),
+    (dict(name="soc-v2", segment_values=(1.0, 1.0)), "segment_values has 2 entries"),
+    (dict(name="soc-v2", stealth=1.5), "probability"),
+    (dict(name="soc-v2", rng_impl="mt19937"), "rng_impl"),
+    (dict(name="missing.yaml"), "not found"),
+])
+def test_bad_input_is_a_clear_error(kwargs, message):
+    name = kwargs.pop("name")
+    with pytest.raises(ValueError, match=message):
+        soc.make(name, **kwargs)

@@ -1,0 +1,43 @@
+"""The counter-hash generator: uniform, independent enough for simulation, disjoint draws."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsoc.env.rng import Draws, hash_words, words_to_normal, words_to_uniform
+
+
+def test_uniform_chi_square_and_moments():
+    u = np.asarray(words_to_uniform(hash_words(jnp.array([123, 456], jnp.uint32), 0, (200_000,))))
+    assert u.min() >= 0 and u.max() < 1
+    counts, _ = np.histogram(u, bins=100, range=(0, 1))
+    chi2 = ((counts - 2000) ** 2 / 2000).sum()
+    assert chi2 < 148.2  # 99 dof, p = 0.001
+    np.testing.assert_allclose([u.mean(), u.var()], [0.5, 1 / 12], atol=3e-3)
+
+
+def test_neighbouring_counters_and_seeds_are_uncorrelated():
+    w = hash_words(jnp.array([1, 2], jnp.uint32), 0, (100_000,))
+    u = np.asarray(words_to_uniform(w))
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.015
+    v = np.asarray(words_to_uniform(hash_words(jnp.array([1, 3], jnp.uint32), 0, (100_000,))))
+    assert abs(np.corrcoef(u, v)[0, 1]) < 0.015
+    # the low bits too (used as 16-bit-free keys in the attacker)
+    bits = (np.asarray(w) & 1).astype(float)
+    assert abs(bits.mean() - 0.5) < 0.01
+
+
+def test_normal_moments():
+    z = np.asarray(words_to_normal(hash_words(jnp.array([9, 9], jnp.uint32), 0, (200_000,))))
+    np.testing.assert_allclose([z.mean(), z.std()], [0.0, 1.0], atol=0.01)
+    assert np.isfinite(z).all() and 4.0 < np.abs(z).max() < 6.0
+
+
+def test_draws_hand_out_disjoint_blocks_and_are_deterministic():
+    d1, d2 = Draws(jax.random.key(0)), Draws(jax.random.key(0))
+    a, b = d1.words((5,)), d1.words((3,))
+    assert d1.offset == 8
+    np.testing.assert_array_equal(np.asarray(d2.words((8,))), np.concatenate([a, b]))
+    t1, t2 = Draws(jax.random.key(0), "threefry"), Draws(jax.random.key(0), "threefry")
+    first = np.asarray(t1.uniform((4,)))
+    np.testing.assert_array_equal(first, np.asarray(t2.uniform((4,))))
+    assert not np.array_equal(first, np.asarray(t1.uniform((4,))))  # the next block is a new one
