@@ -1,6 +1,6 @@
 """The training engine on a toy env and learner (tests/engine_toys.py): seeds, resume, logs,
-evaluation, sharding, CLI. A persistent compilation cache (per test module) lets runs that
-compile the same programs share them; every test still runs its own training."""
+evaluation, sharding, CLI. Runs that compile the same programs share them through the persistent
+compilation cache that tests/conftest.py turns on; every test still runs its own training."""
 from __future__ import annotations
 
 import json
@@ -16,30 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import engine_toys as toys
+from tests import engine_toys as toys
 from jaxsoc import config as config_lib, engine, run_log
 from jaxsoc.checkpoints import CheckpointError, Checkpoints
 from jaxsoc.config import ConfigError
 from jaxsoc.evaluation import evaluate
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compile_cache(tmp_path_factory):
-    from jax.experimental.compilation_cache import compilation_cache as cc
-
-    before = {k: getattr(jax.config, k) for k in (
-        "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-        "jax_persistent_cache_min_entry_size_bytes")}
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    cc.reset_cache()
-    yield
-    for k, v in before.items():
-        jax.config.update(k, v)
-    cc.reset_cache()
 
 
 def run(tmp_path, name, *, resume=None, overwrite=False, on_chunk=None, **flags):
@@ -323,7 +306,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
     assert len(jax.devices()) == 2, jax.devices()
-    import engine_toys as toys
+    from tests import engine_toys as toys
     from jaxsoc import engine
     out, flags = sys.argv[1], json.loads(sys.argv[2])
     for name, layout in (("both", "seeds"), ("s5", "envs")):
@@ -347,7 +330,7 @@ def test_sharded_equals_unsharded_on_two_cpu_devices(runs, tmp_path):
     runs: seeds sharded (num_seeds=2) and envs sharded (num_seeds=1), evaluation included."""
     flags = {"both": TWO_SEEDS, "s5": {"seed": 5}}
     env = dict(os.environ, JAX_PLATFORMS="cpu",
-               PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO)]),
+               PYTHONPATH=str(REPO),
                # Unoptimised CPU code compiles ~3x faster; sums stay within the tolerance.
                XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0")
     out = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, str(tmp_path), json.dumps(flags)],
