@@ -62,22 +62,25 @@ class Checkpoints:
         try:
             return dict(self._manager.restore(update, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
         except Exception as e:  # orbax raises many types for damaged files
-            raise CheckpointError(
-                f"checkpoint {update} in {self.directory} is unreadable (metadata): {_one_line(e)}"
-            ) from None
+            reason = _one_line(e)
+        # Raised outside `except` so orbax's failed reads are not kept alive as its context.
+        raise CheckpointError(f"checkpoint {update} in {self.directory} is unreadable (metadata): {reason}")
 
     def restore(self, update: int, abstract_state: Any) -> Any:
         """Checkpoint `update`'s state, laid out as `abstract_state` (ShapeDtypeStructs with
         shardings, e.g. from `jax.eval_shape`); CheckpointError if damaged or of another shape."""
+        reason = None
         try:
             state = self._manager.restore(
                 update, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
             ).state
         except Exception as e:
+            reason = _one_line(e)
+        if reason is not None:
             raise CheckpointError(
                 f"checkpoint {update} in {self.directory} is unreadable or does not match this "
-                f"run's train state: {_one_line(e)}"
-            ) from None
+                f"run's train state: {reason}"
+            )
         # StandardRestore trusts the stored metadata for shapes; make a mismatch an error here.
         want = jax.tree.map(lambda a: (a.shape, a.dtype), abstract_state)
         got = jax.tree.map(lambda a: (a.shape, a.dtype), state)

@@ -3,6 +3,7 @@ evaluation, sharding, CLI. Runs that compile the same programs share them throug
 compilation cache that tests/conftest.py turns on; every test still runs its own training."""
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -152,6 +153,12 @@ def test_nan_is_written_as_null_and_a_torn_last_line_is_dropped(tmp_path):
 
 
 # ----------------------------------------------------------------------------- checkpoints
+# A failed orbax restore leaves un-awaited read coroutines behind; the tests that fail restores on
+# purpose collect them (gc.collect) while this filter holds, so no later test reports them.
+ORBAX_FAILED_READS = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+@ORBAX_FAILED_READS
 def test_checkpoint_round_trip(tmp_path):
     state = toys.ToyTrainState(
         params={"w": jnp.arange(6.0).reshape(2, 3)}, opt_state=(jnp.int32(3),),
@@ -170,6 +177,7 @@ def test_checkpoint_round_trip(tmp_path):
     with pytest.raises(CheckpointError, match="checkpoint 3"):
         ckpts.restore(3, wrong)
     ckpts.close()
+    gc.collect()  # see ORBAX_FAILED_READS
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +213,7 @@ def test_interrupted_then_resumed_equals_uninterrupted_bit_for_bit(interrupted, 
     assert latest_checkpoint(run_dir) == 6
 
 
+@ORBAX_FAILED_READS
 def test_resume_refuses_what_it_cannot_continue(interrupted, tmp_path):
     root, flags = interrupted
     src = root / "interrupted"
@@ -240,6 +249,7 @@ def test_resume_refuses_what_it_cannot_continue(interrupted, tmp_path):
     (corrupt / "checkpoints" / "2" / "meta" / "metadata").write_text("{not json")
     with pytest.raises(CheckpointError, match=r"checkpoint 2 .* unreadable \(metadata\)"):
         run(tmp_path, "x", resume=corrupt, **flags)
+    gc.collect()  # see ORBAX_FAILED_READS
 
 
 def test_no_overwrite_without_overwrite(tmp_path, monkeypatch):
