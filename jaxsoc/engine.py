@@ -243,7 +243,7 @@ def _check_resume(run_dir: Path, cfg: dict) -> tuple[Checkpoints, int, dict]:
             saved = config_lib.load_yaml(saved_path)
             try:
                 diff = "; ".join(config_lib.training_diff(saved, cfg)[:5])
-            except Exception:
+            except (ValueError, KeyError):  # a saved config this version cannot read
                 diff = ""
             raise CheckpointError(
                 f"cannot resume: {run_dir} was trained with a different config"
@@ -383,7 +383,9 @@ def _drive(cfg, run_dir, trainer, program, ckpts, writer, state, start, meta, on
         initial=start * steps_per_update,
         unit="step",
         unit_scale=True,
-        desc=cfg["run"]["name"],
+        desc=cfg["run"]["name"] + (
+            f" [{program.layout} over {cfg['devices']} devices]" if cfg["devices"] > 1 else ""
+        ),
         disable=not cfg["run"]["progress"],
         dynamic_ncols=True,
     )
