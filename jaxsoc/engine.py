@@ -219,24 +219,31 @@ def _prepare_new_dir(run_dir: Path, overwrite: bool) -> None:
             raise ConfigError(f"{run_dir} is not a run folder; refusing to delete it")
 
 
-def _check_resume(run_dir: Path, cfg: dict) -> tuple[Checkpoints, int, dict]:
-    """Opens a run folder to resume; ConfigError/CheckpointError unless it matches `cfg`."""
+def _open_checkpoint(
+    run_dir: Path, cfg: dict, update: int | None = None, doing: str = "resume"
+) -> tuple[Checkpoints, int, dict]:
+    """Opens checkpoint `update` (default: the newest) of a run folder; ConfigError or
+    CheckpointError unless it exists and was written by `cfg`'s algorithm and training config."""
     if not run_dir.is_dir():
-        raise ConfigError(f"cannot resume: run folder {run_dir} does not exist")
+        raise ConfigError(f"cannot {doing}: run folder {run_dir} does not exist")
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
-        raise ConfigError(f"cannot resume: {run_dir} has no config.yaml (not a run folder?)")
+        raise ConfigError(f"cannot {doing}: {run_dir} has no config.yaml (not a run folder?)")
     if not (run_dir / "checkpoints").is_dir():
-        raise CheckpointError(f"cannot resume: {run_dir} has no checkpoints")
+        raise CheckpointError(f"cannot {doing}: {run_dir} has no checkpoints")
     ckpts = Checkpoints(run_dir / "checkpoints", keep=cfg["run"]["keep_checkpoints"], create=False)
     try:
-        update = ckpts.latest()
+        steps = ckpts.steps()
+        if not steps:
+            raise CheckpointError(f"cannot {doing}: {run_dir}/checkpoints holds no complete checkpoint")
         if update is None:
-            raise CheckpointError(f"cannot resume: {run_dir}/checkpoints holds no complete checkpoint")
+            update = max(steps)
+        elif update not in steps:
+            raise CheckpointError(f"cannot {doing}: no checkpoint at update {update} (have {sorted(steps)})")
         meta = ckpts.read_meta(update)
         if meta.get("algo") != cfg["algo"]:
             raise CheckpointError(
-                f"cannot resume: {run_dir} was trained with algorithm {meta.get('algo')!r}, "
+                f"cannot {doing}: {run_dir} was trained with algorithm {meta.get('algo')!r}, "
                 f"not {cfg['algo']!r}"
             )
         if meta.get("config_hash") != config_lib.training_hash(cfg):
@@ -246,7 +253,7 @@ def _check_resume(run_dir: Path, cfg: dict) -> tuple[Checkpoints, int, dict]:
             except (ValueError, KeyError):  # a saved config this version cannot read
                 diff = ""
             raise CheckpointError(
-                f"cannot resume: {run_dir} was trained with a different config"
+                f"cannot {doing}: {run_dir} was trained with a different config"
                 + (f" ({diff})" if diff else " (its config.yaml was edited?)")
             )
         if meta.get("jaxsoc_version") != jaxsoc.__version__:
@@ -308,7 +315,7 @@ def run(
     if resume is not None:
         run_dir = Path(resume)
         cfg["run"]["dir"], cfg["run"]["name"] = str(run_dir.parent), run_dir.name
-        ckpts, start, meta = _check_resume(run_dir, cfg)
+        ckpts, start, meta = _open_checkpoint(run_dir, cfg)
     else:
         if cfg["run"]["name"] is None:
             raise ConfigError("run.name is not set (use jaxsoc.config.resolve)")
@@ -337,6 +344,41 @@ def run(
     writer = writer_class(str(run_dir / "tensorboard")) if writer_class is not None else None
 
     return _drive(cfg, run_dir, trainer, program, ckpts, writer, state, start, meta, on_chunk)
+
+
+def load(
+    run_dir: str | os.PathLike,
+    update: int | None = None,
+    *,
+    devices: int = 1,
+    make_env: Callable | None = None,
+) -> RunResult:
+    """A saved run's config, trainer and train state at checkpoint `update` (default: newest).
+
+    For evaluation and analysis, e.g. seed 0's policy:
+
+        loaded = engine.load("runs/myrun")
+        params = jax.tree.map(lambda x: x[0], loaded.trainer.policy_params(loaded.state))
+        ... evaluation.evaluate(env, env_params, loaded.trainer.act, params, key, 256)
+
+    The state is laid out for `devices` local devices (orbax reshards on restore), whatever the
+    run was trained on.
+    """
+    run_dir = Path(run_dir)
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise ConfigError(f"cannot load: {run_dir} has no config.yaml (not a run folder?)")
+    saved = config_lib.load_yaml(saved_path)
+    cfg = config_lib.resolve(
+        flags={"devices": devices}, saved=saved, scenarios=[saved.get("scenario")] if make_env else None
+    )
+    ckpts, update, _ = _open_checkpoint(run_dir, cfg, update, doing="load")
+    try:
+        trainer, program, _ = _build(cfg, make_env, update)
+        state = ckpts.restore(update, program.abstract_state)
+    finally:
+        ckpts.close()
+    return RunResult(run_dir, state, update, cfg, trainer)
 
 
 def _build(cfg: dict, make_env: Callable | None, start: int):

@@ -211,6 +211,12 @@ def test_interrupted_then_resumed_equals_uninterrupted_bit_for_bit(interrupted, 
     assert not torn
     assert strip_time(got) == strip_time(run_log.read_jsonl(straight.run_dir / "metrics.jsonl")[0])
     assert latest_checkpoint(run_dir) == 6
+    loaded = engine.load(run_dir, make_env=toys.make_toy_env)
+    assert loaded.updates == 6 and leaves_equal(loaded.state, straight.state)
+    earlier = engine.load(run_dir, update=4, make_env=toys.make_toy_env)
+    assert not leaves_equal(earlier.state.params, straight.state.params)
+    with pytest.raises(CheckpointError, match=r"cannot load: no checkpoint at update 5 \(have \[2, 4, 6\]\)"):
+        engine.load(run_dir, update=5, make_env=toys.make_toy_env)
 
 
 @ORBAX_FAILED_READS
