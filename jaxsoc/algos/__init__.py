@@ -1,0 +1,70 @@
+"""The algorithm registry: names the CLI accepts -> the family module that trains them.
+
+A family is one module `jaxsoc/algos/<family>.py` exposing
+
+    DEFAULTS: dict                                    # its config section, `<family>:` in YAML
+    make_train(config, env, env_params) -> Trainer    # see `jaxsoc.algos.base`
+
+Modules are imported only when their algorithm is asked for, so a broken or slow-to-import learner
+never affects the others. Adding a learner is one new file plus one line per name below; the
+config section of a family is named after it (`ppo:` for the names whose family is "ppo").
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import importlib
+from types import ModuleType
+from typing import Any
+
+# name -> family (the module `jaxsoc.algos.<family>`, unless `_FAMILY_MODULES` says otherwise).
+ALGORITHMS: dict[str, str] = {
+    "random": "scripted",
+    "constant": "scripted",
+    "no-defender": "scripted",
+    "rule-soar": "scripted",
+}
+
+# family -> import path, for families living outside `jaxsoc.algos` (plugins, test toys).
+_FAMILY_MODULES: dict[str, str] = {}
+
+
+def register(name: str, family: str, module: str | None = None) -> None:
+    """Adds (or replaces) an algorithm name; `module` imports a family outside `jaxsoc.algos`."""
+    ALGORITHMS[name] = family
+    if module is not None:
+        _FAMILY_MODULES[family] = module
+
+
+def suggest(name: str, choices) -> str:
+    """' (did you mean 'x'?)' for the closest of `choices`, or '' when none is close."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+
+
+def family_of(name: str) -> str:
+    """The family (config section) of algorithm `name`; ValueError with suggestions if unknown."""
+    if name not in ALGORITHMS:
+        raise ValueError(
+            f"unknown algorithm {name!r}{suggest(name, ALGORITHMS)}; known: "
+            + ", ".join(sorted(ALGORITHMS))
+        )
+    return ALGORITHMS[name]
+
+
+def family_module(name: str) -> ModuleType:
+    """Imports the family module of algorithm `name`."""
+    family = family_of(name)
+    return importlib.import_module(_FAMILY_MODULES.get(family, f"jaxsoc.algos.{family}"))
+
+
+def default_section(name: str) -> dict[str, Any]:
+    """A copy of the default config section of algorithm `name`'s family."""
+    return copy.deepcopy(getattr(family_module(name), "DEFAULTS", {}))
+
+
+def make_train(config: dict, env, env_params):
+    """Builds the `Trainer` of `config["algo"]`."""
+    return family_module(config["algo"]).make_train(config, env, env_params)

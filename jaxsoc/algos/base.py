@@ -30,6 +30,7 @@ import dataclasses
 from typing import Any, Callable, Dict
 
 import jax
+import jax.numpy as jnp
 
 Metrics = Dict[str, jax.Array]
 
@@ -49,6 +50,14 @@ class Trainer:
         ones must only use `obs` and the env's avail actions). `greedy` is a Python bool.
       policy_params: `train_state -> policy_params`, the part of the state `act` needs.
       name: the algorithm's registry name.
+      env_axes: optional `train_state -> axes`, where `axes` is a pytree prefix of the (single
+        seed, possibly abstract) train state giving, for each leaf, the position of its env axis
+        (an int) or None when it has none (parameters, optimiser states, keys, counters). E.g.
+        `lambda s: s._replace(params=None, opt_state=None, env_state=0, obs=0, key=None)`.
+        The engine uses it only to shard the env axis over devices when `num_seeds` is not a
+        multiple of the device count; it never changes the maths (XLA inserts the reductions),
+        only where the arrays live. A trainer without it runs on several devices only by
+        sharding seeds.
     """
 
     init: Callable[[jax.Array], Any]
@@ -58,6 +67,7 @@ class Trainer:
     act: Callable[..., Dict[str, jax.Array]]
     policy_params: Callable[[Any], Any]
     name: str = ""
+    env_axes: Callable[[Any], Any] | None = None
 
     def train(self, key: jax.Array) -> tuple[Any, Metrics]:
         """The whole run in one pure function: `[num_updates]`-stacked metrics."""
@@ -67,3 +77,27 @@ class Trainer:
             return self.update(s)
 
         return jax.lax.scan(body, state, None, length=self.num_updates)
+
+
+def mean_episode_metrics(metrics: Dict[str, jax.Array], done: jax.Array) -> Metrics:
+    """Averages the env's episode metrics over the episodes that ended in a rollout.
+
+    Args:
+      metrics: `infos["metrics"]` stacked over a rollout, each `[T, num_envs]` (any shape equal
+        to `done`'s); values are only meaningful where `done`.
+      done: `dones["__all__"]`, bool `[T, num_envs]`.
+
+    Returns:
+      `{"episodes": int32[], name: f32[] for each metric}`: each metric the mean over the ended
+      episodes where it is defined (a metric may be NaN for an episode, e.g. a precision with
+      nothing to divide by), NaN when there are none (the engine logs null).
+    """
+    done = done.astype(bool)
+    out: Metrics = {}
+    for name, value in metrics.items():
+        counted = done & jnp.isfinite(value)
+        n = counted.sum()
+        total = jnp.where(counted, value, 0).sum()
+        out[name] = jnp.where(n > 0, total / jnp.maximum(n, 1), jnp.nan).astype(jnp.float32)
+    out["episodes"] = done.sum().astype(jnp.int32)
+    return out

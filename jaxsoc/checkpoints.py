@@ -1,0 +1,103 @@
+"""Checkpoints of the whole train state, for runs that resume bit for bit.
+
+Layout (orbax `CheckpointManager`, current API), under `runs/<name>/checkpoints/`:
+
+    <update>/state   the full `Trainer` state pytree, vmapped over seeds `[num_seeds, ...]`
+                     (params, optimiser states, env states, RNG keys, counters, replay buffers),
+                     saved with its shardings and restored straight into them
+    <update>/meta    JSON: algo, scenario, config_hash, jaxsoc_version, update, env_steps,
+                     num_seeds, wall_time
+
+Saving is asynchronous: `save` returns once the arrays are copied to host memory (orbax's default
+synchronous device-to-host transfer), so the caller may donate the device buffers to the next
+chunk right away; files are written in the background and committed atomically (a checkpoint
+that was being written when the process died is never listed).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from jaxsoc.config import ConfigError
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint is missing, unreadable or belongs to another run."""
+
+
+class Checkpoints:
+    """The checkpoints of one run folder: `save`, `latest`, `read_meta`, `restore`."""
+
+    def __init__(self, directory: str | os.PathLike, keep: int = 3, create: bool = True):
+        self.directory = Path(directory).resolve()
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=create, cleanup_tmp_directories=create
+            ),
+            item_names=("state", "meta"),
+        )
+
+    def latest(self) -> int | None:
+        """The newest committed update, or None."""
+        return self._manager.latest_step()
+
+    def steps(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def save(self, update: int, state: Any, meta: dict) -> None:
+        """Starts saving `state` (any pytree of arrays) and `meta` (JSON) as `update`."""
+        self._manager.save(
+            update,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+            force=True,
+        )
+
+    def read_meta(self, update: int) -> dict:
+        """The JSON metadata of checkpoint `update`; CheckpointError if unreadable."""
+        try:
+            return dict(self._manager.restore(update, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
+        except Exception as e:  # orbax raises many types for damaged files
+            reason = _one_line(e)
+        # Raised outside `except` so orbax's failed reads are not kept alive as its context.
+        raise CheckpointError(f"checkpoint {update} in {self.directory} is unreadable (metadata): {reason}")
+
+    def restore(self, update: int, abstract_state: Any) -> Any:
+        """Checkpoint `update`'s state, laid out as `abstract_state` (ShapeDtypeStructs with
+        shardings, e.g. from `jax.eval_shape`); CheckpointError if damaged or of another shape."""
+        reason = None
+        try:
+            state = self._manager.restore(
+                update, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+            ).state
+        except Exception as e:
+            reason = _one_line(e)
+        if reason is not None:
+            raise CheckpointError(
+                f"checkpoint {update} in {self.directory} is unreadable or does not match this "
+                f"run's train state: {reason}"
+            )
+        # StandardRestore trusts the stored metadata for shapes; make a mismatch an error here.
+        want = jax.tree.map(lambda a: (a.shape, a.dtype), abstract_state)
+        got = jax.tree.map(lambda a: (a.shape, a.dtype), state)
+        if jax.tree.structure(state) != jax.tree.structure(abstract_state) or want != got:
+            raise CheckpointError(
+                f"checkpoint {update} in {self.directory} holds a train state of another structure"
+            )
+        return state
+
+    def wait(self) -> None:
+        """Blocks until background saves are committed."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.close()
+
+
+def _one_line(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}".replace("\n", " ")
+    return text if len(text) < 300 else text[:297] + "..."

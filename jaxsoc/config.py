@@ -1,0 +1,365 @@
+"""Run configs: YAML files composed over `configs/base.yaml`, overrides, validation, hashing.
+
+A resolved config is a plain nested dict (saved as `runs/<name>/config.yaml`):
+
+    algo, scenario, env{...}, num_envs, num_seeds, total_steps, seed, devices,
+    run{name, dir, chunk_updates, checkpoint_every, keep_checkpoints, progress, tensorboard},
+    eval{every_chunks, episodes, greedy},
+    <family>{...}            # the algorithm family's section, e.g. ppo{lr, epochs, ...}
+
+`configs/base.yaml` documents every base key. Layers are merged in this order, later wins:
+
+    configs/base.yaml < the family's DEFAULTS < saved run config (resume) < config file
+        < CLI flags (--num-envs ...) < --set a.b=value
+
+The config file is `--config FILE`, or `configs/<algo>.yaml` when that exists and no file is
+given. Each layer is checked against the known keys on its own, so an error names its source.
+Numbers in scientific notation (`5e6`, `1e-4`) are numbers everywhere: PyYAML alone reads them
+as strings.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from jaxsoc import algos
+
+CONFIG_DIR = Path(os.environ.get("JAXSOC_CONFIG_DIR", Path(__file__).resolve().parent.parent / "configs"))
+
+# The parts of a config that change what is trained; resuming requires they match exactly.
+# `devices` is left out on purpose: sharding changes float summation order only (tolerance, not
+# bits), and moving a run to another machine is a legitimate resume.
+TRAINING_KEYS = ("algo", "scenario", "env", "num_envs", "num_seeds", "total_steps", "seed")
+
+_POSITIVE_INTS = {
+    "num_envs", "num_seeds", "total_steps", "devices",
+    "run.chunk_updates", "run.keep_checkpoints", "eval.episodes",
+}
+_NON_NEGATIVE_INTS = {"seed", "run.checkpoint_every", "eval.every_chunks"}
+# Keys whose base default is null, and what they may hold instead.
+_NULLABLE = {"run.name": str}
+_CHOICES = {"run.tensorboard": (True, False, "auto")}
+_FREE_FORM = {"env"}  # checked by jaxsoc.env.make itself
+
+
+class ConfigError(ValueError):
+    """A config, run folder or checkpoint that a run cannot start from; the message says why."""
+
+
+# ----------------------------------------------------------------------------- YAML
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `5e6`, `1e-4`, `-2E+3` (no dot) as floats, as YAML 1.2 does."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as a YAML scalar: '1e-4' -> 0.0001, 'true' -> True, 'x' -> 'x'."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return text
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    """Reads a YAML mapping (empty file -> {}); ConfigError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found")
+    try:
+        data = yaml.load(path.read_text(), Loader=_Loader)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def save(config: Mapping, path: str | os.PathLike) -> None:
+    """Writes a resolved config as YAML (block style, keys in config order)."""
+    Path(path).write_text(yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False))
+
+
+# ----------------------------------------------------------------------------- numbers
+def to_int(value: Any, key: str) -> int:
+    """An integer from an int, an integral float (`5e6`) or a numeric string; ConfigError else."""
+    if isinstance(value, str):
+        value = parse_value(value.strip())
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        value = int(value)
+    return value
+
+
+def _to_float(value: Any, key: str) -> float:
+    if isinstance(value, str):
+        value = parse_value(value.strip())
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    return float(value)
+
+
+# ----------------------------------------------------------------------------- layers
+def base_config() -> dict:
+    """`configs/base.yaml` as a dict."""
+    return load_yaml(CONFIG_DIR / "base.yaml")
+
+
+def parse_sets(sets: Iterable[str]) -> dict:
+    """['ppo.lr=1e-4', 'env.max_steps=100'] -> {'ppo': {'lr': 0.0001}, 'env': {'max_steps': 100}}."""
+    out: dict = {}
+    for item in sets:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set expects KEY=VALUE with a dotted KEY (e.g. ppo.lr=1e-4), got {item!r}")
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r} conflicts with an earlier --set of {part!r}")
+            node = child
+        node[parts[-1]] = parse_value(text)
+    return out
+
+
+def merge(base: Mapping, layer: Mapping) -> dict:
+    """Deep merge: mappings merge key by key, anything else in `layer` replaces."""
+    out = copy.deepcopy(dict(base))
+    for key, value in layer.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _check_keys(layer: Mapping, schema: Mapping, source: str, family: str, prefix: str = "") -> None:
+    """Refuses keys of `layer` that `schema` lacks, suggesting close ones."""
+    for key, value in layer.items():
+        dotted = f"{prefix}{key}"
+        if key not in schema:
+            if not prefix and key in set(algos.ALGORITHMS.values()):
+                users = sorted(n for n, f in algos.ALGORITHMS.items() if f == key)
+                raise ConfigError(
+                    f"{source}: section {key!r} configures {', '.join(users)}, but this run's "
+                    f"algorithm uses section {family!r}"
+                )
+            known = [f"{prefix}{k}" for k in schema]
+            raise ConfigError(f"{source}: unknown config key {dotted!r}{algos.suggest(dotted, known)}")
+        if dotted in _FREE_FORM:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: {dotted} must be a mapping, got {value!r}")
+            continue
+        if isinstance(schema[key], Mapping):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: {dotted} must be a mapping of keys, got {value!r}")
+            _check_keys(value, schema[key], source, family, dotted + ".")
+
+
+def _typed(value: Any, default: Any, key: str) -> Any:
+    """`value` coerced to the type of `default` (its base/family default); ConfigError if it can't."""
+    if key in _CHOICES:
+        if value not in _CHOICES[key] or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, _CHOICES[key]))}, got {value!r}")
+        return value
+    if default is None:
+        wanted = _NULLABLE.get(key)
+        if value is None or wanted is None:
+            return value
+        if not isinstance(value, wanted):
+            raise ConfigError(f"{key} must be a {wanted.__name__} or null, got {value!r}")
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        return to_int(value, key)
+    if isinstance(default, float):
+        return _to_float(value, key)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    if isinstance(default, list):
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return value
+    return value
+
+
+def _coerce(config: dict, schema: Mapping, prefix: str = "") -> None:
+    for key, default in schema.items():
+        dotted = f"{prefix}{key}"
+        if dotted in _FREE_FORM or key not in config:
+            continue
+        if isinstance(default, Mapping):
+            _coerce(config[key], default, dotted + ".")
+        else:
+            config[key] = _typed(config[key], default, dotted)
+
+
+def _get(config: Mapping, dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def validate(config: dict, scenarios: Iterable[str] | None = None) -> dict:
+    """Checks (and coerces in place) a merged config; returns it. ConfigError on the first problem.
+
+    Args:
+      config: a full config (all layers merged).
+      scenarios: known scenario names; None asks `jaxsoc.env` (skipped if it lists none).
+    """
+    try:
+        family = algos.family_of(config.get("algo"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    schema = merge(base_config(), {family: algos.default_section(config["algo"])})
+    _check_keys(config, schema, "config", family)
+    _coerce(config, schema)
+
+    for key in sorted(_POSITIVE_INTS):
+        if _get(config, key) <= 0:
+            raise ConfigError(f"{key} must be a positive integer, got {_get(config, key)!r}")
+    for key in sorted(_NON_NEGATIVE_INTS):
+        if _get(config, key) < 0:
+            raise ConfigError(f"{key} must be >= 0, got {_get(config, key)!r}")
+    module = algos.family_module(config["algo"])
+    for key in getattr(module, "POSITIVE", ()):
+        value = config[family][key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{family}.{key} must be positive, got {value!r}")
+    if config["num_envs"] % config["devices"]:
+        raise ConfigError(
+            f"num_envs ({config['num_envs']}) must be divisible by devices ({config['devices']})"
+        )
+
+    if scenarios is None:
+        scenarios = known_scenarios()
+    # A scenario may also be a YAML file (`jaxsoc.env.make` checks it).
+    is_file = str(config["scenario"]).endswith((".yaml", ".yml"))
+    if scenarios is not None and not is_file and config["scenario"] not in scenarios:
+        raise ConfigError(
+            f"unknown scenario {config['scenario']!r}{algos.suggest(config['scenario'], scenarios)}; "
+            f"known: {', '.join(sorted(scenarios))}"
+        )
+    name = config["run"]["name"]
+    if name is not None and (not name.strip() or name in (".", "..") or "/" in name or os.sep in name):
+        raise ConfigError(f"run.name must be a plain folder name (no '/'), got {name!r}")
+    if hasattr(module, "validate"):
+        module.validate(config)
+    return config
+
+
+def known_scenarios() -> list[str] | None:
+    """The env's preset names, or None when the env cannot say (not importable)."""
+    try:
+        import jaxsoc.env as soc
+    except ImportError:
+        return None
+    names = getattr(soc, "preset_names", None)
+    return list(names()) if callable(names) else None
+
+
+def resolve(
+    config_file: str | os.PathLike | None = None,
+    flags: Mapping | None = None,
+    sets: Iterable[str] = (),
+    *,
+    saved: Mapping | None = None,
+    scenarios: Iterable[str] | None = None,
+) -> dict:
+    """Composes and validates a config; see the module docstring for the order of layers.
+
+    Args:
+      config_file: YAML file; None uses `configs/<algo>.yaml` if it exists (not when `saved`).
+      flags: values from dedicated CLI flags, nested like the config ({"run": {"name": "x"}}).
+      sets: "dotted.key=value" strings.
+      saved: a saved run's config (resume): it replaces the defaults it covers.
+      scenarios: known scenario names (see `validate`).
+    """
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    sets_layer = parse_sets(sets)
+    file_layer = load_yaml(config_file) if config_file is not None else {}
+    base = base_config()
+
+    # The algorithm decides the family section, so find it first (latest layer wins).
+    algo = base.get("algo")
+    for layer in (saved or {}, file_layer, flags, sets_layer):
+        algo = layer.get("algo", algo)
+    try:
+        family = algos.family_of(algo)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if config_file is None and saved is None and (CONFIG_DIR / f"{algo}.yaml").is_file():
+        config_file = CONFIG_DIR / f"{algo}.yaml"
+        file_layer = load_yaml(config_file)
+
+    schema = merge(base, {family: algos.default_section(algo)})
+    config = copy.deepcopy(schema)
+    for source, layer in (
+        ("saved config", saved or {}),
+        (str(config_file), file_layer),
+        ("command line", flags),
+        ("--set", sets_layer),
+    ):
+        _check_keys(layer, schema, source, family)
+        config = merge(config, layer)
+    config["algo"] = algo
+    validate(config, scenarios)
+    if config["run"]["name"] is None:
+        config["run"]["name"] = f"{algo}-{config['scenario']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return config
+
+
+def training_part(config: Mapping) -> dict:
+    """The keys that decide what is trained: TRAINING_KEYS plus the algorithm family's section."""
+    family = algos.family_of(config["algo"])
+    part = {key: config[key] for key in TRAINING_KEYS}
+    part[family] = config.get(family, {})
+    return part
+
+
+def training_hash(config: Mapping) -> str:
+    """sha256 of `training_part(config)` (canonical JSON); equal hashes train the same thing."""
+    text = json.dumps(training_part(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def training_diff(a: Mapping, b: Mapping) -> list[str]:
+    """Dotted keys whose training-relevant values differ between two configs."""
+    diffs: list[str] = []
+
+    def walk(x: Any, y: Any, prefix: str) -> None:
+        if isinstance(x, Mapping) and isinstance(y, Mapping):
+            for key in sorted(set(x) | set(y), key=str):
+                walk(x.get(key), y.get(key), f"{prefix}{key}.")
+        elif x != y:
+            diffs.append(f"{prefix[:-1]}: {x!r} -> {y!r}")
+
+    walk(training_part(a), training_part(b), "")
+    return diffs

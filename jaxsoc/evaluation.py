@@ -1,0 +1,101 @@
+"""Evaluating a policy: one jitted rollout of `num_episodes` parallel envs.
+
+Each env runs from reset for `max_steps` steps (the env's episode limit, so every env finishes
+at least one episode; envs auto-reset) and keeps its FIRST episode's `infos["metrics"]`. Learned
+policies and scripted ones evaluate the same way: a scripted `act` ignores its policy params.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict
+
+import jax
+import jax.numpy as jnp
+
+
+def episode_limit(env, env_params) -> int:
+    """The env's episode length limit (`max_steps` of its params, or of the env)."""
+    for owner in (env_params, env):
+        limit = getattr(owner, "max_steps", None)
+        if limit is not None:
+            return int(limit)
+    raise ValueError("cannot tell the env's episode limit; pass max_steps")
+
+
+def make_evaluator(
+    env,
+    env_params,
+    act: Callable[..., Dict[str, jax.Array]],
+    num_episodes: int,
+    greedy: bool = True,
+    max_steps: int | None = None,
+) -> Callable[[Any, jax.Array], Dict[str, jax.Array]]:
+    """A pure `(policy_params, key) -> per-episode metrics` function, to jit or vmap over seeds.
+
+    Returns a function whose result is `{name: f32[num_episodes]}` for every name in the env's
+    `infos["metrics"]` (NaN for an env whose first episode did not end within `max_steps`) plus
+    `"completed": bool[num_episodes]`.
+    """
+    steps = episode_limit(env, env_params) if max_steps is None else int(max_steps)
+
+    def act_one(policy_params, key, obs, state):
+        return act(policy_params, key, obs, state, greedy)
+
+    batched_act = jax.vmap(act_one, in_axes=(None, 0, 0, 0))
+    batched_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    batched_reset = jax.vmap(env.reset, in_axes=(0, None))
+
+    def rollout(policy_params, key):
+        reset_key, run_key = jax.random.split(key)
+        obs, state = batched_reset(jax.random.split(reset_key, num_episodes), env_params)
+
+        def step(carry, step_key):
+            obs, state, finished, first = carry
+            act_key, env_key = jax.random.split(step_key)
+            actions = batched_act(policy_params, jax.random.split(act_key, num_episodes), obs, state)
+            obs, state, _, dones, infos = batched_step(
+                jax.random.split(env_key, num_episodes), state, actions, env_params
+            )
+            ends_first = dones["__all__"] & ~finished
+            first = jax.tree.map(
+                lambda kept, new: jnp.where(ends_first, new.astype(jnp.float32), kept),
+                first, infos["metrics"],
+            )
+            return (obs, state, finished | dones["__all__"], first), None
+
+        # The metrics' names and shapes, without running a step.
+        shapes = jax.eval_shape(
+            lambda: batched_step(
+                jax.random.split(run_key, num_episodes),
+                state,
+                batched_act(policy_params, jax.random.split(run_key, num_episodes), obs, state),
+                env_params,
+            )[4]["metrics"]
+        )
+        first = jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), shapes)
+        finished = jnp.zeros((num_episodes,), bool)
+        (_, _, finished, first), _ = jax.lax.scan(
+            step, (obs, state, finished, first), jax.random.split(run_key, steps)
+        )
+        out = {name: jnp.where(finished, value, jnp.nan) for name, value in first.items()}
+        out["completed"] = finished
+        return out
+
+    return rollout
+
+
+def evaluate(
+    env,
+    params,
+    act: Callable[..., Dict[str, jax.Array]],
+    policy_params: Any,
+    key: jax.Array,
+    num_episodes: int,
+    greedy: bool = True,
+    max_steps: int | None = None,
+) -> Dict[str, jax.Array]:
+    """Per-episode metrics of `act` over `num_episodes` parallel envs (see `make_evaluator`).
+
+    Compiles on every call; to evaluate many times, jit `make_evaluator(...)` once instead.
+    """
+    rollout = make_evaluator(env, params, act, num_episodes, greedy, max_steps)
+    return jax.jit(rollout)(policy_params, key)

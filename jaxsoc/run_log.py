@@ -1,0 +1,100 @@
+"""What a run writes besides checkpoints: JSON-lines logs and optional TensorBoard events.
+
+`runs/<name>/metrics.jsonl` (training) and `runs/<name>/eval.jsonl` (evaluation) hold one JSON
+object per line and per seed:
+
+    {"update": 12, "seed": 0, "env_steps": 49152, "time": 3.21, "metrics": {"return": -4.2, ...}}
+
+`time` is the run's wall-clock seconds (summed over resumes) when the chunk holding that update
+finished. NaN and infinities are written as null. Each batch of lines is flushed and fsync'ed,
+so a crash can only tear the last line; `read_jsonl` drops such a line.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+
+def json_safe(value: Any) -> Any:
+    """numpy scalars/arrays -> Python numbers/lists, NaN/inf -> None (JSON has neither)."""
+    if isinstance(value, np.ndarray):
+        return [json_safe(v) for v in value.tolist()] if value.ndim else json_safe(value.item())
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def append_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
+    """Appends records as JSON lines, then flushes and fsyncs so they survive a crash."""
+    text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in records)
+    if not text:
+        return
+    with open(path, "a") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: str | os.PathLike) -> tuple[list[dict], bool]:
+    """All complete records of a JSON-lines file, and whether a torn last line was dropped.
+
+    A last line without its newline or not valid JSON is what a crash mid-write leaves; it is
+    dropped. A bad line elsewhere is damage we did not cause: ValueError naming the line.
+    """
+    path = Path(path)
+    if not path.exists():
+        return [], False
+    lines = path.read_text().split("\n")
+    # A complete file ends with "\n", so the last element is "" unless the last line is torn.
+    torn = lines[-1] != ""
+    body = lines[:-1]
+    records = []
+    for number, line in enumerate(body, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(body) and not torn:
+                torn = True  # a complete-looking but garbled last line: also a torn write
+                break
+            raise ValueError(f"{path}:{number} is not valid JSON") from None
+    return records, torn
+
+
+def truncate_jsonl(path: str | os.PathLike, last_update: int) -> int:
+    """Keeps only complete records with `update <= last_update` (atomic rewrite); returns how
+    many lines were dropped, the torn one included."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    records, torn = read_jsonl(path)
+    kept = [r for r in records if r.get("update", 0) <= last_update]
+    dropped = len(records) - len(kept) + int(torn)
+    if dropped:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
+        with open(tmp) as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return dropped
+
+
+def tensorboard_writer_class(mode: bool | str):
+    """`SummaryWriter` of tensorboardX (else torch's) when `mode` is True or "auto" and one is
+    installed; None otherwise. TensorBoard is optional: nothing here requires it."""
+    if mode is False:
+        return None
+    for module in ("tensorboardX", "torch.utils.tensorboard"):
+        try:
+            return __import__(module, fromlist=["SummaryWriter"]).SummaryWriter
+        except Exception:  # ImportError, or a broken torch install
+            continue
+    return None

@@ -1,0 +1,122 @@
+"""Config composition, overrides and validation (no JAX compilation: fast)."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from jaxsoc import config
+from jaxsoc.config import ConfigError
+
+SCENARIOS = ["hmarl-soc-v1", "soc-v2"]
+
+
+def resolve(*args, **kwargs):
+    kwargs.setdefault("scenarios", SCENARIOS)
+    return config.resolve(*args, **kwargs)
+
+
+def test_defaults_resolve_to_a_plain_complete_dict():
+    cfg = resolve()
+    base = config.base_config()
+    assert set(base) | {"scripted"} == set(cfg)
+    assert cfg["algo"] == base["algo"] and cfg["scripted"] == {"rollout": 128}
+    assert cfg["run"]["name"].startswith(f"{cfg['algo']}-{cfg['scenario']}-")
+    # Round-trips through YAML unchanged (plain types only).
+    assert yaml.safe_load(yaml.safe_dump(cfg)) == cfg
+
+
+def test_scientific_notation_is_a_number_everywhere(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("total_steps: 5e6\nscripted:\n  rollout: 1E2\n")
+    cfg = resolve(path, sets=["num_envs=2.048e3"])
+    assert cfg["total_steps"] == 5_000_000 and isinstance(cfg["total_steps"], int)
+    assert cfg["scripted"]["rollout"] == 100 and isinstance(cfg["scripted"]["rollout"], int)
+    assert cfg["num_envs"] == 2048
+    assert config.parse_value("1e-4") == pytest.approx(1e-4)
+    assert config.parse_value("-3E+2") == -300.0
+    assert config.parse_value("5e6x") == "5e6x"
+    assert resolve(flags={"total_steps": "5e6"})["total_steps"] == 5_000_000
+
+
+def test_layers_compose_in_order(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("num_envs: 64\nseed: 3\nrun: {chunk_updates: 7}\n")
+    cfg = resolve(path, flags={"num_envs": 128, "run": {"name": "x"}}, sets=["seed=9", "env.max_steps=100"])
+    assert (cfg["num_envs"], cfg["seed"], cfg["run"]["chunk_updates"]) == (128, 9, 7)
+    assert cfg["run"]["name"] == "x" and cfg["env"] == {"max_steps": 100}
+    assert cfg["run"]["dir"] == config.base_config()["run"]["dir"]  # untouched siblings stay
+
+
+def test_algo_config_file_is_loaded_by_default(tmp_path, monkeypatch):
+    (tmp_path / "base.yaml").write_text((config.CONFIG_DIR / "base.yaml").read_text())
+    (tmp_path / "rule-soar.yaml").write_text("algo: rule-soar\nscripted: {rollout: 16}\n")
+    monkeypatch.setattr(config, "CONFIG_DIR", tmp_path)
+    assert resolve(flags={"algo": "rule-soar"})["scripted"]["rollout"] == 16
+    assert resolve(flags={"algo": "random"})["scripted"]["rollout"] == 128
+
+
+def test_saved_config_is_a_layer_and_hash_tracks_training_keys():
+    saved = resolve(flags={"num_envs": 64, "run": {"name": "a"}})
+    again = resolve(saved=saved, sets=["run.chunk_updates=3", "eval.every_chunks=2", "devices=2"])
+    assert again["num_envs"] == 64 and again["run"]["name"] == "a"
+    assert config.training_hash(again) == config.training_hash(saved)
+    changed = resolve(saved=saved, sets=["scripted.rollout=64"])
+    assert config.training_hash(changed) != config.training_hash(saved)
+    assert config.training_diff(saved, changed) == ["scripted.rollout: 128 -> 64"]
+    assert config.training_hash(resolve(saved=saved, sets=["env.max_steps=9"])) != config.training_hash(saved)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(sets=["num_env=4"]), "unknown config key 'num_env' (did you mean 'num_envs'"),
+        (dict(sets=["run.chunk_update=4"]), "'run.chunk_update' (did you mean 'run.chunk_updates'"),
+        (dict(sets=["scripted.rolout=4"]), "'scripted.rolout' (did you mean 'scripted.rollout'"),
+        (dict(flags={"algo": "rule-sora"}), "unknown algorithm 'rule-sora' (did you mean 'rule-soar'"),
+        (dict(flags={"scenario": "soc-v3"}), "unknown scenario 'soc-v3' (did you mean 'soc-v2'"),
+        (dict(sets=["num_envs=0"]), "num_envs must be a positive integer, got 0"),
+        (dict(sets=["num_seeds=-2"]), "num_seeds must be a positive integer"),
+        (dict(sets=["total_steps=1.5"]), "total_steps must be an integer, got 1.5"),
+        (dict(sets=["run.chunk_updates=0"]), "run.chunk_updates must be a positive integer"),
+        (dict(sets=["scripted.rollout=0"]), "scripted.rollout must be positive"),
+        (dict(sets=["num_envs=true"]), "num_envs must be an integer, got True"),
+        (dict(sets=["num_envs=many"]), "num_envs must be an integer, got 'many'"),
+        (dict(sets=["run.progress=1"]), "run.progress must be true or false"),
+        (dict(sets=["run.name=3"]), "run.name must be a str or null"),
+        (dict(sets=["run.name=a/b"]), "run.name must be a plain folder name"),
+        (dict(sets=["run.tensorboard=maybe"]), "run.tensorboard must be one of True, False, auto"),
+        (dict(sets=["run=3"]), "run must be a mapping"),
+        (dict(sets=["env=3"]), "env must be a mapping"),
+        (dict(sets=["num_envs"]), "--set expects KEY=VALUE"),
+        (dict(flags={"num_envs": 6, "devices": 4}), "num_envs (6) must be divisible by devices (4)"),
+        (dict(sets=["seed=-1"]), "seed must be >= 0"),
+    ],
+)
+def test_validation_errors_are_clear(kwargs, message):
+    with pytest.raises(ConfigError) as err:
+        resolve(**kwargs)
+    assert message in str(err.value)
+
+
+def test_a_scenario_file_passes_through_to_the_env():
+    assert resolve(flags={"scenario": "configs/scenarios/mine.yaml"})["scenario"] == "configs/scenarios/mine.yaml"
+
+
+def test_errors_name_their_source_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("num_envz: 4\n")
+    with pytest.raises(ConfigError, match=r"mine.yaml: unknown config key 'num_envz' \(did you mean 'num_envs'"):
+        resolve(path)
+    path.write_text("num_envs: [4\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        resolve(path)
+    with pytest.raises(ConfigError, match="not found"):
+        resolve(tmp_path / "missing.yaml")
+
+
+def test_a_family_section_of_another_algorithm_is_refused(monkeypatch):
+    from jaxsoc import algos
+
+    monkeypatch.setitem(algos.ALGORITHMS, "mappo", "ppo")
+    with pytest.raises(ConfigError, match="section 'ppo' configures mappo, but this run's algorithm uses section 'scripted'"):
+        resolve(sets=["ppo.lr=1e-4"])

@@ -1,0 +1,127 @@
+#!/usr/bin/env python
+"""Train (or run a scripted baseline) on the SOC env: a thin CLI over `jaxsoc.engine.run`.
+
+    python train/run.py --algo rule-soar --scenario soc-v2 --num-envs 4096 --total-steps 5e6
+    python train/run.py --config configs/mappo.yaml --num-seeds 8 --set ppo.lr=1e-4 --devices 2
+    python train/run.py --resume runs/myrun          # continue from the newest checkpoint
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# Importing jaxsoc pulls in JAX; keep `--help` and flag errors instant by importing it later.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+EPILOG = """\
+config layers (later wins): configs/base.yaml < the algorithm family's defaults
+  < the resumed run's config.yaml < --config FILE (default configs/<algo>.yaml if present)
+  < the flags above < --set KEY=VALUE. Every key is listed in configs/base.yaml.
+
+outputs: runs/<name>/config.yaml (resolved config), metrics.jsonl (one JSON line per update
+  and seed), eval.jsonl (if eval.every_chunks > 0), checkpoints/<update>/, tensorboard/ (if
+  tensorboardX or torch is installed and run.tensorboard is not false).
+
+examples:
+  python train/run.py --algo rule-soar --scenario soc-v2 --num-envs 4096 --total-steps 5e6
+  python train/run.py --algo random --num-seeds 4 --set run.chunk_updates=20 --set eval.every_chunks=5
+  python train/run.py --resume runs/myrun
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _int(text: str) -> int:
+    """An integer that may be written 5e6 or 5_000_000."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="train/run.py",
+        description="Train a team of SOC defenders (or run a scripted baseline) on many parallel "
+        "simulated networks, in compiled chunks, with logs, evaluation and resumable checkpoints.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--algo", help="algorithm: random, constant, no-defender, rule-soar, or a "
+                   "registered learner (see jaxsoc/algos/__init__.py)")
+    p.add_argument("--scenario", help="env preset, e.g. hmarl-soc-v1 or soc-v2")
+    p.add_argument("--num-envs", type=_int, metavar="N", help="parallel envs per seed")
+    p.add_argument("--num-seeds", type=_int, metavar="N",
+                   help="independent seeds trained together in one compiled program")
+    p.add_argument("--total-steps", type=_int, metavar="N",
+                   help="env steps per seed; scientific notation is fine (5e6)")
+    p.add_argument("--seed", type=_int, metavar="S", help="first seed (seeds S..S+num_seeds-1)")
+    p.add_argument("--devices", type=_int, metavar="D",
+                   help="local devices to shard over (seeds if num_seeds divides by D, else envs)")
+    p.add_argument("--name", help="run folder name under run.dir (default <algo>-<scenario>-<time>)")
+    p.add_argument("--config", metavar="FILE", help="YAML config composed over configs/base.yaml")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set ppo.lr=1e-4 --set env.max_steps=100 "
+                   "(values are YAML scalars; repeatable)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its newest checkpoint (its config.yaml "
+                   "is the base; training-relevant changes are refused)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run folder instead of refusing")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    from jaxsoc import config as config_lib, engine
+    from jaxsoc.config import ConfigError
+
+    flags = {
+        "algo": args.algo,
+        "scenario": args.scenario,
+        "num_envs": args.num_envs,
+        "num_seeds": args.num_seeds,
+        "total_steps": args.total_steps,
+        "seed": args.seed,
+        "devices": args.devices,
+    }
+    if args.name is not None:
+        flags["run"] = {"name": args.name}
+    cfg = None
+    try:
+        if args.resume is not None and args.overwrite:
+            raise ConfigError("--resume continues a run folder; --overwrite would replace it: pick one")
+        saved = None
+        if args.resume is not None:
+            saved_path = Path(args.resume) / "config.yaml"
+            if not saved_path.is_file():
+                raise ConfigError(f"cannot resume: {args.resume} is not a run folder (no config.yaml)")
+            saved = config_lib.load_yaml(saved_path)
+        cfg = config_lib.resolve(args.config, flags, args.sets, saved=saved)
+        result = engine.run(cfg, resume=args.resume, overwrite=args.overwrite)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if cfg is None:
+            print("\ninterrupted", file=sys.stderr)
+        else:
+            run_dir = args.resume or Path(cfg["run"]["dir"]) / cfg["run"]["name"]
+            print(f"\ninterrupted; continue with: python train/run.py --resume {run_dir}", file=sys.stderr)
+        return 130
+    steps = result.updates * result.trainer.env_steps_per_update
+    print(f"done: {result.run_dir} ({result.updates} updates, {steps:,} env steps per seed)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
