@@ -1,0 +1,90 @@
+"""What every learner needs to talk to the SOC env: role specs, coordinator encodings, batched steps.
+
+The four roles are heterogeneous (different observation sizes, discrete or continuous actions), so
+learners keep one network per role and loop over roles in Python at trace time (a static loop
+over four different roles, never over envs or hosts).
+
+Coordinator encodings (`coordinator=` below): the env's own coordinator action is `Box([-1,1]^8)`
+under `hmarl-soc-v1` and `Discrete(S * postures)` with the D6 fix. Learners that want a discrete
+coordinator on v1 pick how a choice becomes the 8-float directive, as the reference's learners did:
+  * "native": the env's space as it is (continuous on v1, discrete with D6);
+  * "hmarl":  8 choices mapped by HMARL-SOC's `get_directive` (v1 only; `jaxsoc.env.hmarl_directive`);
+  * "onehot": 8 choices mapped to the one-hot directive of the IQL/MAPPO baselines (v1 only).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict
+
+import jax
+import jax.numpy as jnp
+
+from jaxsoc.env import SOCEnv, hmarl_directive
+from jaxsoc.env.spaces import Discrete
+
+COORDINATOR_ENCODINGS = ("native", "hmarl", "onehot")
+
+
+@dataclasses.dataclass(frozen=True)
+class RoleSpec:
+    """One role as a learner sees it."""
+
+    name: str
+    obs_dim: int
+    kind: str  # "discrete" or "continuous"
+    size: int  # number of choices (discrete) or action dimensions (continuous, in [-1, 1])
+
+
+def role_specs(env: SOCEnv, coordinator: str = "native") -> Dict[str, RoleSpec]:
+    """`{agent: RoleSpec}` in `env.agents` order."""
+    if coordinator not in COORDINATOR_ENCODINGS:
+        raise ValueError(f"unknown coordinator encoding {coordinator!r}; use one of {COORDINATOR_ENCODINGS}")
+    discrete_env = isinstance(env.action_space("coordinator"), Discrete)
+    if coordinator != "native" and discrete_env:
+        raise ValueError(f"coordinator encoding {coordinator!r} maps 8 choices to the v1 8-float "
+                         "directive; this scenario's coordinator is already discrete (D6): use 'native'")
+    specs = {}
+    for a in env.agents:
+        space = env.action_space(a)
+        obs_dim = env.observation_space(a).shape[0]
+        if a == "coordinator" and coordinator != "native":
+            specs[a] = RoleSpec(a, obs_dim, "discrete", 8)
+        elif isinstance(space, Discrete):
+            specs[a] = RoleSpec(a, obs_dim, "discrete", space.n)
+        else:
+            specs[a] = RoleSpec(a, obs_dim, "continuous", space.shape[0])
+    return specs
+
+
+def coordinator_to_env(action: jax.Array, coordinator: str) -> jax.Array:
+    """A learner's coordinator action -> the env's (shapes broadcast over leading batch axes)."""
+    if coordinator == "hmarl":
+        return jax.vmap(hmarl_directive)(action.reshape(-1)).reshape(action.shape + (8,))
+    if coordinator == "onehot":
+        return jax.nn.one_hot(action, 8, dtype=jnp.float32)
+    return action
+
+
+def to_env_actions(actions: Dict[str, jax.Array], coordinator: str = "native") -> Dict[str, jax.Array]:
+    """Learner actions (per role, any leading batch shape) -> env actions."""
+    out = dict(actions)
+    out["coordinator"] = coordinator_to_env(actions["coordinator"], coordinator)
+    return out
+
+
+def with_world_state(env: SOCEnv) -> SOCEnv:
+    """The same scenario, with `infos["world_state"]`/`["final_world_state"]` in every step."""
+    if env.default_params.with_world_state:
+        return env
+    return SOCEnv(env.default_params.replace(with_world_state=True))
+
+
+def batched_reset(env: SOCEnv, params, key: jax.Array, num_envs: int):
+    """`num_envs` fresh envs: `(obs {agent: [num_envs, obs_dim]}, state [num_envs, ...])`."""
+    return jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), params)
+
+
+def batched_step(env: SOCEnv, params, key: jax.Array, state, actions):
+    """One auto-resetting step of every env: `(obs, state, rewards, dones, infos)`, `[num_envs, ...]`."""
+    n = jax.tree.leaves(state)[0].shape[0]
+    return jax.vmap(env.step, in_axes=(0, 0, 0, None))(jax.random.split(key, n), state, actions, params)
