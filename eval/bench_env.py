@@ -145,7 +145,9 @@ def main(args):
     all_rows = []
     for preset in args.presets:
         env, rows = bench(preset, args.envs, args.steps, args.repeats, mesh)
-        print(f"  {preset}: {state_bytes_per_env(env):,} bytes of state per env")
+        words = env.random_words_per_step()
+        print(f"  {preset}: {state_bytes_per_env(env):,} bytes of state per env; random 32-bit words per "
+              f"env step: {sum(words.values())} ({', '.join(f'{k} {v}' for k, v in words.items())})")
         all_rows += [dict(r, bytes=state_bytes_per_env(env)) for r in rows]
     ref = None
     if args.reference:

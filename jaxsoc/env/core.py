@@ -112,6 +112,24 @@ class SOCEnv:
     def action_space(self, agent: str):
         return self.action_spaces[agent]
 
+    def random_words_per_step(self, params: Optional[EnvParams] = None) -> Dict[str, int]:
+        """How many 32-bit random words one `step` of one env draws, by purpose (counted at trace time).
+
+        `transition`: attacker, alerts, hunting, response; `observation`: observation noise (shared by
+        the terminal and the reset observation); `reset`: a new network when D10 re-draws it.
+        """
+        p = self._p(params)
+        obs, state = jax.eval_shape(lambda k: self.reset(k, p), jax.random.key(0))
+        jax.eval_shape(lambda k, s, a: self._step_env(k, s, a, p, None), jax.random.key(0), state,
+                       jax.eval_shape(lambda: self.idle_actions(p)))
+        noise = jax.eval_shape(lambda: observe.draw_noise(jnp.zeros((2,), jnp.uint32), p))
+        net = topology(p)
+        return {
+            "transition": int(self.transition_words),
+            "observation": int(sum(x.size for x in jax.tree.leaves(noise))),
+            "reset": net.num_segments * net.max_hosts if p.fix_d10_resample_network else 0,
+        }
+
     def __hash__(self):
         return hash(self.default_params)
 
@@ -190,6 +208,7 @@ class SOCEnv:
         first_detection = jnp.where((c.detection_time == 0) & jnp.any(new_detected), t, c.detection_time)
 
         hosts, resp = defenders.respond(draws, hosts, actions["response_orchestrator"], boosts, p)
+        self.transition_words = draws.offset  # trace-time count of random words per transition
         credit = response_credit(t, resp.isolated, detect_time, first_detection, p)
         # Every count this step needs, per segment, in one product (see network.segment_sums).
         names = HOST_SUMMARY + ("det_stage", "credit", "correct", "blind", "scanned", "clean_scanned",

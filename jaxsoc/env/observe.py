@@ -61,7 +61,7 @@ def draw_noise(seed: jax.Array, params: EnvParams) -> Dict[str, jax.Array]:
         return {"telemetry": draws.normal((s, params.telemetry_features))}
     out = {"th_hosts": draws.normal((V1_TH_HOSTS,))}
     if not params.fix_d11_no_padding:
-        out["sc"] = draws.normal((V1_SIZES["coordinator"],))
+        out["sc"] = draws.normal((max(0, V1_SIZES["coordinator"] - (4 * s + 4)),))
         out["th_flow"] = draws.normal((s, 8))
         out["th_intel"] = draws.normal((10,))
         out["ro"] = draws.normal((s, 5))
@@ -215,3 +215,51 @@ def ground_truth(state: EnvState, params: EnvParams, summary=None) -> jax.Array:
 def world_state(obs: Dict[str, jax.Array], state: EnvState, params: EnvParams) -> jax.Array:
     """Centralised-critic input: every role's observation, then the ground truth, `[world_dim]`."""
     return jnp.concatenate([obs[a] for a in AGENTS] + [ground_truth(state, params)])
+
+
+def feature_names(params: EnvParams) -> Dict[str, list]:
+    """The name of every observation feature, per role, in order (docs, explanations, tests).
+
+    Mirrors `_v1_obs` / `_soc_view`; `tests/env/test_observe.py` checks the lengths match.
+    """
+    seg = list(params.segment_names)
+    s = len(seg)
+    if params.fix_d6_directive:
+        directive = [f"directive.focus={n}" for n in seg] + [
+            f"directive.posture={p}" for p in ("watch", "hunt", "contain")[: params.num_postures]
+        ] + [f"directive.posture={i}" for i in range(3, params.num_postures)]
+    else:
+        directive = ["directive.scan(d0)", "directive.scope(d1)", "directive.urgency(d4)"]
+    if params.fix_d1_hidden_truth:
+        tele = [f"telemetry{f}" for f in range(params.telemetry_features)]
+        block = [f"{n}.{k}" for n in seg for k in ["alerts_queued", "detected_pending", "isolated", "value"] + tele]
+        alerts = [f"alert{i}.{k}" for i in range(params.visible_alerts)
+                  for k in ["severity", "confidence"] + [f"segment={n}" for n in seg] + ["age", "valid"]]
+        return dict(
+            coordinator=block + ["queue_length", "time"] + directive,
+            threat_hunter=block + ["time"] + directive,
+            alert_triage=["queue_length"] + alerts + ["time"] + directive,
+            response_orchestrator=block + [f"{n}.clean_isolated" for n in seg] + ["time"] + directive,
+        )
+    pad = not params.fix_d11_no_padding
+    net = [f"{n}.{k}" for n in seg for k in ("compromised*", "stage*", "detected", "isolated")]
+    sc = net + ["time", "queue_length", "total_compromised*", "detected_per_compromised*"]
+    if pad:
+        sc += [f"noise{i}" for i in range(max(0, V1_SIZES["coordinator"] - len(sc)))]
+    th = net + [f"{n}.{k}" for n in seg for k in (["compromised*", "attacker_noise*"] +
+                                                  ([f"flow_noise{i}" for i in range(8)] if pad else []))]
+    if pad:
+        th += [f"intel_noise{i}" for i in range(10)]
+    th += [f"host{i}.stage*+noise" for i in range(V1_TH_HOSTS)]
+    at = ["queue_length"] + [f"alert{i}.{k}" for i in range(params.visible_alerts)
+                             for k in ("severity", "confidence", "segment", "is_true*", "timestamp", "noise")]
+    if pad:
+        at += [f"zero{i}" for i in range(max(0, V1_SIZES["alert_triage"] - len(at)))]
+    ro = net + ["total_isolated"] + [f"{n}.{k}" for n in seg for k in
+                                     (["compromised*", "isolated", "value"] + ([f"noise{i}" for i in range(5)] if pad else []))]
+    if pad:
+        ro += [f"zero{i}" for i in range(max(0, V1_SIZES["response_orchestrator"] - len(ro)))]
+    out = dict(coordinator=sc, threat_hunter=th, alert_triage=at, response_orchestrator=ro)
+    if params.fix_d6_directive:
+        out = {k: v + directive for k, v in out.items()}
+    return out

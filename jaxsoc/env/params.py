@@ -474,3 +474,25 @@ def validate(p: EnvParams) -> None:
         v = getattr(p, name)
         if isinstance(v, (int, float)) and not (0.0 <= v <= 1.0):
             raise ValueError(f"{name} must lie in [0, 1], got {v}")
+
+
+def switches_markdown() -> str:
+    """The switches table of docs/switches.md, generated so it never drifts from the code."""
+    v1, v2 = _PRESETS["hmarl-soc-v1"](), _PRESETS["soc-v2"]()
+    lines = [
+        "| defect | switch | hmarl-soc-v1 | soc-v2 | turning it on |",
+        "|---|---|---|---|---|",
+    ]
+    for name, (defect, text) in SWITCHES.items():
+        lines.append(f"| {defect} | `{name}` | {getattr(v1, name)} | {getattr(v2, name)} | {text} |")
+    for defect, text in NOT_SWITCHES.items():
+        lines.append(f"| {defect} | (none) | | | {text} |")
+    lines += ["", "Numeric parameters that differ between the presets (everything else is equal):", "",
+              "| parameter | hmarl-soc-v1 | soc-v2 |", "|---|---|---|"]
+    for f in dataclasses.fields(EnvParams):
+        if f.name in SWITCHES or f.name == "name":
+            continue
+        a, b = getattr(v1, f.name), getattr(v2, f.name)
+        if a != b:
+            lines.append(f"| `{f.name}` | {a} | {b} |")
+    return "\n".join(lines) + "\n"

@@ -175,3 +175,20 @@ def test_jaxmarl_log_wrapper_unchanged():
     assert bool(info["returned_episode"].all())
     np.testing.assert_allclose(np.asarray(info["returned_episode_returns"]), total, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(info["returned_episode_lengths"]), 5)
+
+
+def test_vmap_over_scenario_parameters():
+    """Numeric params are leaves: a batch of stealth values in one program equals separate envs."""
+    env, p = soc.make("soc-v2", hosts_per_segment=8)
+    stealths = jnp.array([0.2, 0.95])
+    batch = jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(x), (2,)), p).replace(stealth=stealths)
+    axes = jax.tree.map(lambda _: 0, p)
+    keys = jax.random.split(jax.random.key(0), 2)
+    obs, state = jax.vmap(env.reset, in_axes=(0, axes))(keys, batch)
+    acts = jax.vmap(lambda k: _random_actions(env, k))(keys)
+    out = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, axes)))(keys, state, acts, batch)
+    for i, s in enumerate([0.2, 0.95]):
+        env_i, p_i = soc.make("soc-v2", hosts_per_segment=8, stealth=s)
+        _, st_i = env_i.reset(keys[i])
+        one = env_i.step(keys[i], st_i, jax.tree.map(lambda x: x[i], acts))
+        chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], out), one, rtol=1e-5, atol=1e-5)
