@@ -192,3 +192,16 @@ def test_vmap_over_scenario_parameters():
         _, st_i = env_i.reset(keys[i])
         one = env_i.step(keys[i], st_i, jax.tree.map(lambda x: x[i], acts))
         chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], out), one, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["soc-v2-10x100", pytest.param("soc-v2-20x250", marks=pytest.mark.slow)])
+def test_larger_presets_run_unchanged(preset):
+    env, p = soc.make(preset)
+    step = jax.jit(jax.vmap(env.step))
+    obs, state = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 4))
+    for i in range(25):
+        acts = jax.vmap(lambda k, s: soc.POLICIES["rule-soar"](k, None, s, p))(jax.random.split(jax.random.key(i), 4), state)
+        obs, state, rew, dones, infos = step(jax.random.split(jax.random.key(100 + i), 4), state, acts)
+        chex.assert_tree_all_finite(obs)
+    assert obs["threat_hunter"].shape[-1] == env.observation_space("threat_hunter").shape[0]
+    assert int(jnp.max(state.attacker.phase)) >= 1  # the campaign moves on big networks too
