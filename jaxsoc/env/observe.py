@@ -263,3 +263,26 @@ def feature_names(params: EnvParams) -> Dict[str, list]:
     if params.fix_d6_directive:
         out = {k: v + directive for k, v in out.items()}
     return out
+
+
+def segment_token_layout(params: EnvParams, role: str):
+    """Static indices that split a role's observation into per-segment tokens and the rest.
+
+    Returns `(tokens [S, F] int, rest [G] int, token_feature_names [F])`: `obs[..., tokens]` is
+    `[..., S, F]` (one token per network segment, the same features for every segment) and
+    `obs[..., rest]` the global features (time, queue length, directive, noise...). An attention
+    encoder over these tokens can then say which segments drove a decision.
+    """
+    import numpy as np
+
+    names = feature_names(params)[role]
+    seg = list(params.segment_names)
+    per = {s: [i for i, n in enumerate(names) if n.startswith(f"{s}.")] for s in seg}
+    counts = {len(v) for v in per.values()}
+    if len(counts) != 1 or 0 in counts:
+        raise ValueError(f"{role}: segments do not have the same features ({counts})")
+    tokens = np.asarray([per[s] for s in seg], np.int32)
+    used = set(tokens.reshape(-1).tolist())
+    rest = np.asarray([i for i in range(len(names)) if i not in used], np.int32)
+    token_names = [names[i].split(".", 1)[1] for i in tokens[0]]
+    return tokens, rest, token_names

@@ -35,3 +35,18 @@ def test_generated_docs_are_in_sync():
     _, p = soc.make("soc-v2")
     for role, names in feature_names(p).items():
         assert f"`{role}` ({len(names)})" in text
+
+
+@pytest.mark.parametrize("preset", ["hmarl-soc-v1", "soc-v2"])
+def test_segment_tokens_cover_the_observation(preset):
+    from jaxsoc.env.observe import segment_token_layout
+    env, p = soc.make(preset)
+    for role in ("coordinator", "response_orchestrator", "threat_hunter"):
+        tokens, rest, names = segment_token_layout(p, role)
+        assert tokens.shape[0] == p.num_segments
+        assert sorted(tokens.reshape(-1).tolist() + rest.tolist()) == list(range(env.observation_space(role).shape[0]))
+    tokens, rest, names = segment_token_layout(p, "coordinator")
+    if preset == "soc-v2":
+        assert names[:4] == ["alerts_queued", "detected_pending", "isolated", "value"]
+    else:
+        assert names == ["compromised*", "stage*", "detected", "isolated"]
