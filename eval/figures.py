@@ -71,7 +71,7 @@ def main(argv=None) -> int:
                     res = [protocols.ours_protocol(g, args.episodes, evaluate=not args.no_evaluate) for g in gs]
                 metrics = args.metrics or runs.TABLE_METRICS
                 title = f"{s}: {protocol} protocol"
-                fig, _ = figures.metric_bars(res, metrics, title=title)
+                fig, _ = figures.metric_bars(res, metrics, "all" if protocol == "paper" else True, title=title)
                 written += figures.save(fig, out / f"bars_{s}_{protocol}")
                 fig, _ = figures.seed_scatter(res, metrics, title=title)
                 written += figures.save(fig, out / f"seeds_{s}_{protocol}")

@@ -76,6 +76,7 @@ def test_population_std_reproduces_the_papers_own_per_seed_numbers():
     assert tables.cell_text(runs.Stat(6.9, 1.0, 5, 5), "return") == "+6.9 ± 1.0"
     assert tables.cell_text(runs.Stat(0.0017, 0.0008, 5, 5), "fpr") == "0.17 ± 0.08"
     assert tables.cell_text(runs.Stat(0.5, 0.1, 3, 5, coverage=0.83), "mttd") == "0.5 ± 0.1 (83%) [3/5 seeds]"
+    assert tables.cell_text(runs.Stat(0.5, 0.1, 5, 5, coverage=0.9996), "mttd") == "0.5 ± 0.1 (>99.9%)"
 
 
 def test_trailing_window_by_hand():
@@ -123,6 +124,11 @@ def test_paper_protocol_table_from_synthetic_logs(synthetic):
     everything = tables.build_table(res, "paper", paper="all")
     assert [r.label for r in everything.rows if r.source == "paper"] == [
         "Rule-SOAR", "Single-DRL", "IQL", "MAPPO", "QMIX", "HMARL-SOC"]
+    # the bars draw the same numbers, the paper's methods without runs as diamonds alone
+    _, data = figures.metric_bars(res, ("csr",), with_paper="all")
+    assert list(data["csr"])[:3] == ["Rule-SOAR", "Single-DRL (paper)", "IQL (paper)"]
+    assert data["csr"]["HMARL-SOC (paper)"] == (0.710, 0.104)
+    assert data["csr"]["Rule-SOAR"] == pytest.approx((0.5406926407, 0.1283431150))
 
 
 def test_notes_short_windows_and_paper_rows_only_on_the_papers_env(tmp_path):

@@ -49,6 +49,7 @@ def save(fig, stem: str | Path, formats: Sequence[str] = ("png", "pdf"), dpi: in
 
 
 def _grid(n: int, width: float = 4.0, height: float = 3.0, ncols: int | None = None):
+    """`n` panels of `width` x `height` inches, `ncols` (default up to 3) per row."""
     plt = _plt()
     ncols = ncols or min(n, 3)
     nrows = -(-n // ncols)
@@ -56,6 +57,12 @@ def _grid(n: int, width: float = 4.0, height: float = 3.0, ncols: int | None = N
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
+
+
+def _panel_size(n_methods: int) -> tuple:
+    """(width, height, columns) of per-metric panels with a bar/column per method."""
+    width = 0.55 * max(n_methods, 3) + 1.5
+    return width, 3.4, 3 if width < 5 else 2
 
 
 def _eng():
@@ -146,34 +153,47 @@ def learning_curves(groups: Sequence[Group], metrics: Sequence[str] = ("return",
 
 # ----------------------------------------------------------------------------- bars, scatter
 def metric_bars(results: Sequence[MethodResult], metrics: Sequence[str] = runs_lib.TABLE_METRICS,
-                with_paper: bool = True, title: str | None = None):
+                with_paper: bool | str = True, title: str | None = None):
     """Per metric a panel: a bar per method (mean over seeds) with ± population-std error bars,
     and the paper's value (diamond, its std as error bar) where the paper has the method and the
-    results are on its env. Returns (fig, {metric: {label: (mean, std)}})."""
+    results are on its env. `with_paper="all"` also places the paper's methods we have no
+    results for, as diamonds alone (label `<name> (paper)`), in the paper's order.
+    Returns (fig, {metric: {label: (mean, std)}}), paper-only entries included."""
     if not results:
         raise AnalysisError("no methods to plot")
-    fig, axes = _grid(len(metrics), 0.9 * max(len(results), 3) + 1.2, 3.2)
+    results = list(results)
+    comparable = all(r.comparable_to_paper for r in results)
+    # slots: (label, result or None, algo); paper-only methods go where the paper lists them
+    slots = [(r.label, r, r.algo) for r in results]
+    if with_paper == "all" and comparable:
+        have = {paper_lib.paper_key(r.algo) for r in results}
+        for algo in runs_lib.PAPER_METHODS:
+            if algo not in have:
+                at = next((i for i, sl in enumerate(slots)
+                           if runs_lib.method_order(sl[2]) > runs_lib.method_order(algo)), len(slots))
+                slots.insert(at, (runs_lib.display_name(algo) + " (paper)", None, algo))
+    fig, axes = _grid(len(metrics), *_panel_size(len(slots)))
     data: dict = {}
-    labels = [r.label for r in results]
-    x = np.arange(len(results))
+    x = np.arange(len(slots))
     legend_done = False
     for ax, key in zip(axes, metrics):
         spec = runs_lib.metric(key)
-        stats = [r.stat(key) for r in results]
-        means = np.array([s.mean for s in stats])
-        stds = np.array([s.std for s in stats])
-        data[key] = {lab: (m, s) for lab, m, s in zip(labels, means, stds)}
-        ax.bar(x, np.nan_to_num(means * spec.scale), yerr=np.nan_to_num(stds * spec.scale), capsize=3,
-               color=[_color(i) for i in range(len(results))], alpha=0.85)
+        data[key] = {}
         drew_paper = False
-        if with_paper:
-            for i, r in enumerate(results):
-                pub = paper_lib.published(r.algo) if r.comparable_to_paper else None
-                if pub and key in pub:
-                    ax.errorbar(i, pub[key][0] * spec.scale, yerr=pub[key][1] * spec.scale, fmt="D",
-                                color="black", ms=5, capsize=3, label=None if drew_paper else "paper (Table II)")
-                    drew_paper = True
-        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize="small")
+        for i, (label, r, algo) in enumerate(slots):
+            if r is not None:
+                st = r.stat(key)
+                data[key][label] = (st.mean, st.std)
+                ax.bar(i, np.nan_to_num(st.mean * spec.scale), yerr=np.nan_to_num(st.std * spec.scale),
+                       capsize=3, color=_color(i), alpha=0.85)
+            pub = paper_lib.published(algo) if (with_paper and comparable) else None
+            if pub and key in pub:
+                if r is None:
+                    data[key][label] = pub[key]
+                ax.errorbar(i, pub[key][0] * spec.scale, yerr=pub[key][1] * spec.scale, fmt="D",
+                            color="black", ms=5, capsize=3, label=None if drew_paper else "paper (Table II)")
+                drew_paper = True
+        ax.set_xticks(x, [sl[0] for sl in slots], rotation=30, ha="right", fontsize="small")
         ax.set_title(spec.label)
         ax.grid(axis="y", alpha=0.3)
         ax.axhline(0, color="black", lw=0.5)
@@ -193,7 +213,7 @@ def seed_scatter(results: Sequence[MethodResult], metrics: Sequence[str] = runs_
     Returns (fig, {metric: {label: {seed: value}}})."""
     if not results:
         raise AnalysisError("no methods to plot")
-    fig, axes = _grid(len(metrics), 0.9 * max(len(results), 3) + 1.2, 3.2)
+    fig, axes = _grid(len(metrics), *_panel_size(len(results)))
     data: dict = {}
     for ax, key in zip(axes, metrics):
         spec = runs_lib.metric(key)

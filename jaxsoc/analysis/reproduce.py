@@ -352,16 +352,19 @@ def execute(plan: Plan, *, overwrite: bool = False, progress: bool = True,
                         t_train += time.perf_counter() - t0
                     bar.update(1)
                     runs_done += 1
-                t0 = time.perf_counter()
                 group = runs_lib.group_runs([runs_lib.read_run(run_dir / rp.name) for rp in mp.runs])[0]
-                protocols.ours_protocol(group, plan.episodes)
-                t_eval = time.perf_counter() - t0
+                evals: list = []
+                protocols.ours_protocol(group, plan.episodes, on_run=lambda run, rec: evals.append(rec))
+                # as recorded when each evaluation ran (a reused one keeps its original time)
+                t_eval = sum(float(rec.get("seconds", 0.0)) for rec in evals)
                 timings[mp.label] = {"algo": mp.algo, "kind": mp.kind, "train_s": round(t_train, 1),
                                      "eval_s": round(t_eval, 1), "runs": len(mp.runs), "cached_runs": cached,
                                      "seeds": list(plan.seeds)}
                 done_methods.append(mp)
+                reused = sum(bool(rec.get("reused")) for rec in evals)
+                timings[mp.label]["reused_evaluations"] = reused
                 log(f"{mp.label}: train {t_train:.1f} s" + (f" ({cached} cached)" if cached else "")
-                    + f", evaluate {t_eval:.1f} s")
+                    + f", evaluate {t_eval:.1f} s" + (f" ({reused} cached)" if reused else ""))
             except KeyboardInterrupt:
                 raise
             except Exception as e:  # one method failing must not lose the others
@@ -424,7 +427,8 @@ def _write_outputs(summary: Summary, mps: list, log) -> None:
         summary.tables[protocol] = table
         summary.files += tables.write_table(table, tdir, f"table2_{protocol}")
         title = table.title
-        summary.files += figs.save(figs.metric_bars(res, title=title)[0], fdir / f"bars_{protocol}")
+        fig, _ = figs.metric_bars(res, with_paper="all" if protocol == "paper" else True, title=title)
+        summary.files += figs.save(fig, fdir / f"bars_{protocol}")
         summary.files += figs.save(figs.seed_scatter(res, title=title)[0], fdir / f"seeds_{protocol}")
     if groups:
         summary.files += figs.save(figs.learning_curves(groups, window=plan.window, title=plan.preset)[0],

@@ -129,8 +129,10 @@ def cell_text(stat: Stat | None, key: str, pm: str = "±", pct: str = "%") -> st
         return "n/a"
     spec = runs_lib.metric(key)
     text = f"{spec.fmt(stat.mean)} {pm} {spec.fmt(stat.std).lstrip('+')}"
-    if stat.coverage < 0.9995:
-        text += f" ({100 * stat.coverage:.0f}{pct})"
+    if stat.coverage < 1.0:
+        share = 100 * stat.coverage
+        share = f"{share:.0f}" if share < 99.5 else (f"{share:.1f}" if share < 99.95 else ">99.9")
+        text += f" ({share}{pct})"
     if stat.n < stat.n_total:
         text += f" [{stat.n}/{stat.n_total} seeds]"
     return text
