@@ -34,7 +34,8 @@ or none at all with --algo/--scenario.
 def build_parser():
     p = cli.Parser(prog="eval/evaluate.py", description="Evaluate policies greedily on held-out episodes.",
                    epilog=EPILOG, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run folders (runs/<name>)")
+    p.add_argument("runs", nargs="*", metavar="RUN_DIR",
+                   help="run folders (runs/<name>), or folders holding them")
     p.add_argument("--episodes", type=cli.parse_int, default=1000, metavar="N", help="episodes per seed (1000)")
     p.add_argument("--update", type=cli.parse_int, metavar="U", help="checkpoint to load (default: newest)")
     p.add_argument("--batch", type=cli.parse_int, metavar="B",
@@ -75,9 +76,8 @@ def main(argv=None) -> int:
             head = f"{runs.display_name(args.algo)} on {args.scenario}"
             records.append((head, args.scenario, env.get("env", {}), rec))
         else:
-            for path in args.runs:
-                run = runs.read_run(path)
-                rec = protocols.evaluate_run(path, args.episodes, update=args.update, greedy=not args.stochastic,
+            for run in runs.find_runs(args.runs):  # run folders, or folders holding them
+                rec = protocols.evaluate_run(run.path, args.episodes, update=args.update, greedy=not args.stochastic,
                                              batch=args.batch, scenario=args.scenario, write=not args.no_write,
                                              reuse=not args.force)
                 where = args.scenario or run.scenario

@@ -244,6 +244,25 @@ def test_learner_bad_checkpoints(toy_run, tmp_path):
         protocols.evaluate_run(toy_run, 4, algo="mappo", make_env=engine_toys.make_toy_env)
 
 
+def test_attention_glue_feeds_the_learners_explainer(toy_run, tmp_path, monkeypatch):
+    """reproduce.draw_attention: observations at the coordinator's decisions of a greedy episode
+    go to the family's `attention_weights`, whose output is drawn."""
+    from tests import engine_toys
+
+    seen = {}
+
+    def attention_weights(params, obs):  # the contract of docs/evaluation.md
+        seen["obs"] = obs
+        w = np.abs(np.asarray(obs["a"]))[:, None, :].repeat(2, axis=1) + 1e-3  # [D, heads=2, tokens=3]
+        return w / w.sum(-1, keepdims=True), ["t0", "t1", "t2"]
+
+    monkeypatch.setattr(engine_toys, "attention_weights", attention_weights, raising=False)
+    paths = reproduce.draw_attention(toy_run, tmp_path / "attention", decisions=3,
+                                     make_env=engine_toys.make_toy_env)
+    assert seen["obs"]["a"].shape == (3, engine_toys.N_ACTIONS) and seen["obs"]["b"].shape == (3, 3)
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
 # ----------------------------------------------------------------------------- a real reproduce run
 @pytest.fixture(scope="module")
 def repro(tmp_path_factory):

@@ -486,16 +486,16 @@ def collect_decision_obs(env, env_params, trainer, policy_params, key, decisions
     return jax.tree.map(lambda x: x[:: period][:decisions], trace)
 
 
-def draw_attention(run_path: Path, stem: Path, decisions: int = 4) -> list:
+def draw_attention(run_path: Path, stem: Path, decisions: int = 4, make_env: Callable | None = None) -> list:
     """Attention maps of a few decisions of seed 0 of an HMARL run (module docstring)."""
     import jax
 
     import jaxsoc.env as soc
     from jaxsoc import algos, engine
 
-    loaded = engine.load(run_path)
+    loaded = engine.load(run_path, make_env=make_env)
     module = algos.family_module(loaded.config["algo"])
-    env, env_params = soc.make(loaded.config["scenario"], **loaded.config["env"])
+    env, env_params = (make_env or soc.make)(loaded.config["scenario"], **loaded.config["env"])
     params = jax.tree.map(lambda x: x[0], jax.vmap(loaded.trainer.policy_params)(loaded.state))
     period = int(getattr(env_params, "directive_period", 5))
     obs = collect_decision_obs(env, env_params, loaded.trainer, params,
