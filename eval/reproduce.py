@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""Table II in one command: train every method x seeds on a preset, then tables and figures.
+
+    python eval/reproduce.py --quick                        # minutes on a laptop CPU
+    python eval/reproduce.py                                # hmarl-soc-v1, paper seeds, full budgets
+    python eval/reproduce.py --preset soc-v2 --methods rule-soar,constant,mappo
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jaxsoc.analysis import cli  # noqa: E402
+
+EPILOG = """\
+Methods: every registered algorithm (scripted baselines and the learners that have landed);
+Table II methods not registered yet are skipped with a note. If the HMARL learner is registered,
+its K-sweep, ablations and attention maps are added. Seeds: 42,123,456,789,1024 on hmarl-soc-v1
+(one run each, sharing one compilation), 0-4 elsewhere (one program); --quick: 42-44.
+Budgets: learners use configs/<algo>.yaml (else configs/base.yaml) unless --total-steps or
+--num-envs; scripted baselines 512 envs x 16 updates of 128 steps per seed.
+--quick: 64 envs, 8 (scripted) or 4 (learners) updates, 128 evaluation episodes per seed.
+Existing complete runs in --out are reused, interrupted ones resumed (so re-running after Ctrl-C
+continues); runs with another config are refused unless --overwrite.
+
+Outputs in --out (default results/<preset>[-quick]): runs/, tables/table2_{paper,ours}.{md,csv,tex},
+figures/*.{png,pdf}, timings.json and README.md (command, machine, per-method wall-clock, tables).
+"""
+
+
+def build_parser():
+    p = cli.Parser(prog="eval/reproduce.py", description="Train every method x seeds, then Table II and figures.",
+                   epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="hmarl-soc-v1", help="env preset (hmarl-soc-v1)")
+    p.add_argument("--quick", action="store_true", help="a small version (a few minutes on a CPU)")
+    p.add_argument("--methods", type=cli.parse_list, metavar="LIST", help="e.g. rule-soar,constant,mappo")
+    p.add_argument("--seeds", type=cli.parse_seeds, metavar="LIST", help="e.g. 42,123,456 or 0-4")
+    p.add_argument("--out", metavar="DIR", help="output folder (results/<preset>[-quick])")
+    p.add_argument("--total-steps", type=cli.parse_int, metavar="N", help="env steps per seed, every method")
+    p.add_argument("--num-envs", type=cli.parse_int, metavar="N", help="parallel envs per seed, every method")
+    p.add_argument("--episodes", type=cli.parse_int, metavar="N",
+                   help="held-out episodes per seed (1000; quick 128)")
+    p.add_argument("--window", type=cli.parse_int, default=2000, metavar="N",
+                   help="paper protocol: last N training episodes (2000)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every method (a family section only for its methods)")
+    p.add_argument("--no-extras", action="store_true", help="skip the HMARL K-sweep/ablations/attention")
+    p.add_argument("--overwrite", action="store_true", help="retrain runs that exist in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--compile-cache", metavar="DIR",
+                   help="persistent XLA cache (default <out>/.xla_cache; 'none' to disable)")
+    p.add_argument("--list", action="store_true", help="print the plan and exit")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    given = argv if argv is not None else sys.argv[1:]
+    command = "python eval/reproduce.py " + " ".join(shlex.quote(a) for a in given)
+
+    def work() -> int:
+        cli.use_agg()
+        from jaxsoc.analysis import reproduce
+
+        plan = reproduce.make_plan(args.preset, args.methods, quick=args.quick, seeds=args.seeds, out=args.out,
+                                   total_steps=args.total_steps, num_envs=args.num_envs, episodes=args.episodes,
+                                   window=args.window, sets=args.sets, extras=not args.no_extras)
+        if args.list:
+            print(f"preset {plan.preset}, seeds {list(plan.seeds)}, {plan.episodes} evaluation episodes, "
+                  f"out {plan.out}")
+            for m in plan.methods:
+                flags = {k: v for k, v in m.flags.items() if k not in ("algo", "scenario")}
+                names = ", ".join(r.name for r in m.runs)
+                print(f"  {m.label:28s} {m.kind:8s} runs {names}  {flags} {m.sets or ''}")
+            for name, why in plan.skipped:
+                print(f"  skipped {name}: {why}")
+            return 0
+        cache = args.compile_cache or str(plan.out / ".xla_cache")
+        if cache != "none":
+            import jax
+
+            jax.config.update("jax_compilation_cache_dir", str(Path(cache).resolve()))
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+        summary = reproduce.execute(plan, overwrite=args.overwrite, progress=not args.no_progress, command=command)
+        print()
+        print(reproduce.timings_markdown(summary.timings))
+        from jaxsoc.analysis import tables
+
+        for table in summary.tables.values():
+            print(tables.to_markdown(table))
+        print(f"wrote {plan.out}/README.md, tables/, figures/")
+        if summary.failures:
+            print("failed: " + ", ".join(summary.failures), file=sys.stderr)
+            return 1
+        return 0
+
+    return cli.guarded(work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

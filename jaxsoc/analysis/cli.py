@@ -1,0 +1,74 @@
+"""What the eval/*.py command lines share: one-line argparse errors, number and seed parsing, and
+turning every expected failure into `error: <message>` with exit status 2 (no stack trace)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def parse_int(text: str) -> int:
+    """An integer that may be written 5e6 or 5_000_000."""
+    try:
+        value = float(str(text).replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    return int(value)
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'42,123,456' or '0-4' or '0-2,10' -> the seeds, in order, without duplicates."""
+    out: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-") if not part.startswith("-") else (part, "", "")
+        try:
+            values = range(int(lo), int(hi) + 1) if sep else [int(lo)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"seeds are integers like 42,123 or 0-4, got {text!r}") from None
+        if sep and int(hi) < int(lo):
+            raise argparse.ArgumentTypeError(f"empty seed range {part!r}")
+        for v in values:
+            if v < 0:
+                raise argparse.ArgumentTypeError(f"seeds must be >= 0, got {v}")
+            if v not in out:
+                out.append(v)
+    if not out:
+        raise argparse.ArgumentTypeError(f"no seeds in {text!r}")
+    return tuple(out)
+
+
+def parse_list(text: str) -> list[str]:
+    return [x.strip() for x in str(text).split(",") if x.strip()]
+
+
+def guarded(main: Callable[[], int]) -> int:
+    """Runs `main`; AnalysisError/ConfigError (and their kin) -> 'error: ...' on stderr, exit 2;
+    Ctrl-C -> exit 130."""
+    from jaxsoc.analysis.runs import AnalysisError
+    from jaxsoc.config import ConfigError
+
+    try:
+        return main()
+    except (AnalysisError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+def use_agg() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)

@@ -1,0 +1,358 @@
+"""Figures (matplotlib, Agg): every function returns `(figure, data)` where `data` holds exactly
+the numbers drawn, and `save(fig, stem)` writes `<stem>.png` and `<stem>.pdf`.
+
+Inputs:
+  * learning curves: `curve_series(group, metric, window)` per method (from `metrics.jsonl`);
+  * bars and per-seed scatter: `MethodResult`s (either protocol);
+  * attention maps: `weights` `[decisions, heads, tokens]` (each row a softmax over tokens),
+    `token_names` (len tokens), optional `decision_labels` (len decisions), e.g. what the HMARL
+    explainer returns for a few coordinator decisions;
+  * K-sweep: `{method label: {K: {metric: per-seed values}}}` (runs tagged by K, e.g. grouped by
+    their `env.directive_period`, see `k_sweep_data`);
+  * ablations: `{variant label: {metric: per-seed values}}`, the full model first (or named
+    by `reference`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from jaxsoc.analysis import paper as paper_lib
+from jaxsoc.analysis import protocols
+from jaxsoc.analysis import runs as runs_lib
+from jaxsoc.analysis.runs import AnalysisError, Group, MethodResult
+
+
+def _plt():
+    import matplotlib
+
+    if matplotlib.get_backend().lower() != "agg":
+        matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, stem: str | Path, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150) -> list[Path]:
+    """Writes the figure as `<stem>.<fmt>` for each format, closes it, returns the paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = stem.with_suffix(f".{fmt}")
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        paths.append(path)
+    _plt().close(fig)
+    return paths
+
+
+def _grid(n: int, width: float = 4.0, height: float = 3.0, ncols: int | None = None):
+    """`n` panels of `width` x `height` inches, `ncols` (default up to 3) per row."""
+    plt = _plt()
+    ncols = ncols or min(n, 3)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def _panel_size(n_methods: int) -> tuple:
+    """(width, height, columns) of per-metric panels with a bar/column per method."""
+    width = 0.55 * max(n_methods, 3) + 1.5
+    return width, 3.4, 3 if width < 5 else 2
+
+
+def _eng():
+    from matplotlib.ticker import EngFormatter
+
+    return EngFormatter(sep="")
+
+
+def _color(i: int):
+    return _plt().get_cmap("tab10")(i % 10)
+
+
+# ----------------------------------------------------------------------------- learning curves
+def curve_series(group: Group, key: str, window: int = protocols.WINDOW_EPISODES) -> dict:
+    """One method's learning curve of metric `key`, from its runs' `metrics.jsonl`.
+
+    Each seed's point at an update is the episode-weighted mean over the newest updates up to it
+    holding >= `window` episodes (`protocols.trailing_window`; `window=1`: the update alone), so
+    with the default window the last point of a seed is its value in the paper-protocol table.
+
+    Returns `{"steps": [T] env steps per seed, "seeds": [...], "per_seed": [S, T],
+    "mean": [T], "std": [T]}` (mean and population std over seeds, NaN-aware); seeds logged at
+    other steps are interpolated onto the first seed's steps.
+    """
+    per_seed, steps0, seeds = [], None, []
+    for run in group.runs:
+        for seed, recs in sorted(protocols.read_metrics_log(run).items()):
+            steps, eps, vals = protocols.log_series(recs, key)
+            smooth, _, _ = protocols.trailing_window(eps, vals, window)
+            if steps0 is None:
+                steps0 = steps
+            elif steps.shape != steps0.shape or not np.array_equal(steps, steps0):
+                ok = np.isfinite(smooth)
+                smooth = np.interp(steps0, steps[ok], smooth[ok]) if ok.any() else np.full(steps0.shape, np.nan)
+            per_seed.append(smooth)
+            seeds.append(seed)
+    arr = np.array(per_seed, dtype=np.float64)
+    with np.errstate(invalid="ignore"), _quiet():
+        mean = np.nanmean(arr, axis=0)
+        std = np.nanstd(arr, axis=0)
+    return {"steps": steps0, "seeds": seeds, "per_seed": arr, "mean": mean, "std": std}
+
+
+class _quiet:
+    """Silences numpy's 'mean of empty slice' warnings for all-NaN columns."""
+
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._w.__exit__(*exc)
+
+
+def learning_curves(groups: Sequence[Group], metrics: Sequence[str] = ("return", "csr", "fpr", "mttr"),
+                    window: int = protocols.WINDOW_EPISODES, title: str | None = None):
+    """Per metric a panel: each method's mean over seeds (line) and ± population std (band)
+    against env steps per seed. Returns (fig, {metric: {label: curve_series(...)}})."""
+    if not groups:
+        raise AnalysisError("no methods to plot")
+    fig, axes = _grid(len(metrics), 4.6, 3.2)
+    data: dict = {}
+    for ax, key in zip(axes, metrics):
+        spec = runs_lib.metric(key)
+        data[key] = {}
+        for i, g in enumerate(groups):
+            c = curve_series(g, key, window)
+            data[key][g.label] = c
+            x = c["steps"]
+            ax.plot(x, c["mean"] * spec.scale, color=_color(i), label=g.label, lw=1.5)
+            ax.fill_between(x, (c["mean"] - c["std"]) * spec.scale, (c["mean"] + c["std"]) * spec.scale,
+                            color=_color(i), alpha=0.2, lw=0)
+        ax.set_title(spec.label)
+        ax.set_xlabel("env steps per seed")
+        ax.xaxis.set_major_formatter(_eng())
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    sub = "band: ± std over seeds"
+    if window > 1:
+        sub = f"trailing mean over >= {window:,} episodes; " + sub
+    fig.suptitle((title + "\n" if title else "") + sub, fontsize="medium")
+    fig.tight_layout()
+    return fig, data
+
+
+# ----------------------------------------------------------------------------- bars, scatter
+def metric_bars(results: Sequence[MethodResult], metrics: Sequence[str] = runs_lib.TABLE_METRICS,
+                with_paper: bool | str = True, title: str | None = None):
+    """Per metric a panel: a bar per method (mean over seeds) with ± population-std error bars,
+    and the paper's value (diamond, its std as error bar) where the paper has the method and the
+    results are on its env. `with_paper="all"` also places the paper's methods we have no
+    results for, as diamonds alone (label `<name> (paper)`), in the paper's order.
+    Returns (fig, {metric: {label: (mean, std)}}), paper-only entries included."""
+    if not results:
+        raise AnalysisError("no methods to plot")
+    results = list(results)
+    comparable = all(r.comparable_to_paper for r in results)
+    # slots: (label, result or None, algo); paper-only methods go where the paper lists them
+    slots = [(r.label, r, r.algo) for r in results]
+    if with_paper == "all" and comparable:
+        have = {paper_lib.paper_key(r.algo) for r in results}
+        for algo in runs_lib.PAPER_METHODS:
+            if algo not in have:
+                at = next((i for i, sl in enumerate(slots)
+                           if runs_lib.method_order(sl[2]) > runs_lib.method_order(algo)), len(slots))
+                slots.insert(at, (runs_lib.display_name(algo) + " (paper)", None, algo))
+    fig, axes = _grid(len(metrics), *_panel_size(len(slots)))
+    data: dict = {}
+    x = np.arange(len(slots))
+    legend_done = False
+    for ax, key in zip(axes, metrics):
+        spec = runs_lib.metric(key)
+        data[key] = {}
+        drew_paper = False
+        for i, (label, r, algo) in enumerate(slots):
+            if r is not None:
+                st = r.stat(key)
+                data[key][label] = (st.mean, st.std)
+                ax.bar(i, np.nan_to_num(st.mean * spec.scale), yerr=np.nan_to_num(st.std * spec.scale),
+                       capsize=3, color=_color(i), alpha=0.85)
+            pub = paper_lib.published(algo) if (with_paper and comparable) else None
+            if pub and key in pub:
+                if r is None:
+                    data[key][label] = pub[key]
+                ax.errorbar(i, pub[key][0] * spec.scale, yerr=pub[key][1] * spec.scale, fmt="D",
+                            color="black", ms=5, capsize=3, label=None if drew_paper else "paper (Table II)")
+                drew_paper = True
+        ax.set_xticks(x, [sl[0] for sl in slots], rotation=30, ha="right", fontsize="small")
+        ax.set_title(spec.label)
+        ax.grid(axis="y", alpha=0.3)
+        ax.axhline(0, color="black", lw=0.5)
+        if drew_paper and not legend_done:
+            ax.legend(fontsize="x-small")
+            legend_done = True
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    return fig, data
+
+
+def seed_scatter(results: Sequence[MethodResult], metrics: Sequence[str] = runs_lib.TABLE_METRICS,
+                 with_paper: bool = True, title: str | None = None):
+    """Per metric a panel: every seed's value per method (dots, seed in the legend order), the
+    mean (bar), and the paper's per-seed values where published (hollow squares).
+    Returns (fig, {metric: {label: {seed: value}}})."""
+    if not results:
+        raise AnalysisError("no methods to plot")
+    fig, axes = _grid(len(metrics), *_panel_size(len(results)))
+    data: dict = {}
+    for ax, key in zip(axes, metrics):
+        spec = runs_lib.metric(key)
+        data[key] = {}
+        for i, r in enumerate(results):
+            vals = r.values(key)
+            seeds = [s.seed for s in r.seeds]
+            data[key][r.label] = dict(zip(seeds, vals.tolist()))
+            n = len(vals)
+            offsets = np.linspace(-0.25, 0.25, n) if n > 1 else np.zeros(1)
+            ax.scatter(i + offsets, vals * spec.scale, color=_color(i), s=18, zorder=3)
+            if np.isfinite(vals).any():
+                ax.hlines(np.nanmean(vals) * spec.scale, i - 0.3, i + 0.3, color="black", lw=1.2)
+            if with_paper and r.comparable_to_paper:
+                pub = paper_lib.published_per_seed(r.algo).get(key)
+                if pub:
+                    pv = np.array(list(pub.values()))
+                    ax.scatter(i + np.linspace(-0.25, 0.25, len(pv)), pv * spec.scale, facecolors="none",
+                               edgecolors="black", marker="s", s=22, zorder=2)
+        ax.set_xticks(range(len(results)), [r.label for r in results], rotation=30, ha="right",
+                      fontsize="small")
+        ax.set_title(spec.label + " per seed")
+        ax.grid(axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    return fig, data
+
+
+# ----------------------------------------------------------------------------- HMARL figures
+def attention_maps(weights, token_names: Sequence[str], decision_labels: Sequence[str] | None = None,
+                   head_names: Sequence[str] | None = None, title: str | None = None):
+    """A heatmap per decision: rows = heads plus their mean, columns = tokens.
+
+    `weights`: `[decisions, heads, tokens]`. Returns (fig, {"weights": array, "mean": [D, T]}).
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 3:
+        raise AnalysisError(f"attention weights must be [decisions, heads, tokens], got shape {w.shape}")
+    d, h, t = w.shape
+    if len(token_names) != t:
+        raise AnalysisError(f"{len(token_names)} token names for {t} tokens")
+    if decision_labels is not None and len(decision_labels) != d:
+        raise AnalysisError(f"{len(decision_labels)} decision labels for {d} decisions")
+    heads = list(head_names) if head_names is not None else [f"head {i + 1}" for i in range(h)]
+    if len(heads) != h:
+        raise AnalysisError(f"{len(heads)} head names for {h} heads")
+    mean = w.mean(axis=1)
+    plt = _plt()
+    fig, axes = plt.subplots(d, 1, figsize=(max(4.0, 0.45 * t + 2.0), (0.32 * (h + 1) + 0.9) * d), squeeze=False)
+    vmax = float(w.max()) if w.size else 1.0
+    for i, ax in enumerate(axes[:, 0]):
+        img = np.vstack([w[i], mean[i][None]])
+        im = ax.imshow(img, aspect="auto", cmap="viridis", vmin=0.0, vmax=vmax)
+        ax.set_yticks(range(h + 1), heads + ["mean"], fontsize="small")
+        ax.set_xticks(range(t), token_names, rotation=45, ha="right", fontsize="small")
+        ax.set_title(decision_labels[i] if decision_labels is not None else f"decision {i + 1}", fontsize="small")
+        fig.colorbar(im, ax=ax, fraction=0.025)
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    return fig, {"weights": w, "mean": mean}
+
+
+def k_sweep(sweep: Mapping[str, Mapping[int, Mapping[str, Sequence[float]]]],
+            metrics: Sequence[str] = ("return", "csr", "mttr", "fpr"), title: str | None = None):
+    """Per metric a panel: each method's mean ± population std over seeds against K (log x).
+    Returns (fig, {metric: {label: {"k": [...], "mean": [...], "std": [...]}}})."""
+    if not sweep:
+        raise AnalysisError("no K-sweep runs to plot")
+    fig, axes = _grid(len(metrics), 4.2, 3.0)
+    data: dict = {}
+    for ax, key in zip(axes, metrics):
+        spec = runs_lib.metric(key)
+        data[key] = {}
+        for i, (label, by_k) in enumerate(sweep.items()):
+            ks = sorted(by_k)
+            stats = [runs_lib.Stat.of(by_k[k].get(key, [])) for k in ks]
+            mean = np.array([s.mean for s in stats])
+            std = np.array([s.std for s in stats])
+            data[key][label] = {"k": ks, "mean": mean, "std": std}
+            ax.errorbar(ks, mean * spec.scale, yerr=std * spec.scale, marker="o", capsize=3,
+                        color=_color(i), label=label)
+        ax.set_xscale("log")
+        allk = sorted({k for v in sweep.values() for k in v})
+        ax.set_xticks(allk, [str(k) for k in allk])
+        ax.set_xlabel("K (coordinator period, env steps)")
+        ax.set_title(spec.label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    return fig, data
+
+
+def k_sweep_data(results: Sequence[MethodResult], groups: Sequence[Group],
+                 key: str = "directive_period", default: int = 5) -> dict:
+    """`{algo display name: {K: {metric: per-seed values}}}` from results of runs tagged by K
+    (their `env.<key>`; runs without it have K = `default`). `groups[i]` made `results[i]`."""
+    out: dict = {}
+    for r, g in zip(results, groups):
+        k = int(g.env.get(key, default))
+        name = runs_lib.display_name(r.algo)
+        out.setdefault(name, {})[k] = {m: r.values(m).tolist() for m in runs_lib.EVAL_METRICS}
+    return out
+
+
+def ablation_chart(variants: Mapping[str, Mapping[str, Sequence[float]]],
+                   metrics: Sequence[str] = ("return", "csr", "mttr", "fpr"), reference: str | None = None,
+                   title: str | None = None):
+    """Per metric a panel of horizontal bars (mean ± population std over seeds) per variant; a
+    dashed line marks the reference variant (default: the first). Returns (fig, {metric:
+    {variant: (mean, std)}})."""
+    if not variants:
+        raise AnalysisError("no ablation variants to plot")
+    labels = list(variants)
+    reference = reference or labels[0]
+    if reference not in variants:
+        raise AnalysisError(f"reference variant {reference!r} is not among {labels}")
+    fig, axes = _grid(len(metrics), 4.0, 0.45 * len(labels) + 1.2)
+    data: dict = {}
+    y = np.arange(len(labels))
+    for ax, key in zip(axes, metrics):
+        spec = runs_lib.metric(key)
+        stats = [runs_lib.Stat.of(variants[v].get(key, [])) for v in labels]
+        mean = np.array([s.mean for s in stats])
+        std = np.array([s.std for s in stats])
+        data[key] = {v: (m, s) for v, m, s in zip(labels, mean, std)}
+        ax.barh(y, np.nan_to_num(mean * spec.scale), xerr=np.nan_to_num(std * spec.scale), capsize=3,
+                color=["tab:blue" if v == reference else "tab:gray" for v in labels])
+        ref = data[key][reference][0]
+        if np.isfinite(ref):
+            ax.axvline(ref * spec.scale, color="black", ls="--", lw=0.8)
+        ax.set_yticks(y, labels, fontsize="small")
+        ax.invert_yaxis()
+        ax.set_title(spec.label)
+        ax.grid(axis="x", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    return fig, data

@@ -1,0 +1,500 @@
+"""The two protocols that turn a method's runs into per-seed numbers.
+
+`paper` (the paper's Table II, reference §1.9/§3.1): per seed, the mean of each metric over the
+last 2,000 TRAINING episodes (behaviour policy, exploration on), read from `metrics.jsonl`.
+The log has one line per update and seed holding the means over the episodes that ended during
+that update and their number (`episodes`), so the window is whole updates: the newest updates
+that together hold at least 2,000 episodes, each update's mean weighted by its episode count
+(`trailing_window`). With U updates of E episodes each, the window holds between 2,000 and
+2,000 + E - 1 episodes. Metrics undefined for some episodes (v2's MTTD/MTTR are NaN without a
+compromise/detection) are averaged per update over the episodes where defined, so weighting by
+`episodes` is then an approximation; it is exact for every `hmarl-soc-v1` metric.
+
+`ours` (reference D24): greedy policies (`act(..., greedy=True)`) from the run's newest checkpoint
+on held-out episodes: each seed s evaluates `episodes` fresh envs from `heldout_key(s)`, a key
+stream that neither training nor the engine's periodic evaluation draws from. The keys depend
+only on the seed number, so every method is evaluated on the same env draws (common random
+numbers) and a seed evaluated from a one-seed run gets the same episodes as from a five-seed one.
+Each env runs from reset for the episode limit and its first episode counts (no length bias).
+Results are cached in the run folder as `evaluation.json` (per-seed means, stds and counts) and
+`evaluation.npz` (per-episode values, `[seeds, episodes]` per metric).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from jaxsoc.analysis import runs as runs_lib
+from jaxsoc.analysis.runs import AnalysisError, Group, MethodResult, RunInfo, SeedResult
+
+WINDOW_EPISODES = 2000
+HELDOUT_STREAM = 0x0E7A_1D0E  # fold_in constant of the held-out evaluation keys
+EVALUATION_FILE = "evaluation.json"
+EPISODES_FILE = "evaluation.npz"
+EVAL_FORMAT = 1
+
+
+# ----------------------------------------------------------------------------- logs
+def read_metrics_log(run: RunInfo) -> dict[int, list[dict]]:
+    """`metrics.jsonl` of a run as seed -> its records sorted by update.
+
+    AnalysisError when the log is missing, empty, or has no episode counts.
+    """
+    from jaxsoc import run_log
+
+    path = run.path / "metrics.jsonl"
+    if not path.is_file():
+        raise AnalysisError(f"{run.path} has no metrics.jsonl (the run never finished an update?)")
+    try:
+        records, _ = run_log.read_jsonl(path)
+    except ValueError as e:
+        raise AnalysisError(str(e)) from None
+    if not records:
+        raise AnalysisError(f"{path} is empty: the run logged no update (interrupted before its first chunk?)")
+    by_seed: dict[int, list[dict]] = {}
+    for r in records:
+        by_seed.setdefault(int(r.get("seed", 0)), []).append(r)
+    for seed, recs in by_seed.items():
+        recs.sort(key=lambda r: r.get("update", 0))
+        if not any("episodes" in (r.get("metrics") or {}) for r in recs):
+            raise AnalysisError(
+                f"{path}: seed {seed}'s records have no 'episodes' count, so episode-weighted "
+                "means cannot be formed (the algorithm's update() must report it, see jaxsoc.algos.base)"
+            )
+    return by_seed
+
+
+def log_series(records: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(env_steps, episodes, values) of metric `key` over a seed's records; null -> NaN."""
+    steps = np.array([r.get("env_steps", r.get("update", i)) for i, r in enumerate(records)], dtype=np.float64)
+    eps = np.array([(r.get("metrics") or {}).get("episodes") or 0 for r in records], dtype=np.float64)
+    vals = np.array(
+        [np.nan if (r.get("metrics") or {}).get(key) is None else (r.get("metrics") or {})[key] for r in records],
+        dtype=np.float64,
+    )
+    return steps, eps, vals
+
+
+def trailing_window(episodes, values, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Episode-weighted means over trailing windows of whole updates.
+
+    For every update i: the newest updates j..i that together hold at least `window` episodes
+    (all of 0..i if fewer), and the mean of `values` over them weighted by `episodes`, skipping
+    updates whose value is NaN. `window <= 1` means each update alone (the raw log).
+
+    Returns:
+      (means, counts, starts): the weighted mean (NaN if no weight), the episodes behind it, and
+      the first update j of each window.
+    """
+    eps = np.asarray(episodes, dtype=np.float64)
+    vals = np.asarray(values, dtype=np.float64)
+    n = eps.size
+    ok = np.isfinite(vals) & (eps > 0)
+    w = np.where(ok, eps, 0.0)
+    cum_all = np.concatenate([[0.0], np.cumsum(eps)])  # window size counts every episode
+    cum_w = np.concatenate([[0.0], np.cumsum(w)])
+    cum_wv = np.concatenate([[0.0], np.cumsum(np.where(ok, vals * eps, 0.0))])
+    window = int(window)
+    starts = np.arange(n, dtype=np.int64)  # window <= 1: each update alone (NaN without episodes)
+    for i in range(n if window > 1 else 0):
+        # largest j with cum_all[i+1] - cum_all[j] >= window; 0 if none
+        target = cum_all[i + 1] - window
+        j = int(np.searchsorted(cum_all, target, side="right")) - 1
+        starts[i] = min(max(j, 0), i)
+    idx = np.arange(n)
+    weight = cum_w[idx + 1] - cum_w[starts]
+    total = cum_wv[idx + 1] - cum_wv[starts]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(weight > 0, total / np.where(weight > 0, weight, 1.0), np.nan)
+    return means, weight.astype(np.int64), starts
+
+
+def paper_protocol(group: Group, window: int = WINDOW_EPISODES,
+                   metrics: Sequence[str] | None = None) -> MethodResult:
+    """Per seed: the metrics' means over the last `window` training episodes (module docstring)."""
+    metrics = tuple(metrics or runs_lib.EVAL_METRICS)
+    seeds: list[SeedResult] = []
+    notes: list[str] = []
+    short: dict[int, int] = {}
+    biased: list[tuple[int, int]] = []
+    for run in group.runs:
+        by_seed = read_metrics_log(run)
+        missing = sorted(set(run.seeds) - set(by_seed))
+        if missing:
+            notes.append(f"{run.path}: no log lines for seed(s) {missing}")
+        num_envs = int(run.config.get("num_envs", 1))
+        max_steps = _max_steps(run)
+        for seed in sorted(by_seed):
+            recs = by_seed[seed]
+            _, eps, _ = log_series(recs, "return")
+            total = int(eps.sum())
+            if total == 0:
+                raise AnalysisError(
+                    f"{run.path}/metrics.jsonl: seed {seed} logged {len(recs)} updates but no episode "
+                    "ended in any of them (train longer, or the episodes outlast the run)"
+                )
+            values, counts = {}, {}
+            start = len(recs) - 1
+            for key in metrics:
+                steps, eps, vals = log_series(recs, key)
+                means, weights, starts = trailing_window(eps, vals, window)
+                values[key], counts[key] = float(means[-1]), int(weights[-1])
+                start = int(starts[-1])
+            in_window = int(eps[start:].sum())
+            first_steps_per_env = (float(steps[start - 1]) if start > 0 else 0.0) / max(num_envs, 1)
+            info = {
+                "window_updates": [int(recs[start].get("update", start)), int(recs[-1].get("update", len(recs)))],
+                "window_episodes": in_window,
+                "logged_episodes": total,
+                "env_steps": int(steps[-1]),
+            }
+            seeds.append(SeedResult(seed, values, counts, in_window, run.path, info))
+            if in_window < window:
+                short[seed] = in_window
+            if max_steps and first_steps_per_env < max_steps:
+                biased.append((seed, max_steps))
+    if short:
+        notes.append(f"seed{'s' if len(short) > 1 else ''} {', '.join(map(str, short))}: only "
+                     f"{', '.join(map(str, short.values()))} episodes logged (< {window:,}); all are used")
+    if biased:
+        notes.append(
+            f"seed{'s' if len(biased) > 1 else ''} {', '.join(str(s) for s, _ in biased)}: the window reaches "
+            f"into the first {biased[0][1]} steps of each env, where only short episodes have ended "
+            "(length bias): train longer"
+        )
+    seeds.sort(key=lambda s: s.seed)
+    return MethodResult(group.label, group.algo, group.scenario, "paper", seeds, _dedupe(notes), group.env)
+
+
+def _dedupe(notes):
+    out = []
+    for n in notes:
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def _max_steps(run: RunInfo) -> int | None:
+    """The run's episode limit (env override, else the preset's), or None if the env is unknown."""
+    if "max_steps" in run.env:
+        return int(run.env["max_steps"])
+    try:
+        import jaxsoc.env as soc
+
+        return int(soc.build_params(run.scenario).max_steps)
+    except Exception:  # a scenario this checkout does not know
+        return None
+
+
+# ----------------------------------------------------------------------------- evaluation
+def heldout_key(seed: int):
+    """The held-out evaluation key of training seed `seed` (module docstring)."""
+    import jax
+
+    return jax.random.fold_in(jax.random.PRNGKey(seed), HELDOUT_STREAM)
+
+
+def evaluate_episodes(
+    env,
+    env_params,
+    trainer,
+    seeds: Sequence[int],
+    episodes: int,
+    policy_params=None,
+    greedy: bool = True,
+    batch: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Metrics of `episodes` held-out episodes per seed: `{name: f32[len(seeds), episodes]}`.
+
+    `policy_params` is `[len(seeds), ...]` on every leaf, or None for policies that need none
+    (scripted). Episodes are rolled in batches of `batch` parallel envs (default: all at once),
+    batch b of seed s from `fold_in(heldout_key(s), b)`: results depend on `batch`.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from jaxsoc.evaluation import make_evaluator
+
+    if episodes < 1:
+        raise AnalysisError(f"episodes must be positive, got {episodes}")
+    batch = min(int(batch or episodes), episodes)
+    rollout = make_evaluator(env, env_params, trainer.act, batch, greedy)
+    if policy_params is None:
+        fn = jax.jit(jax.vmap(lambda key: rollout((), key)))
+        call = lambda keys: fn(keys)  # noqa: E731
+    else:
+        fn = jax.jit(jax.vmap(rollout))
+        call = lambda keys: fn(policy_params, keys)  # noqa: E731
+    base = jnp.stack([heldout_key(int(s)) for s in seeds])
+    parts: list[dict] = []
+    for b in range(-(-episodes // batch)):
+        keys = jax.vmap(lambda k: jax.random.fold_in(k, b))(base)
+        parts.append(jax.device_get(call(keys)))
+    out = {k: np.concatenate([p[k] for p in parts], axis=1)[:, :episodes] for k in parts[0]}
+    return out
+
+
+def _summary(per_episode: dict[str, np.ndarray], seeds: Sequence[int]) -> dict:
+    """Per-seed mean/std/count of each metric (NaN-aware), JSON-ready."""
+    out = {}
+    completed = per_episode.get("completed")
+    for i, s in enumerate(seeds):
+        metrics = {}
+        for k, v in per_episode.items():
+            if k == "completed":
+                continue
+            x = np.asarray(v[i], dtype=np.float64)
+            ok = np.isfinite(x)
+            n = int(ok.sum())
+            metrics[k] = {
+                "mean": float(x[ok].mean()) if n else None,
+                "std": float(x[ok].std()) if n else None,
+                "n": n,
+            }
+        done = int(np.asarray(completed[i]).sum()) if completed is not None else int(v.shape[1])
+        out[str(s)] = {"episodes": done, "metrics": metrics}
+    return out
+
+
+def _is_scripted(algo: str) -> bool:
+    from jaxsoc import algos
+
+    return algos.ALGORITHMS.get(algo) == "scripted"
+
+
+def _checkpoint_meta(run: RunInfo) -> tuple[int | None, dict]:
+    """(newest checkpoint update, its meta), (None, {}) if the run has none; AnalysisError if
+    the checkpoints cannot be read or disagree with config.yaml."""
+    from jaxsoc.checkpoints import Checkpoints
+    from jaxsoc.config import ConfigError
+
+    ck_dir = run.path / "checkpoints"
+    if not ck_dir.is_dir():
+        return None, {}
+    ckpts = None
+    try:
+        ckpts = Checkpoints(ck_dir, create=False)
+        steps = ckpts.steps()
+        if not steps:
+            return None, {}
+        update = max(steps)
+        meta = ckpts.read_meta(update)
+    except ConfigError as e:
+        raise AnalysisError(str(e)) from None
+    finally:
+        if ckpts is not None:
+            ckpts.close()
+    for key in ("algo", "scenario"):
+        if key in meta and meta[key] != run.config[key]:
+            raise AnalysisError(
+                f"checkpoint {update} of {run.path} was written by a run with {key} {meta[key]!r}, "
+                f"but its config.yaml says {run.config[key]!r} (folder mixed up or config edited?)"
+            )
+    return update, meta
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    episodes: int = 1000,
+    *,
+    update: int | None = None,
+    greedy: bool = True,
+    batch: int | None = None,
+    scenario: str | None = None,
+    algo: str | None = None,
+    write: bool = True,
+    reuse: bool = True,
+    make_env: Callable | None = None,
+) -> dict:
+    """Evaluates a run's policy greedily on held-out episodes (`ours`, module docstring).
+
+    Learners need a checkpoint (the newest, or `update`); scripted policies evaluate without one.
+    `scenario`/`algo`: what the caller expects the run to be (AnalysisError if it is something
+    else); a scripted run may be evaluated on another scenario by passing it.
+
+    Returns the evaluation record (also written to `<run>/evaluation.json` unless `write=False`;
+    an up-to-date one is reused unless `reuse=False`) with the per-episode arrays under
+    "per_episode" (not written to the JSON; see `evaluation.npz`).
+    """
+    from jaxsoc import algos, config as config_lib, engine
+    from jaxsoc.config import ConfigError
+
+    run = runs_lib.read_run(run_dir)
+    if algo is not None and algo != run.algo:
+        raise AnalysisError(f"{run.path} is a {run.algo!r} run, not {algo!r}")
+    if run.algo not in algos.ALGORITHMS:
+        raise AnalysisError(
+            f"{run.path} was trained with algorithm {run.algo!r}, which this checkout does not know "
+            f"(known: {', '.join(sorted(algos.ALGORITHMS))}): cannot rebuild its policy"
+        )
+    scripted = _is_scripted(run.algo)
+    eval_scenario = scenario or run.scenario
+    if eval_scenario != run.scenario and not scripted:
+        raise AnalysisError(
+            f"{run.path} holds a {run.algo!r} policy trained on {run.scenario!r}; evaluating it on "
+            f"{eval_scenario!r} is refused (its observations and actions are laid out for the other scenario)"
+        )
+    ck_update, meta = _checkpoint_meta(run)
+    if update is not None and ck_update is None:
+        raise AnalysisError(f"{run.path} has no checkpoints, so none at update {update}")
+    if ck_update is None and not scripted:
+        raise AnalysisError(
+            f"{run.path} has no checkpoint: {run.algo!r} is a learner, so its policy exists only in a "
+            "checkpoint (was the run interrupted before its first one?)"
+        )
+    request = {
+        "format": EVAL_FORMAT,
+        "episodes": int(episodes),
+        "greedy": bool(greedy),
+        "batch": int(min(batch or episodes, episodes)),
+        "scenario": eval_scenario,
+        "env": run.env,
+        "checkpoint": None if scripted else (update if update is not None else ck_update),
+        "heldout_stream": HELDOUT_STREAM,
+    }
+    path = run.path / EVALUATION_FILE
+    if reuse and path.is_file():
+        try:
+            cached = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            cached = None
+        if cached and cached.get("request") == request and (run.path / EPISODES_FILE).is_file():
+            with np.load(run.path / EPISODES_FILE) as z:
+                cached["per_episode"] = {k: z[k] for k in z.files}
+            cached["reused"] = True
+            return cached
+
+    t0 = time.perf_counter()
+    cfg_saved = copy.deepcopy(run.config)
+    try:
+        if scripted:
+            # No parameters to restore: rebuild the policy from the config (any scenario).
+            import jaxsoc.env as soc
+
+            flags = {"scenario": eval_scenario, "run": {"progress": False, "tensorboard": False}}
+            cfg = config_lib.resolve(flags=flags, saved=cfg_saved,
+                                     scenarios=[eval_scenario] if make_env else None)
+            env, env_params = (make_env or soc.make)(eval_scenario, **cfg["env"])
+            trainer = algos.make_train(cfg, env, env_params)
+            policy_params = None
+            seeds = run.seeds
+        else:
+            loaded = engine.load(run.path, update, make_env=make_env)
+            cfg, trainer = loaded.config, loaded.trainer
+            import jax
+            import jaxsoc.env as soc
+
+            env, env_params = (make_env or soc.make)(cfg["scenario"], **cfg["env"])
+            policy_params = jax.jit(jax.vmap(trainer.policy_params))(loaded.state)
+            seeds = [cfg["seed"] + i for i in range(cfg["num_seeds"])]
+    except (ConfigError, ValueError, TypeError) as e:
+        raise AnalysisError(f"cannot evaluate {run.path}: {e}") from None
+    per_episode = evaluate_episodes(env, env_params, trainer, seeds, episodes, policy_params, greedy, batch)
+    record = {
+        "request": request,
+        "run": str(run.path),
+        "algo": run.algo,
+        "trained_on": run.scenario,
+        "checkpoint_update": ck_update if update is None else update,
+        "checkpoint_env_steps": meta.get("env_steps"),
+        "seeds": _summary(per_episode, seeds),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if write:
+        from jaxsoc import run_log
+
+        path.write_text(json.dumps(run_log.json_safe(record), indent=1, allow_nan=False) + "\n")
+        np.savez_compressed(run.path / EPISODES_FILE, **per_episode)
+    record["per_episode"] = per_episode
+    record["reused"] = False
+    return record
+
+
+def evaluate_policy(
+    algo: str,
+    scenario: str,
+    seeds: Sequence[int],
+    episodes: int = 1000,
+    env: dict | None = None,
+    greedy: bool = True,
+    batch: int | None = None,
+    make_env: Callable | None = None,
+) -> dict:
+    """Evaluates a scripted policy with no run folder at all (same keys as `evaluate_run`)."""
+    from jaxsoc import algos, config as config_lib
+    from jaxsoc.config import ConfigError
+
+    if algo in algos.ALGORITHMS and not _is_scripted(algo):
+        raise AnalysisError(f"{algo!r} is a learner: evaluate a run folder with its checkpoint instead")
+    try:
+        cfg = config_lib.resolve(
+            flags={"algo": algo, "scenario": scenario, "env": dict(env or {}),
+                   "run": {"progress": False, "tensorboard": False}},
+            scenarios=[scenario] if make_env else None,
+        )
+        import jaxsoc.env as soc
+
+        env_obj, env_params = (make_env or soc.make)(scenario, **cfg["env"])
+        trainer = algos.make_train(cfg, env_obj, env_params)
+    except (ConfigError, ValueError, TypeError) as e:
+        raise AnalysisError(str(e)) from None
+    t0 = time.perf_counter()
+    per_episode = evaluate_episodes(env_obj, env_params, trainer, list(seeds), episodes, None, greedy, batch)
+    return {
+        "request": {"format": EVAL_FORMAT, "episodes": episodes, "greedy": greedy, "scenario": scenario,
+                    "env": dict(env or {}), "checkpoint": None, "heldout_stream": HELDOUT_STREAM},
+        "run": None,
+        "algo": algo,
+        "trained_on": scenario,
+        "checkpoint_update": None,
+        "seeds": _summary(per_episode, list(seeds)),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "per_episode": per_episode,
+        "reused": False,
+    }
+
+
+def result_from_evaluation(record: dict, label: str, scenario: str, env: dict | None = None,
+                           metrics: Sequence[str] | None = None) -> MethodResult:
+    """A `MethodResult` ("ours") from one evaluation record."""
+    metrics = tuple(metrics or runs_lib.EVAL_METRICS)
+    seeds = []
+    for s, entry in record["seeds"].items():
+        values = {k: (math.nan if entry["metrics"].get(k, {}).get("mean") is None else entry["metrics"][k]["mean"])
+                  for k in metrics}
+        counts = {k: int(entry["metrics"].get(k, {}).get("n", 0)) for k in metrics}
+        info = {"checkpoint_update": record.get("checkpoint_update")}
+        run_path = Path(record["run"]) if record.get("run") else None
+        seeds.append(SeedResult(int(s), values, counts, int(entry["episodes"]), run_path, info))
+    seeds.sort(key=lambda x: x.seed)
+    return MethodResult(label, record["algo"], scenario, "ours", seeds, [], dict(env or {}))
+
+
+def ours_protocol(group: Group, episodes: int = 1000, metrics: Sequence[str] | None = None,
+                  evaluate: bool = True, batch: int | None = None, make_env: Callable | None = None,
+                  on_run: Callable[[RunInfo, dict], None] | None = None) -> MethodResult:
+    """Per seed: greedy held-out evaluation of the group's runs (evaluating where not cached).
+
+    With `evaluate=False` only cached evaluations are used (AnalysisError if one is missing).
+    """
+    parts: list[MethodResult] = []
+    for run in group.runs:
+        if evaluate:
+            record = evaluate_run(run.path, episodes, batch=batch, make_env=make_env)
+        else:
+            path = run.path / EVALUATION_FILE
+            if not path.is_file():
+                raise AnalysisError(f"{run.path} has not been evaluated yet (no {EVALUATION_FILE}): "
+                                    f"run python eval/evaluate.py {run.path}")
+            record = json.loads(path.read_text())
+        if on_run is not None:
+            on_run(run, record)
+        parts.append(result_from_evaluation(record, group.label, group.scenario, group.env, metrics))
+    seeds = sorted((s for p in parts for s in p.seeds), key=lambda s: s.seed)
+    return MethodResult(group.label, group.algo, group.scenario, "ours", seeds, [], group.env)

@@ -1,0 +1,417 @@
+"""Evaluation, Table II and figures (jaxsoc.analysis, eval/*.py).
+
+Cheap tests use synthetic run folders (hand-written config.yaml + metrics.jsonl) and the engine's
+toy learner; one module fixture runs `reproduce.execute` for real on `hmarl-soc-v1` (Rule-SOAR,
+2 seeds, a few updates, 256 held-out episodes per seed) and the tests read its outputs.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import matplotlib
+
+matplotlib.use("Agg", force=True)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from jaxsoc import algos  # noqa: E402
+from jaxsoc.analysis import figures, paper, protocols, reproduce, runs, tables  # noqa: E402
+from jaxsoc.analysis.runs import AnalysisError  # noqa: E402
+
+
+# ----------------------------------------------------------------------------- synthetic runs
+def fake_run(root, name, algo, seed, updates_per_seed, scenario="hmarl-soc-v1", env=None, num_envs=1,
+             steps_per_update=1000):
+    """A run folder whose seeds `seed..` logged `updates_per_seed[i]` = [(episodes, {metric: v})]."""
+    path = root / name
+    path.mkdir(parents=True)
+    cfg = {"algo": algo, "scenario": scenario, "env": env or {}, "num_envs": num_envs,
+           "num_seeds": len(updates_per_seed), "total_steps": 10_000, "seed": seed, "devices": 1,
+           "run": {"name": name, "dir": str(root)}, "scripted": {"rollout": 128}}
+    (path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    lines = []
+    for u in range(max(len(x) for x in updates_per_seed)):
+        for i, ups in enumerate(updates_per_seed):
+            if u < len(ups):
+                eps, m = ups[u]
+                lines.append({"update": u + 1, "seed": seed + i, "env_steps": (u + 1) * steps_per_update,
+                              "time": 1.0, "metrics": {"episodes": eps, **m}})
+    (path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+def R(ret, csr):
+    return {"return": ret, "csr": csr, "mttd": 8.0, "mttr": 100.0, "fpr": 0.05}
+
+
+@pytest.fixture()
+def synthetic(tmp_path):
+    # seed 42: the last 2 updates hold 900 + 1200 >= 2000 episodes
+    s42 = [(1000, R(-10, .1)), (500, R(-20, .2)), (1200, R(-30, .3)), (900, R(-40, .5))]
+    # seed 43: an update without episodes logs null metrics
+    s43 = [(800, R(-5, .2)), (0, R(None, None)), (1500, R(-15, .6)), (700, R(-25, .4))]
+    # seed 44, in a second run folder of the same method: pooled with 42 and 43
+    s44 = [(3000, R(-50, .7))]
+    fake_run(tmp_path, "rs-a", "rule-soar", 42, [s42, s43])
+    fake_run(tmp_path, "rs-b", "rule-soar", 44, [s44])
+    fake_run(tmp_path, "const", "constant", 0, [[(2500, R(10, .98))], [(2500, R(12, .96))]])
+    return tmp_path
+
+
+# ----------------------------------------------------------------------------- aggregation
+def test_population_std_reproduces_the_papers_own_per_seed_numbers():
+    """Table II's HMARL and QMIX cells are mean ± ddof-0 std (not ddof 1) of their published per-seed
+    values (themselves rounded, hence half a unit of the last printed digit of slack)."""
+    for algo, key in [("hmarl", "return"), ("hmarl", "csr"), ("hmarl", "fpr"), ("qmix", "csr")]:
+        values = list(paper.published_per_seed(algo)[key].values())
+        stat = runs.Stat.of(values)
+        mean, std = paper.published(algo)[key]
+        spec = runs.metric(key)
+        unit = 10.0 ** -spec.decimals / spec.scale
+        assert abs(stat.mean - mean) <= 0.6 * unit and abs(stat.std - std) <= 0.6 * unit, (algo, key)
+        assert abs(np.std(values, ddof=1) - std) > 0.6 * unit  # the sample std would not match
+    assert tables.cell_text(runs.Stat(6.9, 1.0, 5, 5), "return") == "+6.9 ± 1.0"
+    assert tables.cell_text(runs.Stat(0.0017, 0.0008, 5, 5), "fpr") == "0.17 ± 0.08"
+    assert tables.cell_text(runs.Stat(0.5, 0.1, 3, 5, coverage=0.83), "mttd") == "0.5 ± 0.1 (83%) [3/5 seeds]"
+    assert tables.cell_text(runs.Stat(0.5, 0.1, 5, 5, coverage=0.9996), "mttd") == "0.5 ± 0.1 (>99.9%)"
+
+
+def test_trailing_window_by_hand():
+    eps = [1000, 500, 1200, 900]
+    vals = [-10, -20, -30, -40]
+    means, counts, starts = protocols.trailing_window(eps, vals, 2000)
+    # update 2: 500 + 1200 < 2000, so the window reaches back to update 0; update 3: 1200 + 900
+    assert starts.tolist() == [0, 0, 0, 2]
+    assert counts.tolist() == [1000, 1500, 2700, 2100]
+    np.testing.assert_allclose(means, [-10, (-10000 - 10000) / 1500, (-10000 - 10000 - 36000) / 2700,
+                                       (-36000 - 36000) / 2100])
+    # NaN values (no episodes) carry no weight; window 1 = each update alone
+    means, counts, _ = protocols.trailing_window([800, 0, 1500], [-5, np.nan, -15], 1)
+    assert np.isnan(means[1]) and means[2] == -15 and counts.tolist() == [800, 0, 1500]
+
+
+def test_paper_protocol_table_from_synthetic_logs(synthetic):
+    groups = runs.group_runs(runs.find_runs([synthetic]))
+    assert [g.label for g in groups] == ["Rule-SOAR", "Constant (all-zero)"]
+    assert groups[0].seeds == [42, 43, 44]
+    res = [protocols.paper_protocol(g) for g in groups]
+    rs = res[0]
+    # hand-computed: newest whole updates holding >= 2000 episodes, episode-weighted
+    np.testing.assert_allclose(rs.values("return"), [-34.2857142857, -18.1818181818, -50.0])
+    np.testing.assert_allclose(rs.values("csr"), [0.3857142857, 0.5363636364, 0.7])
+    assert [s.episodes for s in rs.seeds] == [2100, 2200, 3000]
+    st = rs.stat("return")
+    assert st.n == 3 and abs(st.mean - -34.1558441558) < 1e-9 and abs(st.std - 12.9900429366) < 1e-9
+    assert abs(rs.stat("csr").std - 0.1283431150) < 1e-9
+
+    table = tables.build_table(res, "paper", paper="matched")
+    assert [(r.label, r.source) for r in table.rows] == [
+        ("Rule-SOAR", "ours"), ("Rule-SOAR", "paper"), ("Constant (all-zero)", "ours")]
+    md = tables.to_markdown(table)
+    assert ("| Rule-SOAR | ours | 3 | -34.2 ± 13.0 | 8.0 ± 0.0 | 100.0 ± 0.0 | 5.00 ± 0.00 | 54.1 ± 12.8 |"
+            in md)
+    assert ("| Rule-SOAR | paper | 5 | -1238.2 ± 26.6 | 8.0 ± 0.1 | 136.9 ± 3.1 | 5.14 ± 0.01 | 35.2 ± 1.8 |"
+            in md)
+    assert "| Constant (all-zero) | ours | 2 | +11.0 ± 1.0 |" in md
+    rows = list(__import__("csv").DictReader(tables.to_csv(table).splitlines()))
+    assert rows[0]["return_mean"] == "-34.1558" and rows[0]["csr_std"] == "0.128343" and rows[0]["return_n"] == "3"
+    tex = tables.to_latex(table)
+    assert r"-34.2 $\pm$ 13.0" in tex and r"CSR \%" in tex and tex.count(r"\\") == 4
+    # every published method is listed with paper="all"
+    everything = tables.build_table(res, "paper", paper="all")
+    assert [r.label for r in everything.rows if r.source == "paper"] == [
+        "Rule-SOAR", "Single-DRL", "IQL", "MAPPO", "QMIX", "HMARL-SOC"]
+    # the bars draw the same numbers, the paper's methods without runs as diamonds alone
+    _, data = figures.metric_bars(res, ("csr",), with_paper="all")
+    assert list(data["csr"])[:3] == ["Rule-SOAR", "Single-DRL (paper)", "IQL (paper)"]
+    assert data["csr"]["HMARL-SOC (paper)"] == (0.710, 0.104)
+    assert data["csr"]["Rule-SOAR"] == pytest.approx((0.5406926407, 0.1283431150))
+
+
+def test_notes_short_windows_and_paper_rows_only_on_the_papers_env(tmp_path):
+    fake_run(tmp_path, "a", "rule-soar", 0, [[(300, R(-1, .5)), (400, R(-2, .5))]],
+             env={"hosts_per_segment": 8}, num_envs=4, steps_per_update=400)
+    res = [protocols.paper_protocol(g) for g in runs.group_runs(runs.find_runs([tmp_path]))]
+    assert res[0].seeds[0].episodes == 700
+    notes = " ".join(res[0].notes)
+    assert "only 700 episodes" in notes and "length bias" in notes
+    table = tables.build_table(res, paper="all")
+    assert not table.has_paper_rows and "hosts_per_segment=8" in table.title
+
+
+def test_methods_that_differ_are_labelled_and_duplicate_seeds_refused(tmp_path):
+    fake_run(tmp_path, "k5", "rule-soar", 0, [[(10, R(0, 0))]])
+    fake_run(tmp_path, "k10", "rule-soar", 0, [[(10, R(0, 0))]], env={"directive_period": 10})
+    labels = sorted(g.label for g in runs.group_runs(runs.find_runs([tmp_path])))
+    assert labels == ["Rule-SOAR (env.directive_period=10)", "Rule-SOAR (env.directive_period=default)"]
+    fake_run(tmp_path, "dup", "rule-soar", 0, [[(10, R(0, 0))]])
+    with pytest.raises(AnalysisError, match="seed 0 of Rule-SOAR .* is in two runs"):
+        runs.group_runs(runs.find_runs([tmp_path]))
+
+
+def test_bad_logs_and_folders_give_one_clear_message(tmp_path):
+    empty = fake_run(tmp_path, "empty", "rule-soar", 0, [[(10, R(0, 0))]])
+    (empty / "metrics.jsonl").write_text("")
+    group = runs.group_runs([runs.read_run(empty)])[0]
+    with pytest.raises(AnalysisError, match="metrics.jsonl is empty"):
+        protocols.paper_protocol(group)
+    noeps = fake_run(tmp_path, "noeps", "rule-soar", 0, [[(0, R(None, None)), (0, R(None, None))]])
+    with pytest.raises(AnalysisError, match="no episode ended"):
+        protocols.paper_protocol(runs.group_runs([runs.read_run(noeps)])[0])
+    nocount = fake_run(tmp_path, "nocount", "rule-soar", 0, [[(5, R(0, 0))]])
+    (nocount / "metrics.jsonl").write_text(json.dumps({"update": 1, "seed": 0, "metrics": {"return": 1}}) + "\n")
+    with pytest.raises(AnalysisError, match="no 'episodes' count"):
+        protocols.paper_protocol(runs.group_runs([runs.read_run(nocount)])[0])
+    with pytest.raises(AnalysisError, match="does not exist"):
+        runs.find_runs([tmp_path / "nope"])
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(AnalysisError, match="no config.yaml"):
+        runs.read_run(tmp_path / "plain")
+    with pytest.raises(AnalysisError, match="no run folders"):
+        runs.find_runs([tmp_path / "plain"])
+    with pytest.raises(AnalysisError, match="no methods"):
+        tables.build_table([])
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    import eval.evaluate as ev
+    import eval.table as tb
+
+    empty = fake_run(tmp_path, "empty", "rule-soar", 0, [[(10, R(0, 0))]])
+    (empty / "metrics.jsonl").write_text("")
+    assert tb.main([str(empty), "--protocol", "paper"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "is empty" in err and "Traceback" not in err and err.count("\n") == 1
+    assert ev.main([str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- a learner (toy)
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    from jaxsoc import engine
+    from tests import engine_toys
+
+    root = tmp_path_factory.mktemp("toy")
+    cfg = engine_toys.toy_config(num_seeds=2, run={"name": "toy", "dir": str(root)})
+    engine.run(cfg, make_env=engine_toys.make_toy_env)
+    return root / "toy"
+
+
+def test_learner_evaluation_loads_its_checkpoint_and_is_greedy(toy_run):
+    import jax
+
+    from jaxsoc import engine
+    from jaxsoc.evaluation import make_evaluator
+    from tests import engine_toys
+
+    rec = protocols.evaluate_run(toy_run, 16, make_env=engine_toys.make_toy_env)
+    assert rec["checkpoint_update"] == 6 and sorted(rec["seeds"]) == ["0", "1"]
+    loaded = engine.load(toy_run, make_env=engine_toys.make_toy_env)
+    env, p = engine_toys.make_toy_env("toy")
+    rollout = jax.jit(make_evaluator(env, p, loaded.trainer.act, 16, greedy=True))
+    for i, seed in enumerate((0, 1)):
+        params = jax.tree.map(lambda x: x[i], loaded.trainer.policy_params(loaded.state))
+        want = rollout(params, jax.random.fold_in(protocols.heldout_key(seed), 0))
+        np.testing.assert_allclose(rec["per_episode"]["return"][i], np.asarray(want["return"]), rtol=1e-6)
+    again = protocols.evaluate_run(toy_run, 16, make_env=engine_toys.make_toy_env)
+    assert again["reused"] and json.loads((toy_run / "evaluation.json").read_text())["request"]["episodes"] == 16
+
+
+def test_learner_bad_checkpoints(toy_run, tmp_path):
+    from tests import engine_toys
+
+    no_ckpt = tmp_path / "no_ckpt"
+    shutil.copytree(toy_run, no_ckpt)
+    shutil.rmtree(no_ckpt / "checkpoints")
+    with pytest.raises(AnalysisError, match="has no checkpoint: 'toy' is a learner"):
+        protocols.evaluate_run(no_ckpt, 4, make_env=engine_toys.make_toy_env)
+    other = tmp_path / "other"
+    shutil.copytree(toy_run, other)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    (other / "config.yaml").write_text(yaml.safe_dump({**cfg, "algo": "rule-soar"}))
+    with pytest.raises(AnalysisError, match="written by a run with algo 'toy'.*says 'rule-soar'"):
+        protocols.evaluate_run(other, 4, make_env=engine_toys.make_toy_env)
+    (other / "config.yaml").write_text(yaml.safe_dump({**cfg, "scenario": "hmarl-soc-v1"}))
+    with pytest.raises(AnalysisError, match="scenario 'toy'.*says 'hmarl-soc-v1'"):
+        protocols.evaluate_run(other, 4, make_env=engine_toys.make_toy_env)
+    with pytest.raises(AnalysisError, match="evaluating it on 'soc-v2' is refused"):
+        protocols.evaluate_run(toy_run, 4, scenario="soc-v2", make_env=engine_toys.make_toy_env)
+    with pytest.raises(AnalysisError, match="is a 'toy' run, not 'mappo'"):
+        protocols.evaluate_run(toy_run, 4, algo="mappo", make_env=engine_toys.make_toy_env)
+
+
+def test_attention_glue_feeds_the_learners_explainer(toy_run, tmp_path, monkeypatch):
+    """reproduce.draw_attention: observations at the coordinator's decisions of a greedy episode
+    go to the family's `attention_weights`, whose output is drawn."""
+    from tests import engine_toys
+
+    seen = {}
+
+    def attention_weights(params, obs):  # the contract of docs/evaluation.md
+        seen["obs"] = obs
+        w = np.abs(np.asarray(obs["a"]))[:, None, :].repeat(2, axis=1) + 1e-3  # [D, heads=2, tokens=3]
+        return w / w.sum(-1, keepdims=True), ["t0", "t1", "t2"]
+
+    monkeypatch.setattr(engine_toys, "attention_weights", attention_weights, raising=False)
+    paths = reproduce.draw_attention(toy_run, tmp_path / "attention", decisions=3,
+                                     make_env=engine_toys.make_toy_env)
+    assert seen["obs"]["a"].shape == (3, engine_toys.N_ACTIONS) and seen["obs"]["b"].shape == (3, 3)
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+# ----------------------------------------------------------------------------- a real reproduce run
+@pytest.fixture(scope="module")
+def repro(tmp_path_factory):
+    """Rule-SOAR on hmarl-soc-v1 (full 5x40 network), seeds 42 and 43 in one program, 4 updates of
+    32 envs x 128 steps, 256 held-out episodes per seed: the whole reproduce pipeline, small."""
+    out = tmp_path_factory.mktemp("repro")
+    plan = reproduce.make_plan("hmarl-soc-v1", ["rule-soar"], seeds=(42, 43), out=out, num_envs=32,
+                               total_steps=32 * 128 * 4, episodes=256)
+    summary = reproduce.execute(plan, progress=False, log=lambda *_: None, command="pytest")
+    return plan, summary
+
+
+def test_reproduce_writes_tables_figures_and_timings(repro):
+    plan, summary = repro
+    out = plan.out
+    assert not summary.failures
+    for stem in ("table2_paper", "table2_ours"):
+        for ext in ("md", "csv", "tex"):
+            assert (out / "tables" / f"{stem}.{ext}").stat().st_size > 0
+    for stem in ("curves", "bars_paper", "bars_ours", "seeds_paper", "seeds_ours"):
+        for ext in ("png", "pdf"):
+            assert (out / "figures" / f"{stem}.{ext}").stat().st_size > 1000
+    timings = json.loads((out / "timings.json").read_text())
+    assert timings["Rule-SOAR"]["train_s"] > 0 and timings["Rule-SOAR"]["seeds"] == [42, 43]
+    readme = (out / "README.md").read_text()
+    assert "Wall-clock per method" in readme and "| Rule-SOAR | paper | 5 | -1238.2 ± 26.6" in readme
+    run = runs.read_run(out / "runs" / "rule-soar-s42-43")
+    assert run.seeds == [42, 43]
+    # a second call would reuse the finished run and its evaluation
+    cfg = reproduce._resolve(plan.methods[0], plan.methods[0].runs[0], out / "runs")
+    assert reproduce._existing(run.path, cfg) == "complete"
+    assert protocols.evaluate_run(run.path, plan.episodes)["reused"]
+    cfg["total_steps"] *= 2
+    assert reproduce._existing(run.path, cfg) == "different"
+
+
+def test_scripted_evaluation_reproduces_table_ii_rule_soar(repro):
+    """Greedy held-out evaluation of Rule-SOAR matches the paper's row within sampling error, as
+    the env tests' rollouts do (tests/env/test_policies.py): 3 x sqrt(se^2 + paper std^2 / 5)."""
+    plan, _ = repro
+    rec = json.loads((plan.out / "runs" / "rule-soar-s42-43" / protocols.EVALUATION_FILE).read_text())
+    per_ep = np.load(plan.out / "runs" / "rule-soar-s42-43" / protocols.EPISODES_FILE)
+    assert rec["request"]["episodes"] == 256 and set(rec["seeds"]) == {"42", "43"}
+    for key, (mean, sd) in paper.published("rule-soar").items():
+        ours = per_ep[key].ravel()
+        assert ours.size == 512
+        tol = 3 * np.sqrt(ours.var() / ours.size + sd ** 2 / 5)
+        if key == "fpr":
+            tol = max(tol, 0.0005)
+        assert abs(ours.mean() - mean) < tol, (key, ours.mean(), mean, tol)
+    # ...and evaluating the policy without any run folder gives the same episodes
+    free = protocols.evaluate_policy("rule-soar", "hmarl-soc-v1", (42, 43), 256)
+    np.testing.assert_array_equal(free["per_episode"]["return"], per_ep["return"])
+
+
+def test_curves_come_from_the_log(repro):
+    plan, _ = repro
+    run = runs.read_run(plan.out / "runs" / "rule-soar-s42-43")
+    group = runs.group_runs([run])[0]
+    recs = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
+    last = {r["seed"]: r["metrics"]["return"] for r in recs if r["update"] == max(x["update"] for x in recs)}
+    fig, data = figures.learning_curves([group], ("return", "csr"), window=1)
+    line = fig.axes[0].lines[0]
+    assert line.get_ydata()[-1] == pytest.approx(np.mean(list(last.values())))
+    assert data["return"]["Rule-SOAR"]["per_seed"][:, -1].tolist() == pytest.approx([last[42], last[43]])
+    # the default window's last point is the paper-protocol table value
+    _, data = figures.learning_curves([group], ("csr",))
+    table_value = protocols.paper_protocol(group).stat("csr").mean
+    assert data["csr"]["Rule-SOAR"]["mean"][-1] == pytest.approx(table_value)
+    paths = figures.save(fig, plan.out / "extra" / "c")
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_clis_on_the_run(repro, capsys):
+    import eval.evaluate as ev
+    import eval.figures as fg
+    import eval.table as tb
+
+    plan, _ = repro
+    run_dir = plan.out / "runs" / "rule-soar-s42-43"
+    assert ev.main([str(run_dir), "--episodes", "256"]) == 0
+    out = capsys.readouterr().out
+    assert "cached evaluation.json" in out and "| 42 | 256 |" in out and "**mean ± std**" in out
+    assert tb.main([str(plan.out / "runs"), "--no-evaluate", "--out", str(plan.out / "t")]) == 0
+    out = capsys.readouterr().out
+    assert "greedy policy on held-out episodes" in out and "Exfil %" in out
+    assert (plan.out / "t" / "table2_hmarl-soc-v1_paper.tex").is_file()
+    argv = [str(plan.out / "runs"), "--no-evaluate", "--protocol", "ours", "--out", str(plan.out / "f")]
+    assert fg.main(argv) == 0
+    assert (plan.out / "f" / "seeds_hmarl-soc-v1_ours.pdf").stat().st_size > 1000
+
+
+def test_scripted_run_without_checkpoints_still_evaluates(repro, tmp_path):
+    plan, _ = repro
+    bare = tmp_path / "bare"
+    shutil.copytree(plan.out / "runs" / "rule-soar-s42-43", bare)
+    shutil.rmtree(bare / "checkpoints")
+    (bare / protocols.EVALUATION_FILE).unlink()
+    rec = protocols.evaluate_run(bare, 256, write=False)
+    assert rec["checkpoint_update"] is None
+    per_ep = np.load(plan.out / "runs" / "rule-soar-s42-43" / protocols.EPISODES_FILE)
+    np.testing.assert_array_equal(rec["per_episode"]["csr"], per_ep["csr"])
+
+
+# ----------------------------------------------------------------------------- HMARL figures, plan
+def test_attention_k_sweep_and_ablation_figures_from_synthetic_data(tmp_path):
+    rng = np.random.default_rng(0)
+    w = rng.random((3, 4, 6))
+    w /= w.sum(-1, keepdims=True)
+    names = ["DMZ", "Corporate", "Development", "DataCenter", "Cloud", "alerts"]
+    fig, data = figures.attention_maps(w, names, ["a", "b", "c"])
+    np.testing.assert_allclose(data["mean"], w.mean(1))
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array()[-1], w[0].mean(0))
+    assert all(p.stat().st_size > 1000 for p in figures.save(fig, tmp_path / "att"))
+    with pytest.raises(AnalysisError, match="decisions, heads, tokens"):
+        figures.attention_maps(w[0], names)
+    with pytest.raises(AnalysisError, match="5 token names for 6 tokens"):
+        figures.attention_maps(w, names[:5])
+
+    sweep = {"HMARL-SOC": {k: {"return": [k, k + 2.0], "csr": [0.5, 0.7]} for k in (1, 5, 20)}}
+    fig, data = figures.k_sweep(sweep, ("return", "csr"))
+    assert data["return"]["HMARL-SOC"]["mean"].tolist() == [2.0, 6.0, 21.0]
+    assert data["return"]["HMARL-SOC"]["std"].tolist() == [1.0, 1.0, 1.0]
+    figures.save(fig, tmp_path / "k")
+    variants = {"full": {"return": [6.0, 8.0]}, "w/o SC": {"return": [1.0, 1.0]}}
+    fig, data = figures.ablation_chart(variants, ("return",))
+    assert data["return"] == {"full": (7.0, 1.0), "w/o SC": (1.0, 0.0)}
+    assert (tmp_path / "k.png").stat().st_size > 1000
+    figures.save(fig, tmp_path / "abl")
+
+
+def test_plan_skips_unlanded_methods_and_groups_seeds(monkeypatch):
+    from tests import engine_toys
+
+    assert reproduce.seed_runs(paper.SEEDS) == [(42, 1), (123, 1), (456, 1), (789, 1), (1024, 1)]
+    assert reproduce.seed_runs([3, 0, 1, 2, 7]) == [(0, 4), (7, 1)]
+    plan = reproduce.make_plan("hmarl-soc-v1")
+    assert [m.algo for m in plan.methods][:1] == ["rule-soar"]
+    assert {"constant", "no-defender", "random"} <= {m.algo for m in plan.methods}
+    assert len(plan.methods[0].runs) == 5 and plan.seeds == paper.SEEDS
+    assert reproduce.make_plan("soc-v2").methods[0].runs[0].num_seeds == 5
+    with pytest.raises(AnalysisError, match="unknown method 'rule-soa'.*did you mean 'rule-soar'"):
+        reproduce.make_plan(methods=["rule-soa"])
+    with pytest.raises(AnalysisError, match="unknown preset"):
+        reproduce.make_plan("soc-v3")
+    # a registered HMARL learner brings its K-sweep; ablations whose keys its family lacks are skipped
+    monkeypatch.setitem(algos.ALGORITHMS, "hmarl", "toy")
+    monkeypatch.setitem(algos._FAMILY_MODULES, "toy", engine_toys.__name__)
+    plan = reproduce.make_plan("hmarl-soc-v1", ["hmarl"], quick=True)
+    assert [(m.kind, m.tag) for m in plan.methods] == [("main", None), ("k-sweep", 1), ("k-sweep", 20)]
+    assert "env.directive_period=20" in plan.methods[2].sets
+    assert sum("ablation" in name for name, _ in plan.skipped) == 3 and not plan.attention
