@@ -131,7 +131,8 @@ class DQN:
 
     def init(self, key: jax.Array) -> DQNState:
         params = self.network.init(key, jnp.zeros((1, self.obs_dim), jnp.float32))
-        return DQNState(params, params, self.optimizer.init(params), jnp.zeros((), jnp.int32))
+        # A separate copy: donating a state whose two leaves share a buffer is an error.
+        return DQNState(params, op.copy_tree(params), self.optimizer.init(params), jnp.zeros((), jnp.int32))
 
     def q_values(self, params: PyTree, obs: jax.Array) -> jax.Array:
         """`[..., obs_dim] -> [..., n_actions]`."""
@@ -242,7 +243,7 @@ class ValueDecomposition:
         if self.mixer == "qmix":
             params["mixer"] = self.qmixer.init(keys[-1], jnp.zeros((1, len(self.agents))),
                                                jnp.zeros((1, self.state_dim)))
-        return VDState(params, params, self.optimizer.init(params), jnp.zeros((), jnp.int32))
+        return VDState(params, op.copy_tree(params), self.optimizer.init(params), jnp.zeros((), jnp.int32))
 
     def mix(self, params: PyTree, agent_qs: jax.Array, state: jax.Array) -> jax.Array:
         """`Q_tot [B]` of the chosen per-role values `agent_qs [B, n_roles]` in state `[B, ws]`."""

@@ -128,7 +128,7 @@ class MADDPG:
         actor = self.actor.init(k_actor, jnp.zeros((1, self.obs_dim), jnp.float32))
         critic = self.critic.init(k_critic, jnp.zeros((1, self.critic_obs_dim), jnp.float32),
                                   jnp.zeros((1, self.others_action_dim + self.action_dim), jnp.float32))
-        return MADDPGState(actor, critic, actor, critic, self._opt(self.actor_lr).init(actor),
+        return MADDPGState(actor, critic, op.copy_tree(actor), op.copy_tree(critic), self._opt(self.actor_lr).init(actor),
                            self._opt(self.critic_lr).init(critic), jnp.zeros((), jnp.int32))
 
     def policy(self, actor_params: PyTree, obs: jax.Array, key: jax.Array, greedy: bool = False,

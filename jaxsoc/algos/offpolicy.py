@@ -159,6 +159,12 @@ def epsilon_schedule(start: float, end: float, decay: int, kind: str) -> optax.S
     return lambda n: end + decayed(n)
 
 
+def copy_tree(tree: PyTree) -> PyTree:
+    """A copy with fresh buffers (target networks start equal to, but not aliased with, the
+    online ones: donating a state in which two leaves share a buffer fails)."""
+    return jax.tree.map(jnp.copy, tree)
+
+
 def weighted_mean(x: jax.Array, weights: jax.Array) -> jax.Array:
     """`mean(weights * x)` over the batch: PER importance weights scale each item's loss."""
     return jnp.mean(weights * x)

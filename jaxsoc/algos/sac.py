@@ -143,7 +143,7 @@ class SAC:
         actor = self.actor.init(k_actor, obs)
         critic = self.critic.init(k_critic, obs, jnp.zeros((1, self.action_dim), jnp.float32))
         log_alpha = jnp.asarray(jnp.log(self.init_alpha), jnp.float32)
-        return SACState(actor, critic, critic, log_alpha, self._opt(self.actor_lr).init(actor),
+        return SACState(actor, critic, op.copy_tree(critic), log_alpha, self._opt(self.actor_lr).init(actor),
                         self._opt(self.critic_lr).init(critic), optax.adam(self.alpha_lr).init(log_alpha),
                         jnp.zeros((), jnp.int32))
 
