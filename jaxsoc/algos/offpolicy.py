@@ -108,6 +108,8 @@ def validate_common(config: dict, family: str) -> None:
     if steps > c["buffer_size"]:
         raise ConfigError(f"{family}.buffer_size ({c['buffer_size']}) is smaller than one env step "
                           f"of all envs ({config['num_envs']})")
+    if not 0 <= c["learning_starts"] <= c["buffer_size"]:
+        raise ConfigError(f"{family}.learning_starts must be in [0, buffer_size], got {c['learning_starts']}")
     if c["obs_dtype"] not in _OBS_DTYPES:
         raise ConfigError(f"{family}.obs_dtype must be one of {', '.join(_OBS_DTYPES)}, got {c['obs_dtype']!r}")
     if c["priority_rule"] not in ("mean", "max"):
