@@ -23,6 +23,13 @@ ALGORITHMS: dict[str, str] = {
     "constant": "scripted",
     "no-defender": "scripted",
     "rule-soar": "scripted",
+    # off-policy learners (docs/offpolicy.md)
+    "dqn": "dqn",
+    "iql": "dqn",
+    "vdn": "dqn",
+    "qmix": "dqn",
+    "sac": "sac",
+    "maddpg": "maddpg",
 }
 
 # family -> import path, for families living outside `jaxsoc.algos` (plugins, test toys).

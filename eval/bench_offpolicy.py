@@ -1,0 +1,297 @@
+"""Off-policy learner throughput: update rounds per second and training env-steps per second.
+
+    python eval/bench_offpolicy.py                              # everything below, 3x256 networks
+    python eval/bench_offpolicy.py --hidden 256 256 --skip-train  # the reference code's 2x256 MLPs
+    python eval/bench_offpolicy.py --algos sac maddpg --envs 4096 --train-updates 3
+
+Three measurements, each the best of `--repeats` calls of a jitted `lax.scan` (the machine is
+shared: contention only ever adds time, so the minimum is the estimate):
+
+1. HMARL round (`hmarl_round`): what the reference's train_fast does per update round, at its
+   sizes (hmarl-soc-v1 observations and actions, PER capacity 200K, full, batch 256): sample 256
+   from the PER buffer, SAC threat-hunter update, DQN alert-triage update, MADDPG
+   response-orchestrator update (centralised critic over the 4 observations and 4 actions), one
+   priority update from the mean of the three TD errors. The original PyTorch code needs about
+   `REFERENCE_MS` = 34 ms per round on the dev CPU; the ratio is printed.
+2. Per algorithm (`algorithm_round`): one update round of each registered off-policy trainer's
+   own team (its roles, networks, mixer, buffer type from configs/<algo>.yaml) at batch
+   `--batch` and `--hidden` widths, on a full buffer of `--capacity` transitions.
+3. Training (`train_throughput`): env-steps/s of `Trainer.update` (collection + the configured
+   update-to-data ratio of gradient rounds) at `--envs` envs, one seed, and of the collection
+   alone (utd so small that one round runs per update).
+
+GFLOP per round comes from XLA's cost analysis of the compiled round; achieved GFLOP/s shows how
+close to the machine's matmul throughput a number is. The load average is printed next to every
+number (2-core dev machine shared with other jobs).
+
+As a library: `hmarl_round(...)`, `algorithm_round(algo, ...)`, `train_throughput(algo, ...)`
+each return a dict; `main(argv)` prints the tables.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # uninstalled checkout
+from jaxsoc import algos, buffers, config as config_lib  # noqa: E402
+from jaxsoc.algos import offpolicy as op  # noqa: E402
+from jaxsoc.algos.dqn import DQN  # noqa: E402
+from jaxsoc.algos.maddpg import MADDPG  # noqa: E402
+from jaxsoc.algos.sac import SAC  # noqa: E402
+
+REFERENCE_MS = 34.0  # the original PyTorch SAC + DQN + MADDPG + PER round on the dev CPU (the issue)
+OFFPOLICY = ("dqn", "iql", "vdn", "qmix", "sac", "maddpg")
+ROLES = ("coordinator", "threat_hunter", "alert_triage", "response_orchestrator")
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+def timed(fn, carry, reps: int, repeats: int = 5):
+    """Seconds per rep of `(carry, key) -> carry` scanned `reps` times: the best of `repeats` calls.
+    Returns `(seconds, carry, compile_seconds)`."""
+    run = jax.jit(lambda c, k: jax.lax.scan(lambda c, k: (fn(c, k), None), c, jax.random.split(k, reps))[0],
+                  donate_argnums=0)
+    t0 = time.perf_counter()
+    carry = jax.block_until_ready(run(carry, jax.random.key(0)))
+    compile_s = time.perf_counter() - t0
+    best = float("inf")
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        carry = jax.block_until_ready(run(carry, jax.random.key(i + 1)))
+        best = min(best, (time.perf_counter() - t0) / reps)
+    return best, carry, compile_s
+
+
+def gflop(fn, carry) -> float:
+    """XLA's flop count of one `fn(carry, key)`, in GFLOP (0 if unavailable)."""
+    try:
+        cost = jax.jit(fn).lower(carry, jax.random.key(0)).compile().cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        return float(cost.get("flops", 0.0)) / 1e9
+    except Exception:  # noqa: BLE001 - a missing cost model must not stop the benchmark
+        return 0.0
+
+
+def random_fill(buffer, example, key, chunk: int = 10_000):
+    """Fills `buffer` to capacity with random items (random priorities if prioritized)."""
+    capacity = buffers._replay_of(buffer).capacity
+
+    @jax.jit
+    def add(buffer, key):
+        leaves, treedef = jax.tree.flatten(example)
+        keys = jax.random.split(key, len(leaves) + 1)
+        items = []
+        for k, s in zip(keys, leaves):
+            if jnp.issubdtype(s.dtype, jnp.integer):
+                items.append(jax.random.randint(k, (chunk,) + s.shape, 0, 4, s.dtype))
+            else:
+                items.append(jax.random.uniform(k, (chunk,) + s.shape, s.dtype, -1.0, 1.0))
+        items = treedef.unflatten(items)
+        if isinstance(buffer, buffers.PrioritizedState):
+            return buffers.add(buffer, items, jax.random.uniform(keys[-1], (chunk,)) + 0.1)
+        return buffers.add(buffer, items)
+
+    for i in range(-(-capacity // chunk)):
+        buffer = add(buffer, jax.random.fold_in(key, i))
+    return buffer
+
+
+# ----------------------------------------------------------------------------- 1. HMARL round
+def hmarl_round(hidden: Sequence[int] = (256, 256, 256), batch: int = 256, capacity: int = 200_000,
+                reps: int = 20, repeats: int = 5, obs_dtype: str = "float32") -> dict:
+    """Times the reference's update round (module docstring) with the jaxsoc agents."""
+    import jaxsoc.env as soc
+
+    env, _ = soc.make("hmarl-soc-v1")
+    hidden = tuple(hidden)
+    obs = {r: int(env.observation_space(r).shape[0]) for r in ROLES}  # 64, 128, 64, 96
+    th = SAC(obs["threat_hunter"], 16, hidden)
+    at = DQN(obs["alert_triage"], 4, hidden)
+    # RO critic: 4 observations (352) and the other actions: directive 8, TH 16, AT one-hot 4.
+    ro = MADDPG(obs["response_orchestrator"], 12, sum(obs.values()), 8 + 16 + 4, hidden)
+    f32 = lambda *s: jax.ShapeDtypeStruct(s, jnp.float32)  # noqa: E731
+    example = {"obs": {r: f32(d) for r, d in obs.items()}, "next_obs": {r: f32(d) for r, d in obs.items()},
+               "action": {"coordinator": f32(8), "threat_hunter": f32(16),
+                          "alert_triage": jax.ShapeDtypeStruct((), jnp.int32), "response_orchestrator": f32(12)},
+               "reward": f32(), "discount": f32()}
+    buffer = buffers.init_prioritized(example, capacity, obs_dtype=op._OBS_DTYPES[obs_dtype])
+    buffer = random_fill(buffer, example, jax.random.key(1))
+    keys = jax.random.split(jax.random.key(2), 3)
+    agents = (th.init(keys[0]), at.init(keys[1]), ro.init(keys[2]))
+
+    def one_round(carry, key):
+        (s_th, s_at, s_ro), buffer = carry
+        k_sample, k_th, k_next = jax.random.split(key, 3)
+        buffer, b, w, idx = op.sample_batch(buffer, k_sample, batch)
+        view = lambda r: {"obs": b["obs"][r], "next_obs": b["next_obs"][r], "action": b["action"][r],  # noqa: E731
+                          "reward": b["reward"], "discount": b["discount"]}
+        new_th, td_th, _ = th.update(s_th, view("threat_hunter"), w, k_th)
+        new_at, td_at, _ = at.update(s_at, view("alert_triage"), w)
+        a = b["action"]
+        others = jnp.concatenate([a["coordinator"], a["threat_hunter"], jax.nn.one_hot(a["alert_triage"], 4)], -1)
+        # Target-policy actions of the others at s' (the directive is held between SC decisions).
+        next_th = th.act(s_th, b["next_obs"]["threat_hunter"], k_next, greedy=True)
+        next_at = jnp.argmax(at.q_values(s_at.target_params, b["next_obs"]["alert_triage"]), -1)
+        next_others = jnp.concatenate([a["coordinator"], next_th, jax.nn.one_hot(next_at, 4)], -1)
+        ro_batch = dict(view("response_orchestrator"),
+                        critic_obs=jnp.concatenate([b["obs"][r] for r in ROLES], -1),
+                        next_critic_obs=jnp.concatenate([b["next_obs"][r] for r in ROLES], -1),
+                        others_action=others, next_others_action=next_others)
+        new_ro, td_ro, _ = ro.update(s_ro, ro_batch, w)
+        buffer = buffers.update_priorities(buffer, idx, buffers.combine_td_errors([td_th, td_at, td_ro]))
+        return (new_th, new_at, new_ro), buffer
+
+    flops = gflop(one_round, (agents, buffer))
+    before = load()
+    seconds, _, compile_s = timed(one_round, (agents, buffer), reps, repeats)
+    return {"name": "SAC+DQN+MADDPG+PER", "hidden": list(hidden), "batch": batch, "capacity": capacity,
+            "ms": seconds * 1e3, "rounds_per_s": 1.0 / seconds, "gflop": flops,
+            "gflops": flops / seconds, "ratio_to_reference": REFERENCE_MS / (seconds * 1e3),
+            "compile_s": compile_s, "load": (before, load())}
+
+
+# ----------------------------------------------------------------------------- 2. per algorithm
+def bench_config(algo: str, num_envs: int, hidden=None, batch=None, capacity=None, **section) -> dict:
+    """The resolved config of `algo` (configs/<algo>.yaml) with benchmark overrides."""
+    family = algos.family_of(algo)
+    sec = dict(section)
+    if hidden is not None:
+        sec["hidden"] = list(hidden)
+    if batch is not None:
+        sec["batch_size"] = batch
+    if capacity is not None:
+        sec["buffer_size"] = capacity
+    flags = {"algo": algo, "num_envs": num_envs, "run": {"progress": False}, family: sec}
+    return config_lib.resolve(flags=flags)
+
+
+def algorithm_round(algo: str, hidden: Sequence[int] = (256, 256, 256), batch: int = 256,
+                    capacity: int = 200_000, scenario: str = "hmarl-soc-v1", reps: int = 20,
+                    repeats: int = 5) -> dict:
+    """Times one update round (sample, the team's update, priorities) of `algo`'s own team."""
+    import jaxsoc.env as soc
+
+    cfg = bench_config(algo, 1024, hidden, batch, capacity)
+    cfg["scenario"] = scenario
+    family = algos.family_of(algo)
+    env, _ = soc.make(scenario)
+    team = algos.family_module(algo).make_team(cfg, env)
+    if team.world_state:
+        env = op.common.with_world_state(env)
+    example = team.example_transition(env)
+    buffer = random_fill(op.init_buffer(cfg[family], example), example, jax.random.key(1))
+    agents = team.init(jax.random.key(2))
+
+    def one_round(carry, key):
+        agents, buffer = carry
+        agents, buffer, _ = op.learn_round(team, agents, buffer, key, batch)
+        return agents, buffer
+
+    flops = gflop(one_round, (agents, buffer))
+    before = load()
+    seconds, _, compile_s = timed(one_round, (agents, buffer), reps, repeats)
+    return {"name": algo, "roles": "+".join(op.ROLE_ABBREV[r] for r in team.controlled),
+            "per": bool(cfg[family]["per"]), "hidden": list(hidden), "batch": batch, "ms": seconds * 1e3,
+            "rounds_per_s": 1.0 / seconds, "gflop": flops, "gflops": flops / seconds,
+            "compile_s": compile_s, "load": (before, load())}
+
+
+# ----------------------------------------------------------------------------- 3. training
+def train_throughput(algo: str, num_envs: int = 4096, hidden: Sequence[int] = (256, 256, 256),
+                     scenario: str = "hmarl-soc-v1", updates: int = 3, utd: float | None = None,
+                     collect_only: bool = False) -> dict:
+    """env-steps/s of `Trainer.update` (jitted, one seed) after one warm-up update.
+
+    `collect_only`: utd so small that a single gradient round runs per update, i.e. the cost of
+    acting, stepping the env and writing the buffer.
+    """
+    import jaxsoc.env as soc
+
+    family = algos.family_of(algo)
+    section = {}
+    if collect_only:
+        section["utd"] = 1.0 / num_envs
+    elif utd is not None:
+        section["utd"] = utd
+    cfg = bench_config(algo, num_envs, hidden, **section)
+    cfg["scenario"] = scenario
+    env, params = soc.make(scenario)
+    trainer = algos.make_train(cfg, env, params)
+    rounds = op.rounds_per_update(cfg, cfg[family])
+    state = jax.jit(trainer.init)(jax.random.key(0))
+    update = jax.jit(trainer.update, donate_argnums=0)
+    t0 = time.perf_counter()
+    state, metrics = jax.block_until_ready(update(state))  # compile + warm-up
+    compile_s = time.perf_counter() - t0
+    while int(metrics["grad_steps"]) == 0:  # until the buffer holds learning_starts transitions
+        state, metrics = update(state)
+    before = load()
+    best = float("inf")
+    for _ in range(updates):
+        t0 = time.perf_counter()
+        state, metrics = jax.block_until_ready(update(state))
+        best = min(best, time.perf_counter() - t0)
+    return {"name": algo, "envs": num_envs, "utd": cfg[family]["utd"], "rounds_per_update": rounds,
+            "batch": cfg[family]["batch_size"], "steps_per_s": trainer.env_steps_per_update / best,
+            "s_per_update": best, "compile_s": compile_s, "collect_only": collect_only, "load": (before, load())}
+
+
+# ----------------------------------------------------------------------------- CLI
+def _parse(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hidden", nargs="+", type=int, default=[256, 256, 256])
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--capacity", type=int, default=200_000)
+    ap.add_argument("--reps", type=int, default=20, help="update rounds per timed call")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--algos", nargs="+", default=list(OFFPOLICY))
+    ap.add_argument("--envs", type=int, default=4096, help="envs for the training throughput")
+    ap.add_argument("--train-updates", type=int, default=2)
+    ap.add_argument("--skip-rounds", action="store_true")
+    ap.add_argument("--skip-train", action="store_true")
+    return ap.parse_args(argv)
+
+
+def _fmt_load(r):
+    return f"{r['load'][0]:.1f}/{r['load'][1]:.1f}"
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; "
+          f"networks {args.hidden}, batch {args.batch}; load = 1-min load average before/after")
+    if not args.skip_rounds:
+        r = hmarl_round(args.hidden, args.batch, args.capacity, args.reps, args.repeats)
+        print(f"\nHMARL round (PER {args.capacity} full, sample {args.batch}, SAC TH + DQN AT + MADDPG RO, priorities):")
+        print(f"  {r['ms']:.2f} ms/round  {r['rounds_per_s']:.1f} rounds/s  {r['gflop']:.2f} GFLOP/round "
+              f"({r['gflops']:.0f} GFLOP/s)  reference {REFERENCE_MS:.0f} ms -> {r['ratio_to_reference']:.2f}x "
+              f"faster  [compile {r['compile_s']:.0f} s, load {_fmt_load(r)}]")
+        print("\nOne update round of each trainer's own team (hmarl-soc-v1, full buffer):")
+        print(f"  {'algo':8s} {'roles':12s} {'PER':5s} {'ms/round':>9s} {'rounds/s':>9s} {'GFLOP':>6s} {'GFLOP/s':>8s}  load")
+        for algo in args.algos:
+            r = algorithm_round(algo, args.hidden, args.batch, args.capacity, reps=args.reps, repeats=args.repeats)
+            print(f"  {algo:8s} {r['roles']:12s} {str(r['per']):5s} {r['ms']:9.2f} {r['rounds_per_s']:9.1f} "
+                  f"{r['gflop']:6.2f} {r['gflops']:8.0f}  {_fmt_load(r)}")
+    if not args.skip_train:
+        print(f"\nTraining throughput at {args.envs} envs (hmarl-soc-v1, one seed, configs/<algo>.yaml):")
+        print(f"  {'algo':8s} {'utd':>6s} {'rounds':>7s} {'batch':>6s} {'env-steps/s':>12s} {'s/update':>9s}"
+              f" {'collect-only steps/s':>21s}  load")
+        for algo in args.algos:
+            r = train_throughput(algo, args.envs, args.hidden, updates=args.train_updates)
+            c = train_throughput(algo, args.envs, args.hidden, updates=args.train_updates, collect_only=True)
+            print(f"  {algo:8s} {r['utd']:6.3g} {r['rounds_per_update']:7d} {r['batch']:6d} {r['steps_per_s']:12.0f} "
+                  f"{r['s_per_update']:9.2f} {c['steps_per_s']:21.0f}  {_fmt_load(r)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,397 @@
+"""The "dqn" family: DQN, IQL, VDN and QMIX.
+
+Agents (pure functions, reusable outside the trainers; the HMARL team's alert triage is a `DQN`):
+
+    agent = DQN(obs_dim=64, n_actions=4, **dqn_kwargs(section, hidden, gamma))
+    state = agent.init(key)                                     # DQNState
+    a     = agent.act(state, obs [..., obs_dim], key, greedy, epsilon)      # int32 [...]
+    state, td, metrics = agent.update(state, batch, weights [B], key)       # td: |Q - y| [B]
+
+    batch = {"obs": [B, obs_dim], "action": i32[B], "reward": [B], "discount": [B],
+             "next_obs": [B, obs_dim]}      # discount: 1 = bootstrap, 0 = stop (gamma applied here)
+
+`DQN` is double (online argmax, target value) and dueling when asked, with a real target network
+updated by `offpolicy.update_target` (hard copies every `target_period` updates, or Polyak with
+`tau`); the reference's learner copied it after every update (D17). Epsilon comes from an optax
+schedule over env transitions (`agent.epsilon(env_steps)`).
+
+`ValueDecomposition` (VDN / QMIX): one Q-network per role (no parameter sharing: the roles' observation
+and action sizes differ) and a mixer, trained jointly on the team reward:
+    y = r + gamma * discount * Mix_target([Q_i,target(s'_i, a'_i)]_i, ws')
+    a'_i = argmax Q_i(s'_i) (double) or argmax Q_i,target(s'_i)
+    loss = mean(w * (Mix([Q_i(s_i, a_i)]_i, ws) - y)^2)
+VDN mixes by a sum; QMIX by `networks.QMixer` (hypernetworks on the env's world state, |W|
+weights, so dQ_tot/dQ_i >= 0); `mixer_state: obs` feeds the concatenated observations of the
+mixed roles instead, as the reference baseline did (TH+AT+RO = 288 inputs on v1).
+
+Roles on the SOC env (all four are always stepped; a role no learner controls is *fixed*):
+  * dqn:  alert triage (its 4 native actions), the role DQN plays in HMARL-SOC. Threat hunter and
+          response orchestrator play the scripted `constant` policy (raw 0: hunt every segment,
+          isolate detected hosts), the coordinator is fixed (below). A stationary team makes the
+          DQN's learning curve readable against the `constant` baseline; DQN on every role is IQL.
+  * iql:  all four roles, independent DQNs (the reference IQL baseline): alert triage native,
+          threat hunter / response orchestrator through the QMIX baseline's bins (16 / 12 by
+          default, `offpolicy.bin_table`), the coordinator discrete: the env's own choices on
+          soc-v2 (15 directives), 8 choices one-hot encoded into the v1 directive as the
+          reference IQL (`coordinator: onehot`; `hmarl` uses HMARL-SOC's get_directive).
+  * vdn, qmix: threat hunter, alert triage, response orchestrator (bins as IQL), as the reference
+          QMIX baseline. The coordinator is fixed: the all-zero directive on v1 (what the env holds
+          after reset; the baseline sent none), directive `coordinator_action` (default 0: focus
+          segment 0, the first posture, as the `constant` baseline) on soc-v2.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, NamedTuple, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxsoc import buffers
+from jaxsoc.algos import offpolicy as op
+from jaxsoc.networks import QMixer, QNetwork, vdn_mix
+
+PyTree = Any
+
+DEFAULTS = {
+    **op.COMMON_DEFAULTS,
+    **op.DQN_DEFAULTS,
+    "coordinator": "onehot",   # iql on v1: how 8 coordinator choices become the directive (onehot|hmarl)
+    "th_bins": 16,             # discretised threat hunter (iql/vdn/qmix), reference QMIX baseline
+    "ro_bins": 12,             # discretised response orchestrator
+    "bin_low": 0.3,            # raw action of the lowest bin level
+    "bin_high": 1.0,           # raw action of the highest bin level
+    "mixer_embed": 64,         # qmix: mixing layer width (reference 64)
+    "hypernet_hidden": 64,     # qmix: hypernetwork hidden width
+    "mixer_state": "world",    # qmix: world (env world state) or obs (concat of the mixed roles' obs)
+}
+POSITIVE = op.POSITIVE + ("th_bins", "ro_bins", "mixer_embed", "hypernet_hidden")
+
+
+def validate(config: dict) -> None:
+    from jaxsoc.config import ConfigError
+
+    op.validate_common(config, "dqn")
+    op.validate_dqn(config["dqn"], "dqn")
+    c = config["dqn"]
+    if c["mixer_state"] not in ("world", "obs"):
+        raise ConfigError(f"dqn.mixer_state must be world or obs, got {c['mixer_state']!r}")
+    if c["coordinator"] not in ("onehot", "hmarl"):
+        raise ConfigError(f"dqn.coordinator must be onehot or hmarl, got {c['coordinator']!r}")
+
+
+# --------------------------------------------------------------------------------------- DQN
+class DQNState(NamedTuple):
+    """params/target_params: QNetwork variables; opt_state: Adam; steps: updates done (int32)."""
+
+    params: PyTree
+    target_params: PyTree
+    opt_state: PyTree
+    steps: jax.Array
+
+
+def dqn_kwargs(section: dict, hidden, gamma: float) -> dict:
+    """`DQN` keyword arguments from a config section holding `op.DQN_DEFAULTS`' keys."""
+    return dict(hidden=tuple(hidden), gamma=gamma, **{k: section[k] for k in op.DQN_DEFAULTS})
+
+
+def td_loss(td: jax.Array, kind: str) -> jax.Array:
+    """Per-item loss of TD errors `[B]`: squared (the reference's MSE) or Huber (delta 1)."""
+    return optax.huber_loss(td, delta=1.0) if kind == "huber" else jnp.square(td)
+
+
+@dataclasses.dataclass(frozen=True)
+class DQN:
+    """Double / dueling DQN for one discrete role; see the module docstring for the API."""
+
+    obs_dim: int
+    n_actions: int
+    hidden: Tuple[int, ...] = (256, 256, 256)
+    gamma: float = 0.99
+    lr: float = 3e-4
+    double: bool = True
+    dueling: bool = True
+    loss: str = "mse"
+    max_grad_norm: float = 10.0
+    tau: float = 1.0
+    target_period: int = 1000
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.05
+    epsilon_decay: int = 50_000
+    epsilon_schedule: str = "exponential"
+
+    @property
+    def network(self) -> QNetwork:
+        return QNetwork(self.n_actions, self.hidden, dueling=self.dueling)
+
+    @property
+    def optimizer(self) -> optax.GradientTransformation:
+        return op.make_optimizer(self.lr, self.max_grad_norm)
+
+    def init(self, key: jax.Array) -> DQNState:
+        params = self.network.init(key, jnp.zeros((1, self.obs_dim), jnp.float32))
+        # A separate copy: donating a state whose two leaves share a buffer is an error.
+        return DQNState(params, op.copy_tree(params), self.optimizer.init(params), jnp.zeros((), jnp.int32))
+
+    def q_values(self, params: PyTree, obs: jax.Array) -> jax.Array:
+        """`[..., obs_dim] -> [..., n_actions]`."""
+        return self.network.apply(params, obs)
+
+    def epsilon(self, env_steps: Optional[jax.Array]) -> jax.Array:
+        """Exploration rate after `env_steps` transitions (None: the schedule's end)."""
+        if env_steps is None:
+            return jnp.asarray(self.epsilon_end, jnp.float32)
+        sched = op.epsilon_schedule(self.epsilon_start, self.epsilon_end, self.epsilon_decay,
+                                    self.epsilon_schedule)
+        return jnp.asarray(sched(env_steps), jnp.float32)
+
+    def act(self, state: DQNState, obs: jax.Array, key: jax.Array, greedy: bool = False,
+            epsilon: Optional[jax.Array] = None) -> jax.Array:
+        """Greedy or epsilon-greedy choices `[...]` (int32) for obs `[..., obs_dim]`; epsilon
+        None means the schedule's end."""
+        return self.policy(state.params, obs, key, greedy, epsilon)
+
+    def policy(self, params: PyTree, obs: jax.Array, key: jax.Array, greedy: bool = False,
+               epsilon: Optional[jax.Array] = None) -> jax.Array:
+        """`act` from the online parameters alone."""
+        best = jnp.argmax(self.q_values(params, obs), axis=-1).astype(jnp.int32)
+        if greedy:
+            return best
+        eps = self.epsilon(None) if epsilon is None else epsilon
+        k_explore, k_action = jax.random.split(key)
+        explore = jax.random.uniform(k_explore, best.shape) < eps
+        return jnp.where(explore, jax.random.randint(k_action, best.shape, 0, self.n_actions), best)
+
+    def next_value(self, state: DQNState, next_obs: jax.Array) -> jax.Array:
+        """`[B]`: the target network's value of the next action (double: chosen online)."""
+        q_target = self.q_values(state.target_params, next_obs)
+        if not self.double:
+            return jnp.max(q_target, axis=-1)
+        choice = jnp.argmax(self.q_values(state.params, next_obs), axis=-1)
+        return jnp.take_along_axis(q_target, choice[:, None], axis=-1)[:, 0]
+
+    def update(self, state: DQNState, batch: Dict[str, jax.Array], weights: jax.Array,
+               key: Optional[jax.Array] = None):
+        """One gradient step; returns `(state, |td| [B], metrics)`."""
+        del key  # deterministic update
+        target = batch["reward"] + self.gamma * batch["discount"] * self.next_value(state, batch["next_obs"])
+        target = jax.lax.stop_gradient(target)
+
+        def loss_fn(params):
+            q = self.q_values(params, batch["obs"])
+            q_taken = jnp.take_along_axis(q, batch["action"][:, None].astype(jnp.int32), axis=-1)[:, 0]
+            td = q_taken - target
+            return op.weighted_mean(td_loss(td, self.loss), weights), (td, q_taken)
+
+        (loss, (td, q_taken)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        steps = state.steps + 1
+        target_params = op.update_target(params, state.target_params, steps, self.tau, self.target_period)
+        metrics = {"q_loss": loss, "q": jnp.mean(q_taken)}
+        return DQNState(params, target_params, opt_state, steps), jnp.abs(td), metrics
+
+
+# ------------------------------------------------------------------------ VDN / QMIX learner
+class VDState(NamedTuple):
+    """params/target_params: `{role: QNetwork variables, "mixer": QMixer variables (qmix)}`."""
+
+    params: PyTree
+    target_params: PyTree
+    opt_state: PyTree
+    steps: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueDecomposition:
+    """VDN (`mixer="vdn"`) or QMIX (`mixer="qmix"`) over `agents` `{role: DQN}`.
+
+    The per-role DQNs only supply networks and dimensions; this learner owns one optimiser and
+    one target update over all the networks and the mixer (`lr`, `max_grad_norm`, `tau`,
+    `target_period`, `double`, `loss` are its own).
+    """
+
+    agents: Tuple[Tuple[str, DQN], ...]
+    state_dim: int
+    mixer: str = "qmix"
+    gamma: float = 0.99
+    lr: float = 3e-4
+    double: bool = True
+    loss: str = "mse"
+    max_grad_norm: float = 10.0
+    tau: float = 1.0
+    target_period: int = 1000
+    mixer_embed: int = 64
+    hypernet_hidden: int = 64
+
+    @property
+    def roles(self) -> Tuple[str, ...]:
+        return tuple(r for r, _ in self.agents)
+
+    @property
+    def qmixer(self) -> QMixer:
+        return QMixer(embed_dim=self.mixer_embed, hypernet_hidden=self.hypernet_hidden)
+
+    @property
+    def optimizer(self) -> optax.GradientTransformation:
+        return op.make_optimizer(self.lr, self.max_grad_norm)
+
+    def init(self, key: jax.Array) -> VDState:
+        keys = jax.random.split(key, len(self.agents) + 1)
+        params = {r: a.init(k).params for (r, a), k in zip(self.agents, keys)}
+        if self.mixer == "qmix":
+            params["mixer"] = self.qmixer.init(keys[-1], jnp.zeros((1, len(self.agents))),
+                                               jnp.zeros((1, self.state_dim)))
+        return VDState(params, op.copy_tree(params), self.optimizer.init(params), jnp.zeros((), jnp.int32))
+
+    def mix(self, params: PyTree, agent_qs: jax.Array, state: jax.Array) -> jax.Array:
+        """`Q_tot [B]` of the chosen per-role values `agent_qs [B, n_roles]` in state `[B, ws]`."""
+        if self.mixer == "vdn":
+            return vdn_mix(agent_qs)
+        return self.qmixer.apply(params["mixer"], agent_qs, state)
+
+    def chosen_qs(self, params: PyTree, obs: Dict[str, jax.Array], actions: Dict[str, jax.Array]):
+        """`[B, n_roles]`: each role's Q of its action."""
+        cols = []
+        for r, agent in self.agents:
+            q = agent.q_values(params[r], obs[r])
+            cols.append(jnp.take_along_axis(q, actions[r][:, None].astype(jnp.int32), axis=-1)[:, 0])
+        return jnp.stack(cols, axis=-1)
+
+    def next_qs(self, state: VDState, next_obs: Dict[str, jax.Array]) -> jax.Array:
+        """`[B, n_roles]`: target networks' values of each role's next action."""
+        cols = []
+        for r, agent in self.agents:
+            q_target = agent.q_values(state.target_params[r], next_obs[r])
+            if self.double:
+                choice = jnp.argmax(agent.q_values(state.params[r], next_obs[r]), axis=-1)
+                cols.append(jnp.take_along_axis(q_target, choice[:, None], axis=-1)[:, 0])
+            else:
+                cols.append(jnp.max(q_target, axis=-1))
+        return jnp.stack(cols, axis=-1)
+
+    def update(self, state: VDState, batch: Dict[str, Any], weights: jax.Array,
+               key: Optional[jax.Array] = None):
+        """`batch`: obs/next_obs/action `{role: ...}`, reward, discount, mix_state/next_mix_state
+        `[B, state_dim]`. Returns `(state, |td| [B], metrics)`."""
+        del key
+        next_tot = self.mix(state.target_params, self.next_qs(state, batch["next_obs"]), batch["next_mix_state"])
+        target = jax.lax.stop_gradient(batch["reward"] + self.gamma * batch["discount"] * next_tot)
+
+        def loss_fn(params):
+            q_tot = self.mix(params, self.chosen_qs(params, batch["obs"], batch["action"]), batch["mix_state"])
+            td = q_tot - target
+            return op.weighted_mean(td_loss(td, self.loss), weights), (td, q_tot)
+
+        (loss, (td, q_tot)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        steps = state.steps + 1
+        target_params = op.update_target(params, state.target_params, steps, self.tau, self.target_period)
+        metrics = {"q_loss": loss, "q_tot": jnp.mean(q_tot)}
+        return VDState(params, target_params, opt_state, steps), jnp.abs(td), metrics
+
+
+# ------------------------------------------------------------------------------------ teams
+def _agents_for(team_roles: Dict[str, op.RoleAction], env, section: dict, hidden, gamma) -> Dict[str, DQN]:
+    return {r: DQN(int(env.observation_space(r).shape[0]), a.size, **dqn_kwargs(section, hidden, gamma))
+            for r, a in team_roles.items() if a.controlled}
+
+
+class IndependentDQNTeam(op.Team):
+    """`dqn` (alert triage only) and `iql` (every role): one DQN per controlled role, each
+    updated on the same sampled batch with its own optimiser; priority = combined |td|."""
+
+    def __init__(self, env, roles: Dict[str, op.RoleAction], section: dict, hidden, gamma):
+        self.roles = roles
+        self.agents = _agents_for(roles, env, section, hidden, gamma)
+        self.obs_roles = tuple(self.agents)
+        self.priority_rule = section["priority_rule"]
+
+    def init(self, key):
+        keys = jax.random.split(key, len(self.agents))
+        return {r: a.init(k) for (r, a), k in zip(self.agents.items(), keys)}
+
+    def act(self, agents, obs, key, greedy, env_steps):
+        keys = jax.random.split(key, len(self.agents))
+        return {r: a.act(agents[r], obs[r], k, greedy, a.epsilon(env_steps))
+                for (r, a), k in zip(self.agents.items(), keys)}
+
+    def update(self, agents, batch, weights, key):
+        new, tds, metrics = {}, [], {}
+        for r, agent in self.agents.items():
+            view = {"obs": batch["obs"][r], "next_obs": batch["next_obs"][r], "action": batch["action"][r],
+                    "reward": batch["reward"], "discount": batch["discount"]}
+            new[r], td, m = agent.update(agents[r], view, weights, None)
+            tds.append(td)
+            metrics.update({f"{op.ROLE_ABBREV[r]}/{k}": v for k, v in m.items()})
+        return new, buffers.combine_td_errors(tds, self.priority_rule), metrics
+
+    def schedules(self, env_steps):
+        agent = next(iter(self.agents.values()))
+        return {"epsilon": agent.epsilon(env_steps)}
+
+
+class ValueDecompositionTeam(op.Team):
+    """`vdn` / `qmix` over threat hunter, alert triage and response orchestrator."""
+
+    def __init__(self, env, roles: Dict[str, op.RoleAction], section: dict, hidden, gamma, mixer: str):
+        self.roles = roles
+        agents = _agents_for(roles, env, section, hidden, gamma)
+        self.agents = agents
+        self.obs_roles = tuple(agents)
+        self.mixer_state = section["mixer_state"] if mixer == "qmix" else "obs"
+        self.world_state = mixer == "qmix" and self.mixer_state == "world"
+        obs_dims = sum(int(env.observation_space(r).shape[0]) for r in agents)
+        state_dim = env.world_state_size if self.world_state else obs_dims
+        self.learner = ValueDecomposition(
+            tuple(agents.items()), state_dim, mixer=mixer, gamma=gamma, lr=section["lr"],
+            double=section["double"], loss=section["loss"], max_grad_norm=section["max_grad_norm"],
+            tau=section["tau"], target_period=section["target_period"],
+            mixer_embed=section["mixer_embed"], hypernet_hidden=section["hypernet_hidden"])
+
+    def init(self, key):
+        return self.learner.init(key)
+
+    def act(self, agents, obs, key, greedy, env_steps):
+        keys = jax.random.split(key, len(self.agents))
+        return {r: a.policy(agents.params[r], obs[r], k, greedy, a.epsilon(env_steps))
+                for (r, a), k in zip(self.agents.items(), keys)}
+
+    def _mix_state(self, batch, prefix: str):
+        if self.world_state:
+            return batch[prefix + "world_state"]
+        return jnp.concatenate([batch[prefix + "obs"][r] for r in self.agents], axis=-1)
+
+    def update(self, agents, batch, weights, key):
+        view = dict(batch, mix_state=self._mix_state(batch, ""), next_mix_state=self._mix_state(batch, "next_"))
+        return self.learner.update(agents, view, weights, key)
+
+    def schedules(self, env_steps):
+        return {"epsilon": next(iter(self.agents.values())).epsilon(env_steps)}
+
+
+def make_team(config: dict, env) -> op.Team:
+    """The team of algorithm `config["algo"]` (dqn, iql, vdn or qmix) on `env`."""
+    algo, c = config["algo"], config["dqn"]
+    hidden, gamma = c["hidden"], c["gamma"]
+    bins = dict(low=c["bin_low"], high=c["bin_high"])
+    fixed = {r: op.fixed_role(env, r, c) for r in env.agents}
+    binned = {"threat_hunter": op.binned_role(env, "threat_hunter", c["th_bins"], **bins),
+              "response_orchestrator": op.binned_role(env, "response_orchestrator", c["ro_bins"], **bins)}
+    triage = op.native_role(env, "alert_triage")
+    if algo == "dqn":
+        roles = dict(fixed, alert_triage=triage)
+        return IndependentDQNTeam(env, roles, c, hidden, gamma)
+    if algo == "iql":
+        roles = dict(coordinator=op.coordinator_role(env, c["coordinator"]), alert_triage=triage, **binned)
+        return IndependentDQNTeam(env, {r: roles[r] for r in env.agents}, c, hidden, gamma)
+    if algo in ("vdn", "qmix"):
+        roles = dict(fixed, alert_triage=triage, **binned)
+        return ValueDecompositionTeam(env, {r: roles[r] for r in env.agents}, c, hidden, gamma, algo)
+    raise ValueError(f"the dqn family has no algorithm {algo!r}")
+
+
+def make_train(config: dict, env, env_params):
+    return op.make_trainer(config, env, env_params, make_team(config, env), config["dqn"])

@@ -1,0 +1,281 @@
+"""The "maddpg" family: multi-agent DDPG with centralised critics (Lowe et al. 2017).
+
+Agent (pure functions; the HMARL team's response orchestrator is a `MADDPG`):
+
+    agent = MADDPG(obs_dim=96, action_dim=12, critic_obs_dim=352, others_action_dim=25, ...)
+    state = agent.init(key)                                            # MADDPGState
+    a     = agent.act(state, obs [..., obs_dim], key, greedy)          # [..., action_dim] in [-1, 1]
+    a'    = agent.target_action(state, next_obs)                       # for the other agents' targets
+    state, td, metrics = agent.update(state, batch, weights [B], key)  # td = |Q - y| [B]
+
+    batch = {"obs": [B, obs_dim], "action": [B, action_dim], "reward": [B], "discount": [B],
+             "next_obs": [B, obs_dim],
+             "critic_obs": [B, critic_obs_dim], "next_critic_obs": [B, critic_obs_dim],
+             "others_action": [B, others_action_dim], "next_others_action": [B, others_action_dim]}
+
+The critic is Q(critic_obs, [others_action, own action]); the caller decides what the
+centralised input holds (here: every role's observation, or the env's world state, and every
+other role's action; the HMARL team adds the coordinator's directive to `others_action`), so
+the agent itself is agnostic. `next_others_action` are the other agents' *target* policies'
+actions at the next observations (the reference kept their batch actions, D16).
+
+Update:
+    y = r + gamma * discount * Q_target(next_critic_obs, [next_others_action, mu_target(next_obs)])
+    critic: mean(w * (Q(critic_obs, [others_action, action]) - y)^2)        (grad clip, reference 0.5)
+    actor:  -mean(w * Q(critic_obs, [others_action, mu(obs)])) on the critic just updated: the
+            actor's own action is inserted and its gradient flows through the critic into mu (the
+            reference computed mu(obs) but scored the batch action, so its actor never learned, D16)
+    targets: Polyak `tau` on the actor and the critic
+Exploration: mu(obs) + N(0, noise_std), clipped to [-1, 1] (reference 0.1).
+
+Roles on the SOC env (`maddpg` trainer): MADDPG on the continuous tier-2 roles (threat hunter and
+response orchestrator), each with its own centralised critic over all four roles' observations
+(`critic_input: obs`, the reference's 352 inputs on v1; `world` uses the env's world state) and
+all four roles' actions (coordinator directive, threat hunter, alert triage one-hot, response
+orchestrator); alert triage by a `dqn.DQN` (`maddpg.dqn`), whose target-network greedy choice is
+its next action in the critics' targets; coordinator fixed as under VDN/QMIX. Same tier-2 team as
+`sac`, so the two compare independent against centralised critics.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, NamedTuple, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxsoc import buffers
+from jaxsoc.algos import offpolicy as op
+from jaxsoc.algos.dqn import DQN, dqn_kwargs
+from jaxsoc.networks import ContinuousQ, DeterministicActor
+
+PyTree = Any
+
+DEFAULTS = {
+    **op.COMMON_DEFAULTS,
+    "actor_lr": 3e-4,
+    "critic_lr": 3e-4,
+    "tau": 0.005,
+    "target_period": 1,
+    "max_grad_norm": 0.5,      # the reference clips the critic at 0.5; used for actor and critic
+    "noise_std": 0.1,          # Gaussian exploration noise on the actor's output
+    "critic_input": "obs",     # obs: all roles' observations (reference); world: the env's world state
+    "dqn": dict(op.DQN_DEFAULTS),  # the alert triage DQN
+}
+POSITIVE = op.POSITIVE + ("actor_lr", "critic_lr", "tau", "target_period")
+
+
+def validate(config: dict) -> None:
+    from jaxsoc.config import ConfigError
+
+    op.validate_common(config, "maddpg")
+    op.validate_dqn(config["maddpg"]["dqn"], "maddpg.dqn")
+    c = config["maddpg"]
+    if c["critic_input"] not in ("obs", "world"):
+        raise ConfigError(f"maddpg.critic_input must be obs or world, got {c['critic_input']!r}")
+    if c["tau"] > 1 or c["noise_std"] < 0:
+        raise ConfigError("maddpg: need 0 < tau <= 1 and noise_std >= 0")
+
+
+class MADDPGState(NamedTuple):
+    """Actor and critic variables, their targets, Adam states, updates done."""
+
+    actor_params: PyTree
+    critic_params: PyTree
+    target_actor_params: PyTree
+    target_critic_params: PyTree
+    actor_opt: PyTree
+    critic_opt: PyTree
+    steps: jax.Array
+
+
+def maddpg_kwargs(section: dict) -> dict:
+    keys = ("actor_lr", "critic_lr", "tau", "target_period", "max_grad_norm", "noise_std", "gamma")
+    return dict(hidden=tuple(section["hidden"]), **{k: section[k] for k in keys})
+
+
+@dataclasses.dataclass(frozen=True)
+class MADDPG:
+    """One MADDPG agent: a deterministic actor on its own observation, a centralised critic."""
+
+    obs_dim: int
+    action_dim: int
+    critic_obs_dim: int
+    others_action_dim: int
+    hidden: Tuple[int, ...] = (256, 256, 256)
+    gamma: float = 0.99
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    tau: float = 0.005
+    target_period: int = 1
+    max_grad_norm: float = 0.5
+    noise_std: float = 0.1
+
+    @property
+    def actor(self) -> DeterministicActor:
+        return DeterministicActor(self.action_dim, self.hidden)
+
+    @property
+    def critic(self) -> ContinuousQ:
+        return ContinuousQ(self.hidden)
+
+    def _opt(self, lr: float) -> optax.GradientTransformation:
+        return op.make_optimizer(lr, self.max_grad_norm)
+
+    def init(self, key: jax.Array) -> MADDPGState:
+        k_actor, k_critic = jax.random.split(key)
+        actor = self.actor.init(k_actor, jnp.zeros((1, self.obs_dim), jnp.float32))
+        critic = self.critic.init(k_critic, jnp.zeros((1, self.critic_obs_dim), jnp.float32),
+                                  jnp.zeros((1, self.others_action_dim + self.action_dim), jnp.float32))
+        return MADDPGState(actor, critic, op.copy_tree(actor), op.copy_tree(critic), self._opt(self.actor_lr).init(actor),
+                           self._opt(self.critic_lr).init(critic), jnp.zeros((), jnp.int32))
+
+    def policy(self, actor_params: PyTree, obs: jax.Array, key: jax.Array, greedy: bool = False,
+               noise_std: Optional[float] = None) -> jax.Array:
+        """`act` from the actor's parameters alone."""
+        action = self.actor.apply(actor_params, obs)
+        if greedy:
+            return action
+        std = self.noise_std if noise_std is None else noise_std
+        return jnp.clip(action + std * jax.random.normal(key, action.shape), -1.0, 1.0)
+
+    def act(self, state: MADDPGState, obs: jax.Array, key: jax.Array, greedy: bool = False,
+            noise_std: Optional[float] = None) -> jax.Array:
+        """mu(obs), plus clipped Gaussian noise unless `greedy`; `[..., action_dim]`."""
+        return self.policy(state.actor_params, obs, key, greedy, noise_std)
+
+    def target_action(self, state: MADDPGState, obs: jax.Array) -> jax.Array:
+        """The target actor's action (no noise), `[..., action_dim]`."""
+        return self.actor.apply(state.target_actor_params, obs)
+
+    def q(self, critic_params: PyTree, critic_obs: jax.Array, others_action: jax.Array,
+          action: jax.Array) -> jax.Array:
+        """Q(critic_obs, [others_action, action]) `[B]`."""
+        return self.critic.apply(critic_params, critic_obs, jnp.concatenate([others_action, action], axis=-1))
+
+    def update(self, state: MADDPGState, batch: Dict[str, jax.Array], weights: jax.Array,
+               key: Optional[jax.Array] = None):
+        """One critic and one actor step, then the targets; returns `(state, |td| [B], metrics)`."""
+        del key  # deterministic given the batch
+        next_action = self.target_action(state, batch["next_obs"])
+        next_q = self.q(state.target_critic_params, batch["next_critic_obs"], batch["next_others_action"],
+                        next_action)
+        target = jax.lax.stop_gradient(batch["reward"] + self.gamma * batch["discount"] * next_q)
+
+        def critic_loss(params):
+            q = self.q(params, batch["critic_obs"], batch["others_action"], batch["action"])
+            return op.weighted_mean(jnp.square(q - target), weights), (q - target, q)
+
+        (c_loss, (td, q)), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic_params)
+        c_updates, critic_opt = self._opt(self.critic_lr).update(grads, state.critic_opt, state.critic_params)
+        critic_params = optax.apply_updates(state.critic_params, c_updates)
+
+        def actor_loss(params):
+            own = self.actor.apply(params, batch["obs"])  # inserted in the critic: the gradient path
+            return -op.weighted_mean(self.q(critic_params, batch["critic_obs"], batch["others_action"], own),
+                                     weights)
+
+        a_loss, grads = jax.value_and_grad(actor_loss)(state.actor_params)
+        a_updates, actor_opt = self._opt(self.actor_lr).update(grads, state.actor_opt, state.actor_params)
+        actor_params = optax.apply_updates(state.actor_params, a_updates)
+
+        steps = state.steps + 1
+        target_actor = op.update_target(actor_params, state.target_actor_params, steps, self.tau,
+                                        self.target_period)
+        target_critic = op.update_target(critic_params, state.target_critic_params, steps, self.tau,
+                                         self.target_period)
+        new = MADDPGState(actor_params, critic_params, target_actor, target_critic, actor_opt, critic_opt, steps)
+        return new, jnp.abs(td), {"critic_loss": c_loss, "actor_loss": a_loss, "q": jnp.mean(q)}
+
+
+# ------------------------------------------------------------------------------------- team
+class MADDPGTeam(op.Team):
+    """MADDPG on the continuous roles it controls, DQN on the discrete ones, centralised critics
+    over every role (module docstring)."""
+
+    def __init__(self, env, roles: Dict[str, op.RoleAction], section: dict):
+        self.roles = roles
+        self.critic_input = section["critic_input"]
+        self.world_state = self.critic_input == "world"
+        gamma, hidden = section["gamma"], section["hidden"]
+        obs_dims = {r: int(env.observation_space(r).shape[0]) for r in roles}
+        critic_obs_dim = env.world_state_size if self.world_state else sum(obs_dims.values())
+        act_dims = op.critic_dims(roles)
+        self.agents = {}
+        for r, a in roles.items():
+            if a.kind == "continuous":
+                others = sum(d for o, d in act_dims.items() if o != r)
+                self.agents[r] = MADDPG(obs_dims[r], a.size, critic_obs_dim, others, **maddpg_kwargs(section))
+            elif a.kind == "discrete":
+                self.agents[r] = DQN(obs_dims[r], a.size, **dqn_kwargs(section["dqn"], hidden, gamma))
+        self.obs_roles = tuple(self.agents) if self.world_state else tuple(roles)
+        self.priority_rule = section["priority_rule"]
+
+    def init(self, key):
+        keys = jax.random.split(key, len(self.agents))
+        return {r: a.init(k) for (r, a), k in zip(self.agents.items(), keys)}
+
+    def act(self, agents, obs, key, greedy, env_steps):
+        keys = jax.random.split(key, len(self.agents))
+        out = {}
+        for (r, a), k in zip(self.agents.items(), keys):
+            if isinstance(a, MADDPG):
+                out[r] = a.act(agents[r], obs[r], k, greedy)
+            else:
+                out[r] = a.act(agents[r], obs[r], k, greedy, a.epsilon(env_steps))
+        return out
+
+    def _critic_obs(self, batch, prefix: str) -> jax.Array:
+        if self.world_state:
+            return batch[prefix + "world_state"]
+        return jnp.concatenate([batch[prefix + "obs"][r] for r in self.roles], axis=-1)
+
+    def _next_actions(self, agents, next_obs) -> Dict[str, jax.Array]:
+        """Every controlled role's target-policy action at the next observations."""
+        out = {}
+        for r, a in self.agents.items():
+            if isinstance(a, MADDPG):
+                out[r] = a.target_action(agents[r], next_obs[r])
+            else:  # a DQN's target policy: greedy on its target network
+                out[r] = jnp.argmax(a.q_values(agents[r].target_params, next_obs[r]), axis=-1).astype(jnp.int32)
+        return out
+
+    def _others(self, actions: Dict[str, jax.Array], me: str, lead: tuple) -> jax.Array:
+        """`[*lead, others_dim]`: every other role's action as critic input, in env order."""
+        return jnp.concatenate([a.as_vector(actions.get(r), lead) for r, a in self.roles.items() if r != me],
+                               axis=-1)
+
+    def update(self, agents, batch, weights, key):
+        lead = batch["reward"].shape
+        critic_obs, next_critic_obs = self._critic_obs(batch, ""), self._critic_obs(batch, "next_")
+        next_actions = self._next_actions(agents, batch["next_obs"])  # before anyone updates
+        keys = jax.random.split(key, len(self.agents))
+        new, tds, metrics = {}, [], {}
+        for (r, agent), k in zip(self.agents.items(), keys):
+            view = {"obs": batch["obs"][r], "next_obs": batch["next_obs"][r], "action": batch["action"][r],
+                    "reward": batch["reward"], "discount": batch["discount"]}
+            if isinstance(agent, MADDPG):
+                view.update(critic_obs=critic_obs, next_critic_obs=next_critic_obs,
+                            others_action=self._others(batch["action"], r, lead),
+                            next_others_action=self._others(next_actions, r, lead))
+            new[r], td, m = agent.update(agents[r], view, weights, k)
+            tds.append(td)
+            metrics.update({f"{op.ROLE_ABBREV[r]}/{name}": v for name, v in m.items()})
+        return new, buffers.combine_td_errors(tds, self.priority_rule), metrics
+
+    def schedules(self, env_steps):
+        dqns = [a for a in self.agents.values() if isinstance(a, DQN)]
+        return {"epsilon": dqns[0].epsilon(env_steps)} if dqns else {}
+
+
+def make_team(config: dict, env) -> MADDPGTeam:
+    c = config["maddpg"]
+    roles = {r: op.fixed_role(env, r, c) for r in env.agents}
+    for r in ("threat_hunter", "alert_triage", "response_orchestrator"):
+        roles[r] = op.native_role(env, r)
+    return MADDPGTeam(env, roles, c)
+
+
+def make_train(config: dict, env, env_params):
+    return op.make_trainer(config, env, env_params, make_team(config, env), config["maddpg"])

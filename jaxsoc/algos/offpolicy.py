@@ -1,0 +1,549 @@
+"""What every off-policy learner shares: configs, role action maps, target updates, epsilon
+schedules, and the training loop that fills a replay buffer and runs update rounds.
+
+The learners themselves are *agents*: frozen dataclasses holding static hyper-parameters and
+exposing pure functions (`init`, `act`, `update`) of an agent state (a pytree). A *team* (one per
+algorithm name) says which agent controls which SOC role, builds each agent's batch view out of
+one sampled transition batch and combines their TD errors into one priority per item. The
+HMARL-SOC team of the next issue is one more team over the same agents and buffer.
+
+Training loop (`make_trainer`), one `Trainer.update` for one seed:
+
+    repeat `rollout` times (lax.scan):       every env acts once, auto-resets; the `num_envs`
+                                             transitions go into the replay buffer
+    if buffer.size >= learning_starts:       (lax.cond)
+        repeat `rounds` times (lax.scan):    sample `batch_size` (uniform or PER), team.update,
+                                             PER priorities <- the team's TD errors
+
+`rounds = round(utd * num_envs * rollout)`: `utd` is the update-to-data ratio, gradient rounds
+per env transition (the HMARL reference's train_fast does ~1 round per 50 env steps, utd 0.02;
+its IQL/QMIX baselines one per 4 env steps, utd 0.25). The replay buffer is part of the train
+state, so checkpoints hold it and a resumed run continues bit for bit.
+
+A stored transition (leaves `[capacity, ...]` in the buffer, `[batch, ...]` when sampled):
+
+    obs        {role: f32[obs_dim]}      the roles the team reads (`Team.obs_roles`)
+    next_obs   {role: f32[obs_dim]}      `infos["final_obs"]`: the terminal obs when an episode ended
+    action     {role: i32[] | f32[dim]}  the learner's action (choice index, or a continuous
+                                         vector in [-1, 1]) of each *controlled* role
+    reward     f32[]                     the team reward
+    discount   f32[]                     `infos["discount"]`: 0 where bootstrapping stops. The env
+                                         decides: soc-v2 stops only on termination; hmarl-soc-v1
+                                         also on truncation, as the reference does (D12)
+    world_state, next_world_state        f32[ws] only when `Team.world_state` (QMIX's mixer)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Dict, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxsoc import buffers
+from jaxsoc.algos import common
+from jaxsoc.algos.base import Trainer, mean_episode_metrics
+
+PyTree = Any
+
+# Short names for metric prefixes ("th/critic_loss").
+ROLE_ABBREV = {"coordinator": "sc", "threat_hunter": "th", "alert_triage": "at",
+               "response_orchestrator": "ro"}
+
+# ------------------------------------------------------------------------------------ configs
+# Keys every off-policy family has (paper hyper-parameters; the reference-specific ones are in
+# each family's DEFAULTS and in configs/<algo>.yaml).
+COMMON_DEFAULTS = {
+    "rollout": 1,              # env steps per env per update iteration
+    "utd": 0.02,               # gradient rounds per env transition (update-to-data ratio)
+    "buffer_size": 200_000,    # replay capacity (transitions, per seed)
+    "batch_size": 256,
+    "learning_starts": 0,      # transitions in the buffer before learning (at least batch_size)
+    "gamma": 0.99,
+    "hidden": [256, 256, 256],  # the paper's 3 x 256 ReLU MLPs
+    "per": True,               # prioritized replay (else uniform)
+    "per_alpha": 0.6,
+    "per_beta0": 0.4,
+    "per_beta_steps": 60_000,  # sample calls to anneal beta to 1 (the reference: +1e-5 per call)
+    "priority_rule": "mean",   # combining several learners' TD errors: mean (reference) or max
+    "obs_dtype": "float32",    # buffer storage of observations: float32, float16 or bfloat16
+    "coordinator_action": 0,   # the fixed coordinator's directive index on discrete-directive scenarios
+}
+
+# The DQN learner's own keys; a DQN used inside another family (the AT role of `sac`/`maddpg`)
+# has them under `<family>.dqn`.
+DQN_DEFAULTS = {
+    "lr": 3e-4,
+    "double": True,            # double DQN target: online argmax, target network value
+    "dueling": True,
+    "loss": "mse",             # mse (reference) or huber
+    "max_grad_norm": 10.0,     # 0: no clipping
+    "tau": 1.0,                # target <- tau * online + (1 - tau) * target every target_period steps:
+    "target_period": 1000,     # tau 1 = hard copies (reference: every 1000), tau 0.005 & period 1 = Polyak
+    "epsilon_start": 1.0,
+    "epsilon_end": 0.05,
+    "epsilon_decay": 50_000,   # env transitions (all envs of a seed)
+    "epsilon_schedule": "exponential",  # eps_end + (start-end) exp(-n/decay) (reference), or linear
+}
+
+POSITIVE = ("rollout", "utd", "buffer_size", "batch_size", "gamma", "per_beta_steps")
+_OBS_DTYPES = {"float32": None, "float16": jnp.float16, "bfloat16": jnp.bfloat16}
+
+
+def validate_common(config: dict, family: str) -> None:
+    """Checks the shared keys of `config[family]`; ValueError (a ConfigError) naming the key."""
+    from jaxsoc.config import ConfigError
+
+    c = config[family]
+    steps = config["num_envs"] * c["rollout"]
+    if c["utd"] * steps < 0.5:
+        raise ConfigError(
+            f"{family}.utd={c['utd']} gives {c['utd'] * steps:.3g} gradient rounds per update "
+            f"({config['num_envs']} envs x rollout {c['rollout']}); raise {family}.rollout or utd")
+    if c["batch_size"] > c["buffer_size"]:
+        raise ConfigError(f"{family}.batch_size ({c['batch_size']}) exceeds buffer_size ({c['buffer_size']})")
+    if steps > c["buffer_size"]:
+        raise ConfigError(f"{family}.buffer_size ({c['buffer_size']}) is smaller than one env step "
+                          f"of all envs ({config['num_envs']})")
+    if not 0 <= c["learning_starts"] <= c["buffer_size"]:
+        raise ConfigError(f"{family}.learning_starts must be in [0, buffer_size], got {c['learning_starts']}")
+    if c["obs_dtype"] not in _OBS_DTYPES:
+        raise ConfigError(f"{family}.obs_dtype must be one of {', '.join(_OBS_DTYPES)}, got {c['obs_dtype']!r}")
+    if c["priority_rule"] not in ("mean", "max"):
+        raise ConfigError(f"{family}.priority_rule must be mean or max, got {c['priority_rule']!r}")
+    if not c["hidden"] or any(not isinstance(h, int) or h <= 0 for h in c["hidden"]):
+        raise ConfigError(f"{family}.hidden must be a list of positive layer widths, got {c['hidden']!r}")
+    if not 0.0 <= c["gamma"] <= 1.0:
+        raise ConfigError(f"{family}.gamma must be in [0, 1], got {c['gamma']}")
+
+
+def validate_dqn(section: dict, where: str) -> None:
+    from jaxsoc.config import ConfigError
+
+    if section["loss"] not in ("mse", "huber"):
+        raise ConfigError(f"{where}.loss must be mse or huber, got {section['loss']!r}")
+    if section["epsilon_schedule"] not in ("exponential", "linear"):
+        raise ConfigError(f"{where}.epsilon_schedule must be exponential or linear")
+    if not 0.0 < section["tau"] <= 1.0 or section["target_period"] < 1:
+        raise ConfigError(f"{where}: need 0 < tau <= 1 and target_period >= 1")
+    if section["epsilon_decay"] <= 0 or section["lr"] <= 0:
+        raise ConfigError(f"{where}: epsilon_decay and lr must be positive")
+
+
+# ------------------------------------------------------------------------------ shared maths
+def make_optimizer(lr: float, max_grad_norm: float = 0.0) -> optax.GradientTransformation:
+    """Adam (PyTorch's defaults), after global-norm clipping when `max_grad_norm > 0`."""
+    adam = optax.adam(lr)
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), adam) if max_grad_norm > 0 else adam
+
+
+def update_target(online: PyTree, target: PyTree, step: jax.Array, tau: float, period: int) -> PyTree:
+    """Every `period` steps, target <- tau * online + (1 - tau) * target (tau 1: a hard copy).
+
+    `step` is the gradient step count after this step's update (1 on the first update), so a
+    hard copy every 1000 steps happens after updates 1000, 2000, ...
+    """
+    soft = optax.incremental_update(online, target, tau) if tau < 1.0 else online
+    if period == 1:
+        return soft
+    return optax.periodic_update(soft, target, step, period)
+
+
+def epsilon_schedule(start: float, end: float, decay: int, kind: str) -> optax.Schedule:
+    """`env_steps -> epsilon`: the reference's `end + (start - end) exp(-n / decay)` or a linear
+    ramp from `start` to `end` over `decay` steps (then constant)."""
+    if kind == "linear":
+        return optax.linear_schedule(start, end, decay)
+    decayed = optax.exponential_decay(start - end, transition_steps=decay, decay_rate=math.exp(-1.0))
+    return lambda n: end + decayed(n)
+
+
+def copy_tree(tree: PyTree) -> PyTree:
+    """A copy with fresh buffers (target networks start equal to, but not aliased with, the
+    online ones: donating a state in which two leaves share a buffer fails)."""
+    return jax.tree.map(jnp.copy, tree)
+
+
+def weighted_mean(x: jax.Array, weights: jax.Array) -> jax.Array:
+    """`mean(weights * x)` over the batch: PER importance weights scale each item's loss."""
+    return jnp.mean(weights * x)
+
+
+# ------------------------------------------------------------------------------ role actions
+@dataclasses.dataclass(frozen=True, eq=False)
+class RoleAction:
+    """How one SOC role acts: controlled by a learner (discrete or continuous) or fixed.
+
+    Attributes:
+      role: env agent name.
+      kind: "discrete", "continuous" or "fixed".
+      size: choices (discrete), action dims (continuous) or the env action's size (fixed; 0 for
+        a scalar discrete env action).
+      env_dim: size of the role's env action vector (0: the env takes a choice index).
+      table: discrete roles whose env action is a vector: `[size, env_dim]` float32, row i is the
+        env action of choice i (the QMIX baseline's bins, the v1 coordinator encodings).
+      fixed: fixed roles: the env action.
+      critic_dim: width of the role's action as a critic input (`as_vector`).
+    """
+
+    role: str
+    kind: str
+    size: int
+    env_dim: int = 0
+    table: Optional[np.ndarray] = None
+    fixed: Optional[np.ndarray] = None
+
+    @property
+    def controlled(self) -> bool:
+        return self.kind != "fixed"
+
+    def to_env(self, action: jax.Array) -> jax.Array:
+        """The learner's action (any leading batch shape) -> the env's."""
+        if self.kind == "fixed":
+            raise ValueError(f"{self.role} is fixed: use fixed_env_action")
+        if self.table is not None:
+            return jnp.asarray(self.table)[action]
+        return action
+
+    def fixed_env_action(self, lead: tuple = ()) -> jax.Array:
+        value = jnp.asarray(self.fixed)
+        return jnp.broadcast_to(value, lead + value.shape)
+
+    @property
+    def critic_dim(self) -> int:
+        if self.kind == "continuous":
+            return self.size
+        if self.kind == "discrete":
+            return self.size
+        return self.env_dim if self.env_dim else int(self.size)
+
+    def as_vector(self, action: Optional[jax.Array], lead: tuple) -> jax.Array:
+        """The action as floats `[*lead, critic_dim]` for a centralised critic: one-hot choices,
+        continuous vectors as they are, a fixed role's constant env action (one-hot if discrete)."""
+        if self.kind == "continuous":
+            return action
+        if self.kind == "discrete":
+            return jax.nn.one_hot(action, self.size, dtype=jnp.float32)
+        value = jnp.asarray(self.fixed)
+        if value.ndim == 0:  # a fixed discrete env action
+            value = jax.nn.one_hot(value, self.size, dtype=jnp.float32)
+        return jnp.broadcast_to(value.astype(jnp.float32), lead + value.shape)
+
+    def example(self) -> jax.ShapeDtypeStruct:
+        """One stored learner action (for the buffer)."""
+        if self.kind == "discrete":
+            return jax.ShapeDtypeStruct((), jnp.int32)
+        return jax.ShapeDtypeStruct((self.size,), jnp.float32)
+
+
+def num_segments(env) -> int:
+    return int(env.default_params.num_segments)
+
+
+def bin_table(role: str, n_bins: int, segments: int, env_dim: int, low: float, high: float) -> np.ndarray:
+    """The reference QMIX baseline's discretisation of a continuous role, `[n_bins, env_dim]`.
+
+    Bin b acts on segment `b % S` at level `l = b // S` of `L = ceil(n_bins / S)` levels, raw
+    value `low + (high - low) * l / (L - 1)`; every other dimension is raw 0. Threat hunter:
+    intensity of that segment = the value, its scope = 0.5 (dims `[0, S)` and `[S, 2S)`).
+    Response orchestrator: isolate = remediate = the value (dims `[0, S)` and `[S, 2S)`; the
+    v2 release dims stay 0, i.e. no release). With 5 segments, 16 and 12 bins this is exactly
+    the reference (0.3 + 0.7 l/3 and 0.3 + 0.7 l/2); raw 0 elsewhere still hunts and isolates
+    at the env's mid-points (reference §2.7).
+    """
+    levels = max(1, math.ceil(n_bins / segments))
+    table = np.zeros((n_bins, env_dim), np.float32)
+    for b in range(n_bins):
+        seg, level = b % segments, b // segments
+        value = high if levels == 1 else low + (high - low) * level / (levels - 1)
+        table[b, seg] = value
+        if role == "threat_hunter":
+            table[b, segments + seg] = 0.5
+        elif role == "response_orchestrator":
+            table[b, segments + seg] = value
+        else:
+            raise ValueError(f"no bins for role {role!r}")
+    return table
+
+
+def fixed_role(env, role: str, section: dict) -> RoleAction:
+    """A role held at the scripted `constant` policy's action, the fixed coordinator included:
+    the v1 all-zero directive (what the env holds after reset; the reference QMIX baseline sends
+    no directive), or directive index `coordinator_action` on discrete-directive scenarios
+    (default 0: focus segment 0, the first posture, as the `constant` baseline)."""
+    import jaxsoc.env as soc
+
+    params = env.default_params
+    action = soc.POLICIES["constant"](jax.random.key(0), None, None, params)[role]
+    space = env.action_space(role)
+    if role == "coordinator" and params.fix_d6_directive:
+        action = jnp.asarray(section.get("coordinator_action", 0), jnp.int32)
+        if not 0 <= int(action) < space.n:
+            raise ValueError(f"coordinator_action {int(action)} outside 0..{space.n - 1}")
+    action = np.asarray(action)
+    if action.ndim == 0:
+        return RoleAction(role, "fixed", int(space.n), 0, fixed=action)
+    return RoleAction(role, "fixed", int(action.shape[0]), int(action.shape[0]), fixed=action)
+
+
+def native_role(env, role: str) -> RoleAction:
+    """A role controlled in its env action space (Discrete -> choices, Box -> a vector)."""
+    space = env.action_space(role)
+    if hasattr(space, "n"):
+        return RoleAction(role, "discrete", int(space.n))
+    return RoleAction(role, "continuous", int(space.shape[0]), int(space.shape[0]))
+
+
+def binned_role(env, role: str, n_bins: int, low: float = 0.3, high: float = 1.0) -> RoleAction:
+    """A continuous role controlled through the reference QMIX baseline's bins (`bin_table`)."""
+    dim = int(env.action_space(role).shape[0])
+    table = bin_table(role, n_bins, num_segments(env), dim, low, high)
+    return RoleAction(role, "discrete", n_bins, dim, table=table)
+
+
+def coordinator_role(env, encoding: str) -> RoleAction:
+    """A discrete learned coordinator: the env's own choices on discrete-directive scenarios,
+    else 8 choices mapped to the v1 directive by `encoding` ("onehot" as the reference's IQL,
+    or "hmarl" as HMARL-SOC's get_directive)."""
+    if hasattr(env.action_space("coordinator"), "n"):
+        return native_role(env, "coordinator")
+    if encoding not in ("onehot", "hmarl"):
+        raise ValueError(f"a discrete v1 coordinator needs encoding onehot or hmarl, got {encoding!r}")
+    table = np.asarray(common.coordinator_to_env(jnp.arange(8), encoding), np.float32)
+    return RoleAction("coordinator", "discrete", 8, 8, table=table)
+
+
+# ------------------------------------------------------------------------------------ teams
+class Team:
+    """Which learner controls which role, as pure functions (subclassed per algorithm).
+
+    Attributes (set by subclasses):
+      roles: `{agent: RoleAction}` for every env agent, in env order.
+      obs_roles: the roles whose observations the buffer keeps.
+      world_state: whether the buffer keeps the env's world state (centralised mixers/critics).
+    """
+
+    roles: Dict[str, RoleAction]
+    obs_roles: tuple
+    world_state: bool = False
+
+    def init(self, key: jax.Array) -> PyTree:
+        """The learners' states (parameters, optimiser states, target networks, counters)."""
+        raise NotImplementedError
+
+    def act(self, agents: PyTree, obs: Dict[str, jax.Array], key: jax.Array, greedy: bool,
+            env_steps: Optional[jax.Array]) -> Dict[str, jax.Array]:
+        """Learner actions `{controlled role: action}` for ONE env (`obs[role]` `[obs_dim]`).
+        `env_steps` drives exploration schedules; None means the end of the schedule."""
+        raise NotImplementedError
+
+    def update(self, agents: PyTree, batch: PyTree, weights: jax.Array, key: jax.Array):
+        """One gradient round on a sampled batch: `(agents, td_errors [batch], metrics)`; the TD
+        errors (non-negative) become PER priorities."""
+        raise NotImplementedError
+
+    def schedules(self, env_steps: jax.Array) -> Dict[str, jax.Array]:
+        """Exploration values to log (e.g. epsilon)."""
+        return {}
+
+    # -- shared helpers ---------------------------------------------------------------------
+    @property
+    def controlled(self) -> tuple:
+        return tuple(r for r, a in self.roles.items() if a.controlled)
+
+    def env_actions(self, actions: Dict[str, jax.Array], lead: tuple = ()) -> Dict[str, jax.Array]:
+        """Learner actions of the controlled roles (leading shape `lead`) -> env actions of all."""
+        return {r: (a.to_env(actions[r]) if a.controlled else a.fixed_env_action(lead))
+                for r, a in self.roles.items()}
+
+    def example_transition(self, env) -> PyTree:
+        obs = {r: jax.ShapeDtypeStruct(env.observation_space(r).shape, jnp.float32) for r in self.obs_roles}
+        item = {
+            "obs": obs,
+            "next_obs": obs,
+            "action": {r: self.roles[r].example() for r in self.controlled},
+            "reward": jax.ShapeDtypeStruct((), jnp.float32),
+            "discount": jax.ShapeDtypeStruct((), jnp.float32),
+        }
+        if self.world_state:
+            ws = jax.ShapeDtypeStruct((env.world_state_size,), jnp.float32)
+            item["world_state"] = item["next_world_state"] = ws
+        return item
+
+
+def _is_obs(names: tuple) -> bool:
+    return buffers.default_is_obs(names) or any("world_state" in n for n in names)
+
+
+def init_buffer(section: dict, example: PyTree):
+    """The replay buffer of a config section (`per`, `buffer_size`, `obs_dtype`, PER keys)."""
+    kw = dict(obs_dtype=_OBS_DTYPES[section["obs_dtype"]], is_obs=_is_obs)
+    if section["per"]:
+        return buffers.init_prioritized(example, section["buffer_size"], alpha=section["per_alpha"],
+                                        beta0=section["per_beta0"], beta_steps=section["per_beta_steps"], **kw)
+    return buffers.init(example, section["buffer_size"], **kw)
+
+
+def sample_batch(buffer, key: jax.Array, batch_size: int):
+    """`(buffer, batch, weights [B], indices [B])`: PER with IS weights, or uniform (weights 1)."""
+    if isinstance(buffer, buffers.PrioritizedState):
+        buffer, s = buffers.sample_prioritized(buffer, key, batch_size)
+        return buffer, s.items, s.weights, s.indices
+    items, indices = buffers.sample(buffer, key, batch_size)
+    return buffer, items, jnp.ones((batch_size,), jnp.float32), indices
+
+
+def learn_round(team: Team, agents, buffer, key: jax.Array, batch_size: int):
+    """One update round: sample, `team.update`, and (PER) priorities <- TD errors.
+    Returns `(agents, buffer, metrics)`."""
+    k_sample, k_update = jax.random.split(key)
+    buffer, batch, weights, indices = sample_batch(buffer, k_sample, batch_size)
+    agents, td, metrics = team.update(agents, batch, weights, k_update)
+    if isinstance(buffer, buffers.PrioritizedState):
+        buffer = buffers.update_priorities(buffer, indices, td)
+    return agents, buffer, metrics
+
+
+# ---------------------------------------------------------------------------------- trainer
+class OffPolicyState(NamedTuple):
+    """Train state of one seed.
+
+    agents: the team's learner states; buffer: the replay buffer (`ReplayState` or
+    `PrioritizedState`); env_state/obs: `[num_envs, ...]`; world_state: `[num_envs, ws]` or
+    None; key; env_steps: transitions collected; grad_steps: update rounds done.
+    """
+
+    agents: PyTree
+    buffer: PyTree
+    env_state: PyTree
+    obs: PyTree
+    world_state: Optional[jax.Array]
+    key: jax.Array
+    env_steps: jax.Array
+    grad_steps: jax.Array
+
+
+def _priority_part(buffer):
+    """The small, learning-written part of a buffer: a PER tree and counters (None if uniform)."""
+    if isinstance(buffer, buffers.PrioritizedState):
+        return (buffer.tree, buffer.max_priority, buffer.sample_count)
+    return None
+
+
+def _with_priority_part(buffer, part):
+    if part is None:
+        return buffer
+    tree, max_priority, sample_count = part
+    return buffer.replace(tree=tree, max_priority=max_priority, sample_count=sample_count)
+
+
+def make_trainer(config: dict, env, env_params, team: Team, section: dict) -> Trainer:
+    """The `Trainer` that runs `team` on the SOC env with the shared loop (module docstring)."""
+    num_envs = config["num_envs"]
+    rollout = section["rollout"]
+    steps_per_update = num_envs * rollout
+    rounds = max(1, int(round(section["utd"] * steps_per_update)))
+    batch_size = section["batch_size"]
+    learning_starts = max(section["learning_starts"], batch_size)
+    agents_order = list(env.agents)
+    if team.world_state:
+        env = common.with_world_state(env)
+        env_params = env_params.replace(with_world_state=True)
+    example = team.example_transition(env)
+
+    def act(policy_params, key, obs, env_state, greedy):
+        del env_state  # learned agents see observations only
+        return team.env_actions(team.act(policy_params, obs, key, greedy, None))
+
+    def init(key):
+        k_agents, k_reset, key = jax.random.split(key, 3)
+        obs, env_state = common.batched_reset(env, env_params, k_reset, num_envs)
+        ws = jax.vmap(env.get_world_state, in_axes=(0, None))(env_state, env_params) if team.world_state else None
+        return OffPolicyState(team.init(k_agents), init_buffer(section, example), env_state, obs, ws,
+                              key, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+
+    batched_act = jax.vmap(team.act, in_axes=(None, 0, 0, None, None))
+
+    def env_step(carry, _):
+        agents, buffer, env_state, obs, ws, key, env_steps = carry
+        key, k_act, k_step = jax.random.split(key, 3)
+        actions = batched_act(agents, obs, jax.random.split(k_act, num_envs), False, env_steps)
+        next_obs, env_state, rewards, dones, infos = common.batched_step(
+            env, env_params, k_step, env_state, team.env_actions(actions, (num_envs,)))
+        reward = jnp.mean(jnp.stack([rewards[a] for a in agents_order]), axis=0)
+        item = {
+            "obs": {r: obs[r] for r in team.obs_roles},
+            "next_obs": {r: infos["final_obs"][r] for r in team.obs_roles},
+            "action": actions,
+            "reward": reward.astype(jnp.float32),
+            "discount": infos["discount"].astype(jnp.float32),
+        }
+        if team.world_state:
+            item["world_state"], item["next_world_state"] = ws, infos["final_world_state"]
+            ws = infos["world_state"]
+        buffer = buffers.add(buffer, item)
+        carry = (agents, buffer, env_state, next_obs, ws, key, env_steps + num_envs)
+        return carry, (infos["metrics"], dones["__all__"], reward)
+
+    def learn(agents, buffer, key):
+        """`rounds` update rounds; returns (agents, the buffer's priority part, mean metrics)."""
+        def body(carry, k):
+            agents, part = carry
+            agents, buf, metrics = learn_round(team, agents, _with_priority_part(buffer, part), k, batch_size)
+            return (agents, _priority_part(buf)), metrics
+
+        (agents, part), metrics = jax.lax.scan(body, (agents, _priority_part(buffer)),
+                                               jax.random.split(key, rounds))
+        return agents, part, jax.tree.map(jnp.mean, metrics)
+
+    def update(state: OffPolicyState):
+        carry = (state.agents, state.buffer, state.env_state, state.obs, state.world_state, state.key,
+                 state.env_steps)
+        carry, (ep_metrics, done, reward) = jax.lax.scan(env_step, carry, None, length=rollout)
+        agents, buffer, env_state, obs, ws, key, env_steps = carry
+        key, k_learn = jax.random.split(key)
+
+        # The buffer's storage is only read while learning: keep it out of the cond so that,
+        # vmapped over seeds (cond -> select), only parameters and the PER tree are selected.
+        ready = buffers.can_sample(buffer, learning_starts)
+        skipped_metrics = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype),
+                                       jax.eval_shape(learn, agents, buffer, k_learn)[2])
+        agents, part, learn_metrics = jax.lax.cond(
+            ready, learn, lambda a, b, k: (a, _priority_part(b), skipped_metrics), agents, buffer, k_learn)
+        buffer = _with_priority_part(buffer, part)
+        grad_steps = state.grad_steps + jnp.where(ready, rounds, 0).astype(jnp.int32)
+
+        out = mean_episode_metrics(ep_metrics, done)
+        out["reward"] = reward.mean()
+        out["env_steps"] = env_steps
+        out["grad_steps"] = grad_steps
+        out["buffer_size"] = buffer.size
+        out.update(learn_metrics)
+        out.update(team.schedules(env_steps))
+        new = OffPolicyState(agents, buffer, env_state, obs, ws, key, env_steps, grad_steps)
+        return new, out
+
+    return Trainer(
+        init=init,
+        update=update,
+        num_updates=config["total_steps"] // steps_per_update,
+        env_steps_per_update=steps_per_update,
+        act=act,
+        policy_params=lambda s: s.agents,
+        name=config["algo"],
+        env_axes=lambda s: OffPolicyState(agents=None, buffer=None, env_state=0, obs=0,
+                                          world_state=None if s.world_state is None else 0,
+                                          key=None, env_steps=None, grad_steps=None),
+    )
+
+
+def rounds_per_update(config: dict, section: dict) -> int:
+    """Update rounds in one `Trainer.update` (for reports)."""
+    return max(1, int(round(section["utd"] * config["num_envs"] * section["rollout"])))
+
+
+def critic_dims(roles: Dict[str, RoleAction]) -> Dict[str, int]:
+    return {r: a.critic_dim for r, a in roles.items()}
