@@ -251,7 +251,7 @@ def test_attention_glue_feeds_the_learners_explainer(toy_run, tmp_path, monkeypa
 
     seen = {}
 
-    def attention_weights(params, obs):  # the contract of docs/evaluation.md
+    def attention_weights(params, obs, config, env_params):  # the contract of docs/evaluation.md
         seen["obs"] = obs
         w = np.abs(np.asarray(obs["a"]))[:, None, :].repeat(2, axis=1) + 1e-3  # [D, heads=2, tokens=3]
         return w / w.sum(-1, keepdims=True), ["t0", "t1", "t2"]

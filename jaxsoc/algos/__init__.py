@@ -30,6 +30,8 @@ ALGORITHMS: dict[str, str] = {
     "qmix": "dqn",
     "sac": "sac",
     "maddpg": "maddpg",
+    # the hierarchical HMARL-SOC team (docs/hmarl.md)
+    "hmarl": "hmarl",
 }
 
 # family -> import path, for families living outside `jaxsoc.algos` (plugins, test toys).

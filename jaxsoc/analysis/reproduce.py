@@ -19,9 +19,10 @@ is reported and the others go on.
 
 When the HMARL learner is registered (`hmarl` or `hmarl-soc`), its K-sweep (`env.directive_period`)
 and ablations (`ABLATIONS`, config keys of its family; unknown keys are skipped with a note) are
-trained too, and, if its family module exposes `attention_weights(policy_params, obs) ->
-(weights [decisions, heads, tokens], token_names)` (one seed's policy parameters; `obs` the env's
-per-agent observation dict with a leading decisions axis), attention maps of a few decisions.
+trained too, and, if its family module exposes `attention_weights(policy_params, obs, config,
+env_params) -> (weights [decisions, heads, tokens], token_names)` (one seed's policy parameters;
+`obs` the env's per-agent observation dict with a leading decisions axis; the run's config and
+scenario), attention maps of a few decisions.
 
 Output folder (default `results/<preset>[-quick]`):
     runs/<algo>-s<seed>[-<last seed>]/    the engine's run folders (+ evaluation.json/.npz)
@@ -500,7 +501,7 @@ def draw_attention(run_path: Path, stem: Path, decisions: int = 4, make_env: Cal
     period = int(getattr(env_params, "directive_period", 5))
     obs = collect_decision_obs(env, env_params, loaded.trainer, params,
                                protocols.heldout_key(loaded.config["seed"]), decisions, period)
-    weights, names = module.attention_weights(params, obs)
+    weights, names = module.attention_weights(params, obs, loaded.config, env_params)
     labels = [f"decision {i + 1} (step {i * period})" for i in range(decisions)]
     fig, _ = figs.attention_maps(weights, names, labels, title=f"{runs_lib.display_name(loaded.config['algo'])} "
                                  "explainer attention, seed " + str(loaded.config["seed"]))
