@@ -16,10 +16,14 @@ def resolve(*args, **kwargs):
 
 
 def test_defaults_resolve_to_a_plain_complete_dict():
+    from jaxsoc import algos
+
     cfg = resolve()
     base = config.base_config()
-    assert set(base) | {"scripted"} == set(cfg)
-    assert cfg["algo"] == base["algo"] and cfg["scripted"] == {"rollout": 128}
+    family = algos.family_of(base["algo"])
+    assert set(base) | {family} == set(cfg)
+    assert cfg["algo"] == base["algo"] and set(cfg[family]) == set(algos.default_section(base["algo"]))
+    assert resolve(flags={"algo": "random"})["scripted"] == {"rollout": 128}
     assert cfg["run"]["name"].startswith(f"{cfg['algo']}-{cfg['scenario']}-")
     # Round-trips through YAML unchanged (plain types only).
     assert yaml.safe_load(yaml.safe_dump(cfg)) == cfg
@@ -27,7 +31,7 @@ def test_defaults_resolve_to_a_plain_complete_dict():
 
 def test_scientific_notation_is_a_number_everywhere(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("total_steps: 5e6\nscripted:\n  rollout: 1E2\n")
+    path.write_text("algo: random\ntotal_steps: 5e6\nscripted:\n  rollout: 1E2\n")
     cfg = resolve(path, sets=["num_envs=2.048e3"])
     assert cfg["total_steps"] == 5_000_000 and isinstance(cfg["total_steps"], int)
     assert cfg["scripted"]["rollout"] == 100 and isinstance(cfg["scripted"]["rollout"], int)
@@ -56,7 +60,7 @@ def test_algo_config_file_is_loaded_by_default(tmp_path, monkeypatch):
 
 
 def test_saved_config_is_a_layer_and_hash_tracks_training_keys():
-    saved = resolve(flags={"num_envs": 64, "run": {"name": "a"}})
+    saved = resolve(flags={"algo": "random", "num_envs": 64, "run": {"name": "a"}})
     again = resolve(saved=saved, sets=["run.chunk_updates=3", "eval.every_chunks=2", "devices=2"])
     assert again["num_envs"] == 64 and again["run"]["name"] == "a"
     assert config.training_hash(again) == config.training_hash(saved)
@@ -71,14 +75,15 @@ def test_saved_config_is_a_layer_and_hash_tracks_training_keys():
     [
         (dict(sets=["num_env=4"]), "unknown config key 'num_env' (did you mean 'num_envs'"),
         (dict(sets=["run.chunk_update=4"]), "'run.chunk_update' (did you mean 'run.chunk_updates'"),
-        (dict(sets=["scripted.rolout=4"]), "'scripted.rolout' (did you mean 'scripted.rollout'"),
+        (dict(flags={"algo": "random"}, sets=["scripted.rolout=4"]),
+         "'scripted.rolout' (did you mean 'scripted.rollout'"),
         (dict(flags={"algo": "rule-sora"}), "unknown algorithm 'rule-sora' (did you mean 'rule-soar'"),
         (dict(flags={"scenario": "soc-v3"}), "unknown scenario 'soc-v3' (did you mean 'soc-v2'"),
         (dict(sets=["num_envs=0"]), "num_envs must be a positive integer, got 0"),
         (dict(sets=["num_seeds=-2"]), "num_seeds must be a positive integer"),
         (dict(sets=["total_steps=1.5"]), "total_steps must be an integer, got 1.5"),
         (dict(sets=["run.chunk_updates=0"]), "run.chunk_updates must be a positive integer"),
-        (dict(sets=["scripted.rollout=0"]), "scripted.rollout must be positive"),
+        (dict(flags={"algo": "random"}, sets=["scripted.rollout=0"]), "scripted.rollout must be positive"),
         (dict(sets=["num_envs=true"]), "num_envs must be an integer, got True"),
         (dict(sets=["num_envs=many"]), "num_envs must be an integer, got 'many'"),
         (dict(sets=["run.progress=1"]), "run.progress must be true or false"),
@@ -118,5 +123,5 @@ def test_a_family_section_of_another_algorithm_is_refused(monkeypatch):
     from jaxsoc import algos
 
     monkeypatch.setitem(algos.ALGORITHMS, "mappo", "ppo")
-    with pytest.raises(ConfigError, match="section 'ppo' configures mappo, but this run's algorithm uses section 'scripted'"):
-        resolve(sets=["ppo.lr=1e-4"])
+    with pytest.raises(ConfigError, match="section 'ppo' configures .*mappo.*, but this run's algorithm uses section 'scripted'"):
+        resolve(flags={"algo": "random"}, sets=["ppo.lr=1e-4"])

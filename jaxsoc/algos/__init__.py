@@ -23,6 +23,12 @@ ALGORITHMS: dict[str, str] = {
     "constant": "scripted",
     "no-defender": "scripted",
     "rule-soar": "scripted",
+    # on-policy learners (ppo.py, a2c.py)
+    "ippo": "ppo",
+    "mappo": "ppo",
+    "single-drl": "ppo",
+    "iac": "a2c",
+    "maac": "a2c",
     # off-policy learners (docs/offpolicy.md)
     "dqn": "dqn",
     "iql": "dqn",

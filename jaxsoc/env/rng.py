@@ -50,6 +50,9 @@ def words_to_uniform(w: jax.Array) -> jax.Array:
 def words_to_normal(w: jax.Array) -> jax.Array:
     """uint32 -> standard normal float32 (inverse CDF of a uniform in (0, 1))."""
     u = ((w >> 8).astype(jnp.float32) + 0.5) * _INV_2_24
+    # The top word's midpoint 2^24 - 0.5 rounds to 2^24 in float32, i.e. u = 1 and an infinite
+    # normal (once per 2^24 draws: a NaN every few hundred thousand steps of training).
+    u = jnp.minimum(u, np.float32(1.0 - 2.0**-24))
     return jnp.sqrt(np.float32(2.0)) * jax.lax.erf_inv(2.0 * u - 1.0)
 
 

@@ -32,6 +32,14 @@ def test_normal_moments():
     assert np.isfinite(z).all() and 4.0 < np.abs(z).max() < 6.0
 
 
+def test_normal_is_finite_at_the_extreme_words():
+    # The largest word's midpoint rounded up to u = 1 in float32 (an infinite observation once
+    # every 2^24 draws, which turned PPO's parameters into NaN after ~20M draws).
+    w = jnp.array([0, 255, 0xFFFFFEFF, 0xFFFFFF00, 0xFFFFFFFF], jnp.uint32)
+    z = np.asarray(words_to_normal(w))
+    assert np.isfinite(z).all() and np.abs(z).max() < 6.0
+
+
 def test_draws_hand_out_disjoint_blocks_and_are_deterministic():
     d1, d2 = Draws(jax.random.key(0)), Draws(jax.random.key(0))
     a, b = d1.words((5,)), d1.words((3,))

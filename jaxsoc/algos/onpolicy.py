@@ -1,0 +1,503 @@
+"""Machinery shared by the on-policy learners: the team's networks, rollouts, returns, SGD.
+
+PPO (`ppo.py`: IPPO, MAPPO, Single-DRL) and advantage actor-critic (`a2c.py`: IAC, MAAC) differ
+only in their loss and in how many passes they make over a rollout; everything else lives here.
+
+  * `Policy`: the team's actors. Each role has its own network, spaces and parameters
+    (heterogeneous agents, no padding), or, for Single-DRL, one network reads the concatenated
+    observation and has one head per role. Discrete heads are `MaskedCategorical`s over the env's
+    avail actions; continuous heads are `TanhGaussian`s whose *pre-tanh* sample `u` is what a
+    rollout stores (the env gets `tanh(u)`), so log-probabilities are exact:
+    `log_prob_from_pre_tanh(u)`, never an `atanh` of a clipped action (the reference's D23 bug).
+  * `Critic`: state values `[..., C]`, one column per value head: a centralised critic on the
+    env's world state ("world", C = 1), one local critic per role on its own observation
+    ("local", C = number of roles), or one critic on the concatenated observation ("joint",
+    Single-DRL, C = 1). Rewards are the team's (every role gets the same scalar).
+  * `make_rollout`: `T` steps of `N` auto-resetting envs in one `lax.scan`, acting with the policy.
+  * `next_values` / `gae`: advantages that bootstrap through time-limit truncation (from the env's
+    `infos["final_obs"]` / `["final_world_state"]`) but not through termination, read from
+    `infos["terminated"]` / `["truncated"]` (never `infos["discount"]`: under `hmarl-soc-v1` it
+    treats truncation as terminal on purpose, reference D12).
+  * `sgd`: epochs x shuffled minibatches of optax updates on a flat batch; `make_optimizer`.
+
+Shapes: `T` rollout steps, `N` envs, `B` = flattened samples, `C` value columns. Observations are
+`{role: [..., obs_dim]}` dicts in `env.agents` order; stored actions are `int32 [...]` (discrete)
+or `f32 [..., d]` pre-tanh (continuous).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxsoc.algos.common import RoleSpec, to_env_actions
+from jaxsoc.distributions import MaskedCategorical, TanhGaussian
+from jaxsoc.networks import MLP, CategoricalActor, TanhGaussianActor, ValueCritic, dense
+
+Obs = Dict[str, jax.Array]
+Dist = Any  # MaskedCategorical | TanhGaussian
+
+CRITICS = ("world", "local", "joint")
+
+
+# ----------------------------------------------------------------------------- actors
+class SharedActor(nn.Module):
+    """Single-DRL's actor: one torso on the concatenated observation, one head per role.
+
+    `[..., sum(obs_dim)] -> {role: logits [..., n] | (mean, log_std) [..., d]}`. Continuous
+    heads have a state-independent log-std vector (as the reference's Single-DRL).
+    """
+
+    specs: Tuple[RoleSpec, ...]
+    hidden_sizes: Sequence[int]
+    activation: str = "relu"
+    log_std_init: float = -0.5
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> Dict[str, Any]:
+        h = MLP(self.hidden_sizes, activation=self.activation, name="torso")(x)
+        out: Dict[str, Any] = {}
+        for s in self.specs:
+            if s.kind == "discrete":
+                out[s.name] = dense(s.size, 0.01, name=f"{s.name}_logits")(h)
+            else:
+                mean = dense(s.size, 0.01, name=f"{s.name}_mean")(h)
+                log_std = self.param(f"{s.name}_log_std", nn.initializers.constant(self.log_std_init),
+                                     (s.size,))
+                log_std = jnp.clip(jnp.broadcast_to(log_std, mean.shape), self.log_std_min, self.log_std_max)
+                out[s.name] = (mean, log_std)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """The team's actors (see the module docstring). A static Python object; params are a pytree.
+
+    Attributes:
+      specs: the roles in `env.agents` order.
+      shared: False: one network per role on its own observation (IPPO, MAPPO, IAC, MAAC).
+        True: one network on the concatenated observation with a head per role (Single-DRL).
+      hidden_sizes, activation: the MLP torso of every actor.
+      log_std_init, log_std_min, log_std_max: the state-independent pre-tanh log-std of the
+        continuous heads (PPO style), clipped to [min, max].
+    """
+
+    specs: Tuple[RoleSpec, ...]
+    shared: bool = False
+    hidden_sizes: Tuple[int, ...] = (256, 256)
+    activation: str = "relu"
+    log_std_init: float = -0.5
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+
+    @property
+    def roles(self) -> Tuple[str, ...]:
+        return tuple(s.name for s in self.specs)
+
+    def _role_module(self, s: RoleSpec) -> nn.Module:
+        if s.kind == "discrete":
+            return CategoricalActor(s.size, self.hidden_sizes, self.activation)
+        return TanhGaussianActor(s.size, self.hidden_sizes, self.activation, state_dependent_std=False,
+                                 log_std_init=self.log_std_init, log_std_min=self.log_std_min,
+                                 log_std_max=self.log_std_max)
+
+    def _shared_module(self) -> SharedActor:
+        return SharedActor(self.specs, self.hidden_sizes, self.activation, self.log_std_init,
+                           self.log_std_min, self.log_std_max)
+
+    def init(self, key: jax.Array) -> Any:
+        """Parameters: `{role: params}`, or one params tree when `shared`."""
+        if self.shared:
+            x = jnp.zeros((1, sum(s.obs_dim for s in self.specs)), jnp.float32)
+            return self._shared_module().init(key, x)
+        keys = jax.random.split(key, len(self.specs))
+        return {s.name: self._role_module(s).init(k, jnp.zeros((1, s.obs_dim), jnp.float32))
+                for k, s in zip(keys, self.specs)}
+
+    def outputs(self, params: Any, obs: Obs) -> Dict[str, Any]:
+        """`{role: logits [..., n] | (mean, log_std) [..., d]}` for observations `{role: [..., obs_dim]}`."""
+        if self.shared:
+            return self._shared_module().apply(params, concat_obs(obs, self.roles))
+        return {s.name: self._role_module(s).apply(params[s.name], obs[s.name]) for s in self.specs}
+
+    def dists(self, params: Any, obs: Obs, masks: Dict[str, jax.Array]) -> Dict[str, Dist]:
+        """`{role: distribution}`; `masks` holds `[..., n]` avail actions for the discrete roles."""
+        out = self.outputs(params, obs)
+        dists: Dict[str, Dist] = {}
+        for s in self.specs:
+            if s.kind == "discrete":
+                dists[s.name] = MaskedCategorical(out[s.name], masks.get(s.name))
+            else:
+                dists[s.name] = TanhGaussian(*out[s.name])
+        return dists
+
+    def masks(self, env_masks: Dict[str, jax.Array]) -> Dict[str, jax.Array]:
+        """The env's avail-action masks for the discrete roles, `{role: bool [..., n]}`.
+
+        A role whose learner-side choices are not the env's (a coordinator encoding on v1's Box
+        coordinator, `jaxsoc.algos.common`) has every choice allowed.
+        """
+        out = {}
+        for s in self.specs:
+            if s.kind != "discrete":
+                continue
+            m = env_masks[s.name]
+            if m.shape[-1] != s.size:
+                m = jnp.ones(m.shape[:-1] + (s.size,), bool)
+            out[s.name] = m
+        return out
+
+
+def concat_obs(obs: Obs, roles: Sequence[str]) -> jax.Array:
+    """`[..., sum(obs_dim)]`: the roles' observations side by side, in `roles` order."""
+    return jnp.concatenate([obs[r] for r in roles], axis=-1)
+
+
+def sample(dists: Dict[str, Dist], key: jax.Array) -> Tuple[Dict[str, jax.Array], Dict[str, jax.Array]]:
+    """`(actions, log_probs)` per role: int32 choices or pre-tanh `u`, and their exact log-probs.
+
+    All roles' noise comes from ONE uniform draw (Gumbel noise for the choices, Gaussian noise
+    by the inverse normal CDF for the continuous heads): every threefry call compiles to its own
+    large XLA:CPU kernel (~0.5 s of compile time each), and a rollout step is compiled into every
+    training program.
+    """
+    widths = {role: d.logits.shape[-1] if isinstance(d, MaskedCategorical) else d.mean.shape[-1]
+              for role, d in dists.items()}
+    batch = next(iter(dists.values()))
+    batch = (batch.logits if isinstance(batch, MaskedCategorical) else batch.mean).shape[:-1]
+    tiny = jnp.finfo(jnp.float32).tiny
+    u = jax.random.uniform(key, batch + (sum(widths.values()),), minval=tiny, maxval=1.0)
+    actions, start = {}, 0
+    for role, d in dists.items():
+        noise = u[..., start:start + widths[role]]
+        start += widths[role]
+        if isinstance(d, MaskedCategorical):
+            # Gumbel-max over the allowed choices: the mode of the perturbed masked distribution.
+            actions[role] = MaskedCategorical(d.log_probs - jnp.log(-jnp.log(noise)), d.mask).mode()
+        else:
+            eps = jax.scipy.special.ndtri(noise)
+            actions[role] = d.mean + jnp.exp(d.log_std) * eps
+    return actions, log_probs_of(dists, actions)
+
+
+def log_probs_of(dists: Dict[str, Dist], actions: Dict[str, jax.Array]) -> Dict[str, jax.Array]:
+    """`{role: [...]}` log-probabilities of stored actions (choices, or pre-tanh samples)."""
+    return {role: (d.log_prob(actions[role]) if isinstance(d, MaskedCategorical)
+                   else d.log_prob_from_pre_tanh(actions[role]))
+            for role, d in dists.items()}
+
+
+def entropies(dists: Dict[str, Dist]) -> Dict[str, jax.Array]:
+    """`{role: [...]}`: exact for discrete heads; for tanh-Gaussians the entropy of the pre-tanh
+    Gaussian (closed form, an upper bound of the squashed one: the usual PPO entropy bonus)."""
+    return {role: (d.entropy() if isinstance(d, MaskedCategorical) else d.base_entropy())
+            for role, d in dists.items()}
+
+
+def greedy(dists: Dict[str, Dist]) -> Dict[str, jax.Array]:
+    """Greedy stored actions: the most likely allowed choice, or the pre-tanh mean."""
+    return {role: (d.mode() if isinstance(d, MaskedCategorical) else d.mean) for role, d in dists.items()}
+
+
+def env_actions(actions: Dict[str, jax.Array], dists: Dict[str, Dist]) -> Dict[str, jax.Array]:
+    """Stored actions -> the actions the roles take: choices as they are, `tanh(u)` for Box roles."""
+    return {role: (a if isinstance(dists[role], MaskedCategorical) else jnp.tanh(a))
+            for role, a in actions.items()}
+
+
+# ----------------------------------------------------------------------------- critics
+@dataclasses.dataclass(frozen=True)
+class Critic:
+    """State values `[..., C]` (see the module docstring).
+
+    Attributes:
+      kind: "world" (V(world state), C = 1), "local" (V_i(obs_i) per role, C = roles) or
+        "joint" (V(concatenated obs), C = 1).
+      roles: the roles in `env.agents` order.
+      hidden_sizes, activation: the MLP of every critic.
+    """
+
+    kind: str
+    roles: Tuple[str, ...]
+    hidden_sizes: Tuple[int, ...] = (256, 256)
+    activation: str = "relu"
+
+    def __post_init__(self):
+        if self.kind not in CRITICS:
+            raise ValueError(f"unknown critic {self.kind!r}; use one of {CRITICS}")
+
+    @property
+    def columns(self) -> int:
+        return len(self.roles) if self.kind == "local" else 1
+
+    def column(self, role: str) -> int:
+        """The value column whose advantages train `role`'s actor."""
+        return self.roles.index(role) if self.kind == "local" else 0
+
+    def source(self, obs: Obs, world_state: Optional[jax.Array]) -> Any:
+        """What the critic reads: the world state ("world") or the observations."""
+        return world_state if self.kind == "world" else obs
+
+    def _module(self) -> ValueCritic:
+        return ValueCritic(self.hidden_sizes, self.activation)
+
+    def init(self, key: jax.Array, obs_dims: Dict[str, int], world_dim: int) -> Any:
+        m = self._module()
+        if self.kind == "world":
+            return m.init(key, jnp.zeros((1, world_dim), jnp.float32))
+        if self.kind == "joint":
+            return m.init(key, jnp.zeros((1, sum(obs_dims.values())), jnp.float32))
+        keys = jax.random.split(key, len(self.roles))
+        return {r: m.init(k, jnp.zeros((1, obs_dims[r]), jnp.float32)) for k, r in zip(keys, self.roles)}
+
+    def values(self, params: Any, source: Any) -> jax.Array:
+        """`[..., C]` values of a `source` (see `source`) with leading axes `[...]`."""
+        m = self._module()
+        if self.kind == "world":
+            return m.apply(params, source)[..., None]
+        if self.kind == "joint":
+            return m.apply(params, concat_obs(source, self.roles))[..., None]
+        return jnp.stack([m.apply(params[r], source[r]) for r in self.roles], axis=-1)
+
+
+# ----------------------------------------------------------------------------- rollouts
+class Trajectory(NamedTuple):
+    """A rollout, `[T, N, ...]` on every leaf.
+
+    obs: `{role: [T, N, obs_dim]}` the observations acted on.
+    world_state: `[T, N, W]` the world state that goes with them (world critics only, else None).
+    masks: `{role: bool [T, N, n]}` avail actions of the discrete roles.
+    actions: `{role: int32 [T, N] | f32 [T, N, d]}` choices, or pre-tanh samples.
+    log_probs: `{role: [T, N]}` their log-probabilities under the acting policy.
+    weights: `{role: [T, N]}` 1 where the role's action took effect, else 0 (the env reads the
+      coordinator only every K steps; see `make_rollout`'s `decisions_only`).
+    rewards: `[T, N]` team reward.
+    terminated: `[T, N]` the episode ended without a value after it (no bootstrap).
+    done: `[T, N]` the episode ended (terminated or truncated): the return stops here.
+    """
+
+    obs: Obs
+    world_state: Optional[jax.Array]
+    masks: Dict[str, jax.Array]
+    actions: Dict[str, jax.Array]
+    log_probs: Dict[str, jax.Array]
+    weights: Dict[str, jax.Array]
+    rewards: jax.Array
+    terminated: jax.Array
+    done: jax.Array
+
+
+class Truncations(NamedTuple):
+    """Where a rollout's episodes were cut by the time limit, and what came after.
+
+    Each env truncates at most once every `max_steps` steps, so `S = ceil(T / max_steps)` slots
+    per env hold every truncation of a rollout (one slot whenever T <= max_steps); the critic
+    reads the `S x N` terminal inputs once after the rollout instead of `T x N` of them.
+
+    source: the critic's input at the truncated state, `[S, N, ...]`.
+    step: `int32 [S, N]`, the rollout step of each, -1 for an unused slot.
+    count: `int32 [N]`, slots used.
+    """
+
+    source: Any
+    step: jax.Array
+    count: jax.Array
+
+
+def make_rollout(env, env_params, policy: Policy, critic: Critic, num_envs: int, length: int, *,
+                 coordinator: str = "native", decisions_only: bool = True,
+                 bootstrap_truncation: bool = True, max_steps: int | None = None) -> Callable:
+    """`rollout(actor_params, env_state, obs, world_state, key) -> (carry, traj, truncs, metrics)`.
+
+    Steps `num_envs` envs `length` times with actions sampled from `policy`; `carry` is the new
+    `(env_state, obs, world_state)`, `traj` a `Trajectory`, `truncs` the `Truncations` (None
+    when truncation is not bootstrapped), `metrics` the env's `infos["metrics"]` and
+    `dones["__all__"]`, `[T, N]`, for `mean_episode_metrics`.
+
+    decisions_only: the env reads the coordinator's action only when its step counter is a
+      multiple of `directive_period` (and holds it in between); with True the coordinator's
+      other actions get weight 0, so its policy gradient counts only the actions that acted.
+    bootstrap_truncation: True: a time-limit truncation is not the end of the return: its
+      advantage bootstraps from the value of the terminal state (`final_obs`/`final_world_state`).
+      False: truncation is treated like termination (value 0 after it), as the reference did.
+    """
+    batched_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    batched_avail = jax.vmap(env.get_avail_actions, in_axes=(0, None))
+    period = getattr(env_params, "directive_period", None)
+    weigh_coordinator = decisions_only and period is not None and "coordinator" in policy.roles
+    slots = -(-length // max_steps) if max_steps else length
+
+    def rollout(actor_params, env_state, obs, world_state, key):
+        def step(carry, t):
+            env_state, obs, world_state, key, truncs = carry
+            key, k_act, k_env = jax.random.split(key, 3)
+            masks = policy.masks(batched_avail(env_state, env_params))
+            dists = policy.dists(actor_params, obs, masks)
+            actions, log_probs = sample(dists, k_act)
+            weights = {r: jnp.ones((num_envs,), jnp.float32) for r in policy.roles}
+            if weigh_coordinator:
+                weights["coordinator"] = (env_state.t % period == 0).astype(jnp.float32)
+            next_obs, env_state, rewards, dones, infos = batched_step(
+                jax.random.split(k_env, num_envs), env_state,
+                to_env_actions(env_actions(actions, dists), coordinator), env_params)
+            done = dones["__all__"]
+            team_reward = jnp.mean(jnp.stack([rewards[r] for r in env.agents]), axis=0)
+            next_world_state = infos["world_state"] if critic.kind == "world" else None
+            if bootstrap_truncation:
+                terminated = infos["terminated"]
+                cut = infos["truncated"] & ~terminated  # needs the terminal state's value
+                hit = cut[None] & (jnp.arange(slots)[:, None] == truncs.count[None])  # [S, N]
+                final = critic.source(infos["final_obs"], infos.get("final_world_state"))
+                source = jax.tree.map(
+                    lambda buf, new: jnp.where(hit.reshape(hit.shape + (1,) * (new.ndim - 1)), new[None], buf),
+                    truncs.source, final)
+                truncs = Truncations(source, jnp.where(hit, t, truncs.step), truncs.count + cut)
+            else:
+                terminated = done
+            traj = Trajectory(obs, world_state, masks, actions, log_probs, weights, team_reward,
+                              terminated, done)
+            carry = (env_state, next_obs, next_world_state, key, truncs)
+            return carry, (traj, (infos["metrics"], done))
+
+        truncs = None
+        if bootstrap_truncation:
+            example = critic.source(obs, world_state)
+            truncs = Truncations(
+                jax.tree.map(lambda x: jnp.zeros((slots,) + x.shape, x.dtype), example),
+                jnp.full((slots, num_envs), -1, jnp.int32), jnp.zeros((num_envs,), jnp.int32))
+        (env_state, obs, world_state, _, truncs), (traj, metrics) = jax.lax.scan(
+            step, (env_state, obs, world_state, key, truncs), jnp.arange(length))
+        return (env_state, obs, world_state), traj, truncs, metrics
+
+    return rollout
+
+
+# ----------------------------------------------------------------------------- returns
+def next_values(values: jax.Array, last_values: jax.Array, truncs: Optional[Truncations],
+                truncated_values: Optional[jax.Array]) -> jax.Array:
+    """The value after each step, `[T, N, C]`, for bootstrapping.
+
+    values: `[T, N, C]` V(s_t) of the states acted on; last_values: `[N, C]` V(s_T) after the
+      rollout; truncs / truncated_values (`[S, N, C]`): the time-limit truncations and the values
+      of their terminal states. After a reset s_{t+1} is the next episode's first state, so a
+      truncated step's value comes from its terminal state instead; a terminated step's value is
+      whatever (`gae` multiplies it by 0).
+    """
+    after = jnp.concatenate([values[1:], last_values[None]], axis=0)
+    if truncs is None:
+        return after
+    steps = jnp.arange(values.shape[0])
+    hit = truncs.step[:, None, :] == steps[None, :, None]  # [S, T, N]
+    from_terminal = jnp.sum(jnp.where(hit[..., None], truncated_values[:, None], 0.0), axis=0)
+    return jnp.where(jnp.any(hit, axis=0)[..., None], from_terminal, after)
+
+
+def gae(rewards: jax.Array, values: jax.Array, next_values: jax.Array, terminated: jax.Array,
+        done: jax.Array, gamma: float, lam: float) -> Tuple[jax.Array, jax.Array]:
+    """Generalised advantage estimation (Schulman et al. 2016), backwards over time.
+
+        delta_t = r_t + gamma * (1 - terminated_t) * next_value_t - value_t
+        A_t     = delta_t + gamma * lam * (1 - done_t) * A_{t+1}
+        return_t = A_t + value_t
+
+    All arrays `[T, ...]` with equal trailing shapes (broadcast `[T, N, 1]` flags against
+    `[T, N, C]` values). A terminated step keeps no value after it; a truncated one
+    (done but not terminated) bootstraps from `next_value_t`, the value of its terminal state;
+    both stop the sum (the next state belongs to another episode). `lam=1` gives the discounted
+    Monte-Carlo return to the rollout's end; `lam=0` the one-step TD error r + gamma V' - V.
+
+    Returns `(advantages, returns)`, `[T, ...]`.
+    """
+    terminated = terminated.astype(values.dtype)
+    done = done.astype(values.dtype)
+    deltas = rewards + gamma * (1.0 - terminated) * next_values - values
+
+    def back(next_adv, x):
+        delta, d = x
+        adv = delta + gamma * lam * (1.0 - d) * next_adv
+        return adv, adv
+
+    _, advantages = jax.lax.scan(back, jnp.zeros_like(deltas[0]), (deltas, done), reverse=True)
+    return advantages, advantages + values
+
+
+def explained_variance(values: jax.Array, returns: jax.Array) -> jax.Array:
+    """`1 - Var(returns - values) / Var(returns)` over the leading axes, `[C]` (NaN if Var = 0)."""
+    axes = tuple(range(values.ndim - 1))
+    var = jnp.var(returns, axis=axes)
+    return jnp.where(var > 0, 1.0 - jnp.var(returns - values, axis=axes) / jnp.where(var > 0, var, 1.0),
+                     jnp.nan)
+
+
+# ----------------------------------------------------------------------------- optimisation
+def make_optimizer(params: Any, lr: float, max_grad_norm: float, adam_eps: float,
+                   anneal_steps: int | None = None) -> optax.GradientTransformation:
+    """Adam with gradient-norm clipping per network (each actor, each critic on its own), as if
+    every network had its own optimiser: one role's large gradient never scales another's down.
+
+    `params` is `{"actor": ..., "critic": ...}`; its second level (the roles of per-role networks)
+    names the networks. `anneal_steps`: decay the learning rate linearly to 0 over that many
+    optimiser steps (None: constant).
+    """
+    rate = optax.linear_schedule(lr, 0.0, anneal_steps) if anneal_steps else lr
+
+    def one():
+        return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(rate, eps=adam_eps))
+
+    def labels(tree):
+        out = {}
+        for part, sub in tree.items():
+            if isinstance(sub, dict) and "params" not in sub:  # {role: flax variables}
+                out[part] = {role: jax.tree.map(lambda _, n=f"{part}/{role}": n, v) for role, v in sub.items()}
+            else:
+                out[part] = jax.tree.map(lambda _, n=part: n, sub)
+        return out
+
+    names = sorted(set(jax.tree.leaves(labels(params))))
+    return optax.multi_transform({n: one() for n in names}, labels)
+
+
+def sgd(key: jax.Array, params: Any, opt_state: Any, batch: Any, loss_fn: Callable,
+        optimizer: optax.GradientTransformation, epochs: int, minibatches: int):
+    """`epochs` passes over `batch` (a pytree of `[B, ...]` leaves), each split into `minibatches`
+    shuffled minibatches, one optimiser step per minibatch.
+
+    `loss_fn(params, minibatch) -> (loss, metrics)`. Returns `(params, opt_state, metrics)`, the
+    metrics averaged over all steps. With one minibatch nothing is shuffled (the order of a
+    full-batch gradient does not matter).
+    """
+    size = jax.tree.leaves(batch)[0].shape[0]
+
+    def minibatch_step(carry, minibatch):
+        params, opt_state = carry
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(params, minibatch)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), metrics
+
+    def epoch(carry, k):
+        if minibatches == 1:
+            split = jax.tree.map(lambda x: x[None], batch)
+        else:
+            # argsort of uniforms: a uniformly random permutation from one random draw
+            # (jax.random.permutation draws several rounds, each its own compiled kernel).
+            perm = jnp.argsort(jax.random.uniform(k, (size,)))
+            split = jax.tree.map(lambda x: x[perm].reshape((minibatches, -1) + x.shape[1:]), batch)
+        return jax.lax.scan(minibatch_step, carry, split)
+
+    (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, epochs))
+    return params, opt_state, jax.tree.map(jnp.mean, metrics)
+
+
+def flatten(tree: Any) -> Any:
+    """`[T, N, ...] -> [T * N, ...]` on every leaf."""
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
+
+
+def weighted_mean(x: jax.Array, w: jax.Array) -> jax.Array:
+    return jnp.sum(x * w) / jnp.maximum(jnp.sum(w), 1.0)
