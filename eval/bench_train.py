@@ -1,16 +1,35 @@
-"""Training throughput: env-steps/s of whole training updates (rollout + learning) per algorithm,
-next to the raw env-steps/s of the same scenario and env count, measured in the same run.
+"""Training throughput of every learner: env-steps/s of whole training updates (rollout + learning)
+per algorithm, next to the raw env-steps/s of the same scenario and env count, measured in the
+same run; then update rounds per second of the off-policy learners and of the HMARL round.
 
-    python eval/bench_train.py                          # every case, 4096 envs, soc-v2
+    python eval/bench_train.py                          # every case, 4096 envs, soc-v2, and the rounds
     python eval/bench_train.py --cases mappo ippo --envs 1024 --scenario hmarl-soc-v1
     python eval/bench_train.py --set ppo.epochs=4       # any config override, for every case
+    python eval/bench_train.py --cases dqn sac --skip-rounds
+    python eval/bench_train.py --envs 64 --updates 2 --repeats 1 --cases mappo dqn \
+        --round-reps 2 --round-repeats 1 --capacity 20000   # a smoke test, not a measurement
 
 A case is an algorithm name and config overrides (`CASES` below; add a line for a new learner).
 Each is timed through exactly what `train/run.py` runs: `jaxsoc.engine.build_program` (the seed
 vmap and the jitted `lax.scan` chunk of `update`s), one seed, after a warm-up chunk; the number
-is the best of `--repeats` chunks. "raw" steps the same envs with uniformly random actions
-(`eval/bench_env.py`'s runner). Machines are noisy and shared: the load average is printed with
-each row; compare numbers from one run only.
+is the best of `--repeats` chunks. Hyper-parameters are each algorithm's `configs/<algo>.yaml`
+over its family's defaults: on-policy learners use the reference's 2 x 256 networks (plus a
+3 x 256 MAPPO case), off-policy ones and HMARL the paper's 3 x 256 networks, batch 256 and their
+update-to-data ratio `utd` (update rounds per env transition; the `update` column shows the
+rollout length T and utd, and the rounds one update runs). An off-policy row whose timed chunks
+ran fewer rounds than that (the buffer was still below `learning_starts`) says so. A case whose
+trainer fails to build or run prints an error row; the other cases still run. "raw" steps the
+same envs with uniformly random actions (`eval/bench_env.py`'s runner).
+
+Update rounds (skip with `--skip-rounds`) reuse `eval/bench_offpolicy.py`: `hmarl_round` (the
+reference's train_fast round at hmarl-soc-v1 sizes: sample `--batch` from a full PER buffer of
+`--capacity`, SAC threat hunter + DQN alert triage + MADDPG response orchestrator, priorities;
+its ratio to the reference's 34 ms is printed) and `algorithm_round` for each off-policy
+algorithm among the selected cases (its own team, networks and buffer type), `--hidden` widths,
+on `--rounds-scenario`. Each is the best of `--round-repeats` calls of `--round-reps` rounds.
+
+Machines are noisy and shared: the load average is printed with each row; compare numbers from
+one run only.
 """
 from __future__ import annotations
 
@@ -31,6 +50,15 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "maac": ("maac", []),
     # the same MAPPO with three hidden layers of 256 (networks.DEFAULT_HIDDEN), for comparison
     "mappo-3x256": ("mappo", ["ppo.hidden_sizes=[256, 256, 256]"]),
+    # off-policy learners (docs/offpolicy.md): paper's 3 x 256 networks, batch 256, their utd
+    "dqn": ("dqn", []),
+    "iql": ("iql", []),
+    "vdn": ("vdn", []),
+    "qmix": ("qmix", []),
+    "sac": ("sac", []),
+    "maddpg": ("maddpg", []),
+    # the hierarchical team (section `hmarl:`): PPO coordinator, SAC/DQN/MADDPG tier 2, shared PER
+    "hmarl": ("hmarl", []),
 }
 
 
@@ -41,11 +69,22 @@ def _parse(argv=None):
     ap.add_argument("--envs", type=int, default=4096, help="parallel envs (one seed)")
     ap.add_argument("--scenario", default="soc-v2")
     ap.add_argument("--updates", type=int, default=0,
-                    help="updates per timed chunk (default: enough for ~2M env steps, at least 2)")
+                    help="updates per timed chunk (default: enough for ~2M env steps, at least 2; "
+                         "off-policy cases at most enough for ~2,000 update rounds)")
     ap.add_argument("--repeats", type=int, default=2, help="timed chunks per case (best is kept)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="config override applied to every case (e.g. ppo.epochs=4)")
     ap.add_argument("--no-raw", action="store_true", help="skip the raw env measurement")
+    rounds = ap.add_argument_group("update rounds (eval/bench_offpolicy.py)")
+    rounds.add_argument("--skip-rounds", action="store_true", help="skip the update-round measurements")
+    rounds.add_argument("--hidden", nargs="+", type=int, default=[256, 256, 256],
+                        help="layer widths of the rounds' networks (default: the paper's 3 x 256)")
+    rounds.add_argument("--batch", type=int, default=256, help="batch size of a round")
+    rounds.add_argument("--capacity", type=int, default=200_000, help="replay buffer size (filled)")
+    rounds.add_argument("--round-reps", type=int, default=20, help="update rounds per timed call")
+    rounds.add_argument("--round-repeats", type=int, default=5, help="timed calls (best is kept)")
+    rounds.add_argument("--rounds-scenario", default="hmarl-soc-v1",
+                        help="scenario of the per-algorithm rounds (the HMARL round is always hmarl-soc-v1)")
     return ap.parse_args(argv)
 
 
@@ -71,32 +110,71 @@ def time_case(name: str, args) -> dict:
     env, env_params = soc.make(cfg["scenario"], **cfg["env"])
     trainer = algos.make_train(cfg, env, env_params)
     per_update = trainer.env_steps_per_update
-    updates = args.updates or max(2, -(-2_000_000 // per_update))
+    s = cfg[family]
+    rounds = None  # off-policy (a `utd` key): update rounds per update
+    if "utd" in s:
+        from jaxsoc.algos import offpolicy
+
+        rounds = offpolicy.rounds_per_update(cfg, s)
+    updates = -(-2_000_000 // per_update)
+    if rounds is not None:  # at 4096 envs and utd 0.02, ~2M env steps would be ~40,000 rounds
+        updates = min(updates, -(-2_000 // rounds))
+    updates = args.updates or max(2, updates)
     program = engine.build_program(trainer, cfg, engine.make_mesh(1), env, env_params)
     state = program.init(engine.seed_keys(cfg["seed"], 1))
     chunk = program.chunk(updates)
     t0 = time.perf_counter()
-    state, _ = chunk(state)  # compiles, then runs once (warm-up)
+    state, metrics = chunk(state)  # compiles, then runs once (warm-up)
     jax.block_until_ready(state)
     first = time.perf_counter() - t0
     best = float("inf")
     load_before = _load()
+    fewest = None  # off-policy: the fewest update rounds run in a timed chunk
     for _ in range(args.repeats):
+        done_before = _grad_steps(metrics)
         t0 = time.perf_counter()
         state, metrics = chunk(state)
         jax.block_until_ready(metrics)
         best = min(best, time.perf_counter() - t0)
-    s = cfg[family]
-    shape = f"T={s['rollout']}"
-    if family == "ppo":
-        shape += f" x{s['epochs']} ep x{s['minibatches']} mb"
+        if rounds is not None and done_before is not None:
+            ran = _grad_steps(metrics) - done_before
+            fewest = ran if fewest is None else min(fewest, ran)
+    if rounds is not None:
+        shape = f"T={s['rollout']} utd={s['utd']:g} ({rounds} round{'s' if rounds != 1 else ''})"
+    else:
+        shape = f"T={s['rollout']}"
+        if family == "ppo":
+            shape += f" x{s['epochs']} ep x{s['minibatches']} mb"
+    hidden = s.get("hidden_sizes", s.get("hidden", []))
+    if rounds is not None and fewest is not None and fewest < updates * rounds:
+        shape += f", only {fewest} of {updates * rounds} rounds timed (learning_starts)"
     row = dict(case=name, algo=algo, envs=args.envs, scenario=args.scenario, shape=shape,
-               hidden="x".join(map(str, s.get("hidden_sizes", []))) or "-",
+               hidden="x".join(map(str, hidden)) or "-",
                sps=updates * per_update / best, compile_s=max(first - best, 0.0),
                steps=updates * per_update, load=f"{load_before} -> {_load()}")
     print(f"  {name:12s} {row['sps']:>10,.0f} training env-steps/s  ({shape}, hidden {row['hidden']}, "
-          f"{row['steps']:,} steps per chunk, compile ~{row['compile_s']:.0f} s, load {row['load']})", flush=True)
+          f"{row['steps']:,} steps per chunk, compile ~{row['compile_s']:.0f} s, load {row['load']})",
+          flush=True)
     return row
+
+
+def _grad_steps(metrics) -> int | None:
+    """Update rounds done so far (off-policy trainers log the running count), from a chunk's
+    stacked `[updates, seeds]` metrics; None for trainers without the count."""
+    if "grad_steps" not in metrics:
+        return None
+    return int(metrics["grad_steps"][-1].max())
+
+
+def try_case(name: str, args) -> dict:
+    """`time_case`, or an error row when the case's trainer fails to build or run."""
+    algo = CASES[name][0]
+    try:
+        return time_case(name, args)
+    except Exception as e:  # noqa: BLE001 - one broken learner must not stop the benchmark
+        error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
+        print(f"  {name:12s} ERROR {error}", flush=True)
+        return dict(case=name, algo=algo, error=error)
 
 
 def time_raw(args) -> float:
@@ -129,16 +207,66 @@ def main(argv=None) -> None:
     print(f"training benchmark: {args.scenario}, {args.envs} envs, 1 seed, on {dev.device_kind} "
           f"({jax.default_backend()}), jax {jax.__version__}, {os.cpu_count()} CPU cores, load {_load()}")
     raw = None if args.no_raw else time_raw(args)
-    rows = [time_case(name, args) for name in args.cases]
+    rows = [try_case(name, args) for name in args.cases]
     if raw is not None and len(rows) > 2:
         raw_after = time_raw(args)
         raw = max(raw, raw_after)
     print(f"\n| case | algorithm | update | hidden | training env-steps/s | raw env-steps/s | share of raw |"
           "\n|---|---|---|---|---:|---:|---:|")
     for r in rows:
+        if "error" in r:
+            print(f"| {r['case']} | {r['algo']} | error: {r['error']} | - | - | - | - |")
+            continue
         share = f"{r['sps'] / raw:.1%}" if raw else "-"
         raw_txt = f"{raw:,.0f}" if raw else "-"
         print(f"| {r['case']} | {r['algo']} | {r['shape']} | {r['hidden']} | {r['sps']:,.0f} | {raw_txt} | {share} |")
+    if not args.skip_rounds:
+        time_rounds(args)
+
+
+def time_rounds(args) -> list:
+    """Update rounds per second: the HMARL round, then each off-policy algorithm among the cases."""
+    import bench_offpolicy as bo  # eval/bench_offpolicy.py
+
+    hidden = tuple(args.hidden)
+    selected = []
+    for name in args.cases:
+        algo = CASES[name][0]
+        if algo in bo.OFFPOLICY and algo not in selected:
+            selected.append(algo)
+    print(f"\nUpdate rounds: batch {args.batch}, networks {'x'.join(map(str, hidden))}, full buffer of "
+          f"{args.capacity:,} (eval/bench_offpolicy.py; load = 1-min load average before -> after)")
+    jobs = [("HMARL round", "SAC TH + DQN AT + MADDPG RO", lambda: bo.hmarl_round(
+        hidden, args.batch, args.capacity, args.round_reps, args.round_repeats))]
+    jobs += [(algo, None, lambda algo=algo: bo.algorithm_round(
+        algo, hidden, args.batch, args.capacity, args.rounds_scenario, args.round_reps, args.round_repeats))
+        for algo in selected]
+    rows = []
+    for name, roles, job in jobs:
+        try:
+            r = job()
+        except Exception as e:  # noqa: BLE001 - one broken learner must not stop the benchmark
+            error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
+            print(f"  {name:12s} ERROR {error}", flush=True)
+            rows.append(dict(name=name, error=error))
+            continue
+        r = dict(r, name=name, roles=roles or r.get("roles", "-"))
+        ratio = r.get("ratio_to_reference")
+        vs = f", {ratio:.2f}x the reference's {bo.REFERENCE_MS:.0f} ms" if ratio is not None else ""
+        print(f"  {name:12s} {r['ms']:8.2f} ms/round {r['rounds_per_s']:8.1f} rounds/s{vs}  "
+              f"[compile {r['compile_s']:.0f} s, load {r['load'][0]:.1f} -> {r['load'][1]:.1f}]", flush=True)
+        rows.append(r)
+    print("\n| round | roles | PER | ms/round | rounds/s | speed-up over the reference (34 ms) |"
+          "\n|---|---|---|---:|---:|---:|")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['name']} | error: {r['error']} | - | - | - | - |")
+            continue
+        per = "yes" if r.get("per", True) else "no"
+        ratio = r.get("ratio_to_reference")
+        print(f"| {r['name']} | {r['roles']} | {per} | {r['ms']:.2f} | {r['rounds_per_s']:.1f} | "
+              f"{f'{ratio:.2f}x' if ratio is not None else '-'} |")
+    return rows
 
 
 if __name__ == "__main__":
