@@ -136,3 +136,35 @@ def valid_first(key: jax.Array, mask: jax.Array, capacity: int, *trees):
     weights = flat_mask[order].astype(jnp.float32)
     gathered = [jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:])[order], t) for t in trees]
     return weights, gathered
+
+
+def sparse_rows(fn, rows, mask: jax.Array, slots: int, key: jax.Array | None = None):
+    """`fn` on only the rows where `mask [R]` holds, `slots` rows at a time; zeros elsewhere.
+
+    A coordinator deciding every K steps needs its networks on about R/K rows per env step, but a
+    dense forward pays for all R: with the attention encoder that was most of the rollout's cost.
+    The selected rows are gathered into chunks of `slots` (valid ones first), `fn(chunk, key_i)`
+    runs on each chunk that holds any, and the results are scattered back. The loop runs
+    ceil(count / slots) times (a `while_loop`: under `vmap` over seeds, the maximum over seeds), so
+    the cost follows the number of decisions however they are spread over steps.
+
+    `fn: (rows [slots, ...] pytree, key) -> pytree of [slots, ...]`; `rows`: pytree of `[R, ...]`.
+    Returns the pytree of `[R, ...]`, zero where `mask` is false.
+    """
+    r = mask.shape[0]
+    slots = max(1, min(int(slots), r))
+    chunks = -(-r // slots)
+    order = jnp.nonzero(mask, size=chunks * slots, fill_value=r)[0]  # selected rows, then r (padding)
+    count = jnp.sum(mask.astype(jnp.int32))
+    key = jax.random.key(0) if key is None else key
+    first = jax.tree.map(lambda a: a[:slots], rows)
+    out_shape = jax.eval_shape(fn, first, key)
+    init = jax.tree.map(lambda s: jnp.zeros((r,) + s.shape[1:], s.dtype), out_shape)
+
+    def body(i, out):
+        idx = jax.lax.dynamic_slice_in_dim(order, i * slots, slots)
+        chunk = jax.tree.map(lambda a: a[jnp.minimum(idx, r - 1)], rows)
+        y = fn(chunk, jax.random.fold_in(key, i))
+        return jax.tree.map(lambda o, v: o.at[idx].set(v, mode="drop"), out, y)
+
+    return jax.lax.fori_loop(0, (count + slots - 1) // slots, body, init)

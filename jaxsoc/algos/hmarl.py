@@ -73,8 +73,8 @@ COORDINATOR_DEFAULTS = {
     "clip_eps": 0.2,
     "ent_coef": 0.01,
     "vf_coef": 0.5,
-    "epochs": 4,
-    "minibatches": 4,
+    "epochs": 2,
+    "minibatches": 2,
     "gae_lambda": 0.95,
     "max_grad_norm": 0.5,
     "discounting": "smdp",         # smdp: R discounted within the macro-step, gamma^k across; reference
@@ -84,12 +84,14 @@ COORDINATOR_DEFAULTS = {
     "num_heads": 4,
     "d_k": 64,
     "embed_dim": 64,
-    "capacity": 1.5,               # macro-transitions kept per update, x (num_envs * rollout / K)
+    "capacity": 0.5,               # macro-transitions kept per update, x (num_envs * rollout / K): a
+                                   # random subset when fewer than were emitted (unbiased, cheaper)
 }
 DEFAULTS = {
     **op.COMMON_DEFAULTS,
     "rollout": 20,                 # env steps per env per update
-    "utd": 0.002,                  # tier-2 update rounds per env transition (batch 256)
+    "utd": 0.0006,                 # tier-2 update rounds per env transition (batch 256): 12 rounds
+                                   # per update of 1024 envs x 20 steps (docs/hmarl.md)
     "learning_starts": 10_000,
     "k": None,                     # directive period K; null: the scenario's (5)
     "train_coordinator": True,     # false: no coordinator (a fixed directive), the "w/o SC" ablation
@@ -427,7 +429,22 @@ def example_transition(env: SOCEnv, setup: Setup) -> PyTree:
     }
 
 
-def make_train(config: dict, env: SOCEnv, env_params) -> Trainer:
+class Parts(NamedTuple):
+    """The pieces of one hmarl trainer, for tests and tools (`make_train(..., with_parts=True)`)."""
+
+    setup: Setup
+    team: Team
+    coordinator: Coordinator
+    env: SOCEnv  # with the run's K
+    env_params: Any
+    rounds: int  # tier-2 rounds per update
+    capacity: int  # macro-transitions gathered per coordinator update
+    collect: Any  # state -> (state, (records, episode metrics, done, reward, decided)), all [T, N]
+    coordinator_update: Any  # (coordinator state, records, key) -> (coordinator state, metrics)
+    learn: Any  # (agents, buffer, extra priorities, coordinator actor params, key) -> (...)
+
+
+def make_train(config: dict, env: SOCEnv, env_params, with_parts: bool = False):
     c = config["hmarl"]
     cc = c["coordinator"]
     if c["k"] is not None and c["k"] != env_params.directive_period:
@@ -446,6 +463,8 @@ def make_train(config: dict, env: SOCEnv, env_params) -> Trainer:
     capacity = max(cc["minibatches"], int(np.ceil(cc["capacity"] * steps_per_update / K)))
     capacity = int(np.ceil(capacity / cc["minibatches"]) * cc["minibatches"])
     example = example_transition(env, setup)
+    # rows per chunk of the coordinator's sparse forwards: the ~N/K envs deciding in a step, with room
+    slots = int(np.ceil(1.25 * num_envs / K / 8) * 8)
     vstep = lambda key, state, actions: common.batched_step(env, env_params, key, state, actions)
     batched_team_act = jax.vmap(team_act, in_axes=(None, None, None, 0, 0, 0, None, None))
 
@@ -506,7 +525,11 @@ def make_train(config: dict, env: SOCEnv, env_params) -> Trainer:
         (cstate, agents, buffer, env_state, obs, held, pending, value, key, env_steps) = carry
         key, k_c, k_a, k_s = jax.random.split(key, 4)
         decide = (env_state.t % K) == 0
-        choice, log_prob = coord_decide(cstate, obs["coordinator"], k_c, False)
+        if learn_coord:  # the coordinator's networks run only on the envs that decide this step
+            choice, log_prob = hz.sparse_rows(
+                lambda o, k: coord_decide(cstate, o, k, False), obs["coordinator"], decide, slots, k_c)
+        else:
+            choice, log_prob = coord_decide(cstate, obs["coordinator"], k_c, False)
         held = jnp.where(decide, choice, held)
         if learn_coord:
             pending = hz.start(pending, decide, obs["coordinator"], choice, log_prob, value)
@@ -516,10 +539,17 @@ def make_train(config: dict, env: SOCEnv, env_params) -> Trainer:
         actions = {"coordinator": env_directive(held), **t2}
         next_obs, env_state, rewards, dones, infos = vstep(k_s, env_state, actions)
         reward = rewards["coordinator"]
-        both = jnp.concatenate([next_obs["coordinator"], infos["final_obs"]["coordinator"]], axis=0)
-        v_both = coordinator.value(cstate.critic_params, both)
-        v_next, v_final = v_both[:num_envs], v_both[num_envs:]
         completes = (env_state.t % K) == 0  # the next step decides (a reset env starts at t = 0)
+        if learn_coord:
+            # Values only where a macro-transition needs one: V(next obs) where the next step
+            # decides (it bootstraps the macro-step ending here and opens the next one), V(final
+            # obs) where a time limit cut the episode. Elsewhere they are never read.
+            both = jnp.concatenate([next_obs["coordinator"], infos["final_obs"]["coordinator"]], axis=0)
+            need = jnp.concatenate([completes, infos["truncated"] & cc["bootstrap_truncation"]])
+            v_both = hz.sparse_rows(lambda o, _: coordinator.value(cstate.critic_params, o), both, need, slots)
+            v_next, v_final = v_both[:num_envs], v_both[num_envs:]
+        else:
+            v_next = v_final = jnp.zeros((num_envs,), jnp.float32)
         pending, record = hz.accumulate(pending, reward, gamma, completes, infos["terminated"],
                                         infos["truncated"], v_next, v_final,
                                         bootstrap_truncation=cc["bootstrap_truncation"],
@@ -586,11 +616,21 @@ def make_train(config: dict, env: SOCEnv, env_params) -> Trainer:
             body, (agents, op._priority_part(buffer), extra), jax.random.split(key, rounds))
         return agents, part, extra, jax.tree.map(jnp.mean, metrics)
 
-    def update(state: HMARLState):
+    def collect(state: HMARLState):
+        """`rollout` env steps of all envs: `(state, (records [T, N], episode metrics, done [T, N],
+        reward [T, N], decided [T, N]))`; the replay holds the new transitions, nothing learned yet."""
         carry = (state.coordinator, state.agents, state.buffer, state.env_state, state.obs, state.held,
                  state.pending, state.value, state.key, state.env_steps)
-        carry, (records, ep_metrics, done, reward, decided) = jax.lax.scan(env_step, carry, None, length=rollout)
+        carry, trace = jax.lax.scan(env_step, carry, None, length=rollout)
         cstate, agents, buffer, env_state, obs, held, pending, value, key, env_steps = carry
+        return state._replace(coordinator=cstate, agents=agents, buffer=buffer, env_state=env_state, obs=obs,
+                              held=held, pending=pending, value=value, key=key, env_steps=env_steps), trace
+
+    def update(state: HMARLState):
+        state, (records, ep_metrics, done, reward, decided) = collect(state)
+        cstate, agents, buffer, env_state, obs, held, pending, value, key, env_steps = (
+            state.coordinator, state.agents, state.buffer, state.env_state, state.obs, state.held,
+            state.pending, state.value, state.key, state.env_steps)
         key, k_coord, k_learn = jax.random.split(key, 3)
         out = {}
         if learn_coord:
@@ -624,7 +664,9 @@ def make_train(config: dict, env: SOCEnv, env_params) -> Trainer:
         return HMARLState(coordinator=None, agents=None, buffer=None, extra_priorities=None, env_state=0, obs=0,
                           held=0, pending=0, value=0, key=None, env_steps=None, grad_steps=None, decisions=None)
 
-    return Trainer(
+    parts = Parts(setup=setup, team=team, coordinator=coordinator, env=env, env_params=env_params, rounds=rounds,
+                  capacity=capacity, collect=collect, coordinator_update=coordinator_update, learn=learn)
+    trainer = Trainer(
         init=init,
         update=update,
         num_updates=config["total_steps"] // steps_per_update,
@@ -634,6 +676,7 @@ def make_train(config: dict, env: SOCEnv, env_params) -> Trainer:
         name=config["algo"],
         env_axes=env_axes,
     )
+    return (trainer, parts) if with_parts else trainer
 
 
 def build_coordinator(config: dict, env_params) -> Coordinator:
