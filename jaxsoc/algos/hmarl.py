@@ -439,7 +439,7 @@ class Parts(NamedTuple):
     env_params: Any
     rounds: int  # tier-2 rounds per update
     capacity: int  # macro-transitions gathered per coordinator update
-    collect: Any  # state -> (state, (records, episode metrics, done, reward, decided)), all [T, N]
+    collect: Any  # state -> (state, (records, episode metrics, done, reward, decided, held)), [T, N]
     coordinator_update: Any  # (coordinator state, records, key) -> (coordinator state, metrics)
     learn: Any  # (agents, buffer, extra priorities, coordinator actor params, key) -> (...)
 
@@ -559,7 +559,7 @@ def make_train(config: dict, env: SOCEnv, env_params, with_parts: bool = False):
                 "discount": infos["discount"].astype(jnp.float32)}
         buffer = buffers.add(buffer, item)
         carry = (cstate, agents, buffer, env_state, next_obs, held, pending, v_next, key, env_steps + num_envs)
-        return carry, (record, infos["metrics"], dones["__all__"], reward, decide)
+        return carry, (record, infos["metrics"], dones["__all__"], reward, decide, held)
 
     def coordinator_update(cstate, records, key):
         adv, ret = hz.macro_gae(records, cc["gae_lambda"])
@@ -618,7 +618,8 @@ def make_train(config: dict, env: SOCEnv, env_params, with_parts: bool = False):
 
     def collect(state: HMARLState):
         """`rollout` env steps of all envs: `(state, (records [T, N], episode metrics, done [T, N],
-        reward [T, N], decided [T, N]))`; the replay holds the new transitions, nothing learned yet."""
+        reward [T, N], decided [T, N], held [T, N] the directive choice in force))`; the replay holds
+        the new transitions, nothing is learned yet."""
         carry = (state.coordinator, state.agents, state.buffer, state.env_state, state.obs, state.held,
                  state.pending, state.value, state.key, state.env_steps)
         carry, trace = jax.lax.scan(env_step, carry, None, length=rollout)
@@ -627,7 +628,7 @@ def make_train(config: dict, env: SOCEnv, env_params, with_parts: bool = False):
                               held=held, pending=pending, value=value, key=key, env_steps=env_steps), trace
 
     def update(state: HMARLState):
-        state, (records, ep_metrics, done, reward, decided) = collect(state)
+        state, (records, ep_metrics, done, reward, decided, _) = collect(state)
         cstate, agents, buffer, env_state, obs, held, pending, value, key, env_steps = (
             state.coordinator, state.agents, state.buffer, state.env_state, state.obs, state.held,
             state.pending, state.value, state.key, state.env_steps)
