@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence, Union
 __all__ = [
     "MLP", "CategoricalActor", "TanhGaussianActor", "DeterministicActor", "ValueCritic",
     "QNetwork", "ContinuousQ", "TwinQ", "QMixer", "vdn_mix", "MultiHeadAttention",
-    "TokenAttentionEncoder", "count_params", "get_activation", "dense", "DEFAULT_HIDDEN",
+    "TokenAttentionEncoder", "count_params", "get_activation", "dense", "orthogonal", "DEFAULT_HIDDEN",
 ]
 
 import flax.linen as nn
@@ -62,11 +62,50 @@ def get_activation(activation: Activation) -> Callable[[jax.Array], jax.Array]:
         ) from None
 
 
+@jax.custom_batching.sequential_vmap
+def _qr(a: jax.Array):
+    """`jnp.linalg.qr` of one matrix `[m, n]`; vmapped, a loop of single QRs instead of a batched one.
+
+    Why: jaxlib 0.10's CPU LAPACK kernels split a batched factorisation over XLA's intra-op
+    thread pool and block a pool thread until the pieces finish. When two such kernels run at
+    once on a pool of that size (2 threads on a 2-core machine), both threads wait for work that
+    only they could do and the program never completes. Initialising parameters vmapped over
+    seeds or agents is exactly that: one batched QR per layer, several layers in flight.
+    A single matrix is factorised inline, so a loop of them cannot deadlock.
+    """
+    return jnp.linalg.qr(a)
+
+
+def orthogonal(scale: float = 1.0, column_axis: int = -1) -> Callable:
+    """Orthogonal initializer (Saxe et al. 2014), drawn exactly as `flax.linen.initializers.orthogonal`.
+
+    Same normal draw, same QR and sign convention, so the same values for the same key; the
+    difference is `_qr`, which stays safe under `jax.vmap` (see there).
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        if len(shape) < 2:
+            raise ValueError(f"orthogonal initializer needs at least 2 dimensions, got shape {shape}")
+        n_cols = shape[column_axis]
+        n_rows = math.prod(shape) // n_cols
+        matrix_shape = (n_cols, n_rows) if n_rows < n_cols else (n_rows, n_cols)
+        a = jax.random.normal(key, matrix_shape, dtype)
+        q, r = _qr(a)
+        q = q * jnp.sign(jnp.diagonal(r))[None, :]
+        if n_rows < n_cols:
+            q = q.T
+        rest = tuple(d for i, d in enumerate(shape) if i != column_axis % len(shape))
+        q = jnp.moveaxis(jnp.reshape(q, rest + (n_cols,)), -1, column_axis)
+        return jnp.asarray(scale, dtype) * q
+
+    return init
+
+
 def dense(features: int, gain: float, name: Optional[str] = None) -> nn.Dense:
     """Dense layer with orthogonal(gain) kernel and zero bias."""
     return nn.Dense(
         features,
-        kernel_init=nn.initializers.orthogonal(gain),
+        kernel_init=orthogonal(gain),
         bias_init=nn.initializers.zeros,
         name=name,
     )

@@ -6,7 +6,8 @@
 * macro-rewards are the discounted sums of the step rewards between two decisions;
 * every learner's parameters change in a short run, the explainer's weights are a distribution
   over the segments and receive gradient; the ablation switches change what they name;
-* (slow) two seeds vmapped through the engine finish (the XLA CPU hang of docs/hmarl.md).
+* (slow) two seeds vmapped through the engine (the former XLA CPU hang of docs/hmarl.md; its cause
+  is checked cheaply in tests/test_vmap_safety.py).
 """
 import jax
 import jax.numpy as jnp
@@ -191,7 +192,7 @@ def test_bad_hmarl_config_is_refused():
         config_lib.resolve(flags=config_lib.merge(SMALL, {"hmarl": {"shared_bufer": False}}))
 
 
-@pytest.mark.slow  # jaxlib 0.10.2's CPU runtime can hang forever on vmapped seeds (docs/hmarl.md, known issues)
+@pytest.mark.slow  # a whole 2-seed hmarl compile; the hang's cause has a fast test in test_vmap_safety.py
 def test_two_seeds_through_the_engine(tmp_path):
     cfg = config_lib.resolve(flags=config_lib.merge(SMALL, {"num_seeds": 2, "run": {"dir": str(tmp_path),
                                                                                    "name": "two"}}))
