@@ -51,6 +51,7 @@ from jaxsoc import buffers
 from jaxsoc.algos import common
 from jaxsoc.algos import hierarchy as hz
 from jaxsoc.algos import offpolicy as op
+from jaxsoc.algos import onpolicy, ppo
 from jaxsoc.algos.base import Trainer, mean_episode_metrics
 from jaxsoc.algos.dqn import DQN, dqn_kwargs
 from jaxsoc.algos.maddpg import DEFAULTS as MADDPG_DEFAULTS
@@ -206,47 +207,26 @@ class Coordinator:
         return self.critic.apply(critic_params, obs)
 
     def loss(self, params, batch):
-        """Clipped surrogate + value + entropy over a weighted minibatch of macro-transitions."""
+        """Clipped surrogate + value + entropy over a weighted minibatch of macro-transitions
+        (the same objective as the PPO learners: `ppo.policy_objective`)."""
         actor_params, critic_params = params
         w = batch["weight"]
-        n = jnp.maximum(jnp.sum(w), 1.0)
         dist, _ = self.dist(actor_params, batch["obs"])
-        log_prob = dist.log_prob(batch["action"])
-        ratio = jnp.exp(log_prob - batch["log_prob"])
-        adv = batch["advantage"]
-        surrogate = jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - self.clip_eps, 1 + self.clip_eps) * adv)
-        policy_loss = -jnp.sum(w * surrogate) / n
+        policy_loss, approx_kl, clip_frac = ppo.policy_objective(
+            dist.log_prob(batch["action"]), batch["log_prob"], batch["advantage"], w, self.clip_eps)
         value = self.value(critic_params, batch["obs"])
-        value_loss = 0.5 * jnp.sum(w * (value - batch["return"]) ** 2) / n
-        entropy = jnp.sum(w * dist.entropy()) / n
+        value_loss = 0.5 * onpolicy.weighted_mean((value - batch["return"]) ** 2, w)
+        entropy = onpolicy.weighted_mean(dist.entropy(), w)
         total = policy_loss + self.vf_coef * value_loss - self.ent_coef * entropy
-        approx_kl = jnp.sum(w * ((ratio - 1) - (log_prob - batch["log_prob"]))) / n
-        clipped = jnp.sum(w * (jnp.abs(ratio - 1) > self.clip_eps)) / n
         return total, dict(policy_loss=policy_loss, value_loss=value_loss, entropy=entropy,
-                           approx_kl=approx_kl, clip_frac=clipped)
+                           approx_kl=approx_kl, clip_frac=clip_frac)
 
     def update(self, state: CoordinatorState, batch: Dict[str, jax.Array], key: jax.Array):
-        """`epochs` passes of `minibatches` minibatches over a gathered batch `[M, ...]`."""
-        m = batch["weight"].shape[0]
-        mb = m // self.minibatches
-
-        def epoch(carry, k):
-            params, opt_state = carry
-            perm = jax.random.permutation(k, m)[: mb * self.minibatches].reshape(self.minibatches, mb)
-
-            def minibatch(carry, idx):
-                params, opt_state = carry
-                sub = jax.tree.map(lambda x: x[idx], batch)
-                (_, info), grads = jax.value_and_grad(self.loss, has_aux=True)(params, sub)
-                updates, opt_state = self.optimizer.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), info
-
-            return jax.lax.scan(minibatch, (params, opt_state), perm)
-
-        params = (state.actor_params, state.critic_params)
-        (params, opt_state), info = jax.lax.scan(epoch, (params, state.opt_state),
-                                                 jax.random.split(key, self.epochs))
-        return CoordinatorState(params[0], params[1], opt_state), jax.tree.map(jnp.mean, info)
+        """`epochs` passes of `minibatches` shuffled minibatches over a gathered batch `[M, ...]`
+        (`M` a multiple of `minibatches`; `onpolicy.sgd`, as the PPO learners)."""
+        params, opt_state, info = onpolicy.sgd(key, (state.actor_params, state.critic_params), state.opt_state,
+                                               batch, self.loss, self.optimizer, self.epochs, self.minibatches)
+        return CoordinatorState(params[0], params[1], opt_state), info
 
 
 # ----------------------------------------------------------------------------------- setup
@@ -566,10 +546,7 @@ def make_train(config: dict, env: SOCEnv, env_params, with_parts: bool = False):
         k_g, k_u = jax.random.split(key)
         weight, (obs_g, act_g, lp_g, adv_g, ret_g) = hz.valid_first(
             k_g, records.emit, capacity, records.obs, records.action, records.log_prob, adv, ret)
-        n = jnp.maximum(jnp.sum(weight), 1.0)
-        mean = jnp.sum(weight * adv_g) / n
-        std = jnp.sqrt(jnp.sum(weight * (adv_g - mean) ** 2) / n)
-        adv_g = jnp.where(weight > 0, (adv_g - mean) / (std + 1e-8), 0.0)
+        adv_g = jnp.where(weight > 0, ppo.normalise_advantages(adv_g, weight), 0.0)
         batch = {"obs": obs_g, "action": act_g, "log_prob": lp_g, "advantage": adv_g, "return": ret_g,
                  "weight": weight}
         cstate, info = coordinator.update(cstate, batch, k_u)

@@ -147,7 +147,8 @@ class LossConfig(NamedTuple):
     joint_ratio: bool = False  # Single-DRL: one ratio for the joint action of all heads
 
 
-def _normalise(adv: jax.Array, w: jax.Array) -> jax.Array:
+def normalise_advantages(adv: jax.Array, w: jax.Array) -> jax.Array:
+    """`(adv - mean) / (std + 1e-8)` with the mean and std weighted by `w` (masked items weigh 0)."""
     mean = op.weighted_mean(adv, w)
     std = jnp.sqrt(op.weighted_mean(jnp.square(adv - mean), w))
     return (adv - mean) / (std + 1e-8)
@@ -184,7 +185,7 @@ def loss(params: Any, batch: Batch, policy: op.Policy, critic: op.Critic, cfg: L
 
     def advantage(role, w):
         adv = batch.advantages[:, critic.column(role)]
-        return _normalise(adv, w) if cfg.normalize_advantages else adv
+        return normalise_advantages(adv, w) if cfg.normalize_advantages else adv
 
     total = 0.0
     if cfg.joint_ratio:
