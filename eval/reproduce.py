@@ -21,8 +21,9 @@ Methods: every registered algorithm (scripted baselines and the learners that ha
 Table II methods not registered yet are skipped with a note. If the HMARL learner is registered,
 its K-sweep, ablations and attention maps are added. Seeds: 42,123,456,789,1024 on hmarl-soc-v1
 (one run each, sharing one compilation), 0-4 elsewhere (one program); --quick: 42-44.
-Budgets: learners use configs/<algo>.yaml (else configs/base.yaml) unless --total-steps or
---num-envs; scripted baselines 512 envs x 16 updates of 128 steps per seed.
+Budgets: learners 1.5M env steps per seed with configs/<algo>.yaml (else configs/base.yaml),
+IQL/VDN/QMIX with dqn.utd=0.002 dqn.rollout=8 (--total-steps, --num-envs and --set override);
+scripted baselines 512 envs x 16 updates of 128 steps per seed.
 --quick: 64 envs, 8 (scripted) or 4 (learners) updates, 128 evaluation episodes per seed.
 Existing complete runs in --out are reused, interrupted ones resumed (so re-running after Ctrl-C
 continues); runs with another config are refused unless --overwrite.
