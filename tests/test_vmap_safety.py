@@ -23,43 +23,29 @@ FACTORISATIONS = {"qr", "geqrf", "geqp3", "householder_product", "cholesky", "ei
                   "schur", "hessenberg", "tridiagonal"}
 
 
-def batched_factorisations(closed_jaxpr) -> list:
-    """(primitive, operand shape) of every factorisation whose operand has more than 2 dims."""
-    found = []
-
+def equations(closed_jaxpr):
+    """Every equation of a traced program, nested ones (scan, cond, jit, custom calls) included."""
     def walk(jaxpr):
         for eqn in jaxpr.eqns:
-            if eqn.primitive.name in FACTORISATIONS:
-                shape = eqn.invars[0].aval.shape
-                if len(shape) > 2:
-                    found.append((eqn.primitive.name, shape))
+            yield eqn
             for value in eqn.params.values():
                 for sub in value if isinstance(value, (tuple, list)) else (value,):
                     if hasattr(sub, "eqns"):
-                        walk(sub)
+                        yield from walk(sub)
                     elif hasattr(sub, "jaxpr") and hasattr(sub.jaxpr, "eqns"):
-                        walk(sub.jaxpr)
+                        yield from walk(sub.jaxpr)
 
-    walk(closed_jaxpr.jaxpr)
-    return found
+    return walk(closed_jaxpr.jaxpr)
+
+
+def batched_factorisations(closed_jaxpr) -> list:
+    """(primitive, operand shape) of every factorisation whose operand has more than 2 dims."""
+    return [(e.primitive.name, e.invars[0].aval.shape) for e in equations(closed_jaxpr)
+            if e.primitive.name in FACTORISATIONS and len(e.invars[0].aval.shape) > 2]
 
 
 def count_primitive(closed_jaxpr, name: str) -> int:
-    total = 0
-
-    def walk(jaxpr):
-        nonlocal total
-        for eqn in jaxpr.eqns:
-            total += eqn.primitive.name == name
-            for value in eqn.params.values():
-                for sub in value if isinstance(value, (tuple, list)) else (value,):
-                    if hasattr(sub, "eqns"):
-                        walk(sub)
-                    elif hasattr(sub, "jaxpr") and hasattr(sub.jaxpr, "eqns"):
-                        walk(sub.jaxpr)
-
-    walk(closed_jaxpr.jaxpr)
-    return total
+    return sum(e.primitive.name == name for e in equations(closed_jaxpr))
 
 
 @pytest.mark.parametrize("shape", [(5, 7), (7, 5), (16, 16), (3, 4, 6)])
