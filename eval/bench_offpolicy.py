@@ -3,6 +3,7 @@
     python eval/bench_offpolicy.py                              # everything below, 3x256 networks
     python eval/bench_offpolicy.py --hidden 256 256 --skip-train  # the reference code's 2x256 MLPs
     python eval/bench_offpolicy.py --algos sac maddpg --envs 4096 --train-updates 3
+    python eval/bench_offpolicy.py --reference ~/HMARL-SOC-journal/code --skip-train  # + the original
 
 Three measurements, each the best of `--repeats` calls of a jitted `lax.scan` (the machine is
 shared: contention only ever adds time, so the minimum is the estimate):
@@ -12,7 +13,13 @@ shared: contention only ever adds time, so the minimum is the estimate):
    from the PER buffer, SAC threat-hunter update, DQN alert-triage update, MADDPG
    response-orchestrator update (centralised critic over the 4 observations and 4 actions), one
    priority update from the mean of the three TD errors. The original PyTorch code needs about
-   `REFERENCE_MS` = 34 ms per round on the dev CPU; the ratio is printed.
+   `REFERENCE_MS` = 34 ms per round on the dev CPU; the ratio is printed. With `--reference PATH`
+   (the original repository's `code/` folder, and PyTorch installed) `reference_round` times the
+   original round itself in the same run, on the same machine: its own agents built from its
+   configs/default.yaml, its `PrioritizedReplayBuffer` holding `--capacity` transitions, and the
+   statements of train_fast.py's update loop (sample, TH SAC, AT DQN, RO MADDPG on the
+   concatenated observations and actions, priorities from the mean |TD|); the ratio is then taken
+   to that measurement.
 2. Per algorithm (`algorithm_round`): one update round of each registered off-policy trainer's
    own team (its roles, networks, mixer, buffer type from configs/<algo>.yaml) at batch
    `--batch` and `--hidden` widths, on a full buffer of `--capacity` transitions.
@@ -159,6 +166,85 @@ def hmarl_round(hidden: Sequence[int] = (256, 256, 256), batch: int = 256, capac
             "compile_s": compile_s, "load": (before, load())}
 
 
+def reference_round(path: str, batch: int = 256, capacity: int = 200_000, reps: int = 20,
+                    repeats: int = 5, pool: int = 4096) -> dict:
+    """Times the original PyTorch update round (module docstring) by importing its code from `path`.
+
+    The buffer holds `capacity` references to `pool` distinct random transitions (the round's cost
+    does not depend on the values: sampling is O(capacity) over the priority array, collation copies
+    the sampled items) with random priorities, so filling 200K takes seconds, not minutes.
+    """
+    import importlib
+
+    import yaml
+
+    path = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isfile(os.path.join(path, "hmarl_soc", "core", "replay_buffer.py")):
+        raise SystemExit(f"--reference {path}: not the original HMARL-SOC code/ folder "
+                         "(no hmarl_soc/core/replay_buffer.py)")
+    try:
+        import torch
+    except ImportError as e:  # the comparison needs the original's own framework
+        raise SystemExit(f"--reference needs PyTorch in this environment ({e})") from None
+    sys.path.insert(0, path)
+    agents = importlib.import_module("hmarl_soc.agents")
+    per = importlib.import_module("hmarl_soc.core.replay_buffer")
+    with open(os.path.join(path, "configs", "default.yaml")) as f:
+        cfg = yaml.safe_load(f)
+    a, gamma, cpu = cfg["agents"], cfg["training"]["gamma"], torch.device("cpu")
+    th_c, at_c, ro_c = a["threat_hunter"], a["alert_triage"], a["response_orchestrator"]
+    th = agents.ThreatHunter(obs_dim=th_c["obs_dim"], action_dim=th_c["action_dim"], hidden_dim=th_c["hidden_dim"],
+                             lr=th_c["lr"], gamma=gamma, alpha=th_c["alpha"], tau=th_c["tau"], device=cpu)
+    at = agents.AlertTriage(obs_dim=at_c["obs_dim"], num_actions=at_c["num_actions"], hidden_dim=at_c["hidden_dim"],
+                            lr=at_c["lr"], gamma=gamma, eps_decay=at_c["eps_decay"],
+                            target_update=at_c["target_update"], device=cpu)
+    ro = agents.ResponseOrchestrator(obs_dim=ro_c["obs_dim"], action_dim=ro_c["action_dim"],
+                                     hidden_dim=ro_c["hidden_dim"], lr_actor=ro_c["lr_actor"],
+                                     lr_critic=ro_c["lr_critic"], gamma=gamma, tau=ro_c["tau"], device=cpu)
+    rng = np.random.default_rng(0)
+    dims = {"sc": a["strategic_coordinator"]["obs_dim"], "th": th_c["obs_dim"], "at": at_c["obs_dim"],
+            "ro": ro_c["obs_dim"]}
+    acts = {"sc": 8, "th": th_c["action_dim"], "ro": ro_c["action_dim"]}
+
+    def transition():
+        t = {f"{p}obs_{r}": rng.normal(size=d).astype(np.float32) for r, d in dims.items() for p in ("", "next_")}
+        t.update({f"act_{r}": rng.uniform(-1, 1, n).astype(np.float32) for r, n in acts.items()})
+        t["act_at"] = np.array([rng.integers(at_c["num_actions"])])
+        t["reward"], t["done"] = float(rng.normal()), float(rng.random() < 0.005)
+        return t
+
+    items = [transition() for _ in range(pool)]
+    buffer = per.PrioritizedReplayBuffer(capacity=capacity)
+    for i, p in enumerate(rng.uniform(0.1, 1.1, capacity)):
+        buffer.push(items[i % pool], float(p))
+
+    def one_round():  # train_fast.py's shared-buffer update round, statement for statement
+        b, indices, weights = buffer.sample(batch, cpu)
+        th_info = th.update(b, weights)
+        at_info = at.update(b, weights)
+        all_obs = torch.cat([b["obs_sc"], b["obs_th"], b["obs_at"], b["obs_ro"]], dim=-1)
+        all_actions = torch.cat([b["act_sc"], b["act_th"], b["act_at"], b["act_ro"]], dim=-1)
+        all_next_obs = torch.cat([b["next_obs_sc"], b["next_obs_th"], b["next_obs_at"], b["next_obs_ro"]], dim=-1)
+        ro_info = ro.update(b, all_obs, all_actions, all_next_obs, weights)
+        td = (np.abs(th_info["td_errors"]) + np.abs(at_info["td_errors"]) + np.abs(ro_info["td_errors"])) / 3
+        buffer.update_priorities(indices, td)
+
+    for _ in range(3):
+        one_round()  # warm-up (allocator, lazy init)
+    before = load()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            one_round()
+        best = min(best, (time.perf_counter() - t0) / reps)
+    # Its MLPs ignore the YAML's num_layers (2 hidden layers of hidden_dim): read them off the critic.
+    hidden = [m.out_features for m in th.critic.q1.modules() if isinstance(m, torch.nn.Linear)][:-1]
+    return {"name": "original PyTorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "hidden": hidden, "batch": batch, "capacity": capacity, "ms": best * 1e3,
+            "rounds_per_s": 1.0 / best, "load": (before, load())}
+
+
 # ----------------------------------------------------------------------------- 2. per algorithm
 def bench_config(algo: str, num_envs: int, hidden=None, batch=None, capacity=None, **section) -> dict:
     """The resolved config of `algo` (configs/<algo>.yaml) with benchmark overrides."""
@@ -258,6 +344,8 @@ def _parse(argv):
     ap.add_argument("--train-updates", type=int, default=2)
     ap.add_argument("--skip-rounds", action="store_true")
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--reference", default=None,
+                    help="the original HMARL-SOC code/ folder: time its PyTorch round in this run (needs torch)")
     return ap.parse_args(argv)
 
 
@@ -270,10 +358,17 @@ def main(argv=None) -> int:
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; "
           f"networks {args.hidden}, batch {args.batch}; load = 1-min load average before/after")
     if not args.skip_rounds:
+        ref_ms, ref_what = REFERENCE_MS, "the issue's figure"
+        if args.reference:
+            ref = reference_round(args.reference, args.batch, args.capacity, args.reps, args.repeats)
+            ref_ms, ref_what = ref["ms"], "measured above"
+            print(f"\nOriginal round (torch {ref['torch']}, {ref['threads']} threads, hidden {ref['hidden']}, "
+                  f"its PER {args.capacity} full, sample {args.batch}):")
+            print(f"  {ref['ms']:.2f} ms/round  {ref['rounds_per_s']:.1f} rounds/s  [load {_fmt_load(ref)}]")
         r = hmarl_round(args.hidden, args.batch, args.capacity, args.reps, args.repeats)
         print(f"\nHMARL round (PER {args.capacity} full, sample {args.batch}, SAC TH + DQN AT + MADDPG RO, priorities):")
         print(f"  {r['ms']:.2f} ms/round  {r['rounds_per_s']:.1f} rounds/s  {r['gflop']:.2f} GFLOP/round "
-              f"({r['gflops']:.0f} GFLOP/s)  reference {REFERENCE_MS:.0f} ms -> {r['ratio_to_reference']:.2f}x "
+              f"({r['gflops']:.0f} GFLOP/s)  reference {ref_ms:.1f} ms ({ref_what}) -> {ref_ms / r['ms']:.2f}x "
               f"faster  [compile {r['compile_s']:.0f} s, load {_fmt_load(r)}]")
         print("\nOne update round of each trainer's own team (hmarl-soc-v1, full buffer):")
         print(f"  {'algo':8s} {'roles':12s} {'PER':5s} {'ms/round':>9s} {'rounds/s':>9s} {'GFLOP':>6s} {'GFLOP/s':>8s}  load")
