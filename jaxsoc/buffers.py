@@ -504,6 +504,21 @@ def sample_prioritized(state: PrioritizedState, key: jax.Array,
     return state.replace(sample_count=count), out
 
 
+def mark_added(state: PrioritizedState, start: jax.Array, n: int) -> PrioritizedState:
+    """Gives the `n` slots written from slot `start` on the priority `add` gives new items
+    (`max_priority`), without writing items.
+
+    For a second priority tree over the same storage (a learner that keeps its own priorities,
+    `hmarl.shared_buffer: false`): `add` wrote the items and the first tree; `start` is the `ptr`
+    before those adds, `n` (static) the number of items they wrote. A tree that missed them would
+    never sample them (an all-zero tree samples slot 0 only).
+    """
+    capacity = state.capacity
+    slots = (start + jnp.arange(min(n, capacity), dtype=jnp.int32)) % capacity
+    p = jnp.full(slots.shape, state.max_priority, jnp.float32)
+    return state.replace(tree=_set_leaves(state.tree, slots, p, jnp.ones(slots.shape, bool), unique=True))
+
+
 def update_priorities(state: PrioritizedState, indices: jax.Array,
                       td_errors: jax.Array) -> PrioritizedState:
     """Sets the priorities of slots `indices` `[k]` to (|td_errors| + eps)^alpha, `[k]`.

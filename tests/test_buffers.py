@@ -283,3 +283,19 @@ def test_learner_loop_in_scan():
     np.testing.assert_array_equal(np.asarray(buf.size), [32, 32])
     for t in np.asarray(buf.tree):
         _check_tree(t)
+
+
+def test_mark_added_gives_a_second_tree_the_new_slots():
+    """A second priority tree over the same storage (a learner with its own priorities) gets the
+    slots an `add` wrote at its own max priority, wrapping around like the ring."""
+    s = B.init_prioritized(EXAMPLE, 8)
+    s = B.add(s, _item(6))
+    s = B.update_priorities(s, jnp.arange(6), jnp.arange(6.0))  # the first learner's priorities
+    other = s.replace(tree=jnp.zeros_like(s.tree), max_priority=jnp.float32(2.0))  # a tree that saw nothing
+    other = B.mark_added(other, jnp.int32(0), 6)
+    np.testing.assert_allclose(B.slot_priorities(other), [2, 2, 2, 2, 2, 2, 0, 0])
+    ptr = s.replay.ptr  # 6: the next add writes slots 6, 7, 0, 1
+    s = B.add(s, _item(4, start=6))
+    other = B.mark_added(other.replace(max_priority=jnp.float32(3.0)), ptr, 4)
+    np.testing.assert_allclose(B.slot_priorities(other), [3, 3, 2, 2, 2, 2, 3, 3])
+    _check_tree(other.tree)

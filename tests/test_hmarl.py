@@ -19,6 +19,7 @@ from jaxsoc import buffers
 from jaxsoc import config as config_lib
 from jaxsoc import engine
 from jaxsoc.algos import hmarl
+from jaxsoc.algos import offpolicy as op
 from jaxsoc.env.observe import feature_names
 
 K = 3
@@ -200,3 +201,27 @@ def test_two_seeds_through_the_engine(tmp_path):
     lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 * 6
     assert result is not None
+
+
+def test_separate_buffers_give_every_learner_the_new_transitions():
+    """`shared_buffer: false`: the alert triage's and response orchestrator's own priority trees
+    hold every stored transition too (new items at their tree's max priority, as `add` gives), so
+    each learner samples the whole replay with its own priorities, not slot 0 forever."""
+    cfg, trainer, parts = build(shared_buffer=False)
+    state = jax.jit(trainer.init)(jax.random.key(0))
+    update = jax.jit(trainer.update)
+    for _ in range(2):
+        state, metrics = update(state)
+    assert int(state.grad_steps) > 0
+    size = int(state.buffer.size)
+    assert size == 2 * N * T
+    trees = [state.buffer] + [op._with_priority_part(state.buffer, pt) for pt in state.extra_priorities]
+    prios = [np.asarray(buffers.slot_priorities(t))[:size] for t in trees]
+    for p in prios:
+        assert (p > 0).all(), "a learner's tree is missing stored transitions"
+    # Each learner re-prioritised what it sampled from its own TD errors: the trees differ.
+    assert not np.allclose(prios[0], prios[1]) and not np.allclose(prios[1], prios[2])
+    # ... and samples many distinct slots.
+    for t in trees[1:]:
+        _, batch = buffers.sample_prioritized(t, jax.random.key(3), 64)
+        assert len(np.unique(np.asarray(batch.indices))) > 16

@@ -605,7 +605,12 @@ def make_train(config: dict, env: SOCEnv, env_params, with_parts: bool = False):
                               held=held, pending=pending, value=value, key=key, env_steps=env_steps), trace
 
     def update(state: HMARLState):
+        ptr = buffers._replay_of(state.buffer).ptr
         state, (records, ep_metrics, done, reward, decided, _) = collect(state)
+        extra = state.extra_priorities
+        if extra is not None:  # separate PER: the other learners' trees get the new items too
+            extra = tuple(op._priority_part(buffers.mark_added(op._with_priority_part(state.buffer, pt), ptr,
+                                                               rollout * num_envs)) for pt in extra)
         cstate, agents, buffer, env_state, obs, held, pending, value, key, env_steps = (
             state.coordinator, state.agents, state.buffer, state.env_state, state.obs, state.held,
             state.pending, state.value, state.key, state.env_steps)
@@ -619,11 +624,11 @@ def make_train(config: dict, env: SOCEnv, env_params, with_parts: bool = False):
         ready = buffers.can_sample(buffer, learning_starts)
         cparams = cstate.actor_params
         skipped = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype),
-                               jax.eval_shape(learn, agents, buffer, state.extra_priorities, cparams, k_learn)[3])
+                               jax.eval_shape(learn, agents, buffer, extra, cparams, k_learn)[3])
         agents, part, extra, learn_metrics = jax.lax.cond(
             ready, learn,
             lambda a, b, e, cp, k: (a, op._priority_part(b), e, skipped),
-            agents, buffer, state.extra_priorities, cparams, k_learn)
+            agents, buffer, extra, cparams, k_learn)
         buffer = op._with_priority_part(buffer, part)
         grad_steps = state.grad_steps + jnp.where(ready, rounds, 0).astype(jnp.int32)
         decisions = state.decisions + jnp.sum(decided).astype(jnp.int32)
