@@ -23,6 +23,8 @@ ALGORITHMS: dict[str, str] = {
     "constant": "scripted",
     "no-defender": "scripted",
     "rule-soar": "scripted",
+    "lead-informed": "scripted",  # scripted SOC leads (jaxsoc/env/leads.py; need soc-strategic-like
+    "lead-oracle": "scripted",    # scenarios with the discrete directive)
     # on-policy learners (ppo.py, a2c.py)
     "ippo": "ppo",
     "mappo": "ppo",

@@ -1,4 +1,5 @@
-"""Scripted defenders as a (non-learning) algorithm family: random, constant, no-defender, rule-soar.
+"""Scripted defenders as a (non-learning) algorithm family: random, constant, no-defender, rule-soar,
+and the scripted SOC leads lead-informed and lead-oracle (jaxsoc/env/leads.py).
 
 Each update rolls `num_envs` envs forward `scripted.rollout` steps with a policy from
 `jaxsoc.env.policies` and reports the episodes that ended, so baselines run, log, checkpoint and
@@ -13,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxsoc.algos.base import Trainer, mean_episode_metrics
+from jaxsoc.env import leads
 
 DEFAULTS = {"rollout": 128}
 POSITIVE = ("rollout",)
@@ -40,6 +42,8 @@ def make_train(config: dict, env, env_params) -> Trainer:
     rollout = config["scripted"]["rollout"]
     steps_per_update = num_envs * rollout
     policy = policy_for(config["algo"])
+    if config["algo"] in leads.LEADS:
+        leads.check_scenario(env_params)
 
     def act(policy_params, key, obs, env_state, greedy):
         del policy_params, greedy

@@ -1,7 +1,7 @@
 """jaxsoc.env: the SOC world as pure JAX functions.
 
     import jax, jaxsoc.env as soc
-    env, params = soc.make("hmarl-soc-v1")          # or "soc-v2", or a configs/scenarios/*.yaml
+    env, params = soc.make("hmarl-soc-v1")          # or "soc-v2", "soc-strategic", or a .yaml
     obs, state = env.reset(jax.random.key(0), params)
     obs, state, rewards, dones, infos = env.step(key, state, actions, params)
 
@@ -13,8 +13,8 @@ from typing import Tuple
 
 from jaxsoc.env.core import SOCEnv, hmarl_directive, initial_state
 from jaxsoc.env.metrics import METRIC_KEYS, episode_metrics
-from jaxsoc.env.params import (AGENTS, SWITCHES, EnvParams, build_params, preset_names, register,
-                               validate)
+from jaxsoc.env.params import (AGENTS, MECHANISMS, SWITCHES, EnvParams, build_params, preset_names,
+                               register, validate)
 from jaxsoc.env.policies import POLICIES
 from jaxsoc.env.spaces import Box, Discrete
 from jaxsoc.env.state import EnvState
@@ -31,7 +31,7 @@ def make(scenario: str = "hmarl-soc-v1", /, **overrides) -> Tuple[SOCEnv, EnvPar
 
 
 __all__ = [
-    "AGENTS", "Box", "Discrete", "EnvParams", "EnvState", "METRIC_KEYS", "POLICIES", "SOCEnv",
+    "AGENTS", "MECHANISMS", "Box", "Discrete", "EnvParams", "EnvState", "METRIC_KEYS", "POLICIES", "SOCEnv",
     "SWITCHES", "build_params", "episode_metrics", "hmarl_directive", "initial_state", "make",
     "preset_names", "register", "validate",
 ]

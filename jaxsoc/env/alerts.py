@@ -41,7 +41,12 @@ def _prefix_count(mask: jax.Array) -> jax.Array:
     A small triangular matmul: on XLA:CPU a cumsum lowers to reduce-window, several times slower
     under vmap than this dot.
     """
-    n = mask.shape[0]
+    return prefix_count_rows(mask)
+
+
+def prefix_count_rows(mask: jax.Array) -> jax.Array:
+    """Exclusive prefix count along the last axis, `[..., n] bool -> [..., n] int32` (one dot)."""
+    n = mask.shape[-1]
     strictly_lower = jnp.asarray(np.tri(n, n, -1, dtype=np.float32).T)  # [i, j] = 1 if i < j
     return (mask.astype(jnp.float32) @ strictly_lower).astype(jnp.int32)
 
@@ -143,7 +148,7 @@ def generate(draws: Draws, hosts, events, t, posture, params: EnvParams) -> jax.
                         fp_host, 0.0, t, u[4] * params.fp_noise_max, u[0] < params.fp_alert_rate)
 
     if params.fix_d2_alert_origin:
-        true = _host_alerts(draws, hosts, t, params)
+        true = _host_alerts(draws, hosts, t, params, events.host_stealth)
     else:
         # v1: one attacker alert per step, stamped with the entry segment wherever the activity is.
         noise = events.noise
@@ -160,15 +165,21 @@ def generate(draws: Draws, hosts, events, t, posture, params: EnvParams) -> jax.
     return new
 
 
-def _host_alerts(draws: Draws, hosts, t, params: EnvParams) -> jax.Array:
+def _host_alerts(draws: Draws, hosts, t, params: EnvParams, host_stealth=None) -> jax.Array:
     """v2 true alerts: each compromised, connected host alerts w.p. scale*phase_noise[stage]*(1-stealth).
 
     At most `max_new_alerts` per step are enqueued, in host-id order. `[max_new_alerts, F]`.
+    `host_stealth [S, Hmax]`: the stealth of each host's own campaign (competing campaigns);
+    None: `params.stealth` for every host.
     """
     topo = topology(params)
     k = params.max_new_alerts
-    noise_by_stage = jnp.asarray(params.phase_noise, jnp.float32) * (1.0 - params.stealth)
-    p = params.tp_host_alert_scale * noise_by_stage[hosts.stage]
+    if host_stealth is None:
+        noise_by_stage = jnp.asarray(params.phase_noise, jnp.float32) * (1.0 - params.stealth)
+        p = params.tp_host_alert_scale * noise_by_stage[hosts.stage]
+    else:
+        p = (params.tp_host_alert_scale * jnp.asarray(params.phase_noise, jnp.float32)[hosts.stage]
+             * (1.0 - host_stealth))
     emitting = hosts.compromised & ~hosts.isolated & (draws.uniform(hosts.vuln.shape) < p)
     flat = emitting.reshape(-1)
     order = jnp.cumsum(flat.astype(jnp.int32))

@@ -7,7 +7,7 @@ are written as masked array updates rather than branches.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -20,9 +20,12 @@ from jaxsoc.env.state import Attacker, Hosts
 
 
 class AttackEvents(NamedTuple):
-    phase_before: jax.Array  # int32, the phase that acted this step
+    phase_before: jax.Array  # int32, the phase that acted this step (competing campaigns: [C])
     noise: jax.Array  # f32, the attacker's noise level after this step's transition
     new_compromise: jax.Array  # bool [S, Hmax], hosts compromised this step
+    # f32 [S, Hmax] stealth of the campaign owning each host (competing campaigns), else None:
+    # alerts and hunting then read the host's own campaign's stealth instead of `params.stealth`.
+    host_stealth: Optional[jax.Array] = None
 
 
 def noise_level(phase: jax.Array, params: EnvParams) -> jax.Array:
@@ -30,27 +33,41 @@ def noise_level(phase: jax.Array, params: EnvParams) -> jax.Array:
     return jnp.asarray(params.phase_noise, jnp.float32)[phase] * (1.0 - params.stealth)
 
 
-def recon_targets(hosts: Hosts, params: EnvParams) -> tuple[jax.Array, jax.Array]:
+def recon_targets(hosts: Hosts, params: EnvParams,
+                  entry: Optional[jax.Array] = None) -> tuple[jax.Array, jax.Array]:
     """The `recon_targets` most vulnerable clean, non-isolated entry hosts.
 
     Returns `(target mask [S, Hmax], any candidate)`. Ties go to the lower host id, as Python's
     stable sort does in the reference: each key holds 20 bits of vulnerability, then the reversed
-    host index, so keys are unique and k max-reductions pick the k best in order.
+    host index, so keys are unique and k max-reductions pick the k best in order. `entry` (int32
+    scalar) restricts the search to one segment drawn at reset (competing campaigns); None
+    searches every segment of `params.entry_segments`.
     """
     topo = topology(params)
+    if entry is not None:
+        # A traced segment: search every host, masked to that segment (same keys, same order).
+        in_entry = jnp.asarray(topo.segment_of_host) == entry
+        cand = (jnp.asarray(topo.host_valid) & ~hosts.compromised & ~hosts.isolated & in_entry).reshape(-1)
+        return _top_k_vulnerable(cand, hosts.vuln.reshape(-1), params).reshape(hosts.target.shape), jnp.any(cand)
     entry = np.asarray(params.entry_segments)
     cand = (jnp.asarray(topo.host_valid) & ~hosts.compromised & ~hosts.isolated)[entry].reshape(-1)
+    picked = _top_k_vulnerable(cand, hosts.vuln[entry].reshape(-1), params)
+    mask = jnp.zeros_like(hosts.target).at[entry].set(picked.reshape(len(entry), -1))
+    return mask, jnp.any(cand)
+
+
+def _top_k_vulnerable(cand: jax.Array, vuln: jax.Array, params: EnvParams) -> jax.Array:
+    """`[n]` bool: the `recon_targets` candidates of highest vulnerability (ties: lower index)."""
     n = cand.shape[0]
     idx_bits = max(1, int(np.ceil(np.log2(n))))
-    v = jnp.round(hosts.vuln[entry].reshape(-1) * (1 << 20)).astype(jnp.int32)
+    v = jnp.round(vuln * (1 << 20)).astype(jnp.int32)
     key = jnp.where(cand, (v << idx_bits) | (n - 1 - jnp.arange(n, dtype=jnp.int32)), -1)
     picked = jnp.zeros((n,), bool)
     for _ in range(min(params.recon_targets, n)):
         best = jnp.max(key)
         picked = picked | ((key == best) & (best >= 0))
         key = jnp.where(key == best, -1, key)
-    mask = jnp.zeros_like(hosts.target).at[entry].set(picked.reshape(len(entry), -1))
-    return mask, jnp.any(cand)
+    return picked
 
 
 def _edge_rounds(edges):
@@ -110,7 +127,57 @@ def _lateral(draws: Draws, hosts: Hosts, src_active: jax.Array, params: EnvParam
 
 
 def step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Array):
-    """One attacker move. Returns `(hosts, attacker, AttackEvents)`; `t` is the 1-based step."""
+    """One attacker move. Returns `(hosts, attacker, AttackEvents)`; `t` is the 1-based step.
+
+    With competing campaigns (`params.multi_campaign`) every `att` field is `[C]` and the campaigns
+    move one after another (a static loop over a handful of campaigns), each on its own hosts
+    (`hosts.owner`): a host one campaign took is not clean for the next.
+    """
+    if not params.multi_campaign:
+        return campaign_step(draws, hosts, att, params, t)
+    per_campaign, phases = [], []
+    host_stealth = jnp.zeros(hosts.vuln.shape, jnp.float32)
+    new_any = jnp.zeros_like(hosts.compromised)
+    for c in range(params.num_campaigns):
+        mine = hosts.owner == c
+        hosts, att_c, ev = campaign_step(draws, hosts, jax.tree.map(lambda x: x[c], att), params, t,
+                                         campaign=c, mine=mine)
+        per_campaign.append(att_c)
+        phases.append(ev.phase_before)
+        new_any = new_any | ev.new_compromise
+    att = jax.tree.map(lambda *xs: jnp.stack(xs), *per_campaign)
+    host_stealth = att.stealth[hosts.owner]
+    events = AttackEvents(phase_before=jnp.stack(phases), noise=jnp.zeros((), jnp.float32),
+                          new_compromise=new_any, host_stealth=host_stealth)
+    return hosts, att, events
+
+
+def overall(att: Attacker) -> Attacker:
+    """The campaigns seen as one attacker (scalars), for the reward, termination and metrics.
+
+    phase: the most advanced; begun: any campaign has compromised a host; exfiltrated: any;
+    first_compromise: the earliest. The identity for one campaign (scalar fields).
+    """
+    if att.phase.ndim == 0:
+        return att
+    begun = att.begun
+    first = jnp.min(jnp.where(begun, att.first_compromise, jnp.iinfo(jnp.int32).max))
+    return att.replace(
+        phase=jnp.max(att.phase), steps_in_phase=jnp.max(att.steps_in_phase),
+        phase_success=jnp.any(att.phase_success), exfiltrated=jnp.any(att.exfiltrated),
+        begun=jnp.any(begun), first_compromise=jnp.where(jnp.any(begun), first, 0),
+        cooldown=jnp.min(att.cooldown), stealth=jnp.mean(att.stealth), entry=att.entry[0])
+
+
+def all_begun(att: Attacker) -> jax.Array:
+    """Every campaign has compromised a host (containment needs them all found): bool scalar."""
+    return jnp.all(att.begun)
+
+
+def campaign_step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Array,
+                  campaign: int = 0, mine: Optional[jax.Array] = None):
+    """One campaign's move (scalar `att`). `mine` (bool `[S, Hmax]`): the hosts this campaign owns,
+    with competing campaigns; None: every compromised host is the one attacker's (the reference)."""
     topo = topology(params)
     d3, d4 = params.fix_d3_foothold, params.fix_d4_dead_ends
     valid = jnp.asarray(topo.host_valid)
@@ -125,16 +192,28 @@ def step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Ar
     comp, iso, stage, listed = hosts.compromised, hosts.isolated, hosts.stage, hosts.listed
     # v1 keeps an append-only list (D3): duplicates, remediated and clean hosts stay in it.
     foothold = (comp if d3 else listed > 0) & ~iso & valid
+    if mine is not None:
+        foothold = foothold & mine
     hv = foothold & (stage >= 3) & is_hv
     pre = segment_sums(foothold, hv)  # [2, S]
 
     # P0 reconnaissance: choose the targets for initial access.
-    new_targets, any_candidate = recon_targets(hosts, params)
+    if mine is None:
+        new_targets, any_candidate = recon_targets(hosts, params)
+        others_targets = False
+    else:
+        # Each campaign targets only its own entry segment (entries are distinct), so the shared
+        # `target` mask holds every campaign's targets side by side.
+        new_targets, any_candidate = recon_targets(hosts, params, entry=att.entry)
+        my_entry = jnp.asarray(topo.segment_of_host) == att.entry
+        others_targets = hosts.target & ~my_entry
+        new_targets = new_targets | others_targets
     in0 = acting & (phase == 0)
     target = jnp.where(in0 & any_candidate, new_targets, hosts.target)
+    my_target = target if mine is None else target & my_entry
 
     # P1 initial access on the targets.
-    triable = target & ~iso & (~comp if d3 else True)
+    triable = my_target & ~iso & (~comp if d3 else True)
     hit1 = acting & (phase == 1) & triable & (u_host < params.p_initial_access * hosts.vuln)
 
     # P2 execution on the foothold. v1 rolls once per list entry: P = 1 - (1 - p)^multiplicity.
@@ -165,7 +244,9 @@ def step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Ar
     post_rows = [hit1 | hit2 | hit3, new_comp]
     if d4:
         foothold_now = comp & ~iso
-        post_rows += [foothold_now, foothold_now & (stage >= 3) & is_hv, target & ~iso & ~comp,
+        if mine is not None:
+            foothold_now = foothold_now & (mine | new_comp)
+        post_rows += [foothold_now, foothold_now & (stage >= 3) & is_hv, my_target & ~iso & ~comp,
                       foothold_now & (stage < 2)]
     post = jnp.sum(segment_sums(*post_rows), axis=-1) > 0  # [K] any-flags
     hit_any, begun_now = post[0], post[1]
@@ -193,7 +274,7 @@ def step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Ar
         cooldown = jnp.where(evicted, jnp.asarray(params.reentry_cooldown, jnp.int32),
                              jnp.maximum(att.cooldown - 1, 0))
         phase_success = jnp.where(restart, False, phase_success)
-        target = jnp.where(evicted, False, target)
+        target = jnp.where(evicted, others_targets, target)
     else:
         advance = acting & success & min_ok & (phase < 4)
         new_phase = jnp.where(advance, phase + 1, phase)
@@ -217,6 +298,7 @@ def step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Ar
         listed=listed,
         target=target,
         ever_compromised=hosts.ever_compromised | new_comp,
+        owner=hosts.owner if mine is None else jnp.where(new_comp, campaign, hosts.owner),
     )
     events = AttackEvents(phase_before=phase, noise=noise_level(new_phase, params), new_compromise=new_comp)
     return hosts, att, events

@@ -43,19 +43,40 @@ def initial_state(key: jax.Array, params: EnvParams, vuln: Optional[jax.Array] =
     topo = topology(params)
     shape = (topo.num_segments, topo.max_hosts)
     k_net, k_obs = jax.random.split(key)
+    draws = Draws(k_net, params.rng_impl)
     if vuln is None:
-        vuln = draw_vulnerabilities(Draws(k_net, params.rng_impl), params)
+        vuln = draw_vulnerabilities(draws, params)
     f = jnp.zeros(shape, bool)
     i = jnp.zeros(shape, jnp.int32)
-    z = jnp.zeros((), jnp.int32)
     hosts = Hosts(vuln=vuln, compromised=f, stage=i, detected=f, isolated=f, listed=i, target=f,
-                  detect_time=i, ever_compromised=f)
-    att = Attacker(phase=z, steps_in_phase=z, phase_success=jnp.zeros((), bool),
-                   exfiltrated=jnp.zeros((), bool), begun=jnp.zeros((), bool), first_compromise=z,
-                   cooldown=z)
+                  detect_time=i, ever_compromised=f, owner=i)
+    if params.multi_campaign:
+        stealth, entry = draw_campaigns(draws, params)
+    else:
+        stealth = jnp.asarray(params.stealth, jnp.float32)
+        entry = jnp.asarray(params.entry_segments[0], jnp.int32)
+    z = jnp.zeros(stealth.shape, jnp.int32)
+    no = jnp.zeros(stealth.shape, bool)
+    att = Attacker(phase=z, steps_in_phase=z, phase_success=no, exfiltrated=no, begun=no,
+                   first_compromise=z, cooldown=z, stealth=stealth, entry=entry)
+    z = jnp.zeros((), jnp.int32)
     return EnvState(t=z, hosts=hosts, attacker=att, queue=alerts.empty(params),
                     directive=jnp.zeros((8,), jnp.float32), focus=z, posture=z,
                     counters=_zeros_counters(), obs_seed=seed_words(k_obs), episode=z)
+
+
+def draw_campaigns(draws: Draws, params: EnvParams) -> Tuple[jax.Array, jax.Array]:
+    """Competing campaigns' per-reset draws: `(stealth [C] f32, entry segment [C] int32)`.
+
+    Stealth ~ U(campaign_stealth_low, campaign_stealth_high); entries are distinct segments of
+    `entry_segments` in a uniformly random order (a random permutation: argsort of uniforms).
+    """
+    low = jnp.asarray(params.campaign_stealth_low, jnp.float32)
+    high = jnp.asarray(params.campaign_stealth_high, jnp.float32)
+    stealth = low + (high - low) * draws.uniform(low.shape)
+    order = jnp.argsort(draws.uniform((len(params.entry_segments),)))
+    entry = jnp.asarray(params.entry_segments, jnp.int32)[order[: params.num_campaigns]]
+    return stealth, entry
 
 
 def hmarl_directive(index: jax.Array) -> jax.Array:
@@ -68,6 +89,17 @@ def hmarl_directive(index: jax.Array) -> jax.Array:
     p = -1.0 + 2.0 * (index % 4).astype(jnp.float32) / 3.0
     focus = (index // 4).astype(jnp.float32)
     return jnp.stack([p, 0.8 * p, p, focus, p, 0.6 * p, 0.5 * p, 0.5 * focus])
+
+
+def campaign_infos(campaigns, hosts, params: EnvParams) -> Dict[str, jax.Array]:
+    """Per-campaign ground truth for analysis, each `[C]`: phase, entry, stealth, exfiltrated and
+    the hosts each campaign holds un-isolated (`active`) and has ever compromised."""
+    c = jnp.arange(params.num_campaigns)[:, None, None]
+    owned = hosts.owner[None] == c
+    active = jnp.sum(owned & hosts.compromised[None] & ~hosts.isolated[None], axis=(1, 2))
+    return {"phase": campaigns.phase, "entry": campaigns.entry, "stealth": campaigns.stealth,
+            "exfiltrated": campaigns.exfiltrated, "begun": campaigns.begun,
+            "active": active.astype(jnp.int32)}
 
 
 class SOCEnv:
@@ -192,12 +224,14 @@ class SOCEnv:
         t = state.t + 1
         c = state.counters
 
-        hosts, att, events = attacker.step(draws, state.hosts, state.attacker, p, t)
+        hosts, campaigns, events = attacker.step(draws, state.hosts, state.attacker, p, t)
+        att = attacker.overall(campaigns)  # every campaign at once (the campaign itself when one)
         new_alerts = alerts.generate(draws, hosts, events, t, state.posture, p)
         directed = defenders.update_directive(state, actions["coordinator"], p)
         boosts = defenders.boosts(directed, p)
 
-        hosts, hunt = defenders.hunt(draws, hosts, actions["threat_hunter"], boosts, t, p)
+        hosts, hunt = defenders.hunt(draws, hosts, actions["threat_hunter"], boosts, t, p,
+                                     focus=directed.focus, host_stealth=events.host_stealth)
         queue, tri = defenders.ingest_and_triage(state.queue, new_alerts, actions["alert_triage"], p)
         new_detected = hunt.detected
         if p.fix_d2_alert_origin:
@@ -207,7 +241,8 @@ class SOCEnv:
         detect_time = hosts.detect_time
         first_detection = jnp.where((c.detection_time == 0) & jnp.any(new_detected), t, c.detection_time)
 
-        hosts, resp = defenders.respond(draws, hosts, actions["response_orchestrator"], boosts, p)
+        hosts, resp = defenders.respond(draws, hosts, actions["response_orchestrator"], boosts, p,
+                                        focus=directed.focus)
         self.transition_words = draws.offset  # trace-time count of random words per transition
         credit = response_credit(t, resp.isolated, detect_time, first_detection, p)
         # Every count this step needs, per segment, in one product (see network.segment_sums).
@@ -219,7 +254,10 @@ class SOCEnv:
         total = {k: jnp.sum(v) for k, v in sums.items()}
         summary = {k: sums[k] for k in HOST_SUMMARY}
 
-        contained_now = defenders.is_contained(total["active"], total["compromised"], att.begun, p)
+        # Containment needs every campaign found: one contained while another has not struck yet
+        # is not the end of the incident.
+        begun = attacker.all_begun(campaigns) if p.multi_campaign else att.begun
+        contained_now = defenders.is_contained(total["active"], total["compromised"], begun, p)
         contained = c.contained | contained_now
         n = lambda k: total[k].astype(jnp.int32)
         false_scans = n("false_scan")
@@ -246,7 +284,7 @@ class SOCEnv:
             blind_isolations=c.blind_isolations + n("blind"),
             episode_return=c.episode_return + terms.total,
         )
-        new_state = directed.replace(t=t, hosts=hosts, attacker=att, queue=queue, counters=counters,
+        new_state = directed.replace(t=t, hosts=hosts, attacker=campaigns, queue=queue, counters=counters,
                                      obs_seed=seed_words(jax.random.fold_in(key, 1)))
         if noise is None:
             noise = observe.draw_noise(new_state.obs_seed, p)
@@ -266,6 +304,7 @@ class SOCEnv:
             "reward_terms": {"detect": terms.detect, "response": terms.response, "cost": terms.cost,
                              "false_positive": terms.false_positive},
             "attack_phase": att.phase,
+            **({"campaigns": campaign_infos(campaigns, hosts, p)} if p.multi_campaign else {}),
             "compromised": n("compromised"),
             "detected": n("detected"),
             "isolated": n("isolated"),

@@ -88,6 +88,37 @@ def boosts(state: EnvState, params: EnvParams) -> Boosts:
                   params.urgency_scale * (d[4] + 1) * ones)
 
 
+def allocate(budget: int, weights: jax.Array, focus: jax.Array, share: float, capacity: jax.Array,
+             u: jax.Array) -> jax.Array:
+    """Split a per-step budget of host actions across segments: `[S]` whole counts.
+
+    The focus segment gets `share * budget` first (the SOC lead assigns analysts there); the rest
+    goes in proportion to `weights [S]` (the tier-2 agent's own intensities; all zero -> nothing
+    more is spent). Fractions are rounded by systematic sampling with one uniform `u`: each count
+    is the floor or the ceiling of its share, the expected count is the share exactly, and the
+    counts add up to the budget. A segment never gets more than its `capacity [S]` of hosts.
+    """
+    s = weights.shape[0]
+    on_focus = (jnp.arange(s) == focus).astype(jnp.float32)
+    total = jnp.sum(weights)
+    rest = jnp.where(total > 0, weights / jnp.maximum(total, 1e-12), 0.0)
+    share = jnp.where(total > 0, share, 1.0)  # nobody else asks: the focus takes the whole budget
+    x = budget * (share * on_focus + (1.0 - share) * rest)
+    edges = jnp.floor(jnp.cumsum(x) + u)
+    counts = edges - jnp.concatenate([jnp.floor(u)[None], edges[:-1]])
+    return jnp.minimum(counts, capacity)
+
+
+def window(counts: jax.Array, capacity: jax.Array, u: jax.Array, shape) -> jax.Array:
+    """Which hosts a segment's `counts [S]` actions reach: a contiguous window (mod the segment's
+    `capacity [S]` hosts) at a random offset `u [S]`, so every host is equally likely to be in it.
+    `-> bool [S, Hmax]`."""
+    j = jnp.arange(shape[1], dtype=jnp.float32)[None, :]
+    offset = jnp.floor(u * capacity)[:, None]
+    pos = jnp.mod(j - offset, capacity[:, None])
+    return (pos < counts[:, None]) & (j < capacity[:, None])  # padding hosts are never reached
+
+
 class HuntResult(NamedTuple):
     """Per-host events of one hunt, each bool `[S, Hmax]` (the step counts them all at once)."""
 
@@ -97,17 +128,29 @@ class HuntResult(NamedTuple):
     false_scan: jax.Array  # false alarms on clean hosts
 
 
-def hunt(draws: Draws, hosts: Hosts, action: jax.Array, b: Boosts, t, params: EnvParams):
-    """Threat hunter: per segment intensity and scope; returns `(hosts, HuntResult)`."""
+def hunt(draws: Draws, hosts: Hosts, action: jax.Array, b: Boosts, t, params: EnvParams,
+         focus: jax.Array | None = None, host_stealth: jax.Array | None = None):
+    """Threat hunter: per segment intensity and scope; returns `(hosts, HuntResult)`.
+
+    With `params.hunt_budget` the scans are rationed (see `allocate`; `focus` is the directive's
+    focus segment); `host_stealth [S, Hmax]` replaces `params.stealth` per host (campaigns).
+    """
     topo = topology(params)
     s = params.num_segments
     a = clean_continuous(action, action_dims(params)["threat_hunter"])
     intensity = jnp.minimum(1.0, (a[:s] + 1) / 2 + b.hunt)[:, None]
     scope = jnp.minimum(1.0, (a[s:2 * s] + 1) / 2 + b.scope)[:, None]
     hunted = (intensity > params.hunt_threshold) & jnp.asarray(topo.host_valid)
+    if params.hunt_budget is not None:
+        cap = jnp.asarray(topo.hosts_in_segment)
+        u_alloc = draws.uniform((s + 1,))
+        want = jnp.where(intensity[:, 0] > params.hunt_threshold, intensity[:, 0], 0.0)
+        counts = allocate(params.hunt_budget, want, focus, params.focus_share, cap, u_alloc[s])
+        hunted = window(counts, cap, u_alloc[:s], hosts.vuln.shape)
+    stealth = params.stealth if host_stealth is None else host_stealth
     # "Detect a compromised host" and "false alarm on a clean host" are exclusive: one uniform.
     u = draws.uniform(hosts.vuln.shape)
-    p_detect = intensity * scope * (1.0 - params.detect_stealth_factor * params.stealth) * hosts.stage / 5.0
+    p_detect = intensity * scope * (1.0 - params.detect_stealth_factor * stealth) * hosts.stage / 5.0
     target = hunted & hosts.compromised & ~hosts.detected
     found = target & (u < p_detect)
     clean = hunted & ~hosts.compromised
@@ -134,8 +177,14 @@ class ResponseResult(NamedTuple):
     released: jax.Array  # bool [S, Hmax]
 
 
-def respond(draws: Draws, hosts: Hosts, action: jax.Array, b: Boosts, params: EnvParams):
-    """Response orchestrator: isolate, remediate (and with D7, release) per segment."""
+def respond(draws: Draws, hosts: Hosts, action: jax.Array, b: Boosts, params: EnvParams,
+            focus: jax.Array | None = None):
+    """Response orchestrator: isolate, remediate (and with D7, release) per segment.
+
+    With `params.response_budget` at most that many isolation attempts are made per step, split
+    across segments by `allocate` (focus share, then isolation intensities) and worked in host
+    order within a segment.
+    """
     topo = topology(params)
     s = params.num_segments
     valid = jnp.asarray(topo.host_valid)
@@ -146,7 +195,16 @@ def respond(draws: Draws, hosts: Hosts, action: jax.Array, b: Boosts, params: En
     u_rem = draws.uniform(hosts.vuln.shape)
 
     act_iso = iso > params.isolate_threshold
-    correct = act_iso & hosts.detected & hosts.compromised & ~hosts.isolated & (u_iso < iso)
+    known = hosts.detected & hosts.compromised & ~hosts.isolated
+    if params.response_budget is not None:
+        want = jnp.where(act_iso[:, 0], iso[:, 0], 0.0)
+        counts = allocate(params.response_budget, want, focus, params.focus_share,
+                          jnp.asarray(topo.hosts_in_segment), draws.uniform(()))
+        # Work the known hosts of a segment in host order: the first `counts[s]` are attempted.
+        rank = alerts.prefix_count_rows(known)
+        known = known & (rank < counts[:, None])
+        act_iso = act_iso | (counts > 0)[:, None]  # the lead's focus share is worked even if idle
+    correct = act_iso & known & (u_iso < iso)
     clean_ok = valid & ~hosts.compromised
     if params.fix_d7_response_actions:
         clean_ok = clean_ok & ~hosts.isolated  # never isolate (and charge for) the same clean host twice

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from jaxsoc.env.attacker import overall
 from jaxsoc.env.network import host_summary
 from jaxsoc.env.params import EnvParams
 from jaxsoc.env.state import EnvState
@@ -26,7 +27,7 @@ def episode_metrics(state: EnvState, params: EnvParams, summary: dict | None = N
 
     `summary` is `network.host_summary(state.hosts)` when the caller has it already.
     """
-    c, a, h = state.counters, state.attacker, state.hosts
+    c, a, h = state.counters, overall(state.attacker), state.hosts
     if summary is None:
         summary = host_summary(h)
     f = lambda x: jnp.asarray(x, jnp.float32)

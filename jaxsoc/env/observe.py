@@ -18,7 +18,7 @@ from typing import Dict
 import jax
 import jax.numpy as jnp
 
-from jaxsoc.env.attacker import noise_level
+from jaxsoc.env.attacker import noise_level, overall
 from jaxsoc.env.network import host_summary, segment_sums, topology
 from jaxsoc.env.params import AGENTS, NUM_PHASES, EnvParams
 from jaxsoc.env.rng import SeededDraws
@@ -172,6 +172,16 @@ def _soc_view(state: EnvState, params: EnvParams, noise, summary) -> Dict[str, j
         seg_onehot[: params.visible_alerts], age[:, None], vis_valid,
     ], axis=-1) * vis_valid
     known_clean_isolated = summary["clean_isolated"] / per_seg
+    if params.lanes:
+        # Each tier-2 role sees its own lane; only the coordinator sees the whole dashboard.
+        hunter_block = jnp.concatenate([jnp.stack([pending, isolated, values], axis=-1), tele], axis=-1)
+        response_block = jnp.stack([pending, isolated, values, known_clean_isolated], axis=-1)
+        return dict(
+            coordinator=jnp.concatenate([seg_block, qlen, t, d]),
+            threat_hunter=jnp.concatenate([hunter_block.reshape(-1), t, d]),
+            alert_triage=jnp.concatenate([qlen, alert_feats.reshape(-1), t, d]),
+            response_orchestrator=jnp.concatenate([response_block.reshape(-1), t, d]),
+        )
     return dict(
         coordinator=jnp.concatenate([seg_block, qlen, t, d]),
         threat_hunter=jnp.concatenate([seg_block, t, d]),
@@ -199,7 +209,7 @@ def get_obs(state: EnvState, params: EnvParams, noise: Dict[str, jax.Array] | No
 def ground_truth(state: EnvState, params: EnvParams, summary=None) -> jax.Array:
     """`[3S + NUM_PHASES + 3]`: what the critics may know and the agents may not."""
     topo = topology(params)
-    a = state.attacker
+    a = overall(state.attacker)
     if summary is None:
         summary = host_summary(state.hosts)
     per_seg = jnp.asarray(topo.hosts_in_segment)
@@ -235,6 +245,16 @@ def feature_names(params: EnvParams) -> Dict[str, list]:
         block = [f"{n}.{k}" for n in seg for k in ["alerts_queued", "detected_pending", "isolated", "value"] + tele]
         alerts = [f"alert{i}.{k}" for i in range(params.visible_alerts)
                   for k in ["severity", "confidence"] + [f"segment={n}" for n in seg] + ["age", "valid"]]
+        if params.lanes:
+            hunter = [f"{n}.{k}" for n in seg for k in ["detected_pending", "isolated", "value"] + tele]
+            response = [f"{n}.{k}" for n in seg
+                        for k in ("detected_pending", "isolated", "value", "clean_isolated")]
+            return dict(
+                coordinator=block + ["queue_length", "time"] + directive,
+                threat_hunter=hunter + ["time"] + directive,
+                alert_triage=["queue_length"] + alerts + ["time"] + directive,
+                response_orchestrator=response + ["time"] + directive,
+            )
         return dict(
             coordinator=block + ["queue_length", "time"] + directive,
             threat_hunter=block + ["time"] + directive,

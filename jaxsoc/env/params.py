@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 from flax import struct
@@ -114,6 +114,35 @@ NOT_SWITCHES = {
 }
 
 
+# The strategic SOC world's mechanisms (docs/strategic.md): name -> what it changes. Each is a
+# field of `EnvParams`, off (None / () / False / 0) under hmarl-soc-v1 and soc-v2, so those presets
+# are untouched; `soc-strategic` turns them all on. Every one needs the SOC-view fixes D1-D6.
+MECHANISMS: Dict[str, str] = {
+    "hunt_budget": "Hunting capacity: at most this many host scans per step network-wide. The budget "
+    "is split across segments: a share `focus_share` to the directive's focus segment, the rest in "
+    "proportion to the hunter's per-segment intensities (segments below `hunt_threshold` get none); "
+    "each segment's scans sweep a contiguous window of its hosts at a random offset. None: every "
+    "host of every hunted segment is scanned every step (the reference).",
+    "response_budget": "Response capacity: at most this many isolation attempts per step "
+    "network-wide, split across segments like the hunt budget (focus share, then isolation "
+    "intensities); within a segment the known (detected, connected) hosts are worked in host order. "
+    "None: every detected host of every segment above `isolate_threshold` is attempted every step.",
+    "focus_share": "The share of each budget the SOC lead's focus segment receives before the rest "
+    "is split by the tier-2 agents' own intensities (0: the directive's focus only adds its "
+    "`focus_hunt`/`focus_urgency` boosts).",
+    "lanes": "Each tier-2 role observes only its own lane: the threat hunter its telemetry, detections "
+    "and isolation state (no alert counts); the response orchestrator detections and isolation "
+    "state (no alerts, no telemetry); triage the queue. The coordinator keeps the SOC-wide "
+    "dashboard (alerts, detections, isolation, telemetry and value per segment): the directive is "
+    "how that picture reaches tier 2. False: every role sees the segment block (soc-v2).",
+    "campaign_stealth_low": "Competing campaigns: one entry per campaign (with "
+    "`campaign_stealth_high`); each campaign's stealth is drawn per reset from U(low, high), its "
+    "entry segment is drawn per reset from `entry_segments` (distinct across campaigns), and it runs "
+    "its own five-phase attack on its own hosts. (): one campaign with `stealth` (the reference).",
+    "campaign_stealth_high": "Upper ends of the campaigns' stealth draws (see `campaign_stealth_low`).",
+}
+
+
 def _static(default=None, **kw):
     return struct.field(pytree_node=False, default=default, **kw)
 
@@ -168,6 +197,11 @@ class EnvParams:
     fix_d11_no_padding: bool = _static(False)
     fix_d12_truncation: bool = _static(False)
 
+    # ---- static: the strategic SOC world (MECHANISMS; off = the reference) -----------------
+    hunt_budget: Optional[int] = _static(None)
+    response_budget: Optional[int] = _static(None)
+    lanes: bool = _static(False)
+
     # ---- numeric: network --------------------------------------------------------------------
     segment_values: Tuple[float, ...] = V1_SEGMENT_VALUES
     vuln_means: Tuple[float, ...] = V1_VULN_MEANS
@@ -183,6 +217,9 @@ class EnvParams:
     p_exfiltration: float = 0.3
     phase_noise: Tuple[float, ...] = (0.1, 0.3, 0.5, 0.4, 0.6)  # x (1 - stealth)
     reentry_cooldown: int = 10  # v2 (D4): steps before an evicted attacker re-enters
+    # Competing campaigns (MECHANISMS): per-campaign stealth ranges; () = one campaign at `stealth`.
+    campaign_stealth_low: Tuple[float, ...] = ()
+    campaign_stealth_high: Tuple[float, ...] = ()
 
     # ---- numeric: alerts ---------------------------------------------------------------------
     tp_alert_scale: float = 2.0  # v1: P(true alert) = scale * noise
@@ -219,6 +256,7 @@ class EnvParams:
     focus_hunt: float = 0.2
     focus_scope: float = 0.1
     focus_urgency: float = 0.2
+    focus_share: float = 0.0  # share of the hunt/response budgets given to the focus segment
 
     # ---- numeric: telemetry (v2 observations) ------------------------------------------------
     telemetry_noise: float = 1.0  # per-host std; segment summaries average it
@@ -254,6 +292,16 @@ class EnvParams:
     def edges(self) -> Tuple[Tuple[int, int], ...]:
         """Directed (source, target) pairs in the reference's iteration order."""
         return tuple((s, t) for s, targets in enumerate(self.adjacency) for t in targets)
+
+    @property
+    def num_campaigns(self) -> int:
+        """Concurrent attack campaigns: 1 (the reference) unless `campaign_stealth_low` lists more."""
+        return max(1, len(self.campaign_stealth_low))
+
+    @property
+    def multi_campaign(self) -> bool:
+        """Whether campaigns are tracked per host (`campaign_stealth_low` is set, even with one)."""
+        return len(self.campaign_stealth_low) > 0
 
     @property
     def num_directives(self) -> int:
@@ -318,11 +366,49 @@ def _v2(**topology) -> EnvParams:
     return EnvParams(name="soc-v2", availability_cost=0.01, **switches, **topology)
 
 
+# The strategic SOC world (docs/strategic.md): ten segments of mixed value, three internet-facing
+# entries, two crown jewels (Finance, DataCenter) reachable only through the interior.
+STRATEGIC_SEGMENT_NAMES = ("DMZ", "VPN", "Mail", "CorpA", "CorpB", "Dev", "HR", "Finance",
+                           "DataCenter", "Cloud")
+STRATEGIC_SEGMENT_VALUES = (0.3, 0.3, 0.4, 0.5, 0.5, 0.6, 0.7, 1.0, 1.0, 0.8)
+STRATEGIC_VULN_MEANS = (0.40, 0.40, 0.40, 0.35, 0.35, 0.30, 0.30, 0.20, 0.20, 0.25)
+STRATEGIC_ADJACENCY = ((3,), (4,), (3, 4), (5, 6), (5, 6), (8, 9), (7,), (8,), (7,), (8,))
+
+
+def _strategic() -> EnvParams:
+    """`soc-strategic`: soc-v2 plus finite capacity, lanes and two competing campaigns."""
+    return _v2(
+        segment_names=STRATEGIC_SEGMENT_NAMES,
+        hosts_per_segment=(20,) * 10,
+        adjacency=STRATEGIC_ADJACENCY,
+        entry_segments=(0, 1, 2),
+        high_value_segments=(7, 8),
+        segment_values=STRATEGIC_SEGMENT_VALUES,
+        vuln_means=STRATEGIC_VULN_MEANS,
+    ).replace(
+        name="soc-strategic",
+        hunt_budget=30,
+        response_budget=4,
+        focus_share=0.5,
+        lanes=True,
+        # A slower campaign than soc-v2's, so a well-aimed SOC has time to act (docs/strategic.md).
+        phase_min_steps=5,
+        p_lateral=0.25,
+        p_exfiltration=0.1,
+        # A targeted (budgeted) hunt rarely raises a false alarm.
+        false_scan_rate=0.01,
+        # campaign 0: a loud intrusion (commodity malware); campaign 1: a quiet APT.
+        campaign_stealth_low=(0.0, 0.85),
+        campaign_stealth_high=(0.2, 0.95),
+    )
+
+
 _PRESETS: Dict[str, Callable[[], EnvParams]] = {
     "hmarl-soc-v1": _v1,
     "soc-v2": _v2,
     "soc-v2-10x100": lambda: _v2(**generated_topology(10, 100)).replace(name="soc-v2-10x100"),
     "soc-v2-20x250": lambda: _v2(**generated_topology(20, 250)).replace(name="soc-v2-20x250"),
+    "soc-strategic": _strategic,
 }
 
 
@@ -474,6 +560,46 @@ def validate(p: EnvParams) -> None:
         v = getattr(p, name)
         if isinstance(v, (int, float)) and not (0.0 <= v <= 1.0):
             raise ValueError(f"{name} must lie in [0, 1], got {v}")
+    validate_mechanisms(p)
+
+
+def validate_mechanisms(p: EnvParams) -> None:
+    """The strategic world's fields (MECHANISMS): budgets, focus share, campaigns, lanes."""
+    n = p.num_hosts
+    for name in ("hunt_budget", "response_budget"):
+        b = getattr(p, name)
+        if b is None:
+            continue
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not (1 <= b <= n):
+            raise ValueError(f"{name} must be a whole number of host actions per step from 1 to the "
+                             f"network's {n} hosts (or null for no budget), got {b!r}")
+        if not p.fix_d6_directive:
+            raise ValueError(f"{name} splits the budget by the coordinator's focus segment, which "
+                             "needs the discrete directive (fix_d6_directive=True)")
+    fs = p.focus_share
+    if isinstance(fs, (int, float)) and not (0.0 <= fs <= 1.0 and np.isfinite(fs)):
+        raise ValueError(f"focus_share is a share of a budget and must lie in [0, 1], got {fs}")
+    if isinstance(fs, (int, float)) and fs > 0 and p.hunt_budget is None and p.response_budget is None:
+        raise ValueError("focus_share > 0 does nothing without hunt_budget or response_budget")
+    low, high = p.campaign_stealth_low, p.campaign_stealth_high
+    if len(low) != len(high):
+        raise ValueError(f"campaign_stealth_low has {len(low)} campaigns but campaign_stealth_high "
+                         f"has {len(high)}")
+    if low:
+        for i, (a, b) in enumerate(zip(low, high)):
+            if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not (0.0 <= a <= b <= 1.0):
+                raise ValueError(f"campaign {i}: stealth range must satisfy 0 <= low <= high <= 1, "
+                                 f"got [{a}, {b}]")
+        if len(low) > len(p.entry_segments):
+            raise ValueError(f"{len(low)} campaigns need as many distinct entry segments, but "
+                             f"entry_segments has {len(p.entry_segments)}: {p.entry_segments}")
+        missing = [f for f in ("fix_d2_alert_origin", "fix_d3_foothold", "fix_d4_dead_ends")
+                   if not getattr(p, f)]
+        if missing:
+            raise ValueError("competing campaigns track hosts per campaign, which needs "
+                             + ", ".join(f"{m}=True" for m in missing))
+    if p.lanes and not p.fix_d1_hidden_truth:
+        raise ValueError("lanes split the SOC view between roles and needs fix_d1_hidden_truth=True")
 
 
 def switches_markdown() -> str:

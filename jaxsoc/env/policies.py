@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from jaxsoc.env import alerts, defenders
 from jaxsoc.env.core import hmarl_directive
+from jaxsoc.env.leads import LEADS
 from jaxsoc.env.params import AGENTS, EnvParams
 from jaxsoc.env.state import EnvState
 
@@ -94,4 +95,6 @@ POLICIES: Dict[str, Policy] = {
     "random": random_policy,
     "constant": constant,
     "rule-soar": rule_soar,
+    # scripted SOC leads over one scripted tier 2 (jaxsoc/env/leads.py, docs/strategic.md)
+    **LEADS,
 }

@@ -25,6 +25,7 @@ class Hosts:
     target: jax.Array  # bool, chosen by recon for initial access
     detect_time: jax.Array  # int32 step of this host's detection (0 = none), D8 response credit
     ever_compromised: jax.Array  # bool, for v2 metrics
+    owner: jax.Array  # int32 campaign that compromised the host (competing campaigns; else 0)
 
 
 # Alert queue columns: the queue is ONE float32 array `[Q, NUM_ALERT_FIELDS]` so that pushing,
@@ -37,7 +38,7 @@ ALERT_FIELDS = ("severity", "confidence", "segment", "host", "is_tp", "timestamp
 
 @struct.dataclass
 class Attacker:
-    """The ATT&CK campaign's state (scalars)."""
+    """The ATT&CK campaign's state: scalars, or `[C]` per campaign with competing campaigns."""
 
     phase: jax.Array  # int32 0..4
     steps_in_phase: jax.Array  # int32
@@ -46,6 +47,8 @@ class Attacker:
     begun: jax.Array  # bool, a host has been compromised this episode
     first_compromise: jax.Array  # int32 step of the first compromise (0 = none)
     cooldown: jax.Array  # int32 steps left before re-entry (v2 D4)
+    stealth: jax.Array  # f32 this campaign's stealth (drawn per reset; else params.stealth)
+    entry: jax.Array  # int32 this campaign's entry segment (drawn per reset; else entry_segments[0])
 
 
 @struct.dataclass

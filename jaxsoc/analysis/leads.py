@@ -1,0 +1,109 @@
+"""Scripted SOC leads compared on the same held-out episodes: does strategy matter in a world?
+
+`compare_leads` answers the strategic world's first question before any learning
+(docs/strategic.md): with one scripted tier 2, does an *informed* lead (the coordinator's
+observation only) beat the *best fixed directive* by a wide margin, and how far is the *oracle*
+(ground truth)? The best fixed directive is chosen on a separate search set of episodes and then
+measured on the held-out set with every other lead, so its row is not flattered by selection.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsoc.env import leads
+from jaxsoc.evaluation import make_evaluator
+
+Z95 = 1.96  # two-sided 95 % normal interval of a mean over thousands of episodes
+ROW_METRICS = ("return", "csr", "exfiltrated", "mttd", "length", "false_positives")
+
+
+@dataclasses.dataclass(frozen=True)
+class LeadRow:
+    """One lead on the held-out episodes: `mean[m]`, `half_width[m]` (95 % CI) per metric."""
+
+    name: str
+    directive: str
+    mean: Dict[str, float]
+    half_width: Dict[str, float]
+
+    def interval(self, metric: str) -> tuple[float, float]:
+        return self.mean[metric] - self.half_width[metric], self.mean[metric] + self.half_width[metric]
+
+
+def summarise(name: str, directive: str, metrics: Dict[str, np.ndarray]) -> LeadRow:
+    """Mean and 95 % half-width of each `ROW_METRICS` over episodes (NaN-aware: MTTD of an episode
+    without compromise is undefined)."""
+    mean, half = {}, {}
+    for m in ROW_METRICS:
+        x = np.asarray(metrics[m], np.float64)
+        x = x[np.isfinite(x)]
+        mean[m] = float(x.mean()) if x.size else float("nan")
+        half[m] = float(Z95 * x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
+    return LeadRow(name, directive, mean, half)
+
+
+def directive_name(index: int, params) -> str:
+    """`"focus=<segment>, <posture>"` of directive `index`."""
+    postures = ("watch", "hunt", "contain") + tuple(str(i) for i in range(3, params.num_postures))
+    return f"focus={params.segment_names[index // params.num_postures]}, {postures[index % params.num_postures]}"
+
+
+LEAD_NAMES = ("best fixed directive", "informed lead", "oracle lead")
+
+
+def lead_act(params):
+    """One `act` for every lead, so each evaluation compiles once: the policy parameter
+    `(lead, directive)` picks the fixed directive (lead 0), the informed (1) or the oracle lead (2);
+    all three are computed (they are a few dozen flops) and one is selected."""
+
+    def act(pp, key, obs, state, greedy):
+        lead, directive = pp
+        informed = leads.informed_lead(key, obs, state, params)["coordinator"]
+        oracle = leads.oracle_lead(key, obs, state, params)["coordinator"]
+        coordinator = jnp.where(lead == 0, directive, jnp.where(lead == 1, informed, oracle))
+        return {"coordinator": coordinator, **leads.scripted_tier2(state, params)}
+
+    return act
+
+
+def evaluate_leads(env, params, lead: np.ndarray, directive: np.ndarray, episodes: int,
+                   key: jax.Array) -> Dict[str, np.ndarray]:
+    """Per-episode metrics `{name: [len(lead), episodes]}` of each `(lead[i], directive[i])` on the
+    same `episodes` episodes (one compiled program, vmapped over the leads)."""
+    rollout = make_evaluator(env, params, lead_act(params), episodes)
+    pp = (jnp.asarray(lead, jnp.int32), jnp.asarray(directive, jnp.int32))
+    out = jax.jit(jax.vmap(rollout, in_axes=(0, None)))(pp, key)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def compare_leads(env, params, episodes: int, search_episodes: int, key: jax.Array) -> List[LeadRow]:
+    """Rows for the best fixed directive (picked by mean return on `search_episodes` episodes drawn
+    from a key of their own), the informed and the oracle lead, all on the same `episodes`
+    held-out episodes."""
+    leads.check_scenario(params)
+    search_key, heldout_key = jax.random.split(key)
+    n = params.num_directives
+    search = evaluate_leads(env, params, np.zeros(n), np.arange(n), search_episodes, search_key)
+    best = int(np.argmax(np.nanmean(search["return"], axis=1)))
+    held = evaluate_leads(env, params, np.arange(3), np.full(3, best), episodes, heldout_key)
+    texts = (directive_name(best, params), "argmax value x evidence, hunt",
+             "argmax value x live compromise, hunt")
+    return [summarise(name, text, {k: v[i] for k, v in held.items()})
+            for i, (name, text) in enumerate(zip(LEAD_NAMES, texts))]
+
+
+def to_markdown(rows: List[LeadRow]) -> str:
+    """The leads table (mean ± 95 % half-width)."""
+    head = "| lead | directive | return | CSR | exfiltrated | MTTD | length | false positives |"
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        cells = [f"{r.mean[m]:.2f} ± {r.half_width[m]:.2f}" if m == "return" else
+                 f"{r.mean[m]:.3f} ± {r.half_width[m]:.3f}" if m in ("csr", "exfiltrated") else
+                 f"{r.mean[m]:.1f}" for m in ROW_METRICS]
+        lines.append(f"| {r.name} | {r.directive} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
