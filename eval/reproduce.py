@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jaxsoc.analysis import cli  # noqa: E402
+from jaxsoc import cli  # noqa: E402
 
 EPILOG = """\
 Methods: every registered algorithm (scripted baselines and learners). If the HMARL learner is
