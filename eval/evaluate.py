@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jaxsoc.analysis import cli  # noqa: E402  (light: no JAX import)
+from jaxsoc import cli  # noqa: E402  (light: no JAX import)
 
 EPILOG = """\
 What it does: rebuilds the run's policy from its newest checkpoint (or --update), runs it with

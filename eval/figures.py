@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jaxsoc.analysis import cli  # noqa: E402
+from jaxsoc import cli  # noqa: E402
 
 EPILOG = """\
 Per scenario (and env overrides) S, into --out (PNG and PDF each):
@@ -31,17 +31,10 @@ jaxsoc.analysis.figures directly (docs/evaluation.md).
 def build_parser():
     p = cli.Parser(prog="eval/figures.py", description="Draw learning curves, bars and per-seed scatter.",
                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="*", default=["runs"], metavar="PATH",
-                   help="run folders or folders holding them (default: runs)")
+    cli.add_run_arguments(p, window_help="training episodes per curve point and per paper-protocol value (2000)")
     p.add_argument("--out", metavar="DIR", default="figures", help="output folder (figures)")
-    p.add_argument("--protocol", choices=("paper", "ours", "both"), default="both")
     p.add_argument("--metrics", type=cli.parse_list, metavar="LIST",
                    help="metrics (default: return,mttd,mttr,fpr,csr; curves: return,csr,fpr,mttr)")
-    p.add_argument("--window", type=cli.parse_int, default=2000, metavar="N",
-                   help="training episodes per curve point and per paper-protocol value (2000)")
-    p.add_argument("--episodes", type=cli.parse_int, default=1000, metavar="N",
-                   help="ours: held-out episodes per seed for runs not yet evaluated (1000)")
-    p.add_argument("--no-evaluate", action="store_true", help="ours: use existing evaluations only")
     return p
 
 

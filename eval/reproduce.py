@@ -14,17 +14,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jaxsoc.analysis import cli  # noqa: E402
+from jaxsoc import cli  # noqa: E402
 
 EPILOG = """\
-Methods: every registered algorithm (scripted baselines and the learners that have landed);
-Table II methods not registered yet are skipped with a note. If the HMARL learner is registered,
-its K-sweep, ablations and attention maps are added. Seeds: 42,123,456,789,1024 on hmarl-soc-v1
+Methods: every registered algorithm (scripted baselines and learners). If the HMARL learner is
+chosen, its K-sweep, ablations and attention maps are added. Seeds: 42,123,456,789,1024 on hmarl-soc-v1
 (one run each, sharing one compilation), 0-4 elsewhere (one program); --quick: 42-44.
 Budgets: learners 1.5M env steps per seed with configs/<algo>.yaml (else configs/base.yaml),
 IQL/VDN/QMIX with dqn.utd=0.002 dqn.rollout=8 (--total-steps, --num-envs and --set override);
 scripted baselines 512 envs x 16 updates of 128 steps per seed.
---quick: 64 envs, 8 (scripted) or 4 (learners) updates, 128 evaluation episodes per seed.
+--quick: scripted 256 envs x 14 updates, learners 64 envs x 4 updates, 128 evaluation episodes per seed.
 Existing complete runs in --out are reused, interrupted ones resumed (so re-running after Ctrl-C
 continues); runs with another config are refused unless --overwrite.
 
@@ -65,11 +64,11 @@ def main(argv=None) -> int:
 
     def work() -> int:
         cli.use_agg()
-        from jaxsoc.analysis import reproduce
+        from jaxsoc.analysis import execute, plan as plan_lib, report, tables
 
-        plan = reproduce.make_plan(args.preset, args.methods, quick=args.quick, seeds=args.seeds, out=args.out,
-                                   total_steps=args.total_steps, num_envs=args.num_envs, episodes=args.episodes,
-                                   window=args.window, sets=args.sets, extras=not args.no_extras)
+        plan = plan_lib.make_plan(args.preset, args.methods, quick=args.quick, seeds=args.seeds, out=args.out,
+                                  total_steps=args.total_steps, num_envs=args.num_envs, episodes=args.episodes,
+                                  window=args.window, sets=args.sets, extras=not args.no_extras)
         if args.list:
             print(f"preset {plan.preset}, seeds {list(plan.seeds)}, {plan.episodes} evaluation episodes, "
                   f"out {plan.out}")
@@ -86,11 +85,10 @@ def main(argv=None) -> int:
 
             jax.config.update("jax_compilation_cache_dir", str(Path(cache).resolve()))
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-        summary = reproduce.execute(plan, overwrite=args.overwrite, progress=not args.no_progress, command=command)
+        summary = execute.execute(plan, overwrite=args.overwrite, progress=not args.no_progress)
+        report.write(summary, command=command)
         print()
-        print(reproduce.timings_markdown(summary.timings))
-        from jaxsoc.analysis import tables
-
+        print(report.timings_markdown(summary.timings))
         for table in summary.tables.values():
             print(tables.to_markdown(table))
         print(f"wrote {plan.out}/README.md, tables/, figures/")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jaxsoc.analysis import cli  # noqa: E402
+from jaxsoc import cli  # noqa: E402
 
 EPILOG = """\
 Methods are found from the runs' config.yaml (algorithm, scenario, training config); runs that
@@ -33,19 +33,12 @@ Outputs with --out: table2_<scenario>_<protocol>.md/.csv/.tex (CSV in metric uni
 def build_parser():
     p = cli.Parser(prog="eval/table.py", description="Build Table II from run folders.", epilog=EPILOG,
                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="*", default=["runs"], metavar="PATH",
-                   help="run folders or folders holding them (default: runs)")
-    p.add_argument("--protocol", choices=("paper", "ours", "both"), default="both")
+    cli.add_run_arguments(p, window_help="paper protocol: last N training episodes per seed (2000)")
     p.add_argument("--out", metavar="DIR", help="write md/csv/tex files here")
     p.add_argument("--formats", type=cli.parse_list, default=["md", "csv", "tex"], metavar="LIST",
                    help="md,csv,tex (default all three)")
     p.add_argument("--metrics", type=cli.parse_list, metavar="LIST",
                    help="columns (default: return,mttd,mttr,fpr,csr; ours adds exfiltrated,hosts_compromised)")
-    p.add_argument("--window", type=cli.parse_int, default=2000, metavar="N",
-                   help="paper protocol: last N training episodes per seed (2000)")
-    p.add_argument("--episodes", type=cli.parse_int, default=1000, metavar="N",
-                   help="ours: held-out episodes per seed for runs not yet evaluated (1000)")
-    p.add_argument("--no-evaluate", action="store_true", help="ours: use existing evaluations only")
     p.add_argument("--paper", choices=("all", "matched", "none"),
                    help="published rows: all of them, only for our methods, or none "
                    "(default: all for the paper protocol, matched for ours)")

@@ -1,7 +1,7 @@
 """Evaluation, Table II and figures (jaxsoc.analysis, eval/*.py).
 
 Cheap tests use synthetic run folders (hand-written config.yaml + metrics.jsonl) and the engine's
-toy learner; one module fixture runs `reproduce.execute` for real on `hmarl-soc-v1` (Rule-SOAR,
+toy learner; one module fixture runs `execute.execute` and `report.write` for real on `hmarl-soc-v1` (Rule-SOAR,
 2 seeds, a few updates, 256 held-out episodes per seed) and the tests read its outputs.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 from jaxsoc import algos  # noqa: E402
-from jaxsoc.analysis import figures, paper, protocols, reproduce, runs, tables  # noqa: E402
+from jaxsoc.analysis import attention, execute, figures, paper, plan as plan_lib, protocols, report, runs, tables  # noqa: E402,E501
 from jaxsoc.analysis.runs import AnalysisError  # noqa: E402
 
 
@@ -245,7 +245,7 @@ def test_learner_bad_checkpoints(toy_run, tmp_path):
 
 
 def test_attention_glue_feeds_the_learners_explainer(toy_run, tmp_path, monkeypatch):
-    """reproduce.draw_attention: observations at the coordinator's decisions of a greedy episode
+    """attention.draw_attention: observations at the coordinator's decisions of a greedy episode
     go to the family's `attention_weights`, whose output is drawn."""
     from tests import engine_toys
 
@@ -257,7 +257,7 @@ def test_attention_glue_feeds_the_learners_explainer(toy_run, tmp_path, monkeypa
         return w / w.sum(-1, keepdims=True), ["t0", "t1", "t2"]
 
     monkeypatch.setattr(engine_toys, "attention_weights", attention_weights, raising=False)
-    paths = reproduce.draw_attention(toy_run, tmp_path / "attention", decisions=3,
+    paths = attention.draw_attention(toy_run, tmp_path / "attention", decisions=3,
                                      make_env=engine_toys.make_toy_env)
     assert seen["obs"]["a"].shape == (3, engine_toys.N_ACTIONS) and seen["obs"]["b"].shape == (3, 3)
     assert all(p.stat().st_size > 1000 for p in paths)
@@ -269,9 +269,10 @@ def repro(tmp_path_factory):
     """Rule-SOAR on hmarl-soc-v1 (full 5x40 network), seeds 42 and 43 in one program, 4 updates of
     32 envs x 128 steps, 256 held-out episodes per seed: the whole reproduce pipeline, small."""
     out = tmp_path_factory.mktemp("repro")
-    plan = reproduce.make_plan("hmarl-soc-v1", ["rule-soar"], seeds=(42, 43), out=out, num_envs=32,
-                               total_steps=32 * 128 * 4, episodes=256)
-    summary = reproduce.execute(plan, progress=False, log=lambda *_: None, command="pytest")
+    plan = plan_lib.make_plan("hmarl-soc-v1", ["rule-soar"], seeds=(42, 43), out=out, num_envs=32,
+                              total_steps=32 * 128 * 4, episodes=256)
+    summary = execute.execute(plan, progress=False, log=lambda *_: None)
+    report.write(summary, command="pytest", log=lambda *_: None)
     return plan, summary
 
 
@@ -292,11 +293,11 @@ def test_reproduce_writes_tables_figures_and_timings(repro):
     run = runs.read_run(out / "runs" / "rule-soar-s42-43")
     assert run.seeds == [42, 43]
     # a second call would reuse the finished run and its evaluation
-    cfg = reproduce._resolve(plan.methods[0], plan.methods[0].runs[0], out / "runs")
-    assert reproduce._existing(run.path, cfg) == "complete"
+    cfg = plan_lib.run_config(plan.methods[0], plan.methods[0].runs[0], out / "runs")
+    assert execute.run_state(run.path, cfg) == "complete"
     assert protocols.evaluate_run(run.path, plan.episodes)["reused"]
     cfg["total_steps"] *= 2
-    assert reproduce._existing(run.path, cfg) == "different"
+    assert execute.run_state(run.path, cfg) == "different"
 
 
 def test_scripted_evaluation_reproduces_table_ii_rule_soar(repro):
@@ -394,24 +395,27 @@ def test_attention_k_sweep_and_ablation_figures_from_synthetic_data(tmp_path):
     figures.save(fig, tmp_path / "abl")
 
 
-def test_plan_skips_unlanded_methods_and_groups_seeds(monkeypatch):
+def test_plan_has_every_registered_method_and_groups_seeds(monkeypatch):
     from tests import engine_toys
 
-    assert reproduce.seed_runs(paper.SEEDS) == [(42, 1), (123, 1), (456, 1), (789, 1), (1024, 1)]
-    assert reproduce.seed_runs([3, 0, 1, 2, 7]) == [(0, 4), (7, 1)]
-    plan = reproduce.make_plan("hmarl-soc-v1")
+    assert plan_lib.seed_runs(paper.SEEDS) == [(42, 1), (123, 1), (456, 1), (789, 1), (1024, 1)]
+    assert plan_lib.seed_runs([3, 0, 1, 2, 7]) == [(0, 4), (7, 1)]
+    plan = plan_lib.make_plan("hmarl-soc-v1")
     assert [m.algo for m in plan.methods][:1] == ["rule-soar"]
+    # every Table II method is registered: the table plans all of them, in the paper's order first
+    assert [m.algo for m in plan.methods][:len(runs.PAPER_METHODS)] == list(runs.PAPER_METHODS)
+    assert {m.algo for m in plan.methods} == set(algos.ALGORITHMS) and not plan.skipped
     assert {"constant", "no-defender", "random"} <= {m.algo for m in plan.methods}
     assert len(plan.methods[0].runs) == 5 and plan.seeds == paper.SEEDS
-    assert reproduce.make_plan("soc-v2").methods[0].runs[0].num_seeds == 5
+    assert plan_lib.make_plan("soc-v2").methods[0].runs[0].num_seeds == 5
     with pytest.raises(AnalysisError, match="unknown method 'rule-soa'.*did you mean 'rule-soar'"):
-        reproduce.make_plan(methods=["rule-soa"])
+        plan_lib.make_plan(methods=["rule-soa"])
     with pytest.raises(AnalysisError, match="unknown preset"):
-        reproduce.make_plan("soc-v3")
+        plan_lib.make_plan("soc-v3")
     # a registered HMARL learner brings its K-sweep; ablations whose keys its family lacks are skipped
-    monkeypatch.setitem(algos.ALGORITHMS, "hmarl", "toy")
-    monkeypatch.setitem(algos._FAMILY_MODULES, "toy", engine_toys.__name__)
-    plan = reproduce.make_plan("hmarl-soc-v1", ["hmarl"], quick=True)
+    monkeypatch.setattr(algos, "ALGORITHMS", dict(algos.ALGORITHMS))  # restored after the test
+    algos.register("hmarl", "toy", module=engine_toys.__name__)
+    plan = plan_lib.make_plan("hmarl-soc-v1", ["hmarl"], quick=True)
     assert [(m.kind, m.tag) for m in plan.methods] == [("main", None), ("k-sweep", 1), ("k-sweep", 20)]
     assert "env.directive_period=20" in plan.methods[2].sets
     assert sum("ablation" in name for name, _ in plan.skipped) == 3 and not plan.attention

@@ -4,25 +4,22 @@ The agents are tested on tiny problems defined here, each one jitted `lax.scan` 
 width 32-64, so each compiles in seconds): DQN solves a 5-state chain, SAC a continuous target
 matching task (and its temperature moves toward the target entropy), MADDPG's actor learns
 through its centralised critic. Learner-level QMIX monotonicity and VDN sums, the QMIX
-baseline's action bins, PER importance weights entering every loss, and a bit-exact resume of a
-real off-policy run (SOC env, replay buffer in the checkpoint) through `jaxsoc.engine`. The CLI
-on every algorithm and preset is a slow test.
+baseline's action bins, PER importance weights entering every loss, config errors. The CLI on
+every algorithm and preset is a slow test; bit-exact resume of every algorithm (replay buffer
+included) is in tests/test_registry.py.
 """
 from __future__ import annotations
-
-import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxsoc import buffers, config as config_lib, engine
+from jaxsoc import buffers, config as config_lib
 from jaxsoc.algos import offpolicy as op
 from jaxsoc.algos.dqn import DQN, ValueDecomposition
 from jaxsoc.algos.maddpg import MADDPG
 from jaxsoc.algos.sac import SAC
-from jaxsoc.checkpoints import Checkpoints
 from tests.test_engine import leaves_equal
 
 SMALL = (32, 32)
@@ -322,7 +319,7 @@ def test_qmix_learner_is_monotonic_in_every_agent_q():
         assert float(grads.max()) > 0
 
 
-# ----------------------------------------------------------------------------- engine resume
+# ----------------------------------------------------------------------------- configs
 def resolve(tmp_path, name, algo="sac", scenario="hmarl-soc-v1", **flags):
     """A tiny real run's config: 4 envs, 6-step episodes, width-16 networks, a 48-slot buffer."""
     fam = {"sac": "sac", "maddpg": "maddpg"}.get(algo, "dqn")
@@ -334,45 +331,6 @@ def resolve(tmp_path, name, algo="sac", scenario="hmarl-soc-v1", **flags):
     return config_lib.resolve(flags=config_lib.merge(base, flags))
 
 
-def check_resume(tmp_path, algo):
-    """`algo` on the SOC env, 6 updates of 8 transitions with 2 update rounds each, checkpoint every
-    2, interrupted after update 3 then resumed: the same params, optimiser states, buffer (items
-    and priority tree), env states and keys as a straight run."""
-    run = dict(algo=algo, run={"chunk_updates": 1, "checkpoint_every": 2})
-
-    def crash(update, state):
-        if update == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        engine.run(resolve(tmp_path, "interrupted", **run), on_chunk=crash)
-    resumed = engine.run(resolve(tmp_path, "interrupted", **run), resume=tmp_path / "interrupted")
-    straight = engine.run(resolve(tmp_path, "straight", **run))
-    assert resumed.updates == straight.updates == 6
-    state = straight.state
-    assert int(state.buffer.size[0]) == 48 and int(state.grad_steps[0]) == 12  # the buffer wrapped
-    if isinstance(state.buffer, buffers.PrioritizedState):
-        assert float(state.buffer.tree[0, 1]) > 0  # and holds PER priorities
-    assert leaves_equal(resumed.state, straight.state)
-    ckpt = Checkpoints(tmp_path / "straight" / "checkpoints", create=False)
-    try:
-        assert ckpt.steps() == [2, 4, 6]
-    finally:
-        ckpt.close()
-
-
-def test_resume_of_an_offpolicy_run_is_bit_exact_buffer_included(tmp_path):
-    """DQN with prioritized replay (the cheapest real trainer to compile; the env dominates)."""
-    check_resume(tmp_path, "dqn")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("algo", ["sac", "maddpg", "qmix"])
-def test_resume_is_bit_exact_for_every_family(tmp_path, algo):
-    check_resume(tmp_path, algo)
-
-
-# ----------------------------------------------------------------------------- configs
 def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(config_lib.ConfigError, match="dqn.utd"):
         resolve(tmp_path, "x", algo="dqn", dqn={"utd": 0.01})

@@ -11,8 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
-# Importing jaxsoc pulls in JAX; keep `--help` and flag errors instant by importing it later.
+# Importing the engine pulls in JAX; keep `--help` and flag errors instant by importing it later
+# (`jaxsoc.cli` is light).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jaxsoc import cli  # noqa: E402
 
 EPILOG = """\
 config layers (later wins): configs/base.yaml < the algorithm family's defaults
@@ -30,25 +33,8 @@ examples:
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage dump
-        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def _int(text: str) -> int:
-    """An integer that may be written 5e6 or 5_000_000."""
-    try:
-        value = float(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
-    return int(value)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = cli.Parser(
         prog="train/run.py",
         description="Train a team of SOC defenders (or run a scripted baseline) on many parallel "
         "simulated networks, in compiled chunks, with logs, evaluation and resumable checkpoints.",
@@ -58,13 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algo", help="algorithm: random, constant, no-defender, rule-soar, or a "
                    "registered learner (see jaxsoc/algos/__init__.py)")
     p.add_argument("--scenario", help="env preset, e.g. hmarl-soc-v1 or soc-v2")
-    p.add_argument("--num-envs", type=_int, metavar="N", help="parallel envs per seed")
-    p.add_argument("--num-seeds", type=_int, metavar="N",
+    p.add_argument("--num-envs", type=cli.parse_int, metavar="N", help="parallel envs per seed")
+    p.add_argument("--num-seeds", type=cli.parse_int, metavar="N",
                    help="independent seeds trained together in one compiled program")
-    p.add_argument("--total-steps", type=_int, metavar="N",
+    p.add_argument("--total-steps", type=cli.parse_int, metavar="N",
                    help="env steps per seed; scientific notation is fine (5e6)")
-    p.add_argument("--seed", type=_int, metavar="S", help="first seed (seeds S..S+num_seeds-1)")
-    p.add_argument("--devices", type=_int, metavar="D",
+    p.add_argument("--seed", type=cli.parse_int, metavar="S", help="first seed (seeds S..S+num_seeds-1)")
+    p.add_argument("--devices", type=cli.parse_int, metavar="D",
                    help="local devices to shard over (seeds if num_seeds divides by D, else envs)")
     p.add_argument("--name", help="run folder name under run.dir (default <algo>-<scenario>-<time>)")
     p.add_argument("--config", metavar="FILE", help="YAML config composed over configs/base.yaml")

@@ -9,7 +9,8 @@
 
 Modules: `runs` (run folders -> methods, per-seed result types, metric display specs), `paper`
 (the published Table II as data), `protocols` (the paper's protocol from logs; ours by greedy
-held-out evaluation), `tables` (markdown/CSV/LaTeX), `figures` (matplotlib), `reproduce`
-(train every method x seeds on a preset, then tables and figures). See docs/evaluation.md.
+held-out evaluation), `tables` (markdown/CSV/LaTeX), `figures` (matplotlib); for
+eval/reproduce.py, `plan` (what to run), `execute` (training and evaluating it), `report` (its
+tables, figures and README) and `attention` (the HMARL explainer's maps). See docs/evaluation.md.
 """
 from jaxsoc.analysis.runs import AnalysisError  # noqa: F401

@@ -268,37 +268,6 @@ def _is_scripted(algo: str) -> bool:
     return algos.ALGORITHMS.get(algo) == "scripted"
 
 
-def _checkpoint_meta(run: RunInfo) -> tuple[int | None, dict]:
-    """(newest checkpoint update, its meta), (None, {}) if the run has none; AnalysisError if
-    the checkpoints cannot be read or disagree with config.yaml."""
-    from jaxsoc.checkpoints import Checkpoints
-    from jaxsoc.config import ConfigError
-
-    ck_dir = run.path / "checkpoints"
-    if not ck_dir.is_dir():
-        return None, {}
-    ckpts = None
-    try:
-        ckpts = Checkpoints(ck_dir, create=False)
-        steps = ckpts.steps()
-        if not steps:
-            return None, {}
-        update = max(steps)
-        meta = ckpts.read_meta(update)
-    except ConfigError as e:
-        raise AnalysisError(str(e)) from None
-    finally:
-        if ckpts is not None:
-            ckpts.close()
-    for key in ("algo", "scenario"):
-        if key in meta and meta[key] != run.config[key]:
-            raise AnalysisError(
-                f"checkpoint {update} of {run.path} was written by a run with {key} {meta[key]!r}, "
-                f"but its config.yaml says {run.config[key]!r} (folder mixed up or config edited?)"
-            )
-    return update, meta
-
-
 def evaluate_run(
     run_dir: str | Path,
     episodes: int = 1000,
@@ -340,7 +309,7 @@ def evaluate_run(
             f"{run.path} holds a {run.algo!r} policy trained on {run.scenario!r}; evaluating it on "
             f"{eval_scenario!r} is refused (its observations and actions are laid out for the other scenario)"
         )
-    ck_update, meta = _checkpoint_meta(run)
+    ck_update, meta = runs_lib.checkpoint_meta(run)
     if update is not None and ck_update is None:
         raise AnalysisError(f"{run.path} has no checkpoints, so none at update {update}")
     if ck_update is None and not scripted:

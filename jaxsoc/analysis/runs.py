@@ -44,9 +44,6 @@ DISPLAY_NAMES = {
 # Table II's methods in the paper's order, then the reference baselines we add (reference D24).
 PAPER_METHODS = ("rule-soar", "single-drl", "iql", "mappo", "qmix", "hmarl")
 BASELINES = ("constant", "no-defender", "random")
-# Learners planned in the issues (registry names); until one lands, asking for it is a skip, not an error.
-PLANNED_LEARNERS = ("ppo", "ippo", "mappo", "single-drl", "iac", "maac", "dqn", "iql", "vdn", "qmix",
-                    "sac", "maddpg", "hmarl")
 
 
 def display_name(algo: str) -> str:
@@ -178,6 +175,37 @@ def find_runs(paths: Iterable[str | Path]) -> list[RunInfo]:
                 seen.add(path.resolve())
                 runs.append(read_run(path))
     return runs
+
+
+def checkpoint_meta(run: RunInfo) -> tuple[int | None, dict]:
+    """(newest checkpoint update, its meta), (None, {}) if the run has none; AnalysisError if
+    the checkpoints cannot be read or disagree with config.yaml."""
+    from jaxsoc.checkpoints import Checkpoints
+    from jaxsoc.config import ConfigError
+
+    ck_dir = run.path / "checkpoints"
+    if not ck_dir.is_dir():
+        return None, {}
+    ckpts = None
+    try:
+        ckpts = Checkpoints(ck_dir, create=False)
+        steps = ckpts.steps()
+        if not steps:
+            return None, {}
+        update = max(steps)
+        meta = ckpts.read_meta(update)
+    except ConfigError as e:
+        raise AnalysisError(str(e)) from None
+    finally:
+        if ckpts is not None:
+            ckpts.close()
+    for key in ("algo", "scenario"):
+        if key in meta and meta[key] != run.config[key]:
+            raise AnalysisError(
+                f"checkpoint {update} of {run.path} was written by a run with {key} {meta[key]!r}, "
+                f"but its config.yaml says {run.config[key]!r} (folder mixed up or config edited?)"
+            )
+    return update, meta
 
 
 # Config keys that do not change what a method is (seeds are pooled; run/eval/devices are how).

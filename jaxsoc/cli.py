@@ -1,5 +1,8 @@
-"""What the eval/*.py command lines share: one-line argparse errors, number and seed parsing, and
-turning every expected failure into `error: <message>` with exit status 2 (no stack trace)."""
+"""What the command lines (train/run.py, eval/*.py) share: one-line argparse errors, number, seed
+and list parsing, the run-folder arguments of the table and figure tools, and turning every
+expected failure into `error: <message>` with exit status 2 (no stack trace).
+
+Light on purpose: nothing here imports JAX, so `--help` and flag errors stay instant."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +11,8 @@ from typing import Callable
 
 
 class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (`<prog>: error: <message> (see --help)`), exit 2."""
+
     def error(self, message):  # one line, no usage dump
         print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
         raise SystemExit(2)
@@ -49,7 +54,20 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 
 def parse_list(text: str) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c']."""
     return [x.strip() for x in str(text).split(",") if x.strip()]
+
+
+def add_run_arguments(p: argparse.ArgumentParser, window_help: str) -> None:
+    """The arguments of the tools that read run folders under both protocols (eval/table.py,
+    eval/figures.py): the folders, --protocol, --window (paper), --episodes and --no-evaluate (ours)."""
+    p.add_argument("runs", nargs="*", default=["runs"], metavar="PATH",
+                   help="run folders or folders holding them (default: runs)")
+    p.add_argument("--protocol", choices=("paper", "ours", "both"), default="both")
+    p.add_argument("--window", type=parse_int, default=2000, metavar="N", help=window_help)
+    p.add_argument("--episodes", type=parse_int, default=1000, metavar="N",
+                   help="ours: held-out episodes per seed for runs not yet evaluated (1000)")
+    p.add_argument("--no-evaluate", action="store_true", help="ours: use existing evaluations only")
 
 
 def guarded(main: Callable[[], int]) -> int:
@@ -69,6 +87,7 @@ def guarded(main: Callable[[], int]) -> int:
 
 
 def use_agg() -> None:
+    """Matplotlib without a display (the tools only write files)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)

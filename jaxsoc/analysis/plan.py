@@ -1,0 +1,258 @@
+"""What `eval/reproduce.py` runs: every method x seeds on a preset, with its budget and config.
+
+    plan = make_plan("hmarl-soc-v1", quick=True)       # what would run, budgets, skipped ablations
+    summary = execute.execute(plan)                     # trains and evaluates (jaxsoc.analysis.execute)
+    report.write(summary)                               # tables, figures, README (jaxsoc.analysis.report)
+
+Methods: every algorithm registered when this runs (scripted baselines and learners), in table
+order. Seeds: the paper's 42/123/456/789/1024 on `hmarl-soc-v1`, 0..4 elsewhere; contiguous seeds
+train in one compiled program (`num_seeds`), others as one run each (the engine numbers seeds
+`seed..seed+num_seeds-1`), so the paper's seeds are five runs that share one compilation
+through the persistent cache. Budgets: learners 1.5M env steps per seed (`LEARNER_STEPS`) with
+their config (`configs/<algo>.yaml`, else `configs/base.yaml`) plus `TABLE_SETS`, unless
+`total_steps`/`num_envs`/`sets` say otherwise; scripted baselines get enough
+steps for a 2,000-episode window after every env has finished its first episode. `quick`:
+3 seeds in one program, a few updates per method, 128 evaluation episodes.
+
+When the HMARL learner (`HMARL`) is chosen, its K-sweep (`env.directive_period`) and ablations
+(`ABLATIONS`, config keys of its family; unknown keys are skipped with a note) are planned too,
+and attention maps (`jaxsoc.analysis.attention`) if its family module exposes `attention_weights`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+from jaxsoc.analysis import paper as paper_lib
+from jaxsoc.analysis import protocols
+from jaxsoc.analysis import runs as runs_lib
+from jaxsoc.analysis.runs import AnalysisError
+
+PAPER_SEEDS = paper_lib.SEEDS
+OTHER_SEEDS = (0, 1, 2, 3, 4)
+QUICK_SEEDS = (42, 43, 44)
+HMARL = "hmarl"
+K_VALUES = (1, 3, 5, 10, 20)  # the paper's k{1,3,10,20}_config.yaml and the default 5
+QUICK_K_VALUES = (1, 5, 20)
+# label -> config overrides of the HMARL family (reference §2.5: --no-sc, --no-shared-buffer,
+# both = "Flat MARL"). Keys the registered family does not have are skipped with a note.
+ABLATIONS = {
+    "w/o SC": {"train_coordinator": False},
+    "w/o shared buffer": {"shared_buffer": False},
+    "Flat MARL": {"train_coordinator": False, "shared_buffer": False},
+}
+
+# Scripted baselines: envs x rollout x updates per seed.
+SCRIPTED_BUDGET = {"num_envs": 512, "updates": 16}   # 1,048,576 steps: >= 2,000 episodes after warm-up
+QUICK_SCRIPTED_BUDGET = {"num_envs": 256, "updates": 14}  # ~2,300+ episodes: a real window
+QUICK_LEARNER_BUDGET = {"num_envs": 64, "updates": 4}
+# Learners in the full table: 1.5M env steps per seed (on hmarl-soc-v1 more than the paper's 10,000
+# episodes per seed) at their config's num_envs. IQL/VDN/QMIX keep their networks and batch but
+# not the reference's one update per 4 env steps (375,000 gradient steps of batch 512 per seed,
+# hours on a CPU): 0.002 rounds per transition, 8 env steps per update (docs/reproduction.md).
+LEARNER_STEPS = 1_500_000
+TABLE_SETS = {algo: ("dqn.utd=0.002", "dqn.rollout=8") for algo in ("iql", "vdn", "qmix")}
+EPISODES = 1000
+QUICK_EPISODES = 128
+
+
+@dataclasses.dataclass
+class RunPlan:
+    """One engine run: a method's seeds `seed..seed+num_seeds-1`, in folder `runs/<name>`."""
+
+    name: str
+    seed: int
+    num_seeds: int
+
+
+@dataclasses.dataclass
+class MethodPlan:
+    """One method: its algorithm, table label, engine flags and `--set`s, and its runs.
+
+    `flags["_updates"]`, when present, is a budget in updates that `run_config` turns into
+    `total_steps` once the trainer's env steps per update are known."""
+
+    algo: str
+    label: str
+    flags: dict
+    sets: list
+    runs: list
+    kind: str = "main"  # "main", "k-sweep" or "ablation"
+    tag: object = None  # K, or the ablation label
+
+
+@dataclasses.dataclass
+class Plan:
+    preset: str
+    out: Path
+    quick: bool
+    seeds: tuple
+    episodes: int
+    window: int
+    methods: list
+    skipped: list  # (name, reason)
+    attention: bool = False
+
+
+def seed_runs(seeds: Sequence[int]) -> list[tuple[int, int]]:
+    """Maximal runs of consecutive seeds as (first, count), in the given order's sorted form."""
+    out: list[list[int]] = []
+    for s in sorted(set(int(x) for x in seeds)):
+        if out and s == out[-1][0] + out[-1][1]:
+            out[-1][1] += 1
+        else:
+            out.append([s, 1])
+    return [tuple(x) for x in out]
+
+
+def run_name(algo: str, first: int, count: int, suffix: str = "") -> str:
+    """`<algo><suffix>-s<first>[-<last>]`, the run folder of seeds `first..first+count-1`."""
+    return f"{algo}{suffix}-s{first}" + (f"-{first + count - 1}" if count > 1 else "")
+
+
+def registered_methods() -> list[str]:
+    from jaxsoc import algos
+
+    return sorted(algos.ALGORITHMS, key=lambda a: (runs_lib.method_order(a), a))
+
+
+def sets_for(algo: str, sets: Sequence[str]) -> list[str]:
+    """`--set`s that apply to `algo`: base keys always, family sections only to their family."""
+    from jaxsoc import algos
+
+    families = set(algos.ALGORITHMS.values())
+    fam = algos.family_of(algo)
+    out = []
+    for s in sets:
+        head = s.split("=", 1)[0].split(".", 1)[0].strip()
+        if head in families and head != fam:
+            continue
+        out.append(s)
+    return out
+
+
+def make_plan(
+    preset: str = "hmarl-soc-v1",
+    methods: Sequence[str] | None = None,
+    *,
+    quick: bool = False,
+    seeds: Sequence[int] | None = None,
+    out: str | Path | None = None,
+    total_steps: int | None = None,
+    num_envs: int | None = None,
+    episodes: int | None = None,
+    window: int = protocols.WINDOW_EPISODES,
+    sets: Sequence[str] = (),
+    extras: bool = True,
+) -> Plan:
+    """What `execute` will do (module docstring). AnalysisError for unknown methods/presets."""
+    from jaxsoc import algos
+
+    try:
+        import jaxsoc.env as soc
+
+        known = soc.preset_names()
+    except Exception:  # pragma: no cover - env not importable
+        known = ()
+    if known and preset not in known and not str(preset).endswith((".yaml", ".yml")):
+        raise AnalysisError(f"unknown preset {preset!r}{algos.suggest(preset, known)}; known: {', '.join(known)}")
+    registered = registered_methods()
+    skipped = []
+    chosen = list(registered) if methods is None else list(methods)
+    for m in chosen:
+        if m not in registered:
+            raise AnalysisError(f"unknown method {m!r}{algos.suggest(m, registered)}; registered: "
+                                + ", ".join(registered))
+    if seeds is None:
+        seeds = QUICK_SEEDS if quick else (PAPER_SEEDS if preset == paper_lib.SCENARIO else OTHER_SEEDS)
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise AnalysisError("no seeds")
+    if out is None:
+        out = Path("results") / (Path(str(preset)).stem + ("-quick" if quick else ""))
+    out = Path(out)
+    plans = []
+    for algo in chosen:
+        plans.append(method_plan(algo, preset, seeds, quick, total_steps, num_envs, sets))
+    attention = False
+    if HMARL in chosen and extras:
+        ks = QUICK_K_VALUES if quick else K_VALUES
+        default_k = default_directive_period(preset)
+        for k in ks:
+            if k == default_k:
+                continue
+            mp = method_plan(HMARL, preset, seeds, quick, total_steps, num_envs,
+                             list(sets) + [f"env.directive_period={k}"], suffix=f"-k{k}")
+            mp.kind, mp.tag, mp.label = "k-sweep", k, f"{runs_lib.display_name(HMARL)} K={k}"
+            plans.append(mp)
+        fam = algos.family_of(HMARL)
+        defaults = algos.default_section(HMARL)
+        for label, overrides in ABLATIONS.items():
+            missing = [k for k in overrides if k not in defaults]
+            if missing:
+                skipped.append((f"{HMARL} ablation {label!r}",
+                                f"its family {fam!r} has no config key(s) {', '.join(missing)}"))
+                continue
+            slug = "-" + "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")
+            mp = method_plan(HMARL, preset, seeds, quick, total_steps, num_envs,
+                             list(sets) + [f"{fam}.{k}={v}" for k, v in overrides.items()], suffix=slug)
+            mp.kind, mp.tag, mp.label = "ablation", label, f"{runs_lib.display_name(HMARL)} {label}"
+            plans.append(mp)
+        attention = hasattr(algos.family_module(HMARL), "attention_weights")
+    return Plan(str(preset), out, quick, seeds, episodes or (QUICK_EPISODES if quick else EPISODES),
+                window, plans, skipped, attention)
+
+
+def default_directive_period(preset: str) -> int:
+    """The preset's K (`env.directive_period`): the K-sweep's default point."""
+    try:
+        import jaxsoc.env as soc
+
+        return int(soc.build_params(preset).directive_period)
+    except Exception:  # pragma: no cover
+        return 5
+
+
+def method_plan(algo, preset, seeds, quick, total_steps, num_envs, sets, suffix="") -> MethodPlan:
+    """One method's budget, flags and runs (module docstring); `suffix` tells variants apart."""
+    from jaxsoc import algos
+
+    flags = {"algo": algo, "scenario": preset}
+    sets = list(TABLE_SETS.get(algo, ())) + list(sets_for(algo, sets))  # the caller's --set wins
+    scripted = algos.family_of(algo) == "scripted"
+    if not scripted and not quick:
+        flags["total_steps"] = LEARNER_STEPS
+    budget = None
+    if quick:
+        budget = QUICK_SCRIPTED_BUDGET if scripted else QUICK_LEARNER_BUDGET
+    elif scripted:
+        budget = SCRIPTED_BUDGET
+    if budget is not None:
+        flags["num_envs"] = budget["num_envs"]
+        flags["_updates"] = budget["updates"]  # resolved into total_steps once the trainer is known
+    if num_envs is not None:
+        flags["num_envs"] = int(num_envs)
+    if total_steps is not None:
+        flags["total_steps"] = int(total_steps)
+        flags.pop("_updates", None)
+    runs = [RunPlan(run_name(algo, first, count, suffix), first, count) for first, count in seed_runs(seeds)]
+    return MethodPlan(algo, runs_lib.display_name(algo), flags, list(sets), runs)
+
+
+def run_config(mp: MethodPlan, rp: RunPlan, run_dir: Path) -> dict:
+    """The engine config of one run of a method (budgets in updates resolved to env steps)."""
+    from jaxsoc import algos, config as config_lib
+
+    flags = {k: v for k, v in mp.flags.items() if not k.startswith("_")}
+    flags.update(seed=rp.seed, num_seeds=rp.num_seeds,
+                 run={"name": rp.name, "dir": str(run_dir), "tensorboard": False})
+    cfg = config_lib.resolve(flags=flags, sets=mp.sets)
+    updates = mp.flags.get("_updates")
+    if updates:
+        import jaxsoc.env as soc
+
+        env, env_params = soc.make(cfg["scenario"], **cfg["env"])
+        per_update = algos.make_train(cfg, env, env_params).env_steps_per_update
+        cfg = config_lib.resolve(flags={**flags, "total_steps": per_update * updates}, sets=mp.sets)
+    return cfg

@@ -1,0 +1,165 @@
+"""Every registered algorithm (`jaxsoc.algos.ALGORITHMS`), through the public interface only.
+
+For each name, on a tiny `hmarl-soc-v1` (4 envs, 6-step episodes, 4 hosts per segment, width-16
+networks, a 24-slot buffer that wraps, 2 gradient rounds per update from the first update on):
+
+* resume is bit-exact: 2 updates straight equal 1 update, a checkpoint, a restore and 1 more
+  update (parameters, optimiser states, buffers, env states, keys, and every update's metrics),
+  and the checkpoint restores exactly the state that was saved;
+* `act` returns one action per agent inside the env's action space, the same actions for the
+  same key, and, for learners, the same greedy actions for any key;
+* `jaxsoc.evaluation` of the trained policy returns finite metrics for every episode.
+
+Only `jaxsoc.algos.make_train`, `jaxsoc.engine`, `jaxsoc.checkpoints` and `jaxsoc.evaluation` are
+used, so a learner that changes its internals keeps these tests; one that is added gets them.
+"""
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+import jaxsoc.env as soc
+from jaxsoc import algos, config as config_lib, engine, evaluation
+from jaxsoc.checkpoints import Checkpoints
+from tests.test_engine import leaves_equal
+
+# Registered learners and baselines of the package; names that tests register for their own toys
+# (families outside `jaxsoc.algos`) are not SOC learners.
+NAMES = sorted(name for name in algos.ALGORITHMS
+               if algos.family_module(name).__name__.startswith("jaxsoc.algos."))
+# Compiling one algorithm's programs costs 30-90 s of a CI core cold (measured: rule-soar 34, dqn
+# 61, mappo 75, hmarl 89 CPU-s), too much for all of them in the default run (under 10 minutes on
+# 2 cores). By default: HMARL (nothing else tests its resume, act and evaluation) and DQN (in place
+# of tests/test_offpolicy.py's engine resume test); every name with `-m slow`.
+DEFAULT_RUN = ("dqn", "hmarl")
+NUM_ENVS, ROLLOUT, UPDATES, RESUME_AT = 4, 4, 2, 1
+# Compiling dominates these tests (init, update, act and evaluation programs per algorithm): XLA's
+# backend optimisations off about halves it; both runs of a resume check share one program.
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
+ENV = {"max_steps": 6, "hosts_per_segment": 4, "directive_period": 2}
+# The smallest settings that still run every part of each update; a key is set only where the
+# algorithm's family has it, so families keep their own names.
+TINY = {
+    "rollout": ROLLOUT,
+    "hidden": [16],
+    "hidden_sizes": [16],
+    "epochs": 1,
+    "minibatches": 1,
+    "buffer_size": 24,  # 16 transitions per update: the replay ring wraps in the resumed update
+    "batch_size": 8,
+    "learning_starts": 0,
+    "utd": 2 / (NUM_ENVS * ROLLOUT),  # 2 gradient rounds per update
+    "coordinator": {"epochs": 1, "minibatches": 1, "num_heads": 2, "d_k": 8, "embed_dim": 8, "capacity": 1.0},
+}
+
+
+def tiny_section(defaults: dict, tiny: dict = TINY) -> dict:
+    """The entries of `tiny` whose keys `defaults` has (recursively for nested sections)."""
+    out = {}
+    for key, value in tiny.items():
+        if key not in defaults or isinstance(value, dict) != isinstance(defaults[key], dict):
+            continue
+        out[key] = tiny_section(defaults[key], value) if isinstance(value, dict) else value
+    return out
+
+
+def build(algo: str):
+    """The tiny config, env and `Trainer` of `algo` (UPDATES updates, whatever its env steps per update)."""
+    family = algos.family_of(algo)
+    flags = {"algo": algo, "scenario": "hmarl-soc-v1", "num_envs": NUM_ENVS, "total_steps": 1,
+             "env": ENV, family: tiny_section(algos.default_section(algo)), "run": {"name": algo}}
+    cfg = config_lib.resolve(flags=flags)
+    env, env_params = soc.make(cfg["scenario"], **cfg["env"])
+    cfg["total_steps"] = UPDATES * algos.make_train(cfg, env, env_params).env_steps_per_update
+    return cfg, env, env_params, algos.make_train(cfg, env, env_params)
+
+
+def abstract(tree):
+    """`tree`'s shapes, dtypes and shardings: what `Checkpoints.restore` lays a state out as."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param(name, marks=() if name in DEFAULT_RUN else pytest.mark.slow) for name in NAMES])
+def trained(request, tmp_path_factory):
+    """`algo`'s UPDATES updates straight, and the same run checkpointed after update RESUME_AT,
+    restored from disk and continued; the initial state and the env, for the other tests."""
+    algo = request.param
+    cfg, env, env_params, trainer = build(algo)
+    init = jax.jit(trainer.init, compiler_options=FAST_COMPILE)
+    update = jax.jit(trainer.update, compiler_options=FAST_COMPILE)  # compiled once, used by both runs
+    initial = init(engine.seed_keys(cfg["seed"], 1)[0])
+    state, straight = initial, []
+    ckpts = Checkpoints(tmp_path_factory.mktemp(algo) / "checkpoints")
+    try:
+        for u in range(1, UPDATES + 1):
+            state, metrics = update(state)
+            straight.append(metrics)
+            if u == RESUME_AT:
+                ckpts.save(u, state, {"update": u})
+                saved = jax.device_get(state)
+        ckpts.wait()
+        restored = ckpts.restore(RESUME_AT, abstract(state))
+        assert leaves_equal(restored, saved), f"{algo}: the checkpoint does not restore what was saved"
+    finally:
+        ckpts.close()
+    resumed = list(straight[:RESUME_AT])
+    for _ in range(RESUME_AT, UPDATES):
+        restored, metrics = update(restored)
+        resumed.append(metrics)
+    return dict(algo=algo, cfg=cfg, env=env, env_params=env_params, trainer=trainer, initial=initial,
+                state=state, metrics=straight, resumed_state=restored, resumed_metrics=resumed)
+
+
+def test_resume_is_bit_exact(trained):
+    algo = trained["algo"]
+    assert leaves_equal(trained["resumed_state"], trained["state"]), algo
+    assert leaves_equal(trained["resumed_metrics"], trained["metrics"]), algo
+    # There was something to resume: a learner's policy moved in its updates.
+    if algos.family_of(algo) != "scripted":
+        policy = trained["trainer"].policy_params
+        assert not leaves_equal(policy(trained["initial"]), policy(trained["state"])), f"{algo} did not update"
+
+
+
+
+@pytest.fixture(scope="module")
+def starts():
+    """8 envs just after reset (the same for every algorithm: one compilation)."""
+    env, env_params = soc.make("hmarl-soc-v1", **ENV)
+    reset = jax.jit(jax.vmap(env.reset, in_axes=(0, None)), static_argnums=1, compiler_options=FAST_COMPILE)
+    return reset(jax.random.split(jax.random.key(1), 8), env_params)
+
+
+def test_act_shapes_spaces_and_determinism(trained, starts):
+    algo, env, env_params, trainer = (trained[k] for k in ("algo", "env", "env_params", "trainer"))
+    params = trainer.policy_params(trained["state"])
+    obs, state = starts
+    act = jax.jit(jax.vmap(trainer.act, in_axes=(None, 0, 0, 0, None)), static_argnums=4,
+                  compiler_options=FAST_COMPILE)
+    keys = jax.random.split(jax.random.key(2), 8)
+    other = jax.random.split(jax.random.key(3), 8)
+    for greedy in (False, True):
+        actions = act(params, keys, obs, state, greedy)
+        assert set(actions) == set(env.agents), algo
+        for agent in env.agents:
+            space = env.action_space(agent)
+            a = actions[agent]
+            assert a.shape == (8, *space.shape) and a.dtype == space.dtype, (algo, agent, a.shape, a.dtype)
+            assert bool(jax.vmap(space.contains)(a).all()), (algo, agent, greedy)
+        assert leaves_equal(actions, act(params, keys, obs, state, greedy)), (algo, greedy)
+    if algos.family_of(algo) != "scripted":  # a learner's greedy action is a function of obs alone
+        assert leaves_equal(act(params, keys, obs, state, True), act(params, other, obs, state, True)), algo
+
+
+def test_evaluation_of_the_trained_policy_is_finite(trained):
+    algo, env, env_params, trainer = (trained[k] for k in ("algo", "env", "env_params", "trainer"))
+    rollout = evaluation.make_evaluator(env, env_params, trainer.act, num_episodes=4)
+    out = jax.jit(rollout, compiler_options=FAST_COMPILE)(trainer.policy_params(trained["state"]), jax.random.key(4))
+    out = jax.tree.map(np.asarray, out)
+    assert bool(np.all(out.pop("completed"))), algo  # the env's episode limit ends every episode
+    for name in ("return", "length", "csr", "fpr", "mttd", "mttr"):
+        values = np.asarray(out[name])
+        assert values.shape == (4,) and np.isfinite(values).all(), (algo, name, values)
+    assert np.all((out["length"] >= 1) & (out["length"] <= ENV["max_steps"])), (algo, out["length"])
