@@ -38,6 +38,12 @@ NUM_ENVS, ROLLOUT, UPDATES, RESUME_AT = 4, 4, 2, 1
 # backend optimisations off about halves it; both runs of a resume check share one program.
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 ENV = {"max_steps": 6, "hosts_per_segment": 4, "directive_period": 2}
+# The scripted SOC leads issue discrete directives and read the SOC view: soc-v2 has both.
+SCENARIO = {name: "soc-v2" for name in soc.POLICIES if name.startswith("lead-")}
+
+
+def scenario_of(algo: str) -> str:
+    return SCENARIO.get(algo, "hmarl-soc-v1")
 # The smallest settings that still run every part of each update; a key is set only where the
 # algorithm's family has it, so families keep their own names.
 TINY = {
@@ -67,7 +73,7 @@ def tiny_section(defaults: dict, tiny: dict = TINY) -> dict:
 def build(algo: str):
     """The tiny config, env and `Trainer` of `algo` (UPDATES updates, whatever its env steps per update)."""
     family = algos.family_of(algo)
-    flags = {"algo": algo, "scenario": "hmarl-soc-v1", "num_envs": NUM_ENVS, "total_steps": 1,
+    flags = {"algo": algo, "scenario": scenario_of(algo), "num_envs": NUM_ENVS, "total_steps": 1,
              "env": ENV, family: tiny_section(algos.default_section(algo)), "run": {"name": algo}}
     cfg = config_lib.resolve(flags=flags)
     env, env_params = soc.make(cfg["scenario"], **cfg["env"])
@@ -126,16 +132,23 @@ def test_resume_is_bit_exact(trained):
 
 @pytest.fixture(scope="module")
 def starts():
-    """8 envs just after reset (the same for every algorithm: one compilation)."""
-    env, env_params = soc.make("hmarl-soc-v1", **ENV)
-    reset = jax.jit(jax.vmap(env.reset, in_axes=(0, None)), static_argnums=1, compiler_options=FAST_COMPILE)
-    return reset(jax.random.split(jax.random.key(1), 8), env_params)
+    """`scenario -> 8 envs just after reset` (one compilation per scenario, shared by algorithms)."""
+    cache = {}
+
+    def get(scenario):
+        if scenario not in cache:
+            env, env_params = soc.make(scenario, **ENV)
+            reset = jax.jit(jax.vmap(env.reset, in_axes=(0, None)), static_argnums=1,
+                            compiler_options=FAST_COMPILE)
+            cache[scenario] = reset(jax.random.split(jax.random.key(1), 8), env_params)
+        return cache[scenario]
+    return get
 
 
 def test_act_shapes_spaces_and_determinism(trained, starts):
     algo, env, env_params, trainer = (trained[k] for k in ("algo", "env", "env_params", "trainer"))
     params = trainer.policy_params(trained["state"])
-    obs, state = starts
+    obs, state = starts(scenario_of(algo))
     act = jax.jit(jax.vmap(trainer.act, in_axes=(None, 0, 0, 0, None)), static_argnums=4,
                   compiler_options=FAST_COMPILE)
     keys = jax.random.split(jax.random.key(2), 8)
