@@ -1,4 +1,4 @@
-"""Each reward term and each metric formula on constructed inputs (reference §1.8, §1.9; v2 D8, D9)."""
+"""Each reward term and each metric formula on constructed inputs (docs/reference.md §1.8, §1.9; v2 D8, D9)."""
 import jax.numpy as jnp
 import numpy as np
 import pytest
