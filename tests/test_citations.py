@@ -19,8 +19,8 @@ THIS = pathlib.Path(__file__).resolve()
 
 # Paths that exist only on the machine the project was written on, never in a checkout.
 OUTSIDE = re.compile(r"\.\./shared|shared/spec|shared/reference|hmarl_soc_reference|soc_v2\.md|/work/")
-# Citations of a document the project does not contain ("reference §1.6", "spec D18").
-DANGLING = re.compile(r"\b[Rr]eference §|\bspec (?:§|D\d)")
+# Citations of a document the project does not contain ("reference §1.6", "reference D12", "spec D18").
+DANGLING = re.compile(r"\b[Rr]eference (?:§|D\d)|\bspec (?:§|D\d)")
 # "reference.md §1.9, §3.1", "[reference.md](reference.md) §4 D5", "reference.md §1.10/§2.2".
 CITE = re.compile(r"reference\.md(?:\]\([^)]*\))?((?:\s*(?:,|/|and)?\s*§\s?\d+(?:\.\d+)*(?:\s+D\d+)?)+)")
 SECTION = re.compile(r"§\s?(\d+(?:\.\d+)*)(?:\s+(D\d+))?")
