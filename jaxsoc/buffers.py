@@ -38,7 +38,7 @@ Also: `current_beta(state)`, `slot_priorities(state)` `[capacity]`, `combine_td_
 * Stored priority p_i = (|x| + eps)^alpha, where x is a TD error (`update_priorities`) or an
   explicit push priority (`add(..., priorities=x)`; the HMARL reference pushes |r| + 0.1). The
   exponent is applied exactly once on both paths (the reference applies it twice on its
-  default-priority path, spec D18). Items added without priorities get `max_priority`, the
+  default-priority path, docs/reference.md §4 D18). Items added without priorities get `max_priority`, the
   largest stored priority seen so far (initially 1), as in the PER paper.
 * Sampling is i.i.d. with replacement, P(i) = p_i / sum_j p_j, via a sum tree held as one flat
   float32 array `[2 * L]` (L = capacity rounded up to a power of two; node k has children 2k and

@@ -51,7 +51,7 @@ def test_epsilon_schedules():
 
 
 def test_bins_are_the_reference_qmix_baselines():
-    """Reference §2.7: TH bin b hunts segment b%5 at raw 0.3 + 0.7(b//5)/3 with scope 0.5, RO bin b
+    """docs/reference.md §2.7: TH bin b hunts segment b%5 at raw 0.3 + 0.7(b//5)/3 with scope 0.5, RO bin b
     isolates and remediates segment b%5 at raw 0.3 + 0.7(b//5)/2; every other dimension raw 0."""
     th = op.bin_table("threat_hunter", 16, 5, 16, 0.3, 1.0)
     ro = op.bin_table("response_orchestrator", 12, 5, 12, 0.3, 1.0)

@@ -13,7 +13,7 @@ emitted at the end of the step where it completes. `macro_gae` turns the emitted
 rollout `[T, N]` into advantages with the semi-MDP discount gamma^k; `valid_first` gathers the
 emitted records (about T*N/K of them) into a fixed-size batch for the PPO update.
 
-Reference semantics (HMARL-SOC train_fast, reference §2.2): undiscounted macro reward and gamma per
+Reference semantics (HMARL-SOC train_fast, docs/reference.md §2.2): undiscounted macro reward and gamma per
 macro-step; `discounting="reference"` reproduces that, `"smdp"` (default) is the correct one.
 """
 from __future__ import annotations

@@ -252,7 +252,7 @@ def bin_table(role: str, n_bins: int, segments: int, env_dim: int, low: float, h
     Response orchestrator: isolate = remediate = the value (dims `[0, S)` and `[S, 2S)`; the
     v2 release dims stay 0, i.e. no release). With 5 segments, 16 and 12 bins this is exactly
     the reference (0.3 + 0.7 l/3 and 0.3 + 0.7 l/2); raw 0 elsewhere still hunts and isolates
-    at the env's mid-points (reference §2.7).
+    at the env's mid-points (docs/reference.md §2.7).
     """
     levels = max(1, math.ceil(n_bins / segments))
     table = np.zeros((n_bins, env_dim), np.float32)

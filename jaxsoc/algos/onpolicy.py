@@ -17,7 +17,7 @@ only in their loss and in how many passes they make over a rollout; everything e
   * `next_values` / `gae`: advantages that bootstrap through time-limit truncation (from the env's
     `infos["final_obs"]` / `["final_world_state"]`) but not through termination, read from
     `infos["terminated"]` / `["truncated"]` (never `infos["discount"]`: under `hmarl-soc-v1` it
-    treats truncation as terminal on purpose, reference D12).
+    treats truncation as terminal on purpose, docs/reference.md §4 D12).
   * `sgd`: epochs x shuffled minibatches of optax updates on a flat batch; `make_optimizer`.
 
 Shapes: `T` rollout steps, `N` envs, `B` = flattened samples, `C` value columns. Observations are

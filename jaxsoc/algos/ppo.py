@@ -17,7 +17,7 @@ which default to what the algorithm's name says (`auto`):
 Heterogeneous roles keep their own spaces and parameters (no padding); discrete heads honour
 the env's action masks; continuous heads are tanh-Gaussians with exact log-probabilities from
 the stored pre-tanh sample (the reference's Single-DRL compared log-probs of different variables,
-and its MAPPO had no policy loss at all: reference D23). Time-limit truncation is bootstrapped
+and its MAPPO had no policy loss at all: docs/reference.md §4 D23). Time-limit truncation is bootstrapped
 from the terminal state's value unless `bootstrap_truncation: false` (see `onpolicy`).
 
 The loss and the update are functions of a `Batch`, so other learners (the hierarchical team's

@@ -1,8 +1,8 @@
-"""The paper's published Table II, as data (reference §3.1).
+"""The paper's published Table II, as data (docs/reference.md §3.1).
 
 Protocol of these numbers: per seed, the mean over the last 2,000 of 10,000 TRAINING episodes
 (exploration on), then mean and population std (ddof 0) over the seeds 42, 123, 456, 789, 1024,
-on the original environment (`hmarl-soc-v1`) with its metric definitions (reference §1.9, D9).
+on the original environment (`hmarl-soc-v1`) with its metric definitions (docs/reference.md §1.9, D9).
 Values are in metric units (FPR and CSR as fractions, not percent), keyed by our registry names.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The two protocols that turn a method's runs into per-seed numbers.
 
-`paper` (the paper's Table II, reference §1.9/§3.1): per seed, the mean of each metric over the
+`paper` (the paper's Table II, docs/reference.md §1.9/§3.1): per seed, the mean of each metric over the
 last 2,000 TRAINING episodes (behaviour policy, exploration on), read from `metrics.jsonl`.
 The log has one line per update and seed holding the means over the episodes that ended during
 that update and their number (`episodes`), so the window is whole updates: the newest updates
@@ -10,7 +10,7 @@ that together hold at least 2,000 episodes, each update's mean weighted by its e
 compromise/detection) are averaged per update over the episodes where defined, so weighting by
 `episodes` is then an approximation; it is exact for every `hmarl-soc-v1` metric.
 
-`ours` (reference D24): greedy policies (`act(..., greedy=True)`) from the run's newest checkpoint
+`ours` (docs/reference.md §4 D24): greedy policies (`act(..., greedy=True)`) from the run's newest checkpoint
 on held-out episodes: each seed s evaluates `episodes` fresh envs from `heldout_key(s)`, a key
 stream that neither training nor the engine's periodic evaluation draws from. The keys depend
 only on the seed number, so every method is evaluated on the same env draws (common random

@@ -41,7 +41,7 @@ DISPLAY_NAMES = {
     "no-defender": "No defender",
     "random": "Random",
 }
-# Table II's methods in the paper's order, then the reference baselines we add (reference D24).
+# Table II's methods in the paper's order, then the reference baselines we add (docs/reference.md §4 D24).
 PAPER_METHODS = ("rule-soar", "single-drl", "iql", "mappo", "qmix", "hmarl")
 BASELINES = ("constant", "no-defender", "random")
 

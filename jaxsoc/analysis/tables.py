@@ -107,7 +107,7 @@ def build_table(
         where = scenario + (" (" + ", ".join(f"{k}={v}" for k, v in sorted(env.items())) + ")" if env else "")
         title = f"Table II on {where}: {PROTOCOLS.get(protocol, protocol)}"
     if any(x.source == "paper" for x in rows):
-        notes.insert(0, "paper: the published Table II (reference §3.1): last 2,000 of 10,000 training "
+        notes.insert(0, "paper: the published Table II (docs/reference.md §3.1): last 2,000 of 10,000 training "
                         "episodes, mean ± population std over seeds 42/123/456/789/1024")
     return Table(title, scenario, protocol, tuple(metrics), rows, notes)
 

@@ -1,4 +1,4 @@
-"""Alerts: generation (reference §1.4, D2 fix) and the fixed-size FIFO queue.
+"""Alerts: generation (docs/reference.md §1.4, D2 fix) and the fixed-size FIFO queue.
 
 The queue is one float32 array `[Q, NUM_ALERT_FIELDS]` (columns in `state.py`), packed: valid rows
 come first, oldest at row 0. Every operation keeps it packed, so the triage agent's "oldest alerts"
@@ -52,7 +52,7 @@ def prefix_count_rows(mask: jax.Array) -> jax.Array:
 
 
 def ingest_and_triage(queue: jax.Array, new: jax.Array, action: jax.Array, params: EnvParams):
-    """Push this step's alerts, then let the triage agent act on the oldest (reference §1.4, §1.6).
+    """Push this step's alerts, then let the triage agent act on the oldest (docs/reference.md §1.4, §1.6).
 
     `queue [Q, F]`, `new [k, F]` (invalid rows allowed), `action` int32: 0 escalate, 1 suppress,
     2 correlate, 3 enrich; any other value is a no-op (as an index matching no branch in the

@@ -1,4 +1,4 @@
-"""The attacker: a five-phase MITRE ATT&CK campaign (reference §1.3), with the D3/D4 fixes as switches.
+"""The attacker: a five-phase MITRE ATT&CK campaign (docs/reference.md §1.3), with the D3/D4 fixes as switches.
 
 Phases: 0 reconnaissance (T1595), 1 initial access (T1190), 2 execution (T1059), 3 lateral movement
 (T1021), 4 exfiltration (T1048). The attacker acts once per env step, before the defenders.

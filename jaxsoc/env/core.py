@@ -5,7 +5,7 @@ returning per-agent dicts with `dones["__all__"]`, `get_avail_actions`, `observa
 `action_space(agent)`) so jaxmarl's wrappers work on it unchanged, with gymnax's explicit, optional
 `params` argument so a user can vmap over scenario parameters.
 
-Step order (reference §1.7): t += 1; the attacker moves; alerts are generated; the coordinator's
+Step order (docs/reference.md §1.7): t += 1; the attacker moves; alerts are generated; the coordinator's
 directive is read (every K steps); threat hunter; alert triage; response orchestrator and the
 containment check; reward; termination; observations. `step` auto-resets finished envs, keeping the
 terminal observation in `infos["final_obs"]` for bootstrapping.
@@ -83,7 +83,7 @@ def hmarl_directive(index: jax.Array) -> jax.Array:
     """HMARL-SOC's agent-side map from the coordinator's 8 discrete actions to the v1 directive.
 
     priority = a % 4, p = -1 + 2*priority/3, focus = a // 4;
-    d = [p, 0.8p, p, focus, p, 0.6p, 0.5p, 0.5*focus] (reference §1.6). `[] int -> [8] f32`.
+    d = [p, 0.8p, p, focus, p, 0.6p, 0.5p, 0.5*focus] (docs/reference.md §1.6). `[] int -> [8] f32`.
     """
     index = jnp.asarray(index, jnp.int32)
     p = -1.0 + 2.0 * (index % 4).astype(jnp.float32) / 3.0
@@ -201,7 +201,7 @@ class SOCEnv:
         return out
 
     def idle_actions(self, params: Optional[EnvParams] = None) -> Dict[str, jax.Array]:
-        """The reference's "agent does nothing", expressed in the fixed-shape API (reference §0)."""
+        """The reference's "agent does nothing", expressed in the fixed-shape API (docs/reference.md §0)."""
         p = self._p(params)
         dims = defenders.action_dims(p)
         coord = jnp.asarray(0, jnp.int32) if p.fix_d6_directive else hmarl_directive(0)

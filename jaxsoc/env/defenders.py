@@ -1,4 +1,4 @@
-"""What each defender's action does to the world (reference §1.6, D6/D7 fixes as switches).
+"""What each defender's action does to the world (docs/reference.md §1.6, D6/D7 fixes as switches).
 
 Action conventions (documented in docs/env.md):
 * continuous actions are clipped to [-1, 1]; NaN entries are replaced by -1, the idle value
@@ -231,7 +231,7 @@ def respond(draws: Draws, hosts: Hosts, action: jax.Array, b: Boosts, params: En
 
 def is_contained(n_active: jax.Array, n_compromised: jax.Array, begun: jax.Array,
                  params: EnvParams) -> jax.Array:
-    """Containment now (reference §1.6 / D5), from the counts of active (compromised, connected)
+    """Containment now (docs/reference.md §1.6 / D5), from the counts of active (compromised, connected)
     and compromised hosts after the response."""
     if params.fix_d5_containment:
         return begun & (n_active == 0)

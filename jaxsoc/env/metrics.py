@@ -1,4 +1,4 @@
-"""Episode metrics (reference §1.9 for v1; soc_v2.md "Metrics" for D9).
+"""Episode metrics (v1: docs/reference.md §1.9; the v2 definitions: docs/reference.md §4 D9).
 
 `episode_metrics(state, params)` reads the final (pre-reset) state of an episode. Every preset
 returns the same keys, so learners and evaluation treat them alike; `mttd`, `mttr` and `fpr` follow

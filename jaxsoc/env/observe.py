@@ -1,7 +1,7 @@
 """Per-role observations, the world state for centralised critics, and available actions.
 
 Two layouts (docs/observations.md lists every feature):
-* the **v1 layouts** (reference §1.5, `fix_d1_hidden_truth=False`): 64/128/64/96 floats per role,
+* the **v1 layouts** (docs/reference.md §1.5, `fix_d1_hidden_truth=False`): 64/128/64/96 floats per role,
   with the ground truth they leak (D1) and, unless `fix_d11_no_padding`, pure-noise and
   constant-zero features (D11);
 * the **SOC view** (`fix_d1_hidden_truth=True`): what a SOC can see — alerts, hunting results,

@@ -10,7 +10,7 @@ One engine, scenarios as data. `EnvParams` is a `flax.struct.dataclass` with two
   sensitivity sweeps) without recompiling: `jax.vmap(env.step, in_axes=(0, 0, 0, params_axes))`.
 
 `hmarl-soc-v1` reproduces the published HMARL-SOC environment with its defects; `soc-v2` turns on
-every fix. Each defect D1..D12 of `shared/spec/hmarl_soc_reference.md` §4 that lives in the world is
+every fix. Each defect D1..D12 of docs/reference.md §4 that lives in the world is
 a named boolean switch `fix_dN_*` (see `SWITCHES` and docs/switches.md), so any one fix can be
 ablated alone: `make("hmarl-soc-v1", fix_d5_containment=True)`.
 """
@@ -147,7 +147,7 @@ def _static(default=None, **kw):
     return struct.field(pytree_node=False, default=default, **kw)
 
 
-# The HMARL-SOC topology (reference §1.2).
+# The HMARL-SOC topology (docs/reference.md §1.2).
 V1_SEGMENT_NAMES = ("DMZ", "Corporate", "Development", "DataCenter", "Cloud")
 V1_SEGMENT_VALUES = (0.6, 0.8, 0.7, 1.0, 0.9)
 V1_VULN_MEANS = (0.40, 0.30, 0.35, 0.20, 0.25)
@@ -159,7 +159,7 @@ class EnvParams:
     """Static configuration and numeric parameters of one SOC scenario.
 
     Static fields shape the arrays and select code paths; numeric fields are leaves (vmappable).
-    Defaults are the HMARL-SOC reference values (reference §1); presets change what differs.
+    Defaults are the HMARL-SOC reference values (docs/reference.md §1); presets change what differs.
     """
 
     # ---- static: identity, topology, sizes ------------------------------------------------
@@ -263,7 +263,7 @@ class EnvParams:
     telemetry_stage_drift: Tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0)
     telemetry_direction: Tuple[float, ...] = (1.0, 0.6, -0.4, 0.8, 1.0, -0.2, 0.5, 0.9)
 
-    # ---- numeric: reward (reference §1.8) ----------------------------------------------------
+    # ---- numeric: reward (docs/reference.md §1.8) ----------------------------------------------------
     w_detect: float = 1.0
     w_response: float = 1.5
     w_cost: float = -0.3

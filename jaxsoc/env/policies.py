@@ -18,7 +18,7 @@ from jaxsoc.env.state import EnvState
 
 
 def no_defender(key, obs, state: EnvState, params: EnvParams) -> Dict[str, jax.Array]:
-    """Every role idles: the reference's missing agent keys (reference §0)."""
+    """Every role idles: the reference's missing agent keys (docs/reference.md §0)."""
     dims = defenders.action_dims(params)
     return {
         "coordinator": jnp.asarray(0, jnp.int32) if params.fix_d6_directive else hmarl_directive(0),
@@ -46,7 +46,7 @@ def random_policy(key, obs, state: EnvState, params: EnvParams) -> Dict[str, jax
 def constant(key, obs, state: EnvState, params: EnvParams) -> Dict[str, jax.Array]:
     """The all-zero action: raw 0 for continuous roles, index 0 for discrete ones.
 
-    Under v1 this already hunts every segment and isolates detected hosts (reference §1.6), and
+    Under v1 this already hunts every segment and isolates detected hosts (docs/reference.md §1.6), and
     beats every published learner (D5).
     """
     dims = defenders.action_dims(params)
@@ -59,7 +59,7 @@ def constant(key, obs, state: EnvState, params: EnvParams) -> Dict[str, jax.Arra
 
 
 def rule_soar(key, obs, state: EnvState, params: EnvParams) -> Dict[str, jax.Array]:
-    """Rule-SOAR (reference §2.7): scan everything, escalate every alert, isolate and remediate at
+    """Rule-SOAR (docs/reference.md §2.7): scan everything, escalate every alert, isolate and remediate at
     raw 0.5 on all segments whenever an incident is known.
 
     Under the v1 layouts the trigger is the ground-truth count of compromised hosts, exactly as the

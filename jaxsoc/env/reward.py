@@ -1,4 +1,4 @@
-"""The team reward R = w_detect*R_det + w_response*R_resp + w_cost*R_cost + w_fp*R_fp (reference §1.8).
+"""The team reward R = w_detect*R_det + w_response*R_resp + w_cost*R_cost + w_fp*R_fp (docs/reference.md §1.8).
 
 D8 (`fix_d8_reward_accounting`) switches the accounting to one event per host: response credit from
 the host's own detection time, every suppressed true alert and every escalated benign alert.

@@ -1,4 +1,4 @@
-"""Alert generation (reference §1.4, D2) and the queue operations of alert triage (§1.6)."""
+"""Alert generation and the queue operations of alert triage (docs/reference.md §1.4, §1.6; the D2 fix)."""
 import functools
 
 import jax

@@ -1,4 +1,4 @@
-"""The ATT&CK attacker (reference §1.3) and its D3/D4 fixes, on hand-built states."""
+"""The ATT&CK attacker (docs/reference.md §1.3) and its D3/D4 fixes, on hand-built states."""
 import functools
 
 import jax

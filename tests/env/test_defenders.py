@@ -1,4 +1,4 @@
-"""What the defenders' actions do (reference §1.6), on hand-built states, plus the action conventions."""
+"""What the defenders' actions do (docs/reference.md §1.6), on hand-built states, plus the action conventions."""
 import functools
 
 import jax

@@ -9,7 +9,7 @@ from jaxsoc.env import defenders
 
 from .helpers import batch_rollout, first_episodes, fresh
 
-# Table II, Rule-SOAR (reference §3.1): mean and std over 5 seeds (networks) of 2,000 episodes each.
+# Table II, Rule-SOAR (docs/reference.md §3.1): mean and std over 5 seeds (networks) of 2,000 episodes each.
 PAPER = {"return": (-1238.2, 26.6), "mttd": (8.0, 0.1), "mttr": (136.9, 3.1), "fpr": (0.0514, 0.0001),
          "csr": (0.352, 0.018)}
 
@@ -60,7 +60,7 @@ def test_rule_soar_uses_ground_truth_only_under_v1():
 def test_no_defender_and_constant_under_v1():
     env, p = soc.make("hmarl-soc-v1")
     for name, check in [
-        # reference §4 D4: with no defender about 5% of episodes exfiltrate, none is contained
+        # docs/reference.md §4 D4: with no defender about 5% of episodes exfiltrate, none is contained
         ("no-defender", lambda m: m["csr"].mean() == 0 and 0.03 < m["exfiltrated"].mean() < 0.08),
         # D5: the all-zero action contains nearly every attack and out-scores every published learner
         ("constant", lambda m: m["csr"].mean() > 0.93 and m["return"].mean() > 6.9),

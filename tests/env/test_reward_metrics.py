@@ -1,11 +1,12 @@
-"""Each reward term and each metric formula on constructed inputs (reference §1.8, §1.9; v2 D8, D9)."""
+"""Each reward term and each metric formula on constructed inputs (docs/reference.md §1.8, §1.9; v2 D8, D9)."""
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxsoc.env as soc
 from jaxsoc.env.metrics import episode_metrics
-from jaxsoc.env.reward import team_reward
+from jaxsoc.env.network import segment_sums
+from jaxsoc.env.reward import response_credit, team_reward
 
 from .helpers import fresh, host_mask
 
@@ -17,9 +18,7 @@ Z = np.zeros((5, 40), bool)
 def reward(params, t=10, new_detected=Z, stage_at_detection=None, isolated_now=Z, blind_now=Z,
            isolated_after=Z, detect_time=None, first_detection=0, contained=False, exfiltrated=False,
            false_scans=0, suppressed_tp=0, escalated_fp=0):
-    """The step's reward from per-host arrays, the way the step builds it."""
-    from jaxsoc.env.network import segment_sums
-    from jaxsoc.env.reward import response_credit
+    """The step's `RewardTerms` from per-host `[5, 40]` arrays, built the way the env's step builds it."""
     stage = jnp.zeros((5, 40), jnp.int32) if stage_at_detection is None else jnp.asarray(stage_at_detection)
     dt = jnp.zeros((5, 40), jnp.int32) if detect_time is None else jnp.asarray(detect_time)
     credit = response_credit(t, jnp.asarray(isolated_now), dt, first_detection, params)
@@ -62,3 +61,57 @@ def test_v2_metric_formulas():
     assert float(m["mttd"]) == 190 and float(m["mttd_censored"]) == 1.0 and np.isnan(float(m["mttr"]))
     m = episode_metrics(_final(V2, 200), V2)  # attack never began: MTTD undefined
     assert np.isnan(float(m["mttd"]))
+
+
+# Hand-worked rewards. Segment values: DMZ 0.6, Corporate 0.8, Development 0.7, DataCenter 1.0,
+# Cloud 0.9; R = 1.0 R_det + 1.5 R_resp - 0.3 R_cost - 2.0 R_fp (docs/reference.md §1.8).
+V1_D8 = V1.replace(fix_d8_reward_accounting=True)
+
+
+def terms(r):
+    return {k: round(float(v), 6) for k, v in r._asdict().items()}
+
+
+def test_detection_term_is_the_stage_over_five_and_exfiltration_costs_ten():
+    found = host_mask(V1, (0, 1), (3, 2))
+    stage = np.zeros((5, 40), np.int32)
+    stage[0, 1], stage[3, 2] = 2, 3
+    stage[1, 0] = 4  # a host at stage 4 that was not detected this step earns nothing
+    r = reward(V1, new_detected=found, stage_at_detection=stage)
+    assert terms(r) == dict(detect=1.0, response=0.0, cost=0.0, false_positive=0.0, total=1.0)  # (2 + 3) / 5
+    r = reward(V1, new_detected=found, stage_at_detection=stage, exfiltrated=True)
+    assert terms(r)["detect"] == -9.0 and terms(r)["total"] == -9.0
+
+
+def test_response_credit_v1_from_the_first_detection_d8_from_the_hosts_own():
+    # two correct isolations in Corporate (value 0.8) at t = 10; the episode's first detection was
+    # at t = 4, the hosts' own at t = 8 and t = 9
+    iso = host_mask(V1, (1, 0), (1, 1))
+    dt = np.zeros((5, 40), np.int32)
+    dt[1, 0], dt[1, 1] = 8, 9
+    kw = dict(t=10, isolated_now=iso, isolated_after=iso, detect_time=dt, first_detection=4)
+    cost = 2 * 0.1 * 0.8
+    r = reward(V1, **kw)  # v1: 1/6 each
+    np.testing.assert_allclose([r.response, r.cost, r.total], [2 / 6, cost, 1.5 * 2 / 6 - 0.3 * cost], rtol=1e-6)
+    r = reward(V1_D8, **kw)  # D8: 1/2 + 1/1
+    np.testing.assert_allclose([r.response, r.total], [1.5, 1.5 * 1.5 - 0.3 * cost], rtol=1e-6)
+    r = reward(V1, contained=True, **kw)  # containment: +5 in R_resp, +7.5 in R
+    np.testing.assert_allclose([r.response, r.total], [2 / 6 + 5, 1.5 * (2 / 6 + 5) - 0.3 * cost], rtol=1e-6)
+
+
+def test_isolation_costs_and_v2_availability():
+    blind = host_mask(V1, (0, 7))  # a clean DMZ host isolated: 0.2 x 0.6
+    r = reward(V1, blind_now=blind, isolated_after=blind)
+    np.testing.assert_allclose([r.cost, r.total], [0.12, -0.3 * 0.12], rtol=1e-6)
+    # soc-v2 also charges 0.01 x value for every host that stays isolated (DataCenter, value 1.0)
+    held = host_mask(V2, (3, 0), (3, 1))
+    np.testing.assert_allclose(float(reward(V2, isolated_after=held).cost), 2 * 0.01, rtol=1e-6)
+    assert float(reward(V1, isolated_after=held).cost) == 0.0
+
+
+def test_false_positive_term_v1_counts_one_suppression_per_step_d8_counts_every_event():
+    kw = dict(false_scans=3, suppressed_tp=2, escalated_fp=4)
+    r = reward(V1, **kw)  # v1: 3 false scans + [any true alert suppressed]; benign escalations free
+    assert terms(r)["false_positive"] == 0.5 * 4 and terms(r)["total"] == -2.0 * 0.5 * 4
+    r = reward(V1_D8, **kw)  # D8: 3 + 2 + 4 events
+    assert terms(r)["false_positive"] == 0.5 * 9 and terms(r)["total"] == -2.0 * 0.5 * 9
