@@ -35,7 +35,7 @@ QUICK_SEEDS = (42, 43, 44)
 HMARL = "hmarl"
 K_VALUES = (1, 3, 5, 10, 20)  # the paper's k{1,3,10,20}_config.yaml and the default 5
 QUICK_K_VALUES = (1, 5, 20)
-# label -> config overrides of the HMARL family (reference §2.5: --no-sc, --no-shared-buffer,
+# label -> config overrides of the HMARL family (docs/reference.md §2.5: --no-sc, --no-shared-buffer,
 # both = "Flat MARL"). Keys the registered family does not have are skipped with a note.
 ABLATIONS = {
     "w/o SC": {"train_coordinator": False},
