@@ -44,15 +44,14 @@ def recon_targets(hosts: Hosts, params: EnvParams,
     searches every segment of `params.entry_segments`.
     """
     topo = topology(params)
+    segments = np.asarray(params.entry_segments)
+    cand = (jnp.asarray(topo.host_valid) & ~hosts.compromised & ~hosts.isolated)[segments]
     if entry is not None:
-        # A traced segment: search every host, masked to that segment (same keys, same order).
-        in_entry = jnp.asarray(topo.segment_of_host) == entry
-        cand = (jnp.asarray(topo.host_valid) & ~hosts.compromised & ~hosts.isolated & in_entry).reshape(-1)
-        return _top_k_vulnerable(cand, hosts.vuln.reshape(-1), params).reshape(hosts.target.shape), jnp.any(cand)
-    entry = np.asarray(params.entry_segments)
-    cand = (jnp.asarray(topo.host_valid) & ~hosts.compromised & ~hosts.isolated)[entry].reshape(-1)
-    picked = _top_k_vulnerable(cand, hosts.vuln[entry].reshape(-1), params)
-    mask = jnp.zeros_like(hosts.target).at[entry].set(picked.reshape(len(entry), -1))
+        # A drawn entry (one of the static entry segments): search only those, masked to it.
+        cand = cand & (jnp.asarray(segments)[:, None] == entry)
+    cand = cand.reshape(-1)
+    picked = _top_k_vulnerable(cand, hosts.vuln[segments].reshape(-1), params)
+    mask = jnp.zeros_like(hosts.target).at[segments].set(picked.reshape(len(segments), -1))
     return mask, jnp.any(cand)
 
 
