@@ -1,4 +1,4 @@
-"""The HMARL-SOC team (jaxsoc/algos/hmarl.py) on a small soc-v2 network, checked on recorded rollouts.
+"""The HMARL-SOC team (jaxsoc/algos/hmarl/) on a small soc-v2 network, checked on recorded rollouts.
 
 * the coordinator's directive changes only where the env's clock is a multiple of K, and the
   tier-2 roles see the directive in force (their observations and the stored transitions);
@@ -9,6 +9,8 @@
 * (slow) two seeds vmapped through the engine (the former XLA CPU hang of docs/hmarl.md; its cause
   is checked cheaply in tests/test_vmap_safety.py).
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +20,7 @@ import jaxsoc.env as soc
 from jaxsoc import buffers
 from jaxsoc import config as config_lib
 from jaxsoc import engine
+from jaxsoc.algos import hierarchy as hz
 from jaxsoc.algos import hmarl
 from jaxsoc.algos import offpolicy as op
 from jaxsoc.env.observe import feature_names
@@ -26,7 +29,7 @@ K = 3
 N, T = 16, 12
 SMALL = dict(
     algo="hmarl", scenario="soc-v2", env={"hosts_per_segment": 8}, num_envs=N, total_steps=N * T * 6,
-    hmarl={"k": K, "rollout": T, "hidden": [32, 32], "buffer_size": 4096, "batch_size": 32,
+    hmarl={"k": K, "rollout": T, "hidden_sizes": [32, 32], "buffer_size": 4096, "batch_size": 32,
            "learning_starts": 64, "utd": 2 / (N * T),
            "coordinator": {"d_k": 16, "embed_dim": 16, "capacity": 1.5}},
     run={"chunk_updates": 3, "checkpoint_every": 6, "progress": False, "tensorboard": False},
@@ -36,8 +39,12 @@ SMALL = dict(
 def build(**section):
     cfg = config_lib.resolve(flags=config_lib.merge(SMALL, {"hmarl": section}))
     env, env_params = soc.make(cfg["scenario"], **cfg["env"])
-    trainer, parts = hmarl.make_train(cfg, env, env_params, with_parts=True)
-    return cfg, trainer, parts
+    return cfg, hmarl.make_train(cfg, env, env_params), hmarl.make_parts(cfg, env, env_params)
+
+
+def collect_fn(parts):
+    """`state -> (state, StepTrace [T, N])`: one rollout, nothing learned."""
+    return jax.jit(functools.partial(hmarl.collect, parts))
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +52,7 @@ def recorded():
     """Two rollouts of the default team (the second after the first one's updates), jitted once."""
     cfg, trainer, parts = build()
     state = jax.jit(trainer.init)(jax.random.key(0))
-    collect, update = jax.jit(parts.collect), jax.jit(trainer.update)
+    collect, update = collect_fn(parts), jax.jit(trainer.update)
     before = state
     state, trace = collect(state)
     state2, metrics = update(state)
@@ -55,7 +62,7 @@ def recorded():
 
 def test_directive_changes_only_at_multiples_of_k_and_tier2_sees_it(recorded):
     parts, state, trace = recorded["parts"], recorded["after_collect"], recorded["trace"]
-    _, _, _, _, decided, held = (np.asarray(x) if i > 1 else x for i, x in enumerate(trace))
+    decided, held = np.asarray(trace.decided), np.asarray(trace.held)
     # The env's clock: envs start at t = 0 and nothing ended in 12 steps of a 200-step episode
     # unless an episode terminated; decisions are exactly the steps with t % K == 0.
     assert decided[0].all() and decided.shape == (T, N)
@@ -64,7 +71,7 @@ def test_directive_changes_only_at_multiples_of_k_and_tier2_sees_it(recorded):
     assert changed.any(), "a random coordinator over 20 directives should change its mind sometimes"
     # Tier 2 sees it: the stored transitions carry the directive one-hot, and the next observation
     # of every tier-2 role shows the focus and posture of the directive in force.
-    stored = jax.tree.map(lambda x: np.asarray(x[: T * N]), buffers._replay_of(state.buffer).storage)
+    stored = jax.tree.map(lambda x: np.asarray(x[: T * N]), buffers.replay_of(state.buffer).storage)
     held_flat = held.reshape(-1)
     p = parts.env_params
     np.testing.assert_array_equal(stored["directive"].argmax(-1), held_flat)
@@ -81,7 +88,7 @@ def test_directive_changes_only_at_multiples_of_k_and_tier2_sees_it(recorded):
 
 def test_ppo_consumes_the_executed_directive_and_its_acting_log_prob(recorded):
     parts, before, trace = recorded["parts"], recorded["before"], recorded["trace"]
-    records, held, decided = trace[0], np.asarray(trace[5]), np.asarray(trace[4])
+    records, held, decided = trace.record, np.asarray(trace.held), np.asarray(trace.decided)
     emit = np.asarray(records.emit)
     assert emit.sum() > N  # every env completed at least one macro-step
     coord = parts.coordinator
@@ -95,8 +102,8 @@ def test_ppo_consumes_the_executed_directive_and_its_acting_log_prob(recorded):
         for start, end in zip(steps, ends):
             assert records.action[end, n] == held[start, n]
     # The update's ratios start at exactly 1 (recorded log-probs = the policy's own): no clipping.
-    adv, ret = jax.jit(lambda r: hmarl.hz.macro_gae(r, 0.95))(records)
-    w, (obs, act, lp, adv_g, ret_g) = hmarl.hz.valid_first(jax.random.key(3), records.emit, 64, records.obs,
+    adv, ret = jax.jit(lambda r: hz.macro_gae(r, 0.95))(records)
+    w, (obs, act, lp, adv_g, ret_g) = hz.valid_first(jax.random.key(3), records.emit, 64, records.obs,
                                                             records.action, records.log_prob, adv, ret)
     batch = dict(obs=obs, action=act, log_prob=lp, advantage=adv_g, **{"return": ret_g}, weight=w)
     _, info = coord.loss((before.coordinator.actor_params, before.coordinator.critic_params), batch)
@@ -105,7 +112,8 @@ def test_ppo_consumes_the_executed_directive_and_its_acting_log_prob(recorded):
 
 def test_macro_rewards_are_discounted_sums_between_decisions(recorded):
     gamma = recorded["cfg"]["hmarl"]["gamma"]
-    records, reward, decided = recorded["trace"][0], np.asarray(recorded["trace"][3]), np.asarray(recorded["trace"][4])
+    trace = recorded["trace"]
+    records, reward, decided = trace.record, np.asarray(trace.reward), np.asarray(trace.decided)
     emit, macro = np.asarray(records.emit), np.asarray(records.reward)
     checked = 0
     for n in range(N):
@@ -144,7 +152,7 @@ def test_every_learner_changes_and_the_explainer_gets_gradient(recorded):
     assert _changed(before.agents["threat_hunter"].actor_params, sac.actor_params)
     assert _changed(before.agents["response_orchestrator"].actor_params, ro.actor_params)  # D16 fixed
     # The explainer's weights: a distribution over the segments per head, for every decision.
-    parts, records = recorded["parts"], recorded["trace"][0]
+    parts, records = recorded["parts"], recorded["trace"].record
     obs = {"coordinator": records.obs.reshape(-1, records.obs.shape[-1])}
     w, names = hmarl.attention_weights((state.coordinator.actor_params, state.agents), obs, recorded["cfg"],
                                        parts.env_params)
@@ -166,8 +174,8 @@ def test_ablation_switches(recorded):
     # No coordinator: the fixed directive everywhere, the coordinator never changes.
     cfg, trainer, parts = build(train_coordinator=False, coordinator_action=7)
     s0 = jax.jit(trainer.init)(jax.random.key(0))
-    s1, trace = jax.jit(parts.collect)(s0)
-    stored = buffers._replay_of(s1.buffer).storage
+    s1, trace = collect_fn(parts)(s0)
+    stored = buffers.replay_of(s1.buffer).storage
     np.testing.assert_array_equal(np.asarray(stored["directive"][: T * N]).argmax(-1), 7)
     p = parts.env_params
     np.testing.assert_array_equal(np.asarray(s1.env_state.focus * p.num_postures + s1.env_state.posture), 7)
@@ -215,7 +223,7 @@ def test_separate_buffers_give_every_learner_the_new_transitions():
     assert int(state.grad_steps) > 0
     size = int(state.buffer.size)
     assert size == 2 * N * T
-    trees = [state.buffer] + [op._with_priority_part(state.buffer, pt) for pt in state.extra_priorities]
+    trees = [state.buffer] + [buffers.with_priority_part(state.buffer, pt) for pt in state.extra_priorities]
     prios = [np.asarray(buffers.slot_priorities(t))[:size] for t in trees]
     for p in prios:
         assert (p > 0).all(), "a learner's tree is missing stored transitions"
