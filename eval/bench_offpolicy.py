@@ -90,7 +90,7 @@ def gflop(fn, carry) -> float:
 
 def random_fill(buffer, example, key, chunk: int = 10_000):
     """Fills `buffer` to capacity with random items (random priorities if prioritized)."""
-    capacity = buffers._replay_of(buffer).capacity
+    capacity = buffers.replay_of(buffer).capacity
 
     @jax.jit
     def add(buffer, key):
@@ -251,7 +251,7 @@ def bench_config(algo: str, num_envs: int, hidden=None, batch=None, capacity=Non
     family = algos.family_of(algo)
     sec = dict(section)
     if hidden is not None:
-        sec["hidden"] = list(hidden)
+        sec["hidden_sizes"] = list(hidden)
     if batch is not None:
         sec["batch_size"] = batch
     if capacity is not None:

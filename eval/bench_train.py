@@ -145,7 +145,7 @@ def time_case(name: str, args) -> dict:
         shape = f"T={s['rollout']}"
         if family == "ppo":
             shape += f" x{s['epochs']} ep x{s['minibatches']} mb"
-    hidden = s.get("hidden_sizes", s.get("hidden", []))
+    hidden = s.get("hidden_sizes", [])
     if rounds is not None and fewest is not None and fewest < updates * rounds:
         shape += f", only {fewest} of {updates * rounds} rounds timed (learning_starts)"
     row = dict(case=name, algo=algo, envs=args.envs, scenario=args.scenario, shape=shape,

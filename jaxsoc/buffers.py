@@ -337,8 +337,26 @@ def _gather(replay: ReplayState, indices: jax.Array) -> PyTree:
     return treedef.unflatten(out)
 
 
-def _replay_of(state) -> ReplayState:
+def replay_of(state) -> ReplayState:
+    """The storage part of a buffer (a `PrioritizedState`'s replay, or the `ReplayState` itself)."""
     return state.replay if isinstance(state, PrioritizedState) else state
+
+
+def priority_part(state):
+    """The small, learning-written part of a buffer: `(tree, max_priority, sample_count)` of a
+    `PrioritizedState`, None for a uniform one. Update rounds carry only this part (and read the
+    storage from outside their loop), so a scan or cond never copies the storage."""
+    if isinstance(state, PrioritizedState):
+        return (state.tree, state.max_priority, state.sample_count)
+    return None
+
+
+def with_priority_part(state, part):
+    """`state` with its priority part replaced by `part` (from `priority_part`; None: unchanged)."""
+    if part is None:
+        return state
+    tree, max_priority, sample_count = part
+    return state.replace(tree=tree, max_priority=max_priority, sample_count=sample_count)
 
 
 # ---------------------------------------------------------------------------------- public: both
@@ -364,7 +382,7 @@ def add(state, items: PyTree, priorities: Optional[jax.Array] = None):
 
 def can_sample(state, batch_size: int) -> jax.Array:
     """bool `[]`: at least `batch_size` slots are filled (either buffer type)."""
-    return _replay_of(state).size >= batch_size
+    return replay_of(state).size >= batch_size
 
 
 # -------------------------------------------------------------------------------- public: uniform

@@ -1,4 +1,4 @@
-"""The HMARL-SOC team (jaxsoc/algos/hmarl.py) on a small soc-v2 network, checked on recorded rollouts.
+"""The HMARL-SOC team (jaxsoc/algos/hmarl/) on a small soc-v2 network, checked on recorded rollouts.
 
 * the coordinator's directive changes only where the env's clock is a multiple of K, and the
   tier-2 roles see the directive in force (their observations and the stored transitions);
@@ -9,6 +9,8 @@
 * (slow) two seeds vmapped through the engine (the former XLA CPU hang of docs/hmarl.md; its cause
   is checked cheaply in tests/test_vmap_safety.py).
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,15 +20,18 @@ import jaxsoc.env as soc
 from jaxsoc import buffers
 from jaxsoc import config as config_lib
 from jaxsoc import engine
+from jaxsoc.checkpoints import Checkpoints
+from jaxsoc.algos import hierarchy as hz
 from jaxsoc.algos import hmarl
 from jaxsoc.algos import offpolicy as op
 from jaxsoc.env.observe import feature_names
+from tests.test_engine import leaves_equal
 
 K = 3
 N, T = 16, 12
 SMALL = dict(
     algo="hmarl", scenario="soc-v2", env={"hosts_per_segment": 8}, num_envs=N, total_steps=N * T * 6,
-    hmarl={"k": K, "rollout": T, "hidden": [32, 32], "buffer_size": 4096, "batch_size": 32,
+    hmarl={"k": K, "rollout": T, "hidden_sizes": [32, 32], "buffer_size": 4096, "batch_size": 32,
            "learning_starts": 64, "utd": 2 / (N * T),
            "coordinator": {"d_k": 16, "embed_dim": 16, "capacity": 1.5}},
     run={"chunk_updates": 3, "checkpoint_every": 6, "progress": False, "tensorboard": False},
@@ -36,8 +41,12 @@ SMALL = dict(
 def build(**section):
     cfg = config_lib.resolve(flags=config_lib.merge(SMALL, {"hmarl": section}))
     env, env_params = soc.make(cfg["scenario"], **cfg["env"])
-    trainer, parts = hmarl.make_train(cfg, env, env_params, with_parts=True)
-    return cfg, trainer, parts
+    return cfg, hmarl.make_train(cfg, env, env_params), hmarl.make_parts(cfg, env, env_params)
+
+
+def collect_fn(parts):
+    """`state -> (state, StepTrace [T, N])`: one rollout, nothing learned."""
+    return jax.jit(functools.partial(hmarl.collect, parts))
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +54,7 @@ def recorded():
     """Two rollouts of the default team (the second after the first one's updates), jitted once."""
     cfg, trainer, parts = build()
     state = jax.jit(trainer.init)(jax.random.key(0))
-    collect, update = jax.jit(parts.collect), jax.jit(trainer.update)
+    collect, update = collect_fn(parts), jax.jit(trainer.update)
     before = state
     state, trace = collect(state)
     state2, metrics = update(state)
@@ -55,7 +64,7 @@ def recorded():
 
 def test_directive_changes_only_at_multiples_of_k_and_tier2_sees_it(recorded):
     parts, state, trace = recorded["parts"], recorded["after_collect"], recorded["trace"]
-    _, _, _, _, decided, held = (np.asarray(x) if i > 1 else x for i, x in enumerate(trace))
+    decided, held = np.asarray(trace.decided), np.asarray(trace.held)
     # The env's clock: envs start at t = 0 and nothing ended in 12 steps of a 200-step episode
     # unless an episode terminated; decisions are exactly the steps with t % K == 0.
     assert decided[0].all() and decided.shape == (T, N)
@@ -64,7 +73,7 @@ def test_directive_changes_only_at_multiples_of_k_and_tier2_sees_it(recorded):
     assert changed.any(), "a random coordinator over 20 directives should change its mind sometimes"
     # Tier 2 sees it: the stored transitions carry the directive one-hot, and the next observation
     # of every tier-2 role shows the focus and posture of the directive in force.
-    stored = jax.tree.map(lambda x: np.asarray(x[: T * N]), buffers._replay_of(state.buffer).storage)
+    stored = jax.tree.map(lambda x: np.asarray(x[: T * N]), buffers.replay_of(state.buffer).storage)
     held_flat = held.reshape(-1)
     p = parts.env_params
     np.testing.assert_array_equal(stored["directive"].argmax(-1), held_flat)
@@ -81,7 +90,7 @@ def test_directive_changes_only_at_multiples_of_k_and_tier2_sees_it(recorded):
 
 def test_ppo_consumes_the_executed_directive_and_its_acting_log_prob(recorded):
     parts, before, trace = recorded["parts"], recorded["before"], recorded["trace"]
-    records, held, decided = trace[0], np.asarray(trace[5]), np.asarray(trace[4])
+    records, held, decided = trace.record, np.asarray(trace.held), np.asarray(trace.decided)
     emit = np.asarray(records.emit)
     assert emit.sum() > N  # every env completed at least one macro-step
     coord = parts.coordinator
@@ -95,8 +104,8 @@ def test_ppo_consumes_the_executed_directive_and_its_acting_log_prob(recorded):
         for start, end in zip(steps, ends):
             assert records.action[end, n] == held[start, n]
     # The update's ratios start at exactly 1 (recorded log-probs = the policy's own): no clipping.
-    adv, ret = jax.jit(lambda r: hmarl.hz.macro_gae(r, 0.95))(records)
-    w, (obs, act, lp, adv_g, ret_g) = hmarl.hz.valid_first(jax.random.key(3), records.emit, 64, records.obs,
+    adv, ret = jax.jit(lambda r: hz.macro_gae(r, 0.95))(records)
+    w, (obs, act, lp, adv_g, ret_g) = hz.valid_first(jax.random.key(3), records.emit, 64, records.obs,
                                                             records.action, records.log_prob, adv, ret)
     batch = dict(obs=obs, action=act, log_prob=lp, advantage=adv_g, **{"return": ret_g}, weight=w)
     _, info = coord.loss((before.coordinator.actor_params, before.coordinator.critic_params), batch)
@@ -105,7 +114,8 @@ def test_ppo_consumes_the_executed_directive_and_its_acting_log_prob(recorded):
 
 def test_macro_rewards_are_discounted_sums_between_decisions(recorded):
     gamma = recorded["cfg"]["hmarl"]["gamma"]
-    records, reward, decided = recorded["trace"][0], np.asarray(recorded["trace"][3]), np.asarray(recorded["trace"][4])
+    trace = recorded["trace"]
+    records, reward, decided = trace.record, np.asarray(trace.reward), np.asarray(trace.decided)
     emit, macro = np.asarray(records.emit), np.asarray(records.reward)
     checked = 0
     for n in range(N):
@@ -144,7 +154,7 @@ def test_every_learner_changes_and_the_explainer_gets_gradient(recorded):
     assert _changed(before.agents["threat_hunter"].actor_params, sac.actor_params)
     assert _changed(before.agents["response_orchestrator"].actor_params, ro.actor_params)  # D16 fixed
     # The explainer's weights: a distribution over the segments per head, for every decision.
-    parts, records = recorded["parts"], recorded["trace"][0]
+    parts, records = recorded["parts"], recorded["trace"].record
     obs = {"coordinator": records.obs.reshape(-1, records.obs.shape[-1])}
     w, names = hmarl.attention_weights((state.coordinator.actor_params, state.agents), obs, recorded["cfg"],
                                        parts.env_params)
@@ -166,8 +176,8 @@ def test_ablation_switches(recorded):
     # No coordinator: the fixed directive everywhere, the coordinator never changes.
     cfg, trainer, parts = build(train_coordinator=False, coordinator_action=7)
     s0 = jax.jit(trainer.init)(jax.random.key(0))
-    s1, trace = jax.jit(parts.collect)(s0)
-    stored = buffers._replay_of(s1.buffer).storage
+    s1, trace = collect_fn(parts)(s0)
+    stored = buffers.replay_of(s1.buffer).storage
     np.testing.assert_array_equal(np.asarray(stored["directive"][: T * N]).argmax(-1), 7)
     p = parts.env_params
     np.testing.assert_array_equal(np.asarray(s1.env_state.focus * p.num_postures + s1.env_state.posture), 7)
@@ -186,6 +196,51 @@ def test_ablation_switches(recorded):
     assert recorded["parts"].env_params.directive_period == K
 
 
+def test_resume_from_a_checkpoint_is_bit_exact(recorded, tmp_path):
+    """The train state after an update (pending macro-transitions, the replay and its PER tree,
+    the held directives, keys), saved and restored by `Checkpoints`, then one more update: the
+    same state and metrics, bit for bit, as the straight run."""
+    update, state = recorded["update"], recorded["updated"]
+    ckpt = Checkpoints(tmp_path / "checkpoints")
+    try:
+        ckpt.save(1, state, {})
+        ckpt.wait()
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+        resumed = ckpt.restore(1, abstract)
+    finally:
+        ckpt.close()
+    straight, m_straight = update(state)
+    resumed, m_resumed = update(resumed)
+    assert int(straight.grad_steps) > 0 and int(straight.pending.active.sum()) > 0  # learned, mid macro-step
+    assert leaves_equal(straight, resumed)
+    for k in m_straight:
+        np.testing.assert_array_equal(np.asarray(m_straight[k]), np.asarray(m_resumed[k]), err_msg=k)
+
+
+def test_act_gives_the_env_spaces_and_is_deterministic_given_its_key(recorded):
+    trainer, parts, state = recorded["trainer"], recorded["parts"], recorded["updated"]
+    first = lambda t: jax.tree.map(lambda x: x[0], t)
+    obs, env_state = first(state.obs), first(state.env_state)
+    params = trainer.policy_params(state)
+    act = jax.jit(trainer.act, static_argnums=4)
+    runs = {(greedy, k): act(params, jax.random.key(k), obs, env_state, greedy) for greedy in (True, False)
+            for k in (1, 2)}
+    for (greedy, k), actions in runs.items():
+        assert set(actions) == set(parts.env.agents)
+        for role, a in actions.items():
+            space = parts.env.action_space(role)
+            assert a.shape == space.shape, (role, a.shape)
+            assert bool(space.contains(a)), (role, a)
+    same = lambda a, b: all(np.array_equal(a[r], b[r]) for r in a)
+    again = {greedy: act(params, jax.random.key(1), obs, env_state, greedy) for greedy in (True, False)}
+    assert same(runs[True, 1], again[True]) and same(runs[False, 1], again[False])  # a key decides it all
+    assert same(runs[True, 1], runs[True, 2])  # greedy: no randomness
+    assert not same(runs[False, 1], runs[False, 2])  # sampled: the key matters
+    # Greedy, the coordinator offers its policy's mode.
+    dist, _ = parts.coordinator.dist(params[0], obs["coordinator"][None])
+    assert int(runs[True, 1]["coordinator"]) == int(dist.mode()[0])
+
+
 def test_bad_hmarl_config_is_refused():
     with pytest.raises(ValueError, match="hmarl.k"):
         config_lib.resolve(flags=config_lib.merge(SMALL, {"hmarl": {"k": 0}}))
@@ -200,7 +255,13 @@ def test_two_seeds_through_the_engine(tmp_path):
     result = engine.run(cfg)
     lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 * 6
-    assert result is not None
+    assert result.updates == 6
+    # Two independent seeds: every leaf carries the seed axis, and the seeds learned differently.
+    assert all(x.shape[:1] == (2,) for x in jax.tree.leaves(result.state))
+    np.testing.assert_array_equal(np.asarray(result.state.env_steps), [N * T * 6] * 2)
+    assert (np.asarray(result.state.grad_steps) > 0).all()
+    seed = lambda i: jax.tree.map(lambda x: x[i], result.state.coordinator.actor_params)
+    assert _changed(seed(0), seed(1))
 
 
 def test_separate_buffers_give_every_learner_the_new_transitions():
@@ -215,7 +276,7 @@ def test_separate_buffers_give_every_learner_the_new_transitions():
     assert int(state.grad_steps) > 0
     size = int(state.buffer.size)
     assert size == 2 * N * T
-    trees = [state.buffer] + [op._with_priority_part(state.buffer, pt) for pt in state.extra_priorities]
+    trees = [state.buffer] + [buffers.with_priority_part(state.buffer, pt) for pt in state.extra_priorities]
     prios = [np.asarray(buffers.slot_priorities(t))[:size] for t in trees]
     for p in prios:
         assert (p > 0).all(), "a learner's tree is missing stored transitions"

@@ -323,7 +323,7 @@ def test_qmix_learner_is_monotonic_in_every_agent_q():
 def resolve(tmp_path, name, algo="sac", scenario="hmarl-soc-v1", **flags):
     """A tiny real run's config: 4 envs, 6-step episodes, width-16 networks, a 48-slot buffer."""
     fam = {"sac": "sac", "maddpg": "maddpg"}.get(algo, "dqn")
-    tiny = {"hidden": [16], "buffer_size": 48, "batch_size": 8, "utd": 0.25, "rollout": 2}
+    tiny = {"hidden_sizes": [16], "buffer_size": 48, "batch_size": 8, "utd": 0.25, "rollout": 2}
     if fam != "dqn":
         tiny["dqn"] = {"epsilon_decay": 40}
     base = {"algo": algo, "scenario": scenario, "num_envs": 4, "total_steps": 48, "env": {"max_steps": 6},
@@ -356,7 +356,7 @@ def test_cli_trains_every_algorithm_on_both_presets(algo, scenario, tmp_path, ca
     fam = {"sac": "sac", "maddpg": "maddpg"}.get(algo, "dqn")
     argv = ["--algo", algo, "--scenario", scenario, "--num-envs", "4", "--num-seeds", "2", "--total-steps", "48",
             "--name", "r", "--set", f"run.dir={tmp_path}", "--set", "run.progress=false",
-            "--set", "env.max_steps=6", "--set", f"{fam}.hidden=[16]", "--set", f"{fam}.buffer_size=32",
+            "--set", "env.max_steps=6", "--set", f"{fam}.hidden_sizes=[16]", "--set", f"{fam}.buffer_size=32",
             "--set", f"{fam}.batch_size=8", "--set", f"{fam}.rollout=2", "--set", f"{fam}.utd=0.25",
             "--set", "eval.every_chunks=1", "--set", "eval.episodes=2"]
     assert cli.main(argv) == 0, capsys.readouterr().err

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from jaxsoc import algos, config as config_lib, engine, run_log
-from jaxsoc.algos import onpolicy as op
+from jaxsoc.algos import onpolicy
 from jaxsoc.algos import ppo
 from jaxsoc.algos.common import RoleSpec
 from jaxsoc.config import ConfigError
@@ -38,21 +38,21 @@ def test_gae_matches_hand_worked_values():
     v_next = jnp.array([1.0, 9.0, 2.0, 100.0])
     terminated = jnp.array([0, 0, 0, 1])
     done = jnp.array([0, 1, 0, 1])
-    adv, ret = op.gae(r, v, v_next, terminated, done, gamma, lam)
+    adv, ret = onpolicy.gae(r, v, v_next, terminated, done, gamma, lam)
     # deltas: 1 + .9*1 - .5 = 1.4; 2 + .9*9 - 1 = 9.1; 3 + .9*2 - 1.5 = 3.3; 4 - 2 = 2.0
     # A3 = 2.0; A2 = 3.3 + .45*2.0 = 4.2; A1 = 9.1 (the episode ends); A0 = 1.4 + .45*9.1 = 5.495
     np.testing.assert_allclose(adv, [5.495, 9.1, 4.2, 2.0], rtol=1e-6)
     np.testing.assert_allclose(ret, [5.995, 10.1, 5.7, 4.0], rtol=1e-6)
     # Truncation treated as terminal (bootstrap_truncation: false): A1 = 2 - 1 = 1, A0 = 1.4 + .45
-    adv, _ = op.gae(r, v, v_next, done, done, gamma, lam)
+    adv, _ = onpolicy.gae(r, v, v_next, done, done, gamma, lam)
     np.testing.assert_allclose(adv, [1.85, 1.0, 4.2, 2.0], rtol=1e-6)
     # lam = 1: the discounted return to the episode's end, minus the value.
-    adv, _ = op.gae(r, v, v_next, terminated, done, gamma, 1.0)
+    adv, _ = onpolicy.gae(r, v, v_next, terminated, done, gamma, 1.0)
     np.testing.assert_allclose(adv[2:], [3 + 0.9 * 4 - 1.5, 2.0], rtol=1e-6)
     np.testing.assert_allclose(adv[0], 1 + 0.9 * (2 + 0.9 * 9) - 0.5, rtol=1e-6)
     # Batched: [T, N, C] values with [T, N, 1] flags.
     stack = lambda x: jnp.stack([x, 2 * x], -1)[:, None, :]  # noqa: E731
-    adv2, _ = op.gae(stack(r), stack(v), stack(v_next), terminated[:, None, None], done[:, None, None],
+    adv2, _ = onpolicy.gae(stack(r), stack(v), stack(v_next), terminated[:, None, None], done[:, None, None],
                      gamma, lam)
     np.testing.assert_allclose(adv2[:, 0, 1], 2 * np.array([5.495, 9.1, 4.2, 2.0]), rtol=1e-6)
 
@@ -61,10 +61,10 @@ def test_next_values_bootstrap_from_the_terminal_state_of_a_truncation():
     values = jnp.arange(6.0).reshape(3, 2, 1)  # [T=3, N=2, C=1]: V(s_t) of env n is 2t + n
     last = jnp.array([[10.0], [11.0]])
     # Env 1 was truncated at step 1 (its terminal state is worth 7); env 0 never was.
-    truncs = op.Truncations(source=None, step=jnp.array([[-1, 1]]), count=jnp.array([0, 1]))
-    after = op.next_values(values, last, truncs, jnp.array([[[0.0], [7.0]]]))
+    truncs = onpolicy.Truncations(source=None, step=jnp.array([[-1, 1]]), count=jnp.array([0, 1]))
+    after = onpolicy.next_values(values, last, truncs, jnp.array([[[0.0], [7.0]]]))
     np.testing.assert_array_equal(after[..., 0], [[2, 3], [4, 7], [10, 11]])
-    np.testing.assert_array_equal(op.next_values(values, last, None, None)[..., 0], [[2, 3], [4, 5], [10, 11]])
+    np.testing.assert_array_equal(onpolicy.next_values(values, last, None, None)[..., 0], [[2, 3], [4, 5], [10, 11]])
 
 
 def test_clipped_surrogate_and_approx_kl_by_hand():
@@ -89,7 +89,7 @@ SPECS = (RoleSpec("pick", 3, "discrete", 6), RoleSpec("aim", 2, "continuous", 4)
 
 @pytest.mark.parametrize("shared", [False, True])
 def test_masked_choices_are_never_sampled_and_log_probs_are_exact(shared):
-    policy = op.Policy(SPECS, shared=shared, hidden_sizes=())  # heads on the observation
+    policy = onpolicy.Policy(SPECS, shared=shared, hidden_sizes=())  # heads on the observation
     # Large, varied logits, so that masked choices would be likely without the mask.
     params = jax.jit(lambda k: jax.tree.map(lambda x: 30.0 * x, policy.init(k)))(jax.random.PRNGKey(0))
     n = 20_000
@@ -103,8 +103,8 @@ def test_masked_choices_are_never_sampled_and_log_probs_are_exact(shared):
     @jax.jit
     def act(params, key):
         dists = policy.dists(params, obs, {"pick": mask})
-        actions, log_probs = op.sample(dists, key)
-        return actions, log_probs, op.log_probs_of(dists, actions), op.greedy(dists), op.env_actions(actions, dists)
+        actions, log_probs = onpolicy.sample(dists, key)
+        return actions, log_probs, onpolicy.log_probs_of(dists, actions), onpolicy.greedy(dists), onpolicy.env_actions(actions, dists)
 
     actions, log_probs, again, greedy, env_actions = act(params, k_act)
     picked = np.asarray(actions["pick"])

@@ -46,8 +46,14 @@ class Trainer:
       num_updates: iterations needed for the configured total env steps.
       env_steps_per_update: env transitions per iteration (num_envs * rollout length).
       act: `(policy_params, key, obs, env_state, greedy) -> actions` for ONE env: obs is the env's
-        per-agent dict for a single env, env_state its state (scripted policies read it; learned
-        ones must only use `obs` and the env's avail actions). `greedy` is a Python bool.
+        per-agent dict for a single env, env_state its state, `greedy` a Python bool. What an
+        actor may read: scripted policies (`scripted.py`) anything, they are the env's own rules.
+        A learned actor reads `obs`, and of `env_state` only what the env's interface exposes to
+        every agent rather than its hidden world: the avail-action masks
+        (`env.get_avail_actions`, the on-policy learners), and the directive schedule and the
+        directive the env holds (`defenders.reads_directive(env_state.t, params)`,
+        `defenders.held_directive`: the hierarchical team conditions tier 2 on the directive in
+        force, which the v1 observations do not show). The off-policy learners read `obs` only.
       policy_params: `train_state -> policy_params`, the part of the state `act` needs.
       name: the algorithm's registry name.
       env_axes: optional `train_state -> axes`, where `axes` is a pytree prefix of the (single

@@ -20,14 +20,26 @@ import jax
 import jax.numpy as jnp
 
 from jaxsoc.env import SOCEnv, hmarl_directive
+from jaxsoc.env.defenders import DIRECTIVE_DIM
 from jaxsoc.env.spaces import Discrete
 
 COORDINATOR_ENCODINGS = ("native", "hmarl", "onehot")
+# A discrete coordinator on v1 chooses among 8 directives (HMARL-SOC's get_directive: 2 focus
+# values x 4 priority levels; the one-hot baselines: one unit vector per directive dimension).
+V1_COORDINATOR_CHOICES = 8
+# The roles under the coordinator, in env order: they act every step, under its directive.
+TIER2_ROLES = ("threat_hunter", "alert_triage", "response_orchestrator")
 
 
 @dataclasses.dataclass(frozen=True)
 class RoleSpec:
-    """One role as a learner sees it."""
+    """One role as the env defines it (its observation width and action space), and, for a v1
+    coordinator under an encoding, the choices a learner has instead of its Box.
+
+    Every learner starts from these: the on-policy ones use them as they are, the off-policy
+    ones layer their choice of how to act on top (`offpolicy.RoleAction`: binned, encoded or
+    fixed), the hierarchical team reads its tier-2 widths from them.
+    """
 
     name: str
     obs_dim: int
@@ -48,7 +60,7 @@ def role_specs(env: SOCEnv, coordinator: str = "native") -> Dict[str, RoleSpec]:
         space = env.action_space(a)
         obs_dim = env.observation_space(a).shape[0]
         if a == "coordinator" and coordinator != "native":
-            specs[a] = RoleSpec(a, obs_dim, "discrete", 8)
+            specs[a] = RoleSpec(a, obs_dim, "discrete", V1_COORDINATOR_CHOICES)
         elif isinstance(space, Discrete):
             specs[a] = RoleSpec(a, obs_dim, "discrete", space.n)
         else:
@@ -59,9 +71,9 @@ def role_specs(env: SOCEnv, coordinator: str = "native") -> Dict[str, RoleSpec]:
 def coordinator_to_env(action: jax.Array, coordinator: str) -> jax.Array:
     """A learner's coordinator action -> the env's (shapes broadcast over leading batch axes)."""
     if coordinator == "hmarl":
-        return jax.vmap(hmarl_directive)(action.reshape(-1)).reshape(action.shape + (8,))
+        return jax.vmap(hmarl_directive)(action.reshape(-1)).reshape(action.shape + (DIRECTIVE_DIM,))
     if coordinator == "onehot":
-        return jax.nn.one_hot(action, 8, dtype=jnp.float32)
+        return jax.nn.one_hot(action, DIRECTIVE_DIM, dtype=jnp.float32)
     return action
 
 

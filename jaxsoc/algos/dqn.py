@@ -48,7 +48,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxsoc import buffers
 from jaxsoc.algos import offpolicy as op
 from jaxsoc.networks import QMixer, QNetwork, vdn_mix
 
@@ -99,6 +98,28 @@ def dqn_kwargs(section: dict, hidden, gamma: float) -> dict:
 def td_loss(td: jax.Array, kind: str) -> jax.Array:
     """Per-item loss of TD errors `[B]`: squared (the reference's MSE) or Huber (delta 1)."""
     return optax.huber_loss(td, delta=1.0) if kind == "huber" else jnp.square(td)
+
+
+def td_step(learner, state, q_fn, target: jax.Array, weights: jax.Array):
+    """One optimiser step of a weighted TD loss, then the target networks' update: the step
+    `DQN.update` and `ValueDecomposition.update` share.
+
+    `learner` has `optimizer`, `loss`, `tau`, `target_period`; `state` has `params`,
+    `target_params`, `opt_state`, `steps`; `q_fn(params) -> [B]` the values the TD errors are of
+    (the taken action's Q, or the mixed Q_tot), `target [B]` their (stop-gradient) targets.
+    Returns `(state, td [B], loss, q [B])`.
+    """
+    def loss_fn(params):
+        q = q_fn(params)
+        td = q - target
+        return op.importance_weighted_mean(td_loss(td, learner.loss), weights), (td, q)
+
+    (loss, (td, q)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = learner.optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    steps = state.steps + 1
+    target_params = op.update_target(params, state.target_params, steps, learner.tau, learner.target_period)
+    return state._replace(params=params, target_params=target_params, opt_state=opt_state, steps=steps), td, loss, q
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,19 +199,12 @@ class DQN:
         target = batch["reward"] + self.gamma * batch["discount"] * self.next_value(state, batch["next_obs"])
         target = jax.lax.stop_gradient(target)
 
-        def loss_fn(params):
+        def q_taken(params):
             q = self.q_values(params, batch["obs"])
-            q_taken = jnp.take_along_axis(q, batch["action"][:, None].astype(jnp.int32), axis=-1)[:, 0]
-            td = q_taken - target
-            return op.weighted_mean(td_loss(td, self.loss), weights), (td, q_taken)
+            return jnp.take_along_axis(q, batch["action"][:, None].astype(jnp.int32), axis=-1)[:, 0]
 
-        (loss, (td, q_taken)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        steps = state.steps + 1
-        target_params = op.update_target(params, state.target_params, steps, self.tau, self.target_period)
-        metrics = {"q_loss": loss, "q": jnp.mean(q_taken)}
-        return DQNState(params, target_params, opt_state, steps), jnp.abs(td), metrics
+        state, td, loss, q = td_step(self, state, q_taken, target, weights)
+        return state, jnp.abs(td), {"q_loss": loss, "q": jnp.mean(q)}
 
 
 # ------------------------------------------------------------------------ VDN / QMIX learner
@@ -279,18 +293,11 @@ class ValueDecomposition:
         next_tot = self.mix(state.target_params, self.next_qs(state, batch["next_obs"]), batch["next_mix_state"])
         target = jax.lax.stop_gradient(batch["reward"] + self.gamma * batch["discount"] * next_tot)
 
-        def loss_fn(params):
-            q_tot = self.mix(params, self.chosen_qs(params, batch["obs"], batch["action"]), batch["mix_state"])
-            td = q_tot - target
-            return op.weighted_mean(td_loss(td, self.loss), weights), (td, q_tot)
+        def q_tot(params):
+            return self.mix(params, self.chosen_qs(params, batch["obs"], batch["action"]), batch["mix_state"])
 
-        (loss, (td, q_tot)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        steps = state.steps + 1
-        target_params = op.update_target(params, state.target_params, steps, self.tau, self.target_period)
-        metrics = {"q_loss": loss, "q_tot": jnp.mean(q_tot)}
-        return VDState(params, target_params, opt_state, steps), jnp.abs(td), metrics
+        state, td, loss, q = td_step(self, state, q_tot, target, weights)
+        return state, jnp.abs(td), {"q_loss": loss, "q_tot": jnp.mean(q)}
 
 
 # ------------------------------------------------------------------------------------ teams
@@ -299,7 +306,7 @@ def _agents_for(team_roles: Dict[str, op.RoleAction], env, section: dict, hidden
             for r, a in team_roles.items() if a.controlled}
 
 
-class IndependentDQNTeam(op.Team):
+class IndependentDQNTeam(op.PerRoleTeam):
     """`dqn` (alert triage only) and `iql` (every role): one DQN per controlled role, each
     updated on the same sampled batch with its own optimiser; priority = combined |td|."""
 
@@ -308,29 +315,6 @@ class IndependentDQNTeam(op.Team):
         self.agents = _agents_for(roles, env, section, hidden, gamma)
         self.obs_roles = tuple(self.agents)
         self.priority_rule = section["priority_rule"]
-
-    def init(self, key):
-        keys = jax.random.split(key, len(self.agents))
-        return {r: a.init(k) for (r, a), k in zip(self.agents.items(), keys)}
-
-    def act(self, agents, obs, key, greedy, env_steps):
-        keys = jax.random.split(key, len(self.agents))
-        return {r: a.act(agents[r], obs[r], k, greedy, a.epsilon(env_steps))
-                for (r, a), k in zip(self.agents.items(), keys)}
-
-    def update(self, agents, batch, weights, key):
-        new, tds, metrics = {}, [], {}
-        for r, agent in self.agents.items():
-            view = {"obs": batch["obs"][r], "next_obs": batch["next_obs"][r], "action": batch["action"][r],
-                    "reward": batch["reward"], "discount": batch["discount"]}
-            new[r], td, m = agent.update(agents[r], view, weights, None)
-            tds.append(td)
-            metrics.update({f"{op.ROLE_ABBREV[r]}/{k}": v for k, v in m.items()})
-        return new, buffers.combine_td_errors(tds, self.priority_rule), metrics
-
-    def schedules(self, env_steps):
-        agent = next(iter(self.agents.values()))
-        return {"epsilon": agent.epsilon(env_steps)}
 
 
 class ValueDecompositionTeam(op.Team):
@@ -375,7 +359,7 @@ class ValueDecompositionTeam(op.Team):
 def make_team(config: dict, env) -> op.Team:
     """The team of algorithm `config["algo"]` (dqn, iql, vdn or qmix) on `env`."""
     algo, c = config["algo"], config["dqn"]
-    hidden, gamma = c["hidden"], c["gamma"]
+    hidden, gamma = c["hidden_sizes"], c["gamma"]
     bins = dict(low=c["bin_low"], high=c["bin_high"])
     fixed = {r: op.fixed_role(env, r, c) for r in env.agents}
     binned = {"threat_hunter": op.binned_role(env, "threat_hunter", c["th_bins"], **bins),

@@ -45,7 +45,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxsoc import buffers
 from jaxsoc.algos import offpolicy as op
 from jaxsoc.algos.dqn import DQN, dqn_kwargs
 from jaxsoc.networks import ContinuousQ, DeterministicActor
@@ -90,9 +89,12 @@ class MADDPGState(NamedTuple):
     steps: jax.Array
 
 
+# The config keys that become `MADDPG` fields (with `hidden_sizes` and `gamma`).
+MADDPG_KWARGS = ("actor_lr", "critic_lr", "tau", "target_period", "max_grad_norm", "noise_std")
+
+
 def maddpg_kwargs(section: dict) -> dict:
-    keys = ("actor_lr", "critic_lr", "tau", "target_period", "max_grad_norm", "noise_std", "gamma")
-    return dict(hidden=tuple(section["hidden"]), **{k: section[k] for k in keys})
+    return dict(hidden=tuple(section["hidden_sizes"]), **{k: section[k] for k in MADDPG_KWARGS + ("gamma",)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +167,7 @@ class MADDPG:
 
         def critic_loss(params):
             q = self.q(params, batch["critic_obs"], batch["others_action"], batch["action"])
-            return op.weighted_mean(jnp.square(q - target), weights), (q - target, q)
+            return op.importance_weighted_mean(jnp.square(q - target), weights), (q - target, q)
 
         (c_loss, (td, q)), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic_params)
         c_updates, critic_opt = self._opt(self.critic_lr).update(grads, state.critic_opt, state.critic_params)
@@ -173,7 +175,7 @@ class MADDPG:
 
         def actor_loss(params):
             own = self.actor.apply(params, batch["obs"])  # inserted in the critic: the gradient path
-            return -op.weighted_mean(self.q(critic_params, batch["critic_obs"], batch["others_action"], own),
+            return -op.importance_weighted_mean(self.q(critic_params, batch["critic_obs"], batch["others_action"], own),
                                      weights)
 
         a_loss, grads = jax.value_and_grad(actor_loss)(state.actor_params)
@@ -190,7 +192,7 @@ class MADDPG:
 
 
 # ------------------------------------------------------------------------------------- team
-class MADDPGTeam(op.Team):
+class MADDPGTeam(op.PerRoleTeam):
     """MADDPG on the continuous roles it controls, DQN on the discrete ones, centralised critics
     over every role (module docstring)."""
 
@@ -198,7 +200,7 @@ class MADDPGTeam(op.Team):
         self.roles = roles
         self.critic_input = section["critic_input"]
         self.world_state = self.critic_input == "world"
-        gamma, hidden = section["gamma"], section["hidden"]
+        gamma, hidden = section["gamma"], section["hidden_sizes"]
         obs_dims = {r: int(env.observation_space(r).shape[0]) for r in roles}
         critic_obs_dim = env.world_state_size if self.world_state else sum(obs_dims.values())
         act_dims = op.critic_dims(roles)
@@ -211,20 +213,6 @@ class MADDPGTeam(op.Team):
                 self.agents[r] = DQN(obs_dims[r], a.size, **dqn_kwargs(section["dqn"], hidden, gamma))
         self.obs_roles = tuple(self.agents) if self.world_state else tuple(roles)
         self.priority_rule = section["priority_rule"]
-
-    def init(self, key):
-        keys = jax.random.split(key, len(self.agents))
-        return {r: a.init(k) for (r, a), k in zip(self.agents.items(), keys)}
-
-    def act(self, agents, obs, key, greedy, env_steps):
-        keys = jax.random.split(key, len(self.agents))
-        out = {}
-        for (r, a), k in zip(self.agents.items(), keys):
-            if isinstance(a, MADDPG):
-                out[r] = a.act(agents[r], obs[r], k, greedy)
-            else:
-                out[r] = a.act(agents[r], obs[r], k, greedy, a.epsilon(env_steps))
-        return out
 
     def _critic_obs(self, batch, prefix: str) -> jax.Array:
         if self.world_state:
@@ -246,35 +234,25 @@ class MADDPGTeam(op.Team):
         return jnp.concatenate([a.as_vector(actions.get(r), lead) for r, a in self.roles.items() if r != me],
                                axis=-1)
 
-    def update(self, agents, batch, weights, key):
-        lead = batch["reward"].shape
-        critic_obs, next_critic_obs = self._critic_obs(batch, ""), self._critic_obs(batch, "next_")
-        next_actions = self._next_actions(agents, batch["next_obs"])  # before anyone updates
-        keys = jax.random.split(key, len(self.agents))
-        new, tds, metrics = {}, [], {}
-        for (r, agent), k in zip(self.agents.items(), keys):
-            view = {"obs": batch["obs"][r], "next_obs": batch["next_obs"][r], "action": batch["action"][r],
-                    "reward": batch["reward"], "discount": batch["discount"]}
-            if isinstance(agent, MADDPG):
-                view.update(critic_obs=critic_obs, next_critic_obs=next_critic_obs,
-                            others_action=self._others(batch["action"], r, lead),
-                            next_others_action=self._others(next_actions, r, lead))
-            new[r], td, m = agent.update(agents[r], view, weights, k)
-            tds.append(td)
-            metrics.update({f"{op.ROLE_ABBREV[r]}/{name}": v for name, v in m.items()})
-        return new, buffers.combine_td_errors(tds, self.priority_rule), metrics
+    def prepare(self, agents, batch):
+        """The critics' inputs and every role's next target action, before anyone updates."""
+        return dict(lead=batch["reward"].shape, critic_obs=self._critic_obs(batch, ""),
+                    next_critic_obs=self._critic_obs(batch, "next_"),
+                    next_actions=self._next_actions(agents, batch["next_obs"]))
 
-    def schedules(self, env_steps):
-        dqns = [a for a in self.agents.values() if isinstance(a, DQN)]
-        return {"epsilon": dqns[0].epsilon(env_steps)} if dqns else {}
+    def view(self, batch, role, agent, prepared):
+        view = super().view(batch, role, agent, prepared)
+        if isinstance(agent, MADDPG):
+            lead = prepared["lead"]
+            view.update(critic_obs=prepared["critic_obs"], next_critic_obs=prepared["next_critic_obs"],
+                        others_action=self._others(batch["action"], role, lead),
+                        next_others_action=self._others(prepared["next_actions"], role, lead))
+        return view
 
 
 def make_team(config: dict, env) -> MADDPGTeam:
     c = config["maddpg"]
-    roles = {r: op.fixed_role(env, r, c) for r in env.agents}
-    for r in ("threat_hunter", "alert_triage", "response_orchestrator"):
-        roles[r] = op.native_role(env, r)
-    return MADDPGTeam(env, roles, c)
+    return MADDPGTeam(env, op.native_tier2_roles(env, c), c)
 
 
 def make_train(config: dict, env, env_params):

@@ -5,14 +5,15 @@ The learners themselves are *agents*: frozen dataclasses holding static hyper-pa
 exposing pure functions (`init`, `act`, `update`) of an agent state (a pytree). A *team* (one per
 algorithm name) says which agent controls which SOC role, builds each agent's batch view out of
 one sampled transition batch and combines their TD errors into one priority per item. The
-HMARL-SOC team of the next issue is one more team over the same agents and buffer.
+hierarchical team (`jaxsoc/algos/hmarl/`) runs the same agents and buffer through this loop's
+public hook, `learn_rounds`.
 
 Training loop (`make_trainer`), one `Trainer.update` for one seed:
 
     repeat `rollout` times (lax.scan):       every env acts once, auto-resets; the `num_envs`
                                              transitions go into the replay buffer
-    if buffer.size >= learning_starts:       (lax.cond)
-        repeat `rounds` times (lax.scan):    sample `batch_size` (uniform or PER), team.update,
+    if buffer.size >= learning_starts:       (`learn_rounds`: a lax.cond over a lax.scan)
+        repeat `rounds` times:               sample `batch_size` (uniform or PER), team.update,
                                              PER priorities <- the team's TD errors
 
 `rounds = round(utd * num_envs * rollout)`: `utd` is the update-to-data ratio, gradient rounds
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Callable, Dict, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -63,7 +64,7 @@ COMMON_DEFAULTS = {
     "batch_size": 256,
     "learning_starts": 0,      # transitions in the buffer before learning (at least batch_size)
     "gamma": 0.99,
-    "hidden": [256, 256, 256],  # the paper's 3 x 256 ReLU MLPs
+    "hidden_sizes": [256, 256, 256],  # the paper's 3 x 256 ReLU MLPs
     "per": True,               # prioritized replay (else uniform)
     "per_alpha": 0.6,
     "per_beta0": 0.4,
@@ -114,8 +115,8 @@ def validate_common(config: dict, family: str) -> None:
         raise ConfigError(f"{family}.obs_dtype must be one of {', '.join(_OBS_DTYPES)}, got {c['obs_dtype']!r}")
     if c["priority_rule"] not in ("mean", "max"):
         raise ConfigError(f"{family}.priority_rule must be mean or max, got {c['priority_rule']!r}")
-    if not c["hidden"] or any(not isinstance(h, int) or h <= 0 for h in c["hidden"]):
-        raise ConfigError(f"{family}.hidden must be a list of positive layer widths, got {c['hidden']!r}")
+    if not c["hidden_sizes"] or any(not isinstance(h, int) or h <= 0 for h in c["hidden_sizes"]):
+        raise ConfigError(f"{family}.hidden_sizes must be a list of positive layer widths, got {c['hidden_sizes']!r}")
     if not 0.0 <= c["gamma"] <= 1.0:
         raise ConfigError(f"{family}.gamma must be in [0, 1], got {c['gamma']}")
 
@@ -167,7 +168,7 @@ def copy_tree(tree: PyTree) -> PyTree:
     return jax.tree.map(jnp.copy, tree)
 
 
-def weighted_mean(x: jax.Array, weights: jax.Array) -> jax.Array:
+def importance_weighted_mean(x: jax.Array, weights: jax.Array) -> jax.Array:
     """`mean(weights * x)` over the batch: PER importance weights scale each item's loss."""
     return jnp.mean(weights * x)
 
@@ -175,7 +176,10 @@ def weighted_mean(x: jax.Array, weights: jax.Array) -> jax.Array:
 # ------------------------------------------------------------------------------ role actions
 @dataclasses.dataclass(frozen=True, eq=False)
 class RoleAction:
-    """How one SOC role acts: controlled by a learner (discrete or continuous) or fixed.
+    """How one SOC role acts under an off-policy team: the learner-side choice layered on the
+    env's `common.RoleSpec` (`native_role` is the spec as it is; `binned_role` and
+    `coordinator_role` give a Box role discrete choices through a table; `fixed_role` takes the
+    role out of learning).
 
     Attributes:
       role: env agent name.
@@ -290,11 +294,18 @@ def fixed_role(env, role: str, section: dict) -> RoleAction:
 
 
 def native_role(env, role: str) -> RoleAction:
-    """A role controlled in its env action space (Discrete -> choices, Box -> a vector)."""
-    space = env.action_space(role)
-    if hasattr(space, "n"):
-        return RoleAction(role, "discrete", int(space.n))
-    return RoleAction(role, "continuous", int(space.shape[0]), int(space.shape[0]))
+    """A role controlled in its env action space (`common.role_specs`: Discrete -> choices, Box ->
+    a vector)."""
+    spec = common.role_specs(env)[role]
+    if spec.kind == "discrete":
+        return RoleAction(role, "discrete", spec.size)
+    return RoleAction(role, "continuous", spec.size, spec.size)
+
+
+def native_tier2_roles(env, section: dict) -> Dict[str, RoleAction]:
+    """`{agent: RoleAction}` in env order: the coordinator fixed (`fixed_role`), the three roles
+    under it controlled in their env action spaces (the `sac` and `maddpg` teams)."""
+    return {r: native_role(env, r) if r in common.TIER2_ROLES else fixed_role(env, r, section) for r in env.agents}
 
 
 def binned_role(env, role: str, n_bins: int, low: float = 0.3, high: float = 1.0) -> RoleAction:
@@ -312,8 +323,9 @@ def coordinator_role(env, encoding: str) -> RoleAction:
         return native_role(env, "coordinator")
     if encoding not in ("onehot", "hmarl"):
         raise ValueError(f"a discrete v1 coordinator needs encoding onehot or hmarl, got {encoding!r}")
-    table = np.asarray(common.coordinator_to_env(jnp.arange(8), encoding), np.float32)
-    return RoleAction("coordinator", "discrete", 8, 8, table=table)
+    spec = common.role_specs(env, encoding)["coordinator"]
+    table = np.asarray(common.coordinator_to_env(jnp.arange(spec.size), encoding), np.float32)  # [choices, D]
+    return RoleAction("coordinator", "discrete", spec.size, table.shape[1], table=table)
 
 
 # ------------------------------------------------------------------------------------ teams
@@ -374,6 +386,57 @@ class Team:
         return item
 
 
+class PerRoleTeam(Team):
+    """A team of one agent per controlled role (`agents: {role: agent}`, env order), all updated on
+    the same sampled batch, each with its own optimiser; an item's priority is their |TD| errors
+    combined by `priority_rule`. Value-based agents (those with an `epsilon` schedule, DQN) act
+    epsilon-greedily on it; the others (SAC, MADDPG) by their own exploration.
+
+    Subclasses set `roles`, `agents`, `obs_roles`, `priority_rule`, and may add inputs to a role's
+    batch view (`view`), e.g. a centralised critic's.
+    """
+
+    agents: Dict[str, Any]
+    priority_rule: str
+
+    def init(self, key):
+        keys = jax.random.split(key, len(self.agents))
+        return {r: a.init(k) for (r, a), k in zip(self.agents.items(), keys)}
+
+    def act(self, agents, obs, key, greedy, env_steps):
+        keys = jax.random.split(key, len(self.agents))
+        out = {}
+        for (r, a), k in zip(self.agents.items(), keys):
+            if hasattr(a, "epsilon"):
+                out[r] = a.act(agents[r], obs[r], k, greedy, a.epsilon(env_steps))
+            else:
+                out[r] = a.act(agents[r], obs[r], k, greedy)
+        return out
+
+    def prepare(self, agents, batch) -> Any:
+        """Whatever every role's view needs, computed once per round before any agent updates."""
+        return None
+
+    def view(self, batch, role: str, agent, prepared) -> Dict[str, jax.Array]:
+        """`role`'s batch: its own obs/next_obs/action and the team's reward and discount `[B, ...]`."""
+        return {"obs": batch["obs"][role], "next_obs": batch["next_obs"][role], "action": batch["action"][role],
+                "reward": batch["reward"], "discount": batch["discount"]}
+
+    def update(self, agents, batch, weights, key):
+        prepared = self.prepare(agents, batch)
+        keys = jax.random.split(key, len(self.agents))
+        new, tds, metrics = {}, [], {}
+        for (r, agent), k in zip(self.agents.items(), keys):
+            new[r], td, m = agent.update(agents[r], self.view(batch, r, agent, prepared), weights, k)
+            tds.append(td)
+            metrics.update({f"{ROLE_ABBREV[r]}/{name}": v for name, v in m.items()})
+        return new, buffers.combine_td_errors(tds, self.priority_rule), metrics
+
+    def schedules(self, env_steps):
+        explorers = [a for a in self.agents.values() if hasattr(a, "epsilon")]
+        return {"epsilon": explorers[0].epsilon(env_steps)} if explorers else {}
+
+
 def _is_obs(names: tuple) -> bool:
     return buffers.default_is_obs(names) or any("world_state" in n for n in names)
 
@@ -407,6 +470,38 @@ def learn_round(team: Team, agents, buffer, key: jax.Array, batch_size: int):
     return agents, buffer, metrics
 
 
+def learn_rounds(round_fn: Callable, learner: PyTree, buffer, key: jax.Array, rounds: int, ready: jax.Array):
+    """`rounds` update rounds (a `lax.scan`) when `ready`, else nothing: the public hook every
+    off-policy trainer (this module's and the hierarchical team's) learns through.
+
+    Args:
+      round_fn: `(learner, buffer, key) -> (learner, buffer, metrics)`, one round: sample from
+        `buffer`, update `learner` (any pytree: the team's agent states, plus whatever else the
+        caller's rounds carry), write new PER priorities into the returned buffer.
+      ready: bool `[]`, e.g. `buffers.can_sample(buffer, learning_starts)`.
+
+    Returns `(learner, buffer, metrics)`: the metrics averaged over the rounds, NaN when not ready.
+    The buffer's storage is only read while learning: the rounds carry (and the cond selects) its
+    priority part alone, so that vmapped over seeds (cond -> select) only parameters and the PER
+    tree are selected, never the storage.
+    """
+    def learn(learner, buffer, key):
+        def body(carry, k):
+            learner, part = carry
+            learner, buf, metrics = round_fn(learner, buffers.with_priority_part(buffer, part), k)
+            return (learner, buffers.priority_part(buf)), metrics
+
+        (learner, part), metrics = jax.lax.scan(body, (learner, buffers.priority_part(buffer)),
+                                                jax.random.split(key, rounds))
+        return learner, part, jax.tree.map(jnp.mean, metrics)
+
+    skipped = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype),
+                           jax.eval_shape(learn, learner, buffer, key)[2])
+    learner, part, metrics = jax.lax.cond(
+        ready, learn, lambda l, b, k: (l, buffers.priority_part(b), skipped), learner, buffer, key)
+    return learner, buffers.with_priority_part(buffer, part), metrics
+
+
 # ---------------------------------------------------------------------------------- trainer
 class OffPolicyState(NamedTuple):
     """Train state of one seed.
@@ -424,20 +519,6 @@ class OffPolicyState(NamedTuple):
     key: jax.Array
     env_steps: jax.Array
     grad_steps: jax.Array
-
-
-def _priority_part(buffer):
-    """The small, learning-written part of a buffer: a PER tree and counters (None if uniform)."""
-    if isinstance(buffer, buffers.PrioritizedState):
-        return (buffer.tree, buffer.max_priority, buffer.sample_count)
-    return None
-
-
-def _with_priority_part(buffer, part):
-    if part is None:
-        return buffer
-    tree, max_priority, sample_count = part
-    return buffer.replace(tree=tree, max_priority=max_priority, sample_count=sample_count)
 
 
 def make_trainer(config: dict, env, env_params, team: Team, section: dict) -> Trainer:
@@ -467,6 +548,9 @@ def make_trainer(config: dict, env, env_params, team: Team, section: dict) -> Tr
 
     batched_act = jax.vmap(team.act, in_axes=(None, 0, 0, None, None))
 
+    def round_fn(agents, buffer, key):
+        return learn_round(team, agents, buffer, key, batch_size)
+
     def env_step(carry, _):
         agents, buffer, env_state, obs, ws, key, env_steps = carry
         key, k_act, k_step = jax.random.split(key, 3)
@@ -488,32 +572,14 @@ def make_trainer(config: dict, env, env_params, team: Team, section: dict) -> Tr
         carry = (agents, buffer, env_state, next_obs, ws, key, env_steps + num_envs)
         return carry, (infos["metrics"], dones["__all__"], reward)
 
-    def learn(agents, buffer, key):
-        """`rounds` update rounds; returns (agents, the buffer's priority part, mean metrics)."""
-        def body(carry, k):
-            agents, part = carry
-            agents, buf, metrics = learn_round(team, agents, _with_priority_part(buffer, part), k, batch_size)
-            return (agents, _priority_part(buf)), metrics
-
-        (agents, part), metrics = jax.lax.scan(body, (agents, _priority_part(buffer)),
-                                               jax.random.split(key, rounds))
-        return agents, part, jax.tree.map(jnp.mean, metrics)
-
     def update(state: OffPolicyState):
         carry = (state.agents, state.buffer, state.env_state, state.obs, state.world_state, state.key,
                  state.env_steps)
         carry, (ep_metrics, done, reward) = jax.lax.scan(env_step, carry, None, length=rollout)
         agents, buffer, env_state, obs, ws, key, env_steps = carry
         key, k_learn = jax.random.split(key)
-
-        # The buffer's storage is only read while learning: keep it out of the cond so that,
-        # vmapped over seeds (cond -> select), only parameters and the PER tree are selected.
         ready = buffers.can_sample(buffer, learning_starts)
-        skipped_metrics = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype),
-                                       jax.eval_shape(learn, agents, buffer, k_learn)[2])
-        agents, part, learn_metrics = jax.lax.cond(
-            ready, learn, lambda a, b, k: (a, _priority_part(b), skipped_metrics), agents, buffer, k_learn)
-        buffer = _with_priority_part(buffer, part)
+        agents, buffer, learn_metrics = learn_rounds(round_fn, agents, buffer, k_learn, rounds, ready)
         grad_steps = state.grad_steps + jnp.where(ready, rounds, 0).astype(jnp.int32)
 
         out = mean_episode_metrics(ep_metrics, done)

@@ -18,7 +18,7 @@ only in their loss and in how many passes they make over a rollout; everything e
     `infos["final_obs"]` / `["final_world_state"]`) but not through termination, read from
     `infos["terminated"]` / `["truncated"]` (never `infos["discount"]`: under `hmarl-soc-v1` it
     treats truncation as terminal on purpose, docs/reference.md §4 D12).
-  * `sgd`: epochs x shuffled minibatches of optax updates on a flat batch; `make_optimizer`.
+  * `sgd`: epochs x shuffled minibatches of optax updates on a flat batch; `per_network_optimizer`.
 
 Shapes: `T` rollout steps, `N` envs, `B` = flattened samples, `C` value columns. Observations are
 `{role: [..., obs_dim]}` dicts in `env.agents` order; stored actions are `int32 [...]` (discrete)
@@ -36,6 +36,7 @@ import optax
 
 from jaxsoc.algos.common import RoleSpec, to_env_actions
 from jaxsoc.distributions import MaskedCategorical, TanhGaussian
+from jaxsoc.env.defenders import reads_directive
 from jaxsoc.networks import MLP, CategoricalActor, TanhGaussianActor, ValueCritic, dense
 
 Obs = Dict[str, jax.Array]
@@ -267,27 +268,37 @@ class Critic:
 
 
 # ----------------------------------------------------------------------------- rollouts
+class Acted(NamedTuple):
+    """What the team's policy did, leading axes `[...]` on every leaf (`[T, N]` in a rollout,
+    `[B]` in a flat batch).
+
+    obs: `{role: [..., obs_dim]}` the observations acted on.
+    masks: `{role: bool [..., n]}` avail actions of the discrete roles.
+    actions: `{role: int32 [...] | f32 [..., d]}` choices, or pre-tanh samples.
+    log_probs: `{role: [...]}` their log-probabilities under the acting policy.
+    weights: `{role: [...]}` 1 where the role's action took effect, else 0 (the env reads the
+      coordinator only on its directive schedule; see `make_rollout`'s `decisions_only`).
+    """
+
+    obs: Obs
+    masks: Dict[str, jax.Array]
+    actions: Dict[str, jax.Array]
+    log_probs: Dict[str, jax.Array]
+    weights: Dict[str, jax.Array]
+
+
 class Trajectory(NamedTuple):
     """A rollout, `[T, N, ...]` on every leaf.
 
-    obs: `{role: [T, N, obs_dim]}` the observations acted on.
+    acted: the policy's observations, masks, actions, log-probs and weights (`Acted`).
     world_state: `[T, N, W]` the world state that goes with them (world critics only, else None).
-    masks: `{role: bool [T, N, n]}` avail actions of the discrete roles.
-    actions: `{role: int32 [T, N] | f32 [T, N, d]}` choices, or pre-tanh samples.
-    log_probs: `{role: [T, N]}` their log-probabilities under the acting policy.
-    weights: `{role: [T, N]}` 1 where the role's action took effect, else 0 (the env reads the
-      coordinator only every K steps; see `make_rollout`'s `decisions_only`).
     rewards: `[T, N]` team reward.
     terminated: `[T, N]` the episode ended without a value after it (no bootstrap).
     done: `[T, N]` the episode ended (terminated or truncated): the return stops here.
     """
 
-    obs: Obs
+    acted: Acted
     world_state: Optional[jax.Array]
-    masks: Dict[str, jax.Array]
-    actions: Dict[str, jax.Array]
-    log_probs: Dict[str, jax.Array]
-    weights: Dict[str, jax.Array]
     rewards: jax.Array
     terminated: jax.Array
     done: jax.Array
@@ -320,8 +331,8 @@ def make_rollout(env, env_params, policy: Policy, critic: Critic, num_envs: int,
     when truncation is not bootstrapped), `metrics` the env's `infos["metrics"]` and
     `dones["__all__"]`, `[T, N]`, for `mean_episode_metrics`.
 
-    decisions_only: the env reads the coordinator's action only when its step counter is a
-      multiple of `directive_period` (and holds it in between); with True the coordinator's
+    decisions_only: the env reads the coordinator's action only on the steps of its directive
+      schedule (`defenders.reads_directive`; it holds it in between); with True the coordinator's
       other actions get weight 0, so its policy gradient counts only the actions that acted.
     bootstrap_truncation: True: a time-limit truncation is not the end of the return: its
       advantage bootstraps from the value of the terminal state (`final_obs`/`final_world_state`).
@@ -329,8 +340,7 @@ def make_rollout(env, env_params, policy: Policy, critic: Critic, num_envs: int,
     """
     batched_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
     batched_avail = jax.vmap(env.get_avail_actions, in_axes=(0, None))
-    period = getattr(env_params, "directive_period", None)
-    weigh_coordinator = decisions_only and period is not None and "coordinator" in policy.roles
+    weigh_coordinator = decisions_only and "coordinator" in policy.roles
     slots = -(-length // max_steps) if max_steps else length
 
     def rollout(actor_params, env_state, obs, world_state, key):
@@ -342,7 +352,7 @@ def make_rollout(env, env_params, policy: Policy, critic: Critic, num_envs: int,
             actions, log_probs = sample(dists, k_act)
             weights = {r: jnp.ones((num_envs,), jnp.float32) for r in policy.roles}
             if weigh_coordinator:
-                weights["coordinator"] = (env_state.t % period == 0).astype(jnp.float32)
+                weights["coordinator"] = reads_directive(env_state.t, env_params).astype(jnp.float32)
             next_obs, env_state, rewards, dones, infos = batched_step(
                 jax.random.split(k_env, num_envs), env_state,
                 to_env_actions(env_actions(actions, dists), coordinator), env_params)
@@ -360,7 +370,7 @@ def make_rollout(env, env_params, policy: Policy, critic: Critic, num_envs: int,
                 truncs = Truncations(source, jnp.where(hit, t, truncs.step), truncs.count + cut)
             else:
                 terminated = done
-            traj = Trajectory(obs, world_state, masks, actions, log_probs, weights, team_reward,
+            traj = Trajectory(Acted(obs, masks, actions, log_probs, weights), world_state, team_reward,
                               terminated, done)
             carry = (env_state, next_obs, next_world_state, key, truncs)
             return carry, (traj, (infos["metrics"], done))
@@ -436,7 +446,7 @@ def explained_variance(values: jax.Array, returns: jax.Array) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------- optimisation
-def make_optimizer(params: Any, lr: float, max_grad_norm: float, adam_eps: float,
+def per_network_optimizer(params: Any, lr: float, max_grad_norm: float, adam_eps: float,
                    anneal_steps: int | None = None) -> optax.GradientTransformation:
     """Adam with gradient-norm clipping per network (each actor, each critic on its own), as if
     every network had its own optimiser: one role's large gradient never scales another's down.
@@ -499,5 +509,7 @@ def flatten(tree: Any) -> Any:
     return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
 
 
-def weighted_mean(x: jax.Array, w: jax.Array) -> jax.Array:
+def weighted_average(x: jax.Array, w: jax.Array) -> jax.Array:
+    """`sum(x * w) / sum(w)`: the average over the items that count (`w` 0 or 1 per item; a sum of
+    weights below 1 divides by 1, so an all-zero `w` gives 0, not NaN)."""
     return jnp.sum(x * w) / jnp.maximum(jnp.sum(w), 1.0)

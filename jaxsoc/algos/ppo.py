@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxsoc.algos import onpolicy as op
+from jaxsoc.algos import onpolicy
 from jaxsoc.algos.base import Trainer, mean_episode_metrics
 from jaxsoc.algos.common import COORDINATOR_ENCODINGS, role_specs, to_env_actions, with_world_state
 
@@ -85,7 +85,7 @@ def check_section(config: dict, family: str) -> None:
     from jaxsoc.config import ConfigError
 
     s = config[family]
-    choices = {"policy": ("auto",) + POLICIES, "critic": ("auto",) + op.CRITICS,
+    choices = {"policy": ("auto",) + POLICIES, "critic": ("auto",) + onpolicy.CRITICS,
                "coordinator": COORDINATOR_ENCODINGS}
     for key, allowed in choices.items():
         if key in s and s[key] not in allowed:
@@ -116,21 +116,15 @@ def resolve_variant(algo: str, section: dict) -> tuple[str, str]:
 class Batch(NamedTuple):
     """A flat batch of samples for `loss`/`update`; `B` samples on every leaf.
 
-    obs: `{role: [B, obs_dim]}`; critic_source: the critic's input (`Critic.source`).
-    actions: `{role: int32 [B] | f32 [B, d] pre-tanh}`; log_probs: `{role: [B]}` under the
-      policy that acted; masks: `{role: bool [B, n]}` for discrete roles.
-    weights: `{role: [B]}` 1 where the role's action counted (0: ignored, e.g. padding or a
-      coordinator action the env did not read).
+    acted: `onpolicy.Acted`, `[B, ...]`: what the policy did (the weights are 0 where an action
+      did not count: padding, or a coordinator action the env did not read).
+    critic_source: the critic's input (`Critic.source`).
     advantages, returns, values: `[B, C]` per value column (`Critic.column(role)`); values are
       the critic's old predictions (for value clipping).
     """
 
-    obs: Dict[str, jax.Array]
+    acted: onpolicy.Acted
     critic_source: Any
-    actions: Dict[str, jax.Array]
-    log_probs: Dict[str, jax.Array]
-    masks: Dict[str, jax.Array]
-    weights: Dict[str, jax.Array]
     advantages: jax.Array
     returns: jax.Array
     values: jax.Array
@@ -149,8 +143,8 @@ class LossConfig(NamedTuple):
 
 def normalise_advantages(adv: jax.Array, w: jax.Array) -> jax.Array:
     """`(adv - mean) / (std + 1e-8)` with the mean and std weighted by `w` (masked items weigh 0)."""
-    mean = op.weighted_mean(adv, w)
-    std = jnp.sqrt(op.weighted_mean(jnp.square(adv - mean), w))
+    mean = onpolicy.weighted_average(adv, w)
+    std = jnp.sqrt(onpolicy.weighted_average(jnp.square(adv - mean), w))
     return (adv - mean) / (std + 1e-8)
 
 
@@ -160,27 +154,47 @@ def policy_objective(log_prob, old_log_prob, adv, w, clip_eps):
     log_ratio = log_prob - old_log_prob
     ratio = jnp.exp(log_ratio)
     if clip_eps is None:
-        loss = -op.weighted_mean(log_prob * adv, w)
+        loss = -onpolicy.weighted_average(log_prob * adv, w)
         clipped = jnp.zeros_like(ratio)
     else:
         surrogate = jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv)
-        loss = -op.weighted_mean(surrogate, w)
+        loss = -onpolicy.weighted_average(surrogate, w)
         clipped = (jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32)
     # "k3" estimator of KL(old || new): unbiased, never negative (Schulman's approx-KL note).
-    kl = op.weighted_mean((ratio - 1.0) - log_ratio, w)
-    return loss, kl, op.weighted_mean(clipped, w)
+    kl = onpolicy.weighted_average((ratio - 1.0) - log_ratio, w)
+    return loss, kl, onpolicy.weighted_average(clipped, w)
 
 
-def loss(params: Any, batch: Batch, policy: op.Policy, critic: op.Critic, cfg: LossConfig):
+def weighted_head_loss(log_prob: jax.Array, old_log_prob: jax.Array, advantage: jax.Array,
+                       entropy: jax.Array, value: jax.Array, returns: jax.Array, weight: jax.Array,
+                       cfg: LossConfig):
+    """The PPO loss of ONE policy head and ONE value head on samples `[B]` weighted by `weight`
+    (0 for padding): `policy_objective + vf_coef * value_loss - ent_coef * entropy`, with the value
+    loss `0.5 * weighted_average((value - returns)^2)` (unclipped) and the weighted entropy. For a
+    learner that builds its own batches (the hierarchical team's coordinator on macro-transitions,
+    whose advantages are normalised once per update, before its minibatches).
+
+    Returns `(loss, {policy_loss, value_loss, entropy, approx_kl, clip_frac})`.
+    """
+    policy_loss, approx_kl, clip_frac = policy_objective(log_prob, old_log_prob, advantage, weight, cfg.clip_eps)
+    value_loss = 0.5 * onpolicy.weighted_average((value - returns) ** 2, weight)
+    ent = onpolicy.weighted_average(entropy, weight)
+    total = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * ent
+    return total, dict(policy_loss=policy_loss, value_loss=value_loss, entropy=ent, approx_kl=approx_kl,
+                       clip_frac=clip_frac)
+
+
+def loss(params: Any, batch: Batch, policy: onpolicy.Policy, critic: onpolicy.Critic, cfg: LossConfig):
     """The PPO (or A2C) loss of `params = {"actor": ..., "critic": ...}` on a `Batch`.
 
     Returns `(loss, metrics)`: per role `actor_loss/<role>`, `entropy/<role>`, and (per role, or
     once for a joint ratio) `approx_kl`, `clip_frac`; `value_loss`. Roles' actor terms are summed:
     their parameters are disjoint, so each actor gets exactly its own gradient.
     """
-    dists = policy.dists(params["actor"], batch.obs, batch.masks)
-    log_probs = op.log_probs_of(dists, batch.actions)
-    entropy = op.entropies(dists)
+    acted = batch.acted
+    dists = policy.dists(params["actor"], acted.obs, acted.masks)
+    log_probs = onpolicy.log_probs_of(dists, acted.actions)
+    entropy = onpolicy.entropies(dists)
     metrics: Dict[str, jax.Array] = {}
 
     def advantage(role, w):
@@ -190,19 +204,19 @@ def loss(params: Any, batch: Batch, policy: op.Policy, critic: op.Critic, cfg: L
     total = 0.0
     if cfg.joint_ratio:
         # One agent, one action: the joint log-prob is the sum over the heads that took effect.
-        joint = sum(batch.weights[r] * log_probs[r] for r in policy.roles)
-        joint_old = sum(batch.weights[r] * batch.log_probs[r] for r in policy.roles)
+        joint = sum(acted.weights[r] * log_probs[r] for r in policy.roles)
+        joint_old = sum(acted.weights[r] * acted.log_probs[r] for r in policy.roles)
         ones = jnp.ones_like(joint)
         pl, kl, cf = policy_objective(joint, joint_old, advantage(policy.roles[0], ones), ones, cfg.clip_eps)
         total = total + pl
         metrics.update({"actor_loss": pl, "approx_kl": kl, "clip_frac": cf})
     for r in policy.roles:
-        w = batch.weights[r]
+        w = acted.weights[r]
         if not cfg.joint_ratio:
-            pl, kl, cf = policy_objective(log_probs[r], batch.log_probs[r], advantage(r, w), w, cfg.clip_eps)
+            pl, kl, cf = policy_objective(log_probs[r], acted.log_probs[r], advantage(r, w), w, cfg.clip_eps)
             total = total + pl
             metrics.update({f"actor_loss/{r}": pl, f"approx_kl/{r}": kl, f"clip_frac/{r}": cf})
-        ent = op.weighted_mean(entropy[r], w)
+        ent = onpolicy.weighted_average(entropy[r], w)
         total = total - cfg.ent_coef * ent
         metrics[f"entropy/{r}"] = ent
 
@@ -216,14 +230,14 @@ def loss(params: Any, batch: Batch, policy: op.Policy, critic: op.Critic, cfg: L
     return total + cfg.vf_coef * value_loss, metrics
 
 
-def update(key: jax.Array, params: Any, opt_state: Any, batch: Batch, *, policy: op.Policy,
-           critic: op.Critic, optimizer: optax.GradientTransformation, cfg: LossConfig,
+def update(key: jax.Array, params: Any, opt_state: Any, batch: Batch, *, policy: onpolicy.Policy,
+           critic: onpolicy.Critic, optimizer: optax.GradientTransformation, cfg: LossConfig,
            epochs: int, minibatches: int):
     """`epochs` x `minibatches` optimiser steps of `loss` on `batch`: `(params, opt_state, metrics)`."""
     def loss_fn(p, mb):
         return loss(p, mb, policy, critic, cfg)
 
-    return op.sgd(key, params, opt_state, batch, loss_fn, optimizer, epochs, minibatches)
+    return onpolicy.sgd(key, params, opt_state, batch, loss_fn, optimizer, epochs, minibatches)
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -265,23 +279,23 @@ def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optio
     # Networks: one per role (or one shared actor) and the critic(s), all `hidden_sizes` MLPs.
     specs = tuple(role_specs(env, coordinator).values())
     hidden = tuple(s["hidden_sizes"])
-    policy = op.Policy(specs, shared=policy_kind == "single", hidden_sizes=hidden, activation=s["activation"],
+    policy = onpolicy.Policy(specs, shared=policy_kind == "single", hidden_sizes=hidden, activation=s["activation"],
                        log_std_init=s["log_std_init"], log_std_min=s["log_std_min"], log_std_max=s["log_std_max"])
-    critic = op.Critic(critic_kind, policy.roles, hidden, s["activation"])
+    critic = onpolicy.Critic(critic_kind, policy.roles, hidden, s["activation"])
     obs_dims = {sp.name: sp.obs_dim for sp in specs}
     world_dim = getattr(env, "world_state_size", 0)
 
     steps_per_update = num_envs * rollout
     num_updates = config["total_steps"] // steps_per_update
     max_steps = int(env_params.max_steps)
-    rollout_fn = op.make_rollout(env, env_params, policy, critic, num_envs, rollout, coordinator=coordinator,
+    rollout_fn = onpolicy.make_rollout(env, env_params, policy, critic, num_envs, rollout, coordinator=coordinator,
                                  decisions_only=s["decisions_only"],
                                  bootstrap_truncation=s["bootstrap_truncation"], max_steps=max_steps)
     gamma, lam, reward_scale = s["gamma"], s["gae_lambda"], s["reward_scale"]
 
     def make_opt(params):
         anneal = num_updates * epochs * minibatches if s["anneal_lr"] else None
-        return op.make_optimizer(params, s["lr"], s["max_grad_norm"], s["adam_eps"], anneal)
+        return onpolicy.per_network_optimizer(params, s["lr"], s["max_grad_norm"], s["adam_eps"], anneal)
 
     def init(key):
         k_actor, k_critic, k_reset, key = jax.random.split(key, 4)
@@ -302,17 +316,17 @@ def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optio
             params["actor"], state.env_state, state.obs, state.world_state, k_roll)
 
         # 2. Values and GAE advantages, [T, N, C]; truncated steps bootstrap from their terminal state.
-        values = critic.values(params["critic"], critic.source(traj.obs, traj.world_state))
+        values = critic.values(params["critic"], critic.source(traj.acted.obs, traj.world_state))
         last_values = critic.values(params["critic"], critic.source(obs, world_state))
         truncated_values = None if truncs is None else critic.values(params["critic"], truncs.source)
-        after = op.next_values(values, last_values, truncs, truncated_values)
+        after = onpolicy.next_values(values, last_values, truncs, truncated_values)
         rewards = reward_scale * traj.rewards
-        advantages, returns = op.gae(rewards[..., None], values, after, traj.terminated[..., None],
+        advantages, returns = onpolicy.gae(rewards[..., None], values, after, traj.terminated[..., None],
                                      traj.done[..., None], gamma, lam)
 
         # 3. Epochs x minibatches of the loss on the flattened [T * N] batch.
-        batch = op.flatten(Batch(traj.obs, critic.source(traj.obs, traj.world_state), traj.actions,
-                                 traj.log_probs, traj.masks, traj.weights, advantages, returns, values))
+        batch = onpolicy.flatten(Batch(traj.acted, critic.source(traj.acted.obs, traj.world_state), advantages,
+                                       returns, values))
         new_params, opt_state, loss_metrics = update(
             k_sgd, params, state.opt_state, batch, policy=policy, critic=critic, optimizer=make_opt(params),
             cfg=loss_cfg, epochs=epochs, minibatches=minibatches)
@@ -321,7 +335,7 @@ def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optio
         metrics = mean_episode_metrics(ep_metrics, ep_done)
         metrics.update(loss_metrics)
         metrics["reward"] = traj.rewards.mean()
-        ev = op.explained_variance(values, returns)
+        ev = onpolicy.explained_variance(values, returns)
         if critic.columns == 1:
             metrics["explained_variance"] = ev[0]
         else:
@@ -334,8 +348,8 @@ def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optio
     def act(policy_params, key, obs, env_state, greedy):
         masks = policy.masks(env.get_avail_actions(env_state, env_params))
         dists = policy.dists(policy_params, obs, masks)
-        actions = op.greedy(dists) if greedy else op.sample(dists, key)[0]
-        return to_env_actions(op.env_actions(actions, dists), coordinator)
+        actions = onpolicy.greedy(dists) if greedy else onpolicy.sample(dists, key)[0]
+        return to_env_actions(onpolicy.env_actions(actions, dists), coordinator)
 
     return Trainer(
         init=init,

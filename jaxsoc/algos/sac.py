@@ -42,7 +42,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxsoc import buffers
 from jaxsoc.algos import offpolicy as op
 from jaxsoc.algos.dqn import DQN, dqn_kwargs
 from jaxsoc.distributions import TanhGaussian
@@ -94,11 +93,14 @@ class SACState(NamedTuple):
     steps: jax.Array
 
 
+# The config keys that become `SAC` fields (with `hidden_sizes` and `gamma`).
+SAC_KWARGS = ("actor_lr", "critic_lr", "alpha_lr", "tau", "target_period", "init_alpha", "target_entropy",
+              "log_std_min", "log_std_max", "max_grad_norm")
+
+
 def sac_kwargs(section: dict, gamma: Optional[float] = None) -> dict:
-    keys = ("actor_lr", "critic_lr", "alpha_lr", "tau", "target_period", "init_alpha", "target_entropy",
-            "log_std_min", "log_std_max", "max_grad_norm")
-    out = {k: section[k] for k in keys}
-    out.update(hidden=tuple(section["hidden"]), gamma=section["gamma"] if gamma is None else gamma)
+    out = {k: section[k] for k in SAC_KWARGS}
+    out.update(hidden=tuple(section["hidden_sizes"]), gamma=section["gamma"] if gamma is None else gamma)
     return out
 
 
@@ -177,7 +179,7 @@ class SAC:
 
         def critic_loss(params):
             q1, q2 = self.critic.apply(params, batch["obs"], batch["action"])
-            loss = op.weighted_mean(jnp.square(q1 - target) + jnp.square(q2 - target), weights)
+            loss = op.importance_weighted_mean(jnp.square(q1 - target) + jnp.square(q2 - target), weights)
             return loss, ((jnp.abs(q1 - target) + jnp.abs(q2 - target)) / 2, q1)
 
         (c_loss, (td, q1)), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic_params)
@@ -188,7 +190,7 @@ class SAC:
         def actor_loss(params):
             action, logp = self.distribution(params, batch["obs"]).sample_and_log_prob(k_new)
             q = self.q_min(critic_params, batch["obs"], action)
-            return op.weighted_mean(alpha * logp - q, weights), logp
+            return op.importance_weighted_mean(alpha * logp - q, weights), logp
 
         (a_loss, logp), grads = jax.value_and_grad(actor_loss, has_aux=True)(state.actor_params)
         a_updates, actor_opt = self._opt(self.actor_lr).update(grads, state.actor_opt, state.actor_params)
@@ -198,7 +200,7 @@ class SAC:
         logp = jax.lax.stop_gradient(logp)
 
         def alpha_loss(log_alpha):
-            return op.weighted_mean(-log_alpha * (logp + self.entropy_target), weights)
+            return op.importance_weighted_mean(-log_alpha * (logp + self.entropy_target), weights)
 
         t_loss, grad = jax.value_and_grad(alpha_loss)(state.log_alpha)
         t_updates, alpha_opt = optax.adam(self.alpha_lr).update(grad, state.alpha_opt, state.log_alpha)
@@ -215,12 +217,12 @@ class SAC:
 
 
 # ------------------------------------------------------------------------------------- team
-class SACTeam(op.Team):
+class SACTeam(op.PerRoleTeam):
     """SAC on the continuous roles it controls, DQN on the discrete ones (module docstring)."""
 
     def __init__(self, env, roles: Dict[str, op.RoleAction], section: dict):
         self.roles = roles
-        gamma, hidden = section["gamma"], section["hidden"]
+        gamma, hidden = section["gamma"], section["hidden_sizes"]
         self.agents = {}
         for r, a in roles.items():
             obs_dim = int(env.observation_space(r).shape[0])
@@ -231,42 +233,10 @@ class SACTeam(op.Team):
         self.obs_roles = tuple(self.agents)
         self.priority_rule = section["priority_rule"]
 
-    def init(self, key):
-        keys = jax.random.split(key, len(self.agents))
-        return {r: a.init(k) for (r, a), k in zip(self.agents.items(), keys)}
-
-    def act(self, agents, obs, key, greedy, env_steps):
-        keys = jax.random.split(key, len(self.agents))
-        out = {}
-        for (r, a), k in zip(self.agents.items(), keys):
-            if isinstance(a, SAC):
-                out[r] = a.act(agents[r], obs[r], k, greedy)
-            else:
-                out[r] = a.act(agents[r], obs[r], k, greedy, a.epsilon(env_steps))
-        return out
-
-    def update(self, agents, batch, weights, key):
-        keys = jax.random.split(key, len(self.agents))
-        new, tds, metrics = {}, [], {}
-        for (r, agent), k in zip(self.agents.items(), keys):
-            view = {"obs": batch["obs"][r], "next_obs": batch["next_obs"][r], "action": batch["action"][r],
-                    "reward": batch["reward"], "discount": batch["discount"]}
-            new[r], td, m = agent.update(agents[r], view, weights, k)
-            tds.append(td)
-            metrics.update({f"{op.ROLE_ABBREV[r]}/{name}": v for name, v in m.items()})
-        return new, buffers.combine_td_errors(tds, self.priority_rule), metrics
-
-    def schedules(self, env_steps):
-        dqns = [a for a in self.agents.values() if isinstance(a, DQN)]
-        return {"epsilon": dqns[0].epsilon(env_steps)} if dqns else {}
-
 
 def make_team(config: dict, env) -> SACTeam:
     c = config["sac"]
-    roles = {r: op.fixed_role(env, r, c) for r in env.agents}
-    for r in ("threat_hunter", "alert_triage", "response_orchestrator"):
-        roles[r] = op.native_role(env, r)
-    return SACTeam(env, roles, c)
+    return SACTeam(env, op.native_tier2_roles(env, c), c)
 
 
 def make_train(config: dict, env, env_params):

@@ -59,16 +59,35 @@ class Boosts(NamedTuple):
     urgency: jax.Array
 
 
+DIRECTIVE_DIM = 8  # hmarl-soc-v1: the directive is a vector in [-1, 1]^8 (only d0, d1, d4 act, D6)
+
+
+def reads_directive(t: jax.Array, params: EnvParams) -> jax.Array:
+    """The directive schedule: bool, whether a step taken at clock `t` (the state's `t`, before
+    the step's increment; any shape) reads the coordinator's action: every K =
+    `params.directive_period` steps from each episode's start. Between reads the env holds the
+    last directive. Learners that must know when their coordinator acts call this, never `t % K`."""
+    return (t % params.directive_period) == 0
+
+
+def held_directive(state: EnvState, params: EnvParams) -> jax.Array:
+    """The directive the env holds: the index `focus * num_postures + posture` (int32 `[]`, with
+    the D6 fix) or the v1 vector (`[DIRECTIVE_DIM]`)."""
+    if params.fix_d6_directive:
+        return state.focus * params.num_postures + state.posture
+    return state.directive
+
+
 def update_directive(state: EnvState, action: jax.Array, params: EnvParams) -> EnvState:
-    """Read the coordinator's action on steps where `t` (before increment) is a multiple of K."""
-    read = (state.t % params.directive_period) == 0
+    """Read the coordinator's action on the steps of the schedule (`reads_directive`)."""
+    read = reads_directive(state.t, params)
     if params.fix_d6_directive:
         a = clean_discrete(action, params.num_directives)
         take = read & (a != NO_OP)
         focus = jnp.where(take, a // params.num_postures, state.focus)
         posture = jnp.where(take, a % params.num_postures, state.posture)
         return state.replace(focus=focus, posture=posture)
-    d = clean_continuous(action, 8)
+    d = clean_continuous(action, DIRECTIVE_DIM)
     return state.replace(directive=jnp.where(read, d, state.directive))
 
 

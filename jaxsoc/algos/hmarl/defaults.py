@@ -1,0 +1,66 @@
+"""The `hmarl:` config section: its defaults (the one source of every default) and its checks."""
+from __future__ import annotations
+
+from jaxsoc.algos import offpolicy as op
+from jaxsoc.algos.maddpg import DEFAULTS as MADDPG_DEFAULTS
+from jaxsoc.algos.maddpg import MADDPG_KWARGS
+from jaxsoc.algos.sac import DEFAULTS as SAC_DEFAULTS
+from jaxsoc.algos.sac import SAC_KWARGS
+
+COORDINATOR_DEFAULTS = {
+    "lr": 3e-4,
+    "clip_eps": 0.2,
+    "ent_coef": 0.01,
+    "vf_coef": 0.5,
+    "epochs": 2,
+    "minibatches": 2,
+    "gae_lambda": 0.95,
+    "max_grad_norm": 0.5,
+    "discounting": "smdp",         # smdp: R discounted within the macro-step, gamma^k across; reference
+    "bootstrap_truncation": True,  # bootstrap time-limit truncation from the terminal observation
+    "encoding": "hmarl",           # v1 only: 8 choices -> directive via HMARL-SOC's get_directive, or onehot
+    "attention": True,             # the tier-3 explainer in front of the policy
+    "num_heads": 4,
+    "d_k": 64,
+    "embed_dim": 64,
+    "capacity": 0.5,               # macro-transitions kept per update, x (num_envs * rollout / K): a
+                                   # random subset when fewer than were emitted (unbiased, cheaper)
+}
+DEFAULTS = {
+    **op.COMMON_DEFAULTS,
+    "rollout": 20,                 # env steps per env per update
+    "utd": 0.0006,                 # tier-2 update rounds per env transition (batch 256): 12 rounds
+                                   # per update of 1024 envs x 20 steps (docs/hmarl.md)
+    "learning_starts": 10_000,
+    "k": None,                     # directive period K; null: the scenario's (5)
+    "train_coordinator": True,     # false: no coordinator (a fixed directive), the "w/o SC" ablation
+    "shared_buffer": True,         # false: each tier-2 learner samples its own batches and priorities
+    "condition_on_directive": "auto",  # auto: as the scenario shows it; true: append on v1 too; false
+    "coordinator": dict(COORDINATOR_DEFAULTS),
+    "sac": {k: v for k, v in SAC_DEFAULTS.items() if k in SAC_KWARGS},          # the threat hunter
+    "dqn": dict(op.DQN_DEFAULTS),                                             # the alert triage
+    "maddpg": {k: v for k, v in MADDPG_DEFAULTS.items() if k in MADDPG_KWARGS},  # the response orchestrator
+}
+POSITIVE = op.POSITIVE
+
+
+def validate(config: dict) -> None:
+    from jaxsoc.config import ConfigError
+
+    op.validate_common(config, "hmarl")
+    c = config["hmarl"]
+    op.validate_dqn(c["dqn"], "hmarl.dqn")
+    cc = c["coordinator"]
+    if cc["discounting"] not in ("smdp", "reference"):
+        raise ConfigError(f"hmarl.coordinator.discounting must be smdp or reference, got {cc['discounting']!r}")
+    if cc["encoding"] not in ("hmarl", "onehot"):
+        raise ConfigError(f"hmarl.coordinator.encoding must be hmarl or onehot, got {cc['encoding']!r}")
+    if c["condition_on_directive"] not in ("auto", True, False):
+        raise ConfigError("hmarl.condition_on_directive must be auto, true or false")
+    if c["k"] is not None and (not isinstance(c["k"], int) or c["k"] < 1):
+        raise ConfigError(f"hmarl.k must be a positive integer or null, got {c['k']!r}")
+    for key in ("epochs", "minibatches"):
+        if not isinstance(cc[key], int) or cc[key] < 1:
+            raise ConfigError(f"hmarl.coordinator.{key} must be a positive integer")
+    if cc["capacity"] <= 0:
+        raise ConfigError("hmarl.coordinator.capacity must be positive")
