@@ -55,6 +55,13 @@ class ConfigError(ValueError):
     """A config, run folder or checkpoint that a run cannot start from; the message says why."""
 
 
+def check_choice(key: str, value: Any, choices: Iterable[Any]) -> None:
+    """ConfigError unless `value` is one of `choices` (the message names the key and the options)."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
 # ----------------------------------------------------------------------------- YAML
 class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads `5e6`, `1e-4`, `-2E+3` (no dot) as floats, as YAML 1.2 does."""

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxsoc import algos
-from jaxsoc.algos.base import Trainer, mean_episode_metrics
+from jaxsoc.algos.base import Trainer, mean_episode_metrics, per_update_trainer
 
 AGENTS = ("a", "b")
 N_ACTIONS = 3
@@ -159,14 +159,9 @@ def make_train(config, env, env_params) -> Trainer:
         metrics["env_steps"] = env_steps
         return ToyTrainState(params, opt_state, env_state, obs, key, env_steps), metrics
 
-    return Trainer(
-        init=init,
-        update=update,
-        num_updates=config["total_steps"] // steps_per_update,
-        env_steps_per_update=steps_per_update,
-        act=act,
+    return per_update_trainer(
+        config, steps_per_update, init=init, update=update, act=act,
         policy_params=lambda s: s.params,
-        name=config["algo"],
         env_axes=lambda s: s._replace(params=None, opt_state=None, env_state=0, obs=0, key=None, env_steps=None),
     )
 

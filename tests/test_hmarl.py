@@ -172,6 +172,7 @@ def test_every_learner_changes_and_the_explainer_gets_gradient(recorded):
     assert float(jnp.abs(g["attention"]["key"]["kernel"]).sum()) > 0
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): ~65 CPU-s; the other recorded-rollout tests stay
 def test_ablation_switches(recorded):
     # No coordinator: the fixed directive everywhere, the coordinator never changes.
     cfg, trainer, parts = build(train_coordinator=False, coordinator_action=7)
@@ -196,6 +197,7 @@ def test_ablation_switches(recorded):
     assert recorded["parts"].env_params.directive_period == K
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): tests/test_registry.py checks hmarl resume in the default run
 def test_resume_from_a_checkpoint_is_bit_exact(recorded, tmp_path):
     """The train state after an update (pending macro-transitions, the replay and its PER tree,
     the held directives, keys), saved and restored by `Checkpoints`, then one more update: the
@@ -264,6 +266,7 @@ def test_two_seeds_through_the_engine(tmp_path):
     assert _changed(seed(0), seed(1))
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): ~55 CPU-s
 def test_separate_buffers_give_every_learner_the_new_transitions():
     """`shared_buffer: false`: the alert triage's and response orchestrator's own priority trees
     hold every stored transition too (new items at their tree's max priority, as `add` gives), so

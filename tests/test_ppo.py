@@ -213,6 +213,7 @@ def episode_mean(run_dir, metric, updates, seed):
     return float((n * v).sum() / n.sum()), int(n.sum())
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): resume is checked in the default run by tests/test_registry.py (dqn, hmarl); ~200 CPU-s cold
 def test_checkpoints_round_trip_and_an_interrupted_run_resumes_bit_for_bit(real):
     resumed, straight = real["resumed"], real[1]
     assert resumed.updates == straight.updates == UPDATES

@@ -85,6 +85,14 @@ class Trainer:
         return jax.lax.scan(body, state, None, length=self.num_updates)
 
 
+def per_update_trainer(config: dict, steps_per_update: int, **parts) -> Trainer:
+    """The `Trainer` of `config["algo"]` that consumes `steps_per_update` env transitions per update:
+    `num_updates` follows from `config["total_steps"]`; `parts` are the other `Trainer` fields
+    (init, update, act, policy_params, env_axes)."""
+    return Trainer(num_updates=config["total_steps"] // steps_per_update,
+                   env_steps_per_update=steps_per_update, name=config["algo"], **parts)
+
+
 def mean_episode_metrics(metrics: Dict[str, jax.Array], done: jax.Array) -> Metrics:
     """Averages the env's episode metrics over the episodes that ended in a rollout.
 

@@ -69,15 +69,13 @@ POSITIVE = op.POSITIVE + ("th_bins", "ro_bins", "mixer_embed", "hypernet_hidden"
 
 
 def validate(config: dict) -> None:
-    from jaxsoc.config import ConfigError
+    from jaxsoc.config import check_choice
 
     op.validate_common(config, "dqn")
     op.validate_dqn(config["dqn"], "dqn")
     c = config["dqn"]
-    if c["mixer_state"] not in ("world", "obs"):
-        raise ConfigError(f"dqn.mixer_state must be world or obs, got {c['mixer_state']!r}")
-    if c["coordinator"] not in ("onehot", "hmarl"):
-        raise ConfigError(f"dqn.coordinator must be onehot or hmarl, got {c['coordinator']!r}")
+    check_choice("dqn.mixer_state", c["mixer_state"], ("world", "obs"))
+    check_choice("dqn.coordinator", c["coordinator"], ("onehot", "hmarl"))
 
 
 # --------------------------------------------------------------------------------------- DQN

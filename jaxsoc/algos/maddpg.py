@@ -66,13 +66,12 @@ POSITIVE = op.POSITIVE + ("actor_lr", "critic_lr", "tau", "target_period")
 
 
 def validate(config: dict) -> None:
-    from jaxsoc.config import ConfigError
+    from jaxsoc.config import ConfigError, check_choice
 
     op.validate_common(config, "maddpg")
     op.validate_dqn(config["maddpg"]["dqn"], "maddpg.dqn")
     c = config["maddpg"]
-    if c["critic_input"] not in ("obs", "world"):
-        raise ConfigError(f"maddpg.critic_input must be obs or world, got {c['critic_input']!r}")
+    check_choice("maddpg.critic_input", c["critic_input"], ("obs", "world"))
     if c["tau"] > 1 or c["noise_std"] < 0:
         raise ConfigError("maddpg: need 0 < tau <= 1 and noise_std >= 0")
 

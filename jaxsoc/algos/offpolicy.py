@@ -46,7 +46,7 @@ import optax
 
 from jaxsoc import buffers
 from jaxsoc.algos import common
-from jaxsoc.algos.base import Trainer, mean_episode_metrics
+from jaxsoc.algos.base import Trainer, mean_episode_metrics, per_update_trainer
 
 PyTree = Any
 
@@ -96,7 +96,7 @@ _OBS_DTYPES = {"float32": None, "float16": jnp.float16, "bfloat16": jnp.bfloat16
 
 def validate_common(config: dict, family: str) -> None:
     """Checks the shared keys of `config[family]`; ValueError (a ConfigError) naming the key."""
-    from jaxsoc.config import ConfigError
+    from jaxsoc.config import ConfigError, check_choice
 
     c = config[family]
     steps = config["num_envs"] * c["rollout"]
@@ -111,10 +111,8 @@ def validate_common(config: dict, family: str) -> None:
                           f"of all envs ({config['num_envs']})")
     if not 0 <= c["learning_starts"] <= c["buffer_size"]:
         raise ConfigError(f"{family}.learning_starts must be in [0, buffer_size], got {c['learning_starts']}")
-    if c["obs_dtype"] not in _OBS_DTYPES:
-        raise ConfigError(f"{family}.obs_dtype must be one of {', '.join(_OBS_DTYPES)}, got {c['obs_dtype']!r}")
-    if c["priority_rule"] not in ("mean", "max"):
-        raise ConfigError(f"{family}.priority_rule must be mean or max, got {c['priority_rule']!r}")
+    check_choice(f"{family}.obs_dtype", c["obs_dtype"], _OBS_DTYPES)
+    check_choice(f"{family}.priority_rule", c["priority_rule"], ("mean", "max"))
     if not c["hidden_sizes"] or any(not isinstance(h, int) or h <= 0 for h in c["hidden_sizes"]):
         raise ConfigError(f"{family}.hidden_sizes must be a list of positive layer widths, got {c['hidden_sizes']!r}")
     if not 0.0 <= c["gamma"] <= 1.0:
@@ -122,12 +120,10 @@ def validate_common(config: dict, family: str) -> None:
 
 
 def validate_dqn(section: dict, where: str) -> None:
-    from jaxsoc.config import ConfigError
+    from jaxsoc.config import ConfigError, check_choice
 
-    if section["loss"] not in ("mse", "huber"):
-        raise ConfigError(f"{where}.loss must be mse or huber, got {section['loss']!r}")
-    if section["epsilon_schedule"] not in ("exponential", "linear"):
-        raise ConfigError(f"{where}.epsilon_schedule must be exponential or linear")
+    check_choice(f"{where}.loss", section["loss"], ("mse", "huber"))
+    check_choice(f"{where}.epsilon_schedule", section["epsilon_schedule"], ("exponential", "linear"))
     if not 0.0 < section["tau"] <= 1.0 or section["target_period"] < 1:
         raise ConfigError(f"{where}: need 0 < tau <= 1 and target_period >= 1")
     if section["epsilon_decay"] <= 0 or section["lr"] <= 0:
@@ -592,14 +588,9 @@ def make_trainer(config: dict, env, env_params, team: Team, section: dict) -> Tr
         new = OffPolicyState(agents, buffer, env_state, obs, ws, key, env_steps, grad_steps)
         return new, out
 
-    return Trainer(
-        init=init,
-        update=update,
-        num_updates=config["total_steps"] // steps_per_update,
-        env_steps_per_update=steps_per_update,
-        act=act,
+    return per_update_trainer(
+        config, steps_per_update, init=init, update=update, act=act,
         policy_params=lambda s: s.agents,
-        name=config["algo"],
         env_axes=lambda s: OffPolicyState(agents=None, buffer=None, env_state=0, obs=0,
                                           world_state=None if s.world_state is None else 0,
                                           key=None, env_steps=None, grad_steps=None),

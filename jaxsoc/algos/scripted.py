@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxsoc.algos.base import Trainer, mean_episode_metrics
+from jaxsoc.algos.base import Trainer, mean_episode_metrics, per_update_trainer
 from jaxsoc.env import leads
 
 DEFAULTS = {"rollout": 128}
@@ -79,13 +79,6 @@ def make_train(config: dict, env, env_params) -> Trainer:
         out["env_steps"] = env_steps
         return ScriptedState(env_state, obs, key, env_steps), out
 
-    return Trainer(
-        init=init,
-        update=update,
-        num_updates=config["total_steps"] // steps_per_update,
-        env_steps_per_update=steps_per_update,
-        act=act,
-        policy_params=lambda state: (),
-        name=config["algo"],
-        env_axes=lambda s: ScriptedState(env_state=0, obs=0, key=None, env_steps=None),
-    )
+    return per_update_trainer(config, steps_per_update, init=init, update=update, act=act,
+                        policy_params=lambda state: (),
+                        env_axes=lambda s: ScriptedState(env_state=0, obs=0, key=None, env_steps=None))

@@ -21,6 +21,7 @@ def rule_soar_v1():
     return first_episodes(*out[:3], per_env=2)
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): tests/test_eval.py reproduces the Rule-SOAR row in the default run
 def test_rule_soar_reproduces_table_ii(rule_soar_v1):
     """Within sampling error: ours (random networks, first 2 episodes of 1024 envs) vs the paper's mean
     of 5 networks. Tolerance = 3 x sqrt(our standard error^2 + (paper std)^2 / 5), FPR at least 0.05 pp."""
@@ -36,10 +37,16 @@ def test_rule_soar_reproduces_table_ii(rule_soar_v1):
 
 
 def test_scripted_policies_act_inside_their_spaces():
-    for name in ("hmarl-soc-v1", "soc-v2"):
+    from jaxsoc.env import leads
+
+    for name in ("hmarl-soc-v1", "soc-v2", "soc-strategic"):
         env, p = soc.make(name)
         obs, state = env.reset(jax.random.key(0))
         for pname, policy in soc.POLICIES.items():
+            if pname in leads.LEADS and not p.fix_d6_directive:
+                with pytest.raises(ValueError, match="scripted leads need"):
+                    leads.check_scenario(p)  # refused before anything acts
+                continue
             acts = policy(jax.random.key(1), obs, state, p)
             for a in env.agents:
                 assert bool(env.action_space(a).contains(acts[a])), (name, pname, a)
@@ -70,6 +77,7 @@ def test_no_defender_and_constant_under_v1():
         assert n == 1024 and check(m), (name, {k: float(np.nanmean(v)) for k, v in m.items()})
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): ~35 CPU-s of statistics
 def test_threefry_and_hash_generators_agree():
     """The fast counter-hash generator and jax.random give the same statistics (Rule-SOAR, v1)."""
     stats = {}

@@ -45,18 +45,15 @@ POSITIVE = op.POSITIVE
 
 
 def validate(config: dict) -> None:
-    from jaxsoc.config import ConfigError
+    from jaxsoc.config import ConfigError, check_choice
 
     op.validate_common(config, "hmarl")
     c = config["hmarl"]
     op.validate_dqn(c["dqn"], "hmarl.dqn")
     cc = c["coordinator"]
-    if cc["discounting"] not in ("smdp", "reference"):
-        raise ConfigError(f"hmarl.coordinator.discounting must be smdp or reference, got {cc['discounting']!r}")
-    if cc["encoding"] not in ("hmarl", "onehot"):
-        raise ConfigError(f"hmarl.coordinator.encoding must be hmarl or onehot, got {cc['encoding']!r}")
-    if c["condition_on_directive"] not in ("auto", True, False):
-        raise ConfigError("hmarl.condition_on_directive must be auto, true or false")
+    check_choice("hmarl.coordinator.discounting", cc["discounting"], ("smdp", "reference"))
+    check_choice("hmarl.coordinator.encoding", cc["encoding"], ("hmarl", "onehot"))
+    check_choice("hmarl.condition_on_directive", c["condition_on_directive"], ("auto", True, False))
     if c["k"] is not None and (not isinstance(c["k"], int) or c["k"] < 1):
         raise ConfigError(f"hmarl.k must be a positive integer or null, got {c['k']!r}")
     for key in ("epochs", "minibatches"):

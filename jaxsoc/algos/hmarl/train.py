@@ -27,7 +27,7 @@ from jaxsoc.algos import common
 from jaxsoc.algos import hierarchy as hz
 from jaxsoc.algos import offpolicy as op
 from jaxsoc.algos import ppo
-from jaxsoc.algos.base import Trainer, mean_episode_metrics
+from jaxsoc.algos.base import Trainer, mean_episode_metrics, per_update_trainer
 from jaxsoc.algos.hmarl.coordinator import Coordinator, CoordinatorState, build_coordinator
 from jaxsoc.algos.hmarl.team import (Setup, Team, directive_env_action, directive_vector, example_transition,
                                      fixed_vector, init_team, make_setup, make_team, team_act, team_update)
@@ -111,16 +111,10 @@ def make_parts(config: dict, env: SOCEnv, env_params) -> Parts:
 def make_train(config: dict, env: SOCEnv, env_params) -> Trainer:
     parts = make_parts(config, env, env_params)
     steps_per_update = parts.num_envs * parts.rollout
-    return Trainer(
-        init=functools.partial(init, parts),
-        update=functools.partial(update, parts),
-        num_updates=config["total_steps"] // steps_per_update,
-        env_steps_per_update=steps_per_update,
-        act=functools.partial(act, parts),
-        policy_params=lambda s: (s.coordinator.actor_params, s.agents),
-        name=config["algo"],
-        env_axes=env_axes,
-    )
+    return per_update_trainer(config, steps_per_update, init=functools.partial(init, parts),
+                        update=functools.partial(update, parts), act=functools.partial(act, parts),
+                        policy_params=lambda s: (s.coordinator.actor_params, s.agents),
+                        env_axes=env_axes)
 
 
 # ------------------------------------------------------------------------ the directive
