@@ -5,7 +5,8 @@
 
 Every lead directs the same scripted tier 2 (jaxsoc/env/leads.py). The best fixed directive is
 picked on `--search-episodes` episodes of their own, then measured on the held-out ones beside the
-informed lead (the coordinator's observation only) and the oracle lead (ground truth). Prints the
+informed lead (the coordinator's observation only) and the oracle lead (ground truth), in chunks of
+`--search-episodes` (one compiled program for both). Prints the
 markdown table of docs/strategic.md (mean ± 95 % half-width) and the margins.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", default="soc-strategic", help="a preset or a scenario .yaml")
-    ap.add_argument("--episodes", type=int, default=4000, help="held-out episodes per lead")
+    ap.add_argument("--episodes", type=int, default=4000, help="held-out episodes per lead (rounded up to a multiple of --search-episodes)")
     ap.add_argument("--search-episodes", type=int, default=1000,
                     help="episodes per fixed directive when searching for the best one")
     ap.add_argument("--seed", type=int, default=0)
@@ -38,7 +39,8 @@ def main() -> None:
         ap.error(str(e))
     start = time.time()
     rows = compare.compare_leads(env, params, args.episodes, args.search_episodes, jax.random.key(args.seed))
-    print(f"# {params.name}: {args.episodes} held-out episodes per lead, best fixed directive "
+    held_out = -(-args.episodes // args.search_episodes) * args.search_episodes
+    print(f"# {params.name}: {held_out} held-out episodes per lead, best fixed directive "
           f"searched over {params.num_directives} on {args.search_episodes} episodes each "
           f"({time.time() - start:.0f} s)\n")
     print(compare.to_markdown(rows))

@@ -165,24 +165,38 @@ def run_real(root, name, *, on_chunk=None, resume=None, **flags):
     return engine.run(cfg, on_chunk=on_chunk, resume=resume)
 
 
+def keep_states(store, name, updates=(10, 20)):
+    """An `on_chunk` that keeps the training state after the given updates in `store[name, update]`."""
+    def on_chunk(update, state):
+        if update in updates:
+            store[name, update] = jax.device_get(state)
+    return on_chunk
+
+
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
-    """Two seeds together, each seed alone, and seed 1 interrupted after 30 updates (checkpoint
-    at 20) then resumed; the random policy's episodes on the same network for the learning bar."""
+    """Two seeds together and each seed alone; the random policy's episodes on the same network
+    for the learning bar."""
     root = tmp_path_factory.mktemp("mappo")
     early = {}  # name -> state after updates 10 and 20
-
-    def keep(name):
-        def on_chunk(update, state):
-            if update in (10, 20):
-                early[name, update] = jax.device_get(state)
-        return on_chunk
-
-    out = {"both": run_real(root, "both", num_seeds=2, seed=0, on_chunk=keep("both"))}
-    out[0] = run_real(root, "s0", seed=0, on_chunk=keep(0))
-    out[1] = run_real(root, "s1", seed=1, on_chunk=keep(1))
+    out = {"both": run_real(root, "both", num_seeds=2, seed=0, on_chunk=keep_states(early, "both"))}
+    out[0] = run_real(root, "s0", seed=0, on_chunk=keep_states(early, 0))
+    out[1] = run_real(root, "s1", seed=1, on_chunk=keep_states(early, 1))
     out["early"] = early
+    random_cfg = config_lib.resolve(flags={
+        "algo": "random", "scenario": "soc-v2", "env": {"hosts_per_segment": 8}, "num_envs": 64,
+        "total_steps": 64 * 16 * 40, "scripted": {"rollout": 16},
+        "run": {"dir": str(root), "name": "random", "chunk_updates": 40, "progress": False, "tensorboard": False}})
+    out["random"] = engine.run(random_cfg)
+    return out
 
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """Seed 1 interrupted after 30 updates (checkpoint at 20), then resumed; only the slow resume
+    test asks for it, so the default run does not pay for the two extra runs."""
+    root = tmp_path_factory.mktemp("mappo-interrupted")
+    straight = run_real(root, "s1", seed=1)
     seen = {}
 
     def crash(update, state):
@@ -192,16 +206,8 @@ def real(tmp_path_factory):
 
     with pytest.raises(KeyboardInterrupt):
         run_real(root, "interrupted", seed=1, on_chunk=crash)
-    out["seen"] = seen
-    out["interrupted_dir"] = root / "interrupted"
-    out["resumed"] = run_real(root, "ignored", seed=1, resume=root / "interrupted")
-
-    random_cfg = config_lib.resolve(flags={
-        "algo": "random", "scenario": "soc-v2", "env": {"hosts_per_segment": 8}, "num_envs": 64,
-        "total_steps": 64 * 16 * 40, "scripted": {"rollout": 16},
-        "run": {"dir": str(root), "name": "random", "chunk_updates": 40, "progress": False, "tensorboard": False}})
-    out["random"] = engine.run(random_cfg)
-    return out
+    return {"straight": straight, "seen": seen, "interrupted_dir": root / "interrupted",
+            "resumed": run_real(root, "ignored", seed=1, resume=root / "interrupted")}
 
 
 def episode_mean(run_dir, metric, updates, seed):
@@ -214,8 +220,8 @@ def episode_mean(run_dir, metric, updates, seed):
 
 
 @pytest.mark.slow  # CI budget (10 min on 2 cores): resume is checked in the default run by tests/test_registry.py (dqn, hmarl); ~200 CPU-s cold
-def test_checkpoints_round_trip_and_an_interrupted_run_resumes_bit_for_bit(real):
-    resumed, straight = real["resumed"], real[1]
+def test_checkpoints_round_trip_and_an_interrupted_run_resumes_bit_for_bit(interrupted):
+    resumed, straight = interrupted["resumed"], interrupted["straight"]
     assert resumed.updates == straight.updates == UPDATES
     # params, Adam moments, env states (hosts, attacker, alert queue), observations, keys, counters
     assert leaves_equal(resumed.state, straight.state)
@@ -223,8 +229,8 @@ def test_checkpoints_round_trip_and_an_interrupted_run_resumes_bit_for_bit(real)
     alone = run_log.read_jsonl(straight.run_dir / "metrics.jsonl")[0]
     assert [r["metrics"] for r in logged] == [r["metrics"] for r in alone]
     # A checkpoint restores exactly the state that was saved (update 20 of the interrupted run).
-    loaded = engine.load(real["interrupted_dir"], update=20)
-    assert leaves_equal(loaded.state, real["seen"][20])
+    loaded = engine.load(interrupted["interrupted_dir"], update=20)
+    assert leaves_equal(loaded.state, interrupted["seen"][20])
     assert loaded.trainer.name == "mappo"
 
 

@@ -71,29 +71,51 @@ def lead_act(params):
     return act
 
 
-def evaluate_leads(env, params, lead: np.ndarray, directive: np.ndarray, episodes: int,
-                   key: jax.Array) -> Dict[str, np.ndarray]:
-    """Per-episode metrics `{name: [len(lead), episodes]}` of each `(lead[i], directive[i])` on the
-    same `episodes` episodes (one compiled program, vmapped over the leads)."""
-    rollout = make_evaluator(env, params, lead_act(params), episodes)
-    pp = (jnp.asarray(lead, jnp.int32), jnp.asarray(directive, jnp.int32))
-    out = jax.jit(jax.vmap(rollout, in_axes=(0, None)))(pp, key)
-    return {k: np.asarray(v) for k, v in out.items()}
+ROWS_PER_CALL = len(LEAD_NAMES)  # rows of `episodes` envs stepped together by one program call
+
+
+def lead_program(env, params, episodes: int):
+    """The compiled evaluation of `ROWS_PER_CALL` rows `((lead [R], directive [R]), keys [R])`,
+    each row `episodes` episodes of one lead: `{metric: [R, episodes]}`."""
+    return jax.jit(jax.vmap(make_evaluator(env, params, lead_act(params), episodes), in_axes=(0, 0)))
+
+
+def evaluate_leads(program, lead: np.ndarray, directive: np.ndarray, keys: jax.Array) -> Dict[str, np.ndarray]:
+    """Per-episode metrics `{name: [rows, episodes]}` of rows `(lead[i], directive[i], keys[i])` run
+    by `program` (`lead_program`); rows with equal keys see the same episodes. The rows go through
+    in calls of `ROWS_PER_CALL` (the last one padded), so every evaluation of a comparison
+    reuses one compiled program."""
+    rows = len(lead)
+    pad = -rows % ROWS_PER_CALL
+    lead = np.concatenate([np.asarray(lead, np.int32), np.zeros(pad, np.int32)])
+    directive = np.concatenate([np.asarray(directive, np.int32), np.zeros(pad, np.int32)])
+    keys = jnp.concatenate([keys, jnp.stack([keys[0]] * pad)]) if pad else keys
+    out = []
+    for a in range(0, rows + pad, ROWS_PER_CALL):
+        b = slice(a, a + ROWS_PER_CALL)
+        out.append(jax.device_get(program((jnp.asarray(lead[b]), jnp.asarray(directive[b])), keys[b])))
+    return {k: np.concatenate([o[k] for o in out])[:rows] for k in out[0]}
 
 
 def compare_leads(env, params, episodes: int, search_episodes: int, key: jax.Array) -> List[LeadRow]:
     """Rows for the best fixed directive (picked by mean return on `search_episodes` episodes drawn
-    from a key of their own), the informed and the oracle lead, all on the same `episodes`
-    held-out episodes."""
+    from a key of their own), the informed and the oracle lead, all on the same held-out episodes:
+    `episodes` rounded up to a multiple of `search_episodes`, run in chunks of that size with a
+    key each, so the search and the held-out comparison share one compiled program."""
     leads.check_scenario(params)
     search_key, heldout_key = jax.random.split(key)
+    program = lead_program(env, params, search_episodes)
     n = params.num_directives
-    search = evaluate_leads(env, params, np.zeros(n), np.arange(n), search_episodes, search_key)
+    search = evaluate_leads(program, np.zeros(n), np.arange(n), jnp.stack([search_key] * n))
     best = int(np.argmax(np.nanmean(search["return"], axis=1)))
-    held = evaluate_leads(env, params, np.arange(3), np.full(3, best), episodes, heldout_key)
+    chunks = -(-episodes // search_episodes)
+    chunk_keys = jax.random.split(heldout_key, chunks)
+    nl = len(LEAD_NAMES)
+    held = evaluate_leads(program, np.repeat(np.arange(nl), chunks), np.full(nl * chunks, best),
+                          jnp.concatenate([chunk_keys] * nl))  # rows: lead 0's chunks, lead 1's, ...
     texts = (directive_name(best, params), "argmax value x evidence, hunt",
              "argmax value x live compromise, hunt")
-    return [summarise(name, text, {k: v[i] for k, v in held.items()})
+    return [summarise(name, text, {k: v[i * chunks:(i + 1) * chunks].reshape(-1) for k, v in held.items()})
             for i, (name, text) in enumerate(zip(LEAD_NAMES, texts))]
 
 

@@ -35,15 +35,6 @@ def count(queue: jax.Array) -> jax.Array:
     return jnp.sum(queue[:, VALID] > 0.5).astype(jnp.int32)
 
 
-def _prefix_count(mask: jax.Array) -> jax.Array:
-    """Exclusive prefix count of a bool vector `[n] -> [n]` int32.
-
-    A small triangular matmul: on XLA:CPU a cumsum lowers to reduce-window, several times slower
-    under vmap than this dot.
-    """
-    return prefix_count_rows(mask)
-
-
 def prefix_count_rows(mask: jax.Array) -> jax.Array:
     """Exclusive prefix count along the last axis, `[..., n] bool -> [..., n] int32` (one dot)."""
     n = mask.shape[-1]
@@ -68,7 +59,7 @@ def ingest_and_triage(queue: jax.Array, new: jax.Array, action: jax.Array, param
     old_valid = queue[:, VALID] > 0.5
     new_valid = new[:, VALID] > 0.5
     n = jnp.sum(old_valid.astype(jnp.int32))
-    new_rank = _prefix_count(new_valid)
+    new_rank = prefix_count_rows(new_valid)
     total = n + jnp.sum(new_valid.astype(jnp.int32))
     drop = jnp.clip(total - q, 0, k)  # oldest alerts pushed out by the new ones (packed: rows 0..drop-1)
     old_pos = jnp.arange(q)
@@ -106,9 +97,9 @@ def ingest_and_triage(queue: jax.Array, new: jax.Array, action: jax.Array, param
     old_keep = old_keep & ~(popping & (old_pos == head_pos))
     new_keep = new_keep & ~(popping & (new_pos == head_pos))
 
-    old_dest = jnp.where(old_keep, _prefix_count(old_keep), q)
+    old_dest = jnp.where(old_keep, prefix_count_rows(old_keep), q)
     kept_old = jnp.sum(old_keep.astype(jnp.int32))
-    new_dest = jnp.where(new_keep, kept_old + _prefix_count(new_keep), q)
+    new_dest = jnp.where(new_keep, kept_old + prefix_count_rows(new_keep), q)
     out = jnp.zeros_like(queue).at[old_dest].set(queue, mode="drop")
     out = out.at[new_dest].set(new, mode="drop")
     # Enrich raises the head's confidence; the head stays at row 0.

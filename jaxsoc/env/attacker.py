@@ -135,7 +135,6 @@ def step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Ar
     if not params.multi_campaign:
         return campaign_step(draws, hosts, att, params, t)
     per_campaign, phases = [], []
-    host_stealth = jnp.zeros(hosts.vuln.shape, jnp.float32)
     new_any = jnp.zeros_like(hosts.compromised)
     for c in range(params.num_campaigns):
         mine = hosts.owner == c

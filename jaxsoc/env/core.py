@@ -93,7 +93,7 @@ def hmarl_directive(index: jax.Array) -> jax.Array:
 
 def campaign_infos(campaigns, hosts, params: EnvParams) -> Dict[str, jax.Array]:
     """Per-campaign ground truth for analysis, each `[C]`: phase, entry, stealth, exfiltrated and
-    the hosts each campaign holds un-isolated (`active`) and has ever compromised."""
+    begun, and the hosts each campaign holds now, compromised and not isolated (`active`)."""
     c = jnp.arange(params.num_campaigns)[:, None, None]
     owned = hosts.owner[None] == c
     active = jnp.sum(owned & hosts.compromised[None] & ~hosts.isolated[None], axis=(1, 2))

@@ -188,9 +188,11 @@ def test_vmap_over_scenario_parameters():
     acts = jax.vmap(lambda k: _random_actions(env, k))(keys)
     out = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, axes)))(keys, state, acts, batch)
     for i, s in enumerate([0.2, 0.95]):
-        env_i, p_i = soc.make("soc-v2", hosts_per_segment=8, stealth=s)
-        _, st_i = env_i.reset(keys[i])
-        one = env_i.step(keys[i], st_i, jax.tree.map(lambda x: x[i], acts))
+        p_i = soc.make("soc-v2", hosts_per_segment=8, stealth=s)[1]
+        assert p_i == p.replace(stealth=s)
+        # The same env with the params passed in: one compiled reset and step for both stealths.
+        _, st_i = env.reset(keys[i], p_i)
+        one = env.step(keys[i], st_i, jax.tree.map(lambda x: x[i], acts), p_i)
         chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], out), one, rtol=1e-5, atol=1e-5)
 
 

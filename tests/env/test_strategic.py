@@ -1,5 +1,7 @@
 """The strategic SOC world (docs/strategic.md): each mechanism toggled alone, bad input, and the
 world property itself — an informed scripted lead beats the best fixed directive."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,13 +61,32 @@ def test_window_is_contiguous_mod_segment():
     np.testing.assert_array_equal(hit, [[True, False, False, True, False]])  # offset 3: hosts 3, 0
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _env_step(env, key, state, actions, params):
+    return env.step_env(key, state, actions, params)
+
+
+def _jit_step(key, state, actions, params):
+    # One compiled step per configuration, shared by every test here: on 2 cores an eager step
+    # of this preset costs as much as compiling it (SOCEnv hashes by its params).
+    return _env_step(soc.SOCEnv(params), key, state, actions, params)
+
+
+_jit_initial_state = jax.jit(soc.initial_state)
+
+
+@jax.jit
+def _lead_actions(state, params):
+    """Focus segment 0 with the hunt posture, over the scripted tier 2."""
+    return {"coordinator": jnp.asarray(1, jnp.int32), **leads.scripted_tier2(state, params)}
+
+
 def _step_once(params, state=None, actions=None, key=1):
-    env = soc.SOCEnv(params)
     if state is None:
-        _, state = env.reset(jax.random.key(0), params)
+        state = _jit_initial_state(jax.random.key(0), params)
     if actions is None:
-        actions = {"coordinator": jnp.asarray(1, jnp.int32), **leads.scripted_tier2(state, params)}
-    return env.step_env(jax.random.key(key), state, actions, params)
+        actions = _lead_actions(state, params)
+    return _jit_step(jax.random.key(key), state, actions, params)
 
 
 def _step_on_and_off(params, off, state=None, actions=None):
@@ -89,8 +110,7 @@ def test_hunt_budget_caps_scans_and_nothing_before_the_hunt():
 @covers("response_budget")
 def test_response_budget_caps_isolations():
     p = soc.build_params("soc-strategic")
-    env = soc.SOCEnv(p)
-    _, state = env.reset(jax.random.key(0), p)
+    state = _jit_initial_state(jax.random.key(0), p)
     # Ten known (detected) compromised hosts in segment 3, isolated at full intensity.
     mask = jnp.zeros_like(state.hosts.compromised).at[3, :10].set(True)
     state = state.replace(hosts=state.hosts.replace(compromised=mask, detected=mask,
@@ -138,7 +158,7 @@ def test_lanes_change_tier2_observations_only():
 def test_campaigns_drawn_per_reset():
     p = soc.build_params("soc-strategic")
     env = soc.SOCEnv(p)
-    _, st = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.key(0), 256), p)
+    _, st = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(jax.random.split(jax.random.key(0), 256), p)
     entry, stealth = np.asarray(st.attacker.entry), np.asarray(st.attacker.stealth)
     assert entry.shape == (256, 2) and np.all(entry[:, 0] != entry[:, 1])
     assert set(np.unique(entry)) == set(p.entry_segments)  # every entry is drawn
@@ -181,31 +201,31 @@ def test_campaigns_own_their_hosts_and_enter_at_their_entry():
 
 def test_host_alerts_use_their_own_campaigns_stealth():
     p = soc.build_params("soc-strategic").replace(tp_host_alert_scale=1e6, max_new_alerts=3)
-    env = soc.SOCEnv(p)
-    _, st = env.reset(jax.random.key(0), p)
+    st = _jit_initial_state(jax.random.key(0), p)
     comp = jnp.zeros_like(st.hosts.compromised).at[4, :5].set(True)
     hosts = st.hosts.replace(compromised=comp, stage=jnp.where(comp, 2, 0))
     from jaxsoc.env.rng import Draws
 
+    @jax.jit
     def true_alerts(stealth):
         ev = attacker.AttackEvents(jnp.zeros((2,), jnp.int32), jnp.zeros(()), comp,
                                    jnp.full(comp.shape, stealth, jnp.float32))
         new = alerts.generate(Draws(jax.random.key(3)), hosts, ev, 1, jnp.asarray(2), p)
-        return int(jnp.sum(new[: p.max_new_alerts, VALID]))
-    assert true_alerts(0.0) == 3 and true_alerts(1.0) == 0
+        return jnp.sum(new[: p.max_new_alerts, VALID])
+    assert int(true_alerts(0.0)) == 3 and int(true_alerts(1.0)) == 0
 
 
 def test_containment_waits_for_every_campaign():
     p = soc.build_params("soc-strategic")
     env = soc.SOCEnv(p)
-    _, st = env.reset(jax.random.key(0), p)
+    st = _jit_initial_state(jax.random.key(0), p)
     # Nothing is compromised; campaign 0 has struck before and waits to re-enter, campaign 1 is in
     # reconnaissance (it cannot strike within this step).
     att = st.attacker.replace(begun=jnp.asarray([True, False]), cooldown=jnp.asarray([5, 0]))
-    _, s, _, dones, _ = env.step_env(jax.random.key(1), st.replace(attacker=att), env.idle_actions(p), p)
+    _, s, _, dones, _ = _jit_step(jax.random.key(1), st.replace(attacker=att), env.idle_actions(p), p)
     assert not bool(s.counters.contained) and not bool(dones["__all__"])
     att = att.replace(begun=jnp.asarray([True, True]))
-    _, s, _, dones, _ = env.step_env(jax.random.key(1), st.replace(attacker=att), env.idle_actions(p), p)
+    _, s, _, dones, _ = _jit_step(jax.random.key(1), st.replace(attacker=att), env.idle_actions(p), p)
     assert bool(s.counters.contained) and bool(dones["__all__"])
 
 
