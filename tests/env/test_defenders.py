@@ -174,6 +174,26 @@ def test_discrete_nan_and_out_of_range_are_no_ops():
     assert int(defenders.clean_discrete(jnp.float32(2.0), 4)) == 2
 
 
+@pytest.mark.parametrize("action, index", [
+    (2, 2), (5, defenders.NO_OP), (-1, defenders.NO_OP), (2.7, 2), (-0.5, 0), (jnp.nan, defenders.NO_OP),
+    ([5], 1), ([-1], 3), ([6, 0], 2), ([2.7], 2), ([-1.5], 3), ([jnp.inf], defenders.NO_OP),
+])
+def test_triage_reads_actions_as_the_reference(action, index):
+    # reference: `int(a) if np.isscalar(a) else int(a[0]) % 4`; an index matching no branch does nothing
+    assert int(defenders.triage_index(jnp.asarray(action))) == index
+
+
+def test_an_array_triage_action_acts_as_its_first_element_mod_4():
+    env, step, _ = env_of(V1)
+    state = fresh(V1).replace(queue=queue_of(V1, [dict(is_tp=1, timestamp=0), dict(timestamp=0)]))
+    queued = lambda s: int(np.asarray(s.queue)[:, 7].sum())  # valid rows
+    _, s, rew, _, _ = step(jax.random.key(0), state, {**acts(V1), "alert_triage": jnp.array([5])})
+    assert queued(s) == 1 and int(s.counters.tp_suppressed) == 1  # 5 % 4 = 1: suppress the true alert
+    np.testing.assert_allclose(float(rew["coordinator"]), -2.0 * 0.5, rtol=1e-6)
+    _, s, rew, _, _ = step(jax.random.key(0), state, {**acts(V1), "alert_triage": jnp.int32(5)})
+    assert queued(s) == 2 and float(rew["coordinator"]) == 0.0  # a scalar 5 matches no branch
+
+
 def test_d2_escalating_a_true_alert_detects_its_host():
     p = V1.replace(fix_d2_alert_origin=True)
     comp = host_mask(p, (3, 6))
