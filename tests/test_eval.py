@@ -187,6 +187,12 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert err.startswith("error: ") and "is empty" in err and "Traceback" not in err and err.count("\n") == 1
     assert ev.main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    # a flag that would be ignored is refused: a run is evaluated on its own env and seeds
+    for flag in (["--set", "env.max_steps=10"], ["--seeds", "3"]):
+        with pytest.raises(SystemExit) as exit_:
+            ev.main([str(empty), *flag])
+        assert exit_.value.code == 2
+        assert f"{flag[0]} only applies with --algo" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- a learner (toy)
