@@ -3,7 +3,7 @@
 A resolved config is a plain nested dict (saved as `runs/<name>/config.yaml`):
 
     algo, scenario, env{...}, num_envs, num_seeds, total_steps, seed, devices,
-    run{name, dir, chunk_updates, checkpoint_every, keep_checkpoints, progress, tensorboard},
+    run{name, dir, chunk_updates, checkpoint_every, keep_checkpoints, progress, tensorboard, wandb},
     eval{every_chunks, episodes, greedy},
     <family>{...}            # the algorithm family's section, e.g. ppo{lr, epochs, ...}
 
@@ -46,7 +46,7 @@ _POSITIVE_INTS = {
 }
 _NON_NEGATIVE_INTS = {"seed", "run.checkpoint_every", "eval.every_chunks"}
 # Keys whose base default is null, and what they may hold instead.
-_NULLABLE = {"run.name": str}
+_NULLABLE = {"run.name": str, "run.wandb": str}
 _CHOICES = {"run.tensorboard": (True, False, "auto")}
 _FREE_FORM = {"env"}  # checked by jaxsoc.env.make itself
 
@@ -98,9 +98,14 @@ def load_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
+def dump(config: Mapping) -> str:
+    """A resolved config as YAML text (block style, keys in config order), as `save` writes it."""
+    return yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False)
+
+
 def save(config: Mapping, path: str | os.PathLike) -> None:
-    """Writes a resolved config as YAML (block style, keys in config order)."""
-    Path(path).write_text(yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False))
+    """Writes a resolved config as YAML (`dump`)."""
+    Path(path).write_text(dump(config))
 
 
 # ----------------------------------------------------------------------------- numbers
