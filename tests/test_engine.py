@@ -368,6 +368,27 @@ def test_no_overwrite_without_overwrite(tmp_path, monkeypatch):
     assert (stranger / "thesis.tex").exists()
 
 
+def test_tensorboard_events_have_one_point_per_update(tmp_path):
+    """The real writer (tensorboardX, the `tensorboard` extra that the dev extra and so CI
+    install): its event file holds each update's mean over seeds at that update's env steps."""
+    import struct
+
+    event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2")
+    done = run(tmp_path, "tb", num_seeds=2, run={"tensorboard": True})
+    (events,) = (done.run_dir / "tensorboard").iterdir()
+    data, points, at = events.read_bytes(), [], 0
+    while at < len(data):  # TFRecord: length (8 bytes), its CRC (4), the record, its CRC (4)
+        (length,) = struct.unpack("<Q", data[at:at + 8])
+        event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
+        points += [(event.step, v.simple_value) for v in event.summary.value if v.tag == "train/loss"]
+        at += 16 + length
+    logged, _ = run_log.read_jsonl(done.run_dir / "metrics.jsonl")
+    want = [(r["env_steps"], np.mean([x["metrics"]["loss"] for x in logged if x["update"] == r["update"]]))
+            for r in logged if r["seed"] == 0]
+    assert [p[0] for p in points] == [w[0] for w in want] and len(points) == done.updates == 6
+    np.testing.assert_allclose([p[1] for p in points], [w[1] for w in want], rtol=1e-6)
+
+
 def test_wandb_gets_every_update_and_is_imported_only_when_asked(tmp_path, monkeypatch):
     calls = []
 
