@@ -9,7 +9,7 @@ import pytest
 import jaxsoc.env as soc
 from jaxsoc.env import defenders
 
-from .helpers import fresh, host_mask, queue_of, with_hosts
+from .helpers import fresh, host_mask, no_alerts, queue_of, with_hosts
 
 # A quiet world: the attacker and benign users do nothing, so only the defenders move things.
 QUIET = dict(p_initial_access=0.0, p_execution=0.0, p_lateral=0.0, p_exfiltration=0.0,
@@ -174,24 +174,22 @@ def test_discrete_nan_and_out_of_range_are_no_ops():
     assert int(defenders.clean_discrete(jnp.float32(2.0), 4)) == 2
 
 
-@pytest.mark.parametrize("action, index", [
-    (2, 2), (5, defenders.NO_OP), (-1, defenders.NO_OP), (2.7, 2), (-0.5, 0), (jnp.nan, defenders.NO_OP),
-    ([5], 1), ([-1], 3), ([6, 0], 2), ([2.7], 2), ([-1.5], 3), ([jnp.inf], defenders.NO_OP),
-])
-def test_triage_reads_actions_as_the_reference(action, index):
+def test_triage_reads_actions_as_the_reference():
     # reference: `int(a) if np.isscalar(a) else int(a[0]) % 4`; an index matching no branch does nothing
-    assert int(defenders.triage_index(jnp.asarray(action))) == index
+    for action, index in [(2, 2), (5, defenders.NO_OP), (-1, defenders.NO_OP), (2.7, 2), (-0.5, 0),
+                          (jnp.nan, defenders.NO_OP), ([5], 1), ([-1], 3), ([6, 0], 2), ([2.7], 2),
+                          ([-1.5], 3), ([jnp.inf], defenders.NO_OP)]:
+        assert int(defenders.triage_index(jnp.asarray(action))) == index, action
 
 
 def test_an_array_triage_action_acts_as_its_first_element_mod_4():
-    env, step, _ = env_of(V1)
-    state = fresh(V1).replace(queue=queue_of(V1, [dict(is_tp=1, timestamp=0), dict(timestamp=0)]))
-    queued = lambda s: int(np.asarray(s.queue)[:, 7].sum())  # valid rows
-    _, s, rew, _, _ = step(jax.random.key(0), state, {**acts(V1), "alert_triage": jnp.array([5])})
-    assert queued(s) == 1 and int(s.counters.tp_suppressed) == 1  # 5 % 4 = 1: suppress the true alert
-    np.testing.assert_allclose(float(rew["coordinator"]), -2.0 * 0.5, rtol=1e-6)
-    _, s, rew, _, _ = step(jax.random.key(0), state, {**acts(V1), "alert_triage": jnp.int32(5)})
-    assert queued(s) == 2 and float(rew["coordinator"]) == 0.0  # a scalar 5 matches no branch
+    queue = queue_of(V1, [dict(is_tp=1, timestamp=0), dict(timestamp=0)])
+    triage = jax.jit(lambda action: defenders.ingest_and_triage(queue, no_alerts(), action, V1))
+    after, result = triage(jnp.array([5]))  # 5 % 4 = 1: suppress the (true) head alert
+    assert int(np.asarray(after)[:, 7].sum()) == 1 and int(result["suppressed_tp"]) == 1
+    after, result = triage(jnp.int32(5))  # a scalar 5 matches no branch
+    np.testing.assert_array_equal(np.asarray(after), np.asarray(queue))
+    assert int(result["suppressed_tp"]) == 0
 
 
 def test_d2_escalating_a_true_alert_detects_its_host():
