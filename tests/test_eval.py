@@ -314,7 +314,7 @@ def repro(tmp_path_factory):
     return plan, summary
 
 
-def test_reproduce_writes_tables_figures_and_timings(repro):
+def test_reproduce_writes_tables_figures_and_timings(repro, tmp_path):
     plan, summary = repro
     out = plan.out
     assert not summary.failures
@@ -334,6 +334,9 @@ def test_reproduce_writes_tables_figures_and_timings(repro):
     cfg = plan_lib.run_config(plan.methods[0], plan.methods[0].runs[0], out / "runs")
     assert execute.run_state(run.path, cfg) == "complete"
     assert protocols.evaluate_run(run.path, plan.episodes)["reused"]
+    early = tmp_path / "early"  # stopped before its first checkpoint: resumed (from the start)
+    shutil.copytree(run.path, early, ignore=shutil.ignore_patterns("checkpoints"))
+    assert execute.run_state(early, cfg) == "partial"
     cfg["total_steps"] *= 2
     assert execute.run_state(run.path, cfg) == "different"
 
