@@ -1,10 +1,10 @@
 """What a training run shows on the terminal (stderr): the budget it will really train, a status
 line while its programs compile, a progress bar that moves with every update, and notes.
 
-    budget: 22 updates x 131,072 env steps = 2,883,584 env steps per seed (total_steps 3,000,000
-            rounded down to whole updates); 1,024 envs x 1 seed -> runs/mappo-soc-v2-...
-    compiling mappo on soc-v2: first program (init, chunk of 10 updates) ... compiled in 41.2 s
-    mappo-soc-v2-...:  45%|████▌     | 1.31M/2.88M [00:21<00:25, 61.2k env-steps/s, return=-12.3, csr=0.41]
+    budget: 12 updates x 8,192 env steps = 98,304 env steps per seed (total_steps 100,000 rounded
+            down to whole updates); 64 envs x 1 seed -> runs/rs
+    compiling rule-soar on soc-v2: first program (init, chunk of 4 updates) ... compiled in 38.5 s
+    rs:  42%|████▏     | 41.0k/98.3k [00:01<00:03, 18.3k env-steps/s, return=-15.5, csr=0.86]
 
 The bar counts env steps over all seeds, so its rate is the run's env-steps/s and its ETA the
 time left. Updates run inside one compiled `lax.scan` per chunk; the engine puts a host callback

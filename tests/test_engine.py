@@ -277,6 +277,7 @@ def test_resume_before_the_first_checkpoint_starts_over(interrupted, tmp_path):
     resumed = run(tmp_path, "ignored", resume=early, **flags)
     straight = run(tmp_path, "straight", **flags)
     assert resumed.updates == 6 and leaves_equal(resumed.state, straight.state)
+    assert latest_checkpoint(early) == 6
     got = strip_time(run_log.read_jsonl(early / "metrics.jsonl")[0])
     assert got == strip_time(run_log.read_jsonl(straight.run_dir / "metrics.jsonl")[0])
 
