@@ -24,6 +24,9 @@ over seeds (population std, as the paper): reward (episode return), MTTD, MTTR, 
 exfiltration rate, hosts compromised. Metrics follow the scenario's definitions (v1: as the
 paper; v2: NaN-undefined MTTD/MTTR are skipped and counted, shown as n=...).
 
+A run folder is evaluated on the env and seeds it was trained with: --set and --seeds apply to
+--algo only and are refused with run folders.
+
 Writes <run>/evaluation.json (per-seed means, stds, counts) and <run>/evaluation.npz
 (per-episode values); an up-to-date evaluation is reused unless --force. Scripted policies
 (random, constant, no-defender, rule-soar) need no checkpoint: evaluate a run folder of theirs,
@@ -44,10 +47,12 @@ def build_parser():
     p.add_argument("--algo", help="a scripted policy to evaluate without a run folder (with --scenario)")
     p.add_argument("--scenario", help="with --algo: the env preset; with a scripted run: evaluate it on this "
                    "scenario instead (learners are refused)")
-    p.add_argument("--seeds", type=cli.parse_seeds, default=(0,), metavar="LIST",
-                   help="with --algo: seeds, e.g. 42,123,456 or 0-4 (default 0)")
+    p.add_argument("--seeds", type=cli.parse_seeds, metavar="LIST",
+                   help="with --algo: seeds, e.g. 42,123,456 or 0-4 (default 0); a run folder's "
+                   "seeds are its own")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="env.KEY=VALUE",
-                   help="with --algo: env overrides, e.g. --set env.hosts_per_segment=8")
+                   help="with --algo: env overrides, e.g. --set env.hosts_per_segment=8; refused with "
+                   "run folders (a run is evaluated on the env it was trained on)")
     p.add_argument("--force", action="store_true", help="re-evaluate even if evaluation.json is up to date")
     p.add_argument("--no-write", action="store_true", help="print only; write nothing into the run folder")
     p.add_argument("--json", action="store_true", help="print the evaluation records as JSON instead of tables")
@@ -60,6 +65,12 @@ def main(argv=None) -> int:
         build_parser().error("give run folders, or --algo and --scenario (not both)")
     if args.algo and not args.scenario:
         build_parser().error("--algo needs --scenario")
+    if args.runs and (args.sets or args.seeds):
+        # A run's policy was trained on its own env and seeds; silently ignoring the flag would
+        # report numbers the user did not ask for.
+        flag = "--set" if args.sets else "--seeds"
+        build_parser().error(f"{flag} only applies with --algo: a run folder is evaluated on its own "
+                             "env and seeds (a scripted run may change scenario with --scenario)")
 
     def work() -> int:
         from jaxsoc import config as config_lib
@@ -71,7 +82,7 @@ def main(argv=None) -> int:
             env = config_lib.parse_sets(args.sets)
             if set(env) - {"env"}:
                 raise AnalysisError("--set only takes env.* overrides here")
-            rec = protocols.evaluate_policy(args.algo, args.scenario, args.seeds, args.episodes,
+            rec = protocols.evaluate_policy(args.algo, args.scenario, args.seeds or (0,), args.episodes,
                                             env.get("env", {}), not args.stochastic, args.batch)
             head = f"{runs.display_name(args.algo)} on {args.scenario}"
             records.append((head, args.scenario, env.get("env", {}), rec))

@@ -23,6 +23,9 @@ Per scenario (and env overrides) S, into --out (PNG and PDF each):
   bars_S_P        per metric, mean +- std over seeds per method (paper's values as diamonds)
   seeds_S_P       per metric, every seed's value per method (paper's per-seed values as squares)
 for each protocol P (paper: last training episodes; ours: greedy held-out evaluation).
+Methods as in eval/table.py: runs that differ only in their seeds are pooled into one method (a
+seed in several runs of a method comes from the newest: the run whose metrics.jsonl was written
+last, with a note on stderr).
 The HMARL figures (attention maps, K-sweep, ablations) come from eval/reproduce.py or from
 jaxsoc.analysis.figures directly (docs/evaluation.md).
 """
@@ -45,7 +48,7 @@ def main(argv=None) -> int:
         cli.use_agg()
         from jaxsoc.analysis import figures, protocols, runs
 
-        groups = runs.group_runs(runs.find_runs(args.runs))
+        groups = cli.read_methods(args.runs)
         sections: dict = {}
         for g in groups:
             sections.setdefault((g.scenario, json.dumps(g.env, sort_keys=True)), []).append(g)

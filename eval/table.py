@@ -17,8 +17,9 @@ from jaxsoc import cli  # noqa: E402
 
 EPILOG = """\
 Methods are found from the runs' config.yaml (algorithm, scenario, training config); runs that
-differ only in their seeds are pooled into one method. One table per scenario (and env
-overrides) and protocol:
+differ only in their seeds are pooled into one method (a seed in several runs of a method comes
+from the newest: the run whose metrics.jsonl was written last, with a note on stderr). One table per
+scenario (and env overrides) and protocol:
   paper  per seed, the mean over the last 2,000 TRAINING episodes (episode-weighted over the newest
          whole updates of metrics.jsonl holding >= 2,000 episodes), then mean +- population std
          over seeds; on hmarl-soc-v1 the paper's published rows are shown next to ours
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     def work() -> int:
         from jaxsoc.analysis import protocols, runs, tables
 
-        groups = runs.group_runs(runs.find_runs(args.runs))
+        groups = cli.read_methods(args.runs)
         sections: dict = {}
         for g in groups:
             sections.setdefault((g.scenario, json.dumps(g.env, sort_keys=True)), []).append(g)

@@ -29,18 +29,22 @@ class CheckpointError(ConfigError):
     """A checkpoint is missing, unreadable or belongs to another run."""
 
 
+class UnreadableCheckpoint(CheckpointError):
+    """A checkpoint's files cannot be read (damaged, truncated, or not orbax's)."""
+
+
 class Checkpoints:
     """The checkpoints of one run folder: `save`, `latest`, `read_meta`, `restore`."""
 
     def __init__(self, directory: str | os.PathLike, keep: int = 3, create: bool = True):
         self.directory = Path(directory).resolve()
-        self._manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep, create=create, cleanup_tmp_directories=create
-            ),
-            item_names=("state", "meta"),
+        self._options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=create, cleanup_tmp_directories=create
         )
+        self._manager = self._open()
+
+    def _open(self) -> ocp.CheckpointManager:
+        return ocp.CheckpointManager(self.directory, options=self._options, item_names=("state", "meta"))
 
     def latest(self) -> int | None:
         """The newest committed update, or None."""
@@ -64,7 +68,7 @@ class Checkpoints:
         except Exception as e:  # orbax raises many types for damaged files
             reason = _one_line(e)
         # Raised outside `except` so orbax's failed reads are not kept alive as its context.
-        raise CheckpointError(f"checkpoint {update} in {self.directory} is unreadable (metadata): {reason}")
+        raise UnreadableCheckpoint(f"checkpoint {update} in {self.directory} is unreadable (metadata): {reason}")
 
     def restore(self, update: int, abstract_state: Any) -> Any:
         """Checkpoint `update`'s state, laid out as `abstract_state` (ShapeDtypeStructs with
@@ -77,7 +81,7 @@ class Checkpoints:
         except Exception as e:
             reason = _one_line(e)
         if reason is not None:
-            raise CheckpointError(
+            raise UnreadableCheckpoint(
                 f"checkpoint {update} in {self.directory} is unreadable or does not match this "
                 f"run's train state: {reason}"
             )
@@ -89,6 +93,25 @@ class Checkpoints:
                 f"checkpoint {update} in {self.directory} holds a train state of another structure"
             )
         return state
+
+    def set_aside_after(self, update: int) -> list[Path]:
+        """Moves every checkpoint newer than `update` out of the way, to
+        `<run>/checkpoints-set-aside/<update>` (kept, never deleted), so the run continues from
+        `update` and can save those updates again. Returns where they went."""
+        moved = []
+        aside = self.directory.parent / "checkpoints-set-aside"
+        for step in sorted(u for u in self.steps() if u > update):
+            target = aside / str(step)
+            n = 1
+            while target.exists():  # set aside before: keep both
+                target, n = aside / f"{step}.{n}", n + 1
+            aside.mkdir(exist_ok=True)
+            (self.directory / str(step)).rename(target)
+            moved.append(target)
+        if moved:  # the manager lists steps when opened
+            self._manager.close()
+            self._manager = self._open()
+        return moved
 
     def wait(self) -> None:
         """Blocks until background saves are committed."""

@@ -70,6 +70,19 @@ def add_run_arguments(p: argparse.ArgumentParser, window_help: str) -> None:
     p.add_argument("--no-evaluate", action="store_true", help="ours: use existing evaluations only")
 
 
+def read_methods(paths) -> list:
+    """The methods (`jaxsoc.analysis.runs.Group`s) of the run folders at or below `paths`, for
+    eval/table.py and eval/figures.py; each note about a seed taken from the newest of several
+    runs is printed to stderr as `note: ...`."""
+    from jaxsoc.analysis import runs
+
+    groups = runs.group_runs(runs.find_runs(paths))
+    for g in groups:
+        for note in g.notes:
+            print(f"note: {note}", file=sys.stderr)
+    return groups
+
+
 def guarded(main: Callable[[], int]) -> int:
     """Runs `main`; AnalysisError/ConfigError (and their kin) -> 'error: ...' on stderr, exit 2;
     Ctrl-C -> exit 130."""

@@ -3,7 +3,7 @@
 A resolved config is a plain nested dict (saved as `runs/<name>/config.yaml`):
 
     algo, scenario, env{...}, num_envs, num_seeds, total_steps, seed, devices,
-    run{name, dir, chunk_updates, checkpoint_every, keep_checkpoints, progress, tensorboard},
+    run{name, dir, chunk_updates, checkpoint_every, keep_checkpoints, progress, tensorboard, wandb},
     eval{every_chunks, episodes, greedy},
     <family>{...}            # the algorithm family's section, e.g. ppo{lr, epochs, ...}
 
@@ -46,7 +46,7 @@ _POSITIVE_INTS = {
 }
 _NON_NEGATIVE_INTS = {"seed", "run.checkpoint_every", "eval.every_chunks"}
 # Keys whose base default is null, and what they may hold instead.
-_NULLABLE = {"run.name": str}
+_NULLABLE = {"run.name": str, "run.wandb": str}
 _CHOICES = {"run.tensorboard": (True, False, "auto")}
 _FREE_FORM = {"env"}  # checked by jaxsoc.env.make itself
 
@@ -98,9 +98,14 @@ def load_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
+def dump(config: Mapping) -> str:
+    """A resolved config as YAML text (block style, keys in config order), as `save` writes it."""
+    return yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False)
+
+
 def save(config: Mapping, path: str | os.PathLike) -> None:
-    """Writes a resolved config as YAML (block style, keys in config order)."""
-    Path(path).write_text(yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False))
+    """Writes a resolved config as YAML (`dump`)."""
+    Path(path).write_text(dump(config))
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -227,6 +232,19 @@ def _coerce(config: dict, schema: Mapping, prefix: str = "") -> None:
             config[key] = _typed(config[key], default, dotted)
 
 
+def _refuse_non_finite(value: Any, key: str = "") -> None:
+    """ConfigError naming the first NaN or infinity anywhere in `value` (YAML `.nan`, `.inf`, or
+    `--set x=.inf`): no key means "no limit" by infinity, and a NaN only trains null losses."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _refuse_non_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _refuse_non_finite(v, f"{key}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
+
+
 def _get(config: Mapping, dotted: str) -> Any:
     node: Any = config
     for part in dotted.split("."):
@@ -248,6 +266,7 @@ def validate(config: dict, scenarios: Iterable[str] | None = None) -> dict:
     schema = merge(base_config(), {family: algos.default_section(config["algo"])})
     _check_keys(config, schema, "config", family)
     _coerce(config, schema)
+    _refuse_non_finite(config)
 
     for key in sorted(_POSITIVE_INTS):
         if _get(config, key) <= 0:
@@ -268,8 +287,7 @@ def validate(config: dict, scenarios: Iterable[str] | None = None) -> dict:
     if scenarios is None:
         scenarios = known_scenarios()
     # A scenario may also be a YAML file (`jaxsoc.env.make` checks it).
-    is_file = str(config["scenario"]).endswith((".yaml", ".yml"))
-    if scenarios is not None and not is_file and config["scenario"] not in scenarios:
+    if scenarios is not None and not is_scenario_file(config["scenario"]) and config["scenario"] not in scenarios:
         raise ConfigError(
             f"unknown scenario {config['scenario']!r}{algos.suggest(config['scenario'], scenarios)}; "
             f"known: {', '.join(sorted(scenarios))}"
@@ -339,8 +357,22 @@ def resolve(
     config["algo"] = algo
     validate(config, scenarios)
     if config["run"]["name"] is None:
-        config["run"]["name"] = f"{algo}-{config['scenario']}-{time.strftime('%Y%m%d-%H%M%S')}"
+        config["run"]["name"] = default_run_name(algo, config["scenario"])
     return config
+
+
+def default_run_name(algo: str, scenario: str) -> str:
+    """`<algo>-<scenario>-<date>-<time>`; a scenario file contributes its name without folders
+    or suffix (`configs/scenarios/soc-v2-small.yaml` -> `soc-v2-small`), since a run name is one
+    folder."""
+    if is_scenario_file(scenario):
+        scenario = Path(scenario).stem
+    return f"{algo}-{scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def is_scenario_file(scenario: str) -> bool:
+    """Whether `scenario` names a YAML file rather than a preset (`jaxsoc.env.make` reads both)."""
+    return str(scenario).endswith((".yaml", ".yml"))
 
 
 def training_part(config: Mapping) -> dict:

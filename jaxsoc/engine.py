@@ -51,9 +51,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jaxsoc
 from jaxsoc import algos, config as config_lib, run_log
-from jaxsoc.checkpoints import CheckpointError, Checkpoints
+from jaxsoc.checkpoints import CheckpointError, Checkpoints, UnreadableCheckpoint
 from jaxsoc.config import ConfigError
 from jaxsoc.evaluation import make_evaluator
+from jaxsoc.progress import Progress
 
 MESH_AXIS = "devices"
 # fold_in constant that separates the evaluation key stream from the training one.
@@ -159,8 +160,12 @@ class Program:
     layout: str
 
 
-def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params) -> Program:
-    """vmaps the trainer over seeds and jits init, chunks and evaluation with the state's layout."""
+def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params,
+                  on_update: Callable[[], None] | None = None) -> Program:
+    """vmaps the trainer over seeds and jits init, chunks and evaluation with the state's layout.
+
+    `on_update`: a host function the chunks call after every update (`jax.debug.callback`, no
+    operands, so it never changes the numbers), e.g. `Progress.tick`; None adds nothing."""
     num_seeds = cfg["num_seeds"]
     keys = seed_keys(cfg["seed"], num_seeds)
     vinit = jax.vmap(trainer.init)
@@ -178,8 +183,14 @@ def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params) -> Program:
     def chunk(length: int):
         if length not in chunks:
 
+            def step(s, _):
+                s, metrics = vupdate(s)
+                if on_update is not None:
+                    jax.debug.callback(on_update)
+                return s, metrics
+
             def run_chunk(state):
-                return jax.lax.scan(lambda s, _: vupdate(s), state, None, length=length)
+                return jax.lax.scan(step, state, None, length=length)
 
             chunks[length] = jax.jit(
                 run_chunk,
@@ -202,6 +213,61 @@ def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params) -> Program:
     return Program(init, chunk, evaluate, abstract, shardings, layout)
 
 
+def chunk_lengths(start: int, num_updates: int, chunk_updates: int) -> list[int]:
+    """The distinct chunk lengths a run from update `start` uses: `chunk_updates`, and a shorter
+    last chunk when the updates left do not divide."""
+    left = num_updates - start
+    return sorted({n for n in (min(chunk_updates, left), left % chunk_updates) if n > 0})
+
+
+@dataclasses.dataclass
+class Compiled:
+    """A run's programs, compiled ahead of time: `chunks[length](state) -> (state, metrics)` and
+    `evaluate(state, keys)` (None without evaluation)."""
+
+    chunks: dict
+    evaluate: Callable | None
+
+
+def compile_program(program: Program, cfg: dict, lengths) -> Compiled:
+    """Compiles the chunks of `lengths` (and the evaluation) before the run touches its folder,
+    so a size no program can hold fails first; ConfigError when a size overflows what the
+    program counts or when it needs more memory than a device has."""
+    keys = jax.ShapeDtypeStruct((cfg["num_seeds"], 2), jnp.uint32)
+    try:
+        chunks = {n: program.chunk(n).lower(program.abstract_state).compile() for n in lengths}
+        evaluate = (program.evaluate.lower(program.abstract_state, keys).compile()
+                    if program.evaluate is not None else None)
+    except OverflowError as e:
+        raise ConfigError(
+            f"a size of this run overflows what its program can count ({str(e).splitlines()[0][:160]}): "
+            "lower num_envs, num_seeds or total_steps"
+        ) from None
+    _check_memory([*chunks.values(), *([evaluate] if evaluate is not None else [])], program, cfg)
+    return Compiled(chunks, evaluate)
+
+
+def _check_memory(executables, program: Program, cfg: dict) -> None:
+    """ConfigError when a compiled program needs more memory than one device has (XLA's own
+    estimate: arguments + outputs + temporaries - donated buffers)."""
+    device = jax.tree.leaves(program.shardings)[0].mesh.devices.flat[0]
+    stats = device.memory_stats() or {}
+    limit = stats.get("bytes_limit")
+    if limit is None and device.platform == "cpu":
+        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    need = 0
+    for exe in executables:
+        m = exe.memory_analysis()
+        if m is not None:
+            need = max(need, m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+                       - m.alias_size_in_bytes)
+    if limit and need > limit:
+        raise ConfigError(
+            f"this run needs about {need / 2**30:,.1f} GiB on {device} ({cfg['num_envs']:,} envs x "
+            f"{cfg['num_seeds']} seed(s)), which has {limit / 2**30:,.1f} GiB: lower num_envs or num_seeds"
+        )
+
+
 # ----------------------------------------------------------------------------- run folder
 def _looks_like_run(path: Path) -> bool:
     names = {p.name for p in path.iterdir()}
@@ -219,52 +285,90 @@ def _prepare_new_dir(run_dir: Path, overwrite: bool) -> None:
             raise ConfigError(f"{run_dir} is not a run folder; refusing to delete it")
 
 
-def _open_checkpoint(
-    run_dir: Path, cfg: dict, update: int | None = None, doing: str = "resume"
-) -> tuple[Checkpoints, int, dict]:
-    """Opens checkpoint `update` (default: the newest) of a run folder; ConfigError or
-    CheckpointError unless it exists and was written by `cfg`'s algorithm and training config."""
+def _create_run_dir(run_dir: Path, cfg: dict) -> Checkpoints:
+    """Makes a new run's folder (replacing one `_prepare_new_dir` allowed to replace) with its
+    config.yaml, and returns its checkpoints."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir) if run_dir.is_dir() else run_dir.unlink()
+    run_dir.mkdir(parents=True)
+    config_lib.save(cfg, run_dir / "config.yaml")
+    return Checkpoints(run_dir / "checkpoints", keep=cfg["run"]["keep_checkpoints"])
+
+
+def _open_checkpoints(run_dir: Path, cfg: dict, update: int | None, doing: str) -> tuple[Checkpoints, int | None]:
+    """The checkpoints of a run folder and the update to read (`update`, default the newest;
+    None when a run to resume has none yet). ConfigError/CheckpointError for a folder that is not
+    a run, a missing `update`, or nothing to load."""
     if not run_dir.is_dir():
         raise ConfigError(f"cannot {doing}: run folder {run_dir} does not exist")
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
+    if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"cannot {doing}: {run_dir} has no config.yaml (not a run folder?)")
-    if not (run_dir / "checkpoints").is_dir():
-        raise CheckpointError(f"cannot {doing}: {run_dir} has no checkpoints")
     ckpts = Checkpoints(run_dir / "checkpoints", keep=cfg["run"]["keep_checkpoints"], create=False)
     try:
-        steps = ckpts.steps()
-        if not steps:
-            raise CheckpointError(f"cannot {doing}: {run_dir}/checkpoints holds no complete checkpoint")
-        if update is None:
-            update = max(steps)
-        elif update not in steps:
+        steps = ckpts.steps() if (run_dir / "checkpoints").is_dir() else []
+        if update is not None and update not in steps:
             raise CheckpointError(f"cannot {doing}: no checkpoint at update {update} (have {sorted(steps)})")
-        meta = ckpts.read_meta(update)
-        if meta.get("algo") != cfg["algo"]:
-            raise CheckpointError(
-                f"cannot {doing}: {run_dir} was trained with algorithm {meta.get('algo')!r}, "
-                f"not {cfg['algo']!r}"
-            )
-        if meta.get("config_hash") != config_lib.training_hash(cfg):
-            saved = config_lib.load_yaml(saved_path)
-            try:
-                diff = "; ".join(config_lib.training_diff(saved, cfg)[:5])
-            except (ValueError, KeyError):  # a saved config this version cannot read
-                diff = ""
-            raise CheckpointError(
-                f"cannot {doing}: {run_dir} was trained with a different config"
-                + (f" ({diff})" if diff else " (its config.yaml was edited?)")
-            )
-        if meta.get("jaxsoc_version") != jaxsoc.__version__:
-            warnings.warn(
-                f"resuming a checkpoint written by jaxsoc {meta.get('jaxsoc_version')} "
-                f"with jaxsoc {jaxsoc.__version__}"
-            )
+        if not steps and doing != "resume":
+            raise CheckpointError(f"cannot {doing}: {run_dir} holds no complete checkpoint")
     except BaseException:
         ckpts.close()
         raise
-    return ckpts, update, meta
+    return ckpts, (update if update is not None else max(steps, default=None))
+
+
+def _check_meta(meta: dict, run_dir: Path, cfg: dict, doing: str) -> None:
+    """CheckpointError unless a checkpoint's metadata comes from `cfg`'s algorithm and training
+    config (a warning for another jaxsoc version)."""
+    if meta.get("algo") != cfg["algo"]:
+        raise CheckpointError(
+            f"cannot {doing}: {run_dir} was trained with algorithm {meta.get('algo')!r}, not {cfg['algo']!r}"
+        )
+    if meta.get("config_hash") != config_lib.training_hash(cfg):
+        _refuse_config_change(run_dir, cfg, doing)
+    if meta.get("jaxsoc_version") != jaxsoc.__version__:
+        warnings.warn(
+            f"resuming a checkpoint written by jaxsoc {meta.get('jaxsoc_version')} with jaxsoc {jaxsoc.__version__}"
+        )
+
+
+def _refuse_config_change(run_dir: Path, cfg: dict, doing: str) -> None:
+    saved = config_lib.load_yaml(run_dir / "config.yaml")
+    try:
+        diff = "; ".join(config_lib.training_diff(saved, cfg)[:5])
+    except (ValueError, KeyError):  # a saved config this version cannot read
+        diff = ""
+    raise CheckpointError(
+        f"cannot {doing}: {run_dir} was trained with a different config"
+        + (f" ({diff})" if diff else " (its config.yaml was edited?)")
+    )
+
+
+def _read_checkpoint(ckpts: Checkpoints, update: int, run_dir: Path, cfg: dict, abstract_state,
+                     doing: str) -> tuple[Any, dict]:
+    """Checkpoint `update`'s (state, meta) after checking it belongs to `cfg`. A checkpoint that
+    cannot be read is reported with the newest older one that can, which is never used unless
+    asked for (`from_update`)."""
+    try:
+        meta = ckpts.read_meta(update)
+        _check_meta(meta, run_dir, cfg, doing)
+        return ckpts.restore(update, abstract_state), meta
+    except UnreadableCheckpoint:
+        pass  # reported below, outside the handler, without orbax's low-level message
+    good = None
+    for older in sorted((u for u in ckpts.steps() if u < update), reverse=True):
+        try:
+            _check_meta(ckpts.read_meta(older), run_dir, cfg, doing)
+            ckpts.restore(older, abstract_state)
+        except CheckpointError:
+            continue
+        good = older
+        break
+    where = f"cannot {doing}: checkpoint {update} of {run_dir} cannot be read (damaged or incomplete files)"
+    if good is None:
+        raise CheckpointError(where + "; no older checkpoint is readable either")
+    how = (f"python train/run.py --resume {run_dir} --from-update {good} (which sets the newer ones aside)"
+           if doing == "resume" else f"update={good} (eval/evaluate.py: --update {good})")
+    raise CheckpointError(where + f"; the newest readable one is {good}: use it with {how}")
 
 
 # ----------------------------------------------------------------------------- run
@@ -293,6 +397,7 @@ def run(
     cfg: dict,
     *,
     resume: str | os.PathLike | None = None,
+    from_update: int | None = None,
     overwrite: bool = False,
     make_env: Callable | None = None,
     on_chunk: Callable[[int, Any], None] | None = None,
@@ -301,7 +406,10 @@ def run(
 
     Args:
       cfg: the resolved config.
-      resume: a run folder to continue from its newest checkpoint.
+      resume: a run folder to continue from its newest checkpoint (from update 0 when it has
+        none yet: a run stopped before its first checkpoint starts over).
+      from_update: with `resume`, continue from this checkpoint instead of the newest; the
+        newer ones are set aside (`Checkpoints.set_aside_after`), never deleted.
       overwrite: replace an existing run folder (never needed with `resume`).
       make_env: `(scenario, **overrides) -> (env, env_params)`; default `jaxsoc.env.make`.
       on_chunk: called as `on_chunk(updates_done, state)` after each chunk's host work
@@ -310,40 +418,57 @@ def run(
     Returns:
       A `RunResult` with the final state.
     """
+    t0 = time.perf_counter()
     # A custom `make_env` knows its own scenarios (and refuses unknown ones itself).
     cfg = config_lib.validate(copy.deepcopy(cfg), scenarios=[cfg["scenario"]] if make_env else None)
+    if from_update is not None and resume is None:
+        raise ConfigError("from_update (--from-update) continues a run: give the run folder to resume")
+    ckpts, start = None, 0
     if resume is not None:
         run_dir = Path(resume)
         cfg["run"]["dir"], cfg["run"]["name"] = str(run_dir.parent), run_dir.name
-        ckpts, start, meta = _open_checkpoint(run_dir, cfg)
+        ckpts, start = _open_checkpoints(run_dir, cfg, from_update, "resume")
+        start = start or 0  # no checkpoint yet: from the start
     else:
         if cfg["run"]["name"] is None:
             raise ConfigError("run.name is not set (use jaxsoc.config.resolve)")
         run_dir = Path(cfg["run"]["dir"]) / cfg["run"]["name"]
         _prepare_new_dir(run_dir, overwrite)
-        ckpts, start, meta = None, 0, {}
 
     try:
-        trainer, program, writer_class = _build(cfg, make_env, start)
-        # All checks passed: only now touch the run folder.
+        env, env_params, trainer = _make_trainer(cfg, make_env, start)
+        open_sinks = run_log.scalar_sinks(cfg)
+        progress = Progress(cfg, trainer.env_steps_per_update, trainer.num_updates, start)
+        on_update = progress.tick if progress.enabled else None
+        program = build_program(trainer, cfg, make_mesh(cfg["devices"]), env, env_params, on_update)
+        meta: dict = {}
+        if start:
+            state, meta = _read_checkpoint(ckpts, start, run_dir, cfg, program.abstract_state, "resume")
+            if from_update is not None:
+                for path in ckpts.set_aside_after(start):
+                    progress.note(f"set aside checkpoint {path.name} of {run_dir} in {path.parent}")
+        elif resume is not None:
+            if config_lib.training_hash(config_lib.load_yaml(run_dir / "config.yaml")) != config_lib.training_hash(cfg):
+                _refuse_config_change(run_dir, cfg, "resume")
+            progress.note(f"{run_dir} has no checkpoint yet: it starts over from update 0 with its config")
+        progress.announce(run_dir)
+        lengths = chunk_lengths(start, trainer.num_updates, cfg["run"]["chunk_updates"])
+        parts = ", ".join(["init"] * (not start) + [f"chunk of {n} update{'s' * (n > 1)}" for n in lengths]
+                          + ["evaluation"] * (program.evaluate is not None))
+        with progress.compiling(parts):
+            compiled = compile_program(program, cfg, lengths)
+            if not start:
+                state = program.init(seed_keys(cfg["seed"], cfg["num_seeds"]))
         if resume is not None:
-            state = ckpts.restore(start, program.abstract_state)
             for name in ("metrics.jsonl", "eval.jsonl"):
                 run_log.truncate_jsonl(run_dir / name, start)
-        else:
-            if run_dir.exists():
-                shutil.rmtree(run_dir) if run_dir.is_dir() else run_dir.unlink()
-            run_dir.mkdir(parents=True)
-            config_lib.save(cfg, run_dir / "config.yaml")
-            ckpts = Checkpoints(run_dir / "checkpoints", keep=cfg["run"]["keep_checkpoints"])
-            state = program.init(seed_keys(cfg["seed"], cfg["num_seeds"]))
     except BaseException:
         if ckpts is not None:
             ckpts.close()  # stop orbax's background threads
         raise
-    writer = writer_class(str(run_dir / "tensorboard")) if writer_class is not None else None
-
-    return _drive(cfg, run_dir, trainer, program, ckpts, writer, state, start, meta, on_chunk)
+    # A new run's folder is made when its first chunk is done: a start that fails leaves nothing.
+    return _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress, state, start,
+                  meta, on_chunk, t0)
 
 
 def load(
@@ -372,18 +497,23 @@ def load(
     cfg = config_lib.resolve(
         flags={"devices": devices}, saved=saved, scenarios=[saved.get("scenario")] if make_env else None
     )
-    ckpts, update, _ = _open_checkpoint(run_dir, cfg, update, doing="load")
+    ckpts, update = _open_checkpoints(run_dir, cfg, update, "load")
     try:
-        trainer, program, _ = _build(cfg, make_env, update)
-        state = ckpts.restore(update, program.abstract_state)
+        env, env_params, trainer = _make_trainer(cfg, make_env, update)
+        program = build_program(trainer, cfg, make_mesh(cfg["devices"]), env, env_params)
+        state, _ = _read_checkpoint(ckpts, update, run_dir, cfg, program.abstract_state, "load")
     finally:
         ckpts.close()
     return RunResult(run_dir, state, update, cfg, trainer)
 
 
-def _build(cfg: dict, make_env: Callable | None, start: int):
-    """The env, trainer and compiled program of `cfg`; ConfigError for what cannot run."""
-    mesh = make_mesh(cfg["devices"])
+# Step counters (`env_steps` in every trainer's state and metrics) are int32.
+_MAX_ENV_STEPS = 2**31 - 1
+
+
+def _make_trainer(cfg: dict, make_env: Callable | None, start: int):
+    """The env, its params and the trainer of `cfg`; ConfigError for what cannot run, checked
+    before anything is compiled or written."""
     if make_env is None:
         import jaxsoc.env as soc
 
@@ -393,24 +523,28 @@ def _build(cfg: dict, make_env: Callable | None, start: int):
     except (ValueError, TypeError) as e:
         raise ConfigError(f"env {cfg['scenario']!r}: {e}") from None
     trainer = algos.make_train(cfg, env, env_params)
-    if trainer.num_updates < 1:
+    per_update = trainer.env_steps_per_update
+    if per_update > _MAX_ENV_STEPS:
         raise ConfigError(
-            f"total_steps={cfg['total_steps']} is less than one update "
-            f"({trainer.env_steps_per_update} env steps)"
+            f"one update is {per_update:,} env steps per seed (num_envs x rollout), more than the "
+            f"{_MAX_ENV_STEPS:,} the int32 step counters hold: lower num_envs"
+        )
+    if trainer.num_updates < 1:
+        raise ConfigError(f"total_steps={cfg['total_steps']} is less than one update ({per_update} env steps)")
+    if trainer.num_updates * per_update > _MAX_ENV_STEPS:
+        raise ConfigError(
+            f"total_steps={cfg['total_steps']:,} is more than the {_MAX_ENV_STEPS:,} env steps per seed "
+            "the int32 step counters hold: lower total_steps (or run more seeds)"
         )
     if start > trainer.num_updates:
         raise CheckpointError(f"checkpoint at update {start} is past this run's {trainer.num_updates}")
-    program = build_program(trainer, cfg, mesh, env, env_params)
-    writer_class = run_log.tensorboard_writer_class(cfg["run"]["tensorboard"])
-    if writer_class is None and cfg["run"]["tensorboard"] is True:
-        raise ConfigError("run.tensorboard is true but neither tensorboardX nor torch is installed")
-    return trainer, program, writer_class
+    return env, env_params, trainer
 
 
-def _drive(cfg, run_dir, trainer, program, ckpts, writer, state, start, meta, on_chunk) -> RunResult:
-    """The host loop over compiled chunks (logging, evaluation, checkpoints, progress)."""
-    from tqdm.auto import tqdm
-
+def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress, state, start, meta,
+           on_chunk, t0) -> RunResult:
+    """The host loop over compiled chunks (logging, evaluation, checkpoints, progress). A new run
+    (`ckpts` None) makes its folder when its first chunk is done."""
     steps_per_update = trainer.env_steps_per_update
     num_updates = trainer.num_updates
     chunk_updates = cfg["run"]["chunk_updates"]
@@ -418,19 +552,8 @@ def _drive(cfg, run_dir, trainer, program, ckpts, writer, state, start, meta, on
     every_eval = cfg["eval"]["every_chunks"]
     keys_eval = eval_keys(cfg["seed"], cfg["num_seeds"])
     wall_offset = float(meta.get("wall_time", 0.0))
-    t0 = time.perf_counter()
     update = start
-    bar = tqdm(
-        total=num_updates * steps_per_update,
-        initial=start * steps_per_update,
-        unit="step",
-        unit_scale=True,
-        desc=cfg["run"]["name"] + (
-            f" [{program.layout} over {cfg['devices']} devices]" if cfg["devices"] > 1 else ""
-        ),
-        disable=not cfg["run"]["progress"],
-        dynamic_ncols=True,
-    )
+    sinks = open_sinks(run_dir) if ckpts is not None else None
 
     def meta_now(update: int, wall: float) -> dict:
         return {
@@ -444,49 +567,47 @@ def _drive(cfg, run_dir, trainer, program, ckpts, writer, state, start, meta, on
             "wall_time": wall,
         }
 
+    progress.open_bar()
     try:
         while update < num_updates:
             length = min(chunk_updates, num_updates - update)
-            t_chunk = time.perf_counter()
-            state, metrics = program.chunk(length)(state)
+            state, metrics = compiled.chunks[length](state)
             metrics = jax.device_get(metrics)  # waits for the chunk
-            chunk_seconds = time.perf_counter() - t_chunk
             previous, update = update, update + length
             wall = wall_offset + time.perf_counter() - t0
+            if ckpts is None:
+                ckpts = _create_run_dir(run_dir, cfg)
+                sinks = open_sinks(run_dir)
             run_log.append_jsonl(
                 run_dir / "metrics.jsonl", _records(metrics, previous, cfg, steps_per_update, wall)
             )
-            if writer is not None:
-                for name, values in metrics.items():
-                    writer.add_scalar(f"train/{name}", _nanmean(values[-1]), update * steps_per_update)
+            for i in range(length):  # one point per update, the mean over seeds
+                sinks.log((previous + i + 1) * steps_per_update,
+                          {f"train/{name}": _nanmean(values[i]) for name, values in metrics.items()})
 
             chunks_done = -(-update // chunk_updates)
-            if program.evaluate is not None and (chunks_done % every_eval == 0 or update == num_updates):
-                results = jax.device_get(program.evaluate(state, keys_eval))
-                _log_eval(run_dir, results, update, cfg, steps_per_update, wall, writer)
+            if compiled.evaluate is not None and (chunks_done % every_eval == 0 or update == num_updates):
+                results = jax.device_get(compiled.evaluate(state, keys_eval))
+                _log_eval(run_dir, results, update, cfg, steps_per_update, wall, sinks)
 
             if update == num_updates or (every_ckpt and update // every_ckpt > previous // every_ckpt):
                 ckpts.save(update, state, meta_now(update, wall))
 
-            sps = length * steps_per_update * cfg["num_seeds"] / max(chunk_seconds, 1e-9)
-            postfix = {"sps": f"{sps:,.0f}"}
-            for name in ("return", "csr"):
-                if name in metrics:
-                    postfix[name] = f"{_nanmean(metrics[name][-1]):.3g}"
-            bar.set_postfix(postfix, refresh=False)
-            bar.update(length * steps_per_update)
+            progress.chunk_done(update, {name: f"{_nanmean(metrics[name][-1]):.3g}"
+                                         for name in ("return", "csr") if name in metrics})
             if on_chunk is not None:
                 on_chunk(update, state)
     finally:
-        bar.close()
-        ckpts.wait()
-        ckpts.close()
-        if writer is not None:
-            writer.close()
+        progress.close()
+        if ckpts is not None:
+            ckpts.wait()
+            ckpts.close()
+        if sinks is not None:
+            sinks.close()
     return RunResult(run_dir, state, update, cfg, trainer)
 
 
-def _log_eval(run_dir, results, update, cfg, steps_per_update, wall, writer) -> None:
+def _log_eval(run_dir, results, update, cfg, steps_per_update, wall, sinks) -> None:
     """Writes per-seed means of an evaluation's `[num_seeds, episodes]` results to eval.jsonl."""
     completed = np.asarray(results.pop("completed"))
     records = []
@@ -502,6 +623,4 @@ def _log_eval(run_dir, results, update, cfg, steps_per_update, wall, writer) -> 
             }
         )
     run_log.append_jsonl(run_dir / "eval.jsonl", records)
-    if writer is not None:
-        for name, values in results.items():
-            writer.add_scalar(f"eval/{name}", _nanmean(values), update * steps_per_update)
+    sinks.log(update * steps_per_update, {f"eval/{name}": _nanmean(values) for name, values in results.items()})

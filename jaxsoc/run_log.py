@@ -1,4 +1,5 @@
-"""What a run writes besides checkpoints: JSON-lines logs and optional TensorBoard events.
+"""What a run writes besides checkpoints: JSON-lines logs, and the optional live sinks
+(TensorBoard events, a Weights & Biases run) that get the same numbers as each update ends.
 
 `runs/<name>/metrics.jsonl` (training) and `runs/<name>/eval.jsonl` (evaluation) hold one JSON
 object per line and per seed:
@@ -98,3 +99,68 @@ def tensorboard_writer_class(mode: bool | str):
         except Exception:  # ImportError, or a broken torch install
             continue
     return None
+
+
+WANDB_ID_FILE = "wandb-run-id"  # in the run folder: a resumed run continues the same W&B run
+
+
+class ScalarSinks:
+    """The live sinks of one run: `log(step, {tag: value})` sends scalars to each, `close()` ends
+    them. Open them with the function `scalar_sinks(cfg)` returns."""
+
+    def __init__(self, tensorboard=None, wandb_run=None):
+        self.tensorboard = tensorboard
+        self.wandb_run = wandb_run
+
+    def log(self, step: int, scalars: dict) -> None:
+        """One point per tag at x = `step` (env steps per seed); NaN values are left out (an update
+        in which no episode ended has no episode metrics)."""
+        finite = {k: float(v) for k, v in scalars.items() if math.isfinite(float(v))}
+        if self.tensorboard is not None:
+            for tag, value in finite.items():
+                self.tensorboard.add_scalar(tag, value, step)
+        if self.wandb_run is not None and finite:
+            self.wandb_run.log(finite, step=step)
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+
+
+def scalar_sinks(cfg: dict):
+    """Checks that the sinks `cfg` asks for can be made, before anything is written, and returns
+    `open(run_dir) -> ScalarSinks` to call once the run folder exists.
+
+    TensorBoard: `run.tensorboard` (true, false, "auto": when tensorboardX or torch is installed),
+    events in `<run>/tensorboard/`. Weights & Biases: `run.wandb` names a project; `wandb` is
+    imported only then. ConfigError when a sink is asked for and its library is missing.
+    """
+    from jaxsoc.config import ConfigError
+
+    writer_class = tensorboard_writer_class(cfg["run"]["tensorboard"])
+    if writer_class is None and cfg["run"]["tensorboard"] is True:
+        raise ConfigError("run.tensorboard is true but neither tensorboardX nor torch is installed "
+                          "(pip install -e '.[tensorboard]')")
+    project = cfg["run"].get("wandb")
+    wandb = None
+    if project:
+        try:
+            import wandb
+        except ImportError:
+            raise ConfigError(f"run.wandb is {project!r} but wandb is not installed (pip install wandb)") from None
+
+    def open_sinks(run_dir: Path) -> ScalarSinks:
+        tb = writer_class(str(run_dir / "tensorboard")) if writer_class is not None else None
+        wandb_run = None
+        if wandb is not None:
+            id_file = run_dir / WANDB_ID_FILE
+            known = id_file.read_text().strip() if id_file.is_file() else None
+            wandb_run = wandb.init(project=project, name=cfg["run"]["name"], config=cfg, dir=str(run_dir),
+                                   id=known, resume="allow")
+            if known is None:
+                id_file.write_text(str(wandb_run.id) + "\n")
+        return ScalarSinks(tb, wandb_run)
+
+    return open_sinks

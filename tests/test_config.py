@@ -95,6 +95,11 @@ def test_saved_config_is_a_layer_and_hash_tracks_training_keys():
         (dict(sets=["num_envs"]), "--set expects KEY=VALUE"),
         (dict(flags={"num_envs": 6, "devices": 4}), "num_envs (6) must be divisible by devices (4)"),
         (dict(sets=["seed=-1"]), "seed must be >= 0"),
+        (dict(flags={"algo": "MAPPO"}), "unknown algorithm 'MAPPO' (did you mean 'mappo'"),
+        (dict(flags={"scenario": "SOC-V2"}), "unknown scenario 'SOC-V2' (did you mean 'soc-v2'"),
+        (dict(sets=["ppo.lr=.nan"]), "ppo.lr must be a finite number, got nan"),
+        (dict(sets=["ppo.clip_eps=-.inf"]), "ppo.clip_eps must be a finite number, got -inf"),
+        (dict(sets=["env.stealth=.inf"]), "env.stealth must be a finite number, got inf"),
     ],
 )
 def test_validation_errors_are_clear(kwargs, message):
@@ -103,8 +108,20 @@ def test_validation_errors_are_clear(kwargs, message):
     assert message in str(err.value)
 
 
-def test_a_scenario_file_passes_through_to_the_env():
-    assert resolve(flags={"scenario": "configs/scenarios/mine.yaml"})["scenario"] == "configs/scenarios/mine.yaml"
+def test_a_scenario_file_passes_through_to_the_env_and_names_the_run_by_its_stem():
+    cfg = resolve(flags={"scenario": "configs/scenarios/mine.yaml"})
+    assert cfg["scenario"] == "configs/scenarios/mine.yaml"
+    assert cfg["run"]["name"].startswith("mappo-mine-") and "/" not in cfg["run"]["name"]
+
+
+def test_non_finite_numbers_in_a_config_file_are_refused_by_name(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("ppo:\n  lr: .NaN\n")
+    with pytest.raises(ConfigError, match="^ppo.lr must be a finite number, got nan$"):
+        resolve(path)
+    path.write_text("env:\n  segment_values: [0.5, .inf]\n")
+    with pytest.raises(ConfigError, match=r"^env.segment_values\[1\] must be a finite number, got inf$"):
+        resolve(path)
 
 
 def test_errors_name_their_source_file(tmp_path):

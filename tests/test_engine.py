@@ -3,6 +3,7 @@ evaluation, sharding, CLI. Runs that compile the same programs share them throug
 compilation cache that tests/conftest.py turns on; every test still runs its own training."""
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -242,20 +243,89 @@ def test_resume_refuses_what_it_cannot_continue(interrupted, tmp_path):
     shutil.copytree(src, empty)
     shutil.rmtree(empty / "checkpoints")
     (empty / "checkpoints").mkdir()
-    with pytest.raises(CheckpointError, match="no complete checkpoint"):
-        run(tmp_path, "x", resume=empty, **flags)
+    with pytest.raises(CheckpointError, match=r"different config \(toy.lr: 0.1 -> 0.2\)"):
+        run(tmp_path, "x", resume=empty, toy={"lr": 0.2}, **flags)
+    with pytest.raises(CheckpointError, match=r"no checkpoint at update 2 \(have \[\]\)"):
+        engine.run(toys.toy_config(**flags), resume=empty, from_update=2, make_env=toys.make_toy_env)
 
     corrupt = tmp_path / "corrupt"
     shutil.copytree(src, corrupt)
-    for f in (corrupt / "checkpoints" / "2" / "state").rglob("*"):
-        if f.is_file() and f.name != "commit_success.txt":
-            f.write_bytes(b"\x00garbage")
-    with pytest.raises(CheckpointError, match="checkpoint 2 .* unreadable"):
+    damage(corrupt, 2)
+    damaged = r"checkpoint 2 of .*corrupt cannot be read \(damaged or incomplete files\); no older checkpoint is readable"
+    with pytest.raises(CheckpointError, match=damaged):
         run(tmp_path, "x", resume=corrupt, **flags)
     (corrupt / "checkpoints" / "2" / "meta" / "metadata").write_text("{not json")
-    with pytest.raises(CheckpointError, match=r"checkpoint 2 .* unreadable \(metadata\)"):
+    with pytest.raises(CheckpointError, match=damaged):
         run(tmp_path, "x", resume=corrupt, **flags)
     gc.collect()  # see ORBAX_FAILED_READS
+
+
+def damage(run_dir, update):
+    """Overwrites checkpoint `update`'s array files with garbage (its metadata stays)."""
+    for f in (run_dir / "checkpoints" / str(update) / "state").rglob("*"):
+        if f.is_file() and f.name != "commit_success.txt":
+            f.write_bytes(b"\x00garbage")
+
+
+def test_resume_before_the_first_checkpoint_starts_over(interrupted, tmp_path):
+    """A run stopped before its first checkpoint resumes from update 0 with its saved config,
+    and ends where an uninterrupted run ends, its log included."""
+    root, flags = interrupted
+    early = tmp_path / "early"
+    shutil.copytree(root / "interrupted", early)
+    shutil.rmtree(early / "checkpoints")
+    resumed = run(tmp_path, "ignored", resume=early, **flags)
+    straight = run(tmp_path, "straight", **flags)
+    assert resumed.updates == 6 and leaves_equal(resumed.state, straight.state)
+    assert latest_checkpoint(early) == 6
+    got = strip_time(run_log.read_jsonl(early / "metrics.jsonl")[0])
+    assert got == strip_time(run_log.read_jsonl(straight.run_dir / "metrics.jsonl")[0])
+
+
+@ORBAX_FAILED_READS
+def test_a_damaged_newest_checkpoint_names_the_newest_readable_one_used_only_when_asked(runs, tmp_path):
+    src = runs[5].run_dir  # checkpoints 2, 4, 6 of a finished run
+    copy = tmp_path / "copy"
+    shutil.copytree(src, copy)
+    damage(copy, 6)
+    with pytest.raises(CheckpointError) as err:
+        run(tmp_path, "x", resume=copy, seed=5)
+    message = str(err.value)
+    assert message == (f"cannot resume: checkpoint 6 of {copy} cannot be read (damaged or incomplete files); "
+                       f"the newest readable one is 4: use it with python train/run.py --resume {copy} "
+                       "--from-update 4 (which sets the newer ones aside)")
+    with pytest.raises(CheckpointError, match="cannot load: checkpoint 6 .* newest readable one is 4: use it with update=4"):
+        engine.load(copy, make_env=toys.make_toy_env)
+    assert latest_checkpoint(copy) == 6  # nothing was changed by refusing
+    resumed = engine.run(toys.toy_config(seed=5), resume=copy, from_update=4, make_env=toys.make_toy_env)
+    assert resumed.updates == 6 and leaves_equal(resumed.state, runs[5].state)
+    assert (copy / "checkpoints-set-aside" / "6" / "state").is_dir() and latest_checkpoint(copy) == 6
+    assert strip_time(run_log.read_jsonl(copy / "metrics.jsonl")[0]) == strip_time(
+        run_log.read_jsonl(src / "metrics.jsonl")[0])
+    gc.collect()  # see ORBAX_FAILED_READS
+
+
+def test_a_start_that_fails_leaves_nothing_behind(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="one update is 4,294,967,296 env steps per seed .* lower num_envs"):
+        run(tmp_path, "huge", num_envs=2**30)
+    with pytest.raises(ConfigError, match="total_steps=4,294,967,296 is more than the 2,147,483,647 env steps"):
+        run(tmp_path, "long", total_steps=2**32)
+    # interrupted in its first chunk (here: while compiling; any time before the first log line)
+    real = engine.compile_program
+
+    def stopped_in_first_chunk(*args):
+        compiled = real(*args)
+
+        def interrupt(state):
+            raise KeyboardInterrupt
+        return dataclasses.replace(compiled, chunks={n: interrupt for n in compiled.chunks})
+
+    monkeypatch.setattr(engine, "compile_program", stopped_in_first_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "stopped")
+    assert not any(tmp_path.iterdir())  # nothing written, so the same name starts again
+    monkeypatch.undo()
+    assert run(tmp_path, "stopped").updates == 6
 
 
 def test_no_overwrite_without_overwrite(tmp_path, monkeypatch):
@@ -287,7 +357,9 @@ def test_no_overwrite_without_overwrite(tmp_path, monkeypatch):
     sys.modules["tensorboardX"].SummaryWriter = FakeWriter
     again = run(tmp_path, "dup", overwrite=True, run={"tensorboard": "auto"})
     assert len(run_log.read_jsonl(again.run_dir / "metrics.jsonl")[0]) == again.updates
-    assert ("train/return", again.updates * again.trainer.env_steps_per_update) in scalars
+    # one point per update (the engine runs them in chunks of 2), at its env steps
+    steps = again.trainer.env_steps_per_update
+    assert [step for tag, step in scalars if tag == "train/loss"] == [u * steps for u in range(1, 7)]
 
     stranger = tmp_path / "not-a-run"
     stranger.mkdir()
@@ -295,6 +367,80 @@ def test_no_overwrite_without_overwrite(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="not a run folder; refusing to delete it"):
         run(tmp_path, "not-a-run", overwrite=True)
     assert (stranger / "thesis.tex").exists()
+
+
+def test_tensorboard_events_have_one_point_per_update(tmp_path):
+    """The real writer (tensorboardX, the `tensorboard` extra that the dev extra and so CI
+    install): its event file holds each update's mean over seeds at that update's env steps."""
+    import struct
+
+    event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2")
+    done = run(tmp_path, "tb", num_seeds=2, run={"tensorboard": True})
+    (events,) = (done.run_dir / "tensorboard").iterdir()
+    data, points, at = events.read_bytes(), [], 0
+    while at < len(data):  # TFRecord: length (8 bytes), its CRC (4), the record, its CRC (4)
+        (length,) = struct.unpack("<Q", data[at:at + 8])
+        event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
+        points += [(event.step, v.simple_value) for v in event.summary.value if v.tag == "train/loss"]
+        at += 16 + length
+    logged, _ = run_log.read_jsonl(done.run_dir / "metrics.jsonl")
+    want = [(r["env_steps"], np.mean([x["metrics"]["loss"] for x in logged if x["update"] == r["update"]]))
+            for r in logged if r["seed"] == 0]
+    assert [p[0] for p in points] == [w[0] for w in want] and len(points) == done.updates == 6
+    np.testing.assert_allclose([p[1] for p in points], [w[1] for w in want], rtol=1e-6)
+
+
+def test_wandb_gets_every_update_and_is_imported_only_when_asked(tmp_path, monkeypatch):
+    calls = []
+
+    class FakeRun:
+        id = "fake-1"
+
+        def log(self, scalars, step):
+            calls.append(("log", step, scalars))
+
+        def finish(self):
+            calls.append(("finish",))
+
+    fake = type(sys)("wandb")
+    fake.init = lambda **kw: calls.append(("init", kw)) or FakeRun()
+    monkeypatch.setitem(sys.modules, "wandb", None)  # not installed
+    with pytest.raises(ConfigError, match="run.wandb is 'proj' but wandb is not installed"):
+        run(tmp_path, "w", run={"wandb": "proj"})
+    assert not any(tmp_path.iterdir())
+    run(tmp_path, "plain")  # run.wandb null: the (absent) module is never imported
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    done = run(tmp_path, "w", run={"wandb": "proj"})
+    init = calls[0][1]
+    assert (init["project"], init["name"], init["id"], init["dir"]) == ("proj", "w", None, str(done.run_dir))
+    logged = [c for c in calls if c[0] == "log"]
+    steps = done.trainer.env_steps_per_update
+    assert [c[1] for c in logged] == [u * steps for u in range(1, 7)]
+    assert logged[2][2]["train/loss"] == pytest.approx(
+        run_log.read_jsonl(done.run_dir / "metrics.jsonl")[0][2]["metrics"]["loss"], rel=1e-6)
+    assert calls[-1] == ("finish",) and (done.run_dir / run_log.WANDB_ID_FILE).read_text() == "fake-1\n"
+    calls.clear()
+    run(tmp_path, "ignored", resume=done.run_dir, run={"wandb": "proj"})  # continues the same W&B run
+    assert calls[0][1]["id"] == "fake-1" and calls[0][1]["resume"] == "allow"
+
+
+def test_progress_bar_moves_every_update_without_changing_the_numbers(runs, tmp_path, monkeypatch, capsys):
+    from jaxsoc.progress import Progress
+
+    positions = []
+    tick = Progress.tick
+    monkeypatch.setattr(Progress, "tick", lambda self: (positions.append(self.bar.n), tick(self)))
+    shown = run(tmp_path, "shown", seed=5, run={"progress": True})
+    assert leaves_equal(shown.state, runs[5].state)  # the per-update callback changes no number
+    steps = shown.trainer.env_steps_per_update
+    assert positions == [u * steps for u in range(6)]  # chunks of 2 updates, the bar moved by each
+    err = capsys.readouterr().err
+    assert f"budget: 6 updates x {steps} env steps = {6 * steps} env steps per seed; 8 envs x 1 seed -> " in err
+    assert "compiling toy on toy: first program (init, chunk of 2 updates) ... compiled in" in err
+    cfg = toys.toy_config(total_steps=200, num_seeds=2, run={"progress": True})
+    Progress(cfg, steps, 200 // steps).announce("runs/x")
+    assert capsys.readouterr().err == (f"budget: 6 updates x {steps} env steps = 192 env steps per seed (total_steps "
+                                       "200 rounded down to whole updates); 8 envs x 2 seeds -> runs/x\n")
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -392,7 +538,7 @@ def test_cli_help_documents_every_option():
     out = cli("--help")
     assert out.returncode == 0
     for flag in ("--algo", "--scenario", "--num-envs", "--num-seeds", "--total-steps", "--seed", "--devices",
-                 "--name", "--config", "--set", "--resume", "--overwrite"):
+                 "--name", "--config", "--set", "--resume", "--from-update", "--overwrite", "--print-config"):
         assert flag in out.stdout
     assert "configs/base.yaml" in out.stdout
 
@@ -414,6 +560,9 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path):
         (["--set", "run.dir=" + str(tmp_path), "--num-envs", "6", "--devices", "4"], "divisible by devices"),
         (["--resume", str(tmp_path / "nothing")], "not a run folder"),
         (["--set", "run.dir=" + str(tmp_path), "--set", "env.max_step=9"], "Did you mean: max_steps"),
+        (["--set", "run.dir=" + str(tmp_path), "--from-update", "4"], "--from-update N continues a run"),
+        (["--set", "run.dir=" + str(tmp_path), "--set", "ppo.lr=.inf"], "ppo.lr must be a finite number, got inf"),
+        (["--set", "run.dir=" + str(tmp_path), "--num-envs", "1e9"], "one update is 32,000,000,000 env steps"),
     ):
         err = io.StringIO()
         with redirect_stderr(err):
@@ -421,6 +570,33 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path):
         assert err.getvalue().startswith("error: ") and err.getvalue().count("\n") == 1
         assert message in err.getvalue()
     assert not any(tmp_path.iterdir())  # refused before creating a run folder
+
+
+def test_print_config_prints_the_resolved_config_and_writes_nothing(tmp_path, capsys):
+    import yaml
+
+    cli_module = _import_cli()
+    argv = ["--algo", "ippo", "--name", "p", "--set", f"run.dir={tmp_path}", "--set", "ppo.lr=1e-4"]
+    assert cli_module.main([*argv, "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed == config_lib.resolve(flags={"algo": "ippo", "run": {"name": "p", "dir": str(tmp_path)}},
+                                         sets=["ppo.lr=1e-4"])
+    assert not any(tmp_path.iterdir())
+
+
+def test_ctrl_c_says_what_continues_the_run(interrupted, tmp_path):
+    cli_module = _import_cli()
+    assert cli_module.interrupted_message(tmp_path / "never") == (
+        "interrupted before the first update was logged: nothing was written")
+    src = interrupted[0] / "interrupted"  # checkpoint 2
+    assert cli_module.interrupted_message(src) == (
+        f"interrupted; continue from update 2 with: python train/run.py --resume {src}")
+    early = tmp_path / "early"
+    shutil.copytree(src, early)
+    shutil.rmtree(early / "checkpoints")
+    assert cli_module.interrupted_message(early) == (
+        f"interrupted before the first checkpoint; start it over with its config: python train/run.py --resume {early}")
+    # and that command works: test_resume_before_the_first_checkpoint_starts_over
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import shutil
 import matplotlib
 
 matplotlib.use("Agg", force=True)
+import matplotlib.pyplot  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -142,14 +143,45 @@ def test_notes_short_windows_and_paper_rows_only_on_the_papers_env(tmp_path):
     assert not table.has_paper_rows and "hosts_per_segment=8" in table.title
 
 
-def test_methods_that_differ_are_labelled_and_duplicate_seeds_refused(tmp_path):
+def test_methods_that_differ_are_labelled(tmp_path):
     fake_run(tmp_path, "k5", "rule-soar", 0, [[(10, R(0, 0))]])
     fake_run(tmp_path, "k10", "rule-soar", 0, [[(10, R(0, 0))]], env={"directive_period": 10})
     labels = sorted(g.label for g in runs.group_runs(runs.find_runs([tmp_path])))
     assert labels == ["Rule-SOAR (env.directive_period=10)", "Rule-SOAR (env.directive_period=default)"]
-    fake_run(tmp_path, "dup", "rule-soar", 0, [[(10, R(0, 0))]])
-    with pytest.raises(AnalysisError, match="seed 0 of Rule-SOAR .* is in two runs"):
-        runs.group_runs(runs.find_runs([tmp_path]))
+
+
+def test_a_seed_in_two_runs_comes_from_the_newest_with_a_note(tmp_path, capsys):
+    import os
+
+    import eval.table as tb
+
+    # the same command twice (seeds 0 and 1, then seed 0 alone, written later): seed 0 from the
+    # newer run, seed 1 from the older one
+    old = fake_run(tmp_path, "b-old", "rule-soar", 0, [[(10, R(-1, .1))], [(10, R(-2, .2))]])
+    new = fake_run(tmp_path, "a-new", "rule-soar", 0, [[(10, R(-3, .3))]])
+    for run, when in ((old, 1_000_000), (new, 2_000_000)):
+        for f in run.iterdir():
+            os.utime(f, (when, when))
+    (group,) = runs.group_runs(runs.find_runs([tmp_path]))
+    assert group.seeds == [0, 1] and [r.seeds for r in group.runs] == [[0], [1]]
+    assert group.notes == [f"seed 0 of Rule-SOAR on hmarl-soc-v1 also in {old}: using the newest run, {new}"]
+    res = protocols.paper_protocol(group, window=1)
+    assert res.values("return").tolist() == [-3, -2]
+    curve = figures.curve_series(group, "return", window=1)
+    assert curve["seeds"] == [0, 1] and curve["per_seed"][:, -1].tolist() == [-3, -2]
+    for run, returns in ((old, {"0": -10, "1": -20}), (new, {"0": -30})):  # cached evaluations
+        seeds = {s: {"episodes": 4, "metrics": {"return": {"mean": v, "n": 4}}} for s, v in returns.items()}
+        (run / protocols.EVALUATION_FILE).write_text(json.dumps({"algo": "rule-soar", "run": str(run), "seeds": seeds}))
+    assert protocols.ours_protocol(group, evaluate=False).values("return").tolist() == [-30, -20]
+    # a run whose every seed is newer elsewhere drops out; the table tool says so and goes on
+    for f in new.iterdir():
+        os.utime(f, (500_000, 500_000))
+    (group,) = runs.group_runs(runs.find_runs([tmp_path]))
+    assert [r.path for r in group.runs] == [old] and group.seeds == [0, 1]
+    assert tb.main([str(tmp_path), "--protocol", "paper", "--window", "1"]) == 0
+    out = capsys.readouterr()
+    assert f"note: seed 0 of Rule-SOAR on hmarl-soc-v1 also in {new}: using the newest run, {old}" in out.err
+    assert "| Rule-SOAR | ours | 2 | -1.5 ± 0.5 |" in out.out
 
 
 def test_bad_logs_and_folders_give_one_clear_message(tmp_path):
@@ -187,6 +219,12 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert err.startswith("error: ") and "is empty" in err and "Traceback" not in err and err.count("\n") == 1
     assert ev.main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    # a flag that would be ignored is refused: a run is evaluated on its own env and seeds
+    for flag in (["--set", "env.max_steps=10"], ["--seeds", "3"]):
+        with pytest.raises(SystemExit) as exit_:
+            ev.main([str(empty), *flag])
+        assert exit_.value.code == 2
+        assert f"{flag[0]} only applies with --algo" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- a learner (toy)
@@ -276,7 +314,7 @@ def repro(tmp_path_factory):
     return plan, summary
 
 
-def test_reproduce_writes_tables_figures_and_timings(repro):
+def test_reproduce_writes_tables_figures_and_timings(repro, tmp_path):
     plan, summary = repro
     out = plan.out
     assert not summary.failures
@@ -296,6 +334,9 @@ def test_reproduce_writes_tables_figures_and_timings(repro):
     cfg = plan_lib.run_config(plan.methods[0], plan.methods[0].runs[0], out / "runs")
     assert execute.run_state(run.path, cfg) == "complete"
     assert protocols.evaluate_run(run.path, plan.episodes)["reused"]
+    early = tmp_path / "early"  # stopped before its first checkpoint: resumed (from the start)
+    shutil.copytree(run.path, early, ignore=shutil.ignore_patterns("checkpoints"))
+    assert execute.run_state(early, cfg) == "partial"
     cfg["total_steps"] *= 2
     assert execute.run_state(run.path, cfg) == "different"
 
@@ -369,6 +410,45 @@ def test_scripted_run_without_checkpoints_still_evaluates(repro, tmp_path):
 
 
 # ----------------------------------------------------------------------------- HMARL figures, plan
+@pytest.mark.parametrize("draw", [figures.metric_bars, figures.seed_scatter])
+def test_method_labels_never_overlap_in_bar_and_seed_figures(draw):
+    """Long method labels (methods told apart by their config) and many or few methods: no two
+    texts of the figure (tick labels, titles) overlap, and no label runs into another panel."""
+    def result(label, algo, offset):
+        seeds = [runs.SeedResult(s, {k: offset + s for k in runs.TABLE_METRICS}, {}, 10) for s in range(3)]
+        return runs.MethodResult(label, algo, "hmarl-soc-v1", "paper", seeds)
+
+    long = [result(f"MAPPO (ppo.lr={lr}, total_steps=3000000)", "mappo", i) for i, lr in enumerate((3e-4, 1e-3))]
+    for results in (long + [result("HMARL-SOC", "hmarl", 5)],
+                    long + [result(runs.display_name(a), a, i) for i, a in enumerate(runs.PAPER_METHODS)]):
+        fig, _ = draw(results, title="t")
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        axes = [ax for ax in fig.axes if ax.get_visible()]
+        labels = {ax: drawn_tick_labels(ax) for ax in axes}
+        texts = [t for ax in axes for t in labels[ax] + [ax.title]]
+        boxes = [t.get_window_extent(renderer) for t in texts]
+        for i, a in enumerate(boxes):
+            clash = [texts[j].get_text() for j, b in enumerate(boxes) if j != i and a.overlaps(b)]
+            assert not clash, f"{texts[i].get_text()!r} overlaps {clash}"
+        for ax in axes:
+            for t in labels[ax]:
+                box = t.get_window_extent(renderer)
+                assert not any(box.overlaps(other.get_window_extent(renderer)) for other in axes if other is not ax)
+        matplotlib.pyplot.close(fig)
+
+
+def drawn_tick_labels(ax):
+    """The tick labels matplotlib draws: visible, non-empty, at a tick inside the view."""
+    out = []
+    for axis in (ax.xaxis, ax.yaxis):
+        lo, hi = sorted(axis.get_view_interval())
+        for loc, tick in zip(axis.get_majorticklocs(), axis.get_major_ticks()):
+            if tick.label1.get_visible() and tick.label1.get_text() and lo <= loc <= hi:
+                out.append(tick.label1)
+    return out
+
+
 def test_attention_k_sweep_and_ablation_figures_from_synthetic_data(tmp_path):
     rng = np.random.default_rng(0)
     w = rng.random((3, 4, 6))

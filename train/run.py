@@ -23,13 +23,21 @@ config layers (later wins): configs/base.yaml < the algorithm family's defaults
   < the flags above < --set KEY=VALUE. Every key is listed in configs/base.yaml.
 
 outputs: runs/<name>/config.yaml (resolved config), metrics.jsonl (one JSON line per update
-  and seed), eval.jsonl (if eval.every_chunks > 0), checkpoints/<update>/, tensorboard/ (if
-  tensorboardX or torch is installed and run.tensorboard is not false).
+  and seed), eval.jsonl (if eval.every_chunks > 0), checkpoints/<update>/, tensorboard/ (one
+  point per update, if tensorboardX or torch is installed and run.tensorboard is not false; the
+  [tensorboard] extra installs tensorboardX), a Weights & Biases run with --set run.wandb=PROJECT.
+  The folder appears when the first chunk of updates is done: a start that fails leaves nothing.
+
+terminal: the budget (updates x env steps per update, total_steps rounded down to whole updates),
+  a status line while the programs compile, and a progress bar that moves with every update
+  (env-steps/s over all seeds, time left); --set run.progress=false turns them off.
 
 examples:
   python train/run.py --algo rule-soar --scenario soc-v2 --num-envs 4096 --total-steps 5e6
   python train/run.py --algo random --num-seeds 4 --set run.chunk_updates=20 --set eval.every_chunks=5
   python train/run.py --resume runs/myrun
+  python train/run.py --resume runs/myrun --from-update 400   # the newest checkpoint is damaged
+  python train/run.py --algo ippo --set ppo.lr=1e-4 --print-config
 """
 
 
@@ -60,9 +68,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its newest checkpoint (its config.yaml "
                    "is the base; training-relevant changes are refused)")
+    p.add_argument("--from-update", type=cli.parse_int, metavar="N",
+                   help="with --resume: continue from checkpoint N instead of the newest (e.g. when "
+                   "the newest is damaged); the newer checkpoints are moved to "
+                   "RUN_DIR/checkpoints-set-aside/, never deleted")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing run folder instead of refusing")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (YAML) and exit: no training, nothing written")
     return p
+
+
+def interrupted_message(run_dir: Path) -> str:
+    """What to tell a user who stopped a run with Ctrl-C: how to continue it, if anything was
+    written (a new run's folder appears when its first chunk is done)."""
+    if not (run_dir / "config.yaml").is_file():
+        return "interrupted before the first update was logged: nothing was written"
+    from jaxsoc.checkpoints import Checkpoints
+
+    ckpts = Checkpoints(run_dir / "checkpoints", create=False) if (run_dir / "checkpoints").is_dir() else None
+    try:
+        latest = ckpts.latest() if ckpts is not None else None
+    finally:
+        if ckpts is not None:
+            ckpts.close()
+    if latest is None:
+        return (f"interrupted before the first checkpoint; start it over with its config: "
+                f"python train/run.py --resume {run_dir}")
+    return f"interrupted; continue from update {latest} with: python train/run.py --resume {run_dir}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.resume is not None and args.overwrite:
             raise ConfigError("--resume continues a run folder; --overwrite would replace it: pick one")
+        if args.from_update is not None and args.resume is None:
+            raise ConfigError("--from-update N continues a run from its checkpoint N: give --resume RUN_DIR")
         saved = None
         if args.resume is not None:
             saved_path = Path(args.resume) / "config.yaml"
@@ -93,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"cannot resume: {args.resume} is not a run folder (no config.yaml)")
             saved = config_lib.load_yaml(saved_path)
         cfg = config_lib.resolve(args.config, flags, args.sets, saved=saved)
-        result = engine.run(cfg, resume=args.resume, overwrite=args.overwrite)
+        if args.print_config:
+            print(config_lib.dump(cfg), end="")
+            return 0
+        result = engine.run(cfg, resume=args.resume, from_update=args.from_update, overwrite=args.overwrite)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -101,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         if cfg is None:
             print("\ninterrupted", file=sys.stderr)
         else:
-            run_dir = args.resume or Path(cfg["run"]["dir"]) / cfg["run"]["name"]
-            print(f"\ninterrupted; continue with: python train/run.py --resume {run_dir}", file=sys.stderr)
+            run_dir = Path(args.resume or Path(cfg["run"]["dir"]) / cfg["run"]["name"])
+            print("\n" + interrupted_message(run_dir), file=sys.stderr)
         return 130
     steps = result.updates * result.trainer.env_steps_per_update
     print(f"done: {result.run_dir} ({result.updates} updates, {steps:,} env steps per seed)")

@@ -54,11 +54,17 @@ def register(name: str, family: str, module: str | None = None) -> None:
 
 
 def suggest(name: str, choices) -> str:
-    """' (did you mean 'x'?)' for the closest of `choices`, or '' when none is close."""
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=3, cutoff=0.6)
+    """' (did you mean 'x'?)' for the closest of `choices`, or '' when none is close.
+
+    Case is ignored when comparing (`MAPPO` suggests `mappo`), since names are lower-case but
+    people type them as the papers print them."""
+    by_lower: dict[str, list[str]] = {}
+    for c in map(str, choices):
+        by_lower.setdefault(c.lower(), []).append(c)
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=3, cutoff=0.6)
     if not close:
         return ""
-    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+    return " (did you mean " + " or ".join(repr(c) for low in close for c in by_lower[low]) + "?)"
 
 
 def family_of(name: str) -> str:

@@ -51,7 +51,7 @@ def run_state(path: Path, cfg: dict) -> str:
         return "different"
     update, meta = runs_lib.checkpoint_meta(run)
     if update is None:
-        return "different"  # nothing to resume from
+        return "partial"  # stopped before its first checkpoint: resuming starts it over
     per_update = (meta.get("env_steps") or 0) / max(update, 1)
     return "complete" if per_update and update >= cfg["total_steps"] // per_update else "partial"
 
@@ -95,7 +95,7 @@ def execute(plan: Plan, *, overwrite: bool = False, progress: bool = True,
                         t_train += time.perf_counter() - t0
                     elif state == "different" and not overwrite:
                         raise AnalysisError(
-                            f"{path} exists with another training config (or no checkpoint): pass "
+                            f"{path} exists with another training config: pass "
                             "--overwrite to retrain it, or choose another --out"
                         )
                     else:

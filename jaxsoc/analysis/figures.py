@@ -48,21 +48,30 @@ def save(fig, stem: str | Path, formats: Sequence[str] = ("png", "pdf"), dpi: in
     return paths
 
 
-def _grid(n: int, width: float = 4.0, height: float = 3.0, ncols: int | None = None):
-    """`n` panels of `width` x `height` inches, `ncols` (default up to 3) per row."""
+def _grid(n: int, width: float = 4.0, height: float = 3.0, ncols: int | None = None, sharey: bool = False):
+    """`n` panels of `width` x `height` inches, `ncols` (default up to 3) per row; with `sharey`
+    only the first column shows the y tick labels."""
     plt = _plt()
     ncols = ncols or min(n, 3)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
+                             sharey=sharey)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
 
 
-def _panel_size(n_methods: int) -> tuple:
-    """(width, height, columns) of per-metric panels with a bar/column per method."""
-    width = 0.55 * max(n_methods, 3) + 1.5
-    return width, 3.4, 3 if width < 5 else 2
+def _method_rows(n_panels: int, labels: Sequence[str]):
+    """Per-metric panels with one row per method, labelled once on the left of each row of
+    panels. Horizontal labels never overlap however long they are or however many methods there
+    are (rotated tick labels under columns did both). Returns (fig, axes, y positions)."""
+    fig, axes = _grid(n_panels, 3.4, 0.32 * len(labels) + 1.1, sharey=True)
+    y = np.arange(len(labels))
+    axes[0].set_yticks(y, labels)
+    axes[0].set_ylim(len(labels) - 0.5, -0.5)  # the first method on top (shared by every panel)
+    for ax in axes:
+        ax.tick_params(axis="y", labelsize="small")
+    return fig, axes, y
 
 
 def _eng():
@@ -154,7 +163,7 @@ def learning_curves(groups: Sequence[Group], metrics: Sequence[str] = ("return",
 # ----------------------------------------------------------------------------- bars, scatter
 def metric_bars(results: Sequence[MethodResult], metrics: Sequence[str] = runs_lib.TABLE_METRICS,
                 with_paper: bool | str = True, title: str | None = None):
-    """Per metric a panel: a bar per method (mean over seeds) with ± population-std error bars,
+    """Per metric a panel: a horizontal bar per method (mean over seeds) with ± population-std error bars,
     and the paper's value (diamond, its std as error bar) where the paper has the method and the
     results are on its env. `with_paper="all"` also places the paper's methods we have no
     results for, as diamonds alone (label `<name> (paper)`), in the paper's order.
@@ -172,49 +181,45 @@ def metric_bars(results: Sequence[MethodResult], metrics: Sequence[str] = runs_l
                 at = next((i for i, sl in enumerate(slots)
                            if runs_lib.method_order(sl[2]) > runs_lib.method_order(algo)), len(slots))
                 slots.insert(at, (runs_lib.display_name(algo) + " (paper)", None, algo))
-    fig, axes = _grid(len(metrics), *_panel_size(len(slots)))
+    fig, axes, _ = _method_rows(len(metrics), [sl[0] for sl in slots])
     data: dict = {}
-    x = np.arange(len(slots))
-    legend_done = False
+    drew_paper = False
     for ax, key in zip(axes, metrics):
         spec = runs_lib.metric(key)
         data[key] = {}
-        drew_paper = False
         for i, (label, r, algo) in enumerate(slots):
             if r is not None:
                 st = r.stat(key)
                 data[key][label] = (st.mean, st.std)
-                ax.bar(i, np.nan_to_num(st.mean * spec.scale), yerr=np.nan_to_num(st.std * spec.scale),
-                       capsize=3, color=_color(i), alpha=0.85)
+                ax.barh(i, np.nan_to_num(st.mean * spec.scale), xerr=np.nan_to_num(st.std * spec.scale),
+                        capsize=3, color=_color(i), alpha=0.85)
             pub = paper_lib.published(algo) if (with_paper and comparable) else None
             if pub and key in pub:
                 if r is None:
                     data[key][label] = pub[key]
-                ax.errorbar(i, pub[key][0] * spec.scale, yerr=pub[key][1] * spec.scale, fmt="D",
-                            color="black", ms=5, capsize=3, label=None if drew_paper else "paper (Table II)")
+                ax.errorbar(pub[key][0] * spec.scale, i, xerr=pub[key][1] * spec.scale, fmt="D",
+                            color="black", ms=5, capsize=3)
                 drew_paper = True
-        ax.set_xticks(x, [sl[0] for sl in slots], rotation=30, ha="right", fontsize="small")
         ax.set_title(spec.label)
-        ax.grid(axis="y", alpha=0.3)
-        ax.axhline(0, color="black", lw=0.5)
-        if drew_paper and not legend_done:
-            ax.legend(fontsize="x-small")
-            legend_done = True
-    if title:
-        fig.suptitle(title, fontsize="medium")
+        ax.grid(axis="x", alpha=0.3)
+        ax.axvline(0, color="black", lw=0.5)
+    # The key goes under the title: a legend inside a panel would cover a method's row.
+    key_line = "bars: mean ± std over seeds" + ("; ◆ paper (Table II)" if drew_paper else "")
+    fig.suptitle((title + "\n" if title else "") + key_line, fontsize="medium")
     fig.tight_layout()
     return fig, data
 
 
 def seed_scatter(results: Sequence[MethodResult], metrics: Sequence[str] = runs_lib.TABLE_METRICS,
                  with_paper: bool = True, title: str | None = None):
-    """Per metric a panel: every seed's value per method (dots, seed in the legend order), the
-    mean (bar), and the paper's per-seed values where published (hollow squares).
+    """Per metric a panel: every seed's value per method (dots in a row, seeds in order), the
+    mean (tick), and the paper's per-seed values where published (hollow squares).
     Returns (fig, {metric: {label: {seed: value}}})."""
     if not results:
         raise AnalysisError("no methods to plot")
-    fig, axes = _grid(len(metrics), *_panel_size(len(results)))
+    fig, axes, _ = _method_rows(len(metrics), [r.label for r in results])
     data: dict = {}
+    drew_paper = False
     for ax, key in zip(axes, metrics):
         spec = runs_lib.metric(key)
         data[key] = {}
@@ -224,21 +229,20 @@ def seed_scatter(results: Sequence[MethodResult], metrics: Sequence[str] = runs_
             data[key][r.label] = dict(zip(seeds, vals.tolist()))
             n = len(vals)
             offsets = np.linspace(-0.25, 0.25, n) if n > 1 else np.zeros(1)
-            ax.scatter(i + offsets, vals * spec.scale, color=_color(i), s=18, zorder=3)
+            ax.scatter(vals * spec.scale, i + offsets, color=_color(i), s=18, zorder=3)
             if np.isfinite(vals).any():
-                ax.hlines(np.nanmean(vals) * spec.scale, i - 0.3, i + 0.3, color="black", lw=1.2)
+                ax.vlines(np.nanmean(vals) * spec.scale, i - 0.3, i + 0.3, color="black", lw=1.2)
             if with_paper and r.comparable_to_paper:
                 pub = paper_lib.published_per_seed(r.algo).get(key)
                 if pub:
                     pv = np.array(list(pub.values()))
-                    ax.scatter(i + np.linspace(-0.25, 0.25, len(pv)), pv * spec.scale, facecolors="none",
+                    ax.scatter(pv * spec.scale, i + np.linspace(-0.25, 0.25, len(pv)), facecolors="none",
                                edgecolors="black", marker="s", s=22, zorder=2)
-        ax.set_xticks(range(len(results)), [r.label for r in results], rotation=30, ha="right",
-                      fontsize="small")
+                    drew_paper = True
         ax.set_title(spec.label + " per seed")
-        ax.grid(axis="y", alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize="medium")
+        ax.grid(axis="x", alpha=0.3)
+    key_line = "dots: seeds, |: their mean" + ("; □ paper's seeds" if drew_paper else "")
+    fig.suptitle((title + "\n" if title else "") + key_line, fontsize="medium")
     fig.tight_layout()
     return fig, data
 

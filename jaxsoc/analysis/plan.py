@@ -147,7 +147,7 @@ def make_plan(
     extras: bool = True,
 ) -> Plan:
     """What `execute` will do (module docstring). AnalysisError for unknown methods/presets."""
-    from jaxsoc import algos
+    from jaxsoc import algos, config as config_lib
 
     try:
         import jaxsoc.env as soc
@@ -155,7 +155,7 @@ def make_plan(
         known = soc.preset_names()
     except Exception:  # pragma: no cover - env not importable
         known = ()
-    if known and preset not in known and not str(preset).endswith((".yaml", ".yml")):
+    if known and preset not in known and not config_lib.is_scenario_file(preset):
         raise AnalysisError(f"unknown preset {preset!r}{algos.suggest(preset, known)}; known: {', '.join(known)}")
     registered = registered_methods()
     skipped = []

@@ -42,7 +42,8 @@ EVAL_FORMAT = 1
 
 # ----------------------------------------------------------------------------- logs
 def read_metrics_log(run: RunInfo) -> dict[int, list[dict]]:
-    """`metrics.jsonl` of a run as seed -> its records sorted by update.
+    """`metrics.jsonl` of a run as seed -> its records sorted by update, without the seeds a
+    newer run supersedes (`RunInfo.superseded`).
 
     AnalysisError when the log is missing, empty, or has no episode counts.
     """
@@ -59,7 +60,8 @@ def read_metrics_log(run: RunInfo) -> dict[int, list[dict]]:
         raise AnalysisError(f"{path} is empty: the run logged no update (interrupted before its first chunk?)")
     by_seed: dict[int, list[dict]] = {}
     for r in records:
-        by_seed.setdefault(int(r.get("seed", 0)), []).append(r)
+        if int(r.get("seed", 0)) not in run.superseded:
+            by_seed.setdefault(int(r.get("seed", 0)), []).append(r)
     for seed, recs in by_seed.items():
         recs.sort(key=lambda r: r.get("update", 0))
         if not any("episodes" in (r.get("metrics") or {}) for r in recs):
@@ -465,5 +467,6 @@ def ours_protocol(group: Group, episodes: int = 1000, metrics: Sequence[str] | N
         if on_run is not None:
             on_run(run, record)
         parts.append(result_from_evaluation(record, group.label, group.scenario, group.env, metrics))
-    seeds = sorted((s for p in parts for s in p.seeds), key=lambda s: s.seed)
+    seeds = sorted((s for p, run in zip(parts, group.runs) for s in p.seeds if s.seed not in run.superseded),
+                   key=lambda s: s.seed)
     return MethodResult(group.label, group.algo, group.scenario, "ours", seeds, [], group.env)

@@ -108,10 +108,15 @@ def metric(key: str) -> Metric:
 # ----------------------------------------------------------------------------- runs
 @dataclasses.dataclass
 class RunInfo:
-    """One run folder and its saved config."""
+    """One run folder and its saved config.
+
+    `superseded`: seeds of this run that a newer run of the same method provides instead
+    (`group_runs`); `seeds` leaves them out, so every reader of a run skips them.
+    """
 
     path: Path
     config: dict
+    superseded: frozenset = frozenset()
 
     @property
     def algo(self) -> str:
@@ -123,7 +128,15 @@ class RunInfo:
 
     @property
     def seeds(self) -> list[int]:
-        return [int(self.config.get("seed", 0)) + i for i in range(int(self.config.get("num_seeds", 1)))]
+        first = int(self.config.get("seed", 0))
+        every = range(first, first + int(self.config.get("num_seeds", 1)))
+        return [s for s in every if s not in self.superseded]
+
+    @property
+    def written(self) -> float:
+        """When the run last wrote its log (else its config): what "newest" means between runs."""
+        stamps = [p.stat().st_mtime for p in (self.path / "metrics.jsonl", self.path / "config.yaml") if p.is_file()]
+        return max(stamps, default=0.0)
 
     @property
     def env(self) -> dict:
@@ -229,13 +242,16 @@ def method_config(cfg: Mapping) -> dict:
 
 @dataclasses.dataclass
 class Group:
-    """The runs of one method: same scenario, algorithm and training config, pooled seeds."""
+    """The runs of one method: same scenario, algorithm and training config, pooled seeds.
+
+    `notes` says which runs' seeds were superseded by newer runs (`group_runs`)."""
 
     label: str
     algo: str
     scenario: str
     runs: list[RunInfo]
     config: dict  # method_config of its runs
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def seeds(self) -> list[int]:
@@ -251,7 +267,11 @@ def group_runs(runs: Sequence[RunInfo]) -> list[Group]:
 
     Methods that would print the same name (e.g. one algorithm at two budgets, or a K-sweep) are
     labelled with the config keys that tell them apart: `HMARL-SOC (env.directive_period=10)`.
-    AnalysisError when a seed of a method appears in two runs.
+
+    A seed of a method found in several runs (the same command run twice) is taken from the
+    newest of them, the one whose log was written last (`RunInfo.written`; ties: the later path);
+    the older runs keep their other seeds, drop a run left with none, and `Group.notes` says
+    what was set aside.
     """
     groups: dict[str, Group] = {}
     for run in runs:
@@ -262,15 +282,22 @@ def group_runs(runs: Sequence[RunInfo]) -> list[Group]:
         groups[key].runs.append(run)
     out = sorted(groups.values(), key=lambda g: (g.scenario, method_order(g.algo), g.label))
     for g in out:
-        owner: dict[int, Path] = {}
-        for run in g.runs:
-            for s in run.seeds:
-                if s in owner:
-                    raise AnalysisError(
-                        f"seed {s} of {g.label} on {g.scenario} is in two runs, {owner[s]} and "
-                        f"{run.path}: pass only one of them"
+        owner: dict[int, RunInfo] = {}
+        kept: dict[int, RunInfo] = {}  # position in g.runs -> the run, its newer seeds set aside
+        for i, run in sorted(enumerate(g.runs), key=lambda ir: (ir[1].written, str(ir[1].path)), reverse=True):
+            taken = {s: owner[s] for s in run.seeds if s in owner}
+            if taken:
+                run = dataclasses.replace(run, superseded=run.superseded | frozenset(taken))
+                for newer in dict.fromkeys(r.path for r in taken.values()):
+                    seeds = sorted(s for s, r in taken.items() if r.path == newer)
+                    g.notes.append(
+                        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} of {g.label} on "
+                        f"{g.scenario} also in {run.path}: using the newest run, {newer}"
                     )
-                owner[s] = run.path
+            owner.update(dict.fromkeys(run.seeds, run))
+            if run.seeds:
+                kept[i] = run
+        g.runs = [kept[i] for i in sorted(kept)]
     by_name: dict[tuple, list[Group]] = {}
     for g in out:
         by_name.setdefault((g.scenario, g.label), []).append(g)

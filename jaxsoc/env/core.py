@@ -7,7 +7,8 @@ returning per-agent dicts with `dones["__all__"]`, `get_avail_actions`, `observa
 
 Step order (docs/reference.md §1.7): t += 1; the attacker moves; alerts are generated; the coordinator's
 directive is read (every K steps); threat hunter; alert triage; response orchestrator and the
-containment check; reward; termination; observations. `step` auto-resets finished envs, keeping the
+containment check; reward (reading the hosts after the response, as the reference does, unless
+`fix_d26_detection_stage`); termination; observations. `step` auto-resets finished envs, keeping the
 terminal observation in `infos["final_obs"]` for bootstrapping.
 """
 from __future__ import annotations
@@ -237,12 +238,16 @@ class SOCEnv:
         if p.fix_d2_alert_origin:
             hosts, confirmed = defenders.confirm_escalation(hosts, tri["host"], t, p)
             new_detected = new_detected | confirmed
-        detected_stage = jnp.where(new_detected, hosts.stage, 0)
+        stage_at_detection = hosts.stage
         detect_time = hosts.detect_time
         first_detection = jnp.where((c.detection_time == 0) & jnp.any(new_detected), t, c.detection_time)
 
         hosts, resp = defenders.respond(draws, hosts, actions["response_orchestrator"], boosts, p,
                                         focus=directed.focus)
+        # The reference computes the reward after the response, so a host remediated in the step
+        # it was detected reads stage 0 (D26); the fix pays the stage it was detected at.
+        detected_stage = jnp.where(new_detected, stage_at_detection if p.fix_d26_detection_stage
+                                   else hosts.stage, 0)
         self.transition_words = draws.offset  # trace-time count of random words per transition
         credit = response_credit(t, resp.isolated, detect_time, first_detection, p)
         # Every count this step needs, per segment, in one product (see network.segment_sums).

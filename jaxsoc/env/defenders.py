@@ -4,7 +4,9 @@ Action conventions (documented in docs/env.md):
 * continuous actions are clipped to [-1, 1]; NaN entries are replaced by -1, the idle value
   (no hunting, no isolation), so a NaN never reaches the state;
 * discrete actions are cast to int32; out-of-range values (and NaN for float inputs) are no-ops:
-  triage does nothing, and a v2 coordinator keeps its current directive.
+  triage does nothing, and a v2 coordinator keeps its current directive;
+* the triage action is read as the reference reads it (`triage_index`): a scalar as `int(a)`, an
+  array as its first element modulo 4, so `[5]` suppresses while `5` does nothing.
 """
 from __future__ import annotations
 
@@ -42,13 +44,39 @@ def clean_continuous(a: jax.Array, dim: int) -> jax.Array:
 def clean_discrete(a: jax.Array, n: int) -> jax.Array:
     """int32 scalar in `0..n-1`, or `NO_OP` for anything else (incl. NaN)."""
     a = jnp.asarray(a)
-    if a.ndim > 0:  # the reference accepts an array and reads its first element
+    if a.ndim > 0:  # an array's first element, as the reference's triage reads it
         a = a.reshape(-1)[0]
     if jnp.issubdtype(a.dtype, jnp.floating):
         ok = ~jnp.isnan(a) & (a >= 0) & (a < n)
         a = jnp.where(ok, a, NO_OP).astype(jnp.int32)
     a = a.astype(jnp.int32)
     return jnp.where((a >= 0) & (a < n), a, NO_OP)
+
+
+def triage_index(action: jax.Array) -> jax.Array:
+    """The alert-triage choice as the reference reads it (docs/reference.md §1.6): int32 scalar in
+    0..3 (escalate, suppress, correlate, enrich), or `NO_OP`.
+
+    `action` is a scalar (a 0-d array counts as one) or an array of any shape. A scalar is
+    truncated toward zero (`int(a)`) and is a no-op outside 0..3, as an index matching no branch;
+    an array's first element is truncated and taken modulo 4 (Python's sign rule: `[5]` -> 1,
+    `[-1]` -> 3). NaN and infinities are no-ops (the reference raises on them).
+    """
+    a = jnp.asarray(action)
+    from_array = a.ndim > 0
+    if from_array:
+        a = a.reshape(-1)[0]
+    if jnp.issubdtype(a.dtype, jnp.floating):
+        ok = jnp.isfinite(a)
+        a = jnp.trunc(jnp.where(ok, a, 0.0))
+    else:
+        ok = jnp.ones((), bool)
+        a = a.astype(jnp.int32)
+    if from_array:
+        a = jnp.mod(a, 4)  # floor modulo: the result has the divisor's sign, as in Python
+    else:
+        ok = ok & (a >= 0) & (a < 4)
+    return jnp.where(ok, a, NO_OP).astype(jnp.int32)
 
 
 class Boosts(NamedTuple):
@@ -259,4 +287,4 @@ def is_contained(n_active: jax.Array, n_compromised: jax.Array, begun: jax.Array
 
 def ingest_and_triage(queue, new_alerts, action, params: EnvParams):
     """Queue this step's alerts, then apply the triage action (see `alerts.ingest_and_triage`)."""
-    return alerts.ingest_and_triage(queue, new_alerts, clean_discrete(action, 4), params)
+    return alerts.ingest_and_triage(queue, new_alerts, triage_index(action), params)

@@ -10,7 +10,7 @@ One engine, scenarios as data. `EnvParams` is a `flax.struct.dataclass` with two
   sensitivity sweeps) without recompiling: `jax.vmap(env.step, in_axes=(0, 0, 0, params_axes))`.
 
 `hmarl-soc-v1` reproduces the published HMARL-SOC environment with its defects; `soc-v2` turns on
-every fix. Each defect D1..D12 of docs/reference.md §4 that lives in the world is
+every fix. Each defect of docs/reference.md §4 that lives in the world (D1..D12, D26) is
 a named boolean switch `fix_dN_*` (see `SWITCHES` and docs/switches.md), so any one fix can be
 ablated alone: `make("hmarl-soc-v1", fix_d5_containment=True)`.
 """
@@ -102,6 +102,13 @@ SWITCHES: Dict[str, Tuple[str, str]] = {
         "`infos['discount']` is 0 only on termination, so learners bootstrap through time-limit "
         "truncation. v1 semantics: discount 0 on termination OR truncation. Both flags are always "
         "reported separately.",
+    ),
+    "fix_d26_detection_stage": (
+        "D26",
+        "R_det pays each newly detected host's stage as it was when the host was detected, so a host "
+        "detected, isolated and remediated in the same step still earns stage / 5. v1: the stage is "
+        "read after the response orchestrator acted (the reference computes the reward last), so "
+        "such a host earns 0: the fastest response forfeits the detection reward.",
     ),
 }
 
@@ -196,6 +203,7 @@ class EnvParams:
     fix_d10_resample_network: bool = _static(False)
     fix_d11_no_padding: bool = _static(False)
     fix_d12_truncation: bool = _static(False)
+    fix_d26_detection_stage: bool = _static(False)
 
     # ---- static: the strategic SOC world (MECHANISMS; off = the reference) -----------------
     hunt_budget: Optional[int] = _static(None)

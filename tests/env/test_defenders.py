@@ -9,7 +9,7 @@ import pytest
 import jaxsoc.env as soc
 from jaxsoc.env import defenders
 
-from .helpers import fresh, host_mask, queue_of, with_hosts
+from .helpers import fresh, host_mask, no_alerts, queue_of, with_hosts
 
 # A quiet world: the attacker and benign users do nothing, so only the defenders move things.
 QUIET = dict(p_initial_access=0.0, p_execution=0.0, p_lateral=0.0, p_exfiltration=0.0,
@@ -172,6 +172,24 @@ def test_discrete_nan_and_out_of_range_are_no_ops():
     assert int(defenders.clean_discrete(jnp.int32(7), 4)) == defenders.NO_OP
     assert int(defenders.clean_discrete(jnp.array([6, 1]), 4)) == defenders.NO_OP  # first element read
     assert int(defenders.clean_discrete(jnp.float32(2.0), 4)) == 2
+
+
+def test_triage_reads_actions_as_the_reference():
+    # reference: `int(a) if np.isscalar(a) else int(a[0]) % 4`; an index matching no branch does nothing
+    for action, index in [(2, 2), (5, defenders.NO_OP), (-1, defenders.NO_OP), (2.7, 2), (-0.5, 0),
+                          (jnp.nan, defenders.NO_OP), ([5], 1), ([-1], 3), ([6, 0], 2), ([2.7], 2),
+                          ([-1.5], 3), ([jnp.inf], defenders.NO_OP)]:
+        assert int(defenders.triage_index(jnp.asarray(action))) == index, action
+
+
+def test_an_array_triage_action_acts_as_its_first_element_mod_4():
+    queue = queue_of(V1, [dict(is_tp=1, timestamp=0), dict(timestamp=0)])
+    triage = jax.jit(lambda action: defenders.ingest_and_triage(queue, no_alerts(), action, V1))
+    after, result = triage(jnp.array([5]))  # 5 % 4 = 1: suppress the (true) head alert
+    assert int(np.asarray(after)[:, 7].sum()) == 1 and int(result["suppressed_tp"]) == 1
+    after, result = triage(jnp.int32(5))  # a scalar 5 matches no branch
+    np.testing.assert_array_equal(np.asarray(after), np.asarray(queue))
+    assert int(result["suppressed_tp"]) == 0
 
 
 def test_d2_escalating_a_true_alert_detects_its_host():

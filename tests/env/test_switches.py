@@ -3,9 +3,10 @@
 `test_switch_alone_changes_its_behaviour` runs once per name in `jaxsoc.env.params.SWITCHES`, so a
 new switch fails here until a check is registered for it with `@behaviour_of(name)`. Switches that
 only change what the env reports (D1, D8, D9, D11, D12) must leave the world's trajectory
-bit-identical under the same keys and actions; D10 changes only the networks of later episodes.
-The switches that change dynamics are shown on hand-worked states (D3, D4 and D5 stepped through
-the whole env; D6 and D7 on the defenders' functions) or in a rollout (D2); test_attacker.py,
+bit-identical under the same keys and actions; D10 changes only the networks of later episodes;
+D26 (the detection reward's stage read) is shown on a hand-worked step, since the constant policy
+never remediates. The switches that change dynamics are shown on hand-worked states (D3, D4 and D5
+stepped through the whole env; D6 and D7 on the defenders' functions) or in a rollout (D2); test_attacker.py,
 test_alerts.py and test_defenders.py pin their mechanics down further.
 """
 import functools
@@ -313,3 +314,28 @@ def d5_remediating_the_last_host_contains():
     assert bool(after.counters.contained) and int(after.counters.containment_time) == 1
     assert bool(infos["terminated"])
     np.testing.assert_allclose(float(infos["reward_terms"]["response"]), 1.0 + 5.0, rtol=1e-6)  # + bonus
+
+
+@behaviour_of("fix_d26_detection_stage")
+def d26_detection_pays_the_stage_at_detection():
+    v1, fixed = alone("fix_d26_detection_stage", blind_isolation_rate=0.0)
+    # One compromised, undetected Corporate host at stage 3. The hunter hunts Corporate at
+    # intensity and scope 1, so a step detects it w.p. 1 x 1 x (1 - 0.5 x 0.7) x 3/5 = 0.39,
+    # worth 3/5 = 0.6 of R_det. The responder isolates it for sure (intensity 1) and, with `cure`,
+    # remediates it for sure (stage back to 0) in the same step.
+    owned = host_mask(v1, (1, 0))
+    state = with_hosts(fresh(v1), compromised=owned, stage=np.where(owned, 3, 0))
+    hunt = jnp.full((16,), -1.0).at[1].set(1.0).at[6].set(1.0)
+    isolate = jnp.full((12,), -1.0).at[1].set(1.0)
+    cure = isolate.at[6].set(1.0)
+    # v1 reads the stage after the response: a host cured in its detection step earns 0.
+    for params, response, paid in ((v1, cure, 0.0), (fixed, cure, 0.6), (v1, isolate, 0.6), (fixed, isolate, 0.6)):
+        env, step = stepper(tuple((name, getattr(params, name)) for name in SWITCHES))
+        acts = {**env.idle_actions(params), "threat_hunter": hunt, "response_orchestrator": response}
+        steps = [step(jax.random.key(k), state, acts, params) for k in range(12)]  # detected by some keys
+        detected = np.array([int(s.counters.true_positives) == 1 for _, s, *_ in steps])
+        assert 0 < detected.sum() < 12
+        still = np.array([bool(s.hosts.compromised[1, 0]) for _, s, *_ in steps])
+        np.testing.assert_array_equal(still, (response is isolate) | ~detected)
+        detect = np.array([float(infos["reward_terms"]["detect"]) for *_, infos in steps])
+        np.testing.assert_allclose(detect, np.where(detected, paid, 0.0), rtol=1e-6, atol=0)
