@@ -112,9 +112,8 @@ def td_step(learner, state, q_fn, target: jax.Array, weights: jax.Array):
         td = q - target
         return op.importance_weighted_mean(td_loss(td, learner.loss), weights), (td, q)
 
-    (loss, (td, q)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = learner.optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    (loss, (td, q)), params, opt_state = op.gradient_step(loss_fn, state.params, state.opt_state,
+                                                          learner.optimizer, has_aux=True)
     steps = state.steps + 1
     target_params = op.update_target(params, state.target_params, steps, learner.tau, learner.target_period)
     return state._replace(params=params, target_params=target_params, opt_state=opt_state, steps=steps), td, loss, q

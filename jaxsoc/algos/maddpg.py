@@ -168,18 +168,16 @@ class MADDPG:
             q = self.q(params, batch["critic_obs"], batch["others_action"], batch["action"])
             return op.importance_weighted_mean(jnp.square(q - target), weights), (q - target, q)
 
-        (c_loss, (td, q)), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic_params)
-        c_updates, critic_opt = self._opt(self.critic_lr).update(grads, state.critic_opt, state.critic_params)
-        critic_params = optax.apply_updates(state.critic_params, c_updates)
+        (c_loss, (td, q)), critic_params, critic_opt = op.gradient_step(
+            critic_loss, state.critic_params, state.critic_opt, self._opt(self.critic_lr), has_aux=True)
 
         def actor_loss(params):
             own = self.actor.apply(params, batch["obs"])  # inserted in the critic: the gradient path
             return -op.importance_weighted_mean(self.q(critic_params, batch["critic_obs"], batch["others_action"], own),
                                      weights)
 
-        a_loss, grads = jax.value_and_grad(actor_loss)(state.actor_params)
-        a_updates, actor_opt = self._opt(self.actor_lr).update(grads, state.actor_opt, state.actor_params)
-        actor_params = optax.apply_updates(state.actor_params, a_updates)
+        a_loss, actor_params, actor_opt = op.gradient_step(actor_loss, state.actor_params, state.actor_opt,
+                                                           self._opt(self.actor_lr))
 
         steps = state.steps + 1
         target_actor = op.update_target(actor_params, state.target_actor_params, steps, self.tau,

@@ -137,6 +137,14 @@ def make_optimizer(lr: float, max_grad_norm: float = 0.0) -> optax.GradientTrans
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), adam) if max_grad_norm > 0 else adam
 
 
+def gradient_step(loss_fn: Callable, params: PyTree, opt_state: PyTree,
+                  optimizer: optax.GradientTransformation, has_aux: bool = False):
+    """One optimiser step on `loss_fn(params)`: `(loss or (loss, aux), params, opt_state)`."""
+    out, grads = jax.value_and_grad(loss_fn, has_aux=has_aux)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return out, optax.apply_updates(params, updates), opt_state
+
+
 def update_target(online: PyTree, target: PyTree, step: jax.Array, tau: float, period: int) -> PyTree:
     """Every `period` steps, target <- tau * online + (1 - tau) * target (tau 1: a hard copy).
 

@@ -182,9 +182,8 @@ class SAC:
             loss = op.importance_weighted_mean(jnp.square(q1 - target) + jnp.square(q2 - target), weights)
             return loss, ((jnp.abs(q1 - target) + jnp.abs(q2 - target)) / 2, q1)
 
-        (c_loss, (td, q1)), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic_params)
-        c_updates, critic_opt = self._opt(self.critic_lr).update(grads, state.critic_opt, state.critic_params)
-        critic_params = optax.apply_updates(state.critic_params, c_updates)
+        (c_loss, (td, q1)), critic_params, critic_opt = op.gradient_step(
+            critic_loss, state.critic_params, state.critic_opt, self._opt(self.critic_lr), has_aux=True)
 
         # Actor: reparameterised action through the updated critics.
         def actor_loss(params):
@@ -192,9 +191,8 @@ class SAC:
             q = self.q_min(critic_params, batch["obs"], action)
             return op.importance_weighted_mean(alpha * logp - q, weights), logp
 
-        (a_loss, logp), grads = jax.value_and_grad(actor_loss, has_aux=True)(state.actor_params)
-        a_updates, actor_opt = self._opt(self.actor_lr).update(grads, state.actor_opt, state.actor_params)
-        actor_params = optax.apply_updates(state.actor_params, a_updates)
+        (a_loss, logp), actor_params, actor_opt = op.gradient_step(
+            actor_loss, state.actor_params, state.actor_opt, self._opt(self.actor_lr), has_aux=True)
 
         # Temperature: raise alpha when the entropy (-log pi) is below the target, lower it above.
         logp = jax.lax.stop_gradient(logp)
@@ -202,9 +200,8 @@ class SAC:
         def alpha_loss(log_alpha):
             return op.importance_weighted_mean(-log_alpha * (logp + self.entropy_target), weights)
 
-        t_loss, grad = jax.value_and_grad(alpha_loss)(state.log_alpha)
-        t_updates, alpha_opt = optax.adam(self.alpha_lr).update(grad, state.alpha_opt, state.log_alpha)
-        log_alpha = optax.apply_updates(state.log_alpha, t_updates)
+        t_loss, log_alpha, alpha_opt = op.gradient_step(alpha_loss, state.log_alpha, state.alpha_opt,
+                                                        optax.adam(self.alpha_lr))
 
         steps = state.steps + 1
         target_critic = op.update_target(critic_params, state.target_critic_params, steps, self.tau,
