@@ -268,6 +268,21 @@ def _open_checkpoint(
 
 
 # ----------------------------------------------------------------------------- run
+def checkpoint_meta(cfg: dict, update: int, steps_per_update: int, wall: float) -> dict:
+    """The JSON saved with checkpoint `update` of a run of `cfg` (see `jaxsoc.checkpoints`): what
+    `resume` and `load` check a checkpoint against (algorithm, scenario, training config, version)."""
+    return {
+        "algo": cfg["algo"],
+        "scenario": cfg["scenario"],
+        "config_hash": config_lib.training_hash(cfg),
+        "jaxsoc_version": jaxsoc.__version__,
+        "update": update,
+        "env_steps": update * steps_per_update,
+        "num_seeds": cfg["num_seeds"],
+        "wall_time": wall,
+    }
+
+
 def _records(metrics: dict, first_update: int, cfg: dict, steps_per_update: int, wall: float):
     """One JSON-safe record per (update, seed) of a chunk's `[length, num_seeds]` metrics."""
     length = next(iter(metrics.values())).shape[0]
@@ -432,18 +447,6 @@ def _drive(cfg, run_dir, trainer, program, ckpts, writer, state, start, meta, on
         dynamic_ncols=True,
     )
 
-    def meta_now(update: int, wall: float) -> dict:
-        return {
-            "algo": cfg["algo"],
-            "scenario": cfg["scenario"],
-            "config_hash": config_lib.training_hash(cfg),
-            "jaxsoc_version": jaxsoc.__version__,
-            "update": update,
-            "env_steps": update * steps_per_update,
-            "num_seeds": cfg["num_seeds"],
-            "wall_time": wall,
-        }
-
     try:
         while update < num_updates:
             length = min(chunk_updates, num_updates - update)
@@ -466,7 +469,7 @@ def _drive(cfg, run_dir, trainer, program, ckpts, writer, state, start, meta, on
                 _log_eval(run_dir, results, update, cfg, steps_per_update, wall, writer)
 
             if update == num_updates or (every_ckpt and update // every_ckpt > previous // every_ckpt):
-                ckpts.save(update, state, meta_now(update, wall))
+                ckpts.save(update, state, checkpoint_meta(cfg, update, steps_per_update, wall))
 
             sps = length * steps_per_update * cfg["num_seeds"] / max(chunk_seconds, 1e-9)
             postfix = {"sps": f"{sps:,.0f}"}
