@@ -144,6 +144,7 @@ class Policy:
       seed: the training seed those parameters come from (None without a run).
       update: the checkpoint they were loaded from (None for scripted policies).
       greedy: whether `act` takes each head's mode (learners) instead of sampling.
+      scripted: whether it is a scripted policy (no parameters; `greedy` means nothing to it).
       reads_state: whether `act` needs the env state (found by tracing it once without one).
       run: the run folder, or None.
     """
@@ -157,6 +158,7 @@ class Policy:
     seed: int | None
     update: int | None
     greedy: bool
+    scripted: bool
     reads_state: bool
     run: Path | None
     trainer_act: Callable[..., dict] = dataclasses.field(repr=False)
@@ -205,7 +207,7 @@ def _policy(rebuilt: Rebuilt, row: int | None, seed: int | None, greedy: bool, r
     params = () if rebuilt.params is None else jax.tree.map(lambda x: x[row], rebuilt.params)
     cfg = rebuilt.config
     return Policy(cfg["algo"], cfg["scenario"], cfg, rebuilt.env, rebuilt.env_params, params, seed,
-                  rebuilt.checked.update, bool(greedy),
+                  rebuilt.checked.update, bool(greedy), rebuilt.checked.scripted,
                   _reads_state(rebuilt.trainer, params, rebuilt.env, rebuilt.env_params, greedy), run,
                   rebuilt.trainer.act)
 
@@ -242,7 +244,7 @@ def build_scripted(algo: str, scenario: str, env: dict | None = None,
     from jaxsoc.config import ConfigError
 
     if algo in algos.ALGORITHMS and not is_scripted(algo):
-        raise AnalysisError(f"{algo!r} is a learner: evaluate a run folder with its checkpoint instead")
+        raise AnalysisError(f"{algo!r} is a learner: use a run folder with its checkpoint instead")
     try:
         cfg = config_lib.resolve(
             flags={"algo": algo, "scenario": scenario, "env": dict(env or {}),
