@@ -30,18 +30,15 @@ greedily unless --stochastic; a run's policy acts on the scenario it was trained
 """
 
 
-def positive_int(text: str) -> int:
-    value = cli.parse_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = cli.parse_int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text!r}")
-    return value
+def int_at_least(minimum: int):
+    """An argparse type: an integer (5e3 is fine) of at least `minimum`."""
+    def parse(text: str) -> int:
+        value = cli.parse_int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected a positive integer, got {text!r}" if minimum == 1 else f"expected {minimum} or more, got {text!r}")
+        return value
+    return parse
 
 
 def positive_float(text: str) -> float:
@@ -62,11 +59,11 @@ def build_parser():
     p.add_argument("--scenario", help="with --algo: the env preset or scenario YAML")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="env.KEY=VALUE",
                    help="with --algo: env overrides, e.g. --set env.hosts_per_segment=8")
-    p.add_argument("--seed", type=non_negative_int, metavar="S",
+    p.add_argument("--seed", type=int_at_least(0), metavar="S",
                    help="with a run: the trained seed to load (default: its first); the episodes' key stream")
     p.add_argument("--update", type=cli.parse_int, metavar="U", help="with a run: the checkpoint (default: newest)")
-    p.add_argument("--episodes", type=positive_int, default=1, metavar="N", help="episodes to roll out (1)")
-    p.add_argument("--animate", type=non_negative_int, default=1, metavar="K",
+    p.add_argument("--episodes", type=int_at_least(1), default=1, metavar="N", help="episodes to roll out (1)")
+    p.add_argument("--animate", type=int_at_least(0), default=1, metavar="K",
                    help="animate the first K episodes (1; 0: none)")
     p.add_argument("--stochastic", action="store_true", help="learners sample their actions instead of greedy ones")
     p.add_argument("--fps", type=positive_float, default=4.0, help="animation frames (steps) per second (4)")

@@ -28,11 +28,12 @@ PADDING_COLOR = "#ffffff"
 FIGSIZE = (12.8, 7.2)  # inches; 1280 x 720 at the animation's default dpi of 100
 
 # The counts table's columns: clean, compromised (any stage, not yet known), detected, isolated
-# compromised hosts, isolated clean hosts (blind isolations), each in its map colour.
+# compromised hosts, isolated clean hosts (blind isolations), each in its map colour (compromised:
+# the colour of the segment's most advanced stage).
 GROUPS = (("clean", (0,)), ("compromised", (1, 2, 3, 4)), ("detected", (5,)), ("isolated", (6,)),
           ("isolated clean", (7,)))
 GROUP_COLORS = (STATUS_COLORS[0], STATUS_COLORS[3], STATUS_COLORS[5], STATUS_COLORS[6], STATUS_COLORS[7])
-_DARK_GROUPS = (1, 2, 3)  # white text on these
+_DARK_GROUPS = (2, 3)  # white text on these (and on the late stages, below)
 
 TERM_LABELS = {"false_positive": "false pos."}  # short enough for the panel's margin
 
@@ -80,6 +81,14 @@ def segment_levels(trace: dict, step: dict) -> tuple[list[str], np.ndarray]:
         return cols, levels
     weights = np.asarray(att["weights"], dtype=float).mean(axis=0)
     return cols + ["attention"], np.concatenate([levels, weights[:, None]], axis=1)
+
+
+def worst_stage(trace: dict, step: dict, row: int) -> int:
+    """The most advanced stage (1..4) among segment `row`'s undetected compromised hosts (1 if none):
+    the counts table colours its "compromised" cell with it, as the map colours those hosts."""
+    names = trace["status_names"]
+    present = [code for code in GROUPS[1][1] if step["counts"][names[code]][row]]
+    return max(present, default=GROUPS[1][1][0])
 
 
 def action_levels(trace: dict, actions: dict) -> tuple[list[str], np.ndarray]:
@@ -148,9 +157,11 @@ def draw_frame(fig, trace: dict, step: dict, episode: int | None = None) -> dict
     c = ax["counts"]
     c.imshow(np.zeros_like(table), cmap=mcolors.ListedColormap(["#ffffff"]), aspect="auto")
     for (row, col), v in np.ndenumerate(table):
-        c.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, color=GROUP_COLORS[col] if v else "#ffffff"))
+        color = GROUP_COLORS[col] if col != 1 else STATUS_COLORS[worst_stage(trace, step, row)]
+        c.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, color=color if v else "#ffffff"))
         c.text(col, row, str(v), ha="center", va="center", fontsize=10,
-               color="white" if v and col in _DARK_GROUPS else "#222222")
+               color="white" if v and (col in _DARK_GROUPS or (col == 1 and worst_stage(trace, step, row) >= 3))
+               else "#222222")
     c.set_xticks(range(len(groups)), groups, rotation=30, ha="right", fontsize=9)
     c.tick_params(labelleft=False, length=0)
     c.set_title("hosts per segment", fontsize=11, loc="left")

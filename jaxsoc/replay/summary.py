@@ -70,14 +70,16 @@ def draw_summary(trace: dict):
     ax.set_ylabel("hosts")
     ax.set_xlim(0.5, max(t[-1], 1) + 0.5)
     top = max(max(float(groups[g].max()) for g, _ in GROUPS[1:]), 1.0)
-    ax.set_ylim(-0.02 * top, top * 1.05)
+    ax.set_ylim(-0.02 * top, top * 1.45)  # headroom for the legend, inside the axes
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     twin = ax.twinx()
     twin.plot(t, ret, color="black", linestyle="--", linewidth=1.2, label="return so far")
     twin.set_ylabel("return so far")
+    low, high = float(ret.min()), float(ret.max())
+    span = max(high - low, 1.0)
+    twin.set_ylim(low - 0.02 * span, low + 1.45 * span)  # the same headroom
     lines = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(lines, [h.get_label() for h in lines], fontsize=9, ncol=5, loc="lower right",
-              bbox_to_anchor=(1.0, 1.0), frameon=False, borderaxespad=0.2)
+    ax.legend(lines, [h.get_label() for h in lines], fontsize=9, ncol=5, loc="upper left", frameon=False)
     ax.set_title(f"episode 0: {ep['outcome']} after {ep['length']} steps, return {ep['return']:+.2f}",
                  fontsize=11, loc="left")
 
