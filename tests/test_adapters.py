@@ -27,6 +27,7 @@ import gymnasium  # noqa: E402
 
 import jaxsoc.env as soc  # noqa: E402
 from jaxsoc.adapters.joint import JointView  # noqa: E402
+from jaxsoc.adapters.single_agent import ENV_ID  # noqa: E402  (importing it registers the id)
 
 SMALL = {"hosts_per_segment": 3, "max_steps": 6}
 
@@ -123,8 +124,6 @@ def test_the_joint_view_by_hand():
 def test_gymnasium_check_env_passes():
     from gymnasium.utils.env_checker import check_env
 
-    from jaxsoc.adapters.single_agent import ENV_ID
-
     env = gymnasium.make(ENV_ID, scenario="soc-v2", **SMALL)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -145,9 +144,9 @@ def test_the_vector_env_resets_in_the_same_step():
     from gymnasium.vector import AutoresetMode
 
     n = 4
-    envs = gymnasium.make_vec("jaxsoc/SOC-v0", num_envs=n, vectorization_mode="vector_entry_point",
+    envs = gymnasium.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point",
                               scenario="soc-v2", **SMALL)
-    twin = gymnasium.make_vec("jaxsoc/SOC-v0", num_envs=n, vectorization_mode="vector_entry_point",
+    twin = gymnasium.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point",
                               scenario="soc-v2", **SMALL)
     assert envs.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
     obs, _ = envs.reset(seed=7)

@@ -24,6 +24,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 import jaxsoc.env as soc
+from jaxsoc.adapters import single_agent  # noqa: F401  (registers "jaxsoc/SOC-v0", this env its vector entry point)
 from jaxsoc.adapters.joint import JointView, draw_key, step_info
 
 

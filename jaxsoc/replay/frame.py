@@ -9,7 +9,8 @@ and every number on it is read from the step. Panels:
   * hosts per segment: the status counts, as a SOC groups them (clean, compromised, detected,
     isolated);
   * per segment, 0..1: the threat hunter's intensity and the response orchestrator's
-    isolate/remediate (/release) levels as the env reads them ((a + 1) / 2), and, where the
+    isolate/remediate (/release) levels as the agents ask for them ((a + 1) / 2, before the
+    directive's boosts), and, where the
     learner has an explainer (hmarl), the coordinator's attention (mean over heads) for the
     decision in force;
   * alert queue by segment (true and benign alerts), the step's reward as its weighted terms, and
@@ -92,9 +93,9 @@ def worst_stage(trace: dict, step: dict, row: int) -> int:
 
 
 def action_levels(trace: dict, actions: dict) -> tuple[list[str], np.ndarray]:
-    """The per-segment tier-2 action levels the env reads, `(names, [S, k])` in 0..1: hunt intensity
-    (threat_hunter[:S]), isolate (response[:S]), remediate (response[S:2S]) and, where the response
-    has 3S entries, release (response[2S:3S])."""
+    """The per-segment tier-2 action levels asked for, `(names, [S, k])` in 0..1 ((a + 1) / 2, before
+    the directive's boosts): hunt intensity (threat_hunter[:S]), isolate (response[:S]), remediate
+    (response[S:2S]) and, where the response has 3S entries, release (response[2S:3S])."""
     s = len(trace["segments"])
     hunt = np.asarray(actions["threat_hunter"], dtype=float)
     resp = np.asarray(actions["response_orchestrator"], dtype=float)
@@ -123,6 +124,8 @@ def directive_text(trace: dict, step: dict) -> str:
 
 
 def title(trace: dict, step: dict, episode: int | None = None) -> str:
+    """The frame's title: who, which step, the attacker's phase, the triage action, the return so
+    far and, on an episode's last step, how it ended."""
     ep = "" if episode is None else f"episode {episode} · "
     triage = step["actions"]["alert_triage"]
     triage = triage[0] if isinstance(triage, list) else triage

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsoc.env import defenders
+from jaxsoc.run_log import json_safe
 from jaxsoc.env.network import topology
 from jaxsoc.env.params import PHASE_NAMES, posture_names
 from jaxsoc.env.state import IS_TP, SEGMENT, VALID
@@ -114,14 +115,11 @@ def status_counts(grid: np.ndarray) -> dict[str, list]:
 
 
 def _plain(x) -> Any:
-    """A JSON value of a NumPy array or scalar (floats rounded to 6 significant digits)."""
+    """A JSON value of a NumPy array or scalar: floats rounded to 6 decimals, NaN/inf -> null."""
     x = np.asarray(x)
-    if x.dtype == bool:
-        return x.tolist()
-    if np.issubdtype(x.dtype, np.integer):
-        return x.tolist()
-    return np.vectorize(lambda v: None if not np.isfinite(v) else float(f"{v:.6g}"), otypes=[object])(x).tolist() \
-        if x.ndim else (None if not np.isfinite(x) else float(f"{float(x):.6g}"))
+    if np.issubdtype(x.dtype, np.floating):
+        x = np.round(x.astype(np.float64), 6)
+    return json_safe(x)
 
 
 def _outcome(last: dict) -> str:
