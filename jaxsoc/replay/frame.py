@@ -54,6 +54,7 @@ def draw_host_map(ax, trace: dict, grid) -> None:
     ax.imshow(grid, cmap=_CMAP, norm=_NORM, aspect="auto", interpolation="nearest")
     ax.set_yticks(range(s), segment_labels(trace), fontsize=10)
     ax.set_xlabel("host")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     # Cell borders as two line collections (minor ticks would cost a tick object per host).
     if grid.shape[1] <= 60:
         ax.vlines(np.arange(0.5, grid.shape[1] - 1), -0.5, s - 0.5, colors="white", linewidth=0.6)
@@ -192,7 +193,7 @@ def draw_frame(fig, trace: dict, step: dict, episode: int | None = None) -> dict
                 fontsize=11, loc="left")
     q.set_ylim(0, max(float(total.max()), 1.0) * 1.2)
     q.yaxis.set_major_locator(MaxNLocator(integer=True))
-    q.legend(fontsize=8, loc="upper right", frameon=False)
+    q.legend(fontsize=8, ncol=2, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, borderaxespad=0.2)
 
     # The step's reward as the weighted sum of its terms.
     r = ax["reward"]
