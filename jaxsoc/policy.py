@@ -9,7 +9,8 @@
     obs, state, rewards, dones, infos = env.step(jax.random.key(2), state, actions, params)
 
 `Policy.act(key, obs, state=None)` is the learner's own `Trainer.act` with the checkpoint's
-parameters bound, so it picks exactly what `eval/evaluate.py` picks: greedy by default (the
+parameters bound, so it picks what `eval/evaluate.py` picks (continuous actions to float rounding:
+under `jax.jit` the parameters become constants, folded in their own order): greedy by default (the
 mode of each head; the key is then unused by learners), sampling with `greedy=False`. It acts
 for one env; `jax.vmap(policy.act)` acts for many. Learners that read the env state (the
 hierarchical team reads the directive schedule and the directive the env holds; scripted
