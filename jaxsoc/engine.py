@@ -372,6 +372,21 @@ def _read_checkpoint(ckpts: Checkpoints, update: int, run_dir: Path, cfg: dict, 
 
 
 # ----------------------------------------------------------------------------- run
+def checkpoint_meta(cfg: dict, update: int, steps_per_update: int, wall: float) -> dict:
+    """The JSON saved with checkpoint `update` of a run of `cfg` (see `jaxsoc.checkpoints`): what
+    `resume` and `load` check a checkpoint against (algorithm, scenario, training config, version)."""
+    return {
+        "algo": cfg["algo"],
+        "scenario": cfg["scenario"],
+        "config_hash": config_lib.training_hash(cfg),
+        "jaxsoc_version": jaxsoc.__version__,
+        "update": update,
+        "env_steps": update * steps_per_update,
+        "num_seeds": cfg["num_seeds"],
+        "wall_time": wall,
+    }
+
+
 def _records(metrics: dict, first_update: int, cfg: dict, steps_per_update: int, wall: float):
     """One JSON-safe record per (update, seed) of a chunk's `[length, num_seeds]` metrics."""
     length = next(iter(metrics.values())).shape[0]
@@ -555,18 +570,6 @@ def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress
     update = start
     sinks = open_sinks(run_dir) if ckpts is not None else None
 
-    def meta_now(update: int, wall: float) -> dict:
-        return {
-            "algo": cfg["algo"],
-            "scenario": cfg["scenario"],
-            "config_hash": config_lib.training_hash(cfg),
-            "jaxsoc_version": jaxsoc.__version__,
-            "update": update,
-            "env_steps": update * steps_per_update,
-            "num_seeds": cfg["num_seeds"],
-            "wall_time": wall,
-        }
-
     progress.open_bar()
     try:
         while update < num_updates:
@@ -591,7 +594,7 @@ def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress
                 _log_eval(run_dir, results, update, cfg, steps_per_update, wall, sinks)
 
             if update == num_updates or (every_ckpt and update // every_ckpt > previous // every_ckpt):
-                ckpts.save(update, state, meta_now(update, wall))
+                ckpts.save(update, state, checkpoint_meta(cfg, update, steps_per_update, wall))
 
             progress.chunk_done(update, {name: f"{_nanmean(metrics[name][-1]):.3g}"
                                          for name in ("return", "csr") if name in metrics})

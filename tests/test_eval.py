@@ -301,6 +301,94 @@ def test_attention_glue_feeds_the_learners_explainer(toy_run, tmp_path, monkeypa
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
+# ----------------------------------------------------------------------------- jaxsoc.load_policy
+# The rebuild evaluation uses (jaxsoc/policy.py), one seed at a time; the real learners are checked
+# against their own greedy act in tests/test_registry.py (dqn, hmarl; all with -m slow) and
+# tests/test_ppo.py (mappo).
+def load_toy(path, **kw):
+    import jaxsoc
+    from tests import engine_toys
+
+    return jaxsoc.load_policy(path, make_env=engine_toys.make_toy_env, **kw)
+
+
+def test_the_named_seed_and_checkpoint_act_as_the_trainer(toy_run):
+    import jax
+
+    from jaxsoc import engine
+    from tests import engine_toys
+    from tests.test_engine import leaves_equal
+
+    loaded = engine.load(toy_run, make_env=engine_toys.make_toy_env)
+    params = loaded.trainer.policy_params(loaded.state)
+    policy = load_toy(toy_run, seed=1)
+    assert (policy.algo, policy.seed, policy.update, policy.run) == ("toy", 1, 6, toy_run)
+    assert leaves_equal(policy.params, jax.tree.map(lambda x: x[1], params))
+    assert not leaves_equal(policy.params, jax.tree.map(lambda x: x[0], params))
+    assert load_toy(toy_run).seed == 0  # the run's first seed by default
+    older = load_toy(toy_run, seed=1, update=4)
+    assert older.update == 4 and not leaves_equal(older.params, policy.params)
+
+    # Greedy: the argmax of the toy's logits (obs @ w + b) whatever the key, jitted as eager.
+    obs, state = policy.env.reset(jax.random.key(0), policy.env_params)
+    w, b = np.asarray(policy.params["w"]), np.asarray(policy.params["b"])
+    want = {a: int(np.argmax(np.asarray(obs[a]) @ w + b)) for a in engine_toys.AGENTS}
+    for k in range(3):
+        got = jax.jit(policy.act)(jax.random.key(k), obs, state)
+        assert {a: int(v) for a, v in got.items()} == want
+    assert not policy.reads_state and leaves_equal(policy.act(jax.random.key(0), obs), jax.jit(policy.act)(
+        jax.random.key(0), obs))
+    # Sampling draws from the key: some key picks another action than the greedy one.
+    sampled = load_toy(toy_run, seed=1, greedy=False)
+    picks = jax.vmap(lambda k: sampled.act(k, obs)["a"])(jax.random.split(jax.random.key(1), 64))
+    assert len(set(np.asarray(picks).tolist())) > 1
+
+
+def test_folders_it_cannot_use_give_one_clear_error(toy_run, tmp_path):
+    with pytest.raises(AnalysisError, match="does not exist"):
+        load_toy(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AnalysisError, match="is not a run folder: it has no config.yaml"):
+        load_toy(tmp_path / "empty")
+    with pytest.raises(AnalysisError, match=r"trained seed\(s\) 0, 1, not seed 7"):
+        load_toy(toy_run, seed=7)
+
+    def copy(name, edit=None):
+        path = tmp_path / name
+        shutil.copytree(toy_run, path)
+        if edit:
+            cfg = yaml.safe_load((path / "config.yaml").read_text())
+            (path / "config.yaml").write_text(yaml.safe_dump({**cfg, **edit}))
+        return path
+
+    # (No checkpoint and a mixed-up config.yaml: test_learner_bad_checkpoints, the same checks.)
+    with pytest.raises(AnalysisError, match="algorithm 'mystery', which this checkout does not know"):
+        load_toy(copy("unknown", {"algo": "mystery"}))
+    # A damaged newest checkpoint: named, and nothing half-loaded comes back.
+    damaged = copy("damaged")
+    for f in (damaged / "checkpoints" / "6" / "state").rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(b"\0" * 16)
+    with pytest.raises(AnalysisError, match=r"cannot rebuild the policy of .*damaged: checkpoint 6 .* is unreadable"):
+        load_toy(damaged)
+
+
+def test_scripted_policies_need_no_run_and_learners_do():
+    import jax
+
+    import jaxsoc
+    from tests.test_engine import leaves_equal
+
+    with pytest.raises(AnalysisError, match="'mappo' is a learner"):
+        jaxsoc.scripted_policy("mappo", "soc-v2")
+    with pytest.raises(AnalysisError, match="unknown algorithm 'rule_soar'.*did you mean 'rule-soar'"):
+        jaxsoc.scripted_policy("rule_soar", "soc-v2")
+    policy = jaxsoc.scripted_policy("no-defender", "soc-v2", env={"hosts_per_segment": 4})
+    assert (policy.seed, policy.update, policy.run, policy.reads_state) == (None, None, None, False)
+    obs, _ = policy.env.reset(jax.random.key(0), policy.env_params)
+    assert leaves_equal(policy.act(jax.random.key(0), obs), policy.env.idle_actions(policy.env_params))
+
+
 # ----------------------------------------------------------------------------- a real reproduce run
 @pytest.fixture(scope="module")
 def repro(tmp_path_factory):

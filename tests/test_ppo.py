@@ -4,8 +4,9 @@
     terminal-state bootstrap, the clipped surrogate);
   * action heads: masked choices are never sampled, tanh-Gaussian log-probs are exact;
   * MAPPO on a small soc-v2 network through jaxsoc.engine: checkpoints round-trip, an interrupted
-    run resumes bit for bit, `num_seeds=2` equals two one-seed runs, and it beats the
-    uniform-random policy's return by a clear margin;
+    run resumes bit for bit, `num_seeds=2` equals two one-seed runs, it beats the
+    uniform-random policy's return by a clear margin, and `jaxsoc.load_policy` of its run folder
+    acts as the trained seed it names;
   * every algorithm on a tiny SOC-shaped env with real action masks (tests/onpolicy_toys.py).
 
 Compiling the soc-v2 programs dominates; they are built once per module (fixtures) and shared.
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxsoc
 from jaxsoc import algos, config as config_lib, engine, run_log
 from jaxsoc.algos import onpolicy
 from jaxsoc.algos import ppo
@@ -26,6 +28,7 @@ from jaxsoc.algos.common import RoleSpec
 from jaxsoc.config import ConfigError
 from tests.onpolicy_toys import make_toy_soc
 from tests.test_engine import assert_trees_close, leaves_equal
+from tests.test_registry import assert_same_actions
 
 
 # ----------------------------------------------------------------------------- returns
@@ -266,6 +269,25 @@ def test_mappo_beats_the_random_policy_on_small_soc_v2(real):
               f"{episodes} episodes); random policy {random_return:.2f} ({random_episodes} episodes)")
         assert learned > random_return + 8.0
         assert learned > first + 5.0
+
+
+def test_load_policy_acts_as_the_seed_it_names(real):
+    """The second seed of the two-seed run, from its folder: its parameters (not the first seed's)
+    and the trainer's own greedy choices (what evaluation runs) on that seed's envs, jitted."""
+    both = real["both"]
+    policy = jaxsoc.load_policy(both.run_dir, seed=1)
+    assert (policy.algo, policy.seed, policy.update, policy.greedy, policy.reads_state) == ("mappo", 1, UPDATES,
+                                                                                           True, False)
+    params = both.trainer.policy_params(both.state)
+    mine, other = (jax.tree.map(lambda x: x[i], params) for i in (1, 0))
+    assert leaves_equal(policy.params, mine) and not leaves_equal(policy.params, other)
+    obs, state = jax.tree.map(lambda x: x[1], (both.state.obs, both.state.env_state))  # seed 1's 64 envs
+    keys = jax.random.split(jax.random.key(0), MAPPO["num_envs"])
+    fast = {"xla_backend_optimization_level": 0}  # two small programs: compiling dominates
+    want = jax.jit(jax.vmap(both.trainer.act, in_axes=(None, 0, 0, 0, None)), static_argnums=4,
+                   compiler_options=fast)(mine, keys, obs, state, True)
+    got = jax.jit(jax.vmap(lambda k, o: policy.act(k, o)), compiler_options=fast)(keys, obs)  # state optional
+    assert_same_actions(got, want, "mappo")
 
 
 # ----------------------------------------------------------------------------- every algorithm

@@ -8,10 +8,13 @@ networks, a 24-slot buffer that wraps, 2 gradient rounds per update from the fir
   and the checkpoint restores exactly the state that was saved;
 * `act` returns one action per agent inside the env's action space, the same actions for the
   same key, and, for learners, the same greedy actions for any key;
-* `jaxsoc.evaluation` of the trained policy returns finite metrics for every episode.
+* `jaxsoc.evaluation` of the trained policy returns finite metrics for every episode;
+* `jaxsoc.load_policy` of a run folder holding the trained state acts exactly as the trainer's own
+  greedy `act` (what `eval/evaluate.py` runs), jitted or not, and needs the env state only when
+  its `act` reads it.
 
-Only `jaxsoc.algos.make_train`, `jaxsoc.engine`, `jaxsoc.checkpoints` and `jaxsoc.evaluation` are
-used, so a learner that changes its internals keeps these tests; one that is added gets them.
+Only `jaxsoc.algos.make_train`, `jaxsoc.engine`, `jaxsoc.checkpoints`, `jaxsoc.evaluation` and
+`jaxsoc.load_policy` are used, so a learner that changes its internals keeps these tests; one that is added gets them.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import jax
 import numpy as np
 import pytest
 
+import jaxsoc
 import jaxsoc.env as soc
 from jaxsoc import algos, config as config_lib, engine, evaluation
 from jaxsoc.checkpoints import Checkpoints
@@ -145,12 +149,25 @@ def starts():
     return get
 
 
-def test_act_shapes_spaces_and_determinism(trained, starts):
+@pytest.fixture(scope="module")
+def batched_act():
+    """`trainer -> jit(vmap(trainer.act))` over envs (`greedy` static), compiled once per algorithm
+    for the tests that call it."""
+    cache = {}
+
+    def get(trainer):
+        if trainer.name not in cache:
+            cache[trainer.name] = jax.jit(jax.vmap(trainer.act, in_axes=(None, 0, 0, 0, None)), static_argnums=4,
+                                          compiler_options=FAST_COMPILE)
+        return cache[trainer.name]
+    return get
+
+
+def test_act_shapes_spaces_and_determinism(trained, starts, batched_act):
     algo, env, env_params, trainer = (trained[k] for k in ("algo", "env", "env_params", "trainer"))
     params = trainer.policy_params(trained["state"])
     obs, state = starts(scenario_of(algo))
-    act = jax.jit(jax.vmap(trainer.act, in_axes=(None, 0, 0, 0, None)), static_argnums=4,
-                  compiler_options=FAST_COMPILE)
+    act = batched_act(trainer)
     keys = jax.random.split(jax.random.key(2), 8)
     other = jax.random.split(jax.random.key(3), 8)
     for greedy in (False, True):
@@ -176,3 +193,59 @@ def test_evaluation_of_the_trained_policy_is_finite(trained):
         values = np.asarray(out[name])
         assert values.shape == (4,) and np.isfinite(values).all(), (algo, name, values)
     assert np.all((out["length"] >= 1) & (out["length"] <= ENV["max_steps"])), (algo, out["length"])
+
+
+def write_run(path, cfg, trainer, state, update):
+    """The run folder `engine.run` leaves after `update` updates of one seed: `config.yaml` and
+    checkpoint `update` of `state` (seed axis first) with the engine's metadata."""
+    path.mkdir()
+    config_lib.save(cfg, path / "config.yaml")
+    ckpts = Checkpoints(path / "checkpoints")
+    try:
+        meta = engine.checkpoint_meta(cfg, update, trainer.env_steps_per_update, 0.0)
+        ckpts.save(update, jax.tree.map(lambda x: x[None], state), meta)
+        ckpts.wait()
+    finally:
+        ckpts.close()
+
+
+def assert_same_actions(got, want, algo):
+    """Discrete choices exactly; continuous actions to float rounding: a jitted `policy.act` compiles
+    the parameters in as constants, which XLA may fold in another order than the trainer's program,
+    where they are arguments (single-drl's shared torso differs in the 7th digit)."""
+    for agent in want:
+        g, w = np.asarray(got[agent]), np.asarray(want[agent])
+        if np.issubdtype(w.dtype, np.integer):
+            np.testing.assert_array_equal(g, w, err_msg=f"{algo} {agent}")
+        else:
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=f"{algo} {agent}")
+
+
+def test_load_policy_acts_as_the_trained_policy(trained, starts, batched_act, tmp_path):
+    algo, env, trainer, cfg = (trained[k] for k in ("algo", "env", "trainer", "cfg"))
+    write_run(tmp_path / algo, cfg, trainer, trained["state"], UPDATES)
+    policy = jaxsoc.load_policy(tmp_path / algo)
+    scripted = algos.family_of(algo) == "scripted"
+    assert (policy.algo, policy.seed, policy.update, policy.greedy) == (algo, cfg["seed"], None if scripted else UPDATES,
+                                                                        True)
+    obs, state = starts(scenario_of(algo))
+    keys = jax.random.split(jax.random.key(5), 8)
+    # What evaluation picks: the trainer's own act, greedy, with the parameters it trained.
+    want = batched_act(trainer)(trainer.policy_params(trained["state"]), keys, obs, state, True)
+    got = jax.jit(jax.vmap(policy.act), compiler_options=FAST_COMPILE)(keys, obs, state)
+    assert_same_actions(got, want, algo)
+    if policy.reads_state:
+        with pytest.raises(ValueError, match=r"reads the env state.*act\(key, obs, state\)"):
+            policy.act(keys[0], jax.tree.map(lambda x: x[0], obs))
+    else:  # the state is optional and changes nothing
+        stateless = jax.jit(jax.vmap(lambda k, o: policy.act(k, o)), compiler_options=FAST_COMPILE)
+        assert_same_actions(stateless(keys, obs), want, algo)
+    if algo in ("dqn", "hmarl"):  # the default run's two: observations only / the directive schedule
+        assert policy.reads_state == (algo == "hmarl")
+    # The explainer, on the 8 envs' observations as a leading decisions axis (jitted: op by op costs more).
+    if algo == "hmarl":  # per decision and head, a distribution over segments
+        weights = jax.jit(lambda o: policy.attention(o)[0], compiler_options=FAST_COMPILE)(obs)
+        assert weights.shape == (8, TINY["coordinator"]["num_heads"], trained["env_params"].num_segments)
+        np.testing.assert_allclose(np.asarray(weights).sum(-1), 1.0, rtol=1e-5)
+    else:
+        assert policy.attention(obs) is None

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsoc.env import leads
+from jaxsoc.env.params import posture_names
 from jaxsoc.evaluation import make_evaluator
 
 Z95 = 1.96  # two-sided 95 % normal interval of a mean over thousands of episodes
@@ -49,7 +50,7 @@ def summarise(name: str, directive: str, metrics: Dict[str, np.ndarray]) -> Lead
 
 def directive_name(index: int, params) -> str:
     """`"focus=<segment>, <posture>"` of directive `index`."""
-    postures = ("watch", "hunt", "contain") + tuple(str(i) for i in range(3, params.num_postures))
+    postures = posture_names(params)
     return f"focus={params.segment_names[index // params.num_postures]}, {postures[index % params.num_postures]}"
 
 

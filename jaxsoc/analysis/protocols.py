@@ -21,7 +21,6 @@ Results are cached in the run folder as `evaluation.json` (per-seed means, stds 
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -264,12 +263,6 @@ def _summary(per_episode: dict[str, np.ndarray], seeds: Sequence[int]) -> dict:
     return out
 
 
-def _is_scripted(algo: str) -> bool:
-    from jaxsoc import algos
-
-    return algos.ALGORITHMS.get(algo) == "scripted"
-
-
 def evaluate_run(
     run_dir: str | Path,
     episodes: int = 1000,
@@ -293,32 +286,11 @@ def evaluate_run(
     an up-to-date one is reused unless `reuse=False`) with the per-episode arrays under
     "per_episode" (not written to the JSON; see `evaluation.npz`).
     """
-    from jaxsoc import algos, config as config_lib, engine
-    from jaxsoc.config import ConfigError
+    from jaxsoc import policy
 
-    run = runs_lib.read_run(run_dir)
-    if algo is not None and algo != run.algo:
-        raise AnalysisError(f"{run.path} is a {run.algo!r} run, not {algo!r}")
-    if run.algo not in algos.ALGORITHMS:
-        raise AnalysisError(
-            f"{run.path} was trained with algorithm {run.algo!r}, which this checkout does not know "
-            f"(known: {', '.join(sorted(algos.ALGORITHMS))}): cannot rebuild its policy"
-        )
-    scripted = _is_scripted(run.algo)
-    eval_scenario = scenario or run.scenario
-    if eval_scenario != run.scenario and not scripted:
-        raise AnalysisError(
-            f"{run.path} holds a {run.algo!r} policy trained on {run.scenario!r}; evaluating it on "
-            f"{eval_scenario!r} is refused (its observations and actions are laid out for the other scenario)"
-        )
-    ck_update, meta = runs_lib.checkpoint_meta(run)
-    if update is not None and ck_update is None:
-        raise AnalysisError(f"{run.path} has no checkpoints, so none at update {update}")
-    if ck_update is None and not scripted:
-        raise AnalysisError(
-            f"{run.path} has no checkpoint: {run.algo!r} is a learner, so its policy exists only in a "
-            "checkpoint (was the run interrupted before its first one?)"
-        )
+    checked = policy.check_run(run_dir, algo=algo, scenario=scenario, update=update)
+    run, eval_scenario, scripted = checked.run, checked.scenario, checked.scripted
+    ck_update, meta = checked.newest, checked.meta
     request = {
         "format": EVAL_FORMAT,
         "episodes": int(episodes),
@@ -342,31 +314,9 @@ def evaluate_run(
             return cached
 
     t0 = time.perf_counter()
-    cfg_saved = copy.deepcopy(run.config)
-    try:
-        if scripted:
-            # No parameters to restore: rebuild the policy from the config (any scenario).
-            import jaxsoc.env as soc
-
-            flags = {"scenario": eval_scenario, "run": {"progress": False, "tensorboard": False}}
-            cfg = config_lib.resolve(flags=flags, saved=cfg_saved,
-                                     scenarios=[eval_scenario] if make_env else None)
-            env, env_params = (make_env or soc.make)(eval_scenario, **cfg["env"])
-            trainer = algos.make_train(cfg, env, env_params)
-            policy_params = None
-            seeds = run.seeds
-        else:
-            loaded = engine.load(run.path, update, make_env=make_env)
-            cfg, trainer = loaded.config, loaded.trainer
-            import jax
-            import jaxsoc.env as soc
-
-            env, env_params = (make_env or soc.make)(cfg["scenario"], **cfg["env"])
-            policy_params = jax.jit(jax.vmap(trainer.policy_params))(loaded.state)
-            seeds = [cfg["seed"] + i for i in range(cfg["num_seeds"])]
-    except (ConfigError, ValueError, TypeError) as e:
-        raise AnalysisError(f"cannot evaluate {run.path}: {e}") from None
-    per_episode = evaluate_episodes(env, env_params, trainer, seeds, episodes, policy_params, greedy, batch)
+    built = policy.rebuild(checked, make_env)
+    per_episode = evaluate_episodes(built.env, built.env_params, built.trainer, built.seeds, episodes, built.params,
+                                    greedy, batch)
     record = {
         "request": request,
         "run": str(run.path),
@@ -374,7 +324,7 @@ def evaluate_run(
         "trained_on": run.scenario,
         "checkpoint_update": ck_update if update is None else update,
         "checkpoint_env_steps": meta.get("env_steps"),
-        "seeds": _summary(per_episode, seeds),
+        "seeds": _summary(per_episode, built.seeds),
         "seconds": round(time.perf_counter() - t0, 3),
     }
     if write:
@@ -398,25 +348,12 @@ def evaluate_policy(
     make_env: Callable | None = None,
 ) -> dict:
     """Evaluates a scripted policy with no run folder at all (same keys as `evaluate_run`)."""
-    from jaxsoc import algos, config as config_lib
-    from jaxsoc.config import ConfigError
+    from jaxsoc import policy
 
-    if algo in algos.ALGORITHMS and not _is_scripted(algo):
-        raise AnalysisError(f"{algo!r} is a learner: evaluate a run folder with its checkpoint instead")
-    try:
-        cfg = config_lib.resolve(
-            flags={"algo": algo, "scenario": scenario, "env": dict(env or {}),
-                   "run": {"progress": False, "tensorboard": False}},
-            scenarios=[scenario] if make_env else None,
-        )
-        import jaxsoc.env as soc
-
-        env_obj, env_params = (make_env or soc.make)(scenario, **cfg["env"])
-        trainer = algos.make_train(cfg, env_obj, env_params)
-    except (ConfigError, ValueError, TypeError) as e:
-        raise AnalysisError(str(e)) from None
+    built = policy.build_scripted(algo, scenario, env, make_env)
     t0 = time.perf_counter()
-    per_episode = evaluate_episodes(env_obj, env_params, trainer, list(seeds), episodes, None, greedy, batch)
+    per_episode = evaluate_episodes(built.env, built.env_params, built.trainer, list(seeds), episodes, None, greedy,
+                                    batch)
     return {
         "request": {"format": EVAL_FORMAT, "episodes": episodes, "greedy": greedy, "scenario": scenario,
                     "env": dict(env or {}), "checkpoint": None, "heldout_stream": HELDOUT_STREAM},

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from jaxsoc.env.attacker import noise_level, overall
 from jaxsoc.env.network import host_summary, segment_sums, topology
-from jaxsoc.env.params import AGENTS, NUM_PHASES, EnvParams
+from jaxsoc.env.params import AGENTS, NUM_PHASES, EnvParams, posture_names
 from jaxsoc.env.rng import SeededDraws
 from jaxsoc.env.state import (CONFIDENCE, IS_TP, NOISE, SEGMENT, SEVERITY, TIMESTAMP, VALID,
                               EnvState)
@@ -236,8 +236,7 @@ def feature_names(params: EnvParams) -> Dict[str, list]:
     s = len(seg)
     if params.fix_d6_directive:
         directive = [f"directive.focus={n}" for n in seg] + [
-            f"directive.posture={p}" for p in ("watch", "hunt", "contain")[: params.num_postures]
-        ] + [f"directive.posture={i}" for i in range(3, params.num_postures)]
+            f"directive.posture={p}" for p in posture_names(params)]
     else:
         directive = ["directive.scan(d0)", "directive.scope(d1)", "directive.urgency(d4)"]
     if params.fix_d1_hidden_truth:

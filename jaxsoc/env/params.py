@@ -27,6 +27,9 @@ from flax import struct
 AGENTS = ("coordinator", "threat_hunter", "alert_triage", "response_orchestrator")
 NUM_PHASES = 5  # recon, initial access, execution, lateral movement, exfiltration
 NUM_STAGES = 5  # per-host compromise stage 0..4
+# The attacker's phases in order; a compromised host's stage k (1..4) is named after phase k.
+PHASE_NAMES = ("reconnaissance", "initial access", "execution", "lateral movement", "exfiltration")
+POSTURES = ("watch", "hunt", "contain")  # the v2 directive's postures (D6), in index order
 
 # name -> (defect id, what turning the switch on changes). The single source for docs/switches.md.
 SWITCHES: Dict[str, Tuple[str, str]] = {
@@ -630,3 +633,8 @@ def switches_markdown() -> str:
         if a != b:
             lines.append(f"| `{f.name}` | {a} | {b} |")
     return "\n".join(lines) + "\n"
+
+
+def posture_names(params: "EnvParams") -> Tuple[str, ...]:
+    """The name of each of the v2 directive's `num_postures` postures (extra ones by number)."""
+    return (POSTURES + tuple(str(i) for i in range(len(POSTURES), params.num_postures)))[: params.num_postures]

@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""Watch a policy defend: greedy episodes as a JSON trace, an animation and a one-page summary.
+
+    python eval/replay.py runs/<name>                          # the run's first seed, newest checkpoint
+    python eval/replay.py runs/<name> --seed 1 --episodes 4 --animate 2
+    python eval/replay.py --algo rule-soar --scenario soc-v2   # a scripted policy, no run needed
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jaxsoc import cli  # noqa: E402  (light: no JAX import)
+
+EPILOG = """\
+What it writes (into --out, default RUN_DIR/replay, or replays/<algo>-<scenario>-seed<S> with --algo):
+  trace.json       every step of every episode: each host's status per segment (clean, compromised
+                   at stage 1-4, detected, isolated), the alert queue, the directive in force, each
+                   role's action, the reward and its weighted terms, the coordinator's attention
+                   where the learner has one (hmarl), and each episode's outcome and metrics
+  episode_<i>.gif  one frame per step of the first --animate episodes (.mp4 where ffmpeg exists)
+  summary.png      episode 0's timeline, last host map, directive, hunting and attention, and a
+                   line per episode
+
+The episodes come from a key stream of their own for the seed (jaxsoc/replay/trace.py). Learners act
+greedily unless --stochastic; a run's policy acts on the scenario it was trained on.
+"""
+
+
+def int_at_least(minimum: int):
+    """An argparse type: an integer (5e3 is fine) of at least `minimum`."""
+    def parse(text: str) -> int:
+        value = cli.parse_int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected a positive integer, got {text!r}" if minimum == 1 else f"expected {minimum} or more, got {text!r}")
+        return value
+    return parse
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def build_parser():
+    p = cli.Parser(prog="eval/replay.py", description="Roll out a policy's episodes and draw them.",
+                   epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", nargs="?", metavar="RUN_DIR", help="a run folder (runs/<name>)")
+    p.add_argument("--algo", help="a scripted policy to replay without a run folder (with --scenario)")
+    p.add_argument("--scenario", help="with --algo: the env preset or scenario YAML")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="env.KEY=VALUE",
+                   help="with --algo: env overrides, e.g. --set env.hosts_per_segment=8")
+    p.add_argument("--seed", type=int_at_least(0), metavar="S",
+                   help="with a run: the trained seed to load (default: its first); the episodes' key stream")
+    p.add_argument("--update", type=cli.parse_int, metavar="U", help="with a run: the checkpoint (default: newest)")
+    p.add_argument("--episodes", type=int_at_least(1), default=1, metavar="N", help="episodes to roll out (1)")
+    p.add_argument("--animate", type=int_at_least(0), default=1, metavar="K",
+                   help="animate the first K episodes (1; 0: none)")
+    p.add_argument("--stochastic", action="store_true", help="learners sample their actions instead of greedy ones")
+    p.add_argument("--fps", type=positive_float, default=4.0, help="animation frames (steps) per second (4)")
+    p.add_argument("--format", choices=("auto", "gif", "mp4"), default="auto",
+                   help="animation format; auto: mp4 where ffmpeg exists, else gif")
+    p.add_argument("--out", metavar="DIR", help="output folder (see below)")
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if bool(args.run) == bool(args.algo):
+        parser.error("give a run folder, or --algo and --scenario (not both)")
+    if args.algo and not args.scenario:
+        parser.error("--algo needs --scenario")
+    if args.run and (args.scenario or args.sets):
+        parser.error("--scenario and --set go with --algo; a run acts on the scenario it was trained on")
+    if args.animate > args.episodes:
+        parser.error(f"--animate {args.animate} is more than --episodes {args.episodes}")
+
+    def work() -> int:
+        from jaxsoc.replay import animate
+
+        if args.animate and not animate.can_write(animate.pick_format(args.format)):
+            raise cli_error("--format mp4 needs ffmpeg on PATH (use --format gif)")
+        # Everything that can be refused is refused before anything is written.
+        policy, seed, out = resolve(args)
+        if out.exists() and not out.is_dir():
+            raise cli_error(f"--out {out} exists and is not a folder")
+        cli.use_agg()
+        import json
+
+        import matplotlib.pyplot as plt
+
+        from jaxsoc.replay import summary, trace
+
+        record = trace.record(policy, seed, args.episodes)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "trace.json").write_text(json.dumps(record) + "\n")
+        written = [out / "trace.json"]
+        for e in range(args.animate):
+            written.append(animate.write_animation(record, e, out / f"episode_{e}", fps=args.fps, fmt=args.format))
+        fig = summary.draw_summary(record)
+        fig.savefig(out / "summary.png", dpi=100)
+        plt.close(fig)
+        written.append(out / "summary.png")
+        for ep in record["episodes"]:
+            print(f"episode {ep['index']}: {ep['outcome']} after {ep['length']} steps, return {ep['return']:+.2f}")
+        print("wrote " + ", ".join(str(p) for p in written))
+        return 0
+
+    return cli.guarded(work)
+
+
+def cli_error(message: str):
+    from jaxsoc.analysis.runs import AnalysisError
+
+    return AnalysisError(message)
+
+
+def resolve(args):
+    """(policy, seed, output folder) of the command line; AnalysisError for what cannot be replayed."""
+    import jaxsoc
+    from jaxsoc import config as config_lib
+    from jaxsoc.config import ConfigError
+
+    if args.algo:
+        try:
+            env = config_lib.parse_sets(args.sets)
+        except ConfigError as e:
+            raise cli_error(str(e)) from None
+        if set(env) - {"env"}:
+            raise cli_error("--set only takes env.* overrides here")
+        policy = jaxsoc.scripted_policy(args.algo, args.scenario, env.get("env", {}))
+        seed = args.seed or 0
+        out = Path(args.out or Path("replays") / f"{args.algo}-{Path(args.scenario).stem}-seed{seed}")
+        return policy, seed, out
+    policy = jaxsoc.load_policy(args.run, seed=args.seed, update=args.update, greedy=not args.stochastic)
+    return policy, policy.seed, Path(args.out or Path(args.run) / "replay")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

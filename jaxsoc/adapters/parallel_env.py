@@ -1,0 +1,105 @@
+"""The SOC world as a PettingZoo `ParallelEnv`: the four defender roles, NumPy in and out.
+
+    from jaxsoc.adapters.parallel_env import SOCParallelEnv
+    env = SOCParallelEnv("soc-v2", hosts_per_segment=8)
+    obs, infos = env.reset(seed=0)                 # {role: float32 [obs_dim]}
+    while env.agents:
+        actions = {a: env.action_space(a).sample(infos[a].get("action_mask")) for a in env.agents}
+        obs, rewards, terminations, truncations, infos = env.step(actions)
+
+Spaces are the env's, as Gymnasium's (`Discrete` for the alert triage and, under soc-v2, the
+coordinator; float32 `Box` in [-1, 1] otherwise). Discrete roles get `infos[role]["action_mask"]`
+(int8, from `env.get_avail_actions`; every choice is legal in this world, an action with nothing
+to act on is a no-op), as PettingZoo recommends for masks outside the observation; continuous
+roles have none. Every role gets the team reward. All roles end together: on the step where the
+episode is contained or exfiltrated (`terminations`) or hits the time limit (`truncations`),
+`env.agents` empties and `reset` starts the next episode. A role left out of `actions` idles
+(`env.idle_actions()`). `state()` is the world state a centralised critic reads.
+"""
+from __future__ import annotations
+
+import jax
+import numpy as np
+from gymnasium import spaces as gym_spaces
+from pettingzoo import ParallelEnv
+
+import jaxsoc.env as soc
+from jaxsoc.adapters.spaces import to_gymnasium
+
+
+class SOCParallelEnv(ParallelEnv):
+    """A jaxsoc scenario (`jaxsoc.env.make(scenario, **overrides)`) as a PettingZoo ParallelEnv."""
+
+    metadata = {"name": "jaxsoc_v0", "render_modes": [], "is_parallelizable": True}
+
+    def __init__(self, scenario: str = "soc-v2", render_mode: str | None = None, **overrides):
+        if render_mode is not None:
+            raise ValueError(f"{type(self).__name__} draws nothing (no render modes); eval/replay.py watches a policy")
+        self.render_mode = None
+        self.env, self.params = soc.make(scenario, **overrides)
+        self.possible_agents = list(self.env.agents)
+        self.agents: list[str] = []
+        # One space object per role, returned every time (PettingZoo seeds and compares them).
+        self._observation_spaces = {a: to_gymnasium(self.env.observation_space(a)) for a in self.possible_agents}
+        self._action_spaces = {a: to_gymnasium(self.env.action_space(a)) for a in self.possible_agents}
+        self.state_space = gym_spaces.Box(-np.inf, np.inf, (self.env.world_state_size,), np.float32)
+        self._idle = jax.device_get(self.env.idle_actions(self.params))
+        self._key = self._state = None
+
+    def observation_space(self, agent: str) -> gym_spaces.Space:
+        return self._observation_spaces[agent]
+
+    def action_space(self, agent: str) -> gym_spaces.Space:
+        return self._action_spaces[agent]
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        """`(observations, infos)` of a new episode; `seed` fixes it (and the ones after it)."""
+        if seed is not None:
+            self._key = jax.random.PRNGKey(seed)
+        elif self._key is None:  # never seeded: fresh entropy
+            self._key = jax.random.PRNGKey(np.random.SeedSequence().entropy % 2**31)
+        self._key, k = jax.random.split(self._key)
+        obs, self._state = self.env.reset(k, self.params)
+        self.agents = list(self.possible_agents)
+        return self._observations(obs), self._infos({})
+
+    def step(self, actions: dict):
+        """Every live role's action -> observations, rewards, terminations, truncations, infos."""
+        if not self.agents:
+            raise RuntimeError("the episode has ended (env.agents is empty): call reset()")
+        unknown = set(actions) - set(self.possible_agents)
+        if unknown:
+            raise KeyError(f"no role(s) {sorted(unknown)} in this env (roles: {self.possible_agents})")
+        acts = {a: np.asarray(actions.get(a, self._idle[a]), dtype=self._idle[a].dtype) for a in self.possible_agents}
+        self._key, k = jax.random.split(self._key)
+        obs, self._state, rewards, _, infos = self.env.step_env(k, self._state, acts, self.params)
+        obs, rewards, infos = jax.device_get((obs, rewards, infos))
+        terminated = bool(infos["terminated"])
+        truncated = bool(infos["truncated"]) and not terminated
+        extra = {"reward_terms": {k: float(v) for k, v in infos["reward_terms"].items()}}
+        if terminated or truncated:
+            extra["metrics"] = {k: float(v) for k, v in infos["metrics"].items()}
+        out = (self._observations(obs), {a: float(rewards[a]) for a in self.agents},
+               {a: terminated for a in self.agents}, {a: truncated for a in self.agents}, self._infos(extra))
+        if terminated or truncated:
+            self.agents = []
+        return out
+
+    def state(self) -> np.ndarray:
+        """The world state `[world_state_size]` (every role's observation, then ground truth)."""
+        if self._state is None:
+            raise RuntimeError("call reset() before state()")
+        return np.asarray(self.env.get_world_state(self._state, self.params), np.float32)
+
+    def close(self) -> None:
+        pass
+
+    def _observations(self, obs) -> dict:
+        return {a: np.asarray(obs[a], np.float32) for a in self.agents}
+
+    def _infos(self, extra: dict) -> dict:
+        """Per role: `extra`, and the action mask of discrete roles."""
+        masks = jax.device_get(self.env.get_avail_actions(self._state, self.params))
+        return {a: {**extra, **({"action_mask": masks[a].astype(np.int8)}
+                                if isinstance(self._action_spaces[a], gym_spaces.Discrete) else {})}
+                for a in self.agents}
