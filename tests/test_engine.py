@@ -668,6 +668,7 @@ def test_mean_episode_metrics_skips_unended_and_undefined_episodes():
     assert int(none["episodes"]) == 0 and np.isnan(float(none["csr"]))
 
 
+@pytest.mark.slow  # CI budget (~50 CPU-s cold): the real env through the CLI is also run by tests/test_eval.py and tests/test_replay.py
 def test_cli_on_the_real_env_with_evaluation(tmp_path, capsys):
     """Integration with jaxsoc.env: a scripted baseline, logged and evaluated (max_steps from the
     env's params), on a tiny run."""
