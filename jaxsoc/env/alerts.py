@@ -13,8 +13,7 @@ import numpy as np
 from jaxsoc.env.network import topology
 from jaxsoc.env.params import EnvParams
 from jaxsoc.env.rng import Draws
-from jaxsoc.env.state import (CONFIDENCE, HOST, IS_TP, NOISE, NUM_ALERT_FIELDS, SEGMENT,
-                              SEVERITY, TIMESTAMP, VALID)
+from jaxsoc.env.state import CONFIDENCE, HOST, IS_TP, NUM_ALERT_FIELDS, SEGMENT, SEVERITY, VALID
 
 ESCALATE, SUPPRESS, CORRELATE, ENRICH = 0, 1, 2, 3
 
