@@ -5,8 +5,8 @@
 
 Every lead directs the same scripted tier 2 (jaxsoc/env/leads.py). The best fixed directive is
 picked on `--search-episodes` episodes of their own, then measured on the held-out ones beside the
-informed lead (the coordinator's observation only) and the oracle lead (ground truth), in chunks of
-`--search-episodes` (one compiled program for both). Prints the
+informed lead (the coordinator's observation only), the oracle lead (ground truth), the constant
+action and Rule-SOAR, in chunks of `--search-episodes` (one compiled program for both). Prints the
 markdown table of docs/strategic.md (mean ± 95 % half-width) and the margins.
 """
 from __future__ import annotations
@@ -44,12 +44,13 @@ def main() -> None:
           f"searched over {params.num_directives} on {args.search_episodes} episodes each "
           f"({time.time() - start:.0f} s)\n")
     print(compare.to_markdown(rows))
-    fixed, informed, oracle = rows
+    fixed, informed, oracle, idle, soar = rows
     for m in ("return", "csr"):
-        gap = informed.interval(m)[0] - fixed.interval(m)[1]
-        print(f"{m}: informed - best fixed = {informed.mean[m] - fixed.mean[m]:+.3f} "
-              f"(intervals {'apart by ' + format(gap, '.3f') if gap > 0 else 'OVERLAP'}); "
-              f"oracle - informed = {oracle.mean[m] - informed.mean[m]:+.3f}")
+        for other in (fixed, idle, soar):
+            gap = informed.interval(m)[0] - other.interval(m)[1]
+            print(f"{m}: informed - {other.name} = {informed.mean[m] - other.mean[m]:+.3f} "
+                  f"(intervals {'apart by ' + format(gap, '.3f') if gap > 0 else 'OVERLAP'})")
+        print(f"{m}: oracle - informed = {oracle.mean[m] - informed.mean[m]:+.3f}")
 
 
 if __name__ == "__main__":

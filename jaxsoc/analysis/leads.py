@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsoc.env import leads
+from jaxsoc.env import leads, policies
 from jaxsoc.env.params import posture_names
 from jaxsoc.evaluation import make_evaluator
 
@@ -54,20 +54,35 @@ def directive_name(index: int, params) -> str:
     return f"focus={params.segment_names[index // params.num_postures]}, {postures[index % params.num_postures]}"
 
 
-LEAD_NAMES = ("best fixed directive", "informed lead", "oracle lead")
+# The three leads direct the same scripted tier 2; the last two rows are whole teams without a
+# lead, the yardsticks a learned team must also beat (issue 12): the all-zero constant action (an
+# idle SOC) and Rule-SOAR (every rule fired everywhere).
+LEAD_NAMES = ("best fixed directive", "informed lead", "oracle lead", "constant action", "Rule-SOAR")
+LEAD_TEXTS = ("argmax value x evidence, hunt", "argmax value x live compromise, hunt",
+              "no hunt, no response, triage 0", "hunt all, escalate all, isolate on incident")
 
 
 def lead_act(params):
-    """One `act` for every lead, so each evaluation compiles once: the policy parameter
-    `(lead, directive)` picks the fixed directive (lead 0), the informed (1) or the oracle lead (2);
-    all three are computed (they are a few dozen flops) and one is selected."""
+    """One `act` for every row, so each evaluation compiles once: the policy parameter
+    `(lead, directive)` picks the fixed directive (lead 0), the informed (1) or the oracle lead
+    (2), the constant action (3) or Rule-SOAR (4); all five are computed (a few dozen flops each)
+    and one is selected per role."""
 
     def act(pp, key, obs, state, greedy):
         lead, directive = pp
-        informed = leads.informed_lead(key, obs, state, params)["coordinator"]
-        oracle = leads.oracle_lead(key, obs, state, params)["coordinator"]
-        coordinator = jnp.where(lead == 0, directive, jnp.where(lead == 1, informed, oracle))
-        return {"coordinator": coordinator, **leads.scripted_tier2(state, params)}
+        tier2 = leads.scripted_tier2(state, params)
+        rows = [
+            {"coordinator": jnp.asarray(directive, jnp.int32), **tier2},
+            leads.informed_lead(key, obs, state, params),
+            leads.oracle_lead(key, obs, state, params),
+            policies.constant(key, obs, state, params),
+            policies.rule_soar(key, obs, state, params),
+        ]
+        out = {}
+        for role in rows[0]:  # a loop over the four roles, at trace time
+            dtype = jnp.result_type(*[r[role] for r in rows])
+            out[role] = jnp.stack([jnp.asarray(r[role], dtype) for r in rows])[lead]
+        return out
 
     return act
 
@@ -100,7 +115,8 @@ def evaluate_leads(program, lead: np.ndarray, directive: np.ndarray, keys: jax.A
 
 def compare_leads(env, params, episodes: int, search_episodes: int, key: jax.Array) -> List[LeadRow]:
     """Rows for the best fixed directive (picked by mean return on `search_episodes` episodes drawn
-    from a key of their own), the informed and the oracle lead, all on the same held-out episodes:
+    from a key of their own), the informed and the oracle lead, the constant action and Rule-SOAR
+    (`LEAD_NAMES` order), all on the same held-out episodes:
     `episodes` rounded up to a multiple of `search_episodes`, run in chunks of that size with a
     key each, so the search and the held-out comparison share one compiled program."""
     leads.check_scenario(params)
@@ -114,8 +130,7 @@ def compare_leads(env, params, episodes: int, search_episodes: int, key: jax.Arr
     nl = len(LEAD_NAMES)
     held = evaluate_leads(program, np.repeat(np.arange(nl), chunks), np.full(nl * chunks, best),
                           jnp.concatenate([chunk_keys] * nl))  # rows: lead 0's chunks, lead 1's, ...
-    texts = (directive_name(best, params), "argmax value x evidence, hunt",
-             "argmax value x live compromise, hunt")
+    texts = (directive_name(best, params),) + LEAD_TEXTS
     return [summarise(name, text, {k: v[i * chunks:(i + 1) * chunks].reshape(-1) for k, v in held.items()})
             for i, (name, text) in enumerate(zip(LEAD_NAMES, texts))]
 
