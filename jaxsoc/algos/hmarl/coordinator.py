@@ -29,7 +29,14 @@ PyTree = Any
 
 
 class CoordinatorActor(nn.Module):
-    """Policy logits `[..., n_actions]` and attention weights `[..., heads, S]` (or None)."""
+    """Policy logits `[..., n_actions]` and attention weights `[..., heads, S]` (or None).
+
+    With `num_postures` > 0 (the `focus_head: attention` option, discrete directives `focus x
+    num_postures + posture`) the focus is read off the explainer: `log P(focus = s)` is the log of
+    the head-mean attention on segment `s`, the posture comes from the MLP, and a directive's
+    logit is their sum. The attention map is then exactly the focus distribution, and the focus
+    choice trains the query and keys directly; otherwise the MLP gives one logit per choice.
+    """
 
     n_actions: int
     hidden_sizes: Tuple[int, ...]
@@ -39,6 +46,7 @@ class CoordinatorActor(nn.Module):
     num_heads: int = 4
     d_k: int = 64
     embed_dim: int = 64
+    num_postures: int = 0  # > 0: the focus from the attention, the posture from the MLP
 
     @nn.compact
     def __call__(self, obs: jax.Array):
@@ -49,7 +57,13 @@ class CoordinatorActor(nn.Module):
         emb, weights = TokenAttentionEncoder(self.embed_dim, num_heads=self.num_heads, d_k=self.d_k,
                                              token_ids=len(self.tokens), name="explainer")(tok, glob)
         x = jnp.concatenate([emb, glob], axis=-1)
-        return MLP(self.hidden_sizes, out_dim=self.n_actions, output_gain=0.01)(x), weights
+        if not self.num_postures:
+            return MLP(self.hidden_sizes, out_dim=self.n_actions, output_gain=0.01)(x), weights
+        # The floor keeps log finite where a head-mean weight underflows (a masked segment).
+        focus = jnp.log(jnp.mean(weights, axis=-2) + 1e-9)  # [..., S]
+        posture = MLP(self.hidden_sizes, out_dim=self.num_postures, output_gain=0.01)(x)  # [..., P]
+        logits = focus[..., :, None] + posture[..., None, :]  # [..., S, P]: index focus * P + posture
+        return logits.reshape(logits.shape[:-2] + (self.n_actions,)), weights
 
 
 class CoordinatorState(NamedTuple):
@@ -77,11 +91,12 @@ class Coordinator:
     num_heads: int
     d_k: int
     embed_dim: int
+    num_postures: int = 0  # > 0: `focus_head: attention` (see `CoordinatorActor`)
 
     @property
     def actor(self) -> CoordinatorActor:
         return CoordinatorActor(self.n_actions, self.hidden_sizes, self.tokens, self.rest, self.attention,
-                                self.num_heads, self.d_k, self.embed_dim)
+                                self.num_heads, self.d_k, self.embed_dim, self.num_postures)
 
     @property
     def critic(self) -> ValueCritic:
@@ -142,13 +157,19 @@ def build_coordinator(config: dict, env_params) -> Coordinator:
         env_params = env_params.replace(directive_period=int(c["k"]))
     env = SOCEnv(env_params)
     tokens, rest, _ = segment_token_layout(env_params, "coordinator")
+    if cc["focus_head"] == "attention" and not (cc["attention"] and env_params.fix_d6_directive):
+        raise ValueError("hmarl.coordinator.focus_head: attention reads the focus off the explainer, so it "
+                         f"needs hmarl.coordinator.attention: true and discrete directives (D6); "
+                         f"{env_params.name!r} with attention={cc['attention']} has not both: use focus_head: mlp")
+    postures = env_params.num_postures if cc["focus_head"] == "attention" else 0
     return Coordinator(
         env.observation_space("coordinator").shape[0], num_choices(env_params), tuple(c["hidden_sizes"]),
         tuple(map(tuple, tokens.tolist())), tuple(rest.tolist()),
         loss_cfg=ppo.LossConfig(clip_eps=cc["clip_eps"], clip_value=False, vf_coef=cc["vf_coef"],
                                 ent_coef=cc["ent_coef"], normalize_advantages=False),
         lr=cc["lr"], epochs=cc["epochs"], minibatches=cc["minibatches"], max_grad_norm=cc["max_grad_norm"],
-        attention=cc["attention"], num_heads=cc["num_heads"], d_k=cc["d_k"], embed_dim=cc["embed_dim"])
+        attention=cc["attention"], num_heads=cc["num_heads"], d_k=cc["d_k"], embed_dim=cc["embed_dim"],
+        num_postures=postures)
 
 
 def attention_weights(policy_params, obs, config: dict, env_params):

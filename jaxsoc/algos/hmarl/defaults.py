@@ -23,6 +23,8 @@ COORDINATOR_DEFAULTS = {
     "num_heads": 4,
     "d_k": 64,
     "embed_dim": 64,
+    "focus_head": "mlp",           # mlp: one logit per directive; attention: P(focus) is the explainer's
+                                   # head-mean attention, the posture from the MLP (discrete directives)
     "capacity": 0.5,               # macro-transitions kept per update, x (num_envs * rollout / K): a
                                    # random subset when fewer than were emitted (unbiased, cheaper)
 }
@@ -53,6 +55,7 @@ def validate(config: dict) -> None:
     cc = c["coordinator"]
     check_choice("hmarl.coordinator.discounting", cc["discounting"], ("smdp", "reference"))
     check_choice("hmarl.coordinator.encoding", cc["encoding"], ("hmarl", "onehot"))
+    check_choice("hmarl.coordinator.focus_head", cc["focus_head"], ("mlp", "attention"))
     check_choice("hmarl.condition_on_directive", c["condition_on_directive"], ("auto", True, False))
     if c["k"] is not None and (not isinstance(c["k"], int) or c["k"] < 1):
         raise ConfigError(f"hmarl.k must be a positive integer or null, got {c['k']!r}")

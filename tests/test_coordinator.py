@@ -1,0 +1,48 @@
+"""The strategic coordinator's focus head (`hmarl.coordinator.focus_head`)."""
+import copy
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxsoc.env as soc
+from jaxsoc.algos.hmarl import DEFAULTS, build_coordinator
+
+
+def _config(**coordinator):
+    config = {"hmarl": copy.deepcopy(DEFAULTS)}
+    config["hmarl"]["coordinator"].update(coordinator)
+    return config
+
+
+def test_attention_focus_head_makes_the_explainer_the_focus_distribution():
+    """With `focus_head: attention` the policy's marginal over focus segments IS the head-mean
+    attention map (directive index = focus x postures + posture), so the map explains where the
+    coordinator looks; the MLP head has no such tie."""
+    env, p = soc.make("soc-strategic")
+    # Observations need not be reachable for an identity of the network (no env program to compile).
+    obs = jax.random.uniform(jax.random.key(1), (8, env.observation_space("coordinator").shape[0]))
+    for head, tied in (("attention", True), ("mlp", False)):
+        c = build_coordinator(_config(focus_head=head), p)
+        st = c.init(jax.random.key(0))
+        # Move the explainer off its near-uniform start so that a tie is not a coincidence.
+        params = jax.tree_util.tree_map_with_path(
+            lambda path, x: x * 8.0 if "explainer" in jax.tree_util.keystr(path) else x, st.actor_params)
+        st = st._replace(actor_params=params)
+        dist, weights = c.dist(st.actor_params, obs)
+        focus = jax.nn.softmax(dist.logits).reshape(8, p.num_segments, p.num_postures).sum(-1)
+        attention = weights.mean(axis=-2)  # [8, S]
+        assert float(jnp.max(jnp.abs(attention - 0.1))) > 0.01  # not uniform: a real test of the tie
+        gap = float(jnp.max(jnp.abs(focus - attention)))
+        assert (gap < 1e-5) if tied else (gap > 1e-3), (head, gap)
+
+
+def test_attention_focus_head_refuses_a_scenario_without_a_focus_choice():
+    _, v1 = soc.make("hmarl-soc-v1")
+    with pytest.raises(ValueError, match="discrete directives"):
+        build_coordinator(_config(focus_head="attention"), v1)
+    _, v2 = soc.make("soc-v2")
+    with pytest.raises(ValueError, match="attention: true"):
+        build_coordinator(_config(focus_head="attention", attention=False), v2)
+    np.testing.assert_equal(build_coordinator(_config(focus_head="attention"), v2).num_postures, v2.num_postures)
