@@ -27,7 +27,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Dict, Iterable, Mapping, Tuple
 
 import yaml
 
@@ -375,11 +375,26 @@ def is_scenario_file(scenario: str) -> bool:
     return str(scenario).endswith((".yaml", ".yml"))
 
 
+# Keys added to a section after runs were saved, with the value that trains exactly what those
+# runs trained: at that value a key is left out of `training_part`, so the older runs still load
+# and resume (their hash is unchanged); any other value is a change like any other.
+ADDED_KEYS: Dict[Tuple[str, ...], Any] = {("hmarl", "coordinator", "focus_head"): "mlp"}
+
+
 def training_part(config: Mapping) -> dict:
-    """The keys that decide what is trained: TRAINING_KEYS plus the algorithm family's section."""
+    """The keys that decide what is trained: TRAINING_KEYS plus the algorithm family's section,
+    less any `ADDED_KEYS` at its old-behaviour value."""
     family = algos.family_of(config["algo"])
     part = {key: config[key] for key in TRAINING_KEYS}
-    part[family] = config.get(family, {})
+    part[family] = copy.deepcopy(config.get(family, {}))
+    for path, old in ADDED_KEYS.items():
+        if path[0] != family:
+            continue
+        section = part
+        for key in path[:-1]:
+            section = section.get(key) if isinstance(section, Mapping) else None
+        if isinstance(section, dict) and path[-1] in section and section[path[-1]] == old:
+            del section[path[-1]]
     return part
 
 

@@ -46,3 +46,16 @@ def test_attention_focus_head_refuses_a_scenario_without_a_focus_choice():
     with pytest.raises(ValueError, match="attention: true"):
         build_coordinator(_config(focus_head="attention", attention=False), v2)
     np.testing.assert_equal(build_coordinator(_config(focus_head="attention"), v2).num_postures, v2.num_postures)
+
+
+def test_runs_saved_before_focus_head_existed_keep_their_training_hash():
+    """`focus_head` was added after runs were saved: at "mlp" (what they trained) it leaves the
+    training hash unchanged, so they load and resume; "attention" is a change."""
+    from jaxsoc import config as config_lib
+
+    cfg = config_lib.resolve(flags={"algo": "hmarl"})
+    old = copy.deepcopy(cfg)
+    del old["hmarl"]["coordinator"]["focus_head"]
+    assert config_lib.training_hash(cfg) == config_lib.training_hash(old)
+    cfg["hmarl"]["coordinator"]["focus_head"] = "attention"
+    assert config_lib.training_hash(cfg) != config_lib.training_hash(old)

@@ -282,6 +282,43 @@ def attention_maps(weights, token_names: Sequence[str], decision_labels: Sequenc
     return fig, {"weights": w, "mean": mean}
 
 
+def attention_with_truth(examples: Sequence[Mapping], segment_names: Sequence[str],
+                         campaign_names: Sequence[str], title: str | None = None):
+    """Attention beside the ground truth, one panel per decision: the first row is the explainer's
+    head-mean attention over segments (the directive's focus boxed), the next rows whether each
+    campaign holds a live host there. `examples`: `{attention [S], focus, held [C, S], step}`
+    (`explain.example_decisions`). Returns (fig, {"attention": [D, S], "held": [D, C, S]})."""
+    if not examples:
+        raise AnalysisError("no decisions with an attacked segment to draw")
+    att = np.stack([np.asarray(e["attention"], np.float64) for e in examples])
+    held = np.stack([np.asarray(e["held"], np.float64) for e in examples])
+    d, s = att.shape
+    c = held.shape[1]
+    if len(segment_names) != s or len(campaign_names) != c:
+        raise AnalysisError(f"{len(segment_names)} segment and {len(campaign_names)} campaign names "
+                            f"for {s} segments and {c} campaigns")
+    plt = _plt()
+    fig, axes = plt.subplots(d, 2, figsize=(0.5 * s + 4.0, (0.3 * (c + 1) + 0.9) * d), squeeze=False,
+                             gridspec_kw={"width_ratios": [30, 1]})
+    for i, e in enumerate(examples):
+        ax = axes[i, 0]
+        im = ax.imshow(att[i][None], aspect="auto", cmap="viridis", vmin=0.0, vmax=float(att.max()),
+                       extent=(-0.5, s - 0.5, 0.5, -0.5))
+        ax.imshow(np.ma.masked_equal(held[i], 0.0), aspect="auto", cmap="Reds", vmin=0.0, vmax=1.5,
+                  extent=(-0.5, s - 0.5, c + 0.5, 0.5))
+        ax.add_patch(plt.Rectangle((e["focus"] - 0.5, -0.5), 1.0, 1.0, fill=False, edgecolor="white", lw=2.0))
+        ax.set_ylim(c + 0.5, -0.5)
+        ax.set_yticks(range(c + 1), ["attention"] + list(campaign_names), fontsize="small")
+        ax.set_xticks(range(s), segment_names, rotation=45, ha="right", fontsize="small")
+        ax.set_title(f"decision at step {e['step']}: focus {segment_names[e['focus']]} (boxed); red: held by the campaign",
+                     fontsize="small")
+        fig.colorbar(im, cax=axes[i, 1])
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    return fig, {"attention": att, "held": held}
+
+
 def k_sweep(sweep: Mapping[str, Mapping[int, Mapping[str, Sequence[float]]]],
             metrics: Sequence[str] = ("return", "csr", "mttr", "fpr"), title: str | None = None):
     """Per metric a panel: each method's mean ± population std over seeds against K (log x).

@@ -1,0 +1,52 @@
+"""The explainer statistics (jaxsoc/analysis/explain.py) on hand-made decisions."""
+import numpy as np
+import pytest
+
+from jaxsoc.analysis import explain
+
+
+def _records():
+    # 2 steps x 2 envs, 4 segments, 2 campaigns. Step 0 decides in both envs, step 1 only in env 1.
+    att = np.array([[[0.7, 0.1, 0.1, 0.1], [0.25, 0.25, 0.25, 0.25]],
+                    [[0.0, 0.0, 0.0, 1.0], [0.1, 0.2, 0.3, 0.4]]])
+    held = np.zeros((2, 2, 2, 4), bool)
+    held[0, 0, 0, 0] = True   # env 0: the loud campaign (stealth 0.1) holds segment 0
+    held[0, 0, 1, 2] = True   # env 0: the quiet one (0.9) holds segment 2
+    held[0, 1, 1, 3] = True   # env 1: the quiet one holds segment 3
+    held[1, 1, 0, 1] = True   # step 1, env 1: the loud one holds segment 1
+    stealth = np.array([[0.1, 0.9], [0.1, 0.9]])[None].repeat(2, 0)
+    return {"decides": np.array([[True, True], [False, True]]), "attention": att,
+            "focus": np.array([[0, 1], [3, 3]]), "held": held, "stealth": stealth}
+
+
+def test_attention_statistics_by_hand():
+    st = explain.attention_statistics(_records())
+    # decisions: (step 0, env 0), (0, 1), (1, 1); focus segments 0, 1, 3 -> weights 0.7, 0.25, 0.4
+    assert st["decisions"] == 3 and st["uniform"] == 0.25
+    assert st["focus"] == pytest.approx((0.7 + 0.25 + 0.4) / 3)
+    # attacked: (0,0) segs 0,2 -> 0.7, 0.1; (0,1) seg 3 -> 0.25; (1,1) seg 1 -> 0.2
+    assert st["attacked"] == pytest.approx((0.7 + 0.1 + 0.25 + 0.2) / 4)
+    assert st["loud campaign"] == pytest.approx((0.7 + 0.2) / 2)
+    assert st["quiet campaign"] == pytest.approx((0.1 + 0.25) / 2)
+    assert st["clean"] == pytest.approx((0.1 + 0.1 + 0.25 + 0.25 + 0.25 + 0.1 + 0.3 + 0.4) / 8)
+    # top segments: 0 (attacked), 0 (first of ties; clean), 3 (clean) -> 1/3; chance: 2/4, 1/4, 1/4
+    assert st["top_attacked"] == pytest.approx(1 / 3)
+    assert st["chance"] == pytest.approx((0.5 + 0.25 + 0.25) / 3)
+
+
+def test_loud_and_quiet_follow_stealth_not_campaign_order():
+    r = _records()
+    r["stealth"] = r["stealth"][..., ::-1].copy()  # campaign 1 is now the loud one
+    st = explain.attention_statistics(r)
+    assert st["quiet campaign"] == pytest.approx((0.7 + 0.2) / 2)
+    assert st["loud campaign"] == pytest.approx((0.1 + 0.25) / 2)
+
+
+def test_example_decisions_skip_decisions_without_an_attack():
+    r = _records()
+    r["held"][0, 0] = False
+    assert explain.example_decisions(r, 4) == []
+    r = _records()
+    ex = explain.example_decisions(r, 4)
+    assert len(ex) == 1 and ex[0]["focus"] == 0 and ex[0]["step"] == 0
+    np.testing.assert_allclose(ex[0]["attention"], [0.7, 0.1, 0.1, 0.1])
