@@ -34,6 +34,9 @@ Tier 3, the attention explainer: multi-head attention (`num_heads` heads, `d_k`)
 coordinator's policy, over one token per network segment (`observe.segment_token_layout`), queried
 by the global features, trained by the policy loss; `attention_weights(policy_params, obs, config,
 env_params)` returns the weights of a batch of decisions (`[decisions, heads, segments]`).
+With `coordinator.focus_head: attention` (discrete directives) the focus is read off the
+explainer: P(focus = segment) is the head-mean attention on it and the posture comes from the MLP,
+so the map is where the coordinator looks (`eval/explain.py` checks it against the ground truth).
 
 Ablations (config switches): `train_coordinator: false` (no coordinator: a fixed directive,
 `coordinator_action` on soc-v2, the all-zero directive on v1), `shared_buffer: false`, both (flat),
