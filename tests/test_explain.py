@@ -50,3 +50,17 @@ def test_example_decisions_skip_decisions_without_an_attack():
     ex = explain.example_decisions(r, 4)
     assert len(ex) == 1 and ex[0]["focus"] == 0 and ex[0]["step"] == 0
     np.testing.assert_allclose(ex[0]["attention"], [0.7, 0.1, 0.1, 0.1])
+
+
+def test_attention_with_truth_draws_what_it_is_given():
+    from jaxsoc.analysis import figures
+    from jaxsoc.analysis.runs import AnalysisError
+
+    ex = explain.example_decisions(_records(), 4)
+    fig, data = figures.attention_with_truth(ex, ["a", "b", "c", "d"], ["loud", "quiet"])
+    np.testing.assert_allclose(data["attention"], [[0.7, 0.1, 0.1, 0.1]])
+    np.testing.assert_array_equal(data["held"][0], _records()["held"][0, 0])
+    with pytest.raises(AnalysisError, match="no decisions"):
+        figures.attention_with_truth([], ["a"], ["loud"])
+    with pytest.raises(AnalysisError, match="3 segment"):
+        figures.attention_with_truth(ex, ["a", "b", "c"], ["loud", "quiet"])

@@ -302,8 +302,12 @@ def attention_with_truth(examples: Sequence[Mapping], segment_names: Sequence[st
                              gridspec_kw={"width_ratios": [30, 1]})
     for i, e in enumerate(examples):
         ax = axes[i, 0]
-        im = ax.imshow(att[i][None], aspect="auto", cmap="viridis", vmin=0.0, vmax=float(att.max()),
-                       extent=(-0.5, s - 0.5, 0.5, -0.5))
+        # The colour spans the weights' own range (a near-uniform map would be one colour from
+        # 0); each cell also prints its weight, so small differences stay readable.
+        im = ax.imshow(att[i][None], aspect="auto", cmap="viridis", vmin=float(att.min()),
+                       vmax=float(att.max()), extent=(-0.5, s - 0.5, 0.5, -0.5))
+        for j in range(s):
+            ax.text(j, 0.0, f"{att[i, j]:.3f}", ha="center", va="center", fontsize="x-small", color="w")
         ax.imshow(np.ma.masked_equal(held[i], 0.0), aspect="auto", cmap="Reds", vmin=0.0, vmax=1.5,
                   extent=(-0.5, s - 0.5, c + 0.5, 0.5))
         ax.add_patch(plt.Rectangle((e["focus"] - 0.5, -0.5), 1.0, 1.0, fill=False, edgecolor="white", lw=2.0))
