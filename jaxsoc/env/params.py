@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -566,6 +567,11 @@ def validate(p: EnvParams) -> None:
             raise ValueError(f"{name} needs num_postures={p.num_postures} entries")
     if p.rng_impl not in ("hash", "threefry"):
         raise ValueError(f"rng_impl must be 'hash' or 'threefry', got {p.rng_impl!r}")
+    for field in dataclasses.fields(p):  # reward weights, costs, noise: NaN or inf poisons every step
+        value = getattr(p, field.name)
+        for x in (value if isinstance(value, tuple) else (value,)):
+            if isinstance(x, float) and not math.isfinite(x):
+                raise ValueError(f"{field.name} must be a finite number, got {value}")
     for name in ("stealth", "p_initial_access", "p_execution", "p_lateral", "p_exfiltration",
                  "fp_alert_rate", "false_scan_rate", "blind_isolation_rate"):
         v = getattr(p, name)

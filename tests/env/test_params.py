@@ -60,6 +60,9 @@ def test_yaml_scenario(tmp_path):
     (dict(name="soc-v2", segment_values=(1.0, 1.0)), "segment_values has 2 entries"),
     (dict(name="soc-v2", stealth=1.5), "probability"),
     (dict(name="soc-v2", rng_impl="mt19937"), "rng_impl"),
+    (dict(name="soc-strategic", exfiltration_penalty=float("nan")), "exfiltration_penalty must be a finite"),
+    (dict(name="soc-v2", w_fp=float("-inf")), "w_fp must be a finite"),
+    (dict(name="soc-v2", telemetry_direction=(1.0,) * 7 + (float("inf"),)), "telemetry_direction must be a finite"),
     (dict(name="missing.yaml"), "not found"),
 ])
 def test_bad_input_is_a_clear_error(kwargs, message):
