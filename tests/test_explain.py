@@ -64,3 +64,30 @@ def test_attention_with_truth_draws_what_it_is_given():
         figures.attention_with_truth([], ["a"], ["loud"])
     with pytest.raises(AnalysisError, match="3 segment"):
         figures.attention_with_truth(ex, ["a", "b", "c"], ["loud", "quiet"])
+
+
+def test_decision_records_agree_with_the_oracle_lead():
+    """On a small soc-strategic, under the oracle lead (it focuses the segment where live
+    compromise weighs most), every decision with an attacked segment focuses an attacked one:
+    `held` and `focus` read the same ground truth the oracle does. Decisions come every K steps
+    of each env's first episode only."""
+    import jax
+    import jax.numpy as jnp
+
+    import jaxsoc.env as soc
+    from jaxsoc.env import leads
+
+    env, p = soc.make("soc-strategic", hosts_per_segment=(6,) * 10, max_steps=40)
+    act = lambda pp, k, o, s, greedy: leads.oracle_lead(k, o, s, p)  # noqa: E731
+    uniform = lambda pp, obs: jnp.full((obs["coordinator"].shape[0], 2, 10), 0.1)  # noqa: E731
+    r = explain.decision_records(env, p, act, (), uniform, jax.random.key(3), 16)
+    t = np.arange(r["decides"].shape[0])
+    assert not r["decides"][t % p.directive_period != 0].any()
+    d = r["decides"]
+    attacked = r["held"].any(axis=2)  # [T, N, S]
+    at_focus = np.take_along_axis(attacked, r["focus"][..., None], axis=-1)[..., 0]
+    some = d & attacked.any(axis=-1)
+    assert some.sum() > 20, some.sum()
+    assert at_focus[some].all()
+    st = explain.attention_statistics(r)
+    assert st["focus"] == pytest.approx(0.1) and st["top_attacked"] >= 0.0
