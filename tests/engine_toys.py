@@ -75,11 +75,20 @@ class ToyEnv:
         return obs, state, rewards, dones, infos
 
 
-def make_toy_env(scenario: str, **overrides):
-    if scenario != "toy":
-        raise ValueError(f"unknown toy scenario {scenario!r}")
-    params = ToyParams(**overrides)
-    return ToyEnv(params), params
+def scenario_maker(name: str, env_cls, params_cls):
+    """`make(scenario, **overrides) -> (env, params)` for the one toy scenario `name`, shaped
+    like `jaxsoc.env.make` so the engine can take it as `make_env`."""
+
+    def make(scenario: str, **overrides):
+        if scenario != name:
+            raise ValueError(f"unknown toy scenario {scenario!r}")
+        params = params_cls(**overrides)
+        return env_cls(params), params
+
+    return make
+
+
+make_toy_env = scenario_maker("toy", ToyEnv, ToyParams)
 
 
 # ----------------------------------------------------------------------------- learner

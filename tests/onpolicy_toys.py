@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxsoc.env.spaces import Box, Discrete
+from tests.engine_toys import scenario_maker
 
 AGENTS = ("coordinator", "threat_hunter", "alert_triage", "response_orchestrator")
 N_COORD, N_TRIAGE, D_TH, D_RO = 5, 4, 3, 2
@@ -135,8 +136,4 @@ class ToySOC:
         return obs, state, rewards, dones, infos
 
 
-def make_toy_soc(scenario: str, **overrides):
-    if scenario != "toy-soc":
-        raise ValueError(f"unknown scenario {scenario!r}")
-    params = ToyParams(**overrides)
-    return ToySOC(params), params
+make_toy_soc = scenario_maker("toy-soc", ToySOC, ToyParams)

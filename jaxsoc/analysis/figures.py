@@ -129,29 +129,40 @@ class _quiet:
         return self._w.__exit__(*exc)
 
 
+def _metric_panels(metrics: Sequence[str], series: Sequence[tuple], width: float, height: float, draw):
+    """One panel per metric (titled, gridded, legend in the first) and in each one curve per
+    `(label, item)` of `series`, drawn by `draw(ax, index, label, item, metric, spec)`, which returns the
+    curve's data. Returns (fig, axes, {metric: {label: data}})."""
+    fig, axes = _grid(len(metrics), width, height)
+    data: dict = {}
+    for ax, key in zip(axes, metrics):
+        spec = runs_lib.metric(key)
+        data[key] = {label: draw(ax, i, label, item, key, spec) for i, (label, item) in enumerate(series)}
+        ax.set_title(spec.label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    return fig, axes, data
+
+
 def learning_curves(groups: Sequence[Group], metrics: Sequence[str] = ("return", "csr", "fpr", "mttr"),
                     window: int = protocols.WINDOW_EPISODES, title: str | None = None):
     """Per metric a panel: each method's mean over seeds (line) and ± population std (band)
     against env steps per seed. Returns (fig, {metric: {label: curve_series(...)}})."""
     if not groups:
         raise AnalysisError("no methods to plot")
-    fig, axes = _grid(len(metrics), 4.6, 3.2)
-    data: dict = {}
-    for ax, key in zip(axes, metrics):
-        spec = runs_lib.metric(key)
-        data[key] = {}
-        for i, g in enumerate(groups):
-            c = curve_series(g, key, window)
-            data[key][g.label] = c
-            x = c["steps"]
-            ax.plot(x, c["mean"] * spec.scale, color=_color(i), label=g.label, lw=1.5)
-            ax.fill_between(x, (c["mean"] - c["std"]) * spec.scale, (c["mean"] + c["std"]) * spec.scale,
-                            color=_color(i), alpha=0.2, lw=0)
-        ax.set_title(spec.label)
+
+    def draw(ax, i, label, g, key, spec):
+        c = curve_series(g, key, window)
+        x = c["steps"]
+        ax.plot(x, c["mean"] * spec.scale, color=_color(i), label=label, lw=1.5)
+        ax.fill_between(x, (c["mean"] - c["std"]) * spec.scale, (c["mean"] + c["std"]) * spec.scale,
+                        color=_color(i), alpha=0.2, lw=0)
+        return c
+
+    fig, axes, data = _metric_panels(metrics, [(g.label, g) for g in groups], 4.6, 3.2, draw)
+    for ax in axes[:len(metrics)]:
         ax.set_xlabel("env steps per seed")
         ax.xaxis.set_major_formatter(_eng())
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="small")
     sub = "band: ± std over seeds"
     if window > 1:
         sub = f"trailing mean over >= {window:,} episodes; " + sub
@@ -329,26 +340,22 @@ def k_sweep(sweep: Mapping[str, Mapping[int, Mapping[str, Sequence[float]]]],
     Returns (fig, {metric: {label: {"k": [...], "mean": [...], "std": [...]}}})."""
     if not sweep:
         raise AnalysisError("no K-sweep runs to plot")
-    fig, axes = _grid(len(metrics), 4.2, 3.0)
-    data: dict = {}
-    for ax, key in zip(axes, metrics):
-        spec = runs_lib.metric(key)
-        data[key] = {}
-        for i, (label, by_k) in enumerate(sweep.items()):
-            ks = sorted(by_k)
-            stats = [runs_lib.Stat.of(by_k[k].get(key, [])) for k in ks]
-            mean = np.array([s.mean for s in stats])
-            std = np.array([s.std for s in stats])
-            data[key][label] = {"k": ks, "mean": mean, "std": std}
-            ax.errorbar(ks, mean * spec.scale, yerr=std * spec.scale, marker="o", capsize=3,
-                        color=_color(i), label=label)
+
+    def draw(ax, i, label, by_k, key, spec):
+        ks = sorted(by_k)
+        stats = [runs_lib.Stat.of(by_k[k].get(key, [])) for k in ks]
+        mean = np.array([s.mean for s in stats])
+        std = np.array([s.std for s in stats])
+        ax.errorbar(ks, mean * spec.scale, yerr=std * spec.scale, marker="o", capsize=3,
+                    color=_color(i), label=label)
+        return {"k": ks, "mean": mean, "std": std}
+
+    fig, axes, data = _metric_panels(metrics, list(sweep.items()), 4.2, 3.0, draw)
+    allk = sorted({k for v in sweep.values() for k in v})
+    for ax in axes[:len(metrics)]:
         ax.set_xscale("log")
-        allk = sorted({k for v in sweep.values() for k in v})
         ax.set_xticks(allk, [str(k) for k in allk])
         ax.set_xlabel("K (coordinator period, env steps)")
-        ax.set_title(spec.label)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="small")
     if title:
         fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
