@@ -28,8 +28,17 @@ import gymnasium  # noqa: E402
 import jaxsoc.env as soc  # noqa: E402
 from jaxsoc.adapters.joint import JointView  # noqa: E402
 from jaxsoc.adapters.single_agent import ENV_ID  # noqa: E402  (importing it registers the id)
+from tests.fast import fast_compile  # noqa: E402
 
 SMALL = {"hosts_per_segment": 3, "max_steps": 6}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _unoptimised():
+    """Tens of steps per test, one call each: compiling is the cost here, and XLA's optimisations
+    are most of it (tests/fast.py). Applies to the adapters' own programs."""
+    with fast_compile():
+        yield
 
 
 def parallel(**kw):

@@ -19,12 +19,21 @@ import numpy as np
 import pytest
 
 from tests import engine_toys as toys
+from tests.fast import fast_compile
 from jaxsoc import config as config_lib, engine, run_log
 from jaxsoc.checkpoints import CheckpointError, Checkpoints
 from jaxsoc.config import ConfigError
 from jaxsoc.evaluation import evaluate
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _unoptimised():
+    """The toy programs run in milliseconds; compiling them is this module's cost, and XLA's
+    optimisations are most of that (tests/fast.py). Every program here, the engine's included."""
+    with fast_compile():
+        yield
 
 
 def run(tmp_path, name, *, resume=None, overwrite=False, on_chunk=None, **flags):
@@ -494,7 +503,8 @@ def test_sharded_equals_unsharded_on_two_cpu_devices(runs, tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu",
                PYTHONPATH=str(REPO),
                # Unoptimised CPU code compiles ~3x faster; sums stay within the tolerance.
-               XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0")
+               XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0"
+                         " --xla_llvm_disable_expensive_passes=true")
     out = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, str(tmp_path), json.dumps(flags)],
                          env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

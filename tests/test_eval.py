@@ -233,9 +233,12 @@ def toy_run(tmp_path_factory):
     from jaxsoc import engine
     from tests import engine_toys
 
+    from tests.fast import fast_compile
+
     root = tmp_path_factory.mktemp("toy")
     cfg = engine_toys.toy_config(num_seeds=2, run={"name": "toy", "dir": str(root)})
-    engine.run(cfg, make_env=engine_toys.make_toy_env)
+    with fast_compile():  # a toy that runs in milliseconds: compiling is its cost (tests/fast.py)
+        engine.run(cfg, make_env=engine_toys.make_toy_env)
     return root / "toy"
 
 
@@ -245,12 +248,14 @@ def test_learner_evaluation_loads_its_checkpoint_and_is_greedy(toy_run):
     from jaxsoc import engine
     from jaxsoc.evaluation import make_evaluator
     from tests import engine_toys
+    from tests.fast import fast_compile, fast_jit
 
-    rec = protocols.evaluate_run(toy_run, 16, make_env=engine_toys.make_toy_env)
+    with fast_compile():  # the toy's evaluation program: compiling is its cost (tests/fast.py)
+        rec = protocols.evaluate_run(toy_run, 16, make_env=engine_toys.make_toy_env)
     assert rec["checkpoint_update"] == 6 and sorted(rec["seeds"]) == ["0", "1"]
     loaded = engine.load(toy_run, make_env=engine_toys.make_toy_env)
     env, p = engine_toys.make_toy_env("toy")
-    rollout = jax.jit(make_evaluator(env, p, loaded.trainer.act, 16, greedy=True))
+    rollout = fast_jit(make_evaluator(env, p, loaded.trainer.act, 16, greedy=True))
     for i, seed in enumerate((0, 1)):
         params = jax.tree.map(lambda x: x[i], loaded.trainer.policy_params(loaded.state))
         want = rollout(params, jax.random.fold_in(protocols.heldout_key(seed), 0))

@@ -25,6 +25,7 @@ from jaxsoc.algos import hierarchy as hz
 from jaxsoc.algos import hmarl
 from jaxsoc.algos import offpolicy as op
 from jaxsoc.env.observe import feature_names
+from tests.fast import fast_jit
 from tests.test_engine import leaves_equal
 
 K = 3
@@ -46,15 +47,17 @@ def build(**section):
 
 def collect_fn(parts):
     """`state -> (state, StepTrace [T, N])`: one rollout, nothing learned."""
-    return jax.jit(functools.partial(hmarl.collect, parts))
+    return fast_jit(functools.partial(hmarl.collect, parts))
 
 
 @pytest.fixture(scope="module")
 def recorded():
-    """Two rollouts of the default team (the second after the first one's updates), jitted once."""
+    """Two rollouts of the default team (the second after the first one's updates), jitted once.
+    Unoptimised (tests/fast.py): a few updates of 16 envs x 12 steps never win back XLA's
+    optimisation time."""
     cfg, trainer, parts = build()
-    state = jax.jit(trainer.init)(jax.random.key(0))
-    collect, update = collect_fn(parts), jax.jit(trainer.update)
+    state = fast_jit(trainer.init)(jax.random.key(0))
+    collect, update = collect_fn(parts), fast_jit(trainer.update)
     before = state
     state, trace = collect(state)
     state2, metrics = update(state)
@@ -104,7 +107,7 @@ def test_ppo_consumes_the_executed_directive_and_its_acting_log_prob(recorded):
         for start, end in zip(steps, ends):
             assert records.action[end, n] == held[start, n]
     # The update's ratios start at exactly 1 (recorded log-probs = the policy's own): no clipping.
-    adv, ret = jax.jit(lambda r: hz.macro_gae(r, 0.95))(records)
+    adv, ret = fast_jit(lambda r: hz.macro_gae(r, 0.95))(records)
     w, (obs, act, lp, adv_g, ret_g) = hz.valid_first(jax.random.key(3), records.emit, 64, records.obs,
                                                             records.action, records.log_prob, adv, ret)
     batch = dict(obs=obs, action=act, log_prob=lp, advantage=adv_g, **{"return": ret_g}, weight=w)
@@ -224,7 +227,7 @@ def test_act_gives_the_env_spaces_and_is_deterministic_given_its_key(recorded):
     first = lambda t: jax.tree.map(lambda x: x[0], t)
     obs, env_state = first(state.obs), first(state.env_state)
     params = trainer.policy_params(state)
-    act = jax.jit(trainer.act, static_argnums=4)
+    act = fast_jit(trainer.act, static_argnums=4)
     runs = {(greedy, k): act(params, jax.random.key(k), obs, env_state, greedy) for greedy in (True, False)
             for k in (1, 2)}
     for (greedy, k), actions in runs.items():

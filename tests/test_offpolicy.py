@@ -20,12 +20,12 @@ from jaxsoc.algos import offpolicy as op
 from jaxsoc.algos.dqn import DQN, ValueDecomposition
 from jaxsoc.algos.maddpg import MADDPG
 from jaxsoc.algos.sac import SAC
+from tests.fast import FAST_COMPILE
 from tests.test_engine import leaves_equal
 
 SMALL = (32, 32)
 # The programs here are tiny and short: compiling them with XLA's backend optimisations off
-# halves their compile time (most of this file's cost) and barely changes their run time.
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
+# (tests/fast.py) cuts their compile time (most of this file's cost) and barely changes their run time.
 
 
 def jit(fn):

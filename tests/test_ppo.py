@@ -26,6 +26,7 @@ from jaxsoc.algos import onpolicy
 from jaxsoc.algos import ppo
 from jaxsoc.algos.common import RoleSpec
 from jaxsoc.config import ConfigError
+from tests.fast import fast_compile, fast_jit
 from tests.onpolicy_toys import make_toy_soc
 from tests.test_engine import assert_trees_close, leaves_equal
 from tests.test_registry import assert_same_actions
@@ -94,7 +95,9 @@ SPECS = (RoleSpec("pick", 3, "discrete", 6), RoleSpec("aim", 2, "continuous", 4)
 def test_masked_choices_are_never_sampled_and_log_probs_are_exact(shared):
     policy = onpolicy.Policy(SPECS, shared=shared, hidden_sizes=())  # heads on the observation
     # Large, varied logits, so that masked choices would be likely without the mask.
-    params = jax.jit(lambda k: jax.tree.map(lambda x: 30.0 * x, policy.init(k)))(jax.random.PRNGKey(0))
+    # Both programs run once: unoptimised (tests/fast.py); the checks are exact within one program
+    # or against float64 within a tolerance.
+    params = fast_jit(lambda k: jax.tree.map(lambda x: 30.0 * x, policy.init(k)))(jax.random.PRNGKey(0))
     n = 20_000
     rng = np.random.default_rng(1)
     obs = {s.name: rng.normal(size=(n, s.obs_dim)).astype(np.float32) for s in SPECS}
@@ -103,7 +106,7 @@ def test_masked_choices_are_never_sampled_and_log_probs_are_exact(shared):
     mask[:, 0] |= ~mask[:, 1:].any(axis=1)  # at least one allowed
     k_act = jax.random.PRNGKey(2)
 
-    @jax.jit
+    @fast_jit
     def act(params, key):
         dists = policy.dists(params, obs, {"pick": mask})
         actions, log_probs = onpolicy.sample(dists, key)
@@ -188,7 +191,10 @@ def real(tmp_path_factory):
         "algo": "random", "scenario": "soc-v2", "env": {"hosts_per_segment": 8}, "num_envs": 64,
         "total_steps": 64 * 16 * 40, "scripted": {"rollout": 16},
         "run": {"dir": str(root), "name": "random", "chunk_updates": 40, "progress": False, "tensorboard": False}})
-    out["random"] = engine.run(random_cfg)
+    # The random policy's run learns nothing and runs briefly (41k env steps): compiled
+    # unoptimised (tests/fast.py), while MAPPO's 60 updates keep XLA's optimisations.
+    with fast_compile():
+        out["random"] = engine.run(random_cfg)
     return out
 
 

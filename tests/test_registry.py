@@ -26,6 +26,7 @@ import jaxsoc
 import jaxsoc.env as soc
 from jaxsoc import algos, config as config_lib, engine, evaluation
 from jaxsoc.checkpoints import Checkpoints
+from tests.fast import FAST_COMPILE
 from tests.test_engine import leaves_equal
 
 # Registered learners and baselines of the package; names that tests register for their own toys
@@ -39,8 +40,7 @@ NAMES = sorted(name for name in algos.ALGORITHMS
 DEFAULT_RUN = ("dqn", "hmarl")
 NUM_ENVS, ROLLOUT, UPDATES, RESUME_AT = 4, 4, 2, 1
 # Compiling dominates these tests (init, update, act and evaluation programs per algorithm): XLA's
-# backend optimisations off about halves it; both runs of a resume check share one program.
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
+# backend optimisations off (tests/fast.py) about halves it; both runs of a resume check share one program.
 ENV = {"max_steps": 6, "hosts_per_segment": 4, "directive_period": 2}
 # The scripted SOC leads issue discrete directives and read the SOC view: soc-v2 has both.
 SCENARIO = {name: "soc-v2" for name in soc.POLICIES if name.startswith("lead-")}

@@ -121,13 +121,16 @@ def replayed(tmp_path_factory):
     import importlib.util
     from pathlib import Path
 
+    from tests.fast import fast_compile
+
     spec = importlib.util.spec_from_file_location("replay_cli", Path(__file__).parent.parent / "eval" / "replay.py")
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     out = tmp_path_factory.mktemp("replay") / "out"
-    code = cli.main(["--algo", "rule-soar", "--scenario", "soc-v2", "--set", "env.hosts_per_segment=3",
-                     "--set", "env.max_steps=8", "--episodes", "3", "--animate", "1", "--format", "gif",
-                     "--out", str(out), "--seed", "4"])
+    with fast_compile():  # 3 episodes of 8 steps: compiling is the cost (tests/fast.py)
+        code = cli.main(["--algo", "rule-soar", "--scenario", "soc-v2", "--set", "env.hosts_per_segment=3",
+                         "--set", "env.max_steps=8", "--episodes", "3", "--animate", "1", "--format", "gif",
+                         "--out", str(out), "--seed", "4"])
     assert code == 0
     return cli, out, json.loads((out / "trace.json").read_text())
 

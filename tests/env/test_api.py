@@ -7,6 +7,10 @@ import pytest
 
 import jaxsoc.env as soc
 from jaxsoc.env.spaces import Box, Discrete
+from tests.fast import fast_compile, fast_jit
+
+# Every program here runs a handful of steps: compiled without XLA's backend optimisations
+# (tests/fast.py), which are ~3x their compile time and nothing of their run time.
 
 PRESETS = ["hmarl-soc-v1", "soc-v2"]
 
@@ -19,7 +23,7 @@ def env_params(request):
 @pytest.fixture(scope="module")
 def jitted(env_params):
     env, p = env_params
-    return jax.jit(env.reset), jax.jit(env.step)
+    return fast_jit(env.reset), fast_jit(env.step)
 
 
 def _random_actions(env, key):
@@ -91,7 +95,8 @@ def test_jit_equals_no_jit(env_params, jitted):
     state, _ = _rollout(env, step, state, jax.random.key(8), 6)  # mid-episode state
     acts = _random_actions(env, jax.random.key(9))
     fast = step(jax.random.key(10), state, acts)
-    with jax.disable_jit():
+    # Op by op, every primitive compiles on its own: unoptimised, as the jitted step.
+    with jax.disable_jit(), fast_compile():
         slow = env.step(jax.random.key(10), state, acts)
     chex.assert_trees_all_close(fast, slow, rtol=1e-5, atol=1e-5)
 
@@ -101,11 +106,11 @@ def test_vmap_equals_loop(env_params, jitted):
     reset, step = jitted
     n = 4
     keys = jax.random.split(jax.random.key(11), n)
-    obs_b, st_b = jax.jit(jax.vmap(env.reset))(keys)
+    obs_b, st_b = fast_jit(jax.vmap(env.reset))(keys)
     akeys = jax.random.split(jax.random.key(12), n)
     acts_b = jax.vmap(lambda k: _random_actions(env, k))(akeys)
     skeys = jax.random.split(jax.random.key(13), n)
-    out_b = jax.jit(jax.vmap(env.step))(skeys, st_b, acts_b)
+    out_b = fast_jit(jax.vmap(env.step))(skeys, st_b, acts_b)
     for i in range(n):
         obs_i, st_i = reset(keys[i])
         out_i = step(skeys[i], st_i, jax.tree.map(lambda x: x[i], acts_b))
@@ -115,7 +120,7 @@ def test_vmap_equals_loop(env_params, jitted):
 def test_no_retracing_across_steps(env_params):
     env, p = env_params
 
-    @jax.jit
+    @fast_jit
     @chex.assert_max_traces(n=1)
     def step(key, state, actions):
         return env.step(key, state, actions)
@@ -133,7 +138,7 @@ def test_auto_reset_keeps_terminal_observation_and_metrics():
     env, p = soc.make("hmarl-soc-v1", max_steps=6)
     _, state = env.reset(jax.random.key(0))
     idle = env.idle_actions()
-    step = jax.jit(env.step)
+    step = fast_jit(env.step)
     key = jax.random.key(1)
     for t in range(1, 7):
         key, k = jax.random.split(key)
@@ -155,8 +160,8 @@ def test_auto_reset_keeps_terminal_observation_and_metrics():
 
 def test_world_state_in_infos():
     env, p = soc.make("soc-v2", with_world_state=True)
-    obs, state = env.reset(jax.random.key(0))
-    _, st, _, _, infos = env.step(jax.random.key(1), state, env.idle_actions())
+    obs, state = fast_jit(env.reset)(jax.random.key(0))
+    _, st, _, _, infos = fast_jit(env.step)(jax.random.key(1), state, env.idle_actions())
     assert infos["world_state"].shape == (env.world_state_size,)
     np.testing.assert_allclose(infos["world_state"], env.get_world_state(st), rtol=1e-6)
 
@@ -165,12 +170,13 @@ def test_jaxmarl_log_wrapper_unchanged():
     wrappers = pytest.importorskip("jaxmarl.wrappers.baselines")
     env, p = soc.make("soc-v2", max_steps=5)
     wrapped = wrappers.LogWrapper(env)
-    obs, state = wrapped.reset(jax.random.key(0))
+    reset, step = fast_jit(wrapped.reset), fast_jit(wrapped.step)  # jitted, as jaxmarl's trainers do
+    obs, state = reset(jax.random.key(0))
     key = jax.random.key(1)
     total = 0.0
     for t in range(5):
         key, k = jax.random.split(key)
-        obs, state, rew, dones, info = wrapped.step(k, state, env.idle_actions())
+        obs, state, rew, dones, info = step(k, state, env.idle_actions())
         total += float(rew["coordinator"])
     assert bool(info["returned_episode"].all())
     np.testing.assert_allclose(np.asarray(info["returned_episode_returns"]), total, rtol=1e-5)
@@ -184,23 +190,24 @@ def test_vmap_over_scenario_parameters():
     batch = jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(x), (2,)), p).replace(stealth=stealths)
     axes = jax.tree.map(lambda _: 0, p)
     keys = jax.random.split(jax.random.key(0), 2)
-    obs, state = jax.vmap(env.reset, in_axes=(0, axes))(keys, batch)
+    obs, state = fast_jit(jax.vmap(env.reset, in_axes=(0, axes)))(keys, batch)
     acts = jax.vmap(lambda k: _random_actions(env, k))(keys)
-    out = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, axes)))(keys, state, acts, batch)
+    out = fast_jit(jax.vmap(env.step, in_axes=(0, 0, 0, axes)))(keys, state, acts, batch)
+    # The same env with the params passed in: one compiled reset and step for both stealths.
+    reset, step = fast_jit(env.reset), fast_jit(env.step)
     for i, s in enumerate([0.2, 0.95]):
         p_i = soc.make("soc-v2", hosts_per_segment=8, stealth=s)[1]
         assert p_i == p.replace(stealth=s)
-        # The same env with the params passed in: one compiled reset and step for both stealths.
-        _, st_i = env.reset(keys[i], p_i)
-        one = env.step(keys[i], st_i, jax.tree.map(lambda x: x[i], acts), p_i)
+        _, st_i = reset(keys[i], p_i)
+        one = step(keys[i], st_i, jax.tree.map(lambda x: x[i], acts), p_i)
         chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], out), one, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("preset", ["soc-v2-10x100", pytest.param("soc-v2-20x250", marks=pytest.mark.slow)])
 def test_larger_presets_run_unchanged(preset):
     env, p = soc.make(preset)
-    step = jax.jit(jax.vmap(env.step))
-    obs, state = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 4))
+    step = fast_jit(jax.vmap(env.step))
+    obs, state = fast_jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), 4))
     for i in range(25):
         acts = jax.vmap(lambda k, s: soc.POLICIES["rule-soar"](k, None, s, p))(jax.random.split(jax.random.key(i), 4), state)
         obs, state, rew, dones, infos = step(jax.random.split(jax.random.key(100 + i), 4), state, acts)

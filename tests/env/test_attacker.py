@@ -11,6 +11,7 @@ from jaxsoc.env import attacker
 from jaxsoc.env.rng import Draws
 
 from .helpers import fresh, host_mask, with_hosts
+from tests.fast import fast_jit  # programs run briefly: unoptimised (tests/fast.py)
 
 
 @functools.lru_cache(maxsize=None)
@@ -19,7 +20,7 @@ def stepper(params):
         hosts, att, ev = attacker.step(Draws(key, params.rng_impl), state.hosts, state.attacker,
                                        params, state.t + 1)
         return state.replace(t=state.t + 1, hosts=hosts, attacker=att), ev
-    return jax.jit(f)
+    return fast_jit(f)
 
 
 def run(params, state, n, key=0):

@@ -10,6 +10,7 @@ import jaxsoc.env as soc
 from jaxsoc.env import defenders
 
 from .helpers import fresh, host_mask, no_alerts, queue_of, with_hosts
+from tests.fast import fast_jit  # programs run briefly: unoptimised (tests/fast.py)
 
 # A quiet world: the attacker and benign users do nothing, so only the defenders move things.
 QUIET = dict(p_initial_access=0.0, p_execution=0.0, p_lateral=0.0, p_exfiltration=0.0,
@@ -22,7 +23,7 @@ V1_D7 = V1.replace(fix_d7_response_actions=True)
 @functools.lru_cache(maxsize=None)
 def env_of(params):
     env = soc.SOCEnv(params)
-    return env, jax.jit(env.step_env), jax.jit(jax.vmap(env.step_env, in_axes=(0, None, None)))
+    return env, fast_jit(env.step_env), fast_jit(jax.vmap(env.step_env, in_axes=(0, None, None)))
 
 
 def acts(params, coord=None, th=-1.0, at=3, ro=-1.0):
@@ -184,7 +185,7 @@ def test_triage_reads_actions_as_the_reference():
 
 def test_an_array_triage_action_acts_as_its_first_element_mod_4():
     queue = queue_of(V1, [dict(is_tp=1, timestamp=0), dict(timestamp=0)])
-    triage = jax.jit(lambda action: defenders.ingest_and_triage(queue, no_alerts(), action, V1))
+    triage = fast_jit(lambda action: defenders.ingest_and_triage(queue, no_alerts(), action, V1))
     after, result = triage(jnp.array([5]))  # 5 % 4 = 1: suppress the (true) head alert
     assert int(np.asarray(after)[:, 7].sum()) == 1 and int(result["suppressed_tp"]) == 1
     after, result = triage(jnp.int32(5))  # a scalar 5 matches no branch
