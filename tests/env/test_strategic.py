@@ -1,7 +1,5 @@
 """The strategic SOC world (docs/strategic.md): each mechanism toggled alone, bad input, and the
 world property itself — an informed scripted lead beats the best fixed directive."""
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +8,7 @@ import pytest
 import jaxsoc.env as soc
 from jaxsoc.env import alerts, attacker, defenders, leads
 from jaxsoc.env.state import VALID
+from tests.fast import fast_jit
 
 COVERED = {}
 
@@ -61,9 +60,14 @@ def test_window_is_contiguous_mod_segment():
     np.testing.assert_array_equal(hit, [[True, False, False, True, False]])  # offset 3: hosts 3, 0
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _env_step(env, key, state, actions, params):
+def _env_step_fn(env, key, state, actions, params):
     return env.step_env(key, state, actions, params)
+
+
+# Steps of two configurations are compared bit for bit, which unoptimised programs of different
+# structure do not guarantee (1 ulp apart, tests/fast.py); LLVM's level 1 of 3 keeps them
+# identical (as in tests/env/test_switches.py) and compiles faster than the default.
+_env_step = jax.jit(_env_step_fn, static_argnums=0, compiler_options={"xla_backend_optimization_level": 1})
 
 
 def _jit_step(key, state, actions, params):
@@ -72,10 +76,10 @@ def _jit_step(key, state, actions, params):
     return _env_step(soc.SOCEnv(params), key, state, actions, params)
 
 
-_jit_initial_state = jax.jit(soc.initial_state)
+_jit_initial_state = fast_jit(soc.initial_state)
 
 
-@jax.jit
+@fast_jit
 def _lead_actions(state, params):
     """Focus segment 0 with the hunt posture, over the scripted tier 2."""
     return {"coordinator": jnp.asarray(1, jnp.int32), **leads.scripted_tier2(state, params)}
@@ -158,7 +162,7 @@ def test_lanes_change_tier2_observations_only():
 def test_campaigns_drawn_per_reset():
     p = soc.build_params("soc-strategic")
     env = soc.SOCEnv(p)
-    _, st = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(jax.random.split(jax.random.key(0), 256), p)
+    _, st = fast_jit(jax.vmap(env.reset, in_axes=(0, None)))(jax.random.split(jax.random.key(0), 256), p)
     entry, stealth = np.asarray(st.attacker.entry), np.asarray(st.attacker.stealth)
     assert entry.shape == (256, 2) and np.all(entry[:, 0] != entry[:, 1])
     assert set(np.unique(entry)) == set(p.entry_segments)  # every entry is drawn
@@ -183,7 +187,7 @@ def test_campaigns_own_their_hosts_and_enter_at_their_entry():
             return st, info["campaigns"]["active"]
         return jax.lax.scan(body, st, jax.random.split(key, 30))
 
-    st, active = jax.jit(jax.vmap(run))(jax.random.split(jax.random.key(1), 64))
+    st, active = fast_jit(jax.vmap(run))(jax.random.split(jax.random.key(1), 64))
     h = st.hosts
     live = np.asarray(h.compromised & ~h.isolated)
     owner = np.asarray(h.owner)
@@ -206,7 +210,7 @@ def test_host_alerts_use_their_own_campaigns_stealth():
     hosts = st.hosts.replace(compromised=comp, stage=jnp.where(comp, 2, 0))
     from jaxsoc.env.rng import Draws
 
-    @jax.jit
+    @fast_jit
     def true_alerts(stealth):
         ev = attacker.AttackEvents(jnp.zeros((2,), jnp.int32), jnp.zeros(()), comp,
                                    jnp.full(comp.shape, stealth, jnp.float32))
