@@ -8,6 +8,7 @@ import pytest
 
 import jaxsoc.env as soc
 from jaxsoc.algos.hmarl import DEFAULTS, build_coordinator
+from tests.fast import fast_compile
 
 
 def _config(**coordinator):
@@ -16,6 +17,7 @@ def _config(**coordinator):
     return config
 
 
+@fast_compile()  # one forward pass per head: compiling dominates (tests/fast.py)
 def test_attention_focus_head_makes_the_explainer_the_focus_distribution():
     """With `focus_head: attention` the policy's marginal over focus segments IS the head-mean
     attention map (directive index = focus x postures + posture), so the map explains where the

@@ -77,10 +77,13 @@ def test_decision_records_agree_with_the_oracle_lead():
     import jaxsoc.env as soc
     from jaxsoc.env import leads
 
+    from tests.fast import fast_compile
+
     env, p = soc.make("soc-strategic", hosts_per_segment=(6,) * 10, max_steps=40)
     act = lambda pp, k, o, s, greedy: leads.oracle_lead(k, o, s, p)  # noqa: E731
     uniform = lambda pp, obs: jnp.full((obs["coordinator"].shape[0], 2, 10), 0.1)  # noqa: E731
-    r = explain.decision_records(env, p, act, (), uniform, jax.random.key(3), 16)
+    with fast_compile():  # a 40-step rollout of 16 envs: compiling dominates
+        r = explain.decision_records(env, p, act, (), uniform, jax.random.key(3), 16)
     t = np.arange(r["decides"].shape[0])
     assert not r["decides"][t % p.directive_period != 0].any()
     d = r["decides"]
