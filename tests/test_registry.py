@@ -35,9 +35,10 @@ NAMES = sorted(name for name in algos.ALGORITHMS
                if algos.family_module(name).__name__.startswith("jaxsoc.algos."))
 # Compiling one algorithm's programs costs 30-90 s of a CI core cold (measured: rule-soar 34, dqn
 # 61, mappo 75, hmarl 89 CPU-s), too much for all of them in the default run (under 10 minutes on
-# 2 cores). By default: HMARL (nothing else tests its resume, act and evaluation) and DQN (in place
-# of tests/test_offpolicy.py's engine resume test); every name with `-m slow`.
-DEFAULT_RUN = ("dqn", "hmarl")
+# 2 cores). By default: HMARL (nothing else tests its resume, act and evaluation; its run holds a
+# DQN, a SAC and a MADDPG learner on the shared prioritised replay, so it also carries the
+# off-policy engine resume that DQN's entry checked); every name with `-m slow`.
+DEFAULT_RUN = ("hmarl",)
 NUM_ENVS, ROLLOUT, UPDATES, RESUME_AT = 4, 4, 2, 1
 # Compiling dominates these tests (init, update, act and evaluation programs per algorithm): XLA's
 # backend optimisations off (tests/fast.py) about halves it; both runs of a resume check share one program.

@@ -1,4 +1,6 @@
 """The MultiAgentEnv surface: spaces, determinism, jit/vmap equivalence, auto-reset, jaxmarl wrappers."""
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -15,15 +17,27 @@ from tests.fast import fast_compile, fast_jit
 PRESETS = ["hmarl-soc-v1", "soc-v2"]
 
 
+# jit == eager and vmap == loop are properties of the step code both presets share; their
+# hmarl-soc-v1 variants cost ~55 CPU-s (an eager v1 step compiles each of its primitives on its
+# own), so they run with -m slow and soc-v2 checks both in the default run.
+SHARED_CODE = [pytest.param("hmarl-soc-v1", marks=pytest.mark.slow), "soc-v2"]
+
+
+@functools.lru_cache(maxsize=None)
+def _programs(preset):
+    """`((env, params), (reset, step))` of a preset, compiled once per module."""
+    env, p = soc.make(preset)
+    return (env, p), (fast_jit(env.reset), fast_jit(env.step))
+
+
 @pytest.fixture(scope="module", params=PRESETS)
 def env_params(request):
-    return soc.make(request.param)
+    return _programs(request.param)[0]
 
 
 @pytest.fixture(scope="module")
 def jitted(env_params):
-    env, p = env_params
-    return fast_jit(env.reset), fast_jit(env.step)
+    return _programs(env_params[1].name)[1]
 
 
 def _random_actions(env, key):
@@ -88,9 +102,9 @@ def test_same_key_same_trajectory(env_params, jitted):
         not np.array_equal(np.asarray(s1.hosts.compromised), np.asarray(s3.hosts.compromised))
 
 
-def test_jit_equals_no_jit(env_params, jitted):
-    env, p = env_params
-    reset, step = jitted
+@pytest.mark.parametrize("preset", SHARED_CODE)
+def test_jit_equals_no_jit(preset):
+    (env, p), (reset, step) = _programs(preset)
     obs, state = reset(jax.random.key(7))
     state, _ = _rollout(env, step, state, jax.random.key(8), 6)  # mid-episode state
     acts = _random_actions(env, jax.random.key(9))
@@ -101,9 +115,9 @@ def test_jit_equals_no_jit(env_params, jitted):
     chex.assert_trees_all_close(fast, slow, rtol=1e-5, atol=1e-5)
 
 
-def test_vmap_equals_loop(env_params, jitted):
-    env, p = env_params
-    reset, step = jitted
+@pytest.mark.parametrize("preset", SHARED_CODE)
+def test_vmap_equals_loop(preset):
+    (env, p), (reset, step) = _programs(preset)
     n = 4
     keys = jax.random.split(jax.random.key(11), n)
     obs_b, st_b = fast_jit(jax.vmap(env.reset))(keys)
