@@ -25,7 +25,7 @@ def main() -> None:
     if args.episodes < 1 or args.examples < 1:
         ap.error("--episodes and --examples must be positive")
     for run in args.runs:
-        if not (Path(run) / "config.yaml").exists() and not Path(run).is_dir():
+        if not Path(run).is_dir():
             ap.error(f"{run}: no such run folder")
 
     import jax
