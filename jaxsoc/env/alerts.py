@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsoc.env.network import topology
+from jaxsoc.env.network import table_lookup, topology
 from jaxsoc.env.params import EnvParams
 from jaxsoc.env.rng import Draws
 from jaxsoc.env.state import CONFIDENCE, HOST, IS_TP, NUM_ALERT_FIELDS, SEGMENT, SEVERITY, VALID
@@ -166,21 +166,28 @@ def _host_alerts(draws: Draws, hosts, t, params: EnvParams, host_stealth=None) -
     k = params.max_new_alerts
     if host_stealth is None:
         noise_by_stage = jnp.asarray(params.phase_noise, jnp.float32) * (1.0 - params.stealth)
-        p = params.tp_host_alert_scale * noise_by_stage[hosts.stage]
+        p = params.tp_host_alert_scale * table_lookup(noise_by_stage, hosts.stage)
     else:
-        p = (params.tp_host_alert_scale * jnp.asarray(params.phase_noise, jnp.float32)[hosts.stage]
+        p = (params.tp_host_alert_scale * table_lookup(jnp.asarray(params.phase_noise, jnp.float32), hosts.stage)
              * (1.0 - host_stealth))
     emitting = hosts.compromised & ~hosts.isolated & (draws.uniform(hosts.vuln.shape) < p)
+    # The first k emitters in host-id order, by k max-reductions over keys that rank hosts by
+    # reversed flat index. A cumulative count over every host (a reduce-window on XLA:CPU) and a
+    # [k, hosts] selection matrix did the same and were among the step's costliest kernels.
     flat = emitting.reshape(-1)
-    order = jnp.cumsum(flat.astype(jnp.int32))
-    host_ids = jnp.asarray(topo.host_id).reshape(-1).astype(jnp.float32)
-    seg_ids = jnp.asarray(topo.segment_of_host).reshape(-1).astype(jnp.float32)
-    stage = hosts.stage.reshape(-1).astype(jnp.float32)
-    pick = (flat[None, :] & (order[None, :] == jnp.arange(1, k + 1)[:, None])).astype(jnp.float32)
-    host = pick @ host_ids
-    seg = pick @ seg_ids
-    st = pick @ stage
-    found = jnp.sum(pick, axis=-1) > 0
+    n = flat.shape[0]
+    rank = jnp.where(flat, n - 1 - jnp.arange(n, dtype=jnp.int32), -1)
+    firsts = []
+    for _ in range(k):
+        best = jnp.max(rank)
+        firsts.append(best)
+        rank = jnp.where(rank == best, -1, rank)
+    best = jnp.stack(firsts)  # [k]; -1 when fewer than k hosts emit
+    found = best >= 0
+    flat_id = jnp.where(found, n - 1 - best, 0)  # the host's flat index is its host id
+    host = flat_id.astype(jnp.float32)
+    seg = (flat_id // topo.max_hosts).astype(jnp.float32)
+    st = jnp.where(found, jnp.take(hosts.stage.reshape(-1), flat_id), 0).astype(jnp.float32)
     u = draws.uniform((k, 2))
     severity = jnp.clip(st * params.tp_severity_per_stage + u[:, 0] * params.tp_severity_noise, 0.0, 1.0)
     confidence = params.tp_confidence_low + u[:, 1] * (params.tp_confidence_high - params.tp_confidence_low)

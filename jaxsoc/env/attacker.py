@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsoc.env.network import segment_sums, topology
+from jaxsoc.env.network import put_rows, segment_sums, table_lookup, take_rows, topology
 from jaxsoc.env.params import EnvParams
 from jaxsoc.env.rng import Draws
 from jaxsoc.env.state import Attacker, Hosts
@@ -45,13 +45,13 @@ def recon_targets(hosts: Hosts, params: EnvParams,
     """
     topo = topology(params)
     segments = np.asarray(params.entry_segments)
-    cand = (jnp.asarray(topo.host_valid) & ~hosts.compromised & ~hosts.isolated)[segments]
+    cand = take_rows(jnp.asarray(topo.host_valid) & ~hosts.compromised & ~hosts.isolated, segments)
     if entry is not None:
         # A drawn entry (one of the static entry segments): search only those, masked to it.
         cand = cand & (jnp.asarray(segments)[:, None] == entry)
     cand = cand.reshape(-1)
-    picked = _top_k_vulnerable(cand, hosts.vuln[segments].reshape(-1), params)
-    mask = jnp.zeros_like(hosts.target).at[segments].set(picked.reshape(len(segments), -1))
+    picked = _top_k_vulnerable(cand, take_rows(hosts.vuln, segments).reshape(-1), params)
+    mask = put_rows(picked.reshape(len(segments), -1), segments, topo.num_segments)
     return mask, jnp.any(cand)
 
 
@@ -116,12 +116,13 @@ def _lateral(draws: Draws, hosts: Hosts, src_active: jax.Array, params: EnvParam
         e_idx = np.asarray([e for e, _, _ in rnd])
         src = np.asarray([s for _, s, _ in rnd])
         dst = np.asarray([d for _, _, d in rnd])
-        cand = open_rows[dst] & ~taken[dst]  # [E_r, Hmax]
-        k = jnp.where(cand, keys[e_idx], -1)
+        cand = take_rows(open_rows & ~taken, dst)  # [E_r, Hmax]
+        k = jnp.where(cand, take_rows(keys, e_idx), -1)
         pick = cand & (k == jnp.max(k, axis=-1, keepdims=True))
         # One host is picked, so "compromise it w.p. p*vuln" can be tested at every host at once.
-        took = pick & src_active[src][:, None] & (u_hit[e_idx][:, None] < params.p_lateral * hosts.vuln[dst])
-        taken = taken.at[dst].set(taken[dst] | took)
+        took = (pick & take_rows(src_active, src)[:, None]
+                & (take_rows(u_hit, e_idx)[:, None] < params.p_lateral * take_rows(hosts.vuln, dst)))
+        taken = taken | put_rows(took, dst, topo.num_segments)
     return taken
 
 
@@ -144,7 +145,7 @@ def step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Ar
         phases.append(ev.phase_before)
         new_any = new_any | ev.new_compromise
     att = jax.tree.map(lambda *xs: jnp.stack(xs), *per_campaign)
-    host_stealth = att.stealth[hosts.owner]
+    host_stealth = table_lookup(att.stealth, hosts.owner)
     events = AttackEvents(phase_before=jnp.stack(phases), noise=jnp.zeros((), jnp.float32),
                           new_compromise=new_any, host_stealth=host_stealth)
     return hosts, att, events

@@ -162,7 +162,10 @@ def window(counts: jax.Array, capacity: jax.Array, u: jax.Array, shape) -> jax.A
     `-> bool [S, Hmax]`."""
     j = jnp.arange(shape[1], dtype=jnp.float32)[None, :]
     offset = jnp.floor(u * capacity)[:, None]
-    pos = jnp.mod(j - offset, capacity[:, None])
+    # (j - offset) mod capacity for the segment's hosts (j < capacity, so j - offset > -capacity):
+    # one conditional add, where a float remainder was one of the step's costliest kernels.
+    pos = j - offset
+    pos = jnp.where(pos < 0, pos + capacity[:, None], pos)
     return (pos < counts[:, None]) & (j < capacity[:, None])  # padding hosts are never reached
 
 

@@ -118,6 +118,38 @@ def segment_sums(*xs) -> jax.Array:
     return jnp.stack(out)
 
 
+def table_lookup(table, index: jax.Array) -> jax.Array:
+    """`table[index]` for a short table (a few entries: per stage, per campaign) and a per-host
+    `index [...]` of valid entries, as a chain of selects.
+
+    Under vmap `jnp.asarray(table)[index]` is a batched gather, which XLA:CPU runs element by
+    element; a select per entry fuses with its neighbours.
+    `table` may be a tuple of (possibly traced) scalars or a 1-D array.
+    """
+    table = jnp.asarray(table)
+    out = jnp.broadcast_to(table[0], index.shape)
+    for i in range(1, table.shape[0]):
+        out = jnp.where(index == i, table[i], out)
+    return out
+
+
+def take_rows(x: jax.Array, rows) -> jax.Array:
+    """`x[rows]` for static row indices (segments): `[S, ...] -> [len(rows), ...]`.
+
+    Written as static slices so XLA fuses them; indexing with an index array is a gather, and
+    under vmap XLA:CPU runs gathers and scatters element by element.
+    """
+    return jnp.stack([x[int(r)] for r in rows])
+
+
+def put_rows(values: jax.Array, rows, num_rows: int) -> jax.Array:
+    """The `[num_rows, ...]` array that holds `values[i]` at row `rows[i]` (static, distinct) and
+    zeros elsewhere: `zeros.at[rows].set(values)` without a scatter (see `take_rows`)."""
+    where = {int(r): i for i, r in enumerate(rows)}
+    zero = jnp.zeros_like(values[0])
+    return jnp.stack([values[where[r]] if r in where else zero for r in range(num_rows)])
+
+
 MAX_STAGE = 4
 HOST_SUMMARY = ("compromised", "stage", "detected", "isolated", "active", "ever", "pending",
                 "clean_isolated", "stage_compromised")

@@ -142,3 +142,29 @@ def test_push_overflow_drops_oldest_then_triage_acts_on_new_head():
     out, res = triage_fn(V1)(queue_of(V1, []), new.at[0, VALID].set(1.0).at[0, IS_TP].set(1.0),
                              jnp.int32(alerts.ESCALATE))
     assert [int(r[TIMESTAMP]) for r in rows(out)] == [101] and int(res["escalated_tp"]) == 1
+
+
+def test_v2_true_alerts_are_the_first_emitting_hosts_in_host_order():
+    # Every compromised host emits (scale x phase_noise[stage] >= 1 at stealth 0); five of them,
+    # listed out of order across segments: the three alerts are the three lowest host ids, with
+    # their own segment and stage, and nothing else is found.
+    p = V1.replace(fix_d2_alert_origin=True, fix_d3_foothold=True, phase_min_steps=10_000, p_lateral=0.0,
+                   max_new_alerts=3, stealth=0.0, tp_host_alert_scale=10.0, tp_severity_noise=0.0)
+    cells = [(3, 1), (0, 39), (1, 0), (0, 7), (4, 2)]
+    comp = host_mask(p, *cells)
+    stage = np.zeros(comp.shape, np.int32)
+    for (s, h), st in zip(cells, (3, 1, 2, 3, 4)):
+        stage[s, h] = st
+    state = with_hosts(fresh(p), compromised=comp, stage=stage)
+    state = state.replace(attacker=state.attacker.replace(phase=jnp.int32(3)))
+    tp = np.asarray(generator(p)(jax.random.split(jax.random.key(3), 4), state))[:, :3]
+    assert (tp[..., VALID] == 1).all()
+    for rows in tp:  # every key: the same three hosts
+        np.testing.assert_array_equal(rows[:, HOST], [7, 39, 40])  # (0,7), (0,39), (1,0)
+        np.testing.assert_array_equal(rows[:, SEGMENT], [0, 0, 1])
+        np.testing.assert_allclose(rows[:, SEVERITY], [0.45, 0.15, 0.30], rtol=1e-6)  # stage x 0.15
+    one = with_hosts(fresh(p), compromised=host_mask(p, (2, 3)), stage=np.where(host_mask(p, (2, 3)), 2, 0))
+    one = one.replace(attacker=one.attacker.replace(phase=jnp.int32(3)))
+    tp = np.asarray(generator(p)(jax.random.split(jax.random.key(4), 2), one))[:, :3]
+    np.testing.assert_array_equal(tp[..., VALID], [[1, 0, 0]] * 2)
+    assert (tp[:, 0, HOST] == 2 * 40 + 3).all()
