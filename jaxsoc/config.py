@@ -328,6 +328,8 @@ def resolve(
       scenarios: known scenario names (see `validate`).
     """
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    if saved is not None:
+        saved = with_added_keys(saved)
     sets_layer = parse_sets(sets)
     file_layer = load_yaml(config_file) if config_file is not None else {}
     base = base_config()
@@ -379,6 +381,19 @@ def is_scenario_file(scenario: str) -> bool:
 # runs trained: at that value a key is left out of `training_part`, so the older runs still load
 # and resume (their hash is unchanged); any other value is a change like any other.
 ADDED_KEYS: Dict[Tuple[str, ...], Any] = {("hmarl", "coordinator", "focus_head"): "mlp"}
+
+
+def with_added_keys(saved: Mapping) -> dict:
+    """A saved config with every `ADDED_KEYS` entry it predates set to its old-behaviour value, so
+    that a key's newer default (e.g. `focus_head: auto`) never changes what an older run trained."""
+    saved = copy.deepcopy(dict(saved))
+    for path, old in ADDED_KEYS.items():
+        section = saved
+        for key in path[:-1]:
+            section = section.get(key) if isinstance(section, dict) else None
+        if isinstance(section, dict) and path[-1] not in section:
+            section[path[-1]] = old
+    return saved
 
 
 def training_part(config: Mapping) -> dict:

@@ -58,6 +58,19 @@ def test_runs_saved_before_focus_head_existed_keep_their_training_hash():
     cfg = config_lib.resolve(flags={"algo": "hmarl"})
     old = copy.deepcopy(cfg)
     del old["hmarl"]["coordinator"]["focus_head"]
-    assert config_lib.training_hash(cfg) == config_lib.training_hash(old)
-    cfg["hmarl"]["coordinator"]["focus_head"] = "attention"
-    assert config_lib.training_hash(cfg) != config_lib.training_hash(old)
+    # The default is now "auto" (attention on soc-v2): a saved run without the key loads as the
+    # "mlp" it trained, never as the newer default, and keeps its hash.
+    reloaded = config_lib.resolve(saved=old)
+    assert reloaded["hmarl"]["coordinator"]["focus_head"] == "mlp"
+    assert config_lib.training_hash(reloaded) == config_lib.training_hash(old)
+    for head in ("attention", "auto"):
+        cfg["hmarl"]["coordinator"]["focus_head"] = head
+        assert config_lib.training_hash(cfg) != config_lib.training_hash(old)
+
+
+def test_auto_focus_head_is_attention_exactly_where_it_can_be():
+    for name, attention, tied in (("soc-v2", True, True), ("soc-strategic", True, True),
+                                  ("hmarl-soc-v1", True, False), ("soc-v2", False, False)):
+        _, p = soc.make(name)
+        c = build_coordinator(_config(focus_head="auto", attention=attention), p)
+        assert c.num_postures == (p.num_postures if tied else 0), (name, attention)

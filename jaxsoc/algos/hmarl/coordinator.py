@@ -157,13 +157,16 @@ def build_coordinator(config: dict, env_params) -> Coordinator:
         env_params = env_params.replace(directive_period=int(c["k"]))
     env = SOCEnv(env_params)
     tokens, rest, _ = segment_token_layout(env_params, "coordinator")
-    if cc["focus_head"] == "attention" and not (cc["attention"] and env_params.fix_d6_directive):
+    head = cc["focus_head"]
+    if head == "auto":
+        head = "attention" if cc["attention"] and env_params.fix_d6_directive else "mlp"
+    if head == "attention" and not (cc["attention"] and env_params.fix_d6_directive):
         from jaxsoc.config import ConfigError  # a ValueError the command lines print in one line
 
         raise ConfigError("hmarl.coordinator.focus_head: attention reads the focus off the explainer, so it "
                          f"needs hmarl.coordinator.attention: true and discrete directives (D6); "
                          f"{env_params.name!r} with attention={cc['attention']} has not both: use focus_head: mlp")
-    postures = env_params.num_postures if cc["focus_head"] == "attention" else 0
+    postures = env_params.num_postures if head == "attention" else 0
     return Coordinator(
         env.observation_space("coordinator").shape[0], num_choices(env_params), tuple(c["hidden_sizes"]),
         tuple(map(tuple, tokens.tolist())), tuple(rest.tolist()),
