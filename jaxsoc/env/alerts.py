@@ -130,7 +130,7 @@ def generate(draws: Draws, hosts, events, t, posture, params: EnvParams) -> jax.
     fp_seg = jnp.minimum((u[3] * topo.num_segments).astype(jnp.int32), topo.num_segments - 1)
     if params.fix_d2_alert_origin:
         n_in_seg = jnp.asarray(topo.hosts_in_segment)[fp_seg]
-        fp_host = fp_seg * topo.max_hosts + jnp.minimum((u[5] * n_in_seg).astype(jnp.int32),
+        fp_host = fp_seg * topo.host_axis + jnp.minimum((u[5] * n_in_seg).astype(jnp.int32),
                                                         n_in_seg.astype(jnp.int32) - 1)
     else:
         fp_host = -1
@@ -170,7 +170,8 @@ def _host_alerts(draws: Draws, hosts, t, params: EnvParams, host_stealth=None) -
     else:
         p = (params.tp_host_alert_scale * table_lookup(jnp.asarray(params.phase_noise, jnp.float32), hosts.stage)
              * (1.0 - host_stealth))
-    emitting = hosts.compromised & ~hosts.isolated & (draws.uniform(hosts.vuln.shape) < p)
+    u = draws.uniform(hosts.vuln.shape, width=topo.max_hosts)
+    emitting = hosts.compromised & ~hosts.isolated & (u < p)
     # The first k emitters in host-id order, by k max-reductions over keys that rank hosts by
     # reversed flat index. A cumulative count over every host (a reduce-window on XLA:CPU) and a
     # [k, hosts] selection matrix did the same and were among the step's costliest kernels.
@@ -186,7 +187,7 @@ def _host_alerts(draws: Draws, hosts, t, params: EnvParams, host_stealth=None) -
     found = best >= 0
     flat_id = jnp.where(found, n - 1 - best, 0)  # the host's flat index is its host id
     host = flat_id.astype(jnp.float32)
-    seg = (flat_id // topo.max_hosts).astype(jnp.float32)
+    seg = (flat_id // topo.host_axis).astype(jnp.float32)
     st = jnp.where(found, jnp.take(hosts.stage.reshape(-1), flat_id), 0).astype(jnp.float32)
     u = draws.uniform((k, 2))
     severity = jnp.clip(st * params.tp_severity_per_stage + u[:, 0] * params.tp_severity_noise, 0.0, 1.0)

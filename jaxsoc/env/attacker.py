@@ -108,7 +108,7 @@ def _lateral(draws: Draws, hosts: Hosts, src_active: jax.Array, params: EnvParam
     edges = params.edges
     if not edges:
         return jnp.zeros_like(hosts.compromised)
-    keys = _unique_keys(draws.words((len(edges), topo.max_hosts)))
+    keys = _unique_keys(draws.words((len(edges), topo.host_axis), width=topo.max_hosts))
     u_hit = draws.uniform((len(edges),))
     open_rows = jnp.asarray(topo.host_valid) & ~hosts.compromised & ~hosts.isolated
     taken = jnp.zeros_like(hosts.compromised)
@@ -181,7 +181,8 @@ def campaign_step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, 
     d3, d4 = params.fix_d3_foothold, params.fix_d4_dead_ends
     valid = jnp.asarray(topo.host_valid)
     is_hv = jnp.asarray(topo.is_high_value)[:, None]
-    u_host = draws.uniform(hosts.vuln.shape)  # P1 and P2 never run in the same step: one array serves both
+    # P1 and P2 never run in the same step: one array serves both.
+    u_host = draws.uniform(hosts.vuln.shape, width=topo.max_hosts)
     u_exfil = draws.uniform(())
 
     phase = att.phase

@@ -42,7 +42,7 @@ def _zeros_counters() -> Counters:
 def initial_state(key: jax.Array, params: EnvParams, vuln: Optional[jax.Array] = None) -> EnvState:
     """A fresh episode. `vuln` keeps a previous network (v1, D10); otherwise it is drawn from `key`."""
     topo = topology(params)
-    shape = (topo.num_segments, topo.max_hosts)
+    shape = (topo.num_segments, topo.host_axis)
     k_net, k_obs = jax.random.split(key)
     draws = Draws(k_net, params.rng_impl)
     if vuln is None:
@@ -255,7 +255,7 @@ class SOCEnv:
                                 "false_scan", "th_detected")
         sums = dict(zip(names, segment_sums(
             *host_summary_rows(hosts), (detected_stage, MAX_STAGE), credit, resp.isolated, resp.blind,
-            hunt.scanned, hunt.clean_scanned, hunt.false_scan, hunt.detected)))
+            hunt.scanned, hunt.clean_scanned, hunt.false_scan, hunt.detected, width=topology(p).max_hosts)))
         total = {k: jnp.sum(v) for k, v in sums.items()}
         summary = {k: sums[k] for k in HOST_SUMMARY}
 

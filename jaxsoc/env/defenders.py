@@ -199,7 +199,7 @@ def hunt(draws: Draws, hosts: Hosts, action: jax.Array, b: Boosts, t, params: En
         hunted = window(counts, cap, u_alloc[:s], hosts.vuln.shape)
     stealth = params.stealth if host_stealth is None else host_stealth
     # "Detect a compromised host" and "false alarm on a clean host" are exclusive: one uniform.
-    u = draws.uniform(hosts.vuln.shape)
+    u = draws.uniform(hosts.vuln.shape, width=topo.max_hosts)
     p_detect = intensity * scope * (1.0 - params.detect_stealth_factor * stealth) * hosts.stage / 5.0
     target = hunted & hosts.compromised & ~hosts.detected
     found = target & (u < p_detect)
@@ -241,8 +241,9 @@ def respond(draws: Draws, hosts: Hosts, action: jax.Array, b: Boosts, params: En
     a = clean_continuous(action, action_dims(params)["response_orchestrator"])
     iso = jnp.minimum(1.0, (a[:s] + 1) / 2 + b.urgency)[:, None]
     rem = ((a[s:2 * s] + 1) / 2)[:, None]
-    u_iso = draws.uniform(hosts.vuln.shape)  # "isolate a detected host" / "isolate a clean host": exclusive
-    u_rem = draws.uniform(hosts.vuln.shape)
+    # "isolate a detected host" / "isolate a clean host": exclusive, one uniform.
+    u_iso = draws.uniform(hosts.vuln.shape, width=topo.max_hosts)
+    u_rem = draws.uniform(hosts.vuln.shape, width=topo.max_hosts)
 
     act_iso = iso > params.isolate_threshold
     known = hosts.detected & hosts.compromised & ~hosts.isolated
@@ -266,7 +267,7 @@ def respond(draws: Draws, hosts: Hosts, action: jax.Array, b: Boosts, params: En
     released = jnp.zeros_like(remediated)
     if params.fix_d7_response_actions:
         rel = ((a[2 * s:3 * s] + 1) / 2)[:, None]
-        u_rel = draws.uniform(hosts.vuln.shape)
+        u_rel = draws.uniform(hosts.vuln.shape, width=topo.max_hosts)
         released = (rel > params.release_threshold) & isolated & ~hosts.compromised & (u_rel < rel)
         isolated = isolated & ~released
     hosts = hosts.replace(

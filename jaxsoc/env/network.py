@@ -18,10 +18,15 @@ from jaxsoc.env.rng import Draws
 
 @dataclasses.dataclass(frozen=True)
 class Topology:
-    """Static structure of a scenario (NumPy arrays, `[S, Hmax]` host layout)."""
+    """Static structure of a scenario (NumPy arrays, `[S, Hmax]` host layout).
+
+    `Hmax` is the host axis: the largest segment rounded up to a multiple of `HOST_LANES` (see
+    there); hosts past a segment's size are padding (`host_valid` False), inert in every rule.
+    """
 
     num_segments: int
-    max_hosts: int
+    max_hosts: int  # the largest segment's hosts (random streams are drawn at this width)
+    host_axis: int  # Hmax, the arrays' host axis: max_hosts padded to a multiple of HOST_LANES
     host_valid: np.ndarray  # bool [S, Hmax]
     hosts_in_segment: np.ndarray  # f32 [S]
     host_id: np.ndarray  # int32 [S, Hmax], s * Hmax + j
@@ -33,17 +38,33 @@ class Topology:
     num_hosts: int
 
 
+# XLA:CPU vectorises the host axis 8 float32 lanes wide (AVX2). A host axis that is not a multiple
+# of 8 leaves a ragged tail in every per-host kernel and every per-segment reduction: soc-strategic's
+# 10 x 20 layout stepped 20 % slower than the same arrays padded to 10 x 24 (docs/strategic.md,
+# Speed). Segments of up to 8 hosts stay unpadded (one vector either way).
+HOST_LANES = 8
+
+
+def host_axis(max_hosts: int) -> int:
+    """The host axis for a largest segment of `max_hosts` hosts (see `HOST_LANES`)."""
+    if max_hosts <= HOST_LANES:
+        return max_hosts
+    return -(-max_hosts // HOST_LANES) * HOST_LANES
+
+
 @functools.lru_cache(maxsize=64)
 def _topology(hosts_per_segment, adjacency, entry, high_value) -> Topology:
     s = len(hosts_per_segment)
-    hmax = max(hosts_per_segment)
+    largest = max(hosts_per_segment)
+    hmax = host_axis(largest)
     valid = np.arange(hmax)[None, :] < np.asarray(hosts_per_segment)[:, None]
     edges = [(a, b) for a, targets in enumerate(adjacency) for b in targets]
     src = np.asarray([e[0] for e in edges], np.int32).reshape(-1)
     dst = np.asarray([e[1] for e in edges], np.int32).reshape(-1)
     return Topology(
         num_segments=s,
-        max_hosts=hmax,
+        max_hosts=largest,
+        host_axis=hmax,
         host_valid=valid,
         hosts_in_segment=np.asarray(hosts_per_segment, np.float32),
         host_id=(np.arange(s)[:, None] * hmax + np.arange(hmax)[None, :]).astype(np.int32),
@@ -68,7 +89,7 @@ def draw_vulnerabilities(draws: Draws, params: EnvParams) -> jax.Array:
     """
     topo = topology(params)
     means = jnp.asarray(params.vuln_means, jnp.float32)[:, None]
-    z = draws.normal((topo.num_segments, topo.max_hosts))
+    z = draws.normal((topo.num_segments, topo.host_axis), width=topo.max_hosts)
     v = jnp.clip(means + params.vuln_std * z, params.vuln_min, params.vuln_max)
     return jnp.where(topo.host_valid, v, 0.0)
 
@@ -78,7 +99,7 @@ def segment_sum(x: jax.Array) -> jax.Array:
     return segment_sums(x)[0]
 
 
-def segment_sums(*xs) -> jax.Array:
+def segment_sums(*xs, width: int | None = None) -> jax.Array:
     """Per-segment sums of several `[S, Hmax]` host arrays at once: `-> [K, S]` float32.
 
     Each argument is a bool array, a float array, or `(int_array, max_value)` with small
@@ -86,10 +107,14 @@ def segment_sums(*xs) -> jax.Array:
     hosts cost a separate, unfused kernel of ~1 ms at 4096 envs. Counts are therefore packed side
     by side into float32 words (fields wide enough for `Hmax * max_value`, 24 bits per word so
     every sum stays exact), summed by one matrix-vector product per word and unpacked: sixteen
-    counts cost about a twentieth of what sixteen reductions did. Float arrays get a product each.
+    counts cost about a twentieth of what sixteen reductions did. Float arrays get a product each,
+    over their first `width` hosts when given (the topology's `max_hosts`): a float sum's rounding
+    depends on how the product blocks the host axis, and summing the padding's zeros too would
+    move a reward's last bit against the unpadded layout.
     """
     hmax = xs[0][0].shape[-1] if isinstance(xs[0], tuple) else xs[0].shape[-1]
     ones = jnp.ones((hmax,), jnp.float32)
+    real = hmax if width is None else width
     out = [None] * len(xs)
     words, used = [[]], 0
     for i, x in enumerate(xs):
@@ -98,7 +123,7 @@ def segment_sums(*xs) -> jax.Array:
         elif x.dtype == jnp.bool_:
             top = 1
         else:
-            out[i] = x.astype(jnp.float32) @ ones
+            out[i] = x[..., :real].astype(jnp.float32) @ ones[:real]
             continue
         width = int(np.ceil(np.log2(hmax * int(top) + 1)))
         if width > 24:

@@ -97,7 +97,8 @@ def _v1_obs(state: EnvState, params: EnvParams, noise, summary) -> Dict[str, jax
     th_parts = [net_state, jnp.concatenate(seg_feats, axis=-1).reshape(-1)]
     if pad:
         th_parts.append(0.1 * noise["th_intel"])  # "threat intel": pure noise
-    flat_stage = h.stage.reshape(-1)[:V1_TH_HOSTS].astype(jnp.float32)
+    # Host ids count real hosts only (the axis' padding to HOST_LANES is not part of the layout).
+    flat_stage = h.stage[:, :topo.max_hosts].reshape(-1)[:V1_TH_HOSTS].astype(jnp.float32)
     host_feat = flat_stage / 5.0 * (1.0 - params.stealth) + 0.15 * noise["th_hosts"][: flat_stage.shape[0]]
     th_parts.append(_pad(host_feat, V1_TH_HOSTS))
     th = jnp.concatenate(th_parts)
@@ -137,7 +138,8 @@ def telemetry_summary(state: EnvState, params: EnvParams, noise: jax.Array) -> j
     connected = jnp.asarray(topo.host_valid) & ~h.isolated
     drift_table = jnp.asarray(params.telemetry_stage_drift, jnp.float32)
     drift = sum(jnp.where(h.stage == k, drift_table[k], 0.0) for k in range(1, len(params.telemetry_stage_drift)))
-    drift_sum, n = segment_sums(jnp.where(connected & h.compromised, drift, 0.0), connected)
+    drift_sum, n = segment_sums(jnp.where(connected & h.compromised, drift, 0.0), connected,
+                                width=topo.max_hosts)
     mean_drift = drift_sum / jnp.maximum(n, 1.0)
     direction = jnp.asarray(params.telemetry_direction, jnp.float32)
     summary = mean_drift[:, None] * direction[None, :] + params.telemetry_noise * noise / jnp.sqrt(jnp.maximum(n, 1.0))[:, None]

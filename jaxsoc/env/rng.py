@@ -33,10 +33,20 @@ def _fmix32(x: jax.Array) -> jax.Array:
     return x ^ (x >> 16)
 
 
-def hash_words(seed: jax.Array, start: int, shape) -> jax.Array:
-    """`shape` uint32 words for counters `start, start+1, ...` of the stream `seed` (uint32[2])."""
+def hash_words(seed: jax.Array, start: int, shape, width: int | None = None) -> jax.Array:
+    """`shape` uint32 words for counters `start, start+1, ...` of the stream `seed` (uint32[2]).
+
+    `width`: the rows (last axis) hold `width` counters each and the rest is padding, which gets
+    arbitrary words (see `Draws.words`).
+    """
+    shape = tuple(shape)
     n = int(np.prod(shape)) if len(shape) else 1
-    counter = jnp.arange(start, start + n, dtype=jnp.uint32)
+    if width is None or not shape or width == shape[-1]:
+        counter = jnp.arange(start, start + n, dtype=jnp.uint32)
+    else:
+        rows = n // shape[-1]
+        counter = (jnp.arange(rows, dtype=jnp.uint32)[:, None] * np.uint32(width)
+                   + jnp.arange(shape[-1], dtype=jnp.uint32)[None, :] + np.uint32(start)).reshape(-1)
     x = _fmix32(counter * _GOLDEN + seed[0])
     x = _fmix32(x ^ seed[1])
     return x.reshape(shape)
@@ -66,24 +76,36 @@ class Draws:
         if impl == "hash":
             self.seed = jax.random.bits(key, (2,), jnp.uint32)
 
-    def words(self, shape) -> jax.Array:
+    def words(self, shape, width: int | None = None) -> jax.Array:
+        """uint32 `shape`. `width`: only the first `width` entries of each row (last axis) are the
+        stream's numbers and the rest is padding (a padded host axis, `network.HOST_LANES`): the
+        stream advances by `width` per row, so padding a layout leaves every real number as it was.
+        Padding entries get arbitrary words; the caller masks them."""
         shape = tuple(shape)
         n = int(np.prod(shape)) if len(shape) else 1
+        if width is not None and shape and width != shape[-1]:
+            if not 0 < width <= shape[-1]:
+                raise ValueError(f"width {width} outside 1..{shape[-1]}")
+            n = n // shape[-1] * width
+        else:
+            width = None
         start = self.offset
         self.offset += n
         if self.impl == "hash":
-            w = hash_words(self.seed, start, shape)
-        else:
-            w = jax.random.bits(jax.random.fold_in(self.key, start), shape, jnp.uint32)
+            return hash_words(self.seed, start, shape, width)
+        drawn = shape if width is None else shape[:-1] + (width,)
+        w = jax.random.bits(jax.random.fold_in(self.key, start), drawn, jnp.uint32)
+        if width is not None:
+            w = jnp.pad(w, [(0, 0)] * (len(shape) - 1) + [(0, shape[-1] - width)])
         return w
 
-    def uniform(self, shape=()) -> jax.Array:
-        """float32 `shape` in [0, 1)."""
-        return words_to_uniform(self.words(shape))
+    def uniform(self, shape=(), width: int | None = None) -> jax.Array:
+        """float32 `shape` in [0, 1) (`width`: see `words`)."""
+        return words_to_uniform(self.words(shape, width))
 
-    def normal(self, shape=()) -> jax.Array:
-        """float32 `shape` standard normal."""
-        return words_to_normal(self.words(shape))
+    def normal(self, shape=(), width: int | None = None) -> jax.Array:
+        """float32 `shape` standard normal (`width`: see `words`)."""
+        return words_to_normal(self.words(shape, width))
 
     def randint(self, shape, n) -> jax.Array:
         """int32 `shape` uniform in `0..n-1` (n may be traced)."""

@@ -5,6 +5,7 @@ import numpy as np
 
 import jaxsoc.env as soc
 from jaxsoc.env import alerts
+from jaxsoc.env.network import topology
 from jaxsoc.env.state import NUM_ALERT_FIELDS
 
 
@@ -22,7 +23,7 @@ def with_hosts(state, **fields):
 
 def host_mask(params, *ids):
     """`[S, Hmax]` bool with the given (segment, index) hosts set."""
-    m = np.zeros((params.num_segments, params.max_hosts), bool)
+    m = np.zeros((params.num_segments, topology(params).host_axis), bool)
     for s, j in ids:
         m[s, j] = True
     return m

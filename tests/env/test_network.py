@@ -23,3 +23,50 @@ def test_take_rows_and_put_rows_equal_gather_and_scatter():
     vals = jnp.asarray([[1, 2, 3], [4, 5, 6], [7, 8, 9]])
     np.testing.assert_array_equal(put_rows(vals, rows, 5), jnp.zeros((5, 3), vals.dtype).at[rows].set(vals))
     np.testing.assert_array_equal(take_rows(jnp.asarray([True, False, True]), [2, 1]), [True, False])
+
+
+def test_the_host_axis_is_padded_to_whole_vectors():
+    from jaxsoc.env.network import HOST_LANES, host_axis
+
+    assert HOST_LANES == 8
+    assert [host_axis(h) for h in (1, 6, 8, 9, 20, 24, 40, 100)] == [1, 6, 8, 16, 24, 24, 40, 104]
+
+
+def test_padding_the_host_axis_changes_nothing_but_the_layout(monkeypatch):
+    """The same episodes with the host axis padded (12 -> 16) and unpadded (HOST_LANES = 1):
+    identical states on the real hosts, alerts (host ids s * Hmax + j mapped), observations and
+    rewards. Mixed segment sizes, so padding and short segments both occur."""
+    import jaxsoc.env as soc
+    from jaxsoc.env import network
+    from jaxsoc.env.policies import random_policy
+    from jaxsoc.env.state import HOST
+
+    def roll():
+        network._topology.cache_clear()
+        jax.clear_caches()  # the env's jitted step is cached by its (equal) params
+        env, params = soc.make("soc-v2", hosts_per_segment=(12, 9, 12, 7, 10))
+
+        def body(state, key):
+            ka, ks = jax.random.split(key)
+            acts = jax.vmap(lambda k, s: random_policy(k, None, s, params))(jax.random.split(ka, 8), state)
+            obs, state, r, d, _ = jax.vmap(env.step)(jax.random.split(ks, 8), state, acts)
+            return state, (obs, r)
+
+        _, state = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 8))
+        return jax.jit(lambda s: jax.lax.scan(body, s, jax.random.split(jax.random.key(1), 40)))(state)
+
+    padded = roll()
+    monkeypatch.setattr(network, "HOST_LANES", 1)
+    plain = roll()
+    network._topology.cache_clear()
+    (st_p, ys_p), (st_u, ys_u) = padded, plain
+    assert st_p.hosts.vuln.shape[-1] == 16 and st_u.hosts.vuln.shape[-1] == 12
+    for a, b in zip(jax.tree.leaves(st_p.hosts), jax.tree.leaves(st_u.hosts)):
+        np.testing.assert_array_equal(np.asarray(a)[..., :12], b)
+    q_p, q_u = np.array(st_p.queue), np.asarray(st_u.queue)
+    hid = q_p[..., HOST]
+    q_p[..., HOST] = np.where(hid >= 0, hid // 16 * 12 + hid % 16, hid)
+    np.testing.assert_array_equal(q_p, q_u)
+    for a, b in zip(jax.tree.leaves(ys_p), jax.tree.leaves(ys_u)):
+        np.testing.assert_array_equal(a, b)
+    assert np.asarray(st_p.hosts.compromised).any()  # the episodes did something

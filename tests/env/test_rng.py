@@ -49,3 +49,17 @@ def test_draws_hand_out_disjoint_blocks_and_are_deterministic():
     first = np.asarray(t1.uniform((4,)))
     np.testing.assert_array_equal(first, np.asarray(t2.uniform((4,))))
     assert not np.array_equal(first, np.asarray(t1.uniform((4,))))  # the next block is a new one
+
+
+def test_a_padded_width_draws_the_same_numbers_and_advances_by_the_real_width():
+    # A host axis padded from 5 to 8 (network.HOST_LANES) must leave every real number as drawn
+    # unpadded, and the next draw where it was: padding a layout is not a change of random stream.
+    for impl in ("hash", "threefry"):
+        plain, padded = Draws(jax.random.key(3), impl), Draws(jax.random.key(3), impl)
+        want, after = np.asarray(plain.words((4, 5))), np.asarray(plain.words((2,)))
+        got = np.asarray(padded.words((4, 8), width=5))
+        assert got.shape == (4, 8) and padded.offset == 20
+        np.testing.assert_array_equal(got[:, :5], want)
+        np.testing.assert_array_equal(np.asarray(padded.words((2,))), after)
+    with np.testing.assert_raises(ValueError):
+        Draws(jax.random.key(0)).words((2, 4), width=6)
