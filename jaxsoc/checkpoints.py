@@ -108,10 +108,15 @@ class Checkpoints:
             aside.mkdir(exist_ok=True)
             (self.directory / str(step)).rename(target)
             moved.append(target)
-        if moved:  # the manager lists steps when opened
-            self._manager.close()
-            self._manager = self._open()
+        if moved:
+            self.reopen()
         return moved
+
+    def reopen(self) -> None:
+        """Lists the folder's steps again (the manager lists them when opened): after
+        `set_aside_after` here or, in a group, in process 0."""
+        self._manager.close()
+        self._manager = self._open()
 
     def wait(self) -> None:
         """Blocks until background saves are committed."""

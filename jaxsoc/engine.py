@@ -21,11 +21,12 @@ Devices: `devices=D` lays the state over a 1-D `jax.sharding.Mesh` of D local de
 `Trainer.env_axes` names (others replicated). The compiled program is the same maths; XLA adds
 the cross-device reductions, so results equal a one-device run up to float summation order.
 
-Several hosts (not tested here): start every host with `jax.distributed.initialize()` (before
-anything else touches JAX), use the same config on all, and build the mesh over `jax.devices()`
-instead of `jax.local_devices()`; orbax checkpoints are multi-host aware (every host calls
-save/restore); logs should then be written by process 0 only, and metrics gathered with
-`jax.experimental.multihost_utils.process_allgather`. This module does the one-host case.
+Several processes (hosts; `jaxsoc.distributed`): after `distributed.initialize` every process
+calls `run` with the same config; the mesh spans every process's devices (`devices` must be their
+global count), each process computes its own shards, the per-update metrics and evaluations come
+back replicated, process 0 alone writes the run folder, and every process saves and restores its
+shards of each checkpoint (orbax), so a resumed group continues as one. Seeds sharded over
+processes equal a one-device run bit for bit (tests/test_distributed.py).
 
 Resume (`resume=<run dir>`): the saved checkpoint must come from the same algorithm and the same
 training-relevant config (`jaxsoc.config.training_hash`); the full state (params, optimiser,
@@ -50,7 +51,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jaxsoc
-from jaxsoc import algos, config as config_lib, run_log
+from jaxsoc import algos, config as config_lib, distributed, run_log
 from jaxsoc.checkpoints import CheckpointError, Checkpoints, UnreadableCheckpoint
 from jaxsoc.config import ConfigError
 from jaxsoc.evaluation import make_evaluator
@@ -94,7 +95,16 @@ def eval_keys(seed: int, num_seeds: int) -> jax.Array:
 
 # ----------------------------------------------------------------------------- sharding
 def make_mesh(devices: int) -> Mesh:
-    """A 1-D mesh over the first `devices` local devices; ConfigError if there are fewer."""
+    """A 1-D mesh over the first `devices` local devices; ConfigError if there are fewer. In a
+    multi-process run, over every device of every process (`devices` must be their count)."""
+    if jax.process_count() > 1:
+        every = jax.devices()
+        if devices != len(every):
+            raise ConfigError(
+                f"a run of {jax.process_count()} processes shards over all their {len(every)} devices: "
+                f"devices must be {len(every)} (got {devices})"
+            )
+        return Mesh(np.array(every), (MESH_AXIS,))
     local = jax.local_devices()
     if devices > len(local):
         raise ConfigError(
@@ -250,7 +260,7 @@ def compile_program(program: Program, cfg: dict, lengths) -> Compiled:
 def _check_memory(executables, program: Program, cfg: dict) -> None:
     """ConfigError when a compiled program needs more memory than one device has (XLA's own
     estimate: arguments + outputs + temporaries - donated buffers)."""
-    device = jax.tree.leaves(program.shardings)[0].mesh.devices.flat[0]
+    device = jax.local_devices()[0]  # one of this process's (another's cannot be asked)
     stats = device.memory_stats() or {}
     limit = stats.get("bytes_limit")
     if limit is None and device.platform == "cpu":
@@ -287,11 +297,13 @@ def _prepare_new_dir(run_dir: Path, overwrite: bool) -> None:
 
 def _create_run_dir(run_dir: Path, cfg: dict) -> Checkpoints:
     """Makes a new run's folder (replacing one `_prepare_new_dir` allowed to replace) with its
-    config.yaml, and returns its checkpoints."""
-    if run_dir.exists():
-        shutil.rmtree(run_dir) if run_dir.is_dir() else run_dir.unlink()
-    run_dir.mkdir(parents=True)
-    config_lib.save(cfg, run_dir / "config.yaml")
+    config.yaml, and returns its checkpoints. In a group, process 0 makes it and the others wait."""
+    if distributed.is_primary():
+        if run_dir.exists():
+            shutil.rmtree(run_dir) if run_dir.is_dir() else run_dir.unlink()
+        run_dir.mkdir(parents=True)
+        config_lib.save(cfg, run_dir / "config.yaml")
+    distributed.barrier("jaxsoc run folder")
     return Checkpoints(run_dir / "checkpoints", keep=cfg["run"]["keep_checkpoints"])
 
 
@@ -453,15 +465,19 @@ def run(
     try:
         env, env_params, trainer = _make_trainer(cfg, make_env, start)
         open_sinks = run_log.scalar_sinks(cfg)
-        progress = Progress(cfg, trainer.env_steps_per_update, trainer.num_updates, start)
-        on_update = progress.tick if progress.enabled else None
+        progress = Progress(cfg, trainer.env_steps_per_update, trainer.num_updates, start,
+                            enabled=distributed.is_primary())
+        on_update = progress.tick if progress.wanted else None  # the same program on every process
         program = build_program(trainer, cfg, make_mesh(cfg["devices"]), env, env_params, on_update)
         meta: dict = {}
         if start:
             state, meta = _read_checkpoint(ckpts, start, run_dir, cfg, program.abstract_state, "resume")
             if from_update is not None:
-                for path in ckpts.set_aside_after(start):
-                    progress.note(f"set aside checkpoint {path.name} of {run_dir} in {path.parent}")
+                if distributed.is_primary():
+                    for path in ckpts.set_aside_after(start):
+                        progress.note(f"set aside checkpoint {path.name} of {run_dir} in {path.parent}")
+                distributed.barrier("jaxsoc set aside")
+                ckpts.reopen()
         elif resume is not None:
             if config_lib.training_hash(config_lib.load_yaml(run_dir / "config.yaml")) != config_lib.training_hash(cfg):
                 _refuse_config_change(run_dir, cfg, "resume")
@@ -472,9 +488,9 @@ def run(
                           + ["evaluation"] * (program.evaluate is not None))
         with progress.compiling(parts):
             compiled = compile_program(program, cfg, lengths)
-            if not start:
-                state = program.init(seed_keys(cfg["seed"], cfg["num_seeds"]))
-        if resume is not None:
+            if not start:  # host keys: every process passes the same, replicated input
+                state = program.init(np.asarray(seed_keys(cfg["seed"], cfg["num_seeds"])))
+        if resume is not None and distributed.is_primary():
             for name in ("metrics.jsonl", "eval.jsonl"):
                 run_log.truncate_jsonl(run_dir / name, start)
     except BaseException:
@@ -565,9 +581,12 @@ def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress
     chunk_updates = cfg["run"]["chunk_updates"]
     every_ckpt = cfg["run"]["checkpoint_every"]
     every_eval = cfg["eval"]["every_chunks"]
-    keys_eval = eval_keys(cfg["seed"], cfg["num_seeds"])
+    keys_eval = np.asarray(eval_keys(cfg["seed"], cfg["num_seeds"]))
     wall_offset = float(meta.get("wall_time", 0.0))
     update = start
+    primary = distributed.is_primary()  # writes the folder's logs; every process checkpoints
+    if not primary:
+        open_sinks = lambda _: run_log.ScalarSinks()  # noqa: E731 - logs nothing
     sinks = open_sinks(run_dir) if ckpts is not None else None
 
     progress.open_bar()
@@ -581,9 +600,10 @@ def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress
             if ckpts is None:
                 ckpts = _create_run_dir(run_dir, cfg)
                 sinks = open_sinks(run_dir)
-            run_log.append_jsonl(
-                run_dir / "metrics.jsonl", _records(metrics, previous, cfg, steps_per_update, wall)
-            )
+            if primary:
+                run_log.append_jsonl(
+                    run_dir / "metrics.jsonl", _records(metrics, previous, cfg, steps_per_update, wall)
+                )
             for i in range(length):  # one point per update, the mean over seeds
                 sinks.log((previous + i + 1) * steps_per_update,
                           {f"train/{name}": _nanmean(values[i]) for name, values in metrics.items()})
@@ -591,7 +611,8 @@ def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress
             chunks_done = -(-update // chunk_updates)
             if compiled.evaluate is not None and (chunks_done % every_eval == 0 or update == num_updates):
                 results = jax.device_get(compiled.evaluate(state, keys_eval))
-                _log_eval(run_dir, results, update, cfg, steps_per_update, wall, sinks)
+                if primary:
+                    _log_eval(run_dir, results, update, cfg, steps_per_update, wall, sinks)
 
             if update == num_updates or (every_ckpt and update // every_ckpt > previous // every_ckpt):
                 ckpts.save(update, state, checkpoint_meta(cfg, update, steps_per_update, wall))

@@ -27,11 +27,16 @@ class Progress:
       steps_per_update: env steps per update and seed (`Trainer.env_steps_per_update`).
       num_updates: updates of the whole run (`Trainer.num_updates`).
       start: updates already done (a resumed run).
+      enabled: False hides everything `run.progress` would show (the other processes of a
+        group); `wanted` still says whether the program carries the per-update `tick`, so every
+        process compiles the same program.
     """
 
-    def __init__(self, cfg: dict, steps_per_update: int, num_updates: int, start: int = 0):
+    def __init__(self, cfg: dict, steps_per_update: int, num_updates: int, start: int = 0,
+                 enabled: bool = True):
         self.cfg = cfg
-        self.enabled = bool(cfg["run"]["progress"])
+        self.wanted = bool(cfg["run"]["progress"])
+        self.enabled = self.wanted and enabled
         self.steps = steps_per_update * cfg["num_seeds"]  # per update, all seeds
         self.num_updates = num_updates
         self.start = start

@@ -548,7 +548,8 @@ def test_cli_help_documents_every_option():
     out = cli("--help")
     assert out.returncode == 0
     for flag in ("--algo", "--scenario", "--num-envs", "--num-seeds", "--total-steps", "--seed", "--devices",
-                 "--name", "--config", "--set", "--resume", "--from-update", "--overwrite", "--print-config"):
+                 "--name", "--config", "--set", "--resume", "--from-update", "--overwrite", "--print-config",
+                 "--coordinator", "--num-processes", "--process-id", "--join-timeout"):
         assert flag in out.stdout
     assert "configs/base.yaml" in out.stdout
 

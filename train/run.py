@@ -4,6 +4,8 @@
     python train/run.py --algo rule-soar --scenario soc-v2 --num-envs 4096 --total-steps 5e6
     python train/run.py --config configs/mappo.yaml --num-seeds 8 --set ppo.lr=1e-4 --devices 2
     python train/run.py --resume runs/myrun          # continue from the newest checkpoint
+    python train/run.py --algo mappo --num-seeds 8 --name big --coordinator node0:9876 \
+        --num-processes 2 --process-id 0             # one of a group (jaxsoc.distributed)
 """
 from __future__ import annotations
 
@@ -32,6 +34,11 @@ terminal: the budget (updates x env steps per update, total_steps rounded down t
   a status line while the programs compile, and a progress bar that moves with every update
   (env-steps/s over all seeds, time left); --set run.progress=false turns them off.
 
+several processes (hosts; docs/engine.md "Several processes"): every process runs the same
+  command with --coordinator HOST:PORT --num-processes N --process-id I (or --coordinator auto
+  under SLURM / Open MPI; or JAXSOC_COORDINATOR / JAXSOC_NUM_PROCESSES / JAXSOC_PROCESS_ID) and
+  --name (or --resume) on a shared filesystem; --devices defaults to every device of the group.
+
 examples:
   python train/run.py --algo rule-soar --scenario soc-v2 --num-envs 4096 --total-steps 5e6
   python train/run.py --algo random --num-seeds 4 --set run.chunk_updates=20 --set eval.every_chunks=5
@@ -59,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="env steps per seed; scientific notation is fine (5e6)")
     p.add_argument("--seed", type=cli.parse_int, metavar="S", help="first seed (seeds S..S+num_seeds-1)")
     p.add_argument("--devices", type=cli.parse_int, metavar="D",
-                   help="local devices to shard over (seeds if num_seeds divides by D, else envs)")
+                   help="local devices to shard over (seeds if num_seeds divides by D, else envs); "
+                   "with --coordinator, every device of the group (the default)")
     p.add_argument("--name", help="run folder name under run.dir (default <algo>-<scenario>-<time>)")
     p.add_argument("--config", metavar="FILE", help="YAML config composed over configs/base.yaml")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -74,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "RUN_DIR/checkpoints-set-aside/, never deleted")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing run folder instead of refusing")
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="join a multi-process run whose process 0 listens at HOST:PORT ('auto': SLURM / "
+                   "Open MPI detection); default $JAXSOC_COORDINATOR, else one process")
+    p.add_argument("--num-processes", type=cli.parse_int, metavar="N",
+                   help="with --coordinator: processes in the group (default $JAXSOC_NUM_PROCESSES)")
+    p.add_argument("--process-id", type=cli.parse_int, metavar="I",
+                   help="with --coordinator: this process's rank, 0..N-1 (default $JAXSOC_PROCESS_ID)")
+    p.add_argument("--join-timeout", type=cli.parse_int, metavar="S",
+                   help="with --coordinator: seconds to wait for the whole group (default 120)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config (YAML) and exit: no training, nothing written")
     return p
@@ -101,8 +118,29 @@ def interrupted_message(run_dir: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
-    from jaxsoc import config as config_lib, engine
+    from jaxsoc import distributed
     from jaxsoc.config import ConfigError
+
+    try:
+        launch = distributed.launch_from(args.coordinator, args.num_processes, args.process_id, args.join_timeout)
+        if launch is None and args.join_timeout is not None:
+            raise ConfigError("--join-timeout applies to a multi-process run: give --coordinator")
+        if launch is not None and args.print_config:
+            raise ConfigError("--print-config prints the config and exits: --coordinator would be ignored")
+        if launch is not None and args.name is None and args.resume is None:
+            raise ConfigError("a multi-process run needs --name (or --resume): every process must "
+                              "write to the same run folder")
+        if launch is not None:
+            distributed.initialize(launch)  # before anything else starts JAX
+            if args.devices is None:
+                import jax
+
+                args.devices = jax.device_count()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    from jaxsoc import config as config_lib, engine
 
     flags = {
         "algo": args.algo,
@@ -143,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             print("\n" + interrupted_message(run_dir), file=sys.stderr)
         return 130
     steps = result.updates * result.trainer.env_steps_per_update
+    if not distributed.is_primary():
+        return 0
     print(f"done: {result.run_dir} ({result.updates} updates, {steps:,} env steps per seed)")
     return 0
 

@@ -1,0 +1,140 @@
+"""Multi-process training on jax.distributed (jaxsoc.distributed, engine): two CPU processes on
+localhost against one process with two devices and one with one device, and the group's launch
+checks. The toy learner (tests/engine_toys.py) keeps each process's compile to seconds."""
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxsoc import distributed, run_log
+from jaxsoc.config import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+# One process of a run: `out mode pid port name stop_at resume` (mode "group": join the 2-process
+# group at localhost:port; "local": one process with the devices XLA_FLAGS gives). Stops (like an
+# interrupt) after update `stop_at` when > 0; resumes `out/name` when `resume` is 1. Process 0
+# saves the final state, gathered from both processes, to `out/<name>-<mode>.npz`.
+SCRIPT = textwrap.dedent("""
+    import sys
+    out, mode, pid, port, name, stop_at, resume = sys.argv[1:8]
+    pid, stop_at = int(pid), int(stop_at)
+    from jaxsoc import distributed
+    if mode == "group":
+        distributed.initialize(distributed.Launch(f"localhost:{port}", 2, pid, 60))
+    import jax, numpy as np
+    from jax.experimental import multihost_utils
+    from tests import engine_toys as toys
+    from jaxsoc import engine
+    cfg = toys.toy_config(num_seeds=2, seed=5, devices=jax.device_count(),
+                          run={"dir": out, "name": name, "chunk_updates": 2, "checkpoint_every": 2},
+                          eval={"every_chunks": 1, "episodes": 4})
+
+    def stop(update, state):
+        if update == stop_at:
+            raise KeyboardInterrupt
+
+    try:
+        result = engine.run(cfg, make_env=toys.make_toy_env, on_chunk=stop,
+                            resume=f"{out}/{name}" if resume == "1" else None)
+    except KeyboardInterrupt:
+        sys.exit(0)
+    leaves = [jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+              for x in jax.tree.leaves(result.state)]
+    if jax.process_count() > 1:
+        leaves = multihost_utils.process_allgather(leaves, tiled=True)
+    if distributed.is_primary():
+        np.savez(f"{out}/{name}-{mode}.npz", *map(np.asarray, leaves))
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def launch(tmp_path, mode, name, *, stop_at=0, resume=False, devices=1, processes=1):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO),
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
+                         " --xla_llvm_disable_expensive_passes=true")
+    port = free_port()
+    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path), mode, str(pid), str(port), name,
+                               str(stop_at), "1" if resume else "0"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for pid in range(processes)]
+    for p in procs:
+        _, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err[-3000:]
+
+
+def load(path):
+    with np.load(path) as f:
+        return [f[f"arr_{i}"] for i in range(len(f.files))]
+
+
+def test_two_processes_equal_one_process_bit_for_bit_and_resume_as_a_group(tmp_path):
+    """Seeds split over 2 processes x 1 CPU device (gloo collectives), interrupted after a
+    checkpoint and resumed by a new group, against one uninterrupted process with 2 devices and
+    one with 1: the same final state bit for bit, the same logs, written once."""
+    launch(tmp_path, "group", "g", stop_at=2, processes=2)
+    assert run_log.read_jsonl(tmp_path / "g" / "metrics.jsonl")[0][-1]["update"] == 2
+    launch(tmp_path, "group", "g", resume=True, processes=2)
+    launch(tmp_path, "local", "two", devices=2)
+    launch(tmp_path, "local", "one")
+    group, two, one = load(tmp_path / "g-group.npz"), load(tmp_path / "two-local.npz"), load(tmp_path / "one-local.npz")
+    assert len(group) == len(two) == len(one)
+    for g, t, o in zip(group, two, one):
+        np.testing.assert_array_equal(g, t)
+        np.testing.assert_array_equal(g, o)
+    for log in ("metrics.jsonl", "eval.jsonl"):
+        got = [(r["update"], r["seed"], r["metrics"]) for r in run_log.read_jsonl(tmp_path / "g" / log)[0]]
+        want = [(r["update"], r["seed"], r["metrics"]) for r in run_log.read_jsonl(tmp_path / "one" / log)[0]]
+        assert got == want and len({(u, s) for u, s, _ in got}) == len(got)  # each line once
+    assert sorted(p.name for p in (tmp_path / "g" / "checkpoints").iterdir() if p.name.isdigit()) == ["2", "4", "6"]
+
+
+def test_a_group_that_never_assembles_fails_with_one_line_in_time(tmp_path):
+    """Process 0 of 2 started alone: a clear error after the join timeout, not a hang."""
+    out = subprocess.run([sys.executable, str(REPO / "train" / "run.py"), "--algo", "random", "--name", "x",
+                          "--coordinator", f"localhost:{free_port()}", "--num-processes", "2", "--process-id", "0",
+                          "--join-timeout", "3", "--set", f"run.dir={tmp_path}"],
+                         capture_output=True, text=True, timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "error: could not join the group at localhost:" in out.stderr and "within 3 s" in out.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kwargs, environ, message", [
+    (dict(num_processes=2, process_id=0), {}, "give --coordinator"),
+    (dict(coordinator="node0"), {}, "not HOST:PORT"),
+    (dict(coordinator="node0:70000", num_processes=2, process_id=0), {}, "not HOST:PORT"),
+    (dict(coordinator="node0:9876"), {}, "needs --num-processes N and --process-id I"),
+    (dict(coordinator="node0:9876", num_processes=2, process_id=2), {}, "outside 0..1"),
+    (dict(coordinator="node0:9876", num_processes=0, process_id=0), {}, "at least 1"),
+    (dict(coordinator="node0:9876", num_processes=2, process_id=0, timeout_s=0), {}, "at least 1 s"),
+    ({}, {"JAXSOC_COORDINATOR": "node0:9876", "JAXSOC_NUM_PROCESSES": "two"}, "JAXSOC_NUM_PROCESSES='two'"),
+])
+def test_launch_descriptions_that_cannot_work_are_refused(kwargs, environ, message):
+    with pytest.raises(ConfigError, match=message):
+        distributed.launch_from(**kwargs, environ=environ)
+
+
+def test_launch_reads_the_environment_and_flags_win():
+    env = {"JAXSOC_COORDINATOR": "node0:9876", "JAXSOC_NUM_PROCESSES": "4", "JAXSOC_PROCESS_ID": "3"}
+    assert distributed.launch_from(environ=env) == distributed.Launch("node0:9876", 4, 3)
+    assert distributed.launch_from(process_id=1, environ=env).process_id == 1
+    assert distributed.launch_from(environ={}) is None
+    assert distributed.launch_from("auto", environ={}) == distributed.Launch("auto", None, None)
+
+
+def test_cli_refuses_a_group_without_a_shared_run_name():
+    out = subprocess.run([sys.executable, str(REPO / "train" / "run.py"), "--coordinator", "localhost:9876",
+                          "--num-processes", "2", "--process-id", "1"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "needs --name (or --resume)" in out.stderr
+    assert out.stderr.strip().count("\n") == 0
