@@ -477,7 +477,8 @@ def run(
                     for path in ckpts.set_aside_after(start):
                         progress.note(f"set aside checkpoint {path.name} of {run_dir} in {path.parent}")
                 distributed.barrier("jaxsoc set aside")
-                ckpts.reopen()
+                if not distributed.is_primary():
+                    ckpts.reopen()  # process 0 moved checkpoints this manager had listed
         elif resume is not None:
             if config_lib.training_hash(config_lib.load_yaml(run_dir / "config.yaml")) != config_lib.training_hash(cfg):
                 _refuse_config_change(run_dir, cfg, "resume")
