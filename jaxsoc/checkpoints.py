@@ -70,6 +70,15 @@ class Checkpoints:
         # Raised outside `except` so orbax's failed reads are not kept alive as its context.
         raise UnreadableCheckpoint(f"checkpoint {update} in {self.directory} is unreadable (metadata): {reason}")
 
+    def saved_shapes(self, update: int) -> list[tuple] | None:
+        """The shapes of checkpoint `update`'s state arrays, sorted (orbax's metadata; the order of
+        its tree is not ours), or None when its metadata cannot be read."""
+        try:
+            tree = ocp.StandardCheckpointHandler().metadata(self.directory / str(update) / "state")
+            return sorted(tuple(leaf.shape) for leaf in jax.tree.leaves(getattr(tree, "item_metadata", tree)))
+        except Exception:  # a damaged checkpoint: `restore` reports it
+            return None
+
     def restore(self, update: int, abstract_state: Any) -> Any:
         """Checkpoint `update`'s state, laid out as `abstract_state` (ShapeDtypeStructs with
         shardings, e.g. from `jax.eval_shape`); CheckpointError if damaged or of another shape."""

@@ -355,22 +355,40 @@ def _refuse_config_change(run_dir: Path, cfg: dict, doing: str) -> None:
     )
 
 
+def restore_state(ckpts: Checkpoints, update: int, abstract_state, env_params) -> Any:
+    """Checkpoint `update`'s train state laid out as `abstract_state`. A SOC env state saved in the
+    host layout before the host axis was padded (its arrays have those shapes) is read in that
+    layout and converted exactly (`jaxsoc.env.layout`)."""
+    from jaxsoc.env import layout
+
+    old = layout.unpadded(abstract_state, env_params)
+    if old is not None:
+        def shapes(tree):
+            return sorted(tuple(a.shape) for a in jax.tree.leaves(tree))
+
+        saved = ckpts.saved_shapes(update)
+        if saved is not None and saved != shapes(abstract_state) and saved == shapes(old):
+            shardings = jax.tree.map(lambda a: a.sharding, abstract_state)
+            return jax.device_put(layout.padded(ckpts.restore(update, old), env_params), shardings)
+    return ckpts.restore(update, abstract_state)
+
+
 def _read_checkpoint(ckpts: Checkpoints, update: int, run_dir: Path, cfg: dict, abstract_state,
-                     doing: str) -> tuple[Any, dict]:
+                     doing: str, env_params=None) -> tuple[Any, dict]:
     """Checkpoint `update`'s (state, meta) after checking it belongs to `cfg`. A checkpoint that
     cannot be read is reported with the newest older one that can, which is never used unless
     asked for (`from_update`)."""
     try:
         meta = ckpts.read_meta(update)
         _check_meta(meta, run_dir, cfg, doing)
-        return ckpts.restore(update, abstract_state), meta
+        return restore_state(ckpts, update, abstract_state, env_params), meta
     except UnreadableCheckpoint:
         pass  # reported below, outside the handler, without orbax's low-level message
     good = None
     for older in sorted((u for u in ckpts.steps() if u < update), reverse=True):
         try:
             _check_meta(ckpts.read_meta(older), run_dir, cfg, doing)
-            ckpts.restore(older, abstract_state)
+            restore_state(ckpts, older, abstract_state, env_params)
         except CheckpointError:
             continue
         good = older
@@ -471,7 +489,8 @@ def run(
         program = build_program(trainer, cfg, make_mesh(cfg["devices"]), env, env_params, on_update)
         meta: dict = {}
         if start:
-            state, meta = _read_checkpoint(ckpts, start, run_dir, cfg, program.abstract_state, "resume")
+            state, meta = _read_checkpoint(ckpts, start, run_dir, cfg, program.abstract_state, "resume",
+                                           env_params)
             if from_update is not None:
                 if distributed.is_primary():
                     for path in ckpts.set_aside_after(start):
@@ -533,7 +552,7 @@ def load(
     try:
         env, env_params, trainer = _make_trainer(cfg, make_env, update)
         program = build_program(trainer, cfg, make_mesh(cfg["devices"]), env, env_params)
-        state, _ = _read_checkpoint(ckpts, update, run_dir, cfg, program.abstract_state, "load")
+        state, _ = _read_checkpoint(ckpts, update, run_dir, cfg, program.abstract_state, "load", env_params)
     finally:
         ckpts.close()
     return RunResult(run_dir, state, update, cfg, trainer)

@@ -70,3 +70,25 @@ def test_padding_the_host_axis_changes_nothing_but_the_layout(monkeypatch):
     for a, b in zip(jax.tree.leaves(ys_p), jax.tree.leaves(ys_u)):
         np.testing.assert_array_equal(a, b)
     assert np.asarray(st_p.hosts.compromised).any()  # the episodes did something
+
+
+def test_a_state_saved_before_the_padding_converts_exactly():
+    """A checkpoint written when host arrays were [S, max_hosts] (jaxsoc.env.layout): padding
+    adds inert all-zero hosts and renumbers alert host ids s * Hmax + j."""
+    import jaxsoc.env as soc
+    from jaxsoc.env import layout
+    from jaxsoc.env.state import HOST
+
+    env, params = soc.make("soc-v2", hosts_per_segment=(12, 9, 12, 7, 10))
+    _, state = env.reset(jax.random.key(0), params)
+    state = state.replace(hosts=state.hosts.replace(compromised=state.hosts.compromised.at[2, 5].set(True)),
+                          queue=state.queue.at[0, HOST].set(2 * 16 + 5).at[1, HOST].set(-1))
+    old = layout.unpadded(state, params)
+    assert old.hosts.vuln.shape == (5, 12) and bool(old.hosts.compromised[2, 5])
+    old = old.replace(queue=old.queue.at[0, HOST].set(2 * 12 + 5))  # the old numbering
+    back = layout.padded(old, params)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(a, b)
+    abstract = layout.unpadded(jax.eval_shape(lambda: state), params)
+    assert abstract.hosts.stage.shape == (5, 12) and abstract.queue.shape == state.queue.shape
+    assert layout.unpadded(state, soc.make("soc-v2")[1]) is None  # 40 hosts: nothing padded
