@@ -94,6 +94,7 @@ make_toy_env = scenario_maker("toy", ToyEnv, ToyParams)
 # ----------------------------------------------------------------------------- learner
 DEFAULTS = {"lr": 0.1, "rollout": 4}
 POSITIVE = ("lr", "rollout")
+SWEEPABLE = ("lr",)  # jaxsoc/sweep.py: grid points of different lr share one program
 
 
 class ToyTrainState(NamedTuple):

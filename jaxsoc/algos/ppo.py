@@ -63,6 +63,9 @@ DEFAULTS = {
     "decisions_only": True,      # coordinator loss only on steps where the env reads it (every K)
 }
 POSITIVE = ("rollout", "epochs", "minibatches", "lr", "adam_eps", "max_grad_norm", "clip_eps")
+# Keys the update only computes with (no shapes, no Python branches): a sweep (jaxsoc/sweep.py)
+# trains grid points that differ only in these in one program, the values vmapped.
+SWEEPABLE = ("lr", "ent_coef", "vf_coef", "clip_eps", "max_grad_norm", "gamma", "gae_lambda", "reward_scale")
 
 # What `auto` means for each algorithm name of this family.
 VARIANTS = {

@@ -1,0 +1,297 @@
+"""Vectorised hyper-parameter sweeps: a grid of numeric settings x seeds in as few compiled
+programs as the shapes allow, each point evaluated on the same held-out episodes and ranked.
+
+    python train/sweep.py --algo mappo --scenario soc-v2 --grid ppo.lr=1e-4,3e-4,1e-3 \\
+        --num-seeds 5 --total-steps 5e5 --name lr-sweep
+
+A learner family lists in `SWEEPABLE` the keys of its section that its update only computes
+with (learning rates, loss coefficients, discounts): grid points that differ only there train in
+ONE program, the values a vmapped `[points]` array beside the seed axis (as PureJaxRL's sweeps
+do), so a grid of 8 learning rates x 5 seeds is one jitted `lax.scan` over 40 learners. Any other
+key (sizes, switches, env settings) changes the program's shapes or structure: each of its value
+combinations is one more program, run one after another. Every point's config is resolved and
+validated with its concrete values before anything is compiled.
+
+Evaluation: greedy, `episodes` held-out episodes per seed from `protocols.heldout_key(seed)` (the
+episodes `eval/evaluate.py` uses), the same for every point; points are ranked by mean return,
+with a 95 % t-interval of the mean over seeds.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from jaxsoc import algos, config as config_lib
+from jaxsoc.config import ConfigError
+
+# Two-sided 95 % Student t quantiles by degrees of freedom (seeds - 1); 1.96 beyond the table.
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+       10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
+SUMMARY_FILE, TABLE_FILE, FIGURE_FILE = "sweep.json", "sweep.md", "sweep.png"
+
+
+def t95(dof: int) -> float:
+    """The 95 % two-sided t quantile for `dof` degrees of freedom (the nearest tabled one below)."""
+    if dof < 1:
+        return float("nan")
+    return T95[max(d for d in T95 if d <= dof)] if dof <= 30 else 1.96
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list]:
+    """`["ppo.lr=1e-4,3e-4", "ppo.ent_coef=0,0.01"]` -> `{"ppo.lr": [1e-4, 3e-4], ...}`.
+    ConfigError for a missing '=', an empty or repeated value list, a repeated key or a value that
+    is not a finite number."""
+    grid: dict[str, list] = {}
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--grid {item!r} is not KEY=V1,V2,... (e.g. ppo.lr=1e-4,3e-4)")
+        if key in grid:
+            raise ConfigError(f"--grid names {key} twice: give all its values in one list")
+        values = []
+        for raw in (v.strip() for v in text.split(",")):
+            if not raw:
+                continue
+            try:
+                value = int(raw) if raw.lstrip("+-").isdigit() else float(raw)
+            except ValueError:
+                raise ConfigError(f"--grid {key}: {raw!r} is not a number (sweeps take numeric values)") from None
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"--grid {key}: {raw!r} is not a finite number")
+            values.append(value)
+        if not values:
+            raise ConfigError(f"--grid {key} has no values")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"--grid {key} repeats a value: {text}")
+        grid[key] = values
+    if not grid:
+        raise ConfigError("a sweep needs at least one --grid KEY=V1,V2,...")
+    return grid
+
+
+def sweepable_keys(algo: str) -> tuple[str, ...]:
+    """The `section.key` names a family's update only computes with (its module's `SWEEPABLE`)."""
+    family = algos.family_of(algo)
+    module = algos.family_module(algo)
+    return tuple(f"{family}.{k}" for k in getattr(module, "SWEEPABLE", ()))
+
+
+@dataclasses.dataclass
+class Group:
+    """Grid points that share one program: `traced` keys vary inside it (`values [points, keys]`)."""
+
+    config: dict  # the first point's resolved config (every static key is the group's)
+    points: list  # [{key: value}] of the whole grid, for this group's points
+    traced: tuple  # keys given to the program as vmapped arrays
+
+
+@dataclasses.dataclass
+class Plan:
+    algo: str
+    grid: dict
+    groups: list
+    seeds: tuple
+    episodes: int
+
+
+def make_plan(flags: dict, sets: Sequence[str], grid: dict, config_file: str | None = None,
+              episodes: int = 256, scenarios: Sequence[str] | None = None) -> Plan:
+    """Resolves and validates every point's config (ConfigError for unknown keys or values the
+    learner refuses) and groups the points by the keys that change the program. `scenarios`: the
+    scenario names a custom `make_env` knows (as `config.resolve`)."""
+    if episodes < 1:
+        raise ConfigError(f"episodes must be at least 1 (got {episodes})")
+    def resolve(extra):
+        return config_lib.resolve(config_file, flags, list(sets) + extra, scenarios=scenarios)
+
+    base = resolve([])
+    algo = base["algo"]
+    if algos.family_of(algo) == "scripted":
+        raise ConfigError(f"{algo!r} is scripted: it has no hyper-parameters to sweep")
+    traced_ok = set(sweepable_keys(algo))
+    keys = list(grid)
+    for key in keys:
+        if key in {"seed", "num_seeds"}:
+            raise ConfigError(f"--grid {key}: seeds are the sweep's other axis (--num-seeds, --seed)")
+    groups: dict[tuple, Group] = {}
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        point = dict(zip(keys, combo))
+        cfg = resolve([f"{k}={v}" for k, v in point.items()])
+        for key, value in point.items():  # a key the config does not have is refused by resolve
+            if not isinstance(_get(cfg, key), (int, float)) or isinstance(_get(cfg, key), bool):
+                raise ConfigError(f"--grid {key}: the config's value {_get(cfg, key)!r} is not a number")
+        static = tuple((k, v) for k, v in point.items() if k not in traced_ok)
+        if static not in groups:
+            groups[static] = Group(cfg, [], tuple(k for k in keys if k in traced_ok))
+        groups[static].points.append(point)
+    seeds = tuple(range(base["seed"], base["seed"] + base["num_seeds"]))
+    return Plan(algo, grid, list(groups.values()), seeds, int(episodes))
+
+
+def _get(cfg: dict, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def _with_values(cfg: dict, keys: Sequence[str], values) -> dict:
+    """A copy of `cfg` with `keys` set to `values` (traced scalars inside the program)."""
+    out = copy.deepcopy(cfg)
+    for key, value in zip(keys, values):
+        *path, leaf = key.split(".")
+        node = out
+        for part in path:
+            node = node[part]
+        node[leaf] = value
+    return out
+
+
+def run_group(group: Group, plan: Plan, make_env=None) -> dict[str, np.ndarray]:
+    """Trains and evaluates one group: `{metric: [points, seeds, episodes]}` held-out metrics plus
+    `"train_return"` `[points, seeds, updates]` (the training curve), `"compile_seconds"` and
+    `"seconds"` (training and evaluation, compiled)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxsoc import engine
+    from jaxsoc.analysis.protocols import heldout_key
+    from jaxsoc.evaluation import make_evaluator
+
+    if make_env is None:
+        import jaxsoc.env as soc
+
+        make_env = soc.make
+    cfg = group.config
+    try:
+        env, env_params = make_env(cfg["scenario"], **cfg["env"])
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"env {cfg['scenario']!r}: {e}") from None
+    reference = algos.make_train(cfg, env, env_params)  # static facts: updates, act
+    values = jnp.asarray([[p[k] for k in group.traced] for p in group.points], jnp.float32)  # [P, K]
+
+    def train_one(point_values, key):
+        trainer = algos.make_train(_with_values(cfg, group.traced, point_values), env, env_params)
+        state = trainer.init(key)
+        state, metrics = jax.lax.scan(lambda s, _: trainer.update(s), state, None, length=trainer.num_updates)
+        return trainer.policy_params(state), metrics.get("return", jnp.zeros((trainer.num_updates,)))
+
+    rollout = make_evaluator(env, env_params, reference.act, plan.episodes, greedy=True)
+    over_seeds = jax.vmap(train_one, in_axes=(None, 0))
+    train = jax.jit(jax.vmap(over_seeds, in_axes=(0, None)))
+    evaluate = jax.jit(jax.vmap(jax.vmap(rollout, in_axes=(0, 0)), in_axes=(0, None)))
+    keys = np.asarray(engine.seed_keys(plan.seeds[0], len(plan.seeds)))
+    eval_keys = jnp.stack([heldout_key(s) for s in plan.seeds])
+    t0 = time.perf_counter()
+    train = train.lower(values, keys).compile()
+    params_shape = jax.eval_shape(lambda: train(values, keys)[0])
+    evaluate = evaluate.lower(params_shape, eval_keys).compile()
+    t1 = time.perf_counter()
+    params, curve = jax.block_until_ready(train(values, keys))
+    results = jax.device_get(evaluate(params, eval_keys))
+    results = {k: np.asarray(v) for k, v in results.items()}
+    results["train_return"] = np.asarray(curve)
+    results["compile_seconds"] = np.asarray(t1 - t0)
+    results["seconds"] = np.asarray(time.perf_counter() - t1)
+    return results
+
+
+def summarise(plan: Plan, group_results: Sequence[dict]) -> list[dict]:
+    """One record per point, best mean return first: the point, per-seed held-out means, the mean
+    over seeds with its 95 % t-interval half-width, and the same for CSR where the env has it."""
+    rows = []
+    for group, res in zip(plan.groups, group_results):
+        for i, point in enumerate(group.points):
+            row = {"point": point}
+            for metric in ("return", "csr"):
+                if metric not in res:
+                    continue
+                per_seed = [float(np.nanmean(res[metric][i, s])) for s in range(len(plan.seeds))]
+                finite = [v for v in per_seed if math.isfinite(v)]
+                mean = float(np.mean(finite)) if finite else float("nan")
+                half = (t95(len(finite) - 1) * float(np.std(finite, ddof=1)) / math.sqrt(len(finite))
+                        if len(finite) > 1 else float("nan"))
+                row[metric] = {"seeds": per_seed, "mean": mean, "ci95": half}
+            rows.append(row)
+    rows.sort(key=lambda r: -r["return"]["mean"] if math.isfinite(r["return"]["mean"]) else math.inf)
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    return rows
+
+
+def to_markdown(plan: Plan, rows: Sequence[dict]) -> str:
+    keys = list(plan.grid)
+    head = ["rank", *keys, "return (mean ± 95 % CI)", "CSR"]
+    lines = [f"| {' | '.join(head)} |", "|" + "---|" * len(head)]
+    for r in rows:
+        csr = r.get("csr")
+        csr_text = f"{csr['mean']:.3f} ± {csr['ci95']:.3f}" if csr else ""
+        cells = [str(r["rank"]), *(f"{r['point'][k]:g}" for k in keys),
+                 f"{r['return']['mean']:.3f} ± {r['return']['ci95']:.3f}", csr_text]
+        lines.append(f"| {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(plan: Plan, rows: Sequence[dict]):
+    """Mean held-out return with its 95 % interval per point (x: the first grid key, one line per
+    combination of the others; log x when every value is positive and they span 10x or more)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(plan.grid)
+    first, rest = keys[0], keys[1:]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    lines: dict[tuple, list] = {}
+    for r in rows:
+        lines.setdefault(tuple(r["point"][k] for k in rest), []).append(r)
+    for label, members in sorted(lines.items()):
+        members.sort(key=lambda r: r["point"][first])
+        x = [r["point"][first] for r in members]
+        ax.errorbar(x, [r["return"]["mean"] for r in members], yerr=[r["return"]["ci95"] for r in members],
+                    marker="o", capsize=3, label=", ".join(f"{k}={v:g}" for k, v in zip(rest, label)) or None)
+    values = plan.grid[first]
+    if min(values) > 0 and max(values) >= 10 * min(values):
+        ax.set_xscale("log")
+    ax.set_xlabel(first)
+    ax.set_ylabel(f"held-out return ({len(plan.seeds)} seeds, 95 % CI)")
+    if rest:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def write(out_dir: Path, plan: Plan, rows: Sequence[dict], seconds: Sequence[tuple]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"algo": plan.algo, "grid": plan.grid, "seeds": list(plan.seeds), "episodes": plan.episodes,
+               "programs": len(plan.groups),
+               "seconds": [{"compile": round(c, 2), "train_and_evaluate": round(r, 2)} for c, r in seconds],
+               "base_config": plan.groups[0].config, "ranking": list(rows)}
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, default=float))
+    (out_dir / TABLE_FILE).write_text(to_markdown(plan, rows))
+    fig = figure(plan, rows)
+    fig.savefig(out_dir / FIGURE_FILE, dpi=120)
+
+
+def run(plan: Plan, out_dir: Path, make_env=None, on_group=None) -> list[dict]:
+    """Runs every group in turn, then writes the summary, table and figure (nothing before)."""
+    results, seconds = [], []
+    for i, group in enumerate(plan.groups):
+        res = run_group(group, plan, make_env)
+        seconds.append((float(res.pop("compile_seconds")), float(res.pop("seconds"))))
+        results.append(res)
+        if on_group is not None:
+            on_group(i, group, *seconds[-1])
+    rows = summarise(plan, results)
+    write(out_dir, plan, rows, seconds)
+    return rows

@@ -1,0 +1,92 @@
+"""Vectorised sweeps (jaxsoc/sweep.py, train/sweep.py) on the toy learner (tests/engine_toys.py)."""
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxsoc import sweep
+from jaxsoc.config import ConfigError
+from tests import engine_toys as toys
+from tests.fast import fast_compile
+
+REPO = Path(__file__).resolve().parent.parent
+FLAGS = {"algo": "toy", "scenario": "toy", "num_envs": 8, "total_steps": 8 * 4 * 6, "num_seeds": 3, "seed": 2,
+         "run": {"name": "sw"}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _toy():
+    toys.register()
+    with fast_compile():
+        yield
+
+
+def plan(grid, **kw):
+    return sweep.make_plan(FLAGS, [], sweep.parse_grid(grid), episodes=kw.pop("episodes", 16), scenarios=["toy"])
+
+
+@pytest.mark.parametrize("items, message", [
+    (["toy.lr"], "is not KEY=V1,V2"),
+    (["toy.lr=0.1,fast"], "'fast' is not a number"),
+    (["toy.lr=0.1,inf"], "not a finite number"),
+    (["toy.lr=0.1,0.1"], "repeats a value"),
+    (["toy.lr=0.1", "toy.lr=0.2"], "names toy.lr twice"),
+    (["toy.lr="], "has no values"),
+    ([], "at least one --grid"),
+])
+def test_grids_that_cannot_be_swept_are_refused(items, message):
+    with pytest.raises(ConfigError, match=message):
+        sweep.parse_grid(items)
+
+
+def test_points_are_validated_and_grouped_by_what_changes_the_program():
+    p = plan(["toy.lr=0.05,0.2", "toy.rollout=2,4"])
+    assert len(p.groups) == 2 and all(g.traced == ("toy.lr",) for g in p.groups)  # rollout: a shape
+    assert [pt["toy.rollout"] for g in p.groups for pt in g.points] == [2, 2, 4, 4]
+    assert p.seeds == (2, 3, 4)
+    with pytest.raises(ConfigError, match="toy.lr"):  # the learner's own check: lr must be positive
+        plan(["toy.lr=0.1,-1"])
+    with pytest.raises(ConfigError):
+        plan(["toy.nope=1,2"])
+    with pytest.raises(ConfigError, match="seeds are the sweep's other axis"):
+        plan(["seed=1,2"])
+
+
+def test_one_program_equals_each_point_alone_and_the_values_are_used():
+    """Two learning rates vmapped in one program against each trained as a one-point sweep: the
+    same held-out results; and the two rates give different results (the traced value is used)."""
+    both = plan(["toy.lr=0.02,0.5"])
+    assert len(both.groups) == 1
+    together = sweep.run_group(both.groups[0], both, toys.make_toy_env)
+    for i, lr in enumerate((0.02, 0.5)):
+        alone_plan = plan([f"toy.lr={lr}"])
+        alone = sweep.run_group(alone_plan.groups[0], alone_plan, toys.make_toy_env)
+        np.testing.assert_allclose(together["return"][i], alone["return"][0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(together["train_return"][i], alone["train_return"][0], rtol=1e-5, atol=1e-6)
+    assert together["return"].shape == (2, 3, 16)
+    assert not np.allclose(together["train_return"][0], together["train_return"][1])
+    rows = sweep.summarise(both, [together])
+    assert [r["rank"] for r in rows] == [1, 2] and rows[0]["return"]["mean"] >= rows[1]["return"]["mean"]
+    r = rows[0]["return"]
+    half = sweep.t95(2) * np.std(r["seeds"], ddof=1) / np.sqrt(3)
+    assert r["mean"] == pytest.approx(np.mean(r["seeds"])) and r["ci95"] == pytest.approx(half)
+
+
+def test_the_cli_writes_the_ranked_table_and_figure_once(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("sweep_cli", REPO / "train" / "sweep.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    args = ["--algo", "toy", "--scenario", "toy", "--grid", "toy.lr=0.02,0.5", "--num-seeds", "2", "--num-envs", "8",
+            "--total-steps", "64", "--episodes", "8", "--name", "s", "--set", f"run.dir={tmp_path}"]
+    assert cli.main(args, toys.make_toy_env, ["toy"]) == 0
+    summary = json.loads((tmp_path / "s" / sweep.SUMMARY_FILE).read_text())
+    assert [r["rank"] for r in summary["ranking"]] == [1, 2] and summary["programs"] == 1
+    assert (tmp_path / "s" / sweep.FIGURE_FILE).stat().st_size > 0
+    assert "| rank | toy.lr |" in (tmp_path / "s" / sweep.TABLE_FILE).read_text()
+    assert "best: {'toy.lr':" in capsys.readouterr().out
+    assert cli.main(args, toys.make_toy_env, ["toy"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert cli.main(args[:5] + ["toy.lr=0.1,x"] + args[6:] + ["--overwrite"], toys.make_toy_env, ["toy"]) == 2
+    assert "'x' is not a number" in capsys.readouterr().err
