@@ -158,9 +158,10 @@ def build_coordinator(config: dict, env_params) -> Coordinator:
     env = SOCEnv(env_params)
     tokens, rest, _ = segment_token_layout(env_params, "coordinator")
     head = cc["focus_head"]
+    can_attend = cc["attention"] and env_params.fix_d6_directive  # explainer on, discrete directives
     if head == "auto":
-        head = "attention" if cc["attention"] and env_params.fix_d6_directive else "mlp"
-    if head == "attention" and not (cc["attention"] and env_params.fix_d6_directive):
+        head = "attention" if can_attend else "mlp"
+    if head == "attention" and not can_attend:
         from jaxsoc.config import ConfigError  # a ValueError the command lines print in one line
 
         raise ConfigError("hmarl.coordinator.focus_head: attention reads the focus off the explainer, so it "
