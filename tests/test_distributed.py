@@ -16,40 +16,53 @@ from jaxsoc.config import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 
-# One process of a run: `out mode pid port name stop_at resume` (mode "group": join the 2-process
-# group at localhost:port; "local": one process with the devices XLA_FLAGS gives). Stops (like an
-# interrupt) after update `stop_at` when > 0; resumes `out/name` when `resume` is 1. Process 0
-# saves the final state, gathered from both processes, to `out/<name>-<mode>.npz`.
+# One process: `out mode pid port`. mode "group": join the 2-process group at localhost:port,
+# run "g" and stop it (like an interrupt) after its first checkpoint, then resume it as a group;
+# mode "local": one process with the devices XLA_FLAGS gives, run "two" on 2 devices and "one" on
+# 1. Process 0 saves each final state, gathered from every process, to `out/<name>.npz`.
 SCRIPT = textwrap.dedent("""
     import sys
-    out, mode, pid, port, name, stop_at, resume = sys.argv[1:8]
-    pid, stop_at = int(pid), int(stop_at)
+    out, mode, pid, port = sys.argv[1:5]
     from jaxsoc import distributed
     if mode == "group":
-        distributed.initialize(distributed.Launch(f"localhost:{port}", 2, pid, 60))
+        distributed.initialize(distributed.Launch(f"localhost:{port}", 2, int(pid), 60))
     import jax, numpy as np
+    # The resumed run compiles what the interrupted one did: the persistent cache serves it.
+    jax.config.update("jax_compilation_cache_dir", f"{out}/cache-{mode}-{pid}")
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     from jax.experimental import multihost_utils
     from tests import engine_toys as toys
     from jaxsoc import engine
-    cfg = toys.toy_config(num_seeds=2, seed=5, devices=jax.device_count(),
-                          run={"dir": out, "name": name, "chunk_updates": 2, "checkpoint_every": 2},
-                          eval={"every_chunks": 1, "episodes": 4})
+
+    def config(name, devices):
+        return toys.toy_config(num_seeds=2, seed=5, devices=devices,
+                               run={"dir": out, "name": name, "chunk_updates": 2, "checkpoint_every": 2},
+                               eval={"every_chunks": 1, "episodes": 4})
 
     def stop(update, state):
-        if update == stop_at:
+        if update == 2:
             raise KeyboardInterrupt
 
-    try:
-        result = engine.run(cfg, make_env=toys.make_toy_env, on_chunk=stop,
-                            resume=f"{out}/{name}" if resume == "1" else None)
-    except KeyboardInterrupt:
-        sys.exit(0)
-    leaves = [jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
-              for x in jax.tree.leaves(result.state)]
-    if jax.process_count() > 1:
-        leaves = multihost_utils.process_allgather(leaves, tiled=True)
-    if distributed.is_primary():
-        np.savez(f"{out}/{name}-{mode}.npz", *map(np.asarray, leaves))
+    def save(name, state):
+        leaves = [jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+                  for x in jax.tree.leaves(state)]
+        if jax.process_count() > 1:
+            leaves = multihost_utils.process_allgather(leaves, tiled=True)
+        if distributed.is_primary():
+            np.savez(f"{out}/{name}.npz", *map(np.asarray, leaves))
+
+    if mode == "group":
+        try:
+            engine.run(config("g", 2), make_env=toys.make_toy_env, on_chunk=stop)
+        except KeyboardInterrupt:
+            pass
+        if distributed.is_primary():
+            from jaxsoc import run_log
+            assert run_log.read_jsonl(f"{out}/g/metrics.jsonl")[0][-1]["update"] == 2
+        save("g", engine.run(config("g", 2), make_env=toys.make_toy_env, resume=f"{out}/g").state)
+    else:
+        save("two", engine.run(config("two", 2), make_env=toys.make_toy_env).state)
+        save("one", engine.run(config("one", 1), make_env=toys.make_toy_env).state)
 """)
 
 
@@ -59,13 +72,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(tmp_path, mode, name, *, stop_at=0, resume=False, devices=1, processes=1):
+def launch(tmp_path, mode, processes):
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO),
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
-                         " --xla_llvm_disable_expensive_passes=true")
+               XLA_FLAGS="--xla_force_host_platform_device_count=" + ("1" if mode == "group" else "2")
+                         + " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path), mode, str(pid), str(port), name,
-                               str(stop_at), "1" if resume else "0"],
+    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path), mode, str(pid), str(port)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for pid in range(processes)]
     for p in procs:
@@ -80,14 +92,12 @@ def load(path):
 
 def test_two_processes_equal_one_process_bit_for_bit_and_resume_as_a_group(tmp_path):
     """Seeds split over 2 processes x 1 CPU device (gloo collectives), interrupted after a
-    checkpoint and resumed by a new group, against one uninterrupted process with 2 devices and
-    one with 1: the same final state bit for bit, the same logs, written once."""
-    launch(tmp_path, "group", "g", stop_at=2, processes=2)
-    assert run_log.read_jsonl(tmp_path / "g" / "metrics.jsonl")[0][-1]["update"] == 2
-    launch(tmp_path, "group", "g", resume=True, processes=2)
-    launch(tmp_path, "local", "two", devices=2)
-    launch(tmp_path, "local", "one")
-    group, two, one = load(tmp_path / "g-group.npz"), load(tmp_path / "two-local.npz"), load(tmp_path / "one-local.npz")
+    checkpoint and resumed by the group (the same two processes), against uninterrupted runs on
+    one process with 2 devices and with 1: the same final state bit for bit, the same logs,
+    written once."""
+    launch(tmp_path, "group", processes=2)
+    launch(tmp_path, "local", processes=1)
+    group, two, one = load(tmp_path / "g.npz"), load(tmp_path / "two.npz"), load(tmp_path / "one.npz")
     assert len(group) == len(two) == len(one)
     for g, t, o in zip(group, two, one):
         np.testing.assert_array_equal(g, t)
