@@ -496,6 +496,9 @@ SHARDED_SCRIPT = textwrap.dedent("""
 """)
 
 
+# CI budget (~27 s): the seeds layout on 2 devices is checked bit for bit in the default run by
+# tests/test_distributed.py (one process with 2 devices and 1, and a 2-process group).
+@pytest.mark.slow
 def test_sharded_equals_unsharded_on_two_cpu_devices(runs, tmp_path):
     """Two CPU devices in a subprocess (XLA flags must precede JAX's start) against the 1-device
     runs: seeds sharded (num_seeds=2) and envs sharded (num_seeds=1), evaluation included."""

@@ -78,8 +78,9 @@ def test_the_cli_writes_the_ranked_table_and_figure_once(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("sweep_cli", REPO / "train" / "sweep.py")
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
-    args = ["--algo", "toy", "--scenario", "toy", "--grid", "toy.lr=0.02,0.5", "--num-seeds", "2", "--num-envs", "8",
-            "--total-steps", "64", "--episodes", "8", "--name", "s", "--set", f"run.dir={tmp_path}"]
+    # FLAGS' sizes, so the persistent compilation cache serves the program the test above compiled.
+    args = ["--algo", "toy", "--scenario", "toy", "--grid", "toy.lr=0.02,0.5", "--num-seeds", "3", "--seed", "2",
+            "--num-envs", "8", "--total-steps", "192", "--episodes", "16", "--name", "s", "--set", f"run.dir={tmp_path}"]
     assert cli.main(args, toys.make_toy_env, ["toy"]) == 0
     summary = json.loads((tmp_path / "s" / sweep.SUMMARY_FILE).read_text())
     assert [r["rank"] for r in summary["ranking"]] == [1, 2] and summary["programs"] == 1
