@@ -121,10 +121,6 @@ def initialize(launch: Launch) -> None:
         watchdog.cancel()
 
 
-def process_count() -> int:
-    return jax.process_count()
-
-
 def is_primary() -> bool:
     """This process writes the run folder (process 0; True in a one-process run)."""
     return jax.process_index() == 0

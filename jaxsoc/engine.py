@@ -253,11 +253,11 @@ def compile_program(program: Program, cfg: dict, lengths) -> Compiled:
             f"a size of this run overflows what its program can count ({str(e).splitlines()[0][:160]}): "
             "lower num_envs, num_seeds or total_steps"
         ) from None
-    _check_memory([*chunks.values(), *([evaluate] if evaluate is not None else [])], program, cfg)
+    _check_memory([*chunks.values(), *([evaluate] if evaluate is not None else [])], cfg)
     return Compiled(chunks, evaluate)
 
 
-def _check_memory(executables, program: Program, cfg: dict) -> None:
+def _check_memory(executables, cfg: dict) -> None:
     """ConfigError when a compiled program needs more memory than one device has (XLA's own
     estimate: arguments + outputs + temporaries - donated buffers)."""
     device = jax.local_devices()[0]  # one of this process's (another's cannot be asked)
