@@ -142,3 +142,22 @@ def test_a_family_section_of_another_algorithm_is_refused(monkeypatch):
     monkeypatch.setitem(algos.ALGORITHMS, "mappo", "ppo")
     with pytest.raises(ConfigError, match="section 'ppo' configures .*mappo.*, but this run's algorithm uses section 'scripted'"):
         resolve(flags={"algo": "random"}, sets=["ppo.lr=1e-4"])
+
+
+@pytest.mark.parametrize("path", sorted(config.CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_algorithm_config_file_resolves(path):
+    # A named config (configs/iql-reference.yaml, ...) that no test loads would rot unnoticed.
+    cfg = resolve(config_file=path)
+    file_algo = config.load_yaml(path).get("algo")
+    assert cfg["algo"] == (file_algo or config.base_config()["algo"])
+
+
+def test_value_based_defaults_are_the_table_ratio_and_the_reference_is_named():
+    # The defaults learn at table speed; the reference's one round per 4 env steps stays reachable.
+    for algo in ("iql", "vdn", "qmix"):
+        fast = resolve(flags={"algo": algo})["dqn"]
+        ref = resolve(config_file=config.CONFIG_DIR / f"{algo}-reference.yaml")["dqn"]
+        assert (fast["utd"], fast["rollout"]) == (0.002, 8)
+        assert (ref["utd"], ref["rollout"]) == (0.25, 1)
+        assert {k: v for k, v in fast.items() if k not in ("utd", "rollout")} == \
+            {k: v for k, v in ref.items() if k not in ("utd", "rollout")}

@@ -323,7 +323,8 @@ def test_qmix_learner_is_monotonic_in_every_agent_q():
 def resolve(tmp_path, name, algo="sac", scenario="hmarl-soc-v1", **flags):
     """A tiny real run's config: 4 envs, 6-step episodes, width-16 networks, a 48-slot buffer."""
     fam = {"sac": "sac", "maddpg": "maddpg"}.get(algo, "dqn")
-    tiny = {"hidden_sizes": [16], "buffer_size": 48, "batch_size": 8, "utd": 0.25, "rollout": 2}
+    tiny = {"hidden_sizes": [16], "buffer_size": 48, "batch_size": 8, "utd": 0.25, "rollout": 2,
+            "learning_starts": 0}
     if fam != "dqn":
         tiny["dqn"] = {"epsilon_decay": 40}
     base = {"algo": algo, "scenario": scenario, "num_envs": 4, "total_steps": 48, "env": {"max_steps": 6},

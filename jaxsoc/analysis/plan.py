@@ -9,7 +9,7 @@ order. Seeds: the paper's 42/123/456/789/1024 on `hmarl-soc-v1`, 0..4 elsewhere;
 train in one compiled program (`num_seeds`), others as one run each (the engine numbers seeds
 `seed..seed+num_seeds-1`), so the paper's seeds are five runs that share one compilation
 through the persistent cache. Budgets: learners 1.5M env steps per seed (`LEARNER_STEPS`) with
-their config (`configs/<algo>.yaml`, else `configs/base.yaml`) plus `TABLE_SETS`, unless
+their config (`configs/<algo>.yaml`, else `configs/base.yaml`), unless
 `total_steps`/`num_envs`/`sets` say otherwise; scripted baselines get enough
 steps for a 2,000-episode window after every env has finished its first episode. `quick`:
 3 seeds in one program, a few updates per method, 128 evaluation episodes.
@@ -48,11 +48,10 @@ SCRIPTED_BUDGET = {"num_envs": 512, "updates": 16}   # 1,048,576 steps: >= 2,000
 QUICK_SCRIPTED_BUDGET = {"num_envs": 256, "updates": 14}  # ~2,300+ episodes: a real window
 QUICK_LEARNER_BUDGET = {"num_envs": 64, "updates": 4}
 # Learners in the full table: 1.5M env steps per seed (on hmarl-soc-v1 more than the paper's 10,000
-# episodes per seed) at their config's num_envs. IQL/VDN/QMIX keep their networks and batch but
-# not the reference's one update per 4 env steps (375,000 gradient steps of batch 512 per seed,
-# hours on a CPU): 0.002 rounds per transition, 8 env steps per update (docs/reproduction.md).
+# episodes per seed) at their config's num_envs and update ratio (IQL/VDN/QMIX: 0.002 rounds per
+# transition, not the reference's 0.25 = 375,000 gradient steps of batch 512 per seed, hours on a
+# CPU; configs/<algo>-reference.yaml keeps that ratio).
 LEARNER_STEPS = 1_500_000
-TABLE_SETS = {algo: ("dqn.utd=0.002", "dqn.rollout=8") for algo in ("iql", "vdn", "qmix")}
 EPISODES = 1000
 QUICK_EPISODES = 128
 
@@ -219,7 +218,7 @@ def method_plan(algo, preset, seeds, quick, total_steps, num_envs, sets, suffix=
     from jaxsoc import algos
 
     flags = {"algo": algo, "scenario": preset}
-    sets = list(TABLE_SETS.get(algo, ())) + list(sets_for(algo, sets))  # the caller's --set wins
+    sets = list(sets_for(algo, sets))
     scripted = algos.family_of(algo) == "scripted"
     if not scripted and not quick:
         flags["total_steps"] = LEARNER_STEPS
