@@ -97,6 +97,7 @@ def _load() -> str:
 
 def time_case(name: str, args) -> dict:
     import jax
+    import numpy as np
 
     from jaxsoc import algos, config as config_lib, engine
     import jaxsoc.env as soc
@@ -122,7 +123,8 @@ def time_case(name: str, args) -> dict:
     updates = args.updates or max(2, updates)
     program = engine.build_program(trainer, cfg, engine.make_mesh(1), env, env_params)
     state = program.init(engine.seed_keys(cfg["seed"], 1))
-    chunk = program.chunk(updates)
+    run_chunk = program.chunk(updates)
+    chunk = lambda s: run_chunk(s, np.int32(updates))  # noqa: E731 - every chunk runs them all
     t0 = time.perf_counter()
     state, metrics = chunk(state)  # compiles, then runs once (warm-up)
     jax.block_until_ready(state)

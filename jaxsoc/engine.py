@@ -10,8 +10,9 @@ What `run` does, in order (every check comes before any training work or file wr
   3. vmaps `init`/`update` over seeds: seed i uses `PRNGKey(seed + i)`, so `num_seeds=N` gives
      the same numbers as N one-seed runs with seeds seed..seed+N-1. The state is
      `[num_seeds, ...]` on every leaf;
-  4. compiles `chunk(state) = lax.scan(update, state, length=run.chunk_updates)` once (plus one
-     shorter chunk for a remainder), with the state donated, and between chunks, on the host:
+  4. compiles one chunk program `chunk(state, n)`: `n` updates (`lax.while_loop`), `n` at most
+     `run.chunk_updates`, so a shorter last chunk runs the same program; the state is donated.
+     Between chunks, on the host:
      appends per-update, per-seed lines to `metrics.jsonl`, evaluates every `eval.every_chunks`
      chunks (into `eval.jsonl`), checkpoints every `run.checkpoint_every` updates (at the next
      chunk end) and at the end, and updates a tqdm bar (env steps/s over all seeds, return, CSR).
@@ -163,7 +164,7 @@ class Program:
     """The compiled pieces of a run, all over `[num_seeds, ...]` states laid out by `shardings`."""
 
     init: Callable[[jax.Array], Any]
-    chunk: Callable[[int], Callable[[Any], tuple[Any, dict]]]
+    chunk: Callable[[int], Callable[[Any, Any], tuple[Any, dict]]]
     evaluate: Callable[[Any, jax.Array], dict] | None
     abstract_state: Any
     shardings: Any
@@ -189,26 +190,38 @@ def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params,
     init = jax.jit(vinit, out_shardings=shardings)
 
     chunks: dict[int, Callable] = {}
+    abstract_metrics = jax.eval_shape(vupdate, abstract)[1]
 
-    def chunk(length: int):
-        if length not in chunks:
+    def chunk(max_length: int):
+        """`run(state, n) -> (state, metrics)`: `n` (an int32 scalar, 1..max_length) updates;
+        metrics `[max_length, num_seeds, ...]`, of which the first `n` rows are the updates'.
 
-            def step(s, _):
+        The update count is an argument, not a shape, so a run's shorter last chunk (updates
+        left < `run.chunk_updates`) is the same program: compiling a second one cost ~25 s of a
+        300-s quick-start run (docs/onpolicy.md). A while loop over the same update gives the
+        same numbers as the `lax.scan` it replaces (tests/test_engine.py)."""
+        if max_length not in chunks:
+
+            def body(carry):
+                i, s, rows = carry
                 s, metrics = vupdate(s)
                 if on_update is not None:
                     jax.debug.callback(on_update)
-                return s, metrics
+                rows = jax.tree.map(lambda r, m: r.at[i].set(m), rows, metrics)
+                return i + 1, s, rows
 
-            def run_chunk(state):
-                return jax.lax.scan(step, state, None, length=length)
+            def run_chunk(state, n):
+                rows = jax.tree.map(lambda m: jnp.zeros((max_length, *m.shape), m.dtype), abstract_metrics)
+                _, state, rows = jax.lax.while_loop(lambda c: c[0] < n, body, (jnp.int32(0), state, rows))
+                return state, rows
 
-            chunks[length] = jax.jit(
+            chunks[max_length] = jax.jit(
                 run_chunk,
-                in_shardings=(shardings,),
+                in_shardings=(shardings, replicated),
                 out_shardings=(shardings, replicated),
                 donate_argnums=0,
             )
-        return chunks[length]
+        return chunks[max_length]
 
     evaluate = None
     if cfg["eval"]["every_chunks"] > 0:
@@ -223,29 +236,38 @@ def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params,
     return Program(init, chunk, evaluate, abstract, shardings, layout)
 
 
-def chunk_lengths(start: int, num_updates: int, chunk_updates: int) -> list[int]:
-    """The distinct chunk lengths a run from update `start` uses: `chunk_updates`, and a shorter
-    last chunk when the updates left do not divide."""
-    left = num_updates - start
-    return sorted({n for n in (min(chunk_updates, left), left % chunk_updates) if n > 0})
+def chunk_length(start: int, num_updates: int, chunk_updates: int) -> int:
+    """The most updates one chunk of a run from update `start` runs: `run.chunk_updates`, or
+    the updates left when fewer."""
+    return min(chunk_updates, num_updates - start)
 
 
 @dataclasses.dataclass
 class Compiled:
-    """A run's programs, compiled ahead of time: `chunks[length](state) -> (state, metrics)` and
+    """A run's programs, compiled ahead of time: `chunk(state, n) -> (state, metrics)` for
+    `n` <= `max_length` updates (`Program.chunk`; None when no update is left) and
     `evaluate(state, keys)` (None without evaluation)."""
 
-    chunks: dict
+    chunk: Callable
+    max_length: int
     evaluate: Callable | None
 
+    def run_chunk(self, state, n: int):
+        """`n` updates from `state`: the new state and, on the host (so this waits for the
+        chunk), the metrics of those `n` updates, `[n, num_seeds, ...]`."""
+        state, metrics = self.chunk(state, np.int32(n))
+        return state, jax.tree.map(lambda m: m[:n], jax.device_get(metrics))
 
-def compile_program(program: Program, cfg: dict, lengths) -> Compiled:
-    """Compiles the chunks of `lengths` (and the evaluation) before the run touches its folder,
-    so a size no program can hold fails first; ConfigError when a size overflows what the
-    program counts or when it needs more memory than a device has."""
+
+def compile_program(program: Program, cfg: dict, max_length: int) -> Compiled:
+    """Compiles the chunk (and the evaluation) before the run touches its folder, so a size no
+    program can hold fails first; ConfigError when a size overflows what the program counts or
+    when it needs more memory than a device has."""
     keys = jax.ShapeDtypeStruct((cfg["num_seeds"], 2), jnp.uint32)
+    count = jax.ShapeDtypeStruct((), jnp.int32)
     try:
-        chunks = {n: program.chunk(n).lower(program.abstract_state).compile() for n in lengths}
+        # A resumed run with no update left (max_length 0) only evaluates.
+        chunk = program.chunk(max_length).lower(program.abstract_state, count).compile() if max_length else None
         evaluate = (program.evaluate.lower(program.abstract_state, keys).compile()
                     if program.evaluate is not None else None)
     except OverflowError as e:
@@ -253,8 +275,8 @@ def compile_program(program: Program, cfg: dict, lengths) -> Compiled:
             f"a size of this run overflows what its program can count ({str(e).splitlines()[0][:160]}): "
             "lower num_envs, num_seeds or total_steps"
         ) from None
-    _check_memory([*chunks.values(), *([evaluate] if evaluate is not None else [])], cfg)
-    return Compiled(chunks, evaluate)
+    _check_memory([x for x in (chunk, evaluate) if x is not None], cfg)
+    return Compiled(chunk, max_length, evaluate)
 
 
 def _check_memory(executables, cfg: dict) -> None:
@@ -503,11 +525,11 @@ def run(
                 _refuse_config_change(run_dir, cfg, "resume")
             progress.note(f"{run_dir} has no checkpoint yet: it starts over from update 0 with its config")
         progress.announce(run_dir)
-        lengths = chunk_lengths(start, trainer.num_updates, cfg["run"]["chunk_updates"])
-        parts = ", ".join(["init"] * (not start) + [f"chunk of {n} update{'s' * (n > 1)}" for n in lengths]
+        length = chunk_length(start, trainer.num_updates, cfg["run"]["chunk_updates"])
+        parts = ", ".join(["init"] * (not start) + [f"chunk of {length} update{'s' * (length > 1)}"] * (length > 0)
                           + ["evaluation"] * (program.evaluate is not None))
         with progress.compiling(parts):
-            compiled = compile_program(program, cfg, lengths)
+            compiled = compile_program(program, cfg, length)
             if not start:  # host keys: every process passes the same, replicated input
                 state = program.init(np.asarray(seed_keys(cfg["seed"], cfg["num_seeds"])))
         if resume is not None and distributed.is_primary():
@@ -613,8 +635,7 @@ def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress
     try:
         while update < num_updates:
             length = min(chunk_updates, num_updates - update)
-            state, metrics = compiled.chunks[length](state)
-            metrics = jax.device_get(metrics)  # waits for the chunk
+            state, metrics = compiled.run_chunk(state, length)
             previous, update = update, update + length
             wall = wall_offset + time.perf_counter() - t0
             if ckpts is None:

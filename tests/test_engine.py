@@ -123,6 +123,25 @@ def test_chunked_run_equals_trainer_train(runs):
     np.testing.assert_allclose(np.asarray(metrics["return"], dtype=float).T, returns, rtol=1e-5)  # [seed, update]
 
 
+def test_a_shorter_last_chunk_runs_the_same_program(tmp_path, monkeypatch):
+    """6 updates in chunks of 4: one chunk program (the update count is its argument), and the
+    numbers of the 4 + 2 run equal those of 6 updates in chunks of 1 and of 6."""
+    asked = []
+    build = engine.build_program
+
+    def recording(*args, **kwargs):
+        program = build(*args, **kwargs)
+        chunk = program.chunk
+        return dataclasses.replace(program, chunk=lambda n: (asked.append(n), chunk(n))[1])
+
+    monkeypatch.setattr(engine, "build_program", recording)
+    four = run(tmp_path, "four", **{**TWO_SEEDS, "eval": {"every_chunks": 0}})
+    assert asked == [4]
+    for size in (1, 6):
+        other = run(tmp_path, f"c{size}", **{**TWO_SEEDS, "run": {"chunk_updates": size}, "eval": {"every_chunks": 0}})
+        assert leaves_equal(other.state, four.state)
+
+
 # ----------------------------------------------------------------------------- logs
 def test_metrics_jsonl_lines_parse(runs):
     result = runs["both"]
@@ -325,9 +344,9 @@ def test_a_start_that_fails_leaves_nothing_behind(tmp_path, monkeypatch):
     def stopped_in_first_chunk(*args):
         compiled = real(*args)
 
-        def interrupt(state):
+        def interrupt(state, n):
             raise KeyboardInterrupt
-        return dataclasses.replace(compiled, chunks={n: interrupt for n in compiled.chunks})
+        return dataclasses.replace(compiled, chunk=interrupt)
 
     monkeypatch.setattr(engine, "compile_program", stopped_in_first_chunk)
     with pytest.raises(KeyboardInterrupt):
