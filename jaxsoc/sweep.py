@@ -23,6 +23,7 @@ import dataclasses
 import itertools
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -156,10 +157,40 @@ def _with_values(cfg: dict, keys: Sequence[str], values) -> dict:
     return out
 
 
-def run_group(group: Group, plan: Plan, make_env=None) -> dict[str, np.ndarray]:
+class UpdateTicker:
+    """A status line on stderr while a group's one program runs, at most every `every_s` seconds:
+    updates done of all, the env-steps/s of every learner of the group together and the time left.
+
+    The program calls `tick()` after each update of all its learners (`jax.debug.callback`, no
+    operands: the numbers are those of a program without it)."""
+
+    def __init__(self, label: str, num_updates: int, env_steps_per_update: int, every_s: float = 10.0,
+                 stream=None):
+        self.label, self.num_updates, self.steps = label, num_updates, env_steps_per_update
+        self.every_s, self.stream = every_s, stream if stream is not None else sys.stderr
+        self.done, self.t0, self.shown = 0, None, None
+        self.lines = 0
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if self.t0 is None:
+            self.t0 = self.shown = now
+        self.done += 1
+        if now - self.shown >= self.every_s or self.done == self.num_updates:
+            rate = self.done * self.steps / max(now - self.t0, 1e-9)
+            left = (self.num_updates - self.done) * self.steps / max(rate, 1e-9)
+            print(f"{self.label}: update {self.done}/{self.num_updates}, {rate:,.0f} env-steps/s "
+                  f"(all learners), ~{left:.0f} s left", file=self.stream, flush=True)
+            self.shown = now
+            self.lines += 1
+
+
+def run_group(group: Group, plan: Plan, make_env=None, progress: str | None = None,
+              stream=None) -> dict[str, np.ndarray]:
     """Trains and evaluates one group: `{metric: [points, seeds, episodes]}` held-out metrics plus
     `"train_return"` `[points, seeds, updates]` (the training curve), `"compile_seconds"` and
-    `"seconds"` (training and evaluation, compiled)."""
+    `"seconds"` (training and evaluation, compiled). `progress`: a label for `UpdateTicker`'s
+    status lines on `stream` (stderr), or None for none."""
     import jax
     import jax.numpy as jnp
 
@@ -177,17 +208,37 @@ def run_group(group: Group, plan: Plan, make_env=None) -> dict[str, np.ndarray]:
     except (ValueError, TypeError) as e:
         raise ConfigError(f"env {cfg['scenario']!r}: {e}") from None
     reference = algos.make_train(cfg, env, env_params)  # static facts: updates, act
+    ticker = None
+    if progress is not None:
+        learners = len(group.points) * len(plan.seeds)
+        ticker = UpdateTicker(progress, reference.num_updates, learners * reference.env_steps_per_update,
+                              stream=stream)
     values = jnp.asarray([[p[k] for k in group.traced] for p in group.points], jnp.float32)  # [P, K]
 
-    def train_one(point_values, key):
-        trainer = algos.make_train(_with_values(cfg, group.traced, point_values), env, env_params)
-        state = trainer.init(key)
-        state, metrics = jax.lax.scan(lambda s, _: trainer.update(s), state, None, length=trainer.num_updates)
-        return trainer.policy_params(state), metrics.get("return", jnp.zeros((trainer.num_updates,)))
+    def trainer_at(point_values):
+        return algos.make_train(_with_values(cfg, group.traced, point_values), env, env_params)
+
+    def over_grid(fun, state_axis):
+        """`fun(point_values, x)` vmapped over seeds (x's axis 0) inside points (values' axis 0)."""
+        return jax.vmap(jax.vmap(fun, in_axes=(None, 0)), in_axes=(0, state_axis))
+
+    init_all = over_grid(lambda v, key: trainer_at(v).init(key), None)          # keys shared by points
+    update_all = over_grid(lambda v, s: trainer_at(v).update(s), 0)
+    params_all = over_grid(lambda v, s: trainer_at(v).policy_params(s), 0)
+
+    def train(values, keys):
+        # The update loop is outside the vmaps, so the program can report each update once.
+        def body(state, _):
+            state, metrics = update_all(values, state)
+            if ticker is not None:
+                jax.debug.callback(ticker.tick)
+            return state, metrics.get("return", jnp.zeros(values.shape[:1] + keys.shape[:1]))
+
+        state, curve = jax.lax.scan(body, init_all(values, keys), None, length=reference.num_updates)
+        return params_all(values, state), jnp.moveaxis(curve, 0, -1)  # [P, S, updates]
 
     rollout = make_evaluator(env, env_params, reference.act, plan.episodes, greedy=True)
-    over_seeds = jax.vmap(train_one, in_axes=(None, 0))
-    train = jax.jit(jax.vmap(over_seeds, in_axes=(0, None)))
+    train = jax.jit(train)
     evaluate = jax.jit(jax.vmap(jax.vmap(rollout, in_axes=(0, 0)), in_axes=(0, None)))
     keys = np.asarray(engine.seed_keys(plan.seeds[0], len(plan.seeds)))
     eval_keys = jnp.stack([heldout_key(s) for s in plan.seeds])
@@ -283,11 +334,12 @@ def write(out_dir: Path, plan: Plan, rows: Sequence[dict], seconds: Sequence[tup
     fig.savefig(out_dir / FIGURE_FILE, dpi=120)
 
 
-def run(plan: Plan, out_dir: Path, make_env=None, on_group=None) -> list[dict]:
-    """Runs every group in turn, then writes the summary, table and figure (nothing before)."""
+def run(plan: Plan, out_dir: Path, make_env=None, on_group=None, progress: bool = False) -> list[dict]:
+    """Runs every group in turn, then writes the summary, table and figure (nothing before);
+    `progress`: a status line on stderr every ~10 s while a group trains."""
     results, seconds = [], []
     for i, group in enumerate(plan.groups):
-        res = run_group(group, plan, make_env)
+        res = run_group(group, plan, make_env, f"program {i + 1}/{len(plan.groups)}" if progress else None)
         seconds.append((float(res.pop("compile_seconds")), float(res.pop("seconds"))))
         results.append(res)
         if on_group is not None:

@@ -1,5 +1,6 @@
 """Vectorised sweeps (jaxsoc/sweep.py, train/sweep.py) on the toy learner (tests/engine_toys.py)."""
 import importlib.util
+import io
 import json
 from pathlib import Path
 
@@ -59,7 +60,10 @@ def test_one_program_equals_each_point_alone_and_the_values_are_used():
     same held-out results; and the two rates give different results (the traced value is used)."""
     both = plan(["toy.lr=0.02,0.5"])
     assert len(both.groups) == 1
-    together = sweep.run_group(both.groups[0], both, toys.make_toy_env)
+    lines = io.StringIO()
+    together = sweep.run_group(both.groups[0], both, toys.make_toy_env, progress="p", stream=lines)
+    # The status lines (the last one always) count every update; the ticker changes no number.
+    assert lines.getvalue().splitlines()[-1].startswith("p: update 6/6, ")
     for i, lr in enumerate((0.02, 0.5)):
         alone_plan = plan([f"toy.lr={lr}"])
         alone = sweep.run_group(alone_plan.groups[0], alone_plan, toys.make_toy_env)
@@ -86,7 +90,8 @@ def test_the_cli_writes_the_ranked_table_and_figure_once(tmp_path, capsys):
     assert [r["rank"] for r in summary["ranking"]] == [1, 2] and summary["programs"] == 1
     assert (tmp_path / "s" / sweep.FIGURE_FILE).stat().st_size > 0
     assert "| rank | toy.lr |" in (tmp_path / "s" / sweep.TABLE_FILE).read_text()
-    assert "best: {'toy.lr':" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "best: {'toy.lr':" in out.out and "program 1/1: update 6/6, " in out.err
     assert cli.main(args, toys.make_toy_env, ["toy"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert cli.main(args[:5] + ["toy.lr=0.1,x"] + args[6:] + ["--overwrite"], toys.make_toy_env, ["toy"]) == 2

@@ -62,7 +62,8 @@ def main(argv=None, make_env=None, scenarios=None) -> int:
               f"{', '.join(plan.groups[0].traced) or 'none'} -> {out}", file=sys.stderr, flush=True)
         rows = sweep.run(plan, out, make_env, on_group=lambda i, g, c, s: print(
             f"program {i + 1}/{len(plan.groups)}: {len(g.points)} point(s) x {len(plan.seeds)} seed(s), "
-            f"compiled in {c:.1f} s, trained and evaluated in {s:.1f} s", file=sys.stderr, flush=True))
+            f"compiled in {c:.1f} s, trained and evaluated in {s:.1f} s", file=sys.stderr, flush=True),
+            progress=True)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
