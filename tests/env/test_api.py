@@ -180,6 +180,7 @@ def test_world_state_in_infos():
     np.testing.assert_allclose(infos["world_state"], env.get_world_state(st), rtol=1e-6)
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): ~20 CPU-s, mostly importing jaxmarl and compiling its wrapped step
 def test_jaxmarl_log_wrapper_unchanged():
     wrappers = pytest.importorskip("jaxmarl.wrappers.baselines")
     env, p = soc.make("soc-v2", max_steps=5)
