@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""PSRO on a known matrix game with exact best responses: exploitability per iteration.
+
+    python eval/psro_toy.py                                   # random 50 x 50 game, 40 iterations
+    python eval/psro_toy.py --game cyclic --size 15 --iterations 20
+    python eval/psro_toy.py --meta nash --seed 3
+
+Policies are mixed strategies of the full game (jaxsoc/game/toy.py); each player starts from a
+random Dirichlet(1) mixed strategy, and each iteration adds the exact pure best response to the
+opponent's meta-strategy mixture. The exploitability printed is the exact NashConv of the
+meta-strategy pair in the full game (before that iteration's responses are added). With the Nash
+meta-solver it reaches ~0 once the populations hold the equilibrium's support; "uniform" is
+fictitious play, "last" naive self-play. Prints a markdown table (docs/game.md quotes it).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--game", choices=["random", "cyclic"], default="random",
+                    help="random: standard-normal payoffs; cyclic: rock-paper-scissors on --size actions")
+    ap.add_argument("--size", type=int, default=50, help="actions per player (odd for cyclic)")
+    ap.add_argument("--iterations", type=int, default=40)
+    ap.add_argument("--meta", default="nash,uniform,last", help="comma-separated meta-solvers")
+    ap.add_argument("--every", type=int, default=1, help="print every N-th iteration")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if args.size < 1 or args.iterations < 1 or args.every < 1:
+        ap.error("--size, --iterations and --every must be positive")
+
+    import jax
+
+    from jaxsoc.game import metagame, psro, toy
+
+    metas = [m.strip() for m in args.meta.split(",") if m.strip()]
+    unknown = sorted(set(metas) - set(psro.META_SOLVERS))
+    if unknown:
+        ap.error(f"unknown meta-solver(s) {unknown}; expected some of {sorted(psro.META_SOLVERS)}")
+    k_game, k_row, k_col, k_run = jax.random.split(jax.random.key(args.seed), 4)
+    try:
+        payoff = (toy.random_zero_sum(k_game, args.size, args.size) if args.game == "random"
+                  else toy.cyclic_game(args.size))
+    except ValueError as e:
+        ap.error(str(e))
+    sol = metagame.solve_zero_sum(payoff)
+    support = int((sol.row_strategy > 1e-6).sum()), int((sol.col_strategy > 1e-6).sum())
+    game = toy.matrix_game(payoff)
+    x0, y0 = toy.random_mixed(k_row, args.size), toy.random_mixed(k_col, args.size)
+
+    curves, seconds = {}, {}
+    for meta in metas:
+        start = time.time()
+        result = psro.run_psro(game, x0, y0, k_run, iterations=args.iterations, meta_solver=meta)
+        seconds[meta] = time.time() - start
+        curves[meta] = list(result.history["exploitability"]) + [result.final_exploitability]
+
+    print(f"# PSRO, {args.game} {args.size} x {args.size} game (seed {args.seed}): value "
+          f"{float(sol.value):+.4f}, equilibrium support {support[0]} rows / {support[1]} columns\n")
+    print("exact exploitability (NashConv) of the meta-strategy pair; population size = iteration + 1\n")
+    print("| iteration | " + " | ".join(metas) + " |")
+    print("| ---: | " + " | ".join("---:" for _ in metas) + " |")
+    rows = list(range(0, args.iterations + 1, args.every))
+    if rows[-1] != args.iterations:
+        rows.append(args.iterations)
+    for t in rows:
+        print(f"| {t} | " + " | ".join(f"{curves[m][t]:.2e}" for m in metas) + " |")
+    print()
+    for meta in metas:
+        first = next((t for t, e in enumerate(curves[meta]) if e <= 1e-5), None)
+        print(f"{meta}: exploitability <= 1e-5 from iteration {first if first is not None else 'never'}; "
+              f"final {curves[meta][-1]:.2e}; {seconds[meta]:.1f} s (compiles included)")
+
+
+if __name__ == "__main__":
+    main()

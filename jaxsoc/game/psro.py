@@ -1,0 +1,296 @@
+"""Policy-Space Response Oracles (PSRO; Lanctot et al. 2017) for two-player zero-sum games.
+
+    from jaxsoc.game import psro, toy
+    game = toy.matrix_game(payoff)                       # or any `ZeroSumGame` (interface below)
+    result = psro.run_psro(game, row_init, col_init, jax.random.key(0), iterations=30)
+    result.history["exploitability"]                     # [iterations] of the meta-strategy mixture
+
+The loop. Each player keeps a population of policies; the empirical meta-game is the payoff
+matrix of every (row member, column member) pairing. Each iteration
+  1. solves the meta-game for meta-strategies (mixtures over each population): "nash" (the exact
+     zero-sum solver of `metagame`), "uniform" (every member alike: with exact best responses
+     this is fictitious play, Brown 1951) or "last" (the newest member only: naive self-play);
+  2. asks each player's oracle for a best response to the opponent's meta-strategy mixture;
+  3. measures how exploitable the meta-strategy pair is: exactly, when the game can compute a
+     best-response value (`ZeroSumGame.exploitability`, e.g. a matrix game), and always as the
+     fresh best responses' gain over the meta-game value (below);
+  4. adds both responses to the populations and evaluates only the new row and the new column
+     of the payoff matrix.
+With an exact oracle and the Nash meta-solver, the meta-strategies reach an exact equilibrium of
+the full game once the populations hold its support; with approximate oracles (RL training) the
+best-response gain is the usual stopping signal.
+
+Best-response gain. With meta-strategies (sigma_r, sigma_c), meta value v = sigma_r^T M sigma_c,
+fresh responses r*, c*:  row_gain = u(r*, sigma_c) - v,  col_gain = v - u(sigma_r, c*),  and
+br_gain = row_gain + col_gain = u(r*, sigma_c) - u(sigma_r, c*): the NashConv of the meta-strategy
+pair in the full game if the responses are exact, a lower bound if they are not (it can even be
+negative when an oracle returns a response worse than the meta-strategy). Both entries are
+in the payoff matrix after step 4, so measuring costs no extra evaluation.
+
+Populations have a static capacity (`Population`: every policy leaf stacked to `[capacity, ...]`,
+plus the number in use), so the payoff evaluation, the meta-solve (masked) and the mixtures have
+fixed shapes and compile once for the whole run, whatever the population sizes.
+
+The game interface (`ZeroSumGame`; the row player maximises the payoff, the column minimises):
+  payoff(key, row_policy, col_policy) -> []: the row's expected payoff of one pairing; pure and
+    jittable, as it is vmapped over every pairing. The entry (i, j) uses the key
+    fold_in(fold_in(key, i), j), so the matrix is a function of the run key and the populations,
+    whether built at once or grown one row and column at a time.
+  row_oracle(key, col_population, col_meta [capacity]) -> row policy: a (best) response to the
+    column mixture; col_oracle(key, row_population, row_meta) likewise. Called from Python, once
+    per iteration: jit them yourself, or train an RL learner inside.
+  exploitability(row_population, row_meta, col_population, col_meta) -> [] (optional): the exact
+    NashConv of the meta-strategy pair in the full game.
+"""
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any, Callable, NamedTuple, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsoc.game import metagame
+
+__all__ = [
+    "Population", "population", "add", "member", "members_mask", "capacity_of", "ZeroSumGame", "payoff_matrix",
+    "extend_payoff_matrix", "META_SOLVERS", "nash_meta", "uniform_meta", "last_meta", "PSROResult",
+    "run_psro",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Populations
+# ---------------------------------------------------------------------------------------------
+
+
+class Population(NamedTuple):
+    """A population of policies of one player, at a static capacity. A pytree."""
+
+    policies: Any  # pytree; every leaf [capacity, *leaf_shape]; slots >= size hold filler
+    size: jax.Array  # int32 []: members in use, the first `size` slots
+
+
+def population(first_policy, capacity: int) -> Population:
+    """A population of one member, `first_policy` (a pytree of arrays), with room for `capacity`."""
+    if capacity < 1:
+        raise ValueError(f"capacity must be at least 1, got {capacity}")
+    # Empty slots repeat the first policy: valid inputs for the payoff function (a zero filler
+    # might not be), and masked out everywhere else.
+    stacked = jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(x), (capacity,) + jnp.shape(x)), first_policy)
+    return Population(stacked, jnp.int32(1))
+
+
+def capacity_of(pop: Population) -> int:
+    """The static number of slots (the leading axis of every policy leaf)."""
+    return jax.tree.leaves(pop.policies)[0].shape[0]
+
+
+def add(pop: Population, policy) -> Population:
+    """`pop` with `policy` in the next free slot. Jittable; raises ValueError when full (if concrete;
+    under a trace a write past the capacity is dropped and the size stays at the capacity)."""
+    cap = capacity_of(pop)
+    if not isinstance(pop.size, jax.core.Tracer) and int(pop.size) >= cap:
+        raise ValueError(f"population is full (capacity {cap}); build it with a larger capacity")
+    return _add(pop, policy)
+
+
+@jax.jit
+def _add(pop: Population, policy) -> Population:
+    policies = jax.tree.map(lambda s, x: s.at[pop.size].set(jnp.asarray(x, s.dtype)), pop.policies, policy)
+    return Population(policies, jnp.minimum(pop.size + 1, capacity_of(pop)))
+
+
+def member(pop: Population, i):
+    """The policy in slot `i` (a pytree without the capacity axis)."""
+    return jax.tree.map(lambda s: s[i], pop.policies)
+
+
+def members_mask(pop: Population) -> jax.Array:
+    """bool [capacity]: which slots hold members."""
+    return jnp.arange(capacity_of(pop)) < pop.size
+
+
+# ---------------------------------------------------------------------------------------------
+# The game interface and the payoff matrix
+# ---------------------------------------------------------------------------------------------
+
+
+class ZeroSumGame(NamedTuple):
+    """What PSRO needs of a two-player zero-sum game (see the module docstring)."""
+
+    payoff: Callable[[jax.Array, Any, Any], jax.Array]
+    row_oracle: Callable[[jax.Array, Population, jax.Array], Any]
+    col_oracle: Callable[[jax.Array, Population, jax.Array], Any]
+    exploitability: Optional[Callable[[Population, jax.Array, Population, jax.Array], jax.Array]] = None
+
+
+def _pair_key(key, i, j):
+    return jax.random.fold_in(jax.random.fold_in(key, i), j)
+
+
+@partial(jax.jit, static_argnames=("payoff_fn",))
+def payoff_matrix(payoff_fn, key, row_pop: Population, col_pop: Population) -> jax.Array:
+    """Row payoff of every pairing [row capacity, col capacity], in one vmapped call; 0 off the members."""
+    rows = jnp.arange(capacity_of(row_pop))
+    cols = jnp.arange(capacity_of(col_pop))
+
+    def entry(i, j, row_policy, col_policy):
+        return payoff_fn(_pair_key(key, i, j), row_policy, col_policy)
+
+    over_cols = jax.vmap(entry, in_axes=(None, 0, None, 0))
+    matrix = jax.vmap(over_cols, in_axes=(0, None, 0, None))(rows, cols, row_pop.policies, col_pop.policies)
+    valid = members_mask(row_pop)[:, None] & members_mask(col_pop)[None, :]
+    return jnp.where(valid, matrix, 0.0)
+
+
+@partial(jax.jit, static_argnames=("payoff_fn",))
+def extend_payoff_matrix(payoff_fn, key, matrix, row_pop: Population, col_pop: Population) -> jax.Array:
+    """`matrix` [R, C] with its newest row (member size-1 of row_pop) and column filled in.
+
+    Evaluates 2 x capacity pairings in one program instead of all R x C; entry (i, j) gets the
+    same key as in `payoff_matrix`, so the result equals `payoff_matrix(...)` on the new populations.
+    """
+    i_new, j_new = row_pop.size - 1, col_pop.size - 1
+    rows = jnp.arange(capacity_of(row_pop))
+    cols = jnp.arange(capacity_of(col_pop))
+    new_row_policy, new_col_policy = member(row_pop, i_new), member(col_pop, j_new)
+    new_row = jax.vmap(lambda j, c: payoff_fn(_pair_key(key, i_new, j), new_row_policy, c))(cols, col_pop.policies)
+    new_col = jax.vmap(lambda i, r: payoff_fn(_pair_key(key, i, j_new), r, new_col_policy))(rows, row_pop.policies)
+    matrix = matrix.at[i_new, :].set(new_row).at[:, j_new].set(new_col)
+    valid = members_mask(row_pop)[:, None] & members_mask(col_pop)[None, :]
+    return jnp.where(valid, matrix, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Meta-solvers: (payoff [R, C], row_mask [R], col_mask [C]) -> (row_meta [R], col_meta [C])
+# ---------------------------------------------------------------------------------------------
+
+
+def nash_meta(payoff, row_mask, col_mask):
+    """A Nash equilibrium of the masked meta-game (exact LP; `metagame.solve_zero_sum`)."""
+    sol = metagame.solve_zero_sum(payoff, row_mask, col_mask)
+    return sol.row_strategy, sol.col_strategy
+
+
+def uniform_meta(payoff, row_mask, col_mask):
+    """Every member alike: fictitious play when the oracles are exact best responses."""
+    del payoff
+    return row_mask / jnp.sum(row_mask), col_mask / jnp.sum(col_mask)
+
+
+def last_meta(payoff, row_mask, col_mask):
+    """The newest member only: naive self-play (cycles in games like rock-paper-scissors)."""
+    del payoff
+
+    def newest(mask):
+        return jax.nn.one_hot(jnp.sum(mask) - 1, mask.shape[0], dtype=jnp.float32)
+
+    return newest(row_mask), newest(col_mask)
+
+
+META_SOLVERS: dict[str, Callable] = {"nash": nash_meta, "uniform": uniform_meta, "last": last_meta}
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+
+@jax.jit
+def _gains(payoffs, row_meta, col_meta, i_new, j_new):
+    """(meta value, row_gain, col_gain) []: the fresh responses' gains over the meta-game value.
+
+    The meta-strategies put no weight on the new slots i_new / j_new, so `payoffs` (already
+    extended) gives both the old meta-game value and the fresh pairings against each mixture.
+    """
+    value = row_meta @ payoffs @ col_meta
+    return value, payoffs[i_new] @ col_meta - value, value - row_meta @ payoffs[:, j_new]
+
+
+class PSROResult(NamedTuple):
+    """A PSRO run: final populations, meta-game and meta-strategies, and the per-iteration history."""
+
+    row_population: Population
+    col_population: Population
+    payoffs: jax.Array  # [row capacity, col capacity], 0 off the members
+    row_meta: jax.Array  # [row capacity] final meta-strategy (over the final populations)
+    col_meta: jax.Array  # [col capacity]
+    final_exploitability: float  # exact NashConv of the final meta pair; NaN without game.exploitability
+    history: dict  # name -> np.ndarray [iterations run]; see run_psro
+
+
+def run_psro(
+    game: ZeroSumGame,
+    row_init,
+    col_init,
+    key: jax.Array,
+    *,
+    iterations: int,
+    meta_solver: Union[str, Callable] = "nash",
+    capacity: Optional[int] = None,
+    tolerance: Optional[float] = None,
+    log: Optional[Callable[[dict], None]] = None,
+) -> PSROResult:
+    """Runs PSRO from one initial policy per player.
+
+    game: a `ZeroSumGame`; row_init / col_init: the first policy of each population (pytrees);
+    key: the run key (pairing evaluation and oracles draw from it, so a run is a function of it);
+    iterations: best-response rounds (each adds one policy per player);
+    meta_solver: "nash" | "uniform" | "last" or a callable like `nash_meta`;
+    capacity: population capacity (default iterations + 1: every response is kept);
+    tolerance: stop early once the iteration's exploitability (below) is <= tolerance;
+    log: called with each iteration's record (a dict of floats) as it completes.
+
+    history (np arrays, one entry per iteration run): "iteration", "row_size", "col_size" (before
+    the iteration's responses are added), "meta_value" (sigma_r^T M sigma_c), "row_gain",
+    "col_gain", "br_gain" (module docstring), "exact" (NaN without game.exploitability),
+    "exploitability" (exact if available, else br_gain), "seconds" (wall clock of the iteration).
+    """
+    if iterations < 1:
+        raise ValueError(f"iterations must be at least 1, got {iterations}")
+    capacity = iterations + 1 if capacity is None else capacity
+    if capacity < iterations + 1:
+        raise ValueError(f"capacity {capacity} cannot hold 1 + {iterations} iterations of responses")
+    if isinstance(meta_solver, str):
+        if meta_solver not in META_SOLVERS:
+            raise ValueError(f"unknown meta_solver {meta_solver!r}; expected one of {sorted(META_SOLVERS)}")
+        meta_solver = META_SOLVERS[meta_solver]
+
+    eval_key, oracle_key = jax.random.split(key)
+    row_pop, col_pop = population(row_init, capacity), population(col_init, capacity)
+    payoffs = payoff_matrix(game.payoff, eval_key, row_pop, col_pop)
+    records = []
+    for t in range(iterations):
+        start = time.perf_counter()
+        row_mask, col_mask = members_mask(row_pop), members_mask(col_pop)
+        row_meta, col_meta = meta_solver(payoffs, row_mask, col_mask)
+        row_key, col_key = jax.random.split(jax.random.fold_in(oracle_key, t))
+        new_row = game.row_oracle(row_key, col_pop, col_meta)
+        new_col = game.col_oracle(col_key, row_pop, row_meta)
+        exact = (float(game.exploitability(row_pop, row_meta, col_pop, col_meta))
+                 if game.exploitability is not None else float("nan"))
+        i_new, j_new = int(row_pop.size), int(col_pop.size)
+        next_row_pop, next_col_pop = add(row_pop, new_row), add(col_pop, new_col)
+        payoffs = extend_payoff_matrix(game.payoff, eval_key, payoffs, next_row_pop, next_col_pop)
+        meta_value, row_gain, col_gain = map(float, _gains(payoffs, row_meta, col_meta, i_new, j_new))
+        record = dict(
+            iteration=t, row_size=i_new, col_size=j_new, meta_value=meta_value, row_gain=row_gain,
+            col_gain=col_gain, br_gain=row_gain + col_gain, exact=exact,
+            exploitability=exact if game.exploitability is not None else row_gain + col_gain,
+            seconds=time.perf_counter() - start,
+        )
+        records.append(record)
+        if log is not None:
+            log(record)
+        row_pop, col_pop = next_row_pop, next_col_pop
+        if tolerance is not None and record["exploitability"] <= tolerance:
+            break
+
+    row_meta, col_meta = meta_solver(payoffs, members_mask(row_pop), members_mask(col_pop))
+    final = (float(game.exploitability(row_pop, row_meta, col_pop, col_meta))
+             if game.exploitability is not None else float("nan"))
+    history = {k: np.asarray([r[k] for r in records]) for k in records[0]}
+    return PSROResult(row_pop, col_pop, payoffs, row_meta, col_meta, final, history)
