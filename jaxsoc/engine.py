@@ -193,7 +193,7 @@ def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params,
     abstract_metrics = jax.eval_shape(vupdate, abstract)[1]
 
     def chunk(max_length: int):
-        """`run(state, n) -> (state, metrics)`: `n` (an int32 scalar, 1..max_length) updates;
+        """`run_chunk(state, n) -> (state, metrics)`: `n` (an int32 scalar, 1..max_length) updates;
         metrics `[max_length, num_seeds, ...]`, of which the first `n` rows are the updates'.
 
         The update count is an argument, not a shape, so a run's shorter last chunk (updates
@@ -249,7 +249,6 @@ class Compiled:
     `evaluate(state, keys)` (None without evaluation)."""
 
     chunk: Callable
-    max_length: int
     evaluate: Callable | None
 
     def run_chunk(self, state, n: int):
@@ -276,7 +275,7 @@ def compile_program(program: Program, cfg: dict, max_length: int) -> Compiled:
             "lower num_envs, num_seeds or total_steps"
         ) from None
     _check_memory([x for x in (chunk, evaluate) if x is not None], cfg)
-    return Compiled(chunk, max_length, evaluate)
+    return Compiled(chunk, evaluate)
 
 
 def _check_memory(executables, cfg: dict) -> None:

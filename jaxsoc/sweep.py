@@ -169,7 +169,6 @@ class UpdateTicker:
         self.label, self.num_updates, self.steps = label, num_updates, env_steps_per_update
         self.every_s, self.stream = every_s, stream if stream is not None else sys.stderr
         self.done, self.t0, self.shown = 0, None, None
-        self.lines = 0
 
     def tick(self) -> None:
         now = time.perf_counter()
@@ -182,7 +181,6 @@ class UpdateTicker:
             print(f"{self.label}: update {self.done}/{self.num_updates}, {rate:,.0f} env-steps/s "
                   f"(all learners), ~{left:.0f} s left", file=self.stream, flush=True)
             self.shown = now
-            self.lines += 1
 
 
 def run_group(group: Group, plan: Plan, make_env=None, progress: str | None = None,
