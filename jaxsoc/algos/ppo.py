@@ -314,11 +314,11 @@ def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optio
                                  bootstrap_truncation=s["bootstrap_truncation"], max_steps=max_steps)
     gamma, lam, reward_scale = s["gamma"], s["gae_lambda"], s["reward_scale"]
 
-    def make_opt(params):
-        anneal = num_updates * epochs * minibatches if s["anneal_lr"] else None
-        return onpolicy.per_network_optimizer(params, s["lr"], s["max_grad_norm"], s["adam_eps"], anneal)
-
     if make_learner is None:
+        def make_opt(params):
+            anneal = num_updates * epochs * minibatches if s["anneal_lr"] else None
+            return onpolicy.per_network_optimizer(params, s["lr"], s["max_grad_norm"], s["adam_eps"], anneal)
+
         def sgd_step(key, params, opt_state, batch):
             return update(key, params, opt_state, batch, policy=policy, critic=critic, optimizer=make_opt(params),
                           cfg=loss_cfg, epochs=epochs, minibatches=minibatches)

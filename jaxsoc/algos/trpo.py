@@ -83,6 +83,8 @@ POSITIVE = ("rollout", "max_kl", "cg_iters", "line_search_steps", "vf_lr", "vf_e
 
 
 def validate(config: dict) -> None:
+    """ConfigError (a ValueError) naming the first bad `trpo:` value, before anything is traced
+    (the positive keys, `POSITIVE`, and integer types are checked by `jaxsoc.config`)."""
     from jaxsoc.config import ConfigError
 
     s = config["trpo"]
