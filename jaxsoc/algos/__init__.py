@@ -25,12 +25,14 @@ ALGORITHMS: dict[str, str] = {
     "rule-soar": "scripted",
     "lead-informed": "scripted",  # scripted SOC leads (jaxsoc/env/leads.py; need soc-strategic-like
     "lead-oracle": "scripted",    # scenarios with the discrete directive)
-    # on-policy learners (ppo.py, a2c.py)
+    # on-policy learners (ppo.py, a2c.py, trpo.py)
     "ippo": "ppo",
     "mappo": "ppo",
     "single-drl": "ppo",
     "iac": "a2c",
     "maac": "a2c",
+    "trpo": "trpo",     # trust-region policy optimisation (trpo.py, docs/trpo.md)
+    "matrpo": "trpo",
     # off-policy learners (docs/offpolicy.md)
     "dqn": "dqn",
     "iql": "dqn",

@@ -75,6 +75,9 @@ VARIANTS = {
     # advantage actor-critic (family "a2c", a2c.py) uses the same switches
     "iac": {"policy": "per_role", "critic": "local"},
     "maac": {"policy": "per_role", "critic": "joint"},
+    # trust-region policy optimisation (family "trpo", trpo.py)
+    "trpo": {"policy": "per_role", "critic": "local"},
+    "matrpo": {"policy": "per_role", "critic": "world"},
 }
 POLICIES = ("per_role", "single")
 
@@ -261,17 +264,32 @@ def make_train(config: dict, env, env_params) -> Trainer:
     return build_trainer(config, env, env_params, family="ppo", loss_cfg=None)
 
 
+class Learner(NamedTuple):
+    """How a trainer learns from a rollout's `Batch` (default: `update`'s SGD on `loss`).
+
+    init: `params -> opt_state`, the learner's optimiser state for `{"actor", "critic"}` params.
+    step: `(key, params, opt_state, batch) -> (params, opt_state, metrics)`, metrics scalars.
+    """
+
+    init: Any
+    step: Any
+
+
 def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optional[LossConfig],
-                  epochs: Optional[int] = None, minibatches: Optional[int] = None) -> Trainer:
+                  epochs: Optional[int] = None, minibatches: Optional[int] = None,
+                  make_learner: Optional[Any] = None) -> Trainer:
     """The on-policy trainer of `config[family]`; A2C (`a2c.py`) calls it with its own loss
-    (no clipping) and one full-batch step per rollout."""
+    (no clipping) and one full-batch step per rollout. `make_learner(policy, critic) -> Learner`
+    replaces the loss and its SGD altogether (TRPO, `trpo.py`); `loss_cfg`, `epochs` and
+    `minibatches` are then unused."""
     s = config[family]
     num_envs, rollout = config["num_envs"], s["rollout"]
-    epochs = s["epochs"] if epochs is None else epochs
-    minibatches = s["minibatches"] if minibatches is None else minibatches
     policy_kind, critic_kind = resolve_variant(config["algo"], s)
     coordinator = s["coordinator"]
-    if loss_cfg is None:
+    if make_learner is None:
+        epochs = s["epochs"] if epochs is None else epochs
+        minibatches = s["minibatches"] if minibatches is None else minibatches
+    if make_learner is None and loss_cfg is None:
         loss_cfg = LossConfig(clip_eps=s["clip_eps"], clip_value=s["clip_value"], vf_coef=s["vf_coef"],
                               ent_coef=s["ent_coef"], normalize_advantages=s["normalize_advantages"],
                               joint_ratio=policy_kind == "single")
@@ -296,9 +314,18 @@ def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optio
                                  bootstrap_truncation=s["bootstrap_truncation"], max_steps=max_steps)
     gamma, lam, reward_scale = s["gamma"], s["gae_lambda"], s["reward_scale"]
 
-    def make_opt(params):
-        anneal = num_updates * epochs * minibatches if s["anneal_lr"] else None
-        return onpolicy.per_network_optimizer(params, s["lr"], s["max_grad_norm"], s["adam_eps"], anneal)
+    if make_learner is None:
+        def make_opt(params):
+            anneal = num_updates * epochs * minibatches if s["anneal_lr"] else None
+            return onpolicy.per_network_optimizer(params, s["lr"], s["max_grad_norm"], s["adam_eps"], anneal)
+
+        def sgd_step(key, params, opt_state, batch):
+            return update(key, params, opt_state, batch, policy=policy, critic=critic, optimizer=make_opt(params),
+                          cfg=loss_cfg, epochs=epochs, minibatches=minibatches)
+
+        learner = Learner(init=lambda params: make_opt(params).init(params), step=sgd_step)
+    else:
+        learner = make_learner(policy, critic)
 
     def init(key):
         k_actor, k_critic, k_reset, key = jax.random.split(key, 4)
@@ -307,7 +334,7 @@ def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optio
         world_state = None
         if critic_kind == "world":
             world_state = jax.vmap(env.get_world_state, in_axes=(0, None))(env_state, env_params)
-        return PPOState(params, make_opt(params).init(params), env_state, obs, world_state, key,
+        return PPOState(params, learner.init(params), env_state, obs, world_state, key,
                         jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
     def update_step(state: PPOState):
@@ -327,12 +354,11 @@ def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optio
         advantages, returns = onpolicy.gae(rewards[..., None], values, after, traj.terminated[..., None],
                                      traj.done[..., None], gamma, lam)
 
-        # 3. Epochs x minibatches of the loss on the flattened [T * N] batch.
+        # 3. Learning on the flattened [T * N] batch: epochs x minibatches of the loss (or the
+        #    family's own `Learner`).
         batch = onpolicy.flatten(Batch(traj.acted, critic.source(traj.acted.obs, traj.world_state), advantages,
                                        returns, values))
-        new_params, opt_state, loss_metrics = update(
-            k_sgd, params, state.opt_state, batch, policy=policy, critic=critic, optimizer=make_opt(params),
-            cfg=loss_cfg, epochs=epochs, minibatches=minibatches)
+        new_params, opt_state, loss_metrics = learner.step(k_sgd, params, state.opt_state, batch)
 
         env_steps = state.env_steps + steps_per_update
         metrics = mean_episode_metrics(ep_metrics, ep_done)
