@@ -4,6 +4,8 @@ textbook heuristics, and short trainings of MADDPG (retail) and MAPPO (banking) 
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,7 +31,7 @@ RETAIL_COSTS = ("stockout", "transfer", "holding")
                                              holding=0.3)),
 ])
 def test_retail_settle_by_hand(on_hand, demand, want):
-    out = retail.settle(jnp.asarray(on_hand), jnp.asarray(demand), retail.RetailParams())
+    out = fast_jit(retail.settle)(jnp.asarray(on_hand), jnp.asarray(demand), retail.RetailParams())
     for key, value in want.items():
         np.testing.assert_allclose(out[key], value, rtol=1e-6, atol=1e-6, err_msg=key)
 
@@ -43,7 +45,7 @@ def test_retail_step_costs_what_the_seed_says():
     _, state = env.reset(jax.random.key(0))
     state = state.replace(inventory=jnp.asarray([5.0, 58.0]))
     actions = {"warehouse_0": jnp.asarray([0.0]), "warehouse_1": jnp.asarray([1.0])}
-    obs, new, rewards, dones, infos = jax.jit(env.step)(jax.random.key(3), state, actions)
+    obs, new, rewards, dones, infos = fast_jit(env.step)(jax.random.key(3), state, actions)
     demand = np.asarray(new.last_demand)
     np.testing.assert_allclose(infos["final_obs"]["warehouse_0"][1] * 60.0, demand[0], rtol=1e-6)
     on_hand = np.array([20.0, 60.0])
@@ -93,8 +95,8 @@ ALL_UP = jnp.ones((3,), bool)
           latency=(220, 200, 200), channel=(0, 2, 2))),
 ])
 def test_banking_route_by_hand(backlog, channel, amount, up, want):
-    out = banking.route(jnp.asarray(backlog, jnp.float32), jnp.asarray(channel), jnp.asarray(amount),
-                        jnp.asarray(up, bool), B)
+    out = fast_jit(banking.route)(jnp.asarray(backlog, jnp.float32), jnp.asarray(channel), jnp.asarray(amount),
+                                  jnp.asarray(up, bool), B)
     for key, value in want.items():
         np.testing.assert_allclose(out[key], value, rtol=1e-5, atol=1e-5, err_msg=key)
 
@@ -104,7 +106,7 @@ def test_banking_step_reward_is_minus_the_routed_costs():
     _, state = env.reset(jax.random.key(1))
     state = state.replace(amount=jnp.asarray([10.0, 100.0, 1000.0]), up=ALL_UP)
     actions = {"router_0": jnp.int32(0), "router_1": jnp.int32(0), "router_2": jnp.int32(1)}
-    _, new, rewards, _, infos = jax.jit(env.step)(jax.random.key(2), state, actions)
+    _, new, rewards, _, infos = fast_jit(env.step)(jax.random.key(2), state, actions)
     assert float(rewards["router_1"]) == pytest.approx(-(2.0 + 4.7 + 20.9), rel=1e-5)
     np.testing.assert_allclose(new.backlog, [1, 0, 0])
     m = infos["metrics"]
@@ -136,9 +138,11 @@ def test_banking_heuristics_choose_as_documented():
 SMALL = {"retail": {"num_warehouses": 3, "max_steps": 7}, "banking": {"max_steps": 7}}
 
 
-def _random_rollout(scenario, key, num_envs=4, steps=16):
-    """`steps` auto-resetting steps of `num_envs` envs under the random policy, one jitted scan:
-    rewards `[T, N]`, dones `[T, N]`, infos `[T, N, ...]`, the last state."""
+@functools.lru_cache(maxsize=None)
+def _rollout_program(scenario, num_envs=4, steps=16):
+    """`(env, params, run)`: `run(key)` takes `steps` auto-resetting steps of `num_envs` envs under
+    the random policy in one jitted scan (compiled once per scenario) and returns rewards `[T, N]`,
+    dones `[T, N]`, infos `[T, N, ...]` and the last state."""
     env, p = soc.make(scenario, **SMALL[scenario])
     policy = env.policies["random"]
 
@@ -157,7 +161,12 @@ def _random_rollout(scenario, key, num_envs=4, steps=16):
         (obs, state), out = jax.lax.scan(step, (obs, state), jax.random.split(k_run, steps))
         return out + (state,)
 
-    return env, p, fast_jit(run)(key)
+    return env, p, fast_jit(run)
+
+
+def _random_rollout(scenario, key):
+    env, p, run = _rollout_program(scenario)
+    return env, p, run(key)
 
 
 @pytest.mark.parametrize("scenario", ["retail", "banking"])
@@ -189,9 +198,10 @@ def test_jit_vmap_and_single_steps_agree_and_runs_are_deterministic(scenario):
     obs, state = jax.vmap(env.reset, in_axes=(0, None))(keys, p)
     actions = jax.vmap(env.policies["random"], in_axes=(0, 0, 0, None))(keys, obs, state, p)
     batched = fast_jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))(keys, state, actions, p)
+    single_step = fast_jit(env.step)  # one env, no vmap
     for i in range(3):
         one = jax.tree.map(lambda x: x[i], (state, actions))
-        single = env.step(keys[i], *one, p)  # eager, no jit, no vmap
+        single = single_step(keys[i], *one, p)
         for x, y in zip(jax.tree.leaves(single), jax.tree.leaves(jax.tree.map(lambda x: x[i], batched))):
             np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
     _, _, a = _random_rollout(scenario, jax.random.key(3))
@@ -234,7 +244,7 @@ def test_the_cli_config_knows_the_demos_and_the_heuristics_stay_on_theirs():
 def _evaluate(env, p, act, params, key, episodes=256):
     """Mean episode cost of `act` over `episodes` held-out episodes (the same ones for every
     policy given the same key)."""
-    out = jax.jit(make_evaluator(env, p, act, episodes))(params, key)
+    out = fast_jit(make_evaluator(env, p, act, episodes))(params, key)
     return float(np.mean(out["cost"]))
 
 
