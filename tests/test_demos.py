@@ -282,27 +282,32 @@ def _train(algo, scenario, env, section, num_envs, updates, seed=0):
     return env_obj, p, trainer, run(jax.random.key(seed))
 
 
+# Each training costs ~20 CPU-s cold (compile-bound), more than the default run allows this file.
+@pytest.mark.slow
 def test_maddpg_learns_retail_far_below_random():
-    """MADDPG (2 warehouses, 10-step episodes, 32-wide networks, ~10k env steps): its greedy
-    orders cost under half of random ordering's on the same 256 held-out episodes (random over-
-    orders and pays to hold it: ~8x base-stock's cost)."""
-    section = {"hidden_sizes": [32, 32], "rollout": 5, "utd": 0.1, "buffer_size": 5000, "batch_size": 64,
-               "learning_starts": 500, "gamma": 0.9, "actor_lr": 1e-3, "critic_lr": 1e-3, "per": False}
-    env, p, trainer, params = _train("maddpg", "retail", {"num_warehouses": 2, "max_steps": 10}, section,
+    """MADDPG (2 warehouses, 20-step episodes, 32-wide networks, 9,600 env steps, 2,400 update
+    rounds): its greedy orders cost under 40 % of random ordering's on the same 256 held-out
+    episodes (measured: 31 against 167; base-stock 28)."""
+    section = {"hidden_sizes": [32, 32], "rollout": 5, "utd": 0.25, "buffer_size": 5000, "batch_size": 64,
+               "learning_starts": 320, "gamma": 0.9, "actor_lr": 3e-3, "critic_lr": 3e-3, "noise_std": 0.2,
+               "per": False}
+    env, p, trainer, params = _train("maddpg", "retail", {"num_warehouses": 2, "max_steps": 20}, section,
                                      num_envs=32, updates=60)
     key = jax.random.key(99)
     learned = _evaluate(env, p, trainer.act, params, key)
     random = _evaluate(env, p, _scripted(env, "random"), (), key)
-    assert learned < 0.5 * random, (learned, random)
+    assert learned < 0.4 * random, (learned, random)
 
 
+@pytest.mark.slow
 def test_mappo_learns_banking_below_random():
-    """MAPPO (3 routers, 10-step episodes, 32-wide networks, ~20k env steps): its greedy routing
-    costs at least 10 % less than random routing on the same 256 held-out episodes."""
+    """MAPPO (3 routers, 10-step episodes, 32-wide networks, 64,000 env steps): its greedy routing
+    costs at least 15 % less than random routing on the same 256 held-out episodes (measured:
+    124 against 159; least-cost 123, round-robin 147)."""
     section = {"hidden_sizes": [32, 32], "rollout": 10, "lr": 3e-3, "reward_scale": 0.01, "minibatches": 2,
-               "epochs": 2}
-    env, p, trainer, params = _train("mappo", "banking", {"max_steps": 10}, section, num_envs=64, updates=30)
+               "epochs": 2, "ent_coef": 0.003}
+    env, p, trainer, params = _train("mappo", "banking", {"max_steps": 10}, section, num_envs=64, updates=100)
     key = jax.random.key(99)
     learned = _evaluate(env, p, trainer.act, params, key)
     random = _evaluate(env, p, _scripted(env, "random"), (), key)
-    assert learned < 0.9 * random, (learned, random)
+    assert learned < 0.85 * random, (learned, random)
