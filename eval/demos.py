@@ -42,7 +42,8 @@ def table(rows: list[tuple[str, dict]], columns) -> str:
         cells = []
         for c in columns:
             v = per_seed(rec, c)
-            cells.append(f"{v.mean():.3g} ± {v.std():.2g}" if len(v) > 1 else f"{v.mean():.3g}")
+            digits = 1 if abs(v.mean()) >= 10 else 3
+            cells.append(f"{v.mean():.{digits}f} ± {v.std():.{digits}f}" if len(v) > 1 else f"{v.mean():.{digits}f}")
         out.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -93,6 +94,8 @@ def main(argv=None) -> int:
 
         steps, costs = curve(str(run.path))
         fig, ax = plt.subplots(figsize=(6, 3.6))
+        seen = np.isfinite(costs).any(0)  # updates before the first episode ended have none
+        steps, costs = steps[seen], costs[:, seen]
         mean, std = np.nanmean(costs, 0), np.nanstd(costs, 0)
         ax.plot(steps, mean, label=f"{run.algo} (training episodes)")
         ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
