@@ -301,12 +301,12 @@ def validate(config: dict, scenarios: Iterable[str] | None = None) -> dict:
 
 
 def known_scenarios() -> list[str] | None:
-    """The env's preset names, or None when the env cannot say (not importable)."""
+    """The env's scenario names (presets and demos), or None when the env cannot say (not importable)."""
     try:
         import jaxsoc.env as soc
     except ImportError:
         return None
-    names = getattr(soc, "preset_names", None)
+    names = getattr(soc, "scenario_names", None) or getattr(soc, "preset_names", None)
     return list(names()) if callable(names) else None
 
 

@@ -21,6 +21,7 @@ import yaml  # noqa: E402
 from jaxsoc import algos  # noqa: E402
 from jaxsoc.analysis import attention, execute, figures, paper, plan as plan_lib, protocols, report, runs, tables  # noqa: E402,E501
 from jaxsoc.analysis.runs import AnalysisError  # noqa: E402
+from jaxsoc.demos import HEURISTICS  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- synthetic runs
@@ -577,7 +578,7 @@ def test_plan_has_every_registered_method_and_groups_seeds(monkeypatch):
     assert [m.algo for m in plan.methods][:1] == ["rule-soar"]
     # every Table II method is registered: the table plans all of them, in the paper's order first
     assert [m.algo for m in plan.methods][:len(runs.PAPER_METHODS)] == list(runs.PAPER_METHODS)
-    assert {m.algo for m in plan.methods} == set(algos.ALGORITHMS) and not plan.skipped
+    assert {m.algo for m in plan.methods} == set(algos.ALGORITHMS) - set(HEURISTICS) and not plan.skipped
     assert {"constant", "no-defender", "random"} <= {m.algo for m in plan.methods}
     assert len(plan.methods[0].runs) == 5 and plan.seeds == paper.SEEDS
     assert plan_lib.make_plan("soc-v2").methods[0].runs[0].num_seeds == 5

@@ -26,13 +26,15 @@ import jaxsoc
 import jaxsoc.env as soc
 from jaxsoc import algos, config as config_lib, engine, evaluation
 from jaxsoc.checkpoints import Checkpoints
+from jaxsoc.demos import HEURISTICS
 from tests.fast import FAST_COMPILE
 from tests.test_engine import leaves_equal
 
 # Registered learners and baselines of the package; names that tests register for their own toys
-# (families outside `jaxsoc.algos`) are not SOC learners.
+# (families outside `jaxsoc.algos`) are not SOC learners, and the demos' heuristics act on their
+# demo scenarios only (tests/test_demos.py).
 NAMES = sorted(name for name in algos.ALGORITHMS
-               if algos.family_module(name).__name__.startswith("jaxsoc.algos."))
+               if algos.family_module(name).__name__.startswith("jaxsoc.algos.") and name not in HEURISTICS)
 # Compiling one algorithm's programs costs 30-90 s of a CI core cold (measured: rule-soar 34, dqn
 # 61, mappo 75, hmarl 89 CPU-s), too much for all of them in the default run (under 10 minutes on
 # 2 cores). By default: HMARL (nothing else tests its resume, act and evaluation; its run holds a

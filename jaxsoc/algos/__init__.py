@@ -25,6 +25,9 @@ ALGORITHMS: dict[str, str] = {
     "rule-soar": "scripted",
     "lead-informed": "scripted",  # scripted SOC leads (jaxsoc/env/leads.py; need soc-strategic-like
     "lead-oracle": "scripted",    # scenarios with the discrete directive)
+    "base-stock": "scripted",     # the demos' textbook heuristics (jaxsoc/demos, docs/demos.md):
+    "least-cost": "scripted",     # retail's base-stock ordering, banking's least-cost and
+    "round-robin": "scripted",    # round-robin routing; they act on those scenarios only
     # on-policy learners (ppo.py, a2c.py, trpo.py)
     "ippo": "ppo",
     "mappo": "ppo",

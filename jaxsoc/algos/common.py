@@ -51,8 +51,7 @@ def role_specs(env: SOCEnv, coordinator: str = "native") -> Dict[str, RoleSpec]:
     """`{agent: RoleSpec}` in `env.agents` order."""
     if coordinator not in COORDINATOR_ENCODINGS:
         raise ValueError(f"unknown coordinator encoding {coordinator!r}; use one of {COORDINATOR_ENCODINGS}")
-    discrete_env = isinstance(env.action_space("coordinator"), Discrete)
-    if coordinator != "native" and discrete_env:
+    if coordinator != "native" and isinstance(env.action_space("coordinator"), Discrete):
         raise ValueError(f"coordinator encoding {coordinator!r} maps 8 choices to the v1 8-float "
                          "directive; this scenario's coordinator is already discrete (D6): use 'native'")
     specs = {}
@@ -79,16 +78,19 @@ def coordinator_to_env(action: jax.Array, coordinator: str) -> jax.Array:
 
 def to_env_actions(actions: Dict[str, jax.Array], coordinator: str = "native") -> Dict[str, jax.Array]:
     """Learner actions (per role, any leading batch shape) -> env actions."""
+    if coordinator == "native":  # nothing to map (and an env need not have a coordinator)
+        return actions
     out = dict(actions)
     out["coordinator"] = coordinator_to_env(actions["coordinator"], coordinator)
     return out
 
 
 def with_world_state(env: SOCEnv) -> SOCEnv:
-    """The same scenario, with `infos["world_state"]`/`["final_world_state"]` in every step."""
+    """The same scenario, with `infos["world_state"]`/`["final_world_state"]` in every step (any env
+    built as `type(env)(params)` whose params have `with_world_state`, the SOC env and the demos)."""
     if env.default_params.with_world_state:
         return env
-    return SOCEnv(env.default_params.replace(with_world_state=True))
+    return type(env)(env.default_params.replace(with_world_state=True))
 
 
 def batched_reset(env: SOCEnv, params, key: jax.Array, num_envs: int):

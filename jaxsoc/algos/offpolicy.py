@@ -307,9 +307,10 @@ def native_role(env, role: str) -> RoleAction:
 
 
 def native_tier2_roles(env, section: dict) -> Dict[str, RoleAction]:
-    """`{agent: RoleAction}` in env order: the coordinator fixed (`fixed_role`), the three roles
-    under it controlled in their env action spaces (the `sac` and `maddpg` teams)."""
-    return {r: native_role(env, r) if r in common.TIER2_ROLES else fixed_role(env, r, section) for r in env.agents}
+    """`{agent: RoleAction}` in env order: the coordinator fixed (`fixed_role`), every other role
+    (the SOC's three under it, or a demo env's agents) controlled in its env action space (the
+    `sac` and `maddpg` teams)."""
+    return {r: native_role(env, r) if r != "coordinator" else fixed_role(env, r, section) for r in env.agents}
 
 
 def binned_role(env, role: str, n_bins: int, low: float = 0.3, high: float = 1.0) -> RoleAction:
@@ -433,7 +434,7 @@ class PerRoleTeam(Team):
         for (r, agent), k in zip(self.agents.items(), keys):
             new[r], td, m = agent.update(agents[r], self.view(batch, r, agent, prepared), weights, k)
             tds.append(td)
-            metrics.update({f"{ROLE_ABBREV[r]}/{name}": v for name, v in m.items()})
+            metrics.update({f"{ROLE_ABBREV.get(r, r)}/{name}": v for name, v in m.items()})
         return new, buffers.combine_td_errors(tds, self.priority_rule), metrics
 
     def schedules(self, env_steps):

@@ -29,19 +29,27 @@ class ScriptedState(NamedTuple):
     env_steps: jax.Array
 
 
-def policy_for(name: str):
-    """The scripted policy `policy(key, obs, state, params) -> actions` behind algorithm `name`
-    (`jaxsoc.env.POLICIES` uses the same names as the algorithm registry)."""
+def policy_for(name: str, env=None):
+    """The scripted policy `policy(key, obs, state, params) -> actions` behind algorithm `name`:
+    the env's own (`env.policies`, a demo env's heuristics, docs/demos.md) if it has any, else the
+    SOC's (`jaxsoc.env.POLICIES` uses the same names as the algorithm registry)."""
     import jaxsoc.env as soc
+    from jaxsoc.config import ConfigError
 
-    return soc.POLICIES[name]
+    policies = getattr(env, "policies", None)
+    if policies is None:
+        policies = soc.POLICIES
+    if name not in policies:
+        raise ConfigError(f"scripted policy {name!r} does not act on this scenario; it has: "
+                          f"{', '.join(sorted(policies))}")
+    return policies[name]
 
 
 def make_train(config: dict, env, env_params) -> Trainer:
     num_envs = config["num_envs"]
     rollout = config["scripted"]["rollout"]
     steps_per_update = num_envs * rollout
-    policy = policy_for(config["algo"])
+    policy = policy_for(config["algo"], env)
     if config["algo"] in leads.LEADS:
         leads.check_scenario(env_params)
 

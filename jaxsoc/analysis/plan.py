@@ -111,9 +111,11 @@ def run_name(algo: str, first: int, count: int, suffix: str = "") -> str:
 
 
 def registered_methods() -> list[str]:
+    """The registered algorithms that act on the SOC (the demos' heuristics act on theirs only)."""
     from jaxsoc import algos
+    from jaxsoc.demos import HEURISTICS
 
-    return sorted(algos.ALGORITHMS, key=lambda a: (runs_lib.method_order(a), a))
+    return sorted((a for a in algos.ALGORITHMS if a not in HEURISTICS), key=lambda a: (runs_lib.method_order(a), a))
 
 
 def sets_for(algo: str, sets: Sequence[str]) -> list[str]:

@@ -6,10 +6,13 @@
     obs, state, rewards, dones, infos = env.step(key, state, actions, params)
 
 `make(name, **overrides)` validates everything before anything is traced. See docs/env.md.
+`make` also builds the scenarios that are not SOC worlds (`ENV_MODULES`: the retail and banking
+demos of docs/demos.md), so every learner and the CLI reach them by name.
 """
 from __future__ import annotations
 
-from typing import Tuple
+import importlib
+from typing import Dict, Tuple
 
 from jaxsoc.env.core import SOCEnv, hmarl_directive, initial_state
 from jaxsoc.env.metrics import METRIC_KEYS, episode_metrics
@@ -20,18 +23,36 @@ from jaxsoc.env.spaces import Box, Discrete
 from jaxsoc.env.state import EnvState
 
 
+# Scenarios that are not SOC presets: name -> a module whose `make(**overrides) -> (env, params)`
+# builds it, imported only when asked for (as `jaxsoc.algos` imports learners).
+ENV_MODULES: Dict[str, str] = {"retail": "jaxsoc.demos.retail", "banking": "jaxsoc.demos.banking"}
+
+
+def register_env(name: str, module: str) -> None:
+    """Add (or replace) a scenario built by `module.make(**overrides)` instead of a SOC preset."""
+    ENV_MODULES[name] = module
+
+
+def scenario_names() -> Tuple[str, ...]:
+    """Every scenario `make` knows by name: the SOC presets and the `ENV_MODULES` ones."""
+    return tuple(sorted(set(preset_names()) | set(ENV_MODULES)))
+
+
 def make(scenario: str = "hmarl-soc-v1", /, **overrides) -> Tuple[SOCEnv, EnvParams]:
-    """Build a scenario: a preset name (see `preset_names()`) or a `.yaml` scenario file.
+    """Build a scenario: a preset name (see `preset_names()`), a `.yaml` scenario file, or a
+    scenario of `ENV_MODULES` (then the env and params are that module's).
 
     Unknown names or override keys, non-positive sizes and inconsistent topologies raise a
     `ValueError` (with close-match suggestions) before anything is traced.
     """
+    if scenario in ENV_MODULES:
+        return importlib.import_module(ENV_MODULES[scenario]).make(**overrides)
     params = build_params(scenario, **overrides)
     return SOCEnv(params), params
 
 
 __all__ = [
-    "AGENTS", "MECHANISMS", "Box", "Discrete", "EnvParams", "EnvState", "METRIC_KEYS", "POLICIES", "SOCEnv",
+    "AGENTS", "ENV_MODULES", "MECHANISMS", "Box", "Discrete", "EnvParams", "EnvState", "METRIC_KEYS", "POLICIES", "SOCEnv",
     "SWITCHES", "build_params", "episode_metrics", "hmarl_directive", "initial_state", "make",
-    "preset_names", "register", "validate",
+    "preset_names", "register", "register_env", "scenario_names", "validate",
 ]

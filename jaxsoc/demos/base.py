@@ -1,0 +1,103 @@
+"""What the demo envs share: the SOC env's step contract (jaxsoc/env/core.py) around a demo's
+own transition, and `make` with checked overrides.
+
+A demo env is a `DemoEnv` subclass. It defines its world as pure functions of a state pytree and
+static params (a flax struct whose fields are all static, so params are hashable and jit-free):
+
+    initial_state(key, params) -> state          a fresh episode (state.t == 0)
+    transition(key, state, actions, params)      one step: (state, team reward f32[], terminated bool[])
+    get_obs(state, params)                       {agent: f32[obs_dim]}
+    get_world_state(state, params)               f32[world_state_size], for centralised critics
+    get_avail_actions(state, params)             {agent: bool[n]} (all True for continuous agents)
+    episode_metrics(state, params)               {name: f32[]}: the episode so far ("return", "length", ...)
+
+and `DemoEnv.step` adds what the learners read, exactly as the SOC env does: time-limit truncation
+at `params.max_steps`, auto-reset (the returned obs/state are the next episode's first when an
+episode ends), `infos` with "terminated", "truncated", "discount" (0 only on termination: a
+time-limit cut bootstraps), "final_obs" (the obs the step reached, before any reset), "metrics",
+and with `params.with_world_state` "world_state"/"final_world_state". Every agent gets the team
+reward; `dones["__all__"]` ends the episode for all.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Dict, Tuple
+
+import jax
+import jax.numpy as jnp
+
+
+class DemoEnv:
+    """Base class (module docstring). Subclasses set `params_cls`, `policies` (the scripted ones,
+    `{name: policy(key, obs, state, params) -> actions}`), and `__init__`'s spaces via
+    `_spaces(params)` -> `(agents, action_spaces, observation_spaces, world_state_size)`."""
+
+    params_cls = None
+    policies: Dict = {}
+
+    def __init__(self, params):
+        params.validate()
+        self.default_params = params
+        self.agents, self.action_spaces, self.observation_spaces, self.world_state_size = self._spaces(params)
+        self.num_agents = len(self.agents)
+
+    def _spaces(self, params):
+        raise NotImplementedError
+
+    def action_space(self, agent: str):
+        return self.action_spaces[agent]
+
+    def observation_space(self, agent: str):
+        return self.observation_spaces[agent]
+
+    def _params(self, params):
+        return self.default_params if params is None else params
+
+    def reset(self, key: jax.Array, params=None):
+        """`(obs {agent: [obs_dim]}, state)` of a fresh episode."""
+        p = self._params(params)
+        state = self.initial_state(key, p)
+        return self.get_obs(state, p), state
+
+    def step(self, key: jax.Array, state, actions: Dict[str, jax.Array], params=None):
+        """One auto-resetting step of ONE env: `(obs, state, rewards, dones, infos)` (module docstring)."""
+        p = self._params(params)
+        k_step, k_reset = jax.random.split(key)
+        stepped, reward, terminated = self.transition(k_step, state, actions, p)
+        truncated = (stepped.t >= p.max_steps) & ~terminated
+        done = terminated | truncated
+        final_obs = self.get_obs(stepped, p)
+        reset_obs, fresh = self.reset(k_reset, p)
+        new_state = jax.tree.map(lambda r, s: jnp.where(done, r, s), fresh, stepped)
+        obs = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_obs, final_obs)
+        infos = {"terminated": terminated, "truncated": truncated,
+                 "discount": 1.0 - terminated.astype(jnp.float32), "final_obs": final_obs,
+                 "metrics": self.episode_metrics(stepped, p)}
+        if p.with_world_state:
+            infos["world_state"] = self.get_world_state(new_state, p)
+            infos["final_world_state"] = self.get_world_state(stepped, p)
+        rewards = {a: reward for a in self.agents}
+        dones = {a: done for a in self.agents} | {"__all__": done}
+        return obs, new_state, rewards, dones, infos
+
+
+def make_demo(env_cls, overrides: dict) -> Tuple[DemoEnv, object]:
+    """`(env, params)` of `env_cls` with `overrides` on its default params; unknown keys and bad
+    values raise a one-line ValueError before anything is traced. Lists (YAML, --set) become tuples."""
+    fields = {f.name for f in dataclasses.fields(env_cls.params_cls)}
+    for key in overrides:
+        if key not in fields:
+            close = difflib.get_close_matches(key, sorted(fields), n=3, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ValueError(f"unknown parameter {key!r} for {env_cls.__name__}.{hint} "
+                             f"Known: {', '.join(sorted(fields))}.")
+    coerced = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    params = env_cls.params_cls(**coerced)
+    return env_cls(params), params
+
+
+def check(condition: bool, message: str) -> None:
+    """A params check: ValueError(message) unless `condition`."""
+    if not condition:
+        raise ValueError(message)
