@@ -31,6 +31,7 @@ ALGORITHMS: dict[str, str] = {
     "single-drl": "ppo",
     "iac": "a2c",
     "maac": "a2c",
+    "coma": "coma",  # counterfactual multi-agent policy gradients (docs/coma.md)
     # off-policy learners (docs/offpolicy.md)
     "dqn": "dqn",
     "iql": "dqn",
