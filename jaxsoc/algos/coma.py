@@ -197,6 +197,26 @@ def counterfactual_advantage(q: jax.Array, probs: jax.Array, action: jax.Array) 
     return taken - baseline
 
 
+def td_lambda_targets(rewards: jax.Array, q_taken: jax.Array, last: jax.Array, terminated: jax.Array,
+                      done: jax.Array, gamma: float, lam: float) -> jax.Array:
+    """The critic's TD(lambda) targets, `[T, N, A]`, backwards over a rollout:
+
+        y_t = r_t + gamma * (1 - term_t) * [(1 - lam) Q_{t+1} + lam * y_{t+1}]
+
+    with `y_{t+1}` replaced by `Q_{t+1}` where the episode ended at t (`done`: the next state is
+    another episode's). `onpolicy.gae`'s returns with the taken joint actions' values in place of
+    state values.
+
+    Args:
+      rewards, terminated, done: `[T, N]`.
+      q_taken: `[T, N, A]` each role's head at the joint action taken, Q_a(s_t, u_t).
+      last: `[N, A]` the same after the rollout, Q_a(s_T, u_T).
+    """
+    after = onpolicy.next_values(q_taken, last, None, None)
+    _, targets = onpolicy.gae(rewards[..., None], q_taken, after, terminated[..., None], done[..., None], gamma, lam)
+    return targets
+
+
 # ----------------------------------------------------------------------------- loss
 class Batch(NamedTuple):
     """A flat batch for `loss`, `B` samples on every leaf.
@@ -335,9 +355,8 @@ def make_train(config: dict, env, env_params) -> Trainer:
         next_dists = policy.dists(params["actor"], obs, policy.masks(batched_avail(env_state, env_params)))
         next_actions, _ = onpolicy.sample(next_dists, k_next)
         last = taken_values(q_heads(target_params, world_state, next_actions), next_actions, roles)
-        after = onpolicy.next_values(values, last, None, None)
-        _, targets = onpolicy.gae(reward_scale * traj.rewards[..., None], values, after,
-                                  traj.terminated[..., None], traj.done[..., None], gamma, lam)
+        targets = td_lambda_targets(reward_scale * traj.rewards, values, last, traj.terminated, traj.done,
+                                    gamma, lam)
         # The advantages' Q: the critic when the update began (the target itself when copied every update).
         q_now = q_target if period == 1 else q_heads(params["critic"], traj.world_state, acted.actions)
 
