@@ -33,8 +33,8 @@ Target network: the critic's targets come from `target_period` updates old param
 copy every `target_period` updates; 1: the critic as it was when the update began). Targets are
 computed once per update and held fixed through its epochs and minibatches, so even period 1 is
 a frozen target within an update, the role a target network plays in off-policy Q-learning;
-longer periods slow the bootstrap's drift further, as the paper's critic (copied every ~150
-episodes).
+longer periods slow the bootstrap's drift further (the paper's code copies its critic every 200
+training steps of 8 episodes: oxwhirl/pymarl, src/config/algs/coma.yaml).
 
 Discrete actions only (the COMA baseline sums over a role's choices): the coordinator plays the
 env's directives on soc-v2 (8 choices encoded as `coordinator: onehot | hmarl` on hmarl-soc-v1,
@@ -74,7 +74,7 @@ DEFAULTS = {
     "adam_eps": 1.0e-5,
     "max_grad_norm": 0.5,        # per network
     "gamma": 0.99,
-    "td_lambda": 0.8,            # the critic's TD(lambda) targets (0.8 as the paper's code)
+    "td_lambda": 0.8,            # the critic's TD(lambda) targets (0.8: the paper's code, pymarl)
     "target_period": 1,          # updates between hard copies of the critic into its target
     "ent_coef": 0.01,
     "normalize_advantages": True,
