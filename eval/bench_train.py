@@ -49,6 +49,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "iac": ("iac", []),
     "maac": ("maac", []),
     "matrpo": ("matrpo", []),  # TRPO's natural-gradient actors with MAPPO's world critic (docs/trpo.md)
+    "coma": ("coma", []),
     # the same MAPPO with three hidden layers of 256 (networks.DEFAULT_HIDDEN), for comparison
     "mappo-3x256": ("mappo", ["ppo.hidden_sizes=[256, 256, 256]"]),
     # off-policy learners (docs/offpolicy.md): paper's 3 x 256 networks, batch 256, their utd

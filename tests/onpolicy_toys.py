@@ -31,6 +31,9 @@ class ToyParams:
     directive_period: int = struct.field(pytree_node=False, default=2)
     p_end: float = struct.field(pytree_node=False, default=0.05)
     with_world_state: bool = struct.field(pytree_node=False, default=True)
+    # One "segment", so that learners that bin the Box roles as the SOC env's (offpolicy.bin_table)
+    # run here too (COMA); the toy itself has no segments.
+    num_segments: int = struct.field(pytree_node=False, default=1)
 
 
 @struct.dataclass

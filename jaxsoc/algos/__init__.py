@@ -36,6 +36,7 @@ ALGORITHMS: dict[str, str] = {
     "maac": "a2c",
     "trpo": "trpo",     # trust-region policy optimisation (trpo.py, docs/trpo.md)
     "matrpo": "trpo",
+    "coma": "coma",  # counterfactual multi-agent policy gradients (docs/coma.md)
     # off-policy learners (docs/offpolicy.md)
     "dqn": "dqn",
     "iql": "dqn",

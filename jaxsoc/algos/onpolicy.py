@@ -323,7 +323,8 @@ class Truncations(NamedTuple):
 
 def make_rollout(env, env_params, policy: Policy, critic: Critic, num_envs: int, length: int, *,
                  coordinator: str = "native", decisions_only: bool = True,
-                 bootstrap_truncation: bool = True, max_steps: int | None = None) -> Callable:
+                 bootstrap_truncation: bool = True, max_steps: int | None = None,
+                 to_env: Optional[Callable[[Dict[str, jax.Array]], Dict[str, jax.Array]]] = None) -> Callable:
     """`rollout(actor_params, env_state, obs, world_state, key) -> (carry, traj, truncs, metrics)`.
 
     Steps `num_envs` envs `length` times with actions sampled from `policy`; `carry` is the new
@@ -337,6 +338,9 @@ def make_rollout(env, env_params, policy: Policy, critic: Critic, num_envs: int,
     bootstrap_truncation: True: a time-limit truncation is not the end of the return: its
       advantage bootstraps from the value of the terminal state (`final_obs`/`final_world_state`).
       False: truncation is treated like termination (value 0 after it), as the reference did.
+    to_env: the env actions of the stored actions `{role: [N, ...]}`, for a learner whose choices
+      are not the env's (COMA's binned Box roles, `coma.py`); None: the policy's heads as they
+      are (`env_actions`, then the `coordinator` encoding).
     """
     batched_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
     batched_avail = jax.vmap(env.get_avail_actions, in_axes=(0, None))
@@ -353,9 +357,10 @@ def make_rollout(env, env_params, policy: Policy, critic: Critic, num_envs: int,
             weights = {r: jnp.ones((num_envs,), jnp.float32) for r in policy.roles}
             if weigh_coordinator:
                 weights["coordinator"] = reads_directive(env_state.t, env_params).astype(jnp.float32)
+            taken = (to_env_actions(env_actions(actions, dists), coordinator) if to_env is None
+                     else to_env(actions))
             next_obs, env_state, rewards, dones, infos = batched_step(
-                jax.random.split(k_env, num_envs), env_state,
-                to_env_actions(env_actions(actions, dists), coordinator), env_params)
+                jax.random.split(k_env, num_envs), env_state, taken, env_params)
             done = dones["__all__"]
             team_reward = jnp.mean(jnp.stack([rewards[r] for r in env.agents]), axis=0)
             next_world_state = infos["world_state"] if critic.kind == "world" else None
