@@ -72,12 +72,19 @@ def action_label(agent: int, index: int) -> str:
     return name
 
 
-def masks(present: jax.Array, width: int = MAX_ACTIONS) -> jax.Array:
-    """`[5, width]` bool: legal actions (host actions need a host in the slot; rows past an agent's
-    own action count are False). `present`: `[H]` bool."""
-    host = HOST[:, :width]
-    ok = jnp.where(host >= 0, present[np.maximum(host, 0)], True)
-    return ok & (np.arange(width)[None] < NUM_ACTIONS[:, None])
+def masks(present: jax.Array, pad: bool = False) -> jax.Array:
+    """`[5, 242]` bool, or per agent `[n_i]` when not `pad` (a list): legal actions. Host actions need
+    a host in the slot this episode; padding rows are False. `present`: `[H]` bool.
+
+    Built from static slices of `present` (the layout repeats the agent's slots 4 times), not
+    a gather: this runs in every rollout step."""
+    per_sub = present.reshape(P.NUM_SUBNETS, P.SLOTS)
+    out = []
+    for i, subs in enumerate(P.BLUE_SUBNETS):
+        own = per_sub[np.array(subs)].reshape(-1)
+        m = jnp.concatenate([own, own, own, own, jnp.ones((NUM_ACTIONS[i] - 4 * own.shape[0],), bool)])
+        out.append(jnp.pad(m, (0, MAX_ACTIONS - NUM_ACTIONS[i])) if pad else m)
+    return jnp.stack(out) if pad else out
 
 
 class BlueStep(NamedTuple):
@@ -101,18 +108,20 @@ def schedule(actions: jax.Array, pending: jax.Array, left: jax.Array, present: j
     actions = jnp.clip(actions.astype(jnp.int32), 0, MAX_ACTIONS - 1)
     idle = left == 0
     agent = np.arange(5)
-    legal = masks(present)[agent, actions]
+    table = lambda x, a: jnp.asarray(x)[agent, a]  # noqa: E731  (5 lookups, not a [5, 242] mask)
+    target = table(HOST, actions)
+    legal = (target < 0) | present[jnp.maximum(target, 0)]
+    legal = legal & (actions < NUM_ACTIONS)
     act = jnp.where(idle, jnp.where(legal, actions, SLEEP_ACTION), pending)
-    kind = jnp.asarray(KIND)[agent, act]
+    kind = table(KIND, act)
     started = idle & legal
     left = jnp.where(idle, jnp.asarray(P.BLUE_TICKS)[kind], left) - 1
     restores = jnp.sum(started & (kind == P.RESTORE)).astype(jnp.float32)
     invalid = jnp.sum(idle & ~legal).astype(jnp.float32)
     cost = p.restore_cost * restores + p.invalid_cost * invalid
     now = left == 0
-    table = lambda x: jnp.asarray(x)[agent, act]  # noqa: E731
     return BlueStep(act, left, cost, restores, invalid, jnp.where(now, kind, P.SLEEP),
-                    jnp.where(now, table(HOST), -1), table(TO), table(FROM))
+                    jnp.where(now, table(HOST, act), -1), table(TO, act), table(FROM, act))
 
 
 def apply(state, b: BlueStep):
@@ -123,18 +132,20 @@ def apply(state, b: BlueStep):
     are restored (reliability 100, OT service up) and any decoy is gone. Remove: red's user-level
     session dies; a root session survives (CAGE-4). DeployDecoy: the host gets a decoy.
     """
+    # Each agent's host actions are on its own subnets, so at most one acts on a host: one [5, H]
+    # pass gives each host the kind done to it (-1 none).
     hosts = jnp.arange(P.NUM_HOSTS)
-    hit = hosts[None, :] == b.host[:, None]                                    # [5, H]
-    did = lambda k: jnp.any(hit & (b.kind == k)[:, None], axis=0)             # noqa: E731
-    restore, remove, decoy, analyse = did(P.RESTORE), did(P.REMOVE), did(P.DECOY), did(P.ANALYSE)
+    done_to = jnp.max(jnp.where(hosts[None, :] == b.host[:, None], b.kind[:, None], -1), axis=0)   # [H]
+    restore, remove, decoy, analyse = (done_to == P.RESTORE, done_to == P.REMOVE, done_to == P.DECOY,
+                                       done_to == P.ANALYSE)
     red = state.red
     session = red >= P.USER
     red = jnp.where((restore & session) | (remove & (red == P.USER)), P.SCANNED, red)
-    # Traffic rules: the last of Allow/Block on a (to, from) pair wins (agents own distinct subnets).
-    subs = jnp.arange(P.NUM_SUBNETS)
-    rule = (subs[None, :, None] == b.to[:, None, None]) & (subs[None, None, :] == b.frm[:, None, None])
-    block = jnp.any(rule & (b.kind == P.BLOCK)[:, None, None], axis=0)
-    allow = jnp.any(rule & (b.kind == P.ALLOW)[:, None, None], axis=0)
+    # Traffic rules: a (to, from) pair belongs to the agent owning `to`, so one rule at most per pair.
+    pair = jnp.where((b.kind == P.BLOCK) | (b.kind == P.ALLOW), b.to * P.NUM_SUBNETS + b.frm, -1)
+    rule = jnp.max(jnp.where(jnp.arange(P.NUM_SUBNETS ** 2)[None] == pair[:, None], b.kind[:, None], -1), axis=0)
+    block = (rule == P.BLOCK).reshape(P.NUM_SUBNETS, P.NUM_SUBNETS)
+    allow = (rule == P.ALLOW).reshape(P.NUM_SUBNETS, P.NUM_SUBNETS)
     state = state.replace(
         red=red,
         decoy=(state.decoy | decoy) & ~restore,

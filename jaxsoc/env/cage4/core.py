@@ -127,8 +127,9 @@ class Cage4Env:
     def get_avail_actions(self, state: Cage4State, params=None) -> Dict[str, jax.Array]:
         """`{agent: [n] bool}`: host actions need a host in the slot this episode."""
         p = self._p(params)
-        m = blue.masks(state.present)
-        return {a: m[i, : self.action_spaces[a].n] for i, a in enumerate(self.agents)}
+        if p.pad_spaces:
+            return dict(zip(self.agents, blue.masks(state.present, pad=True)))
+        return dict(zip(self.agents, blue.masks(state.present)))
 
     def idle_actions(self, params=None) -> Dict[str, jax.Array]:
         """Monitor for every agent (monitoring also runs by itself every step)."""

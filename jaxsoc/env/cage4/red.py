@@ -38,9 +38,17 @@ from jaxsoc.env.cage4 import params as P
 _AGENTS = np.arange(P.NUM_RED)
 _SUBS = np.arange(P.NUM_SUBNETS)
 _HOSTS = np.arange(P.NUM_HOSTS)
-# Inclusive prefix sums as products with triangular constants (XLA:CPU's cumsum is a reduce-window).
-_TRI9 = np.triu(np.ones((P.NUM_SUBNETS, P.NUM_SUBNETS), np.float32))
-_TRI16 = np.triu(np.ones((P.SLOTS, P.SLOTS), np.float32))
+# Inclusive prefix sums as masked sums with triangular constants: XLA:CPU's cumsum is a reduce-window
+# and a [6, 16] @ [16, 16] product under vmap a batch of tiny matmuls, both slow.
+_TRI9 = np.triu(np.ones((P.NUM_SUBNETS, P.NUM_SUBNETS), bool))
+_TRI16 = np.triu(np.ones((P.SLOTS, P.SLOTS), bool))
+
+
+def _prefix(x: jax.Array, tri: np.ndarray) -> jax.Array:
+    """Inclusive prefix sums along the last axis of `x` `[..., n]` (`tri`: `[n, n]` upper-triangular)."""
+    return jnp.sum(jnp.where(tri, x[..., :, None], 0), axis=-2)
+_SCAN, _EXPLOIT, _PRIVESC, _DEGRADE, _WITHDRAW, _IMPACT, _PROC, _NET = (1 << i for i in range(8))
+_BITS = np.array([_SCAN, _EXPLOIT, _PRIVESC, _DEGRADE, _WITHDRAW, _IMPACT, _PROC, _NET], np.int32)
 _FSM_CUM = np.cumsum(P.FSM.astype(np.float64), axis=1)[:, :-1].astype(np.float32)   # [8, 8]
 
 
@@ -69,11 +77,11 @@ def pick_hosts(cand: jax.Array, u: jax.Array) -> jax.Array:
     per_sub = jnp.sum(c, axis=2)                                           # [6, 9]
     total = jnp.sum(per_sub, axis=1)
     k = jnp.minimum(jnp.floor(u * total), total - 1)                       # rank of the chosen host
-    cum = per_sub @ _TRI9                                                  # inclusive prefix sums
+    cum = _prefix(per_sub, _TRI9)                                                 # inclusive prefix sums
     sub = jnp.minimum(jnp.sum(cum <= k[:, None], axis=1), P.NUM_SUBNETS - 1)
     before = jnp.take_along_axis(cum - per_sub, sub[:, None], axis=1)[:, 0]
     row = jnp.take_along_axis(c, sub[:, None, None], axis=1)[:, 0]         # [6, 16]
-    slot = jnp.minimum(jnp.sum(row @ _TRI16 <= (k - before)[:, None], axis=1), P.SLOTS - 1)
+    slot = jnp.minimum(jnp.sum(_prefix(row, _TRI16) <= (k - before)[:, None], axis=1), P.SLOTS - 1)
     return (sub * P.SLOTS + slot).astype(jnp.int32)
 
 
@@ -96,9 +104,7 @@ def step(u: jax.Array, state, p: P.Cage4Params):
     # ---- execution, against the state of this moment -----------------------------------------
     st = state.red[host]                                      # [6] red's knowledge of each target
     sub = jnp.asarray(P.HOST_SUBNET)[host]
-    on = _HOSTS[None, :] == host[:, None]                     # [6, H]
     is_ = lambda k: ex & (act == k)                           # noqa: E731
-    at = lambda m: jnp.any(on & m[:, None], axis=0)           # noqa: E731  per-agent flags -> [H]
     u_det, u_trap = u[:, 2], u[:, 3]
 
     # Discovery: the agents' swept subnets; the finder of a newly known host is the sweeping agent.
@@ -108,9 +114,7 @@ def step(u: jax.Array, state, p: P.Cage4Params):
     pe = is_(P.PRIVESC) & (st == P.USER)
     links = (pe & (jnp.asarray(P.HOST_SLOT)[host] == 0))[:, None] & jnp.asarray(P.LINKS)[sub]   # [6, 9]
     linker = jnp.max(jnp.where(links, _AGENTS[:, None], -1), axis=0)        # [9]
-    by_sweep = sweeper[P.HOST_SUBNET]
-    by_link = jnp.where(P.HOST_SLOT == 0, linker[P.HOST_SUBNET], -1)
-    found = jnp.maximum(by_sweep, by_link)
+    found = jnp.maximum(sweeper[P.HOST_SUBNET], jnp.where(P.HOST_SLOT == 0, linker[P.HOST_SUBNET], -1))
     newly = (found >= 0) & (state.red == P.UNKNOWN) & state.present
 
     scan = is_(P.AGGRESSIVE) | is_(P.STEALTH)
@@ -120,28 +124,35 @@ def step(u: jax.Array, state, p: P.Cage4Params):
     trap = tried & state.decoy[host] & (u_trap < p.p_decoy_trap)
     exploit = tried & ~trap
     root = st == P.ROOT
-    impact_try = is_(P.IMPACT) & root
-    impact = impact_try & state.ot_up[host]
-    degrade = at(is_(P.DEGRADE) & root)
-    withdraw = at(is_(P.WITHDRAW) & (st >= P.USER))
+    impact = is_(P.IMPACT) & root & state.ot_up[host]
+    # Every per-host effect of an agent's action as one bit of a code, OR-ed over the agents acting
+    # on the host: one [6, H] pass instead of one per effect.
+    flags = jnp.stack([scan, exploit, pe, is_(P.DEGRADE) & root, is_(P.WITHDRAW) & (st >= P.USER), impact,
+                       (exploit & (u_det < p.p_detect_exploit)) | trap, scan & (u_det < rate)], axis=1)   # [6, 8]
+    # A reduction, so XLA materialises the [6] codes: as an elementwise expression it fused the
+    # whole per-agent computation into the [6, H] loop below and redid it for every host (10 us of
+    # a ~12 us step per env; jax.lax.optimization_barrier does not survive XLA:CPU's passes).
+    bits = jnp.sum(jnp.where(flags, _BITS, 0), axis=1)
+    code = jnp.max(jnp.where(_HOSTS[None, :] == host[:, None], bits[:, None], 0), axis=0)       # [H]
+
+    has = lambda b: (code & b) != 0                           # noqa: E731
 
     red = state.red
     red = jnp.where(newly, P.KNOWN, red)
-    red = jnp.where(at(scan) & (red == P.KNOWN), P.SCANNED, red)
-    red = jnp.where(at(exploit), jnp.maximum(red, P.USER), red)
-    red = jnp.where(at(pe) & (red == P.USER), P.ROOT, red)
-    red = jnp.where(withdraw, P.SCANNED, red)
-    impacted = at(impact)
+    red = jnp.where(has(_SCAN) & (red == P.KNOWN), P.SCANNED, red)
+    red = jnp.where(has(_EXPLOIT), jnp.maximum(red, P.USER), red)
+    red = jnp.where(has(_PRIVESC) & (red == P.USER), P.ROOT, red)
+    red = jnp.where(has(_WITHDRAW), P.SCANNED, red)
+    impacted = has(_IMPACT)
     state = state.replace(
         red=red, finder=jnp.where(newly, found, state.finder),
         discovered=state.discovered | (sweeper >= 0),
         ot_up=state.ot_up & ~impacted,
-        reliability=jnp.where(degrade, jnp.maximum(state.reliability - p.degrade_step, 0), state.reliability),
+        reliability=jnp.where(has(_DEGRADE), jnp.maximum(state.reliability - p.degrade_step, 0),
+                              state.reliability),
         red_host=host, red_action=act, red_left=left)
     events = RedEvents(
-        proc=at((exploit & (u_det < p.p_detect_exploit)) | trap),
-        net=at(scan & (u_det < rate)),
-        impacts=impacted,
+        proc=has(_PROC), net=has(_NET), impacts=impacted,
         impact_attempts=jnp.sum(is_(P.IMPACT)).astype(jnp.float32),
         exploits=jnp.sum(exploit & (st < P.USER)).astype(jnp.float32))
     return state, events
