@@ -260,8 +260,7 @@ def test_traffic_rules_busy_agents_and_invalid_actions():
     assert not bool(s2.blocked[P.RZ_A, P.CONTRACTOR]) and bool(s2.blocked[P.OFFICE, P.ADMIN])
     # A Restore in progress ignores new choices until it has run its 5 ticks.
     restore = idx(0, "Restore restricted_zone_a/server_0")
-    steps = run_blue(s, [restore] + MON[1:], 1) + run_blue(s, [block] + MON[1:], 0)
-    x = steps[0][0]
+    (x, _, _), = run_blue(s, [restore] + MON[1:], 1)
     for _ in range(4):
         (x, b, _), = run_blue(x, [block] + MON[1:], 1)
     assert not bool(x.blocked[P.RZ_A, P.CONTRACTOR]) and int(b.kind[0]) == P.RESTORE
@@ -327,10 +326,10 @@ def test_messages_reach_the_other_agents_unless_the_mission_cuts_a_zone_off():
 
 
 # ----------------------------------------------------------------------------- API contracts
-def rollout(step, key, n_steps, policy="random"):
+def random_blue(step, key):
+    """`(body, carry)`: a scan body stepping one env under random masked blue, and its start."""
     obs, s = ENV.reset(key)
-    pol = BASELINES[policy]
-    total, invalid = 0.0, 0.0
+    pol = BASELINES["random"]
 
     def body(c, k):
         obs, s = c
@@ -345,7 +344,7 @@ def rollout(step, key, n_steps, policy="random"):
 @pytest.mark.slow  # ~25 CPU-s on an idle machine (op-by-op steps + two more step programs)
 def test_jit_equals_nojit_vmap_equals_loop_and_determinism_per_key():
     keys = jax.random.split(jax.random.key(7), 3)
-    body, carry0 = rollout(ENV.step, keys[0], 6)
+    body, carry0 = random_blue(ENV.step, keys[0])
     scan = jax.jit(lambda c, ks: jax.lax.scan(body, c, ks))
     ks = jax.random.split(jax.random.key(1), 6)
     (_, s_jit), out_jit = scan(carry0, ks)
@@ -360,7 +359,7 @@ def test_jit_equals_nojit_vmap_equals_loop_and_determinism_per_key():
     (_, s_again), out_again = scan(carry0, ks)
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), s_jit, s_again))
     # vmap over 3 envs == each env alone.
-    carries = [rollout(ENV.step, k, 6)[1] for k in keys]
+    carries = [random_blue(ENV.step, k)[1] for k in keys]
     batched = jax.tree.map(lambda *x: jnp.stack(x), *carries)
     ks3 = jnp.stack([jax.random.split(jax.random.key(10 + i), 6) for i in range(3)])
     (_, s_v), out_v = jax.jit(jax.vmap(lambda c, k: jax.lax.scan(body, c, k)))(batched, ks3)
