@@ -51,7 +51,9 @@ def role_specs(env: SOCEnv, coordinator: str = "native") -> Dict[str, RoleSpec]:
     """`{agent: RoleSpec}` in `env.agents` order."""
     if coordinator not in COORDINATOR_ENCODINGS:
         raise ValueError(f"unknown coordinator encoding {coordinator!r}; use one of {COORDINATOR_ENCODINGS}")
-    if coordinator != "native" and isinstance(env.action_space("coordinator"), Discrete):
+    # Scenarios without a coordinator (jaxsoc.env.cage4) only take the native encoding.
+    discrete_env = "coordinator" not in env.agents or isinstance(env.action_space("coordinator"), Discrete)
+    if coordinator != "native" and discrete_env:
         raise ValueError(f"coordinator encoding {coordinator!r} maps 8 choices to the v1 8-float "
                          "directive; this scenario's coordinator is already discrete (D6): use 'native'")
     specs = {}

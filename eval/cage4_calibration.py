@@ -1,0 +1,77 @@
+"""Calibration of the CAGE-4-like scenario (issue 15 part 4): scripted blue, per-episode statistics.
+
+    python eval/cage4_calibration.py                       # 1,000 episodes x 500 steps per policy
+    python eval/cage4_calibration.py --episodes 200 --policies monitor random restore
+
+For each policy (jaxsoc/env/cage4/baselines.py) it plays `--episodes` full episodes (batches of
+`--batch` envs, one `lax.scan` over the episode each) and prints mean ± std over episodes of the
+team return, the mean number of hosts in defended zones where red holds a session per phase,
+Impact attempts and successes, true and false alerts (event bits raised by red / only by green),
+green failures, red's sessions by exploit and by phishing, Restores and invalid actions; the
+markdown table of docs/cage4.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from jaxsoc.env import cage4  # noqa: E402
+from jaxsoc.env.cage4.baselines import BASELINES  # noqa: E402
+
+COLUMNS = ("return", "red_hosts_phase1", "red_hosts_phase2", "red_hosts_phase3", "impact_attempts", "impacts",
+           "true_alerts", "false_alerts", "local_fails", "access_fails", "exploits", "phishing", "restores", "invalid")
+
+
+def play(env, params, policy, key, batch):
+    """`{metric: [batch]}` at the end of `batch` full episodes under `policy`."""
+    pol = BASELINES[policy]
+
+    def one(key):
+        k0, k1 = jax.random.split(key)
+        obs, s = env.reset(k0, params)
+
+        def body(c, k):
+            obs, s = c
+            ka, ks = jax.random.split(k)
+            a = pol(ka, obs, env.get_avail_actions(s, params))
+            obs, s, _, _, _ = env.step_env(ks, s, a, params)
+            return (obs, s), None
+
+        (_, s), _ = jax.lax.scan(body, (obs, s), jax.random.split(k1, params.max_steps))
+        return cage4.episode_metrics(s, params)
+
+    return jax.jit(jax.vmap(one))(jax.random.split(key, batch))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--episodes", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--policies", nargs="+", default=list(BASELINES), choices=list(BASELINES))
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    env, params = cage4.make()
+    rows = {}
+    for i, policy in enumerate(args.policies):
+        t0 = time.perf_counter()
+        out = []
+        for b in range(0, args.episodes, args.batch):
+            key = jax.random.fold_in(jax.random.key(args.seed), i * 1_000_003 + b)
+            out.append(jax.tree.map(np.asarray, play(env, params, policy, key, min(args.batch, args.episodes - b))))
+        rows[policy] = {k: np.concatenate([o[k] for o in out]) for k in COLUMNS}
+        print(f"{policy}: {args.episodes} episodes in {time.perf_counter() - t0:.0f} s", flush=True)
+    print("\n| metric (per episode, mean ± std) | " + " | ".join(rows) + " |")
+    print("|---|" + "---:|" * len(rows))
+    for k in COLUMNS:
+        print(f"| {k} | " + " | ".join(f"{v[k].mean():,.1f} ± {v[k].std():,.1f}" for v in rows.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()
