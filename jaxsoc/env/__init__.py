@@ -7,7 +7,8 @@
 
 `make(name, **overrides)` validates everything before anything is traced. See docs/env.md.
 `make` also builds the scenarios that are not SOC worlds (`ENV_MODULES`: the retail and banking
-demos of docs/demos.md), so every learner and the CLI reach them by name.
+demos of docs/demos.md, the CAGE-4-like world of docs/cage4.md), so every learner and the CLI
+reach them by name.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from jaxsoc.env.state import EnvState
 
 # Scenarios that are not SOC presets: name -> a module whose `make(**overrides) -> (env, params)`
 # builds it, imported only when asked for (as `jaxsoc.algos` imports learners).
-ENV_MODULES: Dict[str, str] = {"retail": "jaxsoc.demos.retail", "banking": "jaxsoc.demos.banking"}
+ENV_MODULES: Dict[str, str] = {"retail": "jaxsoc.demos.retail", "banking": "jaxsoc.demos.banking",
+                               "cage4-like": "jaxsoc.env.cage4"}
 
 
 def register_env(name: str, module: str) -> None:
