@@ -31,6 +31,7 @@ ALGORITHMS: dict[str, str] = {
     "single-drl": "ppo",
     "iac": "a2c",
     "maac": "a2c",
+    "impala": "impala",  # V-trace actor-learner with lagged actors (docs/impala.md)
     # off-policy learners (docs/offpolicy.md)
     "dqn": "dqn",
     "iql": "dqn",
