@@ -199,3 +199,28 @@ def test_bad_config_values_are_refused_in_one_line():
     for item, message in bad.items():
         with pytest.raises(ConfigError, match=message):
             config_lib.resolve(flags=flags, sets=[item], scenarios=["soc-v2"])
+
+
+@pytest.mark.slow  # tracing soc-v2's step costs ~10 CPU-s; the default run trains on the toy, -m slow runs tests/test_registry.py on hmarl-soc-v1
+@pytest.mark.parametrize("critic", ["world", "local"])
+def test_traces_on_soc_v2(critic):
+    """One update and `act` traced (not compiled) on soc-v2: shapes, metric names, action spaces."""
+    import jaxsoc.env as soc
+    from jaxsoc import algos
+
+    cfg = config_lib.resolve(flags={"algo": "impala", "scenario": "soc-v2", "num_envs": 8, "total_steps": 8 * 4,
+                                    "run": {"name": "x"},
+                                    "impala": {"rollout": 4, "hidden_sizes": [8], "minibatches": 2, "critic": critic,
+                                               "policy_lag": 2}})
+    env, params = soc.make("soc-v2", hosts_per_segment=4)
+    trainer = algos.make_train(cfg, env, params)
+    state = jax.eval_shape(trainer.init, jax.random.PRNGKey(0))
+    new_state, metrics = jax.eval_shape(trainer.update, state)
+    assert jax.tree.structure(new_state) == jax.tree.structure(state)
+    assert {"env_steps", "episodes", "return", "csr", "value_loss", "rho_clip_frac"} <= set(metrics)
+    assert {f"approx_kl/{r}" for r in env.agents} <= set(metrics)
+    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), (state.obs, state.env_state))
+    actions = jax.eval_shape(lambda p, o, s: trainer.act(p, jax.random.PRNGKey(1), o, s, False),
+                             trainer.policy_params(state), *one)
+    for agent in env.agents:
+        assert actions[agent].shape == env.action_space(agent).shape

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from jaxsoc.algos import onpolicy
 from jaxsoc.algos.base import Trainer, mean_episode_metrics
-from jaxsoc.algos.common import COORDINATOR_ENCODINGS, role_specs, to_env_actions, with_world_state
+from jaxsoc.algos.common import COORDINATOR_ENCODINGS, role_specs, with_world_state
 from jaxsoc.algos.ppo import normalise_advantages
 
 DEFAULTS = {
@@ -352,18 +352,12 @@ def make_train(config: dict, env, env_params) -> Trainer:
                                 state.updates + 1)
         return new_state, metrics
 
-    def act(policy_params, key, obs, env_state, greedy):
-        masks = policy.masks(env.get_avail_actions(env_state, env_params))
-        dists = policy.dists(policy_params, obs, masks)
-        actions = onpolicy.greedy(dists) if greedy else onpolicy.sample(dists, key)[0]
-        return to_env_actions(onpolicy.env_actions(actions, dists), coordinator)
-
     return Trainer(
         init=init,
         update=update_step,
         num_updates=num_updates,
         env_steps_per_update=steps_per_update,
-        act=act,
+        act=onpolicy.make_act(env, env_params, policy, coordinator),
         # Evaluation and checkpointed policies are the learner's (the newest parameters).
         policy_params=lambda state: state.params["actor"],
         name=config["algo"],
