@@ -50,6 +50,8 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "maac": ("maac", []),
     "matrpo": ("matrpo", []),  # TRPO's natural-gradient actors with MAPPO's world critic (docs/trpo.md)
     "coma": ("coma", []),
+    # the V-trace actor-learner (docs/impala.md): MAPPO's networks and batching, actors lagging by 1
+    "impala": ("impala", []),
     # the same MAPPO with three hidden layers of 256 (networks.DEFAULT_HIDDEN), for comparison
     "mappo-3x256": ("mappo", ["ppo.hidden_sizes=[256, 256, 256]"]),
     # off-policy learners (docs/offpolicy.md): paper's 3 x 256 networks, batch 256, their utd

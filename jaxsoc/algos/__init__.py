@@ -37,6 +37,7 @@ ALGORITHMS: dict[str, str] = {
     "trpo": "trpo",     # trust-region policy optimisation (trpo.py, docs/trpo.md)
     "matrpo": "trpo",
     "coma": "coma",  # counterfactual multi-agent policy gradients (docs/coma.md)
+    "impala": "impala",  # V-trace actor-learner with lagged actors (docs/impala.md)
     # off-policy learners (docs/offpolicy.md)
     "dqn": "dqn",
     "iql": "dqn",

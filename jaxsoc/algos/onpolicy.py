@@ -212,6 +212,21 @@ def env_actions(actions: Dict[str, jax.Array], dists: Dict[str, Dist]) -> Dict[s
             for role, a in actions.items()}
 
 
+def make_act(env, env_params, policy: "Policy", coordinator: str = "native") -> Callable:
+    """The `Trainer.act` of the team's actors: `(params, key, obs, env_state, greedy) -> actions`
+    for ONE env (`obs` `{role: [obs_dim]}`), sampled or greedy, masked by the env's avail actions,
+    as the env takes them (`tanh(u)` for Box roles, the coordinator encoded)."""
+    modes = greedy  # the module's function; `act`'s argument `greedy` is the switch
+
+    def act(policy_params, key, obs, env_state, greedy):
+        masks = policy.masks(env.get_avail_actions(env_state, env_params))
+        dists = policy.dists(policy_params, obs, masks)
+        actions = modes(dists) if greedy else sample(dists, key)[0]
+        return to_env_actions(env_actions(actions, dists), coordinator)
+
+    return act
+
+
 # ----------------------------------------------------------------------------- critics
 @dataclasses.dataclass(frozen=True)
 class Critic:

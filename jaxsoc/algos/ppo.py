@@ -33,7 +33,7 @@ import optax
 
 from jaxsoc.algos import onpolicy
 from jaxsoc.algos.base import Trainer, mean_episode_metrics
-from jaxsoc.algos.common import COORDINATOR_ENCODINGS, role_specs, to_env_actions, with_world_state
+from jaxsoc.algos.common import COORDINATOR_ENCODINGS, role_specs, with_world_state
 
 DEFAULTS = {
     "policy": "auto",            # auto | per_role | single (auto: from the algorithm, table above)
@@ -374,18 +374,12 @@ def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optio
                              state.updates + 1)
         return new_state, metrics
 
-    def act(policy_params, key, obs, env_state, greedy):
-        masks = policy.masks(env.get_avail_actions(env_state, env_params))
-        dists = policy.dists(policy_params, obs, masks)
-        actions = onpolicy.greedy(dists) if greedy else onpolicy.sample(dists, key)[0]
-        return to_env_actions(onpolicy.env_actions(actions, dists), coordinator)
-
     return Trainer(
         init=init,
         update=update_step,
         num_updates=num_updates,
         env_steps_per_update=steps_per_update,
-        act=act,
+        act=onpolicy.make_act(env, env_params, policy, coordinator),
         policy_params=lambda state: state.params["actor"],
         name=config["algo"],
         env_axes=lambda st: st._replace(params=None, opt_state=None, env_state=0, obs=0,
