@@ -48,8 +48,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxsoc.algos import ppo
+from jaxsoc.algos import ppo, suggest
 from jaxsoc.algos.base import Trainer
+from jaxsoc.algos.common import with_world_state
+from jaxsoc.env.params import validate as validate_scenario
 from jaxsoc.evaluation import make_evaluator
 
 # What the meta learner adds to PPO's section (the inner updates' hyper-parameters).
@@ -95,7 +97,6 @@ def check_ranges(params: Any, ranges: Sequence[Range]) -> None:
     fields = {f.name: f for f in dataclasses.fields(params)}
     for name, low, high in ranges:
         if name not in fields:
-            from jaxsoc.algos import suggest
             raise ValueError(f"meta.tasks: {name!r} is not a field of {type(params).__name__}{suggest(name, fields)}")
         if not fields[name].metadata.get("pytree_node", True):
             raise ValueError(f"meta.tasks: {name} is static (it fixes shapes or code paths); only numeric "
@@ -105,10 +106,9 @@ def check_ranges(params: Any, ranges: Sequence[Range]) -> None:
         if not items or not all(isinstance(v, float) for v in items):
             raise ValueError(f"meta.tasks: {name} = {value!r} is not a float field (counts cannot be drawn)")
         if hasattr(params, "hosts_per_segment"):  # EnvParams: both ends must be a valid scenario
-            from jaxsoc.env.params import validate
             for end in (low, high):
                 try:
-                    validate(params.replace(**{name: tuple(end for _ in items) if isinstance(value, tuple) else end}))
+                    validate_scenario(params.replace(**{name: tuple(end for _ in items) if isinstance(value, tuple) else end}))
                 except ValueError as e:
                     raise ValueError(f"meta.tasks: {name} = {end} is not a valid scenario: {e}") from None
 
@@ -297,7 +297,7 @@ def mixture_trainer(config: dict, env, env_params) -> Trainer:
     cfg = inner_config(config, 1)
     cfg["total_steps"] = config["total_steps"]
     if ppo.resolve_variant(cfg["algo"], cfg["ppo"])[1] == "world":
-        from jaxsoc.algos.common import with_world_state
+        # Wrap the world-state env inside the mixture (build_trainer would rebuild a bare SOCEnv).
         env, env_params = with_world_state(env), env_params.replace(with_world_state=True)
     return ppo.build_trainer(cfg, TaskMixture(env, ranges), env_params, family="ppo", loss_cfg=None)
 
