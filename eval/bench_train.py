@@ -63,6 +63,8 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "maddpg": ("maddpg", []),
     # the hierarchical team (section `hmarl:`): PPO coordinator, SAC/DQN/MADDPG tier 2, shared PER
     "hmarl": ("hmarl", []),
+    # Reptile over the MAPPO team (docs/meta.md): one update = tasks_per_step x inner_updates PPO updates
+    "reptile": ("reptile", []),
 }
 
 

@@ -47,6 +47,8 @@ ALGORITHMS: dict[str, str] = {
     "maddpg": "maddpg",
     # the hierarchical HMARL-SOC team (docs/hmarl.md)
     "hmarl": "hmarl",
+    # meta-learning across scenarios: Reptile over a PPO team (docs/meta.md)
+    "reptile": "meta",
 }
 
 # family -> import path, for families living outside `jaxsoc.algos` (plugins, test toys).
