@@ -31,6 +31,7 @@ ALGORITHMS: dict[str, str] = {
     "single-drl": "ppo",
     "iac": "a2c",
     "maac": "a2c",
+    "mappo-comm": "comm",  # MAPPO with learned CommNet messages between roles (docs/comm.md)
     # off-policy learners (docs/offpolicy.md)
     "dqn": "dqn",
     "iql": "dqn",
