@@ -42,7 +42,7 @@ FILE_COST_S = {
     "tests/env/test_network.py": 26, "tests/env/test_attacker.py": 25, "tests/test_sweep.py": 22,
     "tests/test_buffers.py": 21, "tests/test_adapters.py": 18, "tests/env/test_alerts.py": 18,
     "tests/test_networks.py": 17, "tests/env/test_defenders.py": 17, "tests/test_distributions.py": 12,
-    "tests/test_detectors.py": 27, "tests/test_game.py": 14,
+    "tests/test_detectors.py": 27, "tests/test_game.py": 14, "tests/test_comm.py": 27,
 }
 UNLISTED_FILE_COST_S = 5
 
