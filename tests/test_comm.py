@@ -251,7 +251,7 @@ def test_talking_team_beats_any_silent_team_where_only_messages_carry_the_target
           f"(any silent team: {CHANCE}); hunter speaks in {metrics['comm/sent/threat_hunter'][last].mean():.2f} "
           "of the rounds")
     # Measured (seed 0, 100 updates): 0.28 -> 0.96. The silent team trained alike stays at chance
-    # (test_the_silent_team_trained_alike_stays_at_chance, -m slow: 0.24).
+    # (test_the_silent_team_trained_alike_stays_at_chance, -m slow: 0.25).
     assert hits[:10].mean() < CHANCE + 0.1
     assert hits[last].mean() > CHANCE + 0.5
     # The budget (2 of the 3 tier-2 roles per round) is used in full, and the hunter is always among
