@@ -172,8 +172,8 @@ class CommPolicy(onpolicy.Policy):
         return CommActor(s, self.hidden_sizes, self.activation, self.message_dim, self.rounds,
                          self.log_std_init, self.log_std_min, self.log_std_max)
 
-    def _role_module(self, s: RoleSpec) -> nn.Module:
-        return self._talker(s) if self.talks and s.name in self.talkers else super()._role_module(s)
+    def role_module(self, s: RoleSpec) -> nn.Module:
+        return self._talker(s) if self.talks and s.name in self.talkers else super().role_module(s)
 
     def forward(self, params: Any, obs: onpolicy.Obs, wire: Optional[jax.Array] = None
                 ) -> Tuple[Dict[str, Any], Optional[Channel]]:
@@ -212,7 +212,7 @@ class CommPolicy(onpolicy.Policy):
             if s.name in modules:
                 out[s.name] = modules[s.name].apply(params[s.name], h[s.name], method="head")
             else:
-                out[s.name] = super()._role_module(s).apply(params[s.name], obs[s.name])
+                out[s.name] = super().role_module(s).apply(params[s.name], obs[s.name])
         return out, Channel(jnp.stack(wires), jnp.stack(sents))
 
     def outputs(self, params: Any, obs: onpolicy.Obs) -> Dict[str, Any]:

@@ -192,7 +192,8 @@ def loss(params: Any, batch: Batch, policy: onpolicy.Policy, critic: onpolicy.Cr
 
     Returns `(loss, metrics)`: per role `actor_loss/<role>`, `entropy/<role>`, and (per role, or
     once for a joint ratio) `approx_kl`, `clip_frac`; `value_loss`. Roles' actor terms are summed:
-    their parameters are disjoint, so each actor gets exactly its own gradient.
+    their parameters are disjoint, so each actor gets exactly its own gradient (with messages,
+    `comm.py`, a listener's term also reaches the speakers' parameters).
     """
     acted = batch.acted
     dists = policy.dists(params["actor"], acted.obs, acted.masks)
