@@ -54,6 +54,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "impala": ("impala", []),
     # the same MAPPO with three hidden layers of 256 (networks.DEFAULT_HIDDEN), for comparison
     "mappo-3x256": ("mappo", ["ppo.hidden_sizes=[256, 256, 256]"]),
+    "mappo-comm": ("mappo-comm", []),  # MAPPO with CommNet messages among the tier-2 roles (docs/comm.md)
     # off-policy learners (docs/offpolicy.md): paper's 3 x 256 networks, batch 256, their utd
     "dqn": ("dqn", []),
     "iql": ("iql", []),

@@ -38,6 +38,7 @@ ALGORITHMS: dict[str, str] = {
     "matrpo": "trpo",
     "coma": "coma",  # counterfactual multi-agent policy gradients (docs/coma.md)
     "impala": "impala",  # V-trace actor-learner with lagged actors (docs/impala.md)
+    "mappo-comm": "comm",  # MAPPO with learned CommNet messages between roles (docs/comm.md)
     # off-policy learners (docs/offpolicy.md)
     "dqn": "dqn",
     "iql": "dqn",

@@ -101,7 +101,9 @@ class Policy:
     def roles(self) -> Tuple[str, ...]:
         return tuple(s.name for s in self.specs)
 
-    def _role_module(self, s: RoleSpec) -> nn.Module:
+    def role_module(self, s: RoleSpec) -> nn.Module:
+        """The network of role `s` when not `shared` (a subclass may give some roles another one:
+        `comm.CommPolicy`'s talking roles)."""
         if s.kind == "discrete":
             return CategoricalActor(s.size, self.hidden_sizes, self.activation)
         return TanhGaussianActor(s.size, self.hidden_sizes, self.activation, state_dependent_std=False,
@@ -118,14 +120,14 @@ class Policy:
             x = jnp.zeros((1, sum(s.obs_dim for s in self.specs)), jnp.float32)
             return self._shared_module().init(key, x)
         keys = jax.random.split(key, len(self.specs))
-        return {s.name: self._role_module(s).init(k, jnp.zeros((1, s.obs_dim), jnp.float32))
+        return {s.name: self.role_module(s).init(k, jnp.zeros((1, s.obs_dim), jnp.float32))
                 for k, s in zip(keys, self.specs)}
 
     def outputs(self, params: Any, obs: Obs) -> Dict[str, Any]:
         """`{role: logits [..., n] | (mean, log_std) [..., d]}` for observations `{role: [..., obs_dim]}`."""
         if self.shared:
             return self._shared_module().apply(params, concat_obs(obs, self.roles))
-        return {s.name: self._role_module(s).apply(params[s.name], obs[s.name]) for s in self.specs}
+        return {s.name: self.role_module(s).apply(params[s.name], obs[s.name]) for s in self.specs}
 
     def dists(self, params: Any, obs: Obs, masks: Dict[str, jax.Array]) -> Dict[str, Dist]:
         """`{role: distribution}`; `masks` holds `[..., n]` avail actions for the discrete roles."""

@@ -25,7 +25,7 @@ coordinator on macro-transitions) call `update` on batches they build themselves
 """
 from __future__ import annotations
 
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +33,7 @@ import optax
 
 from jaxsoc.algos import onpolicy
 from jaxsoc.algos.base import Trainer, mean_episode_metrics
-from jaxsoc.algos.common import COORDINATOR_ENCODINGS, role_specs, with_world_state
+from jaxsoc.algos.common import COORDINATOR_ENCODINGS, RoleSpec, role_specs, with_world_state
 
 DEFAULTS = {
     "policy": "auto",            # auto | per_role | single (auto: from the algorithm, table above)
@@ -195,7 +195,8 @@ def loss(params: Any, batch: Batch, policy: onpolicy.Policy, critic: onpolicy.Cr
 
     Returns `(loss, metrics)`: per role `actor_loss/<role>`, `entropy/<role>`, and (per role, or
     once for a joint ratio) `approx_kl`, `clip_frac`; `value_loss`. Roles' actor terms are summed:
-    their parameters are disjoint, so each actor gets exactly its own gradient.
+    their parameters are disjoint, so each actor gets exactly its own gradient (with messages,
+    `comm.py`, a listener's term also reaches the speakers' parameters).
     """
     acted = batch.acted
     dists = policy.dists(params["actor"], acted.obs, acted.masks)
@@ -277,11 +278,14 @@ class Learner(NamedTuple):
 
 def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optional[LossConfig],
                   epochs: Optional[int] = None, minibatches: Optional[int] = None,
-                  make_learner: Optional[Any] = None) -> Trainer:
+                  make_learner: Optional[Any] = None,
+                  make_policy: Optional[Callable[[Tuple[RoleSpec, ...]], onpolicy.Policy]] = None) -> Trainer:
     """The on-policy trainer of `config[family]`; A2C (`a2c.py`) calls it with its own loss
     (no clipping) and one full-batch step per rollout. `make_learner(policy, critic) -> Learner`
     replaces the loss and its SGD altogether (TRPO, `trpo.py`); `loss_cfg`, `epochs` and
-    `minibatches` are then unused."""
+    `minibatches` are then unused. `make_policy(specs)` builds the team's actors from the role
+    specs instead of the section's `onpolicy.Policy` (the communicating team of `comm.py`: a
+    `Policy` whose roles' outputs depend on each other's messages)."""
     s = config[family]
     num_envs, rollout = config["num_envs"], s["rollout"]
     policy_kind, critic_kind = resolve_variant(config["algo"], s)
@@ -300,8 +304,12 @@ def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optio
     # Networks: one per role (or one shared actor) and the critic(s), all `hidden_sizes` MLPs.
     specs = tuple(role_specs(env, coordinator).values())
     hidden = tuple(s["hidden_sizes"])
-    policy = onpolicy.Policy(specs, shared=policy_kind == "single", hidden_sizes=hidden, activation=s["activation"],
-                       log_std_init=s["log_std_init"], log_std_min=s["log_std_min"], log_std_max=s["log_std_max"])
+    if make_policy is None:
+        policy = onpolicy.Policy(specs, shared=policy_kind == "single", hidden_sizes=hidden, activation=s["activation"],
+                                 log_std_init=s["log_std_init"], log_std_min=s["log_std_min"],
+                                 log_std_max=s["log_std_max"])
+    else:
+        policy = make_policy(specs)
     critic = onpolicy.Critic(critic_kind, policy.roles, hidden, s["activation"])
     obs_dims = {sp.name: sp.obs_dim for sp in specs}
     world_dim = getattr(env, "world_state_size", 0)
