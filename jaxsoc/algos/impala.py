@@ -98,7 +98,7 @@ def validate(config: dict) -> None:
 def vtrace(log_rhos: jax.Array, rewards: jax.Array, values: jax.Array, next_values: jax.Array,
            terminated: jax.Array, done: jax.Array, gamma: float, rho_bar: float,
            c_bar: float) -> Tuple[jax.Array, jax.Array]:
-    """V-trace targets and policy-gradient advantages (Espeholt et al. 2018, eq. 1 and §4.2),
+    """V-trace targets and policy-gradient advantages (Espeholt et al. 2018, eq. 1 and section 4.2),
     backwards over time with a reverse `lax.scan`:
 
         rho_t = min(rho_bar, pi/mu),  c_t = min(c_bar, pi/mu)

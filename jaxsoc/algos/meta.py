@@ -24,7 +24,7 @@ update; its inner optimiser must be plain SGD for the first-order argument to ho
 only the adapted parameters, so the inner loop can be PPO unchanged (Adam, gradient clipping,
 minibatches, value clipping), and for k >= 2 it optimises the same two terms as FOMAML to leading
 order (expected loss, and gradient agreement between minibatches of a task; Nichol et al. 2018,
-§5). With k = 1 Reptile reduces to joint training on the task mixture.
+section 5). With k = 1 Reptile reduces to joint training on the task mixture.
 
 The config section is PPO's (`ppo.DEFAULTS`, same meaning: the inner updates) plus the keys in
 `META_DEFAULTS`. `policy`/`critic` `auto` mean MAPPO's (per-role actors, world critic); set
