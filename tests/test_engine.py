@@ -638,6 +638,7 @@ def fake_soc_env(monkeypatch):
     import types
 
     import jaxsoc
+    import jaxsoc.env as real_env
 
     def oracle(key, obs, state, params):
         return {a: state.target for a in toys.AGENTS}
@@ -647,6 +648,9 @@ def fake_soc_env(monkeypatch):
         return {a: jax.random.randint(k, (), 0, toys.N_ACTIONS) for k, a in zip(keys, toys.AGENTS)}
 
     module = types.ModuleType("jaxsoc.env")
+    # Submodules (`from jaxsoc.env import leads`, imported lazily by the library) still resolve to
+    # the real ones, whether or not an earlier test imported them: the test passes alone too.
+    module.__path__ = real_env.__path__
     module.make = toys.make_toy_env
     module.preset_names = lambda: ("toy",)
     module.POLICIES = {"rule-soar": oracle, "random": uniform, "no-defender": uniform, "constant": uniform}
