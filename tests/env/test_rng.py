@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxsoc.env.rng import Draws, hash_words, words_to_normal, words_to_uniform
 
@@ -63,3 +64,13 @@ def test_a_padded_width_draws_the_same_numbers_and_advances_by_the_real_width():
         np.testing.assert_array_equal(np.asarray(padded.words((2,))), after)
     with np.testing.assert_raises(ValueError):
         Draws(jax.random.key(0)).words((2, 4), width=6)
+
+
+def test_uniform16_splits_each_word_into_its_low_and_high_halves():
+    words = np.asarray(Draws(jax.random.key(7)).words((3, 2)))
+    got = np.asarray(Draws(jax.random.key(7)).uniform16(3, 4))
+    want = np.concatenate([words & 0xFFFF, words >> 16], axis=1) / 65536.0
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+    assert got.min() >= 0.0 and got.max() < 1.0
+    with pytest.raises(ValueError, match="even number of columns"):
+        Draws(jax.random.key(7)).uniform16(3, 3)

@@ -23,7 +23,6 @@ import jax.numpy as jnp
 from jaxsoc.env.cage4 import blue, green, observe, red
 from jaxsoc.env.cage4 import params as P
 from jaxsoc.env.cage4.generator import initial_state
-from jaxsoc.env.cage4.rand import uniform16
 from jaxsoc.env.cage4.reward import phase_of, team_reward
 from jaxsoc.env.cage4.state import Cage4State
 from jaxsoc.env.rng import Draws
@@ -142,8 +141,8 @@ class Cage4Env:
         b = blue.schedule(acts, state.blue_action, state.blue_left, state.present, p)
         state, analysed = blue.apply(state.replace(blue_action=b.action, blue_left=b.left), b)
         before = state.red
-        u_red = uniform16(draws, P.NUM_RED, 4)
-        u_green = uniform16(draws, P.NUM_HOSTS, 4)
+        u_red = draws.uniform16(P.NUM_RED, 4)
+        u_green = draws.uniform16(P.NUM_HOSTS, 4)
         state, rev = red.step(u_red, state, p)
         state, gev = green.step(u_green, state, phase, p)
         # Each zone agent's exploits come from the subnet of its latest new session.
