@@ -23,6 +23,7 @@ presets `configs/iac.yaml` and `configs/maac.yaml`; the defaults below are conve
 """
 from __future__ import annotations
 
+from jaxsoc.algos import onpolicy
 from jaxsoc.algos.base import Trainer
 from jaxsoc.algos.ppo import LossConfig, build_trainer, check_section, resolve_variant
 
@@ -32,22 +33,11 @@ DEFAULTS = {
     "rollout": 16,               # env steps per env per update
     "lr": 7.0e-4,
     "anneal_lr": False,
-    "adam_eps": 1.0e-5,
-    "max_grad_norm": 0.5,        # per network
-    "gamma": 0.99,
     "gae_lambda": 1.0,           # 1: n-step returns; 0: one-step TD advantage
     "vf_coef": 0.5,
     "ent_coef": 0.01,
     "normalize_advantages": False,
-    "reward_scale": 1.0,
-    "hidden_sizes": [256, 256],
-    "activation": "relu",
-    "log_std_init": -0.5,
-    "log_std_min": -5.0,
-    "log_std_max": 2.0,
-    "coordinator": "native",
-    "bootstrap_truncation": True,
-    "decisions_only": True,
+    **onpolicy.TEAM_DEFAULTS,
 }
 POSITIVE = ("rollout", "lr", "adam_eps", "max_grad_norm")
 

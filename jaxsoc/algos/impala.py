@@ -50,21 +50,10 @@ DEFAULTS = {
     "minibatches": 4,            # minibatches of whole env trajectories; num_envs must divide by it
     "lr": 3.0e-4,
     "anneal_lr": False,
-    "adam_eps": 1.0e-5,
-    "max_grad_norm": 0.5,        # per network
-    "gamma": 0.99,
     "vf_coef": 0.5,
     "ent_coef": 0.01,
     "normalize_advantages": True,
-    "reward_scale": 1.0,
-    "hidden_sizes": [256, 256],
-    "activation": "relu",
-    "log_std_init": -0.5,
-    "log_std_min": -5.0,
-    "log_std_max": 2.0,
-    "coordinator": "native",
-    "bootstrap_truncation": True,
-    "decisions_only": True,
+    **onpolicy.TEAM_DEFAULTS,
 }
 POSITIVE = ("rollout", "epochs", "minibatches", "lr", "adam_eps", "max_grad_norm", "rho_bar")
 CRITICS = ("world", "local")

@@ -44,6 +44,24 @@ Dist = Any  # MaskedCategorical | TanhGaussian
 
 CRITICS = ("world", "local", "joint")
 
+# The config keys every on-policy learner built on this module shares, with one meaning and one
+# default (ppo, a2c, trpo, impala, and the learners built on ppo): each learner's DEFAULTS spreads
+# these and adds its own.
+TEAM_DEFAULTS = {
+    "adam_eps": 1.0e-5,
+    "max_grad_norm": 0.5,        # per network
+    "gamma": 0.99,
+    "reward_scale": 1.0,         # rewards are multiplied by this before anything else
+    "hidden_sizes": [256, 256],  # every actor and critic; the reference's "3-layer MLP, 256 hidden"
+    "activation": "relu",
+    "log_std_init": -0.5,        # continuous heads: state-independent pre-tanh log-std
+    "log_std_min": -5.0,
+    "log_std_max": 2.0,
+    "coordinator": "native",     # native | hmarl | onehot (v1 only), see jaxsoc.algos.common
+    "bootstrap_truncation": True,  # False: a time-limit cut is terminal (the reference's D12)
+    "decisions_only": True,      # coordinator loss only on steps where the env reads it (every K)
+}
+
 
 # ----------------------------------------------------------------------------- actors
 class SharedActor(nn.Module):

@@ -43,24 +43,13 @@ DEFAULTS = {
     "minibatches": 4,            # minibatches per pass; num_envs * rollout must divide by it
     "lr": 3.0e-4,
     "anneal_lr": False,          # decay the learning rate linearly to 0 over the run
-    "adam_eps": 1.0e-5,
-    "max_grad_norm": 0.5,        # per network
-    "gamma": 0.99,
     "gae_lambda": 0.95,
     "clip_eps": 0.2,
     "clip_value": True,          # clip the value update to +-clip_eps around the old values
     "vf_coef": 0.5,
     "ent_coef": 0.01,
     "normalize_advantages": True,
-    "reward_scale": 1.0,         # rewards are multiplied by this before anything else
-    "hidden_sizes": [256, 256],  # every actor and critic; the reference's "3-layer MLP, 256 hidden"
-    "activation": "relu",
-    "log_std_init": -0.5,        # continuous heads: state-independent pre-tanh log-std
-    "log_std_min": -5.0,
-    "log_std_max": 2.0,
-    "coordinator": "native",     # native | hmarl | onehot (v1 only), see jaxsoc.algos.common
-    "bootstrap_truncation": True,  # False: a time-limit cut is terminal (the reference's D12)
-    "decisions_only": True,      # coordinator loss only on steps where the env reads it (every K)
+    **onpolicy.TEAM_DEFAULTS,
 }
 POSITIVE = ("rollout", "epochs", "minibatches", "lr", "adam_eps", "max_grad_norm", "clip_eps")
 # Keys the update only computes with (no shapes, no Python branches): a sweep (jaxsoc/sweep.py)

@@ -63,20 +63,9 @@ DEFAULTS = {
     "vf_lr": 1.0e-3,             # critic: Adam
     "vf_epochs": 5,              # critic: passes over each rollout
     "vf_minibatches": 4,         # critic: minibatches per pass; num_envs * rollout must divide by it
-    "max_grad_norm": 0.5,        # critic: global-norm clipping per network
-    "adam_eps": 1.0e-5,
-    "gamma": 0.99,
     "gae_lambda": 0.95,
     "normalize_advantages": True,  # per role over the whole rollout
-    "reward_scale": 1.0,
-    "hidden_sizes": [256, 256],
-    "activation": "relu",
-    "log_std_init": -0.5,
-    "log_std_min": -5.0,
-    "log_std_max": 2.0,
-    "coordinator": "native",
-    "bootstrap_truncation": True,
-    "decisions_only": True,
+    **onpolicy.TEAM_DEFAULTS,    # max_grad_norm and adam_eps: the critic's (the actors take natural steps)
 }
 POSITIVE = ("rollout", "max_kl", "cg_iters", "line_search_steps", "vf_lr", "vf_epochs", "vf_minibatches",
             "max_grad_norm", "adam_eps")
