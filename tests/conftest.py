@@ -32,25 +32,21 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 # 10 tests and ~85 s, tests/test_config.py 52 tests and < 1 s). Handing out the costliest files
 # first (longest-processing-time first) lets the cheap ones fill the gaps at the end, so the two
 # workers finish together. CPU-seconds per file of the default run, empty compile cache, this
-# 2-core machine (`pytest --durations=0`, 2026-12-02); a file not listed is taken as cheap.
+# 2-core machine (each test's process CPU time, setup to teardown, 2026-12-02; the CPU time of
+# test_distributed.py's child processes estimated); a file not listed is taken as cheap.
 # `--no-loadscope-reorder` (pyproject.toml) makes xdist keep this order.
 FILE_COST_S = {
-    "tests/env/test_switches.py": 183, "tests/env/test_api.py": 153, "tests/test_ppo.py": 139,
-    "tests/test_distributed.py": 86, "tests/test_offpolicy.py": 67, "tests/test_registry.py": 66,
-    "tests/test_hmarl.py": 63, "tests/env/test_strategic.py": 50, "tests/test_eval.py": 47,
-    "tests/env/test_policies.py": 40, "tests/test_engine.py": 38, "tests/test_replay.py": 35,
-    "tests/env/test_network.py": 26, "tests/env/test_attacker.py": 25, "tests/test_sweep.py": 22,
-    "tests/test_buffers.py": 21, "tests/test_adapters.py": 18, "tests/env/test_alerts.py": 18,
-    "tests/test_networks.py": 17, "tests/env/test_defenders.py": 17, "tests/test_distributions.py": 12,
-    "tests/test_detectors.py": 27, "tests/test_game.py": 14,
-    # issue 19's rooms, one per line
-    "tests/test_trpo.py": 30,
-    "tests/test_demos.py": 25,
-    "tests/test_coma.py": 28,
-    "tests/env/test_cage4.py": 21,
-    "tests/test_impala.py": 25,
-    "tests/test_meta.py": 23,
-    "tests/test_comm.py": 27,
+    "tests/test_hmarl.py": 108, "tests/env/test_switches.py": 96, "tests/test_engine.py": 78,
+    "tests/test_registry.py": 75, "tests/test_offpolicy.py": 65, "tests/env/test_api.py": 59,
+    "tests/test_ppo.py": 49, "tests/test_distributions.py": 44, "tests/test_networks.py": 38,
+    "tests/env/test_strategic.py": 38, "tests/test_eval.py": 35, "tests/test_buffers.py": 32,
+    "tests/test_vmap_safety.py": 31, "tests/test_game.py": 28, "tests/test_detectors.py": 28,
+    "tests/test_demos.py": 27, "tests/test_replay.py": 27, "tests/env/test_cage4.py": 26,
+    "tests/env/test_attacker.py": 25, "tests/env/test_defenders.py": 25, "tests/env/test_alerts.py": 23,
+    "tests/test_trpo.py": 22, "tests/test_sweep.py": 22, "tests/test_distributed.py": 20,
+    "tests/env/test_policies.py": 13, "tests/test_coma.py": 13, "tests/env/test_rng.py": 8,
+    "tests/env/test_network.py": 7, "tests/test_adapters.py": 7, "tests/test_hierarchy.py": 6,
+    "tests/test_meta.py": 6,
 }
 UNLISTED_FILE_COST_S = 5
 

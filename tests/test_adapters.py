@@ -149,6 +149,7 @@ def test_gymnasium_check_env_passes():
     assert info["metrics"]["return"] == pytest.approx(total, abs=1e-4)  # the env's own episode return
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): ~35 CPU-s of compiling; the PettingZoo/Gymnasium API checks stay
 def test_the_vector_env_resets_in_the_same_step():
     from gymnasium.vector import AutoresetMode
 

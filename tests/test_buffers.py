@@ -234,6 +234,7 @@ def _seed_run(key):
     return u, u_items, u_idx, s, out, out2
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): ~14 CPU-s of compiling
 def test_jit_and_vmap_match_per_seed():
     keys = jax.random.split(jax.random.key(6), 3)
     batched = jax.jit(jax.vmap(_seed_run))(keys)

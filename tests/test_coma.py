@@ -179,6 +179,7 @@ def toy():
     return {name: jax.device_get(train(jax.random.PRNGKey(seed))) for name, seed in (("0", 0), ("0 again", 0), ("1", 1))}
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): toy training fixture (~30 CPU-s); the hand-worked advantage and loss tests stay
 def test_coma_learns_the_toy_team_and_never_takes_a_masked_choice(toy):
     # Uniformly random allowed choices (the untrained actors: logit heads start at gain 0.01)
     # score about -0.5 per step: 1/3 of the read coordinator steps (1 or 3 of 5 choices
@@ -195,6 +196,7 @@ def test_coma_learns_the_toy_team_and_never_takes_a_masked_choice(toy):
         assert last > first + 0.6
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): toy training fixture (~30 CPU-s); the hand-worked advantage and loss tests stay
 def test_the_same_seed_gives_the_same_run_and_another_seed_another(toy):
     (state0, m0), (state0b, m0b), (state1, m1) = toy["0"], toy["0 again"], toy["1"]
     for a, b in zip(jax.tree.leaves((state0, m0)), jax.tree.leaves((state0b, m0b))):

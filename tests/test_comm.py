@@ -96,6 +96,7 @@ def computed():
     return jax.device_get(params), jax.device_get(fast_jit(run)(params))
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): the channel fixture compiles a MAPPO-comm update (~16 CPU-s); top-k's hand-worked test stays
 def test_channel_shapes_and_the_budget_is_respected(computed):
     _, computed = computed
     for budget in BUDGETS:
@@ -116,6 +117,7 @@ def test_channel_shapes_and_the_budget_is_respected(computed):
 
 
 # ----------------------------------------------------------------------------- silence is MAPPO
+@pytest.mark.slow  # CI budget (10 min on 2 cores): the channel fixture compiles a MAPPO-comm update (~16 CPU-s); top-k's hand-worked test stays
 def test_silent_team_acts_as_mappo_and_message_dim_0_is_mappo(computed):
     params, computed = computed
     want = computed["mappo"]
@@ -130,6 +132,7 @@ def test_silent_team_acts_as_mappo_and_message_dim_0_is_mappo(computed):
 
 
 # ----------------------------------------------------------------------------- decentralised execution
+@pytest.mark.slow  # CI budget (10 min on 2 cores): the channel fixture compiles a MAPPO-comm update (~16 CPU-s); top-k's hand-worked test stays
 def test_a_role_hears_another_only_through_its_messages(computed):
     _, computed = computed
     heard, channel, heard_moved, channel_moved, held, gradient = computed["hears"]
@@ -243,6 +246,7 @@ def talking():
     return train_toy()
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): the talking toy team's training (~35 CPU-s); the channel's hand-worked tests stay
 def test_talking_team_beats_any_silent_team_where_only_messages_carry_the_target(talking):
     _, (_, metrics) = talking
     hits = per_step_return(metrics)
@@ -260,6 +264,7 @@ def test_talking_team_beats_any_silent_team_where_only_messages_carry_the_target
     assert metrics["comm/sent/threat_hunter"][last].mean() > 0.95
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): the talking toy team's training (~35 CPU-s); the channel's hand-worked tests stay
 def test_same_seed_same_run(talking):
     train, first = talking
     again = jax.device_get(train(jax.random.PRNGKey(0)))

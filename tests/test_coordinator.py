@@ -17,6 +17,7 @@ def _config(**coordinator):
     return config
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): one compile per focus head (~60 CPU-s); test_auto_focus_head_is_attention_exactly stays
 @fast_compile()  # one forward pass per head: compiling dominates (tests/fast.py)
 def test_attention_focus_head_makes_the_explainer_the_focus_distribution():
     """With `focus_head: attention` the policy's marginal over focus segments IS the head-mean

@@ -253,6 +253,7 @@ def _scripted(env, name):
     return lambda params, key, obs, state, greedy: policy(key, obs, state, p)
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): episodes of every demo policy (~18 CPU-s)
 def test_heuristics_beat_random_on_the_same_episodes():
     key = jax.random.key(11)
     env, p = soc.make("retail", max_steps=20)

@@ -363,6 +363,7 @@ def test_categorical_without_mask_is_plain_softmax():
     np.testing.assert_array_equal(d.mode(), [2, 0])
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): ~22 CPU-s of compiling; the hand-worked log-prob tests stay
 def test_categorical_jit_matches_eager_vmaps_and_distrax():
     key = jax.random.PRNGKey(11)
     mask = random_masks(11, 8, 5)

@@ -408,6 +408,7 @@ def repro(tmp_path_factory):
     return plan, summary
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): the reproduce fixture runs a whole small table (~55 CPU-s)
 def test_reproduce_writes_tables_figures_and_timings(repro, tmp_path):
     plan, summary = repro
     out = plan.out
@@ -435,6 +436,7 @@ def test_reproduce_writes_tables_figures_and_timings(repro, tmp_path):
     assert execute.run_state(run.path, cfg) == "different"
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): the reproduce fixture runs a whole small table (~55 CPU-s)
 def test_scripted_evaluation_reproduces_table_ii_rule_soar(repro):
     """Greedy held-out evaluation of Rule-SOAR matches the paper's row within sampling error, as
     the env tests' rollouts do (tests/env/test_policies.py): 3 x sqrt(se^2 + paper std^2 / 5)."""
@@ -454,6 +456,7 @@ def test_scripted_evaluation_reproduces_table_ii_rule_soar(repro):
     np.testing.assert_array_equal(free["per_episode"]["return"], per_ep["return"])
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): the reproduce fixture runs a whole small table (~55 CPU-s)
 def test_curves_come_from_the_log(repro):
     plan, _ = repro
     run = runs.read_run(plan.out / "runs" / "rule-soar-s42-43")
@@ -472,6 +475,7 @@ def test_curves_come_from_the_log(repro):
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): the reproduce fixture runs a whole small table (~55 CPU-s)
 def test_clis_on_the_run(repro, capsys):
     import eval.evaluate as ev
     import eval.figures as fg
@@ -491,6 +495,7 @@ def test_clis_on_the_run(repro, capsys):
     assert (plan.out / "f" / "seeds_hmarl-soc-v1_ours.pdf").stat().st_size > 1000
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): the reproduce fixture runs a whole small table (~55 CPU-s)
 def test_scripted_run_without_checkpoints_still_evaluates(repro, tmp_path):
     plan, _ = repro
     bare = tmp_path / "bare"

@@ -66,6 +66,7 @@ def test_attention_with_truth_draws_what_it_is_given():
         figures.attention_with_truth(ex, ["a", "b", "c"], ["loud", "quiet"])
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): rolls out the oracle lead on soc-strategic (~60 CPU-s)
 def test_decision_records_agree_with_the_oracle_lead():
     """On a small soc-strategic, under the oracle lead (it focuses the segment where live
     compromise weighs most), every decision with an attacked segment focuses an attacked one:

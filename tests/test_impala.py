@@ -144,6 +144,7 @@ def records_of(result, seed):
     return [r["metrics"] for r in records if r["seed"] == seed]
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): the toy runs' fixture (~45 CPU-s); V-trace's hand-worked tests stay
 def test_actors_act_with_the_learners_parameters_from_lag_updates_ago(runs):
     states = runs["states"]  # update u -> (the learner's actor parameters theta_u, the lag queue)
     slot = lambda queue, j: jax.tree.map(lambda x: x[:, j], queue)  # noqa: E731  ([seeds, L, ...])
@@ -182,6 +183,7 @@ def assert_learns(result, name):
         assert last > 0.5
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): the toy runs' fixture (~45 CPU-s); V-trace's hand-worked tests stay
 def test_learns_the_toy_team_with_lag(runs):
     assert_learns(runs["lag"], f"lag {LAG}")
 
@@ -197,6 +199,7 @@ def test_learns_the_toy_team_without_lag_and_its_actors_stay_close(runs, lag0):
     assert late["lag"] > 10 * late["lag0"]  # measured 6e-2 against 1e-4
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): the toy runs' fixture (~45 CPU-s); V-trace's hand-worked tests stay
 def test_resume_is_bit_exact_and_seeds_differ(runs):
     straight, resumed = runs["lag"], runs["resumed"]
     assert resumed.updates == straight.updates == UPDATES

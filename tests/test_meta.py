@@ -150,6 +150,7 @@ def meta_trained():
     return trainer, update, start, state, metrics, again
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): meta-training fixture (~30 CPU-s); Reptile's hand-worked step stays
 def test_meta_training_counts_steps_and_is_deterministic(meta_trained):
     trainer, _, _, state, metrics, again = meta_trained
     assert trainer.num_updates == OUTER and trainer.env_steps_per_update == TASKS * K * ENVS * ROLLOUT
@@ -159,6 +160,7 @@ def test_meta_training_counts_steps_and_is_deterministic(meta_trained):
     np.testing.assert_allclose(eps[[0, OUTER // 2]], [1.0, 0.5], rtol=1e-6)
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): meta-training fixture (~30 CPU-s); Reptile's hand-worked step stays
 def test_meta_init_adapts_in_k_updates_far_better_than_scratch(meta_trained):
     """One outer step from a given theta draws TASKS fresh tasks and runs K PPO updates on each:
     its `return_last` is the mean episode return during the K-th update of each adaptation. From

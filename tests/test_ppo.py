@@ -272,6 +272,7 @@ def test_num_seeds_2_equals_two_single_seed_runs(real, alone):
     assert not np.allclose(w[0], w[1])
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): trains MAPPO on small soc-v2 (~130 CPU-s fixture); the toy learning tests stay
 def test_mappo_beats_the_random_policy_on_small_soc_v2(real):
     random_return, random_episodes = episode_mean(real["random"].run_dir, "return", range(1, 41), 0)
     last = range(UPDATES - 9, UPDATES + 1)
@@ -284,6 +285,7 @@ def test_mappo_beats_the_random_policy_on_small_soc_v2(real):
         assert learned > first + 5.0
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): trains MAPPO on small soc-v2 (~130 CPU-s fixture); the toy learning tests stay
 def test_load_policy_acts_as_the_seed_it_names(real):
     """The second seed of the two-seed run, from its folder: its parameters (not the first seed's)
     and the trainer's own greedy choices (what evaluation runs) on that seed's envs, jitted."""

@@ -37,9 +37,9 @@ NAMES = sorted(name for name in algos.ALGORITHMS
                if algos.family_module(name).__name__.startswith("jaxsoc.algos.") and name not in HEURISTICS)
 # Compiling one algorithm's programs costs 30-90 s of a CI core cold (measured: rule-soar 34, dqn
 # 61, mappo 75, hmarl 89 CPU-s), too much for all of them in the default run (under 10 minutes on
-# 2 cores). By default: HMARL (nothing else tests its resume, act and evaluation; its run holds a
-# DQN, a SAC and a MADDPG learner on the shared prioritised replay, so it also carries the
-# off-policy engine resume that DQN's entry checked); every name with `-m slow`.
+# 2 cores). By default: HMARL's resume and act (nothing else tests them; its run holds a DQN, a SAC
+# and a MADDPG learner on the shared prioritised replay, so it also carries the off-policy engine
+# resume that DQN's entry checked); every name, and HMARL's load_policy and evaluation, with `-m slow`.
 DEFAULT_RUN = ("hmarl",)
 NUM_ENVS, ROLLOUT, UPDATES, RESUME_AT = 4, 4, 2, 1
 # Compiling dominates these tests (init, update, act and evaluation programs per algorithm): XLA's
@@ -186,6 +186,7 @@ def test_act_shapes_spaces_and_determinism(trained, starts, batched_act):
         assert leaves_equal(act(params, keys, obs, state, True), act(params, other, obs, state, True)), algo
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): hmarl's default run keeps resume and act; loading and evaluating its policy cost ~36 CPU-s more
 def test_evaluation_of_the_trained_policy_is_finite(trained):
     algo, env, env_params, trainer = (trained[k] for k in ("algo", "env", "env_params", "trainer"))
     rollout = evaluation.make_evaluator(env, env_params, trainer.act, num_episodes=4)
@@ -224,6 +225,7 @@ def assert_same_actions(got, want, algo):
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=f"{algo} {agent}")
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): hmarl's default run keeps resume and act; loading and evaluating its policy cost ~36 CPU-s more
 def test_load_policy_acts_as_the_trained_policy(trained, starts, batched_act, tmp_path):
     algo, env, trainer, cfg = (trained[k] for k in ("algo", "env", "trainer", "cfg"))
     write_run(tmp_path / algo, cfg, trainer, trained["state"], UPDATES)

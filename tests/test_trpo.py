@@ -160,6 +160,7 @@ def toy_trainer(algo: str, updates: int, **section):
     return algos.make_train(cfg, env, env_params)
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): toy training (~28 CPU-s); the natural step's hand-worked tests stay
 def test_trpo_learns_the_toy_team_deterministically_per_seed():
     """20 updates of 32 envs x 16 steps (10k env steps). Random play scores about -0.3 per step,
     and so does update 1 (the initial policy acts almost uniformly); the best team about +1.5

@@ -102,6 +102,7 @@ def test_same_key_same_trajectory(env_params, jitted):
         not np.array_equal(np.asarray(s1.hosts.compromised), np.asarray(s3.hosts.compromised))
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): an eager soc-v2 step compiles each primitive on its own (~24 CPU-s)
 @pytest.mark.parametrize("preset", SHARED_CODE)
 def test_jit_equals_no_jit(preset):
     (env, p), (reset, step) = _programs(preset)
@@ -198,6 +199,7 @@ def test_jaxmarl_log_wrapper_unchanged():
     np.testing.assert_allclose(np.asarray(info["returned_episode_lengths"]), 5)
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): ~20 CPU-s of compiling; vmap over envs is checked by test_vmap_equals_loop
 def test_vmap_over_scenario_parameters():
     """Numeric params are leaves: a batch of stealth values in one program equals separate envs."""
     env, p = soc.make("soc-v2", hosts_per_segment=8)
@@ -218,7 +220,8 @@ def test_vmap_over_scenario_parameters():
         chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], out), one, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("preset", ["soc-v2-10x100", pytest.param("soc-v2-20x250", marks=pytest.mark.slow)])
+@pytest.mark.slow  # CI budget (10 min on 2 cores): one more compile per preset (~13 CPU-s)
+@pytest.mark.parametrize("preset", ["soc-v2-10x100", "soc-v2-20x250"])
 def test_larger_presets_run_unchanged(preset):
     env, p = soc.make(preset)
     step = fast_jit(jax.vmap(env.step))

@@ -62,6 +62,7 @@ def test_spaces_have_cage4_layouts():
     assert {padded.action_space(a).n for a in padded.agents} == {242}
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): 256 resets compiled and checked (~13 CPU-s)
 def test_network_drawn_per_reset_within_cage4_ranges():
     _, s = jax.vmap(ENV.reset)(jax.random.split(jax.random.key(0), 256))
     per = np.asarray(s.present).reshape(256, 9, 16)

@@ -112,6 +112,7 @@ def test_isolation_remediation_and_costs():
     assert not bool(s2.counters.contained)  # v1 (D5): remediating everything makes containment impossible
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): 2,000-env statistics over three programs (~40 CPU-s)
 def test_blind_isolation_v1_repeats_d7_does_not():
     p = V1.replace(blind_isolation_rate=0.02)
     p7 = p.replace(fix_d7_response_actions=True)

@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxsoc.env.network import put_rows, table_lookup, take_rows
 
@@ -32,6 +33,7 @@ def test_the_host_axis_is_padded_to_whole_vectors():
     assert [host_axis(h) for h in (1, 6, 8, 9, 20, 24, 40, 100)] == [1, 6, 8, 16, 24, 24, 40, 104]
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): compiles every preset twice (~45 CPU-s)
 def test_padding_the_host_axis_changes_nothing_but_the_layout(monkeypatch):
     """The same episodes with the host axis padded (12 -> 16) and unpadded (HOST_LANES = 1):
     identical states on the real hosts, alerts (host ids s * Hmax + j mapped), observations and

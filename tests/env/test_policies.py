@@ -64,6 +64,7 @@ def test_rule_soar_uses_ground_truth_only_under_v1():
         assert float(a1[0]) == (0.5 if name == "hmarl-soc-v1" else 0.0)
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): ~30 CPU-s of compiling; the policies' space checks stay
 def test_no_defender_and_constant_under_v1():
     env, p = soc.make("hmarl-soc-v1")
     for name, check in [

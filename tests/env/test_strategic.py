@@ -98,6 +98,7 @@ def _step_on_and_off(params, off, state=None, actions=None):
     return _step_once(params, state, actions), _step_once(params.replace(**off), state, actions)
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): compiles soc-strategic with the budget on (~26 CPU-s); the budget's arithmetic has hand-worked tests
 @covers("hunt_budget")
 def test_hunt_budget_caps_scans_and_nothing_before_the_hunt():
     budget = soc.build_params("soc-strategic")
@@ -111,6 +112,7 @@ def test_hunt_budget_caps_scans_and_nothing_before_the_hunt():
     np.testing.assert_array_equal(s_b.queue, s_f.queue)
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): compiles soc-strategic with the budget on (~26 CPU-s); the budget's arithmetic has hand-worked tests
 @covers("response_budget")
 def test_response_budget_caps_isolations():
     p = soc.build_params("soc-strategic")
@@ -274,6 +276,7 @@ def test_dashboard_decodes_the_coordinator_observation():
         assert d["telemetry"][s, 7] == obs["coordinator"][names.index(f"{seg}.telemetry7")]
 
 
+@pytest.mark.slow  # CI budget (10 min on 2 cores): a statistical comparison of five policies (~60 CPU-s)
 def test_informed_lead_beats_the_best_fixed_directive_and_an_idle_soc():
     """The strategic world's defining property, on held-out episodes with 95 % intervals apart
     (docs/strategic.md measures it on 4,000 episodes; this keeps it on 128): aiming by the
