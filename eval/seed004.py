@@ -1,0 +1,160 @@
+#!/usr/bin/env python
+"""Seed 004's actor-critic study on the CAGE-4-like scenario, one command (docs/cage4.md).
+
+    python eval/seed004.py                       # 4 learners x 25 seeds x 1,000 episodes of 50 steps
+    python eval/seed004.py --episodes 100 --seeds 5 --out /tmp/s4   # a quick look
+
+The study (IAC, MAAC, IPPO, MAPPO on CAGE-4, 25 runs of 1,000 episodes of at most 50 steps each,
+average total return per episode over the runs) with its table of hyper-parameters:
+
+| | actor-critic (IAC, MAAC) | PPO (IPPO, MAPPO) |
+|---|---|---|
+| network | [64, 64], ReLU | [64, 64], ReLU |
+| learning rate (Adam) | 0.05 | 1e-4 |
+| gamma | 0.99 | 0.95 |
+| clip | - | 0.2 |
+| env steps per update | 50 | 100 |
+
+Each learner is one `train/run.py` run: one env per seed (a run is one agent team playing its
+episodes in turn, as in the study), all seeds vmapped in one compiled program. Keys the study
+does not give keep jaxsoc's defaults (a2c: n-step returns, gae_lambda 1, the study's "empirical
+action value"; ppo: 1 epoch of 4 minibatches, GAE lambda 0.95; entropy 0.01; gradient-norm
+clipping 0.5). Runs that already exist under OUT are reused, so the figures can be redrawn.
+
+Writes OUT/seed004.md (final-100-episode return per learner: mean ± std over seeds and a 95 %
+interval of the mean, the measured ordering beside the study's, wall-clock per learner) and
+OUT/seed004.png (return per episode, mean over seeds with a ±1 std band, smoothed over 20 episodes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+# The study's hyper-parameters (its table 3); family section -> keys.
+STUDY = {
+    "iac": ("a2c", {"lr": 0.05, "gamma": 0.99, "rollout": 50}),
+    "maac": ("a2c", {"lr": 0.05, "gamma": 0.99, "rollout": 50}),
+    "ippo": ("ppo", {"lr": 1e-4, "gamma": 0.95, "rollout": 100, "clip_eps": 0.2}),
+    "mappo": ("ppo", {"lr": 1e-4, "gamma": 0.95, "rollout": 100, "clip_eps": 0.2}),
+}
+# What the study reports (its Fig. 2 and discussion): IPPO and MAPPO alike and best, MAAC above IAC.
+STUDY_ORDER = "IPPO ≈ MAPPO > MAAC > IAC"
+EPISODE_STEPS = 50
+FINAL = 100  # episodes averaged for the table
+SMOOTH = 20
+
+
+def train(algo: str, out: str, seeds: int, episodes: int, log) -> float:
+    """Train `algo` with the study's settings into OUT/<algo> (skipped if it exists); wall-clock s."""
+    run_dir = os.path.join(out, algo)
+    if os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
+        log(f"{algo}: reusing {run_dir}")
+        timing = os.path.join(run_dir, "seed004_wall.json")
+        return json.load(open(timing))["wall_s"] if os.path.exists(timing) else float("nan")
+    family, keys = STUDY[algo]
+    sets = [f"env.max_steps={EPISODE_STEPS}", f"{family}.hidden_sizes=[64,64]", f"{family}.activation=relu",
+            f"run.dir={out}", "run.chunk_updates=50", "run.progress=false", "run.checkpoint_every=0"]
+    sets += [f"{family}.{k}={v}" for k, v in keys.items()]
+    cmd = [sys.executable, os.path.join(REPO, "train", "run.py"), "--algo", algo, "--scenario", "cage4-like",
+           "--num-envs", "1", "--num-seeds", str(seeds), "--total-steps", str(episodes * EPISODE_STEPS),
+           "--name", algo]
+    for s in sets:
+        cmd += ["--set", s]
+    log(" ".join(cmd[1:]))
+    t0 = time.time()
+    subprocess.run(cmd, check=True)
+    wall = time.time() - t0
+    json.dump({"wall_s": wall}, open(os.path.join(run_dir, "seed004_wall.json"), "w"))
+    return wall
+
+
+def episode_returns(run_dir: str) -> np.ndarray:
+    """`[seeds, episodes]` team return of each episode in order (updates hold whole episodes)."""
+    per_seed: dict[int, list[tuple[int, float, float]]] = {}
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        for line in f:
+            r = json.loads(line)
+            m = r["metrics"]
+            per_seed.setdefault(r["seed"], []).append((r["update"], m.get("return", np.nan), m.get("episodes", 0)))
+    rows = []
+    for seed in sorted(per_seed):
+        eps = []
+        for _, ret, n in sorted(per_seed[seed]):
+            eps += [ret] * int(n)  # an update's episodes share its logged mean
+        rows.append(eps)
+    n = min(len(r) for r in rows)
+    return np.asarray([r[:n] for r in rows], np.float64)
+
+
+def summary(returns: dict[str, np.ndarray], walls: dict[str, float]) -> str:
+    lines = [f"| learner | final {FINAL} episodes: mean ± std over seeds | 95 % interval of the mean | "
+             "first 100 episodes | seeds | episodes | wall-clock |", "|---|---:|---:|---:|---:|---:|---:|"]
+    finals = {}
+    for algo, r in returns.items():
+        last = r[:, -FINAL:].mean(axis=1)
+        first = r[:, :100].mean(axis=1)
+        finals[algo] = last.mean()
+        half = 1.96 * last.std(ddof=1) / np.sqrt(len(last)) if len(last) > 1 else float("nan")
+        lines.append(f"| {algo.upper()} | {last.mean():.1f} ± {last.std():.1f} | "
+                     f"[{last.mean() - half:.1f}, {last.mean() + half:.1f}] | {first.mean():.1f} | {len(last)} | "
+                     f"{r.shape[1]} | {walls.get(algo, float('nan')):.0f} s |")
+    order = " > ".join(a.upper() for a in sorted(finals, key=lambda a: -finals[a]))
+    lines += ["", f"Measured order (final-episode means): {order}. The study's: {STUDY_ORDER}."]
+    return "\n".join(lines)
+
+
+def figure(returns: dict[str, np.ndarray], path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    kernel = np.ones(SMOOTH) / SMOOTH
+    for algo, r in returns.items():
+        smooth = np.asarray([np.convolve(row, kernel, mode="valid") for row in r])
+        x = np.arange(smooth.shape[1]) + SMOOTH
+        mean, std = smooth.mean(axis=0), smooth.std(axis=0)
+        ax.plot(x, mean, label=algo.upper())
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("episode")
+    ax.set_ylabel(f"team return per episode (mean over seeds ± std, {SMOOTH}-episode mean)")
+    ax.set_title("Seed 004's study on cage4-like")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="runs/seed004", help="folder for the runs, the table and the figure")
+    ap.add_argument("--seeds", type=int, default=25, help="runs per learner, vmapped in one program")
+    ap.add_argument("--episodes", type=int, default=1000, help="episodes of 50 steps per run")
+    ap.add_argument("--algos", nargs="+", default=list(STUDY), choices=list(STUDY))
+    args = ap.parse_args(argv)
+    if args.seeds < 1:
+        ap.error(f"--seeds must be at least 1, got {args.seeds}")
+    if args.episodes < max(FINAL, 2 * SMOOTH):
+        ap.error(f"--episodes must be at least {max(FINAL, 2 * SMOOTH)} (the table averages the last {FINAL}), "
+                 f"got {args.episodes}")
+    os.makedirs(args.out, exist_ok=True)
+    walls = {a: train(a, args.out, args.seeds, args.episodes, print) for a in args.algos}
+    returns = {a: episode_returns(os.path.join(args.out, a)) for a in args.algos}
+    text = summary(returns, walls)
+    with open(os.path.join(args.out, "seed004.md"), "w") as f:
+        f.write(text + "\n")
+    figure(returns, os.path.join(args.out, "seed004.png"))
+    print(text)
+    print(f"wrote {args.out}/seed004.md and {args.out}/seed004.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""eval/seed004.py's own logic (seed 004's study on cage4-like): no training, hand-made logs."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "eval" / "seed004.py"
+
+
+def load():
+    spec = importlib.util.spec_from_file_location("seed004", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_log(run_dir, rows):
+    run_dir.mkdir(parents=True)
+    with open(run_dir / "metrics.jsonl", "w") as f:
+        for update, seed, ret, episodes in rows:
+            f.write(json.dumps({"update": update, "seed": seed, "env_steps": 100 * update,
+                                "metrics": {"return": ret, "episodes": episodes}}) + "\n")
+
+
+def test_episode_returns_expand_each_update_into_its_episodes_in_order(tmp_path):
+    s4 = load()
+    # Written out of order, as the engine may; an update of PPO (100 steps) holds two episodes.
+    write_log(tmp_path / "r", [(2, 0, -3.0, 2), (1, 0, -5.0, 2), (1, 1, -4.0, 2), (2, 1, -1.0, 2), (3, 1, 0.0, 2)])
+    got = s4.episode_returns(str(tmp_path / "r"))
+    # Seed 1 has one update more: both seeds are cut to the shorter one's episodes.
+    np.testing.assert_array_equal(got, [[-5, -5, -3, -3], [-4, -4, -1, -1]])
+
+
+def test_summary_orders_the_learners_by_their_final_episodes():
+    s4 = load()
+    flat = np.zeros((3, 120))
+    rising = np.concatenate([np.zeros((3, 20)), np.ones((3, 100))], axis=1) + np.arange(3)[:, None]
+    text = s4.summary({"iac": flat, "mappo": rising}, {"iac": 10.0, "mappo": 20.0})
+    assert "Measured order (final-episode means): MAPPO > IAC." in text
+    assert "| MAPPO | 2.0 ± 0.8 |" in text  # final 100 episodes of seeds 1, 2, 3: mean 2, population std 0.82
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--episodes", "50"], "--episodes must be at least 100"),
+    (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--algos", "dqn"], "invalid choice"),
+])
+def test_bad_arguments_fail_before_anything_is_written(tmp_path, capsys, argv, message):
+    s4 = load()
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit):
+        s4.main(argv + ["--out", str(out)])
+    assert message in capsys.readouterr().err
+    assert not out.exists()
