@@ -51,6 +51,8 @@ FILE_COST_S = {
     "tests/test_impala.py": 25,
     "tests/test_meta.py": 23,
     "tests/test_comm.py": 27,
+    "tests/env/test_red.py": 12,
+    "tests/test_redblue.py": 5,
 }
 UNLISTED_FILE_COST_S = 5
 
