@@ -44,11 +44,15 @@ def main():
     ap.add_argument("--red-steps", type=float, default=3e5, help="env steps per seed for each red best response")
     ap.add_argument("--episodes", type=int, default=256, help="held-out episodes per seed and pairing")
     ap.add_argument("--hosts-per-segment", type=int, default=None)
+    ap.add_argument("--quiet-anywhere", action="store_true",
+                    help="red_quiet_anywhere=True: red may go quiet without a foothold (never attack)")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="redblue.KEY=VALUE")
     ap.add_argument("--out", default="runs/redblue-evidence.json")
     args = ap.parse_args()
 
     env_over = {} if args.hosts_per_segment is None else {"hosts_per_segment": args.hosts_per_segment}
+    if args.quiet_anywhere:
+        env_over["red_quiet_anywhere"] = True
     env, p = soc.make("soc-v2-redblue", **env_over)
     cfg = C.resolve(flags={"algo": "redblue", "scenario": "soc-v2-redblue", "num_envs": args.num_envs,
                            "total_steps": int(args.blue_steps)}, sets=args.sets)

@@ -373,9 +373,16 @@ def red_move_targets(hosts: Hosts, att: Attacker, params: EnvParams) -> jax.Arra
 def red_avail_actions(hosts: Hosts, att: Attacker, params: EnvParams) -> jax.Array:
     """bool `[red_num_actions]`: what the phase rules allow red now.
 
-    Quiet: always. Advance: unless waiting out the re-entry cool-down. Move into d: in lateral
-    movement (phase 3, not cooling down) when d is a `red_move_targets` segment.
+    Quiet: while red holds a foothold (a compromised, connected host) to hide in, or waits out the
+    re-entry cool-down; anywhere with `params.red_quiet_anywhere` (then not attacking at all is a
+    choice). Advance: unless waiting out the cool-down. Move into d: in lateral movement (phase 3,
+    not cooling down) when d is a `red_move_targets` segment.
     """
     acting = att.cooldown <= 0
     moves = red_move_targets(hosts, att, params) & (att.phase == 3) & acting
-    return jnp.concatenate([jnp.stack([jnp.array(True), acting]), moves])
+    if params.red_quiet_anywhere:
+        quiet = jnp.array(True)
+    else:
+        valid = jnp.asarray(topology(params).host_valid)
+        quiet = ~acting | jnp.any(hosts.compromised & ~hosts.isolated & valid)
+    return jnp.concatenate([jnp.stack([quiet, acting]), moves])

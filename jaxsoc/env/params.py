@@ -216,6 +216,9 @@ class EnvParams:
     # A learnable red agent (`red` in the agents dict) chooses the campaign's moves instead of the
     # script (docs/redblue.md); off in every preset but soc-v2-redblue.
     red_control: bool = _static(False)
+    # red_control: may red go quiet without a foothold (i.e. not attack at all)? False: quiet needs
+    # a foothold to hide in, or the re-entry cool-down (docs/redblue.md: why).
+    red_quiet_anywhere: bool = _static(False)
 
     # ---- numeric: network --------------------------------------------------------------------
     segment_values: Tuple[float, ...] = V1_SEGMENT_VALUES

@@ -54,6 +54,10 @@ def test_masks_follow_the_phase_rules():
         foot = host_mask(RB, (0, 0))
         m = mask(at_phase(with_hosts(st, compromised=foot, ever_compromised=foot), phase))
         np.testing.assert_array_equal(m, quiet_advance + [False] * S)
+        # No foothold to hide in: red must advance (unless red_quiet_anywhere).
+        np.testing.assert_array_equal(mask(at_phase(st, phase)), [False, True] + [False] * S)
+    anywhere = jax.jit(lambda s: attacker.red_avail_actions(s.hosts, s.attacker, RB.replace(red_quiet_anywhere=True)))
+    np.testing.assert_array_equal(anywhere(st), [True, True] + [False] * S)
     # Re-entry cool-down: only quiet.
     np.testing.assert_array_equal(mask(at_phase(st, 0, cooldown=3)), [True, False] + [False] * S)
     # Lateral movement from a DMZ foothold: the DMZ's out-edges (Corporate, Development).
@@ -69,9 +73,9 @@ def test_masks_follow_the_phase_rules():
     iso[2, : RB.hosts_per_segment[2]] = True
     m = mask(at_phase(with_hosts(st, compromised=foot, ever_compromised=foot, isolated=iso), 3))
     np.testing.assert_array_equal(m, quiet_advance + [False, True, False, False, False])
-    # An isolated foothold is no source.
+    # An isolated foothold is no source, and no place to hide.
     m = mask(at_phase(with_hosts(st, compromised=foot, ever_compromised=foot, isolated=foot), 3))
-    np.testing.assert_array_equal(m, quiet_advance + [False] * S)
+    np.testing.assert_array_equal(m, [False, True] + [False] * S)
     # The env's masks carry red's and leave the defenders' all True.
     env_masks = ENV.get_avail_actions(s3, RB)
     np.testing.assert_array_equal(env_masks["red"], mask(s3))
