@@ -84,8 +84,8 @@ def _returns(env, p, red_fn, blue_name, key, n):
 @pytest.mark.slow
 def test_red_best_response_beats_the_scripted_campaign():
     """PPO red against Rule-SOAR on a 5 x 8 network: its greedy policy takes more from the SOC
-    team than the scripted campaign does, on 256 held-out episodes (the SOC team's return falls by
-    at least 2, a measured ~; the scripted campaign's is the baseline)."""
+    team than the scripted campaign does, on 256 held-out episodes: the SOC team's return falls by
+    more than 2 (measured: 4.92 against the scripted campaign, 0.51 against the learned red)."""
     cfg = resolve("red-ppo", total_steps=150_000)
     env, p = soc.make("soc-v2-redblue", hosts_per_segment=8)
     tr = make_train(cfg, env, p)
