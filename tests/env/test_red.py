@@ -13,11 +13,19 @@ from jaxsoc.env import attacker, observe
 from jaxsoc.env.attacker import RED_ADVANCE, RED_MOVE, RED_QUIET
 from jaxsoc.env.rng import Draws
 
-from .helpers import fresh, host_mask, with_hosts
+from .helpers import host_mask, with_hosts
 from tests.fast import fast_jit
 
 ENV, RB = soc.make("soc-v2-redblue")
 S = RB.num_segments  # soc-v2: DMZ(0) -> Corporate(1), Development(2); 1 -> 0, 2, 3; ...
+
+
+_fresh = jax.jit(soc.initial_state, static_argnums=1)
+
+
+def fresh(params):
+    """A freshly reset state (jitted: the eager reset costs more than its compilation)."""
+    return _fresh(jax.random.key(0), params)
 
 
 _mask = jax.jit(lambda st: attacker.red_avail_actions(st.hosts, st.attacker, RB))
@@ -34,13 +42,13 @@ def at_phase(state, phase, cooldown=0):
 def test_preset_and_spaces():
     assert ENV.agents[-1] == "red" and ENV.action_space("red").n == RED_MOVE + S
     assert ENV.observation_space("red").shape == (5 * S + 10,)
-    assert not any(soc.make(n)[1].red_control for n in soc.preset_names() if n != "soc-v2-redblue")
+    assert not any(soc.build_params(n).red_control for n in soc.preset_names() if n != "soc-v2-redblue")
     with pytest.raises(ValueError, match="red_control"):
-        soc.make("hmarl-soc-v1", red_control=True)
+        soc.build_params("hmarl-soc-v1", red_control=True)
     with pytest.raises(ValueError, match="red_control"):
-        soc.make("soc-strategic", red_control=True)
+        soc.build_params("soc-strategic", red_control=True)
     with pytest.raises(ValueError, match="red_quiet_noise"):
-        soc.make("soc-v2-redblue", red_quiet_noise=1.5)
+        soc.build_params("soc-v2-redblue", red_quiet_noise=1.5)
     from jaxsoc.algos.common import role_specs
     with pytest.raises(ValueError, match="red-ppo"):
         role_specs(ENV)
@@ -77,7 +85,7 @@ def test_masks_follow_the_phase_rules():
     m = mask(at_phase(with_hosts(st, compromised=foot, ever_compromised=foot, isolated=foot), 3))
     np.testing.assert_array_equal(m, [False, True] + [False] * S)
     # The env's masks carry red's and leave the defenders' all True.
-    env_masks = ENV.get_avail_actions(s3, RB)
+    env_masks = jax.jit(ENV.get_avail_actions)(s3)
     np.testing.assert_array_equal(env_masks["red"], mask(s3))
     assert bool(jnp.all(env_masks["alert_triage"]))
 
