@@ -66,6 +66,8 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "hmarl": ("hmarl", []),
     # Reptile over the MAPPO team (docs/meta.md): one update = tasks_per_step x inner_updates PPO updates
     "reptile": ("reptile", []),
+    # alternating red/blue PPO on the learnable-red preset (docs/redblue.md): one update = a round
+    "redblue": ("redblue", ["scenario=soc-v2-redblue"]),
 }
 
 

@@ -46,7 +46,7 @@ FILE_COST_S = {
     "tests/test_trpo.py": 22, "tests/test_sweep.py": 22, "tests/test_distributed.py": 20,
     "tests/env/test_policies.py": 13, "tests/test_coma.py": 13, "tests/env/test_rng.py": 8,
     "tests/env/test_network.py": 7, "tests/test_adapters.py": 7, "tests/test_hierarchy.py": 6,
-    "tests/test_meta.py": 6,
+    "tests/test_meta.py": 6, "tests/env/test_red.py": 12, "tests/test_redblue.py": 2,
 }
 UNLISTED_FILE_COST_S = 5
 

@@ -50,6 +50,10 @@ ALGORITHMS: dict[str, str] = {
     "hmarl": "hmarl",
     # meta-learning across scenarios: Reptile over a PPO team (docs/meta.md)
     "reptile": "meta",
+    # the learnable red agent on soc-v2-redblue (docs/redblue.md): PPO red vs a scripted SOC
+    # team, and alternating red/blue PPO in one program
+    "red-ppo": "redblue",
+    "redblue": "redblue",
 }
 
 # family -> import path, for families living outside `jaxsoc.algos` (plugins, test toys).

@@ -51,6 +51,10 @@ def role_specs(env: SOCEnv, coordinator: str = "native") -> Dict[str, RoleSpec]:
     """`{agent: RoleSpec}` in `env.agents` order."""
     if coordinator not in COORDINATOR_ENCODINGS:
         raise ValueError(f"unknown coordinator encoding {coordinator!r}; use one of {COORDINATOR_ENCODINGS}")
+    if isinstance(env, SOCEnv) and env.default_params.red_control:
+        # The team learners share one team reward among env.agents; red's is its negation.
+        raise ValueError("this scenario has a learnable red agent (red_control): train it with "
+                         "--algo red-ppo or redblue (docs/redblue.md), or the SOC team on soc-v2")
     # Scenarios without a coordinator (jaxsoc.env.cage4) only take the native encoding.
     discrete_env = "coordinator" not in env.agents or isinstance(env.action_space("coordinator"), Discrete)
     if coordinator != "native" and discrete_env:

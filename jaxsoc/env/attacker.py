@@ -19,6 +19,19 @@ from jaxsoc.env.rng import Draws
 from jaxsoc.env.state import Attacker, Hosts
 
 
+# The learnable red agent's actions (`params.red_control`, docs/redblue.md): one Discrete choice
+# per step, `RED_MOVE + d` for each segment d.
+RED_QUIET = 0  # go quiet: no attack work this step; alerts and hunting see `red_quiet_noise` of the noise
+RED_ADVANCE = 1  # work the phase as the scripted campaign does (recon / exploit / execute / spread / exfiltrate)
+RED_MOVE = 2  # lateral movement (phase 3) only into segment `action - RED_MOVE`
+RED_ACTION_NAMES = ("quiet", "advance")  # then "move:<segment name>" per segment
+
+
+def red_num_actions(params: EnvParams) -> int:
+    """The size of red's `Discrete` action space: quiet, advance, and a move per segment."""
+    return RED_MOVE + params.num_segments
+
+
 class AttackEvents(NamedTuple):
     phase_before: jax.Array  # int32, the phase that acted this step (competing campaigns: [C])
     noise: jax.Array  # f32, the attacker's noise level after this step's transition
@@ -97,12 +110,14 @@ def _unique_keys(words: jax.Array) -> jax.Array:
     return (high | jnp.arange(n, dtype=jnp.uint32)).astype(jnp.int32)
 
 
-def _lateral(draws: Draws, hosts: Hosts, src_active: jax.Array, params: EnvParams):
+def _lateral(draws: Draws, hosts: Hosts, src_active: jax.Array, params: EnvParams,
+             dst_ok: Optional[jax.Array] = None):
     """Lateral movement along every directed edge, in the reference's order.
 
     For each edge (s -> d) whose source segment holds a usable foothold (`src_active [S]`): pick
     one clean, non-isolated host of d uniformly, compromise it w.p. `p_lateral * vuln`.
-    Returns the new compromise mask `[S, Hmax]`.
+    `dst_ok [S]` (a controlled red's chosen destination) keeps only the edges into those segments;
+    the draws are the same either way. Returns the new compromise mask `[S, Hmax]`.
     """
     topo = topology(params)
     edges = params.edges
@@ -122,17 +137,25 @@ def _lateral(draws: Draws, hosts: Hosts, src_active: jax.Array, params: EnvParam
         # One host is picked, so "compromise it w.p. p*vuln" can be tested at every host at once.
         took = (pick & take_rows(src_active, src)[:, None]
                 & (take_rows(u_hit, e_idx)[:, None] < params.p_lateral * take_rows(hosts.vuln, dst)))
+        if dst_ok is not None:
+            took = took & take_rows(dst_ok, dst)[:, None]
         taken = taken | put_rows(took, dst, topo.num_segments)
     return taken
 
 
-def step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Array):
+def step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Array,
+         red: Optional[jax.Array] = None):
     """One attacker move. Returns `(hosts, attacker, AttackEvents)`; `t` is the 1-based step.
+
+    `red` (int32 scalar, `params.red_control` only): the learnable red agent's action (`RED_*`,
+    see `controlled_step`); None: the scripted campaign.
 
     With competing campaigns (`params.multi_campaign`) every `att` field is `[C]` and the campaigns
     move one after another (a static loop over a handful of campaigns), each on its own hosts
     (`hosts.owner`): a host one campaign took is not clean for the next.
     """
+    if red is not None:
+        return controlled_step(draws, hosts, att, params, t, red)
     if not params.multi_campaign:
         return campaign_step(draws, hosts, att, params, t)
     per_campaign, phases = [], []
@@ -174,9 +197,11 @@ def all_begun(att: Attacker) -> jax.Array:
 
 
 def campaign_step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Array,
-                  campaign: int = 0, mine: Optional[jax.Array] = None):
+                  campaign: int = 0, mine: Optional[jax.Array] = None,
+                  red: Optional[jax.Array] = None):
     """One campaign's move (scalar `att`). `mine` (bool `[S, Hmax]`): the hosts this campaign owns,
-    with competing campaigns; None: every compromised host is the one attacker's (the reference)."""
+    with competing campaigns; None: every compromised host is the one attacker's (the reference).
+    `red`: a controlled red's action (`controlled_step`); None: the scripted move."""
     topo = topology(params)
     d3, d4 = params.fix_d3_foothold, params.fix_d4_dead_ends
     valid = jnp.asarray(topo.host_valid)
@@ -189,6 +214,13 @@ def campaign_step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, 
     steps = att.steps_in_phase + 1
     idle = att.cooldown > 0  # v2 re-entry wait: the attacker does nothing
     acting = ~idle
+    # `moving`: the attacker works its phase this step (a quiet red does not; the phase's clock,
+    # advance, fall-back and eviction rules still run). `dst_ok`: where lateral movement may go.
+    moving, dst_ok = acting, None
+    if red is not None:
+        moving = acting & (red != RED_QUIET)
+        moving_to = red - RED_MOVE  # the chosen segment, or negative for QUIET/ADVANCE
+        dst_ok = (moving_to < 0) | (jnp.arange(topo.num_segments) == moving_to)
     comp, iso, stage, listed = hosts.compromised, hosts.isolated, hosts.stage, hosts.listed
     # v1 keeps an append-only list (D3): duplicates, remediated and clean hosts stay in it.
     foothold = (comp if d3 else listed > 0) & ~iso & valid
@@ -208,35 +240,36 @@ def campaign_step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, 
         my_entry = jnp.asarray(topo.segment_of_host) == att.entry
         others_targets = hosts.target & ~my_entry
         new_targets = new_targets | others_targets
-    in0 = acting & (phase == 0)
+    in0 = moving & (phase == 0)
     target = jnp.where(in0 & any_candidate, new_targets, hosts.target)
     my_target = target if mine is None else target & my_entry
 
     # P1 initial access on the targets.
     triable = my_target & ~iso & (~comp if d3 else True)
-    hit1 = acting & (phase == 1) & triable & (u_host < params.p_initial_access * hosts.vuln)
+    hit1 = moving & (phase == 1) & triable & (u_host < params.p_initial_access * hosts.vuln)
 
     # P2 execution on the foothold. v1 rolls once per list entry: P = 1 - (1 - p)^multiplicity.
     if d3:
         p2 = params.p_execution
     else:
         p2 = 1.0 - jnp.exp(listed.astype(jnp.float32) * jnp.log1p(-params.p_execution))
-    hit2 = acting & (phase == 2) & foothold & (stage < 2) & (u_host < p2)
+    hit2 = moving & (phase == 2) & foothold & (stage < 2) & (u_host < p2)
 
     # P3 lateral movement from every segment holding a foothold.
-    hit3 = _lateral(draws, hosts, (pre[0] > 0) & acting & (phase == 3), params)
+    hit3 = _lateral(draws, hosts, (pre[0] > 0) & moving & (phase == 3), params, dst_ok)
 
     # P4 exfiltration from high-value footholds that reached stage >= 3.
     any_hv = jnp.sum(pre[1]) > 0
     in4 = acting & (phase == 4)
-    exfil = in4 & any_hv & (u_exfil < params.p_exfiltration)
+    working4 = moving & (phase == 4)
+    exfil = working4 & any_hv & (u_exfil < params.p_exfiltration)
 
     # Apply host changes (at most one phase acted).
     new_comp = hit1 | hit3
     stage = jnp.where(hit1, 1, stage)
     stage = jnp.where(hit2, 2, stage)
     stage = jnp.where(hit3, 3, stage)
-    stage = jnp.where(in4 & hv, 4, stage)
+    stage = jnp.where(working4 & hv, 4, stage)
     comp = comp | new_comp
     if not d3:
         listed = listed + new_comp.astype(listed.dtype)
@@ -250,7 +283,7 @@ def campaign_step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, 
                       foothold_now & (stage < 2)]
     post = jnp.sum(segment_sums(*post_rows), axis=-1) > 0  # [K] any-flags
     hit_any, begun_now = post[0], post[1]
-    success = jnp.stack([any_candidate, hit_any, hit_any, hit_any, exfil])[phase] & acting
+    success = jnp.stack([any_candidate, hit_any, hit_any, hit_any, exfil])[phase] & moving
     min_ok = steps >= params.phase_min_steps
     if d4:
         any_foothold, hv_now, targets_left, unexecuted = post[2], post[3], post[4], post[5]
@@ -302,3 +335,54 @@ def campaign_step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, 
     )
     events = AttackEvents(phase_before=phase, noise=noise_level(new_phase, params), new_compromise=new_comp)
     return hosts, att, events
+
+
+def controlled_step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, t: jax.Array,
+                    action: jax.Array):
+    """The scripted campaign's move with a learnable red choosing it (`params.red_control`).
+
+    `action` (int32 scalar): `RED_ADVANCE` is exactly the scripted move (same draws, same phase
+    rules, durations and probabilities); `RED_QUIET` does no attack work this step (the phase
+    clock runs and the advance / fall-back / eviction rules apply as scripted) and lowers the
+    noise its hosts make this step: alerts and hunting see stealth `1 - (1 - stealth) *
+    red_quiet_noise`; `RED_MOVE + d` in lateral movement spreads only along the edges into
+    segment d. Illegal actions (see `red_avail_actions`) are no-ops. Returns what `step` does.
+    """
+    action = jnp.asarray(action, jnp.int32)
+    hosts, att, events = campaign_step(draws, hosts, att, params, t, red=action)
+    quiet = action == RED_QUIET
+    stealth = jnp.where(quiet, 1.0 - (1.0 - att.stealth) * params.red_quiet_noise, att.stealth)
+    host_stealth = jnp.broadcast_to(stealth.astype(jnp.float32), hosts.vuln.shape)
+    return hosts, att, events._replace(host_stealth=host_stealth)
+
+
+def red_move_targets(hosts: Hosts, att: Attacker, params: EnvParams) -> jax.Array:
+    """bool `[S]`: segments lateral movement can reach now: an edge into them from a segment
+    holding a foothold (compromised, not isolated), and a clean, non-isolated host there."""
+    topo = topology(params)
+    valid = jnp.asarray(topo.host_valid)
+    foothold_seg, open_seg = segment_sums(hosts.compromised & ~hosts.isolated & valid,
+                                          valid & ~hosts.compromised & ~hosts.isolated)
+    adjacency = np.zeros((topo.num_segments, topo.num_segments), np.float32)  # [src, dst]
+    for a, b in params.edges:
+        adjacency[a, b] = 1.0
+    reach = (foothold_seg > 0).astype(jnp.float32) @ adjacency > 0
+    return reach & (open_seg > 0)
+
+
+def red_avail_actions(hosts: Hosts, att: Attacker, params: EnvParams) -> jax.Array:
+    """bool `[red_num_actions]`: what the phase rules allow red now.
+
+    Quiet: while red holds a foothold (a compromised, connected host) to hide in, or waits out the
+    re-entry cool-down; anywhere with `params.red_quiet_anywhere` (then not attacking at all is a
+    choice). Advance: unless waiting out the cool-down. Move into d: in lateral movement (phase 3,
+    not cooling down) when d is a `red_move_targets` segment.
+    """
+    acting = att.cooldown <= 0
+    moves = red_move_targets(hosts, att, params) & (att.phase == 3) & acting
+    if params.red_quiet_anywhere:
+        quiet = jnp.array(True)
+    else:
+        valid = jnp.asarray(topology(params).host_valid)
+        quiet = ~acting | jnp.any(hosts.compromised & ~hosts.isolated & valid)
+    return jnp.concatenate([jnp.stack([quiet, acting]), moves])

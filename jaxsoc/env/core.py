@@ -122,6 +122,10 @@ class SOCEnv:
             "alert_triage": Discrete(4),
             "response_orchestrator": Box(-1.0, 1.0, (dims["response_orchestrator"],)),
         }
+        if params.red_control:  # the learnable attacker joins the agents (docs/redblue.md)
+            self.agents.append("red")
+            self.num_agents += 1
+            self.action_spaces["red"] = Discrete(attacker.red_num_actions(params))
         def shapes(k):
             obs, state = self.reset(k, params)
             return obs, self.get_world_state(state, params)
@@ -191,14 +195,16 @@ class SOCEnv:
     def get_avail_actions(self, state: EnvState, params: Optional[EnvParams] = None) -> Dict[str, jax.Array]:
         """Boolean masks per agent: `[n]` for discrete roles, `[dim]` (all True) for Box roles.
 
-        Every action is always legal (an action with nothing to act on is a no-op), so the masks
-        are all True; they exist so that masked learners and jaxmarl wrappers work unchanged.
+        Every defender action is always legal (an action with nothing to act on is a no-op), so
+        their masks are all True; they exist so that masked learners and jaxmarl wrappers work
+        unchanged. A learnable red's mask is `attacker.red_avail_actions` (the phase rules).
         """
-        del state
         out = {}
         for a, space in self.action_spaces.items():
             n = space.n if isinstance(space, Discrete) else space.shape[0]
             out[a] = jnp.ones((n,), bool)
+        if "red" in out:  # red's choices follow the campaign's phase rules
+            out["red"] = attacker.red_avail_actions(state.hosts, state.attacker, self._p(params))
         return out
 
     def idle_actions(self, params: Optional[EnvParams] = None) -> Dict[str, jax.Array]:
@@ -211,6 +217,7 @@ class SOCEnv:
             "threat_hunter": -jnp.ones((dims["threat_hunter"],), jnp.float32),
             "alert_triage": jnp.asarray(alerts.ENRICH, jnp.int32),
             "response_orchestrator": -jnp.ones((dims["response_orchestrator"],), jnp.float32),
+            **({"red": jnp.asarray(attacker.RED_QUIET, jnp.int32)} if p.red_control else {}),
         }
 
     @functools.partial(jax.jit, static_argnums=(0,))
@@ -225,7 +232,9 @@ class SOCEnv:
         t = state.t + 1
         c = state.counters
 
-        hosts, campaigns, events = attacker.step(draws, state.hosts, state.attacker, p, t)
+        # A learnable red's action (absent: it advances, which is the scripted campaign's move).
+        red = actions.get("red", attacker.RED_ADVANCE) if p.red_control else None
+        hosts, campaigns, events = attacker.step(draws, state.hosts, state.attacker, p, t, red=red)
         att = attacker.overall(campaigns)  # every campaign at once (the campaign itself when one)
         new_alerts = alerts.generate(draws, hosts, events, t, state.posture, p)
         directed = defenders.update_directive(state, actions["coordinator"], p)
@@ -298,6 +307,8 @@ class SOCEnv:
         done = terminated | truncated
         obs = observe.get_obs(new_state, p, noise, summary)
         rewards = {a: terms.total for a in self.agents}
+        if p.red_control:  # zero-sum: red earns what the SOC team loses
+            rewards["red"] = -terms.total
         dones = {a: done for a in self.agents}
         dones["__all__"] = done
         bootstrap_stop = terminated if p.fix_d12_truncation else done

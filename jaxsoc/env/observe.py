@@ -18,7 +18,7 @@ from typing import Dict
 import jax
 import jax.numpy as jnp
 
-from jaxsoc.env.attacker import noise_level, overall
+from jaxsoc.env.attacker import noise_level, overall, red_move_targets
 from jaxsoc.env.network import host_summary, segment_sums, topology
 from jaxsoc.env.params import AGENTS, NUM_PHASES, EnvParams, posture_names
 from jaxsoc.env.rng import SeededDraws
@@ -204,8 +204,49 @@ def get_obs(state: EnvState, params: EnvParams, noise: Dict[str, jax.Array] | No
     if summary is None:
         summary = host_summary(state.hosts)
     if params.fix_d1_hidden_truth:
-        return _soc_view(state, params, noise, summary)
+        obs = _soc_view(state, params, noise, summary)
+        if params.red_control:
+            obs["red"] = red_obs(state, params)
+        return obs
     return _v1_obs(state, params, noise, summary)
+
+
+RED_SEGMENT_FEATURES = ("foothold", "stage", "lost", "reachable", "high_value")
+
+
+def red_obs(state: EnvState, params: EnvParams) -> jax.Array:
+    """`[5S + NUM_PHASES + 5]` f32: what the intruder knows (`params.red_control`).
+
+    Per segment (`RED_SEGMENT_FEATURES`): its footholds (compromised, connected hosts) as a share
+    of the segment, their highest stage / 4, the hosts it held and lost (remediated or cut off by
+    isolation) as a share, whether lateral movement can reach the segment now, whether it is a
+    high-value (exfiltration) segment; then its phase (one-hot), steps in the phase, the re-entry
+    cool-down left, recon targets not yet taken, and the time. Nothing the SOC alone knows:
+    no alerts, no detections, no directive, no telemetry, no observation noise.
+    """
+    topo = topology(params)
+    h, a = state.hosts, state.attacker
+    valid = jnp.asarray(topo.host_valid)
+    foothold = h.compromised & ~h.isolated & valid
+    lost = h.ever_compromised & ~foothold & valid
+    targets_left = h.target & ~h.compromised & ~h.isolated & valid
+    counts = segment_sums(foothold, lost)  # [2, S]
+    per_seg = jnp.asarray(topo.hosts_in_segment)
+    top_stage = jnp.max(jnp.where(foothold, h.stage, 0), axis=-1).astype(jnp.float32) / 4.0
+    segments = jnp.stack([
+        counts[0] / per_seg, top_stage, counts[1] / per_seg,
+        red_move_targets(h, a, params).astype(jnp.float32),
+        jnp.asarray(topo.is_high_value, jnp.float32),
+    ], axis=-1).reshape(-1)
+    return jnp.concatenate([
+        segments,
+        jax.nn.one_hot(a.phase, NUM_PHASES, dtype=jnp.float32),
+        jnp.stack([a.steps_in_phase / params.max_steps,
+                   a.cooldown / jnp.maximum(jnp.asarray(params.reentry_cooldown, jnp.float32), 1.0),
+                   jnp.sum(targets_left) / params.recon_targets,
+                   state.t / params.max_steps,
+                   a.begun]).astype(jnp.float32),
+    ])
 
 
 def ground_truth(state: EnvState, params: EnvParams, summary=None) -> jax.Array:

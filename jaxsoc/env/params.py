@@ -213,6 +213,12 @@ class EnvParams:
     hunt_budget: Optional[int] = _static(None)
     response_budget: Optional[int] = _static(None)
     lanes: bool = _static(False)
+    # A learnable red agent (`red` in the agents dict) chooses the campaign's moves instead of the
+    # script (docs/redblue.md); off in every preset but soc-v2-redblue.
+    red_control: bool = _static(False)
+    # red_control: may red go quiet without a foothold (i.e. not attack at all)? False: quiet needs
+    # a foothold to hide in, or the re-entry cool-down (docs/redblue.md: why).
+    red_quiet_anywhere: bool = _static(False)
 
     # ---- numeric: network --------------------------------------------------------------------
     segment_values: Tuple[float, ...] = V1_SEGMENT_VALUES
@@ -229,6 +235,7 @@ class EnvParams:
     p_exfiltration: float = 0.3
     phase_noise: Tuple[float, ...] = (0.1, 0.3, 0.5, 0.4, 0.6)  # x (1 - stealth)
     reentry_cooldown: int = 10  # v2 (D4): steps before an evicted attacker re-enters
+    red_quiet_noise: float = 0.5  # red_control: a quiet red's noise, as a share of its usual noise
     # Competing campaigns (MECHANISMS): per-campaign stealth ranges; () = one campaign at `stealth`.
     campaign_stealth_low: Tuple[float, ...] = ()
     campaign_stealth_high: Tuple[float, ...] = ()
@@ -425,6 +432,8 @@ _PRESETS: Dict[str, Callable[[], EnvParams]] = {
     "soc-v2-10x100": lambda: _v2(**generated_topology(10, 100)).replace(name="soc-v2-10x100"),
     "soc-v2-20x250": lambda: _v2(**generated_topology(20, 250)).replace(name="soc-v2-20x250"),
     "soc-strategic": _strategic,
+    # soc-v2 with the learnable red agent (docs/redblue.md)
+    "soc-v2-redblue": lambda: _v2().replace(name="soc-v2-redblue", red_control=True),
 }
 
 
@@ -619,6 +628,15 @@ def validate_mechanisms(p: EnvParams) -> None:
         if missing:
             raise ValueError("competing campaigns track hosts per campaign, which needs "
                              + ", ".join(f"{m}=True" for m in missing))
+    if p.red_control:
+        missing = [f for f in ("fix_d1_hidden_truth", "fix_d2_alert_origin", "fix_d3_foothold",
+                               "fix_d4_dead_ends") if not getattr(p, f)]
+        if missing or p.multi_campaign:
+            raise ValueError("red_control plays soc-v2's single campaign; it needs "
+                             + ", ".join(f"{m}=True" for m in missing or ["no competing campaigns"]))
+    q = p.red_quiet_noise
+    if isinstance(q, (int, float)) and not 0.0 <= q <= 1.0:
+        raise ValueError(f"red_quiet_noise is a share of the attacker's noise and must lie in [0, 1], got {q}")
     if p.lanes and not p.fix_d1_hidden_truth:
         raise ValueError("lanes split the SOC view between roles and needs fix_d1_hidden_truth=True")
 

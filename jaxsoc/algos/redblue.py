@@ -1,0 +1,316 @@
+"""Red vs blue on the SOC engine: PPO for the learnable red agent (family "redblue", section `redblue:`).
+
+    make_train(config, env, env_params) -> Trainer        # see jaxsoc.algos.base
+
+Needs a scenario with `red_control` (`soc-v2-redblue`; docs/redblue.md): red is one more agent of
+the env, with a zero-sum reward (minus the SOC team's). Each side is trained by PPO (`ppo.build_trainer`,
+unchanged) on a `SideEnv`: the env as one side sees it, the other side acting inside `step` with
+parameters passed in the env params (`Versus.opponent`), so a side's opponent can change between
+updates inside one compiled program.
+
+| algo      | what                                                                                 |
+|-----------|--------------------------------------------------------------------------------------|
+| red-ppo   | PPO for red against a fixed scripted SOC team (`redblue.blue`, a `POLICIES` name)     |
+| redblue   | alternating training in one program: each round `rounds_updates` PPO updates of red  |
+|           | against the current blue team, then as many of blue (MAPPO-style world critic, or    |
+|           | `blue_critic: local`) against the updated red; `lax.scan` over rounds, vmapped over seeds |
+
+Red's actor and critic read only red's observation (an intruder's view); blue's actors read their
+roles' observations, its critic the SOC world state. Both sides share the PPO hyper-parameters of
+the section. `Trainer.act` returns every agent's action (red's and the SOC team's), so
+`eval/evaluate.py` and the engine evaluate a run on the redblue scenario as any other.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxsoc.algos import onpolicy
+from jaxsoc.algos.base import Trainer
+from jaxsoc.algos.common import RoleSpec
+from jaxsoc.algos.ppo import DEFAULTS as PPO_DEFAULTS
+from jaxsoc.algos.ppo import build_trainer, check_section
+from jaxsoc.env.attacker import RED_ADVANCE
+from jaxsoc.env.params import NUM_PHASES, EnvParams
+from jaxsoc.env.policies import POLICIES
+
+DEFAULTS = {
+    **PPO_DEFAULTS,
+    "critic": "auto",        # blue's critic under redblue: auto (= world) | world | local; red's is local
+    "hidden_sizes": [128, 128],
+    "rounds_updates": 4,     # redblue: PPO updates per side per round
+    "blue": "rule-soar",     # red-ppo: the fixed SOC team (a scripted policy of jaxsoc.env.POLICIES)
+}
+POSITIVE = ("rollout", "epochs", "minibatches", "lr", "adam_eps", "max_grad_norm", "clip_eps", "rounds_updates")
+SIDES = ("red", "blue")
+
+
+def validate(config: dict) -> None:
+    from jaxsoc.config import ConfigError
+
+    s = config["redblue"]
+    check_section(config, "redblue")
+    if s["policy"] not in ("auto", "per_role"):
+        raise ConfigError(f"redblue.policy must be auto or per_role, got {s['policy']!r}")
+    if s["critic"] not in ("auto", "world", "local"):
+        raise ConfigError(f"redblue.critic (blue's critic) must be auto, world or local, got {s['critic']!r}")
+    if s["blue"] not in POLICIES:
+        raise ConfigError(f"redblue.blue must be a scripted SOC policy ({', '.join(POLICIES)}), got {s['blue']!r}")
+    if not isinstance(s["rounds_updates"], int) or s["rounds_updates"] < 1:
+        raise ConfigError(f"redblue.rounds_updates must be a positive integer, got {s['rounds_updates']!r}")
+
+
+# ----------------------------------------------------------------------------- one side's env
+class Versus(NamedTuple):
+    """Env params of a `SideEnv`: the SOC world's `EnvParams` and the opponent's parameters (any
+    pytree, or None for a scripted opponent). Attributes not found here are the world's, so
+    learners read `max_steps`, `directive_period`... as from `EnvParams`."""
+
+    env: EnvParams
+    opponent: Any = None
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+    def replace(self, **kw) -> "Versus":
+        return self._replace(env=self.env.replace(**kw))
+
+
+@struct.dataclass
+class SideState:
+    """A `SideEnv`'s state: the world's and every agent's current observation (the opponent acts
+    on its own). `t` is the world's clock (the directive schedule reads it)."""
+
+    inner: Any
+    obs: Dict[str, jax.Array]
+
+    @property
+    def t(self):
+        return self.inner.t
+
+
+# opponent(opponent_params, key, obs {agent: [obs_dim]}, world state, EnvParams) -> the other side's actions
+Opponent = Callable[[Any, jax.Array, Dict[str, jax.Array], Any, EnvParams], Dict[str, jax.Array]]
+
+
+class SideEnv:
+    """The red-control SOC env as one side sees it (`side` "red" or "blue"): `agents` are that
+    side's, the other side's actions come from `opponent(params.opponent, ...)` inside `step`.
+    For ONE env, like `SOCEnv`; `params` is a `Versus`."""
+
+    def __init__(self, inner, side: str, opponent: Opponent):
+        if side not in SIDES:
+            raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+        self.inner, self.side, self.opponent = inner, side, opponent
+        self.agents = ["red"] if side == "red" else [a for a in inner.agents if a != "red"]
+        self.num_agents = len(self.agents)
+        self.default_params = Versus(inner.default_params)
+        self.world_state_size = inner.world_state_size
+
+    def observation_space(self, agent):
+        return self.inner.observation_space(agent)
+
+    def action_space(self, agent):
+        return self.inner.action_space(agent)
+
+    def _mine(self, d):
+        return {a: d[a] for a in self.agents}
+
+    def reset(self, key, params: Versus):
+        """`key -> (obs {agent: [obs_dim]} of this side, SideState)`."""
+        obs, st = self.inner.reset(key, params.env)
+        return self._mine(obs), SideState(st, obs)
+
+    def step(self, key, state: SideState, actions, params: Versus):
+        """One auto-resetting world step with the opponent acting: `SOCEnv.step`'s outputs, the
+        per-agent dicts (and `infos["final_obs"]`) restricted to this side's agents."""
+        k_opp, k_env = jax.random.split(key)
+        other = self.opponent(params.opponent, k_opp, state.obs, state.inner, params.env)
+        obs, st, rewards, dones, infos = self.inner.step(k_env, state.inner, {**other, **actions}, params.env)
+        infos = dict(infos, final_obs=self._mine(infos["final_obs"]))
+        return (self._mine(obs), SideState(st, obs), self._mine(rewards),
+                {**self._mine(dones), "__all__": dones["__all__"]}, infos)
+
+    def get_avail_actions(self, state: SideState, params: Versus):
+        return self._mine(self.inner.get_avail_actions(state.inner, params.env))
+
+    def get_world_state(self, state: SideState, params: Versus):
+        return self.inner.get_world_state(state.inner, params.env)
+
+
+def scripted_blue(name: str) -> Opponent:
+    """A scripted SOC team (`jaxsoc.env.POLICIES[name]`) as red's opponent."""
+    policy = POLICIES[name]
+    return lambda _params, key, obs, state, env_params: policy(key, obs, state, env_params)
+
+
+def scripted_red(_params, key, obs, state, env_params):
+    """The scripted campaign as blue's opponent: red advances every step."""
+    return {"red": jnp.asarray(RED_ADVANCE, jnp.int32)}
+
+
+def learned(env, env_params: EnvParams, policy: onpolicy.Policy, greedy: bool = False) -> Opponent:
+    """A PPO side (`policy` over its roles) as the other side's opponent; params come per call."""
+    act = onpolicy.make_act(env, env_params, policy)
+    return lambda params, key, obs, state, _p: act(params, key, obs, state, greedy)
+
+
+# ----------------------------------------------------------------------------- trainers
+def side_config(config: dict, side: str) -> dict:
+    """The config `ppo.build_trainer` reads for one side: red's critic is always its own (local)."""
+    s = dict(config["redblue"])
+    s["policy"] = "per_role"
+    s["critic"] = "local" if side == "red" else ("world" if s["critic"] == "auto" else s["critic"])
+    return {**config, "redblue": s}
+
+
+def side_policy(env, config: dict, side: str) -> onpolicy.Policy:
+    """The actors `ppo.build_trainer` builds for `side` (same specs, sizes and heads)."""
+    s = config["redblue"]
+    agents = ["red"] if side == "red" else [a for a in env.agents if a != "red"]
+    specs = []
+    for a in agents:
+        space, obs_dim = env.action_space(a), env.observation_space(a).shape[0]
+        kind, size = ("discrete", space.n) if hasattr(space, "n") else ("continuous", space.shape[0])
+        specs.append(RoleSpec(a, obs_dim, kind, size))
+    return onpolicy.Policy(tuple(specs), hidden_sizes=tuple(s["hidden_sizes"]), activation=s["activation"],
+                           log_std_init=s["log_std_init"], log_std_min=s["log_std_min"],
+                           log_std_max=s["log_std_max"])
+
+
+def side_trainer(config: dict, env, env_params: EnvParams, side: str, opponent: Opponent,
+                 opponent_params: Any = None) -> Trainer:
+    """PPO for `side` against `opponent` (with `opponent_params`, which may be traced): a
+    `ppo.build_trainer` on the `SideEnv`. Cheap to build, so a program builds one per opponent."""
+    cfg = side_config(config, side)
+    inner = env
+    if side == "blue" and cfg["redblue"]["critic"] == "world" and not env_params.with_world_state:
+        env_params = env_params.replace(with_world_state=True)
+        inner = type(env)(env_params)
+    return build_trainer(cfg, SideEnv(inner, side, opponent), Versus(env_params, opponent_params),
+                         family="redblue", loss_cfg=None)
+
+
+class RedBlueState(NamedTuple):
+    """Train state of one seed under `redblue`: each side's PPO state (own envs, own optimiser)."""
+
+    red: Any
+    blue: Any
+
+
+def _prefixed(metrics: Dict[str, jax.Array], side: str) -> Dict[str, jax.Array]:
+    return {f"{side}/{k}": v for k, v in metrics.items() if k != "env_steps"}
+
+
+def make_train(config: dict, env, env_params) -> Trainer:
+    if not getattr(env_params, "red_control", False):
+        raise ValueError(f"{config['algo']} trains the learnable red agent: use a scenario with "
+                         "red_control (soc-v2-redblue), not " + repr(getattr(env_params, "name", env_params)))
+    s = config["redblue"]
+    red_policy = side_policy(env, config, "red")
+    blue_policy = side_policy(env, config, "blue")
+    red_act = onpolicy.make_act(env, env_params, red_policy)
+    blue_act = onpolicy.make_act(env, env_params, blue_policy)
+
+    if config["algo"] == "red-ppo":
+        blue = scripted_blue(s["blue"])
+        tr = side_trainer(config, env, env_params, "red", blue)
+
+        def act(params, key, obs, env_state, greedy):
+            k_red, k_blue = jax.random.split(key)
+            return {**blue(None, k_blue, obs, env_state, env_params),
+                    **red_act(params, k_red, obs, env_state, greedy)}
+
+        return Trainer(init=tr.init, update=tr.update, num_updates=tr.num_updates,
+                       env_steps_per_update=tr.env_steps_per_update, act=act,
+                       policy_params=tr.policy_params, name=config["algo"], env_axes=tr.env_axes)
+
+    # redblue: alternating rounds.
+    k = s["rounds_updates"]
+    red_vs_blue = learned(env, env_params, blue_policy)
+    blue_vs_red = learned(env, env_params, red_policy)
+    steps = config["num_envs"] * s["rollout"]
+    per_round = 2 * k * steps
+
+    def init(key):
+        k_red, k_blue = jax.random.split(key)
+        return RedBlueState(side_trainer(config, env, env_params, "red", red_vs_blue).init(k_red),
+                            side_trainer(config, env, env_params, "blue", blue_vs_red).init(k_blue))
+
+    def update(state: RedBlueState):
+        def train(side, opponent, params, st):
+            tr = side_trainer(config, env, env_params, side, opponent, params)
+            return jax.lax.scan(lambda x, _: tr.update(x), st, None, length=k)
+
+        red, red_m = train("red", red_vs_blue, state.blue.params["actor"], state.red)
+        blue, blue_m = train("blue", blue_vs_red, red.params["actor"], state.blue)
+        last = lambda m: jax.tree.map(lambda x: x[-1], m)  # noqa: E731
+        # The episode metrics of blue's last update are the run's (the SOC team's view, as every
+        # other learner reports); each side's losses and rewards under its prefix.
+        metrics = {**last(blue_m), **_prefixed(last(red_m), "red"), **_prefixed(last(blue_m), "blue")}
+        metrics["env_steps"] = red.env_steps + blue.env_steps
+        return RedBlueState(red, blue), metrics
+
+    def act(params, key, obs, env_state, greedy):
+        k_red, k_blue = jax.random.split(key)
+        return {**blue_act(params["blue"], k_blue, obs, env_state, greedy),
+                **red_act(params["red"], k_red, obs, env_state, greedy)}
+
+    return Trainer(
+        init=init, update=update, num_updates=config["total_steps"] // per_round,
+        env_steps_per_update=per_round, act=act,
+        policy_params=lambda st: {"red": st.red.params["actor"], "blue": st.blue.params["actor"]},
+        name=config["algo"],
+        env_axes=lambda st: RedBlueState(*(x._replace(params=None, opt_state=None, env_state=0, obs=0,
+                                                       world_state=None if x.world_state is None else 0,
+                                                       key=None, env_steps=None, updates=None)
+                                           for x in (st.red, st.blue))),
+    )
+
+
+# ----------------------------------------------------------------------------- evaluation
+def play(env, params, blue_fn, red_fn, key, num_envs):
+    """`num_envs` episodes (each env's first, `params.max_steps` steps of play) of `blue_fn`
+    against `red_fn`, and what red did in them: the campaign timeline of docs/redblue.md.
+
+    `blue_fn(key, obs, state) -> SOC actions`, `red_fn(key, obs, state) -> {"red": a}`, for ONE
+    env (pass greedy policies for an evaluation). Returns per env: `return`, `exfiltrated`, `csr`,
+    `hosts_compromised` `[N]` (the episode's metrics), `phase_steps [N, 5]` (steps the campaign
+    spent in each phase), `first_step [N, 5]` (the step it first acted in each phase, -1: never),
+    `actions [N, A]` (red's choices, counted).
+    """
+    n_actions = env.action_space("red").n
+    k_reset, k_run = jax.random.split(key)
+    obs, st = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, num_envs), params)
+
+    def body(carry, k):
+        obs, st, alive, out = carry
+        kb, kr, ks = jax.random.split(k, 3)
+        acts = {**jax.vmap(blue_fn)(jax.random.split(kb, num_envs), obs, st),
+                **jax.vmap(red_fn)(jax.random.split(kr, num_envs), obs, st)}
+        phase = st.attacker.phase
+        obs2, st2, r, d, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(ks, num_envs), st, acts, params)
+        done = d["__all__"] & alive
+        m = info["metrics"]
+        out = dict(out)
+        for name in ("return", "exfiltrated", "csr", "hosts_compromised"):
+            out[name] = jnp.where(done, m[name].astype(jnp.float32), out[name])
+        here = jax.nn.one_hot(phase, NUM_PHASES) * alive[:, None]
+        out["phase_steps"] = out["phase_steps"] + here
+        out["first_step"] = jnp.where((out["first_step"] < 0) & (here > 0), st.t[:, None], out["first_step"])
+        out["actions"] = out["actions"] + jax.nn.one_hot(acts["red"], n_actions) * alive[:, None]
+        return (obs2, st2, alive & ~d["__all__"], out), None
+
+    z = jnp.zeros((num_envs,), jnp.float32)
+    out = {"return": z, "exfiltrated": z, "csr": z, "hosts_compromised": z,
+           "phase_steps": jnp.zeros((num_envs, NUM_PHASES)), "first_step": -jnp.ones((num_envs, NUM_PHASES), jnp.int32),
+           "actions": jnp.zeros((num_envs, n_actions))}
+    alive = jnp.ones((num_envs,), bool)
+    (_, _, _, out), _ = jax.lax.scan(body, (obs, st, alive, out), jax.random.split(k_run, params.max_steps))
+    return out
