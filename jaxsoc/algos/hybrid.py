@@ -2,11 +2,13 @@
 per-segment agents plus an independent MADDPG network agent, on the anomaly scores of a detector
 that is frozen or trained online in the same program.
 
-Segment agents (`SegmentQMix`): one Q-network shared by the S segment agents (their observations
-carry a one-hot segment id), `[obs_dim] -> [H, 3]`: a value per host and choice (no action,
-investigate, lock down). A segment agent's joint action is its H per-host choices, and its value
-is their sum (a per-host decomposition inside the agent, so the greedy joint action is the per-host
-argmax instead of a search over 3^H joint actions):
+Segment agents (`SegmentQMix`): one Q-network shared by the S segment agents AND by the H hosts of
+each: for every host it reads the host's own features (score, found, cleared, locked), their means
+over the segment, the segment's one-hot id and t / T, and returns a value per choice (no action,
+investigate, lock down), so `[obs_dim] -> [H, 3]` and every host's experience trains one network.
+A segment agent's joint action is its H per-host choices, and its value is their sum (a per-host
+decomposition inside the agent, so the greedy joint action is the per-host argmax instead of a
+search over 3^H joint actions):
 
     Q_i(o_i, a_i) = sum_h Q(o_i)[h, a_ih]                                    [B, S]
     Q_tot = QMixer([Q_i]_i, world state)   (mixer qmix)  |  sum_i Q_i  (vdn)
@@ -60,6 +62,7 @@ from jaxsoc.networks import QMixer, QNetwork, vdn_mix
 
 PyTree = Any
 CHOICES = 3  # no action, investigate, lock down
+HOST_FEATURES = 4  # per host in a segment agent's observation (jaxsoc.env.hybrid.params.HOST_FEATURES)
 
 DEFAULTS = {
     **{k: v for k, v in op.COMMON_DEFAULTS.items() if k != "coordinator_action"},
@@ -71,7 +74,11 @@ DEFAULTS = {
     "hidden_sizes": [128, 128],
     "per": False,
     "target_period": 200,
-    "epsilon_decay": 30_000,
+    # per host and step: a random choice w.p. epsilon. Lock-downs cannot be undone, so exploring
+    # as much as single-choice learners do (1 -> 0.05) isolates most hosts of every episode.
+    "epsilon_start": 0.2,
+    "epsilon_end": 0.01,
+    "epsilon_decay": 20_000,
     "mixer": "qmix",           # qmix | vdn | none (independent learners: IQL)
     "mixer_embed": 32,
     "hypernet_hidden": 64,
@@ -143,7 +150,19 @@ class SegmentQMix:
 
     @property
     def network(self) -> QNetwork:
-        return QNetwork(self.hosts * CHOICES, self.hidden, dueling=self.dueling)
+        return QNetwork(CHOICES, self.hidden, dueling=self.dueling)
+
+    @property
+    def host_input_dim(self) -> int:
+        return 2 * HOST_FEATURES + self.obs_dim - HOST_FEATURES * self.hosts
+
+    def host_inputs(self, obs: jax.Array) -> jax.Array:
+        """`[..., obs_dim] -> [..., H, host_input_dim]`: each host's features, the segment's means of
+        them, and the rest of the observation (segment id, t / T)."""
+        per_host = obs[..., : HOST_FEATURES * self.hosts].reshape(obs.shape[:-1] + (self.hosts, HOST_FEATURES))
+        shared = jnp.concatenate([per_host.mean(-2), obs[..., HOST_FEATURES * self.hosts:]], axis=-1)
+        return jnp.concatenate([per_host, jnp.broadcast_to(shared[..., None, :], per_host.shape[:-1] + shared.shape[-1:])],
+                               axis=-1)
 
     @property
     def optimizer(self) -> optax.GradientTransformation:
@@ -151,7 +170,7 @@ class SegmentQMix:
 
     def init(self, key: jax.Array) -> VDState:
         k_q, k_mix = jax.random.split(key)
-        params = {"q": self.network.init(k_q, jnp.zeros((1, self.obs_dim), jnp.float32))}
+        params = {"q": self.network.init(k_q, jnp.zeros((1, self.host_input_dim), jnp.float32))}
         if self.mixer == "qmix":
             params["mixer"] = QMixer(self.mixer_embed, self.hypernet_hidden).init(
                 k_mix, jnp.zeros((1, self.segments)), jnp.zeros((1, self.state_dim)))
@@ -159,8 +178,7 @@ class SegmentQMix:
 
     def q_values(self, params: PyTree, obs: jax.Array) -> jax.Array:
         """`[..., obs_dim] -> [..., H, 3]`: per host and choice."""
-        q = self.network.apply(params["q"], obs)
-        return q.reshape(q.shape[:-1] + (self.hosts, CHOICES))
+        return self.network.apply(params["q"], self.host_inputs(obs))
 
     def greedy(self, params: PyTree, obs: jax.Array) -> jax.Array:
         """`[..., obs_dim] -> [..., H]` int32 per-host argmax."""
