@@ -68,17 +68,19 @@ DEFAULTS = {
     **{k: v for k, v in op.COMMON_DEFAULTS.items() if k != "coordinator_action"},
     **op.DQN_DEFAULTS,
     "rollout": 4,
-    "utd": 0.01,               # 10 rounds per update at 256 envs x rollout 4
+    "utd": 0.02,               # 10 rounds per update at 128 envs x rollout 4
     "buffer_size": 100_000,
     "learning_starts": 2_000,
-    "hidden_sizes": [128, 128],
+    "hidden_sizes": [64, 64],   # one network for every host: its batch is B x S x H rows
     "per": False,
     "target_period": 200,
-    # per host and step: a random choice w.p. epsilon. Lock-downs cannot be undone, so exploring
-    # as much as single-choice learners do (1 -> 0.05) isolates most hosts of every episode.
-    "epsilon_start": 0.2,
+    # per host and step: a random choice w.p. epsilon, drawn from explore_probs (none, investigate,
+    # lock down). Lock-downs cannot be undone, so exploring as single-choice learners do (1 -> 0.05,
+    # uniform) isolates most hosts of every episode.
+    "epsilon_start": 0.1,
     "epsilon_end": 0.01,
     "epsilon_decay": 20_000,
+    "explore_probs": [0.45, 0.45, 0.1],
     "mixer": "qmix",           # qmix | vdn | none (independent learners: IQL)
     "mixer_embed": 32,
     "hypernet_hidden": 64,
@@ -116,6 +118,11 @@ def validate(config: dict) -> None:
         raise ConfigError(f"hybrid.target_fpr: {e}") from None
     if not 0 < c["online_rate"] <= 1:
         raise ConfigError(f"hybrid.online_rate must lie in (0, 1], got {c['online_rate']}")
+    probs = c["explore_probs"]
+    if (not isinstance(probs, (list, tuple)) or len(probs) != CHOICES or any(p < 0 for p in probs)
+            or abs(sum(probs) - 1.0) > 1e-6):
+        raise ConfigError(f"hybrid.explore_probs must be 3 probabilities (none, investigate, lock down) "
+                          f"summing to 1, got {probs!r}")
     if not -1.0 <= c["network_action"] <= 1.0:
         raise ConfigError(f"hybrid.network_action must lie in [-1, 1], got {c['network_action']}")
     m = c["maddpg"]
@@ -147,6 +154,7 @@ class SegmentQMix:
     target_period: int = 200
     mixer_embed: int = 32
     hypernet_hidden: int = 64
+    explore_probs: Tuple[float, ...] = (0.45, 0.45, 0.1)
 
     @property
     def network(self) -> QNetwork:
@@ -185,13 +193,15 @@ class SegmentQMix:
         return jnp.argmax(self.q_values(params, obs), axis=-1).astype(jnp.int32)
 
     def policy(self, params, obs, key, greedy: bool, epsilon) -> jax.Array:
-        """Epsilon-greedy per host: `[..., obs_dim] -> [..., H]` int32."""
+        """Epsilon-greedy per host: `[..., obs_dim] -> [..., H]` int32; exploring hosts draw their
+        choice from `explore_probs`."""
         best = self.greedy(params, obs)
         if greedy:
             return best
         k_explore, k_action = jax.random.split(key)
         explore = jax.random.uniform(k_explore, best.shape) < epsilon
-        return jnp.where(explore, jax.random.randint(k_action, best.shape, 0, CHOICES), best)
+        random = jax.random.choice(k_action, CHOICES, best.shape, p=jnp.asarray(self.explore_probs))
+        return jnp.where(explore, random.astype(jnp.int32), best)
 
     def agent_values(self, params, obs: jax.Array, actions: jax.Array) -> jax.Array:
         """`Q_i = sum_h Q(o_i)[h, a_ih]`: obs `[B, S, obs_dim]`, actions `[B, S, H]` -> `[B, S]`."""
@@ -249,7 +259,8 @@ class HybridTeam:
                              gamma=section["gamma"], lr=section["lr"], double=section["double"],
                              loss=section["loss"], max_grad_norm=section["max_grad_norm"], tau=section["tau"],
                              target_period=section["target_period"], mixer_embed=section["mixer_embed"],
-                             hypernet_hidden=section["hypernet_hidden"])
+                             hypernet_hidden=section["hypernet_hidden"],
+                             explore_probs=tuple(float(x) for x in section["explore_probs"]))
         self.eps = op.epsilon_schedule(section["epsilon_start"], section["epsilon_end"], section["epsilon_decay"],
                                        section["epsilon_schedule"])
         self.epsilon_end = section["epsilon_end"]
