@@ -7,8 +7,8 @@
 
 `make(name, **overrides)` validates everything before anything is traced. See docs/env.md.
 `make` also builds the scenarios that are not SOC worlds (`ENV_MODULES`: the retail and banking
-demos of docs/demos.md, the CAGE-4-like world of docs/cage4.md), so every learner and the CLI
-reach them by name.
+demos of docs/demos.md, the CAGE-4-like world of docs/cage4.md, seed 000's hybrid SOC of
+docs/hybrid.md), so every learner and the CLI reach them by name.
 """
 from __future__ import annotations
 
