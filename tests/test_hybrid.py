@@ -182,17 +182,17 @@ def test_segment_values_and_target_by_hand():
     obs = jax.random.normal(jax.random.key(1), (5, 2, 11))  # 2 hosts x 4 features + id 2 + t
     nxt = jax.random.normal(jax.random.key(2), (5, 2, 11))
     act = jax.random.randint(jax.random.key(3), (5, 2, 2), 0, 3)
-    apply = fast_jit(lambda params, o: q.network.apply(params, q.host_inputs(o)))
+    apply = lambda params, o: q.network.apply(params, q.host_inputs(o))  # noqa: E731 - tiny, eager
     raw = np.asarray(apply(state.params["q"], obs)).reshape(5, 2, 2, 3)
     a = np.asarray(act)
     # each host's input: its 4 features, the segment's means of them, then the id and t (shared)
-    x = np.asarray(fast_jit(q.host_inputs)(obs))
+    x = np.asarray(q.host_inputs(obs))
     o = np.asarray(obs)
     np.testing.assert_allclose(x[0, 1, 1, :4], o[0, 1, 4:8])
     np.testing.assert_allclose(x[0, 1, 1, 4:8], o[0, 1, :8].reshape(2, 4).mean(0), rtol=1e-6)
     np.testing.assert_allclose(x[0, 1, 0, 8:], o[0, 1, 8:])
     by_hand = np.take_along_axis(raw, a[..., None], -1)[..., 0].sum(-1)  # [B, S]
-    np.testing.assert_allclose(fast_jit(q.agent_values)(state.params, obs, act), by_hand, rtol=1e-5)
+    np.testing.assert_allclose(q.agent_values(state.params, obs, act), by_hand, rtol=1e-5)
     raw_next = np.asarray(apply(state.params["q"], nxt)).reshape(5, 2, 2, 3)
     r, d = np.arange(5, dtype=np.float32), np.array([1, 0, 1, 1, 0], np.float32)
     y = r + 0.5 * d * raw_next.max(-1).sum((-1, -2))  # target == online at init, double: same argmax
