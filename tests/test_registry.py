@@ -47,6 +47,8 @@ NUM_ENVS, ROLLOUT, UPDATES, RESUME_AT = 4, 4, 2, 1
 ENV = {"max_steps": 6, "hosts_per_segment": 4, "directive_period": 2}
 # The scripted SOC leads issue discrete directives and read the SOC view: soc-v2 has both.
 SCENARIO = {name: "soc-v2" for name in soc.POLICIES if name.startswith("lead-")}
+# Seed 000's hybrid team and its detector-alone baseline act on soc-hybrid only (docs/hybrid.md).
+SCENARIO.update({"hybrid": "soc-hybrid", "detector-alone": "soc-hybrid"})
 
 
 def scenario_of(algo: str) -> str:

@@ -75,6 +75,11 @@ class HybridParams:
     with_world_state: bool = _static(False)
     detector_path: Optional[str] = _static(None)
 
+    # The detector's arrays are unhashable: params hash by identity, so they can still be a static
+    # argument of `jax.jit` (one compilation per params object).
+    def __hash__(self):
+        return id(self)
+
     @property
     def max_steps(self) -> int:
         return self.soc.max_steps
