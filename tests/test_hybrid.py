@@ -230,6 +230,7 @@ def test_determinism_and_online_detector():
     (_, c), (_, d) = _train(_config(detector="online")), _train(_config(detector="online"))
     np.testing.assert_array_equal(np.asarray(c["detector/threshold"]), np.asarray(d["detector/threshold"]))
     assert np.all(np.isfinite(np.asarray(c["detector/threshold"])))
+    assert np.unique(np.asarray(c["detector/threshold"])).size > 1
     (_, e) = _train(_config(detector="online", online_kind="autoencoder"))
     assert np.all(np.isfinite(np.asarray(e["detector/threshold"])))
 

@@ -368,11 +368,13 @@ def detector_update(state: OnlineDetector, key: jax.Array, window: jax.Array, co
     m = connected.reshape(-1).astype(jnp.float32)                                      # [E*N]
     frames = w[:, -1]
     n = jnp.maximum(m.sum(), 1.0)
+    # Every host of every env locked down: nothing to learn from, the detector stays as it is.
+    seen = m.sum() > 0
     b_mean = jnp.sum(frames * m[:, None], 0) / n
     b_var = jnp.sum(jnp.square(frames - b_mean) * m[:, None], 0) / n
-    rate = jnp.maximum(1.0 / (state.count + 1.0), section["online_rate"])
+    rate = jnp.where(seen, jnp.maximum(1.0 / (state.count + 1.0), section["online_rate"]), 0.0)
     state = state._replace(mean=state.mean + rate * (b_mean - state.mean), var=state.var + rate * (b_var - state.var),
-                           count=state.count + 1)
+                           count=state.count + seen.astype(jnp.int32))
     k_pick, key = jax.random.split(key)
     if kind == "autoencoder":
         cfg = AutoencoderConfig(window=w.shape[1], features=w.shape[2], learning_rate=section["online_lr"])
@@ -380,7 +382,9 @@ def detector_update(state: OnlineDetector, key: jax.Array, window: jax.Array, co
 
         def adam_step(carry, k):
             params, opt = carry
-            idx = jax.random.choice(k, w.shape[0], (section["online_batch"],), p=m / n)
+            # (with no connected host, uniform draws; the step is then discarded below)
+            idx = jax.random.choice(k, w.shape[0], (section["online_batch"],),
+                                    p=jnp.where(seen, m / n, 1.0 / m.shape[0]))
             x = standardize(state.mean, jnp.sqrt(jnp.maximum(state.var, 1e-6)), w[idx]).reshape(idx.shape[0], -1)
             grads = jax.grad(trimmed_loss)(params, cfg, x)
             updates, opt = tx.update(grads, opt, params)
@@ -388,11 +392,13 @@ def detector_update(state: OnlineDetector, key: jax.Array, window: jax.Array, co
 
         (params, opt), _ = jax.lax.scan(adam_step, (state.params, state.opt),
                                         jax.random.split(key, section["online_steps"]))
-        state = state._replace(params=params, opt=opt)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(seen, a, b), new, old)  # noqa: E731
+        state = state._replace(params=keep(params, state.params), opt=keep(opt, state.opt))
     s = score(to_detector(state), w)
     q = jnp.nanquantile(jnp.where(m > 0, s, jnp.nan), 1.0 - section["target_fpr"])
     first = state.count == 1
     threshold = jnp.where(first, q, state.threshold + rate * (q - state.threshold))
+    threshold = jnp.where(seen & jnp.isfinite(q), threshold, state.threshold)
     return state._replace(threshold=threshold)
 
 
