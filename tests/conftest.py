@@ -51,7 +51,7 @@ FILE_COST_S = {
     "tests/test_impala.py": 25,
     "tests/test_meta.py": 23,
     "tests/test_comm.py": 27,
-    "tests/test_hybrid.py": 14,
+    "tests/test_hybrid.py": 12,
 }
 UNLISTED_FILE_COST_S = 5
 
