@@ -196,7 +196,9 @@ def test_evaluation_of_the_trained_policy_is_finite(trained):
     assert bool(np.all(out.pop("completed"))), algo  # the env's episode limit ends every episode
     for name in ("return", "length", "csr", "fpr", "mttd", "mttr"):
         values = np.asarray(out[name])
-        assert values.shape == (4,) and np.isfinite(values).all(), (algo, name, values)
+        # soc-hybrid's MTTD/MTTR are NaN where undefined (no compromise, no detection in 6 steps)
+        ok = np.isfinite(values) | (np.isnan(values) & (scenario_of(algo) == "soc-hybrid") & (name in ("mttd", "mttr")))
+        assert values.shape == (4,) and ok.all(), (algo, name, values)
     assert np.all((out["length"] >= 1) & (out["length"] <= ENV["max_steps"])), (algo, out["length"])
 
 

@@ -58,7 +58,7 @@ from jaxsoc.env.spaces import Box, MultiDiscrete
 from jaxsoc.env.state import EnvState
 
 Obs = Dict[str, jax.Array]
-METRIC_KEYS = ("return", "length", "csr", "mttd", "fpr", "recall", "exfiltrated", "hosts_compromised",
+METRIC_KEYS = ("return", "length", "csr", "mttd", "mttr", "fpr", "recall", "exfiltrated", "hosts_compromised",
                "catches", "false_alarms", "investigations", "auto_locks", "mttd_censored")
 
 
@@ -117,7 +117,8 @@ def episode_metrics(state: HybridState, p: P.HybridParams) -> Dict[str, jax.Arra
     recall: compromised hosts locked down / hosts ever compromised (NaN when none was);
     fpr: clean hosts locked down / hosts never compromised; mttd: steps from the first compromise
     to the first catch or positive investigation (censored at the episode's end; NaN before any
-    compromise); csr: contained.
+    compromise); mttr: from that detection to containment (censored at the episode's end; NaN
+    without a detection); csr: contained.
     """
     c, a = state.counters, state.soc.attacker
     f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
@@ -126,7 +127,9 @@ def episode_metrics(state: HybridState, p: P.HybridParams) -> Dict[str, jax.Arra
     detected = c.detect_time > 0
     mttd = jnp.where(a.begun, jnp.where(detected, f(c.detect_time - a.first_compromise), t - f(a.first_compromise)),
                      jnp.nan)
-    return {"return": c.ret, "length": t, "csr": f(c.contained), "mttd": mttd,
+    # An episode ends at containment, so its last step is the containment step when contained.
+    mttr = jnp.where(detected, t - f(c.detect_time), jnp.nan)
+    return {"return": c.ret, "length": t, "csr": f(c.contained), "mttd": mttd, "mttr": mttr,
             "fpr": f(c.false_alarms) / jnp.maximum(1.0, f(p.num_hosts - ever)),
             "recall": jnp.where(ever > 0, f(c.catches) / jnp.maximum(1.0, f(ever)), jnp.nan),
             "exfiltrated": f(a.exfiltrated), "hosts_compromised": f(ever), "catches": f(c.catches),
