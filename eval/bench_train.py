@@ -68,6 +68,8 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "reptile": ("reptile", []),
     # alternating red/blue PPO on the learnable-red preset (docs/redblue.md): one update = a round
     "redblue": ("redblue", ["scenario=soc-v2-redblue"]),
+    # seed 000's hybrid team on its own scenario (docs/hybrid.md): QMIX segment agents + MADDPG network agent
+    "hybrid": ("hybrid", ["scenario=soc-hybrid"]),
 }
 
 
@@ -159,7 +161,7 @@ def time_case(name: str, args) -> dict:
     hidden = s.get("hidden_sizes", [])
     if rounds is not None and fewest is not None and fewest < updates * rounds:
         shape += f", only {fewest} of {updates * rounds} rounds timed (learning_starts)"
-    row = dict(case=name, algo=algo, envs=args.envs, scenario=args.scenario, shape=shape,
+    row = dict(case=name, algo=algo, envs=args.envs, scenario=cfg["scenario"], shape=shape,
                hidden="x".join(map(str, hidden)) or "-",
                sps=updates * per_update / best, compile_s=max(first - best, 0.0),
                steps=updates * per_update, load=f"{load_before} -> {_load()}")

@@ -7,7 +7,7 @@ import yaml
 from jaxsoc import config
 from jaxsoc.config import ConfigError
 
-SCENARIOS = ["hmarl-soc-v1", "soc-v2"]
+SCENARIOS = ["hmarl-soc-v1", "soc-v2", "soc-hybrid"]  # soc-hybrid: configs/hybrid.yaml
 
 
 def resolve(*args, **kwargs):

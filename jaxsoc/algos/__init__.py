@@ -28,6 +28,7 @@ ALGORITHMS: dict[str, str] = {
     "base-stock": "scripted",     # the demos' textbook heuristics (jaxsoc/demos, docs/demos.md):
     "least-cost": "scripted",     # retail's base-stock ordering, banking's least-cost and
     "round-robin": "scripted",    # round-robin routing; they act on those scenarios only
+    "detector-alone": "scripted",  # soc-hybrid: lock down every host the detector alarms on (docs/hybrid.md)
     # on-policy learners (ppo.py, a2c.py, trpo.py)
     "ippo": "ppo",
     "mappo": "ppo",
@@ -48,6 +49,8 @@ ALGORITHMS: dict[str, str] = {
     "maddpg": "maddpg",
     # the hierarchical HMARL-SOC team (docs/hmarl.md)
     "hmarl": "hmarl",
+    # seed 000's hybrid team on soc-hybrid: QMIX segment agents + a MADDPG network agent (docs/hybrid.md)
+    "hybrid": "hybrid",
     # meta-learning across scenarios: Reptile over a PPO team (docs/meta.md)
     "reptile": "meta",
     # the learnable red agent on soc-v2-redblue (docs/redblue.md): PPO red vs a scripted SOC

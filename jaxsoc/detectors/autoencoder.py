@@ -132,6 +132,15 @@ def autoencoder_scores(detector: AutoencoderDetector, windows: jax.Array) -> jax
     return reconstruction_error(detector.params, detector.config, x)
 
 
+def trimmed_loss(params: dict, config: AutoencoderConfig, x: jax.Array) -> jax.Array:
+    """The training loss of a minibatch of standardised flat windows `[B, W*F]`: the mean
+    reconstruction error of its best-reconstructed `B - int(trim * B)` windows (a static count),
+    so its worst `trim` share (rare windows, e.g. attacked ones) is not learned."""
+    err = reconstruction_error(params, config, x)  # [B]
+    keep = max(1, x.shape[0] - int(config.trim * x.shape[0]))
+    return jnp.mean(jnp.sort(err)[:keep])
+
+
 @functools.partial(jax.jit, static_argnames=("config",))
 def _train(key: jax.Array, x: jax.Array, config: AutoencoderConfig):
     """x: standardised flat windows `[M, W*F]` -> (params, per-epoch mean trimmed loss `[epochs]`)."""
@@ -140,16 +149,10 @@ def _train(key: jax.Array, x: jax.Array, config: AutoencoderConfig):
     tx = optax.adam(config.learning_rate)
     opt_state = tx.init(params)
     batches = x.shape[0] // config.batch_size
-    # The loss keeps the best-reconstructed `keep` windows of each batch (static count).
-    keep = max(1, config.batch_size - int(config.trim * config.batch_size))
-
-    def loss_fn(p, xb):
-        err = reconstruction_error(p, config, xb)  # [B]
-        return jnp.mean(jnp.sort(err)[:keep])
 
     def batch_step(carry, idx):
         p, o = carry
-        loss, grads = jax.value_and_grad(loss_fn)(p, x[idx])
+        loss, grads = jax.value_and_grad(trimmed_loss)(p, config, x[idx])
         updates, o = tx.update(grads, o, p)
         return (optax.apply_updates(p, updates), o), loss
 

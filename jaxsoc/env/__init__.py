@@ -7,8 +7,8 @@
 
 `make(name, **overrides)` validates everything before anything is traced. See docs/env.md.
 `make` also builds the scenarios that are not SOC worlds (`ENV_MODULES`: the retail and banking
-demos of docs/demos.md, the CAGE-4-like world of docs/cage4.md), so every learner and the CLI
-reach them by name.
+demos of docs/demos.md, the CAGE-4-like world of docs/cage4.md, seed 000's hybrid SOC of
+docs/hybrid.md), so every learner and the CLI reach them by name.
 """
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ from jaxsoc.env.metrics import METRIC_KEYS, episode_metrics
 from jaxsoc.env.params import (AGENTS, MECHANISMS, SWITCHES, EnvParams, build_params, preset_names,
                                register, validate)
 from jaxsoc.env.policies import POLICIES
-from jaxsoc.env.spaces import Box, Discrete
+from jaxsoc.env.spaces import Box, Discrete, MultiDiscrete
 from jaxsoc.env.state import EnvState
 
 
 # Scenarios that are not SOC presets: name -> a module whose `make(**overrides) -> (env, params)`
 # builds it, imported only when asked for (as `jaxsoc.algos` imports learners).
 ENV_MODULES: Dict[str, str] = {"retail": "jaxsoc.demos.retail", "banking": "jaxsoc.demos.banking",
-                               "cage4-like": "jaxsoc.env.cage4"}
+                               "cage4-like": "jaxsoc.env.cage4", "soc-hybrid": "jaxsoc.env.hybrid"}
 
 
 def register_env(name: str, module: str) -> None:
@@ -54,7 +54,7 @@ def make(scenario: str = "hmarl-soc-v1", /, **overrides) -> Tuple[SOCEnv, EnvPar
 
 
 __all__ = [
-    "AGENTS", "ENV_MODULES", "MECHANISMS", "Box", "Discrete", "EnvParams", "EnvState", "METRIC_KEYS", "POLICIES", "SOCEnv",
+    "AGENTS", "ENV_MODULES", "MECHANISMS", "Box", "Discrete", "EnvParams", "EnvState", "METRIC_KEYS", "MultiDiscrete", "POLICIES", "SOCEnv",
     "SWITCHES", "build_params", "episode_metrics", "hmarl_directive", "initial_state", "make",
     "preset_names", "register", "register_env", "scenario_names", "validate",
 ]

@@ -52,3 +52,25 @@ class Box:
         x = jnp.asarray(x)
         ok_shape = x.shape == tuple(self.shape)
         return jnp.logical_and(ok_shape, jnp.all((x >= self.low) & (x <= self.high)))
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiDiscrete:
+    """One choice per entry: integer vectors with `0 <= x[i] < nvec[i]`; `shape == (len(nvec),)`, int32."""
+
+    nvec: Tuple[int, ...]
+    dtype: jnp.dtype = jnp.int32
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return (len(self.nvec),)
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """Uniform choices, `[len(nvec)]` int32."""
+        return jax.random.randint(key, self.shape, 0, jnp.asarray(self.nvec), dtype=self.dtype)
+
+    def contains(self, x: jax.Array) -> jax.Array:
+        x = jnp.asarray(x)
+        if x.shape != self.shape:
+            return jnp.asarray(False)
+        return jnp.all((x >= 0) & (x < jnp.asarray(self.nvec)) & (x == jnp.floor(x)))
