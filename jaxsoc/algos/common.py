@@ -18,6 +18,7 @@ from typing import Dict
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxsoc.env import SOCEnv, hmarl_directive
 from jaxsoc.env.defenders import DIRECTIVE_DIM
@@ -108,3 +109,14 @@ def batched_step(env: SOCEnv, params, key: jax.Array, state, actions):
     """One auto-resetting step of every env: `(obs, state, rewards, dones, infos)`, `[num_envs, ...]`."""
     n = jax.tree.leaves(state)[0].shape[0]
     return jax.vmap(env.step, in_axes=(0, 0, 0, None))(jax.random.split(key, n), state, actions, params)
+
+
+def clipped_adam(learning_rate, max_grad_norm: float = 0.0, eps: float = 1e-8) -> optax.GradientTransformation:
+    """Adam after clipping its gradient tree to global norm `max_grad_norm` (0: no clipping).
+
+    The one optimiser the learners build, over whatever tree they hand it (a network, a role's
+    networks, a joint tree); `learning_rate` may be an optax schedule. `eps` 1e-8 is PyTorch's and
+    optax's default; the on-policy family passes its `adam_eps`.
+    """
+    adam = optax.adam(learning_rate, eps=eps)
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), adam) if max_grad_norm > 0 else adam

@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxsoc.algos import offpolicy as op
+from jaxsoc.algos.common import clipped_adam
 from jaxsoc.networks import QMixer, QNetwork, vdn_mix
 
 PyTree = Any
@@ -145,7 +146,7 @@ class DQN:
 
     @property
     def optimizer(self) -> optax.GradientTransformation:
-        return op.make_optimizer(self.lr, self.max_grad_norm)
+        return clipped_adam(self.lr, self.max_grad_norm)
 
     def init(self, key: jax.Array) -> DQNState:
         params = self.network.init(key, jnp.zeros((1, self.obs_dim), jnp.float32))
@@ -246,7 +247,7 @@ class ValueDecomposition:
 
     @property
     def optimizer(self) -> optax.GradientTransformation:
-        return op.make_optimizer(self.lr, self.max_grad_norm)
+        return clipped_adam(self.lr, self.max_grad_norm)
 
     def init(self, key: jax.Array) -> VDState:
         keys = jax.random.split(key, len(self.agents) + 1)

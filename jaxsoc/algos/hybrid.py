@@ -50,6 +50,7 @@ import optax
 from jaxsoc import buffers
 from jaxsoc.algos import common
 from jaxsoc.algos import offpolicy as op
+from jaxsoc.algos.common import clipped_adam
 from jaxsoc.algos.base import mean_episode_metrics, per_update_trainer
 from jaxsoc.algos.dqn import VDState, td_step
 from jaxsoc.algos.maddpg import MADDPG
@@ -174,7 +175,7 @@ class SegmentQMix:
 
     @property
     def optimizer(self) -> optax.GradientTransformation:
-        return op.make_optimizer(self.lr, self.max_grad_norm)
+        return clipped_adam(self.lr, self.max_grad_norm)
 
     def init(self, key: jax.Array) -> VDState:
         k_q, k_mix = jax.random.split(key)

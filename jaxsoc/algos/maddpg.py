@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxsoc.algos import offpolicy as op
+from jaxsoc.algos.common import clipped_adam
 from jaxsoc.algos.dqn import DQN, dqn_kwargs
 from jaxsoc.networks import ContinuousQ, DeterministicActor
 
@@ -122,7 +123,7 @@ class MADDPG:
         return ContinuousQ(self.hidden)
 
     def _opt(self, lr: float) -> optax.GradientTransformation:
-        return op.make_optimizer(lr, self.max_grad_norm)
+        return clipped_adam(lr, self.max_grad_norm)
 
     def init(self, key: jax.Array) -> MADDPGState:
         k_actor, k_critic = jax.random.split(key)

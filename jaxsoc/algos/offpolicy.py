@@ -131,12 +131,6 @@ def validate_dqn(section: dict, where: str) -> None:
 
 
 # ------------------------------------------------------------------------------ shared maths
-def make_optimizer(lr: float, max_grad_norm: float = 0.0) -> optax.GradientTransformation:
-    """Adam (PyTorch's defaults), after global-norm clipping when `max_grad_norm > 0`."""
-    adam = optax.adam(lr)
-    return optax.chain(optax.clip_by_global_norm(max_grad_norm), adam) if max_grad_norm > 0 else adam
-
-
 def gradient_step(loss_fn: Callable, params: PyTree, opt_state: PyTree,
                   optimizer: optax.GradientTransformation, has_aux: bool = False):
     """One optimiser step on `loss_fn(params)`: `(loss or (loss, aux), params, opt_state)`."""

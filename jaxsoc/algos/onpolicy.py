@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxsoc.algos.common import RoleSpec, to_env_actions
+from jaxsoc.algos.common import RoleSpec, clipped_adam, to_env_actions
 from jaxsoc.distributions import MaskedCategorical, TanhGaussian
 from jaxsoc.env.defenders import reads_directive
 from jaxsoc.networks import MLP, CategoricalActor, TanhGaussianActor, ValueCritic, dense
@@ -498,7 +498,7 @@ def per_network_optimizer(params: Any, lr: float, max_grad_norm: float, adam_eps
     rate = optax.linear_schedule(lr, 0.0, anneal_steps) if anneal_steps else lr
 
     def one():
-        return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(rate, eps=adam_eps))
+        return clipped_adam(rate, max_grad_norm, eps=adam_eps)
 
     def labels(tree):
         out = {}

@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxsoc.algos import offpolicy as op
+from jaxsoc.algos.common import clipped_adam
 from jaxsoc.algos.dqn import DQN, dqn_kwargs
 from jaxsoc.distributions import TanhGaussian
 from jaxsoc.networks import TanhGaussianActor, TwinQ
@@ -137,7 +138,7 @@ class SAC:
         return -float(self.action_dim) if self.target_entropy is None else float(self.target_entropy)
 
     def _opt(self, lr: float) -> optax.GradientTransformation:
-        return op.make_optimizer(lr, self.max_grad_norm)
+        return clipped_adam(lr, self.max_grad_norm)
 
     def init(self, key: jax.Array) -> SACState:
         k_actor, k_critic = jax.random.split(key)

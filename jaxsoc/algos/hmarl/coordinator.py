@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from jaxsoc.algos import onpolicy, ppo
-from jaxsoc.algos.common import V1_COORDINATOR_CHOICES
+from jaxsoc.algos.common import V1_COORDINATOR_CHOICES, clipped_adam
 from jaxsoc.distributions import MaskedCategorical
 from jaxsoc.env import SOCEnv
 from jaxsoc.env.observe import segment_token_layout
@@ -105,7 +105,7 @@ class Coordinator:
     @property
     def optimizer(self) -> optax.GradientTransformation:
         """One Adam over actor and critic together, clipped by their joint gradient norm."""
-        return optax.chain(optax.clip_by_global_norm(self.max_grad_norm), optax.adam(self.lr, eps=1e-5))
+        return clipped_adam(self.lr, self.max_grad_norm, eps=1e-5)
 
     def init(self, key: jax.Array) -> CoordinatorState:
         ka, kc = jax.random.split(key)
