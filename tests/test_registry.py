@@ -47,9 +47,7 @@ NUM_ENVS, ROLLOUT, UPDATES, RESUME_AT = 4, 4, 2, 1
 ENV = {"max_steps": 6, "hosts_per_segment": 4, "directive_period": 2}
 # The scripted SOC leads issue discrete directives and read the SOC view: soc-v2 has both.
 SCENARIO = {name: "soc-v2" for name in soc.POLICIES if name.startswith("lead-")}
-SCENARIO.update({"red-ppo": "soc-v2-redblue", "redblue": "soc-v2-redblue"})  # the learnable red (docs/redblue.md)
-# Seed 000's hybrid team and its detector-alone baseline act on soc-hybrid only (docs/hybrid.md).
-SCENARIO.update({"hybrid": "soc-hybrid", "detector-alone": "soc-hybrid"})
+SCENARIO.update(algos.HOME_SCENARIO)  # the learnable red (soc-v2-redblue), seed 000's team (soc-hybrid)
 
 
 def scenario_of(algo: str) -> str:

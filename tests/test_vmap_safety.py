@@ -71,7 +71,8 @@ def test_orthogonal_under_vmap_factorises_one_matrix_at_a_time():
 
 
 def _small_config(algo: str) -> dict:
-    return config_lib.resolve(flags={"algo": algo, "scenario": "soc-v2", "num_envs": 64, "num_seeds": 2,
+    scenario = algos.HOME_SCENARIO.get(algo, "soc-v2")
+    return config_lib.resolve(flags={"algo": algo, "scenario": scenario, "num_envs": 64, "num_seeds": 2,
                                      "total_steps": 65536, "env": {"hosts_per_segment": 4}})
 
 

@@ -59,6 +59,13 @@ ALGORITHMS: dict[str, str] = {
     "redblue": "redblue",
 }
 
+# Algorithms that play one scenario only (their checks refuse any other): the scenario tools and
+# tests build for them. Every other algorithm plays any SOC preset.
+HOME_SCENARIO: dict[str, str] = {
+    "red-ppo": "soc-v2-redblue", "redblue": "soc-v2-redblue",
+    "hybrid": "soc-hybrid", "detector-alone": "soc-hybrid",
+}
+
 # family -> import path, for families living outside `jaxsoc.algos` (plugins, test toys).
 _FAMILY_MODULES: dict[str, str] = {}
 
