@@ -22,8 +22,9 @@ action value"; ppo: 1 epoch of 4 minibatches, GAE lambda 0.95; entropy 0.01; gra
 clipping 0.5). Runs that already exist under OUT are reused, so the figures can be redrawn.
 
 Writes OUT/seed004.md (final-100-episode return per learner: mean ± std over seeds and a 95 %
-interval of the mean, the measured ordering beside the study's, wall-clock per learner) and
-OUT/seed004.png (return per episode, mean over seeds with a ±1 std band, smoothed over 20 episodes).
+interval of the mean, the measured ordering beside the study's, wall-clock per learner; the
+scripted blue baselines over 100 episodes per seed beside them) and OUT/seed004.png (return per
+episode, mean over seeds with a ±1 std band, smoothed over 20 episodes; baselines dashed).
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ FINAL = 100  # episodes averaged for the table
 SMOOTH = 20
 
 
-def train(algo: str, out: str, seeds: int, episodes: int, log) -> float:
+def train(algo: str, out: str, seeds: int, episodes: int, log, extra=()) -> float:
     """Train `algo` with the study's settings into OUT/<algo> (skipped if it exists); wall-clock s."""
     run_dir = os.path.join(out, algo)
     if os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
@@ -63,6 +64,7 @@ def train(algo: str, out: str, seeds: int, episodes: int, log) -> float:
     sets = [f"env.max_steps={EPISODE_STEPS}", f"{family}.hidden_sizes=[64,64]", f"{family}.activation=relu",
             f"run.dir={out}", "run.chunk_updates=50", "run.progress=false", "run.checkpoint_every=0"]
     sets += [f"{family}.{k}={v}" for k, v in keys.items()]
+    sets += [e for e in extra if e.startswith(family + ".")]  # --set: the learners of that section
     cmd = [sys.executable, os.path.join(REPO, "train", "run.py"), "--algo", algo, "--scenario", "cage4-like",
            "--num-envs", "1", "--num-seeds", str(seeds), "--total-steps", str(episodes * EPISODE_STEPS),
            "--name", algo]
@@ -94,7 +96,26 @@ def episode_returns(run_dir: str) -> np.ndarray:
     return np.asarray([r[:n] for r in rows], np.float64)
 
 
-def summary(returns: dict[str, np.ndarray], walls: dict[str, float]) -> str:
+def baseline_returns(seeds: int, episodes: int = FINAL) -> dict[str, np.ndarray]:
+    """`{policy: [seeds, episodes]}` team return of cage4-like's scripted blue baselines
+    (jaxsoc/env/cage4/baselines.py) on 50-step episodes, the learners' yardstick."""
+    import jax
+
+    from cage4_calibration import play  # eval/cage4_calibration.py, this script's sibling
+
+    from jaxsoc.env import cage4
+    from jaxsoc.env.cage4.baselines import BASELINES
+
+    env, params = cage4.make(max_steps=EPISODE_STEPS)
+    out = {}
+    for i, name in enumerate(BASELINES):
+        metrics = play(env, params, name, jax.random.key(10_000 + i), seeds * episodes)
+        out[name] = np.asarray(metrics["return"], np.float64).reshape(seeds, episodes)
+    return out
+
+
+def summary(returns: dict[str, np.ndarray], walls: dict[str, float],
+            baselines: dict[str, np.ndarray] | None = None) -> str:
     lines = [f"| learner | final {FINAL} episodes: mean ± std over seeds | 95 % interval of the mean | "
              "first 100 episodes | seeds | episodes | wall-clock |", "|---|---:|---:|---:|---:|---:|---:|"]
     finals = {}
@@ -106,12 +127,18 @@ def summary(returns: dict[str, np.ndarray], walls: dict[str, float]) -> str:
         lines.append(f"| {algo.upper()} | {last.mean():.1f} ± {last.std():.1f} | "
                      f"[{last.mean() - half:.1f}, {last.mean() + half:.1f}] | {first.mean():.1f} | {len(last)} | "
                      f"{r.shape[1]} | {walls.get(algo, float('nan')):.0f} s |")
+    for name, r in (baselines or {}).items():
+        per_seed = r.mean(axis=1)
+        half = 1.96 * per_seed.std(ddof=1) / np.sqrt(len(per_seed)) if len(per_seed) > 1 else float("nan")
+        lines.append(f"| {name} (scripted) | {per_seed.mean():.1f} ± {per_seed.std():.1f} | "
+                     f"[{per_seed.mean() - half:.1f}, {per_seed.mean() + half:.1f}] | - | {len(per_seed)} | "
+                     f"{r.shape[1]} | - |")
     order = " > ".join(a.upper() for a in sorted(finals, key=lambda a: -finals[a]))
     lines += ["", f"Measured order (final-episode means): {order}. The study's: {STUDY_ORDER}."]
     return "\n".join(lines)
 
 
-def figure(returns: dict[str, np.ndarray], path: str) -> None:
+def figure(returns: dict[str, np.ndarray], path: str, baselines: dict[str, np.ndarray] | None = None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -124,9 +151,12 @@ def figure(returns: dict[str, np.ndarray], path: str) -> None:
         mean, std = smooth.mean(axis=0), smooth.std(axis=0)
         ax.plot(x, mean, label=algo.upper())
         ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    for name, r in (baselines or {}).items():
+        ax.axhline(r.mean(), ls="--", lw=1, color="grey")
+        ax.annotate(name, (0, r.mean()), fontsize=7, color="grey", va="bottom")
     ax.set_xlabel("episode")
-    ax.set_ylabel(f"team return per episode (mean over seeds ± std, {SMOOTH}-episode mean)")
-    ax.set_title("Seed 004's study on cage4-like")
+    ax.set_ylabel("team return per episode")
+    ax.set_title(f"Seed 004's study on cage4-like: mean over seeds ± std, {SMOOTH}-episode mean")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -138,19 +168,25 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=25, help="runs per learner, vmapped in one program")
     ap.add_argument("--episodes", type=int, default=1000, help="episodes of 50 steps per run")
     ap.add_argument("--algos", nargs="+", default=list(STUDY), choices=list(STUDY))
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a key the study leaves open, for the learners of that section (a2c. or ppo.), e.g. ppo.epochs=10")
     args = ap.parse_args(argv)
     if args.seeds < 1:
         ap.error(f"--seeds must be at least 1, got {args.seeds}")
     if args.episodes < max(FINAL, 2 * SMOOTH):
         ap.error(f"--episodes must be at least {max(FINAL, 2 * SMOOTH)} (the table averages the last {FINAL}), "
                  f"got {args.episodes}")
+    for e in args.set:
+        if "=" not in e or e.split(".", 1)[0] not in ("a2c", "ppo"):
+            ap.error(f"--set takes a2c.KEY=VALUE or ppo.KEY=VALUE, got {e!r}")
     os.makedirs(args.out, exist_ok=True)
-    walls = {a: train(a, args.out, args.seeds, args.episodes, print) for a in args.algos}
+    walls = {a: train(a, args.out, args.seeds, args.episodes, print, args.set) for a in args.algos}
     returns = {a: episode_returns(os.path.join(args.out, a)) for a in args.algos}
-    text = summary(returns, walls)
+    baselines = baseline_returns(args.seeds)
+    text = summary(returns, walls, baselines)
     with open(os.path.join(args.out, "seed004.md"), "w") as f:
         f.write(text + "\n")
-    figure(returns, os.path.join(args.out, "seed004.png"))
+    figure(returns, os.path.join(args.out, "seed004.png"), baselines)
     print(text)
     print(f"wrote {args.out}/seed004.md and {args.out}/seed004.png")
     return 0

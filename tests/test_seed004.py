@@ -39,7 +39,9 @@ def test_summary_orders_the_learners_by_their_final_episodes():
     s4 = load()
     flat = np.zeros((3, 120))
     rising = np.concatenate([np.zeros((3, 20)), np.ones((3, 100))], axis=1) + np.arange(3)[:, None]
-    text = s4.summary({"iac": flat, "mappo": rising}, {"iac": 10.0, "mappo": 20.0})
+    text = s4.summary({"iac": flat, "mappo": rising}, {"iac": 10.0, "mappo": 20.0},
+                      {"monitor": np.full((3, 100), -50.0)})
+    assert "| monitor (scripted) | -50.0 ± 0.0 | [-50.0, -50.0] |" in text
     assert "Measured order (final-episode means): MAPPO > IAC." in text
     assert "| MAPPO | 2.0 ± 0.8 |" in text  # final 100 episodes of seeds 1, 2, 3: mean 2, population std 0.82
 
@@ -48,6 +50,7 @@ def test_summary_orders_the_learners_by_their_final_episodes():
     (["--episodes", "50"], "--episodes must be at least 100"),
     (["--seeds", "0"], "--seeds must be at least 1"),
     (["--algos", "dqn"], "invalid choice"),
+    (["--set", "dqn.lr=1"], "--set takes a2c.KEY=VALUE or ppo.KEY=VALUE"),
 ])
 def test_bad_arguments_fail_before_anything_is_written(tmp_path, capsys, argv, message):
     s4 = load()
