@@ -16,10 +16,11 @@ average total return per episode over the runs) with its table of hyper-paramete
 | env steps per update | 50 | 100 |
 
 Each learner is one `train/run.py` run: one env per seed (a run is one agent team playing its
-episodes in turn, as in the study), all seeds vmapped in one compiled program. Keys the study
-does not give keep jaxsoc's defaults (a2c: n-step returns, gae_lambda 1, the study's "empirical
-action value"; ppo: 1 epoch of 4 minibatches, GAE lambda 0.95; entropy 0.01; gradient-norm
-clipping 0.5). Runs that already exist under OUT are reused, so the figures can be redrawn.
+episodes in turn, as in the study), all seeds vmapped in one compiled program, on top of
+configs/<algo>.yaml. Keys the study does not give keep those configs' values (a2c: the study's
+"empirical action value" r + gamma V(s'), i.e. gae_lambda 0; ppo: 4 minibatches, GAE lambda 0.95;
+entropy 0.01; gradient-norm clipping 0.5), except PPO's epochs: 10 (with 1 it barely learns,
+measured; docs/cage4.md); `--set ppo.epochs=1` and the like try others. Runs that already exist under OUT are reused, so the figures can be redrawn.
 
 Writes OUT/seed004.md (final-100-episode return per learner: mean ± std over seeds and a 95 %
 interval of the mean, the measured ordering beside the study's, wall-clock per learner; the
@@ -43,8 +44,10 @@ REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 STUDY = {
     "iac": ("a2c", {"lr": 0.05, "gamma": 0.99, "rollout": 50}),
     "maac": ("a2c", {"lr": 0.05, "gamma": 0.99, "rollout": 50}),
-    "ippo": ("ppo", {"lr": 1e-4, "gamma": 0.95, "rollout": 100, "clip_eps": 0.2}),
-    "mappo": ("ppo", {"lr": 1e-4, "gamma": 0.95, "rollout": 100, "clip_eps": 0.2}),
+    # epochs: not in the study's table; with one epoch per rollout PPO at lr 1e-4 barely leaves its
+    # random start in 500 updates (final -84 against random's -93, measured), with 10 it learns.
+    "ippo": ("ppo", {"lr": 1e-4, "gamma": 0.95, "rollout": 100, "clip_eps": 0.2, "epochs": 10}),
+    "mappo": ("ppo", {"lr": 1e-4, "gamma": 0.95, "rollout": 100, "clip_eps": 0.2, "epochs": 10}),
 }
 # What the study reports (its Fig. 2 and discussion): IPPO and MAPPO alike and best, MAAC above IAC.
 STUDY_ORDER = "IPPO ≈ MAPPO > MAAC > IAC"
