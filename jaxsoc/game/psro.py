@@ -4,6 +4,7 @@
     game = toy.matrix_game(payoff)                       # or any `ZeroSumGame` (interface below)
     result = psro.run_psro(game, row_init, col_init, jax.random.key(0), iterations=30)
     result.history["exploitability"]                     # [iterations] of the meta-strategy mixture
+    batch = psro.run_psro_batch(game, row0, col0, keys, iterations=3)   # S seeds in step (leaves [S, ...])
 
 The loop. Each player keeps a population of policies; the empirical meta-game is the payoff
 matrix of every (row member, column member) pairing. Each iteration
@@ -41,6 +42,8 @@ The game interface (`ZeroSumGame`; the row player maximises the payoff, the colu
     per iteration: jit them yourself, or train an RL learner inside.
   exploitability(row_population, row_meta, col_population, col_meta) -> [] (optional): the exact
     NashConv of the meta-strategy pair in the full game.
+For `run_psro_batch` the oracles and `exploitability` take and return a leading seed axis (one
+call answers S runs, e.g. S best responses trained in one vmapped program; jaxsoc/game/socgame.py).
 """
 from __future__ import annotations
 
