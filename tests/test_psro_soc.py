@@ -135,7 +135,7 @@ def test_payoff_matrix_equals_the_pairings_play_results():
     assert len({round(float(x), 4) for x in matrix.ravel()}) > 1  # the members differ
 
 
-@pytest.mark.slow  # two tiny PSRO runs: compiles two trainers and the pairing program (~18 min wall, loaded 2 cores); cheap check: the mixture tests
+@pytest.mark.slow  # two tiny PSRO runs: compiles two trainers and the pairing program (10 min wall on the loaded 2 cores); cheap check: the mixture tests
 def test_psro_on_the_soc_game_is_deterministic_per_seed():
     game, _, _ = tiny_game()
     keys = jax.random.split(jax.random.key(3), 2)
@@ -204,7 +204,7 @@ def test_red_ppo_plays_against_the_soc_team_of_a_run_folder(tmp_path):
             np.testing.assert_array_equal(np.asarray(got[a]), np.asarray(want[a]))
 
 
-@pytest.mark.slow  # trains a tiny redblue run through train/run.py (a subprocess, ~2 CPU-min); cheap check: the scripted run above
+@pytest.mark.slow  # trains a tiny redblue run through train/run.py (a subprocess; 4.5 min wall on the loaded 2 cores); cheap check: the scripted run above
 def test_red_ppo_plays_against_the_blue_team_of_a_redblue_run(tmp_path):
     import subprocess
     import sys
