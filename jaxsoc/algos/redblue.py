@@ -10,7 +10,8 @@ updates inside one compiled program.
 
 | algo      | what                                                                                 |
 |-----------|--------------------------------------------------------------------------------------|
-| red-ppo   | PPO for red against a fixed scripted SOC team (`redblue.blue`, a `POLICIES` name)     |
+| red-ppo   | PPO for red against a fixed SOC team (`redblue.blue`: a `POLICIES` name or a run      |
+|           | folder holding a SOC team, e.g. a finished `redblue` run: `check_blue_run`)           |
 | redblue   | alternating training in one program: each round `rounds_updates` PPO updates of red  |
 |           | against the current blue team, then as many of blue (MAPPO-style world critic, or    |
 |           | `blue_critic: local`) against the updated red; `lax.scan` over rounds, vmapped over seeds |
@@ -42,8 +43,12 @@ DEFAULTS = {
     "critic": "auto",        # blue's critic under redblue: auto (= world) | world | local; red's is local
     "hidden_sizes": [128, 128],
     "rounds_updates": 4,     # redblue: PPO updates per side per round
-    "blue": "rule-soar",     # red-ppo: the fixed SOC team (a scripted policy of jaxsoc.env.POLICIES)
+    "blue": "rule-soar",     # red-ppo: the fixed SOC team: a scripted policy of jaxsoc.env.POLICIES, or a
+                             # run folder whose SOC team it loads (jaxsoc.load_policy; see `blue_run`)
 }
+# Runs whose policy includes a SOC team that red-ppo can load as its fixed opponent: the
+# alternating self-play's blue team, or a scripted SOC policy run on the red-control scenario.
+BLUE_RUN_ALGOS = ("redblue",)
 POSITIVE = ("rollout", "epochs", "minibatches", "lr", "adam_eps", "max_grad_norm", "clip_eps", "rounds_updates")
 SIDES = ("red", "blue")
 
@@ -58,9 +63,56 @@ def validate(config: dict) -> None:
     if s["critic"] not in ("auto", "world", "local"):
         raise ConfigError(f"redblue.critic (blue's critic) must be auto, world or local, got {s['critic']!r}")
     if s["blue"] not in POLICIES:
-        raise ConfigError(f"redblue.blue must be a scripted SOC policy ({', '.join(POLICIES)}), got {s['blue']!r}")
+        try:
+            check_blue_run(s["blue"], config["scenario"], config.get("env", {}))
+        except ValueError as e:
+            raise ConfigError(f"redblue.blue must be a scripted SOC policy ({', '.join(POLICIES)}) or a "
+                              f"run folder holding a SOC team: {e}") from None
     if not isinstance(s["rounds_updates"], int) or s["rounds_updates"] < 1:
         raise ConfigError(f"redblue.rounds_updates must be a positive integer, got {s['rounds_updates']!r}")
+
+
+def check_blue_run(path: str, scenario: str, env_overrides: dict):
+    """The run folder `path` as red-ppo's fixed SOC team, checked before any JAX work: a finished
+    run (config and checkpoint) of the same scenario and env overrides as this run, whose policy
+    acts for the SOC team (a `redblue` run's blue team, or a scripted SOC policy). Returns its
+    `jaxsoc.policy.Checked`; ValueError (AnalysisError) naming the problem otherwise."""
+    from jaxsoc.analysis.runs import AnalysisError, read_run
+    from jaxsoc.policy import check_run, is_scripted
+
+    run = read_run(path)  # what the run is first; its checkpoints (check_run) after
+    if run.scenario != scenario:
+        raise AnalysisError(f"{run.path} was trained on {run.scenario!r}, not this run's {scenario!r}")
+    algo = run.algo
+    if not (algo in BLUE_RUN_ALGOS or (is_scripted(algo) and algo in POLICIES)):
+        side = "red's (its SOC team is scripted)" if algo == "red-ppo" else f"a {algo!r} policy"
+        raise AnalysisError(f"{run.path} holds {side}, not a SOC team: use a redblue run or a scripted SOC policy")
+    theirs = dict(run.config.get("env") or {})
+    if theirs != dict(env_overrides or {}):
+        raise AnalysisError(f"{run.path} was trained with env overrides {theirs}, this run has {dict(env_overrides or {})}"
+                            " (the SOC roles' observations would not match)")
+    return check_run(path)
+
+
+def blue_run(path: str) -> Opponent:
+    """The SOC team of run folder `path` (checked by `check_blue_run`) as red's fixed opponent:
+    its first seed's newest checkpoint, acting greedily as `jaxsoc.load_policy` does (the actions
+    `eval/evaluate.py` evaluates); red's own action of that policy, if any, is dropped."""
+    from jaxsoc.policy import load_policy
+
+    team = load_policy(path)
+    soc_roles = [a for a in team.env.agents if a != "red"]
+
+    def act(_params, key, obs, state, env_params):
+        actions = team.act(key, obs, state)
+        return {a: actions[a] for a in soc_roles}
+
+    return act
+
+
+def blue_opponent(name_or_run: str) -> Opponent:
+    """red-ppo's fixed SOC team: a scripted policy name (`scripted_blue`) or a run folder (`blue_run`)."""
+    return scripted_blue(name_or_run) if name_or_run in POLICIES else blue_run(name_or_run)
 
 
 # ----------------------------------------------------------------------------- one side's env
@@ -81,13 +133,39 @@ class Versus(NamedTuple):
         return self._replace(env=self.env.replace(**kw))
 
 
+class Mixture(NamedTuple):
+    """An opponent that is a mixture of policies (PSRO's meta-strategy over a population), as
+    `Versus.opponent`: at every episode reset each env draws one member with probability `meta`
+    and plays it for the whole episode.
+
+    policies: the members' parameters, every leaf `[capacity, ...]` (`psro.Population.policies`);
+    meta: `[capacity]` probabilities (0 on slots that hold no member)."""
+
+    policies: Any
+    meta: jax.Array
+
+
+# The member draw's key stream, folded into the env's reset/step key so the world's draws are
+# the same as without a mixture.
+MEMBER_STREAM = 0x6D6978
+
+
+def draw_member(key: jax.Array, meta: jax.Array) -> jax.Array:
+    """int32 []: a member index drawn with probabilities `meta [capacity]` (zero-weight slots never)."""
+    logits = jnp.where(meta > 0, jnp.log(jnp.maximum(meta, 1e-30)), -jnp.inf)
+    return jax.random.categorical(jax.random.fold_in(key, MEMBER_STREAM), logits).astype(jnp.int32)
+
+
 @struct.dataclass
 class SideState:
     """A `SideEnv`'s state: the world's and every agent's current observation (the opponent acts
-    on its own). `t` is the world's clock (the directive schedule reads it)."""
+    on its own). `t` is the world's clock (the directive schedule reads it). `member`: int32 [],
+    the opponent member this env plays in its current episode when the opponent is a `Mixture`
+    (None otherwise)."""
 
     inner: Any
     obs: Dict[str, jax.Array]
+    member: Any = None
 
     @property
     def t(self):
@@ -122,18 +200,29 @@ class SideEnv:
         return {a: d[a] for a in self.agents}
 
     def reset(self, key, params: Versus):
-        """`key -> (obs {agent: [obs_dim]} of this side, SideState)`."""
+        """`key -> (obs {agent: [obs_dim]} of this side, SideState)`; against a `Mixture` the
+        episode's opponent member is drawn here."""
         obs, st = self.inner.reset(key, params.env)
-        return self._mine(obs), SideState(st, obs)
+        member = draw_member(key, params.opponent.meta) if isinstance(params.opponent, Mixture) else None
+        return self._mine(obs), SideState(st, obs, member)
 
     def step(self, key, state: SideState, actions, params: Versus):
         """One auto-resetting world step with the opponent acting: `SOCEnv.step`'s outputs, the
-        per-agent dicts (and `infos["final_obs"]`) restricted to this side's agents."""
+        per-agent dicts (and `infos["final_obs"]`) restricted to this side's agents. Against a
+        `Mixture` the opponent plays its member's parameters (gathered per env: under the
+        learners' vmap over envs each env reads its own slot) and an env whose episode ended
+        draws the next episode's member."""
         k_opp, k_env = jax.random.split(key)
-        other = self.opponent(params.opponent, k_opp, state.obs, state.inner, params.env)
+        mixture = isinstance(params.opponent, Mixture)
+        opp_params = (jax.tree.map(lambda x: x[state.member], params.opponent.policies) if mixture
+                      else params.opponent)
+        other = self.opponent(opp_params, k_opp, state.obs, state.inner, params.env)
         obs, st, rewards, dones, infos = self.inner.step(k_env, state.inner, {**other, **actions}, params.env)
         infos = dict(infos, final_obs=self._mine(infos["final_obs"]))
-        return (self._mine(obs), SideState(st, obs), self._mine(rewards),
+        member = state.member
+        if mixture:
+            member = jnp.where(dones["__all__"], draw_member(k_env, params.opponent.meta), member)
+        return (self._mine(obs), SideState(st, obs, member), self._mine(rewards),
                 {**self._mine(dones), "__all__": dones["__all__"]}, infos)
 
     def get_avail_actions(self, state: SideState, params: Versus):
@@ -218,7 +307,7 @@ def make_train(config: dict, env, env_params) -> Trainer:
     blue_act = onpolicy.make_act(env, env_params, blue_policy)
 
     if config["algo"] == "red-ppo":
-        blue = scripted_blue(s["blue"])
+        blue = blue_opponent(s["blue"])
         tr = side_trainer(config, env, env_params, "red", blue)
 
         def act(params, key, obs, env_state, greedy):
@@ -274,25 +363,32 @@ def make_train(config: dict, env, env_params) -> Trainer:
 
 
 # ----------------------------------------------------------------------------- evaluation
-def play(env, params, blue_fn, red_fn, key, num_envs):
+def play(env, params, blue_fn, red_fn, key, num_envs, blue_args=None, red_args=None):
     """`num_envs` episodes (each env's first, `params.max_steps` steps of play) of `blue_fn`
     against `red_fn`, and what red did in them: the campaign timeline of docs/redblue.md.
 
     `blue_fn(key, obs, state) -> SOC actions`, `red_fn(key, obs, state) -> {"red": a}`, for ONE
-    env (pass greedy policies for an evaluation). Returns per env: `return`, `exfiltrated`, `csr`,
+    env (pass greedy policies for an evaluation). `blue_args` / `red_args` (optional pytrees, every
+    leaf `[num_envs, ...]`): per-env arguments passed to that side's function as a fourth argument
+    (`blue_fn(key, obs, state, arg)`), e.g. each env's member of a mixture (`mixture_play_args`).
+    Returns per env: `return`, `exfiltrated`, `csr`,
     `hosts_compromised` `[N]` (the episode's metrics), `phase_steps [N, 5]` (steps the campaign
     spent in each phase), `first_step [N, 5]` (the step it first acted in each phase, -1: never),
     `actions [N, A]` (red's choices, counted).
     """
     n_actions = env.action_space("red").n
     k_reset, k_run = jax.random.split(key)
+
+    def side(fn, args):
+        return jax.vmap(fn) if args is None else (lambda k, o, s: jax.vmap(fn)(k, o, s, args))
+
     obs, st = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, num_envs), params)
 
     def body(carry, k):
         obs, st, alive, out = carry
         kb, kr, ks = jax.random.split(k, 3)
-        acts = {**jax.vmap(blue_fn)(jax.random.split(kb, num_envs), obs, st),
-                **jax.vmap(red_fn)(jax.random.split(kr, num_envs), obs, st)}
+        acts = {**side(blue_fn, blue_args)(jax.random.split(kb, num_envs), obs, st),
+                **side(red_fn, red_args)(jax.random.split(kr, num_envs), obs, st)}
         phase = st.attacker.phase
         obs2, st2, r, d, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
             jax.random.split(ks, num_envs), st, acts, params)
@@ -314,3 +410,11 @@ def play(env, params, blue_fn, red_fn, key, num_envs):
     alive = jnp.ones((num_envs,), bool)
     (_, _, _, out), _ = jax.lax.scan(body, (obs, st, alive, out), jax.random.split(k_run, params.max_steps))
     return out
+
+
+def mixture_play_args(key, mixture: Mixture, num_envs: int):
+    """`(members [num_envs], params)`: each env's member of `mixture`, drawn with its `meta`, and
+    that member's parameters (every leaf `[num_envs, ...]`): `play`'s `blue_args`/`red_args` for
+    a mixture that picks one member per episode."""
+    members = jax.vmap(draw_member, in_axes=(0, None))(jax.random.split(key, num_envs), mixture.meta)
+    return members, jax.tree.map(lambda x: x[members], mixture.policies)

@@ -4,6 +4,7 @@
     game = toy.matrix_game(payoff)                       # or any `ZeroSumGame` (interface below)
     result = psro.run_psro(game, row_init, col_init, jax.random.key(0), iterations=30)
     result.history["exploitability"]                     # [iterations] of the meta-strategy mixture
+    batch = psro.run_psro_batch(game, row0, col0, keys, iterations=3)   # S seeds in step (leaves [S, ...])
 
 The loop. Each player keeps a population of policies; the empirical meta-game is the payoff
 matrix of every (row member, column member) pairing. Each iteration
@@ -41,6 +42,8 @@ The game interface (`ZeroSumGame`; the row player maximises the payoff, the colu
     per iteration: jit them yourself, or train an RL learner inside.
   exploitability(row_population, row_meta, col_population, col_meta) -> [] (optional): the exact
     NashConv of the meta-strategy pair in the full game.
+For `run_psro_batch` the oracles and `exploitability` take and return a leading seed axis (one
+call answers S runs, e.g. S best responses trained in one vmapped program; jaxsoc/game/socgame.py).
 """
 from __future__ import annotations
 
@@ -57,7 +60,7 @@ from jaxsoc.game import metagame
 __all__ = [
     "Population", "population", "add", "member", "members_mask", "capacity_of", "ZeroSumGame", "payoff_matrix",
     "extend_payoff_matrix", "META_SOLVERS", "nash_meta", "uniform_meta", "last_meta", "PSROResult",
-    "run_psro",
+    "run_psro", "run_psro_batch", "seed_slice",
 ]
 
 
@@ -211,15 +214,126 @@ def _gains(payoffs, row_meta, col_meta, i_new, j_new):
 
 
 class PSROResult(NamedTuple):
-    """A PSRO run: final populations, meta-game and meta-strategies, and the per-iteration history."""
+    """A PSRO run: final populations, meta-game and meta-strategies, and the per-iteration history.
+
+    From `run_psro_batch` every field has a leading seed axis `[S]` (history entries `[iterations, S]`)."""
 
     row_population: Population
     col_population: Population
     payoffs: jax.Array  # [row capacity, col capacity], 0 off the members
     row_meta: jax.Array  # [row capacity] final meta-strategy (over the final populations)
     col_meta: jax.Array  # [col capacity]
-    final_exploitability: float  # exact NashConv of the final meta pair; NaN without game.exploitability
+    final_exploitability: Any  # exact NashConv of the final meta pair; NaN without game.exploitability
     history: dict  # name -> np.ndarray [iterations run]; see run_psro
+
+
+def _check_run(iterations: int, capacity: Optional[int], meta_solver) -> tuple[int, Callable]:
+    if iterations < 1:
+        raise ValueError(f"iterations must be at least 1, got {iterations}")
+    capacity = iterations + 1 if capacity is None else capacity
+    if capacity < iterations + 1:
+        raise ValueError(f"capacity {capacity} cannot hold 1 + {iterations} iterations of responses")
+    if isinstance(meta_solver, str):
+        if meta_solver not in META_SOLVERS:
+            raise ValueError(f"unknown meta_solver {meta_solver!r}; expected one of {sorted(META_SOLVERS)}")
+        meta_solver = META_SOLVERS[meta_solver]
+    return capacity, meta_solver
+
+
+def seed_slice(tree, s: int):
+    """Seed `s` of a pytree whose leaves have a leading seed axis (a `run_psro_batch` result field)."""
+    return jax.tree.map(lambda x: x[s], tree)
+
+
+@partial(jax.jit, static_argnames=("payoff_fn",))
+def _batch_matrix(payoff_fn, keys, row_pop, col_pop):
+    return jax.vmap(lambda k, r, c: payoff_matrix(payoff_fn, k, r, c))(keys, row_pop, col_pop)
+
+
+@partial(jax.jit, static_argnames=("payoff_fn",))
+def _batch_extend(payoff_fn, keys, matrix, row_pop, col_pop):
+    return jax.vmap(lambda k, m, r, c: extend_payoff_matrix(payoff_fn, k, m, r, c))(keys, matrix, row_pop, col_pop)
+
+
+@jax.jit
+def _batch_add(pop: Population, policy) -> Population:
+    return jax.vmap(_add)(pop, policy)
+
+
+def _batch_meta(meta_solver, payoffs, row_pop, col_pop):
+    """Meta-strategies `[S, capacity]` of each seed's meta-game. One seed at a time on concrete
+    arrays, so the Nash solver runs its exact float64 path (under vmap it would trace in float32)."""
+    metas = [meta_solver(payoffs[s], members_mask(seed_slice(row_pop, s)), members_mask(seed_slice(col_pop, s)))
+             for s in range(payoffs.shape[0])]
+    return jnp.stack([m[0] for m in metas]), jnp.stack([m[1] for m in metas])
+
+
+def run_psro_batch(
+    game: ZeroSumGame,
+    row_init,
+    col_init,
+    keys: jax.Array,
+    *,
+    iterations: int,
+    meta_solver: Union[str, Callable] = "nash",
+    capacity: Optional[int] = None,
+    tolerance: Optional[float] = None,
+    log: Optional[Callable[[dict], None]] = None,
+) -> PSROResult:
+    """`run_psro` for S independent runs (seeds) at once, each its own game instance.
+
+    keys: `[S]` run keys; row_init / col_init: the first policies with a leading seed axis
+    (every leaf `[S, ...]`). `game.payoff` is per pairing as in `run_psro` (vmapped here over
+    pairings and seeds). The oracles and `game.exploitability` are **batched over seeds**:
+    `row_oracle(keys [S], col_population (leaves [S, capacity, ...], size [S]), col_meta [S, capacity])
+    -> row policies (leaves [S, ...])`, so one call can train S best responses in one vmapped
+    program; `exploitability(...) -> [S]`. Returns a `PSROResult` whose fields carry the seed axis;
+    history entries are `[iterations run, S]`; `log` gets each iteration's record with `[S]` lists;
+    `tolerance` stops once every seed's exploitability is within it.
+    """
+    capacity, meta_solver = _check_run(iterations, capacity, meta_solver)
+    keys = jnp.asarray(keys)
+    if keys.ndim != 1:
+        raise ValueError(f"keys must be a [S] array of run keys, got shape {keys.shape}")
+    split = jax.vmap(jax.random.split)(keys)  # [S, 2]
+    eval_keys, oracle_keys = split[:, 0], split[:, 1]
+    lift = jax.vmap(lambda p: population(p, capacity))
+    row_pop, col_pop = lift(row_init), lift(col_init)
+    payoffs = _batch_matrix(game.payoff, eval_keys, row_pop, col_pop)
+    records = []
+    for t in range(iterations):
+        start = time.perf_counter()
+        row_meta, col_meta = _batch_meta(meta_solver, payoffs, row_pop, col_pop)
+        step_keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, t)))(oracle_keys)  # [S, 2]
+        new_row = game.row_oracle(step_keys[:, 0], col_pop, col_meta)
+        new_col = game.col_oracle(step_keys[:, 1], row_pop, row_meta)
+        exact = (np.asarray(game.exploitability(row_pop, row_meta, col_pop, col_meta), float)
+                 if game.exploitability is not None else np.full(keys.shape[0], np.nan))
+        i_new, j_new = row_pop.size, col_pop.size
+        if int(jnp.max(i_new)) >= capacity or int(jnp.max(j_new)) >= capacity:
+            raise ValueError(f"population is full (capacity {capacity}); build it with a larger capacity")
+        next_row_pop, next_col_pop = _batch_add(row_pop, new_row), _batch_add(col_pop, new_col)
+        payoffs = _batch_extend(game.payoff, eval_keys, payoffs, next_row_pop, next_col_pop)
+        meta_value, row_gain, col_gain = (np.asarray(x, float) for x in
+                                          jax.vmap(_gains)(payoffs, row_meta, col_meta, i_new, j_new))
+        record = dict(
+            iteration=np.full(keys.shape[0], t), row_size=np.asarray(i_new), col_size=np.asarray(j_new),
+            meta_value=meta_value, row_gain=row_gain, col_gain=col_gain, br_gain=row_gain + col_gain, exact=exact,
+            exploitability=exact if game.exploitability is not None else row_gain + col_gain,
+            seconds=np.full(keys.shape[0], time.perf_counter() - start),
+        )
+        records.append(record)
+        if log is not None:
+            log({k: v.tolist() for k, v in record.items()})
+        row_pop, col_pop = next_row_pop, next_col_pop
+        if tolerance is not None and np.all(record["exploitability"] <= tolerance):
+            break
+
+    row_meta, col_meta = _batch_meta(meta_solver, payoffs, row_pop, col_pop)
+    final = (np.asarray(game.exploitability(row_pop, row_meta, col_pop, col_meta), float)
+             if game.exploitability is not None else np.full(keys.shape[0], np.nan))
+    history = {k: np.stack([r[k] for r in records]) for k in records[0]}
+    return PSROResult(row_pop, col_pop, payoffs, row_meta, col_meta, final, history)
 
 
 def run_psro(
@@ -248,49 +362,25 @@ def run_psro(
     the iteration's responses are added), "meta_value" (sigma_r^T M sigma_c), "row_gain",
     "col_gain", "br_gain" (module docstring), "exact" (NaN without game.exploitability),
     "exploitability" (exact if available, else br_gain), "seconds" (wall clock of the iteration).
+
+    One seed of `run_psro_batch`: the oracles are called on seed 0's slices and their answers
+    given a seed axis of 1.
     """
-    if iterations < 1:
-        raise ValueError(f"iterations must be at least 1, got {iterations}")
-    capacity = iterations + 1 if capacity is None else capacity
-    if capacity < iterations + 1:
-        raise ValueError(f"capacity {capacity} cannot hold 1 + {iterations} iterations of responses")
-    if isinstance(meta_solver, str):
-        if meta_solver not in META_SOLVERS:
-            raise ValueError(f"unknown meta_solver {meta_solver!r}; expected one of {sorted(META_SOLVERS)}")
-        meta_solver = META_SOLVERS[meta_solver]
+    _check_run(iterations, capacity, meta_solver)
+    one = partial(jax.tree.map, lambda x: jnp.asarray(x)[None])
 
-    eval_key, oracle_key = jax.random.split(key)
-    row_pop, col_pop = population(row_init, capacity), population(col_init, capacity)
-    payoffs = payoff_matrix(game.payoff, eval_key, row_pop, col_pop)
-    records = []
-    for t in range(iterations):
-        start = time.perf_counter()
-        row_mask, col_mask = members_mask(row_pop), members_mask(col_pop)
-        row_meta, col_meta = meta_solver(payoffs, row_mask, col_mask)
-        row_key, col_key = jax.random.split(jax.random.fold_in(oracle_key, t))
-        new_row = game.row_oracle(row_key, col_pop, col_meta)
-        new_col = game.col_oracle(col_key, row_pop, row_meta)
-        exact = (float(game.exploitability(row_pop, row_meta, col_pop, col_meta))
-                 if game.exploitability is not None else float("nan"))
-        i_new, j_new = int(row_pop.size), int(col_pop.size)
-        next_row_pop, next_col_pop = add(row_pop, new_row), add(col_pop, new_col)
-        payoffs = extend_payoff_matrix(game.payoff, eval_key, payoffs, next_row_pop, next_col_pop)
-        meta_value, row_gain, col_gain = map(float, _gains(payoffs, row_meta, col_meta, i_new, j_new))
-        record = dict(
-            iteration=t, row_size=i_new, col_size=j_new, meta_value=meta_value, row_gain=row_gain,
-            col_gain=col_gain, br_gain=row_gain + col_gain, exact=exact,
-            exploitability=exact if game.exploitability is not None else row_gain + col_gain,
-            seconds=time.perf_counter() - start,
-        )
-        records.append(record)
-        if log is not None:
-            log(record)
-        row_pop, col_pop = next_row_pop, next_col_pop
-        if tolerance is not None and record["exploitability"] <= tolerance:
-            break
+    def batched(oracle):
+        return lambda keys, pop, meta: one(oracle(keys[0], seed_slice(pop, 0), meta[0]))
 
-    row_meta, col_meta = meta_solver(payoffs, members_mask(row_pop), members_mask(col_pop))
-    final = (float(game.exploitability(row_pop, row_meta, col_pop, col_meta))
-             if game.exploitability is not None else float("nan"))
-    history = {k: np.asarray([r[k] for r in records]) for k in records[0]}
-    return PSROResult(row_pop, col_pop, payoffs, row_meta, col_meta, final, history)
+    exact = None
+    if game.exploitability is not None:
+        def exact(rp, rm, cp, cm):
+            return jnp.asarray(game.exploitability(seed_slice(rp, 0), rm[0], seed_slice(cp, 0), cm[0]))[None]
+
+    batch_game = ZeroSumGame(game.payoff, batched(game.row_oracle), batched(game.col_oracle), exact)
+    inner_log = None if log is None else (lambda rec: log({k: v[0] for k, v in rec.items()}))
+    res = run_psro_batch(batch_game, one(row_init), one(col_init), jnp.asarray(key)[None], iterations=iterations,
+                         meta_solver=meta_solver, capacity=capacity, tolerance=tolerance, log=inner_log)
+    return PSROResult(seed_slice(res.row_population, 0), seed_slice(res.col_population, 0), res.payoffs[0],
+                      res.row_meta[0], res.col_meta[0], float(res.final_exploitability[0]),
+                      {k: v[:, 0] for k, v in res.history.items()})

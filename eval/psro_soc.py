@@ -1,0 +1,196 @@
+#!/usr/bin/env python
+"""PSRO on the SOC game (soc-v2-redblue) and the PSRO blue mixture's exploitability (docs/redblue.md (b)).
+
+    python eval/psro_soc.py                         # 5 seeds, 3 iterations, the budgets below
+    python eval/psro_soc.py --seeds 2 --iterations 2 --blue-steps 4096 --red-steps 4096 \\
+        --final-red-steps 8192 --episodes 8 --eval-episodes 16 --hosts-per-segment 8 --num-envs 32
+
+1. PSRO (`jaxsoc.game.psro.run_psro_batch` on `jaxsoc.game.socgame.SOCGame`, all seeds in one
+   vmapped program per stage): populations of blue teams (MAPPO actors) and red attackers (PPO),
+   each starting from one freshly initialised network; every pairing evaluated on --episodes
+   held-out greedy episodes (payoff = the SOC team's mean return); the meta-game solved exactly
+   (`metagame.solve_zero_sum`); PPO best responses against the opponent's meta-strategy mixture (a
+   member drawn per env at each episode reset), warm-started from the side's previous response
+   (--no-warm-start: fresh). Exploitability per iteration: the fresh responses' gain over the
+   meta-game value (blue's + red's).
+2. Evidence (b): a red best response trained from scratch (--final-red-steps, as eval/redblue.py's
+   red) against the final blue meta-strategy mixture; the mixture (a member drawn per episode)
+   evaluated on --eval-episodes held-out greedy episodes against the scripted campaign and
+   against that red. Exploitability = return vs scripted - return vs the red BR, paired by seed
+   (eval/redblue.py's measure), and the red BR's gain over the meta-game value.
+Prints the per-iteration table and the evidence table; writes them with the raw numbers to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+# Compile-bound on a shared 2-core CPU: the older fusion emitters and LLVM level 1 compile these
+# programs faster at nearly the same run speed (as tests/conftest.py). A user's own flags are kept.
+for flag in ("--xla_cpu_use_fusion_emitters=false", "--xla_backend_optimization_level=1"):
+    if flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxsoc.env as soc  # noqa: E402
+from jaxsoc import config as C  # noqa: E402
+from jaxsoc.algos import redblue  # noqa: E402
+from jaxsoc.env.attacker import RED_ADVANCE  # noqa: E402
+from jaxsoc.game import psro, socgame  # noqa: E402
+
+
+def parse(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--iterations", type=int, default=3, help="PSRO iterations (responses per side)")
+    ap.add_argument("--num-envs", type=int, default=64)
+    ap.add_argument("--blue-steps", type=float, default=1.5e5, help="env steps per seed of each blue response")
+    ap.add_argument("--red-steps", type=float, default=1e5, help="env steps per seed of each red response")
+    ap.add_argument("--final-red-steps", type=float, default=3e5,
+                    help="env steps per seed of the red BR to the final blue mixture; a multiple of --red-steps "
+                         "(the red program runs that many times, each warm-started from the last)")
+    ap.add_argument("--episodes", type=int, default=64, help="held-out episodes per seed and pairing (meta-game)")
+    ap.add_argument("--eval-episodes", type=int, default=256, help="held-out episodes per seed, evidence (b)")
+    ap.add_argument("--hosts-per-segment", type=int, default=None)
+    ap.add_argument("--no-warm-start", action="store_true", help="every response starts from fresh networks")
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="redblue.KEY=VALUE")
+    ap.add_argument("--out", default="runs/psro-soc.json")
+    ap.add_argument("--compile-cache", default="runs/.xla_cache",
+                    help="JAX's persistent compilation cache (a rerun skips the compiles); 'none' for none")
+    args = ap.parse_args(argv)
+    for name in ("seeds", "iterations", "num_envs", "episodes", "eval_episodes"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be positive")
+    repeats = args.final_red_steps / args.red_steps
+    if args.red_steps <= 0 or repeats < 1 or repeats != int(repeats):
+        ap.error(f"--final-red-steps ({args.final_red_steps:g}) must be a positive multiple of --red-steps "
+                 f"({args.red_steps:g})")
+    return ap, args
+
+
+def mixture_evaluation(env, p, game: socgame.SOCGame, episodes: int):
+    """`jit(vmap over seeds)` of `(key, blue policies [cap, ...], blue meta [cap], red actor) ->
+    play outputs [2, episodes]`: the blue mixture (a member per episode) against the scripted
+    campaign (row 0) and the learned red (row 1), on the same episodes (one program for both)."""
+    def run(key, blue_policies, blue_meta, red_actor):
+        k_member, k_play = jax.random.split(key)
+        _, blue_args = redblue.mixture_play_args(k_member, redblue.Mixture(blue_policies, blue_meta), episodes)
+
+        def blue_fn(k, o, s, actor):
+            return game.greedy["blue"](actor, k, o, s, p)
+
+        def against(scripted):
+            def red_fn(k, o, s):
+                learned = game.greedy["red"](red_actor, k, o, s, p)["red"]
+                return {"red": jnp.where(scripted, jnp.int32(RED_ADVANCE), learned)}
+            return redblue.play(env, p, blue_fn, red_fn, k_play, episodes, blue_args=blue_args)
+
+        return jax.vmap(against)(jnp.asarray([True, False]))
+
+    return jax.jit(jax.vmap(run))
+
+
+def main(argv=None):
+    ap, args = parse(argv)
+    if args.compile_cache != "none":
+        jax.config.update("jax_compilation_cache_dir", os.path.abspath(args.compile_cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    env_over = {} if args.hosts_per_segment is None else {"hosts_per_segment": args.hosts_per_segment}
+    env, p = soc.make("soc-v2-redblue", **env_over)
+    try:
+        cfg = C.resolve(flags={"algo": "redblue", "scenario": "soc-v2-redblue", "num_envs": args.num_envs,
+                               "total_steps": int(args.blue_steps)}, sets=args.sets)
+        game = socgame.SOCGame(cfg, env, p, blue_steps=args.blue_steps, red_steps=args.red_steps,
+                               episodes=args.episodes, warm_start=not args.no_warm_start)
+    except (ValueError, C.ConfigError) as e:
+        ap.error(str(e))
+    start = time.time()
+    seeds = jax.random.split(jax.random.key(args.seed), args.seeds)
+    k_init, k_psro, k_br, k_eval = [jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(seeds) for i in range(4)]
+    timings = {}
+
+    def log(rec):
+        t = rec["iteration"][0]
+        timings[f"psro iteration {t}"] = round(rec["seconds"][0], 1)
+        g = np.asarray(rec["br_gain"])
+        print(f"[psro {t}] {rec['seconds'][0]:.0f} s; meta value {[round(x, 2) for x in rec['meta_value']]}; "
+              f"blue gain {[round(x, 2) for x in rec['row_gain']]}; red gain {[round(x, 2) for x in rec['col_gain']]}; "
+              f"exploitability {g.mean():+.2f} ± {g.std():.2f}", flush=True)
+
+    # 1. PSRO.
+    zs, trained = game.zero_sum()
+    blue0, red0 = game.initial(k_init)
+    result = psro.run_psro_batch(zs, blue0, red0, k_psro, iterations=args.iterations, log=log)
+    timings["psro"] = round(time.time() - start, 1)
+    print(f"[psro] {timings['psro']} s in all (compiles included)", flush=True)
+
+    # 2. A red best response to the final blue mixture, from scratch (the red program, run
+    #    final/red steps times, each warm-started from the last).
+    t0 = time.time()
+    blue_pop, blue_meta = result.row_population, result.row_meta
+    params, red_metrics = None, []
+    for i in range(int(args.final_red_steps / args.red_steps)):
+        keys = jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(k_br)
+        params, m = game.best_response("red", keys, blue_pop, blue_meta, start=params)
+        red_metrics.append(np.asarray(m["reward"]))
+    jax.block_until_ready(params)
+    timings["red BR to the blue mixture"] = round(time.time() - t0, 1)
+    t0 = time.time()
+    out = mixture_evaluation(env, p, game, args.eval_episodes)(k_eval, blue_pop.policies, blue_meta, params["actor"])
+    out = {k: np.asarray(v) for k, v in out.items()}  # [S, 2, episodes, ...]
+    timings["evaluation"] = round(time.time() - t0, 1)
+    timings["total"] = round(time.time() - start, 1)
+
+    h = result.history
+    lines = ["| iteration | population (each side) | meta-game value | blue BR gain | red BR gain | exploitability (sum) |",
+             "|---:|---:|---:|---:|---:|---:|"]
+
+    def ms(x):
+        x = np.asarray(x, float)
+        return f"{x.mean():+.2f} ± {x.std():.2f}"
+
+    for t in range(len(h["iteration"])):
+        lines.append(f"| {t} | {int(h['row_size'][t][0])} | {ms(h['meta_value'][t])} | {ms(h['row_gain'][t])} | "
+                     f"{ms(h['col_gain'][t])} | {ms(h['br_gain'][t])} |")
+    final_value = np.einsum("sr,src,sc->s", np.asarray(result.row_meta), np.asarray(result.payoffs),
+                            np.asarray(result.col_meta))
+    ret = out["return"].mean(axis=2)  # [S, 2]
+    rows = ["", "| SOC team | attacker | return | exfiltrated | CSR | hosts compromised |", "|---|---|---:|---:|---:|---:|"]
+    for j, name in enumerate(("scripted campaign", "red BR to it")):
+        rows.append(f"| PSRO blue mixture | {name} | {ms(ret[:, j])} | {out['exfiltrated'][:, j].mean():.3f} | "
+                    f"{out['csr'][:, j].mean():.3f} | {out['hosts_compromised'][:, j].mean():.2f} |")
+    drop = ret[:, 0] - ret[:, 1]
+    gain = final_value - ret[:, 1]
+    rows.append(f"\nExploitability (PSRO blue mixture): return vs scripted - return vs its red BR = {ms(drop)} "
+                f"over {len(drop)} seeds (per seed {[round(float(x), 2) for x in drop]})")
+    rows.append(f"Red BR's gain over the final meta-game value ({ms(final_value)}): {ms(gain)} "
+                f"(per seed {[round(float(x), 2) for x in gain]})")
+    meta = [[round(float(x), 2) for x in m] for m in np.asarray(blue_meta)]
+    rows.append(f"Final blue meta-strategies (per seed, over members 0..{args.iterations}): {meta}")
+    rows.append(f"Final red meta-strategies: {[[round(float(x), 2) for x in m] for m in np.asarray(result.col_meta)]}")
+    text = "\n".join(lines + rows)
+    print(text)
+    print("timings (s):", json.dumps(timings))
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"args": vars(args), "timings_s": timings, "table": text,
+                   "history": {k: np.asarray(v).tolist() for k, v in h.items()},
+                   "payoffs": np.asarray(result.payoffs).tolist(), "blue_meta": np.asarray(blue_meta).tolist(),
+                   "red_meta": np.asarray(result.col_meta).tolist(), "final_value": final_value.tolist(),
+                   "mixture_return": ret.tolist(), "exploitability": drop.tolist(), "br_gain_over_value": gain.tolist(),
+                   "responses_train_return": [{"side": t["side"], "call": t["call"],
+                                               "return": np.asarray(t["metrics"]["return"]).tolist()} for t in trained],
+                   "final_red_reward": [r.tolist() for r in red_metrics]}, f)
+
+
+if __name__ == "__main__":
+    main()
