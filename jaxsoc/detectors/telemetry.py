@@ -115,6 +115,21 @@ def host_telemetry(key: jax.Array, state: EnvState, params: EnvParams,
     return jnp.where(connected[:, None], x, 0.0), connected
 
 
+def prefill_window(key: jax.Array, state: EnvState, params: EnvParams, window: int,
+                   stealth_damping: float = 0.0) -> jax.Array:
+    """A full telemetry window `[window, num_hosts, F]` at the start of an episode: `window` independent
+    draws of `host_telemetry` at `state` (a fresh episode's hosts are clean and connected), so the
+    first step's scores already read a whole window instead of zero padding."""
+    return jax.vmap(lambda k: host_telemetry(k, state, params, stealth_damping)[0])(jax.random.split(key, window))
+
+
+def push_frame(key: jax.Array, window: jax.Array, state: EnvState, params: EnvParams,
+               stealth_damping: float = 0.0) -> jax.Array:
+    """The window `[W, num_hosts, F]` one step on: the oldest frame out, `state`'s telemetry in."""
+    x, _ = host_telemetry(key, state, params, stealth_damping)
+    return jnp.concatenate([window[1:], x[None]], axis=0)
+
+
 @struct.dataclass
 class TelemetryStream:
     """Telemetry and ground truth of `num_envs` envs over `T` steps, time-major.

@@ -7,6 +7,8 @@ the padding), host id = `s * Hmax + j`. The alert queue is a packed FIFO: valid 
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -86,3 +88,6 @@ class EnvState:
     counters: Counters
     obs_seed: jax.Array  # uint32[2]: the observation noise of this state (keeps get_obs pure)
     episode: jax.Array  # int32 episodes started in this env slot (auto-reset count)
+    # f32 [W, N, F] each host's last W telemetry frames, only with `EnvParams.detector_scores`
+    # (jaxsoc.env.scores); None otherwise, which adds no leaf: the state is unchanged without the switch.
+    host_window: Optional[jax.Array] = None
