@@ -26,7 +26,7 @@ from jaxsoc.env.params import AGENTS, EnvParams
 from jaxsoc.env.reward import response_credit, team_reward
 from jaxsoc.env.rng import Draws, seed_words
 from jaxsoc.env.spaces import Box, Discrete
-from jaxsoc.env.state import Attacker, Counters, EnvState, Hosts
+from jaxsoc.env.state import Attacker, Counters, EnvState, Hosts, with_window
 
 Obs = Dict[str, jax.Array]
 
@@ -65,7 +65,7 @@ def initial_state(key: jax.Array, params: EnvParams, vuln: Optional[jax.Array] =
                      directive=jnp.zeros((8,), jnp.float32), focus=z, posture=z,
                      counters=_zeros_counters(), obs_seed=seed_words(k_obs), episode=z)
     if params.detector_scores is not None:  # its own key stream: the draws above are unchanged
-        state = state.replace(host_window=scores.initial_window(key, state, params))
+        state = with_window(state, scores.initial_window(key, state, params))
     return state
 
 

@@ -3,7 +3,8 @@
 `EnvParams.detector_scores = DIR` (a detector saved by `jaxsoc.detectors.save_detector` for this
 scenario, with its calibrated threshold) switches it on. Each step every host then emits telemetry
 (the detectors' model, `jaxsoc.detectors.host_telemetry`: stage drift along a fixed direction plus
-noise, zero while isolated), `EnvState.host_window` `[W, N, F]` keeps each host's last W frames,
+noise, zero while isolated), `ScoredEnvState.host_window` `[W, N, F]` keeps each host's last W frames
+(a subclass of `EnvState`: other worlds and their checkpoints keep their exact state),
 and every role of `detector_score_roles` sees N more features at the end of its observation:
 
     score_feature[h] = min(score[h] / threshold, SCORE_CLIP)     (0 while host h is isolated)

@@ -7,7 +7,7 @@ the padding), host id = `s * Hmax + j`. The alert queue is a packed FIFO: valid 
 """
 from __future__ import annotations
 
-from typing import Optional
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -88,6 +88,23 @@ class EnvState:
     counters: Counters
     obs_seed: jax.Array  # uint32[2]: the observation noise of this state (keeps get_obs pure)
     episode: jax.Array  # int32 episodes started in this env slot (auto-reset count)
-    # f32 [W, N, F] each host's last W telemetry frames, only with `EnvParams.detector_scores`
-    # (jaxsoc.env.scores); None otherwise, which adds no leaf: the state is unchanged without the switch.
-    host_window: Optional[jax.Array] = None
+
+
+@struct.dataclass
+class ScoredEnvState(EnvState):
+    """`EnvState` plus each host's last W telemetry frames, the state of a world with
+    `EnvParams.detector_scores` (jaxsoc.env.scores). A subclass, not a new field of `EnvState`, so
+    the state of every other world, and so every saved checkpoint, keeps its exact structure."""
+
+    host_window: jax.Array  # f32 [W, N, F], oldest frame first, real hosts in host-id order
+
+
+def with_window(state: EnvState, window: jax.Array) -> ScoredEnvState:
+    """`state` as a `ScoredEnvState` holding `window` `[W, N, F]`."""
+    fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(EnvState)}
+    return ScoredEnvState(**fields, host_window=window)
+
+
+def without_window(state: EnvState) -> EnvState:
+    """The plain `EnvState` of a (possibly scored) state: what the world itself holds."""
+    return EnvState(**{f.name: getattr(state, f.name) for f in dataclasses.fields(EnvState)})
