@@ -226,12 +226,9 @@ def time_detector(args, raw) -> list:
     import jax
     import numpy as np
 
-    import jaxsoc.env as soc
     from jaxsoc import detectors as det
 
-    env, params = soc.make(args.scenario)
-    if hasattr(params, "soc"):  # soc-hybrid: the telemetry is its SOC world's
-        env, params = soc.SOCEnv(params.soc), params.soc
+    env, params = det.telemetry_world(args.scenario)  # soc-hybrid: its SOC world's telemetry
     steps, window = 64, 4
 
     def best(fn):

@@ -64,15 +64,12 @@ def main(argv=None) -> int:
     import jax
     import numpy as np
 
-    import jaxsoc.env as soc
     from jaxsoc import detectors as det
 
-    try:
-        env, params = soc.make(args.scenario)
+    try:  # soc-hybrid: the telemetry is its SOC world's
+        env, params = det.telemetry_world(args.scenario)
     except ValueError as e:
         p.error(str(e))
-    if hasattr(params, "soc"):  # soc-hybrid: the telemetry is its SOC world's
-        env, params = soc.SOCEnv(params.soc), params.soc
     start = time.time()
     root = jax.random.key(args.seed)
     k_train, k_held, k_sample, k_calib, k_fit = (jax.random.fold_in(root, i) for i in range(5))

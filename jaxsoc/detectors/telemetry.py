@@ -45,6 +45,18 @@ def check_stealth_damping(stealth_damping) -> None:
                          f"[0, 1], got {stealth_damping}")
 
 
+def telemetry_world(scenario: str, **overrides):
+    """`(env, params)` of the SOC world whose host telemetry a detector of `scenario` reads: the
+    scenario itself, or for `soc-hybrid` its SOC world (`params.soc`, named `soc-hybrid`, so its
+    detectors are saved for that scenario). Unknown names or keys raise `ValueError`."""
+    import jaxsoc.env as soc  # the env's registry imports this package's users: resolved when called
+
+    env, params = soc.make(scenario, **overrides)
+    if hasattr(params, "soc"):
+        return soc.SOCEnv(params.soc), params.soc
+    return env, params
+
+
 def check_windows(windows, window: int, features: int, what: str = "telemetry windows") -> None:
     """ValueError unless `windows` is `[..., window, features]` (a clear message for a wrong width:
     telemetry from another scenario, or frames passed where windows are expected)."""

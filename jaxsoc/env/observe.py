@@ -279,7 +279,6 @@ def feature_names(params: EnvParams) -> Dict[str, list]:
     Mirrors `_v1_obs` / `_soc_view`; `tests/env/test_observe.py` checks the lengths match.
     """
     seg = list(params.segment_names)
-    s = len(seg)
     if params.fix_d6_directive:
         directive = [f"directive.focus={n}" for n in seg] + [
             f"directive.posture={p}" for p in posture_names(params)]

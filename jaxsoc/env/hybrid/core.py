@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxsoc.detectors.scoring import score_fn, window_scores  # noqa: F401  (score_fn: part of this module's surface)
+from jaxsoc.detectors.scoring import window_scores
 from jaxsoc.detectors.telemetry import flatten_hosts, prefill_window, push_frame
 from jaxsoc.env import attacker
 from jaxsoc.env.core import initial_state
