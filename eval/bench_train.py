@@ -6,6 +6,7 @@ same run; then update rounds per second of the off-policy learners and of the HM
     python eval/bench_train.py --cases mappo ippo --envs 1024 --scenario hmarl-soc-v1
     python eval/bench_train.py --set ppo.epochs=4       # any config override, for every case
     python eval/bench_train.py --cases dqn sac --skip-rounds
+    python eval/bench_train.py --cases hybrid --scenario soc-hybrid --detector --skip-rounds
     python eval/bench_train.py --envs 64 --updates 2 --repeats 1 --cases mappo dqn \
         --round-reps 2 --round-repeats 1 --capacity 20000   # a smoke test, not a measurement
 
@@ -86,6 +87,11 @@ def _parse(argv=None):
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="config override applied to every case (e.g. ppo.epochs=4)")
     ap.add_argument("--no-raw", action="store_true", help="skip the raw env measurement")
+    ap.add_argument("--detector", action="store_true",
+                    help="also time detector training beside the raw env (docs/hybrid.md): telemetry "
+                         "windows gathered and trained on per second")
+    ap.add_argument("--detector-windows", type=int, default=131_072, metavar="M",
+                    help="windows of the timed autoencoder epoch and z-score fit (131,072)")
     rounds = ap.add_argument_group("update rounds (eval/bench_offpolicy.py)")
     rounds.add_argument("--skip-rounds", action="store_true", help="skip the update-round measurements")
     rounds.add_argument("--hidden", nargs="+", type=int, default=[256, 256, 256],
@@ -211,6 +217,45 @@ def time_raw(args) -> float:
     return sps
 
 
+def time_detector(args, raw) -> list:
+    """Detector training throughput on `--scenario`'s world (its SOC world for soc-hybrid), `--envs`
+    envs: telemetry windows gathered per second (`gather_telemetry`, one window per host and step,
+    the env stepping under no defender) and windows trained on per second (one autoencoder epoch
+    of minibatches of 256, and the z-score fit) over `--detector-windows` sampled windows. Each is
+    the best of `--repeats` calls after a compiling one."""
+    import jax
+    import numpy as np
+
+    from jaxsoc import detectors as det
+
+    env, params = det.telemetry_world(args.scenario)  # soc-hybrid: its SOC world's telemetry
+    steps, window = 64, 4
+
+    def best(fn):
+        jax.block_until_ready(fn(0))  # compiles
+        times = []
+        for r in range(max(args.repeats, 2)):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(r + 1))
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    gather = lambda r: det.gather_telemetry(jax.random.key(r), env, params, args.envs, steps).telemetry  # noqa: E731
+    rows = [("gather telemetry (env under no defender)", args.envs * steps * params.num_hosts / best(gather))]
+    stream = det.gather_telemetry(jax.random.key(99), env, params, args.envs, steps)
+    windows, _ = det.sample_windows(jax.random.key(98), stream, window, args.detector_windows)
+    config = det.AutoencoderConfig(window=window, features=params.telemetry_features, epochs=1)
+    train = lambda r: det.train_autoencoder(jax.random.key(r), windows, config)[1]  # noqa: E731
+    rows.append(("autoencoder training (1 epoch, batch 256)", args.detector_windows / best(train)))
+    fit = lambda r: det.fit_zscore(windows + r * 0.0, robust=True).center  # noqa: E731
+    rows.append(("z-score fit (median/MAD)", args.detector_windows / best(fit)))
+    print(f"\nDetector training on {params.name}'s telemetry, {args.envs} envs, windows of {window} steps, "
+          f"load {_load()}:\n\n| detector step | windows/s | raw env-steps/s |\n|---|---:|---:|")
+    for name, rate in rows:
+        print(f"| {name} | {rate:,.0f} | {'-' if raw is None else f'{raw:,.0f}'} |")
+    return rows
+
+
 def main(argv=None) -> None:
     args = _parse(argv)
     sys.path.insert(0, os.path.dirname(__file__))
@@ -224,6 +269,8 @@ def main(argv=None) -> None:
     if raw is not None and len(rows) > 2:
         raw_after = time_raw(args)
         raw = max(raw, raw_after)
+    if args.detector:
+        time_detector(args, raw)
     print(f"\n| case | algorithm | update | hidden | training env-steps/s | raw env-steps/s | share of raw |"
           "\n|---|---|---|---|---:|---:|---:|")
     for r in rows:

@@ -22,7 +22,7 @@ from jaxsoc.detectors.quality import (average_precision, detection_rate_at_fpr, 
                                       roc_curve, threshold_at_fpr)
 from jaxsoc.detectors.store import load_detector, read_detector_meta, save_detector
 from jaxsoc.detectors.telemetry import (TelemetryStream, gather_telemetry, host_labels, host_telemetry,
-                                        sample_windows, sliding_scores, window_valid, windows_at)
+                                        sample_windows, sliding_scores, telemetry_world, window_valid, windows_at)
 from jaxsoc.detectors.threshold import calibrate_threshold, check_target_fpr
 from jaxsoc.detectors.zscore import ZScoreDetector, fit_zscore, zscore_scores
 
@@ -32,5 +32,6 @@ __all__ = [
     "check_target_fpr", "detection_rate_at_fpr", "detection_rate_subsets", "first_alarm_delays", "fit_zscore",
     "gather_telemetry", "host_labels", "host_telemetry", "load_detector", "read_detector_meta",
     "negative_share_below", "roc_auc", "roc_auc_subsets", "roc_curve", "sample_windows", "save_detector", "sliding_scores",
+    "telemetry_world",
     "threshold_at_fpr", "train_autoencoder", "window_valid", "windows_at", "zscore_scores",
 ]

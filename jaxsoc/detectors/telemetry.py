@@ -45,6 +45,18 @@ def check_stealth_damping(stealth_damping) -> None:
                          f"[0, 1], got {stealth_damping}")
 
 
+def telemetry_world(scenario: str, **overrides):
+    """`(env, params)` of the SOC world whose host telemetry a detector of `scenario` reads: the
+    scenario itself, or for `soc-hybrid` its SOC world (`params.soc`, named `soc-hybrid`, so its
+    detectors are saved for that scenario). Unknown names or keys raise `ValueError`."""
+    import jaxsoc.env as soc  # the env's registry imports this package's users: resolved when called
+
+    env, params = soc.make(scenario, **overrides)
+    if hasattr(params, "soc"):
+        return soc.SOCEnv(params.soc), params.soc
+    return env, params
+
+
 def check_windows(windows, window: int, features: int, what: str = "telemetry windows") -> None:
     """ValueError unless `windows` is `[..., window, features]` (a clear message for a wrong width:
     telemetry from another scenario, or frames passed where windows are expected)."""
@@ -113,6 +125,21 @@ def host_telemetry(key: jax.Array, state: EnvState, params: EnvParams,
     noise = jax.random.normal(key, (drift.shape[0], params.telemetry_features), jnp.float32)
     x = drift[:, None] * direction[None, :] + params.telemetry_noise * noise
     return jnp.where(connected[:, None], x, 0.0), connected
+
+
+def prefill_window(key: jax.Array, state: EnvState, params: EnvParams, window: int,
+                   stealth_damping: float = 0.0) -> jax.Array:
+    """A full telemetry window `[window, num_hosts, F]` at the start of an episode: `window` independent
+    draws of `host_telemetry` at `state` (a fresh episode's hosts are clean and connected), so the
+    first step's scores already read a whole window instead of zero padding."""
+    return jax.vmap(lambda k: host_telemetry(k, state, params, stealth_damping)[0])(jax.random.split(key, window))
+
+
+def push_frame(key: jax.Array, window: jax.Array, state: EnvState, params: EnvParams,
+               stealth_damping: float = 0.0) -> jax.Array:
+    """The window `[W, num_hosts, F]` one step on: the oldest frame out, `state`'s telemetry in."""
+    x, _ = host_telemetry(key, state, params, stealth_damping)
+    return jnp.concatenate([window[1:], x[None]], axis=0)
 
 
 @struct.dataclass

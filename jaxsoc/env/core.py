@@ -19,14 +19,14 @@ from typing import Dict, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from jaxsoc.env import alerts, attacker, defenders, metrics, observe
+from jaxsoc.env import alerts, attacker, defenders, metrics, observe, scores
 from jaxsoc.env.network import (HOST_SUMMARY, MAX_STAGE, draw_vulnerabilities, host_summary_rows,
                                  segment_sums, topology)
 from jaxsoc.env.params import AGENTS, EnvParams
 from jaxsoc.env.reward import response_credit, team_reward
 from jaxsoc.env.rng import Draws, seed_words
 from jaxsoc.env.spaces import Box, Discrete
-from jaxsoc.env.state import Attacker, Counters, EnvState, Hosts
+from jaxsoc.env.state import Attacker, Counters, EnvState, Hosts, with_window
 
 Obs = Dict[str, jax.Array]
 
@@ -61,9 +61,12 @@ def initial_state(key: jax.Array, params: EnvParams, vuln: Optional[jax.Array] =
     att = Attacker(phase=z, steps_in_phase=z, phase_success=no, exfiltrated=no, begun=no,
                    first_compromise=z, cooldown=z, stealth=stealth, entry=entry)
     z = jnp.zeros((), jnp.int32)
-    return EnvState(t=z, hosts=hosts, attacker=att, queue=alerts.empty(params),
-                    directive=jnp.zeros((8,), jnp.float32), focus=z, posture=z,
-                    counters=_zeros_counters(), obs_seed=seed_words(k_obs), episode=z)
+    state = EnvState(t=z, hosts=hosts, attacker=att, queue=alerts.empty(params),
+                     directive=jnp.zeros((8,), jnp.float32), focus=z, posture=z,
+                     counters=_zeros_counters(), obs_seed=seed_words(k_obs), episode=z)
+    if params.detector_scores is not None:  # its own key stream: the draws above are unchanged
+        state = with_window(state, scores.initial_window(key, state, params))
+    return state
 
 
 def draw_campaigns(draws: Draws, params: EnvParams) -> Tuple[jax.Array, jax.Array]:
@@ -300,6 +303,8 @@ class SOCEnv:
         )
         new_state = directed.replace(t=t, hosts=hosts, attacker=campaigns, queue=queue, counters=counters,
                                      obs_seed=seed_words(jax.random.fold_in(key, 1)))
+        if p.detector_scores is not None:  # the hosts' telemetry after this step, from its own keys
+            new_state = new_state.replace(host_window=scores.next_window(key, new_state, p))
         if noise is None:
             noise = observe.draw_noise(new_state.obs_seed, p)
         terminated = contained | att.exfiltrated

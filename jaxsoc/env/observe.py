@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jaxsoc.env.attacker import noise_level, overall, red_move_targets
 from jaxsoc.env.network import host_summary, segment_sums, topology
 from jaxsoc.env.params import AGENTS, NUM_PHASES, EnvParams, posture_names
+from jaxsoc.env import scores
 from jaxsoc.env.rng import SeededDraws
 from jaxsoc.env.state import (CONFIDENCE, IS_TP, NOISE, SEGMENT, SEVERITY, TIMESTAMP, VALID,
                               EnvState)
@@ -205,6 +206,8 @@ def get_obs(state: EnvState, params: EnvParams, noise: Dict[str, jax.Array] | No
         summary = host_summary(state.hosts)
     if params.fix_d1_hidden_truth:
         obs = _soc_view(state, params, noise, summary)
+        if params.detector_scores is not None:
+            obs = scores.append(obs, state, params)
         if params.red_control:
             obs["red"] = red_obs(state, params)
         return obs
@@ -276,33 +279,46 @@ def feature_names(params: EnvParams) -> Dict[str, list]:
     Mirrors `_v1_obs` / `_soc_view`; `tests/env/test_observe.py` checks the lengths match.
     """
     seg = list(params.segment_names)
-    s = len(seg)
     if params.fix_d6_directive:
         directive = [f"directive.focus={n}" for n in seg] + [
             f"directive.posture={p}" for p in posture_names(params)]
     else:
         directive = ["directive.scan(d0)", "directive.scope(d1)", "directive.urgency(d4)"]
     if params.fix_d1_hidden_truth:
-        tele = [f"telemetry{f}" for f in range(params.telemetry_features)]
-        block = [f"{n}.{k}" for n in seg for k in ["alerts_queued", "detected_pending", "isolated", "value"] + tele]
-        alerts = [f"alert{i}.{k}" for i in range(params.visible_alerts)
-                  for k in ["severity", "confidence"] + [f"segment={n}" for n in seg] + ["age", "valid"]]
-        if params.lanes:
-            hunter = [f"{n}.{k}" for n in seg for k in ["detected_pending", "isolated", "value"] + tele]
-            response = [f"{n}.{k}" for n in seg
-                        for k in ("detected_pending", "isolated", "value", "clean_isolated")]
-            return dict(
-                coordinator=block + ["queue_length", "time"] + directive,
-                threat_hunter=hunter + ["time"] + directive,
-                alert_triage=["queue_length"] + alerts + ["time"] + directive,
-                response_orchestrator=response + ["time"] + directive,
-            )
+        names = _soc_view_names(params, seg, directive)
+        if params.detector_scores is not None:
+            extra = scores.feature_names(params)
+            names = {k: v + extra if k in params.detector_score_roles else v for k, v in names.items()}
+        return names
+    return _v1_names(params, seg, directive)
+
+
+def _soc_view_names(params: EnvParams, seg: list, directive: list) -> Dict[str, list]:
+    """`_soc_view`'s feature names per role."""
+    tele = [f"telemetry{f}" for f in range(params.telemetry_features)]
+    block = [f"{n}.{k}" for n in seg for k in ["alerts_queued", "detected_pending", "isolated", "value"] + tele]
+    alerts = [f"alert{i}.{k}" for i in range(params.visible_alerts)
+              for k in ["severity", "confidence"] + [f"segment={n}" for n in seg] + ["age", "valid"]]
+    if params.lanes:
+        hunter = [f"{n}.{k}" for n in seg for k in ["detected_pending", "isolated", "value"] + tele]
+        response = [f"{n}.{k}" for n in seg
+                    for k in ("detected_pending", "isolated", "value", "clean_isolated")]
         return dict(
             coordinator=block + ["queue_length", "time"] + directive,
-            threat_hunter=block + ["time"] + directive,
+            threat_hunter=hunter + ["time"] + directive,
             alert_triage=["queue_length"] + alerts + ["time"] + directive,
-            response_orchestrator=block + [f"{n}.clean_isolated" for n in seg] + ["time"] + directive,
+            response_orchestrator=response + ["time"] + directive,
         )
+    return dict(
+        coordinator=block + ["queue_length", "time"] + directive,
+        threat_hunter=block + ["time"] + directive,
+        alert_triage=["queue_length"] + alerts + ["time"] + directive,
+        response_orchestrator=block + [f"{n}.clean_isolated" for n in seg] + ["time"] + directive,
+    )
+
+
+def _v1_names(params: EnvParams, seg: list, directive: list) -> Dict[str, list]:
+    """`_v1_obs`'s feature names per role."""
     pad = not params.fix_d11_no_padding
     net = [f"{n}.{k}" for n in seg for k in ("compromised*", "stage*", "detected", "isolated")]
     sc = net + ["time", "queue_length", "total_compromised*", "detected_per_compromised*"]

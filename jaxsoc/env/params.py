@@ -219,6 +219,13 @@ class EnvParams:
     # red_control: may red go quiet without a foothold (i.e. not attack at all)? False: quiet needs
     # a foothold to hide in, or the re-entry cool-down (docs/redblue.md: why).
     red_quiet_anywhere: bool = _static(False)
+    # The detector's per-host anomaly scores as an observation feature (jaxsoc.env.scores,
+    # docs/hybrid.md): the folder of a detector saved for this scenario, or None (off: the world,
+    # rewards and observations are exactly those without it). Needs the SOC view (D1).
+    detector_scores: Optional[str] = _static(None)
+    # The roles whose observation gets one score feature per host appended (the two that act on
+    # hosts: the hunter chooses where to scan, the response orchestrator where to isolate).
+    detector_score_roles: Tuple[str, ...] = _static(("threat_hunter", "response_orchestrator"))
 
     # ---- numeric: network --------------------------------------------------------------------
     segment_values: Tuple[float, ...] = V1_SEGMENT_VALUES
@@ -463,7 +470,7 @@ def _coerce(name: str, value):
         return tuple(tuple(int(t) for t in row) for row in value)
     if name in ("hosts_per_segment", "entry_segments", "high_value_segments"):
         return _as_tuple(value, int)
-    if name == "segment_names":
+    if name in ("segment_names", "detector_score_roles"):
         return _as_tuple(value, str)
     if isinstance(value, (list, np.ndarray)):
         return tuple(float(v) for v in value)
@@ -639,6 +646,10 @@ def validate_mechanisms(p: EnvParams) -> None:
         raise ValueError(f"red_quiet_noise is a share of the attacker's noise and must lie in [0, 1], got {q}")
     if p.lanes and not p.fix_d1_hidden_truth:
         raise ValueError("lanes split the SOC view between roles and needs fix_d1_hidden_truth=True")
+    if p.detector_scores is not None:
+        from jaxsoc.env import scores  # the detectors import the env: loaded when asked for
+
+        scores.check(p)
 
 
 def switches_markdown() -> str:

@@ -7,6 +7,8 @@ the padding), host id = `s * Hmax + j`. The alert queue is a packed FIFO: valid 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -86,3 +88,23 @@ class EnvState:
     counters: Counters
     obs_seed: jax.Array  # uint32[2]: the observation noise of this state (keeps get_obs pure)
     episode: jax.Array  # int32 episodes started in this env slot (auto-reset count)
+
+
+@struct.dataclass
+class ScoredEnvState(EnvState):
+    """`EnvState` plus each host's last W telemetry frames, the state of a world with
+    `EnvParams.detector_scores` (jaxsoc.env.scores). A subclass, not a new field of `EnvState`, so
+    the state of every other world, and so every saved checkpoint, keeps its exact structure."""
+
+    host_window: jax.Array  # f32 [W, N, F], oldest frame first, real hosts in host-id order
+
+
+def with_window(state: EnvState, window: jax.Array) -> ScoredEnvState:
+    """`state` as a `ScoredEnvState` holding `window` `[W, N, F]`."""
+    fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(EnvState)}
+    return ScoredEnvState(**fields, host_window=window)
+
+
+def without_window(state: EnvState) -> EnvState:
+    """The plain `EnvState` of a (possibly scored) state: what the world itself holds."""
+    return EnvState(**{f.name: getattr(state, f.name) for f in dataclasses.fields(EnvState)})

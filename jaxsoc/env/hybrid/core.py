@@ -45,9 +45,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxsoc.detectors.autoencoder import AutoencoderDetector, autoencoder_scores
-from jaxsoc.detectors.telemetry import flatten_hosts, host_telemetry
-from jaxsoc.detectors.zscore import zscore_scores
+from jaxsoc.detectors.scoring import window_scores
+from jaxsoc.detectors.telemetry import flatten_hosts, prefill_window, push_frame
 from jaxsoc.env import attacker
 from jaxsoc.env.core import initial_state
 from jaxsoc.env.defenders import is_contained
@@ -86,16 +85,6 @@ class HybridState:
     found: jax.Array    # bool [N] investigated and found compromised
     cleared: jax.Array  # int32 [N] steps since last found clean (clear_memory + 1: not recently)
     counters: Counters
-
-
-def score_fn(detector):
-    """The scoring function of a detector pytree: `(detector, windows [..., W, F]) -> [...]`."""
-    return autoencoder_scores if isinstance(detector, AutoencoderDetector) else zscore_scores
-
-
-def window_scores(detector, window: jax.Array) -> jax.Array:
-    """Scores `[N]` of the telemetry window `[W, N, F]` (one window per host)."""
-    return score_fn(detector)(detector, jnp.swapaxes(window, 0, 1)).astype(jnp.float32)
 
 
 def to_hosts(x: jax.Array, p: P.HybridParams) -> jax.Array:
@@ -201,9 +190,7 @@ class HybridEnv:
     def _initial(self, key: jax.Array, p: P.HybridParams, episode) -> HybridState:
         k_soc, k_tel = jax.random.split(key)
         soc = initial_state(k_soc, p.soc).replace(episode=episode)
-        # The window starts full: the W steps before the episode, every host clean and connected.
-        window = jax.vmap(lambda k: host_telemetry(k, soc, p.soc, p.stealth_damping)[0])(
-            jax.random.split(k_tel, p.window))
+        window = prefill_window(k_tel, soc, p.soc, p.window, p.stealth_damping)
         n = p.num_hosts
         return HybridState(soc=soc, window=window, scores=window_scores(p.detector, window),
                            found=jnp.zeros((n,), bool), cleared=jnp.full((n,), p.clear_memory + 1, jnp.int32),
@@ -279,8 +266,7 @@ class HybridEnv:
         was_exfiltrated = state.soc.attacker.exfiltrated
         hosts, att, _ = attacker.step(draws, hosts, state.soc.attacker, sp, t)
         soc = state.soc.replace(t=t, hosts=hosts, attacker=att)
-        x, _ = host_telemetry(k_tel, soc, sp, p.stealth_damping)
-        window = jnp.concatenate([state.window[1:], x[None]], axis=0)
+        window = push_frame(k_tel, state.window, soc, sp, p.stealth_damping)
         scores = jnp.where(iso, 0.0, window_scores(p.detector, window))
 
         comp = flatten_hosts(hosts.compromised, sp)

@@ -1,0 +1,114 @@
+#!/usr/bin/env python
+"""Paired per-seed comparison of two evaluated runs: B - A, seed by seed, with a t interval.
+
+    python eval/evaluate.py runs/A runs/B --episodes 500      # first: greedy, the same held-out episodes
+    python eval/paired.py runs/A runs/B                        # markdown table on stdout
+    python eval/paired.py runs/A runs/B --metrics return,csr --level 0.9
+
+Both runs must have been evaluated (`evaluation.json`) on the same seeds and the same held-out
+request (episodes, batch, greedy): seed s of A and seed s of B then played the same held-out
+episodes, and their difference is a paired sample. Per metric: A and B as mean +- population std
+over seeds (eval/evaluate.py's convention), each seed's B - A, and the mean difference with its
+Student-t interval over seeds (sample std, n - 1 degrees of freedom).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Dict, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jaxsoc import cli  # noqa: E402
+
+METRICS = ("return", "csr", "exfiltrated", "mttd", "mttr", "fpr", "hosts_compromised")
+PERCENT = {"csr", "exfiltrated", "fpr"}
+
+
+def build_parser():
+    p = cli.Parser(prog="eval/paired.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("a", metavar="RUN_A", help="the baseline run folder")
+    p.add_argument("b", metavar="RUN_B", help="the run compared with it (differences are B - A)")
+    p.add_argument("--metrics", type=cli.parse_list, default=list(METRICS), metavar="LIST")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (0.95)")
+    return p
+
+
+def paired_interval(diffs: Sequence[float], level: float = 0.95) -> Dict[str, float]:
+    """`{"mean", "low", "high", "n"}` of paired differences `[n]`: mean +- t_{n-1} * sd / sqrt(n)
+    (sample sd); the interval is NaN-wide with fewer than 2 differences."""
+    from scipy import stats
+
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"the confidence level must lie strictly between 0 and 1, got {level}")
+    x = [float(d) for d in diffs]
+    n = len(x)
+    mean = sum(x) / n if n else math.nan
+    if n < 2:
+        return {"mean": mean, "low": math.nan, "high": math.nan, "n": n}
+    sd = math.sqrt(sum((d - mean) ** 2 for d in x) / (n - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
+
+
+def read_evaluation(run: str) -> dict:
+    path = Path(run) / "evaluation.json"
+    if not path.is_file():
+        raise ValueError(f"{run} has no evaluation.json: run eval/evaluate.py {run} first")
+    return json.loads(path.read_text())
+
+
+def seed_means(record: dict, metric: str) -> Dict[str, float]:
+    """`{seed: mean}` of one metric over the run's held-out episodes (seeds where it is defined)."""
+    out = {}
+    for seed, rec in record["seeds"].items():
+        m = rec["metrics"].get(metric)
+        if m is None:
+            raise ValueError(f"{record['run']}: no metric {metric!r}; known: {', '.join(sorted(rec['metrics']))}")
+        if m["mean"] is not None:
+            out[seed] = float(m["mean"])
+    return out
+
+
+def table(a: dict, b: dict, metrics: Sequence[str], level: float) -> str:
+    """The markdown table of B - A per metric (module docstring)."""
+    keys = ("episodes", "batch", "greedy", "heldout_stream")
+    if any(a["request"].get(k) != b["request"].get(k) for k in keys) or set(a["seeds"]) != set(b["seeds"]):
+        raise ValueError("the two runs were not evaluated on the same seeds and held-out episodes "
+                         f"(A: seeds {sorted(a['seeds'])}, {a['request']}; B: seeds {sorted(b['seeds'])}, {b['request']})")
+    pct = lambda m: 100.0 if m in PERCENT else 1.0  # noqa: E731
+    lines = [f"| metric | A | B | B - A per seed | B - A mean [{level:.0%} t interval] |", "|---|---|---|---|---|"]
+    for m in metrics:
+        sa, sb = seed_means(a, m), seed_means(b, m)
+        both = sorted(set(sa) & set(sb), key=int)
+        k = pct(m)
+        d = [k * (sb[s] - sa[s]) for s in both]
+        ci = paired_interval(d, level)
+
+        def pm(v):
+            v = [k * x for x in v]
+            mu = sum(v) / len(v)
+            return f"{mu:.2f} ± {math.sqrt(sum((x - mu) ** 2 for x in v) / len(v)):.2f}"
+        note = "" if len(both) == len(a["seeds"]) else f" ({len(both)} seeds)"
+        lines.append(f"| {m}{' %' if m in PERCENT else ''}{note} | {pm(list(sa.values()))} | {pm(list(sb.values()))} | "
+                     f"{', '.join(f'{x:+.2f}' for x in d)} | {ci['mean']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}] |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if not 0.0 < args.level < 1.0:
+        p.error(f"--level must lie strictly between 0 and 1, got {args.level}")
+    try:
+        print(table(read_evaluation(args.a), read_evaluation(args.b), args.metrics, args.level))
+    except ValueError as e:
+        p.error(str(e))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.guarded(main))
