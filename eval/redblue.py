@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 import jaxsoc.env as soc  # noqa: E402
 from jaxsoc import config as C  # noqa: E402
 from jaxsoc.algos import redblue  # noqa: E402
+from jaxsoc.env.attacker import red_action_names  # noqa: E402
 from jaxsoc.env.params import NUM_PHASES, PHASE_NAMES  # noqa: E402
 
 
@@ -130,7 +131,7 @@ def main():
         drop[b] = d.tolist()
         lines.append(f"\nExploitability ({b}): return vs scripted - return vs its red BR = "
                      f"{d.mean():+.2f} ± {d.std():.2f} over {len(d)} seeds (per seed {np.round(d, 2).tolist()})")
-    names = ["quiet", "advance"] + [f"move:{n}" for n in p.segment_names]
+    names = red_action_names(p)
     lines += ["", "| SOC team | attacker | " + " | ".join(f"steps in {n}" for n in PHASE_NAMES)
               + " | " + " | ".join(f"first step in {n} (reached)" for n in PHASE_NAMES[1:]) + " | red actions |",
               "|---|---|" + "---:|" * (2 * NUM_PHASES - 1) + "---|"]

@@ -20,16 +20,29 @@ from jaxsoc.env.state import Attacker, Hosts
 
 
 # The learnable red agent's actions (`params.red_control`, docs/redblue.md): one Discrete choice
-# per step, `RED_MOVE + d` for each segment d.
+# per step: quiet, advance, `RED_MOVE + d` for each segment d, then `red_exploit(params, k)` for
+# each rank k < `recon_targets`.
 RED_QUIET = 0  # go quiet: no attack work this step; alerts and hunting see `red_quiet_noise` of the noise
 RED_ADVANCE = 1  # work the phase as the scripted campaign does (recon / exploit / execute / spread / exfiltrate)
 RED_MOVE = 2  # lateral movement (phase 3) only into segment `action - RED_MOVE`
-RED_ACTION_NAMES = ("quiet", "advance")  # then "move:<segment name>" per segment
+
+
+def red_exploit(params: EnvParams, k: int = 0) -> int:
+    """Red's action "exploit:k": initial access (phase 1) tries only the k-th most vulnerable
+    target still open (0: the most vulnerable; ties to the lower host id, as recon ranks them)."""
+    return RED_MOVE + params.num_segments + k
 
 
 def red_num_actions(params: EnvParams) -> int:
-    """The size of red's `Discrete` action space: quiet, advance, and a move per segment."""
-    return RED_MOVE + params.num_segments
+    """The size of red's `Discrete` action space: quiet, advance, a move per segment and an
+    exploit per recon-target rank."""
+    return red_exploit(params, params.recon_targets)
+
+
+def red_action_names(params: EnvParams) -> tuple[str, ...]:
+    """`[red_num_actions]` names: "quiet", "advance", "move:<segment>", "exploit:<rank>"."""
+    return (("quiet", "advance") + tuple(f"move:{n}" for n in params.segment_names)
+            + tuple(f"exploit:{k}" for k in range(params.recon_targets)))
 
 
 class AttackEvents(NamedTuple):
@@ -63,23 +76,40 @@ def recon_targets(hosts: Hosts, params: EnvParams,
         # A drawn entry (one of the static entry segments): search only those, masked to it.
         cand = cand & (jnp.asarray(segments)[:, None] == entry)
     cand = cand.reshape(-1)
-    picked = _top_k_vulnerable(cand, take_rows(hosts.vuln, segments).reshape(-1), params)
+    picked = vulnerability_ranks(cand, take_rows(hosts.vuln, segments).reshape(-1), params) < params.recon_targets
     mask = put_rows(picked.reshape(len(segments), -1), segments, topo.num_segments)
     return mask, jnp.any(cand)
 
 
-def _top_k_vulnerable(cand: jax.Array, vuln: jax.Array, params: EnvParams) -> jax.Array:
-    """`[n]` bool: the `recon_targets` candidates of highest vulnerability (ties: lower index)."""
+def vulnerability_ranks(cand: jax.Array, vuln: jax.Array, params: EnvParams) -> jax.Array:
+    """`[n]` int32: each candidate's rank by vulnerability (0: the highest; ties: lower index)
+    among the first `recon_targets`; `recon_targets` for the rest and for non-candidates.
+
+    `cand [n]` bool, `vuln [n]` f32. Each key holds 20 bits of vulnerability, then the reversed
+    index, so keys are unique and k max-reductions find the k best in order."""
     n = cand.shape[0]
     idx_bits = max(1, int(np.ceil(np.log2(n))))
     v = jnp.round(vuln * (1 << 20)).astype(jnp.int32)
     key = jnp.where(cand, (v << idx_bits) | (n - 1 - jnp.arange(n, dtype=jnp.int32)), -1)
-    picked = jnp.zeros((n,), bool)
-    for _ in range(min(params.recon_targets, n)):
+    rank = jnp.full((n,), params.recon_targets, jnp.int32)
+    for r in range(min(params.recon_targets, n)):
         best = jnp.max(key)
-        picked = picked | ((key == best) & (best >= 0))
-        key = jnp.where(key == best, -1, key)
-    return picked
+        hit = (key == best) & (best >= 0)
+        rank = jnp.where(hit, r, rank)
+        key = jnp.where(hit, -1, key)
+    return rank
+
+
+def red_open_targets(hosts: Hosts) -> jax.Array:
+    """bool `[S, Hmax]`: recon targets initial access can still try (not taken, not isolated)."""
+    return hosts.target & ~hosts.compromised & ~hosts.isolated
+
+
+def red_target_ranks(hosts: Hosts, params: EnvParams) -> jax.Array:
+    """int32 `[S, Hmax]`: each open target's `vulnerability_ranks` rank (what "exploit:k" picks),
+    `recon_targets` elsewhere."""
+    shape = hosts.vuln.shape
+    return vulnerability_ranks(red_open_targets(hosts).reshape(-1), hosts.vuln.reshape(-1), params).reshape(shape)
 
 
 def _edge_rounds(edges):
@@ -216,11 +246,18 @@ def campaign_step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, 
     acting = ~idle
     # `moving`: the attacker works its phase this step (a quiet red does not; the phase's clock,
     # advance, fall-back and eviction rules still run). `dst_ok`: where lateral movement may go.
-    moving, dst_ok = acting, None
+    # `exploit_ok`: which targets initial access may try.
+    moving, dst_ok, exploit_ok = acting, None, True
     if red is not None:
-        moving = acting & (red != RED_QUIET)
-        moving_to = red - RED_MOVE  # the chosen segment, or negative for QUIET/ADVANCE
+        first_exploit = red_exploit(params)
+        is_move = (red >= RED_MOVE) & (red < first_exploit)
+        is_exploit = red >= first_exploit
+        # A move works only in lateral movement and an exploit only in initial access; elsewhere
+        # (masked out by `red_avail_actions`) they do no attack work, as quiet.
+        moving = (acting & (red != RED_QUIET) & (~is_move | (phase == 3)) & (~is_exploit | (phase == 1)))
+        moving_to = jnp.where(is_move, red - RED_MOVE, -1)  # the chosen segment, or -1: any
         dst_ok = (moving_to < 0) | (jnp.arange(topo.num_segments) == moving_to)
+        exploit_ok = ~is_exploit | (red_target_ranks(hosts, params) == red - first_exploit)
     comp, iso, stage, listed = hosts.compromised, hosts.isolated, hosts.stage, hosts.listed
     # v1 keeps an append-only list (D3): duplicates, remediated and clean hosts stay in it.
     foothold = (comp if d3 else listed > 0) & ~iso & valid
@@ -246,7 +283,7 @@ def campaign_step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, 
 
     # P1 initial access on the targets.
     triable = my_target & ~iso & (~comp if d3 else True)
-    hit1 = moving & (phase == 1) & triable & (u_host < params.p_initial_access * hosts.vuln)
+    hit1 = moving & (phase == 1) & triable & exploit_ok & (u_host < params.p_initial_access * hosts.vuln)
 
     # P2 execution on the foothold. v1 rolls once per list entry: P = 1 - (1 - p)^multiplicity.
     if d3:
@@ -346,7 +383,10 @@ def controlled_step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams
     clock runs and the advance / fall-back / eviction rules apply as scripted) and lowers the
     noise its hosts make this step: alerts and hunting see stealth `1 - (1 - stealth) *
     red_quiet_noise`; `RED_MOVE + d` in lateral movement spreads only along the edges into
-    segment d. Illegal actions (see `red_avail_actions`) are no-ops. Returns what `step` does.
+    segment d; `red_exploit(params, k)` in initial access tries only the k-th most vulnerable open
+    target (`red_target_ranks`). A move outside lateral movement and an exploit outside initial
+    access do no attack work (as quiet, without its stealth); `red_avail_actions` masks them.
+    Returns what `step` does.
     """
     action = jnp.asarray(action, jnp.int32)
     hosts, att, events = campaign_step(draws, hosts, att, params, t, red=action)
@@ -376,13 +416,16 @@ def red_avail_actions(hosts: Hosts, att: Attacker, params: EnvParams) -> jax.Arr
     Quiet: while red holds a foothold (a compromised, connected host) to hide in, or waits out the
     re-entry cool-down; anywhere with `params.red_quiet_anywhere` (then not attacking at all is a
     choice). Advance: unless waiting out the cool-down. Move into d: in lateral movement (phase 3,
-    not cooling down) when d is a `red_move_targets` segment.
+    not cooling down) when d is a `red_move_targets` segment. Exploit k: in initial access (phase
+    1, not cooling down) while more than k targets are open (`red_open_targets`).
     """
     acting = att.cooldown <= 0
     moves = red_move_targets(hosts, att, params) & (att.phase == 3) & acting
+    valid = jnp.asarray(topology(params).host_valid)
+    open_targets = jnp.sum(red_open_targets(hosts) & valid)
+    exploits = (jnp.arange(params.recon_targets) < open_targets) & (att.phase == 1) & acting
     if params.red_quiet_anywhere:
         quiet = jnp.array(True)
     else:
-        valid = jnp.asarray(topology(params).host_valid)
         quiet = ~acting | jnp.any(hosts.compromised & ~hosts.isolated & valid)
-    return jnp.concatenate([jnp.stack([quiet, acting]), moves])
+    return jnp.concatenate([jnp.stack([quiet, acting]), moves, exploits])

@@ -18,7 +18,7 @@ from typing import Dict
 import jax
 import jax.numpy as jnp
 
-from jaxsoc.env.attacker import noise_level, overall, red_move_targets
+from jaxsoc.env.attacker import noise_level, overall, red_move_targets, red_target_ranks
 from jaxsoc.env.network import host_summary, segment_sums, topology
 from jaxsoc.env.params import AGENTS, NUM_PHASES, EnvParams, posture_names
 from jaxsoc.env import scores
@@ -218,14 +218,16 @@ RED_SEGMENT_FEATURES = ("foothold", "stage", "lost", "reachable", "high_value")
 
 
 def red_obs(state: EnvState, params: EnvParams) -> jax.Array:
-    """`[5S + NUM_PHASES + 5]` f32: what the intruder knows (`params.red_control`).
+    """`[5S + NUM_PHASES + 5 + recon_targets]` f32: what the intruder knows (`params.red_control`).
 
     Per segment (`RED_SEGMENT_FEATURES`): its footholds (compromised, connected hosts) as a share
     of the segment, their highest stage / 4, the hosts it held and lost (remediated or cut off by
     isolation) as a share, whether lateral movement can reach the segment now, whether it is a
     high-value (exfiltration) segment; then its phase (one-hot), steps in the phase, the re-entry
-    cool-down left, recon targets not yet taken, and the time. Nothing the SOC alone knows:
-    no alerts, no detections, no directive, no telemetry, no observation noise.
+    cool-down left, recon targets not yet taken, the time, whether it has a host yet; then the
+    vulnerability of each open recon target by rank (what "exploit:k" tries; 0 where none: recon
+    scanned them, so the intruder knows). Nothing the SOC alone knows: no alerts, no detections,
+    no directive, no telemetry, no observation noise.
     """
     topo = topology(params)
     h, a = state.hosts, state.attacker
@@ -234,6 +236,8 @@ def red_obs(state: EnvState, params: EnvParams) -> jax.Array:
     lost = h.ever_compromised & ~foothold & valid
     targets_left = h.target & ~h.compromised & ~h.isolated & valid
     counts = segment_sums(foothold, lost)  # [2, S]
+    ranked = red_target_ranks(h, params)[..., None] == jnp.arange(params.recon_targets)  # [S, Hmax, R]
+    target_vuln = jnp.sum(jnp.where(ranked, h.vuln[..., None], 0.0), axis=(0, 1))  # [R]
     per_seg = jnp.asarray(topo.hosts_in_segment)
     top_stage = jnp.max(jnp.where(foothold, h.stage, 0), axis=-1).astype(jnp.float32) / 4.0
     segments = jnp.stack([
@@ -249,6 +253,7 @@ def red_obs(state: EnvState, params: EnvParams) -> jax.Array:
                    jnp.sum(targets_left) / params.recon_targets,
                    state.t / params.max_steps,
                    a.begun]).astype(jnp.float32),
+        target_vuln,
     ])
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import jaxsoc.env as soc
 from jaxsoc.env import attacker, observe
-from jaxsoc.env.attacker import RED_ADVANCE, RED_MOVE, RED_QUIET
+from jaxsoc.env.attacker import RED_ADVANCE, RED_MOVE, RED_QUIET, red_exploit
 from jaxsoc.env.rng import Draws
 
 from .helpers import host_mask, with_hosts
@@ -18,6 +18,8 @@ from tests.fast import fast_jit
 
 ENV, RB = soc.make("soc-v2-redblue")
 S = RB.num_segments  # soc-v2: DMZ(0) -> Corporate(1), Development(2); 1 -> 0, 2, 3; ...
+R = RB.recon_targets  # one "exploit:k" action per rank
+NO_EXPLOIT = [False] * R
 
 
 _fresh = jax.jit(soc.initial_state, static_argnums=1)
@@ -40,8 +42,10 @@ def at_phase(state, phase, cooldown=0):
 
 
 def test_preset_and_spaces():
-    assert ENV.agents[-1] == "red" and ENV.action_space("red").n == RED_MOVE + S
-    assert ENV.observation_space("red").shape == (5 * S + 10,)
+    assert ENV.agents[-1] == "red" and ENV.action_space("red").n == RED_MOVE + S + R == red_exploit(RB, R)
+    assert attacker.red_action_names(RB)[RED_MOVE + 1] == "move:Corporate"
+    assert attacker.red_action_names(RB)[red_exploit(RB, 2)] == "exploit:2"
+    assert ENV.observation_space("red").shape == (5 * S + 10 + R,)
     assert not any(soc.build_params(n).red_control for n in soc.preset_names() if n != "soc-v2-redblue")
     with pytest.raises(ValueError, match="red_control"):
         soc.build_params("hmarl-soc-v1", red_control=True)
@@ -57,33 +61,42 @@ def test_preset_and_spaces():
 def test_masks_follow_the_phase_rules():
     st = fresh(RB)
     quiet_advance = [True, True]
-    # Recon, initial access, execution, exfiltration: no lateral choice.
+    # Recon, initial access (no target left), execution, exfiltration: no lateral choice.
     for phase in (0, 1, 2, 4):
         foot = host_mask(RB, (0, 0))
         m = mask(at_phase(with_hosts(st, compromised=foot, ever_compromised=foot), phase))
-        np.testing.assert_array_equal(m, quiet_advance + [False] * S)
+        np.testing.assert_array_equal(m, quiet_advance + [False] * S + NO_EXPLOIT)
         # No foothold to hide in: red must advance (unless red_quiet_anywhere).
-        np.testing.assert_array_equal(mask(at_phase(st, phase)), [False, True] + [False] * S)
+        np.testing.assert_array_equal(mask(at_phase(st, phase)), [False, True] + [False] * S + NO_EXPLOIT)
     anywhere = jax.jit(lambda s: attacker.red_avail_actions(s.hosts, s.attacker, RB.replace(red_quiet_anywhere=True)))
-    np.testing.assert_array_equal(anywhere(st), [True, True] + [False] * S)
+    np.testing.assert_array_equal(anywhere(st), [True, True] + [False] * S + NO_EXPLOIT)
     # Re-entry cool-down: only quiet.
-    np.testing.assert_array_equal(mask(at_phase(st, 0, cooldown=3)), [True, False] + [False] * S)
+    np.testing.assert_array_equal(mask(at_phase(st, 0, cooldown=3)), [True, False] + [False] * S + NO_EXPLOIT)
     # Lateral movement from a DMZ foothold: the DMZ's out-edges (Corporate, Development).
     foot = host_mask(RB, (0, 0))
     s3 = at_phase(with_hosts(st, compromised=foot, ever_compromised=foot), 3)
-    np.testing.assert_array_equal(mask(s3), quiet_advance + [False, True, True, False, False])
+    np.testing.assert_array_equal(mask(s3), quiet_advance + [False, True, True, False, False] + NO_EXPLOIT)
     # ... and from Corporate too: the DMZ itself still has clean hosts, DataCenter joins.
     foot2 = host_mask(RB, (0, 0), (1, 0))
     m = mask(at_phase(with_hosts(st, compromised=foot2, ever_compromised=foot2), 3))
-    np.testing.assert_array_equal(m, quiet_advance + [True, True, True, True, False])
+    np.testing.assert_array_equal(m, quiet_advance + [True, True, True, True, False] + NO_EXPLOIT)
     # A segment with no clean, connected host left is not a destination.
     iso = np.zeros_like(foot)
     iso[2, : RB.hosts_per_segment[2]] = True
     m = mask(at_phase(with_hosts(st, compromised=foot, ever_compromised=foot, isolated=iso), 3))
-    np.testing.assert_array_equal(m, quiet_advance + [False, True, False, False, False])
+    np.testing.assert_array_equal(m, quiet_advance + [False, True, False, False, False] + NO_EXPLOIT)
     # An isolated foothold is no source, and no place to hide.
     m = mask(at_phase(with_hosts(st, compromised=foot, ever_compromised=foot, isolated=foot), 3))
-    np.testing.assert_array_equal(m, [False, True] + [False] * S)
+    np.testing.assert_array_equal(m, [False, True] + [False] * S + NO_EXPLOIT)
+    # Initial access: an exploit per open target (not taken, not isolated), in rank order.
+    targets = host_mask(RB, (0, 1), (0, 2), (0, 4), (0, 5))
+    s1 = at_phase(with_hosts(st, compromised=foot, ever_compromised=foot, target=targets | foot,
+                             isolated=host_mask(RB, (0, 5))), 1)
+    np.testing.assert_array_equal(mask(s1), quiet_advance + [False] * S + [True] * 3 + [False] * (R - 3))
+    for phase in (0, 2, 3, 4):  # the same open targets offer no exploit outside initial access
+        assert not mask(at_phase(s1, phase))[RED_MOVE + S:].any()
+    np.testing.assert_array_equal(mask(s1.replace(attacker=s1.attacker.replace(cooldown=jnp.int32(2)))),
+                                  [True, False] + [False] * S + NO_EXPLOIT)
     # The env's masks carry red's and leave the defenders' all True.
     env_masks = jax.jit(ENV.get_avail_actions)(s3)
     np.testing.assert_array_equal(env_masks["red"], mask(s3))
@@ -124,6 +137,32 @@ def test_controlled_moves():
     a, ev = step(jax.random.key(0), s1, jnp.int32(RED_ADVANCE))
     assert np.asarray(a.hosts.compromised).sum() == 2
     np.testing.assert_allclose(np.asarray(ev.host_stealth), RB.stealth, rtol=1e-6)
+    # Exploit k tries only the k-th most vulnerable open target (ties: the lower host id); a
+    # taken target drops out of the ranking. Vulnerabilities: DMZ host 3 1.0, hosts 1 and 2 0.99999
+    # (a tie, and a sure hit at p_initial_access 1 for these keys).
+    vuln = np.full(st.hosts.vuln.shape, 0.99999, np.float32)
+    vuln[0, 3] = 1.0
+    three = with_hosts(st, target=host_mask(p, (0, 1), (0, 2), (0, 3)), vuln=vuln)
+    for k, host in ((0, 3), (1, 1), (2, 2)):
+        got, _ = step(jax.random.key(1), at_phase(three, 1), jnp.int32(red_exploit(p, k)))
+        np.testing.assert_array_equal(got.hosts.compromised, host_mask(p, (0, host)))
+    taken = with_hosts(three, compromised=host_mask(p, (0, 3)), ever_compromised=host_mask(p, (0, 3)))
+    got, _ = step(jax.random.key(1), at_phase(taken, 1), jnp.int32(red_exploit(p, 0)))
+    np.testing.assert_array_equal(got.hosts.compromised, host_mask(p, (0, 3), (0, 1)))
+    # The exploit's draw is the script's: with p_initial_access 0.5, exploit:0 hits exactly when
+    # advance hits that host, key by key.
+    half = p.replace(p_initial_access=0.5)
+    step_half = red_stepper(half)
+    for i in range(8):
+        e, _ = step_half(jax.random.key(i), at_phase(three, 1), jnp.int32(red_exploit(half, 0)))
+        a, _ = step_half(jax.random.key(i), at_phase(three, 1), jnp.int32(RED_ADVANCE))
+        assert bool(e.hosts.compromised[0, 3]) == bool(a.hosts.compromised[0, 3])
+        assert int(np.asarray(e.hosts.compromised).sum()) == int(e.hosts.compromised[0, 3])
+    # A move or an exploit outside its phase does no attack work (masked; as quiet).
+    got, _ = step(jax.random.key(0), at_phase(three, 1), jnp.int32(RED_MOVE + 2))
+    assert not bool(jnp.any(got.hosts.compromised)) and int(got.attacker.steps_in_phase) == 1
+    got, _ = step(jax.random.key(0), s3, jnp.int32(red_exploit(p, 0)))
+    assert not bool(jnp.any(got.hosts.compromised & ~s3.hosts.compromised))
     # Quiet in execution with nothing left to execute still advances after the minimum duration
     # (the D4 rule), as the scripted attacker would.
     s2 = at_phase(with_hosts(st, compromised=foot, ever_compromised=foot, stage=foot * 2), 2)
@@ -150,6 +189,11 @@ def test_red_observes_only_what_an_intruder_knows():
     names = [f"{n}.{k}" for n in RB.segment_names for k in observe.RED_SEGMENT_FEATURES]
     i_foot, i_lost = names.index("DMZ.foothold"), names.index("DMZ.lost")
     assert after[i_foot] < base[i_foot] and after[i_lost] > base[i_lost] == 0.0
+    # The last R entries: the open recon targets' vulnerabilities by rank (what exploit:k tries).
+    vuln = np.asarray(st.hosts.vuln).copy()
+    vuln[0, 1], vuln[0, 2] = 0.3, 0.8
+    s1 = at_phase(with_hosts(st, target=host_mask(RB, (0, 1), (0, 2), (0, 3)), vuln=vuln), 1)
+    np.testing.assert_allclose(np.asarray(obs_fn(s1))[-R:], [0.8, 0.3] + [0.0] * (R - 2))
 
 
 def test_advance_is_the_scripted_move():
