@@ -19,9 +19,17 @@ TINY = ["--seeds", "2", "--iterations", "1", "--blue-steps", "1024", "--red-step
         "--set", "redblue.minibatches=2", "--compile-cache", "none"]
 
 
-def refused(main, argv, out, capsys, match):
+def refused(main, argv, out, capsys, match, monkeypatch):
     """`main(argv + --out out)` exits with argparse's status 2, its error one line naming `match`,
-    and writes nothing."""
+    and writes nothing. A refusal missed fails at once instead of training: each script's first
+    piece of work (PSRO's oracles; redblue's env) raises."""
+    def work(*_a, **_k):
+        raise AssertionError("the command was not refused: it reached the training")
+
+    if main is ps.main:
+        monkeypatch.setattr(ps.socgame.SOCGame, "zero_sum", work)
+    else:  # the env module is shared: patched for this script's call only
+        monkeypatch.setattr(rb.soc, "make", work)
     with pytest.raises(SystemExit) as exc:
         main(argv + ["--out", str(out)])
     assert exc.value.code == 2
@@ -40,13 +48,13 @@ def refused(main, argv, out, capsys, match):
     (["--red-steps", "1e5", "--final-red-steps", "2.5e5"], "must be a positive multiple of --red-steps"),
     (["--red-steps", "1e5", "--final-red-steps", "5e4"], "must be a positive multiple of --red-steps"),
 ])
-def test_psro_soc_refuses_bad_numbers(tmp_path, capsys, argv, match):
-    refused(ps.main, argv, tmp_path / "out.json", capsys, match)
+def test_psro_soc_refuses_bad_numbers(tmp_path, capsys, monkeypatch, argv, match):
+    refused(ps.main, argv, tmp_path / "out.json", capsys, match, monkeypatch)
 
 
-def test_psro_soc_refuses_budgets_below_one_update(tmp_path, capsys):
-    refused(ps.main, ["--num-envs", "64", "--blue-steps", "100", "--red-steps", "100", "--final-red-steps", "100",
-                      "--compile-cache", "none"], tmp_path / "out.json", capsys, "blue_steps must cover")
+def test_psro_soc_refuses_budgets_below_one_update(tmp_path, capsys, monkeypatch):
+    refused(ps.main, ["--num-envs", "64", "--blue-steps", "10", "--red-steps", "10", "--final-red-steps", "10",
+                      "--compile-cache", "none"], tmp_path / "out.json", capsys, "blue_steps must cover", monkeypatch)
 
 
 @pytest.mark.parametrize("argv, match", [
@@ -57,8 +65,8 @@ def test_psro_soc_refuses_budgets_below_one_update(tmp_path, capsys):
     (["--episodes", "0"], "--episodes must be positive"),
     (["--red-steps", "10"], "--red-steps must cover at least one PPO update"),
 ])
-def test_redblue_refuses_bad_numbers(tmp_path, capsys, argv, match):
-    refused(rb.main, argv, tmp_path / "out.json", capsys, match)
+def test_redblue_refuses_bad_numbers(tmp_path, capsys, monkeypatch, argv, match):
+    refused(rb.main, argv, tmp_path / "out.json", capsys, match, monkeypatch)
 
 
 def fake_run(root, name, algo, scenario="soc-v2-redblue", env=None):
@@ -79,15 +87,15 @@ def fake_run(root, name, algo, scenario="soc-v2-redblue", env=None):
     ("big", "rule-soar", "soc-v2-redblue", {}, [], "env overrides"),
     ("quiet", "rule-soar", "soc-v2-redblue", None, ["--quiet-anywhere"], "env overrides"),
 ])
-def test_redblue_refuses_a_blue_run_of_another_scenario_side_learner_or_env(tmp_path, capsys, name, algo,
-                                                                            scenario, env, extra, match):
+def test_redblue_refuses_a_blue_run_of_another_scenario_side_learner_or_env(tmp_path, capsys, monkeypatch, name,
+                                                                            algo, scenario, env, extra, match):
     path = fake_run(tmp_path, name, algo, scenario, env)
     refused(rb.main, ["--hosts-per-segment", "8", "--blue-run", str(path)] + extra, tmp_path / "out.json",
-            capsys, match)
+            capsys, match, monkeypatch)
 
 
-def test_redblue_refuses_a_missing_blue_run(tmp_path, capsys):
-    refused(rb.main, ["--blue-run", str(tmp_path / "nowhere")], tmp_path / "out.json", capsys, "does not exist")
+def test_redblue_refuses_a_missing_blue_run(tmp_path, capsys, monkeypatch):
+    refused(rb.main, ["--blue-run", str(tmp_path / "nowhere")], tmp_path / "out.json", capsys, "does not exist", monkeypatch)
 
 
 def test_evidence_rows_on_hand_worked_numbers():
