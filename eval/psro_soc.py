@@ -119,11 +119,17 @@ METRICS = ("return", "exfiltrated", "csr", "hosts_compromised")
 def evidence_rows(arms: dict) -> dict:
     """Per arm (name -> `mixture_evaluation` outputs, each `[S, 2, episodes]`): per attacker the
     per-seed means of `METRICS` (lists [S]), and `exploitability` [S] = the mean return against
-    the scripted campaign minus against the red BR, paired by seed."""
+    the scripted campaign minus against the red BR, paired by seed; per attacker also
+    `red_action_share` [S, A]: red's choices (`actions [S, 2, episodes, A]`, counted) as shares."""
     table = {}
     for arm, out in arms.items():
         means = {m: np.asarray(out[m], float).mean(axis=2) for m in METRICS}  # [S, 2]
         table[arm] = {name: {m: means[m][:, j].tolist() for m in METRICS} for j, name in enumerate(ATTACKERS)}
+        # red's action shares per seed [S, A] (which campaign each red played; counts over alive steps)
+        acts = np.asarray(out["actions"], float).sum(axis=2)  # [S, 2, A]
+        shares = acts / np.maximum(acts.sum(axis=-1, keepdims=True), 1.0)
+        for j, name in enumerate(ATTACKERS):
+            table[arm][name]["red_action_share"] = shares[:, j].tolist()
         table[arm]["exploitability"] = (means["return"][:, 0] - means["return"][:, 1]).tolist()
     return table
 

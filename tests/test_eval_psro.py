@@ -103,7 +103,8 @@ def test_evidence_rows_on_hand_worked_numbers():
     ret = np.array([[[4.0, 2.0], [1.0, 0.0]],      # seed 0: 3 vs scripted, 0.5 vs BR
                     [[-1.0, -3.0], [0.0, 2.0]]])   # seed 1: -2 vs scripted, 1 vs BR
     out = {"return": ret, "exfiltrated": np.array([[[1, 0], [0, 0]], [[1, 1], [0, 1]]]),
-           "csr": np.zeros((2, 2, 2)), "hosts_compromised": np.full((2, 2, 2), 3.0)}
+           "csr": np.zeros((2, 2, 2)), "hosts_compromised": np.full((2, 2, 2), 3.0),
+           "actions": np.array([[[[0, 4], [0, 4]], [[1, 1], [3, 3]]], [[[0, 2], [0, 2]], [[2, 0], [0, 0]]]])}
     ev = ps.evidence_rows({"arm": out})["arm"]
     assert ev["scripted campaign"]["return"] == [3.0, -2.0]
     assert ev["red BR to it"]["return"] == [0.5, 1.0]
@@ -111,6 +112,8 @@ def test_evidence_rows_on_hand_worked_numbers():
     assert ev["red BR to it"]["exfiltrated"] == [0.0, 0.5]
     assert ev["red BR to it"]["hosts_compromised"] == [3.0, 3.0]
     assert ev["exploitability"] == [2.5, -3.0]
+    assert ev["scripted campaign"]["red_action_share"] == [[0.0, 1.0], [0.0, 1.0]]
+    assert ev["red BR to it"]["red_action_share"] == [[0.5, 0.5], [1.0, 0.0]]
 
 
 def test_single_member_plays_only_the_given_team():
@@ -155,3 +158,24 @@ def test_psro_soc_end_to_end_tiny(tmp_path):
     assert len(rec["baseline"]["final_red_reward"]) == 2
     assert ev[ps.PSRO_ROW] != ev[ps.BASELINE_ROW]
     assert ps.BASELINE_ROW in rec["table"] and "PSRO minus script-trained" in rec["table"]
+    for arm in ev.values():  # the scripted campaign only ever advances (action 1)
+        np.testing.assert_allclose(np.asarray(arm["scripted campaign"]["red_action_share"])[:, 1], 1.0)
+
+
+@pytest.mark.slow  # trains two tiny red best responses and compiles four evaluations (minutes on 2 cores); cheap checks: the --blue-run refusals above
+def test_redblue_blue_run_attacks_the_run_folders_team(tmp_path):
+    """--blue-run of a scripted Rule-SOAR run: no blue is trained, and the "blue" rows against the
+    scripted campaign are the Rule-SOAR rows exactly (the same team, the same held-out episodes)."""
+    path = fake_run(tmp_path, "soar", "rule-soar")
+    out = tmp_path / "rb.json"
+    rb.main(["--seeds", "2", "--num-envs", "8", "--red-steps", "256", "--episodes", "8", "--hosts-per-segment", "8",
+             "--set", "redblue.hidden_sizes=[16,16]", "--set", "redblue.rollout=16", "--blue-run", str(path),
+             "--out", str(out)])
+    rec = json.loads(out.read_text())
+    assert "train blue vs scripted" not in rec["timings_s"]
+    assert rec["blue_train_return"] == [[], []]
+    s = rec["summary"]
+    mine, soar = s["SOC team of soar | scripted campaign"], s["Rule-SOAR | scripted campaign"]
+    for key in ("return", "exfiltrated", "csr", "hosts_compromised", "phase_steps", "actions"):
+        np.testing.assert_array_equal(mine[key], soar[key])
+    assert set(rec["exploitability"]) == {"SOC team of soar", "Rule-SOAR"}
