@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import yaml
 
 import eval.psro_soc as ps
 import eval.redblue as rb
+from tests.fake_runs import fake_run
 
 TINY = ["--seeds", "2", "--iterations", "1", "--blue-steps", "1024", "--red-steps", "1024",
         "--final-red-steps", "2048", "--episodes", "4", "--eval-episodes", "8", "--hosts-per-segment", "8",
@@ -67,17 +67,6 @@ def test_psro_soc_refuses_budgets_below_one_update(tmp_path, capsys, monkeypatch
 ])
 def test_redblue_refuses_bad_numbers(tmp_path, capsys, monkeypatch, argv, match):
     refused(rb.main, argv, tmp_path / "out.json", capsys, match, monkeypatch)
-
-
-def fake_run(root, name, algo, scenario="soc-v2-redblue", env=None):
-    """A run folder's config (a scripted run needs no checkpoint), as tests/test_psro_soc.py."""
-    path = root / name
-    path.mkdir(parents=True)
-    cfg = {"algo": algo, "scenario": scenario, "env": env if env is not None else {"hosts_per_segment": 8},
-           "num_envs": 8, "num_seeds": 1, "total_steps": 64, "seed": 0, "devices": 1,
-           "run": {"name": name, "dir": str(root)}}
-    (path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    return path
 
 
 @pytest.mark.parametrize("name, algo, scenario, env, extra, match", [
