@@ -11,6 +11,7 @@ import pytest
 
 import eval.psro_soc as ps
 import eval.redblue as rb
+from jaxsoc.env.attacker import RED_ADVANCE
 from tests.fake_runs import fake_run
 
 TINY = ["--seeds", "2", "--iterations", "1", "--blue-steps", "1024", "--red-steps", "1024",
@@ -120,7 +121,7 @@ def test_single_member_plays_only_the_given_team():
     np.testing.assert_array_equal(np.asarray(params), np.broadcast_to(np.asarray(actors["w"][1]), (64, 3)))
 
 
-@pytest.mark.slow  # trains PSRO, the baseline blue and two red BRs end to end (compiles five programs; minutes on 2 cores); cheap checks: the refusals, evidence_rows and single_member above
+@pytest.mark.slow  # trains PSRO, the baseline blue and two red BRs end to end (compiles five programs; 164 s wall on the shared 2 cores); cheap checks: the refusals, evidence_rows and single_member above
 def test_psro_soc_end_to_end_tiny(tmp_path):
     out = tmp_path / "psro.json"
     ps.main(TINY + ["--out", str(out)])
@@ -147,11 +148,11 @@ def test_psro_soc_end_to_end_tiny(tmp_path):
     assert len(rec["baseline"]["final_red_reward"]) == 2
     assert ev[ps.PSRO_ROW] != ev[ps.BASELINE_ROW]
     assert ps.BASELINE_ROW in rec["table"] and "PSRO minus script-trained" in rec["table"]
-    for arm in ev.values():  # the scripted campaign only ever advances (action 1)
-        np.testing.assert_allclose(np.asarray(arm["scripted campaign"]["red_action_share"])[:, 1], 1.0)
+    for arm in ev.values():  # the scripted campaign only ever advances
+        np.testing.assert_allclose(np.asarray(arm["scripted campaign"]["red_action_share"])[:, RED_ADVANCE], 1.0)
 
 
-@pytest.mark.slow  # trains two tiny red best responses and compiles four evaluations (minutes on 2 cores); cheap checks: the --blue-run refusals above
+@pytest.mark.slow  # trains two tiny red best responses and compiles four evaluations (50 s wall on the shared 2 cores); cheap checks: the --blue-run refusals above
 def test_redblue_blue_run_attacks_the_run_folders_team(tmp_path):
     """--blue-run of a scripted Rule-SOAR run: no blue is trained, and the "blue" rows against the
     scripted campaign are the Rule-SOAR rows exactly (the same team, the same held-out episodes)."""
