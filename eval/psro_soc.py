@@ -18,6 +18,13 @@
    evaluated on --eval-episodes held-out greedy episodes against the scripted campaign and
    against that red. Exploitability = return vs scripted - return vs the red BR, paired by seed
    (eval/redblue.py's measure), and the red BR's gain over the meta-game value.
+3. Evidence (a), the baseline arm (--no-baseline: skipped), in the same run and on the same
+   seeds: a blue team (MAPPO, from scratch) trained only against the scripted campaign (red
+   advancing every step) for the PSRO blue chain's total env steps (--iterations x --blue-steps,
+   one straight run), then a red best response from scratch against it by the same program and
+   budget as 2. (its key stream too: the same red program over a one-member population), both
+   evaluated on 2.'s held-out episodes. Exploitability of each blue as above, and the paired
+   difference of the two (PSRO minus script-trained) per seed.
 Prints the per-iteration table and the evidence table; writes them with the raw numbers to --out.
 """
 from __future__ import annotations
@@ -62,16 +69,20 @@ def parse(argv=None):
     ap.add_argument("--eval-episodes", type=int, default=256, help="held-out episodes per seed, evidence (b)")
     ap.add_argument("--hosts-per-segment", type=int, default=None)
     ap.add_argument("--no-warm-start", action="store_true", help="every response starts from fresh networks")
+    ap.add_argument("--no-baseline", action="store_true",
+                    help="skip evidence (a): the blue trained only against the scripted campaign and its red BR")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="redblue.KEY=VALUE")
     ap.add_argument("--out", default="runs/psro-soc.json")
     ap.add_argument("--compile-cache", default="runs/.xla_cache",
                     help="JAX's persistent compilation cache (a rerun skips the compiles); 'none' for none")
     args = ap.parse_args(argv)
-    for name in ("seeds", "iterations", "num_envs", "episodes", "eval_episodes"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name.replace('_', '-')} must be positive")
+    for name in ("seeds", "iterations", "num_envs", "episodes", "eval_episodes", "blue_steps", "red_steps"):
+        if not getattr(args, name) > 0:
+            ap.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name):g}")
+    if args.hosts_per_segment is not None and args.hosts_per_segment < 1:
+        ap.error(f"--hosts-per-segment must be positive, got {args.hosts_per_segment}")
     repeats = args.final_red_steps / args.red_steps
-    if args.red_steps <= 0 or repeats < 1 or repeats != int(repeats):
+    if repeats < 1 or repeats != int(repeats):
         ap.error(f"--final-red-steps ({args.final_red_steps:g}) must be a positive multiple of --red-steps "
                  f"({args.red_steps:g})")
     return ap, args
@@ -99,11 +110,53 @@ def mixture_evaluation(env, p, game: socgame.SOCGame, episodes: int):
     return jax.jit(jax.vmap(run))
 
 
+PSRO_ROW = "PSRO blue mixture"
+BASELINE_ROW = "MAPPO blue trained vs the script only"
+ATTACKERS = ("scripted campaign", "red BR to it")  # mixture_evaluation's rows 0 and 1
+METRICS = ("return", "exfiltrated", "csr", "hosts_compromised")
+
+
+def evidence_rows(arms: dict) -> dict:
+    """Per arm (name -> `mixture_evaluation` outputs, each `[S, 2, episodes]`): per attacker the
+    per-seed means of `METRICS` (lists [S]), and `exploitability` [S] = the mean return against
+    the scripted campaign minus against the red BR, paired by seed; per attacker also
+    `red_action_share` [S, A]: red's choices (`actions [S, 2, episodes, A]`, counted) as shares."""
+    table = {}
+    for arm, out in arms.items():
+        means = {m: np.asarray(out[m], float).mean(axis=2) for m in METRICS}  # [S, 2]
+        table[arm] = {name: {m: means[m][:, j].tolist() for m in METRICS} for j, name in enumerate(ATTACKERS)}
+        # red's action shares per seed [S, A] (which campaign each red played; counts over alive steps)
+        acts = np.asarray(out["actions"], float).sum(axis=2)  # [S, 2, A]
+        shares = acts / np.maximum(acts.sum(axis=-1, keepdims=True), 1.0)
+        for j, name in enumerate(ATTACKERS):
+            table[arm][name]["red_action_share"] = shares[:, j].tolist()
+        table[arm]["exploitability"] = (means["return"][:, 0] - means["return"][:, 1]).tolist()
+    return table
+
+
+def red_best_response(game: socgame.SOCGame, keys, blue_pop: psro.Population, blue_meta, repeats: int):
+    """S red best responses from scratch to the blue mixtures (`blue_pop` leaves [S, capacity, ...],
+    `blue_meta` [S, capacity]; keys [S]): the red program run `repeats` times, each warm-started
+    from the last (call i's keys fold i into `keys`). Returns (params {actor, critic} leaves
+    [S, ...], per call the mean reward per update, np [S, updates])."""
+    params, rewards = None, []
+    for i in range(repeats):
+        k = jax.vmap(lambda x, i=i: jax.random.fold_in(x, i))(keys)
+        params, m = game.best_response("red", k, blue_pop, blue_meta, start=params)
+        rewards.append(np.asarray(m["reward"]))
+    return jax.block_until_ready(params), rewards
+
+
+def single_member(actors, capacity: int):
+    """(population, meta [S, capacity]): one blue team per seed (`actors` leaves [S, ...]) as a
+    population of that capacity, all weight on it, so the mixture's programs play it alone."""
+    pop = jax.vmap(lambda a: psro.population(a, capacity))(actors)
+    meta = jnp.zeros(pop.size.shape + (capacity,)).at[:, 0].set(1.0)
+    return pop, meta
+
+
 def main(argv=None):
     ap, args = parse(argv)
-    if args.compile_cache != "none":
-        jax.config.update("jax_compilation_cache_dir", os.path.abspath(args.compile_cache))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     env_over = {} if args.hosts_per_segment is None else {"hosts_per_segment": args.hosts_per_segment}
     env, p = soc.make("soc-v2-redblue", **env_over)
     try:
@@ -113,9 +166,13 @@ def main(argv=None):
                                episodes=args.episodes, warm_start=not args.no_warm_start)
     except (ValueError, C.ConfigError) as e:
         ap.error(str(e))
+    if args.compile_cache != "none":  # after the checks: a refused command changes nothing
+        jax.config.update("jax_compilation_cache_dir", os.path.abspath(args.compile_cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     start = time.time()
     seeds = jax.random.split(jax.random.key(args.seed), args.seeds)
-    k_init, k_psro, k_br, k_eval = [jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(seeds) for i in range(4)]
+    # k_base (evidence (a)'s blue) is a fifth stream, so the PSRO run's keys are those of a run without it.
+    k_init, k_psro, k_br, k_eval, k_base = [jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(seeds) for i in range(5)]
     timings = {}
 
     def log(rec):
@@ -137,17 +194,34 @@ def main(argv=None):
     #    final/red steps times, each warm-started from the last).
     t0 = time.time()
     blue_pop, blue_meta = result.row_population, result.row_meta
-    params, red_metrics = None, []
-    for i in range(int(args.final_red_steps / args.red_steps)):
-        keys = jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(k_br)
-        params, m = game.best_response("red", keys, blue_pop, blue_meta, start=params)
-        red_metrics.append(np.asarray(m["reward"]))
-    jax.block_until_ready(params)
+    repeats = int(args.final_red_steps / args.red_steps)
+    params, red_metrics = red_best_response(game, k_br, blue_pop, blue_meta, repeats)
     timings["red BR to the blue mixture"] = round(time.time() - t0, 1)
     t0 = time.time()
-    out = mixture_evaluation(env, p, game, args.eval_episodes)(k_eval, blue_pop.policies, blue_meta, params["actor"])
+    evaluate = mixture_evaluation(env, p, game, args.eval_episodes)
+    out = evaluate(k_eval, blue_pop.policies, blue_meta, params["actor"])
     out = {k: np.asarray(v) for k, v in out.items()}  # [S, 2, episodes, ...]
     timings["evaluation"] = round(time.time() - t0, 1)
+
+    # 3. Evidence (a) on the same seeds: blue trained only against the script, for the PSRO blue
+    #    chain's total steps; then the same red BR program and evaluation as 2., the blue as a
+    #    one-member population (the same shapes, so 2.'s compiled programs are reused).
+    base = None
+    if not args.no_baseline:
+        t0 = time.time()
+        blue_cfg = dict(cfg, total_steps=int(args.iterations * args.blue_steps))
+        blue_tr = redblue.side_trainer(blue_cfg, env, p, "blue", redblue.scripted_red)
+        blue_state, blue_m = jax.block_until_ready(jax.jit(jax.vmap(blue_tr.train))(k_base))
+        timings["baseline: blue vs scripted"] = round(time.time() - t0, 1)
+        t0 = time.time()
+        one_pop, one_meta = single_member(blue_state.params["actor"], blue_meta.shape[1])
+        base_params, base_red_metrics = red_best_response(game, k_br, one_pop, one_meta, repeats)
+        timings["baseline: red BR to it"] = round(time.time() - t0, 1)
+        t0 = time.time()
+        base_out = evaluate(k_eval, one_pop.policies, one_meta, base_params["actor"])
+        base = {"out": {k: np.asarray(v) for k, v in base_out.items()},
+                "blue_train_return": np.asarray(blue_m["return"]), "red_reward": base_red_metrics}
+        timings["baseline: evaluation"] = round(time.time() - t0, 1)
     timings["total"] = round(time.time() - start, 1)
 
     h = result.history
@@ -163,33 +237,54 @@ def main(argv=None):
                      f"{ms(h['col_gain'][t])} | {ms(h['br_gain'][t])} |")
     final_value = np.einsum("sr,src,sc->s", np.asarray(result.row_meta), np.asarray(result.payoffs),
                             np.asarray(result.col_meta))
-    ret = out["return"].mean(axis=2)  # [S, 2]
+    arms = {PSRO_ROW: out}
+    if base is not None:
+        arms[BASELINE_ROW] = base["out"]
+    evidence = evidence_rows(arms)
     rows = ["", "| SOC team | attacker | return | exfiltrated | CSR | hosts compromised |", "|---|---|---:|---:|---:|---:|"]
-    for j, name in enumerate(("scripted campaign", "red BR to it")):
-        rows.append(f"| PSRO blue mixture | {name} | {ms(ret[:, j])} | {out['exfiltrated'][:, j].mean():.3f} | "
-                    f"{out['csr'][:, j].mean():.3f} | {out['hosts_compromised'][:, j].mean():.2f} |")
-    drop = ret[:, 0] - ret[:, 1]
+    for arm, ev in evidence.items():
+        for name in ATTACKERS:
+            e = ev[name]
+            rows.append(f"| {arm} | {name} | {ms(e['return'])} | {np.mean(e['exfiltrated']):.3f} | "
+                        f"{np.mean(e['csr']):.3f} | {np.mean(e['hosts_compromised']):.2f} |")
+    rows += ["", f"| SOC team | exploitability: return vs scripted - vs its red BR ({args.seeds} seeds) | per seed |",
+             "|---|---:|---|"]
+    for arm, ev in evidence.items():
+        rows.append(f"| {arm} | {ms(ev['exploitability'])} | {', '.join(f'{x:.2f}' for x in ev['exploitability'])} |")
+    ret = np.asarray(out["return"]).mean(axis=2)  # [S, 2]
+    drop = np.asarray(evidence[PSRO_ROW]["exploitability"])
+    diff = None
+    if base is not None:
+        diff = drop - np.asarray(evidence[BASELINE_ROW]["exploitability"])
+        rows.append(f"\nExploitability, PSRO minus script-trained (paired by seed): {ms(diff)} "
+                    f"(per seed {[round(float(x), 2) for x in diff]})")
     gain = final_value - ret[:, 1]
-    rows.append(f"\nExploitability (PSRO blue mixture): return vs scripted - return vs its red BR = {ms(drop)} "
-                f"over {len(drop)} seeds (per seed {[round(float(x), 2) for x in drop]})")
     rows.append(f"Red BR's gain over the final meta-game value ({ms(final_value)}): {ms(gain)} "
                 f"(per seed {[round(float(x), 2) for x in gain]})")
     meta = [[round(float(x), 2) for x in m] for m in np.asarray(blue_meta)]
     rows.append(f"Final blue meta-strategies (per seed, over members 0..{args.iterations}): {meta}")
     rows.append(f"Final red meta-strategies: {[[round(float(x), 2) for x in m] for m in np.asarray(result.col_meta)]}")
+    rows.append("\n| stage | wall clock (s, compiles included) |\n|---|---:|")
+    rows += [f"| {k} | {v} |" for k, v in timings.items()]
     text = "\n".join(lines + rows)
     print(text)
-    print("timings (s):", json.dumps(timings))
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    record = {"args": vars(args), "timings_s": timings, "table": text,
+              "history": {k: np.asarray(v).tolist() for k, v in h.items()},
+              "payoffs": np.asarray(result.payoffs).tolist(), "blue_meta": np.asarray(blue_meta).tolist(),
+              "red_meta": np.asarray(result.col_meta).tolist(), "final_value": final_value.tolist(),
+              "mixture_return": ret.tolist(), "exploitability": drop.tolist(), "br_gain_over_value": gain.tolist(),
+              "evidence": evidence,
+              "responses_train_return": [{"side": t["side"], "call": t["call"],
+                                          "return": np.asarray(t["metrics"]["return"]).tolist()} for t in trained],
+              "final_red_reward": [r.tolist() for r in red_metrics]}
+    if base is not None:
+        record["baseline"] = {"blue_steps": int(args.iterations * args.blue_steps),
+                              "blue_train_return": base["blue_train_return"].tolist(),
+                              "final_red_reward": [r.tolist() for r in base["red_reward"]]}
+        record["exploitability_difference"] = diff.tolist()
     with open(args.out, "w") as f:
-        json.dump({"args": vars(args), "timings_s": timings, "table": text,
-                   "history": {k: np.asarray(v).tolist() for k, v in h.items()},
-                   "payoffs": np.asarray(result.payoffs).tolist(), "blue_meta": np.asarray(blue_meta).tolist(),
-                   "red_meta": np.asarray(result.col_meta).tolist(), "final_value": final_value.tolist(),
-                   "mixture_return": ret.tolist(), "exploitability": drop.tolist(), "br_gain_over_value": gain.tolist(),
-                   "responses_train_return": [{"side": t["side"], "call": t["call"],
-                                               "return": np.asarray(t["metrics"]["return"]).tolist()} for t in trained],
-                   "final_red_reward": [r.tolist() for r in red_metrics]}, f)
+        json.dump(record, f)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,14 @@
 
     python eval/redblue.py                                  # 5 seeds, the budgets below
     python eval/redblue.py --seeds 2 --blue-steps 2e5 --red-steps 1e5 --hosts-per-segment 8
+    python eval/redblue.py --blue-run runs/<a redblue run>   # attack that run's SOC team instead
 
 1. Blue (the SOC team, PPO with the world critic: MAPPO) is trained only against the scripted
-   attacker (red advancing every step, which is the scripted campaign exactly).
+   attacker (red advancing every step, which is the scripted campaign exactly). With --blue-run
+   DIR no blue is trained: the "blue" rows are the SOC team of that finished run folder (a
+   `redblue` run's blue team or a scripted SOC policy run, on soc-v2-redblue with this run's env
+   overrides; its first seed's newest checkpoint, greedy: `redblue.blue_run`), the same team for
+   every seed.
 2. A red best response is trained by PPO against that blue, frozen; another against the scripted
    Rule-SOAR team.
 3. Every pairing is evaluated on the same held-out episodes (greedy actions, each env's first
@@ -36,7 +41,8 @@ from jaxsoc.env.attacker import red_action_names  # noqa: E402
 from jaxsoc.env.params import NUM_PHASES, PHASE_NAMES  # noqa: E402
 
 
-def main():
+def parse(argv=None):
+    """(parser, args): the command line, refused (one line, `ap.error`) before any JAX work."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
@@ -47,16 +53,36 @@ def main():
     ap.add_argument("--hosts-per-segment", type=int, default=None)
     ap.add_argument("--quiet-anywhere", action="store_true",
                     help="red_quiet_anywhere=True: red may go quiet without a foothold (never attack)")
+    ap.add_argument("--blue-run", default=None,
+                    help="a finished run folder whose SOC team is the blue attacked (no blue is trained)")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="redblue.KEY=VALUE")
     ap.add_argument("--out", default="runs/redblue-evidence.json")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    for name in ("seeds", "num_envs", "blue_steps", "red_steps", "episodes", "hosts_per_segment"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            ap.error(f"--{name.replace('_', '-')} must be positive, got {value:g}")
+    return ap, args
 
+
+def main(argv=None):
+    ap, args = parse(argv)
     env_over = {} if args.hosts_per_segment is None else {"hosts_per_segment": args.hosts_per_segment}
     if args.quiet_anywhere:
         env_over["red_quiet_anywhere"] = True
+    try:
+        cfg = C.resolve(flags={"algo": "redblue", "scenario": "soc-v2-redblue", "num_envs": args.num_envs,
+                               "total_steps": int(args.blue_steps)}, sets=args.sets)
+        per_update = cfg["num_envs"] * cfg["redblue"]["rollout"]
+        for name in ("blue_steps", "red_steps"):
+            if getattr(args, name) < per_update:
+                raise ValueError(f"--{name.replace('_', '-')} must cover at least one PPO update (num_envs x "
+                                 f"rollout = {per_update} env steps), got {getattr(args, name):g}")
+        if args.blue_run is not None:
+            redblue.check_blue_run(args.blue_run, "soc-v2-redblue", env_over)
+    except (ValueError, C.ConfigError) as e:
+        ap.error(str(e))
     env, p = soc.make("soc-v2-redblue", **env_over)
-    cfg = C.resolve(flags={"algo": "redblue", "scenario": "soc-v2-redblue", "num_envs": args.num_envs,
-                           "total_steps": int(args.blue_steps)}, sets=args.sets)
     seeds = jax.random.split(jax.random.key(args.seed), args.seeds)
     k_blue, k_red, k_red_s, k_eval = [jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(seeds) for i in range(4)]
     blue_policy = redblue.side_policy(env, cfg, "blue")
@@ -73,14 +99,24 @@ def main():
         print(f"[{name}] {timings[name]} s (compile + run)", flush=True)
         return out
 
-    # 1. Blue against the scripted attacker only.
-    blue_tr = redblue.side_trainer(cfg, env, p, "blue", redblue.scripted_red)
-    blue_state, blue_m = timed("train blue vs scripted", jax.jit(jax.vmap(blue_tr.train)), k_blue)
-    blue_params = blue_state.params["actor"]
+    # 1. Blue against the scripted attacker only, or the SOC team of a run folder. Blue is an
+    #    Opponent either way: (params, key, obs, state, env params) -> SOC actions; its params
+    #    are per seed ([S, ...]) for the trained team, None for the run's (one team, no params).
+    if args.blue_run is None:
+        blue_tr = redblue.side_trainer(cfg, env, p, "blue", redblue.scripted_red)
+        blue_state, blue_m = timed("train blue vs scripted", jax.jit(jax.vmap(blue_tr.train)), k_blue)
+        blue_params = blue_state.params["actor"]
+        blue_act = learned_blue
+        opp_blue = redblue.learned(env, p, blue_policy)  # red trains against blue's sampled policy
+        blue_name = "MAPPO blue (trained vs scripted)"
+    else:
+        blue_m = {"return": np.zeros((args.seeds, 0))}  # nothing trained here
+        blue_params = jnp.zeros((args.seeds,))  # a per-seed placeholder the run's team ignores
+        blue_act = opp_blue = redblue.blue_run(args.blue_run)  # greedy, as the run is evaluated
+        blue_name = f"SOC team of {os.path.basename(os.path.normpath(args.blue_run))}"
 
     # 2. Red best responses (PPO) to the frozen blue and to Rule-SOAR.
     red_cfg = dict(cfg, total_steps=int(args.red_steps))
-    opp_blue = redblue.learned(env, p, blue_policy)  # red trains against blue's sampled policy
 
     def br_to_blue(key, bp):
         return redblue.side_trainer(red_cfg, env, p, "red", opp_blue, bp).train(key)
@@ -94,7 +130,7 @@ def main():
 
     def pair(blue_kind, red_kind):
         def run(key, bp, rp):
-            bf = ((lambda k, o, s: learned_blue(bp, k, o, s, p)) if blue_kind == "blue"
+            bf = ((lambda k, o, s: blue_act(bp, k, o, s, p)) if blue_kind == "blue"
                   else (lambda k, o, s: rule_soar(None, k, o, s, p)))
             rf = scripted_red if red_kind == "scripted" else (lambda k, o, s: learned_red(rp, k, o, s, p))
             return redblue.play(env, p, bf, rf, key, args.episodes)
@@ -102,8 +138,8 @@ def main():
 
     rp_blue, rp_soar = red_state.params["actor"], red_s_state.params["actor"]
     res = {
-        ("MAPPO blue (trained vs scripted)", "scripted campaign"): timed("eval blue/scripted", pair("blue", "scripted"), k_eval, blue_params, rp_blue),
-        ("MAPPO blue (trained vs scripted)", "red BR to it"): timed("eval blue/BR", pair("blue", "br"), k_eval, blue_params, rp_blue),
+        (blue_name, "scripted campaign"): timed("eval blue/scripted", pair("blue", "scripted"), k_eval, blue_params, rp_blue),
+        (blue_name, "red BR to it"): timed("eval blue/BR", pair("blue", "br"), k_eval, blue_params, rp_blue),
         ("Rule-SOAR", "scripted campaign"): timed("eval soar/scripted", pair("soar", "scripted"), k_eval, blue_params, rp_soar),
         ("Rule-SOAR", "red BR to it"): timed("eval soar/BR", pair("soar", "br"), k_eval, blue_params, rp_soar),
     }
@@ -126,7 +162,7 @@ def main():
         lines.append(f"| {b} | {r} | {ms(v['return'])} | {np.mean(v['exfiltrated']):.3f} | {np.mean(v['csr']):.3f} | "
                      f"{np.mean(v['hosts_compromised']):.2f} |")
     drop = {}
-    for b in ("MAPPO blue (trained vs scripted)", "Rule-SOAR"):
+    for b in (blue_name, "Rule-SOAR"):
         d = np.asarray(summary[f"{b} | scripted campaign"]["return"]) - np.asarray(summary[f"{b} | red BR to it"]["return"])
         drop[b] = d.tolist()
         lines.append(f"\nExploitability ({b}): return vs scripted - return vs its red BR = "

@@ -7,12 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import yaml
 
 import jaxsoc.env as soc
 from jaxsoc import config as C
 from jaxsoc.algos import make_train, redblue
 from jaxsoc.game import psro, socgame
+from tests.fake_runs import fake_run
 from tests.fast import fast_compile, fast_jit
 
 SMALL = ["env.hosts_per_segment=8", "redblue.hidden_sizes=[16,16]", "redblue.rollout=8", "redblue.minibatches=2"]
@@ -157,16 +157,6 @@ def test_psro_on_the_soc_game_is_deterministic_per_seed():
 
 
 # ----------------------------------------------------------------------------- red-ppo's blue from a run
-def fake_run(root, name, algo, scenario="soc-v2-redblue", env=None):
-    path = root / name
-    path.mkdir(parents=True)
-    cfg = {"algo": algo, "scenario": scenario, "env": env if env is not None else {"hosts_per_segment": 8},
-           "num_envs": 8, "num_seeds": 1, "total_steps": 64, "seed": 0, "devices": 1,
-           "run": {"name": name, "dir": str(root)}}
-    (path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    return path
-
-
 def resolve_red(blue):
     return C.resolve(flags={"algo": "red-ppo", "scenario": "soc-v2-redblue", "num_envs": 8, "total_steps": 64},
                      sets=SMALL + [f"redblue.blue={blue}"])
