@@ -42,7 +42,7 @@ def main() -> None:
     import jaxsoc.env as soc
     from jaxsoc import config as config_lib
     from jaxsoc.algos import meta
-    from jaxsoc.sweep import t95
+    from jaxsoc.sweep import ci95_half_width
 
     try:
         cfg = config_lib.resolve(flags={"algo": "reptile", "scenario": args.scenario, "num_envs": args.num_envs,
@@ -90,8 +90,7 @@ def main() -> None:
         ret = adapt_all(theta, tasks, keys)
         ret = np.asarray(ret)  # [seeds, tasks, P, episodes]
         per_pair = np.nanmean(ret, axis=-1).reshape(-1, len(points))  # [seeds * tasks, P]
-        n = per_pair.shape[0]
-        half = t95(n - 1) * per_pair.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full(len(points), np.nan)
+        half = ci95_half_width(per_pair)
         rows[name] = (per_pair.mean(axis=0), half)
         print(f"# adapting {name}: {time.time() - start:.0f} s")
 

@@ -52,6 +52,7 @@ from jaxsoc import config as C  # noqa: E402
 from jaxsoc.algos import redblue  # noqa: E402
 from jaxsoc.env.attacker import RED_ADVANCE  # noqa: E402
 from jaxsoc.game import psro, socgame  # noqa: E402
+from jaxsoc.sweep import ci95_half_width  # noqa: E402
 
 
 def parse(argv=None):
@@ -232,6 +233,12 @@ def main(argv=None):
         x = np.asarray(x, float)
         return f"{x.mean():+.2f} ± {x.std():.2f}"
 
+    def ci(x):
+        """The mean's two-sided 95 % Student t interval over seeds (sample std)."""
+        x = np.asarray(x, float)
+        half = ci95_half_width(x)
+        return f"[{x.mean() - half:+.2f}, {x.mean() + half:+.2f}]"
+
     for t in range(len(h["iteration"])):
         lines.append(f"| {t} | {int(h['row_size'][t][0])} | {ms(h['meta_value'][t])} | {ms(h['row_gain'][t])} | "
                      f"{ms(h['col_gain'][t])} | {ms(h['br_gain'][t])} |")
@@ -247,16 +254,17 @@ def main(argv=None):
             e = ev[name]
             rows.append(f"| {arm} | {name} | {ms(e['return'])} | {np.mean(e['exfiltrated']):.3f} | "
                         f"{np.mean(e['csr']):.3f} | {np.mean(e['hosts_compromised']):.2f} |")
-    rows += ["", f"| SOC team | exploitability: return vs scripted - vs its red BR ({args.seeds} seeds) | per seed |",
-             "|---|---:|---|"]
+    rows += ["", f"| SOC team | exploitability: return vs scripted - vs its red BR ({args.seeds} seeds) | 95 % t interval | per seed |",
+             "|---|---:|---:|---|"]
     for arm, ev in evidence.items():
-        rows.append(f"| {arm} | {ms(ev['exploitability'])} | {', '.join(f'{x:.2f}' for x in ev['exploitability'])} |")
+        rows.append(f"| {arm} | {ms(ev['exploitability'])} | {ci(ev['exploitability'])} | "
+                    f"{', '.join(f'{x:.2f}' for x in ev['exploitability'])} |")
     ret = np.asarray(out["return"]).mean(axis=2)  # [S, 2]
     drop = np.asarray(evidence[PSRO_ROW]["exploitability"])
     diff = None
     if base is not None:
         diff = drop - np.asarray(evidence[BASELINE_ROW]["exploitability"])
-        rows.append(f"\nExploitability, PSRO minus script-trained (paired by seed): {ms(diff)} "
+        rows.append(f"\nExploitability, PSRO minus script-trained (paired by seed): {ms(diff)}, 95 % t interval {ci(diff)} "
                     f"(per seed {[round(float(x), 2) for x in diff]})")
     gain = final_value - ret[:, 1]
     rows.append(f"Red BR's gain over the final meta-game value ({ms(final_value)}): {ms(gain)} "

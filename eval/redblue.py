@@ -39,6 +39,7 @@ from jaxsoc import config as C  # noqa: E402
 from jaxsoc.algos import redblue  # noqa: E402
 from jaxsoc.env.attacker import red_action_names  # noqa: E402
 from jaxsoc.env.params import NUM_PHASES, PHASE_NAMES  # noqa: E402
+from jaxsoc.sweep import ci95_half_width  # noqa: E402
 
 
 def parse(argv=None):
@@ -166,7 +167,9 @@ def main(argv=None):
         d = np.asarray(summary[f"{b} | scripted campaign"]["return"]) - np.asarray(summary[f"{b} | red BR to it"]["return"])
         drop[b] = d.tolist()
         lines.append(f"\nExploitability ({b}): return vs scripted - return vs its red BR = "
-                     f"{d.mean():+.2f} ± {d.std():.2f} over {len(d)} seeds (per seed {np.round(d, 2).tolist()})")
+                     f"{d.mean():+.2f} ± {d.std():.2f} over {len(d)} seeds, 95 % t interval "
+                     f"[{d.mean() - ci95_half_width(d):+.2f}, {d.mean() + ci95_half_width(d):+.2f}] "
+                     f"(per seed {np.round(d, 2).tolist()})")
     names = red_action_names(p)
     lines += ["", "| SOC team | attacker | " + " | ".join(f"steps in {n}" for n in PHASE_NAMES)
               + " | " + " | ".join(f"first step in {n} (reached)" for n in PHASE_NAMES[1:]) + " | red actions |",

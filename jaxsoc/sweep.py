@@ -46,6 +46,16 @@ def t95(dof: int) -> float:
     return T95[max(d for d in T95 if d <= dof)] if dof <= 30 else 1.96
 
 
+def ci95_half_width(values, axis: int = 0) -> np.ndarray:
+    """The half width of the mean's two-sided 95 % Student t interval: `t95(n - 1) * sd / sqrt(n)`
+    (sample sd) over `axis` of `values` (`[n, ...] -> [...]`); NaN with fewer than 2 values."""
+    x = np.asarray(values, float)
+    n = x.shape[axis]
+    if n < 2:
+        return np.full(np.delete(x.shape, axis), np.nan) if x.ndim > 1 else np.float64(np.nan)
+    return t95(n - 1) * x.std(axis=axis, ddof=1) / math.sqrt(n)
+
+
 def parse_grid(items: Sequence[str]) -> dict[str, list]:
     """`["ppo.lr=1e-4,3e-4", "ppo.ent_coef=0,0.01"]` -> `{"ppo.lr": [1e-4, 3e-4], ...}`.
     ConfigError for a missing '=', an empty or repeated value list, a repeated key or a value that
@@ -267,8 +277,7 @@ def summarise(plan: Plan, group_results: Sequence[dict]) -> list[dict]:
                 per_seed = [float(np.nanmean(res[metric][i, s])) for s in range(len(plan.seeds))]
                 finite = [v for v in per_seed if math.isfinite(v)]
                 mean = float(np.mean(finite)) if finite else float("nan")
-                half = (t95(len(finite) - 1) * float(np.std(finite, ddof=1)) / math.sqrt(len(finite))
-                        if len(finite) > 1 else float("nan"))
+                half = float(ci95_half_width(finite)) if finite else float("nan")
                 row[metric] = {"seeds": per_seed, "mean": mean, "ci95": half}
             rows.append(row)
     rows.sort(key=lambda r: -r["return"]["mean"] if math.isfinite(r["return"]["mean"]) else math.inf)
