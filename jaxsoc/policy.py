@@ -207,9 +207,13 @@ def _policy(rebuilt: Rebuilt, row: int | None, seed: int | None, greedy: bool, r
 
     params = () if rebuilt.params is None else jax.tree.map(lambda x: x[row], rebuilt.params)
     cfg = rebuilt.config
-    return Policy(cfg["algo"], cfg["scenario"], cfg, rebuilt.env, rebuilt.env_params, params, seed,
+    env_params = rebuilt.env_params
+    world = rebuilt.trainer.policy_env_params
+    if world is not None and rebuilt.params is not None:
+        env_params = world(params, env_params)  # the world this seed's policy learned with
+    return Policy(cfg["algo"], cfg["scenario"], cfg, rebuilt.env, env_params, params, seed,
                   rebuilt.checked.update, bool(greedy), rebuilt.checked.scripted,
-                  _reads_state(rebuilt.trainer, params, rebuilt.env, rebuilt.env_params, greedy), run,
+                  _reads_state(rebuilt.trainer, params, rebuilt.env, env_params, greedy), run,
                   rebuilt.trainer.act)
 
 

@@ -248,3 +248,37 @@ def test_learns_beyond_random_start():
     trained = float(np.nanmean(ev(trainer.policy_params(state), jax.random.key(7))["return"]))
     untrained = float(np.nanmean(ev(trainer.policy_params(trainer.init(jax.random.key(0))), jax.random.key(7))["return"]))
     assert trained > untrained + 10.0, (trained, untrained)
+
+
+def test_an_online_policy_acts_in_its_own_detectors_world():
+    """An online run's policy carries its learned detector: `policy_env_params` puts that
+    detector's statistics and threshold into the env params; a frozen run's world is the scenario's."""
+    from jaxsoc.algos import make_train
+    env, params = soc.make("soc-hybrid", hosts_per_segment=2)
+    online = make_train(_config(detector="online"), env, params)
+    f = params.features
+    learned = hy.OnlineDetector(mean=jnp.full((f,), 0.5), var=jnp.full((f,), 4.0), count=jnp.int32(3),
+                                params=None, opt=None, threshold=jnp.float32(7.25))
+    world = online.policy_env_params(hy.HybridPolicy(agents=None, detector=learned), params)
+    assert float(world.threshold) == 7.25 and float(params.threshold) != 7.25
+    np.testing.assert_allclose(world.detector.center, 0.5)
+    np.testing.assert_allclose(world.detector.scale, 2.0)  # sqrt of the running variance
+    frozen = make_train(_config(), env, params)
+    assert frozen.policy_env_params(hy.HybridPolicy(agents=None, detector=None), params) is params
+
+
+@pytest.mark.slow
+def test_evaluation_scores_with_the_runs_own_detector():
+    """(compiles an init and an 8-episode evaluation of soc-hybrid, ~30 s) `evaluate_episodes`
+    gives each seed the world its policy learned with: a threshold no score reaches makes no
+    automatic lock-down, a tiny one locks hosts down automatically."""
+    from jaxsoc.algos import make_train
+    from jaxsoc.analysis.protocols import evaluate_episodes
+    env, params = soc.make("soc-hybrid", hosts_per_segment=2)
+    trainer = make_train(_config(detector="online"), env, params)
+    policy = trainer.policy_params(jax.jit(trainer.init)(jax.random.key(0)))
+    det_ = policy.detector._replace(threshold=jnp.float32(1e9))
+    two = jax.tree.map(lambda *x: jnp.stack(x), policy._replace(detector=det_),
+                       policy._replace(detector=det_._replace(threshold=jnp.float32(1e-6))))
+    out = evaluate_episodes(env, params, trainer, (0, 0), 8, two)
+    assert float(np.sum(out["auto_locks"][0])) == 0.0 and float(np.sum(out["auto_locks"][1])) > 0.0

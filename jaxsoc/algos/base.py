@@ -64,6 +64,10 @@ class Trainer:
         multiple of the device count; it never changes the maths (XLA inserts the reductions),
         only where the arrays live. A trainer without it runs on several devices only by
         sharding seeds.
+      policy_env_params: optional `(policy_params, env_params) -> env_params`, the world a
+        trained policy acts in, when part of it was learned with the policy (the hybrid's online
+        detector scores the env's own telemetry). Evaluation, `load_policy` and replays use it;
+        None: the scenario's env params unchanged.
     """
 
     init: Callable[[jax.Array], Any]
@@ -74,6 +78,7 @@ class Trainer:
     policy_params: Callable[[Any], Any]
     name: str = ""
     env_axes: Callable[[Any], Any] | None = None
+    policy_env_params: Callable[[Any, Any], Any] | None = None
 
     def train(self, key: jax.Array) -> tuple[Any, Metrics]:
         """The whole run in one pure function: `[num_updates]`-stacked metrics."""
@@ -88,7 +93,7 @@ class Trainer:
 def per_update_trainer(config: dict, steps_per_update: int, **parts) -> Trainer:
     """The `Trainer` of `config["algo"]` that consumes `steps_per_update` env transitions per update:
     `num_updates` follows from `config["total_steps"]`; `parts` are the other `Trainer` fields
-    (init, update, act, policy_params, env_axes)."""
+    (init, update, act, policy_params, env_axes, policy_env_params)."""
     return Trainer(num_updates=config["total_steps"] // steps_per_update,
                    env_steps_per_update=steps_per_update, name=config["algo"], **parts)
 

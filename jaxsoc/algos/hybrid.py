@@ -35,8 +35,9 @@ attacks in them), and passes it to every env step (`env_params.replace(detector=
     the trimmed reconstruction loss (`detectors.autoencoder.trimmed_loss`) of `online_batch`
     windows drawn from the connected hosts;
   the threshold follows the `1 - target_fpr` quantile of the connected hosts' scores (same rate).
-Greedy evaluation (`eval/evaluate.py`) of an online run reads the env's frozen detector; the
-learned one is in the train state (`HybridTrainState.detector`).
+The policy is the team and the detector together (`HybridPolicy`): evaluation (`eval/evaluate.py`),
+`load_policy` and replays of an online run score the telemetry with the run's own learned detector
+and threshold (`Trainer.policy_env_params`), a frozen run with the scenario's.
 """
 from __future__ import annotations
 
@@ -404,6 +405,14 @@ def detector_update(state: OnlineDetector, key: jax.Array, window: jax.Array, co
 
 
 # ------------------------------------------------------------------------------------ trainer
+class HybridPolicy(NamedTuple):
+    """What a trained hybrid run acts with: the team's `agents` and the online `detector` its
+    observations' scores come from (None when frozen: the scenario's detector)."""
+
+    agents: HybridAgents
+    detector: Optional[OnlineDetector]
+
+
 class HybridTrainState(NamedTuple):
     """One seed: the team's agents, the replay buffer, envs `[num_envs, ...]` (state, obs, world
     state), the online detector (None when frozen), key, env steps, update rounds done."""
@@ -442,14 +451,18 @@ def make_train(config: dict, env, env_params):
     cfg = AutoencoderConfig(window=window, features=features)
     score = autoencoder_scores if kind == "autoencoder" else zscore_scores
 
-    def params_for(detector):
+    def with_detector(p, detector):
+        """`p` scoring with `detector` (an `OnlineDetector`), or `p` itself for None (frozen)."""
         if detector is None:
-            return env_params
-        return env_params.replace(detector=to_detector(detector), threshold=detector.threshold)
+            return p
+        return p.replace(detector=to_detector(detector), threshold=detector.threshold)
 
-    def act(policy_params, key, obs, env_state, greedy):
+    def params_for(detector):
+        return with_detector(env_params, detector)
+
+    def act(policy: HybridPolicy, key, obs, env_state, greedy):
         del env_state  # the team reads its observations only
-        return team.act(policy_params, obs, key, greedy, None)
+        return team.act(policy.agents, obs, key, greedy, None)
 
     def init(key):
         k_agents, k_reset, k_det, key = jax.random.split(key, 4)
@@ -510,10 +523,12 @@ def make_train(config: dict, env, env_params):
         return HybridTrainState(agents, buffer, env_state, obs, ws, detector, key, env_steps, grad_steps), out
 
     return per_update_trainer(
-        config, steps_per_update, init=init, update=update, act=act, policy_params=lambda s: s.agents,
+        config, steps_per_update, init=init, update=update, act=act,
+        policy_params=lambda s: HybridPolicy(s.agents, s.detector),
+        policy_env_params=lambda policy, p: with_detector(p, policy.detector),
         env_axes=lambda s: HybridTrainState(agents=None, buffer=None, env_state=0, obs=0, world_state=0,
                                             detector=None, key=None, env_steps=None, grad_steps=None))
 
 
-__all__ = ["DEFAULTS", "HybridAgents", "HybridTeam", "HybridTrainState", "OnlineDetector", "SegmentQMix",
+__all__ = ["DEFAULTS", "HybridAgents", "HybridPolicy", "HybridTeam", "HybridTrainState", "OnlineDetector", "SegmentQMix",
            "detector_update", "make_team", "make_train", "validate"]

@@ -226,10 +226,15 @@ def evaluate_episodes(
         raise AnalysisError(f"episodes must be positive, got {episodes}")
     batch = min(int(batch or episodes), episodes)
     rollout = make_evaluator(env, env_params, trainer.act, batch, greedy)
+    world = trainer.policy_env_params
     if policy_params is None:
         fn = jax.jit(jax.vmap(lambda key: rollout((), key)))
         call = lambda keys: fn(keys)  # noqa: E731
     else:
+        if world is not None:
+            # Each seed's policy acts in the world it learned with (`Trainer.policy_env_params`).
+            def rollout(params, key):
+                return make_evaluator(env, world(params, env_params), trainer.act, batch, greedy)(params, key)
         fn = jax.jit(jax.vmap(rollout))
         call = lambda keys: fn(policy_params, keys)  # noqa: E731
     base = jnp.stack([heldout_key(int(s)) for s in seeds])
