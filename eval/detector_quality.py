@@ -111,7 +111,8 @@ def main(argv=None) -> int:
     from jaxsoc import detectors as det
 
     try:
-        env, params = soc.make(args.scenario)
+        # soc-hybrid's detectors read its SOC world's telemetry (as eval/train_detector.py).
+        env, params = det.telemetry_world(args.scenario)
     except ValueError as e:
         p.error(str(e))
     if args.policy not in soc.POLICIES:
