@@ -166,9 +166,10 @@ def main(argv=None):
     for b in (blue_name, "Rule-SOAR"):
         d = np.asarray(summary[f"{b} | scripted campaign"]["return"]) - np.asarray(summary[f"{b} | red BR to it"]["return"])
         drop[b] = d.tolist()
+        half = ci95_half_width(d)
         lines.append(f"\nExploitability ({b}): return vs scripted - return vs its red BR = "
                      f"{d.mean():+.2f} ± {d.std():.2f} over {len(d)} seeds, 95 % t interval "
-                     f"[{d.mean() - ci95_half_width(d):+.2f}, {d.mean() + ci95_half_width(d):+.2f}] "
+                     f"[{d.mean() - half:+.2f}, {d.mean() + half:+.2f}] "
                      f"(per seed {np.round(d, 2).tolist()})")
     names = red_action_names(p)
     lines += ["", "| SOC team | attacker | " + " | ".join(f"steps in {n}" for n in PHASE_NAMES)

@@ -225,16 +225,17 @@ def evaluate_episodes(
     if episodes < 1:
         raise AnalysisError(f"episodes must be positive, got {episodes}")
     batch = min(int(batch or episodes), episodes)
-    rollout = make_evaluator(env, env_params, trainer.act, batch, greedy)
     world = trainer.policy_env_params
+
+    def rollout(params, key):
+        # Each seed's policy acts in the world it learned with (`Trainer.policy_env_params`).
+        p = env_params if world is None or policy_params is None else world(params, env_params)
+        return make_evaluator(env, p, trainer.act, batch, greedy)(params, key)
+
     if policy_params is None:
         fn = jax.jit(jax.vmap(lambda key: rollout((), key)))
         call = lambda keys: fn(keys)  # noqa: E731
     else:
-        if world is not None:
-            # Each seed's policy acts in the world it learned with (`Trainer.policy_env_params`).
-            def rollout(params, key):
-                return make_evaluator(env, world(params, env_params), trainer.act, batch, greedy)(params, key)
         fn = jax.jit(jax.vmap(rollout))
         call = lambda keys: fn(policy_params, keys)  # noqa: E731
     base = jnp.stack([heldout_key(int(s)) for s in seeds])
