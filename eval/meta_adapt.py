@@ -42,7 +42,7 @@ def main() -> None:
     import jaxsoc.env as soc
     from jaxsoc import config as config_lib
     from jaxsoc.algos import meta
-    from jaxsoc.sweep import ci95_half_width
+    from jaxsoc.analysis.intervals import mean_half_width
 
     try:
         cfg = config_lib.resolve(flags={"algo": "reptile", "scenario": args.scenario, "num_envs": args.num_envs,
@@ -90,7 +90,7 @@ def main() -> None:
         ret = adapt_all(theta, tasks, keys)
         ret = np.asarray(ret)  # [seeds, tasks, P, episodes]
         per_pair = np.nanmean(ret, axis=-1).reshape(-1, len(points))  # [seeds * tasks, P]
-        half = ci95_half_width(per_pair)
+        half = mean_half_width(per_pair)
         rows[name] = (per_pair.mean(axis=0), half)
         print(f"# adapting {name}: {time.time() - start:.0f} s")
 

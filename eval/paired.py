@@ -23,6 +23,7 @@ from typing import Dict, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jaxsoc import cli  # noqa: E402
+from jaxsoc.analysis.intervals import mean_interval  # noqa: E402
 
 METRICS = ("return", "csr", "exfiltrated", "mttd", "mttr", "fpr", "hosts_compromised")
 PERCENT = {"csr", "exfiltrated", "fpr"}
@@ -35,23 +36,6 @@ def build_parser():
     p.add_argument("--metrics", type=cli.parse_list, default=list(METRICS), metavar="LIST")
     p.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (0.95)")
     return p
-
-
-def paired_interval(diffs: Sequence[float], level: float = 0.95) -> Dict[str, float]:
-    """`{"mean", "low", "high", "n"}` of paired differences `[n]`: mean +- t_{n-1} * sd / sqrt(n)
-    (sample sd); the interval is NaN-wide with fewer than 2 differences."""
-    from scipy import stats
-
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"the confidence level must lie strictly between 0 and 1, got {level}")
-    x = [float(d) for d in diffs]
-    n = len(x)
-    mean = sum(x) / n if n else math.nan
-    if n < 2:
-        return {"mean": mean, "low": math.nan, "high": math.nan, "n": n}
-    sd = math.sqrt(sum((d - mean) ** 2 for d in x) / (n - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
 
 
 def read_evaluation(run: str) -> dict:
@@ -86,7 +70,7 @@ def table(a: dict, b: dict, metrics: Sequence[str], level: float) -> str:
         both = sorted(set(sa) & set(sb), key=int)
         k = pct(m)
         d = [k * (sb[s] - sa[s]) for s in both]
-        ci = paired_interval(d, level)
+        ci = mean_interval(d, level)
 
         def pm(v):
             v = [k * x for x in v]

@@ -52,7 +52,7 @@ from jaxsoc import config as C  # noqa: E402
 from jaxsoc.algos import redblue  # noqa: E402
 from jaxsoc.env.attacker import RED_ADVANCE  # noqa: E402
 from jaxsoc.game import psro, socgame  # noqa: E402
-from jaxsoc.sweep import ci95_half_width  # noqa: E402
+from jaxsoc.analysis.intervals import mean_half_width  # noqa: E402
 
 
 def parse(argv=None):
@@ -236,7 +236,7 @@ def main(argv=None):
     def ci(x):
         """The mean's two-sided 95 % Student t interval over seeds (sample std)."""
         x = np.asarray(x, float)
-        half = ci95_half_width(x)
+        half = mean_half_width(x)
         return f"[{x.mean() - half:+.2f}, {x.mean() + half:+.2f}]"
 
     for t in range(len(h["iteration"])):

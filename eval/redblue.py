@@ -39,7 +39,7 @@ from jaxsoc import config as C  # noqa: E402
 from jaxsoc.algos import redblue  # noqa: E402
 from jaxsoc.env.attacker import red_action_names  # noqa: E402
 from jaxsoc.env.params import NUM_PHASES, PHASE_NAMES  # noqa: E402
-from jaxsoc.sweep import ci95_half_width  # noqa: E402
+from jaxsoc.analysis.intervals import mean_half_width  # noqa: E402
 
 
 def parse(argv=None):
@@ -166,7 +166,7 @@ def main(argv=None):
     for b in (blue_name, "Rule-SOAR"):
         d = np.asarray(summary[f"{b} | scripted campaign"]["return"]) - np.asarray(summary[f"{b} | red BR to it"]["return"])
         drop[b] = d.tolist()
-        half = ci95_half_width(d)
+        half = mean_half_width(d)
         lines.append(f"\nExploitability ({b}): return vs scripted - return vs its red BR = "
                      f"{d.mean():+.2f} ± {d.std():.2f} over {len(d)} seeds, 95 % t interval "
                      f"[{d.mean() - half:+.2f}, {d.mean() + half:+.2f}] "

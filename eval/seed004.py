@@ -39,6 +39,9 @@ import time
 import numpy as np
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, REPO)
+
+from jaxsoc.analysis.intervals import mean_half_width  # noqa: E402
 
 # The study's hyper-parameters (its table 3); family section -> keys.
 STUDY = {
@@ -126,13 +129,13 @@ def summary(returns: dict[str, np.ndarray], walls: dict[str, float],
         last = r[:, -FINAL:].mean(axis=1)
         first = r[:, :100].mean(axis=1)
         finals[algo] = last.mean()
-        half = 1.96 * last.std(ddof=1) / np.sqrt(len(last)) if len(last) > 1 else float("nan")
+        half = mean_half_width(last)
         lines.append(f"| {algo.upper()} | {last.mean():.1f} ± {last.std():.1f} | "
                      f"[{last.mean() - half:.1f}, {last.mean() + half:.1f}] | {first.mean():.1f} | {len(last)} | "
                      f"{r.shape[1]} | {walls.get(algo, float('nan')):.0f} s |")
     for name, r in (baselines or {}).items():
         per_seed = r.mean(axis=1)
-        half = 1.96 * per_seed.std(ddof=1) / np.sqrt(len(per_seed)) if len(per_seed) > 1 else float("nan")
+        half = mean_half_width(per_seed)
         lines.append(f"| {name} (scripted) | {per_seed.mean():.1f} ± {per_seed.std():.1f} | "
                      f"[{per_seed.mean() - half:.1f}, {per_seed.mean() + half:.1f}] | - | {len(per_seed)} | "
                      f"{r.shape[1]} | - |")

@@ -31,29 +31,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from jaxsoc import algos, config as config_lib
+from jaxsoc.analysis.intervals import mean_half_width
 from jaxsoc.config import ConfigError
 
-# Two-sided 95 % Student t quantiles by degrees of freedom (seeds - 1); 1.96 beyond the table.
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-       10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
 SUMMARY_FILE, TABLE_FILE, FIGURE_FILE = "sweep.json", "sweep.md", "sweep.png"
-
-
-def t95(dof: int) -> float:
-    """The 95 % two-sided t quantile for `dof` degrees of freedom (the nearest tabled one below)."""
-    if dof < 1:
-        return float("nan")
-    return T95[max(d for d in T95 if d <= dof)] if dof <= 30 else 1.96
-
-
-def ci95_half_width(values, axis: int = 0) -> np.ndarray:
-    """The half width of the mean's two-sided 95 % Student t interval: `t95(n - 1) * sd / sqrt(n)`
-    (sample sd) over `axis` of `values` (`[n, ...] -> [...]`); NaN with fewer than 2 values."""
-    x = np.asarray(values, float)
-    n = x.shape[axis]
-    if n < 2:
-        return np.full(np.delete(x.shape, axis), np.nan) if x.ndim > 1 else np.float64(np.nan)
-    return t95(n - 1) * x.std(axis=axis, ddof=1) / math.sqrt(n)
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list]:
@@ -277,7 +258,7 @@ def summarise(plan: Plan, group_results: Sequence[dict]) -> list[dict]:
                 per_seed = [float(np.nanmean(res[metric][i, s])) for s in range(len(plan.seeds))]
                 finite = [v for v in per_seed if math.isfinite(v)]
                 mean = float(np.mean(finite)) if finite else float("nan")
-                half = float(ci95_half_width(finite)) if finite else float("nan")
+                half = mean_half_width(finite)
                 row[metric] = {"seeds": per_seed, "mean": mean, "ci95": half}
             rows.append(row)
     rows.sort(key=lambda r: -r["return"]["mean"] if math.isfinite(r["return"]["mean"]) else math.inf)

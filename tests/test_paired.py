@@ -27,15 +27,6 @@ def record(run, returns, csr, episodes=500):
     return {"run": run, "request": req, "seeds": seeds}
 
 
-def test_interval_by_hand(paired):
-    # diffs 1, 2, 3: mean 2, sample sd 1, t_{0.975, 2} = 4.3027 -> half-width 4.3027 / sqrt(3) = 2.4841
-    ci = paired.paired_interval([1.0, 2.0, 3.0])
-    assert ci["n"] == 3 and ci["mean"] == pytest.approx(2.0)
-    assert (ci["low"], ci["high"]) == (pytest.approx(2.0 - 2.48414, abs=1e-4), pytest.approx(2.0 + 2.48414, abs=1e-4))
-    with pytest.raises(ValueError, match="between 0 and 1"):
-        paired.paired_interval([1.0, 2.0], level=1.5)
-
-
 def test_table_pairs_seed_by_seed(paired, tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     for path, rec in ((a, record("a", [-10.0, -8.0, -6.0], [0.5, 0.5, 0.5])),

@@ -15,11 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsoc.analysis.intervals import mean_half_width
 from jaxsoc.env import leads, policies
 from jaxsoc.env.params import posture_names
 from jaxsoc.evaluation import make_evaluator
 
-Z95 = 1.96  # two-sided 95 % normal interval of a mean over thousands of episodes
 ROW_METRICS = ("return", "csr", "exfiltrated", "mttd", "length", "false_positives")
 
 
@@ -44,7 +44,7 @@ def summarise(name: str, directive: str, metrics: Dict[str, np.ndarray]) -> Lead
         x = np.asarray(metrics[m], np.float64)
         x = x[np.isfinite(x)]
         mean[m] = float(x.mean()) if x.size else float("nan")
-        half[m] = float(Z95 * x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
+        half[m] = mean_half_width(x)
     return LeadRow(name, directive, mean, half)
 
 
