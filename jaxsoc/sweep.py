@@ -232,8 +232,10 @@ def run_group(group: Group, plan: Plan, make_env=None, progress: str | None = No
     keys = np.asarray(engine.seed_keys(plan.seeds[0], len(plan.seeds)))
     eval_keys = jnp.stack([heldout_key(s) for s in plan.seeds])
     t0 = time.perf_counter()
+    # The shapes from the traced (not the compiled) program: calling the compiled one, even under
+    # eval_shape, runs the whole training once more.
+    params_shape = jax.eval_shape(train, values, keys)[0]
     train = train.lower(values, keys).compile()
-    params_shape = jax.eval_shape(lambda: train(values, keys)[0])
     evaluate = evaluate.lower(params_shape, eval_keys).compile()
     t1 = time.perf_counter()
     params, curve = jax.block_until_ready(train(values, keys))
