@@ -49,6 +49,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "single-drl": ("single-drl", []),
     "iac": ("iac", []),
     "maac": ("maac", []),
+    "trpo": ("trpo", []),  # TRPO's natural-gradient actors, each role with its own critic (docs/trpo.md)
     "matrpo": ("matrpo", []),  # TRPO's natural-gradient actors with MAPPO's world critic (docs/trpo.md)
     "coma": ("coma", []),
     # the V-trace actor-learner (docs/impala.md): MAPPO's networks and batching, actors lagging by 1
