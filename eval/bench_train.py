@@ -51,6 +51,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "maac": ("maac", []),
     "trpo": ("trpo", []),  # TRPO's natural-gradient actors, each role with its own critic (docs/trpo.md)
     "matrpo": ("matrpo", []),  # TRPO's natural-gradient actors with MAPPO's world critic (docs/trpo.md)
+    "matrpo-fisher8": ("matrpo", ["trpo.fisher_stride=8"]),  # the Fisher-vector products on an eighth of the batch
     "coma": ("coma", []),
     # the V-trace actor-learner (docs/impala.md): MAPPO's networks and batching, actors lagging by 1
     "impala": ("impala", []),

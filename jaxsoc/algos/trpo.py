@@ -11,7 +11,9 @@ the role's advantages A_r (normalised) and weights w (0 where its action did not
     subject to KL_r(theta) = sum_t w_t KL(pi_old(.|o_t) || pi(.|o_t)) / sum_t w_t <= max_kl
 
   1. g = grad L_r at theta_old; Fisher-vector products F v by forward-over-reverse autodiff of the
-     mean KL (jax.jvp of jax.grad of KL_r at theta_old), plus `cg_damping * v`;
+     mean KL (jax.jvp of jax.grad of KL_r at theta_old), plus `cg_damping * v`, on every
+     `fisher_stride`-th sample of the batch (1: all; the estimate of F needs fewer samples than
+     the gradient, and its products are most of the step's cost);
   2. s = F^-1 g by `cg_iters` conjugate-gradient iterations (`lax.fori_loop`);
   3. full step beta s with beta = sqrt(2 max_kl / s^T F s) (the step the quadratic KL model
      puts on the constraint's boundary);
@@ -58,6 +60,7 @@ DEFAULTS = {
     "max_kl": 0.01,              # trust region: mean KL(old || new) per role and update
     "cg_iters": 10,              # conjugate-gradient iterations for F^-1 g
     "cg_damping": 0.1,           # F + damping * I: CG on a well-conditioned system
+    "fisher_stride": 1,          # F v on every k-th sample of the batch (1: all); the line search's KL is exact
     "line_search_steps": 10,     # backtracking tries: 1, c, c^2, ... of the full step
     "backtrack_coef": 0.5,       # c, in (0, 1)
     "vf_lr": 1.0e-3,             # critic: Adam
@@ -67,7 +70,7 @@ DEFAULTS = {
     "normalize_advantages": True,  # per role over the whole rollout
     **onpolicy.TEAM_DEFAULTS,    # max_grad_norm and adam_eps: the critic's (the actors take natural steps)
 }
-POSITIVE = ("rollout", "max_kl", "cg_iters", "line_search_steps", "vf_lr", "vf_epochs", "vf_minibatches",
+POSITIVE = ("rollout", "max_kl", "cg_iters", "fisher_stride", "line_search_steps", "vf_lr", "vf_epochs", "vf_minibatches",
             "max_grad_norm", "adam_eps")
 
 
@@ -85,6 +88,9 @@ def validate(config: dict) -> None:
     if resolve_variant(config["algo"], s)[0] != "per_role":
         raise ConfigError("trpo.policy must be per_role: one trust region per role needs disjoint parameters")
     batch = config["num_envs"] * s["rollout"]
+    if s["fisher_stride"] > batch:
+        raise ConfigError(f"trpo.fisher_stride ({s['fisher_stride']}) exceeds the batch, num_envs * trpo.rollout "
+                          f"({batch}): the Fisher would see one sample")
     if batch % s["vf_minibatches"]:
         raise ConfigError(f"num_envs * trpo.rollout ({batch}) must be divisible by "
                           f"trpo.vf_minibatches ({s['vf_minibatches']})")
@@ -96,6 +102,7 @@ class TRPOConfig(NamedTuple):
     max_kl: float = 0.01
     cg_iters: int = 10
     cg_damping: float = 0.1
+    fisher_stride: int = 1
     line_search_steps: int = 10
     backtrack_coef: float = 0.5
     normalize_advantages: bool = True
@@ -199,6 +206,13 @@ def fisher_vector_product(actor_params: Any, acted: onpolicy.Acted, policy: onpo
     return fvp
 
 
+def fisher_samples(acted: onpolicy.Acted, stride: int) -> onpolicy.Acted:
+    """Every `stride`-th sample of a flat batch `[B] -> [ceil(B / stride)]` (the Fisher's). A
+    rollout's batch is time-major (`[T, N]` flattened), so when `stride` divides N this is whole
+    trajectories of every `stride`-th env: no random draw, the same samples every update."""
+    return acted if stride == 1 else jax.tree.map(lambda x: x[::stride], acted)
+
+
 def natural_step(actor_params: Any, batch: Batch, policy: onpolicy.Policy, critic: onpolicy.Critic,
                  cfg: TRPOConfig):
     """One TRPO step of every role's actor on a flat `Batch` `[B]` (steps 1-4 of the module
@@ -219,7 +233,7 @@ def natural_step(actor_params: Any, batch: Batch, policy: onpolicy.Policy, criti
 
     # 1-2. g = grad L, s = (F + damping I)^-1 g; role r's block of grad(sum L) is grad L_r.
     grads = jax.grad(lambda p: sum(evaluate(p)[0].values()))(actor_params)
-    fvp = fisher_vector_product(actor_params, acted, policy, cfg.cg_damping)
+    fvp = fisher_vector_product(actor_params, fisher_samples(acted, cfg.fisher_stride), policy, cfg.cg_damping)
     direction = conjugate_gradient(fvp, grads, cfg.cg_iters)
     # 3. beta = sqrt(2 max_kl / s^T F s): 0.5 beta^2 s^T F s = max_kl. A role without gradient
     #    (no weighted samples) gets s = 0 and no step.
@@ -262,6 +276,7 @@ def natural_step(actor_params: Any, batch: Batch, policy: onpolicy.Policy, criti
 def make_learner(section: dict):
     """`(policy, critic) -> ppo.Learner`: the natural step on the actors and Adam on the critic."""
     cfg = TRPOConfig(max_kl=section["max_kl"], cg_iters=section["cg_iters"], cg_damping=section["cg_damping"],
+                     fisher_stride=section["fisher_stride"],
                      line_search_steps=section["line_search_steps"], backtrack_coef=section["backtrack_coef"],
                      normalize_advantages=section["normalize_advantages"])
 
