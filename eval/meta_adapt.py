@@ -42,7 +42,7 @@ def main() -> None:
     import jaxsoc.env as soc
     from jaxsoc import config as config_lib
     from jaxsoc.algos import meta
-    from jaxsoc.analysis.intervals import mean_half_width
+    from jaxsoc.analysis.intervals import mean_half_width, mean_interval
 
     try:
         cfg = config_lib.resolve(flags={"algo": "reptile", "scenario": args.scenario, "num_envs": args.num_envs,
@@ -84,7 +84,7 @@ def main() -> None:
     # One program for every team: [seeds] parameters x [tasks] held-out tasks.
     adapt_all = jax.jit(jax.vmap(jax.vmap(curve, in_axes=(None, 0, 0)), in_axes=(0, None, 0)))
 
-    rows = {}
+    rows, per_seed = {}, {}
     for name, theta in teams.items():
         start = time.time()
         ret = adapt_all(theta, tasks, keys)
@@ -92,6 +92,7 @@ def main() -> None:
         per_pair = np.nanmean(ret, axis=-1).reshape(-1, len(points))  # [seeds * tasks, P]
         half = mean_half_width(per_pair)
         rows[name] = (per_pair.mean(axis=0), half)
+        per_seed[name] = np.nanmean(ret, axis=(1, 3))  # [seeds, P]: the seed is the independent unit
         print(f"# adapting {name}: {time.time() - start:.0f} s")
 
     print()
@@ -101,6 +102,17 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(f"{m:+.2f} ± {h:.2f}" for m, h in zip(mean, half)) + " |")
     print(f"\n{args.seeds} seeds x {args.heldout} held-out tasks = {args.seeds * args.heldout} pairs per cell; "
           f"{args.episodes} greedy episodes per pair and point")
+    # Paired by seed (each init adapted on the same tasks with the same keys): the difference of
+    # the seed's means over its tasks, with the 95 % t interval over seeds.
+    print("\n| difference, paired by seed | " + " | ".join(f"after {p}" for p in points) + " |")
+    print("|---|" + "---|" * len(points))
+    for a, b in (("meta", "mixture"), ("meta", "scratch"), ("mixture", "scratch")):
+        d = per_seed[a] - per_seed[b]
+        cells = []
+        for j in range(len(points)):
+            ci = mean_interval(d[:, j])
+            cells.append(f"{ci['mean']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}]")
+        print(f"| {a} - {b} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
