@@ -355,6 +355,7 @@ def k_sweep(sweep: Mapping[str, Mapping[int, Mapping[str, Sequence[float]]]],
     for ax in axes[:len(metrics)]:
         ax.set_xscale("log")
         ax.set_xticks(allk, [str(k) for k in allk])
+        ax.set_xticks([], minor=True)  # a log axis labels its minor ticks (6 x 10^0) otherwise
         ax.set_xlabel("K (coordinator period, env steps)")
     if title:
         fig.suptitle(title, fontsize="medium")
