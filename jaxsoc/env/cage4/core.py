@@ -147,9 +147,10 @@ class Cage4Env:
         state, gev = green.step(u_green, state, phase, p)
         # Each zone agent's exploits come from the subnet of its latest new session.
         gained = (before < P.USER) & (state.red >= P.USER)
-        zone = jnp.asarray(P.HOST_RED)
-        src = jnp.max(jnp.where(gained[None] & (zone[None] == jnp.arange(P.NUM_RED)[:, None]),
-                                jnp.asarray(P.HOST_SUBNET)[None], -1), axis=1)
+        # Per subnet first (zones are whole subnets): a [6, H] compare here made XLA:CPU redo red's
+        # whole per-host update once per agent.
+        gained_sub = jnp.any(gained.reshape(P.NUM_SUBNETS, P.SLOTS), axis=1)                   # [9]
+        src = jnp.max(jnp.where(gained_sub[None] & red.ZONE_OF, jnp.arange(P.NUM_SUBNETS)[None], -1), axis=1)
         reward = team_reward(phase, gev.local_fail, gev.access_fail, rev.impacts, b.cost)
         proc = rev.proc | gev.proc_fp | analysed
         net = rev.net | gev.net_fp

@@ -43,7 +43,7 @@ def step(u: jax.Array, state, phase: jax.Array, p: P.Cage4Params):
     access = user & (u[:, 0] >= 1.0 / 3.0) & (u[:, 0] < 2.0 / 3.0)
     # u[:, 1] decides the failure of whichever action the user took (they are exclusive).
     local_fail = local & (u[:, 1] * 100.0 >= state.reliability)
-    access_fail = access & (u[:, 1] < access_fail_prob(state, phase)[P.HOST_SUBNET])
+    access_fail = access & (u[:, 1] < P.per_host(access_fail_prob(state, phase)))
     fp = u[:, 2] < p.p_green_fp
     phished = local & (u[:, 3] < p.p_phishing)
     state = state.replace(red=jnp.where(phished, jnp.maximum(state.red, P.USER), state.red))

@@ -42,6 +42,7 @@ _HOSTS = np.arange(P.NUM_HOSTS)
 # and a [6, 16] @ [16, 16] product under vmap a batch of tiny matmuls, both slow.
 _TRI9 = np.triu(np.ones((P.NUM_SUBNETS, P.NUM_SUBNETS), bool))
 _TRI16 = np.triu(np.ones((P.SLOTS, P.SLOTS), bool))
+ZONE_OF = P.SUBNET_RED[None, :] == _AGENTS[:, None]                # [6, 9]: the subnets of each agent's zone
 
 
 def _prefix(x: jax.Array, tri: np.ndarray) -> jax.Array:
@@ -62,11 +63,15 @@ class RedEvents(NamedTuple):
 
 def working(state) -> jax.Array:
     """`[6, H]` bool: the known hosts each red agent works this step (see the module doc)."""
-    session = state.red >= P.USER
-    zone = jnp.asarray(P.HOST_RED)
-    active = jnp.any(session[None] & (zone[None] == _AGENTS[:, None]), axis=1) | (_AGENTS == 0)
+    # Zones are whole subnets, so activity is reduced per subnet first and every [6, ...] table here
+    # is [6, 9]: with [6, H] compares XLA:CPU recomputed the per-host logic once per agent.
+    session = jnp.any((state.red >= P.USER).reshape(P.NUM_SUBNETS, P.SLOTS), axis=1)      # [9]
+    active = jnp.any(session[None] & ZONE_OF, axis=1) | (_AGENTS == 0)                   # [6]
+    zone_active = jnp.any(active[:, None] & ZONE_OF, axis=0)                              # [9]
     # An agent with no session cannot act: its hosts fall to the finder, else to the contractor agent.
-    owner = jnp.where(active[zone], zone, jnp.where(active[state.finder], state.finder, 0))
+    finder_active = jnp.any(active[None] & (state.finder[:, None] == _AGENTS[None]), axis=1)   # [H]
+    owner = jnp.where(P.per_host(zone_active), P.HOST_RED,
+                      jnp.where(finder_active, state.finder, 0))
     return (owner[None] == _AGENTS[:, None]) & ((state.red >= P.KNOWN) & state.present)[None]
 
 
@@ -92,7 +97,7 @@ def step(u: jax.Array, state, p: P.Cage4Params):
     choose = idle & jnp.any(cand, axis=1)
     host_new = pick_hosts(cand, u[:, 0])
     st_new = state.red[host_new]
-    row = 2 * (jnp.maximum(st_new, P.KNOWN) - 1) + state.discovered[jnp.asarray(P.HOST_SUBNET)[host_new]].astype(jnp.int32)
+    row = 2 * (jnp.maximum(st_new, P.KNOWN) - 1) + state.discovered[host_new // P.SLOTS].astype(jnp.int32)
     act_new = jnp.sum(u[:, 1:2] >= jnp.asarray(_FSM_CUM)[row], axis=1).astype(jnp.int32)
     host = jnp.where(choose, host_new, state.red_host)
     act = jnp.where(choose, act_new, state.red_action)
@@ -103,7 +108,7 @@ def step(u: jax.Array, state, p: P.Cage4Params):
 
     # ---- execution, against the state of this moment -----------------------------------------
     st = state.red[host]                                      # [6] red's knowledge of each target
-    sub = jnp.asarray(P.HOST_SUBNET)[host]
+    sub = host // P.SLOTS                                     # the subnet (host slots are subnet-major)
     is_ = lambda k: ex & (act == k)                           # noqa: E731
     u_det, u_trap = u[:, 2], u[:, 3]
 
@@ -112,9 +117,9 @@ def step(u: jax.Array, state, p: P.Cage4Params):
     sweeper = jnp.max(jnp.where(swept, _AGENTS[:, None], -1), axis=0)       # [9]
     # Links: root on a server 0 reveals the linked subnets' server 0.
     pe = is_(P.PRIVESC) & (st == P.USER)
-    links = (pe & (jnp.asarray(P.HOST_SLOT)[host] == 0))[:, None] & jnp.asarray(P.LINKS)[sub]   # [6, 9]
+    links = (pe & (host % P.SLOTS == 0))[:, None] & jnp.asarray(P.LINKS)[sub]   # [6, 9]
     linker = jnp.max(jnp.where(links, _AGENTS[:, None], -1), axis=0)        # [9]
-    found = jnp.maximum(sweeper[P.HOST_SUBNET], jnp.where(P.HOST_SLOT == 0, linker[P.HOST_SUBNET], -1))
+    found = jnp.maximum(P.per_host(sweeper), jnp.where(P.HOST_SLOT == 0, P.per_host(linker), -1))
     newly = (found >= 0) & (state.red == P.UNKNOWN) & state.present
 
     scan = is_(P.AGGRESSIVE) | is_(P.STEALTH)
