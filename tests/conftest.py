@@ -41,7 +41,7 @@ FILE_COST_S = {
     "tests/test_ppo.py": 49, "tests/test_distributions.py": 44, "tests/test_networks.py": 38,
     "tests/env/test_strategic.py": 38, "tests/test_eval.py": 35, "tests/test_buffers.py": 32,
     "tests/test_vmap_safety.py": 31, "tests/test_game.py": 28, "tests/test_detectors.py": 28,
-    "tests/test_demos.py": 27, "tests/test_replay.py": 27, "tests/env/test_cage4.py": 26,
+    "tests/test_demos.py": 27, "tests/test_replay.py": 27, "tests/env/test_cage4.py": 43,
     "tests/env/test_attacker.py": 25, "tests/env/test_defenders.py": 25, "tests/env/test_alerts.py": 23,
     "tests/test_trpo.py": 22, "tests/test_sweep.py": 22, "tests/test_distributed.py": 20,
     "tests/env/test_policies.py": 13, "tests/test_coma.py": 13, "tests/env/test_rng.py": 8,

@@ -62,7 +62,6 @@ def test_spaces_have_cage4_layouts():
     assert {padded.action_space(a).n for a in padded.agents} == {242}
 
 
-@pytest.mark.slow  # CI budget (10 min on 2 cores): 256 resets compiled and checked (~13 CPU-s)
 def test_network_drawn_per_reset_within_cage4_ranges():
     _, s = jax.vmap(ENV.reset)(jax.random.split(jax.random.key(0), 256))
     per = np.asarray(s.present).reshape(256, 9, 16)
@@ -342,7 +341,6 @@ def random_blue(step, key):
     return body, (obs, s)
 
 
-@pytest.mark.slow  # ~25 CPU-s on an idle machine (op-by-op steps + two more step programs)
 def test_jit_equals_nojit_vmap_equals_loop_and_determinism_per_key():
     keys = jax.random.split(jax.random.key(7), 3)
     body, carry0 = random_blue(ENV.step, keys[0])
