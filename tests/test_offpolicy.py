@@ -191,12 +191,15 @@ def test_sac_temperature_moves_toward_the_target_entropy(sac_run):
 
 
 # ----------------------------------------------------------------------------- MADDPG
-def test_maddpg_actor_learns_through_the_centralised_critic():
+@pytest.mark.parametrize("td3", [{}, {"twin_critics": True, "target_noise": 0.2, "policy_delay": 2}],
+                         ids=["maddpg", "matd3"])
+def test_maddpg_actor_learns_through_the_centralised_critic(td3):
     """One-step toy: state x, own action a, the other agent's action b (random), reward
     -(a - x)^2 - 0.5 b^2. The actor must move to a = x through the critic (D16: the reference's
-    actor got no gradient); the critic's value of the actor's actions rises."""
+    actor got no gradient); the critic's value of the actor's actions rises. Also with TD3's
+    three corrections on (the actor then moves on every second update only)."""
     agent = MADDPG(1, 1, critic_obs_dim=1, others_action_dim=1, hidden=SMALL, actor_lr=1e-3, critic_lr=3e-3,
-                   max_grad_norm=0.5)
+                   max_grad_norm=0.5, **td3)
 
     def batch_of(key, n=128):
         kx, ka, kb = jax.random.split(key, 3)
@@ -211,7 +214,8 @@ def test_maddpg_actor_learns_through_the_centralised_critic():
         state0 = agent.init(key)
 
         def step(state, key):
-            state, _, m = agent.update(state, batch_of(key), jnp.ones(128))
+            kb, kn = jax.random.split(key)
+            state, _, m = agent.update(state, batch_of(kb), jnp.ones(128), kn)
             return state, m["actor_loss"]
 
         state, losses = jax.lax.scan(step, state0, jax.random.split(key, 800))
@@ -229,6 +233,57 @@ def test_maddpg_actor_learns_through_the_centralised_critic():
     assert float(q_after) > float(q_before) + 0.02
     assert float(err_after) < 0.1 < float(err_before)
     assert losses[-50:].mean() < losses[:50].mean()
+
+
+def _td3_batch(n=16):
+    ks = jax.random.split(jax.random.key(5), 6)
+    obs, next_obs = jax.random.normal(ks[0], (n, 3)), jax.random.normal(ks[1], (n, 3))
+    return {"obs": obs, "next_obs": next_obs, "reward": jax.random.normal(ks[2], (n,)), "discount": jnp.ones(n),
+            "action": jax.random.uniform(ks[3], (n, 2), minval=-1, maxval=1), "critic_obs": obs,
+            "next_critic_obs": next_obs, "others_action": jax.random.normal(ks[4], (n, 1)),
+            "next_others_action": jax.random.normal(ks[5], (n, 1))}
+
+
+def test_matd3_target_is_the_smaller_target_critic_and_the_actor_waits_for_its_turn():
+    """twin_critics: |td| = |Q1(s, a) - (r + gamma * d * min(Q1', Q2')(s', mu'(s')))|, worked here from
+    the networks directly; policy_delay 2: the actor and the targets keep their values on the
+    first update and move on the second, the critics move on both."""
+    agent = MADDPG(3, 2, 3, 1, (8,), gamma=0.9, twin_critics=True, policy_delay=2)
+    batch, w = _td3_batch(), jnp.ones(16)
+    state = agent.init(jax.random.key(0))
+    # Targets that differ from the online critics, so min over the targets is not min over the online pair.
+    state = state._replace(target_critic_params=agent.init(jax.random.key(1)).critic_params)
+    a_next = agent.actor.apply(state.target_actor_params, batch["next_obs"])
+    joint = lambda o, a: jnp.concatenate([o, a], axis=-1)  # noqa: E731
+    q1t, q2t = agent.critic.apply(state.target_critic_params, batch["next_critic_obs"],
+                                  joint(batch["next_others_action"], a_next))
+    assert float(jnp.max(jnp.abs(q1t - q2t))) > 1e-3  # the min has something to choose
+    y = batch["reward"] + 0.9 * batch["discount"] * jnp.minimum(q1t, q2t)
+    q1, _ = agent.critic.apply(state.critic_params, batch["critic_obs"], joint(batch["others_action"], batch["action"]))
+    s1, td, _ = agent.update(state, batch, w)
+    np.testing.assert_allclose(td, jnp.abs(q1 - y), rtol=1e-5, atol=1e-6)
+
+    moved = lambda a, b: max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
+    assert moved(s1.critic_params, state.critic_params) > 0
+    assert moved(s1.actor_params, state.actor_params) == 0 and moved(s1.target_critic_params, state.target_critic_params) == 0
+    s2, _, _ = agent.update(s1, batch, w)
+    assert moved(s2.actor_params, s1.actor_params) > 0 and moved(s2.target_critic_params, s1.target_critic_params) > 0
+
+
+def test_matd3_target_smoothing_noise_is_clipped_and_keyed():
+    """target_noise: the key changes the target (so |td|); a clip far below the noise's scale gives
+    back the unsmoothed target."""
+    batch, w = _td3_batch(), jnp.ones(16)
+    plain = MADDPG(3, 2, 3, 1, (8,))
+    state = plain.init(jax.random.key(0))
+    _, td_plain, _ = plain.update(state, batch, w)
+    noisy = MADDPG(3, 2, 3, 1, (8,), target_noise=0.5)
+    _, td_a, _ = noisy.update(state, batch, w, jax.random.key(1))
+    _, td_b, _ = noisy.update(state, batch, w, jax.random.key(2))
+    assert float(jnp.max(jnp.abs(td_a - td_b))) > 1e-4
+    clipped = MADDPG(3, 2, 3, 1, (8,), target_noise=0.5, target_noise_clip=1e-7)
+    _, td_c, _ = clipped.update(state, batch, w, jax.random.key(1))
+    np.testing.assert_allclose(td_c, td_plain, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- PER weights
@@ -339,6 +394,13 @@ def test_config_errors_name_the_key(tmp_path):
         resolve(tmp_path, "x", algo="sac", sac={"dqn": {"loss": "l3"}})
     with pytest.raises(config_lib.ConfigError, match="maddpg.critic_input"):
         resolve(tmp_path, "x", algo="maddpg", maddpg={"critic_input": "all"})
+    with pytest.raises(config_lib.ConfigError, match="maddpg.policy_delay"):
+        resolve(tmp_path, "x", algo="maddpg", maddpg={"policy_delay": 0})
+    with pytest.raises(config_lib.ConfigError, match="maddpg.twin_critics"):
+        resolve(tmp_path, "x", algo="maddpg", maddpg={"twin_critics": "yes"})
+    with pytest.raises(config_lib.ConfigError, match="hmarl.maddpg: need target_noise"):
+        config_lib.resolve(flags={"algo": "hmarl", "hmarl": {"maddpg": {"target_noise": -0.1}},
+                                  "run": {"dir": str(tmp_path), "name": "x"}})
     with pytest.raises(config_lib.ConfigError, match="buffer_size"):
         resolve(tmp_path, "x", algo="qmix", dqn={"buffer_size": 4, "batch_size": 2})
 

@@ -28,6 +28,14 @@ Update:
     targets: Polyak `tau` on the actor and the critic
 Exploration: mu(obs) + N(0, noise_std), clipped to [-1, 1] (reference 0.1).
 
+TD3's three corrections (Fujimoto et al. 2018; MATD3 in the multi-agent setting), each a key, all
+off by default (= MADDPG as above):
+    twin_critics: two critics (`networks.TwinQ`); the target is r + gamma * min(Q1', Q2'), both
+                  critics regress on it (loss summed, as SAC's), the actor ascends Q1;
+    target_noise: the target action is clip(mu'(s') + clip(N(0, target_noise), +-target_noise_clip), -1, 1)
+                  (smooths the critic over actions, so the actor cannot climb a narrow error peak);
+    policy_delay: the actor and the targets move every `policy_delay`-th update only.
+
 Roles on the SOC env (`maddpg` trainer): MADDPG on the continuous tier-2 roles (threat hunter and
 response orchestrator), each with its own centralised critic over all four roles' observations
 (`critic_input: obs`, the reference's 352 inputs on v1; `world` uses the env's world state) and
@@ -48,7 +56,7 @@ import optax
 from jaxsoc.algos import offpolicy as op
 from jaxsoc.algos.common import clipped_adam
 from jaxsoc.algos.dqn import DQN, dqn_kwargs
-from jaxsoc.networks import ContinuousQ, DeterministicActor
+from jaxsoc.networks import ContinuousQ, DeterministicActor, TwinQ
 
 PyTree = Any
 
@@ -61,6 +69,10 @@ DEFAULTS = {
     "max_grad_norm": 0.5,      # the reference clips the critic at 0.5; used for actor and critic
     "noise_std": 0.1,          # Gaussian exploration noise on the actor's output
     "critic_input": "obs",     # obs: all roles' observations (reference); world: the env's world state
+    "twin_critics": False,     # TD3's clipped double Q (module doc)
+    "target_noise": 0.0,       # TD3's target policy smoothing: std of the noise on mu'(s')
+    "target_noise_clip": 0.5,  # ... clipped to +- this
+    "policy_delay": 1,         # TD3: the actor and the targets move every k-th update
     "dqn": dict(op.DQN_DEFAULTS),  # the alert triage DQN
 }
 POSITIVE = op.POSITIVE + ("actor_lr", "critic_lr", "tau", "target_period")
@@ -75,6 +87,21 @@ def validate(config: dict) -> None:
     check_choice("maddpg.critic_input", c["critic_input"], ("obs", "world"))
     if c["tau"] > 1 or c["noise_std"] < 0:
         raise ConfigError("maddpg: need 0 < tau <= 1 and noise_std >= 0")
+    validate_td3(c, "maddpg")
+
+
+def validate_td3(section: dict, where: str) -> None:
+    """The TD3 keys of a section that builds `MADDPG` agents (maddpg, hmarl.maddpg)."""
+    from jaxsoc.config import ConfigError
+
+    if not isinstance(section["twin_critics"], bool):
+        raise ConfigError(f"{where}.twin_critics must be true or false, got {section['twin_critics']!r}")
+    if not (section["target_noise"] >= 0 and section["target_noise_clip"] > 0):
+        raise ConfigError(f"{where}: need target_noise >= 0 and target_noise_clip > 0, got "
+                          f"{section['target_noise']} and {section['target_noise_clip']}")
+    if isinstance(section["policy_delay"], bool) or not isinstance(section["policy_delay"], int) \
+            or section["policy_delay"] < 1:
+        raise ConfigError(f"{where}.policy_delay must be an integer >= 1, got {section['policy_delay']!r}")
 
 
 class MADDPGState(NamedTuple):
@@ -90,7 +117,8 @@ class MADDPGState(NamedTuple):
 
 
 # The config keys that become `MADDPG` fields (with `hidden_sizes` and `gamma`).
-MADDPG_KWARGS = ("actor_lr", "critic_lr", "tau", "target_period", "max_grad_norm", "noise_std")
+MADDPG_KWARGS = ("actor_lr", "critic_lr", "tau", "target_period", "max_grad_norm", "noise_std",
+                 "twin_critics", "target_noise", "target_noise_clip", "policy_delay")
 
 
 def maddpg_kwargs(section: dict) -> dict:
@@ -113,14 +141,18 @@ class MADDPG:
     target_period: int = 1
     max_grad_norm: float = 0.5
     noise_std: float = 0.1
+    twin_critics: bool = False
+    target_noise: float = 0.0
+    target_noise_clip: float = 0.5
+    policy_delay: int = 1
 
     @property
     def actor(self) -> DeterministicActor:
         return DeterministicActor(self.action_dim, self.hidden)
 
     @property
-    def critic(self) -> ContinuousQ:
-        return ContinuousQ(self.hidden)
+    def critic(self):
+        return TwinQ(self.hidden) if self.twin_critics else ContinuousQ(self.hidden)
 
     def _opt(self, lr: float) -> optax.GradientTransformation:
         return clipped_adam(lr, self.max_grad_norm)
@@ -151,23 +183,35 @@ class MADDPG:
         """The target actor's action (no noise), `[..., action_dim]`."""
         return self.actor.apply(state.target_actor_params, obs)
 
+    def qs(self, critic_params: PyTree, critic_obs: jax.Array, others_action: jax.Array,
+           action: jax.Array) -> Tuple[jax.Array, ...]:
+        """Every critic's Q(critic_obs, [others_action, action]): a tuple of one or two `[B]`."""
+        q = self.critic.apply(critic_params, critic_obs, jnp.concatenate([others_action, action], axis=-1))
+        return tuple(q) if self.twin_critics else (q,)
+
     def q(self, critic_params: PyTree, critic_obs: jax.Array, others_action: jax.Array,
           action: jax.Array) -> jax.Array:
-        """Q(critic_obs, [others_action, action]) `[B]`."""
-        return self.critic.apply(critic_params, critic_obs, jnp.concatenate([others_action, action], axis=-1))
+        """Q(critic_obs, [others_action, action]) `[B]` (the first critic: the one the actor ascends)."""
+        return self.qs(critic_params, critic_obs, others_action, action)[0]
 
     def update(self, state: MADDPGState, batch: Dict[str, jax.Array], weights: jax.Array,
                key: Optional[jax.Array] = None):
-        """One critic and one actor step, then the targets; returns `(state, |td| [B], metrics)`."""
-        del key  # deterministic given the batch
+        """One critic and one actor step, then the targets; returns `(state, |td| [B], metrics)`.
+        `key` draws the target-smoothing noise (`target_noise` > 0); deterministic otherwise."""
         next_action = self.target_action(state, batch["next_obs"])
-        next_q = self.q(state.target_critic_params, batch["next_critic_obs"], batch["next_others_action"],
-                        next_action)
+        if self.target_noise > 0:
+            noise = self.target_noise * jax.random.normal(key, next_action.shape)
+            noise = jnp.clip(noise, -self.target_noise_clip, self.target_noise_clip)
+            next_action = jnp.clip(next_action + noise, -1.0, 1.0)
+        next_q = jnp.minimum(*self.qs(state.target_critic_params, batch["next_critic_obs"],
+                                      batch["next_others_action"], next_action)) if self.twin_critics else \
+            self.q(state.target_critic_params, batch["next_critic_obs"], batch["next_others_action"], next_action)
         target = jax.lax.stop_gradient(batch["reward"] + self.gamma * batch["discount"] * next_q)
 
         def critic_loss(params):
-            q = self.q(params, batch["critic_obs"], batch["others_action"], batch["action"])
-            return op.importance_weighted_mean(jnp.square(q - target), weights), (q - target, q)
+            qs = self.qs(params, batch["critic_obs"], batch["others_action"], batch["action"])
+            loss = sum(op.importance_weighted_mean(jnp.square(q - target), weights) for q in qs)
+            return loss, (qs[0] - target, qs[0])
 
         (c_loss, (td, q)), critic_params, critic_opt = op.gradient_step(
             critic_loss, state.critic_params, state.critic_opt, self._opt(self.critic_lr), has_aux=True)
@@ -185,6 +229,14 @@ class MADDPG:
                                         self.target_period)
         target_critic = op.update_target(critic_params, state.target_critic_params, steps, self.tau,
                                          self.target_period)
+        if self.policy_delay > 1:
+            # TD3's delay: between the k-th updates the actor, its Adam state and both targets keep
+            # their values (computed and discarded: a select, not a branch, under vmap anyway).
+            move = steps % self.policy_delay == 0
+            keep = lambda new_, old: jax.tree.map(lambda a, b: jnp.where(move, a, b), new_, old)  # noqa: E731
+            actor_params, actor_opt = keep(actor_params, state.actor_params), keep(actor_opt, state.actor_opt)
+            target_actor = keep(target_actor, state.target_actor_params)
+            target_critic = keep(target_critic, state.target_critic_params)
         new = MADDPGState(actor_params, critic_params, target_actor, target_critic, actor_opt, critic_opt, steps)
         return new, jnp.abs(td), {"critic_loss": c_loss, "actor_loss": a_loss, "q": jnp.mean(q)}
 
