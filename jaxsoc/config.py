@@ -379,8 +379,16 @@ def is_scenario_file(scenario: str) -> bool:
 
 # Keys added to a section after runs were saved, with the value that trains exactly what those
 # runs trained: at that value a key is left out of `training_part`, so the older runs still load
-# and resume (their hash is unchanged); any other value is a change like any other.
-ADDED_KEYS: Dict[Tuple[str, ...], Any] = {("hmarl", "coordinator", "focus_head"): "mlp"}
+# and resume (their hash is unchanged); any other value is a change like any other. Every new key
+# of a family section belongs here (tests/test_config.py checks against tests/data/config_keys.txt).
+ADDED_KEYS: Dict[Tuple[str, ...], Any] = {
+    ("hmarl", "coordinator", "focus_head"): "mlp",
+    ("trpo", "fisher_stride"): 1,
+    **{(*section, key): value
+       for section in (("maddpg",), ("hmarl", "maddpg"))
+       for key, value in (("twin_critics", False), ("target_noise", 0.0), ("target_noise_clip", 0.5),
+                          ("policy_delay", 1))},
+}
 
 
 def with_added_keys(saved: Mapping) -> dict:

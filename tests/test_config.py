@@ -161,3 +161,66 @@ def test_value_based_defaults_are_the_table_ratio_and_the_reference_is_named():
         assert (ref["utd"], ref["rollout"]) == (0.25, 1)
         assert {k: v for k, v in fast.items() if k not in ("utd", "rollout")} == \
             {k: v for k, v in ref.items() if k not in ("utd", "rollout")}
+
+
+@pytest.mark.parametrize("path", sorted(config.ADDED_KEYS), ids=".".join)
+def test_keys_added_after_runs_were_saved_keep_those_runs_loadable(path):
+    """A run saved before a key existed has no such key in its config.yaml: reloaded, it gets the
+    key's old-behaviour value and the same training hash (so `--resume`, `eval/evaluate.py` and
+    `load_policy` accept it); the same config with another value of the key is a different
+    training. (Without its ADDED_KEYS entry, trpo.fisher_stride made every earlier MATRPO run
+    unloadable: 'trained with a different config'.)"""
+    import copy
+
+    from jaxsoc import algos
+
+    algo = next(a for a, fam in algos.ALGORITHMS.items() if fam == path[0])
+    cfg = config.resolve(flags={"algo": algo})
+    old = copy.deepcopy(cfg)
+    section = old
+    for key in path[:-1]:
+        section = section[key]
+    del section[path[-1]]
+    reloaded = config.resolve(saved=old)
+    value = reloaded
+    for key in path:
+        value = value[key]
+    assert value == config.ADDED_KEYS[path]
+    assert config.training_hash(reloaded) == config.training_hash(old)
+    changed = copy.deepcopy(reloaded)
+    section = changed
+    for key in path[:-1]:
+        section = section[key]
+    other = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v + 0.25, str: lambda v: "attention"}
+    section[path[-1]] = other[type(value)](value)
+    assert config.training_hash(changed) != config.training_hash(old)
+
+
+def test_every_new_training_key_declares_what_older_runs_trained():
+    """Adding a key to a family's section changes the training hash of every run saved before
+    it, which then no longer loads, unless the key is in `config.ADDED_KEYS` with the value those
+    runs trained. tests/data/config_keys.txt lists the keys runs were saved with; a key in
+    neither fails here (as trpo.fisher_stride would have, 2026-12-03)."""
+    from pathlib import Path
+
+    from jaxsoc import algos
+
+    listed = {line.strip() for line in (Path(__file__).parent / "data" / "config_keys.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")}
+    added = {".".join(p) for p in config.ADDED_KEYS}
+    current = set()
+
+    def walk(x, prefix):
+        if isinstance(x, dict) and x:
+            for k, v in x.items():
+                walk(v, prefix + (str(k),))
+        else:
+            current.add(".".join(prefix))
+
+    for algo in algos.ALGORITHMS:
+        cfg = config.resolve(flags={"algo": algo})
+        family = algos.family_of(algo)
+        walk({family: cfg[family], **{k: cfg[k] for k in config.TRAINING_KEYS}}, ())
+    new = sorted(current - listed - added)
+    assert not new, (f"new training config keys {new}: add each to config.ADDED_KEYS with the value that "
+                     "trains what older runs trained, then to tests/data/config_keys.txt")
