@@ -150,7 +150,7 @@ class Cage4Env:
         # Per subnet first (zones are whole subnets): a [6, H] compare here made XLA:CPU redo red's
         # whole per-host update once per agent.
         gained_sub = jnp.any(gained.reshape(P.NUM_SUBNETS, P.SLOTS), axis=1)                   # [9]
-        src = jnp.max(jnp.where(gained_sub[None] & red.ZONE_OF, jnp.arange(P.NUM_SUBNETS)[None], -1), axis=1)
+        src = jnp.max(jnp.where(gained_sub[None] & P.RED_ZONE, jnp.arange(P.NUM_SUBNETS)[None], -1), axis=1)
         reward = team_reward(phase, gev.local_fail, gev.access_fail, rev.impacts, b.cost)
         proc = rev.proc | gev.proc_fp | analysed
         net = rev.net | gev.net_fp

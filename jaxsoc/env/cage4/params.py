@@ -53,6 +53,7 @@ NUM_RED = 6   # 0 contractor, then one per defended zone group in blue order (RZ
 # The red agent in charge of each subnet's hosts (the internet has no host slots).
 SUBNET_RED = np.array([5, 0, 0, 5, 2, 4, 5, 1, 3])
 HOST_RED = SUBNET_RED[HOST_SUBNET]                                # [144]
+RED_ZONE = SUBNET_RED[None, :] == np.arange(NUM_RED)[:, None]      # [6, 9]: the subnets of each red agent's zone
 
 # ---- red finite-state machine -------------------------------------------------------------------
 # Red's knowledge of a host: 0 unknown, then CAGE-4's K(nown), S(canned), U(ser), R(oot).

@@ -42,7 +42,6 @@ _HOSTS = np.arange(P.NUM_HOSTS)
 # and a [6, 16] @ [16, 16] product under vmap a batch of tiny matmuls, both slow.
 _TRI9 = np.triu(np.ones((P.NUM_SUBNETS, P.NUM_SUBNETS), bool))
 _TRI16 = np.triu(np.ones((P.SLOTS, P.SLOTS), bool))
-ZONE_OF = P.SUBNET_RED[None, :] == _AGENTS[:, None]                # [6, 9]: the subnets of each agent's zone
 
 
 def _prefix(x: jax.Array, tri: np.ndarray) -> jax.Array:
@@ -66,8 +65,8 @@ def working(state) -> jax.Array:
     # Zones are whole subnets, so activity is reduced per subnet first and every [6, ...] table here
     # is [6, 9]: with [6, H] compares XLA:CPU recomputed the per-host logic once per agent.
     session = jnp.any((state.red >= P.USER).reshape(P.NUM_SUBNETS, P.SLOTS), axis=1)      # [9]
-    active = jnp.any(session[None] & ZONE_OF, axis=1) | (_AGENTS == 0)                   # [6]
-    zone_active = jnp.any(active[:, None] & ZONE_OF, axis=0)                              # [9]
+    active = jnp.any(session[None] & P.RED_ZONE, axis=1) | (_AGENTS == 0)                   # [6]
+    zone_active = jnp.any(active[:, None] & P.RED_ZONE, axis=0)                              # [9]
     # An agent with no session cannot act: its hosts fall to the finder, else to the contractor agent.
     finder_active = jnp.any(active[None] & (state.finder[:, None] == _AGENTS[None]), axis=1)   # [H]
     owner = jnp.where(P.per_host(zone_active), P.HOST_RED,
