@@ -214,8 +214,12 @@ def confirm_escalation(hosts: Hosts, host_id: jax.Array, t, params: EnvParams):
     """D2: an escalated true alert sends an analyst to its host; if still compromised and not yet
     detected, it is now detected. Returns `(hosts, newly detected mask [S, Hmax])`."""
     topo = topology(params)
-    at_host = jnp.asarray(topo.host_id) == host_id
-    new = at_host & hosts.compromised & ~hosts.detected
+    at_host = jnp.asarray(topo.host_id) == host_id  # one host at most
+    # The one host's verdict as a scalar (a reduction), then spread back: the same mask as
+    # `at_host & compromised & ~detected`, but XLA:CPU no longer fuses the hunt's per-host chain
+    # (its random draws included) into every later consumer of `detected` (soc-v2's step ~20 %
+    # cheaper, same-run A/B).
+    new = at_host & jnp.any(at_host & hosts.compromised & ~hosts.detected)
     hosts = hosts.replace(detected=hosts.detected | new, detect_time=jnp.where(new, t, hosts.detect_time))
     return hosts, new
 

@@ -8,6 +8,7 @@ import pytest
 
 import jaxsoc.env as soc
 from jaxsoc.env import defenders
+from jaxsoc.env.network import topology
 
 from .helpers import fresh, host_mask, no_alerts, queue_of, with_hosts
 from tests.fast import fast_jit  # programs run briefly: unoptimised (tests/fast.py)
@@ -206,3 +207,30 @@ def test_d2_escalating_a_true_alert_detects_its_host():
     _, step1, _ = env_of(V1)
     _, s, *_ = step1(jax.random.key(0), state, acts(V1, at=0))
     assert not bool(s.hosts.detected.any())  # v1: escalation only moves counters
+
+
+def test_escalated_true_alert_confirms_exactly_its_own_host_d2():
+    """D2: escalating an alert sends an analyst to the alert's host: that host, if compromised and
+    not yet detected, becomes detected at t; no other host changes; a clean or already detected
+    host, or host id -1 (a benign alert without origin), confirms nothing."""
+    p = soc.make("soc-v2", **QUIET)[1]
+    s = fresh(p)
+    topo = topology(p)
+    comp = host_mask(p, (1, 3), (1, 4), (2, 0))
+    det = host_mask(p, (1, 4))
+    hosts = with_hosts(s, compromised=comp, detected=det, detect_time=np.where(det, 2, 0)).hosts
+    ids = np.asarray(topo.host_id)
+
+    def confirm(seg, j):
+        h, new = defenders.confirm_escalation(hosts, jnp.int32(ids[seg, j] if seg >= 0 else -1), 7, p)
+        return np.asarray(h.detected), np.asarray(h.detect_time), np.asarray(new)
+
+    detected, time, new = confirm(1, 3)
+    np.testing.assert_array_equal(new, host_mask(p, (1, 3)))
+    np.testing.assert_array_equal(detected, det | host_mask(p, (1, 3)))
+    np.testing.assert_array_equal(time, np.where(host_mask(p, (1, 3)), 7, np.where(det, 2, 0)))
+    for seg, j in ((1, 4), (0, 0), (-1, -1)):  # already detected, clean, no origin
+        detected, time, new = confirm(seg, j)
+        assert not new.any()
+        np.testing.assert_array_equal(detected, det)
+        np.testing.assert_array_equal(time, np.where(det, 2, 0))
