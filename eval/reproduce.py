@@ -17,8 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from jaxsoc import cli  # noqa: E402
 
 EPILOG = """\
-Methods: every registered algorithm (scripted baselines and learners). If the HMARL learner is
-chosen, its K-sweep, ablations and attention maps are added. Seeds: 42,123,456,789,1024 on hmarl-soc-v1
+Methods: Table II's rows by default (Rule-SOAR, Single-DRL, IQL, MAPPO, QMIX, HMARL-SOC and the
+constant / no-defender / random baselines); --methods all: every registered algorithm (hours on a
+CPU). If the HMARL learner is chosen, its K-sweep, ablations and attention maps are added. Seeds: 42,123,456,789,1024 on hmarl-soc-v1
 (one run each, sharing one compilation), 0-4 elsewhere (one program); --quick: 42-44.
 Budgets: learners 1.5M env steps per seed with configs/<algo>.yaml (else configs/base.yaml),
 IQL/VDN/QMIX with dqn.utd=0.002 dqn.rollout=8 (--total-steps, --num-envs and --set override);
@@ -37,7 +38,8 @@ def build_parser():
                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="hmarl-soc-v1", help="env preset (hmarl-soc-v1)")
     p.add_argument("--quick", action="store_true", help="a small version (a few minutes on a CPU)")
-    p.add_argument("--methods", type=cli.parse_list, metavar="LIST", help="e.g. rule-soar,constant,mappo")
+    p.add_argument("--methods", type=cli.parse_list, metavar="LIST",
+                   help="e.g. rule-soar,constant,mappo, or all (default: Table II's rows)")
     p.add_argument("--seeds", type=cli.parse_seeds, metavar="LIST", help="e.g. 42,123,456 or 0-4")
     p.add_argument("--out", metavar="DIR", help="output folder (results/<preset>[-quick])")
     p.add_argument("--total-steps", type=cli.parse_int, metavar="N", help="env steps per seed, every method")

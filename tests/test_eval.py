@@ -574,21 +574,25 @@ def test_attention_k_sweep_and_ablation_figures_from_synthetic_data(tmp_path):
     figures.save(fig, tmp_path / "abl")
 
 
-def test_plan_has_every_registered_method_and_groups_seeds(monkeypatch):
+def test_plan_defaults_to_table_ii_rows_all_plans_every_method_and_seeds_group(monkeypatch):
     from tests import engine_toys
 
     assert plan_lib.seed_runs(paper.SEEDS) == [(42, 1), (123, 1), (456, 1), (789, 1), (1024, 1)]
     assert plan_lib.seed_runs([3, 0, 1, 2, 7]) == [(0, 4), (7, 1)]
     plan = plan_lib.make_plan("hmarl-soc-v1")
-    assert [m.algo for m in plan.methods][:1] == ["rule-soar"]
-    # every Table II method is registered: the table plans all of them, in the paper's order first
-    assert [m.algo for m in plan.methods][:len(runs.PAPER_METHODS)] == list(runs.PAPER_METHODS)
-    assert {m.algo for m in plan.methods} == set(algos.ALGORITHMS) - set(HEURISTICS) and not plan.skipped
-    assert {"constant", "no-defender", "random"} <= {m.algo for m in plan.methods}
+    # by default Table II's rows: the paper's six methods in its order, then the scripted baselines
+    # (not every registered learner: that plan is hours on a CPU, `["all"]` asks for it)
+    main = [m.algo for m in plan.methods if m.kind == "main"]
+    assert main == list(runs.PAPER_METHODS) + ["constant", "no-defender", "random"] and not plan.skipped
+    everything = plan_lib.make_plan("hmarl-soc-v1", ["all"])
+    assert {m.algo for m in everything.methods} == set(algos.ALGORITHMS) - set(HEURISTICS)
+    assert [m.algo for m in everything.methods][:len(runs.PAPER_METHODS)] == list(runs.PAPER_METHODS)
     assert len(plan.methods[0].runs) == 5 and plan.seeds == paper.SEEDS
     assert plan_lib.make_plan("soc-v2").methods[0].runs[0].num_seeds == 5
     with pytest.raises(AnalysisError, match="unknown method 'rule-soa'.*did you mean 'rule-soar'"):
         plan_lib.make_plan(methods=["rule-soa"])
+    with pytest.raises(AnalysisError, match="unknown method 'all'.*or 'all' alone"):
+        plan_lib.make_plan(methods=["all", "mappo"])
     with pytest.raises(AnalysisError, match="unknown preset"):
         plan_lib.make_plan("soc-v3")
     # a registered HMARL learner brings its K-sweep; ablations whose keys its family lacks are skipped

@@ -4,8 +4,9 @@
     summary = execute.execute(plan)                     # trains and evaluates (jaxsoc.analysis.execute)
     report.write(summary)                               # tables, figures, README (jaxsoc.analysis.report)
 
-Methods: every algorithm registered when this runs (scripted baselines and learners), in table
-order. Seeds: the paper's 42/123/456/789/1024 on `hmarl-soc-v1`, 0..4 elsewhere; contiguous seeds
+Methods: by default Table II's — the paper's six methods (`runs.PAPER_METHODS`) and the scripted
+baselines (`runs.BASELINES`) that are registered — in table order; `["all"]`: every algorithm
+registered when this runs (the issue learners, scripted leads, red teams, ...: hours on a CPU). Seeds: the paper's 42/123/456/789/1024 on `hmarl-soc-v1`, 0..4 elsewhere; contiguous seeds
 train in one compiled program (`num_seeds`), others as one run each (the engine numbers seeds
 `seed..seed+num_seeds-1`), so the paper's seeds are five runs that share one compilation
 through the persistent cache. Budgets: learners 1.5M env steps per seed (`LEARNER_STEPS`) with
@@ -118,6 +119,12 @@ def registered_methods() -> list[str]:
     return sorted((a for a in algos.ALGORITHMS if a not in HEURISTICS), key=lambda a: (runs_lib.method_order(a), a))
 
 
+def table_methods() -> list[str]:
+    """Table II's rows that are registered: the paper's methods, then the scripted baselines."""
+    registered = set(registered_methods())
+    return [a for a in runs_lib.PAPER_METHODS + runs_lib.BASELINES if a in registered]
+
+
 def sets_for(algo: str, sets: Sequence[str]) -> list[str]:
     """`--set`s that apply to `algo`: base keys always, family sections only to their family."""
     from jaxsoc import algos
@@ -160,11 +167,16 @@ def make_plan(
         raise AnalysisError(f"unknown preset {preset!r}{algos.suggest(preset, known)}; known: {', '.join(known)}")
     registered = registered_methods()
     skipped = []
-    chosen = list(registered) if methods is None else list(methods)
+    if methods is None:
+        chosen = table_methods()
+    elif list(methods) == ["all"]:
+        chosen = list(registered)
+    else:
+        chosen = list(methods)
     for m in chosen:
         if m not in registered:
             raise AnalysisError(f"unknown method {m!r}{algos.suggest(m, registered)}; registered: "
-                                + ", ".join(registered))
+                                + ", ".join(registered) + " (or 'all' alone)")
     if seeds is None:
         seeds = QUICK_SEEDS if quick else (PAPER_SEEDS if preset == paper_lib.SCENARIO else OTHER_SEEDS)
     seeds = tuple(int(s) for s in seeds)
