@@ -19,8 +19,9 @@ from jaxsoc import cli  # noqa: E402
 EPILOG = """\
 Methods: Table II's rows by default (Rule-SOAR, Single-DRL, IQL, MAPPO, QMIX, HMARL-SOC and the
 constant / no-defender / random baselines); --methods all: every registered algorithm (hours on a
-CPU). If the HMARL learner is chosen, its K-sweep, ablations and attention maps are added. Seeds: 42,123,456,789,1024 on hmarl-soc-v1
-(one run each, sharing one compilation), 0-4 elsewhere (one program); --quick: 42-44.
+CPU). If the HMARL learner is chosen, its K-sweep, ablations and attention maps are added.
+Seeds: 42,123,456,789,1024 on hmarl-soc-v1 (one run each, sharing one compilation), 0-4 elsewhere
+(one program); --quick: 42-44.
 Budgets: learners 1.5M env steps per seed with configs/<algo>.yaml (else configs/base.yaml),
 IQL/VDN/QMIX with dqn.utd=0.002 dqn.rollout=8 (--total-steps, --num-envs and --set override);
 scripted baselines 512 envs x 16 updates of 128 steps per seed.

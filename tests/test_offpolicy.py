@@ -235,13 +235,9 @@ def test_maddpg_actor_learns_through_the_centralised_critic(td3):
     assert losses[-50:].mean() < losses[:50].mean()
 
 
-def _td3_batch(n=16):
-    ks = jax.random.split(jax.random.key(5), 6)
-    obs, next_obs = jax.random.normal(ks[0], (n, 3)), jax.random.normal(ks[1], (n, 3))
-    return {"obs": obs, "next_obs": next_obs, "reward": jax.random.normal(ks[2], (n,)), "discount": jnp.ones(n),
-            "action": jax.random.uniform(ks[3], (n, 2), minval=-1, maxval=1), "critic_obs": obs,
-            "next_critic_obs": next_obs, "others_action": jax.random.normal(ks[4], (n, 1)),
-            "next_others_action": jax.random.normal(ks[5], (n, 1))}
+def _td3_batch():
+    """The MADDPG batch of the PER-weight tests below (16 random transitions, obs 3, action 2)."""
+    return _agent_and_batch("maddpg", jax.random.key(5))[1]
 
 
 def test_matd3_target_is_the_smaller_target_critic_and_the_actor_waits_for_its_turn():

@@ -47,6 +47,7 @@ its next action in the critics' targets; coordinator fixed as under VDN/QMIX. Sa
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import jax
@@ -203,9 +204,9 @@ class MADDPG:
             noise = self.target_noise * jax.random.normal(key, next_action.shape)
             noise = jnp.clip(noise, -self.target_noise_clip, self.target_noise_clip)
             next_action = jnp.clip(next_action + noise, -1.0, 1.0)
-        next_q = jnp.minimum(*self.qs(state.target_critic_params, batch["next_critic_obs"],
-                                      batch["next_others_action"], next_action)) if self.twin_critics else \
-            self.q(state.target_critic_params, batch["next_critic_obs"], batch["next_others_action"], next_action)
+        # The smaller of the target critics (the one target critic without twin_critics).
+        next_q = functools.reduce(jnp.minimum, self.qs(state.target_critic_params, batch["next_critic_obs"],
+                                                        batch["next_others_action"], next_action))
         target = jax.lax.stop_gradient(batch["reward"] + self.gamma * batch["discount"] * next_q)
 
         def critic_loss(params):

@@ -6,7 +6,8 @@
 
 Methods: by default Table II's — the paper's six methods (`runs.PAPER_METHODS`) and the scripted
 baselines (`runs.BASELINES`) that are registered — in table order; `["all"]`: every algorithm
-registered when this runs (the issue learners, scripted leads, red teams, ...: hours on a CPU). Seeds: the paper's 42/123/456/789/1024 on `hmarl-soc-v1`, 0..4 elsewhere; contiguous seeds
+registered when this runs (the issue learners, scripted leads, red teams, ...: hours on a CPU).
+Seeds: the paper's 42/123/456/789/1024 on `hmarl-soc-v1`, 0..4 elsewhere; contiguous seeds
 train in one compiled program (`num_seeds`), others as one run each (the engine numbers seeds
 `seed..seed+num_seeds-1`), so the paper's seeds are five runs that share one compilation
 through the persistent cache. Budgets: learners 1.5M env steps per seed (`LEARNER_STEPS`) with
