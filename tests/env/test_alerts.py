@@ -168,3 +168,25 @@ def test_v2_true_alerts_are_the_first_emitting_hosts_in_host_order():
     tp = np.asarray(generator(p)(jax.random.split(jax.random.key(4), 2), one))[:, :3]
     np.testing.assert_array_equal(tp[..., VALID], [[1, 0, 0]] * 2)
     assert (tp[:, 0, HOST] == 2 * 40 + 3).all()
+
+
+def test_first_hosts_hand_worked():
+    # [2 segments, 30 hosts]: two 24-bit words per segment (hosts 0-23, 24-29); flat ids seg*30+h.
+    mask = np.zeros((2, 30), bool)
+    mask[0, 23] = mask[0, 24] = mask[1, 0] = True  # the last bit of word 0, the first of word 1
+    found, ids = alerts.first_hosts(jnp.asarray(mask), 4)
+    assert found.tolist() == [True, True, True, False]
+    assert ids.tolist() == [23, 24, 30, 0]
+
+
+@pytest.mark.parametrize("shape, k", [((5, 40), 3), ((4, 7), 5), ((2, 50), 6), ((3, 24), 2)])
+def test_first_hosts_matches_the_flat_order(shape, k):
+    # Random masks of every density (empty and full included), vmapped: the first k set hosts in
+    # flat order, as numpy finds them.
+    rng = np.random.default_rng(k)
+    masks = np.stack([rng.random(shape) < d for d in np.linspace(0.0, 1.0, 41)])
+    found, ids = jax.jit(jax.vmap(lambda m: alerts.first_hosts(m, k)))(jnp.asarray(masks))
+    for m, f, i in zip(masks, np.asarray(found), np.asarray(ids)):
+        want = np.flatnonzero(m.reshape(-1))[:k]
+        assert f.tolist() == [True] * len(want) + [False] * (k - len(want))
+        assert i.tolist() == want.tolist() + [0] * (k - len(want))
