@@ -14,6 +14,7 @@ import pytest
 import jaxsoc.env as soc
 from jaxsoc import detectors as det
 from jaxsoc.algos import hybrid as hy
+from jaxsoc.algos.maddpg import MADDPG_KWARGS
 from jaxsoc.config import ConfigError
 from jaxsoc.env.hybrid import core
 from jaxsoc.env.hybrid.params import INVESTIGATE, LOCKDOWN, NONE
@@ -163,6 +164,19 @@ def test_bad_input(small, tmp_path):
     # the learner's false-alarm target
     with pytest.raises(ConfigError, match="hybrid.target_fpr"):
         hy.validate(_config(target_fpr=0.0))
+    # the network agent's MADDPG keys are checked as the maddpg family's are, TD3's included
+    for bad, match in (({"policy_delay": 0}, "hybrid.maddpg.policy_delay"), ({"tau": 1.5}, "hybrid.maddpg: need")):
+        with pytest.raises(ConfigError, match=match):
+            hy.validate(_config(maddpg={**hy.DEFAULTS["maddpg"], **bad}))
+
+
+def test_network_agent_takes_maddpgs_options(small):
+    # One description of a MADDPG agent: the hybrid's section has maddpg's keys and builds with them.
+    assert set(hy.DEFAULTS["maddpg"]) == set(MADDPG_KWARGS)
+    env, _ = small
+    c = _config(maddpg={**hy.DEFAULTS["maddpg"], "twin_critics": True, "policy_delay": 2})["hybrid"]
+    net = hy.HybridTeam(env, c).net
+    assert (net.twin_critics, net.policy_delay, net.hidden, net.gamma) == (True, 2, (32,), c["gamma"])
 
 
 def _config(num_envs=8, total_steps=8 * 4 * 6, **section):

@@ -54,7 +54,8 @@ from jaxsoc.algos import offpolicy as op
 from jaxsoc.algos.common import clipped_adam
 from jaxsoc.algos.base import mean_episode_metrics, per_update_trainer
 from jaxsoc.algos.dqn import VDState, td_step
-from jaxsoc.algos.maddpg import MADDPG
+from jaxsoc.algos.maddpg import DEFAULTS as MADDPG_DEFAULTS
+from jaxsoc.algos.maddpg import MADDPG, MADDPG_KWARGS, maddpg_kwargs, validate_agent
 from jaxsoc.detectors.autoencoder import (AutoencoderConfig, AutoencoderDetector, autoencoder_scores, init_params,
                                           trimmed_loss)
 from jaxsoc.detectors.telemetry import flatten_hosts
@@ -89,8 +90,7 @@ DEFAULTS = {
     "dueling": False,
     "network_agent": "maddpg",  # maddpg | fixed
     "network_action": 0.0,     # the fixed network agent's action (0: threshold x sqrt(low * high))
-    "maddpg": {"actor_lr": 3e-4, "critic_lr": 3e-4, "tau": 0.005, "target_period": 1, "max_grad_norm": 0.5,
-               "noise_std": 0.1},
+    "maddpg": {k: v for k, v in MADDPG_DEFAULTS.items() if k in MADDPG_KWARGS},  # the network agent
     "detector": "frozen",      # frozen | online
     "online_kind": "zscore",   # zscore | autoencoder (detector: online)
     "online_rate": 0.01,
@@ -127,9 +127,7 @@ def validate(config: dict) -> None:
                           f"summing to 1, got {probs!r}")
     if not -1.0 <= c["network_action"] <= 1.0:
         raise ConfigError(f"hybrid.network_action must lie in [-1, 1], got {c['network_action']}")
-    m = c["maddpg"]
-    if not 0 < m["tau"] <= 1 or m["noise_std"] < 0 or m["actor_lr"] <= 0 or m["critic_lr"] <= 0:
-        raise ConfigError("hybrid.maddpg: need 0 < tau <= 1, noise_std >= 0 and positive learning rates")
+    validate_agent(c["maddpg"], "hybrid.maddpg")
     if config["scenario"] != "soc-hybrid":
         raise ConfigError(f"--algo {config['algo']} trains the soc-hybrid team; scenario {config['scenario']!r} "
                           "has no segment agents (use --scenario soc-hybrid)")
@@ -266,11 +264,12 @@ class HybridTeam:
         self.eps = op.epsilon_schedule(section["epsilon_start"], section["epsilon_end"], section["epsilon_decay"],
                                        section["epsilon_schedule"])
         self.epsilon_end = section["epsilon_end"]
-        m = section["maddpg"]
         self.net: Optional[MADDPG] = None
         if section["network_agent"] == "maddpg":
             self.net = MADDPG(env.network_obs_dim, self.segments, env.world_state_size,
-                              self.segments * self.hosts * CHOICES, hidden=hidden, gamma=section["gamma"], **m)
+                              self.segments * self.hosts * CHOICES,
+                              **maddpg_kwargs({**section["maddpg"], "hidden_sizes": hidden,
+                                               "gamma": section["gamma"]}))
         self.network_action = float(section["network_action"])
         self.priority_rule = section["priority_rule"]
 

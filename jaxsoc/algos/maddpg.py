@@ -86,15 +86,17 @@ def validate(config: dict) -> None:
     op.validate_dqn(config["maddpg"]["dqn"], "maddpg.dqn")
     c = config["maddpg"]
     check_choice("maddpg.critic_input", c["critic_input"], ("obs", "world"))
-    if c["tau"] > 1 or c["noise_std"] < 0:
-        raise ConfigError("maddpg: need 0 < tau <= 1 and noise_std >= 0")
-    validate_td3(c, "maddpg")
+    validate_agent(c, "maddpg")
 
 
-def validate_td3(section: dict, where: str) -> None:
-    """The TD3 keys of a section that builds `MADDPG` agents (maddpg, hmarl.maddpg)."""
+def validate_agent(section: dict, where: str) -> None:
+    """The `MADDPG_KWARGS` of a section that builds `MADDPG` agents (maddpg, hmarl.maddpg,
+    hybrid.maddpg): one-line ConfigError."""
     from jaxsoc.config import ConfigError
 
+    if not (0 < section["tau"] <= 1 and section["noise_std"] >= 0 and section["actor_lr"] > 0
+            and section["critic_lr"] > 0):
+        raise ConfigError(f"{where}: need 0 < tau <= 1, noise_std >= 0 and positive learning rates")
     if not isinstance(section["twin_critics"], bool):
         raise ConfigError(f"{where}.twin_critics must be true or false, got {section['twin_critics']!r}")
     if not (section["target_noise"] >= 0 and section["target_noise_clip"] > 0):

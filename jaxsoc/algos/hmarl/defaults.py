@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from jaxsoc.algos import offpolicy as op
 from jaxsoc.algos.maddpg import DEFAULTS as MADDPG_DEFAULTS
-from jaxsoc.algos.maddpg import MADDPG_KWARGS, validate_td3
+from jaxsoc.algos.maddpg import MADDPG_KWARGS, validate_agent
 from jaxsoc.algos.sac import DEFAULTS as SAC_DEFAULTS
 from jaxsoc.algos.sac import SAC_KWARGS
 
@@ -70,4 +70,4 @@ def validate(config: dict) -> None:
             raise ConfigError(f"hmarl.coordinator.{key} must be a positive integer")
     if cc["capacity"] <= 0:
         raise ConfigError("hmarl.coordinator.capacity must be positive")
-    validate_td3(c["maddpg"], "hmarl.maddpg")
+    validate_agent(c["maddpg"], "hmarl.maddpg")
