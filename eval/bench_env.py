@@ -30,6 +30,9 @@ def _parse():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cpu-devices", type=int, default=0,
                     help="split the host CPU into this many XLA devices and shard envs across them")
+    ap.add_argument("--with-obs", action="store_true",
+                    help="compute every observation (a rollout's cost); default: rewards only, which XLA "
+                         "may compute without the observations")
     ap.add_argument("--reference", default=None,
                     help="path to the original HMARL-SOC code/ folder, to time its NumPy env in the same run")
     return ap.parse_args()
@@ -63,9 +66,13 @@ def random_actions(env, key, n):
     return out
 
 
-def make_runner(env, n, steps, mesh=None):
+def make_runner(env, n, steps, mesh=None, with_obs=False):
     """`run(key) -> checksum`: reset n envs, then `steps` auto-resetting random steps.
 
+    The checksum sums the rewards, so XLA drops every computation nothing returned depends on:
+    the observations among them. `with_obs` adds every observation to the checksum, so they are
+    computed as a learner's rollout must (docs/benchmarks.md: v1 keeps 0.58-0.75 of its
+    rewards-only rate, soc-v2 0.71-0.94).
     With a mesh, each device runs n / devices envs of its own (shard_map), so every core steps.
     """
     def run_local(key, m):
@@ -74,8 +81,11 @@ def make_runner(env, n, steps, mesh=None):
 
         def body(state, k):
             ka, ks = jax.random.split(k)
-            _, state, rew, _, _ = jax.vmap(env.step)(jax.random.split(ks, m), state, random_actions(env, ka, m))
-            return state, jnp.sum(rew[env.agents[0]])
+            obs, state, rew, _, _ = jax.vmap(env.step)(jax.random.split(ks, m), state, random_actions(env, ka, m))
+            total = jnp.sum(rew[env.agents[0]])
+            if with_obs:
+                total = total + sum(jnp.sum(o.astype(jnp.float32)) for o in jax.tree.leaves(obs))
+            return state, total
 
         _, rews = jax.lax.scan(body, state, jax.random.split(k1, steps))
         return jnp.sum(rews)
@@ -95,13 +105,13 @@ def state_bytes_per_env(env, n=8):
     return sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(state)) // n
 
 
-def bench(preset, sizes, steps, repeats, mesh):
+def bench(preset, sizes, steps, repeats, mesh, with_obs=False):
     env, _ = cage4.make(preset) if preset == "cage4-like" else soc.make(preset)
     rows = []
     for n in sizes:
         if mesh is not None and n % mesh.size:
             continue
-        run = make_runner(env, n, steps, mesh if (mesh is not None and n >= mesh.size) else None)
+        run = make_runner(env, n, steps, mesh if (mesh is not None and n >= mesh.size) else None, with_obs)
         t0 = time.perf_counter()
         compiled = run.lower(jax.random.key(0)).compile()
         compile_s = time.perf_counter() - t0
@@ -141,14 +151,15 @@ def bench_reference(path, seconds=5.0):
 def main(args):
     devices = jax.devices()
     print(f"jaxsoc env benchmark on {devices[0].device_kind} x{len(devices)} ({jax.default_backend()}), "
-          f"jax {jax.__version__}, {os.cpu_count()} CPU cores")
+          f"jax {jax.__version__}, {os.cpu_count()} CPU cores; "
+          f"{'observations computed' if args.with_obs else 'rewards only (observations may be skipped)'}")
     mesh = None
     if len(devices) > 1:
         mesh = jax.sharding.Mesh(np.array(devices), ("d",))
         print(f"  envs sharded over {len(devices)} devices")
     all_rows = []
     for preset in args.presets:
-        env, rows = bench(preset, args.envs, args.steps, args.repeats, mesh)
+        env, rows = bench(preset, args.envs, args.steps, args.repeats, mesh, args.with_obs)
         words = env.random_words_per_step()
         print(f"  {preset}: {state_bytes_per_env(env):,} bytes of state per env; random 32-bit words per "
               f"env step: {sum(words.values())} ({', '.join(f'{k} {v}' for k, v in words.items())})")

@@ -31,3 +31,34 @@ def test_reference_round_refuses_a_folder_that_is_not_the_original(tmp_path):
     bo = load("bench_offpolicy")
     with pytest.raises(SystemExit, match="not the original HMARL-SOC code/ folder"):
         bo.reference_round(str(tmp_path))
+
+
+def test_fix_costs_plan_and_rounds():
+    bf = load("bench_fixes")
+    # v1 and soc-v2 first, then soc-v2 without each named fix, labelled by its D number.
+    plan = bf.programs(["fix_d2_alert_origin", "fix_d10_resample_network"])
+    assert [(label, preset, over) for label, preset, over in plan] == [
+        ("hmarl-soc-v1", "hmarl-soc-v1", {}), ("soc-v2", "soc-v2", {}),
+        ("soc-v2 without D2", "soc-v2", {"fix_d2_alert_origin": False}),
+        ("soc-v2 without D10", "soc-v2", {"fix_d10_resample_network": False})]
+    with pytest.raises(SystemExit, match="unknown fix 'fix_d99'"):
+        bf.programs(["fix_d99"])
+    # every program is timed once per round, in order
+    calls = []
+    fns = {name: (lambda key, name=name: calls.append(name) or jnp.zeros(())) for name in ("a", "b")}
+    seconds = bf.time_in_turn(fns, rounds=3)
+    assert calls == ["a", "b"] + ["a", "b"] * 3 and [len(s) for s in seconds.values()] == [3, 3]
+
+
+def test_with_obs_makes_the_benchmark_compute_the_observations():
+    import jax
+
+    import jaxsoc.env as soc
+
+    be = load("bench_env")
+    env, _ = soc.make("soc-v2", hosts_per_segment=4)
+    plain = be.make_runner(env, 2, 3)
+    full = be.make_runner(env, 2, 3, with_obs=True)
+    # Same envs, same keys: the rewards-only checksum, then with every observation's sum added.
+    a, b = float(plain(jax.random.key(1))), float(full(jax.random.key(1)))
+    assert a != b
