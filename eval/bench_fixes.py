@@ -75,7 +75,7 @@ def main():
     seconds = time_in_turn(compiled, args.rounds)
     steps = args.envs * args.steps
     v1 = seconds["hmarl-soc-v1"]
-    print(f"\n| program | env-steps/s, best | median | best / v1 | median / v1 |")
+    print("\n| program | env-steps/s, best | median | best / v1 | median / v1 |")
     print("|---|---:|---:|---:|---:|")
     for label, s in seconds.items():
         print(f"| {label} | {steps / min(s):,.0f} | {steps / np.median(s):,.0f} | "

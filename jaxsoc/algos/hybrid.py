@@ -54,8 +54,8 @@ from jaxsoc.algos import offpolicy as op
 from jaxsoc.algos.common import clipped_adam
 from jaxsoc.algos.base import mean_episode_metrics, per_update_trainer
 from jaxsoc.algos.dqn import VDState, td_step
-from jaxsoc.algos.maddpg import DEFAULTS as MADDPG_DEFAULTS
-from jaxsoc.algos.maddpg import MADDPG, MADDPG_KWARGS, maddpg_kwargs, validate_agent
+from jaxsoc.algos.maddpg import AGENT_DEFAULTS as MADDPG_AGENT_DEFAULTS
+from jaxsoc.algos.maddpg import MADDPG, maddpg_kwargs, validate_agent
 from jaxsoc.detectors.autoencoder import (AutoencoderConfig, AutoencoderDetector, autoencoder_scores, init_params,
                                           trimmed_loss)
 from jaxsoc.detectors.telemetry import flatten_hosts
@@ -90,7 +90,7 @@ DEFAULTS = {
     "dueling": False,
     "network_agent": "maddpg",  # maddpg | fixed
     "network_action": 0.0,     # the fixed network agent's action (0: threshold x sqrt(low * high))
-    "maddpg": {k: v for k, v in MADDPG_DEFAULTS.items() if k in MADDPG_KWARGS},  # the network agent
+    "maddpg": dict(MADDPG_AGENT_DEFAULTS),  # the network agent
     "detector": "frozen",      # frozen | online
     "online_kind": "zscore",   # zscore | autoencoder (detector: online)
     "online_rate": 0.01,

@@ -122,6 +122,8 @@ class MADDPGState(NamedTuple):
 # The config keys that become `MADDPG` fields (with `hidden_sizes` and `gamma`).
 MADDPG_KWARGS = ("actor_lr", "critic_lr", "tau", "target_period", "max_grad_norm", "noise_std",
                  "twin_critics", "target_noise", "target_noise_clip", "policy_delay")
+# The section of a family that builds one MADDPG agent among others (hmarl.maddpg, hybrid.maddpg).
+AGENT_DEFAULTS = {k: v for k, v in DEFAULTS.items() if k in MADDPG_KWARGS}
 
 
 def maddpg_kwargs(section: dict) -> dict:

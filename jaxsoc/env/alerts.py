@@ -50,7 +50,8 @@ def first_hosts(mask: jax.Array, k: int):
     bit sets: take the first non-empty word, its lowest set bit, clear it. Each pick then works
     on `S * words` integers (10 in soc-v2) instead of every host: k max-reductions over rank keys
     of all hosts, each followed by a rewrite of the keys, cost soc-v2 ~5 % of its step on
-    XLA:CPU (same bits), and a cumulative count or a `[k, hosts]` selection matrix cost more.
+    XLA:CPU (rewards-only benchmark), and a cumulative count or a `[k, hosts]` selection matrix
+    cost more.
     """
     s, hmax = mask.shape
     nw = -(-hmax // 24)

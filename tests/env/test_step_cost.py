@@ -21,8 +21,8 @@ ENVS = 64  # the count per env is the same at 4,096 (measured), and compiles in 
 
 # The ratio to v1 measured on 2026-12-03 (jax 0.10.2), the ratio before the confirm_escalation fix,
 # and the bound: between the two, with room for small changes to the rules.
-BOUNDS = {"soc-v2": 1.40,          # 1.295 now, 1.587 before
-          "soc-strategic": 2.25}   # 2.124 now, 2.327 before
+BOUNDS = {"soc-v2": 1.40,          # 1.295 then (1.264 since alerts.first_hosts), 1.587 before
+          "soc-strategic": 2.25}   # 2.124 then, 2.327 before
 
 
 def flops_per_env(preset: str) -> float:

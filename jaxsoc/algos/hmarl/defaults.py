@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from jaxsoc.algos import offpolicy as op
-from jaxsoc.algos.maddpg import DEFAULTS as MADDPG_DEFAULTS
-from jaxsoc.algos.maddpg import MADDPG_KWARGS, validate_agent
+from jaxsoc.algos.maddpg import AGENT_DEFAULTS as MADDPG_AGENT_DEFAULTS
+from jaxsoc.algos.maddpg import validate_agent
 from jaxsoc.algos.sac import DEFAULTS as SAC_DEFAULTS
 from jaxsoc.algos.sac import SAC_KWARGS
 
@@ -47,7 +47,7 @@ DEFAULTS = {
     # the threat hunter; its temperature learns 10x faster than SAC's own default (docs/hmarl.md)
     "sac": {**{k: v for k, v in SAC_DEFAULTS.items() if k in SAC_KWARGS}, "alpha_lr": 3e-3},
     "dqn": dict(op.DQN_DEFAULTS),                                             # the alert triage
-    "maddpg": {k: v for k, v in MADDPG_DEFAULTS.items() if k in MADDPG_KWARGS},  # the response orchestrator
+    "maddpg": dict(MADDPG_AGENT_DEFAULTS),  # the response orchestrator
 }
 POSITIVE = op.POSITIVE
 
