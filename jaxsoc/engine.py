@@ -180,7 +180,10 @@ def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params,
     num_seeds = cfg["num_seeds"]
     keys = seed_keys(cfg["seed"], num_seeds)
     vinit = jax.vmap(trainer.init)
-    vupdate = jax.vmap(trainer.update)
+    # Jitted so that its trace is cached: the metrics' shapes (`eval_shape` below) and the chunk
+    # program then trace the update once between them, not twice (~5 s for HMARL-SOC on this
+    # CPU); inside the chunk's jit the inner one is inlined, so the compiled program is the same.
+    vupdate = jax.jit(jax.vmap(trainer.update))
     abstract = jax.eval_shape(vinit, keys)
     shardings, layout = state_shardings(abstract, trainer, mesh, num_seeds)
     abstract = jax.tree.map(
@@ -190,7 +193,6 @@ def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params,
     init = jax.jit(vinit, out_shardings=shardings)
 
     chunks: dict[int, Callable] = {}
-    abstract_metrics = jax.eval_shape(vupdate, abstract)[1]
 
     def chunk(max_length: int):
         """`run_chunk(state, n) -> (state, metrics)`: `n` (an int32 scalar, 1..max_length) updates;
@@ -201,6 +203,9 @@ def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params,
         300-s quick-start run (docs/onpolicy.md). A while loop over the same update gives the
         same numbers as the `lax.scan` it replaces (tests/test_engine.py)."""
         if max_length not in chunks:
+            # Traced here, not when the program is built: loading a run for evaluation never
+            # builds a chunk, and tracing an update took ~10 s of HMARL-SOC's 40-s evaluation.
+            abstract_metrics = jax.eval_shape(vupdate, abstract)[1]
 
             def body(carry):
                 i, s, rows = carry

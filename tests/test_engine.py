@@ -470,6 +470,18 @@ def test_progress_bar_moves_every_update_without_changing_the_numbers(runs, tmp_
                                        "200 rounded down to whole updates); 8 envs x 2 seeds -> runs/x\n")
 
 
+def test_a_run_traces_its_update_once_and_loading_it_not_at_all(tmp_path, monkeypatch):
+    traces = []
+    metrics = toys.mean_episode_metrics
+    monkeypatch.setattr(toys, "mean_episode_metrics", lambda *a: (traces.append(1), metrics(*a))[1])
+    run(tmp_path, "traced")
+    # The metrics' shapes and the chunk program share one trace (tracing HMARL-SOC's update takes
+    # ~5 s on this CPU); a load (every evaluation of a learner) compiles no chunk and traces none.
+    assert len(traces) == 1
+    engine.load(tmp_path / "traced", make_env=toys.make_toy_env)
+    assert len(traces) == 1
+
+
 # ----------------------------------------------------------------------------- evaluation
 def test_evaluate_reports_each_envs_first_episode():
     env, params = toys.make_toy_env("toy", max_steps=5, p_end=0.3)
@@ -488,6 +500,42 @@ def test_evaluate_reports_each_envs_first_episode():
     np.testing.assert_array_equal(wrong["length"], out["length"])  # same key, same episodes
     short = evaluate(env, params, oracle, (), jax.random.PRNGKey(1), num_episodes=64, max_steps=1)
     assert np.isnan(np.asarray(short["csr"])[~np.asarray(short["completed"])]).all()
+
+
+def test_evaluation_stops_when_every_first_episode_has_ended_with_the_full_lengths_numbers():
+    env, params = toys.make_toy_env("toy", max_steps=40, p_end=0.3)
+    calls = []
+
+    def guess(policy_params, key, obs, state, greedy):  # counts the steps: no operand, one call per step
+        jax.debug.callback(lambda: calls.append(1))
+        return {a: jax.random.randint(key, (), 0, 3) for a in toys.AGENTS}
+
+    key, n = jax.random.PRNGKey(3), 16
+    out = evaluate(env, params, guess, (), key, num_episodes=n)
+    longest = int(np.max(out["length"]))
+    assert bool(out["completed"].all()) and longest < 40
+    assert len(calls) == longest  # stopped after the step that ended the last first episode
+
+    # What running out the whole limit gives (the evaluator before it stopped early): same numbers.
+    reset_key, run_key = jax.random.split(key)
+    obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(reset_key, n), params)
+
+    def step(carry, step_key):
+        obs, state, finished, first = carry
+        act_key, env_key = jax.random.split(step_key)
+        actions = jax.vmap(lambda k, o, s: guess((), k, o, s, True))(jax.random.split(act_key, n), obs, state)
+        obs, state, _, dones, infos = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(env_key, n), state, actions, params)
+        ends = dones["__all__"] & ~finished
+        first = {k: jnp.where(ends, infos["metrics"][k].astype(jnp.float32), first[k]) for k in first}
+        return (obs, state, finished | ends, first), None
+
+    first = {k: jnp.zeros(n, jnp.float32) for k in out if k != "completed"}
+    (_, _, finished, first), _ = jax.lax.scan(step, (obs, state, jnp.zeros(n, bool), first),
+                                              jax.random.split(run_key, 40))
+    assert bool(finished.all())
+    for k, v in first.items():
+        np.testing.assert_array_equal(np.asarray(out[k]), np.asarray(v), err_msg=k)
 
 
 # ----------------------------------------------------------------------------- devices
