@@ -66,7 +66,7 @@ def make_evaluator(
                 lambda kept, new: jnp.where(ends_first, new.astype(jnp.float32), kept),
                 first, infos["metrics"],
             )
-            return (obs, state, finished | ends_first, first), None
+            return obs, state, finished | dones["__all__"], first
 
         # The metrics' names and shapes, without running a step.
         shapes = jax.eval_shape(
@@ -87,7 +87,7 @@ def make_evaluator(
 
         def next_step(carry):
             t, inner = carry
-            return t + 1, step(inner, keys[t])[0]
+            return t + 1, step(inner, keys[t])
 
         _, (_, _, finished, first) = jax.lax.while_loop(unfinished, next_step, (0, (obs, state, finished, first)))
         out = {name: jnp.where(finished, value, jnp.nan) for name, value in first.items()}
