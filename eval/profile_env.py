@@ -169,6 +169,13 @@ def profile(preset: str, n: int, steps: int, repeats: int, by: str):
     return rows, total / (n * steps * repeats)
 
 
+def refuse_below_one(parser: argparse.ArgumentParser, args, names) -> None:
+    """Exits with the parser's one-line error when a count option (`args.<name>`) is below 1."""
+    for name in names:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=["soc-v2"])
@@ -178,9 +185,7 @@ def main(argv=None):
     ap.add_argument("--by", choices=("line", "function", "file"), default="line")
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args(argv)
-    for name in ("envs", "steps", "repeats", "top"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name} must be at least 1")
+    refuse_below_one(ap, args, ("envs", "steps", "repeats", "top"))
     import jax
 
     if jax.default_backend() != "cpu":
