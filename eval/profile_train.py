@@ -16,9 +16,8 @@ prints three shares of that kernel time:
 
 and how busy the threads were: kernel time over (threads x the same call's wall time without
 the profiler); what is missing from 100 % is time no kernel ran (threads waiting between small
-kernels, the host). Then the top
-rows by file, function or line, as `profile_env.py` charges them. Under the profiler everything
-runs somewhat slower; the shares are what to read. CPU only.
+kernels, the host). Then the top rows by file, function or line, as `profile_env.py` charges
+them. Under the profiler everything runs somewhat slower; the shares are what to read. CPU only.
 """
 from __future__ import annotations
 
@@ -77,7 +76,7 @@ def shares(times: Dict[str, int], frames: Dict[str, list], matmuls: Iterable[str
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--algo", required=True, help="a registered learner (train/run.py --list-algos)")
+    ap.add_argument("--algo", required=True, help="a registered learner, as train/run.py's --algo (mappo, hmarl, iql, ...)")
     ap.add_argument("--scenario", default="soc-v2")
     ap.add_argument("--num-seeds", type=int, default=5, help="seeds vmapped in one program (5)")
     ap.add_argument("--envs", type=int, default=1024, help="parallel envs per seed (1,024)")
