@@ -52,7 +52,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jaxsoc
-from jaxsoc import algos, config as config_lib, distributed, run_log
+from jaxsoc import algos, config as config_lib, distributed, run_log, xla
 from jaxsoc.checkpoints import CheckpointError, Checkpoints, UnreadableCheckpoint
 from jaxsoc.config import ConfigError
 from jaxsoc.evaluation import make_evaluator
@@ -190,7 +190,7 @@ def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params,
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
     )
     replicated = NamedSharding(mesh, PartitionSpec())
-    init = jax.jit(vinit, out_shardings=shardings)
+    init = xla.jit(vinit, out_shardings=shardings)
 
     chunks: dict[int, Callable] = {}
 
@@ -220,7 +220,7 @@ def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params,
                 _, state, rows = jax.lax.while_loop(lambda c: c[0] < n, body, (jnp.int32(0), state, rows))
                 return state, rows
 
-            chunks[max_length] = jax.jit(
+            chunks[max_length] = xla.jit(
                 run_chunk,
                 in_shardings=(shardings, replicated),
                 out_shardings=(shardings, replicated),
@@ -233,7 +233,7 @@ def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params,
         rollout = make_evaluator(
             env, env_params, trainer.act, cfg["eval"]["episodes"], cfg["eval"]["greedy"]
         )
-        evaluate = jax.jit(
+        evaluate = xla.jit(
             jax.vmap(lambda state, key: rollout(trainer.policy_params(state), key)),
             in_shardings=(shardings, replicated),
             out_shardings=replicated,

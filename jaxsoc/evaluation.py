@@ -17,6 +17,8 @@ from typing import Any, Callable, Dict
 import jax
 import jax.numpy as jnp
 
+from jaxsoc import xla
+
 
 def episode_limit(env, env_params) -> int:
     """The env's episode length limit (`max_steps` of its params, or of the env)."""
@@ -112,4 +114,4 @@ def evaluate(
     Compiles on every call; to evaluate many times, jit `make_evaluator(...)` once instead.
     """
     rollout = make_evaluator(env, params, act, num_episodes, greedy, max_steps)
-    return jax.jit(rollout)(policy_params, key)
+    return xla.jit(rollout)(policy_params, key)

@@ -27,6 +27,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
+from jaxsoc import xla
 from jaxsoc.analysis import runs as runs_lib
 from jaxsoc.analysis.runs import AnalysisError, RunInfo
 
@@ -126,7 +127,7 @@ def rebuild(checked: Checked, make_env: Callable | None = None) -> Rebuilt:
         loaded = engine.load(run.path, checked.update, make_env=make_env)
         cfg = loaded.config
         env, env_params = (make_env or soc.make)(cfg["scenario"], **cfg["env"])
-        params = jax.jit(jax.vmap(loaded.trainer.policy_params))(loaded.state)
+        params = xla.jit(jax.vmap(loaded.trainer.policy_params))(loaded.state)
         seeds = [cfg["seed"] + i for i in range(cfg["num_seeds"])]
         return Rebuilt(checked, cfg, env, env_params, loaded.trainer, params, seeds)
     except (ConfigError, ValueError, TypeError) as e:

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaxsoc import algos, config as config_lib
+from jaxsoc import algos, config as config_lib, xla
 from jaxsoc.analysis.intervals import mean_half_width
 from jaxsoc.config import ConfigError
 
@@ -227,8 +227,8 @@ def run_group(group: Group, plan: Plan, make_env=None, progress: str | None = No
         return params_all(values, state), jnp.moveaxis(curve, 0, -1)  # [P, S, updates]
 
     rollout = make_evaluator(env, env_params, reference.act, plan.episodes, greedy=True)
-    train = jax.jit(train)
-    evaluate = jax.jit(jax.vmap(jax.vmap(rollout, in_axes=(0, 0)), in_axes=(0, None)))
+    train = xla.jit(train)
+    evaluate = xla.jit(jax.vmap(jax.vmap(rollout, in_axes=(0, 0)), in_axes=(0, None)))
     keys = np.asarray(engine.seed_keys(plan.seeds[0], len(plan.seeds)))
     eval_keys = jnp.stack([heldout_key(s) for s in plan.seeds])
     t0 = time.perf_counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from jaxsoc import xla
 from jaxsoc.analysis import figures as figs
 from jaxsoc.analysis import protocols
 from jaxsoc.analysis import runs as runs_lib
@@ -32,7 +33,7 @@ def collect_decision_obs(env, env_params, trainer, policy_params, key, decisions
         nobs, nstate, _, _, _ = env.step(k_env, state, actions, env_params)
         return (nobs, nstate), obs
 
-    _, trace = jax.jit(lambda k: jax.lax.scan(body, (obs, state), jax.random.split(k, steps)))(k_run)
+    _, trace = xla.jit(lambda k: jax.lax.scan(body, (obs, state), jax.random.split(k, steps)))(k_run)
     return jax.tree.map(lambda x: x[:: period][:decisions], trace)
 
 

@@ -36,6 +36,7 @@ def decision_records(env, env_params, act: Callable, policy_params, attention_fn
     import jax
     import jax.numpy as jnp
 
+    from jaxsoc import xla
     from jaxsoc.env import defenders
     from jaxsoc.env.network import topology
     from jaxsoc.evaluation import episode_limit
@@ -67,7 +68,7 @@ def decision_records(env, env_params, act: Callable, policy_params, attention_fn
     k_reset, k_run = jax.random.split(key)
     obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, num_envs), env_params)
     steps = episode_limit(env, env_params)
-    run = jax.jit(lambda o, s, k: jax.lax.scan(step, (o, s, jnp.zeros((num_envs,), bool)),
+    run = xla.jit(lambda o, s, k: jax.lax.scan(step, (o, s, jnp.zeros((num_envs,), bool)),
                                                jax.random.split(k, steps))[1])
     return jax.tree.map(np.asarray, jax.device_get(run(obs, state, k_run)))
 

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsoc import xla
 from jaxsoc.analysis.intervals import mean_half_width
 from jaxsoc.env import leads, policies
 from jaxsoc.env.params import posture_names
@@ -93,7 +94,7 @@ ROWS_PER_CALL = len(LEAD_NAMES)  # rows of `episodes` envs stepped together by o
 def lead_program(env, params, episodes: int):
     """The compiled evaluation of `ROWS_PER_CALL` rows `((lead [R], directive [R]), keys [R])`,
     each row `episodes` episodes of one lead: `{metric: [R, episodes]}`."""
-    return jax.jit(jax.vmap(make_evaluator(env, params, lead_act(params), episodes), in_axes=(0, 0)))
+    return xla.jit(jax.vmap(make_evaluator(env, params, lead_act(params), episodes), in_axes=(0, 0)))
 
 
 def evaluate_leads(program, lead: np.ndarray, directive: np.ndarray, keys: jax.Array) -> Dict[str, np.ndarray]:

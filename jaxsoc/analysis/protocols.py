@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from jaxsoc import xla
 from jaxsoc.analysis import runs as runs_lib
 from jaxsoc.analysis.runs import AnalysisError, Group, MethodResult, RunInfo, SeedResult
 
@@ -233,10 +234,10 @@ def evaluate_episodes(
         return make_evaluator(env, p, trainer.act, batch, greedy)(params, key)
 
     if policy_params is None:
-        fn = jax.jit(jax.vmap(lambda key: rollout((), key)))
+        fn = xla.jit(jax.vmap(lambda key: rollout((), key)))
         call = lambda keys: fn(keys)  # noqa: E731
     else:
-        fn = jax.jit(jax.vmap(rollout))
+        fn = xla.jit(jax.vmap(rollout))
         call = lambda keys: fn(policy_params, keys)  # noqa: E731
     base = jnp.stack([heldout_key(int(s)) for s in seeds])
     parts: list[dict] = []
