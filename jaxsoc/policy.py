@@ -10,8 +10,9 @@
 
 `Policy.act(key, obs, state=None)` is the learner's own `Trainer.act` with the checkpoint's
 parameters bound, so it picks what `eval/evaluate.py` picks (continuous actions to float rounding:
-under `jax.jit` the parameters become constants, folded in their own order): greedy by default (the
-mode of each head; the key is then unused by learners), sampling with `greedy=False`. It acts
+under `jax.jit` the parameters become constants, folded in their own order; `jaxsoc.xla.jit`
+compiles with the engine's XLA options): greedy by default (the mode of each head; the key is
+then unused by learners), sampling with `greedy=False`. It acts
 for one env; `jax.vmap(policy.act)` acts for many. Learners that read the env state (the
 hierarchical team reads the directive schedule and the directive the env holds; scripted
 policies read the world) need `state`; `policy.reads_state` says whether it is needed, and
