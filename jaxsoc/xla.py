@@ -3,8 +3,8 @@
 XLA:CPU (jaxlib 0.10) hands matrix products and reductions to YNNPACK library fusions by default
 (`xla_cpu_experimental_ynn_fusion_type`: individual dots and reductions). jaxsoc keeps only the
 reductions there (with any product that feeds one, e.g. a target network's max over actions):
-other products run in XLA's own (Eigen) kernels, which made MAPPO's update 6-11 % faster at the
-sweep's and the table's shapes on this project's 2-core CPU, against the default in the same
+other products run in XLA's own (Eigen) kernels, which made MAPPO's update ~8 % faster at the
+sweep's shape on this project's 2-core CPU (no learner slower), against the default in the same
 process (docs/benchmarks.md "Which library computes the products"); taking the reductions from
 YNNPACK too cost the env with its observations ~4 %, so they stay.
 
