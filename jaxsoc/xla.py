@@ -20,6 +20,11 @@ from typing import Callable
 import jax
 
 COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+# XLA:CPU's own default for the same option (jaxlib 0.10), for comparisons and profiles: under
+# `COMPILER_OPTIONS` the profiler does not see all the threads' time in XLA's own product kernels
+# (docs/benchmarks.md "Which library computes the products").
+XLA_DEFAULT_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
+                       "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
 
 
 def jit(fun: Callable, options: dict | None = None, **kwargs) -> Callable:
