@@ -49,16 +49,16 @@ def matmul_kernels(hlo_text: str) -> Set[str]:
     instruction = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (?:\([^=]*?\)|\S+) ([\w\-]+)\((.*)$", re.M)
     memo: Dict[str, bool] = {}
 
+    def computes_product(op: str, rest: str) -> bool:
+        return op == "dot" or (op == "fusion" and any(holds_dot(c) for c in re.findall(r"calls=%?([\w.\-]+)", rest)))
+
     def holds_dot(comp: str) -> bool:
         if comp not in memo:
             memo[comp] = False  # a cycle cannot hold more than its members
-            memo[comp] = any(op == "dot" or (op == "fusion" and any(holds_dot(c) for c in
-                                                                   re.findall(r"calls=%?([\w.\-]+)", rest)))
-                             for _, op, rest in instruction.findall(bodies.get(comp, "")))
+            memo[comp] = any(computes_product(op, rest) for _, op, rest in instruction.findall(bodies.get(comp, "")))
         return memo[comp]
 
-    return {name for name, op, rest in instruction.findall(hlo_text)
-            if op == "dot" or (op == "fusion" and any(holds_dot(c) for c in re.findall(r"calls=%?([\w.\-]+)", rest)))}
+    return {name for name, op, rest in instruction.findall(hlo_text) if computes_product(op, rest)}
 
 
 def shares(times: Dict[str, int], frames: Dict[str, list], matmuls: Iterable[str]) -> Dict[str, int]:
