@@ -12,8 +12,7 @@ A product's summation order differs between the two libraries, so results differ
 default's in the last bits: every program of a run (training, evaluation, a loaded policy, the
 sweep, the analyses, a replay) is compiled through `jit` here, and tests/test_xla.py checks the
 engine's. The option is a field of XLA's shared debug options that only XLA:CPU reads, so other
-backends should ignore it; that was not run here (no GPU was available; the `gpu`-marked tests
-compile the engine's programs with it).
+backends should ignore it; that was not run here (no GPU was available, and no test runs on one).
 """
 from __future__ import annotations
 
