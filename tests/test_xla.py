@@ -48,3 +48,16 @@ def test_the_engines_programs_use_the_options():
     for exe in (compiled.chunk, compiled.evaluate):
         text = exe.as_text()
         assert pt.matmul_kernels(text) and not ynn_products(text)
+
+
+def test_an_option_this_xla_refuses_is_left_out_and_the_program_still_compiles():
+    # jaxlib 0.7 and 0.8 refuse the whole program for an option they do not know ("No such
+    # compile option"); a value XLA does not know is refused the same way.
+    assert xla.accepted(xla.COMPILER_OPTIONS) == xla.COMPILER_OPTIONS  # this jaxlib knows ours
+    asked = {"xla_jaxsoc_no_such_option": 1, "xla_cpu_experimental_ynn_fusion_type": "NO_SUCH_VALUE",
+             "xla_backend_optimization_level": 0}
+    assert xla.accepted(asked) == {"xla_backend_optimization_level": 0}
+    with pytest.raises(jax.errors.JaxRuntimeError, match="No such compile option"):
+        jax.jit(dense_relu, compiler_options=asked).lower(*[jnp.ones((2, 2))] * 2, jnp.ones(2)).compile()
+    x = jnp.arange(4.0).reshape(2, 2)
+    np.testing.assert_allclose(xla.jit(dense_relu, options=asked)(x, x, jnp.ones(2)), dense_relu(x, x, jnp.ones(2)))
