@@ -65,3 +65,27 @@ def test_with_obs_makes_the_benchmark_compute_the_observations():
     # Same envs, same keys: the rewards-only checksum, then with every observation's sum added.
     a, b = float(plain(jax.random.key(1))), float(full(jax.random.key(1)))
     assert a != b
+
+
+def test_gpu_check_runs_the_gpu_tests_and_flags_the_benchmarks_accept(monkeypatch):
+    """eval/gpu_check.sh runs on a machine this project rarely gets: its commands must not rot
+    here (a renamed flag would only show there, in a lease's minutes)."""
+    import shlex
+    import subprocess
+    import sys
+
+    script = EVAL / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    parts = [shlex.split(line)[1:] for line in script.read_text().splitlines() if line.startswith("part ")]
+    names = [p[0] for p in parts]
+    assert names == ["devices", "tests", "env", "env_obs", "train"]
+    commands = {p[0]: p[1:] for p in parts}
+    assert commands["tests"][-1] == "tests/test_gpu.py" and "gpu" in commands["tests"]
+    assert (EVAL.parent / "tests" / "test_gpu.py").exists()
+    for name in ("env", "env_obs", "train"):
+        python, path, *argv = commands[name]
+        module = load(pathlib.Path(path).stem)
+        monkeypatch.setattr(sys, "argv", [path, *argv])
+        args = module._parse()  # argparse exits on an unknown flag or a bad value
+        assert args.envs in ([4096, 65536, 262144], 4096)
+    assert commands["env_obs"][-1] == "--with-obs"
