@@ -119,8 +119,8 @@ def make_plan(flags: dict, sets: Sequence[str], grid: dict, config_file: str | N
         point = dict(zip(keys, combo))
         cfg = resolve([f"{k}={v}" for k, v in point.items()])
         for key, value in point.items():  # a key the config does not have is refused by resolve
-            if not isinstance(_get(cfg, key), (int, float)) or isinstance(_get(cfg, key), bool):
-                raise ConfigError(f"--grid {key}: the config's value {_get(cfg, key)!r} is not a number")
+            if not isinstance(config_value(cfg, key), (int, float)) or isinstance(config_value(cfg, key), bool):
+                raise ConfigError(f"--grid {key}: the config's value {config_value(cfg, key)!r} is not a number")
         static = tuple((k, v) for k, v in point.items() if k not in traced_ok)
         if static not in groups:
             groups[static] = Group(cfg, [], tuple(k for k in keys if k in traced_ok))
@@ -129,14 +129,15 @@ def make_plan(flags: dict, sets: Sequence[str], grid: dict, config_file: str | N
     return Plan(algo, grid, list(groups.values()), seeds, int(episodes))
 
 
-def _get(cfg: dict, key: str):
+def config_value(cfg: dict, key: str):
+    """The value of dotted `key` (e.g. "ppo.lr") in a resolved config."""
     node = cfg
     for part in key.split("."):
         node = node[part]
     return node
 
 
-def _with_values(cfg: dict, keys: Sequence[str], values) -> dict:
+def with_values(cfg: dict, keys: Sequence[str], values) -> dict:
     """A copy of `cfg` with `keys` set to `values` (traced scalars inside the program)."""
     out = copy.deepcopy(cfg)
     for key, value in zip(keys, values):
@@ -205,7 +206,7 @@ def run_group(group: Group, plan: Plan, make_env=None, progress: str | None = No
     values = jnp.asarray([[p[k] for k in group.traced] for p in group.points], jnp.float32)  # [P, K]
 
     def trainer_at(point_values):
-        return algos.make_train(_with_values(cfg, group.traced, point_values), env, env_params)
+        return algos.make_train(with_values(cfg, group.traced, point_values), env, env_params)
 
     def over_grid(fun, state_axis):
         """`fun(point_values, x)` vmapped over seeds (x's axis 0) inside points (values' axis 0)."""

@@ -40,6 +40,9 @@ DEFAULTS = {
     **onpolicy.TEAM_DEFAULTS,
 }
 POSITIVE = ("rollout", "lr", "adam_eps", "max_grad_norm")
+# Keys the update only computes with: a sweep (jaxsoc/sweep.py) trains grid points that differ
+# only in these in one program (tests/test_sweepable.py traces each and checks it is used).
+SWEEPABLE = ("lr", "ent_coef", "vf_coef", "max_grad_norm", "gamma", "gae_lambda", "reward_scale")
 
 
 def validate(config: dict) -> None:

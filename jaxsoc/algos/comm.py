@@ -49,6 +49,9 @@ DEFAULTS = {
     "comm_roles": "tier2",       # tier2 (threat hunter, alert triage, response orchestrator) | all
 }
 POSITIVE = ppo.POSITIVE
+# Keys the update only computes with: a sweep (jaxsoc/sweep.py) trains grid points that differ
+# only in these in one program (tests/test_sweepable.py traces each and checks it is used).
+SWEEPABLE = ppo.SWEEPABLE
 COMM_ROLES = ("tier2", "all")
 
 

@@ -116,7 +116,12 @@ def clipped_adam(learning_rate, max_grad_norm: float = 0.0, eps: float = 1e-8) -
 
     The one optimiser the learners build, over whatever tree they hand it (a network, a role's
     networks, a joint tree); `learning_rate` may be an optax schedule. `eps` 1e-8 is PyTorch's and
-    optax's default; the on-policy family passes its `adam_eps`.
+    optax's default; the on-policy family passes its `adam_eps`. `max_grad_norm` may be a traced
+    scalar (a sweep's grid point, jaxsoc/sweep.py): then the clip is always in the program and a
+    value of 0 makes its limit infinite.
     """
     adam = optax.adam(learning_rate, eps=eps)
+    if isinstance(max_grad_norm, jax.Array):
+        limit = jnp.where(max_grad_norm > 0, max_grad_norm, jnp.inf)
+        return optax.chain(optax.clip_by_global_norm(limit), adam)
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), adam) if max_grad_norm > 0 else adam

@@ -67,6 +67,9 @@ DEFAULTS = {
     "mixer_state": "world",    # qmix: world (env world state) or obs (concat of the mixed roles' obs)
 }
 POSITIVE = op.POSITIVE + ("th_bins", "ro_bins", "mixer_embed", "hypernet_hidden")
+# Keys the update only computes with: a sweep (jaxsoc/sweep.py) trains grid points that differ
+# only in these in one program (tests/test_sweepable.py traces each and checks it is used).
+SWEEPABLE = ("lr", "gamma", "max_grad_norm", "tau", "epsilon_start", "epsilon_end", "epsilon_decay")
 
 
 def validate(config: dict) -> None:

@@ -56,6 +56,9 @@ DEFAULTS = {
     **onpolicy.TEAM_DEFAULTS,
 }
 POSITIVE = ("rollout", "epochs", "minibatches", "lr", "adam_eps", "max_grad_norm", "rho_bar")
+# Keys the update only computes with: a sweep (jaxsoc/sweep.py) trains grid points that differ
+# only in these in one program (tests/test_sweepable.py traces each and checks it is used).
+SWEEPABLE = ("lr", "ent_coef", "vf_coef", "max_grad_norm", "gamma", "rho_bar", "c_bar", "reward_scale")
 CRITICS = ("world", "local")
 
 

@@ -144,8 +144,11 @@ def update_target(online: PyTree, target: PyTree, step: jax.Array, tau: float, p
 
     `step` is the gradient step count after this step's update (1 on the first update), so a
     hard copy every 1000 steps happens after updates 1000, 2000, ...
+    A traced `tau` (a sweep's grid point) is always applied as the Polyak average, which at
+    tau = 1 is the online network itself (1 * online + 0 * target).
     """
-    soft = optax.incremental_update(online, target, tau) if tau < 1.0 else online
+    traced = isinstance(tau, jax.Array)
+    soft = optax.incremental_update(online, target, tau) if traced or tau < 1.0 else online
     if period == 1:
         return soft
     return optax.periodic_update(soft, target, step, period)
@@ -153,11 +156,14 @@ def update_target(online: PyTree, target: PyTree, step: jax.Array, tau: float, p
 
 def epsilon_schedule(start: float, end: float, decay: int, kind: str) -> optax.Schedule:
     """`env_steps -> epsilon`: the reference's `end + (start - end) exp(-n / decay)` or a linear
-    ramp from `start` to `end` over `decay` steps (then constant)."""
+    ramp from `start` to `end` over `decay` steps (then constant). Written out (optax's
+    `exponential_decay` and `linear_schedule`, whose arithmetic this is, branch in Python on
+    `decay`) so that every argument may be a traced scalar (a sweep's grid point); the
+    validated config has decay > 0."""
     if kind == "linear":
-        return optax.linear_schedule(start, end, decay)
-    decayed = optax.exponential_decay(start - end, transition_steps=decay, decay_rate=math.exp(-1.0))
-    return lambda n: end + decayed(n)
+        return lambda n: (start - end) * (1 - jnp.clip(n, 0, decay) / decay) + end
+    rate = math.exp(-1.0)
+    return lambda n: end + jnp.where(n <= 0, start - end, (start - end) * jnp.power(rate, n / decay))
 
 
 def copy_tree(tree: PyTree) -> PyTree:
@@ -279,13 +285,16 @@ def fixed_role(env, role: str, section: dict) -> RoleAction:
     import jaxsoc.env as soc
 
     params = env.default_params
-    action = soc.POLICIES["constant"](jax.random.key(0), None, None, params)[role]
     space = env.action_space(role)
-    if role == "coordinator" and params.fix_d6_directive:
-        action = jnp.asarray(section.get("coordinator_action", 0), jnp.int32)
-        if not 0 <= int(action) < space.n:
-            raise ValueError(f"coordinator_action {int(action)} outside 0..{space.n - 1}")
-    action = np.asarray(action)
+    # A static fact of the team, computed now even when the trainer is built inside a trace (a
+    # sweep builds it per grid point inside its one program).
+    with jax.ensure_compile_time_eval():
+        action = soc.POLICIES["constant"](jax.random.key(0), None, None, params)[role]
+        if role == "coordinator" and params.fix_d6_directive:
+            action = jnp.asarray(section.get("coordinator_action", 0), jnp.int32)
+            if not 0 <= int(action) < space.n:
+                raise ValueError(f"coordinator_action {int(action)} outside 0..{space.n - 1}")
+        action = np.asarray(action)
     if action.ndim == 0:
         return RoleAction(role, "fixed", int(space.n), 0, fixed=action)
     return RoleAction(role, "fixed", int(action.shape[0]), int(action.shape[0]), fixed=action)

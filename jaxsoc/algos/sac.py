@@ -65,6 +65,9 @@ DEFAULTS = {
     "dqn": dict(op.DQN_DEFAULTS),  # the alert triage DQN
 }
 POSITIVE = op.POSITIVE + ("actor_lr", "critic_lr", "alpha_lr", "tau", "init_alpha", "target_period")
+# Keys the update only computes with: a sweep (jaxsoc/sweep.py) trains grid points that differ
+# only in these in one program (tests/test_sweepable.py traces each and checks it is used).
+SWEEPABLE = ("actor_lr", "critic_lr", "alpha_lr", "gamma", "tau", "max_grad_norm", "init_alpha", "dqn.lr")
 
 
 def validate(config: dict) -> None:

@@ -72,6 +72,9 @@ DEFAULTS = {
 }
 POSITIVE = ("rollout", "max_kl", "cg_iters", "fisher_stride", "line_search_steps", "vf_lr", "vf_epochs", "vf_minibatches",
             "max_grad_norm", "adam_eps")
+# Keys the update only computes with: a sweep (jaxsoc/sweep.py) trains grid points that differ
+# only in these in one program (tests/test_sweepable.py traces each and checks it is used).
+SWEEPABLE = ("gamma", "gae_lambda", "max_kl", "cg_damping", "backtrack_coef", "vf_lr", "max_grad_norm", "reward_scale")
 
 
 def validate(config: dict) -> None:

@@ -50,6 +50,10 @@ DEFAULTS = {
     "maddpg": dict(MADDPG_AGENT_DEFAULTS),  # the response orchestrator
 }
 POSITIVE = op.POSITIVE
+# Keys the update only computes with: a sweep (jaxsoc/sweep.py) trains grid points that differ
+# only in these in one program (tests/test_sweepable.py traces each and checks it is used).
+SWEEPABLE = ("gamma", "coordinator.lr", "coordinator.ent_coef", "sac.actor_lr", "sac.critic_lr", "sac.alpha_lr",
+             "dqn.lr", "maddpg.actor_lr", "maddpg.critic_lr", "maddpg.noise_std")
 
 
 def validate(config: dict) -> None:
