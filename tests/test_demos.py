@@ -269,7 +269,7 @@ def _train(algo, scenario, env, section, num_envs, updates, seed=0):
     updates in a scan); returns (env, params, trainer, policy params)."""
     family = algos.family_of(algo)
     cfg = config_lib.resolve(flags={"algo": algo, "scenario": scenario, "env": env, "num_envs": num_envs,
-                                    "total_steps": 1, family: section, "seed": seed})
+                                    "total_steps": 10**9, family: section, "seed": seed})  # set below
     env_obj, p = soc.make(scenario, **env)
     cfg["total_steps"] = updates * algos.make_train(cfg, env_obj, p).env_steps_per_update
     trainer = algos.make_train(cfg, env_obj, p)

@@ -574,6 +574,24 @@ def test_attention_k_sweep_and_ablation_figures_from_synthetic_data(tmp_path):
     figures.save(fig, tmp_path / "abl")
 
 
+def test_a_quick_plan_lets_off_policy_learners_learn_within_its_budget(tmp_path):
+    """HMARL-SOC, SAC and MADDPG wait 10,000 transitions by default, more than a quick run's 64 envs
+    x 4 updates store: the quick plan starts them at their first batch (a --set still wins)."""
+    plan = plan_lib.make_plan("soc-v2", ["hmarl", "sac", "mappo"], quick=True)
+    for mp in plan.methods:
+        cfg = plan_lib.run_config(mp, mp.runs[0], tmp_path)
+        family = algos.family_of(mp.algo)
+        if family == "ppo":
+            assert not any("learning_starts" in s for s in mp.sets)
+            continue
+        section = cfg[family]
+        assert section["learning_starts"] == 0
+        stored = cfg["total_steps"] // (cfg["num_envs"] * section["rollout"]) * cfg["num_envs"] * section["rollout"]
+        assert stored >= section["batch_size"]
+    own = plan_lib.make_plan("soc-v2", ["sac"], quick=True, sets=["sac.learning_starts=128"])
+    assert plan_lib.run_config(own.methods[0], own.methods[0].runs[0], tmp_path)["sac"]["learning_starts"] == 128
+
+
 def test_plan_defaults_to_table_ii_rows_all_plans_every_method_and_seeds_group(monkeypatch):
     from tests import engine_toys
 

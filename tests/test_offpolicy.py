@@ -399,6 +399,14 @@ def test_config_errors_name_the_key(tmp_path):
                                   "run": {"dir": str(tmp_path), "name": "x"}})
     with pytest.raises(config_lib.ConfigError, match="buffer_size"):
         resolve(tmp_path, "x", algo="qmix", dqn={"buffer_size": 4, "batch_size": 2})
+    # A run that would never hold a batch's worth of transitions trains nothing: refused. 48 steps
+    # store 48 transitions per seed (4 envs x rollout 2 x 6 updates); 47 store 40.
+    resolve(tmp_path, "x", algo="sac", sac={"learning_starts": 48})
+    with pytest.raises(config_lib.ConfigError, match="sac: no gradient round would run: learning starts at "
+                                                     "48 transitions .* total_steps 47 stores 40"):
+        resolve(tmp_path, "x", algo="sac", total_steps=47, sac={"learning_starts": 48})
+    with pytest.raises(config_lib.ConfigError, match="dqn: no gradient round would run: learning starts at 8 "):
+        resolve(tmp_path, "x", algo="iql", total_steps=7)  # batch_size 8 > the 0 stored (no update)
 
 
 # ----------------------------------------------------------------------------- CLI (slow)
@@ -417,6 +425,7 @@ def test_cli_trains_every_algorithm_on_both_presets(algo, scenario, tmp_path, ca
             "--name", "r", "--set", f"run.dir={tmp_path}", "--set", "run.progress=false",
             "--set", "env.max_steps=6", "--set", f"{fam}.hidden_sizes=[16]", "--set", f"{fam}.buffer_size=32",
             "--set", f"{fam}.batch_size=8", "--set", f"{fam}.rollout=2", "--set", f"{fam}.utd=0.25",
+            "--set", f"{fam}.learning_starts=0",  # configs/sac.yaml and maddpg.yaml wait 10,000
             "--set", "eval.every_chunks=1", "--set", "eval.episodes=2"]
     assert cli.main(argv) == 0, capsys.readouterr().err
     from jaxsoc import run_log

@@ -81,7 +81,8 @@ def tiny_section(defaults: dict, tiny: dict = TINY) -> dict:
 def build(algo: str):
     """The tiny config, env and `Trainer` of `algo` (UPDATES updates, whatever its env steps per update)."""
     family = algos.family_of(algo)
-    flags = {"algo": algo, "scenario": scenario_of(algo), "num_envs": NUM_ENVS, "total_steps": 1,
+    # total_steps is set below from the update's size; the placeholder only has to pass validation.
+    flags = {"algo": algo, "scenario": scenario_of(algo), "num_envs": NUM_ENVS, "total_steps": 10**9,
              "env": ENV, family: tiny_section(algos.default_section(algo)), "run": {"name": algo}}
     cfg = config_lib.resolve(flags=flags)
     env, env_params = soc.make(cfg["scenario"], **cfg["env"])

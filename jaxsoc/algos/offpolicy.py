@@ -111,6 +111,15 @@ def validate_common(config: dict, family: str) -> None:
                           f"of all envs ({config['num_envs']})")
     if not 0 <= c["learning_starts"] <= c["buffer_size"]:
         raise ConfigError(f"{family}.learning_starts must be in [0, buffer_size], got {c['learning_starts']}")
+    # Learning starts once a seed's buffer holds this many transitions; a run that never stores
+    # them would train nothing while looking like a training run.
+    first = max(c["learning_starts"], c["batch_size"])
+    stored = config["total_steps"] // steps * steps
+    if stored < first:
+        raise ConfigError(
+            f"{family}: no gradient round would run: learning starts at {first:,} transitions per seed "
+            f"(max of learning_starts and batch_size) and total_steps {config['total_steps']:,} stores "
+            f"{stored:,}; lower {family}.learning_starts or raise total_steps")
     check_choice(f"{family}.obs_dtype", c["obs_dtype"], _OBS_DTYPES)
     check_choice(f"{family}.priority_rule", c["priority_rule"], ("mean", "max"))
     if not c["hidden_sizes"] or any(not isinstance(h, int) or h <= 0 for h in c["hidden_sizes"]):

@@ -49,6 +49,9 @@ ABLATIONS = {
 SCRIPTED_BUDGET = {"num_envs": 512, "updates": 16}   # 1,048,576 steps: >= 2,000 episodes after warm-up
 QUICK_SCRIPTED_BUDGET = {"num_envs": 256, "updates": 14}  # ~2,300+ episodes: a real window
 QUICK_LEARNER_BUDGET = {"num_envs": 64, "updates": 4}
+# A quick off-policy learner learns from its first full batch: its config's warm-up (HMARL-SOC,
+# SAC and MADDPG: 10,000 transitions) is longer than the quick budget (64 envs x 4 updates).
+QUICK_LEARNING_STARTS = 0
 # Learners in the full table: 1.5M env steps per seed (on hmarl-soc-v1 more than the paper's 10,000
 # episodes per seed) at their config's num_envs and update ratio (IQL/VDN/QMIX: 0.002 rounds per
 # transition, not the reference's 0.25 = 375,000 gradient steps of batch 512 per seed, hours on a
@@ -235,6 +238,9 @@ def method_plan(algo, preset, seeds, quick, total_steps, num_envs, sets, suffix=
     flags = {"algo": algo, "scenario": preset}
     sets = list(sets_for(algo, sets))
     scripted = algos.family_of(algo) == "scripted"
+    family = algos.family_of(algo)
+    if quick and "learning_starts" in getattr(algos.family_module(algo), "DEFAULTS", {}):
+        sets = [f"{family}.learning_starts={QUICK_LEARNING_STARTS}"] + sets  # the user's --set wins
     if not scripted and not quick:
         flags["total_steps"] = LEARNER_STEPS
     budget = None
