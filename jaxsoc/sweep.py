@@ -118,9 +118,10 @@ def make_plan(flags: dict, sets: Sequence[str], grid: dict, config_file: str | N
     for combo in itertools.product(*(grid[k] for k in keys)):
         point = dict(zip(keys, combo))
         cfg = resolve([f"{k}={v}" for k, v in point.items()])
-        for key, value in point.items():  # a key the config does not have is refused by resolve
-            if not isinstance(config_value(cfg, key), (int, float)) or isinstance(config_value(cfg, key), bool):
-                raise ConfigError(f"--grid {key}: the config's value {config_value(cfg, key)!r} is not a number")
+        for key in point:  # a key the config does not have is refused by resolve
+            value = config_value(cfg, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ConfigError(f"--grid {key}: the config's value {value!r} is not a number")
         static = tuple((k, v) for k, v in point.items() if k not in traced_ok)
         if static not in groups:
             groups[static] = Group(cfg, [], tuple(k for k in keys if k in traced_ok))

@@ -3,11 +3,11 @@ scalar when the trainer is built inside a program (what a sweep does per grid po
 one changes what the program computes (a key listed but ignored would rank identical points).
 
 One tiny program per family: two updates with every sweepable key given as an element of one
-`[keys]` array; run once at the config's values (and compared with the program built from the
-same config as Python numbers), then once per key with that key moved far from its value, and
-compared. A Python branch on a key (`if max_grad_norm > 0`) fails the first part; a traced path
-that computes something else than the static one (a target update, a schedule) the second; a
-key that never reaches the update the third.
+`[keys]` array; run once at the config's values, then once per key with that key moved far from
+its value, and compared. A Python branch on a key (`if max_grad_norm > 0`) fails the build; a key
+that never reaches the update fails the comparison. The pieces that take a traced value on
+another path than a Python one are checked against that path here, and (slow) each family's
+traced program against the one built from the config's Python numbers.
 """
 import jax
 import jax.numpy as jnp

@@ -237,8 +237,8 @@ def method_plan(algo, preset, seeds, quick, total_steps, num_envs, sets, suffix=
 
     flags = {"algo": algo, "scenario": preset}
     sets = list(sets_for(algo, sets))
-    scripted = algos.family_of(algo) == "scripted"
     family = algos.family_of(algo)
+    scripted = family == "scripted"
     if quick and "learning_starts" in getattr(algos.family_module(algo), "DEFAULTS", {}):
         sets = [f"{family}.learning_starts={QUICK_LEARNING_STARTS}"] + sets  # the user's --set wins
     if not scripted and not quick:
