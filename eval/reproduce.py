@@ -24,7 +24,8 @@ Seeds: 42,123,456,789,1024 on hmarl-soc-v1 (one run each, sharing one compilatio
 (one program); --quick: 42-44.
 Budgets: learners 1.5M env steps per seed with configs/<algo>.yaml (else configs/base.yaml),
 IQL/VDN/QMIX with dqn.utd=0.002 dqn.rollout=8 (--total-steps, --num-envs and --set override);
-scripted baselines 512 envs x 16 updates of 128 steps per seed.
+scripted baselines 512 envs x the fewest 128-step updates whose last --window episodes start after
+every env's first episode limit, however long the episodes (9 updates at a 200-step limit).
 --quick: scripted 256 envs x 14 updates, learners 64 envs x 4 updates, 128 evaluation episodes per seed.
 Existing complete runs in --out are reused, interrupted ones resumed (so re-running after Ctrl-C
 continues); runs with another config are refused unless --overwrite.

@@ -592,6 +592,52 @@ def test_a_quick_plan_lets_off_policy_learners_learn_within_its_budget(tmp_path)
     assert plan_lib.run_config(own.methods[0], own.methods[0].runs[0], tmp_path)["sac"]["learning_starts"] == 128
 
 
+def _window_of_simulated_log(lengths, num_envs, rollout, updates, window, rng):
+    """(episodes in the paper window, first env step of the window per env) of a scripted run
+    whose episodes take `lengths(rng)` steps, logged per update as `paper_protocol` reads it."""
+    ends = np.zeros(updates, dtype=np.int64)
+    horizon = updates * rollout
+    for _ in range(num_envs):
+        t = 0
+        while True:
+            t += int(lengths(rng))
+            if t > horizon:
+                break
+            ends[(t - 1) // rollout] += 1  # the episode ends at step t, logged by its update
+    _, counts, starts = protocols.trailing_window(ends, np.ones(updates), window)
+    return int(counts[-1]), int(starts[-1]) * rollout
+
+
+def test_scripted_budget_holds_the_paper_window_whatever_the_episode_lengths(tmp_path):
+    """The scripted rows train the fewest updates whose paper window (`--window` episodes) starts
+    after every env's first `max_steps` steps, for any episode lengths up to the limit."""
+    assert plan_lib.scripted_updates(200, 512, 128, 2000) == 9  # 2 + ceil(4 x 200 / 128)
+    assert plan_lib.scripted_updates(200, 512, 128, 5000) == 18  # 2 + ceil(10 x 200 / 128)
+    assert plan_lib.scripted_updates(200, 256, 128, 2000) == 15  # 2 + ceil(8 x 200 / 128)
+    assert plan_lib.scripted_updates(10, 4, 100, 1) == 2  # one update for the limit, one for the window
+    with pytest.raises(ValueError, match="positive"):
+        plan_lib.scripted_updates(200, 0, 128, 2000)
+    rng = np.random.default_rng(0)
+    for limit, num_envs, rollout, window in [(12, 7, 5, 30), (200, 16, 128, 60), (9, 3, 4, 10), (5, 2, 16, 9)]:
+        updates = plan_lib.scripted_updates(limit, num_envs, rollout, window)
+        for lengths in (lambda r: limit, lambda r: r.integers(1, limit + 1), lambda r: r.integers(limit // 2 + 1, limit + 1)):
+            for _ in range(5):
+                held, first = _window_of_simulated_log(lengths, num_envs, rollout, updates, window, rng)
+                assert held >= window and first >= limit, (limit, num_envs, rollout, window, held, first)
+    # one update fewer falls short when every episode runs to the limit (the bound is tight there)
+    held, first = _window_of_simulated_log(lambda r: 12, 7, 5, plan_lib.scripted_updates(12, 7, 5, 30) - 1, 30, rng)
+    assert held < 30 or first < 12
+    # the table's plan: the preset's 200-step limit at 512 envs x 128 steps, the window from --window
+    for window, updates in ((2000, 9), (5000, 18)):
+        mp = plan_lib.make_plan("soc-v2", ["constant"], window=window).methods[0]
+        cfg = plan_lib.run_config(mp, mp.runs[0], tmp_path)
+        assert (cfg["num_envs"], cfg["total_steps"]) == (512, updates * 512 * 128)
+    mp = plan_lib.make_plan("soc-v2", ["constant"], total_steps=65536).methods[0]
+    assert plan_lib.run_config(mp, mp.runs[0], tmp_path)["total_steps"] == 65536
+    with pytest.raises(AnalysisError, match="window must be >= 0"):
+        plan_lib.make_plan("soc-v2", ["constant"], window=-1)
+
+
 def test_plan_defaults_to_table_ii_rows_all_plans_every_method_and_seeds_group(monkeypatch):
     from tests import engine_toys
 

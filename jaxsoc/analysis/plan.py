@@ -12,8 +12,9 @@ train in one compiled program (`num_seeds`), others as one run each (the engine 
 `seed..seed+num_seeds-1`), so the paper's seeds are five runs that share one compilation
 through the persistent cache. Budgets: learners 1.5M env steps per seed (`LEARNER_STEPS`) with
 their config (`configs/<algo>.yaml`, else `configs/base.yaml`), unless
-`total_steps`/`num_envs`/`sets` say otherwise; scripted baselines get enough
-steps for a 2,000-episode window after every env has finished its first episode. `quick`:
+`total_steps`/`num_envs`/`sets` say otherwise; scripted baselines get the fewest updates that
+hold the paper window's episodes after every env's first `max_steps` steps, however long their
+episodes (`scripted_updates`). `quick`:
 3 seeds in one program, a few updates per method, 128 evaluation episodes.
 
 When the HMARL learner (`HMARL`) is chosen, its K-sweep (`env.directive_period`) and ablations
@@ -45,8 +46,9 @@ ABLATIONS = {
     "Flat MARL": {"train_coordinator": False, "shared_buffer": False},
 }
 
-# Scripted baselines: envs x rollout x updates per seed.
-SCRIPTED_BUDGET = {"num_envs": 512, "updates": 16}   # 1,048,576 steps: >= 2,000 episodes after warm-up
+# Scripted baselines: envs x rollout x updates per seed. The full table's updates follow from the
+# preset's episode limit and the window (`scripted_updates`: 9 of 128 steps at a 200-step limit).
+SCRIPTED_ENVS = 512
 QUICK_SCRIPTED_BUDGET = {"num_envs": 256, "updates": 14}  # ~2,300+ episodes: a real window
 QUICK_LEARNER_BUDGET = {"num_envs": 64, "updates": 4}
 # A quick off-policy learner learns from its first full batch: its config's warm-up (HMARL-SOC,
@@ -75,7 +77,8 @@ class MethodPlan:
     """One method: its algorithm, table label, engine flags and `--set`s, and its runs.
 
     `flags["_updates"]`, when present, is a budget in updates that `run_config` turns into
-    `total_steps` once the trainer's env steps per update are known."""
+    `total_steps` once the trainer's env steps per update are known; `flags["_window"]` asks
+    `run_config` for `scripted_updates` of that window at the env's episode limit."""
 
     algo: str
     label: str
@@ -144,6 +147,27 @@ def sets_for(algo: str, sets: Sequence[str]) -> list[str]:
     return out
 
 
+def scripted_updates(max_steps: int, num_envs: int, rollout: int, window: int) -> int:
+    """The fewest updates of `num_envs` x `rollout` steps that give the paper protocol a
+    `window`-episode window starting after each env's first `max_steps` steps, whatever the
+    episodes' lengths (each ends within `max_steps`).
+
+    `protocols.paper_protocol` calls a window that reaches into an env's first `max_steps` steps
+    length-biased (only short episodes have ended there), so the window may start at update
+    `s0 = ceil(max_steps / rollout)` at the earliest. Any `max_steps` consecutive steps of an env
+    hold an episode's end, so updates `s0..u-1` hold at least
+    `num_envs * floor((u - s0) * rollout / max_steps)` episodes: the answer is the smallest `u`
+    that makes this `>= window`. E.g. 512 envs, 128-step updates, a 200-step limit, 2,000
+    episodes: 2 + ceil(4 x 200 / 128) = 9 updates (589,824 env steps per seed).
+    """
+    if min(max_steps, num_envs, rollout, window) < 1:
+        raise ValueError(f"scripted_updates needs positive numbers, got max_steps={max_steps}, "
+                         f"num_envs={num_envs}, rollout={rollout}, window={window}")
+    first = -(-max_steps // rollout)
+    episodes_per_env = -(-window // num_envs)
+    return first + -(-(episodes_per_env * max_steps) // rollout)
+
+
 def make_plan(
     preset: str = "hmarl-soc-v1",
     methods: Sequence[str] | None = None,
@@ -169,6 +193,8 @@ def make_plan(
         known = ()
     if known and preset not in known and not config_lib.is_scenario_file(preset):
         raise AnalysisError(f"unknown preset {preset!r}{algos.suggest(preset, known)}; known: {', '.join(known)}")
+    if int(window) < 0:
+        raise AnalysisError(f"window must be >= 0 episodes (0 or 1: each update alone), got {window}")
     registered = registered_methods()
     skipped = []
     if methods is None:
@@ -191,7 +217,7 @@ def make_plan(
     out = Path(out)
     plans = []
     for algo in chosen:
-        plans.append(method_plan(algo, preset, seeds, quick, total_steps, num_envs, sets))
+        plans.append(method_plan(algo, preset, seeds, quick, total_steps, num_envs, sets, window=window))
     attention = False
     if HMARL in chosen and extras:
         ks = QUICK_K_VALUES if quick else K_VALUES
@@ -231,8 +257,10 @@ def default_directive_period(preset: str) -> int:
         return 5
 
 
-def method_plan(algo, preset, seeds, quick, total_steps, num_envs, sets, suffix="") -> MethodPlan:
-    """One method's budget, flags and runs (module docstring); `suffix` tells variants apart."""
+def method_plan(algo, preset, seeds, quick, total_steps, num_envs, sets, suffix="",
+                window: int = protocols.WINDOW_EPISODES) -> MethodPlan:
+    """One method's budget, flags and runs (module docstring); `suffix` tells variants apart,
+    `window` is the paper protocol's window that a scripted baseline's budget must hold."""
     from jaxsoc import algos
 
     flags = {"algo": algo, "scenario": preset}
@@ -243,19 +271,19 @@ def method_plan(algo, preset, seeds, quick, total_steps, num_envs, sets, suffix=
         sets = [f"{family}.learning_starts={QUICK_LEARNING_STARTS}"] + sets  # the user's --set wins
     if not scripted and not quick:
         flags["total_steps"] = LEARNER_STEPS
-    budget = None
     if quick:
         budget = QUICK_SCRIPTED_BUDGET if scripted else QUICK_LEARNER_BUDGET
-    elif scripted:
-        budget = SCRIPTED_BUDGET
-    if budget is not None:
         flags["num_envs"] = budget["num_envs"]
         flags["_updates"] = budget["updates"]  # resolved into total_steps once the trainer is known
+    elif scripted:
+        flags["num_envs"] = SCRIPTED_ENVS
+        flags["_window"] = max(int(window), 1)  # resolved into updates once the env and trainer are known
     if num_envs is not None:
         flags["num_envs"] = int(num_envs)
     if total_steps is not None:
         flags["total_steps"] = int(total_steps)
         flags.pop("_updates", None)
+        flags.pop("_window", None)
     runs = [RunPlan(run_name(algo, first, count, suffix), first, count) for first, count in seed_runs(seeds)]
     return MethodPlan(algo, runs_lib.display_name(algo), flags, list(sets), runs)
 
@@ -268,11 +296,16 @@ def run_config(mp: MethodPlan, rp: RunPlan, run_dir: Path) -> dict:
     flags.update(seed=rp.seed, num_seeds=rp.num_seeds,
                  run={"name": rp.name, "dir": str(run_dir), "tensorboard": False})
     cfg = config_lib.resolve(flags=flags, sets=mp.sets)
-    updates = mp.flags.get("_updates")
-    if updates:
+    updates, window = mp.flags.get("_updates"), mp.flags.get("_window")
+    if updates or window:
         import jaxsoc.env as soc
+        from jaxsoc import evaluation
 
         env, env_params = soc.make(cfg["scenario"], **cfg["env"])
         per_update = algos.make_train(cfg, env, env_params).env_steps_per_update
+        if window:
+            num_envs = int(cfg["num_envs"])
+            updates = scripted_updates(evaluation.episode_limit(env, env_params), num_envs,
+                                       per_update // num_envs, window)
         cfg = config_lib.resolve(flags={**flags, "total_steps": per_update * updates}, sets=mp.sets)
     return cfg
