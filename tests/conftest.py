@@ -29,7 +29,7 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 # The default run is two xdist workers taking whole files (`--dist loadfile`); xdist would hand
 # them out largest test count first, which says little about cost (tests/test_distributed.py has
-# 10 tests and ~85 s, tests/test_config.py 52 tests and < 1 s). Handing out the costliest files
+# 12 tests and ~45 s, tests/test_config.py 52 tests and < 1 s). Handing out the costliest files
 # first (longest-processing-time first) lets the cheap ones fill the gaps at the end, so the two
 # workers finish together. CPU-seconds per file of the default run, empty compile cache, this
 # 2-core machine (each test's process CPU time, setup to teardown, 2026-12-02; the CPU time of
@@ -43,7 +43,7 @@ FILE_COST_S = {
     "tests/test_vmap_safety.py": 31, "tests/test_game.py": 28, "tests/test_detectors.py": 28,
     "tests/test_demos.py": 27, "tests/test_replay.py": 27, "tests/env/test_cage4.py": 43,
     "tests/env/test_attacker.py": 25, "tests/env/test_defenders.py": 25, "tests/env/test_alerts.py": 23,
-    "tests/test_trpo.py": 22, "tests/test_sweep.py": 22, "tests/test_distributed.py": 20,
+    "tests/test_trpo.py": 22, "tests/test_sweep.py": 22, "tests/test_distributed.py": 45,
     "tests/env/test_policies.py": 13, "tests/test_coma.py": 13, "tests/env/test_rng.py": 8,
     "tests/env/test_network.py": 7, "tests/test_adapters.py": 7, "tests/test_hierarchy.py": 6,
     "tests/test_meta.py": 6, "tests/env/test_red.py": 12, "tests/test_redblue.py": 2,

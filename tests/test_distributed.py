@@ -90,7 +90,6 @@ def load(path):
         return [f[f"arr_{i}"] for i in range(len(f.files))]
 
 
-@pytest.mark.slow  # CI budget (10 min on 2 cores): six processes compiling a run (~80 CPU-s); the launch checks stay
 def test_two_processes_equal_one_process_bit_for_bit_and_resume_as_a_group(tmp_path):
     """Seeds split over 2 processes x 1 CPU device (gloo collectives), interrupted after a
     checkpoint and resumed by the group (the same two processes), against uninterrupted runs on
