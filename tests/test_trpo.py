@@ -123,6 +123,19 @@ def test_fisher_samples_take_every_kth_row_of_every_leaf():
     assert sub.masks["pick"].shape == (2, 4)
 
 
+def record_fisher_sizes(monkeypatch, role: str) -> list:
+    """A list that receives the batch size of every `trpo.fisher_vector_product` built from now on
+    (read from `role`'s weights), the product itself unchanged."""
+    sizes, product = [], trpo.fisher_vector_product
+
+    def recording(actor_params, fisher_acted, *args):
+        sizes.append(fisher_acted.weights[role].shape[0])
+        return product(actor_params, fisher_acted, *args)
+
+    monkeypatch.setattr(trpo, "fisher_vector_product", recording)
+    return sizes
+
+
 @pytest.mark.parametrize("fisher_stride", [1, 3])
 def test_one_natural_step_stays_in_the_trust_region_and_improves_the_surrogate(fisher_stride, monkeypatch):
     """512 samples of a masked choice and a tanh-Gaussian head (half the choice's samples with
@@ -149,14 +162,7 @@ def test_one_natural_step_stays_in_the_trust_region_and_improves_the_surrogate(f
     batch = ppo.Batch(acted, obs, advantages, advantages, jnp.zeros_like(advantages))
     cfg = trpo.TRPOConfig(max_kl=max_kl, cg_iters=10, cg_damping=0.01, fisher_stride=fisher_stride,
                           normalize_advantages=False)
-    fisher_sizes = []
-    product = trpo.fisher_vector_product
-
-    def recording(actor_params, fisher_acted, *args):
-        fisher_sizes.append(fisher_acted.weights["pick"].shape[0])
-        return product(actor_params, fisher_acted, *args)
-
-    monkeypatch.setattr(trpo, "fisher_vector_product", recording)
+    fisher_sizes = record_fisher_sizes(monkeypatch, "pick")
     new, metrics = fast_jit(lambda p: trpo.natural_step(p, batch, policy, critic, cfg))(params)
     assert fisher_sizes == [-(-n // fisher_stride)]
     checked = float64_kl_and_surrogate(policy, params, new, acted, {"pick": adv_pick, "aim": adv_aim})
@@ -221,20 +227,44 @@ def test_matrpo_traces_with_a_world_critic():
     assert want <= set(metrics)
 
 
+def test_the_default_fisher_stride_keeps_the_fisher_on_at_least_4096_samples(monkeypatch):
+    """`fisher_stride: 0` (the default) resolves to max(1, num_envs * rollout // 4096), hand-worked
+    below; an explicit stride is kept. The trainer builds its natural step with the resolved stride:
+    with FISHER_SAMPLES lowered to 128, the toy's 32 envs x 16 steps (512 samples) put every 4th
+    sample, 128 of them, into the Fisher-vector products (traced, not compiled)."""
+    def stride(num_envs, rollout=32, fisher_stride=0):
+        return trpo.resolve_fisher_stride({"num_envs": num_envs,
+                                           "trpo": {"rollout": rollout, "fisher_stride": fisher_stride}})
+
+    assert [stride(n) for n in (4096, 1024, 256, 128, 64, 1)] == [32, 8, 2, 1, 1, 1]
+    assert stride(4096, rollout=20) == 20  # 81,920 // 4,096
+    assert stride(1000) == 7               # 32,000 // 4,096: F on 4,572 samples
+    assert stride(4096, fisher_stride=1) == 1 and stride(64, fisher_stride=3) == 3
+
+    monkeypatch.setattr(trpo, "FISHER_SAMPLES", 128)
+    sizes = record_fisher_sizes(monkeypatch, "coordinator")
+    for section, want in (({}, 128), ({"fisher_stride": 1}, 512), ({"fisher_stride": 3}, 171)):
+        sizes.clear()
+        trainer = toy_trainer("matrpo", 1, **section)
+        jax.eval_shape(trainer.update, jax.eval_shape(trainer.init, jax.random.PRNGKey(0)))
+        assert sizes == [want], section
+
+
 def test_config_defaults_variants_and_checks():
     flags = {"scenario": "soc-v2", "run": {"name": "x"}, "num_envs": 8}
     resolve = lambda algo, *sets: config_lib.resolve(flags={**flags, "algo": algo}, sets=sets)  # noqa: E731
     assert ppo.resolve_variant("trpo", resolve("trpo")["trpo"]) == ("per_role", "local")
     assert ppo.resolve_variant("matrpo", resolve("matrpo")["trpo"]) == ("per_role", "world")
     s = resolve("matrpo")["trpo"]
-    assert (s["max_kl"], s["cg_iters"], s["cg_damping"], s["line_search_steps"], s["backtrack_coef"],
-            s["vf_lr"], s["vf_epochs"]) == (0.01, 10, 0.1, 10, 0.5, 1e-3, 5)
+    assert (s["max_kl"], s["cg_iters"], s["cg_damping"], s["fisher_stride"], s["line_search_steps"],
+            s["backtrack_coef"], s["vf_lr"], s["vf_epochs"]) == (0.01, 10, 0.1, 0, 10, 0.5, 1e-3, 3)
+    assert resolve("trpo")["trpo"]["vf_epochs"] == 2  # four local critics: 2 passes learn as 5 did
     bad = {
         "trpo.max_kl=0": "trpo.max_kl must be positive",
         "trpo.cg_iters=0": "trpo.cg_iters must be positive",
         "trpo.cg_iters=2.5": "trpo.cg_iters must be an integer",  # jaxsoc.config, from the default's type
         "trpo.cg_damping=-0.1": r"trpo.cg_damping must be >= 0",
-        "trpo.fisher_stride=0": "trpo.fisher_stride must be positive",
+        "trpo.fisher_stride=-1": r"trpo.fisher_stride must be >= 0 \(0: auto\)",
         "trpo.fisher_stride=300": r"trpo.fisher_stride \(300\) exceeds the batch, num_envs \* trpo.rollout \(256\)",
         "trpo.line_search_steps=-1": "trpo.line_search_steps must be positive",
         "trpo.backtrack_coef=1.0": r"trpo.backtrack_coef must be in \(0, 1\)",

@@ -12,8 +12,10 @@ the role's advantages A_r (normalised) and weights w (0 where its action did not
 
   1. g = grad L_r at theta_old; Fisher-vector products F v by forward-over-reverse autodiff of the
      mean KL (jax.jvp of jax.grad of KL_r at theta_old), plus `cg_damping * v`, on every
-     `fisher_stride`-th sample of the batch (1: all; the estimate of F needs fewer samples than
-     the gradient, and its products are most of the step's cost);
+     k-th sample of the batch: the estimate of F needs fewer samples than the gradient, and its
+     products are most of the step's cost. k = `fisher_stride`; 0 (the default) takes
+     k = max(1, B // FISHER_SAMPLES), so F always sees at least 4,096 samples (all of them up to
+     8,191) and its cost stops growing with the batch (`resolve_fisher_stride`);
   2. s = F^-1 g by `cg_iters` conjugate-gradient iterations (`lax.fori_loop`);
   3. full step beta s with beta = sqrt(2 max_kl / s^T F s) (the step the quadratic KL model
      puts on the constraint's boundary);
@@ -60,21 +62,23 @@ DEFAULTS = {
     "max_kl": 0.01,              # trust region: mean KL(old || new) per role and update
     "cg_iters": 10,              # conjugate-gradient iterations for F^-1 g
     "cg_damping": 0.1,           # F + damping * I: CG on a well-conditioned system
-    "fisher_stride": 1,          # F v on every k-th sample of the batch (1: all); the line search's KL is exact
+    "fisher_stride": 0,          # F v on every k-th sample of the batch (1: all; 0: auto, F on >= FISHER_SAMPLES); the line search's KL is exact
     "line_search_steps": 10,     # backtracking tries: 1, c, c^2, ... of the full step
     "backtrack_coef": 0.5,       # c, in (0, 1)
     "vf_lr": 1.0e-3,             # critic: Adam
-    "vf_epochs": 5,              # critic: passes over each rollout
+    "vf_epochs": 2,              # critic: passes over each rollout
     "vf_minibatches": 4,         # critic: minibatches per pass; num_envs * rollout must divide by it
     "gae_lambda": 0.95,
     "normalize_advantages": True,  # per role over the whole rollout
     **onpolicy.TEAM_DEFAULTS,    # max_grad_norm and adam_eps: the critic's (the actors take natural steps)
 }
-POSITIVE = ("rollout", "max_kl", "cg_iters", "fisher_stride", "line_search_steps", "vf_lr", "vf_epochs", "vf_minibatches",
+POSITIVE = ("rollout", "max_kl", "cg_iters", "line_search_steps", "vf_lr", "vf_epochs", "vf_minibatches",
             "max_grad_norm", "adam_eps")
 # Keys the update only computes with: a sweep (jaxsoc/sweep.py) trains grid points that differ
 # only in these in one program (tests/test_sweepable.py traces each and checks it is used).
 SWEEPABLE = ("gamma", "gae_lambda", "max_kl", "cg_damping", "backtrack_coef", "vf_lr", "max_grad_norm", "reward_scale")
+# `fisher_stride: 0` puts the Fisher on at least this many samples of the batch (module docstring).
+FISHER_SAMPLES = 4096
 
 
 def validate(config: dict) -> None:
@@ -91,12 +95,22 @@ def validate(config: dict) -> None:
     if resolve_variant(config["algo"], s)[0] != "per_role":
         raise ConfigError("trpo.policy must be per_role: one trust region per role needs disjoint parameters")
     batch = config["num_envs"] * s["rollout"]
+    if s["fisher_stride"] < 0:
+        raise ConfigError(f"trpo.fisher_stride must be >= 0 (0: auto), got {s['fisher_stride']!r}")
     if s["fisher_stride"] > batch:
         raise ConfigError(f"trpo.fisher_stride ({s['fisher_stride']}) exceeds the batch, num_envs * trpo.rollout "
                           f"({batch}): the Fisher would see one sample")
     if batch % s["vf_minibatches"]:
         raise ConfigError(f"num_envs * trpo.rollout ({batch}) must be divisible by "
                           f"trpo.vf_minibatches ({s['vf_minibatches']})")
+
+
+def resolve_fisher_stride(config: dict) -> int:
+    """The `k` of the Fisher's every-k-th sample for `config` (a resolved config): `trpo.fisher_stride`,
+    or for 0 `max(1, B // FISHER_SAMPLES)` with `B = num_envs * trpo.rollout` (e.g. 4,096 envs x 32
+    steps: 32; 1,024 x 32: 8; 256 x 32: 2; 128 x 32 and below: 1)."""
+    stride = config["trpo"]["fisher_stride"]
+    return stride if stride else max(1, config["num_envs"] * config["trpo"]["rollout"] // FISHER_SAMPLES)
 
 
 class TRPOConfig(NamedTuple):
@@ -308,5 +322,6 @@ def make_learner(section: dict):
 
 
 def make_train(config: dict, env, env_params) -> Trainer:
+    section = {**config["trpo"], "fisher_stride": resolve_fisher_stride(config)}
     return build_trainer(config, env, env_params, family="trpo", loss_cfg=None,
-                         make_learner=make_learner(config["trpo"]))
+                         make_learner=make_learner(section))
