@@ -14,8 +14,8 @@ the role's advantages A_r (normalised) and weights w (0 where its action did not
      mean KL (jax.jvp of jax.grad of KL_r at theta_old), plus `cg_damping * v`, on every
      k-th sample of the batch: the estimate of F needs fewer samples than the gradient, and its
      products are most of the step's cost. k = `fisher_stride`; 0 (the default) takes
-     k = max(1, B // FISHER_SAMPLES), so F always sees at least 4,096 samples (all of them up to
-     8,191) and its cost stops growing with the batch (`resolve_fisher_stride`);
+     k = max(1, B // FISHER_SAMPLES), so F sees every sample of a batch under 8,192 and at least
+     4,096 of a larger one, and its cost stops growing with the batch (`resolve_fisher_stride`);
   2. s = F^-1 g by `cg_iters` conjugate-gradient iterations (`lax.fori_loop`);
   3. full step beta s with beta = sqrt(2 max_kl / s^T F s) (the step the quadratic KL model
      puts on the constraint's boundary);
@@ -62,7 +62,7 @@ DEFAULTS = {
     "max_kl": 0.01,              # trust region: mean KL(old || new) per role and update
     "cg_iters": 10,              # conjugate-gradient iterations for F^-1 g
     "cg_damping": 0.1,           # F + damping * I: CG on a well-conditioned system
-    "fisher_stride": 0,          # F v on every k-th sample of the batch (1: all; 0: auto, F on >= FISHER_SAMPLES); the line search's KL is exact
+    "fisher_stride": 0,          # F v on every k-th sample of the batch (1: all; 0: auto, F on >= FISHER_SAMPLES of a larger batch); the line search's KL is exact
     "line_search_steps": 10,     # backtracking tries: 1, c, c^2, ... of the full step
     "backtrack_coef": 0.5,       # c, in (0, 1)
     "vf_lr": 1.0e-3,             # critic: Adam
