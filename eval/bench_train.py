@@ -71,6 +71,8 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "reptile": ("reptile", []),
     # alternating red/blue PPO on the learnable-red preset (docs/redblue.md): one update = a round
     "redblue": ("redblue", ["scenario=soc-v2-redblue"]),
+    # red's PPO alone against the fixed scripted SOC team (`redblue.blue`, rule-soar) on the same preset
+    "red-ppo": ("red-ppo", ["scenario=soc-v2-redblue"]),
     # seed 000's hybrid team on its own scenario (docs/hybrid.md): QMIX segment agents + MADDPG network agent
     "hybrid": ("hybrid", ["scenario=soc-hybrid"]),
 }

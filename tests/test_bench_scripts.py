@@ -89,3 +89,13 @@ def test_gpu_check_runs_the_gpu_tests_and_flags_the_benchmarks_accept(monkeypatc
         args = module._parse()  # argparse exits on an unknown flag or a bad value
         assert args.envs in ([4096, 65536, 262144], 4096)
     assert commands["env_obs"][-1] == "--with-obs"
+
+
+def test_every_learner_has_a_training_benchmark_case():
+    # Issue 16 asks each registered learner's defaults to be measured at 4,096 envs: a learner
+    # registered without a line in eval/bench_train.py's CASES would go unmeasured (red-ppo did).
+    from jaxsoc.algos import ALGORITHMS
+    bt = load("bench_train")
+    learners = {name for name, family in ALGORITHMS.items() if family != "scripted"}
+    missing = sorted(learners - {algo for algo, _ in bt.CASES.values()})
+    assert missing == [], f"no benchmark case for {missing}: add a line to CASES in eval/bench_train.py"
