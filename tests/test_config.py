@@ -163,6 +163,26 @@ def test_value_based_defaults_are_the_table_ratio_and_the_reference_is_named():
             {k: v for k, v in ref.items() if k not in ("utd", "rollout")}
 
 
+def test_hybrid_default_is_the_fast_ratio_and_the_reference_is_named():
+    # The default spends a gradient round per 200 env steps (~16,600 training env-steps/s at 4,096
+    # envs, docs/hybrid.md "Defaults"), the reference one per 50; both run 10 rounds per update
+    # at 128 envs, and differ in nothing else; the default budget is 4,000 rounds.
+    from jaxsoc.algos import offpolicy as op
+
+    fast = resolve(flags={"algo": "hybrid"})
+    ref = resolve(config_file=config.CONFIG_DIR / "hybrid-reference.yaml")
+    changed = ("utd", "rollout", "buffer_size", "epsilon_decay")
+    assert [fast["hybrid"][k] for k in changed] == [0.005, 16, 400_000, 80_000]
+    assert [ref["hybrid"][k] for k in changed] == [0.02, 4, 100_000, 20_000]
+    assert op.rounds_per_update(fast, fast["hybrid"]) == op.rounds_per_update(ref, ref["hybrid"]) == 10
+    assert op.rounds_per_update({**fast, "num_envs": 4096}, fast["hybrid"]) == 328  # per 65,536 env steps
+    assert fast["total_steps"] // (128 * 16) * 10 == 4000
+    assert {k: v for k, v in fast["hybrid"].items() if k not in changed} == \
+        {k: v for k, v in ref["hybrid"].items() if k not in changed}
+    assert {k: v for k, v in fast.items() if k not in ("hybrid", "total_steps")} == \
+        {k: v for k, v in ref.items() if k not in ("hybrid", "total_steps")}
+
+
 @pytest.mark.parametrize("path", sorted(config.ADDED_KEYS), ids=".".join)
 def test_keys_added_after_runs_were_saved_keep_those_runs_loadable(path):
     """A run saved before a key existed has no such key in its config.yaml: reloaded, it gets the
