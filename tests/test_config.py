@@ -166,7 +166,7 @@ def test_value_based_defaults_are_the_table_ratio_and_the_reference_is_named():
 def test_hybrid_default_is_the_fast_ratio_and_the_reference_is_named():
     # The default spends a gradient round per 200 env steps (~16,600 training env-steps/s at 4,096
     # envs, docs/hybrid.md "Defaults"), the reference one per 50; both run 10 rounds per update
-    # at 128 envs, and differ in nothing else; the default budget is 4,000 rounds.
+    # at 128 envs, and differ in nothing else; the default budget is 8,000 rounds.
     from jaxsoc.algos import offpolicy as op
 
     fast = resolve(flags={"algo": "hybrid"})
@@ -176,7 +176,7 @@ def test_hybrid_default_is_the_fast_ratio_and_the_reference_is_named():
     assert [ref["hybrid"][k] for k in changed] == [0.02, 4, 100_000, 20_000]
     assert op.rounds_per_update(fast, fast["hybrid"]) == op.rounds_per_update(ref, ref["hybrid"]) == 10
     assert op.rounds_per_update({**fast, "num_envs": 4096}, fast["hybrid"]) == 328  # per 65,536 env steps
-    assert fast["total_steps"] // (128 * 16) * 10 == 4000
+    assert fast["total_steps"] // (128 * 16) * 10 == 8000
     assert {k: v for k, v in fast["hybrid"].items() if k not in changed} == \
         {k: v for k, v in ref["hybrid"].items() if k not in changed}
     assert {k: v for k, v in fast.items() if k not in ("hybrid", "total_steps")} == \
