@@ -176,7 +176,8 @@ def test_hybrid_default_is_the_fast_ratio_and_the_reference_is_named():
     assert [ref["hybrid"][k] for k in changed] == [0.02, 4, 100_000, 20_000]
     assert op.rounds_per_update(fast, fast["hybrid"]) == op.rounds_per_update(ref, ref["hybrid"]) == 10
     assert op.rounds_per_update({**fast, "num_envs": 4096}, fast["hybrid"]) == 328  # per 65,536 env steps
-    assert fast["total_steps"] // (128 * 16) * 10 == 8000
+    updates = fast["total_steps"] // (fast["num_envs"] * fast["hybrid"]["rollout"])
+    assert updates * op.rounds_per_update(fast, fast["hybrid"]) == 8000
     assert {k: v for k, v in fast["hybrid"].items() if k not in changed} == \
         {k: v for k, v in ref["hybrid"].items() if k not in changed}
     assert {k: v for k, v in fast.items() if k not in ("hybrid", "total_steps")} == \
