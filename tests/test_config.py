@@ -184,6 +184,17 @@ def test_hybrid_default_is_the_fast_ratio_and_the_reference_is_named():
         {k: v for k, v in ref.items() if k not in ("hybrid", "total_steps")}
 
 
+def test_hybrid_iql_config_is_the_default_without_mixer_and_network_agent():
+    # docs/hybrid.md compares this team with the default at the same ratio and budget: only the
+    # two team keys may differ, or the comparison it documents no longer holds.
+    default = resolve(flags={"algo": "hybrid"})
+    iql = resolve(config_file=config.CONFIG_DIR / "hybrid-iql.yaml")
+    assert (iql["hybrid"]["mixer"], iql["hybrid"]["network_agent"]) == ("none", "fixed")
+    assert {k: v for k, v in iql["hybrid"].items() if k not in ("mixer", "network_agent")} == \
+        {k: v for k, v in default["hybrid"].items() if k not in ("mixer", "network_agent")}
+    assert {k: v for k, v in iql.items() if k != "hybrid"} == {k: v for k, v in default.items() if k != "hybrid"}
+
+
 @pytest.mark.parametrize("path", sorted(config.ADDED_KEYS), ids=".".join)
 def test_keys_added_after_runs_were_saved_keep_those_runs_loadable(path):
     """A run saved before a key existed has no such key in its config.yaml: reloaded, it gets the
