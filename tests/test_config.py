@@ -152,15 +152,26 @@ def test_every_algorithm_config_file_resolves(path):
     assert cfg["algo"] == (file_algo or config.base_config()["algo"])
 
 
+def differing_keys(a: dict, b: dict, prefix: str = "") -> set:
+    """Dotted keys whose values differ between two resolved configs (a key only one has counts)."""
+    out = set()
+    for key in set(a) | set(b):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out |= differing_keys(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.add(f"{prefix}{key}")
+    return out
+
+
 def test_value_based_defaults_are_the_table_ratio_and_the_reference_is_named():
     # The defaults learn at table speed; the reference's one round per 4 env steps stays reachable.
     for algo in ("iql", "vdn", "qmix"):
-        fast = resolve(flags={"algo": algo})["dqn"]
-        ref = resolve(config_file=config.CONFIG_DIR / f"{algo}-reference.yaml")["dqn"]
-        assert (fast["utd"], fast["rollout"]) == (0.002, 8)
-        assert (ref["utd"], ref["rollout"]) == (0.25, 1)
-        assert {k: v for k, v in fast.items() if k not in ("utd", "rollout")} == \
-            {k: v for k, v in ref.items() if k not in ("utd", "rollout")}
+        fast = resolve(flags={"algo": algo})
+        ref = resolve(config_file=config.CONFIG_DIR / f"{algo}-reference.yaml")
+        assert (fast["dqn"]["utd"], fast["dqn"]["rollout"]) == (0.002, 8)
+        assert (ref["dqn"]["utd"], ref["dqn"]["rollout"]) == (0.25, 1)
+        assert differing_keys(fast, ref) == {"dqn.utd", "dqn.rollout"}
 
 
 def test_hybrid_default_is_the_fast_ratio_and_the_reference_is_named():
@@ -178,10 +189,7 @@ def test_hybrid_default_is_the_fast_ratio_and_the_reference_is_named():
     assert op.rounds_per_update({**fast, "num_envs": 4096}, fast["hybrid"]) == 328  # per 65,536 env steps
     updates = fast["total_steps"] // (fast["num_envs"] * fast["hybrid"]["rollout"])
     assert updates * op.rounds_per_update(fast, fast["hybrid"]) == 8000
-    assert {k: v for k, v in fast["hybrid"].items() if k not in changed} == \
-        {k: v for k, v in ref["hybrid"].items() if k not in changed}
-    assert {k: v for k, v in fast.items() if k not in ("hybrid", "total_steps")} == \
-        {k: v for k, v in ref.items() if k not in ("hybrid", "total_steps")}
+    assert differing_keys(fast, ref) == {f"hybrid.{k}" for k in changed} | {"total_steps"}
 
 
 def test_hybrid_iql_config_is_the_default_without_mixer_and_network_agent():
@@ -190,9 +198,7 @@ def test_hybrid_iql_config_is_the_default_without_mixer_and_network_agent():
     default = resolve(flags={"algo": "hybrid"})
     iql = resolve(config_file=config.CONFIG_DIR / "hybrid-iql.yaml")
     assert (iql["hybrid"]["mixer"], iql["hybrid"]["network_agent"]) == ("none", "fixed")
-    assert {k: v for k, v in iql["hybrid"].items() if k not in ("mixer", "network_agent")} == \
-        {k: v for k, v in default["hybrid"].items() if k not in ("mixer", "network_agent")}
-    assert {k: v for k, v in iql.items() if k != "hybrid"} == {k: v for k, v in default.items() if k != "hybrid"}
+    assert differing_keys(default, iql) == {"hybrid.mixer", "hybrid.network_agent"}
 
 
 @pytest.mark.parametrize("path", sorted(config.ADDED_KEYS), ids=".".join)
