@@ -342,15 +342,26 @@ class QMixer(nn.Module):
       q_tot = h @ W2 + b2
     hyper_w1/hyper_w2/b2 are one-hidden-layer ReLU MLPs of width `hypernet_hidden` (b2's hidden
     width is `embed_dim`, as in the original QMIX). Leading axes beyond `[batch]` also work.
+
+    `state_norm` layer-normalises the state before the hypernetworks. Without it the ReLU
+    hypernetworks are positively homogeneous in the state at initialisation (zero biases), so the
+    mixer's gain dQ_tot/dQ_i grows with the square of the state's norm: a world state whose
+    features reach 10 (soc-hybrid's clipped detector scores) gives gains far above VDN's 1 that
+    amplify the bias of the agents' max in the TD target (docs/hybrid.md, "Why the QMIX mixer
+    failed").
     """
 
     embed_dim: int = 32
     hypernet_hidden: int = 64
+    state_norm: bool = False
 
     @nn.compact
     def __call__(self, agent_qs: jax.Array, state: jax.Array) -> jax.Array:
         n_agents = agent_qs.shape[-1]
         lead = agent_qs.shape[:-1]
+        if self.state_norm:
+            # centred and scaled to unit length: the hypernetworks see the state's direction only
+            state = nn.LayerNorm(use_bias=False, use_scale=False)(state) / jnp.sqrt(state.shape[-1])
 
         def hyper(out: int, hidden: int, name: str) -> MLP:
             return MLP((hidden,), out_dim=out, activation="relu", name=name)

@@ -189,7 +189,9 @@ def test_hybrid_default_is_the_fast_ratio_and_the_reference_is_named():
     assert op.rounds_per_update({**fast, "num_envs": 4096}, fast["hybrid"]) == 328  # per 65,536 env steps
     updates = fast["total_steps"] // (fast["num_envs"] * fast["hybrid"]["rollout"])
     assert updates * op.rounds_per_update(fast, fast["hybrid"]) == 8000
-    assert differing_keys(fast, ref) == {f"hybrid.{k}" for k in changed} | {"total_steps"}
+    # ... and the mixer's normalised world state (docs/hybrid.md "Why the QMIX mixer failed")
+    assert (fast["hybrid"]["mixer_state_norm"], ref["hybrid"]["mixer_state_norm"]) == (True, False)
+    assert differing_keys(fast, ref) == {f"hybrid.{k}" for k in changed + ("mixer_state_norm",)} | {"total_steps"}
 
 
 def test_hybrid_iql_config_is_the_default_without_mixer_and_network_agent():

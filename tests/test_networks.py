@@ -223,6 +223,26 @@ def test_qmix_leading_axes(qmix):
     np.testing.assert_allclose(out[1], apply(params, qs[1], state[1]), rtol=1e-5, atol=1e-6)
 
 
+def test_qmix_state_norm_makes_the_mixer_blind_to_the_state_scale(qmix):
+    """`state_norm` layer-normalises the state first: the mixer (and its gain dQ_tot/dQ_i) is the
+    same for a state scaled by 10, where the plain mixer's gain at init grows with the scale
+    (its ReLU hypernetworks are homogeneous in the state)."""
+    plain, plain_params, _ = qmix
+    normed = QMixer(embed_dim=8, hypernet_hidden=16, state_norm=True)
+    params = normed.init(KEY, jnp.zeros((1, 3)), jnp.zeros((1, 6)))
+    qs, state = rand(3, (64, 3), 3.0), rand(4, (64, 6), 2.0)
+
+    def gain(module, p, s):
+        return jax.grad(lambda q: module.apply(p, q, s).sum())(qs)
+
+    np.testing.assert_allclose(normed.apply(params, qs, 10.0 * state), normed.apply(params, qs, state),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gain(normed, params, 10.0 * state), gain(normed, params, state), rtol=1e-4, atol=1e-5)
+    assert np.all(np.asarray(gain(normed, params, state)) >= 0.0)  # still monotone
+    g1, g10 = gain(plain, plain_params, state), gain(plain, plain_params, 10.0 * state)
+    assert float(np.mean(g10)) > 3.0 * float(np.mean(g1))
+
+
 def test_vdn_sums():
     qs = rand(7, (B, 4))
     chex.assert_shape(vdn_mix(qs), (B,))

@@ -11,7 +11,8 @@ decomposition inside the agent, so the greedy joint action is the per-host argma
 search over 3^H joint actions):
 
     Q_i(o_i, a_i) = sum_h Q(o_i)[h, a_ih]                                    [B, S]
-    Q_tot = QMixer([Q_i]_i, world state)   (mixer qmix)  |  sum_i Q_i  (vdn)
+    Q_tot = QMixer([Q_i]_i, s)   (mixer qmix)  |  sum_i Q_i  (vdn)
+            s = the world state, centred and scaled to unit length (mixer_state_norm, the default)
     y     = r + gamma * discount * Q_tot,target(s')      with a'_ih = argmax Q(o'_i)[h] (double) or
                                                          the target network's argmax
     loss  = mean(w * (Q_tot - y)^2)
@@ -87,6 +88,9 @@ DEFAULTS = {
     "mixer": "qmix",           # qmix | vdn | none (independent learners: IQL)
     "mixer_embed": 32,
     "hypernet_hidden": 64,
+    # qmix: the hypernetworks read the world state centred and scaled to unit length; without it
+    # QMIX over-estimated and collapsed on soc-hybrid (docs/hybrid.md "Why the QMIX mixer failed")
+    "mixer_state_norm": True,
     "dueling": False,
     "network_agent": "maddpg",  # maddpg | fixed
     "network_action": 0.0,     # the fixed network agent's action (0: threshold x sqrt(low * high))
@@ -154,11 +158,16 @@ class SegmentQMix:
     target_period: int = 200
     mixer_embed: int = 32
     hypernet_hidden: int = 64
+    mixer_state_norm: bool = True
     explore_probs: Tuple[float, ...] = (0.45, 0.45, 0.1)
 
     @property
     def network(self) -> QNetwork:
         return QNetwork(CHOICES, self.hidden, dueling=self.dueling)
+
+    @property
+    def mixer_module(self) -> QMixer:
+        return QMixer(self.mixer_embed, self.hypernet_hidden, state_norm=self.mixer_state_norm)
 
     @property
     def host_input_dim(self) -> int:
@@ -180,7 +189,7 @@ class SegmentQMix:
         k_q, k_mix = jax.random.split(key)
         params = {"q": self.network.init(k_q, jnp.zeros((1, self.host_input_dim), jnp.float32))}
         if self.mixer == "qmix":
-            params["mixer"] = QMixer(self.mixer_embed, self.hypernet_hidden).init(
+            params["mixer"] = self.mixer_module.init(
                 k_mix, jnp.zeros((1, self.segments)), jnp.zeros((1, self.state_dim)))
         return VDState(params, op.copy_tree(params), self.optimizer.init(params), jnp.zeros((), jnp.int32))
 
@@ -216,10 +225,18 @@ class SegmentQMix:
     def mix(self, params, qs: jax.Array, ws: jax.Array) -> jax.Array:
         """`[B, S] -> [B]` (qmix, vdn) or `[B, S]` unchanged (none)."""
         if self.mixer == "qmix":
-            return QMixer(self.mixer_embed, self.hypernet_hidden).apply(params["mixer"], qs, ws)
+            return self.mixer_module.apply(params["mixer"], qs, ws)
         if self.mixer == "vdn":
             return vdn_mix(qs)
         return qs
+
+    def mixer_gain(self, params, qs: jax.Array, ws: jax.Array) -> jax.Array:
+        """dQ_tot / dQ_i at each row: qs `[B, S]`, world states ws `[B, state_dim]` -> `[B, S]`
+        (1 everywhere for vdn; qmix's is the mixing weights' product, docs/hybrid.md "Why the QMIX
+        mixer failed"). Raises ValueError for independent learners (no Q_tot)."""
+        if self.mixer == "none":
+            raise ValueError("independent learners (mixer none) have no Q_tot, so no mixer gain")
+        return jax.vmap(jax.grad(lambda q, w: self.mix(params, q[None], w[None])[0]))(qs, ws)
 
     def update(self, state: VDState, batch: Dict[str, Any], weights: jax.Array):
         """`batch`: obs/next_obs `[B, S, obs_dim]`, action `[B, S, H]`, reward/discount `[B]`,
@@ -259,7 +276,7 @@ class HybridTeam:
                              gamma=section["gamma"], lr=section["lr"], double=section["double"],
                              loss=section["loss"], max_grad_norm=section["max_grad_norm"], tau=section["tau"],
                              target_period=section["target_period"], mixer_embed=section["mixer_embed"],
-                             hypernet_hidden=section["hypernet_hidden"],
+                             hypernet_hidden=section["hypernet_hidden"], mixer_state_norm=section["mixer_state_norm"],
                              explore_probs=tuple(float(x) for x in section["explore_probs"]))
         self.eps = op.epsilon_schedule(section["epsilon_start"], section["epsilon_end"], section["epsilon_decay"],
                                        section["epsilon_schedule"])
