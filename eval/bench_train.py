@@ -75,6 +75,8 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "red-ppo": ("red-ppo", ["scenario=soc-v2-redblue"]),
     # seed 000's hybrid team on its own scenario (docs/hybrid.md): QMIX segment agents + MADDPG network agent
     "hybrid": ("hybrid", ["scenario=soc-hybrid"]),
+    # the same with the QMIX mixer on the raw world state (before 2026-12-04 evening), for the norm's cost
+    "hybrid-raw-state": ("hybrid", ["scenario=soc-hybrid", "hybrid.mixer_state_norm=false"]),
 }
 
 

@@ -4,12 +4,12 @@
     policy = jaxsoc.load_policy("runs/<name>")    # a trained policy, see jaxsoc/policy.py
 
 Light on purpose: importing `jaxsoc` does not import JAX (the command lines' `--help` stays
-instant); `load_policy` and `scripted_policy` import it when first used.
+instant); `load_policy`, `load_policies` and `scripted_policy` import it when first used.
 """
 
 __version__ = "0.1.0"
 
-_LAZY = ("load_policy", "scripted_policy", "Policy")
+_LAZY = ("load_policy", "load_policies", "scripted_policy", "Policy")
 
 
 def __getattr__(name):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from jaxsoc import xla
 from jaxsoc.analysis import runs as runs_lib
@@ -234,12 +234,27 @@ def load_policy(run_dir: str | Path, *, seed: int | None = None, update: int | N
     no checkpoint, a damaged checkpoint or one written by another run, a seed the run did not train.
     """
     checked = check_run(run_dir, update=update)
-    seeds = checked.run.seeds
-    seed = seeds[0] if seed is None else int(seed)
-    if seed not in seeds:
-        raise AnalysisError(f"{checked.run.path} trained seed(s) {', '.join(map(str, seeds))}, not seed {seed}")
+    return _load(checked, [checked.run.seeds[0] if seed is None else seed], greedy, make_env)[0]
+
+
+def load_policies(run_dir: str | Path, *, seeds: Sequence[int] | None = None, update: int | None = None,
+                  greedy: bool = True, make_env: Callable | None = None) -> list[Policy]:
+    """Several seeds' policies of one run, in the order of `seeds` (default: every seed it
+    trained), its checkpoint read once: `load_policy` reads it per call, and for a replay-buffer
+    learner that is the whole train state, every seed's buffer included. The other arguments and
+    the errors are `load_policy`'s."""
+    checked = check_run(run_dir, update=update)
+    return _load(checked, list(checked.run.seeds) if seeds is None else list(seeds), greedy, make_env)
+
+
+def _load(checked: Checked, seeds: list, greedy: bool, make_env: Callable | None) -> list[Policy]:
+    trained = checked.run.seeds
+    missing = [s for s in seeds if int(s) not in trained]
+    if missing:
+        raise AnalysisError(f"{checked.run.path} trained seed(s) {', '.join(map(str, trained))}, "
+                            f"not seed {', '.join(map(str, missing))}")
     rebuilt = rebuild(checked, make_env)
-    return _policy(rebuilt, rebuilt.seeds.index(seed), seed, greedy, checked.run.path)
+    return [_policy(rebuilt, rebuilt.seeds.index(int(s)), int(s), greedy, checked.run.path) for s in seeds]
 
 
 def build_scripted(algo: str, scenario: str, env: dict | None = None,

@@ -350,6 +350,23 @@ def test_the_named_seed_and_checkpoint_act_as_the_trainer(toy_run):
     assert len(set(np.asarray(picks).tolist())) > 1
 
 
+def test_load_policies_reads_every_seed_at_once_as_load_policy_does(toy_run):
+    import jaxsoc
+    from tests import engine_toys
+    from tests.test_engine import leaves_equal
+
+    both = jaxsoc.load_policies(toy_run, make_env=engine_toys.make_toy_env)
+    assert [p.seed for p in both] == [0, 1]
+    for p in both:
+        assert leaves_equal(p.params, load_toy(toy_run, seed=p.seed).params)
+    one = jaxsoc.load_policies(toy_run, seeds=[1], update=4, make_env=engine_toys.make_toy_env)
+    assert [(p.seed, p.update) for p in one] == [(1, 4)]
+    assert leaves_equal(one[0].params, load_toy(toy_run, seed=1, update=4).params)
+    assert not leaves_equal(both[1].params, one[0].params)
+    with pytest.raises(AnalysisError, match=r"trained seed\(s\) 0, 1, not seed 7, 9"):
+        jaxsoc.load_policies(toy_run, seeds=[0, 7, 9], make_env=engine_toys.make_toy_env)
+
+
 def test_folders_it_cannot_use_give_one_clear_error(toy_run, tmp_path):
     with pytest.raises(AnalysisError, match="does not exist"):
         load_toy(tmp_path / "nope")

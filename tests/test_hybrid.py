@@ -179,6 +179,29 @@ def test_network_agent_takes_maddpgs_options(small):
     assert (net.twin_critics, net.policy_delay, net.hidden, net.gamma) == (True, 2, (32,), c["gamma"])
 
 
+def test_mixer_state_norm_reaches_the_qmix_mixer(small):
+    """`hybrid.mixer_state_norm` (the default) gives the team a QMIX mixer that reads the world
+    state's direction only: the same Q_tot for the state scaled by 10; without it Q_tot changes."""
+    env, _ = small
+    qs = jax.random.normal(jax.random.key(4), (6, env.default_params.num_segments))
+    for norm in (True, False):
+        q = hy.HybridTeam(env, _config(mixer_state_norm=norm)["hybrid"]).q
+        assert (q.mixer, q.mixer_state_norm) == ("qmix", norm)
+        params = q.init(jax.random.key(0)).params
+        ws = jax.random.uniform(jax.random.key(5), (6, q.state_dim), maxval=2.0)
+        same = np.allclose(q.mix(params, qs, 10.0 * ws), q.mix(params, qs, ws), rtol=1e-4, atol=1e-4)
+        assert same == norm
+    assert hy.DEFAULTS["mixer_state_norm"] is True
+    # the gain eval/mixer_gain.py reports: dQ_tot/dQ_i, by central differences; VDN's is 1
+    h, e0 = 1e-2, jnp.zeros_like(qs).at[:, 0].set(1.0)
+    by_diff = (q.mix(params, qs + h * e0, ws) - q.mix(params, qs - h * e0, ws)) / (2 * h)
+    np.testing.assert_allclose(q.mixer_gain(params, qs, ws)[:, 0], by_diff, rtol=2e-2, atol=1e-3)
+    vdn = hy.HybridTeam(env, _config(mixer="vdn")["hybrid"]).q
+    np.testing.assert_array_equal(vdn.mixer_gain({}, qs, ws), np.ones(qs.shape, np.float32))
+    with pytest.raises(ValueError, match="no mixer gain"):
+        hy.HybridTeam(env, _config(mixer="none")["hybrid"]).q.mixer_gain({}, qs, ws)
+
+
 def _config(num_envs=8, total_steps=8 * 4 * 6, **section):
     import copy
     c = copy.deepcopy(hy.DEFAULTS)
@@ -296,3 +319,18 @@ def test_evaluation_scores_with_the_runs_own_detector():
                        policy._replace(detector=det_._replace(threshold=jnp.float32(1e-6))))
     out = evaluate_episodes(env, params, trainer, (0, 0), 8, two)
     assert float(np.sum(out["auto_locks"][0])) == 0.0 and float(np.sum(out["auto_locks"][1])) > 0.0
+
+
+def test_mixer_gain_script_refuses_bad_input(tmp_path, capsys):
+    import importlib.util
+    import pathlib
+
+    script = pathlib.Path(__file__).resolve().parents[1] / "eval" / "mixer_gain.py"
+    spec = importlib.util.spec_from_file_location("mixer_gain", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for argv, message in (([str(tmp_path)], "is not a run folder"), ([str(tmp_path), "--envs", "0"], "at least 1")):
+        with pytest.raises(SystemExit) as e:
+            module.main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and err.count("\n") == 1, err
