@@ -438,3 +438,25 @@ def test_cli_trains_every_algorithm_on_both_presets(algo, scenario, tmp_path, ca
     assert losses and all(np.isfinite(last[k]) for k in losses)
     evals, _ = run_log.read_jsonl(tmp_path / "r" / "eval.jsonl")
     assert evals and all(e["episodes"] == 2 for e in evals)
+
+
+def test_qmix_mixer_state_norm_reaches_the_mixer():
+    """`dqn.mixer_state_norm` (off by default: Table II's QMIX reads the raw world state) builds the
+    team's mixer on the state at unit length: Q_tot blind to the state's scale, and not without it."""
+    import copy
+
+    import jaxsoc.env as soc
+    from jaxsoc.algos import dqn
+
+    env, _ = soc.make("hmarl-soc-v1")
+    assert dqn.DEFAULTS["mixer_state_norm"] is False
+    for norm in (False, True):
+        section = {**copy.deepcopy(dqn.DEFAULTS), "mixer_state_norm": norm, "hidden_sizes": [8]}
+        team = dqn.make_team({"algo": "qmix", "scenario": "hmarl-soc-v1", "dqn": section}, env)
+        learner = team.learner
+        assert learner.qmixer.state_norm is norm
+        params = learner.init(jax.random.key(0)).params
+        qs = jax.random.normal(jax.random.key(1), (4, len(learner.agents)))
+        ws = jax.random.uniform(jax.random.key(2), (4, learner.state_dim))
+        same = np.allclose(learner.mix(params, qs, 10.0 * ws), learner.mix(params, qs, ws), rtol=1e-4, atol=1e-4)
+        assert same == norm

@@ -65,6 +65,7 @@ DEFAULTS = {
     "mixer_embed": 64,         # qmix: mixing layer width (reference 64)
     "hypernet_hidden": 64,     # qmix: hypernetwork hidden width
     "mixer_state": "world",    # qmix: world (env world state) or obs (concat of the mixed roles' obs)
+    "mixer_state_norm": False,  # qmix: the hypernetworks read that state at unit length (docs/hybrid.md)
 }
 POSITIVE = op.POSITIVE + ("th_bins", "ro_bins", "mixer_embed", "hypernet_hidden")
 # Keys the update only computes with: a sweep (jaxsoc/sweep.py) trains grid points that differ
@@ -239,6 +240,7 @@ class ValueDecomposition:
     target_period: int = 1000
     mixer_embed: int = 64
     hypernet_hidden: int = 64
+    mixer_state_norm: bool = False
 
     @property
     def roles(self) -> Tuple[str, ...]:
@@ -246,7 +248,8 @@ class ValueDecomposition:
 
     @property
     def qmixer(self) -> QMixer:
-        return QMixer(embed_dim=self.mixer_embed, hypernet_hidden=self.hypernet_hidden)
+        return QMixer(embed_dim=self.mixer_embed, hypernet_hidden=self.hypernet_hidden,
+                      state_norm=self.mixer_state_norm)
 
     @property
     def optimizer(self) -> optax.GradientTransformation:
@@ -334,7 +337,8 @@ class ValueDecompositionTeam(op.Team):
             tuple(agents.items()), state_dim, mixer=mixer, gamma=gamma, lr=section["lr"],
             double=section["double"], loss=section["loss"], max_grad_norm=section["max_grad_norm"],
             tau=section["tau"], target_period=section["target_period"],
-            mixer_embed=section["mixer_embed"], hypernet_hidden=section["hypernet_hidden"])
+            mixer_embed=section["mixer_embed"], hypernet_hidden=section["hypernet_hidden"],
+            mixer_state_norm=section["mixer_state_norm"])
 
     def init(self, key):
         return self.learner.init(key)
