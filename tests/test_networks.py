@@ -224,7 +224,7 @@ def test_qmix_leading_axes(qmix):
 
 
 def test_qmix_state_norm_makes_the_mixer_blind_to_the_state_scale(qmix):
-    """`state_norm` layer-normalises the state first: the mixer (and its gain dQ_tot/dQ_i) is the
+    """`state_norm` centres the state and scales it to unit length first: the mixer (and its gain dQ_tot/dQ_i) is the
     same for a state scaled by 10, where the plain mixer's gain at init grows with the scale
     (its ReLU hypernetworks are homogeneous in the state)."""
     plain, plain_params, _ = qmix
