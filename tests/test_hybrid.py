@@ -179,6 +179,27 @@ def test_network_agent_takes_maddpgs_options(small):
     assert (net.twin_critics, net.policy_delay, net.hidden, net.gamma) == (True, 2, (32,), c["gamma"])
 
 
+def test_network_agents_target_smoothing_draws_from_the_round_key(small):
+    """`maddpg.target_noise` > 0: the network agent's update draws its target noise from the
+    round's key (two keys, two TD errors); without it the round is the same whatever the key."""
+    env, _ = small
+
+    def td_for(maddpg, key):
+        team = hy.HybridTeam(env, _config(maddpg={**hy.DEFAULTS["maddpg"], **maddpg})["hybrid"])
+        agents = team.init(jax.random.key(0))
+        leaves, tree = jax.tree.flatten(team.example_transition(env))
+        keys = jax.random.split(jax.random.key(1), len(leaves))
+        batch = jax.tree.unflatten(tree, [
+            jax.random.randint(k, (16,) + x.shape, 0, 3) if x.dtype == jnp.int32 else
+            jax.random.uniform(k, (16,) + x.shape, minval=-1.0, maxval=1.0) for k, x in zip(keys, leaves)])
+        _, td, _ = fast_jit(team.update)(agents, batch, jnp.ones((16,)), key)
+        return np.asarray(td)
+
+    smoothed = {"target_noise": 0.5}
+    assert not np.array_equal(td_for(smoothed, jax.random.key(2)), td_for(smoothed, jax.random.key(3)))
+    np.testing.assert_array_equal(td_for({}, jax.random.key(2)), td_for({}, jax.random.key(3)))
+
+
 def test_mixer_state_norm_reaches_the_qmix_mixer(small):
     """`hybrid.mixer_state_norm` (the default) gives the team a QMIX mixer that reads the world
     state's direction only: the same Q_tot for the state scaled by 10; without it Q_tot changes."""

@@ -332,8 +332,9 @@ class HybridTeam:
                 "next_world_state": f32(env.world_state_size)}
 
     def update(self, agents: HybridAgents, batch, weights: jax.Array, key: jax.Array):
-        """One round on a sampled batch: `(agents, |td| [B], metrics)`."""
-        del key  # both updates are deterministic given the batch
+        """One round on a sampled batch: `(agents, |td| [B], metrics)`. `key` draws the network
+        agent's target smoothing (`maddpg.target_noise` > 0); the segment agents' update is
+        deterministic given the batch."""
         q_batch = {"obs": batch["obs"]["segments"], "next_obs": batch["next_obs"]["segments"],
                    "action": batch["action"]["segments"], "reward": batch["reward"], "discount": batch["discount"],
                    "world_state": batch["world_state"], "next_world_state": batch["next_world_state"]}
@@ -349,7 +350,7 @@ class HybridTeam:
                 "action": batch["action"]["network"], "reward": batch["reward"], "discount": batch["discount"],
                 "critic_obs": batch["world_state"], "next_critic_obs": batch["next_world_state"],
                 "others_action": onehot(batch["action"]["segments"]), "next_others_action": onehot(next_choice)}
-        network, td_net, m = self.net.update(agents.network, view, weights)
+        network, td_net, m = self.net.update(agents.network, view, weights, key)
         metrics.update({f"net/{k}": v for k, v in m.items()})
         return HybridAgents(segments, network), buffers.combine_td_errors([td_q, td_net], self.priority_rule), metrics
 
