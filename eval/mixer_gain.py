@@ -54,29 +54,41 @@ def rollout_states(policy, team, env, params, key, envs: int, steps: int):
     return tuple(x.reshape((-1,) + x.shape[2:]) for x in out)
 
 
-def seed_row(policy, envs: int, steps: int, key: int) -> str:
-    """One markdown row for one seed's `Policy` (module docstring)."""
-    import jax
+def make_measure(policy, envs: int, steps: int):
+    """`measure(key, params, env_params) -> 10 floats` (module docstring) for any seed of
+    `policy`'s run: jitted once, the seed's parameters and world passed in, so every seed of a run
+    reuses one program."""
+    import dataclasses
+
     import jax.numpy as jnp
 
     from jaxsoc import xla
     from jaxsoc.algos import common, hybrid
 
     env = common.with_world_state(policy.env)
-    params = policy.env_params.replace(with_world_state=True)
     team = hybrid.make_team(policy.config, env)
-    q, agents = team.q, policy.params.agents.segments.params
+    q = team.q
 
     @xla.jit
-    def measure(k):
-        obs, act, ws, reward = rollout_states(policy, team, env, params, k, envs, steps)
+    def measure(k, params, env_params):
+        acting = dataclasses.replace(policy, params=params, env_params=env_params)
+        agents = params.agents.segments.params
+        obs, act, ws, reward = rollout_states(acting, team, env, env_params, k, envs, steps)
         qs = q.agent_values(agents, obs, act)
         length = jnp.linalg.norm(ws, axis=-1)
         gain = q.mixer_gain(agents, qs, ws)
         return (length.mean(), jnp.percentile(length, 95), qs.mean(), qs.std(), q.mix(agents, qs, ws).mean(),
                 q.mix(agents, jnp.zeros_like(qs), ws).mean(), gain.mean(), gain.min(), gain.max(), reward.mean())
 
-    v = [float(x) for x in measure(jax.random.PRNGKey(key))]
+    return measure
+
+
+def seed_row(measure, policy, key: int) -> str:
+    """One markdown row for one seed's `Policy` (module docstring)."""
+    import jax
+
+    env_params = policy.env_params.replace(with_world_state=True)
+    v = [float(x) for x in measure(jax.random.PRNGKey(key), policy.params, env_params)]
     return (f"| {policy.seed} | {v[0]:.2f} ({v[1]:.2f}) | {v[2]:+.2f} ± {v[3]:.2f} | {v[4]:+.2f} | {v[5]:+.2f} | "
             f"{v[6]:.2f} [{v[7]:.2f}, {v[8]:.2f}] | {v[9]:+.3f} |")
 
@@ -104,8 +116,9 @@ def main(argv=None) -> int:
     print(f"{args.run}: mixer {mixer}, greedy rollouts of {args.envs} envs x {args.steps} steps per seed\n")
     print("| seed | world state length (p95) | Q_i | Q_tot | mixer at Q_i = 0 | gain dQ_tot/dQ_i [min, max] | reward per step |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
+    measure = make_measure(policies[0], args.envs, args.steps)
     for policy in policies:
-        print(seed_row(policy, args.envs, args.steps, args.key), flush=True)
+        print(seed_row(measure, policy, args.key), flush=True)
     return 0
 
 
