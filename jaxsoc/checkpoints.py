@@ -16,6 +16,7 @@ that was being written when the process died is never listed).
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,9 @@ class Checkpoints:
         return list(self._manager.all_steps())
 
     def save(self, update: int, state: Any, meta: dict) -> None:
-        """Starts saving `state` (any pytree of arrays) and `meta` (JSON) as `update`."""
+        """Starts saving `state` (any pytree of arrays) and `meta` (JSON) as `update`, once the
+        previous save is committed (its failure is raised here, as `wait` words it)."""
+        self.wait()
         self._manager.save(
             update,
             args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
@@ -128,8 +131,21 @@ class Checkpoints:
         self._manager = self._open()
 
     def wait(self) -> None:
-        """Blocks until background saves are committed."""
-        self._manager.wait_until_finished()
+        """Blocks until background saves are committed; CheckpointError (one line: where, the
+        free space, the newest complete checkpoint) when one could not be written, e.g. on a full
+        disk, instead of orbax's background tracebacks."""
+        try:
+            self._manager.wait_until_finished()
+            return
+        except Exception as e:  # orbax re-raises its writer threads' errors here
+            reason = _one_line(e)
+        try:
+            free = f"{shutil.disk_usage(self.directory).free / 2**30:.1f} GiB free"
+        except OSError:
+            free = "free space unknown"
+        latest = self.latest()
+        newest = f"the newest complete one is update {latest}" if latest is not None else "none is complete"
+        raise CheckpointError(f"a checkpoint could not be written to {self.directory} ({free}; {newest}): {reason}")
 
     def close(self) -> None:
         self._manager.close()

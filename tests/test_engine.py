@@ -208,6 +208,29 @@ def test_checkpoint_round_trip(tmp_path):
     gc.collect()  # see ORBAX_FAILED_READS
 
 
+def test_a_checkpoint_that_cannot_be_written_is_one_line_naming_the_newest_complete_one(tmp_path, monkeypatch):
+    """A background write that fails (a full disk: orbax raises RESOURCE_EXHAUSTED when it waits)
+    ends the run with one line: where, the free space, the newest complete checkpoint, orbax's
+    reason; the complete one is still there."""
+    state = {"w": jnp.arange(6.0)}
+    ckpts = Checkpoints(tmp_path / "c", keep=2)
+    ckpts.save(1, state, {"update": 1})
+    ckpts.wait()
+
+    def full_disk():
+        raise RuntimeError('RESOURCE_EXHAUSTED: Error writing "w/0" in OCDBT database\n(more lines)')
+
+    monkeypatch.setattr(ckpts._manager, "wait_until_finished", full_disk)
+    with pytest.raises(CheckpointError) as err:
+        ckpts.wait()
+    message = str(err.value)
+    assert "\n" not in message and str(tmp_path / "c") in message and "GiB free" in message
+    assert "the newest complete one is update 1" in message and "RESOURCE_EXHAUSTED" in message
+    monkeypatch.undo()
+    assert ckpts.steps() == [1]
+    ckpts.close()
+
+
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory):
     """Runs 6 updates in chunks of 1, checkpointing every 2, and 'crashes' after update 3."""
