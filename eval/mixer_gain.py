@@ -38,16 +38,17 @@ def rollout_states(policy, team, env, params, key, envs: int, steps: int):
     S, H]`, world states `[envs*steps, ws]` and the team reward `[envs*steps]`."""
     import jax
 
+    from jaxsoc.algos import common
+
     k_reset, k_run = jax.random.split(key)
-    obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, envs), params)
+    obs, state = common.batched_reset(env, params, k_reset, envs)
     ws = jax.vmap(env.get_world_state, in_axes=(0, None))(state, params)
 
     def step(carry, k):
         obs, state, ws = carry
         k_act, k_step = jax.random.split(k)
         act = jax.vmap(policy.act)(jax.random.split(k_act, envs), obs)
-        nobs, state, reward, _, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-            jax.random.split(k_step, envs), state, act, params)
+        nobs, state, reward, _, info = common.batched_step(env, params, k_step, state, act)
         return (nobs, state, info["world_state"]), (team.stack_obs(obs), team.stack_obs(act), ws, reward["network"])
 
     _, out = jax.lax.scan(step, (obs, state, ws), jax.random.split(k_run, steps))

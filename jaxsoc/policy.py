@@ -248,13 +248,13 @@ def load_policies(run_dir: str | Path, *, seeds: Sequence[int] | None = None, up
 
 
 def _load(checked: Checked, seeds: list, greedy: bool, make_env: Callable | None) -> list[Policy]:
-    trained = checked.run.seeds
-    missing = [s for s in seeds if int(s) not in trained]
+    seeds, trained = [int(s) for s in seeds], checked.run.seeds
+    missing = [s for s in seeds if s not in trained]
     if missing:
         raise AnalysisError(f"{checked.run.path} trained seed(s) {', '.join(map(str, trained))}, "
                             f"not seed {', '.join(map(str, missing))}")
     rebuilt = rebuild(checked, make_env)
-    return [_policy(rebuilt, rebuilt.seeds.index(int(s)), int(s), greedy, checked.run.path) for s in seeds]
+    return [_policy(rebuilt, rebuilt.seeds.index(s), s, greedy, checked.run.path) for s in seeds]
 
 
 def build_scripted(algo: str, scenario: str, env: dict | None = None,
