@@ -4,12 +4,18 @@
     python eval/evaluate.py runs/A runs/B --episodes 500      # first: greedy, the same held-out episodes
     python eval/paired.py runs/A runs/B                        # markdown table on stdout
     python eval/paired.py runs/A runs/B --metrics return,csr --level 0.9
+    python eval/paired.py runs/A,runs/A-s5 runs/B,runs/B-s5    # seeds 0-4 and 5-9 of each, as 10
+
+A side may join several run folders with commas (one config trained on more seeds in separate
+runs, e.g. `--seed 0` and `--seed 5` with `--num-seeds 5`): their seeds are combined and must not
+repeat, and they must have been evaluated with the same request.
 
 Both runs must have been evaluated (`evaluation.json`) on the same seeds and the same held-out
 request (episodes, batch, greedy): seed s of A and seed s of B then played the same held-out
 episodes, and their difference is a paired sample. Per metric: A and B as mean +- population std
 over seeds (eval/evaluate.py's convention), each seed's B - A, and the mean difference with its
-Student-t interval over seeds (sample std, n - 1 degrees of freedom).
+Student-t interval over seeds (sample std, n - 1 degrees of freedom), and in how many seeds B is
+above A.
 """
 from __future__ import annotations
 
@@ -31,18 +37,36 @@ PERCENT = {"csr", "exfiltrated", "fpr"}
 
 def build_parser():
     p = cli.Parser(prog="eval/paired.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("a", metavar="RUN_A", help="the baseline run folder")
-    p.add_argument("b", metavar="RUN_B", help="the run compared with it (differences are B - A)")
+    p.add_argument("a", metavar="RUN_A", help="the baseline run folder (or several, joined by commas)")
+    p.add_argument("b", metavar="RUN_B", help="the run(s) compared with it (differences are B - A)")
     p.add_argument("--metrics", type=cli.parse_list, default=list(METRICS), metavar="LIST")
     p.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (0.95)")
     return p
 
 
-def read_evaluation(run: str) -> dict:
-    path = Path(run) / "evaluation.json"
-    if not path.is_file():
-        raise ValueError(f"{run} has no evaluation.json: run eval/evaluate.py {run} first")
-    return json.loads(path.read_text())
+# What makes two evaluations' episodes the same held-out episodes, seed by seed.
+SAME_EPISODES = ("episodes", "batch", "greedy", "heldout_stream")
+
+
+def read_evaluation(runs: str) -> dict:
+    """One side's evaluation record: a run folder's evaluation.json, or several folders' (`a,b`)
+    with their seeds combined (module docstring)."""
+    records = []
+    for run in runs.split(","):
+        path = Path(run) / "evaluation.json"
+        if not run or not path.is_file():
+            raise ValueError(f"{run!r} has no evaluation.json: run eval/evaluate.py {run} first")
+        records.append(json.loads(path.read_text()))
+    joined = {"run": runs, "request": records[0]["request"], "seeds": {}}
+    for rec in records:
+        if any(rec["request"].get(k) != joined["request"].get(k) for k in SAME_EPISODES):
+            raise ValueError(f"{records[0]['run']} and {rec['run']} were not evaluated with the same request "
+                             f"({', '.join(SAME_EPISODES)}): evaluate them with the same --episodes")
+        repeated = sorted(set(rec["seeds"]) & set(joined["seeds"]), key=int)
+        if repeated:
+            raise ValueError(f"seed {repeated[0]} is in more than one of {runs}: join runs of different seeds")
+        joined["seeds"].update(rec["seeds"])
+    return joined
 
 
 def seed_means(record: dict, metric: str) -> Dict[str, float]:
@@ -59,12 +83,12 @@ def seed_means(record: dict, metric: str) -> Dict[str, float]:
 
 def table(a: dict, b: dict, metrics: Sequence[str], level: float) -> str:
     """The markdown table of B - A per metric (module docstring)."""
-    keys = ("episodes", "batch", "greedy", "heldout_stream")
-    if any(a["request"].get(k) != b["request"].get(k) for k in keys) or set(a["seeds"]) != set(b["seeds"]):
+    if any(a["request"].get(k) != b["request"].get(k) for k in SAME_EPISODES) or set(a["seeds"]) != set(b["seeds"]):
         raise ValueError("the two runs were not evaluated on the same seeds and held-out episodes "
                          f"(A: seeds {sorted(a['seeds'])}, {a['request']}; B: seeds {sorted(b['seeds'])}, {b['request']})")
     pct = lambda m: 100.0 if m in PERCENT else 1.0  # noqa: E731
-    lines = [f"| metric | A | B | B - A per seed | B - A mean [{level:.0%} t interval] |", "|---|---|---|---|---|"]
+    lines = [f"| metric | A | B | B - A per seed | B - A mean [{level:.0%} t interval] | B > A |",
+             "|---|---|---|---|---|---|"]
     for m in metrics:
         sa, sb = seed_means(a, m), seed_means(b, m)
         both = sorted(set(sa) & set(sb), key=int)
@@ -78,7 +102,8 @@ def table(a: dict, b: dict, metrics: Sequence[str], level: float) -> str:
             return f"{mu:.2f} ± {math.sqrt(sum((x - mu) ** 2 for x in v) / len(v)):.2f}"
         note = "" if len(both) == len(a["seeds"]) else f" ({len(both)} seeds)"
         lines.append(f"| {m}{' %' if m in PERCENT else ''}{note} | {pm(list(sa.values()))} | {pm(list(sb.values()))} | "
-                     f"{', '.join(f'{x:+.2f}' for x in d)} | {ci['mean']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}] |")
+                     f"{', '.join(f'{x:+.2f}' for x in d)} | {ci['mean']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}] | "
+                     f"{sum(x > 0 for x in d)} of {len(d)} |")
     return "\n".join(lines)
 
 

@@ -18,9 +18,9 @@ def paired():
     return module
 
 
-def record(run, returns, csr, episodes=500):
-    """An evaluation.json as eval/evaluate.py writes it, for seeds 0.. with these per-seed means."""
-    seeds = {str(i): {"episodes": episodes, "metrics": {"return": {"mean": r, "std": 1.0, "n": episodes},
+def record(run, returns, csr, episodes=500, first_seed=0):
+    """An evaluation.json as eval/evaluate.py writes it, for seeds `first_seed`.. with these per-seed means."""
+    seeds = {str(first_seed + i): {"episodes": episodes, "metrics": {"return": {"mean": r, "std": 1.0, "n": episodes},
                                                         "csr": {"mean": c, "std": 0.1, "n": episodes}}}
              for i, (r, c) in enumerate(zip(returns, csr))}
     req = {"episodes": episodes, "batch": episodes, "greedy": True, "heldout_stream": 7}
@@ -36,6 +36,7 @@ def test_table_pairs_seed_by_seed(paired, tmp_path, capsys):
     assert paired.main([str(a), str(b), "--metrics", "return,csr"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[2].startswith("| return | -8.00 ± 1.63 | -6.33 ± 1.70 | +3.00, +0.00, +2.00 | +1.67 [")
+    assert out[2].endswith("| 2 of 3 |")  # a tie is not ahead
     assert out[3].startswith("| csr % | 50.00 ± 0.00 | 60.00 ± 8.16 | +10.00, +0.00, +20.00 | +10.00 [")
     other = tmp_path / "c"
     other.mkdir()
@@ -43,3 +44,30 @@ def test_table_pairs_seed_by_seed(paired, tmp_path, capsys):
     with pytest.raises(SystemExit):
         paired.main([str(a), str(other)])
     assert "same seeds" in capsys.readouterr().err
+
+
+def write(path, rec):
+    path.mkdir()
+    (path / "evaluation.json").write_text(json.dumps(rec))
+    return str(path)
+
+
+def test_a_side_can_join_runs_of_other_seeds(paired, tmp_path, capsys):
+    # seeds 0-1 in one run, 2-3 in another, on both sides: paired as four seeds, in seed order
+    a = ",".join([write(tmp_path / "a0", record("a0", [1.0, 2.0], [0.5, 0.5])),
+                  write(tmp_path / "a2", record("a2", [3.0, 4.0], [0.5, 0.5], first_seed=2))])
+    b = ",".join([write(tmp_path / "b2", record("b2", [3.5, 3.0], [0.5, 0.5], first_seed=2)),
+                  write(tmp_path / "b0", record("b0", [2.0, 2.0], [0.5, 0.5]))])
+    assert paired.main([a, b, "--metrics", "return"]) == 0
+    row = capsys.readouterr().out.splitlines()[2]
+    # differences +1, 0, +0.5, -1: mean +0.125, sample std 0.854, t(3, 0.975) = 3.182 -> +-1.359
+    assert row.startswith("| return | 2.50 ± 1.12 | 2.62 ± 0.65 | +1.00, +0.00, +0.50, -1.00 | +0.12 [-1.23, +1.48] | 2 of 4 |")
+    # the same seed twice on one side, or two evaluation requests on one side: refused
+    again = write(tmp_path / "a0-again", record("a0-again", [1.0, 2.0], [0.5, 0.5]))
+    with pytest.raises(SystemExit):
+        paired.main([f"{a},{again}", b])
+    assert "seed 0 is in more than one" in capsys.readouterr().err
+    longer = write(tmp_path / "a2-longer", record("a2-longer", [3.0, 4.0], [0.5, 0.5], episodes=100, first_seed=2))
+    with pytest.raises(SystemExit):
+        paired.main([f"{tmp_path / 'a0'},{longer}", b])
+    assert "same request" in capsys.readouterr().err
