@@ -151,6 +151,32 @@ class Checkpoints:
         self._manager.close()
 
 
+def space_warning(run_dir: str | os.PathLike, abstract_state: Any, copies: int) -> str | None:
+    """A one-line warning when the disk holding `run_dir` has less free space than `copies`
+    checkpoints of `abstract_state` (the most a run has on disk at once), else None.
+
+    What a checkpoint takes on disk cannot be known before it is written (orbax compresses: a
+    5-seed soc-hybrid state of 7.8 GiB, mostly replay buffers, wrote 1.9 GB; an empty buffer
+    compresses to almost nothing), so this counts the state's size in memory: a bound, said at
+    the start so that a full disk is not first met at the final checkpoint, after the training
+    (then `Checkpoints.wait` stops the run with one line). Global arrays count whole: on several
+    hosts sharing one disk that is what they write together."""
+    need = copies * sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(abstract_state))
+    folder = Path(run_dir).resolve()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # a new run's folder is made when its first chunk is done
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    if free >= need:
+        return None
+    return (f"{folder} has {free / 2**30:.1f} GiB free and this run may hold {copies} checkpoint"
+            f"{'s' * (copies != 1)} of {need / copies / 2**30:.1f} GiB each before compression (orbax "
+            "compresses them; run.keep_checkpoints bounds how many): if the disk fills, the run stops "
+            "at that checkpoint")
+
+
 def _one_line(e: BaseException) -> str:
     text = f"{type(e).__name__}: {e}".replace("\n", " ")
     return text if len(text) < 300 else text[:297] + "..."

@@ -53,7 +53,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jaxsoc
 from jaxsoc import algos, config as config_lib, distributed, run_log, xla
-from jaxsoc.checkpoints import CheckpointError, Checkpoints, UnreadableCheckpoint
+from jaxsoc.checkpoints import CheckpointError, Checkpoints, UnreadableCheckpoint, space_warning
 from jaxsoc.config import ConfigError
 from jaxsoc.evaluation import make_evaluator
 from jaxsoc.progress import Progress
@@ -539,6 +539,13 @@ def run(
         if resume is not None and distributed.is_primary():
             for name in ("metrics.jsonl", "eval.jsonl"):
                 run_log.truncate_jsonl(run_dir / name, start)
+        if distributed.is_primary():
+            every = cfg["run"]["checkpoint_every"]
+            n = trainer.num_updates  # saves at each multiple of `every` passed, and at the end
+            saves = (n // every - start // every + (n % every > 0)) if every else 1
+            space = space_warning(run_dir, program.abstract_state, min(saves, cfg["run"]["keep_checkpoints"] + 1))
+            if space is not None:
+                progress.note(space)
     except BaseException:
         if ckpts is not None:
             ckpts.close()  # stop orbax's background threads

@@ -231,6 +231,42 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_naming_the_newest_compl
     ckpts.close()
 
 
+def test_space_warning_counts_the_state_in_memory_times_the_copies(tmp_path, monkeypatch):
+    from jaxsoc import checkpoints
+
+    state = {"buffer": jax.ShapeDtypeStruct((2**28,), jnp.float32), "n": jax.ShapeDtypeStruct((), jnp.int32)}
+    gib = 2**30  # the buffer is 1 GiB; the counter 4 bytes
+    free = {"bytes": 3 * gib + 12}
+    seen = []
+
+    def disk_usage(path):
+        seen.append(path)
+        return shutil._ntuple_diskusage(100 * gib, 0, free["bytes"])
+
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", disk_usage)
+    assert checkpoints.space_warning(tmp_path / "runs" / "new", state, 3) is None  # exactly enough
+    assert seen == [tmp_path]  # the nearest folder that exists: a new run's is not made yet
+    free["bytes"] -= 1
+    message = checkpoints.space_warning(tmp_path / "runs" / "new", state, 3)
+    assert message == (f"{tmp_path} has 3.0 GiB free and this run may hold 3 checkpoints of 1.0 GiB each "
+                       "before compression (orbax compresses them; run.keep_checkpoints bounds how many): "
+                       "if the disk fills, the run stops at that checkpoint")
+
+
+def test_a_run_says_at_its_start_when_the_disk_may_not_hold_its_checkpoints(tmp_path, monkeypatch, capsys):
+    from jaxsoc import checkpoints
+
+    run(tmp_path, "roomy")  # this disk holds a toy's checkpoints: no note
+    assert "GiB free" not in capsys.readouterr().err
+    real = shutil.disk_usage
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda p: real(p)._replace(free=0))
+    # 6 updates, a checkpoint every 2: three saves, of which keep_checkpoints=1 leaves at most 2 on disk
+    result = run(tmp_path, "cramped", run={"keep_checkpoints": 1})
+    err = capsys.readouterr().err
+    assert "0.0 GiB free and this run may hold 2 checkpoints" in err and len(err.splitlines()) == 1
+    assert result.updates == 6 and latest_checkpoint(result.run_dir) == 6  # a warning: the run goes on (orbax's own writes did not ask the patched call)
+
+
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory):
     """Runs 6 updates in chunks of 1, checkpointing every 2, and 'crashes' after update 3."""
