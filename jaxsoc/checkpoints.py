@@ -172,7 +172,7 @@ def space_warning(run_dir: str | os.PathLike, abstract_state: Any, copies: int) 
     if free >= need:
         return None
     return (f"{folder} has {free / 2**30:.1f} GiB free and this run may hold {copies} checkpoint"
-            f"{'s' * (copies != 1)} of {need / copies / 2**30:.1f} GiB each before compression (orbax "
+            f"{'s' * (copies != 1)} of {need / copies / 2**30:.1f} GiB{' each' * (copies != 1)} before compression (orbax "
             "compresses them; run.keep_checkpoints bounds how many): if the disk fills, the run stops "
             "at that checkpoint")
 
