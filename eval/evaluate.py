@@ -4,6 +4,8 @@
     python eval/evaluate.py runs/<name>                      # newest checkpoint, 1000 episodes per seed
     python eval/evaluate.py runs/a runs/b --episodes 256 --update 300
     python eval/evaluate.py --algo rule-soar --scenario hmarl-soc-v1 --seeds 42,123,456,789,1024
+    python eval/evaluate.py --algo detector-alone --scenario soc-hybrid --seeds 0-9 --episodes 500 \
+        --out runs/detector-alone          # then: eval/paired.py runs/detector-alone runs/<name>
 """
 from __future__ import annotations
 
@@ -30,7 +32,9 @@ A run folder is evaluated on the env and seeds it was trained with: --set and --
 Writes <run>/evaluation.json (per-seed means, stds, counts) and <run>/evaluation.npz
 (per-episode values); an up-to-date evaluation is reused unless --force. Scripted policies
 (random, constant, no-defender, rule-soar) need no checkpoint: evaluate a run folder of theirs,
-or none at all with --algo/--scenario.
+or none at all with --algo/--scenario, and --out DIR writes that evaluation's two files into DIR
+(made if missing; an existing evaluation there is replaced only with --force) to pair runs with it
+(eval/paired.py DIR runs/<name>: the same seeds and --episodes play the same held-out episodes).
 """
 
 
@@ -56,6 +60,7 @@ def build_parser():
     p.add_argument("--force", action="store_true", help="re-evaluate even if evaluation.json is up to date")
     p.add_argument("--no-write", action="store_true", help="print only; write nothing into the run folder")
     p.add_argument("--json", action="store_true", help="print the evaluation records as JSON instead of tables")
+    p.add_argument("--out", metavar="DIR", help="with --algo: write evaluation.json/.npz into DIR (for eval/paired.py)")
     return p
 
 
@@ -65,6 +70,16 @@ def main(argv=None) -> int:
         build_parser().error("give run folders, or --algo and --scenario (not both)")
     if args.algo and not args.scenario:
         build_parser().error("--algo needs --scenario")
+    if args.out is not None:
+        out = Path(args.out)
+        if not args.algo:
+            build_parser().error("--out applies with --algo: a run folder's evaluation is written into the run folder")
+        if args.no_write:
+            build_parser().error("--out and --no-write contradict each other: give one")
+        if out.exists() and not out.is_dir():
+            build_parser().error(f"--out {out} exists and is not a folder")
+        if (out / "evaluation.json").exists() and not args.force:
+            build_parser().error(f"{out / 'evaluation.json'} exists: --force replaces it, or choose another --out")
     if args.runs and (args.sets or args.seeds):
         # A run's policy was trained on its own env and seeds; silently ignoring the flag would
         # report numbers the user did not ask for.
@@ -85,6 +100,10 @@ def main(argv=None) -> int:
             rec = protocols.evaluate_policy(args.algo, args.scenario, args.seeds or (0,), args.episodes,
                                             env.get("env", {}), not args.stochastic, args.batch)
             head = f"{runs.display_name(args.algo)} on {args.scenario}"
+            if args.out is not None:
+                Path(args.out).mkdir(parents=True, exist_ok=True)
+                protocols.write_evaluation(args.out, rec, rec["per_episode"])
+                head += f" (written to {Path(args.out) / protocols.EVALUATION_FILE})"
             records.append((head, args.scenario, env.get("env", {}), rec))
         else:
             for run in runs.find_runs(args.runs):  # run folders, or folders holding them

@@ -265,6 +265,42 @@ def test_learner_evaluation_loads_its_checkpoint_and_is_greedy(toy_run):
     assert again["reused"] and json.loads((toy_run / "evaluation.json").read_text())["request"]["episodes"] == 16
 
 
+def test_a_scripted_evaluation_written_with_out_pairs_with_a_run(toy_run, tmp_path, capsys):
+    """`eval/evaluate.py --algo ... --out DIR` writes what a run folder's evaluation holds, with the
+    same request keys (a scripted policy's record once lacked `batch`, so eval/paired.py refused
+    to pair it with any run), and refuses what it would ignore or overwrite before evaluating."""
+    import eval.evaluate as ev
+    import eval.paired as paired
+    from tests import engine_toys
+    from tests.fast import fast_compile
+
+    out = tmp_path / "rule-soar"
+    flags = ["--algo", "rule-soar", "--scenario", "hmarl-soc-v1", "--seeds", "0-1", "--episodes", "4",
+             "--set", "env.max_steps=12", "--out", str(out)]
+    assert ev.main(flags) == 0
+    written = json.loads((out / protocols.EVALUATION_FILE).read_text())
+    assert written["request"]["batch"] == 4 and sorted(written["seeds"]) == ["0", "1"]
+    with np.load(out / protocols.EPISODES_FILE) as z:
+        assert z["return"].shape == (2, 4)
+        assert np.mean(z["return"][1]) == pytest.approx(written["seeds"]["1"]["metrics"]["return"]["mean"])
+    with fast_compile():
+        run_rec = protocols.evaluate_run(toy_run, 4, write=False, reuse=False, make_env=engine_toys.make_toy_env)
+    assert set(written["request"]) == set(run_rec["request"])
+    # the toy run's seeds 0-1 on 4 episodes: the same held-out request, so paired.py takes the pair
+    protocols.write_evaluation(tmp_path, run_rec, run_rec["per_episode"])
+    capsys.readouterr()
+    assert paired.main([str(out), str(tmp_path), "--metrics", "return"]) == 0
+    assert capsys.readouterr().out.splitlines()[2].startswith("| return |")
+    before = (out / protocols.EVALUATION_FILE).read_text()
+    for bad, words in ((flags, "exists: --force replaces it"), (flags + ["--no-write"], "contradict"),
+                       ([str(toy_run), "--out", str(out)], "--out applies with --algo")):
+        with pytest.raises(SystemExit) as exit_:
+            ev.main(bad)
+        assert exit_.value.code == 2 and words in capsys.readouterr().err
+    assert (out / protocols.EVALUATION_FILE).read_text() == before
+    assert ev.main(flags + ["--force"]) == 0
+
+
 def test_learner_bad_checkpoints(toy_run, tmp_path):
     from tests import engine_toys
 

@@ -335,13 +335,22 @@ def evaluate_run(
         "seconds": round(time.perf_counter() - t0, 3),
     }
     if write:
-        from jaxsoc import run_log
-
-        path.write_text(json.dumps(run_log.json_safe(record), indent=1, allow_nan=False) + "\n")
-        np.savez_compressed(run.path / EPISODES_FILE, **per_episode)
+        write_evaluation(run.path, record, per_episode)
     record["per_episode"] = per_episode
     record["reused"] = False
     return record
+
+
+def write_evaluation(folder: str | Path, record: dict, per_episode: dict[str, np.ndarray]) -> None:
+    """`<folder>/evaluation.json` (the record without its per-episode arrays) and
+    `<folder>/evaluation.npz` (those arrays, `[seeds, episodes]` each), as `eval/paired.py` and
+    the tables read them."""
+    from jaxsoc import run_log
+
+    folder = Path(folder)
+    record = {k: v for k, v in record.items() if k not in ("per_episode", "reused")}
+    (folder / EVALUATION_FILE).write_text(json.dumps(run_log.json_safe(record), indent=1, allow_nan=False) + "\n")
+    np.savez_compressed(folder / EPISODES_FILE, **per_episode)
 
 
 def evaluate_policy(
@@ -362,7 +371,10 @@ def evaluate_policy(
     per_episode = evaluate_episodes(built.env, built.env_params, built.trainer, list(seeds), episodes, None, greedy,
                                     batch)
     return {
-        "request": {"format": EVAL_FORMAT, "episodes": episodes, "greedy": greedy, "scenario": scenario,
+        # the keys `evaluate_run` records, so that a run and a scripted policy evaluated on the
+        # same seeds and episodes pair up (eval/paired.py)
+        "request": {"format": EVAL_FORMAT, "episodes": int(episodes), "greedy": bool(greedy),
+                    "batch": int(min(batch or episodes, episodes)), "scenario": scenario,
                     "env": dict(env or {}), "checkpoint": None, "heldout_stream": HELDOUT_STREAM},
         "run": None,
         "algo": algo,
