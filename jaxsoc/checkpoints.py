@@ -82,14 +82,26 @@ class Checkpoints:
         except Exception:  # a damaged checkpoint: `restore` reports it
             return None
 
-    def restore(self, update: int, abstract_state: Any) -> Any:
+    def restore(self, update: int, abstract_state: Any, wanted: list[bool] | None = None) -> Any:
         """Checkpoint `update`'s state, laid out as `abstract_state` (ShapeDtypeStructs with
-        shardings, e.g. from `jax.eval_shape`); CheckpointError if damaged or of another shape."""
+        shardings, e.g. from `jax.eval_shape`); CheckpointError if damaged or of another shape.
+
+        `wanted`: one flag per leaf of `abstract_state` (in `jax.tree.leaves` order); the leaves
+        not wanted are not read from disk and come back as None (e.g. a learner's replay buffers
+        when only its policy is needed). None: every leaf."""
         reason = None
+        target = abstract_state
+        if wanted is not None:
+            leaves, treedef = jax.tree.flatten(abstract_state)
+            target = treedef.unflatten([a if w else ocp.PLACEHOLDER for a, w in zip(leaves, wanted)])
         try:
-            state = self._manager.restore(
-                update, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
-            ).state
+            if wanted is None:
+                args = ocp.args.StandardRestore(abstract_state)
+            else:  # orbax skips PLACEHOLDER leaves, given each read leaf's restore arguments
+                args = ocp.args.PyTreeRestore(item=target, restore_args=jax.tree.map(
+                    lambda a: a if a is ocp.PLACEHOLDER else ocp.ArrayRestoreArgs(
+                        sharding=a.sharding, global_shape=a.shape, dtype=a.dtype), target))
+            state = self._manager.restore(update, args=ocp.args.Composite(state=args)).state
         except Exception as e:
             reason = _one_line(e)
         if reason is not None:
@@ -97,6 +109,10 @@ class Checkpoints:
                 f"checkpoint {update} in {self.directory} is unreadable or does not match this "
                 f"run's train state: {reason}"
             )
+        if wanted is not None:
+            leaves, treedef = jax.tree.flatten(state, is_leaf=lambda x: x is ocp.PLACEHOLDER)
+            state = treedef.unflatten([None if x is ocp.PLACEHOLDER else x for x in leaves])
+            abstract_state = treedef.unflatten([a if w else None for a, w in zip(jax.tree.leaves(abstract_state), wanted)])
         # StandardRestore trusts the stored metadata for shapes; make a mismatch an error here.
         want = jax.tree.map(lambda a: (a.shape, a.dtype), abstract_state)
         got = jax.tree.map(lambda a: (a.shape, a.dtype), state)

@@ -125,7 +125,7 @@ def rebuild(checked: Checked, make_env: Callable | None = None) -> Rebuilt:
                                      scenarios=[checked.scenario] if make_env else None)
             env, env_params = (make_env or soc.make)(checked.scenario, **cfg["env"])
             return Rebuilt(checked, cfg, env, env_params, algos.make_train(cfg, env, env_params), None, run.seeds)
-        loaded = engine.load(run.path, checked.update, make_env=make_env)
+        loaded = engine.load(run.path, checked.update, make_env=make_env, policy_only=True)
         cfg = loaded.config
         env, env_params = (make_env or soc.make)(cfg["scenario"], **cfg["env"])
         params = xla.jit(jax.vmap(loaded.trainer.policy_params))(loaded.state)

@@ -306,6 +306,21 @@ def test_interrupted_then_resumed_equals_uninterrupted_bit_for_bit(interrupted, 
         engine.load(run_dir, update=5, make_env=toys.make_toy_env)
 
 
+def test_loading_only_the_policy_reads_its_leaves_and_nothing_else(runs):
+    run_dir = runs["both"].run_dir
+    full = engine.load(run_dir, make_env=toys.make_toy_env)
+    mask = engine.policy_leaves(full.trainer, jax.eval_shape(lambda: full.state))
+    # the toy's policy is its params: the first leaves; not the Adam moments, env states or keys
+    n_params = len(jax.tree.leaves(full.state.params))
+    assert mask == [True] * n_params + [False] * (len(mask) - n_params)
+    policy = engine.load(run_dir, make_env=toys.make_toy_env, policy_only=True)
+    assert leaves_equal(policy.state.params, full.state.params)
+    # every other leaf (Adam moments, env states, observations, keys, counters) is None: not read
+    assert jax.tree.leaves(policy.state._replace(params=None)) == []
+    assert policy.state.env_state == toys.ToyState(*[None] * len(toys.ToyState._fields))
+    assert leaves_equal(policy.trainer.policy_params(policy.state), full.trainer.policy_params(full.state))
+
+
 @ORBAX_FAILED_READS
 def test_resume_refuses_what_it_cannot_continue(interrupted, tmp_path):
     root, flags = interrupted
