@@ -40,7 +40,7 @@ def main() -> None:
     loaded_runs = []
     for run in args.runs:  # every check before any work
         try:
-            loaded = engine.load(run)
+            loaded = engine.load(run, policy_only=True)  # params only: not the replay buffers
         except (FileNotFoundError, ValueError) as e:
             ap.error(f"{run}: {e}")
         module = algos.family_module(loaded.config["algo"])

@@ -44,7 +44,7 @@ def draw_attention(run_path: Path, stem: Path, decisions: int = 4, make_env: Cal
     import jaxsoc.env as soc
     from jaxsoc import algos, engine
 
-    loaded = engine.load(run_path, make_env=make_env)
+    loaded = engine.load(run_path, make_env=make_env, policy_only=True)  # params only: no buffers
     module = algos.family_module(loaded.config["algo"])
     env, env_params = (make_env or soc.make)(loaded.config["scenario"], **loaded.config["env"])
     params = jax.tree.map(lambda x: x[0], jax.vmap(loaded.trainer.policy_params)(loaded.state))
