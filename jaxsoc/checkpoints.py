@@ -5,8 +5,9 @@ Layout (orbax `CheckpointManager`, current API), under `runs/<name>/checkpoints/
     <update>/state   the full `Trainer` state pytree, vmapped over seeds `[num_seeds, ...]`
                      (params, optimiser states, env states, RNG keys, counters, replay buffers),
                      saved with its shardings and restored straight into them
-    <update>/meta    JSON: algo, scenario, config_hash, jaxsoc_version, update, env_steps,
-                     num_seeds, wall_time
+    <update>/meta    JSON: contents ("full", or "policy": only the leaves the policy reads, the
+                     others None and not written; `run.final_checkpoint`), algo, scenario,
+                     config_hash, jaxsoc_version, update, env_steps, num_seeds, wall_time
 
 Saving is asynchronous: `save` returns once the arrays are copied to host memory (orbax's default
 synchronous device-to-host transfer), so the caller may donate the device buffers to the next
@@ -55,8 +56,9 @@ class Checkpoints:
         return list(self._manager.all_steps())
 
     def save(self, update: int, state: Any, meta: dict) -> None:
-        """Starts saving `state` (any pytree of arrays) and `meta` (JSON) as `update`, once the
-        previous save is committed (its failure is raised here, as `wait` words it)."""
+        """Starts saving `state` (any pytree of arrays; a leaf set to None is not written) and
+        `meta` (JSON) as `update`, once the previous save is committed (its failure is raised
+        here, as `wait` words it)."""
         self.wait()
         self._manager.save(
             update,
@@ -82,21 +84,28 @@ class Checkpoints:
         except Exception:  # a damaged checkpoint: `restore` reports it
             return None
 
-    def restore(self, update: int, abstract_state: Any, wanted: list[bool] | None = None) -> Any:
+    def restore(self, update: int, abstract_state: Any, wanted: list[bool] | None = None,
+                saved_only_wanted: bool = False) -> Any:
         """Checkpoint `update`'s state, laid out as `abstract_state` (ShapeDtypeStructs with
         shardings, e.g. from `jax.eval_shape`); CheckpointError if damaged or of another shape.
 
         `wanted`: one flag per leaf of `abstract_state` (in `jax.tree.leaves` order); the leaves
         not wanted are not read from disk and come back as None (e.g. a learner's replay buffers
-        when only its policy is needed). None: every leaf."""
+        when only its policy is needed). None: every leaf. `saved_only_wanted`: the checkpoint
+        was saved with the other leaves None (`save` of a partial tree), so they are not on disk
+        at all."""
+        if saved_only_wanted and wanted is None:
+            raise ValueError("saved_only_wanted needs the `wanted` flags the checkpoint was saved with")
         reason = None
         target = abstract_state
         if wanted is not None:
             leaves, treedef = jax.tree.flatten(abstract_state)
             target = treedef.unflatten([a if w else ocp.PLACEHOLDER for a, w in zip(leaves, wanted)])
+        if saved_only_wanted:  # the saved tree has None where `target` has placeholders
+            target = jax.tree.map(lambda a: None if a is ocp.PLACEHOLDER else a, target)
         try:
-            if wanted is None:
-                args = ocp.args.StandardRestore(abstract_state)
+            if wanted is None or saved_only_wanted:
+                args = ocp.args.StandardRestore(target)
             else:  # orbax skips PLACEHOLDER leaves, given each read leaf's restore arguments
                 args = ocp.args.PyTreeRestore(item=target, restore_args=jax.tree.map(
                     lambda a: a if a is ocp.PLACEHOLDER else ocp.ArrayRestoreArgs(
@@ -110,9 +119,11 @@ class Checkpoints:
                 f"run's train state: {reason}"
             )
         if wanted is not None:
-            leaves, treedef = jax.tree.flatten(state, is_leaf=lambda x: x is ocp.PLACEHOLDER)
-            state = treedef.unflatten([None if x is ocp.PLACEHOLDER else x for x in leaves])
-            abstract_state = treedef.unflatten([a if w else None for a, w in zip(jax.tree.leaves(abstract_state), wanted)])
+            if not saved_only_wanted:
+                leaves, treedef = jax.tree.flatten(state, is_leaf=lambda x: x is ocp.PLACEHOLDER)
+                state = treedef.unflatten([None if x is ocp.PLACEHOLDER else x for x in leaves])
+            leaves, treedef = jax.tree.flatten(abstract_state)
+            abstract_state = treedef.unflatten([a if w else None for a, w in zip(leaves, wanted)])
         # StandardRestore trusts the stored metadata for shapes; make a mismatch an error here.
         want = jax.tree.map(lambda a: (a.shape, a.dtype), abstract_state)
         got = jax.tree.map(lambda a: (a.shape, a.dtype), state)

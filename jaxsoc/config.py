@@ -3,7 +3,8 @@
 A resolved config is a plain nested dict (saved as `runs/<name>/config.yaml`):
 
     algo, scenario, env{...}, num_envs, num_seeds, total_steps, seed, devices,
-    run{name, dir, chunk_updates, checkpoint_every, keep_checkpoints, progress, tensorboard, wandb},
+    run{name, dir, chunk_updates, checkpoint_every, keep_checkpoints, final_checkpoint, progress,
+        tensorboard, wandb},
     eval{every_chunks, episodes, greedy},
     <family>{...}            # the algorithm family's section, e.g. ppo{lr, epochs, ...}
 
@@ -47,7 +48,7 @@ _POSITIVE_INTS = {
 _NON_NEGATIVE_INTS = {"seed", "run.checkpoint_every", "eval.every_chunks"}
 # Keys whose base default is null, and what they may hold instead.
 _NULLABLE = {"run.name": str, "run.wandb": str}
-_CHOICES = {"run.tensorboard": (True, False, "auto")}
+_CHOICES = {"run.tensorboard": (True, False, "auto"), "run.final_checkpoint": ("full", "policy")}
 _FREE_FORM = {"env"}  # checked by jaxsoc.env.make itself
 
 

@@ -15,7 +15,9 @@ What `run` does, in order (every check comes before any training work or file wr
      Between chunks, on the host:
      appends per-update, per-seed lines to `metrics.jsonl`, evaluates every `eval.every_chunks`
      chunks (into `eval.jsonl`), checkpoints every `run.checkpoint_every` updates (at the next
-     chunk end) and at the end, and updates a tqdm bar (env steps/s over all seeds, return, CSR).
+     chunk end) and at the end (with `run.final_checkpoint: policy` the last holds only the
+     leaves the policy reads, `policy_part`), and updates a tqdm bar (env steps/s over all seeds,
+     return, CSR).
 
 Devices: `devices=D` lays the state over a 1-D `jax.sharding.Mesh` of D local devices with
 `NamedSharding`s: the seed axis when `num_seeds % D == 0`, else the env axis of the leaves that
@@ -382,11 +384,11 @@ def _refuse_config_change(run_dir: Path, cfg: dict, doing: str) -> None:
 
 
 def restore_state(ckpts: Checkpoints, update: int, abstract_state, env_params,
-                  wanted: list[bool] | None = None) -> Any:
+                  wanted: list[bool] | None = None, saved_only_wanted: bool = False) -> Any:
     """Checkpoint `update`'s train state laid out as `abstract_state`. A SOC env state saved in the
     host layout before the host axis was padded (its arrays have those shapes) is read in that
-    layout and converted exactly (`jaxsoc.env.layout`), whole. `wanted`: `Checkpoints.restore`'s
-    (the leaves not wanted come back as None)."""
+    layout and converted exactly (`jaxsoc.env.layout`), whole. `wanted`, `saved_only_wanted`:
+    `Checkpoints.restore`'s (the leaves not wanted come back as None)."""
     from jaxsoc.env import layout
 
     old = layout.unpadded(abstract_state, env_params)
@@ -398,7 +400,7 @@ def restore_state(ckpts: Checkpoints, update: int, abstract_state, env_params,
         if saved is not None and saved != shapes(abstract_state) and saved == shapes(old):
             shardings = jax.tree.map(lambda a: a.sharding, abstract_state)
             return jax.device_put(layout.padded(ckpts.restore(update, old), env_params), shardings)
-    return ckpts.restore(update, abstract_state, wanted)
+    return ckpts.restore(update, abstract_state, wanted, saved_only_wanted)
 
 
 def policy_leaves(trainer, abstract_state) -> list[bool]:
@@ -409,22 +411,46 @@ def policy_leaves(trainer, abstract_state) -> list[bool]:
     return [id(v) in read for v in jaxpr.invars]
 
 
+def policy_part(state, wanted: list[bool]):
+    """`state` with every leaf not `wanted` (`policy_leaves`) set to None: what a checkpoint of
+    `run.final_checkpoint: policy` holds."""
+    leaves, treedef = jax.tree.flatten(state)
+    return treedef.unflatten([x if w else None for x, w in zip(leaves, wanted)])
+
+
+def _restore_checked(ckpts: Checkpoints, update: int, run_dir: Path, cfg: dict, abstract_state, doing: str,
+                     env_params, wanted: list[bool] | None) -> tuple[Any, dict]:
+    """Checkpoint `update`'s (state, meta) after checking its metadata against `cfg` and that it
+    holds what `doing` needs (a policy-only checkpoint cannot be resumed or loaded whole)."""
+    meta = ckpts.read_meta(update)
+    _check_meta(meta, run_dir, cfg, doing)
+    policy_only = meta.get("contents", "full") == "policy"  # checkpoints before the key are full
+    if policy_only and wanted is None:
+        what = "the policy only (its run had run.final_checkpoint: policy)"
+        if doing != "resume":
+            raise CheckpointError(f"cannot {doing}: checkpoint {update} of {run_dir} holds {what}: load it "
+                                  "with policy_only=True, as eval/evaluate.py, load_policy and eval/explain.py do")
+        full = [u for u in ckpts.steps() if u < update]  # only a run's last checkpoint is ever partial
+        how = (f"; its newest full one is update {max(full)}: python train/run.py --resume {run_dir} "
+               f"--from-update {max(full)}" if full else "; it has no full checkpoint to continue from")
+        raise CheckpointError(f"cannot {doing}: checkpoint {update} of {run_dir} holds {what}, not the "
+                              f"train state to continue from{how}")
+    return restore_state(ckpts, update, abstract_state, env_params, wanted, policy_only), meta
+
+
 def _read_checkpoint(ckpts: Checkpoints, update: int, run_dir: Path, cfg: dict, abstract_state,
                      doing: str, env_params=None, wanted: list[bool] | None = None) -> tuple[Any, dict]:
     """Checkpoint `update`'s (state, meta) after checking it belongs to `cfg`. A checkpoint that
     cannot be read is reported with the newest older one that can, which is never used unless
     asked for (`from_update`)."""
     try:
-        meta = ckpts.read_meta(update)
-        _check_meta(meta, run_dir, cfg, doing)
-        return restore_state(ckpts, update, abstract_state, env_params, wanted), meta
+        return _restore_checked(ckpts, update, run_dir, cfg, abstract_state, doing, env_params, wanted)
     except UnreadableCheckpoint:
         pass  # reported below, outside the handler, without orbax's low-level message
     good = None
     for older in sorted((u for u in ckpts.steps() if u < update), reverse=True):
         try:
-            _check_meta(ckpts.read_meta(older), run_dir, cfg, doing)
-            restore_state(ckpts, older, abstract_state, env_params, wanted)
+            _restore_checked(ckpts, older, run_dir, cfg, abstract_state, doing, env_params, wanted)
         except CheckpointError:
             continue
         good = older
@@ -438,10 +464,12 @@ def _read_checkpoint(ckpts: Checkpoints, update: int, run_dir: Path, cfg: dict, 
 
 
 # ----------------------------------------------------------------------------- run
-def checkpoint_meta(cfg: dict, update: int, steps_per_update: int, wall: float) -> dict:
+def checkpoint_meta(cfg: dict, update: int, steps_per_update: int, wall: float, contents: str = "full") -> dict:
     """The JSON saved with checkpoint `update` of a run of `cfg` (see `jaxsoc.checkpoints`): what
-    `resume` and `load` check a checkpoint against (algorithm, scenario, training config, version)."""
+    `resume` and `load` check a checkpoint against (algorithm, scenario, training config, version),
+    and its `contents`: "full" (the train state) or "policy" (`policy_part` of it)."""
     return {
+        "contents": contents,
         "algo": cfg["algo"],
         "scenario": cfg["scenario"],
         "config_hash": config_lib.training_hash(cfg),
@@ -553,7 +581,8 @@ def run(
             every = cfg["run"]["checkpoint_every"]
             n = trainer.num_updates  # saves at each multiple of `every` passed, and at the end
             saves = (n // every - start // every + (n % every > 0)) if every else 1
-            space = space_warning(run_dir, program.abstract_state, min(saves, cfg["run"]["keep_checkpoints"] + 1))
+            saves -= cfg["run"]["final_checkpoint"] == "policy"  # the last holds a few MiB at most
+            space = space_warning(run_dir, program.abstract_state, min(saves, cfg["run"]["keep_checkpoints"] + 1)) if saves else None
             if space is not None:
                 progress.note(space)
     except BaseException:
@@ -684,7 +713,11 @@ def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress
                     _log_eval(run_dir, results, update, cfg, steps_per_update, wall, sinks)
 
             if update == num_updates or (every_ckpt and update // every_ckpt > previous // every_ckpt):
-                ckpts.save(update, state, checkpoint_meta(cfg, update, steps_per_update, wall))
+                if update == num_updates and cfg["run"]["final_checkpoint"] == "policy":
+                    ckpts.save(update, policy_part(state, policy_leaves(trainer, program.abstract_state)),
+                               checkpoint_meta(cfg, update, steps_per_update, wall, "policy"))
+                else:
+                    ckpts.save(update, state, checkpoint_meta(cfg, update, steps_per_update, wall))
 
             progress.chunk_done(update, {name: f"{_nanmean(metrics[name][-1]):.3g}"
                                          for name in ("return", "csr") if name in metrics})

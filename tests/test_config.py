@@ -90,6 +90,7 @@ def test_saved_config_is_a_layer_and_hash_tracks_training_keys():
         (dict(sets=["run.name=3"]), "run.name must be a str or null"),
         (dict(sets=["run.name=a/b"]), "run.name must be a plain folder name"),
         (dict(sets=["run.tensorboard=maybe"]), "run.tensorboard must be one of True, False, auto"),
+        (dict(sets=["run.final_checkpoint=params"]), "run.final_checkpoint must be one of full, policy, got 'params'"),
         (dict(sets=["run=3"]), "run must be a mapping"),
         (dict(sets=["env=3"]), "env must be a mapping"),
         (dict(sets=["num_envs"]), "--set expects KEY=VALUE"),

@@ -265,6 +265,11 @@ def test_a_run_says_at_its_start_when_the_disk_may_not_hold_its_checkpoints(tmp_
     err = capsys.readouterr().err
     assert "0.0 GiB free and this run may hold 2 checkpoints" in err and len(err.splitlines()) == 1
     assert result.updates == 6 and latest_checkpoint(result.run_dir) == 6  # a warning: the run goes on (orbax's own writes did not ask the patched call)
+    # A policy-only last checkpoint is not counted: the two full ones before it are
+    run(tmp_path, "cramped-policy", run={"keep_checkpoints": 5, "final_checkpoint": "policy"})
+    assert "may hold 2 checkpoints" in capsys.readouterr().err
+    run(tmp_path, "cramped-one-policy", run={"checkpoint_every": 0, "final_checkpoint": "policy"})
+    assert "GiB free" not in capsys.readouterr().err  # nothing but the policy is saved
 
 
 @pytest.fixture(scope="module")
@@ -319,6 +324,42 @@ def test_loading_only_the_policy_reads_its_leaves_and_nothing_else(runs):
     assert jax.tree.leaves(policy.state._replace(params=None)) == []
     assert policy.state.env_state == toys.ToyState(*[None] * len(toys.ToyState._fields))
     assert leaves_equal(policy.trainer.policy_params(policy.state), full.trainer.policy_params(full.state))
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def test_a_policy_only_last_checkpoint_holds_the_policy_and_refuses_the_rest(runs, tmp_path):
+    full = runs["both"]
+    slim = run(tmp_path, "slim", **config_lib.merge(TWO_SEEDS, {"run": {"final_checkpoint": "policy",
+                                                                         "checkpoint_every": 0}}))
+    assert leaves_equal(slim.state, full.state)  # the same training; only what is saved differs
+    loaded = engine.load(slim.run_dir, make_env=toys.make_toy_env, policy_only=True)
+    assert leaves_equal(loaded.state.params, full.state.params)
+    assert jax.tree.leaves(loaded.state._replace(params=None)) == []
+    # the toy's params are a few floats against its env states, observations and keys
+    slim_bytes, full_bytes = (folder_bytes(r.run_dir / "checkpoints" / "6") for r in (slim, full))
+    assert slim_bytes < 0.8 * full_bytes, (slim_bytes, full_bytes)
+    with pytest.raises(CheckpointError, match=r"holds the policy only .*: load it with policy_only=True"):
+        engine.load(slim.run_dir, make_env=toys.make_toy_env)
+    with pytest.raises(CheckpointError, match=r"not the train state to continue from; it has no full checkpoint"):
+        run(tmp_path, "ignored", resume=slim.run_dir, **TWO_SEEDS)
+
+
+def test_a_policy_only_last_checkpoint_names_the_full_one_to_resume_from(interrupted, tmp_path):
+    root, flags = interrupted
+    run_dir = tmp_path / "resumed"
+    shutil.copytree(root / "interrupted", run_dir)
+    policy = config_lib.merge(flags, {"run": {"final_checkpoint": "policy"}})
+    assert run(tmp_path, "ignored", resume=run_dir, **policy).updates == 6  # saves 4 whole, then 6's policy
+    with pytest.raises(CheckpointError, match=rf"its newest full one is update 4: python train/run.py --resume "
+                                              rf"{run_dir} --from-update 4"):
+        run(tmp_path, "ignored", resume=run_dir, **flags)
+    again = engine.run(toys.toy_config(**flags), resume=run_dir, from_update=4,  # the way out it names
+                       make_env=toys.make_toy_env)
+    assert again.updates == 6 and latest_checkpoint(run_dir) == 6
+    assert leaves_equal(engine.load(run_dir, make_env=toys.make_toy_env).state, again.state)  # whole again
 
 
 @ORBAX_FAILED_READS
