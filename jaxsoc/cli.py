@@ -6,7 +6,11 @@ Light on purpose: nothing here imports JAX, so `--help` and flag errors stay ins
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Callable
 
 
@@ -29,28 +33,99 @@ def parse_int(text: str) -> int:
     return int(value)
 
 
+def parse_positive_int(text: str) -> int:
+    """`parse_int`, 1 or more."""
+    value = parse_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def parse_non_negative_int(text: str) -> int:
+    """`parse_int`, 0 or more."""
+    value = parse_int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text!r}")
+    return value
+
+
+def parse_positive_float(text: str) -> float:
+    """A finite number above 0 (not nan, not inf)."""
+    try:
+        value = float(str(text).replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text!r}")
+    return value
+
+
+# More seeds than any tool runs in one go; a range past it is a typo (and would take long to list).
+MAX_SEEDS = 100_000
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """'42,123,456' or '0-4' or '0-2,10' -> the seeds, in order, without duplicates."""
+    """'42,123,456' or '0-4' or '0-2,10' -> the seeds, in order; a seed given twice, more than
+    `MAX_SEEDS` seeds or a negative one is refused."""
     out: list[int] = []
+    seen: set[int] = set()
     for part in str(text).split(","):
         part = part.strip()
         if not part:
             continue
         lo, sep, hi = part.partition("-") if not part.startswith("-") else (part, "", "")
         try:
-            values = range(int(lo), int(hi) + 1) if sep else [int(lo)]
+            first, last = (int(lo), int(hi)) if sep else (int(lo), int(lo))
         except ValueError:
             raise argparse.ArgumentTypeError(f"seeds are integers like 42,123 or 0-4, got {text!r}") from None
-        if sep and int(hi) < int(lo):
+        if last < first:
             raise argparse.ArgumentTypeError(f"empty seed range {part!r}")
-        for v in values:
-            if v < 0:
-                raise argparse.ArgumentTypeError(f"seeds must be >= 0, got {v}")
-            if v not in out:
-                out.append(v)
+        if first < 0:
+            raise argparse.ArgumentTypeError(f"seeds must be >= 0, got {first}")
+        if len(out) + last - first + 1 > MAX_SEEDS:
+            raise argparse.ArgumentTypeError(f"more than {MAX_SEEDS:,} seeds in {text!r}")
+        for v in range(first, last + 1):
+            if v in seen:
+                raise argparse.ArgumentTypeError(f"seed {v} is given twice in {text!r}")
+            seen.add(v)
+            out.append(v)
     if not out:
         raise argparse.ArgumentTypeError(f"no seeds in {text!r}")
     return tuple(out)
+
+
+def folder_problem(path: str | os.PathLike) -> str | None:
+    """Why files cannot be written into folder `path` (made if missing), or None: checked before a
+    tool does its work, so that a bad --out fails in one line instead of after it. The path must
+    not be a file; the nearest folder that exists at or above it must take a new folder (tried:
+    one is made there and removed at once; nothing is left)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return f"{path} exists and is not a folder"
+    return _creation_problem(path, path)
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why file `path` cannot be written (its folder made if missing), or None: a folder at the
+    path, or a folder above it that is a file or cannot be written (`folder_problem`)."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder, not a file"
+    return _creation_problem(path, path.parent)
+
+
+def _creation_problem(target: Path, folder: Path) -> str | None:
+    """Why `target` cannot be made with `folder` (made if missing) as its folder, or None."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot write {target}: {existing} is not a folder"
+    try:  # a real write (permission bits do not tell for root, /proc, read-only mounts), undone
+        os.rmdir(tempfile.mkdtemp(prefix=".jaxsoc-write-check-", dir=existing))
+    except OSError as e:
+        return f"cannot write {target}: {existing} refuses new files ({e.strerror or e})"
+    return None
 
 
 def parse_list(text: str) -> list[str]:
