@@ -18,23 +18,41 @@ episode return, ± the 95 % t half-width over those pairs. Prints a markdown tab
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+from jaxsoc import cli  # noqa: E402
+
+# The trainers' step counters are int32: jaxsoc/engine.py refuses more env steps per seed than this.
+MAX_ENV_STEPS = 2**31 - 1
+
+
+def parse_steps(text: str) -> int:
+    """An env-step budget per seed: a positive integer (5e6 allowed) the int32 step counters hold."""
+    value = cli.parse_positive_int(text)
+    if value > MAX_ENV_STEPS:
+        raise argparse.ArgumentTypeError(f"more than the {MAX_ENV_STEPS:,} env steps per seed the int32 step "
+                                         f"counters hold, got {text!r}")
+    return value
+
+
+def main(argv=None) -> None:
+    ap = cli.Parser(prog="eval/meta_adapt.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", default="soc-v2", help="a preset or a scenario .yaml")
-    ap.add_argument("--num-envs", type=int, default=64, help="envs per task (training and adaptation)")
-    ap.add_argument("--train-steps", type=float, default=1e6, help="env steps of training per seed (meta and mixture)")
-    ap.add_argument("--k", type=int, default=10, help="PPO updates of adaptation")
-    ap.add_argument("--seeds", type=int, default=2)
-    ap.add_argument("--heldout", type=int, default=8, help="held-out tasks")
-    ap.add_argument("--episodes", type=int, default=64, help="greedy evaluation episodes per point")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--num-envs", type=cli.parse_positive_int, default=64,
+                    help="envs per task (training and adaptation)")
+    ap.add_argument("--train-steps", type=parse_steps, default=1_000_000,
+                    help="env steps of training per seed (meta and mixture)")
+    ap.add_argument("--k", type=cli.parse_positive_int, default=10, help="PPO updates of adaptation")
+    ap.add_argument("--seeds", type=cli.parse_positive_int, default=2)
+    ap.add_argument("--heldout", type=cli.parse_positive_int, default=8, help="held-out tasks")
+    ap.add_argument("--episodes", type=cli.parse_positive_int, default=64, help="greedy evaluation episodes per point")
+    ap.add_argument("--seed", type=cli.parse_int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (meta.*)")
-    args = ap.parse_args()
-    if args.k < 1 or args.seeds < 1 or args.heldout < 1 or args.episodes < 1:
-        ap.error("--k, --seeds, --heldout and --episodes must be positive")
+    args = ap.parse_args(argv)
 
     import jax
     import numpy as np

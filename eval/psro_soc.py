@@ -48,44 +48,67 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxsoc.env as soc  # noqa: E402
-from jaxsoc import config as C  # noqa: E402
+from jaxsoc import cli, config as C  # noqa: E402
 from jaxsoc.algos import redblue  # noqa: E402
 from jaxsoc.env.attacker import RED_ADVANCE  # noqa: E402
 from jaxsoc.game import psro, socgame  # noqa: E402
 from jaxsoc.analysis.intervals import mean_half_width  # noqa: E402
 
 
+# The trainers' step counters are int32: jaxsoc/engine.py refuses more env steps per seed than this.
+MAX_ENV_STEPS = 2**31 - 1
+
+
+def parse_steps(text: str) -> int:
+    """An env-step budget per seed: a positive integer (5e6 allowed) the int32 step counters hold."""
+    value = cli.parse_positive_int(text)
+    if value > MAX_ENV_STEPS:
+        raise argparse.ArgumentTypeError(f"more than the {MAX_ENV_STEPS:,} env steps per seed the int32 step "
+                                         f"counters hold, got {text!r}")
+    return value
+
+
 def parse(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--iterations", type=int, default=3, help="PSRO iterations (responses per side)")
-    ap.add_argument("--num-envs", type=int, default=64)
-    ap.add_argument("--blue-steps", type=float, default=1.5e5, help="env steps per seed of each blue response")
-    ap.add_argument("--red-steps", type=float, default=1e5, help="env steps per seed of each red response")
-    ap.add_argument("--final-red-steps", type=float, default=3e5,
+    ap = cli.Parser(prog="eval/psro_soc.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=cli.parse_positive_int, default=5)
+    ap.add_argument("--seed", type=cli.parse_int, default=0)
+    ap.add_argument("--iterations", type=cli.parse_positive_int, default=3, help="PSRO iterations (responses per side)")
+    ap.add_argument("--num-envs", type=cli.parse_positive_int, default=64)
+    ap.add_argument("--blue-steps", type=parse_steps, default=150_000,
+                    help="env steps per seed of each blue response")
+    ap.add_argument("--red-steps", type=parse_steps, default=100_000,
+                    help="env steps per seed of each red response")
+    ap.add_argument("--final-red-steps", type=parse_steps, default=300_000,
                     help="env steps per seed of the red BR to the final blue mixture; a multiple of --red-steps "
                          "(the red program runs that many times, each warm-started from the last)")
-    ap.add_argument("--episodes", type=int, default=64, help="held-out episodes per seed and pairing (meta-game)")
-    ap.add_argument("--eval-episodes", type=int, default=256, help="held-out episodes per seed, evidence (b)")
-    ap.add_argument("--hosts-per-segment", type=int, default=None)
+    ap.add_argument("--episodes", type=cli.parse_positive_int, default=64,
+                    help="held-out episodes per seed and pairing (meta-game)")
+    ap.add_argument("--eval-episodes", type=cli.parse_positive_int, default=256,
+                    help="held-out episodes per seed, evidence (b)")
+    ap.add_argument("--hosts-per-segment", type=cli.parse_positive_int, default=None)
     ap.add_argument("--no-warm-start", action="store_true", help="every response starts from fresh networks")
     ap.add_argument("--no-baseline", action="store_true",
                     help="skip evidence (a): the blue trained only against the scripted campaign and its red BR")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="redblue.KEY=VALUE")
     ap.add_argument("--out", default="runs/psro-soc.json")
+    ap.add_argument("--force", action="store_true", help="overwrite an existing --out")
     ap.add_argument("--compile-cache", default="runs/.xla_cache",
                     help="JAX's persistent compilation cache (a rerun skips the compiles); 'none' for none")
     args = ap.parse_args(argv)
-    for name in ("seeds", "iterations", "num_envs", "episodes", "eval_episodes", "blue_steps", "red_steps"):
-        if not getattr(args, name) > 0:
-            ap.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name):g}")
-    if args.hosts_per_segment is not None and args.hosts_per_segment < 1:
-        ap.error(f"--hosts-per-segment must be positive, got {args.hosts_per_segment}")
-    repeats = args.final_red_steps / args.red_steps
-    if repeats < 1 or repeats != int(repeats):
-        ap.error(f"--final-red-steps ({args.final_red_steps:g}) must be a positive multiple of --red-steps "
-                 f"({args.red_steps:g})")
+    # The baseline's blue is one straight run of the PSRO blue chain's total steps (when it runs).
+    if not args.no_baseline and args.iterations * args.blue_steps > MAX_ENV_STEPS:
+        ap.error(f"the baseline blue's --iterations x --blue-steps = {args.iterations * args.blue_steps:,} env steps "
+                 f"is more than the {MAX_ENV_STEPS:,} per seed the int32 step counters hold: lower them or pass --no-baseline")
+    if args.final_red_steps % args.red_steps:
+        ap.error(f"--final-red-steps ({args.final_red_steps}) must be a positive multiple of --red-steps "
+                 f"({args.red_steps})")
+    problem = cli.file_problem(args.out)
+    if problem is None and os.path.exists(args.out) and not args.force:
+        problem = f"{args.out} exists; --force overwrites it"
+    if problem is None and args.compile_cache != "none":
+        problem = cli.folder_problem(args.compile_cache)
+    if problem is not None:
+        ap.error(problem)
     return ap, args
 
 

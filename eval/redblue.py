@@ -35,34 +35,52 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxsoc.env as soc  # noqa: E402
-from jaxsoc import config as C  # noqa: E402
+from jaxsoc import cli, config as C  # noqa: E402
 from jaxsoc.algos import redblue  # noqa: E402
 from jaxsoc.env.attacker import red_action_names  # noqa: E402
 from jaxsoc.env.params import NUM_PHASES, PHASE_NAMES  # noqa: E402
 from jaxsoc.analysis.intervals import mean_half_width  # noqa: E402
 
 
+# The trainers' step counters are int32: jaxsoc/engine.py refuses more env steps per seed than this.
+MAX_ENV_STEPS = 2**31 - 1
+
+
+def parse_steps(text: str) -> int:
+    """An env-step budget per seed: a positive integer (5e6 allowed) the int32 step counters hold."""
+    value = cli.parse_positive_int(text)
+    if value > MAX_ENV_STEPS:
+        raise argparse.ArgumentTypeError(f"more than the {MAX_ENV_STEPS:,} env steps per seed the int32 step "
+                                         f"counters hold, got {text!r}")
+    return value
+
+
 def parse(argv=None):
     """(parser, args): the command line, refused (one line, `ap.error`) before any JAX work."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--num-envs", type=int, default=64)
-    ap.add_argument("--blue-steps", type=float, default=5e5, help="env steps per seed for blue vs scripted")
-    ap.add_argument("--red-steps", type=float, default=3e5, help="env steps per seed for each red best response")
-    ap.add_argument("--episodes", type=int, default=256, help="held-out episodes per seed and pairing")
-    ap.add_argument("--hosts-per-segment", type=int, default=None)
+    ap = cli.Parser(prog="eval/redblue.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=cli.parse_positive_int, default=5)
+    ap.add_argument("--seed", type=cli.parse_int, default=0)
+    ap.add_argument("--num-envs", type=cli.parse_positive_int, default=64)
+    ap.add_argument("--blue-steps", type=parse_steps, default=500_000,
+                    help="env steps per seed for blue vs scripted")
+    ap.add_argument("--red-steps", type=parse_steps, default=300_000,
+                    help="env steps per seed for each red best response")
+    ap.add_argument("--episodes", type=cli.parse_positive_int, default=256,
+                    help="held-out episodes per seed and pairing")
+    ap.add_argument("--hosts-per-segment", type=cli.parse_positive_int, default=None)
     ap.add_argument("--quiet-anywhere", action="store_true",
                     help="red_quiet_anywhere=True: red may go quiet without a foothold (never attack)")
     ap.add_argument("--blue-run", default=None,
                     help="a finished run folder whose SOC team is the blue attacked (no blue is trained)")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="redblue.KEY=VALUE")
     ap.add_argument("--out", default="runs/redblue-evidence.json")
+    ap.add_argument("--force", action="store_true", help="overwrite an existing --out")
     args = ap.parse_args(argv)
-    for name in ("seeds", "num_envs", "blue_steps", "red_steps", "episodes", "hosts_per_segment"):
-        value = getattr(args, name)
-        if value is not None and not value > 0:
-            ap.error(f"--{name.replace('_', '-')} must be positive, got {value:g}")
+    problem = cli.file_problem(args.out)
+    if problem is None and os.path.exists(args.out) and not args.force:
+        problem = f"{args.out} exists; --force overwrites it"
+    if problem is not None:
+        ap.error(problem)
     return ap, args
 
 
@@ -78,7 +96,7 @@ def main(argv=None):
         for name in ("blue_steps", "red_steps"):
             if getattr(args, name) < per_update:
                 raise ValueError(f"--{name.replace('_', '-')} must cover at least one PPO update (num_envs x "
-                                 f"rollout = {per_update} env steps), got {getattr(args, name):g}")
+                                 f"rollout = {per_update} env steps), got {getattr(args, name)}")
         if args.blue_run is not None:
             redblue.check_blue_run(args.blue_run, "soc-v2-redblue", env_over)
     except (ValueError, C.ConfigError) as e:

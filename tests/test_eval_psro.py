@@ -40,12 +40,12 @@ def refused(main, argv, out, capsys, match, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--seeds", "0"], "--seeds must be positive"),
-    (["--iterations", "-1"], "--iterations must be positive"),
-    (["--blue-steps", "0"], "--blue-steps must be positive"),
-    (["--red-steps", "-5"], "--red-steps must be positive"),
-    (["--eval-episodes", "0"], "--eval-episodes must be positive"),
-    (["--hosts-per-segment", "0"], "--hosts-per-segment must be positive"),
+    (["--seeds", "0"], "--seeds: expected a positive integer"),
+    (["--iterations", "-1"], "--iterations: expected a positive integer"),
+    (["--blue-steps", "0"], "--blue-steps: expected a positive integer"),
+    (["--red-steps", "-5"], "--red-steps: expected a positive integer"),
+    (["--eval-episodes", "0"], "--eval-episodes: expected a positive integer"),
+    (["--hosts-per-segment", "0"], "--hosts-per-segment: expected a positive integer"),
     (["--red-steps", "1e5", "--final-red-steps", "2.5e5"], "must be a positive multiple of --red-steps"),
     (["--red-steps", "1e5", "--final-red-steps", "5e4"], "must be a positive multiple of --red-steps"),
 ])
@@ -59,11 +59,11 @@ def test_psro_soc_refuses_budgets_below_one_update(tmp_path, capsys, monkeypatch
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--seeds", "0"], "--seeds must be positive"),
-    (["--num-envs", "-2"], "--num-envs must be positive"),
-    (["--blue-steps", "0"], "--blue-steps must be positive"),
-    (["--red-steps", "-1"], "--red-steps must be positive"),
-    (["--episodes", "0"], "--episodes must be positive"),
+    (["--seeds", "0"], "--seeds: expected a positive integer"),
+    (["--num-envs", "-2"], "--num-envs: expected a positive integer"),
+    (["--blue-steps", "0"], "--blue-steps: expected a positive integer"),
+    (["--red-steps", "-1"], "--red-steps: expected a positive integer"),
+    (["--episodes", "0"], "--episodes: expected a positive integer"),
     (["--red-steps", "10"], "--red-steps must cover at least one PPO update"),
 ])
 def test_redblue_refuses_bad_numbers(tmp_path, capsys, monkeypatch, argv, match):
