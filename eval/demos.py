@@ -23,6 +23,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from jaxsoc import cli  # noqa: E402
+
 # The metrics each demo reports (infos["metrics"] names), first the one the table sorts by.
 COLUMNS = {
     "retail": ("cost", "stockout_cost", "transfer_cost", "holding_cost", "fill_rate"),
@@ -64,16 +66,37 @@ def curve(run_dir: str):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.Parser(prog="eval/demos.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="a trained run folder on retail or banking")
     ap.add_argument("--baselines", nargs="+", default=["random"], help="scripted policies to compare")
-    ap.add_argument("--episodes", type=int, default=500, help="held-out episodes per seed")
+    ap.add_argument("--episodes", type=cli.parse_positive_int, default=500, help="held-out episodes per seed")
     ap.add_argument("--out", help="write OUT.md (the table) and OUT.png (the learning curve)")
     args = ap.parse_args(argv)
+    if args.out:
+        for suffix in (".md", ".png"):
+            problem = cli.file_problem(args.out + suffix)
+            if problem:
+                ap.error(f"--out: {problem}")
+    if len(set(args.baselines)) < len(args.baselines):
+        ap.error(f"--baselines names a policy twice: {' '.join(args.baselines)}")
+    return cli.guarded(lambda: report(args))
 
+
+def report(args) -> int:
+    from jaxsoc import policy
     from jaxsoc.analysis import protocols, runs
 
-    run = runs.find_runs([args.run])[0]
+    found = runs.find_runs([args.run])
+    if len(found) > 1:
+        raise runs.AnalysisError(f"{args.run} holds {len(found)} runs; give one run folder")
+    run = found[0]
+    # Before any evaluation (which writes evaluation.json into the run): a scenario this tool has
+    # no columns for, or a baseline that does not act on it, would fail only after the work.
+    if run.scenario not in COLUMNS:
+        raise runs.AnalysisError(f"{run.path} was trained on {run.scenario!r}; this tool reports the demos "
+                                 f"{', '.join(COLUMNS)} only")
+    for name in args.baselines:
+        policy.build_scripted(name, run.scenario, run.env)  # AnalysisError names what is wrong
     learned = protocols.evaluate_run(run.path, args.episodes)
     seeds = [int(s) for s in learned["seeds"]]
     rows = [(f"{run.algo} (trained)", learned)]
@@ -85,6 +108,7 @@ def main(argv=None) -> int:
             + table(rows, columns))
     print(text)
     if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)  # as cli.file_problem allows
         with open(args.out + ".md", "w") as f:
             f.write(text + "\n")
         import matplotlib

@@ -1,0 +1,72 @@
+"""Refusals of the study tools (eval/demos.py, eval/reproduce.py, eval/seed004.py,
+eval/train_detector.py): one line, exit status 2, before any work and before anything is written."""
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+import pytest
+import yaml
+
+EVAL = pathlib.Path(__file__).resolve().parents[1] / "eval"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"cli_studies_{name}", EVAL / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def refused(capsys, main, argv) -> str:
+    """The one-line error of `main(argv)` (exit status 2, by SystemExit or return)."""
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+def tree(path: pathlib.Path) -> dict:
+    """Every file under `path` with its bytes: what a refusal must leave unchanged."""
+    return {p: p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def fake_run(path: pathlib.Path, algo: str, scenario: str) -> pathlib.Path:
+    """A run folder as `jaxsoc.analysis.runs.read_run` sees it (a config.yaml), never trained."""
+    from jaxsoc import config as config_lib
+
+    cfg = config_lib.resolve(flags={"algo": algo, "scenario": scenario,
+                                    "run": {"name": path.name, "dir": str(path.parent)}})
+    path.mkdir(parents=True)
+    config_lib.save(cfg, path / "config.yaml")
+    return path
+
+
+# ----------------------------------------------------------------------------- eval/demos.py
+
+@pytest.mark.parametrize("argv, message", [
+    (["--episodes", "0"], "argument --episodes: expected a positive integer, got '0'"),
+    (["--out", "/proc/x/demo"], "--out: cannot write /proc/x/demo.md"),
+    (["--baselines", "random", "random"], "--baselines names a policy twice"),
+    (["--baselines", "foo"], "error: unknown algorithm 'foo'"),
+    (["--baselines", "least-cost"], "error: scripted policy 'least-cost' does not act on this scenario"),
+])
+def test_demos_refuses_bad_arguments_before_evaluating(tmp_path, capsys, argv, message):
+    run = fake_run(tmp_path / "runs" / "r", "base-stock", "retail")
+    before = tree(tmp_path)
+    assert message in refused(capsys, load("demos").main, [str(run)] + argv)
+    assert tree(tmp_path) == before  # no evaluation.json, no OUT.md
+
+
+def test_demos_refuses_a_missing_run_and_a_run_of_another_scenario(tmp_path, capsys):
+    demos = load("demos")
+    assert refused(capsys, demos.main, [str(tmp_path / "nope")]) == f"error: {tmp_path / 'nope'} does not exist"
+    run = fake_run(tmp_path / "v2", "random", "soc-v2")
+    before = tree(tmp_path)
+    err = refused(capsys, demos.main, [str(run)])
+    assert err == f"error: {run} was trained on 'soc-v2'; this tool reports the demos retail, banking only"
+    assert tree(tmp_path) == before  # evaluated nothing: no evaluation.json in the run
