@@ -30,27 +30,6 @@ greedily unless --stochastic; a run's policy acts on the scenario it was trained
 """
 
 
-def int_at_least(minimum: int):
-    """An argparse type: an integer (5e3 is fine) of at least `minimum`."""
-    def parse(text: str) -> int:
-        value = cli.parse_int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(
-                f"expected a positive integer, got {text!r}" if minimum == 1 else f"expected {minimum} or more, got {text!r}")
-        return value
-    return parse
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def build_parser():
     p = cli.Parser(prog="eval/replay.py", description="Roll out a policy's episodes and draw them.",
                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,17 +38,21 @@ def build_parser():
     p.add_argument("--scenario", help="with --algo: the env preset or scenario YAML")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="env.KEY=VALUE",
                    help="with --algo: env overrides, e.g. --set env.hosts_per_segment=8")
-    p.add_argument("--seed", type=int_at_least(0), metavar="S",
+    p.add_argument("--seed", type=cli.parse_non_negative_int, metavar="S",
                    help="with a run: the trained seed to load (default: its first); the episodes' key stream")
-    p.add_argument("--update", type=cli.parse_int, metavar="U", help="with a run: the checkpoint (default: newest)")
-    p.add_argument("--episodes", type=int_at_least(1), default=1, metavar="N", help="episodes to roll out (1)")
-    p.add_argument("--animate", type=int_at_least(0), default=1, metavar="K",
+    p.add_argument("--update", type=cli.parse_int, metavar="U",
+                   help="with a learner's run: the checkpoint (default: newest)")
+    p.add_argument("--episodes", type=cli.parse_positive_int, default=1, metavar="N", help="episodes to roll out (1)")
+    p.add_argument("--animate", type=cli.parse_non_negative_int, default=1, metavar="K",
                    help="animate the first K episodes (1; 0: none)")
-    p.add_argument("--stochastic", action="store_true", help="learners sample their actions instead of greedy ones")
-    p.add_argument("--fps", type=positive_float, default=4.0, help="animation frames (steps) per second (4)")
-    p.add_argument("--format", choices=("auto", "gif", "mp4"), default="auto",
-                   help="animation format; auto: mp4 where ffmpeg exists, else gif")
+    p.add_argument("--stochastic", action="store_true",
+                   help="with a learner's run: sample actions instead of greedy ones")
+    # None: not given, so that a flag the animation would ignore (--animate 0) can be refused
+    p.add_argument("--fps", type=cli.parse_positive_float, help="animation frames (steps) per second (4)")
+    p.add_argument("--format", choices=("auto", "gif", "mp4"),
+                   help="animation format; auto (default): mp4 where ffmpeg exists, else gif")
     p.add_argument("--out", metavar="DIR", help="output folder (see below)")
+    p.add_argument("--force", action="store_true", help="overwrite the files of an earlier replay in --out")
     return p
 
 
@@ -84,16 +67,35 @@ def main(argv=None) -> int:
         parser.error("--scenario and --set go with --algo; a run acts on the scenario it was trained on")
     if args.animate > args.episodes:
         parser.error(f"--animate {args.animate} is more than --episodes {args.episodes}")
+    if args.algo and args.update is not None:
+        parser.error("--update goes with a run folder: a scripted policy has no checkpoint")
+    if args.algo and args.stochastic:
+        parser.error("--stochastic goes with a learner's run: a scripted policy acts as it always does")
+    for flag, value in (("--format", args.format), ("--fps", args.fps)):
+        if value is not None and not args.animate:
+            parser.error(f"{flag} sets the animation, and --animate 0 draws none")
+    args.format = args.format or "auto"
+    args.fps = args.fps or 4.0
+    if args.run and not Path(args.run).is_dir():  # before --out, which defaults to a folder inside it
+        parser.error(f"{args.run} does not exist" if not Path(args.run).exists() else f"{args.run} is not a run folder")
+    out = output_folder(args)
+    problem = cli.folder_problem(out)
+    if problem:
+        parser.error(problem)
 
     def work() -> int:
         from jaxsoc.replay import animate
 
-        if args.animate and not animate.can_write(animate.pick_format(args.format)):
+        fmt = animate.pick_format(args.format)
+        if args.animate and not animate.can_write(fmt):
             raise cli_error("--format mp4 needs ffmpeg on PATH (use --format gif)")
         # Everything that can be refused is refused before anything is written.
-        policy, seed, out = resolve(args)
-        if out.exists() and not out.is_dir():
-            raise cli_error(f"--out {out} exists and is not a folder")
+        outputs = [out / "trace.json", out / "summary.png"] + [out / f"episode_{e}.{fmt}" for e in range(args.animate)]
+        existing = [p.name for p in outputs if p.exists()]
+        if existing and not args.force:
+            raise cli_error(f"{out} already holds {', '.join(existing)} of an earlier replay "
+                            "(--force overwrites them, or choose another --out)")
+        policy, seed = resolve(args)
         cli.use_agg()
         import json
 
@@ -125,11 +127,22 @@ def cli_error(message: str):
     return AnalysisError(message)
 
 
+def output_folder(args) -> Path:
+    """--out, or its default (EPILOG)."""
+    if args.out:
+        return Path(args.out)
+    if args.algo:
+        return Path("replays") / f"{args.algo}-{Path(args.scenario).stem}-seed{args.seed or 0}"
+    return Path(args.run) / "replay"
+
+
 def resolve(args):
-    """(policy, seed, output folder) of the command line; AnalysisError for what cannot be replayed."""
+    """(policy, seed) of the command line; AnalysisError for what cannot be replayed."""
     import jaxsoc
     from jaxsoc import config as config_lib
+    from jaxsoc.analysis import runs
     from jaxsoc.config import ConfigError
+    from jaxsoc.policy import is_scripted
 
     if args.algo:
         try:
@@ -139,11 +152,14 @@ def resolve(args):
         if set(env) - {"env"}:
             raise cli_error("--set only takes env.* overrides here")
         policy = jaxsoc.scripted_policy(args.algo, args.scenario, env.get("env", {}))
-        seed = args.seed or 0
-        out = Path(args.out or Path("replays") / f"{args.algo}-{Path(args.scenario).stem}-seed{seed}")
-        return policy, seed, out
+        return policy, args.seed or 0
+    run = runs.read_run(args.run)
+    if is_scripted(run.algo):  # its policy reads neither a checkpoint nor the greedy flag
+        for flag, given in (("--update", args.update is not None), ("--stochastic", args.stochastic)):
+            if given:
+                raise cli_error(f"{flag} goes with a learner's run: {args.run} is a scripted {run.algo!r} run")
     policy = jaxsoc.load_policy(args.run, seed=args.seed, update=args.update, greedy=not args.stochastic)
-    return policy, policy.seed, Path(args.out or Path(args.run) / "replay")
+    return policy, policy.seed
 
 
 if __name__ == "__main__":

@@ -1,0 +1,106 @@
+"""Bad input to the viewing tools (eval/replay.py, eval/table.py, eval/figures.py, eval/explain.py)
+is one line on stderr, exit status 2, before any work, and nothing is written or changed.
+
+Every case is refused before JAX compiles anything, so each runs in milliseconds: the tools are
+called in-process through their `main(argv)`, on hand-made run folders (config.yaml and a short
+metrics.jsonl; no checkpoints).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import eval.explain as explain_tool
+import eval.figures as figures_tool
+import eval.replay as replay_tool
+import eval.table as table_tool
+
+
+def call(main, argv, capsys):
+    """(exit status, stderr) of `main(argv)`: argparse refusals raise SystemExit, the rest return."""
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    return code, err
+
+
+def refused(main, argv, capsys, message):
+    code, err = call(main, argv, capsys)
+    assert code == 2, err
+    assert message in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def make_run(root: Path, name: str, algo: str = "rule-soar", scenario: str = "hmarl-soc-v1",
+             episodes: int = 3000, evaluated: bool = False) -> Path:
+    """A run folder as train/run.py leaves it (no checkpoints): config.yaml and a two-update log."""
+    path = root / name
+    path.mkdir(parents=True)
+    cfg = {"algo": algo, "scenario": scenario, "env": {}, "num_envs": 1, "num_seeds": 1, "seed": 0,
+           "total_steps": 10_000, "run": {"name": name, "dir": str(root)}}
+    (path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    metrics = {"return": -1.0, "csr": 0.5, "mttd": 8.0, "mttr": 100.0, "fpr": 0.05}
+    lines = [{"update": u, "seed": 0, "env_steps": 1000 * u, "metrics": {"episodes": episodes, **metrics}}
+             for u in (1, 2)]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+def snapshot(root: Path) -> dict:
+    """Every file under `root` with its bytes: to show that a refusal changed nothing."""
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture()
+def runs(tmp_path):
+    make_run(tmp_path / "runs", "scripted")
+    make_run(tmp_path / "runs", "learner", algo="mappo", scenario="soc-v2")
+    return tmp_path / "runs"
+
+
+# ----------------------------------------------------------------------------- eval/replay.py
+SCRIPTED = ["--algo", "random", "--scenario", "soc-v2"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (SCRIPTED + ["--update", "5"], "--update goes with a run folder: a scripted policy has no checkpoint"),
+    (SCRIPTED + ["--stochastic"], "--stochastic goes with a learner's run"),
+    (SCRIPTED + ["--animate", "0", "--format", "mp4"], "--format sets the animation, and --animate 0 draws none"),
+    (SCRIPTED + ["--animate", "0", "--format", "auto"], "--format sets the animation"),
+    (SCRIPTED + ["--animate", "0", "--fps", "2"], "--fps sets the animation, and --animate 0 draws none"),
+    (SCRIPTED + ["--out", "/proc/x"], "cannot write /proc/x"),
+    (SCRIPTED + ["--fps", "nan"], "expected a finite number above 0"),
+])
+def test_replay_refuses_flags_it_would_ignore_and_unwritable_out(argv, message, tmp_path, capsys):
+    refused(replay_tool.main, argv, capsys, message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_replay_on_a_scripted_run_refuses_update_and_stochastic(runs, capsys):
+    before = snapshot(runs)
+    for flag in (["--update", "9"], ["--stochastic"]):
+        refused(replay_tool.main, [str(runs / "scripted"), *flag], capsys,
+                f"{flag[0]} goes with a learner's run: {runs / 'scripted'} is a scripted 'rule-soar' run")
+    assert snapshot(runs) == before and not (runs / "scripted" / "replay").exists()
+
+
+def test_replay_out_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "f").write_text("keep")
+    refused(replay_tool.main, SCRIPTED + ["--out", str(tmp_path / "f")], capsys, "exists and is not a folder")
+    assert (tmp_path / "f").read_text() == "keep"
+
+
+def test_replay_never_overwrites_an_earlier_replay_without_force(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.png").write_text("an earlier summary")
+    (out / "notes.txt").write_text("mine")  # not an output of replay: no reason to refuse
+    refused(replay_tool.main, SCRIPTED + ["--format", "gif", "--out", str(out)], capsys,
+            f"{out} already holds summary.png of an earlier replay (--force overwrites them")
+    assert snapshot(out) == {out / "notes.txt": b"mine", out / "summary.png": b"an earlier summary"}
