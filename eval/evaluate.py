@@ -43,9 +43,11 @@ def build_parser():
                    epilog=EPILOG, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="*", metavar="RUN_DIR",
                    help="run folders (runs/<name>), or folders holding them")
-    p.add_argument("--episodes", type=cli.parse_int, default=1000, metavar="N", help="episodes per seed (1000)")
-    p.add_argument("--update", type=cli.parse_int, metavar="U", help="checkpoint to load (default: newest)")
-    p.add_argument("--batch", type=cli.parse_int, metavar="B",
+    p.add_argument("--episodes", type=cli.parse_positive_int, default=1000, metavar="N",
+                   help="episodes per seed (1000)")
+    p.add_argument("--update", type=cli.parse_non_negative_int, metavar="U",
+                   help="checkpoint to load (default: newest); learners' run folders only")
+    p.add_argument("--batch", type=cli.parse_positive_int, metavar="B",
                    help="parallel envs per batch (default: all episodes at once); results depend on it")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of greedy ones")
     p.add_argument("--algo", help="a scripted policy to evaluate without a run folder (with --scenario)")
@@ -76,10 +78,14 @@ def main(argv=None) -> int:
             build_parser().error("--out applies with --algo: a run folder's evaluation is written into the run folder")
         if args.no_write:
             build_parser().error("--out and --no-write contradict each other: give one")
-        if out.exists() and not out.is_dir():
-            build_parser().error(f"--out {out} exists and is not a folder")
+        problem = cli.folder_problem(out)
+        if problem is not None:
+            build_parser().error(f"--out: {problem}")
         if (out / "evaluation.json").exists() and not args.force:
             build_parser().error(f"{out / 'evaluation.json'} exists: --force replaces it, or choose another --out")
+    if args.algo and args.update is not None:
+        build_parser().error("--update applies to a learner's run folder: --algo evaluates a scripted "
+                             "policy, which reads no checkpoint")
     if args.runs and (args.sets or args.seeds):
         # A run's policy was trained on its own env and seeds; silently ignoring the flag would
         # report numbers the user did not ask for.
@@ -106,7 +112,10 @@ def main(argv=None) -> int:
                 head += f" (written to {Path(args.out) / protocols.EVALUATION_FILE})"
             records.append((head, args.scenario, env.get("env", {}), rec))
         else:
-            for run in runs.find_runs(args.runs):  # run folders, or folders holding them
+            found = runs.find_runs(args.runs)  # run folders, or folders holding them
+            for run in found:  # every run refused now, not after the ones before it are evaluated
+                protocols.check_evaluation(run.path, update=args.update, scenario=args.scenario)
+            for run in found:
                 rec = protocols.evaluate_run(run.path, args.episodes, update=args.update, greedy=not args.stochastic,
                                              batch=args.batch, scenario=args.scenario, write=not args.no_write,
                                              reuse=not args.force)
