@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from jaxsoc import cli  # noqa: E402
 from jaxsoc.env import cage4  # noqa: E402
 from jaxsoc.env.cage4.baselines import BASELINES  # noqa: E402
 
@@ -50,13 +51,17 @@ def play(env, params, policy, key, batch):
     return jax.jit(jax.vmap(one))(jax.random.split(key, batch))
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--episodes", type=int, default=1000)
-    ap.add_argument("--batch", type=int, default=500)
+def main(argv=None):
+    ap = cli.Parser(prog="eval/cage4_calibration.py", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--episodes", type=cli.parse_positive_int, default=1000)
+    ap.add_argument("--batch", type=cli.parse_positive_int, default=500)
     ap.add_argument("--policies", nargs="+", default=list(BASELINES), choices=list(BASELINES))
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    ap.add_argument("--seed", type=cli.parse_int, default=0)
+    args = ap.parse_args(argv)
+    twice = sorted({p for p in args.policies if args.policies.count(p) > 1})
+    if twice:  # one table column per policy: a second run of one would overwrite the first
+        ap.error(f"--policies names {', '.join(twice)} twice")
     env, params = cage4.make()
     rows = {}
     for i, policy in enumerate(args.policies):

@@ -20,6 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from jaxsoc import cli  # noqa: E402
+
 FAMILIES = {
     "normal": lambda rng, m, n: rng.standard_normal((m, n)),
     "{-1, 0, 1}": lambda rng, m, n: rng.integers(-1, 2, (m, n)),
@@ -47,17 +49,31 @@ def highs_value(payoff: np.ndarray) -> float:
     return -res.fun if res.status == 0 else float("nan")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--count", type=int, default=20, help="games per family and shape")
+# The most memory a shape's games may take: `--count` payoff matrices of the shape, in float64 as
+# the solver's concrete path reads them (the study's shapes take well under a megabyte).
+MAX_GAMES_BYTES = 2**30
+
+
+def main(argv=None) -> None:
+    ap = cli.Parser(prog="eval/game_accuracy.py", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=cli.parse_positive_int, default=20, help="games per family and shape")
     ap.add_argument("--shapes", default="10x10,30x60,60x60", help="comma-separated ROWSxCOLS")
-    ap.add_argument("--seed", type=int, default=7)
-    args = ap.parse_args()
+    ap.add_argument("--seed", type=cli.parse_int, default=7)
+    args = ap.parse_args(argv)
     try:
-        shapes = [tuple(int(v) for v in s.lower().split("x")) for s in args.shapes.split(",")]
-        assert all(len(s) == 2 and min(s) >= 1 for s in shapes) and args.count >= 1
+        shapes = [tuple(int(v) for v in s.lower().split("x")) for s in cli.parse_list(args.shapes)]
+        assert shapes and all(len(s) == 2 and min(s) >= 1 for s in shapes)
     except (ValueError, AssertionError):
-        ap.error("--shapes must look like 10x10,30x60 and --count be positive")
+        ap.error(f"--shapes must look like 10x10,30x60, got {args.shapes!r}")
+    for m, n in shapes:
+        size = args.count * m * n * 8
+        if size > MAX_GAMES_BYTES:
+            ap.error(f"--shapes {m}x{n}: {args.count} games of that shape would take {size / 2**30:,.1f} GiB "
+                     f"in float64, more than the 1 GiB bound (lower --count or the shape)")
+        if max(m, n) ** 2 * 8 > MAX_GAMES_BYTES:  # the timings below solve a square game of the larger side
+            ap.error(f"--shapes {m}x{n}: the {max(m, n):,} x {max(m, n):,} game the solve times use would take "
+                     f"{max(m, n) ** 2 * 8 / 2**30:,.1f} GiB in float64, more than the 1 GiB bound")
 
     import jax
 

@@ -15,34 +15,53 @@ fictitious play, "last" naive self-play. Prints a markdown table (docs/game.md q
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from jaxsoc import cli  # noqa: E402
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+# The largest payoff matrix accepted: the exact solver works on it in float64 (size x size x 8
+# bytes); 1 GiB (size 11,585) is far past what the toy study needs and still fits in memory.
+MAX_PAYOFF_BYTES = 2**30
+
+
+def main(argv=None) -> None:
+    ap = cli.Parser(prog="eval/psro_toy.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--game", choices=["random", "cyclic"], default="random",
                     help="random: standard-normal payoffs; cyclic: rock-paper-scissors on --size actions")
-    ap.add_argument("--size", type=int, default=50, help="actions per player (odd for cyclic)")
-    ap.add_argument("--iterations", type=int, default=40)
+    ap.add_argument("--size", type=cli.parse_positive_int, default=50, help="actions per player (odd for cyclic)")
+    ap.add_argument("--iterations", type=cli.parse_positive_int, default=40)
     ap.add_argument("--meta", default="nash,uniform,last", help="comma-separated meta-solvers")
-    ap.add_argument("--every", type=int, default=1, help="print every N-th iteration")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    if args.size < 1 or args.iterations < 1 or args.every < 1:
-        ap.error("--size, --iterations and --every must be positive")
+    ap.add_argument("--every", type=cli.parse_positive_int, default=1, help="print every N-th iteration")
+    ap.add_argument("--seed", type=cli.parse_int, default=0)
+    args = ap.parse_args(argv)
+    if args.size**2 * 8 > MAX_PAYOFF_BYTES:
+        ap.error(f"--size {args.size:,}: the {args.size:,} x {args.size:,} payoff matrix would take "
+                 f"{args.size**2 * 8 / 2**30:,.1f} GiB in the float64 solver, more than the 1 GiB bound "
+                 f"(at most {math.isqrt(MAX_PAYOFF_BYTES // 8):,} actions)")
+    if (args.iterations + 1) ** 2 * 8 > MAX_PAYOFF_BYTES:  # the populations' meta-game grows to that size
+        ap.error(f"--iterations {args.iterations:,}: the meta-game of {args.iterations + 1:,} members per side "
+                 f"would take {(args.iterations + 1) ** 2 * 8 / 2**30:,.1f} GiB in the float64 solver, more than "
+                 f"the 1 GiB bound (at most {math.isqrt(MAX_PAYOFF_BYTES // 8) - 1:,} iterations)")
 
     import jax
 
     from jaxsoc.game import metagame, psro, toy
 
-    metas = [m.strip() for m in args.meta.split(",") if m.strip()]
+    metas = cli.parse_list(args.meta)
+    if not metas:
+        ap.error(f"--meta names no meta-solver; expected some of {', '.join(sorted(psro.META_SOLVERS))}")
     unknown = sorted(set(metas) - set(psro.META_SOLVERS))
     if unknown:
         ap.error(f"unknown meta-solver(s) {unknown}; expected some of {sorted(psro.META_SOLVERS)}")
+    twice = sorted({m for m in metas if metas.count(m) > 1})
+    if twice:
+        ap.error(f"meta-solver(s) {twice} given twice in --meta")
     k_game, k_row, k_col, k_run = jax.random.split(jax.random.key(args.seed), 4)
     try:
         payoff = (toy.random_zero_sum(k_game, args.size, args.size) if args.game == "random"

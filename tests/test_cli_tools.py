@@ -118,3 +118,50 @@ def test_game_tools_refuse_an_unwritable_or_existing_out(tmp_path, capsys, monke
         module.main(["--out", str(blocker), "--force", "--compile-cache", "none"] if tool == "psro_soc"
                     else ["--out", str(blocker), "--force"])
     assert blocker.read_text() == "keep"
+
+
+# --- eval/cage4_calibration.py, eval/psro_toy.py, eval/game_accuracy.py (items 46-48)
+
+@pytest.mark.parametrize("argv, match", [
+    (["--episodes", "0"], "--episodes: expected a positive integer, got '0'"),
+    (["--episodes", "-1"], "--episodes: expected a positive integer, got '-1'"),
+    (["--batch", "-1"], "--batch: expected a positive integer, got '-1'"),
+    (["--batch", "0"], "--batch: expected a positive integer, got '0'"),
+    (["--policies", "monitor", "monitor"], "--policies names monitor twice"),
+])
+def test_cage4_calibration_refuses_bad_numbers(capsys, monkeypatch, argv, match):
+    cc = load("cage4_calibration")
+    monkeypatch.setattr(cc.cage4, "make", no_work(cc, "the env"))
+    refused(cc.main, argv, capsys, match)
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--size", "1000000"], "--size 1,000,000: the 1,000,000 x 1,000,000 payoff matrix would take 7,450.6 GiB"),
+    (["--size", "11586"], "more than the 1 GiB bound (at most 11,585 actions)"),
+    (["--iterations", "1e6"], "the meta-game of 1,000,001 members per side would take"),
+    (["--size", "0"], "--size: expected a positive integer"),
+    (["--meta", ""], "--meta names no meta-solver; expected some of last, nash, uniform"),
+    (["--meta", " , "], "--meta names no meta-solver"),
+    (["--meta", "nash,foo"], "unknown meta-solver(s) ['foo']"),
+    (["--meta", "nash,uniform,nash"], "meta-solver(s) ['nash'] given twice in --meta"),
+])
+def test_psro_toy_refuses_huge_games_and_bad_solver_lists(capsys, monkeypatch, argv, match):
+    from jaxsoc.game import toy
+
+    monkeypatch.setattr(toy, "random_zero_sum", no_work(toy, "the game"))
+    refused(load("psro_toy").main, argv, capsys, match)
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--shapes", "100000x100000"], "--shapes 100000x100000: 20 games of that shape would take 1,490.1 GiB"),
+    (["--shapes", "10x10,5000x5000", "--count", "6"], "--shapes 5000x5000: 6 games of that shape would take 1.1 GiB"),
+    (["--shapes", "1x100000", "--count", "1"], "the 100,000 x 100,000 game the solve times use would take 74.5 GiB"),
+    (["--shapes", ""], "--shapes must look like 10x10,30x60, got ''"),
+    (["--shapes", "3x"], "--shapes must look like 10x10,30x60, got '3x'"),
+    (["--count", "0"], "--count: expected a positive integer"),
+])
+def test_game_accuracy_refuses_shapes_past_the_memory_bound(capsys, monkeypatch, argv, match):
+    from jaxsoc.game import metagame
+
+    monkeypatch.setattr(metagame, "solve_zero_sum", no_work(metagame, "the solver"))
+    refused(load("game_accuracy").main, argv, capsys, match)
