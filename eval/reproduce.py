@@ -35,20 +35,31 @@ figures/*.{png,pdf}, timings.json and README.md (command, machine, per-method wa
 """
 
 
+def parse_methods(text: str) -> list[str]:
+    """`cli.parse_list`, neither empty (which would plan every default row) nor naming a method twice."""
+    methods = cli.parse_list(text)
+    if not methods:
+        raise argparse.ArgumentTypeError(f"no methods in {text!r}")
+    twice = sorted({m for m in methods if methods.count(m) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"{', '.join(twice)} given twice in {text!r}")
+    return methods
+
+
 def build_parser():
     p = cli.Parser(prog="eval/reproduce.py", description="Train every method x seeds, then Table II and figures.",
                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="hmarl-soc-v1", help="env preset (hmarl-soc-v1)")
     p.add_argument("--quick", action="store_true", help="a small version (a few minutes on a CPU)")
-    p.add_argument("--methods", type=cli.parse_list, metavar="LIST",
+    p.add_argument("--methods", type=parse_methods, metavar="LIST",
                    help="e.g. rule-soar,constant,mappo, or all (default: Table II's rows)")
     p.add_argument("--seeds", type=cli.parse_seeds, metavar="LIST", help="e.g. 42,123,456 or 0-4")
     p.add_argument("--out", metavar="DIR", help="output folder (results/<preset>[-quick])")
-    p.add_argument("--total-steps", type=cli.parse_int, metavar="N", help="env steps per seed, every method")
-    p.add_argument("--num-envs", type=cli.parse_int, metavar="N", help="parallel envs per seed, every method")
-    p.add_argument("--episodes", type=cli.parse_int, metavar="N",
+    p.add_argument("--total-steps", type=cli.parse_positive_int, metavar="N", help="env steps per seed, every method")
+    p.add_argument("--num-envs", type=cli.parse_positive_int, metavar="N", help="parallel envs per seed, every method")
+    p.add_argument("--episodes", type=cli.parse_positive_int, metavar="N",
                    help="held-out episodes per seed (1000; quick 128)")
-    p.add_argument("--window", type=cli.parse_int, default=2000, metavar="N",
+    p.add_argument("--window", type=cli.parse_positive_int, default=2000, metavar="N",
                    help="paper protocol: last N training episodes (2000)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every method (a family section only for its methods)")
@@ -62,7 +73,15 @@ def build_parser():
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list:  # --list only prints the plan: these would be ignored
+        for flag, given in (("--overwrite", args.overwrite), ("--no-progress", args.no_progress),
+                            ("--compile-cache", args.compile_cache is not None)):
+            if given:
+                parser.error(f"{flag} does nothing with --list (it prints the plan and trains nothing)")
+    if args.out is not None and cli.folder_problem(args.out):
+        parser.error(f"--out: {cli.folder_problem(args.out)}")
     given = argv if argv is not None else sys.argv[1:]
     command = "python eval/reproduce.py " + " ".join(shlex.quote(a) for a in given)
 
@@ -73,6 +92,10 @@ def main(argv=None) -> int:
         plan = plan_lib.make_plan(args.preset, args.methods, quick=args.quick, seeds=args.seeds, out=args.out,
                                   total_steps=args.total_steps, num_envs=args.num_envs, episodes=args.episodes,
                                   window=args.window, sets=args.sets, extras=not args.no_extras)
+        problem = cli.folder_problem(plan.out)  # the default out (results/<preset>) too
+        if problem:
+            raise plan_lib.AnalysisError(problem)
+        plan_lib.check_runs(plan)  # every run's config, before --list shows it or execute writes
         if args.list:
             print(f"preset {plan.preset}, seeds {list(plan.seeds)}, {plan.episodes} evaluation episodes, "
                   f"out {plan.out}")

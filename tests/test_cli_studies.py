@@ -70,3 +70,43 @@ def test_demos_refuses_a_missing_run_and_a_run_of_another_scenario(tmp_path, cap
     err = refused(capsys, demos.main, [str(run)])
     assert err == f"error: {run} was trained on 'soc-v2'; this tool reports the demos retail, banking only"
     assert tree(tmp_path) == before  # evaluated nothing: no evaluation.json in the run
+
+
+# ----------------------------------------------------------------------------- eval/reproduce.py
+
+QUICK_RANDOM = ["--quick", "--methods", "random", "--no-extras"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "foo"], "error: Random: --set expects KEY=VALUE with a dotted KEY"),
+    (["--set", "unknown.key=1"], "error: Random: --set: unknown config key 'unknown'"),
+    (["--set", "ppo.clip_eps=0.3"], "error: --set ppo.clip_eps=0.3 applies to none of the planned methods (random)"),
+    (["--total-steps", "0"], "argument --total-steps: expected a positive integer, got '0'"),
+    (["--num-envs", "-1"], "argument --num-envs: expected a positive integer, got '-1'"),
+    (["--episodes", "0"], "argument --episodes: expected a positive integer, got '0'"),
+    (["--window", "0"], "argument --window: expected a positive integer, got '0'"),
+])
+@pytest.mark.parametrize("listing", [False, True])
+def test_reproduce_refuses_bad_training_values_before_writing(tmp_path, capsys, argv, message, listing):
+    out = tmp_path / "out"
+    argv = QUICK_RANDOM + argv + ["--out", str(out)] + (["--list"] if listing else [])
+    assert message in refused(capsys, load("reproduce").main, argv)
+    assert not out.exists()  # no README.md, timings.json or runs/
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", ""], "argument --methods: no methods in ''"),
+    (["--methods", "mappo,random,mappo"], "argument --methods: mappo given twice in 'mappo,random,mappo'"),
+    (["--out", "/proc/x"], "--out: cannot write /proc/x"),
+    (["--list", "--overwrite"], "--overwrite does nothing with --list"),
+    (["--list", "--compile-cache", "none"], "--compile-cache does nothing with --list"),
+])
+def test_reproduce_refuses_bad_lists_folders_and_ignored_flags(tmp_path, capsys, argv, message):
+    assert message in refused(capsys, load("reproduce").main, argv)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reproduce_lists_a_valid_plan(capsys):
+    assert load("reproduce").main(QUICK_RANDOM + ["--list", "--out", "/tmp/never-written"]) == 0
+    assert "Random" in capsys.readouterr().out
+    assert not pathlib.Path("/tmp/never-written").exists()

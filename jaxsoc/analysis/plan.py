@@ -218,6 +218,10 @@ def make_plan(
     plans = []
     for algo in chosen:
         plans.append(method_plan(algo, preset, seeds, quick, total_steps, num_envs, sets, window=window))
+    for s in sets:  # a family section's --set reaches that family's methods only
+        if not any(s in mp.sets for mp in plans):
+            raise AnalysisError(f"--set {s} applies to none of the planned methods "
+                                f"({', '.join(chosen)}): its section is another family's")
     attention = False
     if HMARL in chosen and extras:
         ks = QUICK_K_VALUES if quick else K_VALUES
@@ -245,6 +249,20 @@ def make_plan(
         attention = hasattr(algos.family_module(HMARL), "attention_weights")
     return Plan(str(preset), out, quick, seeds, episodes or (QUICK_EPISODES if quick else EPISODES),
                 window, plans, skipped, attention)
+
+
+def check_runs(plan: Plan) -> None:
+    """Resolves every run's config as `execute` will (`run_config`), so that a bad `--set`, budget
+    or env value fails in one line (AnalysisError naming the method) before anything is trained
+    or written, not method by method after the work."""
+    from jaxsoc.config import ConfigError
+
+    for mp in plan.methods:
+        for rp in mp.runs:
+            try:
+                run_config(mp, rp, plan.out / "runs")
+            except (ConfigError, ValueError, TypeError) as e:
+                raise AnalysisError(f"{mp.label}: {e}") from None
 
 
 def default_directive_period(preset: str) -> int:
