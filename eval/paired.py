@@ -51,22 +51,49 @@ SAME_EPISODES = ("episodes", "batch", "greedy", "heldout_stream")
 def read_evaluation(runs: str) -> dict:
     """One side's evaluation record: a run folder's evaluation.json, or several folders' (`a,b`)
     with their seeds combined (module docstring)."""
-    records = []
+    records, paths = [], []
     for run in runs.split(","):
         path = Path(run) / "evaluation.json"
         if not run or not path.is_file():
             raise ValueError(f"{run!r} has no evaluation.json: run eval/evaluate.py {run} first")
-        records.append(json.loads(path.read_text()))
+        records.append(read_record(path))
+        paths.append(path)
     joined = {"run": runs, "request": records[0]["request"], "seeds": {}}
-    for rec in records:
+    for rec, path in zip(records, paths):
         if any(rec["request"].get(k) != joined["request"].get(k) for k in SAME_EPISODES):
-            raise ValueError(f"{records[0]['run']} and {rec['run']} were not evaluated with the same request "
+            raise ValueError(f"{paths[0]} and {path} were not evaluated with the same request "
                              f"({', '.join(SAME_EPISODES)}): evaluate them with the same --episodes")
         repeated = sorted(set(rec["seeds"]) & set(joined["seeds"]), key=int)
         if repeated:
             raise ValueError(f"seed {repeated[0]} is in more than one of {runs}: join runs of different seeds")
         joined["seeds"].update(rec["seeds"])
     return joined
+
+
+def read_record(path: Path) -> dict:
+    """An evaluation.json's record; ValueError naming the file when it is not JSON or lacks what
+    this tool reads (a `request` mapping, and `seeds` mapping each seed number to its `metrics`,
+    each a mapping with a `mean` that is a number or null)."""
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} cannot be read as JSON ({e})") from None
+    what = "{'request': {...}, 'seeds': {seed: {'metrics': {name: {'mean': ...}}}}}"
+    if not isinstance(rec, dict) or not isinstance(rec.get("request"), dict) or not isinstance(rec.get("seeds"), dict):
+        raise ValueError(f"{path} is not an evaluation written by eval/evaluate.py (expected {what})")
+    if not rec["seeds"]:
+        raise ValueError(f"{path} holds no seeds")
+    for seed, entry in rec["seeds"].items():
+        if not seed.isdigit():
+            raise ValueError(f"{path}: seed {seed!r} is not a seed number")
+        metrics = entry.get("metrics") if isinstance(entry, dict) else None
+        if not isinstance(metrics, dict):
+            raise ValueError(f"{path}: seed {seed} has no 'metrics' mapping")
+        for name, m in metrics.items():
+            mean = m.get("mean", "missing") if isinstance(m, dict) else "missing"
+            if mean is not None and (isinstance(mean, bool) or not isinstance(mean, (int, float))):
+                raise ValueError(f"{path}: seed {seed}, metric {name!r} has no numeric 'mean'")
+    return rec
 
 
 def seed_means(record: dict, metric: str) -> Dict[str, float]:
@@ -92,6 +119,9 @@ def table(a: dict, b: dict, metrics: Sequence[str], level: float) -> str:
     for m in metrics:
         sa, sb = seed_means(a, m), seed_means(b, m)
         both = sorted(set(sa) & set(sb), key=int)
+        if not both:  # e.g. MTTD of a policy that never detects: no mean to pair
+            raise ValueError(f"no seed has a mean {m} in both A and B (it is null where undefined): "
+                             "nothing to pair; leave it out of --metrics")
         k = pct(m)
         d = [k * (sb[s] - sa[s]) for s in both]
         ci = mean_interval(d, level)
@@ -112,6 +142,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not 0.0 < args.level < 1.0:
         p.error(f"--level must lie strictly between 0 and 1, got {args.level}")
+    if not args.metrics:
+        p.error("--metrics names no metric (e.g. --metrics return,csr)")
+    repeated = sorted({m for m in args.metrics if args.metrics.count(m) > 1})
+    if repeated:
+        p.error(f"--metrics names {', '.join(repeated)} more than once")
+    # A run compared with itself is a difference of zero, seed by seed: surely a mistyped side.
+    same = {Path(r).resolve() for r in args.a.split(",") if r} & {Path(r).resolve() for r in args.b.split(",") if r}
+    if same:
+        p.error(f"{sorted(same)[0]} is on both sides (A and B): compare two different runs")
     try:
         print(table(read_evaluation(args.a), read_evaluation(args.b), args.metrics, args.level))
     except ValueError as e:
