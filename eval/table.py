@@ -14,20 +14,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jaxsoc import cli  # noqa: E402
+from jaxsoc.analysis import tables  # noqa: E402  (light: no JAX, for the checks before any work)
 
 EPILOG = """\
 Methods are found from the runs' config.yaml (algorithm, scenario, training config); runs that
 differ only in their seeds are pooled into one method (a seed in several runs of a method comes
 from the newest: the run whose metrics.jsonl was written last, with a note on stderr). One table per
 scenario (and env overrides) and protocol:
-  paper  per seed, the mean over the last 2,000 TRAINING episodes (episode-weighted over the newest
-         whole updates of metrics.jsonl holding >= 2,000 episodes), then mean +- population std
+  paper  per seed, the mean over the last --window (2,000) TRAINING episodes (episode-weighted over
+         the newest whole updates of metrics.jsonl holding >= that many), then mean +- population std
          over seeds; on hmarl-soc-v1 the paper's published rows are shown next to ours
   ours   per seed, greedy policy on held-out episodes (eval/evaluate.py; runs not evaluated yet
          are evaluated now with --episodes, unless --no-evaluate)
 Cells: mean +- std in display units (FPR, CSR, exfiltration in percent); (83%) = share of
 episodes where the metric is defined (v2 MTTD/MTTR); [3/5 seeds] = seeds where it is defined.
-Outputs with --out: table2_<scenario>_<protocol>.md/.csv/.tex (CSV in metric units).
+Outputs with --out: table2_<scenario>_<protocol>.md/.csv/.tex (CSV in metric units); tables
+already there are not overwritten unless --force. --metrics takes the metrics the tables know
+(return, mttd, mttr, fpr, csr, exfiltrated, hosts_compromised, length, alert_precision) and any
+other the runs log.
 """
 
 
@@ -36,45 +40,86 @@ def build_parser():
                    formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_run_arguments(p, window_help="paper protocol: last N training episodes per seed (2000)")
     p.add_argument("--out", metavar="DIR", help="write md/csv/tex files here")
-    p.add_argument("--formats", type=cli.parse_list, default=["md", "csv", "tex"], metavar="LIST",
-                   help="md,csv,tex (default all three)")
+    p.add_argument("--formats", type=cli.parse_list, metavar="LIST", help="with --out: md,csv,tex (default all three)")
     p.add_argument("--metrics", type=cli.parse_list, metavar="LIST",
                    help="columns (default: return,mttd,mttr,fpr,csr; ours adds exfiltrated,hosts_compromised)")
     p.add_argument("--paper", choices=("all", "matched", "none"),
                    help="published rows: all of them, only for our methods, or none "
                    "(default: all for the paper protocol, matched for ours)")
+    p.add_argument("--force", action="store_true", help="overwrite tables already in --out")
+    # None: not given, so that a flag the chosen protocol would ignore can be refused
+    p.set_defaults(window=None, episodes=None, formats=None)
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for flag, value in (("--window", args.window), ("--episodes", args.episodes)):
+        if value is not None and value < 1:
+            parser.error(f"{flag}: expected a positive integer, got {value}")
+    if args.protocol == "paper":
+        for flag, given in (("--episodes", args.episodes is not None), ("--no-evaluate", args.no_evaluate)):
+            if given:
+                parser.error(f"{flag} goes with --protocol ours or both: the paper protocol reads the training logs")
+    if args.protocol == "ours" and args.window is not None:
+        parser.error("--window goes with --protocol paper or both: the ours protocol evaluates held-out episodes")
+    if args.formats is not None and not args.out:
+        parser.error("--formats goes with --out: without it no file is written")
+    if args.metrics is not None and not args.metrics:
+        parser.error("--metrics: no metric given")
+    window = tables.PAPER_WINDOW if args.window is None else args.window
+    episodes = 1000 if args.episodes is None else args.episodes
+    formats = ["md", "csv", "tex"] if args.formats is None else args.formats
+    try:
+        tables.check_formats(formats)
+    except ValueError as e:
+        parser.error(f"--formats: {e}")
+    problem = args.out and cli.folder_problem(args.out)
+    if problem:
+        parser.error(problem)
 
     def work() -> int:
-        from jaxsoc.analysis import protocols, runs, tables
+        from jaxsoc.analysis import protocols, runs
 
         groups = cli.read_methods(args.runs)
+        if args.metrics:
+            tables.check_metrics(args.metrics, groups)
         sections: dict = {}
         for g in groups:
             sections.setdefault((g.scenario, json.dumps(g.env, sort_keys=True)), []).append(g)
         protos = ("paper", "ours") if args.protocol == "both" else (args.protocol,)
-        for (scenario, env_key), gs in sections.items():
+        stems = {}
+        for (scenario, env_key) in sections:
             env = json.loads(env_key)
             suffix = scenario + ("_" + "_".join(f"{k}-{v}" for k, v in sorted(env.items())) if env else "")
             for protocol in protos:
+                stems[scenario, env_key, protocol] = f"table2_{suffix}_{protocol}"
+        if args.out and not args.force:
+            existing = [f"{stem}.{fmt}" for stem in stems.values() for fmt in formats
+                        if (Path(args.out) / f"{stem}.{fmt}").exists()]
+            if existing:
+                raise runs.AnalysisError(f"{args.out} already holds {', '.join(existing)} "
+                                         "(--force overwrites them, or choose another --out)")
+        # Every table is built before any is written: a method that fails leaves no file behind.
+        built = []
+        for (scenario, env_key), gs in sections.items():
+            for protocol in protos:
                 if protocol == "paper":
-                    results = [protocols.paper_protocol(g, args.window) for g in gs]
+                    results = [protocols.paper_protocol(g, window) for g in gs]
                     metrics = args.metrics or runs.TABLE_METRICS
                 else:
-                    results = [protocols.ours_protocol(g, args.episodes, evaluate=not args.no_evaluate)
-                               for g in gs]
+                    results = [protocols.ours_protocol(g, episodes, evaluate=not args.no_evaluate) for g in gs]
                     metrics = args.metrics or runs.EVAL_METRICS
                 paper = args.paper or ("all" if protocol == "paper" else "matched")
-                table = tables.build_table(results, protocol, metrics, paper=paper)
-                print(tables.to_markdown(table))
-                if args.out:
-                    for path in tables.write_table(table, args.out, f"table2_{suffix}_{protocol}", args.formats):
-                        print(f"wrote {path}")
-                    print()
+                table = tables.build_table(results, protocol, metrics, paper=paper, window=window)
+                built.append((table, stems[scenario, env_key, protocol]))
+        for table, stem in built:
+            print(tables.to_markdown(table))
+            if args.out:
+                for path in tables.write_table(table, args.out, stem, formats):
+                    print(f"wrote {path}")
+                print()
         return 0
 
     return cli.guarded(work)

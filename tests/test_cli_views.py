@@ -104,3 +104,62 @@ def test_replay_never_overwrites_an_earlier_replay_without_force(tmp_path, capsy
     refused(replay_tool.main, SCRIPTED + ["--format", "gif", "--out", str(out)], capsys,
             f"{out} already holds summary.png of an earlier replay (--force overwrites them")
     assert snapshot(out) == {out / "notes.txt": b"mine", out / "summary.png": b"an earlier summary"}
+
+
+# ----------------------------------------------------------------------------- eval/table.py
+@pytest.mark.parametrize("argv, message", [
+    (["--window", "0"], "--window: expected a positive integer, got 0"),
+    (["--window", "-5"], "--window: expected a positive integer, got -5"),
+    (["--episodes", "0"], "--episodes: expected a positive integer, got 0"),
+    (["--protocol", "ours", "--window", "500"], "--window goes with --protocol paper or both"),
+    (["--protocol", "paper", "--episodes", "5"], "--episodes goes with --protocol ours or both"),
+    (["--protocol", "paper", "--no-evaluate"], "--no-evaluate goes with --protocol ours or both"),
+    (["--formats", "md"], "--formats goes with --out: without it no file is written"),
+    (["--formats", "", "--out", "OUT"], "--formats: no table format given (md, csv, tex)"),
+    (["--formats", "md,xls", "--out", "OUT"], "--formats: unknown table format 'xls' (md, csv, tex)"),
+    (["--metrics", ""], "--metrics: no metric given"),
+    (["--protocol", "paper", "--metrics", "return,foo"], "unknown metric 'foo' (known: alert_precision, csr,"),
+    (["--out", "/proc/x"], "cannot write /proc/x"),
+    (["--out", "FILE"], "exists and is not a folder"),
+])
+def test_table_refuses_bad_flags_before_any_work(argv, message, runs, tmp_path, capsys):
+    (tmp_path / "file").write_text("keep")
+    argv = [{"OUT": str(tmp_path / "t1"), "FILE": str(tmp_path / "file")}.get(a, a) for a in argv]
+    before = snapshot(tmp_path)
+    refused(table_tool.main, [str(runs / "scripted"), *argv], capsys, message)
+    assert snapshot(tmp_path) == before and not (tmp_path / "t1").exists()
+
+
+def test_table_title_states_the_window_and_metrics_the_runs_log_are_known(runs, capsys):
+    assert table_tool.main([str(runs / "scripted"), "--protocol", "paper", "--window", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "mean over the last 500 training episodes per seed (the paper's protocol uses 2,000)" in out
+    # a window longer than the log (2 x 3,000 episodes) uses every logged episode, and says so
+    assert table_tool.main([str(runs / "scripted"), "--protocol", "paper", "--window", "1e12"]) == 0
+    out = capsys.readouterr().out
+    assert "mean over every logged training episode per seed (fewer than the window of 1,000,000,000,000)" in out
+    assert table_tool.main([str(runs / "scripted"), "--protocol", "paper"]) == 0
+    assert "last 2,000 training episodes per seed (the paper's protocol)" in capsys.readouterr().out
+    # not in the tables' own list, but in the log: a column like any other
+    assert table_tool.main([str(runs / "scripted"), "--protocol", "paper", "--metrics", "episodes"]) == 0
+
+
+def test_table_never_overwrites_tables_without_force(runs, tmp_path, capsys):
+    out = tmp_path / "t"
+    argv = [str(runs / "scripted"), "--protocol", "paper", "--out", str(out), "--formats", "md,csv"]
+    assert table_tool.main(argv) == 0
+    capsys.readouterr()
+    (out / "table2_hmarl-soc-v1_paper.csv").write_text("edited")
+    before = snapshot(out)
+    refused(table_tool.main, argv, capsys, f"{out} already holds table2_hmarl-soc-v1_paper.md, "
+            "table2_hmarl-soc-v1_paper.csv (--force overwrites them")
+    assert snapshot(out) == before
+    assert table_tool.main(argv + ["--force"]) == 0
+    assert (out / "table2_hmarl-soc-v1_paper.csv").read_text().startswith("method,")
+
+
+def test_a_failing_method_leaves_no_table_behind(runs, tmp_path, capsys):
+    (runs / "learner" / "metrics.jsonl").write_text("")  # paper protocol: an empty log is refused
+    out = tmp_path / "t"
+    refused(table_tool.main, [str(runs), "--protocol", "paper", "--out", str(out)], capsys, "is empty")
+    assert not out.exists()

@@ -68,7 +68,8 @@ def write_outputs(summary: Summary, log) -> None:
         if not res:
             continue
         metrics = runs_lib.TABLE_METRICS if protocol == "paper" else runs_lib.EVAL_METRICS
-        table = tables.build_table(res, protocol, metrics, paper="all" if protocol == "paper" else "matched")
+        table = tables.build_table(res, protocol, metrics, paper="all" if protocol == "paper" else "matched",
+                                   window=plan.window)
         summary.tables[protocol] = table
         summary.files += tables.write_table(table, tdir, f"table2_{protocol}")
         title = table.title

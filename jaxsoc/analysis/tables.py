@@ -27,6 +27,57 @@ PROTOCOLS = {
     "paper": "mean over the last 2,000 training episodes per seed (the paper's protocol)",
     "ours": "greedy policy on held-out episodes per seed",
 }
+PAPER_WINDOW = 2000  # the paper's window of training episodes (protocols.WINDOW_EPISODES)
+
+
+def protocol_text(protocol: str, window: int = PAPER_WINDOW, short: bool = False) -> str:
+    """What a protocol's numbers are, for a title: the paper protocol's with its `window`, or
+    with `short` (no seed logged `window` episodes) every logged episode."""
+    if protocol == "paper" and short:
+        return f"mean over every logged training episode per seed (fewer than the window of {window:,})"
+    if protocol == "paper" and window != PAPER_WINDOW:
+        return f"mean over the last {window:,} training episodes per seed (the paper's protocol uses {PAPER_WINDOW:,})"
+    return PROTOCOLS.get(protocol, protocol)
+
+
+def known_metrics(groups: Sequence[runs_lib.Group]) -> list[str]:
+    """The metric names a table or figure of `groups` can fill: those with a display spec
+    (`runs.METRICS`) and those the runs log (the first line of each metrics.jsonl, each
+    evaluation.json); a file that cannot be read adds nothing here (the protocols report it)."""
+    import json
+
+    names = set(runs_lib.METRICS)
+    for g in groups:
+        for run in g.runs:
+            try:
+                with open(run.path / "metrics.jsonl") as f:
+                    names.update(json.loads(f.readline()).get("metrics") or {})
+            except (OSError, ValueError, AttributeError):
+                pass
+            try:
+                record = json.loads((run.path / "evaluation.json").read_text())
+                for entry in record["seeds"].values():
+                    names.update(entry["metrics"])
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                pass
+    return sorted(names)
+
+
+def check_metrics(metrics: Sequence[str], groups: Sequence[runs_lib.Group]) -> None:
+    """AnalysisError naming the first of `metrics` that `known_metrics(groups)` lacks, with those known."""
+    known = known_metrics(groups)
+    for m in metrics:
+        if m not in known:
+            raise AnalysisError(f"unknown metric {m!r} (known: {', '.join(known)})")
+
+
+def check_formats(formats: Sequence[str]) -> None:
+    """AnalysisError unless `formats` is a non-empty list of `FORMATS`."""
+    if not formats:
+        raise AnalysisError(f"no table format given ({', '.join(FORMATS)})")
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise AnalysisError(f"unknown table format {fmt!r} ({', '.join(FORMATS)})")
 
 
 @dataclasses.dataclass
@@ -58,11 +109,13 @@ def build_table(
     metrics: Sequence[str] = runs_lib.TABLE_METRICS,
     paper: str = "matched",
     title: str | None = None,
+    window: int = PAPER_WINDOW,
 ) -> Table:
     """A table from methods' per-seed results (all on one scenario, under one protocol).
 
-    `paper`: "matched", "all" or "none" (module docstring). AnalysisError for no results, mixed
-    scenarios or protocols, or a method without any seed.
+    `paper`: "matched", "all" or "none" (module docstring); `window`: the training episodes per
+    seed the paper-protocol results were taken over (for the title). AnalysisError for no
+    results, mixed scenarios or protocols, or a method without any seed.
     """
     if paper not in ("matched", "all", "none"):
         raise AnalysisError(f"paper must be 'matched', 'all' or 'none', got {paper!r}")
@@ -105,7 +158,10 @@ def build_table(
     env = results[0].env
     if title is None:
         where = scenario + (" (" + ", ".join(f"{k}={v}" for k, v in sorted(env.items())) + ")" if env else "")
-        title = f"Table II on {where}: {PROTOCOLS.get(protocol, protocol)}"
+        # the window each seed's numbers came from (paper_protocol's info): all of the log if short
+        used = [s.info.get("window_episodes") for r in results for s in r.seeds]
+        short = protocol == "paper" and all(isinstance(n, int) and n < window for n in used)
+        title = f"Table II on {where}: {protocol_text(protocol, window, short)}"
     if any(x.source == "paper" for x in rows):
         notes.insert(0, "paper: the published Table II (docs/reference.md §3.1): last 2,000 of 10,000 training "
                         "episodes, mean ± population std over seeds 42/123/456/789/1024")
@@ -215,12 +271,11 @@ FORMATS = {"md": to_markdown, "csv": to_csv, "tex": to_latex}
 def write_table(table: Table, out_dir: str | Path, stem: str,
                 formats: Sequence[str] = ("md", "csv", "tex")) -> list[Path]:
     """Writes `<out_dir>/<stem>.<fmt>` for each format; returns the paths."""
+    check_formats(formats)  # before anything is made
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
-        if fmt not in FORMATS:
-            raise AnalysisError(f"unknown table format {fmt!r} (md, csv, tex)")
         path = out_dir / f"{stem}.{fmt}"
         path.write_text(FORMATS[fmt](table))
         paths.append(path)
