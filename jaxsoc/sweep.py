@@ -114,6 +114,14 @@ def make_plan(flags: dict, sets: Sequence[str], grid: dict, config_file: str | N
     for key in keys:
         if key in {"seed", "num_seeds"}:
             raise ConfigError(f"--grid {key}: seeds are the sweep's other axis (--num-seeds, --seed)")
+        check_grid_key(key, flags, sets)
+        try:  # the grid goes to `resolve` as --set items: its unknown keys are named as --grid's
+            resolve([f"{key}={grid[key][0]}"])
+        except ConfigError as e:
+            source = "--set: "
+            if not str(e).startswith(source):
+                raise
+            raise ConfigError(f"--grid {key}: {str(e)[len(source):]}") from None
     groups: dict[tuple, Group] = {}
     for combo in itertools.product(*(grid[k] for k in keys)):
         point = dict(zip(keys, combo))
@@ -128,6 +136,36 @@ def make_plan(flags: dict, sets: Sequence[str], grid: dict, config_file: str | N
         groups[static].points.append(point)
     seeds = tuple(range(base["seed"], base["seed"] + base["num_seeds"]))
     return Plan(algo, grid, list(groups.values()), seeds, int(episodes))
+
+
+def check_grid_key(key: str, flags: dict, sets: Sequence[str]) -> None:
+    """ConfigError for a grid key that a flag or a --set also sets (the grid would silently win)."""
+    if flags.get(key) is not None:
+        raise ConfigError(f"--grid {key} and --{key.replace('_', '-')} both set {key}: give its values in --grid only")
+    for item in sets:
+        other = str(item).partition("=")[0].strip()
+        if other == key or key.startswith(other + ".") or other.startswith(key + "."):
+            raise ConfigError(f"--grid {key} and --set {item} both set {key}: give its values in --grid only")
+
+
+def check_programs(plan: Plan, make_env=None) -> None:
+    """Builds every group's env and trainer as `run_group` will (nothing compiled), so that a
+    setting only they refuse (e.g. `env.max_steps=0`) is refused before the first program runs;
+    ConfigError."""
+    if make_env is None:
+        import jaxsoc.env as soc
+
+        make_env = soc.make
+    for group in plan.groups:
+        cfg = group.config
+        try:
+            env, env_params = make_env(cfg["scenario"], **cfg["env"])
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"env {cfg['scenario']!r}: {e}") from None
+        trainer = algos.make_train(cfg, env, env_params)
+        if trainer.num_updates < 1:
+            raise ConfigError(f"total_steps={cfg['total_steps']} is less than one update "
+                              f"({trainer.env_steps_per_update} env steps)")
 
 
 def config_value(cfg: dict, key: str):

@@ -52,10 +52,14 @@ def main(argv=None, make_env=None, scenarios=None) -> int:
     try:
         grid = sweep.parse_grid(args.grid)
         plan = sweep.make_plan(flags, args.sets, grid, args.config, args.episodes, scenarios=scenarios)
+        sweep.check_programs(plan, make_env)
         cfg = plan.groups[0].config
         out = Path(cfg["run"]["dir"]) / args.name
         if out.exists() and not args.overwrite:
             raise ConfigError(f"{out} already exists: pass --overwrite to replace it")
+        problem = cli.folder_problem(out)  # found now, not after every point has trained
+        if problem is not None:
+            raise ConfigError(problem)
         points = sum(len(g.points) for g in plan.groups)
         print(f"sweep: {points} point(s) x {len(plan.seeds)} seed(s) of {plan.algo} on {cfg['scenario']} "
               f"in {len(plan.groups)} program(s); vectorised keys: "
