@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # uninstalled checkout
-from jaxsoc import buffers as B  # noqa: E402
+from jaxsoc import buffers as B, cli  # noqa: E402
 
 OBS = {"sc": 64, "th": 128, "at": 64, "ro": 96}
 ACTS = {"sc": 8, "th": 16, "at": 1, "ro": 12}
@@ -68,14 +68,16 @@ def touch(prio, key):
     return prio.at[i].set(prio[i] * 0.5 + 0.25)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--capacity", type=int, default=200_000)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--add", type=int, default=256, help="transitions per add (envs per step)")
-    ap.add_argument("--reps", type=int, default=100)
+def main(argv=None):
+    ap = cli.Parser(prog="eval/bench_buffers.py", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--capacity", type=cli.parse_positive_int, default=200_000)
+    ap.add_argument("--batch", type=cli.parse_positive_int, default=256)
+    ap.add_argument("--add", type=cli.parse_positive_int, default=256, help="transitions per add (envs per step)")
+    ap.add_argument("--reps", type=cli.parse_positive_int, default=100)
     ap.add_argument("--obs-dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.add > args.capacity:  # buffers.add writes at most a buffer's worth at once
+        ap.error(f"--add {args.add:,} is more than --capacity {args.capacity:,}: one add must fit in the buffer")
     cap, batch, reps = args.capacity, args.batch, args.reps
     obs_dtype = None if args.obs_dtype == "float32" else jnp.dtype(args.obs_dtype)
 

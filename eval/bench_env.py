@@ -21,21 +21,36 @@ import os
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from jaxsoc import cli  # noqa: E402  (light: no JAX, so the XLA flags below are still set in time)
 
-def _parse():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+def _parse(argv=None):
+    """The command line, refused in one line (`<prog>: error: ...`, exit 2) before any benchmark."""
+    ap = cli.Parser(prog="eval/bench_env.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=["hmarl-soc-v1", "soc-v2"])
-    ap.add_argument("--envs", nargs="+", type=int, default=[1, 64, 1024, 4096, 16384])
-    ap.add_argument("--steps", type=int, default=100, help="env steps per timed call")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--cpu-devices", type=int, default=0,
+    ap.add_argument("--envs", nargs="+", type=cli.parse_positive_int, default=[1, 64, 1024, 4096, 16384])
+    ap.add_argument("--steps", type=cli.parse_positive_int, default=100, help="env steps per timed call")
+    ap.add_argument("--repeats", type=cli.parse_positive_int, default=3)
+    ap.add_argument("--cpu-devices", type=cli.parse_non_negative_int, default=0,
                     help="split the host CPU into this many XLA devices and shard envs across them")
     ap.add_argument("--with-obs", action="store_true",
                     help="compute every observation (a rollout's cost); default: rewards only, which XLA "
                          "may compute without the observations")
     ap.add_argument("--reference", default=None,
                     help="path to the original HMARL-SOC code/ folder, to time its NumPy env in the same run")
-    return ap.parse_args()
+    args = ap.parse_args(argv)
+    from jaxsoc import algos, config  # the scenario registry (imports JAX, but starts no backend)
+
+    known = config.known_scenarios() or []
+    for preset in args.presets:  # a preset, or a scenario .yaml as jaxsoc.env.make reads
+        if config.is_scenario_file(preset) and not os.path.isfile(preset):
+            ap.error(f"--presets: scenario file {preset} does not exist")
+        if not config.is_scenario_file(preset) and preset not in known:
+            ap.error(f"unknown preset {preset!r}{algos.suggest(preset, known)}; known: {', '.join(sorted(known))}")
+    if args.reference is not None and not os.path.isdir(args.reference):  # found out before the benchmarks
+        ap.error(f"--reference {args.reference} is not a folder (the original HMARL-SOC code/ folder)")
+    return args
 
 
 ARGS = _parse() if __name__ == "__main__" else None
@@ -47,7 +62,6 @@ import jax  # noqa: E402  (XLA flags must be set first)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jaxsoc.env as soc  # noqa: E402
 from jaxsoc.env import cage4  # noqa: E402
 from jaxsoc.env.spaces import Discrete  # noqa: E402

@@ -23,6 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jaxsoc.env as soc  # noqa: E402
+from jaxsoc import cli  # noqa: E402
 from bench_env import make_runner  # noqa: E402
 from jaxsoc.env.params import SWITCHES  # noqa: E402
 
@@ -52,17 +53,19 @@ def time_in_turn(compiled, rounds):
     return seconds
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None):
+    ap = cli.Parser(prog="eval/bench_fixes.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fixes", nargs="+", default=[f for f in SWITCHES if f not in NO_STEP_COST],
+                    choices=list(SWITCHES), metavar="FIX",
                     help="switches to turn off one at a time (names from jaxsoc.env.params.SWITCHES)")
-    ap.add_argument("--envs", type=int, default=4096)
-    ap.add_argument("--steps", type=int, default=50, help="env steps per timed call")
-    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--envs", type=cli.parse_positive_int, default=4096)
+    ap.add_argument("--steps", type=cli.parse_positive_int, default=50, help="env steps per timed call")
+    ap.add_argument("--rounds", type=cli.parse_positive_int, default=6)
     ap.add_argument("--with-obs", action="store_true", help="compute every observation (bench_env.py --with-obs)")
-    args = ap.parse_args()
-    if args.envs < 1 or args.steps < 1 or args.rounds < 1:
-        raise SystemExit("bench_fixes: --envs, --steps and --rounds must be positive")
+    args = ap.parse_args(argv)
+    twice = sorted({f for f in args.fixes if args.fixes.count(f) > 1})
+    if twice:  # one program per fix, labelled by it: a second would replace the first
+        ap.error(f"--fixes names {', '.join(twice)} twice")
     plan = programs(args.fixes)
     print(f"compiling {len(plan)} programs ({args.envs} envs x {args.steps} steps, "
           f"{'observations computed' if args.with_obs else 'rewards only'}) on "

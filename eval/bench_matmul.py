@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from jaxsoc import xla  # noqa: E402
+from jaxsoc import cli, xla  # noqa: E402
 
 
 def make_chain(n: int, dtype, reps: int, jit=xla.jit):
@@ -55,10 +55,11 @@ def matmul_gflops(n: int, dtype, reps: int = 100, repeats: int = 5) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", nargs="+", type=int, default=[256, 1024])
-    ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
-    ap.add_argument("--repeats", type=int, default=5)
+    ap = cli.Parser(prog="eval/bench_matmul.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", nargs="+", type=cli.parse_positive_int, default=[256, 1024])
+    # Floating types only: the chain's values are 0.5 (float64 needs jax_enable_x64, else it is float32).
+    ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--repeats", type=cli.parse_positive_int, default=5)
     args = ap.parse_args(argv)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f}")

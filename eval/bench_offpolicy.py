@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # uninstalled checkout
-from jaxsoc import algos, buffers, config as config_lib  # noqa: E402
+from jaxsoc import algos, buffers, cli, config as config_lib  # noqa: E402
 from jaxsoc.algos import offpolicy as op  # noqa: E402
 from jaxsoc.algos.dqn import DQN  # noqa: E402
 from jaxsoc.algos.maddpg import MADDPG  # noqa: E402
@@ -333,20 +333,28 @@ def train_throughput(algo: str, num_envs: int = 4096, hidden: Sequence[int] = (2
 
 # ----------------------------------------------------------------------------- CLI
 def _parse(argv):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--hidden", nargs="+", type=int, default=[256, 256, 256])
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--capacity", type=int, default=200_000)
-    ap.add_argument("--reps", type=int, default=20, help="update rounds per timed call")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--algos", nargs="+", default=list(OFFPOLICY))
-    ap.add_argument("--envs", type=int, default=4096, help="envs for the training throughput")
-    ap.add_argument("--train-updates", type=int, default=2)
+    ap = cli.Parser(prog="eval/bench_offpolicy.py", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hidden", nargs="+", type=cli.parse_positive_int, default=[256, 256, 256])
+    ap.add_argument("--batch", type=cli.parse_positive_int, default=256)
+    ap.add_argument("--capacity", type=cli.parse_positive_int, default=200_000)
+    ap.add_argument("--reps", type=cli.parse_positive_int, default=20, help="update rounds per timed call")
+    ap.add_argument("--repeats", type=cli.parse_positive_int, default=5)
+    ap.add_argument("--algos", nargs="+", default=list(OFFPOLICY), choices=list(OFFPOLICY), metavar="ALGO",
+                    help=f"off-policy learners to time (default: all): {', '.join(OFFPOLICY)}")
+    ap.add_argument("--envs", type=cli.parse_positive_int, default=4096, help="envs for the training throughput")
+    ap.add_argument("--train-updates", type=cli.parse_positive_int, default=2)
     ap.add_argument("--skip-rounds", action="store_true")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--reference", default=None,
                     help="the original HMARL-SOC code/ folder: time its PyTorch round in this run (needs torch)")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    twice = sorted({a for a in args.algos if args.algos.count(a) > 1})
+    if twice:
+        ap.error(f"--algos names {', '.join(twice)} twice")
+    if args.reference is not None and not os.path.isdir(args.reference):  # found out before the other timings
+        ap.error(f"--reference {args.reference} is not a folder (the original HMARL-SOC code/ folder)")
+    return args
 
 
 def _fmt_load(r):

@@ -41,6 +41,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from jaxsoc import cli  # noqa: E402
+
 # name -> (algorithm, config overrides as `--set` strings). Hyper-parameters are each algorithm's
 # configs/<algo>.yaml (the paper's 2 x 256 ReLU networks for PPO); off-policy learners add theirs.
 CASES: dict[str, tuple[str, list[str]]] = {
@@ -81,34 +83,46 @@ CASES: dict[str, tuple[str, list[str]]] = {
 
 
 def _parse(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.Parser(prog="eval/bench_train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES), metavar="CASE",
                     help=f"cases to time (default: all): {', '.join(CASES)}")
-    ap.add_argument("--envs", type=int, default=4096, help="parallel envs (one seed)")
+    ap.add_argument("--envs", type=cli.parse_positive_int, default=4096, help="parallel envs (one seed)")
     ap.add_argument("--scenario", default="soc-v2")
-    ap.add_argument("--updates", type=int, default=0,
+    ap.add_argument("--updates", type=cli.parse_non_negative_int, default=0,
                     help="updates per timed chunk (default: enough for ~2M env steps, at least 2; "
                          "off-policy cases at most enough for ~2,000 update rounds)")
-    ap.add_argument("--repeats", type=int, default=2, help="timed chunks per case (best is kept)")
+    ap.add_argument("--repeats", type=cli.parse_positive_int, default=2, help="timed chunks per case (best is kept)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="config override applied to every case (e.g. ppo.epochs=4)")
     ap.add_argument("--no-raw", action="store_true", help="skip the raw env measurement")
     ap.add_argument("--detector", action="store_true",
                     help="also time detector training beside the raw env (docs/hybrid.md): telemetry "
                          "windows gathered and trained on per second")
-    ap.add_argument("--detector-windows", type=int, default=131_072, metavar="M",
+    ap.add_argument("--detector-windows", type=cli.parse_positive_int, default=131_072, metavar="M",
                     help="windows of the timed autoencoder epoch and z-score fit (131,072)")
     rounds = ap.add_argument_group("update rounds (eval/bench_offpolicy.py)")
     rounds.add_argument("--skip-rounds", action="store_true", help="skip the update-round measurements")
-    rounds.add_argument("--hidden", nargs="+", type=int, default=[256, 256, 256],
+    rounds.add_argument("--hidden", nargs="+", type=cli.parse_positive_int, default=[256, 256, 256],
                         help="layer widths of the rounds' networks (default: the paper's 3 x 256)")
-    rounds.add_argument("--batch", type=int, default=256, help="batch size of a round")
-    rounds.add_argument("--capacity", type=int, default=200_000, help="replay buffer size (filled)")
-    rounds.add_argument("--round-reps", type=int, default=20, help="update rounds per timed call")
-    rounds.add_argument("--round-repeats", type=int, default=5, help="timed calls (best is kept)")
+    rounds.add_argument("--batch", type=cli.parse_positive_int, default=256, help="batch size of a round")
+    rounds.add_argument("--capacity", type=cli.parse_positive_int, default=200_000, help="replay buffer size (filled)")
+    rounds.add_argument("--round-reps", type=cli.parse_positive_int, default=20, help="update rounds per timed call")
+    rounds.add_argument("--round-repeats", type=cli.parse_positive_int, default=5, help="timed calls (best is kept)")
     rounds.add_argument("--rounds-scenario", default="hmarl-soc-v1",
                         help="scenario of the per-algorithm rounds (the HMARL round is always hmarl-soc-v1)")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    from jaxsoc import algos, config  # the scenario registry, as jaxsoc.config checks a run's scenario
+
+    known = config.known_scenarios() or []
+    for flag, name in (("--scenario", args.scenario), ("--rounds-scenario", args.rounds_scenario)):
+        if config.is_scenario_file(name) and not os.path.isfile(name):
+            ap.error(f"{flag}: scenario file {name} does not exist")
+        if not config.is_scenario_file(name) and name not in known:
+            ap.error(f"unknown {flag} {name!r}{algos.suggest(name, known)}; known: {', '.join(sorted(known))}")
+    twice = sorted({c for c in args.cases if args.cases.count(c) > 1})
+    if twice:
+        ap.error(f"--cases names {', '.join(twice)} twice")
+    return args
 
 
 def _load() -> str:

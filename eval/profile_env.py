@@ -169,28 +169,22 @@ def profile(preset: str, n: int, steps: int, repeats: int, by: str):
     return rows, total / (n * steps * repeats)
 
 
-def refuse_below_one(parser: argparse.ArgumentParser, args, names) -> None:
-    """Exits with the parser's one-line error when a count option (`args.<name>`) is below 1."""
-    for name in names:
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-
-
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from jaxsoc import cli
+
+    ap = cli.Parser(prog="eval/profile_env.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=["soc-v2"])
-    ap.add_argument("--envs", type=int, default=4096)
-    ap.add_argument("--steps", type=int, default=20, help="env steps per profiled call")
-    ap.add_argument("--repeats", type=int, default=3, help="profiled calls")
+    ap.add_argument("--envs", type=cli.parse_positive_int, default=4096)
+    ap.add_argument("--steps", type=cli.parse_positive_int, default=20, help="env steps per profiled call")
+    ap.add_argument("--repeats", type=cli.parse_positive_int, default=3, help="profiled calls")
     ap.add_argument("--by", choices=("line", "function", "file"), default="line")
-    ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--top", type=cli.parse_positive_int, default=25)
     args = ap.parse_args(argv)
-    refuse_below_one(ap, args, ("envs", "steps", "repeats", "top"))
     import jax
 
     if jax.default_backend() != "cpu":
         ap.error(f"profiles XLA:CPU's kernels only; this process runs on {jax.default_backend()}")
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     import jaxsoc.env as soc
 
     known = set(soc.preset_names()) | {"cage4-like"}

@@ -79,21 +79,22 @@ def shares(times: Dict[str, int], frames: Dict[str, list], matmuls: Iterable[str
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from jaxsoc import cli
+
+    ap = cli.Parser(prog="eval/profile_train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--algo", required=True, help="a registered learner, as train/run.py's --algo (mappo, hmarl, iql, ...)")
     ap.add_argument("--scenario", default="soc-v2")
-    ap.add_argument("--num-seeds", type=int, default=5, help="seeds vmapped in one program (5)")
-    ap.add_argument("--envs", type=int, default=1024, help="parallel envs per seed (1,024)")
-    ap.add_argument("--updates", type=int, default=1, help="updates per profiled call (1)")
+    ap.add_argument("--num-seeds", type=cli.parse_positive_int, default=5, help="seeds vmapped in one program (5)")
+    ap.add_argument("--envs", type=cli.parse_positive_int, default=1024, help="parallel envs per seed (1,024)")
+    ap.add_argument("--updates", type=cli.parse_positive_int, default=1, help="updates per profiled call (1)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, as train/run.py's --set")
     ap.add_argument("--xla-default", action="store_true",
                     help="compile with XLA:CPU's default options (YNNPACK products), whose kernels the profiler sees whole")
     ap.add_argument("--by", choices=("line", "function", "file"), default="file")
-    ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--top", type=cli.parse_positive_int, default=15)
     args = ap.parse_args(argv)
-    pe.refuse_below_one(ap, args, ("num_seeds", "envs", "updates", "top"))
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     import jax
     import jaxlib._hlo as hlo
     import numpy as np

@@ -165,3 +165,62 @@ def test_game_accuracy_refuses_shapes_past_the_memory_bound(capsys, monkeypatch,
 
     monkeypatch.setattr(metagame, "solve_zero_sum", no_work(metagame, "the solver"))
     refused(load("game_accuracy").main, argv, capsys, match)
+
+
+# --- the benchmark and profiling tools (item 49): refused before any compile or timing
+
+def bench_refused(tool, argv, capsys, monkeypatch, match, parse=None):
+    """`tool`'s command line `argv` refused in one line, exit 2. The tool's first jitted program
+    is replaced by one that fails the test, so a missed refusal cannot start a benchmark."""
+    import jax
+
+    monkeypatch.setattr(jax, "jit", no_work(jax, "a compile"))
+    module = load(tool)
+    main = getattr(module, parse or "main")
+    if parse:  # a parser that reads sys.argv (bench_env sets XLA flags from it before importing JAX)
+        monkeypatch.setattr(sys, "argv", [f"eval/{tool}.py", *argv])
+        return refused(lambda _argv: main(), argv, capsys, match)
+    return refused(main, argv, capsys, match)
+
+
+@pytest.mark.parametrize("tool, argv, match", [
+    ("bench_buffers", ["--capacity", "0"], "--capacity: expected a positive integer, got '0'"),
+    ("bench_buffers", ["--reps", "0"], "--reps: expected a positive integer, got '0'"),
+    ("bench_buffers", ["--add", "10", "--capacity", "5"], "--add 10 is more than --capacity 5"),
+    ("bench_matmul", ["--sizes", "0"], "--sizes: expected a positive integer, got '0'"),
+    ("bench_matmul", ["--dtypes", "foo"], "--dtypes: invalid choice: 'foo'"),
+    ("bench_matmul", ["--repeats", "0"], "--repeats: expected a positive integer"),
+    ("bench_offpolicy", ["--algos", "foo"], "--algos: invalid choice: 'foo'"),
+    ("bench_offpolicy", ["--algos", "dqn", "dqn"], "--algos names dqn twice"),
+    ("bench_offpolicy", ["--reps", "0"], "--reps: expected a positive integer"),
+    ("bench_fixes", ["--envs", "0"], "--envs: expected a positive integer, got '0'"),
+    ("bench_fixes", ["--fixes", "fix_d99"], "--fixes: invalid choice: 'fix_d99'"),
+    ("bench_fixes", ["--fixes", "fix_d2_alert_origin", "fix_d2_alert_origin"], "--fixes names fix_d2_alert_origin twice"),
+    ("bench_train", ["--envs", "0"], "--envs: expected a positive integer, got '0'"),
+    ("bench_train", ["--scenario", "nope"], "unknown --scenario 'nope'; known: "),
+    ("bench_train", ["--scenario", "soc_v2"], "unknown --scenario 'soc_v2' (did you mean 'soc-v2'?)"),
+    ("bench_train", ["--rounds-scenario", "nope"], "unknown --rounds-scenario 'nope'"),
+    ("bench_train", ["--scenario", "missing.yaml"], "--scenario: scenario file missing.yaml does not exist"),
+    ("bench_train", ["--updates", "-1"], "--updates: expected 0 or more"),
+    ("profile_env", ["--envs", "0"], "--envs: expected a positive integer"),
+    ("profile_train", ["--algo", "mappo", "--envs", "0"], "--envs: expected a positive integer"),
+])
+def test_benchmarks_refuse_bad_input(capsys, monkeypatch, tool, argv, match):
+    bench_refused(tool, argv, capsys, monkeypatch, match)
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--envs", "0"], "--envs: expected a positive integer, got '0'"),
+    (["--repeats", "0"], "--repeats: expected a positive integer, got '0'"),
+    (["--presets", "nope"], "unknown preset 'nope'; known: "),
+    (["--presets", "soc-v3"], "unknown preset 'soc-v3' (did you mean 'soc-v2'?)"),
+    (["--presets", "missing.yaml"], "--presets: scenario file missing.yaml does not exist"),
+    (["--cpu-devices", "-1"], "--cpu-devices: expected 0 or more"),
+])
+def test_bench_env_refuses_bad_input(capsys, monkeypatch, argv, match):
+    bench_refused("bench_env", argv, capsys, monkeypatch, match, parse="_parse")
+
+
+def test_bench_env_refuses_a_missing_reference_folder(capsys, monkeypatch, tmp_path):
+    bench_refused("bench_env", ["--reference", str(tmp_path / "nowhere")], capsys, monkeypatch,
+                  "is not a folder (the original HMARL-SOC code/ folder)", parse="_parse")
