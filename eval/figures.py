@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,9 +25,16 @@ for each protocol P (paper: last training episodes; ours: greedy held-out evalua
 Methods as in eval/table.py: runs that differ only in their seeds are pooled into one method (a
 seed in several runs of a method comes from the newest: the run whose metrics.jsonl was written
 last, with a note on stderr).
+Figures already in --out are not overwritten unless --force; every figure is drawn before any is
+written, so a run that fails (no checkpoint, no evaluation with --no-evaluate, an empty log)
+leaves none behind. --metrics takes the metrics the tables know (eval/table.py) and any other
+the runs log.
 The HMARL figures (attention maps, K-sweep, ablations) come from eval/reproduce.py or from
 jaxsoc.analysis.figures directly (docs/evaluation.md).
 """
+
+
+FORMATS = ("png", "pdf")  # what jaxsoc.analysis.figures.save writes by default
 
 
 def build_parser():
@@ -38,45 +44,87 @@ def build_parser():
     p.add_argument("--out", metavar="DIR", default="figures", help="output folder (figures)")
     p.add_argument("--metrics", type=cli.parse_list, metavar="LIST",
                    help="metrics (default: return,mttd,mttr,fpr,csr; curves: return,csr,fpr,mttr)")
+    p.add_argument("--force", action="store_true", help="overwrite figures already in --out")
+    # None: not given, so that a flag the chosen protocol would ignore can be refused
+    p.set_defaults(window=None, episodes=None)
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for flag, value in (("--window", args.window), ("--episodes", args.episodes)):
+        if value is not None and value < 1:
+            parser.error(f"{flag}: expected a positive integer, got {value}")
+    if args.protocol == "paper":  # (--window also sets the curves, so it goes with every protocol)
+        for flag, given in (("--episodes", args.episodes is not None), ("--no-evaluate", args.no_evaluate)):
+            if given:
+                parser.error(f"{flag} goes with --protocol ours or both: the paper protocol reads the training logs")
+    if args.metrics is not None and not args.metrics:
+        parser.error("--metrics: no metric given")
+    window = 2000 if args.window is None else args.window
+    episodes = 1000 if args.episodes is None else args.episodes
+    evaluate = args.protocol != "paper" and not args.no_evaluate
+    problem = cli.folder_problem(args.out)
+    if problem:
+        parser.error(problem)
 
     def work() -> int:
         cli.use_agg()
-        from jaxsoc.analysis import figures, protocols, runs
+        from jaxsoc.analysis import figures, protocols, runs, tables
 
         groups = cli.read_methods(args.runs)
+        if args.metrics:
+            tables.check_metrics(args.metrics, groups)
         sections: dict = {}
         for g in groups:
-            sections.setdefault((g.scenario, json.dumps(g.env, sort_keys=True)), []).append(g)
+            env = g.env
+            s = g.scenario + ("_" + "_".join(f"{k}-{v}" for k, v in sorted(env.items())) if env else "")
+            sections.setdefault(s, []).append(g)
+        protos = ("paper", "ours") if args.protocol == "both" else (args.protocol,)
         out = Path(args.out)
+        stems = [f"curves_{s}" for s in sections] + [f"{kind}_{s}_{p}" for s in sections for p in protos
+                                                      for kind in ("bars", "seeds")]
+        existing = [f"{stem}.{fmt}" for stem in stems for fmt in FORMATS if (out / f"{stem}.{fmt}").exists()]
+        if existing and not args.force:
+            raise runs.AnalysisError(f"{out} already holds {', '.join(existing)} "
+                                     "(--force overwrites them, or choose another --out)")
+        if evaluate:  # a run that cannot be evaluated is refused before any evaluation
+            for g in groups:
+                for run in g.runs:
+                    protocols.check_evaluation(run.path)
+        # Every number is computed and every figure drawn before any is written: a failure leaves
+        # no partial set of figures behind.
+        drawn = []
+        try:
+            for s, gs in sections.items():
+                fig, _ = figures.learning_curves(gs, args.metrics or ("return", "csr", "fpr", "mttr"), window, title=s)
+                drawn.append((fig, f"curves_{s}"))
+                for protocol in protos:
+                    if protocol == "paper":
+                        res = [protocols.paper_protocol(g, window) for g in gs]
+                    else:
+                        res = [protocols.ours_protocol(g, episodes, evaluate=evaluate) for g in gs]
+                    metrics = args.metrics or runs.TABLE_METRICS
+                    title = f"{s}: {protocol} protocol"
+                    fig, _ = figures.metric_bars(res, metrics, "all" if protocol == "paper" else True, title=title)
+                    drawn.append((fig, f"bars_{s}_{protocol}"))
+                    fig, _ = figures.seed_scatter(res, metrics, title=title)
+                    drawn.append((fig, f"seeds_{s}_{protocol}"))
+        except BaseException:
+            import matplotlib.pyplot as plt
+
+            for fig, _ in drawn:
+                plt.close(fig)
+            raise
         written = []
-        for (scenario, env_key), gs in sections.items():
-            env = json.loads(env_key)
-            s = scenario + ("_" + "_".join(f"{k}-{v}" for k, v in sorted(env.items())) if env else "")
-            fig, _ = figures.learning_curves(gs, args.metrics or ("return", "csr", "fpr", "mttr"), args.window,
-                                             title=s)
-            written += figures.save(fig, out / f"curves_{s}")
-            for protocol in (("paper", "ours") if args.protocol == "both" else (args.protocol,)):
-                if protocol == "paper":
-                    res = [protocols.paper_protocol(g, args.window) for g in gs]
-                else:
-                    res = [protocols.ours_protocol(g, args.episodes, evaluate=not args.no_evaluate) for g in gs]
-                metrics = args.metrics or runs.TABLE_METRICS
-                title = f"{s}: {protocol} protocol"
-                fig, _ = figures.metric_bars(res, metrics, "all" if protocol == "paper" else True, title=title)
-                written += figures.save(fig, out / f"bars_{s}_{protocol}")
-                fig, _ = figures.seed_scatter(res, metrics, title=title)
-                written += figures.save(fig, out / f"seeds_{s}_{protocol}")
+        for fig, stem in drawn:
+            written += figures.save(fig, out / stem, FORMATS)
         for path in written:
             print(f"wrote {path}")
         return 0
 
     return cli.guarded(work)
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -163,3 +163,56 @@ def test_a_failing_method_leaves_no_table_behind(runs, tmp_path, capsys):
     out = tmp_path / "t"
     refused(table_tool.main, [str(runs), "--protocol", "paper", "--out", str(out)], capsys, "is empty")
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- eval/figures.py
+@pytest.mark.parametrize("argv, message", [
+    (["--window", "0"], "--window: expected a positive integer, got 0"),
+    (["--window", "-1"], "--window: expected a positive integer, got -1"),
+    (["--protocol", "ours", "--episodes", "0"], "--episodes: expected a positive integer, got 0"),
+    (["--protocol", "paper", "--episodes", "5"], "--episodes goes with --protocol ours or both"),
+    (["--protocol", "paper", "--no-evaluate"], "--no-evaluate goes with --protocol ours or both"),
+    (["--metrics", ""], "--metrics: no metric given"),
+    (["--protocol", "paper", "--metrics", "foo"], "unknown metric 'foo' (known: alert_precision, csr,"),
+    # a learner without a checkpoint cannot be evaluated: refused before the paper figures are drawn
+    (["--protocol", "both"], "has no checkpoint: 'mappo' is a learner"),
+    (["--protocol", "ours", "--no-evaluate"], "has not been evaluated yet"),
+])
+def test_figures_refuse_bad_input_and_write_nothing(argv, message, runs, tmp_path, capsys):
+    refused(figures_tool.main, [str(runs), *argv, "--out", str(tmp_path / "f")], capsys, message)
+    assert not (tmp_path / "f").exists()
+
+
+@pytest.mark.parametrize("out, message", [("/proc/x", "cannot write /proc/x"), ("FILE", "exists and is not a folder")])
+def test_figures_refuse_an_unwritable_out(out, message, runs, tmp_path, capsys):
+    (tmp_path / "file").write_text("keep")
+    out = str(tmp_path / "file") if out == "FILE" else out
+    refused(figures_tool.main, [str(runs / "scripted"), "--protocol", "paper", "--out", out], capsys, message)
+    assert (tmp_path / "file").read_text() == "keep"
+
+
+def test_figures_never_overwrite_without_force(runs, tmp_path, capsys):
+    out = tmp_path / "f"
+    out.mkdir()
+    (out / "bars_hmarl-soc-v1_paper.pdf").write_text("an earlier figure")
+    argv = [str(runs / "scripted"), "--protocol", "paper", "--window", "1", "--out", str(out)]
+    refused(figures_tool.main, argv, capsys, f"{out} already holds bars_hmarl-soc-v1_paper.pdf (--force overwrites")
+    assert snapshot(out) == {out / "bars_hmarl-soc-v1_paper.pdf": b"an earlier figure"}
+    assert figures_tool.main(argv + ["--force"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"{k}_hmarl-soc-v1{p}.{e}" for k, p in
+                                                     (("bars", "_paper"), ("curves", ""), ("seeds", "_paper"))
+                                                     for e in ("pdf", "png")]
+    assert (out / "bars_hmarl-soc-v1_paper.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_figures_check_every_run_before_computing_anything(runs, tmp_path, capsys, monkeypatch):
+    from jaxsoc.analysis import figures, protocols
+
+    def never(*args, **kwargs):
+        raise AssertionError("work started before every run was checked")
+
+    for module, name in ((protocols, "paper_protocol"), (protocols, "evaluate_run"), (figures, "learning_curves")):
+        monkeypatch.setattr(module, name, never)
+    refused(figures_tool.main, [str(runs), "--out", str(tmp_path / "f")], capsys,
+            f"{runs / 'learner'} has no checkpoint")
+    assert not (tmp_path / "f").exists()
