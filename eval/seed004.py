@@ -20,7 +20,9 @@ episodes in turn, as in the study), all seeds vmapped in one compiled program, o
 configs/<algo>.yaml. Keys the study does not give keep those configs' values (a2c: the study's
 "empirical action value" r + gamma V(s'), i.e. gae_lambda 0; ppo: 4 minibatches, GAE lambda 0.95;
 entropy 0.01; gradient-norm clipping 0.5), except PPO's epochs: 10 (with 1 it barely learns,
-measured; docs/cage4.md); `--set ppo.epochs=1` and the like try others. Runs that already exist under OUT are reused, so the figures can be redrawn.
+measured; docs/cage4.md); `--set ppo.epochs=1` and the like try others. Runs that already exist under OUT
+are reused when they are complete runs of the same settings (--seeds, --episodes, --set), so the
+figures can be redrawn; one of other settings or interrupted is refused unless --force retrains it.
 
 Writes OUT/seed004.md (final-100-episode return per learner: mean ± std over seeds and a 95 %
 interval of the mean, the measured ordering beside the study's, wall-clock per learner; the
@@ -35,12 +37,14 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, REPO)
 
+from jaxsoc import cli  # noqa: E402
 from jaxsoc.analysis.intervals import mean_half_width  # noqa: E402
 
 # The study's hyper-parameters (its table 3); family section -> keys.
@@ -59,22 +63,59 @@ FINAL = 100  # episodes averaged for the table
 SMOOTH = 20
 
 
-def train(algo: str, out: str, seeds: int, episodes: int, log, extra=()) -> float:
-    """Train `algo` with the study's settings into OUT/<algo> (skipped if it exists); wall-clock s."""
-    run_dir = os.path.join(out, algo)
-    if os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
-        log(f"{algo}: reusing {run_dir}")
-        timing = os.path.join(run_dir, "seed004_wall.json")
-        return json.load(open(timing))["wall_s"] if os.path.exists(timing) else float("nan")
+def study_sets(algo: str, out: str, extra=()) -> list[str]:
+    """The `--set`s of `algo`'s run: the study's keys, then the user's for its section."""
     family, keys = STUDY[algo]
     sets = [f"env.max_steps={EPISODE_STEPS}", f"{family}.hidden_sizes=[64,64]", f"{family}.activation=relu",
             f"run.dir={out}", "run.chunk_updates=50", "run.progress=false", "run.checkpoint_every=0"]
     sets += [f"{family}.{k}={v}" for k, v in keys.items()]
-    sets += [e for e in extra if e.startswith(family + ".")]  # --set: the learners of that section
-    cmd = [sys.executable, os.path.join(REPO, "train", "run.py"), "--algo", algo, "--scenario", "cage4-like",
-           "--num-envs", "1", "--num-seeds", str(seeds), "--total-steps", str(episodes * EPISODE_STEPS),
-           "--name", algo]
-    for s in sets:
+    return sets + [e for e in extra if e.startswith(family + ".")]  # --set: the learners of that section
+
+
+def study_flags(algo: str, seeds: int, episodes: int) -> dict:
+    """What `train` passes train/run.py as flags, as its config's dedicated keys."""
+    return {"algo": algo, "scenario": "cage4-like", "num_envs": 1, "num_seeds": seeds,
+            "total_steps": episodes * EPISODE_STEPS, "run": {"name": algo}}
+
+
+def study_config(algo: str, out: str, seeds: int, episodes: int, extra=()) -> dict:
+    """The config train/run.py will resolve for `algo`'s run (ConfigError if it would refuse it)."""
+    from jaxsoc import config as config_lib
+
+    return config_lib.resolve(flags=study_flags(algo, seeds, episodes), sets=study_sets(algo, out, extra))
+
+
+def existing_run(algo: str, out: str, cfg: dict, force: bool) -> bool:
+    """Whether OUT/<algo> is a complete run of `cfg` to reuse; False when there is none; one
+    trained otherwise or interrupted: False with `force` (retrained), else AnalysisError."""
+    from jaxsoc.analysis import execute
+    from jaxsoc.analysis.runs import AnalysisError
+
+    run_dir = os.path.join(out, algo)
+    state = execute.run_state(Path(run_dir), cfg)
+    if state in ("new", "complete"):
+        return state == "complete"
+    if force:
+        return False
+    why = "holds another run or one trained with other settings" if state == "different" else "is incomplete"
+    raise AnalysisError(f"{run_dir} {why} (--seeds, --episodes, --set): choose another --out, "
+                        "or --force to retrain it")
+
+
+def train(algo: str, out: str, seeds: int, episodes: int, log, extra=(), reuse: bool = False,
+          overwrite: bool = False) -> float:
+    """Train `algo` with the study's settings into OUT/<algo> (`reuse`: it is there already,
+    `existing_run`); wall-clock s."""
+    run_dir = os.path.join(out, algo)
+    if reuse:
+        log(f"{algo}: reusing {run_dir}")
+        timing = os.path.join(run_dir, "seed004_wall.json")
+        return json.load(open(timing))["wall_s"] if os.path.exists(timing) else float("nan")
+    flags = study_flags(algo, seeds, episodes)
+    cmd = [sys.executable, os.path.join(REPO, "train", "run.py"), "--algo", algo, "--scenario", flags["scenario"],
+           "--num-envs", str(flags["num_envs"]), "--num-seeds", str(seeds), "--total-steps",
+           str(flags["total_steps"]), "--name", algo] + (["--overwrite"] if overwrite else [])
+    for s in study_sets(algo, out, extra):
         cmd += ["--set", s]
     log(" ".join(cmd[1:]))
     t0 = time.time()
@@ -169,24 +210,56 @@ def figure(returns: dict[str, np.ndarray], path: str, baselines: dict[str, np.nd
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.Parser(prog="eval/seed004.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/seed004", help="folder for the runs, the table and the figure")
-    ap.add_argument("--seeds", type=int, default=25, help="runs per learner, vmapped in one program")
-    ap.add_argument("--episodes", type=int, default=1000, help="episodes of 50 steps per run")
+    ap.add_argument("--seeds", type=cli.parse_int, default=25, help="runs per learner, vmapped in one program")
+    ap.add_argument("--episodes", type=cli.parse_int, default=1000, help="episodes of 50 steps per run")
     ap.add_argument("--algos", nargs="+", default=list(STUDY), choices=list(STUDY))
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="a key the study leaves open, for the learners of that section (a2c. or ppo.), e.g. ppo.epochs=10")
+    ap.add_argument("--force", action="store_true",
+                    help="retrain runs under OUT of other settings or interrupted (else refused)")
     args = ap.parse_args(argv)
     if args.seeds < 1:
         ap.error(f"--seeds must be at least 1, got {args.seeds}")
     if args.episodes < max(FINAL, 2 * SMOOTH):
         ap.error(f"--episodes must be at least {max(FINAL, 2 * SMOOTH)} (the table averages the last {FINAL}), "
                  f"got {args.episodes}")
+    if len(set(args.algos)) < len(args.algos):
+        ap.error(f"--algos names a learner twice: {' '.join(args.algos)}")
+    families = {STUDY[a][0] for a in args.algos}
     for e in args.set:
         if "=" not in e or e.split(".", 1)[0] not in ("a2c", "ppo"):
             ap.error(f"--set takes a2c.KEY=VALUE or ppo.KEY=VALUE, got {e!r}")
+        if e.split(".", 1)[0] not in families:
+            ap.error(f"--set {e} is for learners of section {e.split('.', 1)[0]!r}, and --algos has none")
+    problem = cli.folder_problem(args.out)
+    if problem:
+        ap.error(f"--out: {problem}")
+    return cli.guarded(lambda: study(args))
+
+
+def study(args) -> int:
+    # Every learner's config and its run under OUT, before training any: a key train/run.py
+    # would refuse, or a run left by other settings, fails here, not after the first learners.
+    from jaxsoc.config import ConfigError
+
+    configs = {}
+    for a in args.algos:
+        try:
+            configs[a] = study_config(a, args.out, args.seeds, args.episodes, args.set)
+        except ConfigError as e:
+            raise ConfigError(f"{a}: {e}") from None
+    reuse = {a: existing_run(a, args.out, cfg, args.force) for a, cfg in configs.items()}
     os.makedirs(args.out, exist_ok=True)
-    walls = {a: train(a, args.out, args.seeds, args.episodes, print, args.set) for a in args.algos}
+    walls = {}
+    for a in args.algos:
+        try:
+            walls[a] = train(a, args.out, args.seeds, args.episodes, print, args.set, reuse[a], args.force)
+        except subprocess.CalledProcessError as e:
+            print(f"error: training {a} failed (train/run.py exit status {e.returncode}, its message above)",
+                  file=sys.stderr)
+            return e.returncode if e.returncode > 0 else 1
     returns = {a: episode_returns(os.path.join(args.out, a)) for a in args.algos}
     baselines = baseline_returns(args.seeds)
     text = summary(returns, walls, baselines)

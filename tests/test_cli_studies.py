@@ -110,3 +110,61 @@ def test_reproduce_lists_a_valid_plan(capsys):
     assert load("reproduce").main(QUICK_RANDOM + ["--list", "--out", "/tmp/never-written"]) == 0
     assert "Random" in capsys.readouterr().out
     assert not pathlib.Path("/tmp/never-written").exists()
+
+
+# ----------------------------------------------------------------------------- eval/seed004.py
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "ppo.bogus=1"], "error: ippo: --set: unknown config key 'ppo.bogus'"),
+    (["--algos", "iac", "maac", "--set", "ppo.epochs=2"], "--set ppo.epochs=2 is for learners of section 'ppo', "
+                                                          "and --algos has none"),
+    (["--algos", "iac", "iac"], "--algos names a learner twice: iac iac"),
+    (["--seeds", "2.5"], "argument --seeds: expected an integer, got '2.5'"),
+])
+def test_seed004_refuses_bad_settings_before_training_any_learner(tmp_path, capsys, argv, message):
+    out = tmp_path / "s004"
+    assert message in refused(capsys, load("seed004").main, ["--out", str(out), "--seeds", "1"] + argv)
+    assert not out.exists()  # no iac/ or maac/ trained before ippo's key was refused
+
+
+def test_seed004_refuses_an_unwritable_out(capsys):
+    assert "--out: cannot write /proc/x" in refused(capsys, load("seed004").main, ["--out", "/proc/x"])
+
+
+def study_run(s4, out, algo, seeds, episodes):
+    """OUT/<algo> as the study would leave it after being stopped before its first checkpoint."""
+    run = out / algo
+    run.mkdir(parents=True)
+    from jaxsoc import config as config_lib
+
+    config_lib.save(s4.study_config(algo, str(out), seeds, episodes), run / "config.yaml")
+    (run / "metrics.jsonl").write_text("")
+    return run
+
+
+def test_seed004_reuses_no_run_of_other_settings_or_interrupted(tmp_path, capsys):
+    s4 = load("seed004")
+    out = tmp_path / "s004"
+    study_run(s4, out, "iac", seeds=2, episodes=100)  # the old rule reused it for any settings
+    before = tree(tmp_path)
+    err = refused(capsys, s4.main, ["--out", str(out), "--algos", "iac", "--seeds", "3", "--episodes", "100"])
+    assert err == (f"error: {out / 'iac'} holds another run or one trained with other settings "
+                   "(--seeds, --episodes, --set): choose another --out, or --force to retrain it")
+    # the same settings, but no checkpoint: stopped before its end, so not reused either
+    err = refused(capsys, s4.main, ["--out", str(out), "--algos", "iac", "--seeds", "2", "--episodes", "100"])
+    assert err.startswith(f"error: {out / 'iac'} is incomplete")
+    assert tree(tmp_path) == before
+
+
+def test_seed004_reports_a_failed_training_in_one_line(tmp_path, capsys, monkeypatch):
+    import subprocess
+
+    s4 = load("seed004")
+
+    def fail(cmd, check):
+        raise subprocess.CalledProcessError(2, cmd)
+
+    monkeypatch.setattr(subprocess, "run", fail)
+    code = s4.main(["--out", str(tmp_path / "s004"), "--algos", "iac", "--seeds", "1", "--episodes", "100"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == "error: training iac failed (train/run.py exit status 2, its message above)"
