@@ -71,6 +71,7 @@ def main(argv=None) -> int:
 
     def work() -> int:
         cli.use_agg()
+        from jaxsoc import policy
         from jaxsoc.analysis import figures, protocols, runs, tables
 
         groups = cli.read_methods(args.runs)
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
         if evaluate:  # a run that cannot be evaluated is refused before any evaluation
             for g in groups:
                 for run in g.runs:
-                    protocols.check_evaluation(run.path)
+                    policy.check_run(run.path)  # what evaluate_run refuses first
         # Every number is computed and every figure drawn before any is written: a failure leaves
         # no partial set of figures behind.
         drawn = []
