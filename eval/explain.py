@@ -8,25 +8,61 @@ focus, attacked (by the loud / the quiet campaign), or clean, against uniform 1/
 the top-attention segment is attacked against chance (jaxsoc/analysis/explain.py). Prints a
 markdown table (one row per seed, then the mean over seeds) and writes
 <run>/explain_attention.{png,pdf}: a few decisions of seed 0, attention beside the ground truth.
-The held-out episodes are those of eval/evaluate.py (the same key stream).
+The held-out episodes are those of eval/evaluate.py (the same key stream). With --out DIR the
+figure goes to DIR/<run name>_explain_attention.{png,pdf} instead; an existing figure is not
+overwritten unless --force.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+from jaxsoc import cli  # noqa: E402  (light: no JAX import)
+
+FORMATS = ("png", "pdf")  # what jaxsoc.analysis.figures.save writes by default
+
+
+def build_parser():
+    ap = cli.Parser(prog="eval/explain.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="HMARL run folders (discrete directives: soc-v2, soc-strategic)")
-    ap.add_argument("--episodes", type=int, default=512, help="held-out episodes (parallel envs) per seed")
-    ap.add_argument("--examples", type=int, default=4, help="decisions drawn beside the ground truth")
-    args = ap.parse_args()
-    if args.episodes < 1 or args.examples < 1:
-        ap.error("--episodes and --examples must be positive")
+    ap.add_argument("--episodes", type=cli.parse_positive_int, default=512,
+                    help="held-out episodes (parallel envs) per seed (512)")
+    ap.add_argument("--examples", type=cli.parse_positive_int, default=4, help="decisions drawn beside the ground truth (4)")
+    ap.add_argument("--out", metavar="DIR", help="write the figures here as <run name>_explain_attention.* "
+                    "(default: explain_attention.* in each run folder)")
+    ap.add_argument("--force", action="store_true", help="overwrite an existing explain_attention figure")
+    return ap
+
+
+def figure_stem(run: str, out: str | None) -> Path:
+    """Where a run's figure goes, without its suffix (module docstring)."""
+    if out is None:
+        return Path(run) / "explain_attention"
+    return Path(out) / f"{Path(run).resolve().name}_explain_attention"
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
     for run in args.runs:
         if not Path(run).is_dir():
             ap.error(f"{run}: no such run folder")
+    stems = [figure_stem(run, args.out) for run in args.runs]
+    if len(set(stems)) < len(stems):
+        ap.error("two runs would write the same figure: " + ("give each run once" if args.out is None else
+                 "--out names each figure by its run folder's name, and two runs share one"))
+    for folder in sorted({stem.parent for stem in stems}):
+        problem = cli.folder_problem(folder)
+        if problem:
+            ap.error(problem)
+    existing = [str(stem.with_suffix(f".{fmt}")) for stem in stems for fmt in FORMATS
+                if stem.with_suffix(f".{fmt}").exists()]
+    if existing and not args.force:
+        ap.error(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''} "
+                 "(--force overwrites, or choose another --out)")
 
     import jax
     import numpy as np
@@ -72,13 +108,14 @@ def main() -> None:
                 fig, _ = figs.attention_with_truth(examples, env_params.segment_names, names,
                                                    title=f"{Path(run).name}, seed {config['seed']}: explainer "
                                                    "attention beside the ground truth")
-                written = figs.save(fig, Path(run) / "explain_attention")
+                written = figs.save(fig, figure_stem(run, args.out), FORMATS)
         rows[f"{Path(run).name} mean over {num_seeds} seeds"] = {
             k: float(np.nanmean([s[k] for s in per_seed])) for k in per_seed[0]}
         print(f"# {run}: {args.episodes} held-out episodes per seed; figure: {', '.join(map(str, written))}")
     print()
     print(explain.to_markdown(rows))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

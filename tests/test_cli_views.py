@@ -216,3 +216,44 @@ def test_figures_check_every_run_before_computing_anything(runs, tmp_path, capsy
     refused(figures_tool.main, [str(runs), "--out", str(tmp_path / "f")], capsys,
             f"{runs / 'learner'} has no checkpoint")
     assert not (tmp_path / "f").exists()
+
+
+# ----------------------------------------------------------------------------- eval/explain.py
+@pytest.mark.parametrize("argv, message", [
+    (["--episodes", "0"], "argument --episodes: expected a positive integer, got '0'"),
+    (["--examples", "-1"], "argument --examples: expected a positive integer, got '-1'"),
+    (["--episodes", "lots"], "argument --episodes: expected an integer, got 'lots'"),
+    (["--out", "/proc/x"], "cannot write /proc/x"),
+])
+def test_explain_errors_are_one_line(argv, message, runs, capsys):
+    before = snapshot(runs)
+    err = refused(explain_tool.main, [str(runs / "learner"), *argv], capsys, message)
+    assert err.startswith("eval/explain.py: error: ") and "usage:" not in err
+    assert snapshot(runs) == before
+
+
+def test_explain_takes_5e3_episodes():
+    assert explain_tool.build_parser().parse_args(["r", "--episodes", "5e3"]).episodes == 5000
+
+
+def test_explain_never_overwrites_its_figure_without_force(runs, tmp_path, capsys):
+    run = runs / "learner"
+    (run / "explain_attention.png").write_text("an earlier figure")
+    before = snapshot(runs)
+    refused(explain_tool.main, [str(run)], capsys,
+            f"{run / 'explain_attention.png'} already exists (--force overwrites, or choose another --out)")
+    out = tmp_path / "figs"
+    (out).mkdir()
+    (out / "learner_explain_attention.pdf").write_text("another")
+    refused(explain_tool.main, [str(run), "--out", str(out)], capsys,
+            f"{out / 'learner_explain_attention.pdf'} already exists")
+    assert snapshot(runs) == before and snapshot(out) == {out / "learner_explain_attention.pdf": b"another"}
+
+
+def test_explain_out_names_figures_by_run_and_refuses_a_clash(runs, tmp_path, capsys):
+    assert explain_tool.figure_stem(str(runs / "learner"), None) == runs / "learner" / "explain_attention"
+    assert explain_tool.figure_stem(str(runs / "learner"), "o") == Path("o") / "learner_explain_attention"
+    other = make_run(tmp_path / "elsewhere", "learner")
+    refused(explain_tool.main, [str(runs / "learner"), str(other), "--out", str(tmp_path / "o")], capsys,
+            "two runs would write the same figure")
+    assert not (tmp_path / "o").exists()
