@@ -11,7 +11,8 @@ steps (attacks run their course, so the stream is contaminated: no labels are re
 per feature; `autoencoder`: docs/detectors.md's), calibrates its alarm threshold to `--target-fpr`
 on another unlabelled sample, and saves both with `jaxsoc.detectors.save_detector` for the
 scenario (so `EnvParams.detector_scores` and `soc-hybrid`'s `detector_path` can load it). Prints
-the threshold and the ROC-AUC on a held-out stream. Writes nothing but `--out`.
+the threshold and the ROC-AUC on a held-out stream. Writes nothing but `--out`, checked first:
+a detector already there is replaced only with `--force`.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ KINDS = ("zscore", "autoencoder")
 def build_parser():
     p = cli.Parser(prog="eval/train_detector.py", description=__doc__,
                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, metavar="DIR", help="the detector's folder (new, empty or a detector's)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the detector's folder (new or empty; a detector's with --force)")
     p.add_argument("--scenario", default="soc-v2", help="a preset, a .yaml or soc-hybrid (soc-v2)")
     p.add_argument("--kind", default="zscore", help=f"one of {', '.join(KINDS)} (zscore)")
     p.add_argument("--envs", type=cli.parse_int, default=128, metavar="N", help="envs per stream (128)")
@@ -40,6 +41,7 @@ def build_parser():
     p.add_argument("--epochs", type=cli.parse_int, default=5, metavar="N", help="autoencoder epochs (5)")
     p.add_argument("--target-fpr", type=float, default=0.01, metavar="R", help="false-alarm target (0.01)")
     p.add_argument("--seed", type=cli.parse_int, default=0)
+    p.add_argument("--force", action="store_true", help="replace the detector saved in --out")
     return p
 
 
@@ -54,12 +56,34 @@ def check_args(p, args) -> None:
         p.error(f"--window {args.window} is longer than --steps {args.steps}")
     if not (0.0 < args.target_fpr < 1.0):
         p.error(f"--target-fpr is a rate and must lie strictly between 0 and 1, got {args.target_fpr}")
+    problem = cli.folder_problem(args.out)
+    if problem:
+        p.error(f"--out: {problem}")
+
+
+def check_out(p, out: str, force: bool) -> None:
+    """Before gathering telemetry: --out must be new, empty, or (with --force) a detector's."""
+    from jaxsoc.checkpoints import CheckpointError
+    from jaxsoc.detectors import read_detector_meta
+
+    path = Path(out)
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    try:
+        kind = read_detector_meta(path).get("kind")
+    except CheckpointError:
+        kind = None
+    if kind not in KINDS:  # such as a training run's checkpoints, which save_detector never replaces
+        p.error(f"--out {out} is not empty and holds no detector; give a new or empty folder")
+    if not force:
+        p.error(f"--out {out} holds a detector already; --force replaces it")
 
 
 def main(argv=None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
     check_args(p, args)
+    check_out(p, args.out, args.force)
 
     import jax
     import numpy as np

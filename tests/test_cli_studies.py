@@ -168,3 +168,52 @@ def test_seed004_reports_a_failed_training_in_one_line(tmp_path, capsys, monkeyp
     code = s4.main(["--out", str(tmp_path / "s004"), "--algos", "iac", "--seeds", "1", "--episodes", "100"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == "error: training iac failed (train/run.py exit status 2, its message above)"
+
+
+# ----------------------------------------------------------------------------- eval/train_detector.py
+
+@pytest.fixture(scope="module")
+def saved_detector(tmp_path_factory):
+    """A z-score detector saved for soc-v2, as eval/train_detector.py would (no telemetry gathered)."""
+    import numpy as np
+
+    from jaxsoc import detectors as det
+
+    _, params = det.telemetry_world("soc-v2")
+    windows = np.random.default_rng(0).normal(size=(8, 4, params.telemetry_features))
+    path = tmp_path_factory.mktemp("detector") / "zscore"
+    det.save_detector(path, det.fit_zscore(windows), params, 3.0, 0.01)
+    return path
+
+
+@pytest.fixture
+def no_telemetry(monkeypatch):
+    """Gathering telemetry (the tool's first work) fails the test: refusals come before it."""
+    from jaxsoc import detectors
+
+    def gather(*args, **kwargs):
+        raise AssertionError("telemetry gathered before --out was checked")
+
+    monkeypatch.setattr(detectors, "gather_telemetry", gather)
+
+
+def test_train_detector_refuses_to_replace_a_detector_without_force(saved_detector, capsys, no_telemetry):
+    before = tree(saved_detector)
+    err = refused(capsys, load("train_detector").main, ["--out", str(saved_detector)])
+    assert err == (f"eval/train_detector.py: error: --out {saved_detector} holds a detector already; "
+                   "--force replaces it (see --help)")
+    assert tree(saved_detector) == before
+
+
+def test_train_detector_checks_out_before_gathering_telemetry(tmp_path, capsys, no_telemetry):
+    main = load("train_detector").main
+    (tmp_path / "file").write_text("kept")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("kept")
+    before = tree(tmp_path)
+    assert "--out: cannot write /proc/x" in refused(capsys, main, ["--out", "/proc/x"])
+    assert f"--out: {tmp_path / 'file'} exists and is not a folder" in refused(
+        capsys, main, ["--out", str(tmp_path / "file")])
+    assert f"--out {tmp_path / 'full'} is not empty and holds no detector" in refused(
+        capsys, main, ["--out", str(tmp_path / "full"), "--force"])
+    assert tree(tmp_path) == before
