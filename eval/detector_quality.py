@@ -67,7 +67,13 @@ def build_parser():
     p.add_argument("--out", default="results/detector-quality", metavar="DIR",
                    help="output folder (results/detector-quality)")
     p.add_argument("--no-figures", action="store_true", help="write the tables only")
+    p.add_argument("--force", action="store_true", help="overwrite the tables and figures of an earlier run in --out")
     return p
+
+
+# The files a run writes into --out (the figures by `figures`).
+TABLES = ("table.md", "table.json")
+FIGURES = ("roc.png", "auc_by_stealth.png", "auc_by_contamination.png", "first_alarm.png")
 
 
 def parse_fractions(p, flag: str, text: str, closed_top: bool = True) -> list:
@@ -80,6 +86,9 @@ def parse_fractions(p, flag: str, text: str, closed_top: bool = True) -> list:
     for v in values:
         if not (0.0 <= v <= 1.0) or (not closed_top and v == 1.0):
             p.error(f"{flag} values must lie in [0, 1{']' if closed_top else ')'}, got {v}")
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:  # one table row per value: a second would measure the same thing again
+        p.error(f"{flag} gives {', '.join(f'{v:g}' for v in twice)} twice, in {text!r}")
     return values
 
 
@@ -97,6 +106,13 @@ def check_args(p, args):
         p.error(f"--stealth-damping must lie in [0, 1], got {args.stealth_damping}")
     args.levels = parse_fractions(p, "--stealth-levels", args.stealth_levels)
     args.shares = parse_fractions(p, "--contamination", args.contamination, closed_top=False)
+    problem = cli.folder_problem(args.out)
+    if problem is not None:
+        p.error(problem)
+    written = TABLES + (() if args.no_figures else FIGURES)  # what this run writes into --out
+    earlier = [name for name in written if (Path(args.out) / name).exists()]
+    if earlier and not args.force:
+        p.error(f"{args.out} already holds {', '.join(earlier)}; --force overwrites them")
 
 
 def main(argv=None) -> int:

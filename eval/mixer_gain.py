@@ -27,8 +27,8 @@ def build_parser():
     p = cli.Parser(prog="eval/mixer_gain.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="a run folder of --algo hybrid with mixer qmix or vdn")
     p.add_argument("--seeds", type=cli.parse_seeds, default=None, help="training seeds to read (default: all)")
-    p.add_argument("--envs", type=cli.parse_int, default=64, help="rollout envs per seed (64)")
-    p.add_argument("--steps", type=cli.parse_int, default=40, help="rollout steps per env (40)")
+    p.add_argument("--envs", type=cli.parse_positive_int, default=64, help="rollout envs per seed (64)")
+    p.add_argument("--steps", type=cli.parse_positive_int, default=40, help="rollout steps per env (40)")
     p.add_argument("--key", type=cli.parse_int, default=0, help="rollout key (0)")
     return p
 
@@ -97,8 +97,6 @@ def seed_row(measure, policy, key: int) -> str:
 def main(argv=None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    if args.envs < 1 or args.steps < 1:
-        p.error(f"--envs and --steps must be at least 1, got {args.envs} and {args.steps}")
     from jaxsoc.policy import check_run
 
     try:

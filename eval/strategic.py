@@ -12,17 +12,24 @@ markdown table of docs/strategic.md (mean ± 95 % half-width) and the margins.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+from jaxsoc import cli  # noqa: E402
+
+
+def main(argv=None) -> None:
+    ap = cli.Parser(prog="eval/strategic.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", default="soc-strategic", help="a preset or a scenario .yaml")
-    ap.add_argument("--episodes", type=int, default=4000, help="held-out episodes per lead (rounded up to a multiple of --search-episodes)")
-    ap.add_argument("--search-episodes", type=int, default=1000,
+    ap.add_argument("--episodes", type=cli.parse_positive_int, default=4000,
+                    help="held-out episodes per lead (rounded up to a multiple of --search-episodes)")
+    ap.add_argument("--search-episodes", type=cli.parse_positive_int, default=1000,
                     help="episodes per fixed directive when searching for the best one")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    ap.add_argument("--seed", type=cli.parse_int, default=0)
+    args = ap.parse_args(argv)
     for name in ("episodes", "search_episodes"):
         if getattr(args, name) < 2:
             ap.error(f"--{name.replace('_', '-')} must be at least 2 (an interval needs two episodes)")

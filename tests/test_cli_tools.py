@@ -224,3 +224,73 @@ def test_bench_env_refuses_bad_input(capsys, monkeypatch, argv, match):
 def test_bench_env_refuses_a_missing_reference_folder(capsys, monkeypatch, tmp_path):
     bench_refused("bench_env", ["--reference", str(tmp_path / "nowhere")], capsys, monkeypatch,
                   "is not a folder (the original HMARL-SOC code/ folder)", parse="_parse")
+
+
+# --- eval/detector_quality.py, eval/strategic.py, eval/mixer_gain.py (item 50)
+
+@pytest.mark.parametrize("argv, match", [
+    (["--stealth-levels", "0,0,0.3"], "--stealth-levels gives 0 twice, in '0,0,0.3'"),
+    (["--contamination", "0,0.05,0.05"], "--contamination gives 0.05 twice"),
+])
+def test_detector_quality_refuses_a_doubled_level(tmp_path, capsys, argv, match):
+    out = tmp_path / "dq"
+    refused(load("detector_quality").main, argv + ["--out", str(out)], capsys, match)
+    assert not out.exists()
+
+
+def test_detector_quality_keeps_an_earlier_runs_outputs_unless_forced(tmp_path, capsys):
+    dq = load("detector_quality")
+    out = tmp_path / "dq"
+    out.mkdir()
+    (out / "table.json").write_text("earlier")
+    refused(dq.main, ["--out", str(out)], capsys, f"{out} already holds table.json; --force overwrites them")
+    (out / "roc.png").write_text("earlier")
+    refused(dq.main, ["--out", str(out), "--no-figures"], capsys, "already holds table.json;")
+    (out / "table.json").unlink()  # only a figure left: a tables-only run does not touch it
+    refused(dq.main, ["--out", str(out), "--no-figures", "--scenario", "no-such-world"], capsys, "no-such-world")
+    refused(dq.main, ["--out", str(out)], capsys, "already holds roc.png;")
+    # --force gets past the check (to the next refusal here: the scenario)
+    refused(dq.main, ["--out", str(out), "--force", "--scenario", "no-such-world"], capsys, "no-such-world")
+    assert sorted(p.name for p in out.iterdir()) == ["roc.png"] and (out / "roc.png").read_text() == "earlier"
+
+
+def test_detector_quality_refuses_an_unwritable_out(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep")
+    refused(load("detector_quality").main, ["--out", str(blocker)], capsys, f"{blocker} exists and is not a folder")
+    refused(load("detector_quality").main, ["--out", str(blocker / "dq")], capsys, f"{blocker} is not a folder")
+    assert blocker.read_text() == "keep"
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--episodes", "0"], "--episodes: expected a positive integer, got '0'"),
+    (["--episodes", "1"], "--episodes must be at least 2"),
+    (["--search-episodes", "inf"], "--search-episodes: expected an integer, got 'inf'"),
+])
+def test_strategic_refuses_bad_counts(capsys, argv, match):
+    refused(load("strategic").main, argv, capsys, match)
+
+
+def test_strategic_takes_episodes_written_1e3(capsys, monkeypatch):
+    """1e3 is the shared integer parser's 1000: parsing passes and the tool goes on to its env."""
+    import jaxsoc.env as soc
+
+    made = []
+    monkeypatch.setattr(soc, "make", lambda name: made.append(name) or no_work(soc, "the env")())
+    with pytest.raises(AssertionError, match="reached the env"):
+        load("strategic").main(["--episodes", "1e3", "--search-episodes", "1e3"])
+    assert made == ["soc-strategic"]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--envs", "0"], "--envs: expected a positive integer, got '0'"),
+    (["--steps", "-3"], "--steps: expected a positive integer, got '-3'"),
+    (["--steps", "nan"], "--steps: expected an integer, got 'nan'"),
+])
+def test_mixer_gain_refuses_bad_counts(tmp_path, capsys, argv, match):
+    mg = load("mixer_gain")
+    with pytest.raises(SystemExit) as exc:
+        mg.main([str(tmp_path)] + argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0], err
