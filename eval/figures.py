@@ -60,6 +60,8 @@ def main(argv=None) -> int:
         for flag, given in (("--episodes", args.episodes is not None), ("--no-evaluate", args.no_evaluate)):
             if given:
                 parser.error(f"{flag} goes with --protocol ours or both: the paper protocol reads the training logs")
+    if args.no_evaluate and args.episodes is not None:
+        parser.error("--episodes sets how runs are evaluated, and --no-evaluate evaluates none")
     if args.metrics is not None and not args.metrics:
         parser.error("--metrics: no metric given")
     window = 2000 if args.window is None else args.window

@@ -66,6 +66,8 @@ def main(argv=None) -> int:
         parser.error("--window goes with --protocol paper or both: the ours protocol evaluates held-out episodes")
     if args.formats is not None and not args.out:
         parser.error("--formats goes with --out: without it no file is written")
+    if args.no_evaluate and args.episodes is not None:
+        parser.error("--episodes sets how runs are evaluated, and --no-evaluate evaluates none")
     if args.metrics is not None and not args.metrics:
         parser.error("--metrics: no metric given")
     window = tables.PAPER_WINDOW if args.window is None else args.window

@@ -114,6 +114,7 @@ def test_replay_never_overwrites_an_earlier_replay_without_force(tmp_path, capsy
     (["--protocol", "ours", "--window", "500"], "--window goes with --protocol paper or both"),
     (["--protocol", "paper", "--episodes", "5"], "--episodes goes with --protocol ours or both"),
     (["--protocol", "paper", "--no-evaluate"], "--no-evaluate goes with --protocol ours or both"),
+    (["--no-evaluate", "--episodes", "5"], "--episodes sets how runs are evaluated, and --no-evaluate evaluates none"),
     (["--formats", "md"], "--formats goes with --out: without it no file is written"),
     (["--formats", "", "--out", "OUT"], "--formats: no table format given (md, csv, tex)"),
     (["--formats", "md,xls", "--out", "OUT"], "--formats: unknown table format 'xls' (md, csv, tex)"),
@@ -172,6 +173,7 @@ def test_a_failing_method_leaves_no_table_behind(runs, tmp_path, capsys):
     (["--protocol", "ours", "--episodes", "0"], "--episodes: expected a positive integer, got 0"),
     (["--protocol", "paper", "--episodes", "5"], "--episodes goes with --protocol ours or both"),
     (["--protocol", "paper", "--no-evaluate"], "--no-evaluate goes with --protocol ours or both"),
+    (["--protocol", "ours", "--no-evaluate", "--episodes", "5"], "--episodes sets how runs are evaluated"),
     (["--metrics", ""], "--metrics: no metric given"),
     (["--protocol", "paper", "--metrics", "foo"], "unknown metric 'foo' (known: alert_precision, csr,"),
     # a learner without a checkpoint cannot be evaluated: refused before the paper figures are drawn
