@@ -329,6 +329,8 @@ def evaluate_run(
     an up-to-date one is reused unless `reuse=False`) with the per-episode arrays under
     "per_episode" (not written to the JSON; see `evaluation.npz`).
     """
+    from jaxsoc import policy
+
     checked = check_evaluation(run_dir, update=update, scenario=scenario, algo=algo, make_env=make_env)
     run, eval_scenario, scripted = checked.run, checked.scenario, checked.scripted
     ck_update, meta = checked.newest, checked.meta
