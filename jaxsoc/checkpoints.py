@@ -13,11 +13,16 @@ Saving is asynchronous: `save` returns once the arrays are copied to host memory
 synchronous device-to-host transfer), so the caller may donate the device buffers to the next
 chunk right away; files are written in the background and committed atomically (a checkpoint
 that was being written when the process died is never listed).
+
+A checkpoint that cannot be read fails in one line (`UnreadableCheckpoint`), without orbax's
+background noise: see `_finish_pending_reads`.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +30,70 @@ import jax
 import orbax.checkpoint as ocp
 
 from jaxsoc.config import ConfigError
+
+# How long a failed orbax call may wait for its other reads to end before its event loop is
+# closed anyway (they normally end within milliseconds of the first failure; see below).
+_PENDING_READS_TIMEOUT_S = 30.0
+
+
+def _finish_pending_reads() -> None:
+    """Makes orbax wait for every read it started before it closes the event loop of a call that
+    failed, so that a damaged checkpoint fails in one line.
+
+    Why: orbax runs each synchronous call (`asyncio_utils.run_sync`) in a fresh event loop that it
+    closes as soon as the call's coroutine returns (`_run_sync_via_new_loop`: `run_until_complete`
+    then `close`). A restore reads every array concurrently (`asyncio.gather` of TensorStore
+    reads, no `return_exceptions`), so the first damaged array ends the coroutine while the other
+    reads are still in flight; when TensorStore finishes them on its own threads it calls
+    `loop.call_soon_threadsafe` on the closed loop, and each `RuntimeError: Event loop is closed`
+    went to `sys.unraisablehook`: 2 of 3 resumes of a run with truncated array files printed ~230
+    lines of tracebacks after the one-line error (timing decides how many reads are pending).
+
+    Here the same function, except that when the coroutine raises, the loop first runs until the
+    tasks it left are done (their errors are collected, not printed), at most
+    `_PENDING_READS_TIMEOUT_S`; a call that succeeds is unchanged. Installed once, on import;
+    skipped if orbax's module no longer has the function (the tracebacks may then come back)."""
+    from orbax.checkpoint._src import asyncio_utils
+
+    original = getattr(asyncio_utils, "_run_sync_via_new_loop", None)
+    if original is None or getattr(original, "_jaxsoc_finishes_pending", False):
+        return
+
+    def run_sync_via_new_loop(coro):
+        loop = asyncio.new_event_loop()
+        try:
+            asyncio.set_event_loop(loop)
+            try:
+                return loop.run_until_complete(coro)
+            except BaseException:
+                _wait_for_tasks(loop)
+                raise
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    run_sync_via_new_loop._jaxsoc_finishes_pending = True
+    asyncio_utils._run_sync_via_new_loop = run_sync_via_new_loop
+
+
+def _wait_for_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Runs `loop` until the tasks left on it are done (or `_PENDING_READS_TIMEOUT_S` passed)."""
+    deadline = time.monotonic() + _PENDING_READS_TIMEOUT_S
+    try:
+        # A task that failed may leave tasks of its own (a nested gather): until none is left.
+        while (pending := [t for t in asyncio.all_tasks(loop) if not t.done()]):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            done, _ = loop.run_until_complete(asyncio.wait(pending, timeout=left))
+            for task in done:  # retrieved: asyncio would log each unretrieved error at exit
+                if not task.cancelled():
+                    task.exception()
+    except Exception:  # never hide the call's own error behind this clean-up
+        pass
+
+
+_finish_pending_reads()
 
 
 class CheckpointError(ConfigError):

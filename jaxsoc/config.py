@@ -50,6 +50,8 @@ _NON_NEGATIVE_INTS = {"seed", "run.checkpoint_every", "eval.every_chunks"}
 _NULLABLE = {"run.name": str, "run.wandb": str}
 _CHOICES = {"run.tensorboard": (True, False, "auto"), "run.final_checkpoint": ("full", "policy")}
 _FREE_FORM = {"env"}  # checked by jaxsoc.env.make itself
+# Seed i of a run is PRNGKey(seed + i) from a uint32 (jaxsoc.engine.seed_keys).
+MAX_SEED = 2**32 - 1
 
 
 class ConfigError(ValueError):
@@ -110,6 +112,12 @@ def save(config: Mapping, path: str | os.PathLike) -> None:
 
 
 # ----------------------------------------------------------------------------- numbers
+def format_count(n: int) -> str:
+    """An integer for a message: 1,234,567, or 1e+300 past 15 digits (a typo's 300 digits say
+    nothing)."""
+    return f"{n:,}" if abs(n) < 10**15 else f"{float(n):.4g}"
+
+
 def to_int(value: Any, key: str) -> int:
     """An integer from an int, an integral float (`5e6`) or a numeric string; ConfigError else."""
     if isinstance(value, str):
@@ -275,6 +283,12 @@ def validate(config: dict, scenarios: Iterable[str] | None = None) -> dict:
     for key in sorted(_NON_NEGATIVE_INTS):
         if _get(config, key) < 0:
             raise ConfigError(f"{key} must be >= 0, got {_get(config, key)!r}")
+    last_seed = config["seed"] + config["num_seeds"] - 1
+    if last_seed > MAX_SEED:
+        raise ConfigError(
+            f"seeds {format_count(config['seed'])}..{format_count(last_seed)} (seed + num_seeds - 1) go past "
+            f"{MAX_SEED:,}, the largest seed (uint32): lower seed or num_seeds"
+        )
     module = algos.family_module(config["algo"])
     for key in getattr(module, "POSITIVE", ()):
         value = config[family][key]

@@ -4,9 +4,12 @@
     result = engine.run(config.resolve(flags={"algo": "rule-soar", "num_envs": 256}))
 
 What `run` does, in order (every check comes before any training work or file write):
-  1. builds the env (`jaxsoc.env.make(scenario, **env)`) and the trainer (`jaxsoc.algos`);
-  2. prepares `runs/<name>/` (refusing to overwrite without `overwrite=True`) or, on resume,
-     checks the saved config and the newest checkpoint against this one;
+  1. checks the run folder: a new run's `runs/<name>/` must not exist (unless `overwrite=True`
+     and it is a run) and its place must take new folders (a real write, undone: nothing is
+     left, and the folder itself is made only after the first chunk); a resumed run's saved
+     config must have this algorithm and training config, and its folder must be writable;
+  2. builds the env (`jaxsoc.env.make(scenario, **env)`) and the trainer (`jaxsoc.algos`) and,
+     on resume, reads the newest checkpoint after checking its metadata against this config;
   3. vmaps `init`/`update` over seeds: seed i uses `PRNGKey(seed + i)`, so `num_seeds=N` gives
      the same numbers as N one-seed runs with seeds seed..seed+N-1. The state is
      `[num_seeds, ...]` on every leaf;
@@ -54,7 +57,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jaxsoc
-from jaxsoc import algos, config as config_lib, distributed, run_log, xla
+from jaxsoc import algos, cli, config as config_lib, distributed, run_log, xla
 from jaxsoc.checkpoints import CheckpointError, Checkpoints, UnreadableCheckpoint, space_warning
 from jaxsoc.config import ConfigError
 from jaxsoc.evaluation import make_evaluator
@@ -171,6 +174,9 @@ class Program:
     abstract_state: Any
     shardings: Any
     layout: str
+    # Bytes of one evaluation episode's env (its observations and state): the evaluation holds
+    # `eval.episodes` of them per seed at once (0 without evaluation).
+    eval_episode_bytes: int = 0
 
 
 def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params,
@@ -180,7 +186,7 @@ def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params,
     `on_update`: a host function the chunks call after every update (`jax.debug.callback`, no
     operands, so it never changes the numbers), e.g. `Progress.tick`; None adds nothing."""
     num_seeds = cfg["num_seeds"]
-    keys = seed_keys(cfg["seed"], num_seeds)
+    keys = jax.eval_shape(lambda: seed_keys(cfg["seed"], num_seeds))  # shapes only: nothing is allocated
     vinit = jax.vmap(trainer.init)
     # Jitted so that its trace is cached: the metrics' shapes (`eval_shape` below) and the chunk
     # program then trace the update once between them, not twice (~5 s for HMARL-SOC on this
@@ -230,8 +236,10 @@ def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params,
             )
         return chunks[max_length]
 
-    evaluate = None
+    evaluate, episode_bytes = None, 0
     if cfg["eval"]["every_chunks"] > 0:
+        # Traced, not run: ~0.04 s for soc-v2, so a huge eval.episodes is refused before compiling.
+        episode_bytes = _nbytes(jax.eval_shape(env.reset, jax.random.PRNGKey(0), env_params))
         rollout = make_evaluator(
             env, env_params, trainer.act, cfg["eval"]["episodes"], cfg["eval"]["greedy"]
         )
@@ -240,7 +248,13 @@ def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params,
             in_shardings=(shardings, replicated),
             out_shardings=replicated,
         )
-    return Program(init, chunk, evaluate, abstract, shardings, layout)
+    return Program(init, chunk, evaluate, abstract, shardings, layout, episode_bytes)
+
+
+def _nbytes(tree) -> int:
+    """Bytes of the arrays (or ShapeDtypeStructs) of `tree`, as a Python int (no overflow)."""
+    # `dtype.itemsize`, not np.dtype's: typed PRNG keys have one too.
+    return sum(int(np.prod(a.shape, dtype=object)) * a.dtype.itemsize for a in jax.tree.leaves(tree))
 
 
 def chunk_length(start: int, num_updates: int, chunk_updates: int) -> int:
@@ -268,7 +282,9 @@ class Compiled:
 def compile_program(program: Program, cfg: dict, max_length: int) -> Compiled:
     """Compiles the chunk (and the evaluation) before the run touches its folder, so a size no
     program can hold fails first; ConfigError when a size overflows what the program counts or
-    when it needs more memory than a device has."""
+    when it needs more memory than a device has (a state or an evaluation that cannot fit even
+    spread over every device is refused before compiling: `_check_memory_bound`)."""
+    _check_memory_bound(program, cfg)
     keys = jax.ShapeDtypeStruct((cfg["num_seeds"], 2), jnp.uint32)
     count = jax.ShapeDtypeStruct((), jnp.int32)
     try:
@@ -281,29 +297,76 @@ def compile_program(program: Program, cfg: dict, max_length: int) -> Compiled:
             f"a size of this run overflows what its program can count ({str(e).splitlines()[0][:160]}): "
             "lower num_envs, num_seeds or total_steps"
         ) from None
-    _check_memory([x for x in (chunk, evaluate) if x is not None], cfg)
+    _check_memory(chunk, evaluate, cfg)
     return Compiled(chunk, evaluate)
 
 
-def _check_memory(executables, cfg: dict) -> None:
-    """ConfigError when a compiled program needs more memory than one device has (XLA's own
-    estimate: arguments + outputs + temporaries - donated buffers)."""
-    device = jax.local_devices()[0]  # one of this process's (another's cannot be asked)
-    stats = device.memory_stats() or {}
-    limit = stats.get("bytes_limit")
+def _device_memory():
+    """One of this process's devices (another's cannot be asked) and the bytes it holds (CPU: the
+    machine's RAM; None when it cannot say)."""
+    device = jax.local_devices()[0]
+    limit = (device.memory_stats() or {}).get("bytes_limit")
     if limit is None and device.platform == "cpu":
         limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    need = 0
-    for exe in executables:
-        m = exe.memory_analysis()
-        if m is not None:
-            need = max(need, m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-                       - m.alias_size_in_bytes)
-    if limit and need > limit:
-        raise ConfigError(
-            f"this run needs about {need / 2**30:,.1f} GiB on {device} ({cfg['num_envs']:,} envs x "
-            f"{cfg['num_seeds']} seed(s)), which has {limit / 2**30:,.1f} GiB: lower num_envs or num_seeds"
+    return device, limit
+
+
+def _too_big(what: str, need: int, device, limit: int, cfg: dict, about: str = "about") -> ConfigError:
+    """The one-line refusal of a program (`what`: "train" or "eval") that needs `need` bytes on a
+    device of `limit`, naming the sizes that decide it and so what to lower."""
+    count = config_lib.format_count
+    if what == "eval":
+        return ConfigError(
+            f"the evaluation needs {about} {_size(need)} on {device} (eval.episodes "
+            f"{count(cfg['eval']['episodes'])} x {cfg['num_seeds']:,} seed(s)), which has {_size(limit)}: "
+            "lower eval.episodes"
         )
+    return ConfigError(
+        f"this run needs {about} {_size(need)} on {device} ({count(cfg['num_envs'])} envs x "
+        f"{cfg['num_seeds']:,} seed(s)), which has {_size(limit)}: lower num_envs or num_seeds"
+    )
+
+
+def _size(n: int) -> str:
+    """Bytes for a message: 1,178.9 GiB, 3.8 MiB below a tenth of a GiB, 7.443e+294 GiB for a typo's."""
+    if n < 2**30 // 10:
+        return f"{n / 2**20:,.1f} MiB"
+    return f"{n / 2**30:,.1f} GiB" if n < 2**30 * 10**12 else f"{n / 2**30:.4g} GiB"
+
+
+def _check_memory_bound(program: Program, cfg: dict) -> None:
+    """ConfigError, before anything is compiled, when what a program must hold at once cannot fit
+    even split evenly over every device: the train state (`[num_seeds, ...]`), or the envs of one
+    evaluation (`eval.episodes` x seeds episodes, each `Program.eval_episode_bytes`). A bound
+    from below: `_check_memory` checks XLA's full estimate once compiled."""
+    device, limit = _device_memory()
+    if not limit:
+        return
+    devices = max(cfg["devices"], 1)
+    state = -(-_nbytes(program.abstract_state) // devices)
+    if state > limit:
+        raise _too_big("train", state, device, limit, cfg, "at least")
+    if program.evaluate is not None:
+        envs = -(-cfg["num_seeds"] * cfg["eval"]["episodes"] * program.eval_episode_bytes // devices)
+        if envs > limit:
+            raise _too_big("eval", envs, device, limit, cfg, "at least")
+
+
+def _check_memory(chunk, evaluate, cfg: dict) -> None:
+    """ConfigError when a compiled program (`chunk`, `evaluate`: executables or None) needs more
+    memory than one device has (XLA's own estimate: arguments + outputs + temporaries - donated
+    buffers), naming what to lower: num_envs or num_seeds for the chunk, eval.episodes for the
+    evaluation (when the chunk fits)."""
+    device, limit = _device_memory()
+    if not limit:
+        return
+    for what, exe in (("train", chunk), ("eval", evaluate)):
+        m = exe.memory_analysis() if exe is not None else None
+        if m is None:
+            continue
+        need = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+        if need > limit:
+            raise _too_big(what, need, device, limit, cfg)
 
 
 # ----------------------------------------------------------------------------- run folder
@@ -313,14 +376,30 @@ def _looks_like_run(path: Path) -> bool:
 
 
 def _prepare_new_dir(run_dir: Path, overwrite: bool) -> None:
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    """ConfigError unless a new run can be written to `run_dir`: a folder that exists (not empty)
+    only with `overwrite` and only if it looks like a run; nothing else that exists (a file); and
+    a place that takes new folders (`cli.folder_problem`: one is made and removed at once, so the
+    check leaves nothing, and the run's own folder is still made only after its first chunk)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} exists and is a file, not a run folder: choose another run.name "
+                          "(--name) or run.dir")
+    if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise ConfigError(
                 f"run folder {run_dir} already exists: pass --overwrite to replace it, "
                 f"or --resume {run_dir} to continue it"
             )
-        if not run_dir.is_dir() or not _looks_like_run(run_dir):
+        if not _looks_like_run(run_dir):
             raise ConfigError(f"{run_dir} is not a run folder; refusing to delete it")
+    _refuse_unwritable(run_dir)
+
+
+def _refuse_unwritable(run_dir: Path) -> None:
+    """ConfigError when files cannot be written into `run_dir` (made if missing), found by a real
+    write that leaves nothing (`cli.folder_problem`): at the start, not when the run first saves."""
+    problem = cli.folder_problem(run_dir)
+    if problem is not None:
+        raise ConfigError(f"{problem} (the run folder, run.dir/run.name)")
 
 
 def _create_run_dir(run_dir: Path, cfg: dict) -> Checkpoints:
@@ -343,6 +422,9 @@ def _open_checkpoints(run_dir: Path, cfg: dict, update: int | None, doing: str) 
         raise ConfigError(f"cannot {doing}: run folder {run_dir} does not exist")
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"cannot {doing}: {run_dir} has no config.yaml (not a run folder?)")
+    if doing == "resume":
+        _check_resumed_config(run_dir, cfg)
+        _refuse_unwritable(run_dir)
     ckpts = Checkpoints(run_dir / "checkpoints", keep=cfg["run"]["keep_checkpoints"], create=False)
     try:
         steps = ckpts.steps() if (run_dir / "checkpoints").is_dir() else []
@@ -369,6 +451,25 @@ def _check_meta(meta: dict, run_dir: Path, cfg: dict, doing: str) -> None:
         warnings.warn(
             f"resuming a checkpoint written by jaxsoc {meta.get('jaxsoc_version')} with jaxsoc {jaxsoc.__version__}"
         )
+
+
+def _check_resumed_config(run_dir: Path, cfg: dict) -> None:
+    """CheckpointError when `cfg` is not the config `run_dir` was trained with (its config.yaml):
+    another algorithm, or another training-relevant key (`config.training_hash`). Checked before
+    anything else about the resume, so that e.g. a changed num_envs is named as such rather than
+    as the problem it makes (total_steps less than one update); the checkpoint's own metadata is
+    checked again when it is read (`_check_meta`)."""
+    saved = config_lib.load_yaml(run_dir / "config.yaml")
+    if saved.get("algo") != cfg["algo"]:
+        raise CheckpointError(
+            f"cannot resume: {run_dir} was trained with algorithm {saved.get('algo')!r}, not {cfg['algo']!r}"
+        )
+    try:
+        same = config_lib.training_hash(config_lib.with_added_keys(saved)) == config_lib.training_hash(cfg)
+    except (ValueError, KeyError, TypeError):  # a saved config this version cannot read: the checkpoint decides
+        return
+    if not same:
+        _refuse_config_change(run_dir, cfg, "resume")
 
 
 def _refuse_config_change(run_dir: Path, cfg: dict, doing: str) -> None:
@@ -516,7 +617,9 @@ def run(
     Args:
       cfg: the resolved config.
       resume: a run folder to continue from its newest checkpoint (from update 0 when it has
-        none yet: a run stopped before its first checkpoint starts over).
+        none yet: a run stopped before its first checkpoint starts over). `cfg` must have the
+        algorithm and training config of its config.yaml (checked first); its run.dir and
+        run.name are replaced by this folder's.
       from_update: with `resume`, continue from this checkpoint instead of the newest; the
         newer ones are set aside (`Checkpoints.set_aside_after`), never deleted.
       overwrite: replace an existing run folder (never needed with `resume`).
@@ -535,7 +638,10 @@ def run(
     ckpts, start = None, 0
     if resume is not None:
         run_dir = Path(resume)
-        cfg["run"]["dir"], cfg["run"]["name"] = str(run_dir.parent), run_dir.name
+        # The run keeps its folder, wherever its config.yaml says it started (train/run.py refuses
+        # --name and run.dir with --resume); "." is named by its resolved path.
+        named = run_dir if run_dir.name else run_dir.resolve()
+        cfg["run"]["dir"], cfg["run"]["name"] = str(named.parent), named.name
         ckpts, start = _open_checkpoints(run_dir, cfg, from_update, "resume")
         start = start or 0  # no checkpoint yet: from the start
     else:
@@ -562,9 +668,7 @@ def run(
                 distributed.barrier("jaxsoc set aside")
                 if not distributed.is_primary():
                     ckpts.reopen()  # process 0 moved checkpoints this manager had listed
-        elif resume is not None:
-            if config_lib.training_hash(config_lib.load_yaml(run_dir / "config.yaml")) != config_lib.training_hash(cfg):
-                _refuse_config_change(run_dir, cfg, "resume")
+        elif resume is not None:  # its config was checked against config.yaml by _open_checkpoints
             progress.note(f"{run_dir} has no checkpoint yet: it starts over from update 0 with its config")
         progress.announce(run_dir)
         length = chunk_length(start, trainer.num_updates, cfg["run"]["chunk_updates"])
@@ -641,30 +745,38 @@ def load(
 _MAX_ENV_STEPS = 2**31 - 1
 
 
-def _make_trainer(cfg: dict, make_env: Callable | None, start: int):
-    """The env, its params and the trainer of `cfg`; ConfigError for what cannot run, checked
-    before anything is compiled or written."""
+def make_env_checked(cfg: dict, make_env: Callable | None = None):
+    """`cfg`'s env and env params (`make_env(scenario, **env)`, default `jaxsoc.env.make`), or a
+    ConfigError naming the scenario: builds the params only (nothing is traced or compiled), so
+    `train/run.py --print-config` checks the env settings a run would refuse."""
     if make_env is None:
         import jaxsoc.env as soc
 
         make_env = soc.make
     try:
-        env, env_params = make_env(cfg["scenario"], **cfg["env"])
+        return make_env(cfg["scenario"], **cfg["env"])
     except (ValueError, TypeError) as e:
         raise ConfigError(f"env {cfg['scenario']!r}: {e}") from None
+
+
+def _make_trainer(cfg: dict, make_env: Callable | None, start: int):
+    """The env, its params and the trainer of `cfg`; ConfigError for what cannot run, checked
+    before anything is compiled or written."""
+    env, env_params = make_env_checked(cfg, make_env)
     trainer = algos.make_train(cfg, env, env_params)
     per_update = trainer.env_steps_per_update
     if per_update > _MAX_ENV_STEPS:
         raise ConfigError(
-            f"one update is {per_update:,} env steps per seed (num_envs x rollout), more than the "
-            f"{_MAX_ENV_STEPS:,} the int32 step counters hold: lower num_envs"
+            f"one update is {config_lib.format_count(per_update)} env steps per seed (num_envs x rollout), "
+            f"more than the {_MAX_ENV_STEPS:,} the int32 step counters hold: lower num_envs"
         )
     if trainer.num_updates < 1:
-        raise ConfigError(f"total_steps={cfg['total_steps']} is less than one update ({per_update} env steps)")
+        raise ConfigError(f"total_steps={config_lib.format_count(cfg['total_steps'])} is less than one update "
+                          f"({config_lib.format_count(per_update)} env steps)")
     if trainer.num_updates * per_update > _MAX_ENV_STEPS:
         raise ConfigError(
-            f"total_steps={cfg['total_steps']:,} is more than the {_MAX_ENV_STEPS:,} env steps per seed "
-            "the int32 step counters hold: lower total_steps (or run more seeds)"
+            f"total_steps={config_lib.format_count(cfg['total_steps'])} is more than the {_MAX_ENV_STEPS:,} env "
+            "steps per seed the int32 step counters hold: lower total_steps (or run more seeds)"
         )
     if start > trainer.num_updates:
         raise CheckpointError(f"checkpoint at update {start} is past this run's {trainer.num_updates}")

@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(values are YAML scalars; repeatable)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its newest checkpoint (its config.yaml "
-                   "is the base; training-relevant changes are refused)")
+                   "is the base; another algorithm or training-relevant change is refused, and so are "
+                   "--name and run.dir: the run keeps its folder)")
     p.add_argument("--from-update", type=cli.parse_int, metavar="N",
                    help="with --resume: continue from checkpoint N instead of the newest (e.g. when "
                    "the newest is damaged); the newer checkpoints are moved to "
@@ -92,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--join-timeout", type=cli.parse_int, metavar="S",
                    help="with --coordinator: seconds to wait for the whole group (default 120)")
     p.add_argument("--print-config", action="store_true",
-                   help="print the resolved config (YAML) and exit: no training, nothing written")
+                   help="print the resolved config (YAML) and exit: no training, nothing written (the "
+                   "env settings are checked by building the env's params; nothing is compiled)")
     return p
 
 
@@ -113,6 +115,43 @@ def interrupted_message(run_dir: Path) -> str:
         return (f"interrupted before the first checkpoint; start it over with its config: "
                 f"python train/run.py --resume {run_dir}")
     return f"interrupted; continue from update {latest} with: python train/run.py --resume {run_dir}"
+
+
+def refuse_resume_changes(resume: str, saved: dict, name: str | None, config_file: str | None,
+                          algo: str | None, sets: list[str]) -> None:
+    """ConfigError for what `--resume` cannot apply, before the layers are merged: another
+    folder (--name, or run.name / run.dir from --set or from --config FILE when they name
+    another folder: the run keeps its own) or another algorithm (it would be refused by the
+    checkpoint; said here first, before a config section of the other algorithm's family is
+    refused with a message about sections).
+
+    Only the user's layers are looked at: the saved config.yaml holds the run.name and run.dir
+    the run was started with, which differ from `resume` when the folder was moved or copied."""
+    from jaxsoc import config as config_lib
+    from jaxsoc.config import ConfigError
+
+    folder = Path(resume).resolve()
+    if name is not None:
+        raise ConfigError("--name does not apply with --resume (the run keeps its folder)")
+    sets_layer = config_lib.parse_sets(sets)
+    run_sets = sets_layer.get("run")
+    for key in ("name", "dir"):
+        if isinstance(run_sets, dict) and key in run_sets:
+            raise ConfigError(f"--set run.{key} does not apply with --resume (the run keeps its folder, {resume})")
+    file_layer = config_lib.load_yaml(config_file) if config_file is not None else {}
+    run_file = file_layer.get("run")
+    if isinstance(run_file, dict):
+        for key, here in (("name", folder.name), ("dir", folder.parent)):
+            value = run_file.get(key)
+            if value is not None and (str(value) != here if key == "name" else Path(str(value)).resolve() != here):
+                raise ConfigError(f"{config_file} sets run.{key}: {value}, which does not apply with --resume "
+                                  f"(the run keeps its folder, {resume})")
+    wanted = None
+    for layer in (file_layer, {"algo": algo}, sets_layer):
+        if layer.get("algo") is not None:
+            wanted = layer["algo"]
+    if wanted is not None and wanted != saved.get("algo"):
+        raise ConfigError(f"cannot resume: {resume} was trained with algorithm {saved.get('algo')!r}, not {wanted!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,8 +204,13 @@ def main(argv: list[str] | None = None) -> int:
             if not saved_path.is_file():
                 raise ConfigError(f"cannot resume: {args.resume} is not a run folder (no config.yaml)")
             saved = config_lib.load_yaml(saved_path)
+            refuse_resume_changes(args.resume, saved, args.name, args.config, args.algo, args.sets)
+            # The folder it continues in (the saved run.dir/run.name are where it started).
+            folder = Path(args.resume) if Path(args.resume).name else Path(args.resume).resolve()  # "--resume ."
+            flags["run"] = {"dir": str(folder.parent), "name": folder.name}
         cfg = config_lib.resolve(args.config, flags, args.sets, saved=saved)
         if args.print_config:
+            engine.make_env_checked(cfg)  # the env settings a run would refuse (params only: no compiling)
             print(config_lib.dump(cfg), end="")
             return 0
         result = engine.run(cfg, resume=args.resume, from_update=args.from_update, overwrite=args.overwrite)
