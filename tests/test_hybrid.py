@@ -350,7 +350,7 @@ def test_mixer_gain_script_refuses_bad_input(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("mixer_gain", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    for argv, message in (([str(tmp_path)], "is not a run folder"), ([str(tmp_path), "--envs", "0"], "at least 1")):
+    for argv, message in (([str(tmp_path)], "is not a run folder"), ([str(tmp_path), "--envs", "0"], "--envs: expected a positive integer, got '0'")):
         with pytest.raises(SystemExit) as e:
             module.main(argv)
         err = capsys.readouterr().err
