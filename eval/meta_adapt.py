@@ -26,25 +26,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from jaxsoc import cli  # noqa: E402
 
-# The trainers' step counters are int32: jaxsoc/engine.py refuses more env steps per seed than this.
-MAX_ENV_STEPS = 2**31 - 1
-
-
-def parse_steps(text: str) -> int:
-    """An env-step budget per seed: a positive integer (5e6 allowed) the int32 step counters hold."""
-    value = cli.parse_positive_int(text)
-    if value > MAX_ENV_STEPS:
-        raise argparse.ArgumentTypeError(f"more than the {MAX_ENV_STEPS:,} env steps per seed the int32 step "
-                                         f"counters hold, got {text!r}")
-    return value
-
-
 def main(argv=None) -> None:
     ap = cli.Parser(prog="eval/meta_adapt.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", default="soc-v2", help="a preset or a scenario .yaml")
     ap.add_argument("--num-envs", type=cli.parse_positive_int, default=64,
                     help="envs per task (training and adaptation)")
-    ap.add_argument("--train-steps", type=parse_steps, default=1_000_000,
+    ap.add_argument("--train-steps", type=cli.parse_env_steps, default=1_000_000,
                     help="env steps of training per seed (meta and mixture)")
     ap.add_argument("--k", type=cli.parse_positive_int, default=10, help="PPO updates of adaptation")
     ap.add_argument("--seeds", type=cli.parse_positive_int, default=2)

@@ -55,30 +55,17 @@ from jaxsoc.game import psro, socgame  # noqa: E402
 from jaxsoc.analysis.intervals import mean_half_width  # noqa: E402
 
 
-# The trainers' step counters are int32: jaxsoc/engine.py refuses more env steps per seed than this.
-MAX_ENV_STEPS = 2**31 - 1
-
-
-def parse_steps(text: str) -> int:
-    """An env-step budget per seed: a positive integer (5e6 allowed) the int32 step counters hold."""
-    value = cli.parse_positive_int(text)
-    if value > MAX_ENV_STEPS:
-        raise argparse.ArgumentTypeError(f"more than the {MAX_ENV_STEPS:,} env steps per seed the int32 step "
-                                         f"counters hold, got {text!r}")
-    return value
-
-
 def parse(argv=None):
     ap = cli.Parser(prog="eval/psro_soc.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=cli.parse_positive_int, default=5)
     ap.add_argument("--seed", type=cli.parse_int, default=0)
     ap.add_argument("--iterations", type=cli.parse_positive_int, default=3, help="PSRO iterations (responses per side)")
     ap.add_argument("--num-envs", type=cli.parse_positive_int, default=64)
-    ap.add_argument("--blue-steps", type=parse_steps, default=150_000,
+    ap.add_argument("--blue-steps", type=cli.parse_env_steps, default=150_000,
                     help="env steps per seed of each blue response")
-    ap.add_argument("--red-steps", type=parse_steps, default=100_000,
+    ap.add_argument("--red-steps", type=cli.parse_env_steps, default=100_000,
                     help="env steps per seed of each red response")
-    ap.add_argument("--final-red-steps", type=parse_steps, default=300_000,
+    ap.add_argument("--final-red-steps", type=cli.parse_env_steps, default=300_000,
                     help="env steps per seed of the red BR to the final blue mixture; a multiple of --red-steps "
                          "(the red program runs that many times, each warm-started from the last)")
     ap.add_argument("--episodes", type=cli.parse_positive_int, default=64,
@@ -96,9 +83,9 @@ def parse(argv=None):
                     help="JAX's persistent compilation cache (a rerun skips the compiles); 'none' for none")
     args = ap.parse_args(argv)
     # The baseline's blue is one straight run of the PSRO blue chain's total steps (when it runs).
-    if not args.no_baseline and args.iterations * args.blue_steps > MAX_ENV_STEPS:
+    if not args.no_baseline and args.iterations * args.blue_steps > cli.MAX_ENV_STEPS:
         ap.error(f"the baseline blue's --iterations x --blue-steps = {args.iterations * args.blue_steps:,} env steps "
-                 f"is more than the {MAX_ENV_STEPS:,} per seed the int32 step counters hold: lower them or pass --no-baseline")
+                 f"is more than the {cli.MAX_ENV_STEPS:,} per seed the int32 step counters hold: lower them or pass --no-baseline")
     if args.final_red_steps % args.red_steps:
         ap.error(f"--final-red-steps ({args.final_red_steps}) must be a positive multiple of --red-steps "
                  f"({args.red_steps})")

@@ -42,28 +42,15 @@ from jaxsoc.env.params import NUM_PHASES, PHASE_NAMES  # noqa: E402
 from jaxsoc.analysis.intervals import mean_half_width  # noqa: E402
 
 
-# The trainers' step counters are int32: jaxsoc/engine.py refuses more env steps per seed than this.
-MAX_ENV_STEPS = 2**31 - 1
-
-
-def parse_steps(text: str) -> int:
-    """An env-step budget per seed: a positive integer (5e6 allowed) the int32 step counters hold."""
-    value = cli.parse_positive_int(text)
-    if value > MAX_ENV_STEPS:
-        raise argparse.ArgumentTypeError(f"more than the {MAX_ENV_STEPS:,} env steps per seed the int32 step "
-                                         f"counters hold, got {text!r}")
-    return value
-
-
 def parse(argv=None):
     """(parser, args): the command line, refused (one line, `ap.error`) before any JAX work."""
     ap = cli.Parser(prog="eval/redblue.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=cli.parse_positive_int, default=5)
     ap.add_argument("--seed", type=cli.parse_int, default=0)
     ap.add_argument("--num-envs", type=cli.parse_positive_int, default=64)
-    ap.add_argument("--blue-steps", type=parse_steps, default=500_000,
+    ap.add_argument("--blue-steps", type=cli.parse_env_steps, default=500_000,
                     help="env steps per seed for blue vs scripted")
-    ap.add_argument("--red-steps", type=parse_steps, default=300_000,
+    ap.add_argument("--red-steps", type=cli.parse_env_steps, default=300_000,
                     help="env steps per seed for each red best response")
     ap.add_argument("--episodes", type=cli.parse_positive_int, default=256,
                     help="held-out episodes per seed and pairing")

@@ -49,6 +49,20 @@ def parse_non_negative_int(text: str) -> int:
     return value
 
 
+# Every trainer counts env steps in int32: the most one seed of a run can take
+# (`jaxsoc.engine` refuses a config past it, the tools' step flags likewise).
+MAX_ENV_STEPS = 2**31 - 1
+
+
+def parse_env_steps(text: str) -> int:
+    """An env-step budget per seed: `parse_positive_int`, at most `MAX_ENV_STEPS`."""
+    value = parse_positive_int(text)
+    if value > MAX_ENV_STEPS:
+        raise argparse.ArgumentTypeError(f"more than the {MAX_ENV_STEPS:,} env steps per seed the int32 step "
+                                         f"counters hold, got {text!r}")
+    return value
+
+
 def parse_positive_float(text: str) -> float:
     """A finite number above 0 (not nan, not inf)."""
     try:

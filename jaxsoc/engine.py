@@ -741,10 +741,6 @@ def load(
     return RunResult(run_dir, state, update, cfg, trainer)
 
 
-# Step counters (`env_steps` in every trainer's state and metrics) are int32.
-_MAX_ENV_STEPS = 2**31 - 1
-
-
 def make_env_checked(cfg: dict, make_env: Callable | None = None):
     """`cfg`'s env and env params (`make_env(scenario, **env)`, default `jaxsoc.env.make`), or a
     ConfigError naming the scenario: builds the params only (nothing is traced or compiled), so
@@ -765,17 +761,17 @@ def _make_trainer(cfg: dict, make_env: Callable | None, start: int):
     env, env_params = make_env_checked(cfg, make_env)
     trainer = algos.make_train(cfg, env, env_params)
     per_update = trainer.env_steps_per_update
-    if per_update > _MAX_ENV_STEPS:
+    if per_update > cli.MAX_ENV_STEPS:
         raise ConfigError(
             f"one update is {config_lib.format_count(per_update)} env steps per seed (num_envs x rollout), "
-            f"more than the {_MAX_ENV_STEPS:,} the int32 step counters hold: lower num_envs"
+            f"more than the {cli.MAX_ENV_STEPS:,} the int32 step counters hold: lower num_envs"
         )
     if trainer.num_updates < 1:
         raise ConfigError(f"total_steps={config_lib.format_count(cfg['total_steps'])} is less than one update "
                           f"({config_lib.format_count(per_update)} env steps)")
-    if trainer.num_updates * per_update > _MAX_ENV_STEPS:
+    if trainer.num_updates * per_update > cli.MAX_ENV_STEPS:
         raise ConfigError(
-            f"total_steps={config_lib.format_count(cfg['total_steps'])} is more than the {_MAX_ENV_STEPS:,} env "
+            f"total_steps={config_lib.format_count(cfg['total_steps'])} is more than the {cli.MAX_ENV_STEPS:,} env "
             "steps per seed the int32 step counters hold: lower total_steps (or run more seeds)"
         )
     if start > trainer.num_updates:

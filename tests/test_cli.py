@@ -25,10 +25,12 @@ def test_seeds_in_order_and_refused_when_doubled_negative_or_too_many():
 def test_numbers_by_kind():
     assert cli.parse_positive_int("5e3") == 5000 and cli.parse_non_negative_int("0") == 0
     assert cli.parse_positive_float("2.5") == 2.5
+    assert cli.parse_env_steps("2147483647") == cli.MAX_ENV_STEPS == 2**31 - 1  # int32 step counters
     for parse, text in [(cli.parse_positive_int, "0"), (cli.parse_positive_int, "1.5"),
                         (cli.parse_non_negative_int, "-1"), (cli.parse_positive_float, "nan"),
                         (cli.parse_positive_float, "inf"), (cli.parse_positive_float, "0"),
-                        (cli.parse_positive_float, "x")]:
+                        (cli.parse_positive_float, "x"), (cli.parse_env_steps, "2147483648"),
+                        (cli.parse_env_steps, "inf")]:
         with pytest.raises(argparse.ArgumentTypeError):
             parse(text)
 
