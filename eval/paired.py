@@ -119,9 +119,9 @@ def table(a: dict, b: dict, metrics: Sequence[str], level: float) -> str:
     for m in metrics:
         sa, sb = seed_means(a, m), seed_means(b, m)
         both = sorted(set(sa) & set(sb), key=int)
-        if not both:  # e.g. MTTD of a policy that never detects: no mean to pair
-            raise ValueError(f"no seed has a mean {m} in both A and B (it is null where undefined): "
-                             "nothing to pair; leave it out of --metrics")
+        if not both:  # e.g. MTTD of a policy that never detects: a row saying so, the others still paired
+            lines.append(f"| {m} | n/a | n/a | no seed defines it on both sides | n/a | n/a |")
+            continue
         k = pct(m)
         d = [k * (sb[s] - sa[s]) for s in both]
         ci = mean_interval(d, level)

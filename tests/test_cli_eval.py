@@ -185,14 +185,14 @@ def test_paired_refuses_empty_or_repeated_metrics_and_a_run_compared_with_itself
     assert paired.main([good, other, "--metrics", "return"]) == 0  # the same files, asked properly
 
 
-def test_paired_refuses_a_metric_no_seed_defines_on_both_sides(tools, tmp_path, capsys):
+def test_paired_says_n_a_for_a_metric_no_seed_defines_on_both_sides(tools, tmp_path, capsys):
     """v2's MTTD is null in a seed where nothing was detected: with no seed to pair the table
-    divided by zero (a traceback)."""
+    divided by zero (a traceback); it now says so in that metric's row and pairs the others."""
     paired = tools[2]
-    never = {**GOOD, "seeds": {s: {"metrics": {"mttd": {"mean": None}}} for s in ("0", "1")}}
+    never = {**GOOD, "seeds": {s: {"metrics": {"mttd": {"mean": None}, "return": {"mean": float(s)}}}
+                               for s in ("0", "1")}}
     a, b = evaluation(tmp_path / "a", never), evaluation(tmp_path / "b", never)
-    with pytest.raises(SystemExit) as exit_:
-        paired.main([a, b, "--metrics", "mttd"])
-    assert exit_.value.code == 2
-    assert one_line(capsys) == ("eval/paired.py: error: no seed has a mean mttd in both A and B (it is null where "
-                                "undefined): nothing to pair; leave it out of --metrics (see --help)")
+    assert paired.main([a, b, "--metrics", "mttd,return"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[2] == "| mttd | n/a | n/a | no seed defines it on both sides | n/a | n/a |"
+    assert rows[3].startswith("| return | 0.50 ± 0.50 | 0.50 ± 0.50 | +0.00, +0.00 |")
