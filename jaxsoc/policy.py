@@ -57,7 +57,8 @@ def check_run(run_dir: str | Path, *, algo: str | None = None, scenario: str | N
     """Everything about a run folder that can be refused before any JAX work (AnalysisError):
     not a run folder, another algorithm than `algo`, an algorithm this checkout does not know, a
     learner asked to act on another scenario than its own, checkpoints that are missing, unreadable
-    or written by another run."""
+    or written by another run, an `update` the run has no checkpoint at, or one asked of a scripted
+    run (it reads no checkpoint: the number would be ignored)."""
     from jaxsoc import algos
 
     run = runs_lib.read_run(run_dir)
@@ -76,8 +77,15 @@ def check_run(run_dir: str | Path, *, algo: str | None = None, scenario: str | N
             f"{target!r} is refused (its observations and actions are laid out for the other scenario)"
         )
     newest, meta = runs_lib.checkpoint_meta(run)
+    if update is not None and scripted:
+        raise AnalysisError(f"{run.path} is a scripted {run.algo!r} run: it reads no checkpoint, so an update "
+                            f"({update}) does not apply")
     if update is not None and newest is None:
         raise AnalysisError(f"{run.path} has no checkpoints, so none at update {update}")
+    if update is not None and update != newest:
+        steps = runs_lib.checkpoint_steps(run)
+        if update not in steps:
+            raise AnalysisError(f"{run.path} has no checkpoint at update {update} (it has {steps})")
     if newest is None and not scripted:
         raise AnalysisError(
             f"{run.path} has no checkpoint: {run.algo!r} is a learner, so its policy exists only in a "

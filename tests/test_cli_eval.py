@@ -135,6 +135,14 @@ def test_evaluate_checks_every_run_and_its_update_before_evaluating_any(tools, t
     assert evaluate.main([str(scripted), str(bare), "--episodes", "4", "--force"]) == 2
     assert one_line(capsys).startswith(f"error: {bare} has no checkpoint: 'mappo' is a learner")
     assert files(tmp_path) == before
+    # the same checks refuse jaxsoc.load_policy (policy.check_run), where the number was ignored
+    import jaxsoc
+    from jaxsoc.analysis.runs import AnalysisError
+
+    with pytest.raises(AnalysisError, match=r"is a scripted 'random' run: it reads no checkpoint"):
+        jaxsoc.load_policy(scripted, update=7)
+    with pytest.raises(AnalysisError, match=r"has no checkpoint at update 7 \(it has \[2\]\)"):
+        jaxsoc.load_policies(learner, update=7)
 
 
 # ----------------------------------------------------------------------------- eval/paired.py

@@ -411,6 +411,8 @@ def test_folders_it_cannot_use_give_one_clear_error(toy_run, tmp_path):
         load_toy(tmp_path / "empty")
     with pytest.raises(AnalysisError, match=r"trained seed\(s\) 0, 1, not seed 7"):
         load_toy(toy_run, seed=7)
+    with pytest.raises(AnalysisError, match=r"has no checkpoint at update 5 \(it has \[2, 4, 6\]\)"):
+        load_toy(toy_run, update=5)  # was a CheckpointError from deep in the load
 
     def copy(name, edit=None):
         path = tmp_path / name

@@ -272,30 +272,15 @@ def _summary(per_episode: dict[str, np.ndarray], seeds: Sequence[int]) -> dict:
 
 def check_evaluation(run_dir: str | Path, *, update: int | None = None, scenario: str | None = None,
                      algo: str | None = None, make_env: Callable | None = None):
-    """`policy.check_run` (AnalysisError for what cannot be evaluated) plus what `evaluate_run`
-    would otherwise find only later: an `update` asked of a scripted run (it reads no checkpoint,
-    so the number would be ignored), an `update` the run has no checkpoint at, and a config.yaml
-    that does not resolve. Cheap (no compiling), so that a tool can check every run it was given
-    before evaluating the first. Returns `policy.check_run`'s `Checked`."""
+    """`policy.check_run` (AnalysisError for what cannot be evaluated: an `update` it lacks or
+    asked of a scripted run included) plus what `evaluate_run` would otherwise find only later: a
+    config.yaml that does not resolve. Cheap (no compiling), so that a tool can check every run it
+    was given before evaluating the first. Returns `policy.check_run`'s `Checked`."""
     from jaxsoc import config as config_lib, policy
-    from jaxsoc.checkpoints import Checkpoints
     from jaxsoc.config import ConfigError
 
     checked = policy.check_run(run_dir, algo=algo, scenario=scenario, update=update)
     run = checked.run
-    if update is not None and checked.scripted:
-        raise AnalysisError(f"{run.path} is a scripted {run.algo!r} run: it reads no checkpoint, so an update "
-                            f"({update}) does not apply")
-    if update is not None and update != checked.newest:
-        ckpts = Checkpoints(run.path / "checkpoints", create=False)
-        try:
-            steps = sorted(ckpts.steps())
-        except ConfigError as e:
-            raise AnalysisError(str(e)) from None
-        finally:
-            ckpts.close()
-        if update not in steps:
-            raise AnalysisError(f"{run.path} has no checkpoint at update {update} (it has {steps})")
     # The config the policy will be rebuilt from (as `policy.rebuild` resolves it).
     flags = {"scenario": checked.scenario} if checked.scripted else None
     try:

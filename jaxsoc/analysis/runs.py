@@ -221,6 +221,25 @@ def checkpoint_meta(run: RunInfo) -> tuple[int | None, dict]:
     return update, meta
 
 
+def checkpoint_steps(run: RunInfo) -> list[int]:
+    """The updates of a run's complete checkpoints, sorted ([] without any); AnalysisError if
+    they cannot be listed."""
+    from jaxsoc.checkpoints import Checkpoints
+    from jaxsoc.config import ConfigError
+
+    if not (run.path / "checkpoints").is_dir():
+        return []
+    ckpts = None
+    try:
+        ckpts = Checkpoints(run.path / "checkpoints", create=False)
+        return sorted(ckpts.steps())
+    except ConfigError as e:
+        raise AnalysisError(str(e)) from None
+    finally:
+        if ckpts is not None:
+            ckpts.close()
+
+
 # Config keys that do not change what a method is (seeds are pooled; run/eval/devices are how).
 _NOT_METHOD = ("seed", "num_seeds", "run", "eval", "devices")
 
