@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import numbers
 import os
 import shutil
 import time
@@ -631,6 +632,8 @@ def run(
       A `RunResult` with the final state.
     """
     t0 = time.perf_counter()
+    if on_chunk is not None and not callable(on_chunk):  # else a TypeError after the first chunk, its folder made
+        raise ConfigError(f"on_chunk must be a function (updates_done, state) or None, got {on_chunk!r}")
     # A custom `make_env` knows its own scenarios (and refuses unknown ones itself).
     cfg = config_lib.validate(copy.deepcopy(cfg), scenarios=[cfg["scenario"]] if make_env else None)
     if from_update is not None and resume is None:
@@ -722,6 +725,13 @@ def load(
     The state is laid out for `devices` local devices (orbax reshards on restore), whatever the
     run was trained on.
     """
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise ConfigError(f"cannot load: run_dir must be a run folder's path, got {run_dir!r}")
+    # 15.0 or "15" would otherwise be reported as a damaged or missing checkpoint, True as update 1.
+    if update is not None and (isinstance(update, bool) or not isinstance(update, numbers.Integral)):
+        raise ConfigError(f"cannot load: update must be an integer, got {update!r}")
+    if not isinstance(policy_only, (bool, np.bool_)):  # "no" would otherwise mean policy-only
+        raise ConfigError(f"cannot load: policy_only must be True or False, got {policy_only!r}")
     run_dir = Path(run_dir)
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
@@ -732,7 +742,18 @@ def load(
     )
     ckpts, update = _open_checkpoints(run_dir, cfg, update, "load")
     try:
-        env, env_params, trainer = _make_trainer(cfg, make_env, update)
+        try:
+            env, env_params, trainer = _make_trainer(cfg, make_env, update)
+        except ConfigError:
+            # What an edited config.yaml makes impossible (e.g. more num_envs: the checkpoint lies past
+            # the run's last update) is named as the edit when the checkpoint says it was trained otherwise.
+            try:
+                meta = ckpts.read_meta(update)
+            except CheckpointError:
+                meta = None
+            if meta is not None:
+                _check_meta(meta, run_dir, cfg, "load")
+            raise
         program = build_program(trainer, cfg, make_mesh(cfg["devices"]), env, env_params)
         wanted = policy_leaves(trainer, program.abstract_state) if policy_only else None
         state, _ = _read_checkpoint(ckpts, update, run_dir, cfg, program.abstract_state, "load", env_params, wanted)

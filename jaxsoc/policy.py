@@ -25,12 +25,42 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import numbers
+import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from jaxsoc import xla
 from jaxsoc.analysis import runs as runs_lib
 from jaxsoc.analysis.runs import AnalysisError, RunInfo
+
+
+def _is_int(value) -> bool:
+    """An integer (numpy's too), not a bool: a float or a string would be rounded or read as
+    another number, and True would mean 1."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_seeds(seeds, name: str) -> list[int]:
+    """`seeds` (a sequence of integers; `name` the argument) as ints, or AnalysisError."""
+    try:
+        if isinstance(seeds, (str, bytes)):  # "01" would be read as seeds 0 and 1
+            raise TypeError
+        seeds = list(seeds)
+    except TypeError:
+        raise AnalysisError(f"{name} must be a list of integers, got {seeds!r}") from None
+    if not seeds:
+        raise AnalysisError(f"{name} must name at least one seed, got {seeds!r}")
+    if not all(_is_int(s) for s in seeds):
+        raise AnalysisError(f"{name} must be a list of integers, got {seeds!r}")
+    return [int(s) for s in seeds]
+
+
+def _check_greedy(greedy) -> None:
+    if not isinstance(greedy, (bool, np.bool_)):  # "no" or 0.0 would otherwise be read as a truth value
+        raise AnalysisError(f"greedy must be True or False, got {greedy!r}")
 
 
 def is_scripted(algo: str) -> bool:
@@ -61,6 +91,10 @@ def check_run(run_dir: str | Path, *, algo: str | None = None, scenario: str | N
     run (it reads no checkpoint: the number would be ignored)."""
     from jaxsoc import algos
 
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise AnalysisError(f"run_dir must be a run folder's path, got {run_dir!r}")
+    if update is not None and not _is_int(update):
+        raise AnalysisError(f"update must be an integer, got {update!r}")
     run = runs_lib.read_run(run_dir)
     if algo is not None and algo != run.algo:
         raise AnalysisError(f"{run.path} is a {run.algo!r} run, not {algo!r}")
@@ -241,8 +275,11 @@ def load_policy(run_dir: str | Path, *, seed: int | None = None, update: int | N
     Raises AnalysisError (a ValueError) naming the problem: not a run folder, an unknown algorithm,
     no checkpoint, a damaged checkpoint or one written by another run, a seed the run did not train.
     """
+    if seed is not None and not _is_int(seed):
+        raise AnalysisError(f"seed must be an integer, got {seed!r}")
+    _check_greedy(greedy)
     checked = check_run(run_dir, update=update)
-    return _load(checked, [checked.run.seeds[0] if seed is None else seed], greedy, make_env)[0]
+    return _load(checked, [checked.run.seeds[0] if seed is None else int(seed)], greedy, make_env)[0]
 
 
 def load_policies(run_dir: str | Path, *, seeds: Sequence[int] | None = None, update: int | None = None,
@@ -251,8 +288,10 @@ def load_policies(run_dir: str | Path, *, seeds: Sequence[int] | None = None, up
     trained), its checkpoint read once: `load_policy` reads it per call, and for a replay-buffer
     learner that is the whole train state, every seed's buffer included. The other arguments and
     the errors are `load_policy`'s."""
+    seeds = None if seeds is None else _check_seeds(seeds, "seeds")
+    _check_greedy(greedy)
     checked = check_run(run_dir, update=update)
-    return _load(checked, list(checked.run.seeds) if seeds is None else list(seeds), greedy, make_env)
+    return _load(checked, list(checked.run.seeds) if seeds is None else seeds, greedy, make_env)
 
 
 def _load(checked: Checked, seeds: list, greedy: bool, make_env: Callable | None) -> list[Policy]:
