@@ -8,6 +8,7 @@ as the `constant` policy does). Everything here is NumPy and works on any leadin
 """
 from __future__ import annotations
 
+import numbers
 from typing import Dict
 
 import numpy as np
@@ -40,11 +41,15 @@ class JointView:
         """The joint observation `[..., observation_size]` of per-role observations `{role: [..., n]}`."""
         return np.concatenate([np.asarray(obs[a], dtype=np.float32) for a in self.agents], axis=-1)
 
-    def actions(self, flat) -> Dict[str, np.ndarray]:
-        """Per-role env actions from joint actions `[..., action_size]`: continuous roles' entries
-        (float32), discrete roles' highest-scoring choice (int32)."""
+    def actions(self, flat, batch: tuple | None = None) -> Dict[str, np.ndarray]:
+        """Per-role env actions from joint actions `[..., action_size]` (`[*batch, action_size]`
+        when `batch` is given): continuous roles' entries (float32), discrete roles'
+        highest-scoring choice (int32)."""
         flat = np.asarray(flat, dtype=np.float32)
-        if flat.shape[-1] != self.action_size:
+        if batch is not None and flat.shape != (*batch, self.action_size):
+            # Checked here: the env's vmapped step would fail deep in JAX, or broadcast silently.
+            raise ValueError(f"actions must have shape {(*batch, self.action_size)}, got {flat.shape}")
+        if flat.ndim == 0 or flat.shape[-1] != self.action_size:
             raise ValueError(f"a joint action has {self.action_size} entries, got shape {flat.shape}")
         return {a: (np.argmax(flat[..., s], axis=-1).astype(np.int32) if self.discrete[a] else flat[..., s])
                 for a, s in self.action_slices.items()}
@@ -55,6 +60,18 @@ class JointView:
 
         return (spaces.Box(-np.inf, np.inf, (self.observation_size,), np.float32),
                 spaces.Box(-1.0, 1.0, (self.action_size,), np.float32))
+
+
+def check_seed(seed, largest: int | None = None) -> None:
+    """ValueError unless `seed` is None or an integer in [0, `largest`] (numpy's too; not a bool):
+    a float or a string would fail deep in JAX or NumPy, and past `largest` a key would drop bits."""
+    if seed is None:
+        return
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if seed < 0 or (largest is not None and seed > largest):
+        upper = f", {largest}]" if largest is not None else ", ...)"
+        raise ValueError(f"seed must be in [0{upper}, got {seed}")
 
 
 def draw_key(np_random: np.random.Generator):

@@ -24,6 +24,7 @@ from gymnasium import spaces as gym_spaces
 from pettingzoo import ParallelEnv
 
 import jaxsoc.env as soc
+from jaxsoc.adapters.joint import check_seed
 from jaxsoc.adapters.spaces import to_gymnasium
 
 
@@ -54,6 +55,7 @@ class SOCParallelEnv(ParallelEnv):
 
     def reset(self, seed: int | None = None, options: dict | None = None):
         """`(observations, infos)` of a new episode; `seed` fixes it (and the ones after it)."""
+        check_seed(seed, 2**32 - 1)  # a key holds 32 bits of the seed: 2**32 would replay seed 0
         if seed is not None:
             self._key = jax.random.PRNGKey(seed)
         elif self._key is None:  # never seeded: fresh entropy

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 import jaxsoc.env as soc
-from jaxsoc.adapters.joint import JointView, draw_key, step_info
+from jaxsoc.adapters.joint import JointView, check_seed, draw_key, step_info
 
 ENV_ID = "jaxsoc/SOC-v0"
 
@@ -35,21 +35,28 @@ class SOCJointEnv(gymnasium.Env):
         self.view = JointView(self.env)
         self.observation_space, self.action_space = self.view.spaces()
         self._key = self._state = None
+        self._ended = False
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        check_seed(seed)  # Gymnasium seeds from every bit of it
         super().reset(seed=seed)
         self._key, k = jax.random.split(draw_key(self.np_random))
         obs, self._state = self.env.reset(k, self.params)
+        self._ended = False
         return self.view.observation(jax.device_get(obs)), {}
 
     def step(self, action):
         if self._state is None:
             raise RuntimeError("call reset() before step()")
+        if self._ended:  # step_env does not reset: the ended episode would be charged again
+            raise RuntimeError("the episode has ended (terminated or truncated): call reset()")
+        acts = self.view.actions(action, batch=())
         self._key, k = jax.random.split(self._key)
-        obs, self._state, rewards, _, infos = self.env.step_env(k, self._state, self.view.actions(action), self.params)
+        obs, self._state, rewards, _, infos = self.env.step_env(k, self._state, acts, self.params)
         obs, reward, infos = jax.device_get((obs, rewards[self.env.agents[0]], infos))
         terminated = bool(infos["terminated"])
         truncated = bool(infos["truncated"]) and not terminated
+        self._ended = terminated or truncated
         info = step_info(infos, terminated or truncated)
         info["reward_terms"] = {k: float(v) for k, v in info["reward_terms"].items()}
         if "metrics" in info:

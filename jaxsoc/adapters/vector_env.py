@@ -17,6 +17,7 @@ every env's team reward, every step.
 from __future__ import annotations
 
 import functools
+import numbers
 
 import jax
 import numpy as np
@@ -25,7 +26,7 @@ from gymnasium.vector.utils import batch_space
 
 import jaxsoc.env as soc
 from jaxsoc.adapters import single_agent  # noqa: F401  (registers "jaxsoc/SOC-v0", this env its vector entry point)
-from jaxsoc.adapters.joint import JointView, draw_key, step_info
+from jaxsoc.adapters.joint import JointView, check_seed, draw_key, step_info
 
 
 @functools.lru_cache(maxsize=8)
@@ -42,9 +43,15 @@ class SOCVectorEnv(VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
 
-    def __init__(self, num_envs: int, scenario: str = "soc-v2", **overrides):
-        if int(num_envs) < 1:
+    def __init__(self, num_envs: int, scenario: str = "soc-v2", render_mode: str | None = None, **overrides):
+        # 2.7 would build 2 envs; a bool would build one.
+        if isinstance(num_envs, (bool, np.bool_)) or not isinstance(num_envs, numbers.Integral):
+            raise ValueError(f"num_envs must be an integer, got {num_envs!r}")
+        if num_envs < 1:
             raise ValueError(f"num_envs must be positive, got {num_envs}")
+        if render_mode is not None:  # gymnasium.make_vec passes it
+            raise ValueError(f"{type(self).__name__} draws nothing (no render modes); eval/replay.py watches a policy")
+        self.render_mode = None
         self.num_envs = int(num_envs)
         self.env, self.params = soc.make(scenario, **overrides)
         self.view = JointView(self.env)
@@ -56,6 +63,7 @@ class SOCVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """`(observations [num_envs, observation_size], {})`; `seed` fixes every env's episode."""
+        check_seed(seed)  # Gymnasium seeds from every bit of it
         super().reset(seed=seed)
         self._key, k = jax.random.split(draw_key(self.np_random))
         obs, self._state = self._reset(jax.random.split(k, self.num_envs), self.params)
@@ -66,9 +74,10 @@ class SOCVectorEnv(VectorEnv):
         terminated and truncated `[num_envs]` bool, and the info (module docstring)."""
         if self._state is None:
             raise RuntimeError("call reset() before step()")
+        acts = self.view.actions(actions, batch=(self.num_envs,))
         self._key, k = jax.random.split(self._key)
         obs, self._state, rewards, dones, infos = self._step(
-            jax.random.split(k, self.num_envs), self._state, self.view.actions(actions), self.params)
+            jax.random.split(k, self.num_envs), self._state, acts, self.params)
         obs, reward, infos = jax.device_get((obs, rewards[self.env.agents[0]], infos))
         terminated = np.asarray(infos["terminated"], bool)
         truncated = np.asarray(infos["truncated"], bool) & ~terminated
