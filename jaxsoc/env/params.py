@@ -20,8 +20,10 @@ import dataclasses
 import difflib
 import math
 import os
-from typing import Any, Callable, Dict, Optional, Tuple
+import typing
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
+import jax
 import numpy as np
 from flax import struct
 
@@ -519,8 +521,15 @@ def build_params(scenario: str, /, **overrides) -> EnvParams:
             # A bare size change gets a generated topology; explicit topology fields win.
             hps = overrides.pop("hosts_per_segment", base.hosts_per_segment[0])
             overrides = {**generated_topology(int(num_segments), hps), **overrides}
+    if "hosts_per_segment" in overrides:
+        hps = overrides["hosts_per_segment"]
+        if not isinstance(hps, (list, tuple, np.ndarray, jax.Array)) and not (
+                _is_number(hps) and isinstance(hps, (int, np.integer)) and hps > 0):
+            raise ValueError(f"hosts_per_segment must be a positive integer or a list of them, got {hps!r}")
+    # Types first, so that the conversions below never turn "0.5" or 2.5 into a valid-looking value.
+    check_fields(EnvParams, {k: v for k, v in overrides.items()
+                             if not (k == "hosts_per_segment" and isinstance(v, (int, np.integer)))})
     if isinstance(overrides.get("hosts_per_segment"), (int, np.integer)):
-        _check_positive_int("hosts_per_segment", overrides["hosts_per_segment"])
         s = len(overrides.get("segment_values", base.segment_values))
         overrides["hosts_per_segment"] = (int(overrides["hosts_per_segment"]),) * s
     coerced = {k: _coerce(k, v) for k, v in overrides.items()}
@@ -533,6 +542,77 @@ def build_params(scenario: str, /, **overrides) -> EnvParams:
     return params
 
 
+INT32_MAX = 2**31 - 1  # sizes and counts become int32 arrays: a larger one overflows them
+
+
+def _is_bool(x) -> bool:
+    return isinstance(x, (bool, np.bool_))
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not _is_bool(x)
+
+
+def _check_value(name: str, hint, default, value) -> None:
+    """`value` against the type `hint` of a params field (see `check_fields`)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:  # Optional[T]
+        if value is None and type(None) in args:
+            return
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is tuple or origin is tuple:
+        if isinstance(value, (jax.Array, np.ndarray)) and value.ndim == 1 and value.dtype.kind in "iuf":
+            value = list(value)  # an array of numbers is a list of them (kept as given)
+        if not isinstance(value, (tuple, list)):
+            raise ValueError(f"{name} must be a list, got {value!r}")
+        if args and args[-1] is Ellipsis:
+            item = args[0]
+        elif hint is tuple and default:  # a bare `tuple` field: its default's items say what it holds
+            item = str if isinstance(default[0], str) else float
+        else:
+            return
+        if item is float and any(_is_number(x) and not math.isfinite(x) for x in value):
+            raise ValueError(f"{name} must be a finite number, got {tuple(value)}")
+        for i, x in enumerate(value):
+            _check_value(f"{name}[{i}]", item, None, x)
+        return
+    if isinstance(value, (jax.Array, np.ndarray)) and hint in (int, float):
+        # A numeric leaf may be given as an array (vmapped sweeps); only its dtype is checked here.
+        if value.dtype.kind not in ("iu" if hint is int else "iuf"):
+            raise ValueError(f"{name} must be {'an integer' if hint is int else 'a number'}, "
+                             f"got an array of {value.dtype}")
+        return
+    if hint is bool and not _is_bool(value):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    if hint is str and not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, got {value!r}")
+    if hint is float:
+        if not _is_number(value):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        if not math.isfinite(value):  # reward weights, costs, noise: NaN or inf poisons every step
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if hint is int:
+        if not (_is_number(value) and isinstance(value, (int, np.integer))):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        if abs(int(value)) > INT32_MAX:
+            raise ValueError(f"{name} must fit in int32 (|{name}| <= {INT32_MAX}), got {value!r}")
+
+
+def check_fields(cls, values: Mapping[str, Any]) -> None:
+    """Raise a one-line `ValueError` for a value of the wrong type for its field of the params
+    dataclass `cls`, judged by the field's annotation, so a new field is covered as it is added:
+    switches (`bool`) take only True/False (a string such as "no" is truthy and would turn the
+    switch ON), numbers must be finite numbers (not bools or strings), `int` fields whole numbers
+    within int32, `str` fields strings, tuples lists of those. Fields of other types (pytrees such
+    as a detector) are not checked here. Every world's validation calls this first."""
+    hints = typing.get_type_hints(cls)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    for name, value in values.items():
+        if name in hints:
+            _check_value(name, hints[name], defaults.get(name), value)
+
+
 def _check_positive_int(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -540,6 +620,7 @@ def _check_positive_int(name: str, value) -> None:
 
 def validate(p: EnvParams) -> None:
     """Raise a clear `ValueError` for any impossible configuration, before anything is traced."""
+    check_fields(EnvParams, {f.name: getattr(p, f.name) for f in dataclasses.fields(p)})
     s = len(p.hosts_per_segment)
     if s == 0:
         raise ValueError("the network needs at least one segment (hosts_per_segment is empty)")
@@ -569,6 +650,8 @@ def validate(p: EnvParams) -> None:
         for t in segs:
             if not (0 <= t < s):
                 raise ValueError(f"{name} names segment {t}, which does not exist (0..{s - 1})")
+        if len(set(segs)) != len(segs):
+            raise ValueError(f"{name} repeats a segment: {segs}")
     if p.visible_alerts > p.queue_capacity:
         raise ValueError(f"visible_alerts={p.visible_alerts} exceeds queue_capacity={p.queue_capacity}")
     if len(p.phase_noise) != NUM_PHASES:
@@ -583,11 +666,6 @@ def validate(p: EnvParams) -> None:
             raise ValueError(f"{name} needs num_postures={p.num_postures} entries")
     if p.rng_impl not in ("hash", "threefry"):
         raise ValueError(f"rng_impl must be 'hash' or 'threefry', got {p.rng_impl!r}")
-    for field in dataclasses.fields(p):  # reward weights, costs, noise: NaN or inf poisons every step
-        value = getattr(p, field.name)
-        for x in (value if isinstance(value, tuple) else (value,)):
-            if isinstance(x, float) and not math.isfinite(x):
-                raise ValueError(f"{field.name} must be a finite number, got {value}")
     for name in ("stealth", "p_initial_access", "p_execution", "p_lateral", "p_exfiltration",
                  "fp_alert_rate", "false_scan_rate", "blind_isolation_rate"):
         v = getattr(p, name)
@@ -597,7 +675,45 @@ def validate(p: EnvParams) -> None:
         v = getattr(p, name)
         if isinstance(v, (int, float)) and not (0.0 <= v <= 1.0):
             raise ValueError(f"{name} must lie in [0, 1], got {v}")
+    for low, high in (("vuln_min", "vuln_max"), ("tp_confidence_low", "tp_confidence_high")):
+        a, b = getattr(p, low), getattr(p, high)
+        if _is_number(a) and _is_number(b) and not a <= b:
+            raise ValueError(f"need {low} <= {high}, got {a} > {b}")
+    for name in ("tp_confidence_low", "tp_confidence_high"):
+        v = getattr(p, name)
+        if _is_number(v) and not (0.0 <= v <= 1.0):
+            raise ValueError(f"{name} is a confidence and must lie in [0, 1], got {v}")
+    # Scales of noise (stds, per-phase noise) and the re-entry wait cannot be negative.
+    for name in ("phase_noise", "telemetry_noise", "reentry_cooldown", "vuln_std", "tp_severity_noise",
+                 "fp_severity_max", "fp_confidence_max", "fp_noise_max"):
+        v = getattr(p, name)
+        for i, x in enumerate(v) if isinstance(v, tuple) else ((None, v),):
+            if _is_number(x) and x < 0:
+                at = name if i is None else f"{name}[{i}]"
+                raise ValueError(f"{at} must be >= 0, got {x}")
+    unknown = [r for r in p.detector_score_roles if r not in AGENTS]
+    if unknown:
+        raise ValueError(f"detector_score_roles names unknown role {unknown[0]!r}"
+                         f"{_suggest(unknown[0], AGENTS)} Roles: {', '.join(AGENTS)}.")
+    check_memory(p)
     validate_mechanisms(p)
+
+
+def check_memory(p: EnvParams) -> None:
+    """Refuse sizes whose arrays cannot exist on this machine (before reset spends seconds finding
+    out): ranking the alert queue and each segment's hosts builds an `[n, n]` float32 matrix
+    (`alerts.prefix_count_rows`), so n = queue_capacity or the largest segment's host count
+    must keep 4 n^2 bytes within the machine's physical memory."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf (not POSIX): no limit known
+        return
+    for name, n in (("queue_capacity", p.queue_capacity),
+                    ("hosts_per_segment", max(p.hosts_per_segment))):
+        if 4 * n * n > memory:
+            raise ValueError(f"{name} is too large: a size of {n} needs a {n} x {n} float32 matrix "
+                             f"({4 * n * n / 2**30:.3g} GiB), more than this machine's "
+                             f"{memory / 2**30:.3g} GiB of memory")
 
 
 def validate_mechanisms(p: EnvParams) -> None:
