@@ -91,6 +91,7 @@ class BankingParams:
         check(0 <= self.p_outage < 1, f"p_outage must be in [0, 1), got {self.p_outage}")
         check(self.tick_ms > 0 and self.latency_cost_per_ms >= 0 and self.sla_penalty >= 0,
               "need tick_ms > 0, latency_cost_per_ms >= 0, sla_penalty >= 0")
+        check(self.latency_target_ms > 0, f"latency_target_ms must be > 0, got {self.latency_target_ms}")
 
     def arrays(self):
         """(base_latency_ms, risk, fee, throughput), each f32 `[C]`."""

@@ -27,6 +27,8 @@ from typing import Dict, Tuple
 import jax
 import jax.numpy as jnp
 
+from jaxsoc.env.params import check_fields
+
 
 class DemoEnv:
     """Base class (module docstring). Subclasses set `params_cls`, `policies` (the scripted ones,
@@ -92,6 +94,7 @@ def make_demo(env_cls, overrides: dict) -> Tuple[DemoEnv, object]:
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ValueError(f"unknown parameter {key!r} for {env_cls.__name__}.{hint} "
                              f"Known: {', '.join(sorted(fields))}.")
+    check_fields(env_cls.params_cls, overrides)  # types first: "0.5" is no number, "yes" no switch
     coerced = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     params = env_cls.params_cls(**coerced)
     return env_cls(params), params

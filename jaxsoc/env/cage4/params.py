@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jaxsoc.env.params import check_fields
+
 # ---- network -----------------------------------------------------------------------------------
 SUBNETS = ("admin", "contractor", "internet", "office", "operational_zone_a", "operational_zone_b",
            "public_access_zone", "restricted_zone_a", "restricted_zone_b")
@@ -161,6 +163,7 @@ def build(name: str = "cage4-like", **overrides) -> Cage4Params:
         if k not in FIELDS or k == "name":
             close = difflib.get_close_matches(k, FIELDS, 1)
             raise ValueError(f"unknown cage4 parameter {k!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+    check_fields(Cage4Params, overrides)  # types first: "yes" is no switch, nan no cost
     p = Cage4Params(**overrides)
     if p.max_steps < 3:
         raise ValueError(f"max_steps must be >= 3 (three mission phases), got {p.max_steps}")

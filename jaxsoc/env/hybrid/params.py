@@ -24,7 +24,7 @@ from flax import struct
 
 from jaxsoc.detectors.threshold import calibrate_threshold, check_target_fpr
 from jaxsoc.detectors.zscore import ZScoreDetector, zscore_scores
-from jaxsoc.env.params import EnvParams, build_params
+from jaxsoc.env.params import EnvParams, build_params, check_fields
 
 NAME = "soc-hybrid"
 ACTIONS = ("none", "investigate", "lockdown")
@@ -136,6 +136,7 @@ def build(name: str = NAME, **overrides) -> HybridParams:
         if k not in FIELD_NAMES and k != "num_segments":
             close = difflib.get_close_matches(k, HYBRID_KEYS + FIELD_NAMES, 1)
             raise ValueError(f"unknown {NAME} parameter {k!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+    check_fields(HybridParams, own)  # before the float() conversions below, which take "0.5"
     soc = build_params("soc-v2", **{**SOC_DEFAULTS, **world}).replace(name=NAME)
     if len(set(soc.hosts_per_segment)) != 1:
         raise ValueError(f"{NAME} gives each segment agent one action per host, so segments must be equal; "
