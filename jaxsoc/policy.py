@@ -28,7 +28,7 @@ import dataclasses
 import numbers
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -207,11 +207,25 @@ class Policy:
     reads_state: bool
     run: Path | None
     trainer_act: Callable[..., dict] = dataclasses.field(repr=False)
+    # {agent: shape} of one env's observations (the env's reset), checked by `act`; None: unchecked.
+    obs_shapes: dict | None = dataclasses.field(default=None, repr=False)
 
     def act(self, key, obs: dict, state=None) -> dict:
         """Actions `{agent: action}` for ONE env: `obs` the env's `{agent: [obs_dim]}`, `state` its
         `EnvState` (needed only when `reads_state`). Jittable and vmappable; greedy actions do
-        not depend on `key`."""
+        not depend on `key`. ValueError for observations of another shape (another scenario, a
+        batch without `vmap`) or a missing role: the network would fail deep in flax."""
+        if self.obs_shapes is not None:  # shapes only: static under jit and vmap
+            if not isinstance(obs, Mapping):
+                raise ValueError(f"obs must be a dict {{agent: observation}}, got {type(obs).__name__}")
+            missing = [a for a in self.obs_shapes if a not in obs]
+            if missing:
+                raise ValueError(f"obs lacks {', '.join(map(repr, missing))}: this policy expects "
+                                 f"{', '.join(map(repr, self.obs_shapes))}")
+            for agent, shape in self.obs_shapes.items():
+                if tuple(np.shape(obs[agent])) != shape:
+                    raise ValueError(f"obs[{agent!r}] has shape {tuple(np.shape(obs[agent]))}; this policy "
+                                     f"expects {shape}")
         if state is None and self.reads_state:
             raise ValueError(
                 f"the {self.algo!r} policy reads the env state (scripted policies read the world; the "
@@ -234,11 +248,11 @@ class Policy:
             return None
 
 
-def _reads_state(trainer, params, env, env_params, greedy: bool) -> bool:
-    """Whether `trainer.act` reads the env state: trace it (no compilation) without one."""
+def _reads_state(trainer, params, obs, greedy: bool) -> bool:
+    """Whether `trainer.act` reads the env state: trace it (no compilation) without one, on
+    observations `obs` (shapes)."""
     import jax
 
-    obs = jax.eval_shape(lambda k: env.reset(k, env_params)[0], jax.random.PRNGKey(0))
     try:
         jax.eval_shape(lambda k, o: trainer.act(params, k, o, None, greedy), jax.random.PRNGKey(0), obs)
     except (AttributeError, TypeError):  # what reading a field of None raises
@@ -255,10 +269,12 @@ def _policy(rebuilt: Rebuilt, row: int | None, seed: int | None, greedy: bool, r
     world = rebuilt.trainer.policy_env_params
     if world is not None and rebuilt.params is not None:
         env_params = world(params, env_params)  # the world this seed's policy learned with
+    obs = jax.eval_shape(lambda k: rebuilt.env.reset(k, env_params)[0], jax.random.PRNGKey(0))
     return Policy(cfg["algo"], cfg["scenario"], cfg, rebuilt.env, env_params, params, seed,
                   rebuilt.checked.update, bool(greedy), rebuilt.checked.scripted,
-                  _reads_state(rebuilt.trainer, params, rebuilt.env, env_params, greedy), run,
-                  rebuilt.trainer.act)
+                  _reads_state(rebuilt.trainer, params, obs, greedy), run,
+                  rebuilt.trainer.act,
+                  {a: tuple(x.shape) for a, x in obs.items()} if isinstance(obs, Mapping) else None)
 
 
 def load_policy(run_dir: str | Path, *, seed: int | None = None, update: int | None = None,
