@@ -12,10 +12,12 @@ the same way: a scripted `act` ignores its policy params.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any, Callable, Dict
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxsoc import xla
 
@@ -41,8 +43,15 @@ def make_evaluator(
 
     Returns a function whose result is `{name: f32[num_episodes]}` for every name in the env's
     `infos["metrics"]` (NaN for an env whose first episode did not end within `max_steps`) plus
-    `"completed": bool[num_episodes]`.
+    `"completed": bool[num_episodes]`. ValueError unless `num_episodes` and `max_steps` (when
+    given) are positive integers.
     """
+    # Checked before tracing: 0 would return empty metrics (NaN means), others fail deep in JAX.
+    for name, value in (("num_episodes", num_episodes), ("max_steps", max_steps)):
+        if value is None and name == "max_steps":
+            continue
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     steps = episode_limit(env, env_params) if max_steps is None else int(max_steps)
 
     def act_one(policy_params, key, obs, state):
