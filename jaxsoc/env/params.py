@@ -455,9 +455,22 @@ def preset_names() -> Tuple[str, ...]:
     return tuple(sorted(_PRESETS))
 
 
-def _suggest(word: str, options) -> str:
-    close = difflib.get_close_matches(word, list(options), n=3, cutoff=0.5)
+def suggest_name(word: str, options) -> str:
+    """' Did you mean: a, b?' for the options close to `word`, or ''. Case is ignored (`SOC-V2`
+    suggests `soc-v2`), and a word that begins option names suggests those (`hosts` suggests
+    `hosts_per_segment`, which spelling similarity alone ranks below `w_cost`)."""
+    by_lower: Dict[str, str] = {}
+    for o in map(str, options):
+        by_lower.setdefault(o.lower(), o)
+    w = str(word).lower()
+    close = [by_lower[w]] if w in by_lower else []
+    close = close or [o for low, o in by_lower.items() if len(w) >= 3 and low.startswith(w)][:3]
+    if not close:
+        close = [by_lower[c] for c in difflib.get_close_matches(w, list(by_lower), n=3, cutoff=0.5)]
     return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
+_suggest = suggest_name
 
 
 def _as_tuple(value, cast):
