@@ -14,7 +14,8 @@ terminal observation in `infos["final_obs"]` for bootstrapping.
 from __future__ import annotations
 
 import functools
-from typing import Dict, Optional, Tuple
+import math
+from typing import Dict, Mapping, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 from jaxsoc.env import alerts, attacker, defenders, metrics, observe, scores
 from jaxsoc.env.network import (HOST_SUMMARY, MAX_STAGE, draw_vulnerabilities, host_summary_rows,
                                  segment_sums, topology)
-from jaxsoc.env.params import AGENTS, EnvParams
+from jaxsoc.env.params import AGENTS, EnvParams, suggest_name
 from jaxsoc.env.reward import response_credit, team_reward
 from jaxsoc.env.rng import Draws, seed_words
 from jaxsoc.env.spaces import Box, Discrete
@@ -229,8 +230,31 @@ class SOCEnv:
         """One transition without auto-reset: `(obs, state, rewards, dones, infos)`."""
         return self._step_env(key, state, actions, self._p(params), None)
 
+    @staticmethod
+    def check_actions(actions: Dict[str, jax.Array], p: EnvParams) -> None:
+        """A `ValueError` naming the role for a missing, unknown or wrongly sized action. Keys and
+        shapes are static, so this runs once at trace time (jit and vmap see only valid dicts) and
+        costs nothing per step; a misspelt key would otherwise be ignored and its role left idle."""
+        if not isinstance(actions, Mapping):
+            raise ValueError(f"actions must be a dict {{agent: action}}, got {type(actions).__name__}")
+        agents = list(AGENTS) + (["red"] if p.red_control else [])
+        for a in actions:
+            if a not in agents:
+                raise ValueError(f"unknown agent {a!r} in actions (agents: {', '.join(agents)})."
+                                 f"{suggest_name(str(a), agents)}")
+        for a in AGENTS:  # red may be left out: the scripted campaign then advances
+            if a not in actions:
+                raise ValueError(f"actions is missing {a!r} (agents: {', '.join(agents)})")
+        dims = defenders.action_dims(p)
+        boxes = ["threat_hunter", "response_orchestrator"] + ([] if p.fix_d6_directive else ["coordinator"])
+        for a in boxes:  # continuous actions are reshaped to [dim]: any shape of that size works
+            shape = jnp.shape(actions[a])
+            if math.prod(shape) != dims[a]:
+                raise ValueError(f"actions[{a!r}] has shape {shape}, expected ({dims[a]},)")
+
     def _step_env(self, key, state, actions, p: EnvParams, noise):
         """`step_env` with the observation noise optionally supplied (shared with the reset obs)."""
+        self.check_actions(actions, p)
         draws = Draws(key, p.rng_impl)
         t = state.t + 1
         c = state.counters

@@ -1,0 +1,114 @@
+"""make(): every world refuses wrongly typed, non-finite or impossible values with a one-line
+error naming the field, before anything is traced; and the SOC step checks its action dict."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxsoc.env as soc
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("scenario, overrides, message", [
+    # 1. switches take True/False only: a string is truthy and would turn the switch ON
+    ("hmarl-soc-v1", dict(fix_d1_hidden_truth="no"), "fix_d1_hidden_truth must be true or false, got 'no'"),
+    ("soc-v2", dict(with_world_state="false"), "with_world_state must be true or false, got 'false'"),
+    ("soc-v2", dict(lanes=1), "lanes must be true or false, got 1"),
+    ("retail", dict(with_world_state="yes"), "with_world_state must be true or false, got 'yes'"),
+    ("banking", dict(with_world_state="yes"), "with_world_state must be true or false"),
+    ("cage4-like", dict(with_world_state="yes"), "with_world_state must be true or false"),
+    ("cage4-like", dict(pad_spaces="yes"), "pad_spaces must be true or false, got 'yes'"),
+    ("soc-hybrid", dict(with_world_state="yes"), "with_world_state must be true or false"),
+    ("soc-hybrid", dict(use_scores="yes"), "use_scores must be true or false, got 'yes'"),
+    # 2. numbers of the wrong type
+    ("soc-v2", dict(stealth="0.5"), "stealth must be a number, got '0.5'"),
+    ("soc-v2", dict(stealth=None), "stealth must be a number, got None"),
+    ("soc-v2", dict(stealth=[0.5, 0.6]), r"stealth must be a number, got \[0.5, 0.6\]"),
+    ("soc-v2", dict(hosts_per_segment=8.0), "hosts_per_segment must be a positive integer or a list of them, got 8.0"),
+    ("soc-v2", dict(hosts_per_segment=None), "hosts_per_segment must be a positive integer or a list of them"),
+    ("soc-v2", dict(hosts_per_segment=NAN), "hosts_per_segment must be a positive integer or a list of them"),
+    ("soc-v2", dict(hosts_per_segment=[8, 8, 2.5, 8, 8]), r"hosts_per_segment\[2\] must be an integer, got 2.5"),
+    ("soc-v2", dict(segment_values=[1, 1, "a", 1, 1]), r"segment_values\[2\] must be a number, got 'a'"),
+    ("retail", dict(demand_min="0.5"), "demand_min must be a number, got '0.5'"),
+    ("banking", dict(latency_target_ms="0.5"), "latency_target_ms must be a number, got '0.5'"),
+    ("banking", dict(channel_names=["a", 2, "c"]), r"channel_names\[1\] must be a string, got 2"),
+    ("soc-hybrid", dict(catch_reward="0.5"), "catch_reward must be a number, got '0.5'"),
+    # 3. NaN, inf and non-integers in the other worlds
+    ("soc-hybrid", dict(false_alarm_cost=NAN), "false_alarm_cost must be a finite number, got nan"),
+    ("soc-hybrid", dict(catch_reward=NAN), "catch_reward must be a finite number"),
+    ("soc-hybrid", dict(score_clip=NAN), "score_clip must be a finite number"),
+    ("cage4-like", dict(restore_cost=NAN), "restore_cost must be a finite number"),
+    ("cage4-like", dict(invalid_cost=float("-inf")), "invalid_cost must be a finite number"),
+    ("cage4-like", dict(min_users=2.5), "min_users must be an integer, got 2.5"),
+    ("cage4-like", dict(degrade_step=2.5), "degrade_step must be an integer, got 2.5"),
+    ("banking", dict(latency_target_ms=NAN), "latency_target_ms must be a finite number"),
+    ("banking", dict(latency_target_ms=-1), "latency_target_ms must be > 0, got -1"),
+    # 4. SOC settings that cannot work
+    ("soc-v2", dict(vuln_min=0.9, vuln_max=0.1), "need vuln_min <= vuln_max, got 0.9 > 0.1"),
+    ("soc-v2", dict(tp_confidence_low=0.9, tp_confidence_high=0.1), "need tp_confidence_low <= tp_confidence_high"),
+    ("soc-v2", dict(phase_noise=(0.1, 0.3, -1, 0.4, 0.6)), r"phase_noise\[2\] must be >= 0, got -1"),
+    ("soc-v2", dict(telemetry_noise=-1.0), "telemetry_noise must be >= 0, got -1.0"),
+    ("soc-v2", dict(reentry_cooldown=-3), "reentry_cooldown must be >= 0, got -3"),
+    ("soc-v2", dict(reentry_cooldown=2.5), "reentry_cooldown must be an integer, got 2.5"),
+    ("soc-v2", dict(entry_segments=(0, 0)), r"entry_segments repeats a segment: \(0, 0\)"),
+    ("soc-v2", dict(detector_score_roles=("coordinator_x",)),
+     "detector_score_roles names unknown role 'coordinator_x' Did you mean: coordinator"),
+    ("soc-v2", dict(p_lateral=True), "p_lateral must be a number, got True"),
+    ("soc-v2", dict(name=5), "name must be a string, got 5"),
+    ("soc-v2", dict(queue_capacity=10**8), "queue_capacity is too large: a size of 100000000 needs"),
+    ("soc-v2", dict(max_steps=2**31), r"max_steps must fit in int32 \(\|max_steps\| <= 2147483647\), got 2147483648"),
+    # 5. unknown names, with the suggestions config.resolve gives
+    ("SOC-V2", {}, r"unknown scenario 'SOC-V2'. Did you mean: soc-v2\?"),
+    ("Retail", {}, r"Did you mean: retail\? Known scenarios: banking, cage4-like, .*soc-hybrid"),
+    ("soc-v2", dict(hosts=8), r"unknown env parameter 'hosts' for scenario 'soc-v2'. Did you mean: hosts_per_segment\?$"),
+])
+def test_bad_input_is_refused_with_a_named_one_line_error(scenario, overrides, message):
+    with pytest.raises(ValueError, match=message) as err:
+        soc.make(scenario, **overrides)
+    assert "\n" not in str(err.value)
+
+
+def test_valid_values_of_every_type_still_build_the_same_params():
+    _, p = soc.make("soc-v2", fix_d1_hidden_truth=np.bool_(True), stealth=np.float32(0.5), max_steps=np.int64(50),
+                    hosts_per_segment=np.int64(8), segment_values=np.ones(5), reentry_cooldown=0, p_lateral=1)
+    assert p.hosts_per_segment == (8,) * 5 and p.segment_values == (1.0,) * 5 and p.stealth == 0.5
+    _, q = soc.make("hmarl-soc-v1", fix_d1_hidden_truth=True, entry_segments=[0, 1], hosts_per_segment=[3, 4, 5, 6, 7])
+    assert q.fix_d1_hidden_truth is True and q.entry_segments == (0, 1) and q.num_hosts == 25
+    for name in soc.scenario_names():
+        soc.make(name)
+    _, c = soc.make("cage4-like", pad_spaces=True, restore_cost=-2, min_users=4)
+    assert c.pad_spaces and c.restore_cost == -2
+    _, b = soc.make("banking", throughput=[1, 2, 3], latency_target_ms=50)
+    assert b.throughput == (1, 2, 3) and b.latency_target_ms == 50
+
+
+@pytest.fixture(scope="module")
+def small():
+    env, p = soc.make("soc-v2", hosts_per_segment=4, max_steps=20)
+    _, state = env.reset(jax.random.key(0), p)
+    return env, p, state
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: {**a, "red": jnp.int32(0)}, "unknown agent 'red' in actions \\(agents: coordinator, threat_hunter"),
+    (lambda a: {**a, "aler_triage": jnp.int32(0)}, "unknown agent 'aler_triage' .* Did you mean: alert_triage"),
+    (lambda a: {k: v for k, v in a.items() if k != "alert_triage"}, "actions is missing 'alert_triage'"),
+    (lambda a: {**a, "response_orchestrator": jnp.zeros(3)},
+     r"actions\['response_orchestrator'\] has shape \(3,\), expected \(15,\)"),
+])
+def test_step_checks_the_action_dict(small, change, message):
+    env, p, state = small
+    with pytest.raises(ValueError, match=message):
+        env.step(jax.random.key(1), state, change(env.idle_actions(p)), p)
+    with pytest.raises(ValueError, match=message):
+        env.step_env(jax.random.key(1), state, change(env.idle_actions(p)), p)
+
+
+def test_valid_actions_step_as_before_under_jit_and_vmap(small):
+    env, p, state = small
+    actions = env.idle_actions(p)
+    one = env.step(jax.random.key(1), state, actions, p)
+    many = jax.vmap(env.step, in_axes=(0, None, None, None))(jnp.stack([jax.random.key(1)] * 2), state, actions, p)
+    for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(many)):
+        np.testing.assert_array_equal(x, y[0])
