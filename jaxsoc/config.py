@@ -261,6 +261,19 @@ def _get(config: Mapping, dotted: str) -> Any:
     return node
 
 
+def _missing_key(config: Mapping, schema: Mapping, prefix: str = "") -> str | None:
+    """The first key of `schema` that `config` lacks (dotted), or None."""
+    for key, default in schema.items():
+        dotted = f"{prefix}{key}"
+        if key not in config:
+            return dotted
+        if isinstance(default, Mapping) and dotted not in _FREE_FORM and isinstance(config[key], Mapping):
+            missing = _missing_key(config[key], default, dotted + ".")
+            if missing is not None:
+                return missing
+    return None
+
+
 def validate(config: dict, scenarios: Iterable[str] | None = None) -> dict:
     """Checks (and coerces in place) a merged config; returns it. ConfigError on the first problem.
 
@@ -268,11 +281,17 @@ def validate(config: dict, scenarios: Iterable[str] | None = None) -> dict:
       config: a full config (all layers merged).
       scenarios: known scenario names; None asks `jaxsoc.env` (skipped if it lists none).
     """
+    if "algo" not in config:
+        raise ConfigError("config is missing algo (build it with jaxsoc.config.resolve)")
     try:
         family = algos.family_of(config.get("algo"))
     except ValueError as e:
         raise ConfigError(str(e)) from None
     schema = merge(base_config(), {family: algos.default_section(config["algo"])})
+    # `resolve` fills in every key; a hand-built or edited dict would fail later with a bare KeyError.
+    missing = _missing_key(config, schema)
+    if missing is not None:
+        raise ConfigError(f"config is missing {missing} (build it with jaxsoc.config.resolve)")
     _check_keys(config, schema, "config", family)
     _coerce(config, schema)
     _refuse_non_finite(config)

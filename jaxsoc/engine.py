@@ -635,7 +635,7 @@ def run(
     if on_chunk is not None and not callable(on_chunk):  # else a TypeError after the first chunk, its folder made
         raise ConfigError(f"on_chunk must be a function (updates_done, state) or None, got {on_chunk!r}")
     # A custom `make_env` knows its own scenarios (and refuses unknown ones itself).
-    cfg = config_lib.validate(copy.deepcopy(cfg), scenarios=[cfg["scenario"]] if make_env else None)
+    cfg = config_lib.validate(copy.deepcopy(cfg), scenarios=[cfg.get("scenario")] if make_env else None)
     if from_update is not None and resume is None:
         raise ConfigError("from_update (--from-update) continues a run: give the run folder to resume")
     ckpts, start = None, 0
