@@ -69,9 +69,10 @@ def check_seed(seed, largest: int | None = None) -> None:
         return
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    if seed < 0 or (largest is not None and seed > largest):
-        upper = f", {largest}]" if largest is not None else ", ...)"
-        raise ValueError(f"seed must be in [0{upper}, got {seed}")
+    if largest is not None and not 0 <= seed <= largest:
+        raise ValueError(f"seed must be in [0, {largest}], got {seed}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
 
 
 def draw_key(np_random: np.random.Generator):
