@@ -470,8 +470,6 @@ def suggest_name(word: str, options) -> str:
     return f" Did you mean: {', '.join(close)}?" if close else ""
 
 
-_suggest = suggest_name
-
 
 def _as_tuple(value, cast):
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -517,7 +515,7 @@ def build_params(scenario: str, /, **overrides) -> EnvParams:
         base = _PRESETS[name]()
     else:
         raise ValueError(
-            f"unknown scenario {name!r}.{_suggest(str(name), _PRESETS)} "
+            f"unknown scenario {name!r}.{suggest_name(str(name), _PRESETS)} "
             f"Known presets: {', '.join(preset_names())}."
         )
     overrides = dict(overrides)
@@ -525,7 +523,7 @@ def build_params(scenario: str, /, **overrides) -> EnvParams:
     for key in overrides:
         if key not in FIELD_NAMES:
             raise ValueError(
-                f"unknown env parameter {key!r} for scenario {name!r}.{_suggest(key, FIELD_NAMES)}"
+                f"unknown env parameter {key!r} for scenario {name!r}.{suggest_name(key, FIELD_NAMES)}"
             )
     if num_segments is not None:
         _check_positive_int("num_segments", num_segments)
@@ -707,7 +705,7 @@ def validate(p: EnvParams) -> None:
     unknown = [r for r in p.detector_score_roles if r not in AGENTS]
     if unknown:
         raise ValueError(f"detector_score_roles names unknown role {unknown[0]!r}"
-                         f"{_suggest(unknown[0], AGENTS)} Roles: {', '.join(AGENTS)}.")
+                         f"{suggest_name(unknown[0], AGENTS)} Roles: {', '.join(AGENTS)}.")
     check_memory(p)
     validate_mechanisms(p)
 
