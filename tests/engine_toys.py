@@ -189,3 +189,15 @@ def toy_config(**flags):
     base = {"algo": "toy", "scenario": "toy", "num_envs": 8, "total_steps": 8 * 4 * 6,
             "run": {"chunk_updates": 2, "checkpoint_every": 2, "progress": False, "tensorboard": False}}
     return config.resolve(flags=config.merge(base, flags), scenarios=["toy"])
+
+
+def trained_toy_run(root):
+    """`root/toy`: a finished 2-seed toy run (6 updates, checkpoints 2, 4, 6) for the tests that
+    load, evaluate or refuse a learner's run folder."""
+    from jaxsoc import engine
+    from tests.fast import fast_compile
+
+    cfg = toy_config(num_seeds=2, run={"name": "toy", "dir": str(root)})
+    with fast_compile():  # a toy that runs in milliseconds: compiling is its cost (tests/fast.py)
+        engine.run(cfg, make_env=make_toy_env)
+    return root / "toy"

@@ -28,11 +28,7 @@ SMALL = {"hosts_per_segment": 3, "max_steps": 6}
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("api")
-    cfg = toys.toy_config(num_seeds=2, run={"name": "toy", "dir": str(root)})
-    with fast_compile():  # a toy that runs in milliseconds: compiling is its cost (tests/fast.py)
-        engine.run(cfg, make_env=toys.make_toy_env)
-    return root / "toy"
+    return toys.trained_toy_run(tmp_path_factory.mktemp("api"))
 
 
 @pytest.fixture(scope="module")

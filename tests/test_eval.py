@@ -231,16 +231,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 # ----------------------------------------------------------------------------- a learner (toy)
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
-    from jaxsoc import engine
     from tests import engine_toys
 
-    from tests.fast import fast_compile
-
-    root = tmp_path_factory.mktemp("toy")
-    cfg = engine_toys.toy_config(num_seeds=2, run={"name": "toy", "dir": str(root)})
-    with fast_compile():  # a toy that runs in milliseconds: compiling is its cost (tests/fast.py)
-        engine.run(cfg, make_env=engine_toys.make_toy_env)
-    return root / "toy"
+    return engine_toys.trained_toy_run(tmp_path_factory.mktemp("toy"))
 
 
 def test_learner_evaluation_loads_its_checkpoint_and_is_greedy(toy_run):
