@@ -298,7 +298,7 @@ def compile_program(program: Program, cfg: dict, max_length: int) -> Compiled:
             f"a size of this run overflows what its program can count ({str(e).splitlines()[0][:160]}): "
             "lower num_envs, num_seeds or total_steps"
         ) from None
-    _check_memory(chunk, evaluate, cfg)
+    check_memory(chunk, evaluate, cfg)
     return Compiled(chunk, evaluate)
 
 
@@ -339,7 +339,7 @@ def _check_memory_bound(program: Program, cfg: dict) -> None:
     """ConfigError, before anything is compiled, when what a program must hold at once cannot fit
     even split evenly over every device: the train state (`[num_seeds, ...]`), or the envs of one
     evaluation (`eval.episodes` x seeds episodes, each `Program.eval_episode_bytes`). A bound
-    from below: `_check_memory` checks XLA's full estimate once compiled."""
+    from below: `check_memory` checks XLA's full estimate once compiled."""
     device, limit = _device_memory()
     if not limit:
         return
@@ -353,7 +353,7 @@ def _check_memory_bound(program: Program, cfg: dict) -> None:
             raise _too_big("eval", envs, device, limit, cfg, "at least")
 
 
-def _check_memory(chunk, evaluate, cfg: dict) -> None:
+def check_memory(chunk, evaluate, cfg: dict) -> None:
     """ConfigError when a compiled program (`chunk`, `evaluate`: executables or None) needs more
     memory than one device has (XLA's own estimate: arguments + outputs + temporaries - donated
     buffers), naming what to lower: num_envs or num_seeds for the chunk, eval.episodes for the

@@ -185,7 +185,7 @@ def test_a_huge_evaluation_is_refused_before_compiling_naming_eval_episodes(tmp_
     def compiled(*args):
         raise AssertionError("compiled before refusing")
 
-    monkeypatch.setattr(engine, "_check_memory", compiled)  # called only once compiled
+    monkeypatch.setattr(engine, "check_memory", compiled)  # called only once compiled
     device = jax.local_devices()[0]
     monkeypatch.setattr(engine, "_device_memory", lambda: (device, 2**20))  # a 1-MiB device
     cfg = toys.toy_config(run={"dir": str(tmp_path), "name": "toy"}, eval={"every_chunks": 1, "episodes": 100_000})
@@ -207,14 +207,14 @@ def test_the_compiled_estimate_blames_the_program_that_does_not_fit(monkeypatch)
             argument_size_in_bytes=gib * 2**30, output_size_in_bytes=0, temp_size_in_bytes=0, alias_size_in_bytes=0))
 
     cfg = config_lib.resolve(flags={"algo": "random", "num_envs": 8, "eval": {"episodes": 5000}})
-    engine._check_memory(exe(1), exe(1), cfg)  # both fit
+    engine.check_memory(exe(1), exe(1), cfg)  # both fit
     eval_too_big = r"the evaluation needs about 3\.0 GiB .*eval.episodes 5,000 .* lower eval.episodes$"
     with pytest.raises(ConfigError, match=eval_too_big):
-        engine._check_memory(exe(1), exe(3), cfg)
+        engine.check_memory(exe(1), exe(3), cfg)
     with pytest.raises(ConfigError, match=r"this run needs about 3\.0 GiB .*lower num_envs or num_seeds$"):
-        engine._check_memory(exe(3), exe(3), cfg)  # the training first: a smaller evaluation would not help
+        engine.check_memory(exe(3), exe(3), cfg)  # the training first: a smaller evaluation would not help
     with pytest.raises(ConfigError, match="the evaluation needs about"):
-        engine._check_memory(None, exe(3), cfg)  # a resumed run with no update left only evaluates
+        engine.check_memory(None, exe(3), cfg)  # a resumed run with no update left only evaluates
 
 
 # ----------------------------------------------------------------------------- numbers, env
