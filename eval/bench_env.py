@@ -42,12 +42,18 @@ def _parse(argv=None):
     args = ap.parse_args(argv)
     from jaxsoc import algos, config  # the scenario registry (imports JAX, but starts no backend)
 
+    from jaxsoc.env import preset_names
+
     known = config.known_scenarios() or []
+    # What this benchmark can time: the SOC presets and cage4-like (their envs count the random
+    # words a step draws); the demo worlds and soc-hybrid do not (they would fail mid-run).
+    timed = sorted(set(preset_names()) | {"cage4-like"})
     for preset in args.presets:  # a preset, or a scenario .yaml as jaxsoc.env.make reads
         if config.is_scenario_file(preset) and not os.path.isfile(preset):
             ap.error(f"--presets: scenario file {preset} does not exist")
-        if not config.is_scenario_file(preset) and preset not in known:
-            ap.error(f"unknown preset {preset!r}{algos.suggest(preset, known)}; known: {', '.join(sorted(known))}")
+        if not config.is_scenario_file(preset) and preset not in timed:
+            what = "is not one this benchmark times" if preset in known else "is unknown"
+            ap.error(f"preset {preset!r} {what}{algos.suggest(preset, timed)}; it times: {', '.join(timed)}")
     if args.reference is not None and not os.path.isdir(args.reference):  # found out before the benchmarks
         ap.error(f"--reference {args.reference} is not a folder (the original HMARL-SOC code/ folder)")
     return args
