@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import numbers
 import os
 import shutil
 import time
@@ -59,6 +58,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jaxsoc
 from jaxsoc import algos, cli, config as config_lib, distributed, run_log, xla
+from jaxsoc.argtypes import is_integer, is_switch
 from jaxsoc.checkpoints import CheckpointError, Checkpoints, UnreadableCheckpoint, space_warning
 from jaxsoc.config import ConfigError
 from jaxsoc.evaluation import make_evaluator
@@ -728,9 +728,9 @@ def load(
     if not isinstance(run_dir, (str, os.PathLike)):
         raise ConfigError(f"cannot load: run_dir must be a run folder's path, got {run_dir!r}")
     # 15.0 or "15" would otherwise be reported as a damaged or missing checkpoint, True as update 1.
-    if update is not None and (isinstance(update, bool) or not isinstance(update, numbers.Integral)):
+    if update is not None and not is_integer(update):
         raise ConfigError(f"cannot load: update must be an integer, got {update!r}")
-    if not isinstance(policy_only, (bool, np.bool_)):  # "no" would otherwise mean policy-only
+    if not is_switch(policy_only):  # "no" would otherwise mean policy-only
         raise ConfigError(f"cannot load: policy_only must be True or False, got {policy_only!r}")
     run_dir = Path(run_dir)
     saved_path = run_dir / "config.yaml"

@@ -12,14 +12,13 @@ the same way: a scripted `act` ignores its policy params.
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any, Callable, Dict
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxsoc import xla
+from jaxsoc.argtypes import is_integer
 
 
 def episode_limit(env, env_params) -> int:
@@ -50,7 +49,7 @@ def make_evaluator(
     for name, value in (("num_episodes", num_episodes), ("max_steps", max_steps)):
         if value is None and name == "max_steps":
             continue
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        if not is_integer(value) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     steps = episode_limit(env, env_params) if max_steps is None else int(max_steps)
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import numbers
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -33,14 +32,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from jaxsoc import xla
+from jaxsoc.argtypes import is_integer, is_switch
 from jaxsoc.analysis import runs as runs_lib
 from jaxsoc.analysis.runs import AnalysisError, RunInfo
-
-
-def _is_int(value) -> bool:
-    """An integer (numpy's too), not a bool: a float or a string would be rounded or read as
-    another number, and True would mean 1."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _check_seeds(seeds, name: str) -> list[int]:
@@ -53,13 +47,13 @@ def _check_seeds(seeds, name: str) -> list[int]:
         raise AnalysisError(f"{name} must be a list of integers, got {seeds!r}") from None
     if not seeds:
         raise AnalysisError(f"{name} must name at least one seed, got {seeds!r}")
-    if not all(_is_int(s) for s in seeds):
+    if not all(is_integer(s) for s in seeds):
         raise AnalysisError(f"{name} must be a list of integers, got {seeds!r}")
     return [int(s) for s in seeds]
 
 
 def _check_greedy(greedy) -> None:
-    if not isinstance(greedy, (bool, np.bool_)):  # "no" or 0.0 would otherwise be read as a truth value
+    if not is_switch(greedy):  # "no" or 0.0 would otherwise be read as a truth value
         raise AnalysisError(f"greedy must be True or False, got {greedy!r}")
 
 
@@ -93,7 +87,7 @@ def check_run(run_dir: str | Path, *, algo: str | None = None, scenario: str | N
 
     if not isinstance(run_dir, (str, os.PathLike)):
         raise AnalysisError(f"run_dir must be a run folder's path, got {run_dir!r}")
-    if update is not None and not _is_int(update):
+    if update is not None and not is_integer(update):
         raise AnalysisError(f"update must be an integer, got {update!r}")
     run = runs_lib.read_run(run_dir)
     if algo is not None and algo != run.algo:
@@ -291,7 +285,7 @@ def load_policy(run_dir: str | Path, *, seed: int | None = None, update: int | N
     Raises AnalysisError (a ValueError) naming the problem: not a run folder, an unknown algorithm,
     no checkpoint, a damaged checkpoint or one written by another run, a seed the run did not train.
     """
-    if seed is not None and not _is_int(seed):
+    if seed is not None and not is_integer(seed):
         raise AnalysisError(f"seed must be an integer, got {seed!r}")
     _check_greedy(greedy)
     checked = check_run(run_dir, update=update)

@@ -8,11 +8,11 @@ as the `constant` policy does). Everything here is NumPy and works on any leadin
 """
 from __future__ import annotations
 
-import numbers
 from typing import Dict
 
 import numpy as np
 
+from jaxsoc.argtypes import is_integer
 from jaxsoc.env.spaces import Discrete
 
 
@@ -67,7 +67,7 @@ def check_seed(seed, largest: int | None = None) -> None:
     a float or a string would fail deep in JAX or NumPy, and past `largest` a key would drop bits."""
     if seed is None:
         return
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+    if not is_integer(seed):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     if largest is not None and not 0 <= seed <= largest:
         raise ValueError(f"seed must be in [0, {largest}], got {seed}")

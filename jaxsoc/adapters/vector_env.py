@@ -17,7 +17,6 @@ every env's team reward, every step.
 from __future__ import annotations
 
 import functools
-import numbers
 
 import jax
 import numpy as np
@@ -25,6 +24,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 import jaxsoc.env as soc
+from jaxsoc.argtypes import is_integer
 from jaxsoc.adapters import single_agent  # noqa: F401  (registers "jaxsoc/SOC-v0", this env its vector entry point)
 from jaxsoc.adapters.joint import JointView, check_seed, draw_key, step_info
 
@@ -45,7 +45,7 @@ class SOCVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int, scenario: str = "soc-v2", render_mode: str | None = None, **overrides):
         # 2.7 would build 2 envs; a bool would build one.
-        if isinstance(num_envs, (bool, np.bool_)) or not isinstance(num_envs, numbers.Integral):
+        if not is_integer(num_envs):
             raise ValueError(f"num_envs must be an integer, got {num_envs!r}")
         if num_envs < 1:
             raise ValueError(f"num_envs must be positive, got {num_envs}")

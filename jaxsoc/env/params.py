@@ -27,6 +27,8 @@ import jax
 import numpy as np
 from flax import struct
 
+from jaxsoc.argtypes import is_integer, is_number, is_switch
+
 AGENTS = ("coordinator", "threat_hunter", "alert_triage", "response_orchestrator")
 NUM_PHASES = 5  # recon, initial access, execution, lateral movement, exfiltration
 NUM_STAGES = 5  # per-host compromise stage 0..4
@@ -535,7 +537,7 @@ def build_params(scenario: str, /, **overrides) -> EnvParams:
     if "hosts_per_segment" in overrides:
         hps = overrides["hosts_per_segment"]
         if not isinstance(hps, (list, tuple, np.ndarray, jax.Array)) and not (
-                _is_number(hps) and isinstance(hps, (int, np.integer)) and hps > 0):
+                is_integer(hps) and hps > 0):
             raise ValueError(f"hosts_per_segment must be a positive integer or a list of them, got {hps!r}")
     # Types first, so that the conversions below never turn "0.5" or 2.5 into a valid-looking value.
     check_fields(EnvParams, {k: v for k, v in overrides.items()
@@ -554,14 +556,6 @@ def build_params(scenario: str, /, **overrides) -> EnvParams:
 
 
 INT32_MAX = 2**31 - 1  # sizes and counts become int32 arrays: a larger one overflows them
-
-
-def _is_bool(x) -> bool:
-    return isinstance(x, (bool, np.bool_))
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not _is_bool(x)
 
 
 def _check_value(name: str, hint, default, value) -> None:
@@ -583,7 +577,7 @@ def _check_value(name: str, hint, default, value) -> None:
             item = str if isinstance(default[0], str) else float
         else:
             return
-        if item is float and any(_is_number(x) and not math.isfinite(x) for x in value):
+        if item is float and any(is_number(x) and not math.isfinite(x) for x in value):
             raise ValueError(f"{name} must be a finite number, got {tuple(value)}")
         for i, x in enumerate(value):
             _check_value(f"{name}[{i}]", item, None, x)
@@ -594,17 +588,17 @@ def _check_value(name: str, hint, default, value) -> None:
             raise ValueError(f"{name} must be {'an integer' if hint is int else 'a number'}, "
                              f"got an array of {value.dtype}")
         return
-    if hint is bool and not _is_bool(value):
+    if hint is bool and not is_switch(value):
         raise ValueError(f"{name} must be true or false, got {value!r}")
     if hint is str and not isinstance(value, str):
         raise ValueError(f"{name} must be a string, got {value!r}")
     if hint is float:
-        if not _is_number(value):
+        if not is_number(value):
             raise ValueError(f"{name} must be a number, got {value!r}")
         if not math.isfinite(value):  # reward weights, costs, noise: NaN or inf poisons every step
             raise ValueError(f"{name} must be a finite number, got {value!r}")
     if hint is int:
-        if not (_is_number(value) and isinstance(value, (int, np.integer))):
+        if not is_integer(value):
             raise ValueError(f"{name} must be an integer, got {value!r}")
         if abs(int(value)) > INT32_MAX:
             raise ValueError(f"{name} must fit in int32 (|{name}| <= {INT32_MAX}), got {value!r}")
@@ -688,18 +682,18 @@ def validate(p: EnvParams) -> None:
             raise ValueError(f"{name} must lie in [0, 1], got {v}")
     for low, high in (("vuln_min", "vuln_max"), ("tp_confidence_low", "tp_confidence_high")):
         a, b = getattr(p, low), getattr(p, high)
-        if _is_number(a) and _is_number(b) and not a <= b:
+        if is_number(a) and is_number(b) and not a <= b:
             raise ValueError(f"need {low} <= {high}, got {a} > {b}")
     for name in ("tp_confidence_low", "tp_confidence_high"):
         v = getattr(p, name)
-        if _is_number(v) and not (0.0 <= v <= 1.0):
+        if is_number(v) and not (0.0 <= v <= 1.0):
             raise ValueError(f"{name} is a confidence and must lie in [0, 1], got {v}")
     # Scales of noise (stds, per-phase noise) and the re-entry wait cannot be negative.
     for name in ("phase_noise", "telemetry_noise", "reentry_cooldown", "vuln_std", "tp_severity_noise",
                  "fp_severity_max", "fp_confidence_max", "fp_noise_max"):
         v = getattr(p, name)
         for i, x in enumerate(v) if isinstance(v, tuple) else ((None, v),):
-            if _is_number(x) and x < 0:
+            if is_number(x) and x < 0:
                 at = name if i is None else f"{name}[{i}]"
                 raise ValueError(f"{at} must be >= 0, got {x}")
     unknown = [r for r in p.detector_score_roles if r not in AGENTS]
