@@ -40,7 +40,8 @@ def _parse(argv=None):
     ap.add_argument("--reference", default=None,
                     help="path to the original HMARL-SOC code/ folder, to time its NumPy env in the same run")
     args = ap.parse_args(argv)
-    from jaxsoc import algos, config  # the scenario registry (imports JAX, but starts no backend)
+    from jaxsoc import config  # the scenario registry (imports JAX, but starts no backend)
+    from jaxsoc.names import suggest
 
     from jaxsoc.env import preset_names
 
@@ -53,7 +54,7 @@ def _parse(argv=None):
             ap.error(f"--presets: scenario file {preset} does not exist")
         if not config.is_scenario_file(preset) and preset not in timed:
             what = "is not one this benchmark times" if preset in known else "is unknown"
-            ap.error(f"preset {preset!r} {what}{algos.suggest(preset, timed)}; it times: {', '.join(timed)}")
+            ap.error(f"preset {preset!r} {what}{suggest(preset, timed)}; it times: {', '.join(timed)}")
     if args.reference is not None and not os.path.isdir(args.reference):  # found out before the benchmarks
         ap.error(f"--reference {args.reference} is not a folder (the original HMARL-SOC code/ folder)")
     return args

@@ -111,14 +111,15 @@ def _parse(argv=None):
     rounds.add_argument("--rounds-scenario", default="hmarl-soc-v1",
                         help="scenario of the per-algorithm rounds (the HMARL round is always hmarl-soc-v1)")
     args = ap.parse_args(argv)
-    from jaxsoc import algos, config  # the scenario registry, as jaxsoc.config checks a run's scenario
+    from jaxsoc import config  # the scenario registry, as jaxsoc.config checks a run's scenario
+    from jaxsoc.names import suggest
 
     known = config.known_scenarios() or []
     for flag, name in (("--scenario", args.scenario), ("--rounds-scenario", args.rounds_scenario)):
         if config.is_scenario_file(name) and not os.path.isfile(name):
             ap.error(f"{flag}: scenario file {name} does not exist")
         if not config.is_scenario_file(name) and name not in known:
-            ap.error(f"unknown {flag} {name!r}{algos.suggest(name, known)}; known: {', '.join(sorted(known))}")
+            ap.error(f"unknown {flag} {name!r}{suggest(name, known)}; known: {', '.join(sorted(known))}")
     twice = sorted({c for c in args.cases if args.cases.count(c) > 1})
     if twice:
         ap.error(f"--cases names {', '.join(twice)} twice")

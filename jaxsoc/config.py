@@ -33,6 +33,7 @@ from typing import Any, Dict, Iterable, Mapping, Tuple
 import yaml
 
 from jaxsoc import algos
+from jaxsoc.names import suggest
 
 CONFIG_DIR = Path(os.environ.get("JAXSOC_CONFIG_DIR", Path(__file__).resolve().parent.parent / "configs"))
 
@@ -187,7 +188,7 @@ def _check_keys(layer: Mapping, schema: Mapping, source: str, family: str, prefi
                     f"algorithm uses section {family!r}"
                 )
             known = [f"{prefix}{k}" for k in schema]
-            raise ConfigError(f"{source}: unknown config key {dotted!r}{algos.suggest(dotted, known)}")
+            raise ConfigError(f"{source}: unknown config key {dotted!r}{suggest(dotted, known)}")
         if dotted in _FREE_FORM:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{source}: {dotted} must be a mapping, got {value!r}")
@@ -323,7 +324,7 @@ def validate(config: dict, scenarios: Iterable[str] | None = None) -> dict:
     # A scenario may also be a YAML file (`jaxsoc.env.make` checks it).
     if scenarios is not None and not is_scenario_file(config["scenario"]) and config["scenario"] not in scenarios:
         raise ConfigError(
-            f"unknown scenario {config['scenario']!r}{algos.suggest(config['scenario'], scenarios)}; "
+            f"unknown scenario {config['scenario']!r}{suggest(config['scenario'], scenarios)}; "
             f"known: {', '.join(sorted(scenarios))}"
         )
     name = config["run"]["name"]

@@ -213,7 +213,7 @@ def test_jit_vmap_and_single_steps_agree_and_runs_are_deterministic(scenario):
 
 
 @pytest.mark.parametrize("scenario, overrides, match", [
-    ("retail", {"num_warehouse": 3}, "unknown parameter 'num_warehouse'.*Did you mean: num_warehouses"),
+    ("retail", {"num_warehouse": 3}, "unknown parameter 'num_warehouse' for RetailEnv \\(did you mean 'num_warehouses'\\?\\)\\. Known: "),
     ("retail", {"num_warehouses": 0}, "num_warehouses must be a positive integer"),
     ("retail", {"demand_min": 9.0, "demand_max": 3.0}, "demand_min <= demand_max"),
     ("retail", {"holding_cost": -0.1}, "holding_cost must be >= 0"),

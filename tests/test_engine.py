@@ -754,7 +754,7 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path):
         (["--algo", "rule-sora"], "did you mean 'rule-soar'"),
         (["--set", "run.dir=" + str(tmp_path), "--num-envs", "6", "--devices", "4"], "divisible by devices"),
         (["--resume", str(tmp_path / "nothing")], "not a run folder"),
-        (["--set", "run.dir=" + str(tmp_path), "--set", "env.max_step=9"], "Did you mean: max_steps"),
+        (["--set", "run.dir=" + str(tmp_path), "--set", "env.max_step=9"], "did you mean 'max_steps'"),
         (["--set", "run.dir=" + str(tmp_path), "--from-update", "4"], "--from-update N continues a run"),
         (["--set", "run.dir=" + str(tmp_path), "--set", "ppo.lr=.inf"], "ppo.lr must be a finite number, got inf"),
         (["--set", "run.dir=" + str(tmp_path), "--num-envs", "1e9"], "one update is 32,000,000,000 env steps"),

@@ -12,10 +12,11 @@ config section of a family is named after it (`ppo:` for the names whose family 
 from __future__ import annotations
 
 import copy
-import difflib
 import importlib
 from types import ModuleType
 from typing import Any
+
+from jaxsoc.names import suggest
 
 # name -> family (the module `jaxsoc.algos.<family>`, unless `_FAMILY_MODULES` says otherwise).
 ALGORITHMS: dict[str, str] = {
@@ -75,20 +76,6 @@ def register(name: str, family: str, module: str | None = None) -> None:
     ALGORITHMS[name] = family
     if module is not None:
         _FAMILY_MODULES[family] = module
-
-
-def suggest(name: str, choices) -> str:
-    """' (did you mean 'x'?)' for the closest of `choices`, or '' when none is close.
-
-    Case is ignored when comparing (`MAPPO` suggests `mappo`), since names are lower-case but
-    people type them as the papers print them."""
-    by_lower: dict[str, list[str]] = {}
-    for c in map(str, choices):
-        by_lower.setdefault(c.lower(), []).append(c)
-    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=3, cutoff=0.6)
-    if not close:
-        return ""
-    return " (did you mean " + " or ".join(repr(c) for low in close for c in by_lower[low]) + "?)"
 
 
 def family_of(name: str) -> str:

@@ -48,7 +48,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxsoc.algos import ppo, suggest
+from jaxsoc.algos import ppo
+from jaxsoc.names import suggest
 from jaxsoc.algos.base import Trainer
 from jaxsoc.algos.common import with_world_state
 from jaxsoc.env.params import validate as validate_scenario

@@ -31,6 +31,7 @@ from jaxsoc.analysis import paper as paper_lib
 from jaxsoc.analysis import protocols
 from jaxsoc.analysis import runs as runs_lib
 from jaxsoc.analysis.runs import AnalysisError
+from jaxsoc.names import suggest
 
 PAPER_SEEDS = paper_lib.SEEDS
 OTHER_SEEDS = (0, 1, 2, 3, 4)
@@ -192,7 +193,7 @@ def make_plan(
     except Exception:  # pragma: no cover - env not importable
         known = ()
     if known and preset not in known and not config_lib.is_scenario_file(preset):
-        raise AnalysisError(f"unknown preset {preset!r}{algos.suggest(preset, known)}; known: {', '.join(known)}")
+        raise AnalysisError(f"unknown preset {preset!r}{suggest(preset, known)}; known: {', '.join(known)}")
     if int(window) < 0:
         raise AnalysisError(f"window must be >= 0 episodes (0 or 1: each update alone), got {window}")
     registered = registered_methods()
@@ -205,7 +206,7 @@ def make_plan(
         chosen = list(methods)
     for m in chosen:
         if m not in registered:
-            raise AnalysisError(f"unknown method {m!r}{algos.suggest(m, registered)}; registered: "
+            raise AnalysisError(f"unknown method {m!r}{suggest(m, registered)}; registered: "
                                 + ", ".join(registered) + " (or 'all' alone)")
     if seeds is None:
         seeds = QUICK_SEEDS if quick else (PAPER_SEEDS if preset == paper_lib.SCENARIO else OTHER_SEEDS)

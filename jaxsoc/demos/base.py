@@ -21,13 +21,13 @@ reward; `dones["__all__"]` ends the episode for all.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Dict, Tuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxsoc.env.params import check_fields
+from jaxsoc.names import suggest
 
 
 class DemoEnv:
@@ -90,9 +90,7 @@ def make_demo(env_cls, overrides: dict) -> Tuple[DemoEnv, object]:
     fields = {f.name for f in dataclasses.fields(env_cls.params_cls)}
     for key in overrides:
         if key not in fields:
-            close = difflib.get_close_matches(key, sorted(fields), n=3, cutoff=0.5)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise ValueError(f"unknown parameter {key!r} for {env_cls.__name__}.{hint} "
+            raise ValueError(f"unknown parameter {key!r} for {env_cls.__name__}{suggest(key, sorted(fields))}. "
                              f"Known: {', '.join(sorted(fields))}.")
     check_fields(env_cls.params_cls, overrides)  # types first: "0.5" is no number, "yes" no switch
     coerced = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}

@@ -18,7 +18,8 @@ from typing import Dict, Tuple
 from jaxsoc.env.core import SOCEnv, hmarl_directive, initial_state
 from jaxsoc.env.metrics import METRIC_KEYS, episode_metrics
 from jaxsoc.env.params import (AGENTS, MECHANISMS, SWITCHES, EnvParams, build_params, preset_names,
-                               register, suggest_name, validate)
+                               register, validate)
+from jaxsoc.names import suggest
 from jaxsoc.env.policies import POLICIES
 from jaxsoc.env.spaces import Box, Discrete, MultiDiscrete
 from jaxsoc.env.state import EnvState
@@ -51,7 +52,7 @@ def make(scenario: str = "hmarl-soc-v1", /, **overrides) -> Tuple[SOCEnv, EnvPar
         return importlib.import_module(ENV_MODULES[scenario]).make(**overrides)
     if not (isinstance(scenario, str) and (scenario in preset_names() or scenario.endswith((".yaml", ".yml")))):
         # Here, not in build_params, because only make also knows the ENV_MODULES scenarios.
-        raise ValueError(f"unknown scenario {scenario!r}.{suggest_name(str(scenario), scenario_names())} "
+        raise ValueError(f"unknown scenario {scenario!r}{suggest(scenario, scenario_names())}. "
                          f"Known scenarios: {', '.join(scenario_names())}.")
     params = build_params(scenario, **overrides)
     return SOCEnv(params), params

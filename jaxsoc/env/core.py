@@ -23,7 +23,8 @@ import jax.numpy as jnp
 from jaxsoc.env import alerts, attacker, defenders, metrics, observe, scores
 from jaxsoc.env.network import (HOST_SUMMARY, MAX_STAGE, draw_vulnerabilities, host_summary_rows,
                                  segment_sums, topology)
-from jaxsoc.env.params import AGENTS, EnvParams, suggest_name
+from jaxsoc.env.params import AGENTS, EnvParams
+from jaxsoc.names import suggest
 from jaxsoc.env.reward import response_credit, team_reward
 from jaxsoc.env.rng import Draws, seed_words
 from jaxsoc.env.spaces import Box, Discrete
@@ -240,8 +241,7 @@ class SOCEnv:
         agents = list(AGENTS) + (["red"] if p.red_control else [])
         for a in actions:
             if a not in agents:
-                raise ValueError(f"unknown agent {a!r} in actions (agents: {', '.join(agents)})."
-                                 f"{suggest_name(str(a), agents)}")
+                raise ValueError(f"unknown agent {a!r} in actions{suggest(a, agents)} (agents: {', '.join(agents)})")
         for a in AGENTS:  # red may be left out: the scripted campaign then advances
             if a not in actions:
                 raise ValueError(f"actions is missing {a!r} (agents: {', '.join(agents)})")

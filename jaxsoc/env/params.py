@@ -17,7 +17,6 @@ ablated alone: `make("hmarl-soc-v1", fix_d5_containment=True)`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import typing
@@ -28,6 +27,7 @@ import numpy as np
 from flax import struct
 
 from jaxsoc.argtypes import is_integer, is_number, is_switch
+from jaxsoc.names import suggest
 
 AGENTS = ("coordinator", "threat_hunter", "alert_triage", "response_orchestrator")
 NUM_PHASES = 5  # recon, initial access, execution, lateral movement, exfiltration
@@ -457,21 +457,6 @@ def preset_names() -> Tuple[str, ...]:
     return tuple(sorted(_PRESETS))
 
 
-def suggest_name(word: str, options) -> str:
-    """' Did you mean: a, b?' for the options close to `word`, or ''. Case is ignored (`SOC-V2`
-    suggests `soc-v2`), and a word that begins option names suggests those (`hosts` suggests
-    `hosts_per_segment`, which spelling similarity alone ranks below `w_cost`)."""
-    by_lower: Dict[str, str] = {}
-    for o in map(str, options):
-        by_lower.setdefault(o.lower(), o)
-    w = str(word).lower()
-    close = [by_lower[w]] if w in by_lower else []
-    close = close or [o for low, o in by_lower.items() if len(w) >= 3 and low.startswith(w)][:3]
-    if not close:
-        close = [by_lower[c] for c in difflib.get_close_matches(w, list(by_lower), n=3, cutoff=0.5)]
-    return f" Did you mean: {', '.join(close)}?" if close else ""
-
-
 
 def _as_tuple(value, cast):
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -517,7 +502,7 @@ def build_params(scenario: str, /, **overrides) -> EnvParams:
         base = _PRESETS[name]()
     else:
         raise ValueError(
-            f"unknown scenario {name!r}.{suggest_name(str(name), _PRESETS)} "
+            f"unknown scenario {name!r}{suggest(name, _PRESETS)}. "
             f"Known presets: {', '.join(preset_names())}."
         )
     overrides = dict(overrides)
@@ -525,7 +510,7 @@ def build_params(scenario: str, /, **overrides) -> EnvParams:
     for key in overrides:
         if key not in FIELD_NAMES:
             raise ValueError(
-                f"unknown env parameter {key!r} for scenario {name!r}.{suggest_name(key, FIELD_NAMES)}"
+                f"unknown env parameter {key!r} for scenario {name!r}{suggest(key, FIELD_NAMES)}"
             )
     if num_segments is not None:
         _check_positive_int("num_segments", num_segments)
@@ -699,7 +684,7 @@ def validate(p: EnvParams) -> None:
     unknown = [r for r in p.detector_score_roles if r not in AGENTS]
     if unknown:
         raise ValueError(f"detector_score_roles names unknown role {unknown[0]!r}"
-                         f"{suggest_name(unknown[0], AGENTS)} Roles: {', '.join(AGENTS)}.")
+                         f"{suggest(unknown[0], AGENTS)}. Roles: {', '.join(AGENTS)}.")
     check_memory(p)
     validate_mechanisms(p)
 

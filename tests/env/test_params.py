@@ -49,8 +49,8 @@ def test_yaml_scenario(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(name="hmarl-soc-v2"), "Did you mean: hmarl-soc-v1"),
-    (dict(name="soc-v2", stelth=0.3), "Did you mean: stealth"),
+    (dict(name="hmarl-soc-v2"), "did you mean 'hmarl-soc-v1'"),
+    (dict(name="soc-v2", stelth=0.3), "did you mean 'stealth'"),
     (dict(name="soc-v2", hosts_per_segment=0), "positive integer"),
     (dict(name="soc-v2", hosts_per_segment=-3), "positive integer"),
     (dict(name="soc-v2", max_steps=0), "positive integer"),

@@ -11,7 +11,6 @@ changing a probability recompiles, which keeps the step graph free of parameter 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Tuple
 
 import jax
@@ -20,6 +19,7 @@ import numpy as np
 from flax import struct
 
 from jaxsoc.env.params import check_fields
+from jaxsoc.names import suggest
 
 # ---- network -----------------------------------------------------------------------------------
 SUBNETS = ("admin", "contractor", "internet", "office", "operational_zone_a", "operational_zone_b",
@@ -161,8 +161,7 @@ def build(name: str = "cage4-like", **overrides) -> Cage4Params:
         raise ValueError(f"unknown CAGE-4 scenario {name!r}; the only one is 'cage4-like'")
     for k in overrides:
         if k not in FIELDS or k == "name":
-            close = difflib.get_close_matches(k, FIELDS, 1)
-            raise ValueError(f"unknown cage4 parameter {k!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+            raise ValueError(f"unknown cage4 parameter {k!r}{suggest(k, FIELDS)}")
     check_fields(Cage4Params, overrides)  # types first: "yes" is no switch, nan no cost
     p = Cage4Params(**overrides)
     if p.max_steps < 3:

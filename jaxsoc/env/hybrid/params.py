@@ -15,7 +15,6 @@ scenario's own contaminated telemetry).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any, Optional, Tuple
 
 import jax.numpy as jnp
@@ -25,6 +24,7 @@ from flax import struct
 from jaxsoc.detectors.threshold import calibrate_threshold, check_target_fpr
 from jaxsoc.detectors.zscore import ZScoreDetector, zscore_scores
 from jaxsoc.env.params import EnvParams, build_params, check_fields
+from jaxsoc.names import suggest
 
 NAME = "soc-hybrid"
 ACTIONS = ("none", "investigate", "lockdown")
@@ -134,8 +134,7 @@ def build(name: str = NAME, **overrides) -> HybridParams:
     world = {k: v for k, v in overrides.items() if k not in HYBRID_KEYS}
     for k in world:
         if k not in FIELD_NAMES and k != "num_segments":
-            close = difflib.get_close_matches(k, HYBRID_KEYS + FIELD_NAMES, 1)
-            raise ValueError(f"unknown {NAME} parameter {k!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+            raise ValueError(f"unknown {NAME} parameter {k!r}{suggest(k, HYBRID_KEYS + FIELD_NAMES)}")
     check_fields(HybridParams, own)  # before the float() conversions below, which take "0.5"
     soc = build_params("soc-v2", **{**SOC_DEFAULTS, **world}).replace(name=NAME)
     if len(set(soc.hosts_per_segment)) != 1:
