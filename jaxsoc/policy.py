@@ -104,16 +104,15 @@ def check_run(run_dir: str | Path, *, algo: str | None = None, scenario: str | N
             f"{run.path} holds a {run.algo!r} policy trained on {run.scenario!r}; evaluating it on "
             f"{target!r} is refused (its observations and actions are laid out for the other scenario)"
         )
-    newest, meta = runs_lib.checkpoint_meta(run)
+    steps, meta = runs_lib.checkpoint_index(run)
+    newest = steps[-1] if steps else None
     if update is not None and scripted:
         raise AnalysisError(f"{run.path} is a scripted {run.algo!r} run: it reads no checkpoint, so an update "
                             f"({update}) does not apply")
     if update is not None and newest is None:
         raise AnalysisError(f"{run.path} has no checkpoints, so none at update {update}")
-    if update is not None and update != newest:
-        steps = runs_lib.checkpoint_steps(run)
-        if update not in steps:
-            raise AnalysisError(f"{run.path} has no checkpoint at update {update} (it has {steps})")
+    if update is not None and update not in steps:
+        raise AnalysisError(f"{run.path} has no checkpoint at update {update} (it has {steps})")
     if newest is None and not scripted:
         raise AnalysisError(
             f"{run.path} has no checkpoint: {run.algo!r} is a learner, so its policy exists only in a "

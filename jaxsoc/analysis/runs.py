@@ -190,23 +190,21 @@ def find_runs(paths: Iterable[str | Path]) -> list[RunInfo]:
     return runs
 
 
-def checkpoint_meta(run: RunInfo) -> tuple[int | None, dict]:
-    """(newest checkpoint update, its meta), (None, {}) if the run has none; AnalysisError if
-    the checkpoints cannot be read or disagree with config.yaml."""
+def checkpoint_index(run: RunInfo) -> tuple[list[int], dict]:
+    """(the updates of a run's complete checkpoints, sorted; the newest one's meta), ([], {}) if
+    the run has none. The checkpoints folder is opened once (orbax lists and reads it).
+    AnalysisError if the checkpoints cannot be read or disagree with config.yaml."""
     from jaxsoc.checkpoints import Checkpoints
     from jaxsoc.config import ConfigError
 
     ck_dir = run.path / "checkpoints"
     if not ck_dir.is_dir():
-        return None, {}
+        return [], {}
     ckpts = None
     try:
         ckpts = Checkpoints(ck_dir, create=False)
-        steps = ckpts.steps()
-        if not steps:
-            return None, {}
-        update = max(steps)
-        meta = ckpts.read_meta(update)
+        steps = sorted(ckpts.steps())
+        meta = ckpts.read_meta(steps[-1]) if steps else {}
     except ConfigError as e:
         raise AnalysisError(str(e)) from None
     finally:
@@ -215,29 +213,16 @@ def checkpoint_meta(run: RunInfo) -> tuple[int | None, dict]:
     for key in ("algo", "scenario"):
         if key in meta and meta[key] != run.config[key]:
             raise AnalysisError(
-                f"checkpoint {update} of {run.path} was written by a run with {key} {meta[key]!r}, "
+                f"checkpoint {steps[-1]} of {run.path} was written by a run with {key} {meta[key]!r}, "
                 f"but its config.yaml says {run.config[key]!r} (folder mixed up or config edited?)"
             )
-    return update, meta
+    return steps, meta
 
 
-def checkpoint_steps(run: RunInfo) -> list[int]:
-    """The updates of a run's complete checkpoints, sorted ([] without any); AnalysisError if
-    they cannot be listed."""
-    from jaxsoc.checkpoints import Checkpoints
-    from jaxsoc.config import ConfigError
-
-    if not (run.path / "checkpoints").is_dir():
-        return []
-    ckpts = None
-    try:
-        ckpts = Checkpoints(run.path / "checkpoints", create=False)
-        return sorted(ckpts.steps())
-    except ConfigError as e:
-        raise AnalysisError(str(e)) from None
-    finally:
-        if ckpts is not None:
-            ckpts.close()
+def checkpoint_meta(run: RunInfo) -> tuple[int | None, dict]:
+    """(newest checkpoint update, its meta), (None, {}) if the run has none (`checkpoint_index`)."""
+    steps, meta = checkpoint_index(run)
+    return (steps[-1] if steps else None), meta
 
 
 # Config keys that do not change what a method is (seeds are pooled; run/eval/devices are how).
