@@ -70,6 +70,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxsoc.env as soc  # noqa: E402
+from jaxsoc.memory import tree_bytes  # noqa: E402
 from jaxsoc.env import cage4  # noqa: E402
 from jaxsoc.env.spaces import Discrete  # noqa: E402
 
@@ -123,7 +124,7 @@ def make_runner(env, n, steps, mesh=None, with_obs=False):
 
 def state_bytes_per_env(env, n=8):
     _, state = jax.eval_shape(jax.vmap(env.reset), jax.random.split(jax.random.key(0), n))
-    return sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(state)) // n
+    return tree_bytes(state) // n
 
 
 def bench(preset, sizes, steps, repeats, mesh, with_obs=False):

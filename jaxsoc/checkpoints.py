@@ -30,6 +30,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from jaxsoc.config import ConfigError
+from jaxsoc.memory import tree_bytes
 
 # How long a failed orbax call may wait for its other reads to end before its event loop is
 # closed anyway (they normally end within milliseconds of the first failure; see below).
@@ -257,7 +258,7 @@ def space_warning(run_dir: str | os.PathLike, abstract_state: Any, copies: int) 
     the start so that a full disk is not first met at the final checkpoint, after the training
     (then `Checkpoints.wait` stops the run with one line). Global arrays count whole: on several
     hosts sharing one disk that is what they write together."""
-    need = copies * sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(abstract_state))
+    need = copies * tree_bytes(abstract_state)
     folder = Path(run_dir).resolve()
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent  # a new run's folder is made when its first chunk is done

@@ -62,6 +62,7 @@ from jaxsoc.argtypes import is_integer, is_switch
 from jaxsoc.checkpoints import CheckpointError, Checkpoints, UnreadableCheckpoint, space_warning
 from jaxsoc.config import ConfigError
 from jaxsoc.evaluation import make_evaluator
+from jaxsoc.memory import machine_bytes, tree_bytes
 from jaxsoc.progress import Progress
 
 MESH_AXIS = "devices"
@@ -240,7 +241,7 @@ def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params,
     evaluate, episode_bytes = None, 0
     if cfg["eval"]["every_chunks"] > 0:
         # Traced, not run: ~0.04 s for soc-v2, so a huge eval.episodes is refused before compiling.
-        episode_bytes = _nbytes(jax.eval_shape(env.reset, jax.random.PRNGKey(0), env_params))
+        episode_bytes = tree_bytes(jax.eval_shape(env.reset, jax.random.PRNGKey(0), env_params))
         rollout = make_evaluator(
             env, env_params, trainer.act, cfg["eval"]["episodes"], cfg["eval"]["greedy"]
         )
@@ -250,12 +251,6 @@ def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params,
             out_shardings=replicated,
         )
     return Program(init, chunk, evaluate, abstract, shardings, layout, episode_bytes)
-
-
-def _nbytes(tree) -> int:
-    """Bytes of the arrays (or ShapeDtypeStructs) of `tree`, as a Python int (no overflow)."""
-    # `dtype.itemsize`, not np.dtype's: typed PRNG keys have one too.
-    return sum(int(np.prod(a.shape, dtype=object)) * a.dtype.itemsize for a in jax.tree.leaves(tree))
 
 
 def chunk_length(start: int, num_updates: int, chunk_updates: int) -> int:
@@ -308,7 +303,7 @@ def _device_memory():
     device = jax.local_devices()[0]
     limit = (device.memory_stats() or {}).get("bytes_limit")
     if limit is None and device.platform == "cpu":
-        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        limit = machine_bytes()
     return device, limit
 
 
@@ -344,7 +339,7 @@ def _check_memory_bound(program: Program, cfg: dict) -> None:
     if not limit:
         return
     devices = max(cfg["devices"], 1)
-    state = -(-_nbytes(program.abstract_state) // devices)
+    state = -(-tree_bytes(program.abstract_state) // devices)
     if state > limit:
         raise _too_big("train", state, device, limit, cfg, "at least")
     if program.evaluate is not None:

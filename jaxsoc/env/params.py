@@ -27,6 +27,7 @@ import numpy as np
 from flax import struct
 
 from jaxsoc.argtypes import is_integer, is_number, is_switch
+from jaxsoc.memory import machine_bytes
 from jaxsoc.names import suggest
 
 AGENTS = ("coordinator", "threat_hunter", "alert_triage", "response_orchestrator")
@@ -694,9 +695,8 @@ def check_memory(p: EnvParams) -> None:
     out): ranking the alert queue and each segment's hosts builds an `[n, n]` float32 matrix
     (`alerts.prefix_count_rows`), so n = queue_capacity or the largest segment's host count
     must keep 4 n^2 bytes within the machine's physical memory."""
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # no sysconf (not POSIX): no limit known
+    memory = machine_bytes()
+    if memory is None:  # no limit known
         return
     for name, n in (("queue_capacity", p.queue_capacity),
                     ("hosts_per_segment", max(p.hosts_per_segment))):
