@@ -2,15 +2,16 @@
 """The demos' evidence (docs/demos.md): a trained run against the scripted heuristics and random,
 on the same held-out episodes, as a markdown table and a learning-curve PNG.
 
-    python eval/demos.py runs/demo-retail --baselines base-stock random --out docs/demos-retail
-    python eval/demos.py runs/demo-banking --baselines least-cost round-robin random --out docs/demos-banking
+    python eval/demos.py runs/demo-retail --baselines base-stock random --out docs/demos-retail --force
+    python eval/demos.py runs/demo-banking --baselines least-cost round-robin random --out docs/demos-banking --force
 
 The run is evaluated greedily (`protocols.evaluate_run`, cached in its evaluation.json); each
 baseline with the run's scenario, env overrides and seeds (`protocols.evaluate_policy`), so every
 policy meets the same episodes (the same held-out stream per seed). The table gives each metric
 as the mean over seeds ± the std over seeds of the per-seed means; the PNG plots the run's
 training cost per env step (mean ± std over seeds, the metrics.jsonl episodes) with the baselines'
-held-out costs as horizontal lines.
+held-out costs as horizontal lines. An OUT.md or OUT.png already there is refused before any
+evaluation unless --force (the commands above regenerate the docs' files in place, hence --force).
 """
 from __future__ import annotations
 
@@ -71,12 +72,21 @@ def main(argv=None) -> int:
     ap.add_argument("--baselines", nargs="+", default=["random"], help="scripted policies to compare")
     ap.add_argument("--episodes", type=cli.parse_positive_int, default=500, help="held-out episodes per seed")
     ap.add_argument("--out", help="write OUT.md (the table) and OUT.png (the learning curve)")
+    ap.add_argument("--force", action="store_true", help="overwrite an OUT.md or OUT.png already there")
     args = ap.parse_args(argv)
+    if args.force and not args.out:
+        ap.error("--force goes with --out: without it no file is written")
     if args.out:
-        for suffix in (".md", ".png"):
-            problem = cli.file_problem(args.out + suffix)
+        outputs = [args.out + suffix for suffix in (".md", ".png")]
+        for path in outputs:
+            problem = cli.file_problem(path)
             if problem:
                 ap.error(f"--out: {problem}")
+        # Refused before the evaluation (minutes), not after it: earlier evidence is kept unless asked.
+        existing = [path for path in outputs if os.path.exists(path)]
+        if existing and not args.force:
+            ap.error(f"--out: {' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''} "
+                     "(--force overwrites them, or choose another --out)")
     if len(set(args.baselines)) < len(args.baselines):
         ap.error(f"--baselines names a policy twice: {' '.join(args.baselines)}")
     return cli.guarded(lambda: report(args))

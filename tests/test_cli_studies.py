@@ -72,6 +72,33 @@ def test_demos_refuses_a_missing_run_and_a_run_of_another_scenario(tmp_path, cap
     assert tree(tmp_path) == before  # evaluated nothing: no evaluation.json in the run
 
 
+def test_demos_keeps_an_earlier_table_and_curve_unless_force(tmp_path, capsys):
+    demos = load("demos")
+    run = fake_run(tmp_path / "runs" / "r", "base-stock", "retail")
+    out = tmp_path / "docs" / "demos-retail"
+    out.parent.mkdir()
+    (tmp_path / "docs" / "demos-retail.png").write_bytes(b"an earlier curve")
+    before = tree(tmp_path)
+    err = refused(capsys, demos.main, [str(run), "--out", str(out)])
+    assert err == (f"eval/demos.py: error: --out: {out}.png already exists "
+                   "(--force overwrites them, or choose another --out) (see --help)")
+    assert tree(tmp_path) == before
+    (tmp_path / "docs" / "demos-retail.md").write_text("an earlier table")
+    before = tree(tmp_path)
+    err = refused(capsys, demos.main, [str(run), "--out", str(out)])
+    assert err == (f"eval/demos.py: error: --out: {out}.md and {out}.png already exist "
+                   "(--force overwrites them, or choose another --out) (see --help)")
+    assert tree(tmp_path) == before  # refused before the evaluation: no evaluation.json either
+    err = refused(capsys, demos.main, [str(run), "--force"])
+    assert err == "eval/demos.py: error: --force goes with --out: without it no file is written (see --help)"
+    # With --force the check lets it through: the next refusal is the scenario's, still before writing.
+    v2 = fake_run(tmp_path / "runs" / "v2", "random", "soc-v2")
+    before = tree(tmp_path)
+    err = refused(capsys, demos.main, [str(v2), "--out", str(out), "--force"])
+    assert err.startswith(f"error: {v2} was trained on 'soc-v2'")
+    assert tree(tmp_path) == before
+
+
 # ----------------------------------------------------------------------------- eval/reproduce.py
 
 QUICK_RANDOM = ["--quick", "--methods", "random", "--no-extras"]
