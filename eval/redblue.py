@@ -39,7 +39,7 @@ from jaxsoc import cli, config as C  # noqa: E402
 from jaxsoc.algos import redblue  # noqa: E402
 from jaxsoc.env.attacker import red_action_names  # noqa: E402
 from jaxsoc.env.params import NUM_PHASES, PHASE_NAMES  # noqa: E402
-from jaxsoc.analysis.intervals import mean_half_width  # noqa: E402
+from jaxsoc.analysis.intervals import finite_mean, mean_half_width  # noqa: E402
 
 
 def parse(argv=None):
@@ -154,8 +154,7 @@ def main(argv=None):
         per_seed = {k: np.asarray(v).mean(axis=1) for k, v in out.items() if k != "first_step"}
         fs = np.asarray(out["first_step"]).astype(float)  # [seeds, N, 5], -1: never
         per_seed["reached"] = (fs >= 0).mean(axis=1)
-        with np.errstate(all="ignore"):
-            per_seed["first_step"] = np.nanmean(np.where(fs >= 0, fs, np.nan), axis=1)  # [seeds, 5]
+        per_seed["first_step"] = finite_mean(np.where(fs >= 0, fs, np.nan), axis=1)  # [seeds, 5]
         summary[f"{b} | {r}"] = {k: v.tolist() for k, v in per_seed.items()}
 
     def ms(x):
@@ -183,8 +182,7 @@ def main(argv=None):
     for key, v in summary.items():
         b, r = key.split(" | ")
         steps = np.mean(v["phase_steps"], axis=0)
-        with np.errstate(all="ignore"):
-            first = np.nanmean(np.asarray(v["first_step"], float), axis=0)
+        first = finite_mean(v["first_step"], axis=0)
         reached = np.mean(np.asarray(v["reached"]), axis=0)
         acts = np.mean(v["actions"], axis=0)
         mix = ", ".join(f"{n} {a / acts.sum():.0%}" for n, a in zip(names, acts) if a / acts.sum() >= 0.005)

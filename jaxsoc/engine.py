@@ -58,6 +58,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jaxsoc
 from jaxsoc import algos, cli, config as config_lib, distributed, run_log, xla
+from jaxsoc.analysis.intervals import finite_mean
 from jaxsoc.argtypes import is_integer, is_switch
 from jaxsoc.checkpoints import CheckpointError, Checkpoints, UnreadableCheckpoint, space_warning
 from jaxsoc.config import ConfigError
@@ -593,12 +594,6 @@ def _records(metrics: dict, first_update: int, cfg: dict, steps_per_update: int,
             }
 
 
-def _nanmean(values) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    return float(values.mean()) if values.size else float("nan")
-
-
 def run(
     cfg: dict,
     *,
@@ -828,7 +823,7 @@ def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress
                 )
             for i in range(length):  # one point per update, the mean over seeds
                 sinks.log((previous + i + 1) * steps_per_update,
-                          {f"train/{name}": _nanmean(values[i]) for name, values in metrics.items()})
+                          {f"train/{name}": finite_mean(values[i]) for name, values in metrics.items()})
 
             chunks_done = -(-update // chunk_updates)
             if compiled.evaluate is not None and (chunks_done % every_eval == 0 or update == num_updates):
@@ -843,7 +838,7 @@ def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress
                 else:
                     ckpts.save(update, state, checkpoint_meta(cfg, update, steps_per_update, wall))
 
-            progress.chunk_done(update, {name: f"{_nanmean(metrics[name][-1]):.3g}"
+            progress.chunk_done(update, {name: f"{finite_mean(metrics[name][-1]):.3g}"
                                          for name in ("return", "csr") if name in metrics})
             if on_chunk is not None:
                 on_chunk(update, state)
@@ -869,8 +864,8 @@ def _log_eval(run_dir, results, update, cfg, steps_per_update, wall, sinks) -> N
                 "env_steps": update * steps_per_update,
                 "time": round(wall, 3),
                 "episodes": int(completed[s].sum()),
-                "metrics": {k: run_log.json_safe(_nanmean(v[s])) for k, v in results.items()},
+                "metrics": {k: run_log.json_safe(finite_mean(v[s])) for k, v in results.items()},
             }
         )
     run_log.append_jsonl(run_dir / "eval.jsonl", records)
-    sinks.log(update * steps_per_update, {f"eval/{name}": _nanmean(values) for name, values in results.items()})
+    sinks.log(update * steps_per_update, {f"eval/{name}": finite_mean(values) for name, values in results.items()})

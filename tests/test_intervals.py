@@ -40,3 +40,19 @@ def test_half_width_over_an_axis_and_too_few_values():
     assert np.isnan(intervals.mean_half_width(np.ones((1, 3)), axis=0)).all()
     one = intervals.mean_interval([4.0])
     assert one["mean"] == 4.0 and math.isnan(one["low"]) and math.isnan(one["high"])
+
+
+def test_finite_mean_leaves_out_nan_and_inf_without_a_warning():
+    import warnings
+
+    from jaxsoc.analysis.intervals import finite_mean
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" would fail here
+        assert finite_mean([1.0, 2.0, np.nan, np.inf]) == 1.5
+        assert np.isnan(finite_mean([np.nan, np.nan]))
+        assert np.isnan(finite_mean([]))
+        cols = finite_mean([[np.nan, 1.0], [np.nan, 3.0], [np.nan, -np.inf]], axis=0)  # [3, 2] -> [2]
+        np.testing.assert_array_equal(cols, [np.nan, 2.0])
+        np.testing.assert_array_equal(finite_mean([[1.0, 5.0], [np.nan, 3.0]], axis=1), [3.0, 3.0])
+    assert isinstance(finite_mean([4.0]), float)

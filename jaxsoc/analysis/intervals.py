@@ -18,6 +18,20 @@ from typing import Dict, Sequence
 import numpy as np
 
 
+def finite_mean(values, axis=None):
+    """Mean of the finite values of `values` over `axis` (every axis when None): NaN where there
+    are none, e.g. the first step in a phase no episode of a seed reached, or the MTTD of a seed
+    that detected nothing. A float for a whole reduction, else an array (`[n, ...] -> [...]` for
+    axis 0). Unlike `np.nanmean`, infinities are left out too, and no "Mean of empty slice"
+    warning is printed for an empty column (it is a result, not a fault)."""
+    x = np.asarray(values, np.float64)
+    ok = np.isfinite(x)
+    count = ok.sum(axis=axis)
+    total = np.where(ok, x, 0.0).sum(axis=axis)
+    mean = np.divide(total, count, out=np.full(np.shape(total), np.nan), where=count > 0)
+    return float(mean) if mean.ndim == 0 else mean
+
+
 def t_quantile(dof: int, level: float = 0.95) -> float:
     """The two-sided `level` Student t quantile for `dof` degrees of freedom (NaN below 1)."""
     if not 0.0 < level < 1.0:
