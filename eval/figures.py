@@ -40,32 +40,18 @@ FORMATS = ("png", "pdf")  # what jaxsoc.analysis.figures.save writes by default
 def build_parser():
     p = cli.Parser(prog="eval/figures.py", description="Draw learning curves, bars and per-seed scatter.",
                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_run_arguments(p, window_help="training episodes per curve point and per paper-protocol value (2000)")
+    cli.add_run_arguments(p, window_help="training episodes per curve point and per paper-protocol value (2000)",
+                          metrics_help="metrics (default: return,mttd,mttr,fpr,csr; curves: return,csr,fpr,mttr)")
     p.add_argument("--out", metavar="DIR", default="figures", help="output folder (figures)")
-    p.add_argument("--metrics", type=cli.parse_list, metavar="LIST",
-                   help="metrics (default: return,mttd,mttr,fpr,csr; curves: return,csr,fpr,mttr)")
     p.add_argument("--force", action="store_true", help="overwrite figures already in --out")
-    # None: not given, so that a flag the chosen protocol would ignore can be refused
-    p.set_defaults(window=None, episodes=None)
     return p
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for flag, value in (("--window", args.window), ("--episodes", args.episodes)):
-        if value is not None and value < 1:
-            parser.error(f"{flag}: expected a positive integer, got {value}")
-    if args.protocol == "paper":  # (--window also sets the curves, so it goes with every protocol)
-        for flag, given in (("--episodes", args.episodes is not None), ("--no-evaluate", args.no_evaluate)):
-            if given:
-                parser.error(f"{flag} goes with --protocol ours or both: the paper protocol reads the training logs")
-    if args.no_evaluate and args.episodes is not None:
-        parser.error("--episodes sets how runs are evaluated, and --no-evaluate evaluates none")
-    if args.metrics is not None and not args.metrics:
-        parser.error("--metrics: no metric given")
-    window = 2000 if args.window is None else args.window
-    episodes = 1000 if args.episodes is None else args.episodes
+    # (--window also sets the curves, so here it goes with every protocol)
+    window, episodes = cli.check_run_arguments(parser, args)
     evaluate = args.protocol != "paper" and not args.no_evaluate
     problem = cli.folder_problem(args.out)
     if problem:

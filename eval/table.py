@@ -38,40 +38,25 @@ other the runs log.
 def build_parser():
     p = cli.Parser(prog="eval/table.py", description="Build Table II from run folders.", epilog=EPILOG,
                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_run_arguments(p, window_help="paper protocol: last N training episodes per seed (2000)")
+    cli.add_run_arguments(p, window_help="paper protocol: last N training episodes per seed (2000)",
+                          metrics_help="columns (default: return,mttd,mttr,fpr,csr; ours adds exfiltrated,hosts_compromised)")
     p.add_argument("--out", metavar="DIR", help="write md/csv/tex files here")
     p.add_argument("--formats", type=cli.parse_list, metavar="LIST", help="with --out: md,csv,tex (default all three)")
-    p.add_argument("--metrics", type=cli.parse_list, metavar="LIST",
-                   help="columns (default: return,mttd,mttr,fpr,csr; ours adds exfiltrated,hosts_compromised)")
     p.add_argument("--paper", choices=("all", "matched", "none"),
                    help="published rows: all of them, only for our methods, or none "
                    "(default: all for the paper protocol, matched for ours)")
     p.add_argument("--force", action="store_true", help="overwrite tables already in --out")
-    # None: not given, so that a flag the chosen protocol would ignore can be refused
-    p.set_defaults(window=None, episodes=None, formats=None)
     return p
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for flag, value in (("--window", args.window), ("--episodes", args.episodes)):
-        if value is not None and value < 1:
-            parser.error(f"{flag}: expected a positive integer, got {value}")
-    if args.protocol == "paper":
-        for flag, given in (("--episodes", args.episodes is not None), ("--no-evaluate", args.no_evaluate)):
-            if given:
-                parser.error(f"{flag} goes with --protocol ours or both: the paper protocol reads the training logs")
+    window, episodes = cli.check_run_arguments(parser, args)
     if args.protocol == "ours" and args.window is not None:
         parser.error("--window goes with --protocol paper or both: the ours protocol evaluates held-out episodes")
     if args.formats is not None and not args.out:
         parser.error("--formats goes with --out: without it no file is written")
-    if args.no_evaluate and args.episodes is not None:
-        parser.error("--episodes sets how runs are evaluated, and --no-evaluate evaluates none")
-    if args.metrics is not None and not args.metrics:
-        parser.error("--metrics: no metric given")
-    window = tables.PAPER_WINDOW if args.window is None else args.window
-    episodes = 1000 if args.episodes is None else args.episodes
     formats = ["md", "csv", "tex"] if args.formats is None else args.formats
     try:
         tables.check_formats(formats)

@@ -147,16 +147,37 @@ def parse_list(text: str) -> list[str]:
     return [x.strip() for x in str(text).split(",") if x.strip()]
 
 
-def add_run_arguments(p: argparse.ArgumentParser, window_help: str) -> None:
+def add_run_arguments(p: argparse.ArgumentParser, window_help: str, metrics_help: str) -> None:
     """The arguments of the tools that read run folders under both protocols (eval/table.py,
-    eval/figures.py): the folders, --protocol, --window (paper), --episodes and --no-evaluate (ours)."""
+    eval/figures.py): the folders, --protocol, --window (paper), --episodes and --no-evaluate (ours),
+    --metrics."""
     p.add_argument("runs", nargs="*", default=["runs"], metavar="PATH",
                    help="run folders or folders holding them (default: runs)")
     p.add_argument("--protocol", choices=("paper", "ours", "both"), default="both")
-    p.add_argument("--window", type=parse_int, default=2000, metavar="N", help=window_help)
-    p.add_argument("--episodes", type=parse_int, default=1000, metavar="N",
+    # Defaults None (not given), so that a flag the chosen protocol would ignore can be refused.
+    p.add_argument("--window", type=parse_positive_int, default=None, metavar="N", help=window_help)
+    p.add_argument("--episodes", type=parse_positive_int, default=None, metavar="N",
                    help="ours: held-out episodes per seed for runs not yet evaluated (1000)")
     p.add_argument("--no-evaluate", action="store_true", help="ours: use existing evaluations only")
+    p.add_argument("--metrics", type=parse_list, metavar="LIST", help=metrics_help)
+
+
+def check_run_arguments(p: argparse.ArgumentParser, args) -> tuple:
+    """`(window, episodes)` of `add_run_arguments`' flags, defaults filled in, after refusing
+    (`p.error`) the combinations that would be ignored: --episodes or --no-evaluate with the paper
+    protocol (it reads the training logs), --episodes with --no-evaluate, an empty --metrics."""
+    from jaxsoc.analysis.tables import PAPER_WINDOW
+
+    if args.protocol == "paper":
+        for flag, given in (("--episodes", args.episodes is not None), ("--no-evaluate", args.no_evaluate)):
+            if given:
+                p.error(f"{flag} goes with --protocol ours or both: the paper protocol reads the training logs")
+    if args.no_evaluate and args.episodes is not None:
+        p.error("--episodes sets how runs are evaluated, and --no-evaluate evaluates none")
+    if args.metrics is not None and not args.metrics:
+        p.error("--metrics: no metric given")
+    return (PAPER_WINDOW if args.window is None else args.window,
+            1000 if args.episodes is None else args.episodes)
 
 
 def read_methods(paths) -> list:

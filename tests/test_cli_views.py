@@ -108,9 +108,9 @@ def test_replay_never_overwrites_an_earlier_replay_without_force(tmp_path, capsy
 
 # ----------------------------------------------------------------------------- eval/table.py
 @pytest.mark.parametrize("argv, message", [
-    (["--window", "0"], "--window: expected a positive integer, got 0"),
-    (["--window", "-5"], "--window: expected a positive integer, got -5"),
-    (["--episodes", "0"], "--episodes: expected a positive integer, got 0"),
+    (["--window", "0"], "--window: expected a positive integer, got '0'"),
+    (["--window", "-5"], "--window: expected a positive integer, got '-5'"),
+    (["--episodes", "0"], "--episodes: expected a positive integer, got '0'"),
     (["--protocol", "ours", "--window", "500"], "--window goes with --protocol paper or both"),
     (["--protocol", "paper", "--episodes", "5"], "--episodes goes with --protocol ours or both"),
     (["--protocol", "paper", "--no-evaluate"], "--no-evaluate goes with --protocol ours or both"),
@@ -168,9 +168,9 @@ def test_a_failing_method_leaves_no_table_behind(runs, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- eval/figures.py
 @pytest.mark.parametrize("argv, message", [
-    (["--window", "0"], "--window: expected a positive integer, got 0"),
-    (["--window", "-1"], "--window: expected a positive integer, got -1"),
-    (["--protocol", "ours", "--episodes", "0"], "--episodes: expected a positive integer, got 0"),
+    (["--window", "0"], "--window: expected a positive integer, got '0'"),
+    (["--window", "-1"], "--window: expected a positive integer, got '-1'"),
+    (["--protocol", "ours", "--episodes", "0"], "--episodes: expected a positive integer, got '0'"),
     (["--protocol", "paper", "--episodes", "5"], "--episodes goes with --protocol ours or both"),
     (["--protocol", "paper", "--no-evaluate"], "--no-evaluate goes with --protocol ours or both"),
     (["--protocol", "ours", "--no-evaluate", "--episodes", "5"], "--episodes sets how runs are evaluated"),
