@@ -63,7 +63,8 @@ def build_parser():
                    help="paper protocol: last N training episodes (2000)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every method (a family section only for its methods)")
-    p.add_argument("--no-extras", action="store_true", help="skip the HMARL K-sweep/ablations/attention")
+    p.add_argument("--no-extras", action="store_true",
+                   help="skip the HMARL K-sweep/ablations/attention (refused when hmarl is not planned)")
     p.add_argument("--overwrite", action="store_true", help="retrain runs that exist in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--compile-cache", metavar="DIR",
@@ -87,11 +88,18 @@ def main(argv=None) -> int:
 
     def work() -> int:
         cli.use_agg()
-        from jaxsoc.analysis import execute, plan as plan_lib, report, tables
+        from jaxsoc.analysis import execute, plan as plan_lib, report, runs, tables
 
         plan = plan_lib.make_plan(args.preset, args.methods, quick=args.quick, seeds=args.seeds, out=args.out,
                                   total_steps=args.total_steps, num_envs=args.num_envs, episodes=args.episodes,
                                   window=args.window, sets=args.sets, extras=not args.no_extras)
+        # The plan says which methods run (the default rows and 'all' include HMARL-SOC): only
+        # then is it known whether --no-extras would be ignored.
+        if args.no_extras and not any(m.algo == plan_lib.HMARL for m in plan.methods):
+            raise plan_lib.AnalysisError(
+                f"--no-extras does nothing here: it skips {runs.display_name(plan_lib.HMARL)}'s K-sweep, "
+                f"ablations and attention maps, and {plan_lib.HMARL} is not among the planned methods "
+                f"({', '.join(m.algo for m in plan.methods)})")
         problem = cli.folder_problem(plan.out)  # the default out (results/<preset>) too
         if problem:
             raise plan_lib.AnalysisError(problem)

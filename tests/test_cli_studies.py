@@ -101,7 +101,7 @@ def test_demos_keeps_an_earlier_table_and_curve_unless_force(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- eval/reproduce.py
 
-QUICK_RANDOM = ["--quick", "--methods", "random", "--no-extras"]
+QUICK_RANDOM = ["--quick", "--methods", "random"]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -131,6 +131,24 @@ def test_reproduce_refuses_bad_training_values_before_writing(tmp_path, capsys, 
 def test_reproduce_refuses_bad_lists_folders_and_ignored_flags(tmp_path, capsys, argv, message):
     assert message in refused(capsys, load("reproduce").main, argv)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("listing", [False, True])
+def test_reproduce_refuses_no_extras_without_hmarl_planned(tmp_path, capsys, listing):
+    out = tmp_path / "out"
+    argv = ["--quick", "--methods", "random,mappo", "--no-extras", "--out", str(out)] + (["--list"] if listing else [])
+    err = refused(capsys, load("reproduce").main, argv)
+    assert err == ("error: --no-extras does nothing here: it skips HMARL-SOC's K-sweep, ablations and attention "
+                   "maps, and hmarl is not among the planned methods (random, mappo)")
+    assert not out.exists()
+
+
+def test_reproduce_takes_no_extras_with_hmarl_planned(capsys):
+    assert load("reproduce").main(["--quick", "--methods", "random,hmarl", "--no-extras", "--list",
+                                   "--out", "/tmp/never-written"]) == 0
+    printed = capsys.readouterr().out
+    assert "HMARL-SOC " in printed and "K=" not in printed  # the main run only, no K-sweep
+    assert not pathlib.Path("/tmp/never-written").exists()
 
 
 def test_reproduce_lists_a_valid_plan(capsys):
