@@ -29,6 +29,13 @@ its ratio to the reference's 34 ms is printed) and `algorithm_round` for each of
 algorithm among the selected cases (its own team, networks and buffer type), `--hidden` widths,
 on `--rounds-scenario`. Each is the best of `--round-repeats` calls of `--round-reps` rounds.
 
+A flag given that the chosen mode would ignore is refused in one line before any timing: the
+rounds' flags with `--skip-rounds`, `--rounds-scenario` when no selected case is off-policy (only
+the HMARL round runs, on hmarl-soc-v1), `--detector-windows` without `--detector`, `--scenario`
+when every case brings its own and neither the raw env nor the detectors are timed, and a `--set`
+no case takes (each takes `env.*` and its family's section). "Given" is told apart from a default
+by a None default (`UNSET` below holds the defaults that replace it after the checks).
+
 Machines are noisy and shared: the load average is printed with each row; compare numbers from
 one run only.
 """
@@ -82,12 +89,22 @@ CASES: dict[str, tuple[str, list[str]]] = {
 }
 
 
+# The defaults of the flags that some modes ignore. Their parser default is None (not given), so
+# that a flag the chosen mode would ignore can be refused; these values replace None after the checks.
+UNSET = {"scenario": "soc-v2", "detector_windows": 131_072, "hidden": [256, 256, 256], "batch": 256,
+         "capacity": 200_000, "round_reps": 20, "round_repeats": 5, "rounds_scenario": "hmarl-soc-v1"}
+# The flags of the update rounds (skipped by --skip-rounds), by their dest.
+ROUND_FLAGS = {"hidden": "--hidden", "batch": "--batch", "capacity": "--capacity", "round_reps": "--round-reps",
+               "round_repeats": "--round-repeats", "rounds_scenario": "--rounds-scenario"}
+
+
 def _parse(argv=None):
     ap = cli.Parser(prog="eval/bench_train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES), metavar="CASE",
                     help=f"cases to time (default: all): {', '.join(CASES)}")
     ap.add_argument("--envs", type=cli.parse_positive_int, default=4096, help="parallel envs (one seed)")
-    ap.add_argument("--scenario", default="soc-v2")
+    ap.add_argument("--scenario", help="scenario of the cases (those that bring their own keep it), the raw "
+                    "env and the detectors (soc-v2)")
     ap.add_argument("--updates", type=cli.parse_non_negative_int, default=0,
                     help="updates per timed chunk (default: enough for ~2M env steps, at least 2; "
                          "off-policy cases at most enough for ~2,000 update rounds)")
@@ -98,24 +115,27 @@ def _parse(argv=None):
     ap.add_argument("--detector", action="store_true",
                     help="also time detector training beside the raw env (docs/hybrid.md): telemetry "
                          "windows gathered and trained on per second")
-    ap.add_argument("--detector-windows", type=cli.parse_positive_int, default=131_072, metavar="M",
-                    help="windows of the timed autoencoder epoch and z-score fit (131,072)")
+    ap.add_argument("--detector-windows", type=cli.parse_positive_int, metavar="M",
+                    help="with --detector: windows of the timed autoencoder epoch and z-score fit (131,072)")
     rounds = ap.add_argument_group("update rounds (eval/bench_offpolicy.py)")
     rounds.add_argument("--skip-rounds", action="store_true", help="skip the update-round measurements")
-    rounds.add_argument("--hidden", nargs="+", type=cli.parse_positive_int, default=[256, 256, 256],
+    rounds.add_argument("--hidden", nargs="+", type=cli.parse_positive_int,
                         help="layer widths of the rounds' networks (default: the paper's 3 x 256)")
-    rounds.add_argument("--batch", type=cli.parse_positive_int, default=256, help="batch size of a round")
-    rounds.add_argument("--capacity", type=cli.parse_positive_int, default=200_000, help="replay buffer size (filled)")
-    rounds.add_argument("--round-reps", type=cli.parse_positive_int, default=20, help="update rounds per timed call")
-    rounds.add_argument("--round-repeats", type=cli.parse_positive_int, default=5, help="timed calls (best is kept)")
-    rounds.add_argument("--rounds-scenario", default="hmarl-soc-v1",
-                        help="scenario of the per-algorithm rounds (the HMARL round is always hmarl-soc-v1)")
+    rounds.add_argument("--batch", type=cli.parse_positive_int, help="batch size of a round (256)")
+    rounds.add_argument("--capacity", type=cli.parse_positive_int, help="replay buffer size (filled; 200,000)")
+    rounds.add_argument("--round-reps", type=cli.parse_positive_int, help="update rounds per timed call (20)")
+    rounds.add_argument("--round-repeats", type=cli.parse_positive_int, help="timed calls (best is kept; 5)")
+    rounds.add_argument("--rounds-scenario",
+                        help="scenario of the per-algorithm rounds, for off-policy cases (hmarl-soc-v1; "
+                             "the HMARL round is always hmarl-soc-v1)")
     args = ap.parse_args(argv)
     from jaxsoc import config  # the scenario registry, as jaxsoc.config checks a run's scenario
     from jaxsoc.names import suggest
 
     known = config.known_scenarios() or []
     for flag, name in (("--scenario", args.scenario), ("--rounds-scenario", args.rounds_scenario)):
+        if name is None:  # not given: the default, known
+            continue
         if config.is_scenario_file(name) and not os.path.isfile(name):
             ap.error(f"{flag}: scenario file {name} does not exist")
         if not config.is_scenario_file(name) and name not in known:
@@ -123,7 +143,39 @@ def _parse(argv=None):
     twice = sorted({c for c in args.cases if args.cases.count(c) > 1})
     if twice:
         ap.error(f"--cases names {', '.join(twice)} twice")
+    refuse_ignored(ap, args)
+    for dest, default in UNSET.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
     return args
+
+
+def refuse_ignored(ap, args) -> None:
+    """`ap.error` for a flag given (not None) that the chosen mode would ignore (module docstring)."""
+    from jaxsoc import algos
+
+    if args.skip_rounds:
+        for dest, flag in ROUND_FLAGS.items():
+            if getattr(args, dest) is not None:
+                ap.error(f"{flag} sets the update rounds, and --skip-rounds skips them")
+    elif args.rounds_scenario is not None:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from bench_offpolicy import OFFPOLICY  # eval/bench_offpolicy.py: the algorithms it has rounds for
+
+        if not any(CASES[c][0] in OFFPOLICY for c in args.cases):
+            ap.error(f"--rounds-scenario is the scenario of the off-policy cases' rounds, and --cases has none "
+                     f"({', '.join(OFFPOLICY)}): only the HMARL round runs, always on hmarl-soc-v1")
+    if args.detector_windows is not None and not args.detector:
+        ap.error("--detector-windows goes with --detector: without it no detector is timed")
+    own = [c for c in args.cases if any(x.startswith("scenario=") for x in CASES[c][1])]
+    if args.scenario is not None and len(own) == len(args.cases) and args.no_raw and not args.detector:
+        ap.error(f"--scenario does nothing here: every case brings its own ({', '.join(own)}), and with "
+                 "--no-raw and no --detector nothing else runs on it")
+    families = sorted({algos.family_of(CASES[c][0]) for c in args.cases})
+    for s in args.sets:
+        if s.split(".")[0] not in families + ["env"]:  # the filter time_case applies
+            ap.error(f"--set {s} applies to none of the cases: each takes env.* and its family's section "
+                     f"({', '.join(families)})")
 
 
 def _load() -> str:

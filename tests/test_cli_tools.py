@@ -174,6 +174,7 @@ def bench_refused(tool, argv, capsys, monkeypatch, match, parse=None):
     is replaced by one that fails the test, so a missed refusal cannot start a benchmark."""
     import jax
 
+    import jaxsoc.env  # noqa: F401 - its module-level jax.jit decorators run before jit is replaced
     monkeypatch.setattr(jax, "jit", no_work(jax, "a compile"))
     module = load(tool)
     main = getattr(module, parse or "main")
@@ -207,6 +208,43 @@ def bench_refused(tool, argv, capsys, monkeypatch, match, parse=None):
 ])
 def test_benchmarks_refuse_bad_input(capsys, monkeypatch, tool, argv, match):
     bench_refused(tool, argv, capsys, monkeypatch, match)
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--skip-rounds", "--capacity", "5"], "--capacity sets the update rounds, and --skip-rounds skips them"),
+    (["--skip-rounds", "--hidden", "64"], "--hidden sets the update rounds, and --skip-rounds skips them"),
+    # given as the default is still given: the sentinel is None, not the default's value
+    (["--skip-rounds", "--batch", "256"], "--batch sets the update rounds, and --skip-rounds skips them"),
+    (["--skip-rounds", "--round-reps", "2"], "--round-reps sets the update rounds, and --skip-rounds skips them"),
+    (["--skip-rounds", "--round-repeats", "2"], "--round-repeats sets the update rounds, and --skip-rounds skips"),
+    (["--skip-rounds", "--rounds-scenario", "soc-v2"], "--rounds-scenario sets the update rounds, and --skip"),
+    (["--cases", "mappo", "hmarl", "--rounds-scenario", "soc-v2"],
+     "--rounds-scenario is the scenario of the off-policy cases' rounds, and --cases has none (dqn, iql, vdn, "
+     "qmix, sac, maddpg): only the HMARL round runs, always on hmarl-soc-v1"),
+    (["--detector-windows", "1000"], "--detector-windows goes with --detector: without it no detector is timed"),
+    (["--cases", "hybrid", "red-ppo", "--scenario", "soc-v2", "--no-raw"],
+     "--scenario does nothing here: every case brings its own (hybrid, red-ppo), and with --no-raw and no "
+     "--detector nothing else runs on it"),
+    (["--cases", "mappo", "ippo", "--set", "dqn.utd=0.5"],
+     "--set dqn.utd=0.5 applies to none of the cases: each takes env.* and its family's section (ppo)"),
+    (["--cases", "dqn", "--set", "seed=3"], "--set seed=3 applies to none of the cases"),
+])
+def test_bench_train_refuses_flags_its_mode_ignores(capsys, monkeypatch, argv, match):
+    # Imported as the --rounds-scenario check does, before bench_refused replaces jit (optax jits on import).
+    monkeypatch.syspath_prepend(str(EVAL))
+    import bench_offpolicy  # noqa: F401
+
+    bench_refused("bench_train", argv, capsys, monkeypatch, match)
+
+
+def test_bench_train_takes_the_flags_its_mode_uses_and_fills_the_defaults():
+    parse = load("bench_train")._parse
+    args = parse(["--cases", "mappo", "dqn", "--rounds-scenario", "soc-v2", "--capacity", "5000",
+                  "--detector", "--detector-windows", "1000", "--set", "env.max_steps=50", "--set", "ppo.epochs=2"])
+    assert (args.rounds_scenario, args.capacity, args.detector_windows) == ("soc-v2", 5000, 1000)
+    assert (args.scenario, args.batch, args.hidden, args.round_reps) == ("soc-v2", 256, [256, 256, 256], 20)
+    args = parse(["--cases", "hybrid", "--scenario", "soc-hybrid", "--detector", "--skip-rounds"])
+    assert (args.scenario, args.detector_windows, args.rounds_scenario) == ("soc-hybrid", 131_072, "hmarl-soc-v1")
 
 
 @pytest.mark.parametrize("argv, match", [
