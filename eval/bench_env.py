@@ -12,7 +12,8 @@ state per env. Machines are noisy: compare numbers from the same run only.
 
 `--devices D` splits the envs over D local devices (on a CPU, set
 XLA_FLAGS=--xla_force_host_platform_device_count=D before starting; the script does it for you when
-`--cpu-devices` is given) so each core steps its own shard.
+`--cpu-devices` is given) so each core steps its own shard: every `--envs` count must then be a
+multiple of D (others are refused; the default counts are cut to those that are).
 """
 from __future__ import annotations
 
@@ -25,15 +26,22 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from jaxsoc import cli  # noqa: E402  (light: no JAX, so the XLA flags below are still set in time)
 
 
+ENVS = [1, 64, 1024, 4096, 16384]  # the default --envs
+
+
 def _parse(argv=None):
     """The command line, refused in one line (`<prog>: error: ...`, exit 2) before any benchmark."""
     ap = cli.Parser(prog="eval/bench_env.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=["hmarl-soc-v1", "soc-v2"])
-    ap.add_argument("--envs", nargs="+", type=cli.parse_positive_int, default=[1, 64, 1024, 4096, 16384])
+    # None: not given, so that counts given explicitly that --cpu-devices cannot shard are refused
+    ap.add_argument("--envs", nargs="+", type=cli.parse_positive_int,
+                    help=f"env counts (default: {' '.join(map(str, ENVS))}; with --cpu-devices D, those of "
+                         "them that are multiples of D)")
     ap.add_argument("--steps", type=cli.parse_positive_int, default=100, help="env steps per timed call")
     ap.add_argument("--repeats", type=cli.parse_positive_int, default=3)
     ap.add_argument("--cpu-devices", type=cli.parse_non_negative_int, default=0,
-                    help="split the host CPU into this many XLA devices and shard envs across them")
+                    help="split the host CPU into this many XLA devices and shard envs across them "
+                         "(every --envs count a multiple of it)")
     ap.add_argument("--with-obs", action="store_true",
                     help="compute every observation (a rollout's cost); default: rewards only, which XLA "
                          "may compute without the observations")
@@ -55,6 +63,17 @@ def _parse(argv=None):
         if not config.is_scenario_file(preset) and preset not in timed:
             what = "is not one this benchmark times" if preset in known else "is unknown"
             ap.error(f"preset {preset!r} {what}{suggest(preset, timed)}; it times: {', '.join(timed)}")
+    d = args.cpu_devices
+    if args.envs is None:  # the defaults that d devices can share evenly (each of them, without d)
+        args.envs = [n for n in ENVS if not d or n % d == 0]
+        if not args.envs:
+            ap.error(f"--cpu-devices {d}: none of the default env counts ({' '.join(map(str, ENVS))}) is a "
+                     f"multiple of it; give --envs")
+    elif d:  # bench() shards each count evenly over the devices: others it could not time
+        uneven = [n for n in args.envs if n % d]
+        if uneven:
+            ap.error(f"--envs {' '.join(map(str, uneven))}: not divisible by --cpu-devices {d} "
+                     f"(each device steps an equal share); give multiples of {d}")
     if args.reference is not None and not os.path.isdir(args.reference):  # found out before the benchmarks
         ap.error(f"--reference {args.reference} is not a folder (the original HMARL-SOC code/ folder)")
     return args

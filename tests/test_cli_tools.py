@@ -174,9 +174,12 @@ def bench_refused(tool, argv, capsys, monkeypatch, match, parse=None):
     is replaced by one that fails the test, so a missed refusal cannot start a benchmark."""
     import jax
 
-    import jaxsoc.env  # noqa: F401 - its module-level jax.jit decorators run before jit is replaced
-    monkeypatch.setattr(jax, "jit", no_work(jax, "a compile"))
+    # Imported first: module-level jax.jit decorators (the envs', the tool's imports) run before
+    # jit is replaced, whichever tests ran before in this process.
+    import jaxsoc.env  # noqa: F401 - what the parsers import to check scenario names
+
     module = load(tool)
+    monkeypatch.setattr(jax, "jit", no_work(jax, "a compile"))
     main = getattr(module, parse or "main")
     if parse:  # a parser that reads sys.argv (bench_env sets XLA flags from it before importing JAX)
         monkeypatch.setattr(sys, "argv", [f"eval/{tool}.py", *argv])
@@ -257,9 +260,24 @@ def test_bench_train_takes_the_flags_its_mode_uses_and_fills_the_defaults():
     (["--presets", "soc-hybrid"], "preset 'soc-hybrid' is not one this benchmark times"),
     (["--presets", "missing.yaml"], "--presets: scenario file missing.yaml does not exist"),
     (["--cpu-devices", "-1"], "--cpu-devices: expected 0 or more"),
+    # bench() skipped counts a mesh cannot split evenly: an empty table, no message
+    (["--cpu-devices", "2", "--envs", "3", "64", "5"],
+     "--envs 3 5: not divisible by --cpu-devices 2 (each device steps an equal share); give multiples of 2"),
+    (["--cpu-devices", "3"], "--cpu-devices 3: none of the default env counts (1 64 1024 4096 16384) is a "
+                             "multiple of it; give --envs"),
 ])
 def test_bench_env_refuses_bad_input(capsys, monkeypatch, argv, match):
     bench_refused("bench_env", argv, capsys, monkeypatch, match, parse="_parse")
+
+
+def test_bench_env_cuts_its_default_counts_to_what_cpu_devices_can_share(monkeypatch):
+    parse = load("bench_env")._parse
+    monkeypatch.setattr(sys, "argv", ["eval/bench_env.py", "--cpu-devices", "2"])
+    assert parse().envs == [64, 1024, 4096, 16384]
+    monkeypatch.setattr(sys, "argv", ["eval/bench_env.py", "--cpu-devices", "2", "--envs", "2", "64"])
+    assert parse().envs == [2, 64]
+    monkeypatch.setattr(sys, "argv", ["eval/bench_env.py"])
+    assert parse().envs == [1, 64, 1024, 4096, 16384]
 
 
 def test_bench_env_refuses_a_missing_reference_folder(capsys, monkeypatch, tmp_path):
