@@ -9,6 +9,8 @@ times inside one jitted `lax.scan` with the buffer in the carry, as in training,
 are per-op device time without Python dispatch or buffer copies. "naive" keeps the same
 priorities as a flat `[capacity]` array and samples with cumsum + searchsorted (O(N) per batch);
 its update is a plain scatter. "indices" rows leave out the item gather, which both samplers share.
+A --capacity whose arrays (`bytes_needed`) exceed this machine's memory (its RAM, `jaxsoc.memory`)
+is refused before the buffer is made.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # uninstalled checkout
 from jaxsoc import buffers as B, cli  # noqa: E402
+from jaxsoc.memory import machine_bytes  # noqa: E402
 
 OBS = {"sc": 64, "th": 128, "at": 64, "ro": 96}
 ACTS = {"sc": 8, "th": 16, "at": 1, "ro": 12}
@@ -68,6 +71,15 @@ def touch(prio, key):
     return prio.at[i].set(prio[i] * 0.5 + 0.25)
 
 
+def bytes_needed(example, capacity: int, add: int, obs_dtype) -> int:
+    """Bytes the benchmark holds at once: the full prioritized buffer (`buffers.buffer_bytes`,
+    items and sum tree) twice, as a timed program's output beside its input (measured: capacity
+    1e6 peaked at 2.1x the buffer), the `add` new float32 items, and the `[capacity]` TD errors,
+    slot indices and flat priorities of the tree's build and the naive sampler."""
+    return (2 * B.buffer_bytes(example, capacity, prioritized=True, obs_dtype=obs_dtype)
+            + add * B.bytes_per_transition(example) + 3 * 4 * capacity)
+
+
 def main(argv=None):
     ap = cli.Parser(prog="eval/bench_buffers.py", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--capacity", type=cli.parse_positive_int, default=200_000)
@@ -82,6 +94,10 @@ def main(argv=None):
     obs_dtype = None if args.obs_dtype == "float32" else jnp.dtype(args.obs_dtype)
 
     example = jax.tree.map(lambda x: x[0], paper_item((1,)))
+    memory, need = machine_bytes(), bytes_needed(example, cap, args.add, obs_dtype)
+    if memory is not None and need > memory:  # before the buffer is made (it failed in XLA's allocator)
+        ap.error(f"--capacity {cap:,}: the full buffer, its copy and its work arrays need {need / 2**30:,.1f} GiB "
+                 f"({args.obs_dtype} observations), more than this machine's {memory / 2**30:,.1f} GiB of memory")
     new_items = paper_item((args.add,))
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}")
     print(f"capacity {cap}, batch {batch}, add {args.add}, obs {args.obs_dtype}: "

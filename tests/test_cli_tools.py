@@ -250,6 +250,41 @@ def test_bench_train_takes_the_flags_its_mode_uses_and_fills_the_defaults():
     assert (args.scenario, args.detector_windows, args.rounds_scenario) == ("soc-hybrid", 131_072, "hmarl-soc-v1")
 
 
+@pytest.mark.parametrize("tool, memory, argv, match", [
+    # 4096 x 4096 float32: 7 arrays of 64 MiB fit in 1 GiB; 8192 x 8192 do not
+    ("bench_matmul", 2**30, ["--sizes", "4096", "8192"], "--sizes 8192: float32 products of 8,192 x 8,192 need "
+                                                          "1.8 GiB at once, more than this machine's 1.0 GiB of memory"),
+    ("bench_matmul", 8 * 2**30, ["--sizes", "20000", "--dtypes", "bfloat16", "float32"],
+     "--sizes 20000: float32 products of 20,000 x 20,000 need 10.4 GiB at once, more than this machine's "
+     "8.0 GiB of memory"),
+    ("bench_buffers", 2**30, [], "--capacity 200,000: the full buffer, its copy and its work arrays need 1.1 GiB "
+                                 "(float32 observations), more than this machine's 1.0 GiB of memory"),
+    ("bench_buffers", 2**30, ["--capacity", "1e9", "--obs-dtype", "bfloat16"],
+     "--capacity 1,000,000,000: the full buffer, its copy and its work arrays need 2,940.4 GiB (bfloat16"),
+])
+def test_benchmarks_refuse_arrays_past_the_machines_memory(capsys, monkeypatch, tool, memory, argv, match):
+    import jaxsoc.memory
+
+    monkeypatch.setattr(jaxsoc.memory, "machine_bytes", lambda: memory)  # read when the tool is loaded
+    bench_refused(tool, argv, capsys, monkeypatch, match)
+
+
+@pytest.mark.parametrize("tool, memory, argv", [
+    ("bench_matmul", 2**20, ["--sizes", "64", "--dtypes", "float32"]),
+    ("bench_buffers", 64 * 2**20, ["--capacity", "10000"]),  # 2 x 29.8 MB and the work arrays
+])
+def test_benchmarks_take_arrays_that_fit(monkeypatch, tool, memory, argv):
+    import jax
+
+    import jaxsoc.memory
+
+    monkeypatch.setattr(jaxsoc.memory, "machine_bytes", lambda: memory)
+    module = load(tool)
+    monkeypatch.setattr(jax, "jit", no_work(jax, "a compile"))
+    with pytest.raises(AssertionError, match="reached a compile"):
+        module.main(argv)
+
+
 @pytest.mark.parametrize("argv, match", [
     (["--envs", "0"], "--envs: expected a positive integer, got '0'"),
     (["--repeats", "0"], "--repeats: expected a positive integer, got '0'"),
