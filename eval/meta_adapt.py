@@ -32,7 +32,8 @@ def main(argv=None) -> None:
     ap.add_argument("--num-envs", type=cli.parse_positive_int, default=64,
                     help="envs per task (training and adaptation)")
     ap.add_argument("--train-steps", type=cli.parse_env_steps, default=1_000_000,
-                    help="env steps of training per seed (meta and mixture)")
+                    help="env steps of training per seed (meta and mixture); at least one Reptile update "
+                         "(tasks_per_step x inner_updates x --num-envs x rollout: 32,768 by default)")
     ap.add_argument("--k", type=cli.parse_positive_int, default=10, help="PPO updates of adaptation")
     ap.add_argument("--seeds", type=cli.parse_positive_int, default=2)
     ap.add_argument("--heldout", type=cli.parse_positive_int, default=8, help="held-out tasks")
@@ -55,19 +56,26 @@ def main(argv=None) -> None:
         env, params = soc.make(cfg["scenario"], **cfg["env"])
         ranges = meta.parse_ranges(cfg["meta"]["tasks"])
         meta.check_ranges(params, ranges)
+        trainers = {"meta": meta.make_train(cfg, env, params), "mixture": meta.mixture_trainer(cfg, env, params)}
     except ValueError as e:
         ap.error(str(e))
+    # Fewer steps than one Reptile update trained the meta team not at all (0 updates: it was
+    # scratch under another name) after minutes of compiling; the mixture's update is shorter.
+    s = cfg["meta"]
+    one_update = trainers["meta"].env_steps_per_update
+    if args.train_steps < one_update:
+        ap.error(f"--train-steps {args.train_steps:,} is less than one Reptile update: {s['tasks_per_step']} tasks x "
+                 f"{s['inner_updates']} inner updates x {args.num_envs} envs x rollout {s['rollout']} = "
+                 f"{one_update:,} env steps per seed, the minimum")
     points = tuple(sorted({0, 1, min(5, args.k), args.k}))
     seeds = jax.random.split(jax.random.key(args.seed), args.seeds)
-    s = cfg["meta"]
     print(f"# {params.name}: tasks {[list(r) for r in ranges]}; {args.num_envs} envs per task, "
           f"rollout {s['rollout']}, lr {s['lr']}, Reptile k={s['inner_updates']} M={s['tasks_per_step']} "
           f"eps={s['outer_lr']}{' annealed' if s['anneal_outer_lr'] else ''}")
 
     teams = {}
-    for name, make in (("meta", meta.make_train), ("mixture", meta.mixture_trainer)):
+    for name, trainer in trainers.items():
         start = time.time()
-        trainer = make(cfg, env, params)
         state, metrics = jax.jit(jax.vmap(trainer.train))(seeds)
         teams[name] = jax.block_until_ready(state.params)
         ret = np.asarray(metrics["return"])

@@ -87,6 +87,26 @@ def test_meta_adapt_refuses_bad_numbers(capsys, argv, match):
     refused(load("meta_adapt").main, argv, capsys, match)
 
 
+def test_meta_adapt_refuses_fewer_steps_than_one_reptile_update(capsys, monkeypatch):
+    """Below one update the meta team trained 0 updates (scratch under another name) after minutes
+    of compiling: refused with the minimum, before anything is compiled; the minimum itself runs."""
+    import jax
+
+    import jaxsoc.algos.meta  # noqa: F401 - their module-level jits run before jit is replaced
+    import jaxsoc.env  # noqa: F401
+
+    ma = load("meta_adapt")
+    monkeypatch.setattr(jax, "jit", no_work(jax, "a compile"))
+    refused(ma.main, ["--train-steps", "32767"], capsys,
+            "eval/meta_adapt.py: error: --train-steps 32,767 is less than one Reptile update: 4 tasks x 4 inner "
+            "updates x 64 envs x rollout 32 = 32,768 env steps per seed, the minimum (see --help)")
+    refused(ma.main, ["--num-envs", "2", "--set", "meta.tasks_per_step=3", "--train-steps", "100"], capsys,
+            "--train-steps 100 is less than one Reptile update: 3 tasks x 4 inner updates x 2 envs x rollout 32 "
+            "= 768 env steps per seed, the minimum")
+    with pytest.raises(AssertionError, match="reached a compile"):
+        ma.main(["--num-envs", "2", "--set", "meta.tasks_per_step=3", "--train-steps", "768"])
+
+
 def test_meta_adapt_takes_a_step_count_written_5e6(monkeypatch):
     """5e6 is an integer: parsing passes and the tool goes on to its config (stubbed here)."""
     import jaxsoc.config
