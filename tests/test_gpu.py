@@ -125,16 +125,22 @@ def test_xla_jit_compiles_on_the_gpu_with_the_same_values():
 
 @pytest.mark.parametrize("algo", ["mappo", "hmarl"])
 def test_a_training_run_stays_on_the_gpu(algo, tmp_path):
-    """`train/run.py`'s engine trains on the GPU: the final state and its evaluation live there,
-    every logged figure is finite, and the run folder is complete."""
+    """`train/run.py`'s engine trains on the GPU: the final state lives there, every training
+    loss it logs is finite, and the run folder is complete (a line per update and seed, the
+    evaluations in eval.jsonl with finite returns)."""
     gpu_devices()
     cfg = config_lib.resolve(flags={"algo": algo, "scenario": "soc-v2", "num_envs": 64, "num_seeds": 2,
-                                    "total_steps": 20_000, "run": {"name": algo, "dir": str(tmp_path)}})
+                                    "total_steps": 20_000, "run": {"name": algo, "dir": str(tmp_path)},
+                                    "eval": {"every_chunks": 1, "episodes": 16}})
     result = engine.run(cfg)
     assert result.updates == result.trainer.num_updates > 0
     assert on_gpu(result.state), "the train state left the GPU"
     lines = (result.run_dir / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) >= 1
-    last = json.loads(lines[-1])
-    numbers = [v for v in last.values() if isinstance(v, (int, float))]
-    assert numbers and all(math.isfinite(v) for v in numbers), last
+    assert len(lines) == result.updates * cfg["num_seeds"]
+    for record in map(json.loads, lines[-cfg["num_seeds"]:]):
+        # The figures sit under "metrics", and a NaN is written as null: a None loss is a NaN one.
+        losses = {k: v for k, v in record["metrics"].items() if "loss" in k}
+        assert losses and all(v is not None and math.isfinite(v) for v in losses.values()), record
+    evals = [json.loads(line) for line in (result.run_dir / "eval.jsonl").read_text().splitlines()]
+    assert evals and all(e["metrics"]["return"] is not None and math.isfinite(e["metrics"]["return"])
+                         for e in evals), evals

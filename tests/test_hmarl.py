@@ -265,8 +265,10 @@ def test_two_seeds_through_the_engine(tmp_path):
     assert all(x.shape[:1] == (2,) for x in jax.tree.leaves(result.state))
     np.testing.assert_array_equal(np.asarray(result.state.env_steps), [N * T * 6] * 2)
     assert (np.asarray(result.state.grad_steps) > 0).all()
-    seed = lambda i: jax.tree.map(lambda x: x[i], result.state.coordinator.actor_params)
-    assert _changed(seed(0), seed(1))
+    start = jax.vmap(result.trainer.init)(engine.seed_keys(cfg["seed"], 2))
+    for i in (0, 1):
+        seed = lambda tree: jax.tree.map(lambda x: x[i], tree.coordinator.actor_params)  # noqa: E731
+        assert _changed(seed(result.state), seed(start))
 
 
 @pytest.mark.slow  # CI budget (10 min on 2 cores): ~55 CPU-s

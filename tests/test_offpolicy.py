@@ -126,7 +126,9 @@ def test_dqn_solves_the_chain(dqn_run):
     assert (q.argmax(-1) == 1).all(), q  # always go right
     assert greedy.tolist() == [1, 1, 1, 1]
     want = GAMMA ** np.arange(CHAIN - 2, -1, -1)  # Q*(s, right) = gamma^(3 - s)
-    np.testing.assert_allclose(q[:, 1], want, atol=0.1)
+    # Trained to within ~4e-4; 0.01 still fails a table one discount step off (the gap is >= 0.07,
+    # e.g. a target that discounts the immediate reward too).
+    np.testing.assert_allclose(q[:, 1], want, atol=0.01)
     # The target network is a real, separate network (D17), refreshed every 50 updates.
     assert int(state.steps) == 490 and int(late.steps) == 500
     assert not leaves_equal(state.target_params, state.params)  # 40 updates since the last copy

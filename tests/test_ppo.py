@@ -272,9 +272,13 @@ def test_num_seeds_2_equals_two_single_seed_runs(real, alone):
         assert [r["update"] for r in mine] == [r["update"] for r in single]
         for got, want in zip(mine, single):
             assert got["metrics"] == pytest.approx(want["metrics"], rel=1e-4, abs=1e-5, nan_ok=True)
-    # The seeds learned differently.
-    w = jax.tree.leaves(real["both"].state.params["actor"]["alert_triage"])[0]
-    assert not np.allclose(w[0], w[1])
+    # Each seed learned: its actor moved from where it started.
+    both = real["both"]
+    start = jax.vmap(both.trainer.init)(engine.seed_keys(both.config["seed"], 2))
+    w = jax.tree.leaves(both.state.params["actor"]["alert_triage"])[0]
+    w0 = jax.tree.leaves(start.params["actor"]["alert_triage"])[0]
+    for i in (0, 1):
+        assert not np.allclose(w[i], w0[i])
 
 
 @pytest.mark.slow  # CI budget (10 min on 2 cores): trains MAPPO on small soc-v2 (~130 CPU-s fixture); the toy learning tests stay
@@ -364,6 +368,9 @@ def run_toy(root, algo, updates, **sets):
     return engine.run(cfg, make_env=make_toy_soc)
 
 
+TRAINING_FIGURES = ("actor_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["ippo", "mappo", "single-drl", "iac", "maac"])
 def test_every_algorithm_learns_the_toy_team_and_never_takes_a_masked_choice(algo, tmp_path):
@@ -374,7 +381,10 @@ def test_every_algorithm_learns_the_toy_team_and_never_takes_a_masked_choice(alg
     for r in records:
         m = r["metrics"]
         assert m["masked"] == 0.0  # episodes' count of masked choices taken
-        assert all(v is None or np.isfinite(v) for v in m.values())
+        # A NaN is logged as null: the training figures must be numbers (episode metrics such as
+        # MTTD may be undefined in an update).
+        trained = [v for k, v in m.items() if k.split("/")[0] in TRAINING_FIGURES]
+        assert trained and all(v is not None and np.isfinite(v) for v in trained), m
     per_step = [r["metrics"]["return"] / r["metrics"]["length"] for r in records]
     # Random play scores about -0.3 per step; the best team about +1.5 (coordinator on every
     # other step, triage every step, continuous roles on target).
