@@ -304,8 +304,11 @@ def test_autoencoder_learns_on_a_small_contaminated_problem(streams, windows, tr
     # The loss must fall: a high held-out AUC alone would not show learning, since an untrained
     # autoencoder's error is close to the window's energy, itself a detector (measured 0.97).
     assert losses[-1] < 0.95 * losses[0]  # measured: 0.815 -> 0.740
+    # And it must beat the classical baseline fitted to the same windows, on held-out episodes
+    # (measured 0.979 against the z-score's 0.939; an untrained autoencoder scores 0.967).
     auc = heldout_auc(ae, det.autoencoder_scores, streams[1])
-    assert auc > 0.8 and auc > 0.5 + 0.25  # measured 0.979 on held-out episodes (z-score: 0.939)
+    baseline = heldout_auc(det.fit_zscore(windows[0]), det.zscore_scores, streams[1])
+    assert auc > baseline + 0.02, (auc, baseline)
 
 
 def test_training_is_deterministic_per_key(trained):
