@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxsoc.env.params import check_fields
+from jaxsoc.env.spaces import check_action_dict
 from jaxsoc.names import suggest
 
 
@@ -63,8 +64,10 @@ class DemoEnv:
         return self.get_obs(state, p), state
 
     def step(self, key: jax.Array, state, actions: Dict[str, jax.Array], params=None):
-        """One auto-resetting step of ONE env: `(obs, state, rewards, dones, infos)` (module docstring)."""
+        """One auto-resetting step of ONE env: `(obs, state, rewards, dones, infos)` (module docstring).
+        `actions` holds one action per agent, shaped as its space says (else a one-line ValueError)."""
         p = self._params(params)
+        check_action_dict(actions, self.agents, self.action_spaces)  # at trace time: free under jit
         k_step, k_reset = jax.random.split(key)
         stepped, reward, terminated = self.transition(k_step, state, actions, p)
         truncated = (stepped.t >= p.max_steps) & ~terminated

@@ -14,8 +14,7 @@ terminal observation in `infos["final_obs"]` for bootstrapping.
 from __future__ import annotations
 
 import functools
-import math
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -24,10 +23,9 @@ from jaxsoc.env import alerts, attacker, defenders, metrics, observe, scores
 from jaxsoc.env.network import (HOST_SUMMARY, MAX_STAGE, draw_vulnerabilities, host_summary_rows,
                                  segment_sums, topology)
 from jaxsoc.env.params import AGENTS, EnvParams
-from jaxsoc.names import suggest
 from jaxsoc.env.reward import response_credit, team_reward
 from jaxsoc.env.rng import Draws, seed_words
-from jaxsoc.env.spaces import Box, Discrete
+from jaxsoc.env.spaces import Box, Discrete, check_action_dict
 from jaxsoc.env.state import Attacker, Counters, EnvState, Hosts, with_window
 
 Obs = Dict[str, jax.Array]
@@ -236,21 +234,12 @@ class SOCEnv:
         """A `ValueError` naming the role for a missing, unknown or wrongly sized action. Keys and
         shapes are static, so this runs once at trace time (jit and vmap see only valid dicts) and
         costs nothing per step; a misspelt key would otherwise be ignored and its role left idle."""
-        if not isinstance(actions, Mapping):
-            raise ValueError(f"actions must be a dict {{agent: action}}, got {type(actions).__name__}")
-        agents = list(AGENTS) + (["red"] if p.red_control else [])
-        for a in actions:
-            if a not in agents:
-                raise ValueError(f"unknown agent {a!r} in actions{suggest(a, agents)} (agents: {', '.join(agents)})")
-        for a in AGENTS:  # red may be left out: the scripted campaign then advances
-            if a not in actions:
-                raise ValueError(f"actions is missing {a!r} (agents: {', '.join(agents)})")
         dims = defenders.action_dims(p)
         boxes = ["threat_hunter", "response_orchestrator"] + ([] if p.fix_d6_directive else ["coordinator"])
-        for a in boxes:  # continuous actions are reshaped to [dim]: any shape of that size works
-            shape = jnp.shape(actions[a])
-            if math.prod(shape) != dims[a]:
-                raise ValueError(f"actions[{a!r}] has shape {shape}, expected ({dims[a]},)")
+        # Only the continuous actions' sizes are checked, and any shape of that size works: they
+        # are reshaped to [dim]. Red may be left out: the scripted campaign then advances.
+        check_action_dict(actions, AGENTS, {a: Box(-1.0, 1.0, (dims[a],)) for a in boxes},
+                          optional=["red"] if p.red_control else [], any_shape=boxes)
 
     def _step_env(self, key, state, actions, p: EnvParams, noise):
         """`step_env` with the observation noise optionally supplied (shared with the reset obs)."""

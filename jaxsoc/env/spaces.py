@@ -6,11 +6,14 @@ those libraries can read them.
 from __future__ import annotations
 
 import dataclasses
-from typing import Tuple
+import math
+from typing import Iterable, Mapping, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxsoc.names import suggest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,3 +77,37 @@ class MultiDiscrete:
         if x.shape != self.shape:
             return jnp.asarray(False)
         return jnp.all((x >= 0) & (x < jnp.asarray(self.nvec)) & (x == jnp.floor(x)))
+
+
+def check_action_dict(actions, agents: Iterable[str], action_spaces: Mapping, optional: Iterable[str] = (),
+                      any_shape: Iterable[str] = ()) -> None:
+    """A one-line `ValueError` unless `actions` is a dict with an action for every name in `agents`,
+    no names but those and `optional` ones (which may be left out), and each action shaped as its
+    space in `action_spaces` says: a `Discrete` action is a scalar, a `MultiDiscrete` one `(n,)`, a
+    `Box` one its shape. Names in `any_shape` may have any shape of the space's size (for envs that
+    reshape those actions); names without a space are not shape-checked.
+
+    Keys and shapes are static, so an env calls this at the top of its step: it runs once when the
+    step is traced (jit and vmap see only valid dicts) and adds nothing to the compiled program.
+    Without it a misspelt agent is ignored (its agent left idle), a missing one fails with a bare
+    KeyError and a wrongly shaped action broadcasts silently or fails deep inside JAX.
+    """
+    if not isinstance(actions, Mapping):
+        raise ValueError(f"actions must be a dict {{agent: action}}, got {type(actions).__name__}")
+    agents = list(agents)
+    known = agents + [a for a in optional if a not in agents]
+    for a in actions:
+        if a not in known:
+            raise ValueError(f"unknown agent {a!r} in actions{suggest(a, known)} (agents: {', '.join(known)})")
+    for a in agents:
+        if a not in actions:
+            raise ValueError(f"actions is missing {a!r} (agents: {', '.join(known)})")
+    any_shape = set(any_shape)
+    for a in known:  # in the env's order, so the first wrong action named is the same every time
+        if a not in actions or a not in action_spaces:
+            continue
+        want = tuple(action_spaces[a].shape)
+        shape = tuple(jnp.shape(actions[a]))
+        fits = math.prod(shape) == math.prod(want) if a in any_shape else shape == want
+        if not fits:
+            raise ValueError(f"actions[{a!r}] has shape {shape}, expected {want}")

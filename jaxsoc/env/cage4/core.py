@@ -26,13 +26,15 @@ from jaxsoc.env.cage4.generator import initial_state
 from jaxsoc.env.cage4.reward import phase_of, team_reward
 from jaxsoc.env.cage4.state import Cage4State
 from jaxsoc.env.rng import Draws
-from jaxsoc.env.spaces import Box, Discrete
+from jaxsoc.env.spaces import Box, Discrete, check_action_dict
 
 Obs = Dict[str, jax.Array]
 METRIC_KEYS = ("return", "length", "red_hosts_phase1", "red_hosts_phase2", "red_hosts_phase3",
                "impact_attempts", "impacts", "true_alerts", "false_alerts", "local_fails", "access_fails",
                "phishing", "exploits", "restores", "invalid")
 _DEFENDED = P.HOST_SUBNET != P.CONTRACTOR
+# The optional "messages" action: each blue agent's 8 bits (0/1), stored as bool.
+MESSAGES_SPACE = Box(0.0, 1.0, (len(P.BLUE_AGENTS), 8))
 
 
 def episode_metrics(state: Cage4State, p: P.Cage4Params) -> Dict[str, jax.Array]:
@@ -136,6 +138,9 @@ class Cage4Env:
 
     def _transition(self, draws: Draws, state: Cage4State, actions, p: P.Cage4Params):
         """One step on `draws`: `(state, reward [], infos-so-far)`, no observation, no reset."""
+        # step and step_env both come here; the check runs at trace time and costs nothing per step.
+        check_action_dict(actions, self.agents, {**self.action_spaces, "messages": MESSAGES_SPACE},
+                          optional=["messages"])
         phase = phase_of(state.t, p)
         acts = jnp.stack([jnp.asarray(actions[a]) for a in self.agents])
         b = blue.schedule(acts, state.blue_action, state.blue_left, state.present, p)
@@ -166,7 +171,7 @@ class Cage4Env:
             local_fails=c.local_fails + f(gev.local_fail), access_fails=c.access_fails + f(gev.access_fail),
             phishing=c.phishing + f(gev.phished & (before < P.USER)), exploits=c.exploits + rev.exploits,
             restores=c.restores + b.restores, invalid=c.invalid + b.invalid)
-        messages = actions.get("messages", jnp.zeros((5, 8), bool))
+        messages = actions.get("messages", jnp.zeros(MESSAGES_SPACE.shape, bool))
         state = state.replace(t=state.t + 1, red_src=jnp.where(src >= 0, src, state.red_src), proc=proc, net=net,
                               messages=jnp.asarray(messages).astype(bool), counters=counters)
         return state, reward

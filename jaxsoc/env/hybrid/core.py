@@ -53,7 +53,7 @@ from jaxsoc.env.defenders import is_contained
 from jaxsoc.env.hybrid import params as P
 from jaxsoc.env.network import topology
 from jaxsoc.env.rng import Draws
-from jaxsoc.env.spaces import Box, MultiDiscrete
+from jaxsoc.env.spaces import Box, MultiDiscrete, check_action_dict
 from jaxsoc.env.state import EnvState
 
 Obs = Dict[str, jax.Array]
@@ -136,8 +136,7 @@ class HybridEnv:
         self.segment_agents = [f"segment_{i}" for i in range(s)]
         self.agents = self.segment_agents + ["network"]
         self.num_agents = len(self.agents)
-        self.action_spaces = {a: MultiDiscrete((len(P.ACTIONS),) * h) for a in self.segment_agents}
-        self.action_spaces["network"] = Box(-1.0, 1.0, (s,))
+        self.action_spaces = self._action_spaces(params)
         self.segment_obs_dim = len(P.HOST_FEATURES) * h + s + 1
         self.network_obs_dim = len(P.SEGMENT_FEATURES) * s + 1
         self.observation_spaces = {a: Box(0.0, float(params.score_clip), (self.segment_obs_dim,))
@@ -170,6 +169,12 @@ class HybridEnv:
 
     def _p(self, params):
         return self.default_params if params is None else params
+
+    def _action_spaces(self, p: P.HybridParams) -> dict:
+        """`{agent: space}` under `p`: the shapes `step` reads (its params may differ from the default)."""
+        out = {a: MultiDiscrete((len(P.ACTIONS),) * p.hosts_per_segment) for a in self.segment_agents}
+        out["network"] = Box(-1.0, 1.0, (p.num_segments,))
+        return out
 
     def idle_actions(self, params=None) -> Dict[str, jax.Array]:
         """No action anywhere; the network agent at its highest threshold."""
@@ -236,6 +241,8 @@ class HybridEnv:
 
     def _transition(self, key: jax.Array, state: HybridState, actions, p: P.HybridParams):
         """One step without reset: `(state, reward [], terminated [], exfiltrated_now [])`."""
+        # step and step_env both come here; the check runs at trace time and costs nothing per step.
+        check_action_dict(actions, self.agents, self._action_spaces(p))
         k_att, k_tel = jax.random.split(key)
         sp = p.soc
         t = state.soc.t + 1
