@@ -473,6 +473,7 @@ def test_reproduce_writes_tables_figures_and_timings(repro, tmp_path):
     assert "Wall-clock per method" in readme and "| Rule-SOAR | paper | 5 | -1238.2 ± 26.6" in readme
     run = runs.read_run(out / "runs" / "rule-soar-s42-43")
     assert run.seeds == [42, 43]
+    assert runs.checkpoint_meta(run)[1]["contents"] == "policy"  # the table reads nothing else
     # a second call would reuse the finished run and its evaluation
     cfg = plan_lib.run_config(plan.methods[0], plan.methods[0].runs[0], out / "runs")
     assert execute.run_state(run.path, cfg) == "complete"
@@ -638,6 +639,13 @@ def test_a_quick_plan_lets_off_policy_learners_learn_within_its_budget(tmp_path)
         assert stored >= section["batch_size"]
     own = plan_lib.make_plan("soc-v2", ["sac"], quick=True, sets=["sac.learning_starts=128"])
     assert plan_lib.run_config(own.methods[0], own.methods[0].runs[0], tmp_path)["sac"]["learning_starts"] == 128
+
+
+def test_a_plans_runs_keep_only_the_policy_in_their_last_checkpoint(tmp_path):
+    """The table reads only the policies; `--set run.final_checkpoint=full` keeps whole states."""
+    for sets, contents in (((), "policy"), (("run.final_checkpoint=full",), "full")):
+        mp = plan_lib.make_plan("soc-v2", ["mappo"], quick=True, sets=sets).methods[0]
+        assert plan_lib.run_config(mp, mp.runs[0], tmp_path)["run"]["final_checkpoint"] == contents
 
 
 def _window_of_simulated_log(lengths, num_envs, rollout, updates, window, rng):

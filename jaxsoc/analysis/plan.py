@@ -312,8 +312,12 @@ def run_config(mp: MethodPlan, rp: RunPlan, run_dir: Path) -> dict:
     from jaxsoc import algos, config as config_lib
 
     flags = {k: v for k, v in mp.flags.items() if not k.startswith("_")}
+    # The last checkpoint keeps only the policy: the table reads nothing else, and the learners'
+    # replay buffers made the soc-v2 table's whole states ~25 GiB (HMARL-SOC 2.7 GiB a run, with
+    # the K-sweep and ablations eight such runs) against ~0.8 GiB of policies. A finished run is
+    # never resumed (its config says it is complete); `--set run.final_checkpoint=full` keeps all.
     flags.update(seed=rp.seed, num_seeds=rp.num_seeds,
-                 run={"name": rp.name, "dir": str(run_dir), "tensorboard": False})
+                 run={"name": rp.name, "dir": str(run_dir), "tensorboard": False, "final_checkpoint": "policy"})
     cfg = config_lib.resolve(flags=flags, sets=mp.sets)
     updates, window = mp.flags.get("_updates"), mp.flags.get("_window")
     if updates or window:
