@@ -64,7 +64,7 @@ def test_add_rejects_bad_batches():
     bad["obs"]["a"] = jnp.zeros((2, 4))
     with pytest.raises(ValueError, match="does not fit"):
         B.add(s, bad)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"^priorities given to add\(\) on a uniform ReplayState$"):
         B.add(s, _item(2), priorities=jnp.ones(2))
 
 
@@ -210,7 +210,7 @@ def test_combine_td_errors():
     np.testing.assert_allclose(B.combine_td_errors([a, b], rule="max"), [3.0, 2.0, 3.0])
     per_agent = jnp.array([[1.0, -3.0], [0.0, 2.0], [1.0, 1.0]])  # [batch, agents]
     np.testing.assert_allclose(B.combine_td_errors([a, per_agent]), [1.5, 1.5, 2.0])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^rule must be 'mean' or 'max', got 'sum'$"):
         B.combine_td_errors([a], rule="sum")
 
 

@@ -26,13 +26,21 @@ def test_numbers_by_kind():
     assert cli.parse_positive_int("5e3") == 5000 and cli.parse_non_negative_int("0") == 0
     assert cli.parse_positive_float("2.5") == 2.5
     assert cli.parse_env_steps("2147483647") == cli.MAX_ENV_STEPS == 2**31 - 1  # int32 step counters
-    for parse, text in [(cli.parse_positive_int, "0"), (cli.parse_positive_int, "1.5"),
-                        (cli.parse_non_negative_int, "-1"), (cli.parse_positive_float, "nan"),
-                        (cli.parse_positive_float, "inf"), (cli.parse_positive_float, "0"),
-                        (cli.parse_positive_float, "x"), (cli.parse_env_steps, "2147483648"),
-                        (cli.parse_env_steps, "inf")]:
-        with pytest.raises(argparse.ArgumentTypeError):
+    above_zero = "expected a finite number above 0, got"
+    for parse, text, message in [
+            (cli.parse_positive_int, "0", "expected a positive integer, got '0'"),
+            (cli.parse_positive_int, "1.5", "expected an integer, got '1.5'"),
+            (cli.parse_non_negative_int, "-1", "expected 0 or more, got '-1'"),
+            (cli.parse_positive_float, "nan", f"{above_zero} 'nan'"),
+            (cli.parse_positive_float, "inf", f"{above_zero} 'inf'"),
+            (cli.parse_positive_float, "0", f"{above_zero} '0'"),
+            (cli.parse_positive_float, "x", "expected a number, got 'x'"),
+            (cli.parse_env_steps, "2147483648",
+             "more than the 2,147,483,647 env steps per seed the int32 step counters hold, got '2147483648'"),
+            (cli.parse_env_steps, "inf", "expected an integer, got 'inf'")]:
+        with pytest.raises(argparse.ArgumentTypeError) as exc:
             parse(text)
+        assert str(exc.value) == message, (parse.__name__, text)
 
 
 def test_output_problems_are_found_before_writing_and_the_probe_leaves_nothing(tmp_path):

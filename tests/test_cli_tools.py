@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from tests.cli_checks import no_work, refused
+
 EVAL = pathlib.Path(__file__).resolve().parents[1] / "eval"
 
 
@@ -20,25 +22,6 @@ def load(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def refused(main, argv, capsys, match):
-    """`main(argv)` exits with status 2 and one line on stderr holding `match`; returns that line."""
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "error:" in lines[0] and "Traceback" not in err, err
-    assert match in lines[0], lines[0]
-    return lines[0]
-
-
-def no_work(module, name):
-    """A stand-in for the first piece of work a tool does: reaching it means a refusal was missed."""
-    def work(*_a, **_k):
-        raise AssertionError(f"the command was not refused: it reached {name}")
-    return work
 
 
 # --- eval/redblue.py, eval/psro_soc.py, eval/meta_adapt.py: step counts and --out (items 38-41)

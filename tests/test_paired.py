@@ -7,6 +7,8 @@ import pathlib
 
 import pytest
 
+from tests.cli_checks import refused
+
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "eval" / "paired.py"
 
 
@@ -41,9 +43,7 @@ def test_table_pairs_seed_by_seed(paired, tmp_path, capsys):
     other = tmp_path / "c"
     other.mkdir()
     (other / "evaluation.json").write_text(json.dumps(record("c", [-1.0, -2.0], [0.1, 0.2])))
-    with pytest.raises(SystemExit):
-        paired.main([str(a), str(other)])
-    assert "same seeds" in capsys.readouterr().err
+    refused(paired.main, [str(a), str(other)], capsys, "same seeds")
 
 
 def write(path, rec):
@@ -64,10 +64,6 @@ def test_a_side_can_join_runs_of_other_seeds(paired, tmp_path, capsys):
     assert row.startswith("| return | 2.50 ± 1.12 | 2.62 ± 0.65 | +1.00, +0.00, +0.50, -1.00 | +0.12 [-1.23, +1.48] | 2 of 4 |")
     # the same seed twice on one side, or two evaluation requests on one side: refused
     again = write(tmp_path / "a0-again", record("a0-again", [1.0, 2.0], [0.5, 0.5]))
-    with pytest.raises(SystemExit):
-        paired.main([f"{a},{again}", b])
-    assert "seed 0 is in more than one" in capsys.readouterr().err
+    refused(paired.main, [f"{a},{again}", b], capsys, "seed 0 is in more than one")
     longer = write(tmp_path / "a2-longer", record("a2-longer", [3.0, 4.0], [0.5, 0.5], episodes=100, first_seed=2))
-    with pytest.raises(SystemExit):
-        paired.main([f"{tmp_path / 'a0'},{longer}", b])
-    assert "same request" in capsys.readouterr().err
+    refused(paired.main, [f"{tmp_path / 'a0'},{longer}", b], capsys, "same request")

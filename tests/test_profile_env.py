@@ -7,6 +7,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "eval"))
 import profile_env as pe  # noqa: E402
 
+from tests.cli_checks import no_work, refused  # noqa: E402
+
 # A module as XLA prints it with metadata: two call chains (bench -> core.step -> rng.words and
 # bench -> attacker._lateral), a fusion that names its frame, a wrapped kernel whose frame sits on
 # the operation inside it, and a copy with no metadata at all.
@@ -79,11 +81,13 @@ def test_breakdown_sums_kernels_per_row_costliest_first():
     assert by_file["jaxsoc/env/core.py"] == 300
 
 
-def test_bad_arguments_are_refused_before_any_work():
-    with pytest.raises(SystemExit):
-        pe.main(["--presets", "no-such-preset"])
-    with pytest.raises(SystemExit):
-        pe.main(["--envs", "0"])
+@pytest.mark.parametrize("argv, match", [
+    (["--presets", "no-such-preset"], "unknown preset(s) ['no-such-preset']; known: ['"),
+    (["--envs", "0"], "argument --envs: expected a positive integer, got '0'"),
+])
+def test_bad_arguments_are_refused_before_any_work(capsys, monkeypatch, argv, match):
+    monkeypatch.setattr(pe, "profile", no_work(pe, "the profile"))
+    refused(pe.main, argv, capsys, match)
 
 
 @pytest.mark.slow  # compiles and profiles a real step (~20 CPU-s)

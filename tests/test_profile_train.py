@@ -8,6 +8,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "eval"))
 import profile_env as pe  # noqa: E402
 import profile_train as pt  # noqa: E402
 
+from tests.cli_checks import no_work, refused  # noqa: E402
+
 # A module as XLA:CPU prints it: a bare dot, a YNN fusion holding a dot (a Dense layer with its
 # bias and ReLU), a multi-output fusion (tuple shape) that holds a dot only through a nested
 # fusion, a YNN fusion that only reduces (a bias gradient: no product), an env kernel and a copy.
@@ -90,11 +92,19 @@ def test_kernel_time_splits_into_products_env_and_the_rest():
     assert sum(split.values()) == sum(times.values())
 
 
-def test_bad_arguments_are_refused_before_any_work():
-    for argv in (["--algo", "mapo"], ["--algo", "mappo", "--scenario", "no-such"],
-                 ["--algo", "mappo", "--envs", "0"], ["--algo", "mappo", "--set", "ppo.lrr=1"], []):
-        with pytest.raises(SystemExit):
-            pt.main(argv)
+@pytest.mark.parametrize("argv, match", [
+    (["--algo", "mapo"], "unknown algorithm 'mapo' (did you mean 'mappo'"),
+    (["--algo", "mappo", "--scenario", "no-such"], "unknown scenario 'no-such'; known: "),
+    (["--algo", "mappo", "--envs", "0"], "argument --envs: expected a positive integer, got '0'"),
+    (["--algo", "mappo", "--set", "ppo.lrr=1"],
+     "--set: unknown config key 'ppo.lrr' (did you mean 'ppo.lr' or 'ppo.anneal_lr'?)"),
+    ([], "the following arguments are required: --algo"),
+])
+def test_bad_arguments_are_refused_before_any_work(capsys, monkeypatch, argv, match):
+    import jaxsoc.env as soc
+
+    monkeypatch.setattr(soc, "make", no_work(soc, "the env"))  # the first work: the env, then the trainer
+    refused(pt.main, argv, capsys, match)
 
 
 @pytest.mark.slow  # compiles and profiles a real MAPPO update (~30 CPU-s)

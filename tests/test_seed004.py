@@ -8,6 +8,8 @@ import pathlib
 import numpy as np
 import pytest
 
+from tests.cli_checks import refused
+
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "eval" / "seed004.py"
 
 
@@ -55,7 +57,5 @@ def test_summary_orders_the_learners_by_their_final_episodes():
 def test_bad_arguments_fail_before_anything_is_written(tmp_path, capsys, argv, message):
     s4 = load()
     out = tmp_path / "out"
-    with pytest.raises(SystemExit):
-        s4.main(argv + ["--out", str(out)])
-    assert message in capsys.readouterr().err
+    refused(s4.main, argv + ["--out", str(out)], capsys, message)
     assert not out.exists()

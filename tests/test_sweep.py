@@ -49,7 +49,7 @@ def test_points_are_validated_and_grouped_by_what_changes_the_program():
     assert p.seeds == (2, 3, 4)
     with pytest.raises(ConfigError, match="toy.lr"):  # the learner's own check: lr must be positive
         plan(["toy.lr=0.1,-1"])
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"^--grid toy\.nope: unknown config key 'toy\.nope'$"):
         plan(["toy.nope=1,2"])
     with pytest.raises(ConfigError, match="seeds are the sweep's other axis"):
         plan(["seed=1,2"])
