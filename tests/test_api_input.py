@@ -262,4 +262,6 @@ def test_valid_seeds_still_reset(adapters):
         b = env.reset(seed=np.int64(2**32 - 1))[0]
         assert all(np.array_equal(a[k], b[k]) for k in a)
         joint = adapters[1].SOCJointEnv(**SMALL)
-        assert np.array_equal(joint.reset(seed=2**40)[0], joint.reset(seed=2**40)[0])  # Gymnasium seeds from every bit
+        assert np.array_equal(joint.reset(seed=2**40)[0], joint.reset(seed=2**40)[0])
+        # Gymnasium seeds from every bit: 2**40 cut to 32 bits would be seed 0.
+        assert not np.array_equal(joint.reset(seed=2**40)[0], joint.reset(seed=0)[0])

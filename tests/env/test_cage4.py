@@ -225,8 +225,7 @@ def test_each_host_action_takes_effect_after_its_duration(kind, ticks):
     s = s.replace(red=s.red.at[RZA0].set(P.USER).at[RZA0 + 1].set(P.ROOT),
                   reliability=s.reliability.at[RZA0].set(40).at[RZA0 + 1].set(40))
     for host, slot in ((RZA0, "server_0"), (RZA0 + 1, "server_1")):
-        if not bool(s.present[host]):
-            continue
+        assert bool(s.present[host]), slot  # seed 0's network holds both RZ-A servers: each case runs
         acts = list(MON)
         acts[0] = idx(0, f"{kind} restricted_zone_a/{slot}")
         steps = run_blue(s, acts, ticks)
@@ -380,7 +379,10 @@ def test_episode_ends_at_max_steps_with_auto_reset_and_metrics():
     assert set(info["metrics"]) == set(cage4.METRIC_KEYS)
     assert info["world_state"].shape == (env.world_state_size,)
     words = env.random_words_per_step()
-    assert words == {"transition": 300, "reset": 19}
+    # A transition draws 4 uniforms per red agent and 4 per host slot (core._transition), at 16 bits:
+    # two per 32-bit word (Draws.uniform16). A reset draws one uniform (a full word) each for the
+    # server and the user count of every subnet and one for the foothold (generator.initial_state).
+    assert words == {"transition": (P.NUM_RED * 4 + P.NUM_HOSTS * 4) // 2, "reset": 2 * P.NUM_SUBNETS + 1}
 
 
 @pytest.mark.slow  # ~25 CPU-s on an idle machine (compiles an IPPO update on the 5-agent env)

@@ -25,16 +25,33 @@ def test_every_feature_is_named(preset, overrides):
         assert not any("*" in n or "noise" in n for v in names.values() for n in v)
 
 
-def test_generated_docs_are_in_sync():
+def test_generated_switches_doc_is_in_sync():
     with open(os.path.join(DOCS, "switches.md")) as f:
-        assert switches_markdown() in f.read()
-    with open(os.path.join(DOCS, "observations.md")) as f:
         text = f.read()
-    for name in SWITCHES:
-        assert name in open(os.path.join(DOCS, "switches.md")).read()
-    _, p = soc.make("soc-v2")
-    for role, names in feature_names(p).items():
-        assert f"`{role}` ({len(names)})" in text
+    assert switches_markdown() in text
+    assert all(name in switches_markdown() for name in SWITCHES)  # the generated table lists every switch
+
+
+def test_hand_written_observations_doc_states_the_env_sizes():
+    """docs/observations.md is written by hand: its sizes (5 segments) against the envs'."""
+    with open(os.path.join(DOCS, "observations.md")) as f:
+        text = " ".join(f.read().split())  # sentences wrap across lines
+    head, rest = text.split("## v1 layouts", 1)
+    v1_part, v2_part = rest.split("## The SOC view", 1)
+    v1, p1 = soc.make("hmarl-soc-v1")
+    v2, p2 = soc.make("soc-v2")
+    assert p1.num_segments == p2.num_segments == 5
+    for part, p in ((v1_part, p1), (v2_part, p2)):
+        for role, names in feature_names(p).items():
+            assert f"`{role}` ({len(names)})" in part, role
+    # v1's switches: no padding (sizes in the agents' order) and the directive appended to every role.
+    _, bare = soc.make("hmarl-soc-v1", fix_d11_no_padding=True)
+    sizes = " / ".join(str(len(feature_names(bare)[a])) for a in v1.agents)
+    assert f"`fix_d11_no_padding` drops the noise and zero features ({sizes} floats)" in v1_part
+    _, directed = soc.make("hmarl-soc-v1", fix_d6_directive=True)
+    for role, names in feature_names(p1).items():
+        assert len(feature_names(directed)[role]) == len(names) + p1.num_segments + 3  # focus S + posture 3
+    assert f"{v1.world_state_size} floats under v1, {v2.world_state_size} under v2." in head
 
 
 @pytest.mark.parametrize("preset", ["hmarl-soc-v1", "soc-v2"])
