@@ -186,11 +186,13 @@ def main(argv=None):
     if jax.default_backend() != "cpu":
         ap.error(f"profiles XLA:CPU's kernels only; this process runs on {jax.default_backend()}")
     import jaxsoc.env as soc
+    from jaxsoc.names import suggest
 
-    known = set(soc.preset_names()) | {"cage4-like"}
+    known = sorted(set(soc.preset_names()) | {"cage4-like"})
     unknown = [p for p in args.presets if p not in known]
     if unknown:
-        ap.error(f"unknown preset(s) {unknown}; known: {sorted(known)}")
+        names = ", ".join(f"{p!r}{suggest(p, known)}" for p in unknown)
+        ap.error(f"unknown preset{'s' * (len(unknown) > 1)} {names}; known: {', '.join(known)}")
     for preset in args.presets:
         rows, ns_per_step = profile(preset, args.envs, args.steps, args.repeats, args.by)
         total = sum(ns for _, ns, _ in rows)

@@ -212,16 +212,15 @@ def figure(returns: dict[str, np.ndarray], path: str, baselines: dict[str, np.nd
 def main(argv=None) -> int:
     ap = cli.Parser(prog="eval/seed004.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/seed004", help="folder for the runs, the table and the figure")
-    ap.add_argument("--seeds", type=cli.parse_int, default=25, help="runs per learner, vmapped in one program")
-    ap.add_argument("--episodes", type=cli.parse_int, default=1000, help="episodes of 50 steps per run")
+    ap.add_argument("--seeds", type=cli.parse_positive_int, default=25, help="runs per learner, vmapped in one program")
+    ap.add_argument("--episodes", type=cli.parse_positive_int, default=1000,
+                    help=f"episodes of 50 steps per run (at least {max(FINAL, 2 * SMOOTH)})")
     ap.add_argument("--algos", nargs="+", default=list(STUDY), choices=list(STUDY))
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="a key the study leaves open, for the learners of that section (a2c. or ppo.), e.g. ppo.epochs=10")
     ap.add_argument("--force", action="store_true",
                     help="retrain runs under OUT of other settings or interrupted (else refused)")
     args = ap.parse_args(argv)
-    if args.seeds < 1:
-        ap.error(f"--seeds must be at least 1, got {args.seeds}")
     if args.episodes < max(FINAL, 2 * SMOOTH):
         ap.error(f"--episodes must be at least {max(FINAL, 2 * SMOOTH)} (the table averages the last {FINAL}), "
                  f"got {args.episodes}")

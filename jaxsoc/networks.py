@@ -29,6 +29,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxsoc.names import suggest
+
 Activation = Union[str, Callable[[jax.Array], jax.Array], None]
 
 DEFAULT_HIDDEN = (256, 256, 256)  # the paper's "3 x 256 ReLU MLP"
@@ -58,7 +60,8 @@ def get_activation(activation: Activation) -> Callable[[jax.Array], jax.Array]:
         return _ACTIVATIONS[activation.lower()]
     except KeyError:
         raise ValueError(
-            f"unknown activation {activation!r}; expected one of {sorted(_ACTIVATIONS)}"
+            f"unknown activation {activation!r}{suggest(activation, _ACTIVATIONS)}; "
+            f"expected one of {sorted(_ACTIVATIONS)}"
         ) from None
 
 

@@ -75,6 +75,9 @@ def test_mlp_configurable_and_leading_axes():
     chex.assert_shape(out, (2, 3, 4))
     with pytest.raises(ValueError, match=r"^unknown activation 'nope'; expected one of \['elu', 'gelu', "):
         get_activation("nope")
+    with pytest.raises(ValueError, match=r"^unknown activation 'rellu' \(did you mean 'relu' or 'elu' or 'gelu'\?\); "
+                       r"expected one of \['elu', "):
+        get_activation("rellu")
 
 
 @pytest.mark.parametrize("gain", [math.sqrt(2.0), 0.5])

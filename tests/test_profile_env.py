@@ -82,7 +82,10 @@ def test_breakdown_sums_kernels_per_row_costliest_first():
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--presets", "no-such-preset"], "unknown preset(s) ['no-such-preset']; known: ['"),
+    (["--presets", "no-such-preset"], "unknown preset 'no-such-preset'; known: cage4-like, hmarl-soc-v1, "),
+    (["--presets", "soc-v3"], "unknown preset 'soc-v3' (did you mean 'soc-v2'?); known: cage4-like, "),
+    (["--presets", "soc-v2", "soc-v3", "cage4"],
+     "unknown presets 'soc-v3' (did you mean 'soc-v2'?), 'cage4' (did you mean 'cage4-like'?); known: "),
     (["--envs", "0"], "argument --envs: expected a positive integer, got '0'"),
 ])
 def test_bad_arguments_are_refused_before_any_work(capsys, monkeypatch, argv, match):

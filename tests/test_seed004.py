@@ -49,8 +49,11 @@ def test_summary_orders_the_learners_by_their_final_episodes():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--episodes", "50"], "--episodes must be at least 100"),
-    (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--episodes", "50"], "--episodes must be at least 100 (the table averages the last 100), got 50"),
+    (["--episodes", "0"], "argument --episodes: expected a positive integer, got '0'"),
+    (["--seeds", "0"], "argument --seeds: expected a positive integer, got '0'"),
+    (["--seeds", "-3"], "argument --seeds: expected a positive integer, got '-3'"),
+    (["--seeds", "2.5"], "argument --seeds: expected an integer, got '2.5'"),
     (["--algos", "dqn"], "invalid choice"),
     (["--set", "dqn.lr=1"], "--set takes a2c.KEY=VALUE or ppo.KEY=VALUE"),
 ])
