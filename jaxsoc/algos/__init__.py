@@ -100,5 +100,11 @@ def default_section(name: str) -> dict[str, Any]:
 
 
 def make_train(config: dict, env, env_params):
-    """Builds the `Trainer` of `config["algo"]`."""
-    return family_module(config["algo"]).make_train(config, env, env_params)
+    """Builds the `Trainer` of `config["algo"]`; a one-line ConfigError when the algorithm cannot
+    act in `env` (a family module's `SOC_TEAM = True`: `common.check_soc_team`)."""
+    module = family_module(config["algo"])
+    if getattr(module, "SOC_TEAM", False):
+        from jaxsoc.algos.common import check_soc_team
+
+        check_soc_team(config["algo"], config["scenario"], env)
+    return module.make_train(config, env, env_params)

@@ -93,6 +93,8 @@ POSITIVE = ("rollout", "epochs", "minibatches", "lr", "adam_eps", "max_grad_norm
 # Keys the update only computes with: a sweep (jaxsoc/sweep.py) trains grid points that differ
 # only in these in one program (tests/test_sweepable.py traces each and checks it is used).
 SWEEPABLE = ("lr", "ent_coef", "gamma", "td_lambda", "max_grad_norm", "reward_scale")
+# The SOC roles' Box actions are binned by name (BINS): SOC worlds only (`common.check_soc_team`).
+SOC_TEAM = True
 # Which key sets how many bins a Box role has.
 BINS = {"threat_hunter": "th_bins", "response_orchestrator": "ro_bins"}
 

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+import jaxsoc.env as env_lib
+from jaxsoc.config import ConfigError
 from jaxsoc.env import SOCEnv, hmarl_directive
 from jaxsoc.env.defenders import DIRECTIVE_DIM
 from jaxsoc.env.spaces import Discrete
@@ -48,18 +50,37 @@ class RoleSpec:
     size: int  # number of choices (discrete) or action dimensions (continuous, in [-1, 1])
 
 
+def check_no_red_control(env) -> None:
+    """ValueError on a scenario with a learnable red agent: the team learners share one team
+    reward among `env.agents`, and red's is its negation."""
+    if isinstance(env, SOCEnv) and env.default_params.red_control:
+        raise ConfigError("this scenario has a learnable red agent (red_control): train it with "
+                         "--algo red-ppo or redblue (docs/redblue.md), or the SOC team on soc-v2")
+
+
+def check_soc_team(algo: str, scenario: str, env) -> None:
+    """ConfigError unless `env` is a SOC world (`SOCEnv`: the presets, soc-strategic, scenario
+    files) without a learnable red: for the learners built on the SOC roles' action layouts (a
+    family module's `SOC_TEAM = True`: the DQN family's binned hunter and responder, COMA's
+    binned roles, the HMARL hierarchy), which cannot act for other agents. Checked before the
+    team is built (it failed there with an AttributeError or KeyError deep in the setup)."""
+    if not isinstance(env, SOCEnv):
+        raise ConfigError(
+            f"--algo {algo} acts through the SOC team's roles ({', '.join(env_lib.AGENTS)}) and "
+            f"their action layouts; scenario {scenario!r} has other agents ({', '.join(env.agents)}): "
+            "train it with a learner that takes any agents (e.g. mappo, ippo, sac)")
+    check_no_red_control(env)
+
+
 def role_specs(env: SOCEnv, coordinator: str = "native") -> Dict[str, RoleSpec]:
     """`{agent: RoleSpec}` in `env.agents` order."""
     if coordinator not in COORDINATOR_ENCODINGS:
-        raise ValueError(f"unknown coordinator encoding {coordinator!r}; use one of {COORDINATOR_ENCODINGS}")
-    if isinstance(env, SOCEnv) and env.default_params.red_control:
-        # The team learners share one team reward among env.agents; red's is its negation.
-        raise ValueError("this scenario has a learnable red agent (red_control): train it with "
-                         "--algo red-ppo or redblue (docs/redblue.md), or the SOC team on soc-v2")
+        raise ConfigError(f"unknown coordinator encoding {coordinator!r}; use one of {COORDINATOR_ENCODINGS}")
+    check_no_red_control(env)
     # Scenarios without a coordinator (jaxsoc.env.cage4) only take the native encoding.
     discrete_env = "coordinator" not in env.agents or isinstance(env.action_space("coordinator"), Discrete)
     if coordinator != "native" and discrete_env:
-        raise ValueError(f"coordinator encoding {coordinator!r} maps 8 choices to the v1 8-float "
+        raise ConfigError(f"coordinator encoding {coordinator!r} maps 8 choices to the v1 8-float "
                          "directive; this scenario's coordinator is already discrete (D6): use 'native'")
     specs = {}
     for a in env.agents:

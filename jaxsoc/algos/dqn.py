@@ -71,6 +71,9 @@ POSITIVE = op.POSITIVE + ("th_bins", "ro_bins", "mixer_embed", "hypernet_hidden"
 # Keys the update only computes with: a sweep (jaxsoc/sweep.py) trains grid points that differ
 # only in these in one program (tests/test_sweepable.py traces each and checks it is used).
 SWEEPABLE = ("lr", "gamma", "max_grad_norm", "tau", "epsilon_start", "epsilon_end", "epsilon_decay")
+# The team is built on the SOC roles (binned hunter and responder, the fixed coordinator): SOC
+# worlds only (`algos.make_train` refuses others in one line, `common.check_soc_team`).
+SOC_TEAM = True
 
 
 def validate(config: dict) -> None:

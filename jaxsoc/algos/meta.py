@@ -51,6 +51,7 @@ from flax import struct
 from jaxsoc.algos import ppo
 from jaxsoc.names import suggest
 from jaxsoc.algos.base import Trainer
+from jaxsoc.config import ConfigError
 from jaxsoc.algos.common import with_world_state
 from jaxsoc.env.params import validate as validate_scenario
 from jaxsoc.evaluation import make_evaluator
@@ -78,14 +79,14 @@ def parse_ranges(spec: Sequence[Sequence[Any]]) -> Tuple[Range, ...]:
     out, seen = [], set()
     for entry in spec:
         if not isinstance(entry, (list, tuple)) or len(entry) != 3 or not isinstance(entry[0], str):
-            raise ValueError(f"meta.tasks entries are [field, low, high], got {entry!r}")
+            raise ConfigError(f"meta.tasks entries are [field, low, high], got {entry!r}")
         name, low, high = entry
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in (low, high)):
-            raise ValueError(f"meta.tasks: {name} needs two finite numbers, got {low!r}, {high!r}")
+            raise ConfigError(f"meta.tasks: {name} needs two finite numbers, got {low!r}, {high!r}")
         if low > high:
-            raise ValueError(f"meta.tasks: {name} range [{low}, {high}] has low > high")
+            raise ConfigError(f"meta.tasks: {name} range [{low}, {high}] has low > high")
         if name in seen:
-            raise ValueError(f"meta.tasks names {name} twice")
+            raise ConfigError(f"meta.tasks names {name} twice")
         seen.add(name)
         out.append((name, float(low), float(high)))
     return tuple(out)
@@ -98,20 +99,20 @@ def check_ranges(params: Any, ranges: Sequence[Range]) -> None:
     fields = {f.name: f for f in dataclasses.fields(params)}
     for name, low, high in ranges:
         if name not in fields:
-            raise ValueError(f"meta.tasks: {name!r} is not a field of {type(params).__name__}{suggest(name, fields)}")
+            raise ConfigError(f"meta.tasks: {name!r} is not a field of {type(params).__name__}{suggest(name, fields)}")
         if not fields[name].metadata.get("pytree_node", True):
-            raise ValueError(f"meta.tasks: {name} is static (it fixes shapes or code paths); only numeric "
+            raise ConfigError(f"meta.tasks: {name} is static (it fixes shapes or code paths); only numeric "
                              "fields can vary between tasks")
         value = getattr(params, name)
         items = value if isinstance(value, tuple) else (value,)
         if not items or not all(isinstance(v, float) for v in items):
-            raise ValueError(f"meta.tasks: {name} = {value!r} is not a float field (counts cannot be drawn)")
+            raise ConfigError(f"meta.tasks: {name} = {value!r} is not a float field (counts cannot be drawn)")
         if hasattr(params, "hosts_per_segment"):  # EnvParams: both ends must be a valid scenario
             for end in (low, high):
                 try:
                     validate_scenario(params.replace(**{name: tuple(end for _ in items) if isinstance(value, tuple) else end}))
                 except ValueError as e:
-                    raise ValueError(f"meta.tasks: {name} = {end} is not a valid scenario: {e}") from None
+                    raise ConfigError(f"meta.tasks: {name} = {end} is not a valid scenario: {e}") from None
 
 
 def sample_tasks(key: jax.Array, params: Any, ranges: Sequence[Range], num: Optional[int] = None) -> Any:
@@ -200,8 +201,6 @@ class MetaState(NamedTuple):
 
 def validate(config: dict) -> None:
     """PPO's checks on the inner section, and the task ranges (names, bounds) before tracing."""
-    from jaxsoc.config import ConfigError
-
     ppo.check_section(config, "meta")
     try:
         parse_ranges(config["meta"]["tasks"])

@@ -47,6 +47,7 @@ import optax
 from jaxsoc import buffers
 from jaxsoc.algos import common
 from jaxsoc.algos.base import Trainer, mean_episode_metrics, per_update_trainer
+from jaxsoc.config import ConfigError
 
 PyTree = Any
 
@@ -302,7 +303,7 @@ def fixed_role(env, role: str, section: dict) -> RoleAction:
         if role == "coordinator" and params.fix_d6_directive:
             action = jnp.asarray(section.get("coordinator_action", 0), jnp.int32)
             if not 0 <= int(action) < space.n:
-                raise ValueError(f"coordinator_action {int(action)} outside 0..{space.n - 1}")
+                raise ConfigError(f"coordinator_action {int(action)} outside 0..{space.n - 1}")
         action = np.asarray(action)
     if action.ndim == 0:
         return RoleAction(role, "fixed", int(space.n), 0, fixed=action)

@@ -32,6 +32,7 @@ from flax import struct
 from jaxsoc.algos import onpolicy
 from jaxsoc.algos.base import Trainer
 from jaxsoc.algos.common import RoleSpec
+from jaxsoc.config import ConfigError
 from jaxsoc.algos.ppo import DEFAULTS as PPO_DEFAULTS
 from jaxsoc.algos.ppo import build_trainer, check_section
 from jaxsoc.env.attacker import RED_ADVANCE
@@ -54,8 +55,6 @@ SIDES = ("red", "blue")
 
 
 def validate(config: dict) -> None:
-    from jaxsoc.config import ConfigError
-
     s = config["redblue"]
     check_section(config, "redblue")
     if s["policy"] not in ("auto", "per_role"):
@@ -298,7 +297,7 @@ def _prefixed(metrics: Dict[str, jax.Array], side: str) -> Dict[str, jax.Array]:
 
 def make_train(config: dict, env, env_params) -> Trainer:
     if not getattr(env_params, "red_control", False):
-        raise ValueError(f"{config['algo']} trains the learnable red agent: use a scenario with "
+        raise ConfigError(f"{config['algo']} trains the learnable red agent: use a scenario with "
                          "red_control (soc-v2-redblue), not " + repr(getattr(env_params, "name", env_params)))
     s = config["redblue"]
     red_policy = side_policy(env, config, "red")

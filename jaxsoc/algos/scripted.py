@@ -51,7 +51,12 @@ def make_train(config: dict, env, env_params) -> Trainer:
     steps_per_update = num_envs * rollout
     policy = policy_for(config["algo"], env)
     if config["algo"] in leads.LEADS:
-        leads.check_scenario(env_params)
+        try:  # the env's own check (a ValueError: jaxsoc.env knows no config), as a config refusal
+            leads.check_scenario(env_params)
+        except ValueError as e:
+            from jaxsoc.config import ConfigError
+
+            raise ConfigError(str(e)) from None
 
     def act(policy_params, key, obs, env_state, greedy):
         del policy_params, greedy

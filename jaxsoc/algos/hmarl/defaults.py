@@ -52,6 +52,9 @@ DEFAULTS = {
 POSITIVE = op.POSITIVE
 # Keys the update only computes with: a sweep (jaxsoc/sweep.py) trains grid points that differ
 # only in these in one program (tests/test_sweepable.py traces each and checks it is used).
+# The hierarchy is the SOC team's (a coordinator over the three tier-2 roles): SOC worlds only
+# (`common.check_soc_team`).
+SOC_TEAM = True
 SWEEPABLE = ("gamma", "coordinator.lr", "coordinator.ent_coef", "sac.actor_lr", "sac.critic_lr", "sac.alpha_lr",
              "dqn.lr", "maddpg.actor_lr", "maddpg.critic_lr", "maddpg.noise_std")
 

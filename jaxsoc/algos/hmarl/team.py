@@ -29,6 +29,7 @@ import numpy as np
 from jaxsoc.algos import common
 from jaxsoc.algos.dqn import DQN, dqn_kwargs
 from jaxsoc.algos.hmarl.coordinator import Coordinator, num_choices
+from jaxsoc.config import ConfigError
 from jaxsoc.algos.maddpg import MADDPG, maddpg_kwargs
 from jaxsoc.algos.sac import SAC, sac_kwargs
 from jaxsoc.env import SOCEnv
@@ -66,7 +67,7 @@ def make_setup(config: dict, env: SOCEnv) -> Setup:
     if discrete_env:
         fixed = np.asarray(c["coordinator_action"], np.int32)
         if not 0 <= int(fixed) < n:
-            raise ValueError(f"hmarl.coordinator_action {int(fixed)} outside 0..{n - 1}")
+            raise ConfigError(f"hmarl.coordinator_action {int(fixed)} outside 0..{n - 1}")
     else:
         fixed = np.zeros((dim,), np.float32)  # the all-zero directive (what v1 holds after reset)
     return Setup(p.directive_period, n, dim, discrete_env, c["coordinator"]["encoding"], condition, specs,

@@ -20,7 +20,7 @@ from typing import Dict, Optional
 import jax
 import jax.numpy as jnp
 
-from jaxsoc.env.cage4 import blue, green, observe, red
+from jaxsoc.env.cage4 import baselines, blue, green, observe, red
 from jaxsoc.env.cage4 import params as P
 from jaxsoc.env.cage4.generator import initial_state
 from jaxsoc.env.cage4.reward import phase_of, team_reward
@@ -63,6 +63,14 @@ class Cage4Env:
         self.action_spaces = {a: Discrete(int(width or blue.NUM_ACTIONS[i])) for i, a in enumerate(self.agents)}
         self.observation_spaces = {a: Box(0.0, 2.0, (d,)) for a, d in zip(self.agents, dims)}
         self.world_state_size = sum(dims) + P.NUM_HOSTS
+        # The scripted family's policies (`policy(key, obs, state, params) -> actions`, as
+        # `--algo random` runs them): the baselines, which act on the action masks. Monitoring
+        # everywhere is CAGE-4's "Sleep" blue, a team that never defends.
+        self.policies = {"random": self._on_masks(baselines.random_masked),
+                         "no-defender": self._on_masks(baselines.monitor)}
+
+    def _on_masks(self, baseline):
+        return lambda key, obs, state, params=None: baseline(key, obs, self.get_avail_actions(state, params))
 
     # ---- JaxMARL surface ---------------------------------------------------------------------
     @property
