@@ -114,7 +114,8 @@ def main(argv=None) -> int:
         else:
             found = runs.find_runs(args.runs)  # run folders, or folders holding them
             for run in found:  # every run refused now, not after the ones before it are evaluated
-                protocols.check_evaluation(run.path, update=args.update, scenario=args.scenario)
+                protocols.check_evaluation(run.path, update=args.update, scenario=args.scenario, episodes=args.episodes,
+                                           greedy=not args.stochastic, batch=args.batch, reuse=not args.force)
             for run in found:
                 rec = protocols.evaluate_run(run.path, args.episodes, update=args.update, greedy=not args.stochastic,
                                              batch=args.batch, scenario=args.scenario, write=not args.no_write,

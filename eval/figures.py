@@ -59,7 +59,6 @@ def main(argv=None) -> int:
 
     def work() -> int:
         cli.use_agg()
-        from jaxsoc import policy
         from jaxsoc.analysis import figures, protocols, runs, tables
 
         groups = cli.read_methods(args.runs)
@@ -78,22 +77,29 @@ def main(argv=None) -> int:
         if existing and not args.force:
             raise runs.AnalysisError(f"{out} already holds {', '.join(existing)} "
                                      "(--force overwrites them, or choose another --out)")
-        if evaluate:  # a run that cannot be evaluated is refused before any evaluation
-            for g in groups:
-                for run in g.runs:
-                    policy.check_run(run.path)  # what evaluate_run refuses first
+        # A run that cannot be evaluated (its env included) is refused before the first evaluation
+        # is run and written into a run folder, and every log is read (curves, paper protocol)
+        # before it too.
+        if evaluate:
+            protocols.check_ours(groups, episodes)
         # Every number is computed and every figure drawn before any is written: a failure leaves
         # no partial set of figures behind.
-        drawn = []
+        curves, drawn = {}, []
         try:
             for s, gs in sections.items():
-                fig, _ = figures.learning_curves(gs, args.metrics or ("return", "csr", "fpr", "mttr"), window, title=s)
-                drawn.append((fig, f"curves_{s}"))
-                for protocol in protos:
+                curves[s], _ = figures.learning_curves(gs, args.metrics or ("return", "csr", "fpr", "mttr"), window,
+                                                       title=s)
+            results = {}
+            for protocol in protos:
+                for s, gs in sections.items():
                     if protocol == "paper":
-                        res = [protocols.paper_protocol(g, window) for g in gs]
+                        results[s, protocol] = [protocols.paper_protocol(g, window) for g in gs]
                     else:
-                        res = [protocols.ours_protocol(g, episodes, evaluate=evaluate) for g in gs]
+                        results[s, protocol] = [protocols.ours_protocol(g, episodes, evaluate=evaluate) for g in gs]
+            for s in sections:  # per section, as before: its curves, then bars and seeds per protocol
+                drawn.append((curves.pop(s), f"curves_{s}"))
+                for protocol in protos:
+                    res = results[s, protocol]
                     metrics = args.metrics or runs.TABLE_METRICS
                     title = f"{s}: {protocol} protocol"
                     fig, _ = figures.metric_bars(res, metrics, "all" if protocol == "paper" else True, title=title)
@@ -103,7 +109,7 @@ def main(argv=None) -> int:
         except BaseException:
             import matplotlib.pyplot as plt
 
-            for fig, _ in drawn:
+            for fig in [*curves.values(), *(fig for fig, _ in drawn)]:
                 plt.close(fig)
             raise
         written = []

@@ -88,18 +88,27 @@ def main(argv=None) -> int:
             if existing:
                 raise runs.AnalysisError(f"{args.out} already holds {', '.join(existing)} "
                                          "(--force overwrites them, or choose another --out)")
+        # Every run to evaluate is checked, and every paper-protocol table read from the logs,
+        # before the first evaluation: a run that fails is refused before the others' evaluations
+        # are run and written into their folders.
+        if "ours" in protos and not args.no_evaluate:
+            protocols.check_ours(groups, episodes)
+        results = {}
+        for protocol in protos:
+            for section, gs in sections.items():
+                if protocol == "paper":
+                    results[section, protocol] = [protocols.paper_protocol(g, window) for g in gs]
+                else:
+                    results[section, protocol] = [protocols.ours_protocol(g, episodes, evaluate=not args.no_evaluate)
+                                                  for g in gs]
         # Every table is built before any is written: a method that fails leaves no file behind.
         built = []
-        for (scenario, env_key), gs in sections.items():
+        for (scenario, env_key) in sections:
             for protocol in protos:
-                if protocol == "paper":
-                    results = [protocols.paper_protocol(g, window) for g in gs]
-                    metrics = args.metrics or runs.TABLE_METRICS
-                else:
-                    results = [protocols.ours_protocol(g, episodes, evaluate=not args.no_evaluate) for g in gs]
-                    metrics = args.metrics or runs.EVAL_METRICS
+                metrics = args.metrics or (runs.TABLE_METRICS if protocol == "paper" else runs.EVAL_METRICS)
                 paper = args.paper or ("all" if protocol == "paper" else "matched")
-                table = tables.build_table(results, protocol, metrics, paper=paper, window=window)
+                table = tables.build_table(results[(scenario, env_key), protocol], protocol, metrics, paper=paper,
+                                           window=window)
                 built.append((table, stems[scenario, env_key, protocol]))
         for table, stem in built:
             print(tables.to_markdown(table))

@@ -2,7 +2,7 @@
 
 A resolved config is a plain nested dict (saved as `runs/<name>/config.yaml`):
 
-    algo, scenario, env{...}, num_envs, num_seeds, total_steps, seed, devices,
+    algo, scenario, [scenario_spec{...}], env{...}, num_envs, num_seeds, total_steps, seed, devices,
     run{name, dir, chunk_updates, checkpoint_every, keep_checkpoints, final_checkpoint, progress,
         tensorboard, wandb},
     eval{every_chunks, episodes, greedy},
@@ -17,6 +17,13 @@ The config file is `--config FILE`, or `configs/<algo>.yaml` when that exists an
 given. Each layer is checked against the known keys on its own, so an error names its source.
 Numbers in scientific notation (`5e6`, `1e-4`) are numbers everywhere: PyYAML alone reads them
 as strings.
+
+A scenario file (`scenario: path/to/my.yaml`) is read once, when the config is resolved: its
+contents (`jaxsoc.env.params.read_scenario_file`) are kept as `scenario_spec`, hashed with the
+training keys, and every rebuild of the run (resume, load, evaluation) builds the env from them,
+never from the file again: a run is self-contained, whatever happens to the file or the folder
+it is loaded from. A resume keeps the stored contents (`scenario_file_note` says when the file
+now reads otherwise). Runs saved before `scenario_spec` existed have none and read the file.
 """
 from __future__ import annotations
 
@@ -41,6 +48,9 @@ CONFIG_DIR = Path(os.environ.get("JAXSOC_CONFIG_DIR", Path(__file__).resolve().p
 # `devices` is left out on purpose: sharding changes float summation order only (tolerance, not
 # bits), and moving a run to another machine is a legitimate resume.
 TRAINING_KEYS = ("algo", "scenario", "env", "num_envs", "num_seeds", "total_steps", "seed")
+# The resolved contents of a scenario file (module docstring): set by `resolve`, never by a layer;
+# part of the training config when present (runs on a preset, and older runs, have none).
+SCENARIO_SPEC = "scenario_spec"
 
 _POSITIVE_INTS = {
     "num_envs", "num_seeds", "total_steps", "devices",
@@ -86,11 +96,13 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def load_yaml(path: str | os.PathLike) -> dict:
-    """Reads a YAML mapping (empty file -> {}); ConfigError naming the file otherwise."""
+def load_yaml(path: str | os.PathLike, what: str = "config") -> dict:
+    """Reads a YAML mapping (empty file -> {}), numbers in scientific notation as numbers;
+    ConfigError naming the file otherwise. `what` names the kind of file in the messages
+    ("config"; `jaxsoc.env.params.read_scenario_file` reads scenario files with it)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found")
+        raise ConfigError(f"{what} file {str(path)!r} not found")
     try:
         data = yaml.load(path.read_text(), Loader=_Loader)
     except yaml.YAMLError as e:
@@ -98,7 +110,7 @@ def load_yaml(path: str | os.PathLike) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+        raise ConfigError(f"{path}: expected a mapping of {what} keys, got {type(data).__name__}")
     return data
 
 
@@ -293,7 +305,9 @@ def validate(config: dict, scenarios: Iterable[str] | None = None) -> dict:
     missing = _missing_key(config, schema)
     if missing is not None:
         raise ConfigError(f"config is missing {missing} (build it with jaxsoc.config.resolve)")
-    _check_keys(config, schema, "config", family)
+    _check_keys({k: v for k, v in config.items() if k != SCENARIO_SPEC}, schema, "config", family)
+    if SCENARIO_SPEC in config:
+        _check_scenario_spec(config)
     _coerce(config, schema)
     _refuse_non_finite(config)
 
@@ -335,6 +349,18 @@ def validate(config: dict, scenarios: Iterable[str] | None = None) -> dict:
     return config
 
 
+def _check_scenario_spec(config: Mapping) -> None:
+    """ConfigError unless `scenario_spec` is what `resolve` stores: a scenario file's contents
+    (a mapping with its base), beside a scenario that names a file."""
+    spec = config[SCENARIO_SPEC]
+    if not is_scenario_file(config["scenario"]):
+        raise ConfigError(f"{SCENARIO_SPEC} holds the contents of a scenario file, but scenario is "
+                          f"{config['scenario']!r}, not a .yaml file (config.yaml edited?)")
+    if not isinstance(spec, Mapping) or "base" not in spec:
+        raise ConfigError(f"{SCENARIO_SPEC} must be the mapping of a scenario file's fields with its base "
+                          f"(as jaxsoc.config.resolve stores it), got {spec!r}")
+
+
 def known_scenarios() -> list[str] | None:
     """The env's scenario names (presets and demos), or None when the env cannot say (not importable)."""
     try:
@@ -363,8 +389,10 @@ def resolve(
       scenarios: known scenario names (see `validate`).
     """
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    saved_spec = None
     if saved is not None:
         saved = with_added_keys(saved)
+        saved_spec = saved.pop(SCENARIO_SPEC, None)  # not a layer: it goes with the saved scenario
     sets_layer = parse_sets(sets)
     file_layer = load_yaml(config_file) if config_file is not None else {}
     base = base_config()
@@ -393,9 +421,59 @@ def resolve(
         config = merge(config, layer)
     config["algo"] = algo
     validate(config, scenarios)
+    if is_scenario_file(config["scenario"]):
+        if saved is not None and config["scenario"] == saved.get("scenario"):
+            # A resumed or loaded run keeps what it was trained on, whatever the file says now; a
+            # run saved before scenario_spec has none and reads the file, as it always did.
+            spec = saved_spec
+        else:
+            spec = read_scenario(config["scenario"])
+        if spec is not None:
+            config = _with_spec(config, spec)
+            _check_scenario_spec(config)  # a saved one may have been edited
     if config["run"]["name"] is None:
         config["run"]["name"] = default_run_name(algo, config["scenario"])
     return config
+
+
+def read_scenario(path: str) -> dict:
+    """A scenario file's contents as `resolve` stores them (`scenario_spec`; see
+    `jaxsoc.env.params.read_scenario_file`); ConfigError naming the file."""
+    from jaxsoc.env.params import read_scenario_file
+
+    try:
+        return read_scenario_file(path)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _with_spec(config: dict, spec: Mapping) -> dict:
+    """`config` with `scenario_spec` right after `scenario` (config.yaml shows them together)."""
+    out: dict = {}
+    for key, value in config.items():
+        if key != SCENARIO_SPEC:
+            out[key] = value
+        if key == "scenario":
+            out[SCENARIO_SPEC] = copy.deepcopy(spec)
+    return out
+
+
+def scenario_file_note(config: Mapping) -> str | None:
+    """A note for a run with a stored scenario (`scenario_spec`) whose file now reads otherwise
+    (edited, moved or deleted, or a relative path from another folder): the run goes on with what
+    it stored. None when the file reads the same, or the run stores nothing."""
+    spec = config.get(SCENARIO_SPEC)
+    if spec is None:
+        return None
+    path = config["scenario"]
+    try:
+        if read_scenario(path) == spec:
+            return None
+        now = "has changed since this run was trained"
+    except ConfigError as e:
+        now = f"cannot be read now ({e})"
+    return (f"scenario file {path} {now}: it goes on with the scenario stored in its config.yaml "
+            f"({SCENARIO_SPEC}), as trained")
 
 
 def default_run_name(algo: str, scenario: str) -> str:
@@ -442,10 +520,13 @@ def with_added_keys(saved: Mapping) -> dict:
 
 
 def training_part(config: Mapping) -> dict:
-    """The keys that decide what is trained: TRAINING_KEYS plus the algorithm family's section,
-    less any `ADDED_KEYS` at its old-behaviour value."""
+    """The keys that decide what is trained: TRAINING_KEYS, the stored scenario file contents
+    (`scenario_spec`) where there are any, and the algorithm family's section, less any
+    `ADDED_KEYS` at its old-behaviour value."""
     family = algos.family_of(config["algo"])
     part = {key: config[key] for key in TRAINING_KEYS}
+    if SCENARIO_SPEC in config:  # absent (runs on a preset, older runs): their hash is unchanged
+        part[SCENARIO_SPEC] = copy.deepcopy(config[SCENARIO_SPEC])
     part[family] = copy.deepcopy(config.get(family, {}))
     for path, old in ADDED_KEYS.items():
         if path[0] != family:

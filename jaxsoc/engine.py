@@ -663,6 +663,9 @@ def run(
                     ckpts.reopen()  # process 0 moved checkpoints this manager had listed
         elif resume is not None:  # its config was checked against config.yaml by _open_checkpoints
             progress.note(f"{run_dir} has no checkpoint yet: it starts over from update 0 with its config")
+        changed = config_lib.scenario_file_note(cfg) if resume is not None else None
+        if changed is not None:  # it continues as trained, from its stored contents (config.py)
+            progress.note(changed)
         progress.announce(run_dir)
         length = chunk_length(start, trainer.num_updates, cfg["run"]["chunk_updates"])
         parts = ", ".join(["init"] * (not start) + [f"chunk of {length} update{'s' * (length > 1)}"] * (length > 0)
@@ -755,15 +758,37 @@ def load(
 def make_env_checked(cfg: dict, make_env: Callable | None = None):
     """`cfg`'s env and env params (`make_env(scenario, **env)`, default `jaxsoc.env.make`), or a
     ConfigError naming the scenario: builds the params only (nothing is traced or compiled), so
-    `train/run.py --print-config` checks the env settings a run would refuse."""
-    if make_env is None:
-        import jaxsoc.env as soc
+    `train/run.py --print-config` checks the env settings a run would refuse. A config that
+    stores its scenario file's contents (`scenario_spec`) is built from them, not from the file,
+    unless a `make_env` of the caller's own is given (it gets the scenario as named)."""
+    import jaxsoc.env as soc
+    from jaxsoc.env.params import scenario_params
 
-        make_env = soc.make
+    spec = cfg.get(config_lib.SCENARIO_SPEC)
     try:
-        return make_env(cfg["scenario"], **cfg["env"])
+        if make_env is None and spec is not None:
+            params = scenario_params(spec, **cfg["env"])
+            return soc.SOCEnv(params), params
+        return (make_env or soc.make)(cfg["scenario"], **cfg["env"])
     except (ValueError, TypeError) as e:
         raise ConfigError(f"env {cfg['scenario']!r}: {e}") from None
+
+
+def _update_terms(cfg: dict, per_update: int) -> str:
+    """What makes one update of `per_update` env steps, and what to change: 'num_envs 8 x
+    scripted.rollout 128; raise total_steps to at least 1,024, or lower num_envs or scripted.rollout'."""
+    fmt = config_lib.format_count
+    num_envs = cfg["num_envs"]
+    section = cfg.get(algos.family_of(cfg["algo"]))
+    rollout = section.get("rollout") if isinstance(section, dict) else None
+    key = f"{algos.family_of(cfg['algo'])}.rollout"
+    if is_integer(rollout) and num_envs * rollout == per_update:
+        terms, knobs = f"num_envs {fmt(num_envs)} x {key} {fmt(rollout)}", f"num_envs or {key}"
+    elif per_update % num_envs == 0:  # a family whose update is more than envs x rollout (meta: x tasks x inner)
+        terms, knobs = f"num_envs {fmt(num_envs)} x {fmt(per_update // num_envs)} steps per env", "num_envs"
+    else:
+        terms, knobs = f"num_envs {fmt(num_envs)} and the {cfg['algo']} settings", "num_envs"
+    return f"{terms}; raise total_steps to at least {fmt(per_update)}, or lower {knobs}"
 
 
 def _make_trainer(cfg: dict, make_env: Callable | None, start: int):
@@ -779,7 +804,7 @@ def _make_trainer(cfg: dict, make_env: Callable | None, start: int):
         )
     if trainer.num_updates < 1:
         raise ConfigError(f"total_steps={config_lib.format_count(cfg['total_steps'])} is less than one update "
-                          f"({config_lib.format_count(per_update)} env steps)")
+                          f"({config_lib.format_count(per_update)} env steps per seed: {_update_terms(cfg, per_update)})")
     if trainer.num_updates * per_update > cli.MAX_ENV_STEPS:
         raise ConfigError(
             f"total_steps={config_lib.format_count(cfg['total_steps'])} is more than the {cli.MAX_ENV_STEPS:,} env "

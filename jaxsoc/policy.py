@@ -146,7 +146,6 @@ def rebuild(checked: Checked, make_env: Callable | None = None) -> Rebuilt:
     learners from their checkpoint (`engine.load`). AnalysisError if the config cannot be built."""
     import jax
 
-    import jaxsoc.env as soc
     from jaxsoc import algos, config as config_lib, engine
     from jaxsoc.config import ConfigError
 
@@ -158,11 +157,12 @@ def rebuild(checked: Checked, make_env: Callable | None = None) -> Rebuilt:
             # A custom `make_env` knows its own scenarios (and refuses unknown ones itself).
             cfg = config_lib.resolve(flags=flags, saved=copy.deepcopy(run.config),
                                      scenarios=[checked.scenario] if make_env else None)
-            env, env_params = (make_env or soc.make)(checked.scenario, **cfg["env"])
+            # The scenario as the config stores it (a scenario file's contents, not the file).
+            env, env_params = engine.make_env_checked(cfg, make_env)
             return Rebuilt(checked, cfg, env, env_params, algos.make_train(cfg, env, env_params), None, run.seeds)
         loaded = engine.load(run.path, checked.update, make_env=make_env, policy_only=True)
         cfg = loaded.config
-        env, env_params = (make_env or soc.make)(cfg["scenario"], **cfg["env"])
+        env, env_params = engine.make_env_checked(cfg, make_env)
         params = xla.jit(jax.vmap(loaded.trainer.policy_params))(loaded.state)
         seeds = [cfg["seed"] + i for i in range(cfg["num_seeds"])]
         return Rebuilt(checked, cfg, env, env_params, loaded.trainer, params, seeds)
@@ -177,7 +177,8 @@ class Policy:
 
     Attributes:
       algo, scenario, config: what it is and the resolved config it acts under.
-      env, env_params: the scenario it acts on (`jaxsoc.env.make(scenario, **config["env"])`).
+      env, env_params: the scenario it acts on (`jaxsoc.env.make(scenario, **config["env"])`; a
+        scenario file's run from the contents stored in its config, `scenario_spec`).
       params: the policy parameters of one seed (`Trainer.policy_params`; `()` for scripted).
       seed: the training seed those parameters come from (None without a run).
       update: the checkpoint they were loaded from (None for scripted policies).
@@ -317,8 +318,7 @@ def build_scripted(algo: str, scenario: str, env: dict | None = None,
                    make_env: Callable | None = None) -> Rebuilt:
     """A scripted policy (`jaxsoc.env.POLICIES`) on `scenario` with `env` overrides, no run folder
     needed (no parameters, no seeds). AnalysisError for a learner, an unknown name or bad overrides."""
-    import jaxsoc.env as soc
-    from jaxsoc import algos, config as config_lib
+    from jaxsoc import algos, config as config_lib, engine
     from jaxsoc.config import ConfigError
 
     if algo in algos.ALGORITHMS and not is_scripted(algo):
@@ -329,7 +329,7 @@ def build_scripted(algo: str, scenario: str, env: dict | None = None,
                    "run": {"progress": False, "tensorboard": False}},
             scenarios=[scenario] if make_env else None,
         )
-        env_obj, env_params = (make_env or soc.make)(scenario, **cfg["env"])
+        env_obj, env_params = engine.make_env_checked(cfg, make_env)
         trainer = algos.make_train(cfg, env_obj, env_params)
     except (ConfigError, ValueError, TypeError) as e:
         raise AnalysisError(str(e)) from None

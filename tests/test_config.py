@@ -109,10 +109,104 @@ def test_validation_errors_are_clear(kwargs, message):
     assert message in str(err.value)
 
 
-def test_a_scenario_file_passes_through_to_the_env_and_names_the_run_by_its_stem():
+def test_a_scenario_file_passes_through_to_the_env_and_names_the_run_by_its_stem(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs" / "scenarios").mkdir(parents=True)
+    (tmp_path / "configs" / "scenarios" / "mine.yaml").write_text("base: soc-v2\n")
     cfg = resolve(flags={"scenario": "configs/scenarios/mine.yaml"})
     assert cfg["scenario"] == "configs/scenarios/mine.yaml"
     assert cfg["run"]["name"].startswith("mappo-mine-") and "/" not in cfg["run"]["name"]
+
+
+# ----------------------------------------------------------------------------- scenario files
+def scenario_config(path, **kwargs):
+    return resolve(flags={"algo": "random", "scenario": str(path)}, **kwargs)
+
+
+def test_a_scenario_files_contents_are_stored_beside_it_and_hashed(tmp_path, monkeypatch):
+    """The run is self-contained: the file's resolved contents (name and base filled in, numbers
+    in scientific notation read as numbers) are in the config and in its training hash."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.yaml").write_text("base: soc-v2\nstealth: 9e-1\nhosts_per_segment: 6\n")
+    cfg = scenario_config("my.yaml")
+    assert list(cfg)[:4] == ["algo", "scenario", "scenario_spec", "env"]  # config.yaml shows them together
+    assert cfg["scenario"] == "my.yaml"
+    assert cfg["scenario_spec"] == {"base": "soc-v2", "stealth": 0.9, "hosts_per_segment": 6, "name": "my"}
+    assert yaml.safe_load(config.dump(cfg)) == cfg
+    assert config.training_part(cfg)["scenario_spec"] == cfg["scenario_spec"]
+    assert config.training_hash(scenario_config("my.yaml")) == config.training_hash(cfg)
+    (tmp_path / "my.yaml").write_text("base: soc-v2\nstealth: 0.8\nhosts_per_segment: 6\n")
+    edited = scenario_config("my.yaml")
+    assert edited["scenario_spec"]["stealth"] == 0.8
+    assert config.training_hash(edited) != config.training_hash(cfg)
+    assert config.training_diff(cfg, edited) == ["scenario_spec.stealth: 0.9 -> 0.8"]
+    # A preset stores nothing, so its hash (and every older run's) is what it was.
+    assert "scenario_spec" not in resolve() and "scenario_spec" not in config.training_part(resolve())
+
+
+def test_a_saved_run_keeps_the_scenario_it_stored_whatever_the_file_says_now(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.yaml").write_text("base: soc-v2\nstealth: 0.9\n")
+    saved = yaml.safe_load(config.dump(scenario_config("my.yaml")))
+    assert config.scenario_file_note(saved) is None  # the file reads as stored
+    (tmp_path / "my.yaml").write_text("base: soc-v2\nstealth: 0.1\n")
+    again = resolve(saved=saved)  # resume, load, evaluation
+    assert again["scenario_spec"] == saved["scenario_spec"] == {"base": "soc-v2", "stealth": 0.9, "name": "my"}
+    assert config.training_hash(again) == config.training_hash(saved)
+    assert config.scenario_file_note(again) == (
+        "scenario file my.yaml has changed since this run was trained: it goes on with the scenario "
+        "stored in its config.yaml (scenario_spec), as trained")
+    (tmp_path / "my.yaml").unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # a relative path from another folder: the file is not needed
+    assert resolve(saved=saved)["scenario_spec"] == saved["scenario_spec"]
+    assert config.scenario_file_note(saved) == (
+        f"scenario file my.yaml cannot be read now (scenario file not found: my.yaml (relative to {elsewhere})): "
+        "it goes on with the scenario stored in its config.yaml (scenario_spec), as trained")
+    # A scripted run moved to another scenario drops what it stored for the old one.
+    assert "scenario_spec" not in resolve(flags={"scenario": "soc-v2"}, saved=saved)
+
+
+def test_a_run_saved_before_scenario_files_were_stored_loads_as_before(tmp_path, monkeypatch):
+    """No scenario_spec: nothing is added (its hash would change and the run no longer load), and
+    the file is read when the env is built, as it always was."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.yaml").write_text("base: soc-v2\n")
+    old = scenario_config("my.yaml")
+    del old["scenario_spec"]
+    again = resolve(saved=old)
+    assert "scenario_spec" not in again and config.training_hash(again) == config.training_hash(old)
+    assert config.scenario_file_note(again) is None
+    (tmp_path / "my.yaml").unlink()
+    assert "scenario_spec" not in resolve(saved=old)  # not refused here: the env build says it
+
+
+def test_scenario_file_problems_are_refused_when_the_config_is_resolved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=rf"^scenario file not found: gone.yaml \(relative to {tmp_path}\)$"):
+        scenario_config("gone.yaml")
+    with pytest.raises(ConfigError, match=rf"^scenario file not found: {tmp_path}/gone.yaml$"):
+        scenario_config(tmp_path / "gone.yaml")
+    (tmp_path / "nobase.yaml").write_text("hosts_per_segment: 6\n")
+    with pytest.raises(ConfigError, match=r"^nobase.yaml: a scenario file needs base: the preset it changes "
+                                          r"\(hmarl-soc-v1, .*soc-v2.*\) or another scenario file$"):
+        scenario_config("nobase.yaml")
+    with pytest.raises(ConfigError, match=r"unknown config key 'scenario_spec'"):  # set by resolve only
+        resolve(sets=["scenario_spec.base=soc-v2"])
+
+
+def test_an_edited_stored_scenario_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.yaml").write_text("base: soc-v2\n")
+    cfg = scenario_config("my.yaml")
+    wrong = dict(cfg, scenario="soc-v2")
+    with pytest.raises(ConfigError, match="^scenario_spec holds the contents of a scenario file, but scenario is "
+                                          "'soc-v2', not a .yaml file"):
+        config.validate(wrong, SCENARIOS)
+    with pytest.raises(ConfigError, match="^scenario_spec must be the mapping of a scenario file's fields with its "
+                                          "base"):
+        resolve(saved=dict(cfg, scenario_spec={"stealth": 0.5}))
 
 
 def test_non_finite_numbers_in_a_config_file_are_refused_by_name(tmp_path):

@@ -228,6 +228,36 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         assert f"{flag[0]} only applies with --algo" in capsys.readouterr().err
 
 
+def test_table_and_figures_refuse_a_run_they_cannot_rebuild_before_evaluating_any(tmp_path, capsys, monkeypatch):
+    """ext audit F2: the tools evaluated method by method and found a run whose env cannot be built
+    (here a run saved before scenario files were stored, its file gone) only after evaluating the
+    others, whose folders then held evaluations; a log that cannot be read likewise. Now both are
+    refused first, and nothing is written (no JAX work at all)."""
+    import eval.figures as fg
+    import eval.table as tb
+
+    monkeypatch.chdir(tmp_path)
+    tiny = {"hosts_per_segment": 2, "max_steps": 5}
+    good = fake_run(tmp_path, "good", "random", 0, [[(10, R(0, 0))]], scenario="soc-v2", env=tiny)
+    gone = fake_run(tmp_path, "gone", "random", 0, [[(10, R(0, 0))]], scenario="zz/gone.yaml")  # after soc-v2
+    message = (f"error: cannot rebuild the policy of {gone}: env 'zz/gone.yaml': scenario file not found: "
+               f"zz/gone.yaml (relative to {tmp_path})\n")
+    assert tb.main([str(good), str(gone), "--protocol", "ours", "--episodes", "2"]) == 2
+    assert capsys.readouterr().err == message
+    assert fg.main([str(good), str(gone), "--protocol", "ours", "--episodes", "2", "--out", str(tmp_path / "f")]) == 2
+    assert capsys.readouterr().err == message
+    shutil.rmtree(gone)
+    # a log read after the evaluations (the paper protocol of a later table) is read before them
+    empty = fake_run(tmp_path, "empty", "random", 0, [[(10, R(0, 0))]], scenario="soc-v2-redblue", env=tiny)
+    (empty / "metrics.jsonl").write_text("")
+    assert tb.main([str(good), str(empty), "--episodes", "2"]) == 2
+    assert "is empty" in capsys.readouterr().err
+    assert fg.main([str(good), str(empty), "--episodes", "2", "--out", str(tmp_path / "f")]) == 2
+    assert "is empty" in capsys.readouterr().err
+    assert sorted(p.name for p in good.iterdir()) == ["config.yaml", "metrics.jsonl"]
+    assert not (tmp_path / "f").exists()
+
+
 # ----------------------------------------------------------------------------- a learner (toy)
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):

@@ -188,8 +188,10 @@ def _max_steps(run: RunInfo) -> int | None:
         return int(run.env["max_steps"])
     try:
         import jaxsoc.env as soc
+        from jaxsoc.env.params import scenario_params
 
-        return int(soc.build_params(run.scenario).max_steps)
+        spec = run.config.get("scenario_spec")  # a scenario file's contents, stored with the run
+        return int((scenario_params(spec) if spec is not None else soc.build_params(run.scenario)).max_steps)
     except Exception:  # a scenario this checkout does not know
         return None
 
@@ -271,12 +273,16 @@ def _summary(per_episode: dict[str, np.ndarray], seeds: Sequence[int]) -> dict:
 
 
 def check_evaluation(run_dir: str | Path, *, update: int | None = None, scenario: str | None = None,
-                     algo: str | None = None, make_env: Callable | None = None):
+                     algo: str | None = None, make_env: Callable | None = None, episodes: int | None = None,
+                     greedy: bool = True, batch: int | None = None, reuse: bool = True):
     """`policy.check_run` (AnalysisError for what cannot be evaluated: an `update` it lacks or
     asked of a scripted run included) plus what `evaluate_run` would otherwise find only later: a
-    config.yaml that does not resolve. Cheap (no compiling), so that a tool can check every run it
-    was given before evaluating the first. Returns `policy.check_run`'s `Checked`."""
-    from jaxsoc import config as config_lib, policy
+    config.yaml that does not resolve and, given the `episodes` (and `greedy`, `batch`, `reuse`)
+    of the evaluation to come, an env that cannot be built (a run saved before scenario files
+    were stored whose file is gone), unless an up-to-date `evaluation.json` will be reused. Cheap
+    (env params only, no compiling), so that a tool can check every run it was given before
+    evaluating the first. Returns `policy.check_run`'s `Checked`."""
+    from jaxsoc import config as config_lib, engine, policy
     from jaxsoc.config import ConfigError
 
     checked = policy.check_run(run_dir, algo=algo, scenario=scenario, update=update)
@@ -284,11 +290,46 @@ def check_evaluation(run_dir: str | Path, *, update: int | None = None, scenario
     # The config the policy will be rebuilt from (as `policy.rebuild` resolves it).
     flags = {"scenario": checked.scenario} if checked.scripted else None
     try:
-        config_lib.resolve(flags=flags, saved=run.config,
-                           scenarios=[checked.scenario] if make_env else None)
+        cfg = config_lib.resolve(flags=flags, saved=run.config,
+                                 scenarios=[checked.scenario] if make_env else None)
     except ConfigError as e:
         raise AnalysisError(f"{run.path}/config.yaml cannot be used: {e}") from None
+    if episodes is not None and not (reuse and _cached(run, _request(checked, episodes, greedy, batch, update))):
+        try:
+            engine.make_env_checked(cfg, make_env)
+        except ConfigError as e:  # as `policy.rebuild` would say it, after the runs before it
+            raise AnalysisError(f"cannot rebuild the policy of {run.path}: {e}") from None
     return checked
+
+
+def _request(checked, episodes: int, greedy: bool, batch: int | None, update: int | None) -> dict:
+    """What an evaluation of a `check_run`-ed run is asked (`evaluation.json`'s "request")."""
+    return {
+        "format": EVAL_FORMAT,
+        "episodes": int(episodes),
+        "greedy": bool(greedy),
+        "batch": int(min(batch or episodes, episodes)),
+        "scenario": checked.scenario,
+        "env": checked.run.env,
+        "checkpoint": None if checked.scripted else (update if update is not None else checked.newest),
+        "heldout_stream": HELDOUT_STREAM,
+    }
+
+
+def _cached(run: RunInfo, request: dict) -> dict | None:
+    """The run's `evaluation.json` record (with its per-episode arrays) if it answers `request`."""
+    path = run.path / EVALUATION_FILE
+    if not path.is_file():
+        return None
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not (cached and cached.get("request") == request and (run.path / EPISODES_FILE).is_file()):
+        return None
+    with np.load(run.path / EPISODES_FILE) as z:
+        cached["per_episode"] = {k: z[k] for k in z.files}
+    return cached
 
 
 def evaluate_run(
@@ -317,29 +358,13 @@ def evaluate_run(
     from jaxsoc import policy
 
     checked = check_evaluation(run_dir, update=update, scenario=scenario, algo=algo, make_env=make_env)
-    run, eval_scenario, scripted = checked.run, checked.scenario, checked.scripted
+    run = checked.run
     ck_update, meta = checked.newest, checked.meta
-    request = {
-        "format": EVAL_FORMAT,
-        "episodes": int(episodes),
-        "greedy": bool(greedy),
-        "batch": int(min(batch or episodes, episodes)),
-        "scenario": eval_scenario,
-        "env": run.env,
-        "checkpoint": None if scripted else (update if update is not None else ck_update),
-        "heldout_stream": HELDOUT_STREAM,
-    }
-    path = run.path / EVALUATION_FILE
-    if reuse and path.is_file():
-        try:
-            cached = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            cached = None
-        if cached and cached.get("request") == request and (run.path / EPISODES_FILE).is_file():
-            with np.load(run.path / EPISODES_FILE) as z:
-                cached["per_episode"] = {k: z[k] for k in z.files}
-            cached["reused"] = True
-            return cached
+    request = _request(checked, episodes, greedy, batch, update)
+    cached = _cached(run, request) if reuse else None
+    if cached is not None:
+        cached["reused"] = True
+        return cached
 
     t0 = time.perf_counter()
     built = policy.rebuild(checked, make_env)
@@ -422,6 +447,17 @@ def result_from_evaluation(record: dict, label: str, scenario: str, env: dict | 
         seeds.append(SeedResult(int(s), values, counts, int(entry["episodes"]), run_path, info))
     seeds.sort(key=lambda x: x.seed)
     return MethodResult(label, record["algo"], scenario, "ours", seeds, [], dict(env or {}))
+
+
+def check_ours(groups: Sequence[Group], episodes: int = 1000, batch: int | None = None,
+               make_env: Callable | None = None) -> None:
+    """Checks every run that `ours_protocol(group, episodes, batch=batch)` would evaluate as
+    `check_evaluation` does (its env included, unless its evaluation is cached): a tool calls it
+    before the first evaluation, so that a run that cannot be evaluated is refused before the
+    others' evaluations are run and written into their folders (AnalysisError)."""
+    for group in groups:
+        for run in group.runs:
+            check_evaluation(run.path, make_env=make_env, episodes=episodes, batch=batch)
 
 
 def ours_protocol(group: Group, episodes: int = 1000, metrics: Sequence[str] | None = None,

@@ -478,26 +478,56 @@ def _coerce(name: str, value):
     return value
 
 
+def read_scenario_file(path: str, _within: Tuple[str, ...] = ()) -> Dict[str, Any]:
+    """A scenario file's contents, resolved: its fields (numbers in scientific notation read as
+    numbers, as in configs), `name` (default: the file's name without folders or suffix) and
+    `base`: a preset name, or the resolved contents of the scenario file it names. What a run
+    stores (config `scenario_spec`) so that it is rebuilt without the file (`scenario_params`).
+    ValueError naming the file: not found, not a mapping, no `base`, an unknown base."""
+    from jaxsoc.config import load_yaml  # the config's YAML reader: `1e-1` is a number there too
+
+    if not os.path.isfile(path):
+        where = "" if os.path.isabs(path) else f" (relative to {os.getcwd()})"
+        raise ValueError(f"scenario file not found: {path}{where}")
+    spec = dict(load_yaml(path, what="scenario"))
+    presets = ", ".join(preset_names())
+    if "base" not in spec:
+        # No default: a forgotten line would silently build hmarl-soc-v1, every defect on.
+        raise ValueError(f"{path}: a scenario file needs base: the preset it changes ({presets}) "
+                         "or another scenario file")
+    base = spec["base"]
+    if isinstance(base, str) and base.endswith((".yaml", ".yml")):
+        if os.path.abspath(base) in _within + (os.path.abspath(path),):
+            raise ValueError(f"{path}: base {base} leads back to itself")
+        spec["base"] = read_scenario_file(base, _within + (os.path.abspath(path),))
+    elif not isinstance(base, str) or base not in _PRESETS:
+        hint = suggest(base, _PRESETS) if isinstance(base, str) else ""
+        raise ValueError(f"{path}: unknown base {base!r}{hint}; a preset ({presets}) or another scenario file")
+    spec.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    return spec
+
+
+def scenario_params(spec: Mapping[str, Any], /, **overrides) -> EnvParams:
+    """The params of a scenario file's resolved contents (`read_scenario_file`, a run's
+    `scenario_spec`) with `overrides` applied, as `build_params(path, **overrides)` builds them
+    from the file, validating everything."""
+    spec = dict(spec)
+    base = spec.pop("base")
+    params = scenario_params(base) if isinstance(base, Mapping) else build_params(base)
+    name = spec.get("name", params.name)
+    params = _override(params, name, spec)
+    return _override(params, name, overrides) if overrides else params
+
+
 def load_yaml_preset(path: str) -> EnvParams:
     """A scenario file: `base: <preset>` plus field overrides (see configs/scenarios/)."""
-    import yaml
-
-    with open(path) as f:
-        spec = yaml.safe_load(f) or {}
-    if not isinstance(spec, dict):
-        raise ValueError(f"{path}: a scenario file must be a mapping, got {type(spec).__name__}")
-    spec = dict(spec)
-    base = spec.pop("base", "hmarl-soc-v1")
-    spec.setdefault("name", os.path.splitext(os.path.basename(path))[0])
-    return build_params(base, **spec)
+    return scenario_params(read_scenario_file(path))
 
 
 def build_params(scenario: str, /, **overrides) -> EnvParams:
     """Resolve a preset (or a `.yaml` scenario file) and apply overrides, validating everything."""
     name = scenario
     if isinstance(name, str) and name.endswith((".yaml", ".yml")):
-        if not os.path.exists(name):
-            raise ValueError(f"scenario file not found: {name}")
         base = load_yaml_preset(name)
     elif name in _PRESETS:
         base = _PRESETS[name]()
@@ -506,6 +536,11 @@ def build_params(scenario: str, /, **overrides) -> EnvParams:
             f"unknown scenario {name!r}{suggest(name, _PRESETS)}. "
             f"Known presets: {', '.join(preset_names())}."
         )
+    return _override(base, name, overrides)
+
+
+def _override(base: EnvParams, name: str, overrides: Mapping[str, Any]) -> EnvParams:
+    """`base` with `overrides` applied (`name`: the scenario, for messages), validated."""
     overrides = dict(overrides)
     num_segments = overrides.pop("num_segments", None)
     for key in overrides:

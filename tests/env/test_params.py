@@ -48,6 +48,51 @@ def test_yaml_scenario(tmp_path):
         soc.make(os.path.join(repo_cfg, name))  # every shipped scenario file is valid
 
 
+def test_a_scenario_file_reads_numbers_as_configs_do(tmp_path):
+    """`1e-1` is a number in a config (docs/engine.md); PyYAML alone reads it as a string, and a
+    scenario file refused it ("stealth must be a number, got '1e-1'")."""
+    f = tmp_path / "sci.yaml"
+    f.write_text("base: soc-v2\nstealth: 1e-1\nw_fp: -2E+0\n")
+    _, p = soc.make(str(f))
+    assert p.stealth == 0.1 and p.w_fp == -2.0
+
+
+def test_a_scenario_file_without_base_is_refused(tmp_path):
+    """No default: a forgotten `base:` built hmarl-soc-v1 (every defect on) without a word."""
+    for text in ("hosts_per_segment: 6\n", ""):
+        f = tmp_path / "nobase.yaml"
+        f.write_text(text)
+        with pytest.raises(ValueError, match=rf"^{f}: a scenario file needs base: the preset it changes "
+                                             rf"\({', '.join(soc.preset_names())}\) or another scenario file$"):
+            soc.make(str(f))
+    f.write_text("base: soc-v3\n")
+    with pytest.raises(ValueError, match=rf"^{f}: unknown base 'soc-v3' \(did you mean 'soc-v2'"):
+        soc.make(str(f))
+
+
+def test_a_scenario_files_stored_contents_build_what_the_file_builds(tmp_path, monkeypatch):
+    """`read_scenario_file` is what a run stores (config scenario_spec); `scenario_params` builds
+    the env from it, without the file, as `make(path)` does: a base file is stored inside it."""
+    from jaxsoc.env.params import read_scenario_file, scenario_params
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.yaml").write_text("base: soc-v2\nnum_segments: 3\nhosts_per_segment: 6\n")
+    (tmp_path / "mine.yaml").write_text("base: small.yaml\nstealth: 0.25\n")
+    spec = read_scenario_file("mine.yaml")
+    assert spec == {"base": {"base": "soc-v2", "num_segments": 3, "hosts_per_segment": 6, "name": "small"},
+                    "stealth": 0.25, "name": "mine"}
+    _, from_file = soc.make("mine.yaml", max_steps=40)
+    (tmp_path / "mine.yaml").unlink()
+    (tmp_path / "small.yaml").unlink()
+    p = scenario_params(spec, max_steps=40)
+    assert p == from_file
+    assert (p.name, p.stealth, p.max_steps, p.hosts_per_segment, p.fix_d1_hidden_truth) == (
+        "mine", 0.25, 40, (6, 6, 6), True)
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ValueError, match="^loop.yaml: base loop.yaml leads back to itself$"):
+        read_scenario_file("loop.yaml")
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(name="hmarl-soc-v2"), "did you mean 'hmarl-soc-v1'"),
     (dict(name="soc-v2", stelth=0.3), "did you mean 'stealth'"),
