@@ -10,10 +10,12 @@ as one `lax.scan` over `jax.vmap(env.step)`. Printed per preset and size: compil
 env-steps/s (best of `--repeats`), the ratio to 1 env measured in the same run, and bytes of env
 state per env. Machines are noisy: compare numbers from the same run only.
 
-`--devices D` splits the envs over D local devices (on a CPU, set
-XLA_FLAGS=--xla_force_host_platform_device_count=D before starting; the script does it for you when
-`--cpu-devices` is given) so each core steps its own shard: every `--envs` count must then be a
-multiple of D (others are refused; the default counts are cut to those that are).
+`--cpu-devices D` splits the host CPU into D XLA devices (it sets
+XLA_FLAGS=--xla_force_host_platform_device_count=D before JAX starts) and shards the envs over
+them, so each core steps its own shard: every `--envs` count must then be a multiple of D (others
+are refused; the default counts are cut to those that are). On a machine with several
+accelerators the envs are sharded over all of them, and counts that are not a multiple of their
+number are skipped.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import re
 import sys
 import time
 import types
@@ -239,3 +240,29 @@ def test_print_config_refuses_the_env_settings_a_run_refuses(tmp_path):
     code, out, err = main([*SMALL, "--print-config", "--set", "env.max_steps=50", "--set", f"run.dir={tmp_path}"])
     assert code == 0 and "max_steps: 50" in out, err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("flags, sets, message", [
+    ({"algo": "reptile"}, ["meta.tasks=[[bogus, 0.3, 0.95]]"], "meta.tasks: 'bogus' is not a field of EnvParams"),
+    ({"algo": "reptile"}, ["meta.tasks=[[stealt, 0.3, 0.95]]"],
+     "meta.tasks: 'stealt' is not a field of EnvParams (did you mean 'stealth'?)"),
+    ({"algo": "reptile"}, ["meta.tasks=[[max_steps, 3, 9]]"],
+     "meta.tasks: max_steps is static (it fixes shapes or code paths); only numeric fields can vary between tasks"),
+    ({"algo": "redblue", "scenario": "soc-v2"}, [],
+     "redblue trains the learnable red agent: use a scenario with red_control (soc-v2-redblue), not 'soc-v2'"),
+])
+def test_print_config_refuses_what_the_learner_refuses_when_its_trainer_is_built(tmp_path, no_program, flags, sets,
+                                                                                    message):
+    """These pass the config's own checks, and --print-config printed them (exit 0); a run refuses
+    them when it builds the trainer, before any program. --print-config builds the trainer too."""
+    argv = [a for k, v in flags.items() for a in (f"--{k}", v)] + [a for e in sets for a in ("--set", e)]
+    assert refused([*argv, "--print-config", "--set", f"run.dir={tmp_path}"], message) == f"error: {message}"
+    cfg = config_lib.resolve(flags={**flags, "run": {"dir": str(tmp_path), "name": "r"}}, sets=sets)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        engine.run(cfg)  # a run says the same, at the same point (no_program: before any program)
+    assert not any(tmp_path.iterdir())
+
+
+def test_print_config_prints_a_learner_config_its_trainer_accepts():
+    code, out, err = main(["--algo", "reptile", "--set", "meta.tasks=[[stealth, 0.3, 0.95]]", "--print-config"])
+    assert code == 0 and yaml.safe_load(out)["meta"]["tasks"] == [["stealth", 0.3, 0.95]], err

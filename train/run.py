@@ -22,7 +22,8 @@ from jaxsoc import cli  # noqa: E402
 EPILOG = """\
 config layers (later wins): configs/base.yaml < the algorithm family's defaults
   < the resumed run's config.yaml < --config FILE (default configs/<algo>.yaml if present)
-  < the flags above < --set KEY=VALUE. Every key is listed in configs/base.yaml.
+  < the flags above < --set KEY=VALUE. configs/base.yaml lists every base key; each learner
+  family's keys are the DEFAULTS of its module in jaxsoc/algos/; --print-config shows them all.
 
 outputs: runs/<name>/config.yaml (resolved config), metrics.jsonl (one JSON line per update
   and seed), eval.jsonl (if eval.every_chunks > 0), checkpoints/<update>/, tensorboard/ (one
@@ -94,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --coordinator: seconds to wait for the whole group (default 120)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config (YAML) and exit: no training, nothing written (the "
-                   "env settings are checked by building the env's params; nothing is compiled)")
+                   "env settings and the learner's are checked by building the env's params and the "
+                   "trainer; the training program is not compiled)")
     return p
 
 
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    from jaxsoc import config as config_lib, engine
+    from jaxsoc import algos, config as config_lib, engine
 
     flags = {
         "algo": args.algo,
@@ -210,7 +212,14 @@ def main(argv: list[str] | None = None) -> int:
             flags["run"] = {"dir": str(folder.parent), "name": folder.name}
         cfg = config_lib.resolve(args.config, flags, args.sets, saved=saved)
         if args.print_config:
-            engine.make_env_checked(cfg)  # the env settings a run would refuse (params only: no compiling)
+            # What a run refuses before compiling: the env settings (params only), then what the
+            # learner refuses when its trainer is built (e.g. meta.tasks naming a field the env
+            # lacks). Building a trainer builds no training program (0.1 s at most).
+            env, env_params = engine.make_env_checked(cfg)
+            try:
+                algos.make_train(cfg, env, env_params)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
             print(config_lib.dump(cfg), end="")
             return 0
         result = engine.run(cfg, resume=args.resume, from_update=args.from_update, overwrite=args.overwrite)
