@@ -198,7 +198,7 @@ def time_case(name: str, args) -> dict:
         flags={"algo": algo, "scenario": args.scenario, "num_envs": args.envs, "num_seeds": 1,
                "total_steps": 10**12, "run": {"name": "bench"}},
         sets=sets + [s for s in args.sets if s.split(".")[0] in (family, "env")])
-    env, env_params = soc.make(cfg["scenario"], **cfg["env"])
+    env, env_params = engine.make_env_checked(cfg)
     trainer = algos.make_train(cfg, env, env_params)
     per_update = trainer.env_steps_per_update
     s = cfg[family]

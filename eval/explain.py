@@ -67,7 +67,6 @@ def main(argv=None) -> int:
     import jax
     import numpy as np
 
-    import jaxsoc.env as soc
     from jaxsoc import algos, engine
     from jaxsoc.analysis import explain
     from jaxsoc.analysis import figures as figs
@@ -82,7 +81,7 @@ def main(argv=None) -> int:
         module = algos.family_module(loaded.config["algo"])
         if not hasattr(module, "attention_weights"):
             ap.error(f"{run}: algorithm {loaded.config['algo']!r} has no attention explainer")
-        env, env_params = soc.make(loaded.config["scenario"], **loaded.config["env"])
+        env, env_params = engine.make_env_checked(loaded.config)  # a scenario file's stored contents
         if not env_params.fix_d6_directive:
             ap.error(f"{run}: {env_params.name!r} has no discrete directive, so a focus is not a segment")
         loaded_runs.append((run, loaded, module, env, env_params))

@@ -45,15 +45,14 @@ def main(argv=None) -> None:
     import jax
     import numpy as np
 
-    import jaxsoc.env as soc
-    from jaxsoc import config as config_lib
+    from jaxsoc import config as config_lib, engine
     from jaxsoc.algos import meta
     from jaxsoc.analysis.intervals import mean_half_width, mean_interval
 
     try:
         cfg = config_lib.resolve(flags={"algo": "reptile", "scenario": args.scenario, "num_envs": args.num_envs,
                                         "total_steps": int(args.train_steps), "seed": args.seed}, sets=args.set)
-        env, params = soc.make(cfg["scenario"], **cfg["env"])
+        env, params = engine.make_env_checked(cfg)
         ranges = meta.parse_ranges(cfg["meta"]["tasks"])
         meta.check_ranges(params, ranges)
         trainers = {"meta": meta.make_train(cfg, env, params), "mixture": meta.mixture_trainer(cfg, env, params)}

@@ -100,7 +100,6 @@ def main(argv=None):
     import numpy as np
 
     from jaxsoc import algos, config as config_lib, engine, xla
-    import jaxsoc.env as soc
 
     if jax.default_backend() != "cpu":
         ap.error(f"profiles XLA:CPU's kernels only; this process runs on {jax.default_backend()}")
@@ -111,7 +110,7 @@ def main(argv=None):
                                         "run": {"name": "profile", "progress": False}}, sets=args.sets)
     except (KeyError, ValueError) as e:  # unknown algorithm, scenario or key; a bad value
         ap.error(str(e).strip("'\""))
-    env, env_params = soc.make(cfg["scenario"], **cfg["env"])
+    env, env_params = engine.make_env_checked(cfg)
     trainer = algos.make_train(cfg, env, env_params)
     program = engine.build_program(trainer, cfg, engine.make_mesh(1), env, env_params)
     compiled = program.chunk(args.updates).lower(program.abstract_state, jax.ShapeDtypeStruct((), np.int32)).compile(

@@ -796,6 +796,15 @@ def _make_trainer(cfg: dict, make_env: Callable | None, start: int):
     before anything is compiled or written."""
     env, env_params = make_env_checked(cfg, make_env)
     trainer = algos.make_train(cfg, env, env_params)
+    check_budget(cfg, trainer)
+    if start > trainer.num_updates:
+        raise CheckpointError(f"checkpoint at update {start} is past this run's {trainer.num_updates}")
+    return env, env_params, trainer
+
+
+def check_budget(cfg: dict, trainer) -> None:
+    """ConfigError unless `cfg`'s total_steps makes at least one update of `trainer` and its
+    env-step counts fit the int32 counters (one update, and the whole run per seed)."""
     per_update = trainer.env_steps_per_update
     if per_update > cli.MAX_ENV_STEPS:
         raise ConfigError(
@@ -810,9 +819,6 @@ def _make_trainer(cfg: dict, make_env: Callable | None, start: int):
             f"total_steps={config_lib.format_count(cfg['total_steps'])} is more than the {cli.MAX_ENV_STEPS:,} env "
             "steps per seed the int32 step counters hold: lower total_steps (or run more seeds)"
         )
-    if start > trainer.num_updates:
-        raise CheckpointError(f"checkpoint at update {start} is past this run's {trainer.num_updates}")
-    return env, env_params, trainer
 
 
 def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress, state, start, meta,

@@ -152,20 +152,13 @@ def check_programs(plan: Plan, make_env=None) -> None:
     """Builds every group's env and trainer as `run_group` will (nothing compiled), so that a
     setting only they refuse (e.g. `env.max_steps=0`) is refused before the first program runs;
     ConfigError."""
-    if make_env is None:
-        import jaxsoc.env as soc
+    from jaxsoc import engine
 
-        make_env = soc.make
     for group in plan.groups:
         cfg = group.config
-        try:
-            env, env_params = make_env(cfg["scenario"], **cfg["env"])
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"env {cfg['scenario']!r}: {e}") from None
-        trainer = algos.make_train(cfg, env, env_params)
-        if trainer.num_updates < 1:
-            raise ConfigError(f"total_steps={cfg['total_steps']} is less than one update "
-                              f"({trainer.env_steps_per_update} env steps)")
+        # As a run builds it (a scenario file's stored contents, the one-line refusals).
+        env, env_params = engine.make_env_checked(cfg, make_env)
+        engine.check_budget(cfg, algos.make_train(cfg, env, env_params))
 
 
 def config_value(cfg: dict, key: str):
@@ -227,15 +220,8 @@ def run_group(group: Group, plan: Plan, make_env=None, progress: str | None = No
     from jaxsoc.analysis.protocols import heldout_key
     from jaxsoc.evaluation import make_evaluator
 
-    if make_env is None:
-        import jaxsoc.env as soc
-
-        make_env = soc.make
     cfg = group.config
-    try:
-        env, env_params = make_env(cfg["scenario"], **cfg["env"])
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"env {cfg['scenario']!r}: {e}") from None
+    env, env_params = engine.make_env_checked(cfg, make_env)
     reference = algos.make_train(cfg, env, env_params)  # static facts: updates, act
     ticker = None
     if progress is not None:

@@ -41,12 +41,11 @@ def draw_attention(run_path: Path, stem: Path, decisions: int = 4, make_env: Cal
     """Attention maps of a few decisions of seed 0 of an HMARL run (module docstring); the files written."""
     import jax
 
-    import jaxsoc.env as soc
     from jaxsoc import algos, engine
 
     loaded = engine.load(run_path, make_env=make_env, policy_only=True)  # params only: no buffers
     module = algos.family_module(loaded.config["algo"])
-    env, env_params = (make_env or soc.make)(loaded.config["scenario"], **loaded.config["env"])
+    env, env_params = engine.make_env_checked(loaded.config, make_env)  # a scenario file's stored contents
     params = jax.tree.map(lambda x: x[0], jax.vmap(loaded.trainer.policy_params)(loaded.state))
     period = int(getattr(env_params, "directive_period", 5))
     obs = collect_decision_obs(env, env_params, loaded.trainer, params,

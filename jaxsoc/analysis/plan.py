@@ -321,10 +321,9 @@ def run_config(mp: MethodPlan, rp: RunPlan, run_dir: Path) -> dict:
     cfg = config_lib.resolve(flags=flags, sets=mp.sets)
     updates, window = mp.flags.get("_updates"), mp.flags.get("_window")
     if updates or window:
-        import jaxsoc.env as soc
-        from jaxsoc import evaluation
+        from jaxsoc import engine, evaluation
 
-        env, env_params = soc.make(cfg["scenario"], **cfg["env"])
+        env, env_params = engine.make_env_checked(cfg)
         per_update = algos.make_train(cfg, env, env_params).env_steps_per_update
         if window:
             num_envs = int(cfg["num_envs"])
