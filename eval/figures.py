@@ -89,13 +89,7 @@ def main(argv=None) -> int:
             for s, gs in sections.items():
                 curves[s], _ = figures.learning_curves(gs, args.metrics or ("return", "csr", "fpr", "mttr"), window,
                                                        title=s)
-            results = {}
-            for protocol in protos:
-                for s, gs in sections.items():
-                    if protocol == "paper":
-                        results[s, protocol] = [protocols.paper_protocol(g, window) for g in gs]
-                    else:
-                        results[s, protocol] = [protocols.ours_protocol(g, episodes, evaluate=evaluate) for g in gs]
+            results = protocols.results_by_section(sections, protos, window, episodes, evaluate=evaluate)
             for s in sections:  # per section, as before: its curves, then bars and seeds per protocol
                 drawn.append((curves.pop(s), f"curves_{s}"))
                 for protocol in protos:

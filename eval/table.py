@@ -93,14 +93,7 @@ def main(argv=None) -> int:
         # are run and written into their folders.
         if "ours" in protos and not args.no_evaluate:
             protocols.check_ours(groups, episodes)
-        results = {}
-        for protocol in protos:
-            for section, gs in sections.items():
-                if protocol == "paper":
-                    results[section, protocol] = [protocols.paper_protocol(g, window) for g in gs]
-                else:
-                    results[section, protocol] = [protocols.ours_protocol(g, episodes, evaluate=not args.no_evaluate)
-                                                  for g in gs]
+        results = protocols.results_by_section(sections, protos, window, episodes, evaluate=not args.no_evaluate)
         # Every table is built before any is written: a method that fails leaves no file behind.
         built = []
         for (scenario, env_key) in sections:

@@ -25,7 +25,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -447,6 +447,23 @@ def result_from_evaluation(record: dict, label: str, scenario: str, env: dict | 
         seeds.append(SeedResult(int(s), values, counts, int(entry["episodes"]), run_path, info))
     seeds.sort(key=lambda x: x.seed)
     return MethodResult(label, record["algo"], scenario, "ours", seeds, [], dict(env or {}))
+
+
+def results_by_section(sections: Mapping, protocols: Sequence[str], window: int, episodes: int,
+                       evaluate: bool = True) -> dict:
+    """`{(section, protocol): [MethodResult per group]}` for `sections` `{section: [Group]}` under
+    each of `protocols` ("paper": the last `window` training episodes of the logs; "ours": greedy
+    held-out evaluation of `episodes` per seed, new ones only if `evaluate`), protocol by protocol
+    (eval/table.py and eval/figures.py; `check_ours` first, so a bad run is refused before any
+    evaluation is written)."""
+    results = {}
+    for protocol in protocols:
+        for section, groups in sections.items():
+            if protocol == "paper":
+                results[section, protocol] = [paper_protocol(g, window) for g in groups]
+            else:
+                results[section, protocol] = [ours_protocol(g, episodes, evaluate=evaluate) for g in groups]
+    return results
 
 
 def check_ours(groups: Sequence[Group], episodes: int = 1000, batch: int | None = None,
