@@ -11,6 +11,13 @@ is the jaxsoc env underneath.
   env's previous end); the same seed and actions give the same batch.
 
 All on one small soc-v2 (3 hosts per segment, 6-step episodes), so the env's programs compile once.
+Then every scenario that is no SOC preset (retail, banking, cage4-like, soc-hybrid) and
+soc-v2-redblue, 4-step episodes: PettingZoo's API and seed tests and Gymnasium's `check_env` pass;
+the spaces are the env's; the masks are the env's (a tuple per host for soc-hybrid's MultiDiscrete
+roles); the infos hold `reward_terms` only where the env splits its reward; an episode ends at
+`max_steps` (truncated) unless the world ends first; the same seed gives the same episode; the
+vector env resets at `max_steps`; the joint view decodes MultiDiscrete scores by hand; and the
+demos' `step_env` is their `step` without the reset.
 """
 from __future__ import annotations
 
@@ -186,3 +193,192 @@ def test_the_vector_env_resets_in_the_same_step():
         since_reset[done] = 0
         episodes += int(done.sum())
     assert episodes >= 2 * n  # 6-step episodes: every env ended at least twice in 12 steps
+
+
+# ----------------------------------------------------------------------------- the other worlds
+# Every scenario `jaxsoc.env.make` builds that is not a SOC preset, small: their own roles, spaces
+# and infos (no reward_terms; MultiDiscrete actions in soc-hybrid; masks that bind in banking and
+# cage4-like). The SOC presets above share SOCEnv; soc-v2-redblue adds a masked learnable red.
+WORLDS = {"retail": {"max_steps": 4}, "banking": {"max_steps": 4}, "cage4-like": {"max_steps": 4},
+          "soc-hybrid": {"hosts_per_segment": 4, "max_steps": 4},
+          "soc-v2-redblue": {"hosts_per_segment": 3, "max_steps": 4}}
+NEVER_TERMINATE = {"retail", "banking", "cage4-like"}  # time-limit truncation only
+SPLIT_REWARD = {"soc-v2-redblue"}  # SOCEnv's infos split the reward ("reward_terms"); the others' do not
+
+
+def test_every_scenario_that_is_no_soc_preset_is_tested_here():
+    assert set(soc.ENV_MODULES) <= set(WORLDS)
+
+
+def same_space(gym_space, space) -> bool:
+    """The Gymnasium space is the env's: same kind, sizes, bounds (and MultiDiscrete's int32)."""
+    from gymnasium import spaces as g
+
+    if isinstance(space, soc.Discrete):
+        return type(gym_space) is g.Discrete and gym_space.n == space.n
+    if isinstance(space, soc.MultiDiscrete):
+        return (type(gym_space) is g.MultiDiscrete and tuple(gym_space.nvec) == tuple(space.nvec)
+                and gym_space.dtype == np.int32)
+    return (type(gym_space) is g.Box and gym_space.shape == tuple(space.shape) and gym_space.dtype == np.float32
+            and np.all(gym_space.low == np.float32(space.low)) and np.all(gym_space.high == np.float32(space.high)))
+
+
+def parallel_world(world):
+    from jaxsoc.adapters.parallel_env import SOCParallelEnv
+
+    return SOCParallelEnv(world, **WORLDS[world])
+
+
+# Two tests, not one: soc-hybrid's env hashes by identity (its params hold arrays), so every
+# adapter of it compiles its own step (~1.5 s each on 2 cores).
+@pytest.mark.parametrize("world", sorted(WORLDS))
+def test_pettingzoo_seeding_on_every_world(world):
+    from pettingzoo.test import parallel_seed_test
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parallel_seed_test(lambda: parallel_world(world), num_cycles=10)
+    assert [str(w.message) for w in caught if "pettingzoo" in w.filename] == []
+
+
+@pytest.mark.parametrize("world", sorted(WORLDS))
+def test_pettingzoo_on_every_world(world):
+    from pettingzoo.test import parallel_api_test
+
+    env = parallel_world(world)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parallel_api_test(env, num_cycles=10)
+    assert [str(w.message) for w in caught if "pettingzoo" in w.filename] == []
+
+    jenv, params = env.env, env.params
+    assert env.possible_agents == list(jenv.agents)
+    for a in env.possible_agents:
+        assert same_space(env.action_space(a), jenv.action_space(a))
+        assert same_space(env.observation_space(a), jenv.observation_space(a))
+    assert env.state_space.shape == (jenv.world_state_size,)
+    obs, infos = env.reset(seed=2)
+    masks = jax.device_get(jenv.get_avail_actions(env._state, params))
+    for a in env.possible_agents:
+        assert env.observation_space(a).contains(obs[a])
+        space = jenv.action_space(a)
+        if isinstance(space, soc.Discrete):  # the env's own mask (banking: channels up; cage4: hosts present)
+            np.testing.assert_array_equal(infos[a]["action_mask"], masks[a].astype(np.int8))
+        elif isinstance(space, soc.MultiDiscrete):  # one mask per host, as MultiDiscrete.sample takes
+            mask = infos[a]["action_mask"]
+            assert len(mask) == len(space.nvec) and all(m.dtype == np.int8 and len(m) == 3 for m in mask)
+            env.action_space(a).sample(mask=mask)
+        else:
+            assert "action_mask" not in infos[a]
+    assert env.state().shape == (jenv.world_state_size,)
+    # Idle roles (every one left out) until the episode ends: at max_steps, unless the world ends first.
+    steps = 0
+    while env.agents:
+        obs, rewards, terms, truncs, infos = env.step({})
+        steps += 1
+        assert len(set(rewards.values())) == 1  # the team reward
+        assert ("reward_terms" in infos[env.possible_agents[0]]) == (world in SPLIT_REWARD)
+    a = env.possible_agents[0]
+    assert infos[a]["metrics"]["length"] == steps and steps <= params.max_steps
+    if world in NEVER_TERMINATE or not terms[a]:
+        assert steps == params.max_steps and truncs[a] and not terms[a]
+
+
+@pytest.mark.parametrize("world", sorted(WORLDS))
+def test_gymnasium_check_env_on_every_world(world):
+    from gymnasium.utils.env_checker import check_env
+
+    env = gymnasium.make(ENV_ID, scenario=world, **WORLDS[world]).unwrapped
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env)
+    left = [str(w.message) for w in caught if "gymnasium" in w.filename and "infinity" not in str(w.message)]
+    assert left == []
+
+    jenv, params = env.env, env.params
+    sizes = {a: jenv.action_space(a) for a in jenv.agents}
+    want = sum(s.n if isinstance(s, soc.Discrete) else sum(s.nvec) if isinstance(s, soc.MultiDiscrete)
+               else s.shape[0] for s in sizes.values())
+    assert env.action_space.shape == (want,)
+    assert env.observation_space.shape == (sum(jenv.observation_space(a).shape[0] for a in jenv.agents),)
+
+    def episode(seed):
+        obs, _ = env.reset(seed=seed)
+        env.action_space.seed(0)  # the same actions: only the env's seed differs
+        trace, done = [obs], False
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+            trace += [obs, reward]
+            done = terminated or truncated
+        return trace, terminated, truncated, info
+
+    trace, terminated, truncated, info = episode(4)
+    steps = len(trace) // 2
+    assert info["metrics"]["length"] == steps and steps <= params.max_steps
+    assert ("reward_terms" in info) == (world in SPLIT_REWARD)
+    if world in NEVER_TERMINATE or not terminated:
+        assert steps == params.max_steps and truncated
+    assert info["metrics"]["return"] == pytest.approx(sum(trace[2::2]), abs=1e-4)
+    again = episode(4)[0]
+    assert len(again) == len(trace) and all(np.array_equal(x, y) for x, y in zip(trace, again))
+    other = episode(5)[0]  # another seed, another episode
+    assert len(other) != len(trace) or not all(np.array_equal(x, y) for x, y in zip(trace, other))
+
+
+def test_the_joint_view_of_multidiscrete_roles_by_hand():
+    env, _ = soc.make("soc-hybrid", hosts_per_segment=4)  # 5 segments: 4 hosts x 3 choices each, network 5
+    view = JointView(env)
+    assert view.nvec == {f"segment_{i}": (3, 3, 3, 3) for i in range(5)} and not any(view.discrete.values())
+    assert view.action_size == 5 * 12 + 5 and view.action_slices["network"] == slice(60, 65)
+    flat = np.zeros((2, 65), np.float32)
+    flat[0, 12:24] = [0, 1, 0,  0, 0, 1,  1, 0, 0,  0, 0, 0]  # segment_1, env 0: hosts pick 1, 2, 0, tie -> 0
+    flat[1, 0:3] = [0.1, 0.2, 0.3]  # segment_0's host 0, env 1: lock down
+    flat[:, 60:65] = -0.5
+    acts = view.actions(flat)
+    assert acts["segment_1"].tolist() == [[1, 2, 0, 0], [0, 0, 0, 0]]
+    assert acts["segment_0"].tolist() == [[0, 0, 0, 0], [2, 0, 0, 0]]
+    assert acts["segment_0"].dtype == np.int32 and acts["network"].shape == (2, 5)
+    np.testing.assert_array_equal(acts["network"], -0.5)
+
+
+@pytest.mark.parametrize("world", ["banking", "soc-hybrid"])
+def test_the_vector_env_on_other_worlds(world):
+    from jaxsoc.adapters.vector_env import SOCVectorEnv
+
+    n, over = 3, WORLDS[world]
+    envs, twin = SOCVectorEnv(n, world, **over), SOCVectorEnv(n, world, **over)
+    obs, _ = envs.reset(seed=1)
+    assert np.array_equal(obs, twin.reset(seed=1)[0]) and envs.observation_space.contains(obs)
+    envs.action_space.seed(0)
+    since = np.zeros(n, int)
+    for _ in range(over["max_steps"] + 1):
+        actions = envs.action_space.sample()
+        obs, rewards, terminated, truncated, info = envs.step(actions)
+        same = twin.step(actions)
+        assert np.array_equal(obs, same[0]) and np.array_equal(rewards, same[1])
+        assert ("reward_terms" in info) == (world in SPLIT_REWARD)
+        since += 1
+        done = terminated | truncated
+        if world in NEVER_TERMINATE:
+            np.testing.assert_array_equal(done, since == over["max_steps"])
+        if done.any():
+            for i in np.flatnonzero(done):
+                assert info["final_info"]["metrics"]["length"][i] == since[i]
+        since[done] = 0
+
+
+def test_a_demo_steps_without_reset_as_it_steps_with_it():
+    env, params = soc.make("retail", max_steps=2)
+    idle = env.idle_actions()
+    assert all(np.array_equal(v, [-1.0]) for v in jax.device_get(idle).values())  # order nothing
+    assert {a: int(v) for a, v in soc.make("banking")[0].idle_actions().items()} == {f"router_{i}": 0 for i in range(3)}
+    _, state = env.reset(jax.random.PRNGKey(0), params)
+    key = jax.random.PRNGKey(1)
+    obs, stepped, rewards, dones, infos = env.step_env(jax.random.split(key)[0], state, idle, params)
+    want = env.step(key, state, idle, params)  # step's transition draws from its key's first half
+    for a in env.agents:  # step_env is jitted, step here eager: the last bit may differ
+        np.testing.assert_allclose(obs[a], want[4]["final_obs"][a], rtol=1e-6)
+        assert float(rewards[a]) == pytest.approx(float(want[2][a]), rel=1e-6)
+    obs, stepped, _, dones, infos = env.step_env(key, stepped, idle, params)  # t = 2 = max_steps: no reset
+    assert bool(dones["__all__"]) and bool(infos["truncated"]) and int(stepped.t) == 2
+    assert set(infos) == {"terminated", "truncated", "discount", "metrics"}

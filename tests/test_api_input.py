@@ -265,3 +265,20 @@ def test_valid_seeds_still_reset(adapters):
         assert np.array_equal(joint.reset(seed=2**40)[0], joint.reset(seed=2**40)[0])
         # Gymnasium seeds from every bit: 2**40 cut to 32 bits would be seed 0.
         assert not np.array_equal(joint.reset(seed=2**40)[0], joint.reset(seed=0)[0])
+
+
+@pytest.mark.parametrize("action, obs, message", [
+    ((2, 2), (3,), r"the joint view needs Discrete, MultiDiscrete or 1-D Box actions; 'grid' has Box\(.*shape=\(2, 2\).*\)"),
+    ((2,), (3, 3), r"the joint view needs vector observations; 'grid' has shape \(3, 3\)"),
+])
+def test_the_joint_envs_refuse_a_world_no_flat_vector_holds(adapters, monkeypatch, action, obs, message):
+    # Every scenario jaxsoc.env.make knows fits the joint view; one registered later may not, and
+    # is refused when the adapter is built, not when a step fails deep in NumPy.
+    from jaxsoc.env.spaces import Box
+
+    world = type("World", (), {"agents": ["grid"], "action_space": lambda self, a: Box(-1.0, 1.0, action),
+                               "observation_space": lambda self, a: Box(0.0, 1.0, obs)})()
+    monkeypatch.setattr(jaxsoc.env, "make", lambda scenario, **overrides: (world, None))
+    for build in (lambda: adapters[1].SOCJointEnv("grid"), lambda: adapters[2].SOCVectorEnv(2, "grid")):
+        with pytest.raises(ValueError, match=f"^{message}$"):
+            build()

@@ -1,4 +1,9 @@
-"""The SOC world for code that does not speak JAX: numpy in, numpy out, the standard APIs.
+"""jaxsoc's worlds for code that does not speak JAX: numpy in, numpy out, the standard APIs.
+
+Each adapter takes a scenario name (any of `jaxsoc.env.scenario_names()`: the SOC presets and
+scenario files, retail, banking, cage4-like, soc-hybrid) and `jaxsoc.env.make`s it; it reads only
+what every env has (reset, step_env, step, idle_actions, get_avail_actions, get_world_state,
+the infos' terminated/truncated/metrics; `reward_terms` where present).
 
     parallel_env.py   SOCParallelEnv: PettingZoo's ParallelEnv (one dict entry per role, action
                       masks in the infos); passes pettingzoo.test.parallel_api_test

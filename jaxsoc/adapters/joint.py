@@ -2,9 +2,12 @@
 
 The observation is every role's observation concatenated in `env.agents` order (float32
 `[sum of obs sizes]`). The action is a float32 vector in [-1, 1]: each continuous role's entries
-as they are, and for each discrete role (the alert triage; the coordinator under soc-v2) one score
-per choice, the highest chosen (ties go to the lowest index, so the all-zero action picks choice 0
-as the `constant` policy does). Everything here is NumPy and works on any leading batch shape.
+as they are, for each discrete role (the alert triage; the coordinator under soc-v2; every agent
+of banking and cage4-like) one score per choice, the highest chosen (ties go to the lowest index,
+so the all-zero action picks choice 0 as the `constant` policy does), and for each MultiDiscrete
+role (soc-hybrid's segment agents: one choice per host) one score per choice of each entry, each
+entry's highest chosen. Any scenario of `jaxsoc.env.make` has such roles only. Everything here is
+NumPy and works on any leading batch shape.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from typing import Dict
 import numpy as np
 
 from jaxsoc.argtypes import is_integer
-from jaxsoc.env.spaces import Discrete
+from jaxsoc.env.spaces import Box, Discrete, MultiDiscrete
 
 
 class JointView:
@@ -21,18 +24,33 @@ class JointView:
 
     Attributes:
       agents: the roles in order; obs_slices / action_slices: `{role: slice}` into the joint vectors.
+      discrete: `{role: bool}`, a `Discrete` role; nvec: `{role: choices per entry}` of the
+      MultiDiscrete roles.
       observation_size, action_size: the joint vectors' lengths.
+
+    A ValueError at construction for a role whose action is none of those (a 1-D Box, Discrete,
+    MultiDiscrete) or whose observation is not a vector: no flat vector could hold it.
     """
 
     def __init__(self, env):
         self.agents = list(env.agents)
         self.discrete = {a: isinstance(env.action_space(a), Discrete) for a in self.agents}
+        self.nvec = {a: tuple(int(n) for n in env.action_space(a).nvec) for a in self.agents
+                     if isinstance(env.action_space(a), MultiDiscrete)}
         self.obs_slices, self.action_slices = {}, {}
         o = k = 0
-        for a in self.agents:  # the four roles, not envs
-            n_obs = int(env.observation_space(a).shape[0])
+        for a in self.agents:  # the roles, not envs
             space = env.action_space(a)
-            n_act = int(space.n) if self.discrete[a] else int(space.shape[0])
+            vector_box = isinstance(space, Box) and len(space.shape) == 1
+            if not (vector_box or isinstance(space, (Discrete, MultiDiscrete))):
+                raise ValueError(f"the joint view needs Discrete, MultiDiscrete or 1-D Box actions; "
+                                 f"{a!r} has {space!r}")
+            if len(env.observation_space(a).shape) != 1:
+                raise ValueError(f"the joint view needs vector observations; {a!r} has shape "
+                                 f"{tuple(env.observation_space(a).shape)}")
+            n_obs = int(env.observation_space(a).shape[0])
+            n_act = (int(space.n) if self.discrete[a] else sum(self.nvec[a]) if a in self.nvec
+                     else int(space.shape[0]))
             self.obs_slices[a], self.action_slices[a] = slice(o, o + n_obs), slice(k, k + n_act)
             o, k = o + n_obs, k + n_act
         self.observation_size, self.action_size = o, k
@@ -44,15 +62,24 @@ class JointView:
     def actions(self, flat, batch: tuple | None = None) -> Dict[str, np.ndarray]:
         """Per-role env actions from joint actions `[..., action_size]` (`[*batch, action_size]`
         when `batch` is given): continuous roles' entries (float32), discrete roles'
-        highest-scoring choice (int32)."""
+        highest-scoring choice (int32 `[...]`), MultiDiscrete roles' highest-scoring choice of
+        each entry (int32 `[..., len(nvec)]`)."""
         flat = np.asarray(flat, dtype=np.float32)
         if batch is not None and flat.shape != (*batch, self.action_size):
             # Checked here: the env's vmapped step would fail deep in JAX, or broadcast silently.
             raise ValueError(f"actions must have shape {(*batch, self.action_size)}, got {flat.shape}")
         if flat.ndim == 0 or flat.shape[-1] != self.action_size:
             raise ValueError(f"a joint action has {self.action_size} entries, got shape {flat.shape}")
-        return {a: (np.argmax(flat[..., s], axis=-1).astype(np.int32) if self.discrete[a] else flat[..., s])
-                for a, s in self.action_slices.items()}
+        out = {}
+        for a, s in self.action_slices.items():
+            if self.discrete[a]:
+                out[a] = np.argmax(flat[..., s], axis=-1).astype(np.int32)
+            elif a in self.nvec:
+                scores = np.split(flat[..., s], np.cumsum(self.nvec[a])[:-1], axis=-1)  # one group per entry
+                out[a] = np.stack([np.argmax(g, axis=-1) for g in scores], axis=-1).astype(np.int32)
+            else:
+                out[a] = flat[..., s]
+        return out
 
     def spaces(self):
         """`(observation_space, action_space)` of one env, as Gymnasium Boxes."""
@@ -85,8 +112,11 @@ def draw_key(np_random: np.random.Generator):
 
 def step_info(infos: dict, done) -> dict:
     """A Gymnasium info dict from the env's `infos` (NumPy, any batch shape): the step's
-    `reward_terms`, and the ended episode's `metrics` where `done` (a bool or bool array)."""
-    info = {"reward_terms": {k: np.asarray(v) for k, v in infos["reward_terms"].items()}}
+    `reward_terms` where the env splits its reward (the SOC worlds do; the demos, cage4-like and
+    soc-hybrid do not), and the ended episode's `metrics` where `done` (a bool or bool array)."""
+    info = {}
+    if "reward_terms" in infos:
+        info["reward_terms"] = {k: np.asarray(v) for k, v in infos["reward_terms"].items()}
     if np.any(done):
         info["metrics"] = {k: np.asarray(v) for k, v in infos["metrics"].items()}
     return info

@@ -1,4 +1,4 @@
-"""The SOC world as a PettingZoo `ParallelEnv`: the four defender roles, NumPy in and out.
+"""A jaxsoc world as a PettingZoo `ParallelEnv`: one entry per role, NumPy in and out.
 
     from jaxsoc.adapters.parallel_env import SOCParallelEnv
     env = SOCParallelEnv("soc-v2", hosts_per_segment=8)
@@ -7,14 +7,22 @@
         actions = {a: env.action_space(a).sample(infos[a].get("action_mask")) for a in env.agents}
         obs, rewards, terminations, truncations, infos = env.step(actions)
 
-Spaces are the env's, as Gymnasium's (`Discrete` for the alert triage and, under soc-v2, the
-coordinator; float32 `Box` in [-1, 1] otherwise). Discrete roles get `infos[role]["action_mask"]`
-(int8, from `env.get_avail_actions`; every choice is legal in this world, an action with nothing
-to act on is a no-op), as PettingZoo recommends for masks outside the observation; continuous
-roles have none. Every role gets the team reward. All roles end together: on the step where the
-episode is contained or exfiltrated (`terminations`) or hits the time limit (`truncations`),
-`env.agents` empties and `reset` starts the next episode. A role left out of `actions` idles
-(`env.idle_actions()`). `state()` is the world state a centralised critic reads.
+Any scenario of `jaxsoc.env.scenario_names()`: the SOC presets and scenario files (the defender
+roles, and `red` under soc-v2-redblue), retail's warehouses, banking's routers, cage4-like's blue
+agents, soc-hybrid's segment agents and network agent. Spaces are the env's, as Gymnasium's
+(`Discrete` for the SOC alert triage, under soc-v2 the coordinator, banking's and cage4-like's
+agents; an int32 `MultiDiscrete` for soc-hybrid's segment agents, one choice per host; float32
+`Box` otherwise). Discrete roles get `infos[role]["action_mask"]` (int8 `[n]`, from
+`env.get_avail_actions`: in the SOC worlds every defender choice is legal, an action with nothing
+to act on is a no-op; banking masks the channels that are down, cage4-like the host slots left
+empty), MultiDiscrete roles a tuple of one such mask per entry (what
+`gymnasium.spaces.MultiDiscrete.sample(mask=...)` takes), as PettingZoo recommends for masks
+outside the observation; continuous roles have none. Every role gets the team reward, and
+`infos[role]["reward_terms"]` splits it where the env does (the SOC worlds). All roles end
+together: on the step where the world ends (`terminations`: in the SOC worlds containment or
+exfiltration) or hits the time limit (`truncations`, at `max_steps`), `env.agents` empties, the
+infos hold the episode's `metrics` and `reset` starts the next episode. A role left out of
+`actions` idles (`env.idle_actions()`). `state()` is the world state a centralised critic reads.
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ from pettingzoo import ParallelEnv
 import jaxsoc.env as soc
 from jaxsoc.adapters.joint import check_seed
 from jaxsoc.adapters.spaces import to_gymnasium
+from jaxsoc.env.spaces import Discrete, MultiDiscrete
 
 
 class SOCParallelEnv(ParallelEnv):
@@ -78,7 +87,9 @@ class SOCParallelEnv(ParallelEnv):
         obs, rewards, infos = jax.device_get((obs, rewards, infos))
         terminated = bool(infos["terminated"])
         truncated = bool(infos["truncated"]) and not terminated
-        extra = {"reward_terms": {k: float(v) for k, v in infos["reward_terms"].items()}}
+        extra = {}
+        if "reward_terms" in infos:  # the SOC worlds split their reward; the others do not
+            extra["reward_terms"] = {k: float(v) for k, v in infos["reward_terms"].items()}
         if terminated or truncated:
             extra["metrics"] = {k: float(v) for k, v in infos["metrics"].items()}
         out = (self._observations(obs), {a: float(rewards[a]) for a in self.agents},
@@ -100,8 +111,16 @@ class SOCParallelEnv(ParallelEnv):
         return {a: np.asarray(obs[a], np.float32) for a in self.agents}
 
     def _infos(self, extra: dict) -> dict:
-        """Per role: `extra`, and the action mask of discrete roles."""
+        """Per role: `extra`, and the action mask of discrete and MultiDiscrete roles."""
         masks = jax.device_get(self.env.get_avail_actions(self._state, self.params))
-        return {a: {**extra, **({"action_mask": masks[a].astype(np.int8)}
-                                if isinstance(self._action_spaces[a], gym_spaces.Discrete) else {})}
-                for a in self.agents}
+        out = {}
+        for a in self.agents:
+            space = self.env.action_space(a)
+            if isinstance(space, Discrete):
+                out[a] = {**extra, "action_mask": masks[a].astype(np.int8)}
+            elif isinstance(space, MultiDiscrete):  # the env's [entries, choices]: one row per entry
+                rows = np.asarray(masks[a]).astype(np.int8)
+                out[a] = {**extra, "action_mask": tuple(rows[i, :n] for i, n in enumerate(space.nvec))}
+            else:
+                out[a] = dict(extra)
+        return out

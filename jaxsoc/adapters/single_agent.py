@@ -1,13 +1,16 @@
-"""The SOC world as one Gymnasium `Env`: the whole team seen as a single agent (`joint.JointView`).
+"""A jaxsoc world as one Gymnasium `Env`: the whole team seen as a single agent (`joint.JointView`).
 
     import gymnasium, jaxsoc.adapters.single_agent           # registers "jaxsoc/SOC-v0"
     env = gymnasium.make("jaxsoc/SOC-v0", scenario="soc-v2", hosts_per_segment=8)
     obs, info = env.reset(seed=0)                             # float32 [observation_size]
     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
 
-One env per instance, stepped by the env's own jitted `step_env` (no auto-reset: call `reset`
-after `terminated or truncated`, as Gymnasium expects). `terminated`: containment or exfiltration;
-`truncated`: the time limit without either. `info["reward_terms"]` splits the team reward;
+Any scenario of `jaxsoc.env.scenario_names()` (the SOC presets and scenario files, retail,
+banking, cage4-like, soc-hybrid). One env per instance, stepped by the env's own jitted `step_env`
+(no auto-reset: call `reset` after `terminated or truncated`, as Gymnasium expects).
+`terminated`: the world's own end (in the SOC worlds containment or exfiltration; retail, banking
+and cage4-like never terminate); `truncated`: the time limit (`max_steps`) without it. The reward
+is the team reward. `info["reward_terms"]` splits it where the env does (the SOC worlds);
 `info["metrics"]` holds the episode's metrics on its last step. Nothing is drawn (`render_modes`
 is empty): eval/replay.py watches a policy.
 """
@@ -57,10 +60,8 @@ class SOCJointEnv(gymnasium.Env):
         terminated = bool(infos["terminated"])
         truncated = bool(infos["truncated"]) and not terminated
         self._ended = terminated or truncated
-        info = step_info(infos, terminated or truncated)
-        info["reward_terms"] = {k: float(v) for k, v in info["reward_terms"].items()}
-        if "metrics" in info:
-            info["metrics"] = {k: float(v) for k, v in info["metrics"].items()}
+        info = {name: {k: float(v) for k, v in part.items()}
+                for name, part in step_info(infos, terminated or truncated).items()}
         return self.view.observation(obs), float(reward), terminated, truncated, info
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces as gym_spaces
 
-from jaxsoc.env.spaces import Box, Discrete
+from jaxsoc.env.spaces import Box, Discrete, MultiDiscrete
 
 
 def to_gymnasium(space) -> gym_spaces.Space:
-    """`Discrete(n)` -> `gymnasium.spaces.Discrete(n)`; `Box(low, high, shape)` -> a float32
+    """`Discrete(n)` -> `gymnasium.spaces.Discrete(n)`; `MultiDiscrete(nvec)` -> an int32
+    `gymnasium.spaces.MultiDiscrete(nvec)` (the env's dtype); `Box(low, high, shape)` -> a float32
     `gymnasium.spaces.Box` with the same bounds and shape. TypeError for anything else."""
     if isinstance(space, Discrete):
         return gym_spaces.Discrete(int(space.n))
+    if isinstance(space, MultiDiscrete):
+        return gym_spaces.MultiDiscrete(np.asarray(space.nvec, np.int64), dtype=np.int32)
     if isinstance(space, Box):
         return gym_spaces.Box(np.float32(space.low), np.float32(space.high), tuple(space.shape), np.float32)
     raise TypeError(f"no Gymnasium space for {space!r}")

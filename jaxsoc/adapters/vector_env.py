@@ -1,4 +1,4 @@
-"""The joint view (`joint.JointView`) of `num_envs` SOC envs as one Gymnasium `VectorEnv`.
+"""The joint view (`joint.JointView`) of `num_envs` envs of a jaxsoc scenario as one Gymnasium `VectorEnv`.
 
     from jaxsoc.adapters.vector_env import SOCVectorEnv
     envs = SOCVectorEnv(1024, scenario="soc-v2")              # or gymnasium.make_vec("jaxsoc/SOC-v0",
@@ -12,7 +12,8 @@ as Gymnasium's same-step convention has it, where `terminated | truncated` the r
 observation is the next episode's first one, `info["final_obs"][i]` is the terminal observation
 (an object array, None elsewhere; mask `info["_final_obs"]`) and `info["final_info"]["metrics"]`
 holds the ended episode's metrics (mask `info["_final_info"]`). `info["reward_terms"]` splits
-every env's team reward, every step.
+every env's team reward, every step, where the env splits it (the SOC worlds). Any scenario of
+`jaxsoc.env.scenario_names()` works, as for `single_agent.SOCJointEnv`.
 """
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ from jaxsoc.adapters.joint import JointView, check_seed, draw_key, step_info
 
 @functools.lru_cache(maxsize=8)
 def _programs(env):
-    """`(reset, step)` of `env` over a batch of envs, jitted once per scenario (SOCEnv hashes by its
-    params) and shared by every vector env of it."""
+    """`(reset, step)` of `env` over a batch of envs, jitted once per scenario (SOCEnv and the
+    CAGE-4-like env hash by their params; the demos and soc-hybrid by identity, so once per env
+    object) and shared by every vector env of it."""
     reset = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))
     step = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
     return reset, step

@@ -16,18 +16,21 @@ at `params.max_steps`, auto-reset (the returned obs/state are the next episode's
 episode ends), `infos` with "terminated", "truncated", "discount" (0 only on termination: a
 time-limit cut bootstraps), "final_obs" (the obs the step reached, before any reset), "metrics",
 and with `params.with_world_state` "world_state"/"final_world_state". Every agent gets the team
-reward; `dones["__all__"]` ends the episode for all.
+reward; `dones["__all__"]` ends the episode for all. `DemoEnv.step_env` is the same step without
+the auto-reset and `DemoEnv.idle_actions` each agent's lowest action, as the SOC env has them (the
+PettingZoo and Gymnasium adapters of jaxsoc/adapters step and idle through them).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Dict, Tuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxsoc.env.params import check_fields
-from jaxsoc.env.spaces import check_action_dict
+from jaxsoc.env.spaces import Discrete, check_action_dict
 from jaxsoc.names import suggest
 
 
@@ -63,27 +66,53 @@ class DemoEnv:
         state = self.initial_state(key, p)
         return self.get_obs(state, p), state
 
+    def idle_actions(self, params=None) -> Dict[str, jax.Array]:
+        """Each agent's lowest action (`Discrete`: 0, int32 `[]`; `Box`: its lower bound, float32,
+        its shape): in retail no order, in banking the internal channel, the one always up (a
+        transaction cannot stay unrouted). What a role left out does (the SOC env's
+        `idle_actions`); a demo with another "nothing" overrides this."""
+        out = {}
+        for a in self.agents:
+            space = self.action_spaces[a]
+            out[a] = (jnp.zeros((), jnp.int32) if isinstance(space, Discrete)
+                      else jnp.full(tuple(space.shape), space.low, jnp.float32))
+        return out
+
+    def _advance(self, key, state, actions, p):
+        """One transition, no reset: `(stepped state, its obs, rewards, dones, infos)`; the part of
+        `step` that `step_env` is."""
+        check_action_dict(actions, self.agents, self.action_spaces)  # at trace time: free under jit
+        stepped, reward, terminated = self.transition(key, state, actions, p)
+        truncated = (stepped.t >= p.max_steps) & ~terminated
+        done = terminated | truncated
+        infos = {"terminated": terminated, "truncated": truncated,
+                 "discount": 1.0 - terminated.astype(jnp.float32), "metrics": self.episode_metrics(stepped, p)}
+        rewards = {a: reward for a in self.agents}
+        dones = {a: done for a in self.agents} | {"__all__": done}
+        return stepped, self.get_obs(stepped, p), rewards, dones, infos
+
+    @functools.partial(jax.jit, static_argnums=(0,))
+    def step_env(self, key: jax.Array, state, actions: Dict[str, jax.Array], params=None):
+        """One step without auto-reset: `(obs, state, rewards, dones, infos)`, the state and obs
+        the step reached (an ended episode stays ended: call `reset`); `infos` as `step`'s without
+        "final_obs" and the world states. `key` drives the transition (as `step`'s first split)."""
+        stepped, obs, rewards, dones, infos = self._advance(key, state, actions, self._params(params))
+        return obs, stepped, rewards, dones, infos
+
     def step(self, key: jax.Array, state, actions: Dict[str, jax.Array], params=None):
         """One auto-resetting step of ONE env: `(obs, state, rewards, dones, infos)` (module docstring).
         `actions` holds one action per agent, shaped as its space says (else a one-line ValueError)."""
         p = self._params(params)
-        check_action_dict(actions, self.agents, self.action_spaces)  # at trace time: free under jit
         k_step, k_reset = jax.random.split(key)
-        stepped, reward, terminated = self.transition(k_step, state, actions, p)
-        truncated = (stepped.t >= p.max_steps) & ~terminated
-        done = terminated | truncated
-        final_obs = self.get_obs(stepped, p)
+        stepped, final_obs, rewards, dones, infos = self._advance(k_step, state, actions, p)
+        done = dones["__all__"]
         reset_obs, fresh = self.reset(k_reset, p)
         new_state = jax.tree.map(lambda r, s: jnp.where(done, r, s), fresh, stepped)
         obs = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_obs, final_obs)
-        infos = {"terminated": terminated, "truncated": truncated,
-                 "discount": 1.0 - terminated.astype(jnp.float32), "final_obs": final_obs,
-                 "metrics": self.episode_metrics(stepped, p)}
+        infos = {**infos, "final_obs": final_obs}
         if p.with_world_state:
             infos["world_state"] = self.get_world_state(new_state, p)
             infos["final_world_state"] = self.get_world_state(stepped, p)
-        rewards = {a: reward for a in self.agents}
-        dones = {a: done for a in self.agents} | {"__all__": done}
         return obs, new_state, rewards, dones, infos
 
 
