@@ -138,6 +138,18 @@ def output_folder(args) -> Path:
 
 def resolve(args):
     """(policy, seed) of the command line; AnalysisError for what cannot be replayed."""
+    policy, seed = resolve_policy(args)
+    from jaxsoc.replay.trace import check_replayable
+
+    try:
+        check_replayable(policy)
+    except ValueError as e:
+        raise cli_error(str(e)) from None
+    return policy, seed
+
+
+def resolve_policy(args):
+    """(policy, seed) of the command line, a run's or a scripted one."""
     import jaxsoc
     from jaxsoc import config as config_lib
     from jaxsoc.analysis import runs

@@ -179,6 +179,10 @@ def test_one_frame_per_step_and_a_summary(replayed):
     (["--algo", "rule-soar", "--scenario", "soc-v2", "--episodes", "-2"], "expected a positive integer"),
     (["--algo", "rule-soar"], "--algo needs --scenario"),
     (["--algo", "rule-soar", "--scenario", "soc-v2", "--episodes", "1", "--animate", "2"], "more than --episodes"),
+    # The other worlds have no SOC network to draw (the trace failed with AttributeErrors).
+    (["--algo", "random", "--scenario", "banking"], "a replay draws the SOC network (hosts, segments, alerts, "
+     "the directive); scenario 'banking' is another world (BankingEnv): evaluate it with eval/evaluate.py"),
+    (["--algo", "random", "--scenario", "cage4-like"], "scenario 'cage4-like' is another world (Cage4Env)"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(replayed, tmp_path, capsys, argv, message):
     cli = replayed[0]
@@ -190,3 +194,10 @@ def test_bad_input_is_one_line_and_writes_nothing(replayed, tmp_path, capsys, ar
     err = capsys.readouterr().err.strip()
     assert code != 0 and message in err and len(err.splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_a_trace_refuses_a_world_without_the_soc_network():
+    import jaxsoc
+
+    with pytest.raises(ValueError, match=r"^a replay draws the SOC network .* scenario 'retail' is another world"):
+        trace.record(jaxsoc.scripted_policy("random", "retail"), seed=0, episodes=1)

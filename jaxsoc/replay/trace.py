@@ -205,8 +205,21 @@ def header(policy, seed: int) -> dict:
     }
 
 
+def check_replayable(policy) -> None:
+    """ValueError unless `policy` acts in a SOC world (`SOCEnv`): the trace is the SOC network's
+    hosts, segments, alert queue and directive, which the other worlds (the demos, cage4-like,
+    soc-hybrid) do not have; their episodes are evaluated by eval/evaluate.py."""
+    from jaxsoc.env import SOCEnv
+
+    if not isinstance(policy.env, SOCEnv):
+        raise ValueError(f"a replay draws the SOC network (hosts, segments, alerts, the directive); "
+                         f"scenario {policy.scenario!r} is another world "
+                         f"({type(policy.env).__name__}): evaluate it with eval/evaluate.py")
+
+
 def record(policy, seed: int, episodes: int) -> dict:
     """The trace of `episodes` greedy (per `policy.greedy`) episodes of `policy` (module docstring)."""
+    check_replayable(policy)
     if episodes < 1:
         raise ValueError(f"episodes must be positive, got {episodes}")
     records, obs = rollout(policy, episode_keys(seed, episodes), int(policy.env_params.max_steps))
