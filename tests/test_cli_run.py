@@ -250,14 +250,19 @@ def test_print_config_refuses_the_env_settings_a_run_refuses(tmp_path):
      "meta.tasks: max_steps is static (it fixes shapes or code paths); only numeric fields can vary between tasks"),
     ({"algo": "redblue", "scenario": "soc-v2"}, [],
      "redblue trains the learnable red agent: use a scenario with red_control (soc-v2-redblue), not 'soc-v2'"),
+    ({"algo": "random", "num-envs": "8", "total-steps": "1000"}, [],
+     "total_steps=1,000 is less than one update (1,024 env steps per seed: num_envs 8 x scripted.rollout 128; "
+     "raise total_steps to at least 1,024, or lower num_envs or scripted.rollout)"),
 ])
 def test_print_config_refuses_what_the_learner_refuses_when_its_trainer_is_built(tmp_path, no_program, flags, sets,
                                                                                     message):
     """These pass the config's own checks, and --print-config printed them (exit 0); a run refuses
-    them when it builds the trainer, before any program. --print-config builds the trainer too."""
+    them when it builds the trainer (or checks its budget), before any program. --print-config
+    builds the trainer and checks the budget too."""
     argv = [a for k, v in flags.items() for a in (f"--{k}", v)] + [a for e in sets for a in ("--set", e)]
     assert refused([*argv, "--print-config", "--set", f"run.dir={tmp_path}"], message) == f"error: {message}"
-    cfg = config_lib.resolve(flags={**flags, "run": {"dir": str(tmp_path), "name": "r"}}, sets=sets)
+    named = {k.replace("-", "_"): int(v) if v.isdigit() else v for k, v in flags.items()}
+    cfg = config_lib.resolve(flags={**named, "run": {"dir": str(tmp_path), "name": "r"}}, sets=sets)
     with pytest.raises(ValueError, match=re.escape(message)):
         engine.run(cfg)  # a run says the same, at the same point (no_program: before any program)
     assert not any(tmp_path.iterdir())
