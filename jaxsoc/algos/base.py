@@ -46,7 +46,9 @@ class Trainer:
       num_updates: iterations needed for the configured total env steps.
       env_steps_per_update: env transitions per iteration (num_envs * rollout length).
       act: `(policy_params, key, obs, env_state, greedy) -> actions` for ONE env: obs is the env's
-        per-agent dict for a single env, env_state its state, `greedy` a Python bool. What an
+        per-agent dict for a single env, env_state its state, `greedy` a Python bool; an action
+        for every agent, each inside `env.action_space(agent)` (a sampled Box action clipped to
+        its bounds: tests/test_registry.py checks it, though the env would clip too). What an
         actor may read: scripted policies (`scripted.py`) anything, they are the env's own rules.
         A learned actor reads `obs`, and of `env_state` only what the env's interface exposes to
         every agent rather than its hidden world: the avail-action masks
