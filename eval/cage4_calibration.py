@@ -1,4 +1,4 @@
-"""Calibration of the CAGE-4-like scenario (issue 15 part 4): scripted blue, per-episode statistics.
+"""Calibration of the CAGE-4-like scenario: scripted blue, per-episode statistics.
 
     python eval/cage4_calibration.py                       # 1,000 episodes x 500 steps per policy
     python eval/cage4_calibration.py --episodes 200 --policies monitor random restore

@@ -92,7 +92,7 @@ def test_gpu_check_runs_the_gpu_tests_and_flags_the_benchmarks_accept(monkeypatc
 
 
 def test_every_learner_has_a_training_benchmark_case():
-    # Issue 16 asks each registered learner's defaults to be measured at 4,096 envs: a learner
+    # Each registered learner's defaults are to be measured at 4,096 envs: a learner
     # registered without a line in eval/bench_train.py's CASES would go unmeasured (red-ppo did).
     from jaxsoc import algos
     bt = load("bench_train")

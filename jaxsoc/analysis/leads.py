@@ -56,7 +56,7 @@ def directive_name(index: int, params) -> str:
 
 
 # The three leads direct the same scripted tier 2; the last two rows are whole teams without a
-# lead, the yardsticks a learned team must also beat (issue 12): the all-zero constant action (an
+# lead, the yardsticks a learned team must also beat (the strategic world's goal): the all-zero constant action (an
 # idle SOC) and Rule-SOAR (every rule fired everywhere).
 LEAD_NAMES = ("best fixed directive", "informed lead", "oracle lead", "constant action", "Rule-SOAR")
 LEAD_TEXTS = ("argmax value x evidence, hunt", "argmax value x live compromise, hunt",

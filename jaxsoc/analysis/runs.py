@@ -95,7 +95,7 @@ METRICS = {
         Metric("alert_precision", "Alert precision %", 100.0, 1),
     )
 }
-# Table II's five columns, and what evaluation reports (issue 6: + exfiltration, hosts compromised).
+# Table II's five columns, and what evaluation reports (+ exfiltration and hosts compromised, which a defence must also keep low).
 TABLE_METRICS = ("return", "mttd", "mttr", "fpr", "csr")
 EVAL_METRICS = TABLE_METRICS + ("exfiltrated", "hosts_compromised")
 

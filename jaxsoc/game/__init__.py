@@ -1,4 +1,4 @@
-"""Game theory for red vs blue (issue 18): zero-sum meta-games and population play.
+"""Game theory for red vs blue: zero-sum meta-games and population play.
 
     from jaxsoc.game import metagame, psro
     sol = metagame.solve_zero_sum(payoff)                     # exact LP (simplex), certified gap

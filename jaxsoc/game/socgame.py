@@ -1,4 +1,4 @@
-"""PSRO on the SOC game (issue 18, evidence 4(b)): populations of PPO blue teams and red attackers.
+"""PSRO on the SOC game: populations of PPO blue teams and red attackers.
 
     game = socgame.SOCGame(config, env, env_params, blue_steps=1.5e5, red_steps=1e5, episodes=64)
     zs, trained = game.zero_sum()                         # psro.ZeroSumGame, oracles batched over seeds
