@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaxsoc import algos, config as config_lib, xla
+from jaxsoc import algos, config as config_lib, run_log, xla
 from jaxsoc.analysis.intervals import mean_half_width
 from jaxsoc.config import ConfigError
 
@@ -338,13 +338,23 @@ def figure(plan: Plan, rows: Sequence[dict]):
     return fig
 
 
+def _json_ready(value: Any) -> Any:
+    """`value` with dicts and lists walked and each leaf through `run_log.json_safe` (NaN/inf -> None)."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return run_log.json_safe(value)
+
+
 def write(out_dir: Path, plan: Plan, rows: Sequence[dict], seconds: Sequence[tuple]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"algo": plan.algo, "grid": plan.grid, "seeds": list(plan.seeds), "episodes": plan.episodes,
                "programs": len(plan.groups),
                "seconds": [{"compile": round(c, 2), "train_and_evaluate": round(r, 2)} for c, r in seconds],
                "base_config": plan.groups[0].config, "ranking": list(rows)}
-    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, default=float))
+    # One seed leaves ci95 NaN (no interval); strict JSON parsers reject NaN, so it is written null.
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(_json_ready(summary), indent=1, default=float))
     (out_dir / TABLE_FILE).write_text(to_markdown(plan, rows))
     fig = figure(plan, rows)
     fig.savefig(out_dir / FIGURE_FILE, dpi=120)

@@ -104,3 +104,21 @@ def test_the_cli_writes_the_ranked_table_and_figure_once(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert cli.main(args[:5] + ["toy.lr=0.1,x"] + args[6:] + ["--overwrite"], toys.make_toy_env, ["toy"]) == 2
     assert "'x' is not a number" in capsys.readouterr().err
+
+
+def test_one_seed_writes_its_missing_interval_as_null_not_nan(tmp_path):
+    """One seed has no 95 % interval (ci95 NaN); sweep.json writes null, which strict JSON
+    parsers take (they reject NaN)."""
+    p = plan(["toy.lr=0.1,0.2"])
+    rows = [{"point": point, "return": {"seeds": [1.5], "mean": 1.5, "ci95": float("nan")},
+             "csr": {"seeds": [np.float32(0.5)], "mean": 0.5, "ci95": np.float64("nan")}, "rank": i + 1}
+            for i, point in enumerate(p.groups[0].points)]
+    sweep.write(tmp_path, p, rows, [(1.0, 2.0)])
+
+    def strict(name):
+        raise ValueError(f"not JSON: {name}")
+
+    summary = json.loads((tmp_path / sweep.SUMMARY_FILE).read_text(), parse_constant=strict)
+    assert [r["return"]["ci95"] for r in summary["ranking"]] == [None, None]
+    assert [r["csr"] for r in summary["ranking"]] == [{"seeds": [0.5], "mean": 0.5, "ci95": None}] * 2
+    assert summary["ranking"][0]["return"]["mean"] == 1.5 and summary["base_config"]["algo"] == "toy"
