@@ -411,6 +411,14 @@ def test_config_errors_name_the_key(tmp_path):
         resolve(tmp_path, "x", algo="iql", total_steps=7)  # batch_size 8 > the 0 stored (no update)
 
 
+def test_a_buffer_smaller_than_one_rollout_names_what_it_compares(tmp_path):
+    # The check is on num_envs x rollout (8 here), not on num_envs alone (4).
+    with pytest.raises(config_lib.ConfigError) as e:
+        resolve(tmp_path, "x", algo="sac", sac={"buffer_size": 7, "batch_size": 2})
+    assert str(e.value) == ("sac.buffer_size (7) is smaller than one rollout of all envs "
+                            "(4 envs x rollout 2 = 8 transitions)")
+
+
 # ----------------------------------------------------------------------------- CLI (slow)
 @pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["hmarl-soc-v1", "soc-v2"])

@@ -108,8 +108,8 @@ def validate_common(config: dict, family: str) -> None:
     if c["batch_size"] > c["buffer_size"]:
         raise ConfigError(f"{family}.batch_size ({c['batch_size']}) exceeds buffer_size ({c['buffer_size']})")
     if steps > c["buffer_size"]:
-        raise ConfigError(f"{family}.buffer_size ({c['buffer_size']}) is smaller than one env step "
-                          f"of all envs ({config['num_envs']})")
+        raise ConfigError(f"{family}.buffer_size ({c['buffer_size']}) is smaller than one rollout of all envs "
+                          f"({config['num_envs']} envs x rollout {c['rollout']} = {steps} transitions)")
     if not 0 <= c["learning_starts"] <= c["buffer_size"]:
         raise ConfigError(f"{family}.learning_starts must be in [0, buffer_size], got {c['learning_starts']}")
     # Learning starts once a seed's buffer holds this many transitions; a run that never stores
