@@ -109,7 +109,9 @@ def report(args) -> int:
         policy.build_scripted(name, run.scenario, run.env)  # AnalysisError names what is wrong
     learned = protocols.evaluate_run(run.path, args.episodes)
     seeds = [int(s) for s in learned["seeds"]]
-    rows = [(f"{run.algo} (trained)", learned)]
+    # A scripted run (random, base-stock, ...) learned nothing: label it as what it is.
+    kind = "scripted" if policy.is_scripted(run.algo) else "trained"
+    rows = [(f"{run.algo} ({kind})", learned)]
     for name in args.baselines:
         rows.append((name, protocols.evaluate_policy(name, run.scenario, seeds, args.episodes, run.env)))
     columns = COLUMNS[run.scenario]
@@ -131,7 +133,7 @@ def report(args) -> int:
         seen = np.isfinite(costs).any(0)  # updates before the first episode ended have none
         steps, costs = steps[seen], costs[:, seen]
         mean, std = np.nanmean(costs, 0), np.nanstd(costs, 0)
-        ax.plot(steps, mean, label=f"{run.algo} (training episodes)")
+        ax.plot(steps, mean, label=f"{run.algo} ({'run' if kind == 'scripted' else 'training'} episodes)")
         ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
         for (name, rec), style in zip(rows[1:], ("--", ":", "-.")):
             ax.axhline(per_seed(rec, "cost").mean(), ls=style, color="k", lw=1, label=f"{name} (held-out)")

@@ -72,6 +72,25 @@ def test_demos_refuses_a_missing_run_and_a_run_of_another_scenario(tmp_path, cap
     assert tree(tmp_path) == before  # evaluated nothing: no evaluation.json in the run
 
 
+@pytest.mark.parametrize("algo, label", [("base-stock", "| base-stock (scripted) |"),
+                                         ("mappo", "| mappo (trained) |")])
+def test_demos_labels_a_scripted_run_scripted_and_a_learner_trained(tmp_path, capsys, monkeypatch, algo, label):
+    from jaxsoc.analysis import protocols
+
+    demos = load("demos")
+    run = fake_run(tmp_path / "runs" / "r", algo, "retail")
+
+    def record(*_a, **_k):  # what evaluate_run / evaluate_policy return, for two seeds
+        metrics = {c: {"mean": 1.0} for c in demos.COLUMNS["retail"]}
+        return {"seeds": {"0": {"metrics": metrics}, "1": {"metrics": metrics}}, "checkpoint_env_steps": 0}
+
+    monkeypatch.setattr(protocols, "evaluate_run", record)
+    monkeypatch.setattr(protocols, "evaluate_policy", record)
+    assert demos.main([str(run), "--baselines", "random", "--episodes", "2"]) == 0
+    rows = [ln.split("|")[1].strip() for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")]
+    assert rows[1:] == [label.strip("| "), "random"]
+
+
 def test_demos_keeps_an_earlier_table_and_curve_unless_force(tmp_path, capsys):
     demos = load("demos")
     run = fake_run(tmp_path / "runs" / "r", "base-stock", "retail")
