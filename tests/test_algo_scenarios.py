@@ -46,6 +46,15 @@ def test_team_learners_refuse_a_learnable_red_as_a_config_error(algo):
         make_train(algo, "soc-v2-redblue")
 
 
+@pytest.mark.parametrize("algo", ["mappo", "ippo", "single-drl", "impala", "sac", "maddpg", "trpo"])
+def test_a_learner_without_a_per_host_head_refuses_soc_hybrid(algo):
+    """soc-hybrid's segment agents choose per host (MultiDiscrete): read as a Box, the learners'
+    floats were cast to choice 0 by the env, so the segments never acted and nothing said so."""
+    with pytest.raises(ConfigError, match=r"^role 'segment_0' chooses one of 3 actions for each of its 4 hosts "
+                                          r"\(MultiDiscrete\).*train this scenario with --algo hybrid$"):
+        make_train(algo, "soc-hybrid", {"hosts_per_segment": 4})
+
+
 def test_a_scripted_lead_refuses_a_world_without_the_discrete_directive_as_a_config_error():
     with pytest.raises(ConfigError, match=r"^scripted leads need the discrete directive and the SOC view"):
         make_train("lead-oracle", "hmarl-soc-v1")
@@ -88,3 +97,19 @@ def test_the_cage4_world_has_its_own_scripted_policies():
         state0 = trainer.init(jax.random.key(3))
         _, metrics = jax.jit(trainer.update)(state0)
         assert np.isfinite(float(jnp.mean(metrics["reward"])))
+
+
+@pytest.mark.parametrize("world", ["retail", "cage4-like"])
+def test_soc_only_analyses_refuse_another_world_in_one_line(world):
+    """The leads (eval/strategic.py) and the detectors' telemetry (detector_quality, train_detector)
+    read the SOC network: other worlds failed with AttributeErrors."""
+    from jaxsoc import detectors as det
+    from jaxsoc.env import leads
+
+    _, params = soc.make(world)
+    with pytest.raises(ValueError, match=r"^scripted leads direct the SOC team .* is another world: use soc-strategic"):
+        leads.check_scenario(params)
+    with pytest.raises(ValueError, match=rf"^scenario '{world}' has no SOC network whose host telemetry"):
+        det.telemetry_world(world)
+    env, p = det.telemetry_world("soc-hybrid", hosts_per_segment=4)  # its SOC world, as before
+    assert isinstance(env, soc.SOCEnv) and p.name == "soc-hybrid"

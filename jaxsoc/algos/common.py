@@ -24,7 +24,7 @@ import jaxsoc.env as env_lib
 from jaxsoc.config import ConfigError
 from jaxsoc.env import SOCEnv, hmarl_directive
 from jaxsoc.env.defenders import DIRECTIVE_DIM
-from jaxsoc.env.spaces import Discrete
+from jaxsoc.env.spaces import Discrete, MultiDiscrete
 
 COORDINATOR_ENCODINGS = ("native", "hmarl", "onehot")
 # A discrete coordinator on v1 chooses among 8 directives (HMARL-SOC's get_directive: 2 focus
@@ -90,6 +90,13 @@ def role_specs(env: SOCEnv, coordinator: str = "native") -> Dict[str, RoleSpec]:
             specs[a] = RoleSpec(a, obs_dim, "discrete", V1_COORDINATOR_CHOICES)
         elif isinstance(space, Discrete):
             specs[a] = RoleSpec(a, obs_dim, "discrete", space.n)
+        elif isinstance(space, MultiDiscrete):
+            # No learner here has a head of one choice per entry: read as a Box, its floats were
+            # cast to choice 0 by the env, so the role never acted and nothing said so.
+            raise ConfigError(
+                f"role {a!r} chooses one of {int(max(space.nvec))} actions for each of its "
+                f"{len(space.nvec)} hosts (MultiDiscrete), which this learner's heads (one choice, or a "
+                "continuous vector) cannot express: train this scenario with --algo hybrid")
         else:
             specs[a] = RoleSpec(a, obs_dim, "continuous", space.shape[0])
     return specs

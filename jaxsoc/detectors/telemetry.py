@@ -54,6 +54,9 @@ def telemetry_world(scenario: str, **overrides):
     env, params = soc.make(scenario, **overrides)
     if hasattr(params, "soc"):
         return soc.SOCEnv(params.soc), params.soc
+    if not isinstance(env, soc.SOCEnv):  # a demo world or cage4-like: no SOC hosts to watch
+        raise ValueError(f"scenario {scenario!r} has no SOC network whose host telemetry a detector "
+                         "reads: use a SOC scenario (soc-v2, hmarl-soc-v1, ...) or soc-hybrid")
     return env, params
 
 

@@ -31,6 +31,10 @@ HUNT = 1  # the "hunt" posture (watch, hunt, contain): the leads' posture
 
 def check_scenario(params: EnvParams) -> None:
     """Leads issue discrete directives and read the SOC dashboard: ValueError otherwise."""
+    if not isinstance(params, EnvParams):  # another world (a demo, cage4-like, soc-hybrid)
+        raise ValueError(f"scripted leads direct the SOC team (its coordinator's discrete directive); "
+                         f"{getattr(params, 'name', type(params).__name__)!r} is another world: "
+                         "use soc-strategic or soc-v2")
     if not (params.fix_d6_directive and params.fix_d1_hidden_truth):
         raise ValueError(f"scripted leads need the discrete directive and the SOC view "
                          f"(fix_d6_directive and fix_d1_hidden_truth), which {params.name!r} lacks; "

@@ -111,3 +111,7 @@ def check_action_dict(actions, agents: Iterable[str], action_spaces: Mapping, op
         fits = math.prod(shape) == math.prod(want) if a in any_shape else shape == want
         if not fits:
             raise ValueError(f"actions[{a!r}] has shape {shape}, expected {want}")
+        dtype = jnp.result_type(actions[a])
+        if isinstance(action_spaces[a], (Discrete, MultiDiscrete)) and not jnp.issubdtype(dtype, jnp.integer):
+            # A float choice would be cast to an integer (every value in (-1, 1) to choice 0).
+            raise ValueError(f"actions[{a!r}] has dtype {dtype}, expected integers (choice indices)")

@@ -30,6 +30,9 @@ def test_a_valid_dict_passes_and_optional_names_may_be_left_out():
     ({**GOOD, "many": jnp.zeros((3, 1), jnp.int32)}, "actions['many'] has shape (3, 1), expected (3,)"),
     ({**GOOD, "dial": jnp.zeros(8)}, "actions['dial'] has shape (8,), expected (2, 4)"),
     ({**GOOD, "extra": jnp.zeros(4)}, "actions['extra'] has shape (4,), expected (5,)"),
+    # A float choice would be cast to an index: every value in (-1, 1) to choice 0.
+    ({**GOOD, "many": jnp.full(3, 0.7)}, "actions['many'] has dtype float32, expected integers (choice indices)"),
+    ({**GOOD, "pick": jnp.float32(1.0)}, "actions['pick'] has dtype float32, expected integers (choice indices)"),
 ])
 def test_each_problem_is_one_line_naming_the_agent(actions, message):
     spaces = {**SPACES, "extra": Box(0.0, 1.0, (5,))}
