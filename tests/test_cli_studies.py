@@ -152,6 +152,20 @@ def test_reproduce_refuses_bad_lists_folders_and_ignored_flags(tmp_path, capsys,
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("preset", ["retail", "soc-hybrid"])
+def test_reproduce_says_a_world_that_is_not_a_soc_preset_is_not_one_rather_than_unknown(tmp_path, capsys, preset):
+    import jaxsoc.env as soc
+
+    out = tmp_path / "out"
+    err = refused(capsys, load("reproduce").main, ["--preset", preset, "--quick", "--out", str(out)])
+    assert err == (f"error: reproduce builds Table II on the SOC presets ({', '.join(soc.preset_names())}) or a "
+                   f"scenario .yaml; {preset!r} is another world (jaxsoc.env.make builds it), not a SOC preset")
+    assert not out.exists()
+    # A name no scenario has stays unknown, with a suggestion.
+    err = refused(capsys, load("reproduce").main, ["--preset", "soc-v3", "--quick", "--list"])
+    assert err.startswith("error: unknown preset 'soc-v3' (did you mean 'soc-v2'?); known: hmarl-soc-v1, ")
+
+
 @pytest.mark.parametrize("listing", [False, True])
 def test_reproduce_refuses_no_extras_without_hmarl_planned(tmp_path, capsys, listing):
     out = tmp_path / "out"

@@ -190,9 +190,13 @@ def make_plan(
         import jaxsoc.env as soc
 
         known = soc.preset_names()
+        worlds = soc.scenario_names()
     except Exception:  # pragma: no cover - env not importable
-        known = ()
+        known = worlds = ()
     if known and preset not in known and not config_lib.is_scenario_file(preset):
+        if preset in worlds:  # a scenario make builds (retail, cage4-like, ...), not a SOC preset
+            raise AnalysisError(f"reproduce builds Table II on the SOC presets ({', '.join(known)}) or a scenario "
+                                f".yaml; {preset!r} is another world (jaxsoc.env.make builds it), not a SOC preset")
         raise AnalysisError(f"unknown preset {preset!r}{suggest(preset, known)}; known: {', '.join(known)}")
     if int(window) < 0:
         raise AnalysisError(f"window must be >= 0 episodes (0 or 1: each update alone), got {window}")
