@@ -16,6 +16,11 @@ episodes, and their difference is a paired sample. Per metric: A and B as mean +
 over seeds (eval/evaluate.py's convention), each seed's B - A, and the mean difference with its
 Student-t interval over seeds (sample std, n - 1 degrees of freedom), and in how many seeds B is
 above A.
+
+Default metrics: return, csr, exfiltrated, mttd, mttr, fpr, hosts_compromised on a SOC world; on
+another (retail, banking, cage4-like), the return and then the metrics both evaluations hold.
+Two evaluations of different scenarios or env overrides (the `scenario` and `env` their requests
+record) are refused: their episodes are not the same, so their difference is no paired sample.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from typing import Dict, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jaxsoc import cli  # noqa: E402
+from jaxsoc.analysis import runs as runs_lib  # noqa: E402  (light: no JAX)
 from jaxsoc.analysis.intervals import mean_interval  # noqa: E402
 
 METRICS = ("return", "csr", "exfiltrated", "mttd", "mttr", "fpr", "hosts_compromised")
@@ -39,13 +45,39 @@ def build_parser():
     p = cli.Parser(prog="eval/paired.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("a", metavar="RUN_A", help="the baseline run folder (or several, joined by commas)")
     p.add_argument("b", metavar="RUN_B", help="the run(s) compared with it (differences are B - A)")
-    p.add_argument("--metrics", type=cli.parse_list, default=list(METRICS), metavar="LIST")
+    p.add_argument("--metrics", type=cli.parse_list, metavar="LIST",
+                   help=f"metrics to pair (default: {','.join(METRICS)} on a SOC world; on another, "
+                   "return and the metrics both evaluations hold)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (0.95)")
     return p
 
 
-# What makes two evaluations' episodes the same held-out episodes, seed by seed.
+# What makes two evaluations' episodes the same held-out episodes, seed by seed (besides the
+# world, `WORLD`, checked first with its own message).
 SAME_EPISODES = ("episodes", "batch", "greedy", "heldout_stream")
+# The world an evaluation played: the scenario and env overrides its request records.
+WORLD = ("scenario", "env")
+
+
+def world_text(record: dict) -> str:
+    """`'retail'`, or `'cage4-like' with env {'max_steps': 50}`: the world of an evaluation record."""
+    req = record["request"]
+    return repr(req.get("scenario")) + (f" with env {req['env']}" if req.get("env") else "")
+
+
+def check_same_world(a: dict, b: dict, what: str = "paired") -> None:
+    """ValueError naming both sides when `a` and `b` were evaluated on different scenarios or env
+    overrides (their held-out episodes are then not the same episodes)."""
+    if any(a["request"].get(k) != b["request"].get(k) for k in WORLD):
+        raise ValueError(f"{a['run']} was evaluated on {world_text(a)} and {b['run']} on {world_text(b)}: "
+                         f"evaluations of different scenarios or env overrides cannot be {what}")
+
+
+def default_metrics(a: dict, b: dict) -> tuple:
+    """METRICS on a SOC world; otherwise the return and the other metrics both sides hold on every seed."""
+    def names(record):
+        return set.intersection(*(set(entry["metrics"]) for entry in record["seeds"].values()))
+    return runs_lib.default_metrics(names(a) & names(b), METRICS)
 
 
 def read_evaluation(runs: str) -> dict:
@@ -60,6 +92,7 @@ def read_evaluation(runs: str) -> dict:
         paths.append(path)
     joined = {"run": runs, "request": records[0]["request"], "seeds": {}}
     for rec, path in zip(records, paths):
+        check_same_world({"run": str(paths[0]), **records[0]}, {**rec, "run": str(path)}, "joined")
         if any(rec["request"].get(k) != joined["request"].get(k) for k in SAME_EPISODES):
             raise ValueError(f"{paths[0]} and {path} were not evaluated with the same request "
                              f"({', '.join(SAME_EPISODES)}): evaluate them with the same --episodes")
@@ -110,6 +143,7 @@ def seed_means(record: dict, metric: str) -> Dict[str, float]:
 
 def table(a: dict, b: dict, metrics: Sequence[str], level: float) -> str:
     """The markdown table of B - A per metric (module docstring)."""
+    check_same_world(a, b)
     if any(a["request"].get(k) != b["request"].get(k) for k in SAME_EPISODES) or set(a["seeds"]) != set(b["seeds"]):
         raise ValueError("the two runs were not evaluated on the same seeds and held-out episodes "
                          f"(A: seeds {sorted(a['seeds'])}, {a['request']}; B: seeds {sorted(b['seeds'])}, {b['request']})")
@@ -142,9 +176,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not 0.0 < args.level < 1.0:
         p.error(f"--level must lie strictly between 0 and 1, got {args.level}")
-    if not args.metrics:
+    if args.metrics is not None and not args.metrics:
         p.error("--metrics names no metric (e.g. --metrics return,csr)")
-    repeated = sorted({m for m in args.metrics if args.metrics.count(m) > 1})
+    repeated = sorted({m for m in args.metrics or () if args.metrics.count(m) > 1})
     if repeated:
         p.error(f"--metrics names {', '.join(repeated)} more than once")
     # A run compared with itself is a difference of zero, seed by seed: surely a mistyped side.
@@ -152,7 +186,8 @@ def main(argv=None) -> int:
     if same:
         p.error(f"{sorted(same)[0]} is on both sides (A and B): compare two different runs")
     try:
-        print(table(read_evaluation(args.a), read_evaluation(args.b), args.metrics, args.level))
+        a, b = read_evaluation(args.a), read_evaluation(args.b)
+        print(table(a, b, args.metrics or default_metrics(a, b), args.level))
     except ValueError as e:
         p.error(str(e))
     return 0

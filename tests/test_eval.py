@@ -22,6 +22,7 @@ from jaxsoc import algos  # noqa: E402
 from jaxsoc.analysis import attention, execute, figures, paper, plan as plan_lib, protocols, report, runs, tables  # noqa: E402,E501
 from jaxsoc.analysis.runs import AnalysisError  # noqa: E402
 from jaxsoc.demos import HEURISTICS  # noqa: E402
+from tests.cli_checks import refused  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- synthetic runs
@@ -309,11 +310,14 @@ def test_a_scripted_evaluation_written_with_out_pairs_with_a_run(toy_run, tmp_pa
     with fast_compile():
         run_rec = protocols.evaluate_run(toy_run, 4, write=False, reuse=False, make_env=engine_toys.make_toy_env)
     assert set(written["request"]) == set(run_rec["request"])
-    # the toy run's seeds 0-1 on 4 episodes: the same held-out request, so paired.py takes the pair
     protocols.write_evaluation(tmp_path, run_rec, run_rec["per_episode"])
     capsys.readouterr()
-    assert paired.main([str(out), str(tmp_path), "--metrics", "return"]) == 0
-    assert capsys.readouterr().out.splitlines()[2].startswith("| return |")
+    # hmarl-soc-v1 (max_steps 12) against the toy world: other episodes, so no paired sample
+    refused(paired.main, [str(out), str(tmp_path), "--metrics", "return"], capsys,
+            f"{out} was evaluated on 'hmarl-soc-v1' with env {{'max_steps': 12}} and {tmp_path} on "
+            f"{run_rec['request']['scenario']!r}")
+    # (the same request keys, checked above, are what lets paired.py take a scripted evaluation and
+    # a run's on the same world: tests/test_paired.py)
     before = (out / protocols.EVALUATION_FILE).read_text()
     for bad, words in ((flags, "exists: --force replaces it"), (flags + ["--no-write"], "contradict"),
                        ([str(toy_run), "--out", str(out)], "--out applies with --algo")):

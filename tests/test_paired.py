@@ -67,3 +67,52 @@ def test_a_side_can_join_runs_of_other_seeds(paired, tmp_path, capsys):
     refused(paired.main, [f"{a},{again}", b], capsys, "seed 0 is in more than one")
     longer = write(tmp_path / "a2-longer", record("a2-longer", [3.0, 4.0], [0.5, 0.5], episodes=100, first_seed=2))
     refused(paired.main, [f"{tmp_path / 'a0'},{longer}", b], capsys, "same request")
+
+
+def world_record(run, scenario, env=None, **metrics):
+    """An evaluation.json of seeds 0.. on `scenario` (and env overrides), `metrics` name -> per-seed means."""
+    n = len(next(iter(metrics.values())))
+    seeds = {str(i): {"episodes": 8, "metrics": {k: {"mean": v[i], "std": 0.0, "n": 8} for k, v in metrics.items()}}
+             for i in range(n)}
+    req = {"episodes": 8, "batch": 8, "greedy": True, "heldout_stream": 7, "scenario": scenario, "env": env or {}}
+    return {"run": run, "request": req, "seeds": seeds}
+
+
+def test_default_metrics_on_a_world_without_the_soc_ones(paired, tmp_path, capsys):
+    # retail: no csr, so the default is the return, then the metrics both sides hold, sorted
+    # ("moved" is only in A: no row)
+    a = write(tmp_path / "a", world_record("a", "retail", **{"return": [-10.0, -20.0]}, cost=[10.0, 20.0],
+                                           fill_rate=[0.5, 1.0], moved=[3.0, 4.0]))
+    b = write(tmp_path / "b", world_record("b", "retail", **{"return": [-8.0, -21.0]}, cost=[8.0, 21.0],
+                                           fill_rate=[0.75, 1.0]))
+    assert paired.main([a, b]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert [r.split(" | ")[0] for r in rows] == ["| return", "| cost", "| fill_rate"]
+    assert rows[0].startswith("| return | -15.00 ± 5.00 | -14.50 ± 6.50 | +2.00, -1.00 | +0.50 [")
+    assert rows[2].startswith("| fill_rate | 0.75 ± 0.25 | 0.88 ± 0.12 | +0.25, +0.00 | +0.12 [")
+
+
+def test_soc_world_keeps_its_default_metrics(paired, tmp_path, capsys):
+    names = paired.METRICS
+    a = write(tmp_path / "a", world_record("a", "soc-v2", **{m: [1.0, 2.0] for m in names}))
+    b = write(tmp_path / "b", world_record("b", "soc-v2", **{m: [2.0, 2.0] for m in names}))
+    assert paired.main([a, b]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert [r.split(" | ")[0].split(" %")[0] for r in rows] == [f"| {m}" for m in names]
+
+
+@pytest.mark.parametrize("world_b, text", [
+    (("banking", {}), "was evaluated on 'retail' and {b} on 'banking'"),
+    (("retail", {"max_steps": 20}), "was evaluated on 'retail' and {b} on 'retail' with env {{'max_steps': 20}}"),
+])
+def test_evaluations_of_different_worlds_are_refused(paired, tmp_path, capsys, world_b, text):
+    a = write(tmp_path / "a", world_record("a", "retail", cost=[1.0, 2.0]))
+    b = write(tmp_path / "b", world_record("b", *world_b, cost=[1.0, 2.0]))
+    line = refused(paired.main, [a, b, "--metrics", "cost"], capsys, text.format(b=b))
+    assert line.startswith(f"eval/paired.py: error: {a} was evaluated on") and "cannot be paired" in line
+    assert capsys.readouterr().out == ""  # no table, not even its header
+    # two runs joined on one side must share their world too
+    rec = world_record("a-other", *world_b, cost=[1.0, 2.0])
+    rec["seeds"] = {"5": rec["seeds"]["0"], "6": rec["seeds"]["1"]}  # other seeds than a's
+    other = write(tmp_path / "a-other", rec)
+    refused(paired.main, [f"{a},{other}", b, "--metrics", "cost"], capsys, "cannot be joined")
