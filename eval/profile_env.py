@@ -174,7 +174,8 @@ def main(argv=None):
     from jaxsoc import cli
 
     ap = cli.Parser(prog="eval/profile_env.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--presets", nargs="+", default=["soc-v2"])
+    ap.add_argument("--presets", nargs="+", default=["soc-v2"],
+                    help="SOC presets or cage4-like (soc-v2); the demo worlds and soc-hybrid are not profiled")
     ap.add_argument("--envs", type=cli.parse_positive_int, default=4096)
     ap.add_argument("--steps", type=cli.parse_positive_int, default=20, help="env steps per profiled call")
     ap.add_argument("--repeats", type=cli.parse_positive_int, default=3, help="profiled calls")
@@ -189,6 +190,12 @@ def main(argv=None):
     from jaxsoc.names import suggest
 
     known = sorted(set(soc.preset_names()) | {"cage4-like"})
+    # Worlds make builds that bench_env's runner cannot step (the demos, soc-hybrid): not "unknown".
+    other = [p for p in args.presets if p not in known and p in soc.scenario_names()]
+    if other:
+        names = ", ".join(repr(p) for p in other)
+        ap.error(f"preset{'s' * (len(other) > 1)} {names} {'are' if len(other) > 1 else 'is'} not "
+                 f"{'ones' if len(other) > 1 else 'one'} this profiler runs; it runs: {', '.join(known)}")
     unknown = [p for p in args.presets if p not in known]
     if unknown:
         names = ", ".join(f"{p!r}{suggest(p, known)}" for p in unknown)

@@ -216,6 +216,23 @@ def test_benchmarks_refuse_bad_input(capsys, monkeypatch, tool, argv, match):
     bench_refused(tool, argv, capsys, monkeypatch, match)
 
 
+RUNS = "cage4-like, hmarl-soc-v1, soc-strategic, soc-v2, soc-v2-10x100, soc-v2-20x250, soc-v2-redblue"
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--presets", "retail"], f"eval/profile_env.py: error: preset 'retail' is not one this profiler runs; it runs: "
+                              f"{RUNS} (see --help)"),
+    (["--presets", "soc-v2", "banking", "soc-hybrid"],
+     f"eval/profile_env.py: error: presets 'banking', 'soc-hybrid' are not ones this profiler runs; it runs: "
+     f"{RUNS} (see --help)"),
+])
+def test_profile_env_says_a_world_make_builds_is_not_profiled_rather_than_unknown(capsys, monkeypatch, argv, line):
+    # retail, banking and soc-hybrid are scenarios jaxsoc.env.make knows: "unknown preset" was wrong.
+    pe = load("profile_env")
+    monkeypatch.setattr(pe, "profile", no_work(pe, "the profile"))
+    assert refused(pe.main, argv, capsys, "not one") == line
+
+
 @pytest.mark.parametrize("argv, match", [
     (["--skip-rounds", "--capacity", "5"], "--capacity sets the update rounds, and --skip-rounds skips them"),
     (["--skip-rounds", "--hidden", "64"], "--hidden sets the update rounds, and --skip-rounds skips them"),
