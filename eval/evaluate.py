@@ -23,8 +23,10 @@ greedy actions on held-out episodes (a key stream that neither training nor the 
 evaluation uses; the same episodes for every method with the same seed numbers), one batch of
 parallel envs per seed, each env's first episode counted, and prints per seed and mean +- std
 over seeds (population std, as the paper): reward (episode return), MTTD, MTTR, FPR, CSR,
-exfiltration rate, hosts compromised. Metrics follow the scenario's definitions (v1: as the
-paper; v2: NaN-undefined MTTD/MTTR are skipped and counted, shown as n=...).
+exfiltration rate, hosts compromised (a world without these, e.g. retail, banking or cage4-like:
+the return and then its own metrics, as evaluation.json holds them). Metrics follow the
+scenario's definitions (v1: as the paper; v2: NaN-undefined MTTD/MTTR are skipped and counted,
+shown as n=...).
 
 A run folder is evaluated on the env and seeds it was trained with: --set and --seeds apply to
 --algo only and are refused with run folders.
@@ -131,10 +133,12 @@ def main(argv=None) -> int:
             if args.json:
                 print(json.dumps({k: v for k, v in rec.items() if k != "per_episode"}, indent=1))
                 continue
-            result = protocols.result_from_evaluation(rec, head, scenario, env)
+            # A SOC world's columns, or another world's own metrics (retail, banking, cage4-like).
+            metrics = runs.default_metrics({k for entry in rec["seeds"].values() for k in entry["metrics"]})
+            result = protocols.result_from_evaluation(rec, head, scenario, env, metrics)
             mode = "greedy" if not args.stochastic else "stochastic"
             print(f"\n{head}\n{mode}, {args.episodes} held-out episodes per seed, {rec['seconds']:.1f} s\n")
-            print(tables.per_seed_markdown(result))
+            print(tables.per_seed_markdown(result, metrics))
         return 0
 
     return cli.guarded(work)

@@ -41,7 +41,8 @@ def build_parser():
     p = cli.Parser(prog="eval/figures.py", description="Draw learning curves, bars and per-seed scatter.",
                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_run_arguments(p, window_help="training episodes per curve point and per paper-protocol value (2000)",
-                          metrics_help="metrics (default: return,mttd,mttr,fpr,csr; curves: return,csr,fpr,mttr)")
+                          metrics_help="metrics (default: return,mttd,mttr,fpr,csr; curves: return,csr,fpr,mttr; "
+                          "a world without them, e.g. retail: return and its own metrics)")
     p.add_argument("--out", metavar="DIR", default="figures", help="output folder (figures)")
     p.add_argument("--force", action="store_true", help="overwrite figures already in --out")
     return p
@@ -87,14 +88,19 @@ def main(argv=None) -> int:
         curves, drawn = {}, []
         try:
             for s, gs in sections.items():
-                curves[s], _ = figures.learning_curves(gs, args.metrics or ("return", "csr", "fpr", "mttr"), window,
-                                                       title=s)
-            results = protocols.results_by_section(sections, protos, window, episodes, evaluate=evaluate)
+                # A SOC world's curves, or another world's own metrics (those its runs log).
+                names = {k for g in gs for run in g.runs for k in protocols.world_metrics(
+                    run, [r for rs in protocols.read_metrics_log(run).values() for r in rs])}
+                curves[s], _ = figures.learning_curves(
+                    gs, args.metrics or runs.default_metrics(names, ("return", "csr", "fpr", "mttr")), window, title=s)
+            results = protocols.results_by_section(sections, protos, window, episodes, evaluate=evaluate,
+                                                   metrics=args.metrics)
             for s in sections:  # per section, as before: its curves, then bars and seeds per protocol
                 drawn.append((curves.pop(s), f"curves_{s}"))
                 for protocol in protos:
                     res = results[s, protocol]
-                    metrics = args.metrics or runs.TABLE_METRICS
+                    metrics = args.metrics or runs.default_metrics({k for r in res for x in r.seeds for k in x.values},
+                                                                   runs.TABLE_METRICS)
                     title = f"{s}: {protocol} protocol"
                     fig, _ = figures.metric_bars(res, metrics, "all" if protocol == "paper" else True, title=title)
                     drawn.append((fig, f"bars_{s}_{protocol}"))

@@ -39,7 +39,8 @@ def build_parser():
     p = cli.Parser(prog="eval/table.py", description="Build Table II from run folders.", epilog=EPILOG,
                    formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_run_arguments(p, window_help="paper protocol: last N training episodes per seed (2000)",
-                          metrics_help="columns (default: return,mttd,mttr,fpr,csr; ours adds exfiltrated,hosts_compromised)")
+                          metrics_help="columns (default: return,mttd,mttr,fpr,csr; ours adds exfiltrated,hosts_compromised; "
+                          "a world without them, e.g. retail: return and its own metrics)")
     p.add_argument("--out", metavar="DIR", help="write md/csv/tex files here")
     p.add_argument("--formats", type=cli.parse_list, metavar="LIST", help="with --out: md,csv,tex (default all three)")
     p.add_argument("--paper", choices=("all", "matched", "none"),
@@ -93,14 +94,19 @@ def main(argv=None) -> int:
         # are run and written into their folders.
         if "ours" in protos and not args.no_evaluate:
             protocols.check_ours(groups, episodes)
-        results = protocols.results_by_section(sections, protos, window, episodes, evaluate=not args.no_evaluate)
+        results = protocols.results_by_section(sections, protos, window, episodes, evaluate=not args.no_evaluate,
+                                               metrics=args.metrics)
         # Every table is built before any is written: a method that fails leaves no file behind.
         built = []
         for (scenario, env_key) in sections:
             for protocol in protos:
-                metrics = args.metrics or (runs.TABLE_METRICS if protocol == "paper" else runs.EVAL_METRICS)
+                res = results[(scenario, env_key), protocol]
+                # A SOC world's columns, or another world's own metrics (those its results hold).
+                metrics = args.metrics or runs.default_metrics(
+                    {k for r in res for s in r.seeds for k in s.values},
+                    runs.TABLE_METRICS if protocol == "paper" else runs.EVAL_METRICS)
                 paper = args.paper or ("all" if protocol == "paper" else "matched")
-                table = tables.build_table(results[(scenario, env_key), protocol], protocol, metrics, paper=paper,
+                table = tables.build_table(res, protocol, metrics, paper=paper,
                                            window=window)
                 built.append((table, stems[scenario, env_key, protocol]))
         for table, stem in built:

@@ -3,7 +3,9 @@ is one line on stderr, exit status 2, before any work, and nothing is written or
 
 Every case is refused before JAX compiles anything, so each runs in milliseconds: the tools are
 called in-process through their `main(argv)`, on hand-made run folders (config.yaml and a short
-metrics.jsonl; no checkpoints).
+metrics.jsonl; no checkpoints). The last tests check which metrics eval/table.py, eval/figures.py
+and eval/evaluate.py show, by default and when chosen, on a SOC world and on one without the SOC
+metrics (retail), from hand-made logs and evaluations.
 """
 from __future__ import annotations
 
@@ -259,3 +261,134 @@ def test_explain_out_names_figures_by_run_and_refuses_a_clash(runs, tmp_path, ca
     refused(explain_tool.main, [str(runs / "learner"), str(other), "--out", str(tmp_path / "o")], capsys,
             "two runs would write the same figure")
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------- default and chosen metrics on every world
+def evaluation(path: Path, scenario: str, **means) -> None:
+    """An evaluation.json of seed 0 over 8 held-out episodes, as eval/evaluate.py writes it for a
+    scripted run on `scenario`, with `means` per metric (and an evaluation.npz beside it)."""
+    import numpy as np
+
+    from jaxsoc.analysis import protocols
+
+    request = {"format": protocols.EVAL_FORMAT, "episodes": 8, "greedy": True, "batch": 8, "scenario": scenario,
+               "env": {}, "checkpoint": None, "heldout_stream": protocols.HELDOUT_STREAM}
+    record = {"request": request, "run": str(path), "algo": "random", "trained_on": scenario,
+              "checkpoint_update": None, "seconds": 1.0,
+              "seeds": {"0": {"episodes": 8,
+                              "metrics": {k: {"mean": v, "std": 0.0, "n": 8} for k, v in means.items()}}}}
+    protocols.write_evaluation(path, record, {k: np.full((1, 8), v, np.float32) for k, v in means.items()})
+
+
+@pytest.fixture()
+def retail(tmp_path):
+    """A scripted retail run: a log of retail's own metrics (and a learner statistic, which is no
+    metric of the world) and an evaluation of them."""
+    path = make_run(tmp_path / "runs", "retail", algo="random", scenario="retail")
+    lines = [{"update": u, "seed": 0, "env_steps": 1000 * u,
+              "metrics": {"episodes": 3000, "return": -20.0 * u, "cost": 20.0 * u, "fill_rate": 0.5 + 0.2 * u,
+                          "reward": -0.1, "actor_loss/warehouse_0": 0.3}} for u in (1, 2)]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+def table_rows(out: str) -> list:
+    return [line for line in out.splitlines() if line.startswith("|")]
+
+
+def test_table_shows_a_worlds_own_metrics_when_it_has_no_soc_ones(retail, capsys):
+    # paper protocol, no evaluation yet: the log's metrics, return first (update 2 holds the last
+    # 2,000 episodes: return -40, cost 40, fill rate 0.9); reward and actor_loss/... are no columns
+    assert table_tool.main([str(retail), "--protocol", "paper"]) == 0
+    assert table_rows(capsys.readouterr().out) == [
+        "| Method | Seeds | Reward | cost | fill_rate |", "|---|---:|---:|---:|---:|",
+        "| Random | 1 | -40.0 ± 0.0 | 40.000 ± 0.000 | 0.900 ± 0.000 |"]
+    # ours: the evaluation's metrics
+    evaluation(retail, "retail", **{"return": -30.0, "cost": 30.0, "fill_rate": 0.75, "length": 50.0})
+    assert table_tool.main([str(retail), "--protocol", "ours", "--no-evaluate"]) == 0
+    assert table_rows(capsys.readouterr().out) == [
+        "| Method | Seeds | Reward | cost | fill_rate | Length |", "|---|---:|---:|---:|---:|---:|",
+        "| Random | 1 | -30.0 ± 0.0 | 30.000 ± 0.000 | 0.750 ± 0.000 | 50.0 ± 0.0 |"]
+
+
+def with_length(scripted: Path) -> Path:
+    """The SOC run `scripted` with a length logged (40) and evaluated (60), as every SOC world has."""
+    lines = [json.loads(x) for x in (scripted / "metrics.jsonl").read_text().splitlines()]
+    for x in lines:
+        x["metrics"]["length"] = 40.0
+    (scripted / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    evaluation(scripted, "hmarl-soc-v1", **{"return": -2.0, "csr": 0.25, "length": 60.0})
+    return scripted
+
+
+def test_table_fills_chosen_metrics_outside_the_soc_set(runs, capsys):
+    # a SOC run: its defaults are as before, and --metrics return,length fills Length (it was n/a)
+    scripted = with_length(runs / "scripted")
+    assert table_tool.main([str(scripted), "--protocol", "paper", "--paper", "none"]) == 0
+    assert table_rows(capsys.readouterr().out)[0] == "| Method | Seeds | Reward | MTTD | MTTR | FPR % | CSR % |"
+    assert table_tool.main([str(scripted), "--protocol", "ours", "--no-evaluate", "--paper", "none"]) == 0
+    assert table_rows(capsys.readouterr().out)[0] == ("| Method | Seeds | Reward | MTTD | MTTR | FPR % | CSR % | "
+                                                      "Exfil % | Hosts compromised |")
+    for protocol, row in (("paper", "| Rule-SOAR | 1 | -1.0 ± 0.0 | 40.0 ± 0.0 |"),
+                          ("ours", "| Rule-SOAR | 1 | -2.0 ± 0.0 | 60.0 ± 0.0 |")):
+        argv = [str(scripted), "--protocol", protocol, "--metrics", "return,length", "--paper", "none"]
+        assert table_tool.main(argv + (["--no-evaluate"] if protocol == "ours" else [])) == 0
+        assert table_rows(capsys.readouterr().out)[2] == row
+
+
+@pytest.fixture()
+def drawn(monkeypatch):
+    """What eval/figures.py draws: (function, metrics, each result's values per metric, or None for curves)."""
+    from jaxsoc.analysis import figures
+
+    calls = []
+    for name in ("learning_curves", "metric_bars", "seed_scatter"):
+        def spy(first, metrics, *a, _original=getattr(figures, name), _name=name, **k):
+            values = None if _name == "learning_curves" else [r.values(m).tolist() for r in first for m in metrics]
+            calls.append((_name, tuple(metrics), values))
+            return _original(first, metrics, *a, **k)
+        monkeypatch.setattr(figures, name, spy)
+    return calls
+
+
+def test_figures_draw_a_worlds_own_metrics(retail, tmp_path, capsys, drawn):
+    evaluation(retail, "retail", **{"return": -30.0, "cost": 30.0, "fill_rate": 0.75})
+    argv = [str(retail), "--protocol", "both", "--no-evaluate", "--force"]
+    assert figures_tool.main(argv + ["--out", str(tmp_path / "f")]) == 0
+    own = ("return", "cost", "fill_rate")
+    assert drawn == [("learning_curves", own, None),
+                     ("metric_bars", own, [[-40.0], [40.0], [0.9]]), ("seed_scatter", own, [[-40.0], [40.0], [0.9]]),
+                     ("metric_bars", own, [[-30.0], [30.0], [0.75]]), ("seed_scatter", own, [[-30.0], [30.0], [0.75]])]
+    drawn.clear()
+    assert figures_tool.main(argv + ["--out", str(tmp_path / "g"), "--metrics", "cost"]) == 0
+    assert [values for _, _, values in drawn] == [None, [[40.0]], [[40.0]], [[30.0]], [[30.0]]]
+    capsys.readouterr()
+
+
+def test_figures_fill_chosen_metrics_outside_the_soc_set(runs, tmp_path, capsys, drawn):
+    from jaxsoc.analysis import runs as runs_lib
+
+    # a SOC run: its default curves and bars as before, and a chosen metric outside them (length) filled
+    scripted = with_length(runs / "scripted")
+    assert figures_tool.main([str(scripted), "--protocol", "both", "--no-evaluate", "--out", str(tmp_path / "h")]) == 0
+    assert [m for _, m, _ in drawn] == [("return", "csr", "fpr", "mttr")] + [runs_lib.TABLE_METRICS] * 4
+    drawn.clear()
+    assert figures_tool.main([str(scripted), "--protocol", "both", "--no-evaluate", "--metrics", "length",
+                              "--out", str(tmp_path / "i")]) == 0
+    assert [values for _, _, values in drawn] == [None, [[40.0]], [[40.0]], [[60.0]], [[60.0]]]
+    capsys.readouterr()
+
+
+def test_evaluate_prints_a_worlds_own_metrics(retail, capsys):
+    import eval.evaluate as evaluate_tool
+
+    # the cached evaluation answers the request (8 greedy episodes): printed, nothing run
+    evaluation(retail, "retail", **{"return": -30.0, "cost": 30.0, "fill_rate": 0.75, "length": 50.0})
+    before = snapshot(retail)
+    assert evaluate_tool.main([str(retail), "--episodes", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "(cached evaluation.json; --force to redo)" in out and snapshot(retail) == before
+    assert table_rows(out) == [
+        "| Seed | Episodes | Reward | cost | fill_rate | Length |", "|---|---:|---:|---:|---:|---:|",
+        "| 0 | 8 | -30.0 | 30.000 | 0.750 | 50.0 |",
+        "| **mean ± std** | 8 | -30.0 ± 0.0 | 30.000 ± 0.000 | 0.750 ± 0.000 | 50.0 ± 0.0 |"]

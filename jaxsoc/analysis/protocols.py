@@ -117,16 +117,36 @@ def trailing_window(episodes, values, window: int) -> tuple[np.ndarray, np.ndarr
     return means, weight.astype(np.int64), starts
 
 
+# What metrics.jsonl logs next to the env's episode metrics that is not one of them.
+LOG_BOOKKEEPING = ("episodes", "env_steps", "reward")
+
+
+def world_metrics(run: RunInfo, records: Sequence[dict] = ()) -> list[str]:
+    """The env's episode metric names of a run: those its `evaluation.json` holds when it has one,
+    else those its log `records` hold without the bookkeeping (`LOG_BOOKKEEPING`) and the
+    learner's per-role statistics (names with a "/"; others, e.g. value_loss, stay)."""
+    try:
+        record = json.loads((run.path / EVALUATION_FILE).read_text())
+        return sorted({k for entry in record["seeds"].values() for k in entry["metrics"]})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    names = {k for r in records for k in (r.get("metrics") or {})}
+    return sorted(k for k in names if k not in LOG_BOOKKEEPING and "/" not in k)
+
+
 def paper_protocol(group: Group, window: int = WINDOW_EPISODES,
                    metrics: Sequence[str] | None = None) -> MethodResult:
-    """Per seed: the metrics' means over the last `window` training episodes (module docstring)."""
-    metrics = tuple(metrics or runs_lib.EVAL_METRICS)
+    """Per seed: the metrics' means over the last `window` training episodes (module docstring).
+    Default `metrics`: `runs.default_metrics` of the run's `world_metrics` (a SOC world's
+    EVAL_METRICS, another world's own)."""
+    asked = tuple(metrics or ())
     seeds: list[SeedResult] = []
     notes: list[str] = []
     short: dict[int, int] = {}
     biased: list[tuple[int, int]] = []
     for run in group.runs:
         by_seed = read_metrics_log(run)
+        metrics = asked or runs_lib.default_metrics(world_metrics(run, [r for rs in by_seed.values() for r in rs]))
         missing = sorted(set(run.seeds) - set(by_seed))
         if missing:
             notes.append(f"{run.path}: no log lines for seed(s) {missing}")
@@ -435,8 +455,10 @@ def evaluate_policy(
 
 def result_from_evaluation(record: dict, label: str, scenario: str, env: dict | None = None,
                            metrics: Sequence[str] | None = None) -> MethodResult:
-    """A `MethodResult` ("ours") from one evaluation record."""
-    metrics = tuple(metrics or runs_lib.EVAL_METRICS)
+    """A `MethodResult` ("ours") from one evaluation record. Default `metrics`:
+    `runs.default_metrics` of the record's (a SOC world's EVAL_METRICS, another world's own)."""
+    metrics = tuple(metrics or runs_lib.default_metrics(
+        {k for entry in record["seeds"].values() for k in entry["metrics"]}))
     seeds = []
     for s, entry in record["seeds"].items():
         values = {k: (math.nan if entry["metrics"].get(k, {}).get("mean") is None else entry["metrics"][k]["mean"])
@@ -450,19 +472,20 @@ def result_from_evaluation(record: dict, label: str, scenario: str, env: dict | 
 
 
 def results_by_section(sections: Mapping, protocols: Sequence[str], window: int, episodes: int,
-                       evaluate: bool = True) -> dict:
+                       evaluate: bool = True, metrics: Sequence[str] | None = None) -> dict:
     """`{(section, protocol): [MethodResult per group]}` for `sections` `{section: [Group]}` under
     each of `protocols` ("paper": the last `window` training episodes of the logs; "ours": greedy
-    held-out evaluation of `episodes` per seed, new ones only if `evaluate`), protocol by protocol
+    held-out evaluation of `episodes` per seed, new ones only if `evaluate`), protocol by protocol,
+    each computing `metrics` (default: each protocol's, `runs.default_metrics`)
     (eval/table.py and eval/figures.py; `check_ours` first, so a bad run is refused before any
     evaluation is written)."""
     results = {}
     for protocol in protocols:
         for section, groups in sections.items():
             if protocol == "paper":
-                results[section, protocol] = [paper_protocol(g, window) for g in groups]
+                results[section, protocol] = [paper_protocol(g, window, metrics) for g in groups]
             else:
-                results[section, protocol] = [ours_protocol(g, episodes, evaluate=evaluate) for g in groups]
+                results[section, protocol] = [ours_protocol(g, episodes, metrics, evaluate=evaluate) for g in groups]
     return results
 
 

@@ -103,8 +103,9 @@ EVAL_METRICS = TABLE_METRICS + ("exfiltrated", "hosts_compromised")
 def default_metrics(names: Iterable[str], soc: Sequence[str] = EVAL_METRICS) -> tuple[str, ...]:
     """The metrics a tool shows when none are asked for, given the metric `names` a world's
     evaluations or logs hold: `soc` (a SOC world's defaults) when `names` hold any of them besides
-    the return, or nothing but the return is known; otherwise (retail, banking, cage4-like) the world's own
-    metrics, the return first and the rest sorted, so they are not shown as SOC columns of n/a."""
+    the return, or nothing but the return is known; otherwise (retail, banking, cage4-like) the
+    world's own metrics, the return first and the rest sorted, so they are not shown as SOC
+    columns of n/a."""
     names = set(names)
     if not names - {"return"} or names & (set(soc) - {"return"}):
         return tuple(soc)
