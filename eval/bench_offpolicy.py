@@ -270,7 +270,10 @@ def algorithm_round(algo: str, hidden: Sequence[int] = (256, 256, 256), batch: i
     cfg["scenario"] = scenario
     family = algos.family_of(algo)
     env, _ = soc.make(scenario)
-    team = algos.family_module(algo).make_team(cfg, env)
+    module = algos.family_module(algo)
+    if getattr(module, "SOC_TEAM", False):  # the check algos.make_train runs, as make_team is called directly
+        op.common.check_soc_team(algo, scenario, env)
+    team = module.make_team(cfg, env)
     if team.world_state:
         env = op.common.with_world_state(env)
     example = team.example_transition(env)
@@ -285,7 +288,7 @@ def algorithm_round(algo: str, hidden: Sequence[int] = (256, 256, 256), batch: i
     flops = gflop(one_round, (agents, buffer))
     before = load()
     seconds, _, compile_s = timed(one_round, (agents, buffer), reps, repeats)
-    return {"name": algo, "roles": "+".join(op.ROLE_ABBREV[r] for r in team.controlled),
+    return {"name": algo, "roles": "+".join(op.ROLE_ABBREV.get(r, r) for r in team.controlled),
             "per": bool(cfg[family]["per"]), "hidden": list(hidden), "batch": batch, "ms": seconds * 1e3,
             "rounds_per_s": 1.0 / seconds, "gflop": flops, "gflops": flops / seconds,
             "compile_s": compile_s, "load": (before, load())}

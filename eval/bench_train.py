@@ -34,7 +34,11 @@ rounds' flags with `--skip-rounds`, `--rounds-scenario` when no selected case is
 the HMARL round runs, on hmarl-soc-v1), `--detector-windows` without `--detector`, `--scenario`
 when every case brings its own and neither the raw env nor the detectors are timed, and a `--set`
 no case takes (each takes `env.*` and its family's section). "Given" is told apart from a default
-by a None default (`UNSET` below holds the defaults that replace it after the checks).
+by a None default (`UNSET` below holds the defaults that replace it after the checks). So are
+sizes and worlds a part cannot run (`refuse_rounds`): an off-policy round whose config its
+`--capacity` or `--batch` breaks (the round steps 1,024 envs), a `--rounds-scenario` that is not a
+SOC world for the DQN family (dqn, iql, vdn, qmix act through the SOC roles) or whose roles a team
+cannot be built for, and `--detector-windows` under one autoencoder minibatch (256).
 
 Machines are noisy and shared: the load average is printed with each row; compare numbers from
 one run only.
@@ -93,6 +97,8 @@ CASES: dict[str, tuple[str, list[str]]] = {
 # that a flag the chosen mode would ignore can be refused; these values replace None after the checks.
 UNSET = {"scenario": "soc-v2", "detector_windows": 131_072, "hidden": [256, 256, 256], "batch": 256,
          "capacity": 200_000, "round_reps": 20, "round_repeats": 5, "rounds_scenario": "hmarl-soc-v1"}
+# The minibatch of the timed autoencoder epoch (time_detector): --detector-windows holds at least one.
+DETECTOR_BATCH = 256
 # The flags of the update rounds (skipped by --skip-rounds), by their dest.
 ROUND_FLAGS = {"hidden": "--hidden", "batch": "--batch", "capacity": "--capacity", "round_reps": "--round-reps",
                "round_repeats": "--round-repeats", "rounds_scenario": "--rounds-scenario"}
@@ -116,7 +122,8 @@ def _parse(argv=None):
                     help="also time detector training beside the raw env (docs/hybrid.md): telemetry "
                          "windows gathered and trained on per second")
     ap.add_argument("--detector-windows", type=cli.parse_positive_int, metavar="M",
-                    help="with --detector: windows of the timed autoencoder epoch and z-score fit (131,072)")
+                    help="with --detector: windows of the timed autoencoder epoch and z-score fit (131,072; at least "
+                         f"one minibatch, {DETECTOR_BATCH})")
     rounds = ap.add_argument_group("update rounds (eval/bench_offpolicy.py)")
     rounds.add_argument("--skip-rounds", action="store_true", help="skip the update-round measurements")
     rounds.add_argument("--hidden", nargs="+", type=cli.parse_positive_int,
@@ -147,6 +154,8 @@ def _parse(argv=None):
     for dest, default in UNSET.items():
         if getattr(args, dest) is None:
             setattr(args, dest, default)
+    if not args.skip_rounds:
+        refuse_rounds(ap, args)
     return args
 
 
@@ -167,6 +176,10 @@ def refuse_ignored(ap, args) -> None:
                      f"({', '.join(OFFPOLICY)}): only the HMARL round runs, always on hmarl-soc-v1")
     if args.detector_windows is not None and not args.detector:
         ap.error("--detector-windows goes with --detector: without it no detector is timed")
+    if args.detector_windows is not None and args.detector_windows < DETECTOR_BATCH:
+        # train_autoencoder refuses fewer windows than one minibatch, after the other timings
+        ap.error(f"--detector-windows {args.detector_windows} is fewer than one autoencoder minibatch "
+                 f"({DETECTOR_BATCH} windows)")
     own = [c for c in args.cases if any(x.startswith("scenario=") for x in CASES[c][1])]
     if args.scenario is not None and len(own) == len(args.cases) and args.no_raw and not args.detector:
         ap.error(f"--scenario does nothing here: every case brings its own ({', '.join(own)}), and with "
@@ -176,6 +189,37 @@ def refuse_ignored(ap, args) -> None:
         if s.split(".")[0] not in families + ["env"]:  # the filter time_case applies
             ap.error(f"--set {s} applies to none of the cases: each takes env.* and its family's section "
                      f"({', '.join(families)})")
+
+
+def refuse_rounds(ap, args) -> None:
+    """`ap.error` when an off-policy case's update round cannot be built: its config at the rounds'
+    sizes (e.g. a `--capacity` under one rollout of the round's 1,024 envs), or `--rounds-scenario`'s
+    world, where the DQN family acts through the SOC team's roles (`common.check_soc_team`, as
+    `algos.make_train` checks) and every team is built from `common.role_specs` (no learnable red).
+    Found here, not as an error row after the other timings."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_offpolicy as bo  # eval/bench_offpolicy.py
+
+    import jaxsoc.env as soc
+    from jaxsoc import algos
+    from jaxsoc.algos import common
+    from jaxsoc.config import ConfigError
+
+    selected = list(dict.fromkeys(CASES[c][0] for c in args.cases if CASES[c][0] in bo.OFFPOLICY))
+    if not selected:
+        return
+    env, _ = soc.make(args.rounds_scenario)
+    for algo in selected:
+        try:
+            bo.bench_config(algo, 1024, args.hidden, args.batch, args.capacity)  # algorithm_round's config
+        except ConfigError as e:
+            ap.error(f"the {algo} update round (--capacity {args.capacity}, --batch {args.batch}) cannot run: {e}")
+        try:
+            if getattr(algos.family_module(algo), "SOC_TEAM", False):
+                common.check_soc_team(algo, args.rounds_scenario, env)
+            common.role_specs(env)
+        except ConfigError as e:
+            ap.error(f"--rounds-scenario: {e}")
 
 
 def _load() -> str:
@@ -317,9 +361,10 @@ def time_detector(args, raw) -> list:
     rows = [("gather telemetry (env under no defender)", args.envs * steps * params.num_hosts / best(gather))]
     stream = det.gather_telemetry(jax.random.key(99), env, params, args.envs, steps)
     windows, _ = det.sample_windows(jax.random.key(98), stream, window, args.detector_windows)
-    config = det.AutoencoderConfig(window=window, features=params.telemetry_features, epochs=1)
+    config = det.AutoencoderConfig(window=window, features=params.telemetry_features, epochs=1,
+                                   batch_size=DETECTOR_BATCH)
     train = lambda r: det.train_autoencoder(jax.random.key(r), windows, config)[1]  # noqa: E731
-    rows.append(("autoencoder training (1 epoch, batch 256)", args.detector_windows / best(train)))
+    rows.append((f"autoencoder training (1 epoch, batch {DETECTOR_BATCH})", args.detector_windows / best(train)))
     fit = lambda r: det.fit_zscore(windows + r * 0.0, robust=True).center  # noqa: E731
     rows.append(("z-score fit (median/MAD)", args.detector_windows / best(fit)))
     print(f"\nDetector training on {params.name}'s telemetry, {args.envs} envs, windows of {window} steps, "

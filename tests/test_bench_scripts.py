@@ -101,3 +101,21 @@ def test_every_learner_has_a_training_benchmark_case():
                 if family != "scripted" and algos.family_module(name).__name__.startswith("jaxsoc.")}
     missing = sorted(learners - {algo for algo, _ in bt.CASES.values()})
     assert missing == [], f"no benchmark case for {missing}: add a line to CASES in eval/bench_train.py"
+
+
+def test_algorithm_round_refuses_a_soc_team_learner_on_another_world():
+    # qmix acts through the SOC roles: its team failed deep in the setup with an AttributeError.
+    from jaxsoc.config import ConfigError
+
+    bo = load("bench_offpolicy")
+    with pytest.raises(ConfigError, match="^--algo qmix acts through the SOC team's roles .* scenario 'retail' "
+                                          "has other agents"):
+        bo.algorithm_round("qmix", hidden=(8,), batch=8, capacity=8192, scenario="retail", reps=1, repeats=1)
+
+
+@pytest.mark.slow  # compiles and times one small SAC round on retail (~10 s)
+def test_algorithm_round_names_roles_outside_the_soc_team_by_their_names():
+    # ROLE_ABBREV has the SOC roles only: retail's warehouses failed with a KeyError after the timing.
+    bo = load("bench_offpolicy")
+    r = bo.algorithm_round("sac", hidden=(8,), batch=8, capacity=20480, scenario="retail", reps=1, repeats=1)
+    assert r["roles"] == "+".join(f"warehouse_{i}" for i in range(5)) and r["ms"] > 0

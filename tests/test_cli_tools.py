@@ -260,6 +260,61 @@ def test_bench_train_refuses_flags_its_mode_ignores(capsys, monkeypatch, argv, m
     bench_refused("bench_train", argv, capsys, monkeypatch, match)
 
 
+SOC_ROLES = "coordinator, threat_hunter, alert_triage, response_orchestrator"
+
+
+@pytest.mark.parametrize("argv, line", [
+    # qmix's round acts through the SOC roles: on retail or soc-hybrid it failed as an error row
+    # (AttributeError) after the other timings
+    (["--cases", "mappo", "qmix", "--rounds-scenario", "retail"],
+     f"--rounds-scenario: --algo qmix acts through the SOC team's roles ({SOC_ROLES}) and their action "
+     "layouts; scenario 'retail' has other agents (warehouse_0, warehouse_1, warehouse_2, warehouse_3, "
+     "warehouse_4): train it with a learner that takes any agents (e.g. mappo, ippo, sac) (see --help)"),
+    (["--cases", "dqn", "sac", "--rounds-scenario", "soc-hybrid"],
+     f"--rounds-scenario: --algo dqn acts through the SOC team's roles ({SOC_ROLES}) and their action "
+     "layouts; scenario 'soc-hybrid' has other agents (segment_0, segment_1, segment_2, segment_3, segment_4, "
+     "network): train it with a learner that takes any agents (e.g. mappo, ippo, sac) (see --help)"),
+    (["--cases", "sac", "--rounds-scenario", "soc-v2-redblue"],
+     "--rounds-scenario: this scenario has a learnable red agent (red_control): train it with --algo red-ppo "
+     "or redblue (docs/redblue.md), or the SOC team on soc-v2 (see --help)"),
+    # the round's buffer under one rollout of its 1,024 envs: an error row after the timings
+    (["--cases", "dqn", "sac", "--capacity", "20000"],
+     "the sac update round (--capacity 20000, --batch 256) cannot run: sac.buffer_size (20000) is smaller than "
+     "one rollout of all envs (1024 envs x rollout 20 = 20480 transitions) (see --help)"),
+    # the autoencoder trains on minibatches of 256: fewer windows ended in a ValueError after the timings
+    (["--cases", "mappo", "--skip-rounds", "--detector", "--detector-windows", "255"],
+     "--detector-windows 255 is fewer than one autoencoder minibatch (256 windows) (see --help)"),
+])
+def test_bench_train_refuses_rounds_and_detector_sizes_that_cannot_run_before_timing(capsys, monkeypatch, argv,
+                                                                                      line):
+    monkeypatch.syspath_prepend(str(EVAL))
+    import bench_offpolicy  # noqa: F401 - imported before bench_refused replaces jit (optax jits on import)
+    import jaxsoc.demos.retail  # noqa: F401 - the worlds soc.make imports, likewise
+    import jaxsoc.env.hybrid  # noqa: F401
+
+    assert bench_refused("bench_train", argv, capsys, monkeypatch, "error:") == "eval/bench_train.py: error: " + line
+
+
+def test_bench_train_refuses_a_rounds_world_whose_roles_the_team_cannot_build(capsys, monkeypatch):
+    # sac builds its heads from common.role_specs, which refuses soc-hybrid's MultiDiscrete segments
+    monkeypatch.syspath_prepend(str(EVAL))
+    import bench_offpolicy  # noqa: F401
+    import jaxsoc.env.hybrid  # noqa: F401
+
+    line = bench_refused("bench_train", ["--cases", "sac", "--rounds-scenario", "soc-hybrid"], capsys, monkeypatch,
+                         "error:")
+    assert line.startswith("eval/bench_train.py: error: --rounds-scenario: role 'segment_0' ")
+
+
+def test_bench_train_takes_a_rounds_world_every_selected_round_acts_in():
+    parse = load("bench_train")._parse
+    args = parse(["--cases", "mappo", "sac", "maddpg", "--rounds-scenario", "retail"])
+    assert (args.rounds_scenario, args.capacity) == ("retail", 200_000)
+    args = parse(["--cases", "hybrid", "--scenario", "soc-hybrid", "--detector", "--detector-windows", "256",
+                  "--skip-rounds"])
+    assert args.detector_windows == 256
+
+
 def test_bench_train_takes_the_flags_its_mode_uses_and_fills_the_defaults():
     parse = load("bench_train")._parse
     args = parse(["--cases", "mappo", "dqn", "--rounds-scenario", "soc-v2", "--capacity", "5000",
