@@ -176,6 +176,13 @@ def refuse_ignored(ap, args) -> None:
                      f"({', '.join(OFFPOLICY)}): only the HMARL round runs, always on hmarl-soc-v1")
     if args.detector_windows is not None and not args.detector:
         ap.error("--detector-windows goes with --detector: without it no detector is timed")
+    if args.detector:  # the detectors watch a SOC network's hosts; other worlds failed after the timings
+        from jaxsoc import detectors as det
+
+        try:
+            det.telemetry_world(args.scenario if args.scenario is not None else UNSET["scenario"])
+        except ValueError as e:
+            ap.error(f"--detector: {e}")
     if args.detector_windows is not None and args.detector_windows < DETECTOR_BATCH:
         # train_autoencoder refuses fewer windows than one minibatch, after the other timings
         ap.error(f"--detector-windows {args.detector_windows} is fewer than one autoencoder minibatch "

@@ -209,6 +209,8 @@ def bench_refused(tool, argv, capsys, monkeypatch, match, parse=None):
     ("bench_train", ["--rounds-scenario", "nope"], "unknown --rounds-scenario 'nope'"),
     ("bench_train", ["--scenario", "missing.yaml"], "--scenario: scenario file missing.yaml does not exist"),
     ("bench_train", ["--updates", "-1"], "--updates: expected 0 or more"),
+    ("bench_train", ["--cases", "mappo", "--scenario", "retail", "--detector", "--skip-rounds"],
+     "--detector: scenario 'retail' has no SOC network whose host telemetry a detector reads"),
     ("profile_env", ["--envs", "0"], "--envs: expected a positive integer"),
     ("profile_train", ["--algo", "mappo", "--envs", "0"], "--envs: expected a positive integer"),
 ])
