@@ -179,8 +179,12 @@ def bench_refused(tool, argv, capsys, monkeypatch, match, parse=None):
 
     # Imported first: module-level jax.jit decorators (the envs', the tool's imports) run before
     # jit is replaced, whichever tests ran before in this process.
-    import jaxsoc.env  # noqa: F401 - what the parsers import to check scenario names
+    import importlib
 
+    import jaxsoc.env  # what the parsers import to check scenario names
+
+    for name in jaxsoc.env.ENV_MODULES.values():  # the other worlds' modules (a check may make one)
+        importlib.import_module(name)
     module = load(tool)
     monkeypatch.setattr(jax, "jit", no_work(jax, "a compile"))
     main = getattr(module, parse or "main")
