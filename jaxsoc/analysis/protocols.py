@@ -203,15 +203,12 @@ def _dedupe(notes):
 
 
 def _max_steps(run: RunInfo) -> int | None:
-    """The run's episode limit (env override, else the preset's), or None if the env is unknown."""
-    if "max_steps" in run.env:
-        return int(run.env["max_steps"])
-    try:
-        import jaxsoc.env as soc
-        from jaxsoc.env.params import scenario_params
+    """The run's episode limit, from its env as every rebuild makes it (`engine.make_env_checked`:
+    env overrides, a scenario file's stored contents), or None if this checkout cannot build it."""
+    from jaxsoc import engine, evaluation
 
-        spec = run.config.get("scenario_spec")  # a scenario file's contents, stored with the run
-        return int((scenario_params(spec) if spec is not None else soc.build_params(run.scenario)).max_steps)
+    try:
+        return evaluation.episode_limit(*engine.make_env_checked(run.config))
     except Exception:  # a scenario this checkout does not know
         return None
 
@@ -314,7 +311,7 @@ def check_evaluation(run_dir: str | Path, *, update: int | None = None, scenario
                                  scenarios=[checked.scenario] if make_env else None)
     except ConfigError as e:
         raise AnalysisError(f"{run.path}/config.yaml cannot be used: {e}") from None
-    if episodes is not None and not (reuse and _cached(run, _request(checked, episodes, greedy, batch, update))):
+    if episodes is not None and not (reuse and _cached_record(run, _request(checked, episodes, greedy, batch, update))):
         try:
             engine.make_env_checked(cfg, make_env)
         except ConfigError as e:  # as `policy.rebuild` would say it, after the runs before it
@@ -336,8 +333,9 @@ def _request(checked, episodes: int, greedy: bool, batch: int | None, update: in
     }
 
 
-def _cached(run: RunInfo, request: dict) -> dict | None:
-    """The run's `evaluation.json` record (with its per-episode arrays) if it answers `request`."""
+def _cached_record(run: RunInfo, request: dict) -> dict | None:
+    """The run's `evaluation.json` record if it answers `request` and its per-episode arrays are
+    there (not read: `check_evaluation` only asks whether it will be reused)."""
     path = run.path / EVALUATION_FILE
     if not path.is_file():
         return None
@@ -347,8 +345,6 @@ def _cached(run: RunInfo, request: dict) -> dict | None:
         return None
     if not (cached and cached.get("request") == request and (run.path / EPISODES_FILE).is_file()):
         return None
-    with np.load(run.path / EPISODES_FILE) as z:
-        cached["per_episode"] = {k: z[k] for k in z.files}
     return cached
 
 
@@ -381,8 +377,10 @@ def evaluate_run(
     run = checked.run
     ck_update, meta = checked.newest, checked.meta
     request = _request(checked, episodes, greedy, batch, update)
-    cached = _cached(run, request) if reuse else None
+    cached = _cached_record(run, request) if reuse else None
     if cached is not None:
+        with np.load(run.path / EPISODES_FILE) as z:
+            cached["per_episode"] = {k: z[k] for k in z.files}
         cached["reused"] = True
         return cached
 
