@@ -12,6 +12,7 @@ last axis (`n` actions for the categorical, `d` action dims for the Gaussians) a
 
 Public API:
   MaskedCategorical(logits [..., n], mask [..., n] | None)
+  FactoredCategorical(logits [..., E, n], mask [..., E, n] | None): one choice per entry
   DiagGaussian(mean [..., d], log_std [..., d])
   TanhGaussian(mean [..., d], log_std [..., d])
 """
@@ -24,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-__all__ = ["MaskedCategorical", "DiagGaussian", "TanhGaussian", "tanh_log_det_jacobian",
+__all__ = ["MaskedCategorical", "FactoredCategorical", "DiagGaussian", "TanhGaussian", "tanh_log_det_jacobian",
            "TANH_CLIP_EPS"]
 
 _LOG2 = math.log(2.0)
@@ -68,6 +69,11 @@ class MaskedCategorical:
     @property
     def num_actions(self) -> int:
         return self.logits.shape[-1]
+
+    @property
+    def batch_shape(self) -> tuple:
+        """The leading axes `[...]`: one action each."""
+        return self.logits.shape[:-1]
 
     @property
     def valid(self) -> jax.Array:
@@ -136,11 +142,58 @@ class MaskedCategorical:
         """`[...]` int32: the most likely allowed action."""
         return self._argmax_allowed(self.log_probs)
 
+    def kl_divergence(self, other: "MaskedCategorical") -> jax.Array:
+        """`[...]` KL(self || other), two heads over the same choices with the same mask: the sum
+        over the allowed choices of p (log p - log q)."""
+        valid = self.valid
+        # -inf at masked choices replaced before multiplying (0 * -inf = NaN, in the gradient too).
+        lp = jnp.where(valid, self.log_probs, 0.0)
+        lq = jnp.where(valid, other.log_probs, 0.0)
+        return jnp.sum(jnp.where(valid, jnp.exp(lp) * (lp - lq), 0.0), axis=-1)
+
     def to_distrax(self):
         """The equivalent `distrax.Categorical` (masked logits are -inf)."""
         import distrax  # lazy: see module docstring
 
         return distrax.Categorical(logits=self.log_probs)
+
+
+@struct.dataclass
+class FactoredCategorical(MaskedCategorical):
+    """`E` independent choices, entry `e` among `n` (a `MultiDiscrete` action: one choice per host).
+
+    Args (fields):
+      logits: `[..., E, n]`.
+      mask: `[..., E, n]` bool or None; each entry is masked as `MaskedCategorical` masks a row.
+
+    The joint probability is the product over entries, so `log_prob`, `entropy` and
+    `kl_divergence` are the per-entry ones summed over `E` (`[...]`); `sample` and `mode` give
+    int32 `[..., E]` (the per-entry ones, inherited). An entry with fewer than `n` choices is one
+    whose mask forbids the rest.
+    """
+
+    @property
+    def batch_shape(self) -> tuple:
+        """The leading axes `[...]` (before the entries): one action `[E]` each."""
+        return self.logits.shape[:-2]
+
+    def log_prob(self, action: jax.Array) -> jax.Array:
+        """`action` int `[*sample_shape, ..., E]` -> `[*sample_shape, ...]`."""
+        return jnp.sum(super().log_prob(action), axis=-1)
+
+    def entropy(self) -> jax.Array:
+        """`[...]`: the entries' entropies summed (they are independent)."""
+        return jnp.sum(super().entropy(), axis=-1)
+
+    def kl_divergence(self, other: "FactoredCategorical") -> jax.Array:
+        """`[...]`: the entries' KLs summed."""
+        return jnp.sum(super().kl_divergence(other), axis=-1)
+
+    def to_distrax(self):
+        """The equivalent `distrax.Independent(distrax.Categorical, 1)`."""
+        import distrax  # lazy: see module docstring
+
+        return distrax.Independent(distrax.Categorical(logits=self.log_probs), 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,6 +212,11 @@ class DiagGaussian:
 
     mean: jax.Array
     log_std: jax.Array
+
+    @property
+    def batch_shape(self) -> tuple:
+        """The leading axes `[...]`: one action `[d]` each."""
+        return self.mean.shape[:-1]
 
     @property
     def std(self) -> jax.Array:
@@ -184,6 +242,12 @@ class DiagGaussian:
     def mode(self) -> jax.Array:
         return jnp.broadcast_to(self.mean, jnp.broadcast_shapes(self.mean.shape,
                                                                 jnp.shape(self.log_std)))
+
+    def kl_divergence(self, other: "DiagGaussian") -> jax.Array:
+        """`[...]` KL(self || other), closed form, summed over the last axis."""
+        var_ratio = jnp.exp(2.0 * (self.log_std - other.log_std))
+        mean_term = jnp.square((self.mean - other.mean) / jnp.exp(other.log_std))
+        return jnp.sum(0.5 * (var_ratio + mean_term - 1.0) - (self.log_std - other.log_std), axis=-1)
 
     def to_distrax(self):
         """The equivalent `distrax.MultivariateNormalDiag`."""
@@ -226,6 +290,11 @@ class TanhGaussian:
 
     mean: jax.Array
     log_std: jax.Array
+
+    @property
+    def batch_shape(self) -> tuple:
+        """The leading axes `[...]`: one action `[d]` each."""
+        return self.mean.shape[:-1]
 
     @property
     def base(self) -> DiagGaussian:
@@ -280,6 +349,11 @@ class TanhGaussian:
         u = self.sample_pre_tanh(key, (num_samples,))
         log_det = jnp.sum(tanh_log_det_jacobian(u), axis=-1)
         return self.base_entropy() + jnp.mean(log_det, axis=0)
+
+    def kl_divergence(self, other: "TanhGaussian") -> jax.Array:
+        """`[...]` KL(self || other): the pre-tanh Gaussians' (exact: tanh is a bijection, and KL
+        is invariant under one)."""
+        return self.base.kl_divergence(other.base)
 
     def to_distrax(self):
         """The equivalent `distrax.Transformed(MultivariateNormalDiag, Block(Tanh, 1))`."""

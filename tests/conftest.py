@@ -49,7 +49,8 @@ FILE_COST_S = {
     "tests/test_meta.py": 6, "tests/env/test_red.py": 12, "tests/test_redblue.py": 2,
     "tests/test_hybrid.py": 15, "tests/test_psro_soc.py": 12, "tests/env/test_scores.py": 3,
     "tests/test_paired.py": 1, "tests/test_intervals.py": 1, "tests/test_eval_psro.py": 5, "tests/test_detector_quality.py": 6,
-    "tests/env/test_step_cost.py": 25, "tests/test_sweepable.py": 80, "tests/test_algo_scenarios.py": 12,
+    "tests/env/test_step_cost.py": 25, "tests/test_sweepable.py": 80, "tests/test_algo_scenarios.py": 20,
+    "tests/test_per_host_heads.py": 35,
 }
 UNLISTED_FILE_COST_S = 5
 

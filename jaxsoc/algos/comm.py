@@ -91,8 +91,8 @@ class CommActor(nn.Module):
 
     def setup(self):
         self.torso = MLP(self.hidden_sizes, activation=self.activation)
-        if self.spec.kind == "discrete":
-            self.logits = dense(self.spec.size, 0.01)
+        if self.spec.kind in onpolicy.CHOOSING:
+            self.logits = dense(self.spec.logits_size, 0.01)
         else:
             self.mean = dense(self.spec.size, 0.01)
             self.log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), (self.spec.size,))
@@ -116,9 +116,10 @@ class CommActor(nn.Module):
         return h + get_activation(self.activation)(self.hear[k](inbox))
 
     def head(self, h: jax.Array):
-        """MAPPO's head: logits `[..., n]` or `(mean, log_std)` `[..., d]` (pre-tanh)."""
-        if self.spec.kind == "discrete":
-            return self.logits(h)
+        """MAPPO's head: logits `[..., n]` (`[..., E, n]` per entry) or `(mean, log_std)` `[..., d]`
+        (pre-tanh)."""
+        if self.spec.kind in onpolicy.CHOOSING:
+            return onpolicy.head_logits(self.spec, self.logits(h))
         mean = self.mean(h)
         log_std = jnp.clip(jnp.broadcast_to(self.log_std, mean.shape), self.log_std_min, self.log_std_max)
         return mean, log_std
@@ -215,7 +216,7 @@ class CommPolicy(onpolicy.Policy):
             if s.name in modules:
                 out[s.name] = modules[s.name].apply(params[s.name], h[s.name], method="head")
             else:
-                out[s.name] = super().role_module(s).apply(params[s.name], obs[s.name])
+                out[s.name] = onpolicy.head_logits(s, super().role_module(s).apply(params[s.name], obs[s.name]))
         return out, Channel(jnp.stack(wires), jnp.stack(sents))
 
     def outputs(self, params: Any, obs: onpolicy.Obs) -> Dict[str, Any]:

@@ -14,7 +14,7 @@ coordinator on v1 pick how a choice becomes the 8-float directive, as the refere
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict
+from typing import Dict, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +32,9 @@ COORDINATOR_ENCODINGS = ("native", "hmarl", "onehot")
 V1_COORDINATOR_CHOICES = 8
 # The roles under the coordinator, in env order: they act every step, under its directive.
 TIER2_ROLES = ("threat_hunter", "alert_triage", "response_orchestrator")
+# The learners whose heads take one choice per entry of a MultiDiscrete role (`role_specs`'s
+# `per_entry`): the on-policy family, on `onpolicy.Policy`. Named in the refusal of the others.
+PER_ENTRY_LEARNERS = ("ippo", "mappo", "single-drl", "iac", "maac", "trpo", "matrpo", "impala", "mappo-comm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,8 +49,24 @@ class RoleSpec:
 
     name: str
     obs_dim: int
-    kind: str  # "discrete" or "continuous"
-    size: int  # number of choices (discrete) or action dimensions (continuous, in [-1, 1])
+    kind: str  # "discrete", "continuous" or "multidiscrete"
+    size: int  # choices (discrete; per entry, the most of any, for multidiscrete) or action dimensions (continuous, in [-1, 1])
+    nvec: Tuple[int, ...] = ()  # multidiscrete: the choices of each entry (one entry per host)
+
+    @property
+    def entries(self) -> int:
+        """The entries of a multidiscrete role (its action is int32 `[entries]`); 0 otherwise."""
+        return len(self.nvec)
+
+    @property
+    def logits_size(self) -> int:
+        """The width of a choosing head's flat output: `size`, or `entries * size`."""
+        return self.size * max(self.entries, 1)
+
+    def choice_mask(self) -> jax.Array:
+        """bool `[entries, size]`: which of the `size` choices each entry of a multidiscrete role
+        has (all, when every entry has `size`)."""
+        return jnp.arange(self.size)[None, :] < jnp.asarray(self.nvec)[:, None]
 
 
 def check_no_red_control(env) -> None:
@@ -72,8 +91,13 @@ def check_soc_team(algo: str, scenario: str, env) -> None:
     check_no_red_control(env)
 
 
-def role_specs(env: SOCEnv, coordinator: str = "native") -> Dict[str, RoleSpec]:
-    """`{agent: RoleSpec}` in `env.agents` order."""
+def role_specs(env: SOCEnv, coordinator: str = "native", per_entry: bool = False) -> Dict[str, RoleSpec]:
+    """`{agent: RoleSpec}` in `env.agents` order.
+
+    `per_entry`: the learner has heads of one choice per entry (the on-policy family's
+    `FactoredCategorical`), so a `MultiDiscrete` role (soc-hybrid's segment agents: one choice per
+    host) is a "multidiscrete" spec; without it such a role is refused.
+    """
     if coordinator not in COORDINATOR_ENCODINGS:
         raise ConfigError(f"unknown coordinator encoding {coordinator!r}; use one of {COORDINATOR_ENCODINGS}")
     check_no_red_control(env)
@@ -90,13 +114,17 @@ def role_specs(env: SOCEnv, coordinator: str = "native") -> Dict[str, RoleSpec]:
             specs[a] = RoleSpec(a, obs_dim, "discrete", V1_COORDINATOR_CHOICES)
         elif isinstance(space, Discrete):
             specs[a] = RoleSpec(a, obs_dim, "discrete", space.n)
+        elif isinstance(space, MultiDiscrete) and per_entry:
+            nvec = tuple(int(n) for n in space.nvec)
+            specs[a] = RoleSpec(a, obs_dim, "multidiscrete", max(nvec), nvec)
         elif isinstance(space, MultiDiscrete):
-            # No learner here has a head of one choice per entry: read as a Box, its floats were
-            # cast to choice 0 by the env, so the role never acted and nothing said so.
+            # Read as a Box, its floats were cast to choice 0 by the env: the role never acted and
+            # nothing said so. The on-policy learners have per-entry heads.
             raise ConfigError(
                 f"role {a!r} chooses one of {int(max(space.nvec))} actions for each of its "
                 f"{len(space.nvec)} hosts (MultiDiscrete), which this learner's heads (one choice, or a "
-                "continuous vector) cannot express: train this scenario with --algo hybrid")
+                f"continuous vector) cannot express: train this scenario with --algo hybrid or one of "
+                f"the on-policy learners ({', '.join(PER_ENTRY_LEARNERS)})")
         else:
             specs[a] = RoleSpec(a, obs_dim, "continuous", space.shape[0])
     return specs

@@ -280,7 +280,7 @@ def make_train(config: dict, env, env_params) -> Trainer:
     cfg = VTraceConfig(gamma=s["gamma"], rho_bar=s["rho_bar"], c_bar=s["c_bar"], vf_coef=s["vf_coef"],
                        ent_coef=s["ent_coef"], normalize_advantages=s["normalize_advantages"])
 
-    specs = tuple(role_specs(env, coordinator).values())
+    specs = tuple(role_specs(env, coordinator, per_entry=True).values())
     hidden = tuple(s["hidden_sizes"])
     policy = onpolicy.Policy(specs, hidden_sizes=hidden, activation=s["activation"], log_std_init=s["log_std_init"],
                              log_std_min=s["log_std_min"], log_std_max=s["log_std_max"])

@@ -6,7 +6,8 @@ only in their loss and in how many passes they make over a rollout; everything e
   * `Policy`: the team's actors. Each role has its own network, spaces and parameters
     (heterogeneous agents, no padding), or, for Single-DRL, one network reads the concatenated
     observation and has one head per role. Discrete heads are `MaskedCategorical`s over the env's
-    avail actions; continuous heads are `TanhGaussian`s whose *pre-tanh* sample `u` is what a
+    avail actions, MultiDiscrete ones (a choice per host) `FactoredCategorical`s with a row of
+    logits per entry; continuous heads are `TanhGaussian`s whose *pre-tanh* sample `u` is what a
     rollout stores (the env gets `tanh(u)`), so log-probabilities are exact:
     `log_prob_from_pre_tanh(u)`, never an `atanh` of a clipped action (the reference's D23 bug).
   * `Critic`: state values `[..., C]`, one column per value head: a centralised critic on the
@@ -21,12 +22,13 @@ only in their loss and in how many passes they make over a rollout; everything e
   * `sgd`: epochs x shuffled minibatches of optax updates on a flat batch; `per_network_optimizer`.
 
 Shapes: `T` rollout steps, `N` envs, `B` = flattened samples, `C` value columns. Observations are
-`{role: [..., obs_dim]}` dicts in `env.agents` order; stored actions are `int32 [...]` (discrete)
-or `f32 [..., d]` pre-tanh (continuous).
+`{role: [..., obs_dim]}` dicts in `env.agents` order; stored actions are `int32 [...]` (discrete),
+`int32 [..., E]` (multidiscrete: E entries) or `f32 [..., d]` pre-tanh (continuous).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import flax.linen as nn
@@ -35,12 +37,14 @@ import jax.numpy as jnp
 import optax
 
 from jaxsoc.algos.common import RoleSpec, clipped_adam, to_env_actions
-from jaxsoc.distributions import MaskedCategorical, TanhGaussian
+from jaxsoc.distributions import FactoredCategorical, MaskedCategorical, TanhGaussian
 from jaxsoc.env.defenders import reads_directive
 from jaxsoc.networks import MLP, CategoricalActor, TanhGaussianActor, ValueCritic, dense
 
 Obs = Dict[str, jax.Array]
-Dist = Any  # MaskedCategorical | TanhGaussian
+Dist = Any  # MaskedCategorical (FactoredCategorical) | TanhGaussian
+
+CHOOSING = ("discrete", "multidiscrete")  # the RoleSpec kinds whose heads are logits
 
 CRITICS = ("world", "local", "joint")
 
@@ -67,7 +71,7 @@ TEAM_DEFAULTS = {
 class SharedActor(nn.Module):
     """Single-DRL's actor: one torso on the concatenated observation, one head per role.
 
-    `[..., sum(obs_dim)] -> {role: logits [..., n] | (mean, log_std) [..., d]}`. Continuous
+    `[..., sum(obs_dim)] -> {role: logits [..., n] | [..., E, n] | (mean, log_std) [..., d]}`. Continuous
     heads have a state-independent log-std vector (as the reference's Single-DRL).
     """
 
@@ -83,8 +87,8 @@ class SharedActor(nn.Module):
         h = MLP(self.hidden_sizes, activation=self.activation, name="torso")(x)
         out: Dict[str, Any] = {}
         for s in self.specs:
-            if s.kind == "discrete":
-                out[s.name] = dense(s.size, 0.01, name=f"{s.name}_logits")(h)
+            if s.kind in CHOOSING:
+                out[s.name] = head_logits(s, dense(s.logits_size, 0.01, name=f"{s.name}_logits")(h))
             else:
                 mean = dense(s.size, 0.01, name=f"{s.name}_mean")(h)
                 log_std = self.param(f"{s.name}_log_std", nn.initializers.constant(self.log_std_init),
@@ -122,8 +126,8 @@ class Policy:
     def role_module(self, s: RoleSpec) -> nn.Module:
         """The network of role `s` when not `shared` (a subclass may give some roles another one:
         `comm.CommPolicy`'s talking roles)."""
-        if s.kind == "discrete":
-            return CategoricalActor(s.size, self.hidden_sizes, self.activation)
+        if s.kind in CHOOSING:
+            return CategoricalActor(s.logits_size, self.hidden_sizes, self.activation)
         return TanhGaussianActor(s.size, self.hidden_sizes, self.activation, state_dependent_std=False,
                                  log_std_init=self.log_std_init, log_std_min=self.log_std_min,
                                  log_std_max=self.log_std_max)
@@ -142,37 +146,53 @@ class Policy:
                 for k, s in zip(keys, self.specs)}
 
     def outputs(self, params: Any, obs: Obs) -> Dict[str, Any]:
-        """`{role: logits [..., n] | (mean, log_std) [..., d]}` for observations `{role: [..., obs_dim]}`."""
+        """`{role: logits [..., n] | [..., E, n] | (mean, log_std) [..., d]}` for observations
+        `{role: [..., obs_dim]}`."""
         if self.shared:
             return self._shared_module().apply(params, concat_obs(obs, self.roles))
-        return {s.name: self.role_module(s).apply(params[s.name], obs[s.name]) for s in self.specs}
+        return {s.name: head_logits(s, self.role_module(s).apply(params[s.name], obs[s.name]))
+                for s in self.specs}
 
     def dists(self, params: Any, obs: Obs, masks: Dict[str, jax.Array]) -> Dict[str, Dist]:
-        """`{role: distribution}`; `masks` holds `[..., n]` avail actions for the discrete roles."""
+        """`{role: distribution}`; `masks` holds `[..., n]` (`[..., E, n]`) avail actions for the
+        choosing roles."""
         out = self.outputs(params, obs)
         dists: Dict[str, Dist] = {}
         for s in self.specs:
             if s.kind == "discrete":
                 dists[s.name] = MaskedCategorical(out[s.name], masks.get(s.name))
+            elif s.kind == "multidiscrete":
+                dists[s.name] = FactoredCategorical(out[s.name], masks.get(s.name))
             else:
                 dists[s.name] = TanhGaussian(*out[s.name])
         return dists
 
     def masks(self, env_masks: Dict[str, jax.Array]) -> Dict[str, jax.Array]:
-        """The env's avail-action masks for the discrete roles, `{role: bool [..., n]}`.
+        """The env's avail-action masks for the choosing roles, `{role: bool [..., n]}` (`[..., E, n]`
+        for a multidiscrete role, an entry's choices beyond its own count masked too).
 
         A role whose learner-side choices are not the env's (a coordinator encoding on v1's Box
         coordinator, `jaxsoc.algos.common`) has every choice allowed.
         """
         out = {}
         for s in self.specs:
-            if s.kind != "discrete":
+            if s.kind not in CHOOSING:
                 continue
             m = env_masks[s.name]
-            if m.shape[-1] != s.size:
+            if s.kind == "multidiscrete":
+                m = m.astype(bool) & s.choice_mask()
+            elif m.shape[-1] != s.size:
                 m = jnp.ones(m.shape[:-1] + (s.size,), bool)
             out[s.name] = m
         return out
+
+
+def head_logits(spec: RoleSpec, flat: jax.Array) -> jax.Array:
+    """A choosing head's flat output `[..., logits_size]` as its distribution reads it: as it is
+    for a discrete role, `[..., E, n]` (a row per entry) for a multidiscrete one."""
+    if spec.kind == "multidiscrete":
+        return flat.reshape(flat.shape[:-1] + (spec.entries, spec.size))
+    return flat
 
 
 def concat_obs(obs: Obs, roles: Sequence[str]) -> jax.Array:
@@ -188,19 +208,22 @@ def sample(dists: Dict[str, Dist], key: jax.Array) -> Tuple[Dict[str, jax.Array]
     large XLA:CPU kernel (~0.5 s of compile time each), and a rollout step is compiled into every
     training program.
     """
-    widths = {role: d.logits.shape[-1] if isinstance(d, MaskedCategorical) else d.mean.shape[-1]
-              for role, d in dists.items()}
-    batch = next(iter(dists.values()))
-    batch = (batch.logits if isinstance(batch, MaskedCategorical) else batch.mean).shape[:-1]
+    def event(d):  # the shape of one action's noise: the logits', or the Gaussian's dims
+        return d.logits.shape[len(batch):] if isinstance(d, MaskedCategorical) else d.mean.shape[-1:]
+
+    first = next(iter(dists.values()))
+    batch = first.batch_shape
+    widths = {role: math.prod(event(d)) for role, d in dists.items()}
     tiny = jnp.finfo(jnp.float32).tiny
     u = jax.random.uniform(key, batch + (sum(widths.values()),), minval=tiny, maxval=1.0)
     actions, start = {}, 0
     for role, d in dists.items():
-        noise = u[..., start:start + widths[role]]
+        noise = u[..., start:start + widths[role]].reshape(batch + event(d))
         start += widths[role]
         if isinstance(d, MaskedCategorical):
-            # Gumbel-max over the allowed choices: the mode of the perturbed masked distribution.
-            actions[role] = MaskedCategorical(d.log_probs - jnp.log(-jnp.log(noise)), d.mask).mode()
+            # Gumbel-max over the allowed choices (of each entry): the mode of the perturbed
+            # masked distribution.
+            actions[role] = type(d)(d.log_probs - jnp.log(-jnp.log(noise)), d.mask).mode()
         else:
             eps = jax.scipy.special.ndtri(noise)
             actions[role] = d.mean + jnp.exp(d.log_std) * eps

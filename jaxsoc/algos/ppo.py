@@ -291,7 +291,7 @@ def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optio
         env_params = env_params.replace(with_world_state=True)
 
     # Networks: one per role (or one shared actor) and the critic(s), all `hidden_sizes` MLPs.
-    specs = tuple(role_specs(env, coordinator).values())
+    specs = tuple(role_specs(env, coordinator, per_entry=True).values())
     hidden = tuple(s["hidden_sizes"])
     if make_policy is None:
         policy = onpolicy.Policy(specs, shared=policy_kind == "single", hidden_sizes=hidden, activation=s["activation"],

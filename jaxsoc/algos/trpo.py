@@ -53,7 +53,6 @@ import jax.numpy as jnp
 from jaxsoc.algos import onpolicy
 from jaxsoc.algos.base import Trainer
 from jaxsoc.algos.ppo import Batch, Learner, build_trainer, check_section, normalise_advantages, resolve_variant
-from jaxsoc.distributions import MaskedCategorical
 
 DEFAULTS = {
     "policy": "auto",            # auto | per_role (auto: per_role)
@@ -171,23 +170,6 @@ def conjugate_gradient(matvec, b: Dict[str, Any], iters: int) -> Dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- KL and surrogate
-def kl_divergence(old, new) -> jax.Array:
-    """`[...]` KL(old || new) of two distributions of one head (same kind, same mask).
-
-    Categorical: sum over the allowed choices of p_old (log p_old - log p_new). Tanh-Gaussian: the
-    KL of the pre-tanh Gaussians (exact: tanh is a bijection, and KL is invariant under one).
-    """
-    if isinstance(old, MaskedCategorical):
-        valid = old.valid
-        # -inf at masked choices replaced before multiplying (0 * -inf = NaN, in the gradient too).
-        lo = jnp.where(valid, old.log_probs, 0.0)
-        ln = jnp.where(valid, new.log_probs, 0.0)
-        return jnp.sum(jnp.where(valid, jnp.exp(lo) * (lo - ln), 0.0), axis=-1)
-    var_ratio = jnp.exp(2.0 * (old.log_std - new.log_std))
-    mean_term = jnp.square((old.mean - new.mean) / jnp.exp(new.log_std))
-    return jnp.sum(0.5 * (var_ratio + mean_term - 1.0) - (old.log_std - new.log_std), axis=-1)
-
-
 def surrogate_and_kl(actor_params: Any, old_dists: Dict[str, Any], old_log_probs: Dict[str, jax.Array],
                      advantages: Dict[str, jax.Array], acted: onpolicy.Acted, policy: onpolicy.Policy):
     """`({role: L_r}, {role: KL_r})` of `actor_params` on a batch `[B]` (see the module docstring):
@@ -198,7 +180,7 @@ def surrogate_and_kl(actor_params: Any, old_dists: Dict[str, Any], old_log_probs
     for r in policy.roles:
         w = acted.weights[r]
         surrogate[r] = onpolicy.weighted_average(jnp.exp(log_probs[r] - old_log_probs[r]) * advantages[r], w)
-        kl[r] = onpolicy.weighted_average(kl_divergence(old_dists[r], dists[r]), w)
+        kl[r] = onpolicy.weighted_average(old_dists[r].kl_divergence(dists[r]), w)
     return surrogate, kl
 
 
@@ -211,7 +193,7 @@ def fisher_vector_product(actor_params: Any, acted: onpolicy.Acted, policy: onpo
     def mean_kl(p):
         dists = policy.dists(p, acted.obs, acted.masks)
         # Summed over roles: parameters are disjoint, so role r's block of the product is F_r v_r.
-        return sum(onpolicy.weighted_average(kl_divergence(old[r], dists[r]), acted.weights[r])
+        return sum(onpolicy.weighted_average(old[r].kl_divergence(dists[r]), acted.weights[r])
                    for r in policy.roles)
 
     grad_kl = jax.grad(mean_kl)
