@@ -4,20 +4,26 @@ is the jaxsoc env underneath.
 * PettingZoo: `parallel_api_test` and `parallel_seed_test` without a warning; the adapter's
   episode is the env's own under the same keys; a role left out idles; action masks for discrete
   roles only; stepping an ended episode is refused;
-* the joint view by hand (sizes, order, the highest score picks a discrete role's choice);
+* the joint view by hand (sizes, order, the highest score picks a discrete role's choice; the
+  observation box is the roles' own bounds, entry by entry);
 * Gymnasium: `check_env` on the single-agent env (its only warnings: the unbounded observation
-  box); the vector env declares same-step autoreset and keeps to it (every ended episode's metrics
-  come with the terminal observation in the same step, and its length is the steps since that
-  env's previous end); the same seed and actions give the same batch.
+  box, as soc-v2's own observation spaces are); the vector env declares same-step autoreset and
+  keeps to it (every ended episode's metrics come with the terminal observation in the same step,
+  and its length is the steps since that env's previous end); the same seed and actions give the
+  same batch;
+* every adapter of one world shares its env, so its step compiles once (the demos and soc-hybrid
+  hash by identity: a fresh env of them would compile again).
 
 All on one small soc-v2 (3 hosts per segment, 6-step episodes), so the env's programs compile once.
 Then every scenario that is no SOC preset (retail, banking, cage4-like, soc-hybrid) and
-soc-v2-redblue, 4-step episodes: PettingZoo's API and seed tests and Gymnasium's `check_env` pass;
-the spaces are the env's; the masks are the env's (a tuple per host for soc-hybrid's MultiDiscrete
-roles); the infos hold `reward_terms` only where the env splits its reward; an episode ends at
-`max_steps` (truncated) unless the world ends first; the same seed gives the same episode; the
-vector env resets at `max_steps`; the joint view decodes MultiDiscrete scores by hand; and the
-demos' `step_env` is their `step` without the reset.
+soc-v2-redblue, 4-step episodes: PettingZoo's API and seed tests and Gymnasium's `check_env` pass
+(without a warning on cage4-like and soc-hybrid, whose observations are bounded); the spaces are
+the env's (int32 for every Discrete and MultiDiscrete); the masks are the env's (a tuple per host
+for soc-hybrid's MultiDiscrete roles); the infos hold `reward_terms` only where the env splits its
+reward; an episode ends at `max_steps` (truncated) unless the world ends first; the same seed gives
+the same episode; the vector env resets at `max_steps`; the joint view decodes MultiDiscrete scores
+by hand; and the demos' `step_env` is their `step` without the reset. Slow: over 300 or more random steps the
+bounded worlds' observations stay inside the joint box.
 """
 from __future__ import annotations
 
@@ -31,13 +37,18 @@ pytest.importorskip("gymnasium")
 pettingzoo = pytest.importorskip("pettingzoo")
 
 import gymnasium  # noqa: E402
+from packaging.version import Version  # noqa: E402  (pytest's own dependency)
 
 import jaxsoc.env as soc  # noqa: E402
+from jaxsoc.adapters import worlds  # noqa: E402
 from jaxsoc.adapters.joint import JointView  # noqa: E402
 from jaxsoc.adapters.single_agent import ENV_ID  # noqa: E402  (importing it registers the id)
 from tests.fast import fast_compile  # noqa: E402
 
 SMALL = {"hosts_per_segment": 3, "max_steps": 6}
+# A Discrete role's dtype: the env's int32 where Gymnasium's Discrete takes a dtype (1.2.2 on);
+# before, int64 is its only one (the adapters extra allows gymnasium >= 1.1).
+DISCRETE_DTYPE = np.int32 if Version(gymnasium.__version__) >= Version("1.2.2") else np.int64
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -79,6 +90,7 @@ def test_the_parallel_env_is_the_jax_env_underneath():
     assert "action_mask" not in infos["threat_hunter"]  # continuous roles have none
     for a in env.possible_agents:
         env.action_space(a).seed(0)
+    assert env.action_space("alert_triage").sample().dtype == DISCRETE_DTYPE  # the env's int32, not Gymnasium's int64
     steps = 0
     while env.agents:
         actions = {a: env.action_space(a).sample() for a in env.agents}
@@ -135,6 +147,55 @@ def test_the_joint_view_by_hand():
         assert np.all(joint[view.obs_slices[a]] == i)
     v1 = JointView(soc.make("hmarl-soc-v1")[0])  # v1's coordinator is continuous: its 8 floats pass through
     assert not v1.discrete["coordinator"] and v1.action_slices["coordinator"] == slice(0, 8)
+
+
+class ThreeRoles:
+    """Just what JointView reads: roles with a bounded, an unbounded and a half-bounded observation."""
+
+    agents = ["a", "b", "c"]
+    obs = {"a": soc.Box(0.0, 2.0, (2,)), "b": soc.Box(-np.inf, np.inf, (3,)), "c": soc.Box(-1.0, np.inf, (1,))}
+
+    def observation_space(self, agent):
+        return self.obs[agent]
+
+    def action_space(self, agent):
+        return soc.Discrete(2)
+
+
+def test_the_joint_observation_box_is_the_roles_bounds():
+    box = JointView(ThreeRoles()).spaces()[0]
+    inf = np.inf
+    np.testing.assert_array_equal(box.low, [0, 0, -inf, -inf, -inf, -1])
+    np.testing.assert_array_equal(box.high, [2, 2, inf, inf, inf, inf])
+    assert box.dtype == np.float32 and box.contains(np.array([2, 0, -1e9, 0, 1e9, -1], np.float32))
+    assert not box.contains(np.array([2.5, 0, 0, 0, 0, 0], np.float32))  # past a's high
+    assert not box.contains(np.array([0, 0, 0, 0, 0, -2], np.float32))  # below c's low
+
+
+def test_adapters_of_one_world_share_its_env_and_its_compiled_step():
+    from jaxsoc.adapters.parallel_env import SOCParallelEnv
+    from jaxsoc.adapters.vector_env import SOCVectorEnv
+
+    over = {"max_steps": 3, "num_warehouses": 2}  # a retail no other test builds
+    first = SOCParallelEnv("retail", **over)
+    compiled = type(first.env).step_env._cache_size()
+    first.reset(seed=0)
+    first.step({})
+    again = SOCParallelEnv("retail", **over)
+    again.reset(seed=0)
+    again.step({})
+    # RetailEnv hashes by identity: a fresh env would have compiled its own step_env (2, not 1).
+    assert type(first.env).step_env._cache_size() - compiled <= 1
+    joint = gymnasium.make(ENV_ID, scenario="retail", **over).unwrapped
+    assert again.env is first.env and joint.env is first.env and joint.params is first.params
+    assert SOCVectorEnv(2, "retail", **over)._step is SOCVectorEnv(3, "retail", **over)._step
+    assert SOCParallelEnv("retail", max_steps=4, num_warehouses=2).env is not first.env  # another world
+    hybrid = SOCParallelEnv("soc-hybrid", hosts_per_segment=4)
+    assert SOCParallelEnv("soc-hybrid", hosts_per_segment=4).env is hybrid.env  # params hold arrays: by value
+    # The key is the params' value, leaves included: another detector threshold is another world.
+    env, params = hybrid.env, hybrid.params
+    assert worlds.world_key(env, params) == worlds.world_key(*soc.make("soc-hybrid", hosts_per_segment=4))
+    assert worlds.world_key(env, params) != worlds.world_key(env, params.replace(threshold=params.threshold + 1))
 
 
 def test_gymnasium_check_env_passes():
@@ -203,6 +264,7 @@ WORLDS = {"retail": {"max_steps": 4}, "banking": {"max_steps": 4}, "cage4-like":
           "soc-hybrid": {"hosts_per_segment": 4, "max_steps": 4},
           "soc-v2-redblue": {"hosts_per_segment": 3, "max_steps": 4}}
 NEVER_TERMINATE = {"retail", "banking", "cage4-like"}  # time-limit truncation only
+BOUNDED = {"cage4-like": (0.0, 2.0), "soc-hybrid": (0.0, 10.0)}  # every role's observation box (score_clip 10)
 SPLIT_REWARD = {"soc-v2-redblue"}  # SOCEnv's infos split the reward ("reward_terms"); the others' do not
 
 
@@ -211,11 +273,12 @@ def test_every_scenario_that_is_no_soc_preset_is_tested_here():
 
 
 def same_space(gym_space, space) -> bool:
-    """The Gymnasium space is the env's: same kind, sizes, bounds (and MultiDiscrete's int32)."""
+    """The Gymnasium space is the env's: same kind, sizes, bounds and dtype (int32 choices, as the
+    env's own Discrete and MultiDiscrete, not Gymnasium's default int64; DISCRETE_DTYPE)."""
     from gymnasium import spaces as g
 
     if isinstance(space, soc.Discrete):
-        return type(gym_space) is g.Discrete and gym_space.n == space.n
+        return type(gym_space) is g.Discrete and gym_space.n == space.n and gym_space.dtype == DISCRETE_DTYPE
     if isinstance(space, soc.MultiDiscrete):
         return (type(gym_space) is g.MultiDiscrete and tuple(gym_space.nvec) == tuple(space.nvec)
                 and gym_space.dtype == np.int32)
@@ -229,8 +292,6 @@ def parallel_world(world):
     return SOCParallelEnv(world, **WORLDS[world])
 
 
-# Two tests, not one: soc-hybrid's env hashes by identity (its params hold arrays), so every
-# adapter of it compiles its own step (~1.5 s each on 2 cores).
 @pytest.mark.parametrize("world", sorted(WORLDS))
 def test_pettingzoo_seeding_on_every_world(world):
     from pettingzoo.test import parallel_seed_test
@@ -292,8 +353,13 @@ def test_gymnasium_check_env_on_every_world(world):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         check_env(env)
-    left = [str(w.message) for w in caught if "gymnasium" in w.filename and "infinity" not in str(w.message)]
-    assert left == []
+    left = [str(w.message) for w in caught if "gymnasium" in w.filename]
+    if world in BOUNDED:  # the joint box is the roles' bounds: nothing to warn about
+        assert left == []
+        low, high = BOUNDED[world]
+        assert np.all(env.observation_space.low == low) and np.all(env.observation_space.high == high)
+    else:  # the env's own boxes are unbounded, and so is the joint one
+        assert left and all("infinity" in m for m in left)
 
     jenv, params = env.env, env.params
     sizes = {a: jenv.action_space(a) for a in jenv.agents}
@@ -323,6 +389,26 @@ def test_gymnasium_check_env_on_every_world(world):
     assert len(again) == len(trace) and all(np.array_equal(x, y) for x, y in zip(trace, again))
     other = episode(5)[0]  # another seed, another episode
     assert len(other) != len(trace) or not all(np.array_equal(x, y) for x, y in zip(trace, other))
+
+
+# ~6 s for both on 2 cores (a vector env of each world at its default size); check_env covers a
+# few steps of the same in the default run.
+@pytest.mark.slow
+@pytest.mark.parametrize("world", sorted(BOUNDED))
+def test_the_bounded_worlds_stay_inside_the_joint_box(world):
+    from jaxsoc.adapters.vector_env import SOCVectorEnv
+
+    envs = SOCVectorEnv(16, world)
+    obs, _ = envs.reset(seed=0)
+    envs.action_space.seed(0)
+    low, high = obs.min(), obs.max()
+    for _ in range(max(300, envs.params.max_steps + 50)):  # past an episode's end: terminal observations too
+        obs, _, _, _, info = envs.step(envs.action_space.sample())
+        finals = [o for o in info.get("final_obs", []) if o is not None]
+        low, high = min(low, obs.min(), *[o.min() for o in finals]), max(high, obs.max(), *[o.max() for o in finals])
+    box = envs.single_observation_space  # one low and one high for every entry (BOUNDED)
+    assert box.low.min() <= low and high <= box.high.max(), (low, high)
+    assert high > 0  # observations that move, not an all-zero world
 
 
 def test_the_joint_view_of_multidiscrete_roles_by_hand():

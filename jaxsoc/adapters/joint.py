@@ -1,13 +1,15 @@
 """The team as one agent, as Single-DRL sees it: one observation, one flat action.
 
 The observation is every role's observation concatenated in `env.agents` order (float32
-`[sum of obs sizes]`). The action is a float32 vector in [-1, 1]: each continuous role's entries
-as they are, for each discrete role (the alert triage; the coordinator under soc-v2; every agent
-of banking and cage4-like) one score per choice, the highest chosen (ties go to the lowest index,
-so the all-zero action picks choice 0 as the `constant` policy does), and for each MultiDiscrete
-role (soc-hybrid's segment agents: one choice per host) one score per choice of each entry, each
-entry's highest chosen. Any scenario of `jaxsoc.env.make` has such roles only. Everything here is
-NumPy and works on any leading batch shape.
+`[sum of obs sizes]`), bounded entry by entry as the role's own observation space is (cage4-like's
+in [0, 2], soc-hybrid's in [0, score_clip]; the SOC worlds' and the demos' unbounded). The action
+is a float32 vector in [-1, 1]: each continuous role's entries as they are, for each discrete
+role (the alert triage; the coordinator under soc-v2; every agent of banking and cage4-like) one
+score per choice, the highest chosen (ties go to the lowest index, so the all-zero action picks
+choice 0 as the `constant` policy does), and for each MultiDiscrete role (soc-hybrid's segment
+agents: one choice per host) one score per choice of each entry, each entry's highest chosen.
+Any scenario of `jaxsoc.env.make` has such roles only. Everything here is NumPy and works on any
+leading batch shape.
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ class JointView:
       discrete: `{role: bool}`, a `Discrete` role; nvec: `{role: choices per entry}` of the
       MultiDiscrete roles.
       observation_size, action_size: the joint vectors' lengths.
+      observation_low, observation_high: float32 `[observation_size]`, each role's observation
+      bounds (its space's `low`/`high`) over its slice; +-inf where the role's box is unbounded.
 
     A ValueError at construction for a role whose action is none of those (a 1-D Box, Discrete,
     MultiDiscrete) or whose observation is not a vector: no flat vector could hold it.
@@ -39,21 +43,26 @@ class JointView:
                      if isinstance(env.action_space(a), MultiDiscrete)}
         self.obs_slices, self.action_slices = {}, {}
         o = k = 0
+        lows, highs = [], []
         for a in self.agents:  # the roles, not envs
             space = env.action_space(a)
             vector_box = isinstance(space, Box) and len(space.shape) == 1
             if not (vector_box or isinstance(space, (Discrete, MultiDiscrete))):
                 raise ValueError(f"the joint view needs Discrete, MultiDiscrete or 1-D Box actions; "
                                  f"{a!r} has {space!r}")
-            if len(env.observation_space(a).shape) != 1:
+            obs_space = env.observation_space(a)
+            if len(obs_space.shape) != 1:
                 raise ValueError(f"the joint view needs vector observations; {a!r} has shape "
-                                 f"{tuple(env.observation_space(a).shape)}")
-            n_obs = int(env.observation_space(a).shape[0])
+                                 f"{tuple(obs_space.shape)}")
+            n_obs = int(obs_space.shape[0])
+            lows.append(np.broadcast_to(np.float32(obs_space.low), (n_obs,)))
+            highs.append(np.broadcast_to(np.float32(obs_space.high), (n_obs,)))
             n_act = (int(space.n) if self.discrete[a] else sum(self.nvec[a]) if a in self.nvec
                      else int(space.shape[0]))
             self.obs_slices[a], self.action_slices[a] = slice(o, o + n_obs), slice(k, k + n_act)
             o, k = o + n_obs, k + n_act
         self.observation_size, self.action_size = o, k
+        self.observation_low, self.observation_high = np.concatenate(lows), np.concatenate(highs)
 
     def observation(self, obs: Dict[str, np.ndarray]) -> np.ndarray:
         """The joint observation `[..., observation_size]` of per-role observations `{role: [..., n]}`."""
@@ -82,10 +91,11 @@ class JointView:
         return out
 
     def spaces(self):
-        """`(observation_space, action_space)` of one env, as Gymnasium Boxes."""
+        """`(observation_space, action_space)` of one env, as Gymnasium Boxes: the observation
+        within the roles' own bounds (`observation_low`/`observation_high`), the action in [-1, 1]."""
         from gymnasium import spaces
 
-        return (spaces.Box(-np.inf, np.inf, (self.observation_size,), np.float32),
+        return (spaces.Box(self.observation_low, self.observation_high, (self.observation_size,), np.float32),
                 spaces.Box(-1.0, 1.0, (self.action_size,), np.float32))
 
 

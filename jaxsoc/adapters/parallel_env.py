@@ -10,9 +10,9 @@
 Any scenario of `jaxsoc.env.scenario_names()`: the SOC presets and scenario files (the defender
 roles, and `red` under soc-v2-redblue), retail's warehouses, banking's routers, cage4-like's blue
 agents, soc-hybrid's segment agents and network agent. Spaces are the env's, as Gymnasium's
-(`Discrete` for the SOC alert triage, under soc-v2 the coordinator, banking's and cage4-like's
-agents; an int32 `MultiDiscrete` for soc-hybrid's segment agents, one choice per host; float32
-`Box` otherwise). Discrete roles get `infos[role]["action_mask"]` (int8 `[n]`, from
+(an int32 `Discrete` for the SOC alert triage, under soc-v2 the coordinator, banking's and
+cage4-like's agents; an int32 `MultiDiscrete` for soc-hybrid's segment agents, one choice per
+host; float32 `Box` otherwise; `spaces.to_gymnasium`). Discrete roles get `infos[role]["action_mask"]` (int8 `[n]`, from
 `env.get_avail_actions`: in the SOC worlds every defender choice is legal, an action with nothing
 to act on is a no-op; banking masks the channels that are down, cage4-like the host slots left
 empty), MultiDiscrete roles a tuple of one such mask per entry (what
@@ -31,7 +31,7 @@ import numpy as np
 from gymnasium import spaces as gym_spaces
 from pettingzoo import ParallelEnv
 
-import jaxsoc.env as soc
+from jaxsoc.adapters import worlds
 from jaxsoc.adapters.joint import check_seed
 from jaxsoc.adapters.spaces import to_gymnasium
 from jaxsoc.env.spaces import Discrete, MultiDiscrete
@@ -46,7 +46,7 @@ class SOCParallelEnv(ParallelEnv):
         if render_mode is not None:
             raise ValueError(f"{type(self).__name__} draws nothing (no render modes); eval/replay.py watches a policy")
         self.render_mode = None
-        self.env, self.params = soc.make(scenario, **overrides)
+        self.env, self.params = worlds.make(scenario, **overrides)  # shared: compiled once per world
         self.possible_agents = list(self.env.agents)
         self.agents: list[str] = []
         # One space object per role, returned every time (PettingZoo seeds and compares them).
