@@ -37,7 +37,6 @@ pytest.importorskip("gymnasium")
 pettingzoo = pytest.importorskip("pettingzoo")
 
 import gymnasium  # noqa: E402
-from packaging.version import Version  # noqa: E402  (pytest's own dependency)
 
 import jaxsoc.env as soc  # noqa: E402
 from jaxsoc.adapters import worlds  # noqa: E402
@@ -46,9 +45,8 @@ from jaxsoc.adapters.single_agent import ENV_ID  # noqa: E402  (importing it reg
 from tests.fast import fast_compile  # noqa: E402
 
 SMALL = {"hosts_per_segment": 3, "max_steps": 6}
-# A Discrete role's dtype: the env's int32 where Gymnasium's Discrete takes a dtype (1.2.2 on);
-# before, int64 is its only one (the adapters extra allows gymnasium >= 1.1).
-DISCRETE_DTYPE = np.int32 if Version(gymnasium.__version__) >= Version("1.2.2") else np.int64
+# A Discrete role's dtype: the env's int32 (Gymnasium's default is int64).
+DISCRETE_DTYPE = np.int32
 
 
 @pytest.fixture(scope="module", autouse=True)

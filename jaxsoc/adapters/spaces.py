@@ -1,27 +1,19 @@
 """jaxsoc's spaces (`jaxsoc.env.spaces`) as Gymnasium's, for the adapters."""
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 from gymnasium import spaces as gym_spaces
 
 from jaxsoc.env.spaces import Box, Discrete, MultiDiscrete
 
-# Gymnasium's Discrete takes a dtype from 1.2.2 on; before, it is always int64 (the `adapters`
-# extra allows gymnasium >= 1.1). MultiDiscrete has taken one throughout.
-DISCRETE_TAKES_DTYPE = "dtype" in inspect.signature(gym_spaces.Discrete.__init__).parameters
-
 
 def to_gymnasium(space) -> gym_spaces.Space:
     """`Discrete(n)` -> `gymnasium.spaces.Discrete(n)` and `MultiDiscrete(nvec)` ->
     `gymnasium.spaces.MultiDiscrete(nvec)`, both of the env's dtype, int32 (Gymnasium's default is
-    int64, and its only choice for Discrete before 1.2.2: `DISCRETE_TAKES_DTYPE`);
+    int64; its Discrete takes a dtype from 1.2.2, the `adapters` extra's floor);
     `Box(low, high, shape)` -> a float32 `gymnasium.spaces.Box` with the same bounds and shape.
     TypeError for anything else."""
     if isinstance(space, Discrete):
-        if not DISCRETE_TAKES_DTYPE:
-            return gym_spaces.Discrete(int(space.n))
         return gym_spaces.Discrete(int(space.n), dtype=np.dtype(space.dtype).type)
     if isinstance(space, MultiDiscrete):
         return gym_spaces.MultiDiscrete(np.asarray(space.nvec, np.int64), dtype=np.dtype(space.dtype).type)
