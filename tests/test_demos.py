@@ -212,6 +212,24 @@ def test_jit_vmap_and_single_steps_agree_and_runs_are_deterministic(scenario):
     assert not np.allclose(a[0], c[0])
 
 
+def test_two_makes_of_one_world_share_one_compiled_step_and_other_params_do_not():
+    """A demo env hashes and compares by its class and params, as the SOC env does: a program that
+    takes the env as static (its own jitted `step_env`, a learner's or an adapter's program)
+    compiles once per world, not once per `make` (by identity it compiled again for each)."""
+    idle_step = fast_jit(lambda env, key: env.step(key, env.reset(key)[1], env.idle_actions()), static_argnums=0)
+    first, _ = soc.make("retail", num_warehouses=2)
+    again, _ = soc.make("retail", num_warehouses=2)
+    longer, _ = soc.make("retail", num_warehouses=2, max_steps=7)
+    assert again is not first and again == first and hash(again) == hash(first)
+    assert longer != first and soc.make("banking")[0] != first
+    key = jax.random.key(0)
+    idle_step(first, key)
+    idle_step(again, key)
+    assert idle_step._cache_size() == 1  # the second make reused the first one's program
+    idle_step(longer, key)
+    assert idle_step._cache_size() == 2  # other params: another program
+
+
 @pytest.mark.parametrize("scenario, overrides, match", [
     ("retail", {"num_warehouse": 3}, "unknown parameter 'num_warehouse' for RetailEnv \\(did you mean 'num_warehouses'\\?\\)\\. Known: "),
     ("retail", {"num_warehouses": 0}, "num_warehouses must be a positive integer"),

@@ -51,6 +51,15 @@ class DemoEnv:
     def _spaces(self, params):
         raise NotImplementedError
 
+    # Every params field is static and hashable, and the env holds nothing but what its params
+    # decide (agents, spaces): two envs of one class and equal params are the same env to `jax.jit`,
+    # so a second `make` of a world reuses the first one's compiled programs, as the SOC env's do.
+    def __hash__(self):
+        return hash((type(self), self.default_params))
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.default_params == self.default_params
+
     def action_space(self, agent: str):
         return self.action_spaces[agent]
 
