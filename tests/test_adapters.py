@@ -11,8 +11,11 @@ is the jaxsoc env underneath.
   keeps to it (every ended episode's metrics come with the terminal observation in the same step,
   and its length is the steps since that env's previous end); the same seed and actions give the
   same batch;
-* every adapter of one world shares its env, so its step compiles once (the demos and soc-hybrid
-  hash by identity: a fresh env of them would compile again).
+* every adapter of one world shares its env, so its step compiles once (soc-hybrid hashes by
+  identity: a fresh env of it would compile again);
+* bad actions (a choice that is no whole number or out of range, NaN or inf, another shape) are
+  refused in one line naming the role, the value and the space, before the episode moves; what
+  the env reads as meant passes (2.0, NumPy integers, Box values past their bounds, clipped).
 
 All on one small soc-v2 (3 hosts per segment, 6-step episodes), so the env's programs compile once.
 Then every scenario that is no SOC preset (retail, banking, cage4-like, soc-hybrid) and
@@ -182,7 +185,7 @@ def test_adapters_of_one_world_share_its_env_and_its_compiled_step():
     again = SOCParallelEnv("retail", **over)
     again.reset(seed=0)
     again.step({})
-    # RetailEnv hashes by identity: a fresh env would have compiled its own step_env (2, not 1).
+    # One compile for both (RetailEnv hashes by its params; soc-hybrid's env, below, by identity).
     assert type(first.env).step_env._cache_size() - compiled <= 1
     joint = gymnasium.make(ENV_ID, scenario="retail", **over).unwrapped
     assert again.env is first.env and joint.env is first.env and joint.params is first.params
@@ -466,3 +469,113 @@ def test_a_demo_steps_without_reset_as_it_steps_with_it():
     obs, stepped, _, dones, infos = env.step_env(key, stepped, idle, params)  # t = 2 = max_steps: no reset
     assert bool(dones["__all__"]) and bool(infos["truncated"]) and int(stepped.t) == 2
     assert set(infos) == {"terminated", "truncated", "discount", "metrics"}
+
+
+# ----------------------------------------------------------------------------- bad actions
+# What the env would misread is refused with one line naming the role, the value and the space,
+# before the key or the state moves; what it reads as meant (2.0 for choice 2, a NumPy integer, a
+# Box value past its bounds, which every env clips) passes.
+D3, MD32 = ("Discrete", 3), ("MultiDiscrete", (3, 2))
+
+
+def gym_space(kind):
+    from gymnasium import spaces as g
+
+    if kind == D3:
+        return g.Discrete(3, dtype=np.int32)
+    if kind == MD32:
+        return g.MultiDiscrete([3, 2], dtype=np.int32)
+    return g.Box(-1.0, 1.0, (4,), np.float32)
+
+
+@pytest.mark.parametrize("kind, value, match", [
+    (D3, 2.7, r"hunter's action 2\.7 is not a choice of Discrete\(3, dtype=int32\) \(a whole number in \[0, 3\)\)"),
+    (D3, 7, r"action 7 is not a choice of Discrete\(3"),
+    (D3, -1, r"action -1 is not a choice"),
+    (D3, np.nan, r"action nan is not a choice"),
+    (D3, np.inf, r"action inf is not a choice"),
+    (D3, True, r"action True is not a number \(bool\); its space is Discrete\(3"),
+    (D3, "1", r"action '1' is not a number"),
+    (D3, [1], r"action has shape \(1,\); its space Discrete\(3, dtype=int32\) takes shape \(\)"),
+    (MD32, [0, 2], r"action 2 at entry 1 is not a choice of MultiDiscrete\(\[3 2\]\) \(a whole number in \[0, 2\)\)"),
+    (MD32, [0.5, 0], r"action 0\.5 at entry 0 is not a choice"),
+    (MD32, [0, 0, 0], r"has shape \(3,\); its space MultiDiscrete\(\[3 2\]\) takes shape \(2,\)"),
+    ("box", [0, 0, np.nan, 0], r"action has nan at entry 2; its space Box\(-1\.0, 1\.0, \(4,\), float32\) takes fin"),
+    ("box", [-np.inf, 0, 0, 0], r"action has -inf at entry 0"),
+    ("box", [0, 0, 0, 1e39], r"action has 1e\+39 at entry 3"),  # no float32
+    ("box", 0.5, r"has shape \(\); its space Box\(-1\.0, 1\.0, \(4,\), float32\) takes shape \(4,\)"),
+])
+def test_an_action_the_env_would_misread_is_refused_in_one_line(kind, value, match):
+    from jaxsoc.adapters.parallel_env import role_action
+
+    with pytest.raises(ValueError, match=match) as refused:
+        role_action("threat_hunter", value, gym_space(kind))
+    assert "\n" not in str(refused.value) and "threat_hunter" in str(refused.value)
+
+
+@pytest.mark.parametrize("kind, value, want", [
+    (D3, 2.0, 2), (D3, np.int64(2), 2), (D3, np.uint8(0), 0), (D3, np.array(1, np.int8), 1),
+    (MD32, [2.0, 1], [2, 1]), (MD32, np.array([1, 0], np.int64), [1, 0]),
+    ("box", [5, -7, 0.5, 1], [5, -7, 0.5, 1]),  # as given: the env clips (the next test)
+])
+def test_an_action_the_env_reads_as_meant_passes_in_its_dtype(kind, value, want):
+    from jaxsoc.adapters.parallel_env import role_action
+
+    got = role_action("threat_hunter", value, gym_space(kind))
+    assert got.dtype == (np.float32 if kind == "box" else np.int32)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_pettingzoo_refuses_a_bad_action_before_the_episode_moves():
+    env, twin = parallel_world("banking"), parallel_world("banking")
+    env.reset(seed=2)
+    twin.reset(seed=2)
+    for bad in (2.7, 7, -1, np.nan):
+        with pytest.raises(ValueError, match=f"router_1's action {bad} is not a choice of Discrete"):
+            env.step({"router_0": 1, "router_1": bad})
+    # Refused steps drew no key and moved no state: the episode goes on as its twin's.
+    got, want = env.step({"router_0": 1, "router_1": 2.0}), twin.step({"router_0": 1, "router_1": np.int64(2)})
+    for a in env.possible_agents:
+        np.testing.assert_array_equal(got[0][a], want[0][a])
+        assert got[1][a] == want[1][a]
+    shop, same = parallel_world("retail"), parallel_world("retail")
+    shop.reset(seed=3)
+    same.reset(seed=3)
+    with pytest.raises(ValueError, match=r"warehouse_0's action has nan at entry 0; its space Box"):
+        shop.step({"warehouse_0": np.array([np.nan], np.float32)})
+    # Past the bounds is accepted: retail clips an order to [-1, 1], so 5 orders what 1 does.
+    got, want = shop.step({"warehouse_0": [5.0]}), same.step({"warehouse_0": [1.0]})
+    for a in shop.possible_agents:
+        np.testing.assert_array_equal(got[0][a], want[0][a])
+        assert got[1][a] == want[1][a] and np.isfinite(got[1][a])
+
+
+def test_the_joint_views_refuse_nan_and_inf_before_the_episode_moves():
+    from jaxsoc.adapters.vector_env import SOCVectorEnv
+
+    env = gymnasium.make(ENV_ID, scenario="retail", **WORLDS["retail"]).unwrapped
+    twin = gymnasium.make(ENV_ID, scenario="retail", **WORLDS["retail"]).unwrapped
+    env.reset(seed=4)
+    twin.reset(seed=4)
+    for bad in (np.nan, np.inf, 1e39):
+        action = np.zeros(5)  # float64: 1e39 is no float32
+        action[3] = bad
+        with pytest.raises(ValueError, match=r"joint action entry 3 \(warehouse_3's entry 0\) is (nan|inf); "
+                                             r"the action space Box\(-1\.0, 1\.0, \(5,\), float32\) takes finite"):
+            env.step(action)
+    got, want = env.step(np.full(5, 5.0)), twin.step(np.ones(5))  # past [-1, 1]: clipped, as PettingZoo's
+    np.testing.assert_array_equal(got[0], want[0])
+    assert got[1] == want[1] and np.isfinite(got[1])
+
+    n, over = 3, WORLDS["banking"]  # the vector env test's programs
+    envs, same = SOCVectorEnv(n, "banking", **over), SOCVectorEnv(n, "banking", **over)
+    envs.reset(seed=5)
+    same.reset(seed=5)
+    scores = np.random.default_rng(0).uniform(-1, 1, envs.action_space.shape).astype(np.float32)
+    broken = scores.copy()
+    broken[1, 4] = np.nan  # a NaN score would win router_1's argmax
+    with pytest.raises(ValueError, match=r"joint action entry 4 \(router_1's entry 1\) of env 1 is nan"):
+        envs.step(broken)
+    got, want = envs.step(scores), same.step(scores)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])

@@ -8,8 +8,9 @@ role (the alert triage; the coordinator under soc-v2; every agent of banking and
 score per choice, the highest chosen (ties go to the lowest index, so the all-zero action picks
 choice 0 as the `constant` policy does), and for each MultiDiscrete role (soc-hybrid's segment
 agents: one choice per host) one score per choice of each entry, each entry's highest chosen.
-Any scenario of `jaxsoc.env.make` has such roles only. Everything here is NumPy and works on any
-leading batch shape.
+NaN and inf are refused (a NaN score would win its argmax); values outside [-1, 1] pass (scores
+only rank, and the envs clip their continuous actions). Any scenario of `jaxsoc.env.make` has
+such roles only. Everything here is NumPy and works on any leading batch shape.
 """
 from __future__ import annotations
 
@@ -72,13 +73,21 @@ class JointView:
         """Per-role env actions from joint actions `[..., action_size]` (`[*batch, action_size]`
         when `batch` is given): continuous roles' entries (float32), discrete roles'
         highest-scoring choice (int32 `[...]`), MultiDiscrete roles' highest-scoring choice of
-        each entry (int32 `[..., len(nvec)]`)."""
-        flat = np.asarray(flat, dtype=np.float32)
+        each entry (int32 `[..., len(nvec)]`). A one-line ValueError for another shape, or for NaN
+        or inf anywhere (as float32), naming the env, the entry and its role: a NaN score would win
+        its argmax, and a NaN continuous entry idles the SOC worlds' role or turns retail's stock
+        NaN for good. Values outside [-1, 1] are accepted: scores only rank, and every env clips
+        its continuous actions to [-1, 1]."""
+        with np.errstate(over="ignore"):  # past float32's range: inf, refused below
+            flat = np.asarray(flat, dtype=np.float32)
         if batch is not None and flat.shape != (*batch, self.action_size):
             # Checked here: the env's vmapped step would fail deep in JAX, or broadcast silently.
             raise ValueError(f"actions must have shape {(*batch, self.action_size)}, got {flat.shape}")
         if flat.ndim == 0 or flat.shape[-1] != self.action_size:
             raise ValueError(f"a joint action has {self.action_size} entries, got shape {flat.shape}")
+        finite = np.isfinite(flat)
+        if not finite.all():
+            self._refuse(flat, finite)
         out = {}
         for a, s in self.action_slices.items():
             if self.discrete[a]:
@@ -89,6 +98,15 @@ class JointView:
             else:
                 out[a] = flat[..., s]
         return out
+
+    def _refuse(self, flat: np.ndarray, finite: np.ndarray) -> None:
+        """The ValueError for the first entry of `flat` that is not `finite`."""
+        *env, j = np.argwhere(~finite)[0].tolist()
+        role = next(a for a, s in self.action_slices.items() if s.start <= j < s.stop)
+        where = "" if not env else f" of env {env[0] if len(env) == 1 else env}"
+        raise ValueError(f"joint action entry {j} ({role}'s entry {j - self.action_slices[role].start}){where} "
+                         f"is {flat[(*env, j)].item()}; the action space {self.spaces()[1]} takes finite "
+                         f"float32 numbers only")
 
     def spaces(self):
         """`(observation_space, action_space)` of one env, as Gymnasium Boxes: the observation

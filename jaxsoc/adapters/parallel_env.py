@@ -22,7 +22,9 @@ outside the observation; continuous roles have none. Every role gets the team re
 together: on the step where the world ends (`terminations`: in the SOC worlds containment or
 exfiltration) or hits the time limit (`truncations`, at `max_steps`), `env.agents` empties, the
 infos hold the episode's `metrics` and `reset` starts the next episode. A role left out of
-`actions` idles (`env.idle_actions()`). `state()` is the world state a centralised critic reads.
+`actions` idles (`env.idle_actions()`); an action the env would misread (a choice that is no whole
+number or out of range, NaN or inf, another shape than the space's) is refused before the episode
+moves (`role_action`). `state()` is the world state a centralised critic reads.
 """
 from __future__ import annotations
 
@@ -35,6 +37,45 @@ from jaxsoc.adapters import worlds
 from jaxsoc.adapters.joint import check_seed
 from jaxsoc.adapters.spaces import to_gymnasium
 from jaxsoc.env.spaces import Discrete, MultiDiscrete
+
+
+def role_action(role: str, value, space: gym_spaces.Space) -> np.ndarray:
+    """`value` as the env takes it for `role`, whose Gymnasium action space is `space`: int32 `[]`
+    (`Discrete`) or `[len(nvec)]` (`MultiDiscrete`), float32 of the `Box`'s shape. A one-line
+    ValueError naming the role, the value and the space for what the env would misread: a choice
+    that is not a whole number (2.7 would be cast to choice 2; 2.0 and NumPy integers are fine) or
+    out of range (the env would clamp or ignore it), NaN or inf in a Box (retail's stock would turn
+    NaN, the SOC worlds would idle the role), a bool, a non-number, or another shape than the
+    space's. A Box value outside its bounds is accepted: every Box role's env clips it to [-1, 1]."""
+    a = np.asarray(value)
+    described = " ".join(str(space).split())  # one line: numpy wraps a long nvec
+    shape = tuple(space.shape)
+    if a.dtype.kind not in "iuf":  # bool, str, object, complex: no number the env could read
+        raise ValueError(f"{role}'s action {value!r} is not a number ({a.dtype}); its space is {described}")
+    if a.shape != shape:
+        raise ValueError(f"{role}'s action has shape {a.shape}; its space {described} takes shape {shape}")
+    if isinstance(space, gym_spaces.Box):
+        with np.errstate(over="ignore"):  # past float32's range: inf, refused just below
+            f = a.astype(np.float32)
+        bad = ~np.isfinite(f)
+        if bad.any():
+            i = tuple(np.argwhere(bad)[0].tolist())
+            raise ValueError(f"{role}'s action has {a[i].item()}{_at(i)}; its space {described} takes "
+                             f"finite float32 numbers only")
+        return f
+    n = np.full(shape, space.n) if isinstance(space, gym_spaces.Discrete) else np.asarray(space.nvec)
+    with np.errstate(invalid="ignore"):  # NaN and inf compare False below: refused, not warned about
+        bad = ~((a == np.floor(a)) & (a >= 0) & (a < n))
+    if bad.any():
+        i = tuple(np.argwhere(bad)[0].tolist())
+        raise ValueError(f"{role}'s action {a[i].item()!r}{_at(i)} is not a choice of {described} "
+                         f"(a whole number in [0, {n[i].item()}))")
+    return a.astype(np.int32)
+
+
+def _at(index: tuple) -> str:
+    """Where in an action a refused value sits: nothing for a scalar, " at entry 3" in a vector."""
+    return "" if not index else f" at entry {index[0] if len(index) == 1 else list(index)}"
 
 
 class SOCParallelEnv(ParallelEnv):
@@ -81,7 +122,9 @@ class SOCParallelEnv(ParallelEnv):
         unknown = set(actions) - set(self.possible_agents)
         if unknown:
             raise KeyError(f"no role(s) {sorted(unknown)} in this env (roles: {self.possible_agents})")
-        acts = {a: np.asarray(actions.get(a, self._idle[a]), dtype=self._idle[a].dtype) for a in self.possible_agents}
+        # Every action checked before the key or the state moves: a refused step leaves the episode as it was.
+        acts = {a: role_action(a, actions[a], self._action_spaces[a]) if a in actions else self._idle[a]
+                for a in self.possible_agents}
         self._key, k = jax.random.split(self._key)
         obs, self._state, rewards, _, infos = self.env.step_env(k, self._state, acts, self.params)
         obs, rewards, infos = jax.device_get((obs, rewards, infos))

@@ -33,8 +33,8 @@ from jaxsoc.adapters.joint import JointView, check_seed, draw_key, step_info
 @functools.lru_cache(maxsize=8)
 def _programs(env):
     """`(reset, step)` of `env` over a batch of envs, jitted once per env (an env hashing by
-    identity, as the demos and soc-hybrid do, is still one per world: `worlds.make` shares it)
-    and shared by every vector env of it."""
+    identity, as soc-hybrid's does, is still one per world: `worlds.make` shares it) and shared by
+    every vector env of it."""
     reset = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))
     step = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
     return reset, step

@@ -2,10 +2,11 @@
 
 The env's jitted methods (`step_env`, and the SOC worlds' `reset`) take the env as a static
 argument, and so does the vector env's program cache: a program is reused for an env that hashes
-and compares equal. The SOC worlds and cage4-like hash by their params, but the demos (retail,
-banking) and soc-hybrid by identity, so an adapter built on a fresh `jaxsoc.env.make` of them
-compiled its own step (0.6-2.4 s each, 2-10 s for a vector env's, on 2 cores). Here every adapter
-gets the first env made of the same world instead.
+and compares equal. The SOC worlds, cage4-like and the demos (retail, banking) hash by their
+params, but soc-hybrid by identity (its params hold the detector's arrays), so an adapter built on
+a fresh `jaxsoc.env.make` of it compiled its own step (1.3-2.4 s, 8.6-10 s for a vector env's, on
+2 cores; the demos' 0.6-3 s before they hashed by params). Here every adapter gets the first env
+made of the same world instead.
 
 "The same world" is decided by value after `jaxsoc.env.make` has built (and checked) the new
 one: the same env class and params equal leaf by leaf, static fields included (soc-hybrid's
