@@ -11,8 +11,13 @@ runs, e.g. `--seed 0` and `--seed 5` with `--num-seeds 5`): their seeds are comb
 repeat, and they must have been evaluated with the same request.
 
 Both runs must have been evaluated (`evaluation.json`) on the same seeds and the same held-out
-request (episodes, batch, greedy): seed s of A and seed s of B then played the same held-out
-episodes, and their difference is a paired sample. Per metric: A and B as mean +- population std
+request (episodes, batch): seed s of A and seed s of B then played the same held-out episodes,
+and their difference is a paired sample. One side may act greedily and the other sample its
+actions (`eval/evaluate.py --stochastic`: a policy that learned a mixed strategy, e.g. MAPPO's
+per-host choices on soc-hybrid, is deployed sampling): the evaluator draws actions from keys of
+their own, so the env's initial states and random stream are the same either way, as they are for
+two greedy policies; a line above the table then says which side did what. The runs joined on one
+side must agree on it too. Per metric: A and B as mean +- population std
 over seeds (eval/evaluate.py's convention), each seed's B - A, and the mean difference with its
 Student-t interval over seeds (sample std, n - 1 degrees of freedom), and in how many seeds B is
 above A.
@@ -54,9 +59,16 @@ def build_parser():
 
 # What makes two evaluations' episodes the same held-out episodes, seed by seed (besides the
 # world, `WORLD`, checked first with its own message).
-SAME_EPISODES = ("episodes", "batch", "greedy", "heldout_stream")
+SAME_EPISODES = ("episodes", "batch", "heldout_stream")
+# What the runs joined on one side must share besides: how they acted (one side is one method).
+SAME_SIDE = SAME_EPISODES + ("greedy",)
 # The world an evaluation played: the scenario and env overrides its request records.
 WORLD = ("scenario", "env")
+
+
+def acting(record: dict) -> str:
+    """'acted greedily' or 'sampled its actions': how an evaluation's policy chose."""
+    return "acted greedily" if record["request"].get("greedy", True) else "sampled its actions"
 
 
 def world_text(record: dict) -> str:
@@ -93,9 +105,10 @@ def read_evaluation(runs: str) -> dict:
     joined = {"run": runs, "request": records[0]["request"], "seeds": {}}
     for rec, path in zip(records, paths):
         check_same_world({"run": str(paths[0]), **records[0]}, {**rec, "run": str(path)}, "joined")
-        if any(rec["request"].get(k) != joined["request"].get(k) for k in SAME_EPISODES):
+        if any(rec["request"].get(k) != joined["request"].get(k) for k in SAME_SIDE):
             raise ValueError(f"{paths[0]} and {path} were not evaluated with the same request "
-                             f"({', '.join(SAME_EPISODES)}): evaluate them with the same --episodes")
+                             f"({', '.join(SAME_SIDE)}): evaluate them with the same --episodes "
+                             "(and --stochastic on both or neither)")
         repeated = sorted(set(rec["seeds"]) & set(joined["seeds"]), key=int)
         if repeated:
             raise ValueError(f"seed {repeated[0]} is in more than one of {runs}: join runs of different seeds")
@@ -148,7 +161,10 @@ def table(a: dict, b: dict, metrics: Sequence[str], level: float) -> str:
         raise ValueError("the two runs were not evaluated on the same seeds and held-out episodes "
                          f"(A: seeds {sorted(a['seeds'])}, {a['request']}; B: seeds {sorted(b['seeds'])}, {b['request']})")
     pct = lambda m: 100.0 if m in PERCENT else 1.0  # noqa: E731
-    lines = [f"| metric | A | B | B - A per seed | B - A mean [{level:.0%} t interval] | B > A |",
+    lines = []
+    if a["request"].get("greedy", True) != b["request"].get("greedy", True):
+        lines += [f"A {acting(a)}, B {acting(b)} (the same held-out episodes: actions have keys of their own)", ""]
+    lines += [f"| metric | A | B | B - A per seed | B - A mean [{level:.0%} t interval] | B > A |",
              "|---|---|---|---|---|---|"]
     for m in metrics:
         sa, sb = seed_means(a, m), seed_means(b, m)

@@ -20,12 +20,12 @@ def paired():
     return module
 
 
-def record(run, returns, csr, episodes=500, first_seed=0):
+def record(run, returns, csr, episodes=500, first_seed=0, greedy=True):
     """An evaluation.json as eval/evaluate.py writes it, for seeds `first_seed`.. with these per-seed means."""
     seeds = {str(first_seed + i): {"episodes": episodes, "metrics": {"return": {"mean": r, "std": 1.0, "n": episodes},
                                                         "csr": {"mean": c, "std": 0.1, "n": episodes}}}
              for i, (r, c) in enumerate(zip(returns, csr))}
-    req = {"episodes": episodes, "batch": episodes, "greedy": True, "heldout_stream": 7}
+    req = {"episodes": episodes, "batch": episodes, "greedy": greedy, "heldout_stream": 7}
     return {"run": run, "request": req, "seeds": seeds}
 
 
@@ -67,6 +67,20 @@ def test_a_side_can_join_runs_of_other_seeds(paired, tmp_path, capsys):
     refused(paired.main, [f"{a},{again}", b], capsys, "seed 0 is in more than one")
     longer = write(tmp_path / "a2-longer", record("a2-longer", [3.0, 4.0], [0.5, 0.5], episodes=100, first_seed=2))
     refused(paired.main, [f"{tmp_path / 'a0'},{longer}", b], capsys, "same request")
+    sampled = write(tmp_path / "a2-sampled", record("a2-sampled", [3.0, 4.0], [0.5, 0.5], first_seed=2, greedy=False))
+    refused(paired.main, [f"{tmp_path / 'a0'},{sampled}", b], capsys, "--stochastic on both or neither")
+
+
+def test_a_greedy_side_pairs_with_a_sampling_side_and_says_so(paired, tmp_path, capsys):
+    """The evaluator's env keys do not depend on how the policy acts (jaxsoc.evaluation splits
+    each step's key into an action key and an env key), so greedy against sampled is paired as
+    two greedy policies are; the table is the same, under a line naming each side's mode."""
+    a = write(tmp_path / "a", record("a", [1.0, 2.0, 3.0], [0.5, 0.5, 0.5]))
+    b = write(tmp_path / "b", record("b", [2.0, 2.0, 5.0], [0.5, 0.5, 0.5], greedy=False))
+    assert paired.main([a, b, "--metrics", "return"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "A acted greedily, B sampled its actions (the same held-out episodes: actions have keys of their own)"
+    assert out[4].startswith("| return | 2.00 ± 0.82 | 3.00 ± 1.41 | +1.00, +0.00, +2.00 | +1.00 [")
 
 
 def world_record(run, scenario, env=None, **metrics):
