@@ -12,8 +12,9 @@ key (sizes, switches, env settings) changes the program's shapes or structure: e
 combinations is one more program, run one after another. Every point's config is resolved and
 validated with its concrete values before anything is compiled.
 
-Evaluation: greedy, `episodes` held-out episodes per seed from `protocols.heldout_key(seed)` (the
-episodes `eval/evaluate.py` uses), the same for every point; points are ranked by mean return,
+Evaluation: greedy (or sampling, `greedy=False`: `--stochastic`, for a learner deployed sampling
+such as MAPPO on soc-hybrid), `episodes` held-out episodes per seed from `protocols.heldout_key(seed)`
+(the episodes `eval/evaluate.py` uses), the same for every point; points are ranked by mean return,
 with a 95 % t-interval of the mean over seeds.
 """
 from __future__ import annotations
@@ -93,10 +94,11 @@ class Plan:
     groups: list
     seeds: tuple
     episodes: int
+    greedy: bool = True  # how the held-out episodes are played: greedy, or sampling the policy
 
 
 def make_plan(flags: dict, sets: Sequence[str], grid: dict, config_file: str | None = None,
-              episodes: int = 256, scenarios: Sequence[str] | None = None) -> Plan:
+              episodes: int = 256, scenarios: Sequence[str] | None = None, greedy: bool = True) -> Plan:
     """Resolves and validates every point's config (ConfigError for unknown keys or values the
     learner refuses) and groups the points by the keys that change the program. `scenarios`: the
     scenario names a custom `make_env` knows (as `config.resolve`)."""
@@ -135,7 +137,7 @@ def make_plan(flags: dict, sets: Sequence[str], grid: dict, config_file: str | N
             groups[static] = Group(cfg, [], tuple(k for k in keys if k in traced_ok))
         groups[static].points.append(point)
     seeds = tuple(range(base["seed"], base["seed"] + base["num_seeds"]))
-    return Plan(algo, grid, list(groups.values()), seeds, int(episodes))
+    return Plan(algo, grid, list(groups.values()), seeds, int(episodes), bool(greedy))
 
 
 def check_grid_key(key: str, flags: dict, sets: Sequence[str]) -> None:
@@ -252,7 +254,7 @@ def run_group(group: Group, plan: Plan, make_env=None, progress: str | None = No
         state, curve = jax.lax.scan(body, init_all(values, keys), None, length=reference.num_updates)
         return params_all(values, state), jnp.moveaxis(curve, 0, -1)  # [P, S, updates]
 
-    rollout = make_evaluator(env, env_params, reference.act, plan.episodes, greedy=True)
+    rollout = make_evaluator(env, env_params, reference.act, plan.episodes, greedy=plan.greedy)
     train = xla.jit(train)
     evaluate = xla.jit(jax.vmap(jax.vmap(rollout, in_axes=(0, 0)), in_axes=(0, None)))
     keys = np.asarray(engine.seed_keys(plan.seeds[0], len(plan.seeds)))
@@ -299,6 +301,8 @@ def to_markdown(plan: Plan, rows: Sequence[dict]) -> str:
     keys = list(plan.grid)
     head = ["rank", *keys, "return (mean ± 95 % CI)", "CSR"]
     lines = [f"| {' | '.join(head)} |", "|" + "---|" * len(head)]
+    if not plan.greedy:
+        lines.insert(0, f"Held-out episodes played sampling each policy's actions ({plan.episodes} per seed).\n")
     for r in rows:
         csr = r.get("csr")
         csr_text = f"{csr['mean']:.3f} ± {csr['ci95']:.3f}" if csr else ""
@@ -350,6 +354,7 @@ def _json_ready(value: Any) -> Any:
 def write(out_dir: Path, plan: Plan, rows: Sequence[dict], seconds: Sequence[tuple]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"algo": plan.algo, "grid": plan.grid, "seeds": list(plan.seeds), "episodes": plan.episodes,
+               "greedy": plan.greedy,
                "programs": len(plan.groups),
                "seconds": [{"compile": round(c, 2), "train_and_evaluate": round(r, 2)} for c, r in seconds],
                "base_config": plan.groups[0].config, "ranking": list(rows)}

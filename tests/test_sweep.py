@@ -122,3 +122,40 @@ def test_one_seed_writes_its_missing_interval_as_null_not_nan(tmp_path):
     assert [r["return"]["ci95"] for r in summary["ranking"]] == [None, None]
     assert [r["csr"] for r in summary["ranking"]] == [{"seeds": [0.5], "mean": 0.5, "ci95": None}] * 2
     assert summary["ranking"][0]["return"]["mean"] == 1.5 and summary["base_config"]["algo"] == "toy"
+
+
+def test_stochastic_plays_the_held_out_episodes_sampling(monkeypatch, capsys):
+    """`--stochastic` reaches the evaluator (a learner deployed sampling, e.g. MAPPO on soc-hybrid,
+    would be ranked by a greedy mode it never uses) and the table says how the episodes were played."""
+    from jaxsoc import evaluation
+
+    seen = []
+
+    def evaluator_stub(env, env_params, act, episodes, greedy=True, max_steps=None):
+        seen.append(greedy)
+        raise RuntimeError("stub: stop before compiling")
+
+    monkeypatch.setattr(evaluation, "make_evaluator", evaluator_stub)
+    for greedy in (True, False):
+        p = sweep.make_plan(FLAGS, [], sweep.parse_grid(["toy.lr=0.02"]), episodes=16, scenarios=["toy"], greedy=greedy)
+        with pytest.raises(RuntimeError, match="stub"):
+            sweep.run_group(p.groups[0], p, toys.make_toy_env)
+    assert seen == [True, False]
+    row = {"rank": 1, "point": {"toy.lr": 0.02}, "return": {"mean": 1.0, "ci95": 0.5}}
+    assert sweep.to_markdown(p, [row]).startswith("Held-out episodes played sampling each policy's actions (16 per seed).")
+    assert sweep.to_markdown(plan(["toy.lr=0.02"]), [row]).startswith("| rank |")
+    # The command passes it on.
+    spec = importlib.util.spec_from_file_location("sweep_cli", REPO / "train" / "sweep.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    asked = []
+
+    def make_plan_stub(*args, **kwargs):
+        asked.append(kwargs["greedy"])
+        raise ConfigError("stub")
+
+    monkeypatch.setattr(sweep, "make_plan", make_plan_stub)
+    for extra, greedy in (([], True), (["--stochastic"], False)):
+        assert cli.main(["--algo", "toy", "--grid", "toy.lr=0.1", "--name", "s"] + extra, toys.make_toy_env, ["toy"]) == 2
+    assert asked == [True, False]
+    capsys.readouterr()

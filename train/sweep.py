@@ -32,6 +32,9 @@ def build_parser():
     p.add_argument("--total-steps", type=cli.parse_int, metavar="N", help="env steps per seed and point")
     p.add_argument("--episodes", type=cli.parse_int, metavar="N", default=256,
                    help="held-out episodes per seed and point (default 256)")
+    p.add_argument("--stochastic", action="store_true",
+                   help="play the held-out episodes sampling each policy's actions instead of greedy ones "
+                        "(as eval/evaluate.py --stochastic)")
     p.add_argument("--config", metavar="FILE", help="YAML config composed over configs/base.yaml")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key for every point")
@@ -51,7 +54,8 @@ def main(argv=None, make_env=None, scenarios=None) -> int:
              "total_steps": args.total_steps, "run": {"name": args.name}}
     try:
         grid = sweep.parse_grid(args.grid)
-        plan = sweep.make_plan(flags, args.sets, grid, args.config, args.episodes, scenarios=scenarios)
+        plan = sweep.make_plan(flags, args.sets, grid, args.config, args.episodes, scenarios=scenarios,
+                               greedy=not args.stochastic)
         sweep.check_programs(plan, make_env)
         cfg = plan.groups[0].config
         out = Path(cfg["run"]["dir"]) / args.name
