@@ -331,8 +331,8 @@ class Acted(NamedTuple):
     `[B]` in a flat batch).
 
     obs: `{role: [..., obs_dim]}` the observations acted on.
-    masks: `{role: bool [..., n]}` avail actions of the discrete roles.
-    actions: `{role: int32 [...] | f32 [..., d]}` choices, or pre-tanh samples.
+    masks: `{role: bool [..., n]}` (`[..., E, n]` per entry) avail actions of the choosing roles.
+    actions: `{role: int32 [...] | int32 [..., E] | f32 [..., d]}` choices (per entry), or pre-tanh samples.
     log_probs: `{role: [...]}` their log-probabilities under the acting policy.
     weights: `{role: [...]}` 1 where the role's action took effect, else 0 (the env reads the
       coordinator only on its directive schedule; see `make_rollout`'s `decisions_only`).
