@@ -11,8 +11,8 @@ is the jaxsoc env underneath.
   keeps to it (every ended episode's metrics come with the terminal observation in the same step,
   and its length is the steps since that env's previous end); the same seed and actions give the
   same batch;
-* every adapter of one world shares its env, so its step compiles once (soc-hybrid hashes by
-  identity: a fresh env of it would compile again);
+* adapters of one world share its compiled programs (each env compares and hashes by its class
+  and params; soc-hybrid's by the value of its detector's arrays too);
 * bad actions (a choice that is no whole number or out of range, NaN or inf, another shape) are
   refused in one line naming the role, the value and the space, before the episode moves; what
   the env reads as meant passes (2.0, NumPy integers, Box values past their bounds, clipped).
@@ -42,7 +42,6 @@ pettingzoo = pytest.importorskip("pettingzoo")
 import gymnasium  # noqa: E402
 
 import jaxsoc.env as soc  # noqa: E402
-from jaxsoc.adapters import worlds  # noqa: E402
 from jaxsoc.adapters.joint import JointView  # noqa: E402
 from jaxsoc.adapters.single_agent import ENV_ID  # noqa: E402  (importing it registers the id)
 from tests.fast import fast_compile  # noqa: E402
@@ -173,30 +172,32 @@ def test_the_joint_observation_box_is_the_roles_bounds():
     assert not box.contains(np.array([0, 0, 0, 0, 0, -2], np.float32))  # below c's low
 
 
-def test_adapters_of_one_world_share_its_env_and_its_compiled_step():
+def test_adapters_of_one_world_share_its_compiled_programs():
+    """Each adapter makes its own env, but envs of one world compare and hash equal, so the env's
+    jitted `step_env` and the vector env's programs compile once per world (soc-hybrid compiled
+    again for every adapter while its env hashed by identity)."""
     from jaxsoc.adapters.parallel_env import SOCParallelEnv
     from jaxsoc.adapters.vector_env import SOCVectorEnv
 
-    over = {"max_steps": 3, "num_warehouses": 2}  # a retail no other test builds
-    first = SOCParallelEnv("retail", **over)
-    compiled = type(first.env).step_env._cache_size()
-    first.reset(seed=0)
-    first.step({})
-    again = SOCParallelEnv("retail", **over)
-    again.reset(seed=0)
-    again.step({})
-    # One compile for both (RetailEnv hashes by its params; soc-hybrid's env, below, by identity).
-    assert type(first.env).step_env._cache_size() - compiled <= 1
-    joint = gymnasium.make(ENV_ID, scenario="retail", **over).unwrapped
-    assert again.env is first.env and joint.env is first.env and joint.params is first.params
-    assert SOCVectorEnv(2, "retail", **over)._step is SOCVectorEnv(3, "retail", **over)._step
-    assert SOCParallelEnv("retail", max_steps=4, num_warehouses=2).env is not first.env  # another world
-    hybrid = SOCParallelEnv("soc-hybrid", hosts_per_segment=4)
-    assert SOCParallelEnv("soc-hybrid", hosts_per_segment=4).env is hybrid.env  # params hold arrays: by value
-    # The key is the params' value, leaves included: another detector threshold is another world.
-    env, params = hybrid.env, hybrid.params
-    assert worlds.world_key(env, params) == worlds.world_key(*soc.make("soc-hybrid", hosts_per_segment=4))
-    assert worlds.world_key(env, params) != worlds.world_key(env, params.replace(threshold=params.threshold + 1))
+    for scenario, over, other in [("retail", {"max_steps": 3, "num_warehouses": 2}, {"max_steps": 4}),
+                                  ("soc-hybrid", {"max_steps": 3, "hosts_per_segment": 4}, {"max_steps": 4})]:
+        first = SOCParallelEnv(scenario, **over)  # worlds no other test builds
+        first.reset(seed=0)
+        first.step({})
+        compiled = type(first.env).step_env._cache_size()
+        again = SOCParallelEnv(scenario, **over)
+        again.reset(seed=0)
+        again.step({})
+        assert again.env is not first.env and again.env == first.env and hash(again.env) == hash(first.env)
+        assert type(first.env).step_env._cache_size() == compiled, scenario  # no second compile
+        joint = gymnasium.make(ENV_ID, scenario=scenario, **over).unwrapped
+        assert joint.env == first.env and joint.params == first.params
+        assert SOCVectorEnv(2, scenario, **over)._step is SOCVectorEnv(3, scenario, **over)._step
+        assert SOCParallelEnv(scenario, **{**over, **other}).env != first.env  # another world
+    # soc-hybrid's key is its params' value, leaves included: another alarm threshold is another world.
+    env, params = soc.make("soc-hybrid", hosts_per_segment=4, max_steps=3)
+    assert params == first.params and params != params.replace(threshold=params.threshold + 1)
+    assert hash(params) == hash(first.params)
 
 
 def test_gymnasium_check_env_passes():

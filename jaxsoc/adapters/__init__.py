@@ -14,8 +14,6 @@ the infos' terminated/truncated/metrics; `reward_terms` where present).
                       every env in one jitted call, same-step autoreset
     joint.py          the joint view itself (concatenating observations, decoding a flat action)
     spaces.py         jaxsoc's spaces as Gymnasium's (the env's int32 for Discrete and MultiDiscrete)
-    worlds.py         one (env, params) per world, shared by every adapter of it, so that its
-                      jitted programs compile once per process, not once per adapter
 
 Each needs the `adapters` extra (`pip install -e ".[adapters]"`: pettingzoo, gymnasium); importing
 this package alone imports neither. See docs/tools.md.

@@ -33,7 +33,7 @@ import numpy as np
 from gymnasium import spaces as gym_spaces
 from pettingzoo import ParallelEnv
 
-from jaxsoc.adapters import worlds
+import jaxsoc.env as soc
 from jaxsoc.adapters.joint import check_seed
 from jaxsoc.adapters.spaces import to_gymnasium
 from jaxsoc.env.spaces import Discrete, MultiDiscrete
@@ -87,7 +87,7 @@ class SOCParallelEnv(ParallelEnv):
         if render_mode is not None:
             raise ValueError(f"{type(self).__name__} draws nothing (no render modes); eval/replay.py watches a policy")
         self.render_mode = None
-        self.env, self.params = worlds.make(scenario, **overrides)  # shared: compiled once per world
+        self.env, self.params = soc.make(scenario, **overrides)
         self.possible_agents = list(self.env.agents)
         self.agents: list[str] = []
         # One space object per role, returned every time (PettingZoo seeds and compares them).

@@ -20,7 +20,7 @@ import gymnasium
 import jax
 import numpy as np
 
-from jaxsoc.adapters import worlds
+import jaxsoc.env as soc
 from jaxsoc.adapters.joint import JointView, check_seed, draw_key, step_info
 
 ENV_ID = "jaxsoc/SOC-v0"
@@ -34,7 +34,7 @@ class SOCJointEnv(gymnasium.Env):
     def __init__(self, scenario: str = "soc-v2", render_mode: str | None = None, **overrides):
         if render_mode is not None:
             raise ValueError(f"{type(self).__name__} draws nothing (no render modes); eval/replay.py watches a policy")
-        self.env, self.params = worlds.make(scenario, **overrides)  # shared: compiled once per world
+        self.env, self.params = soc.make(scenario, **overrides)
         self.view = JointView(self.env)
         self.observation_space, self.action_space = self.view.spaces()
         self._key = self._state = None

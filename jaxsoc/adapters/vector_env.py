@@ -26,15 +26,15 @@ from gymnasium.vector.utils import batch_space
 
 from jaxsoc.argtypes import is_integer
 from jaxsoc.adapters import single_agent  # noqa: F401  (registers "jaxsoc/SOC-v0", this env its vector entry point)
-from jaxsoc.adapters import worlds
+import jaxsoc.env as soc
 from jaxsoc.adapters.joint import JointView, check_seed, draw_key, step_info
 
 
 @functools.lru_cache(maxsize=8)
 def _programs(env):
-    """`(reset, step)` of `env` over a batch of envs, jitted once per env (an env hashing by
-    identity, as soc-hybrid's does, is still one per world: `worlds.make` shares it) and shared by
-    every vector env of it."""
+    """`(reset, step)` of `env` over a batch of envs, jitted once per world (every env hashes and
+    compares by its class and params, so two `jaxsoc.env.make` of one world are one key here) and
+    shared by every vector env of it."""
     reset = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))
     step = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
     return reset, step
@@ -55,7 +55,7 @@ class SOCVectorEnv(VectorEnv):
             raise ValueError(f"{type(self).__name__} draws nothing (no render modes); eval/replay.py watches a policy")
         self.render_mode = None
         self.num_envs = int(num_envs)
-        self.env, self.params = worlds.make(scenario, **overrides)  # shared: compiled once per world
+        self.env, self.params = soc.make(scenario, **overrides)
         self.view = JointView(self.env)
         self.single_observation_space, self.single_action_space = self.view.spaces()
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)

@@ -132,6 +132,7 @@ class HybridEnv:
 
     def __init__(self, params: P.HybridParams):
         self.default_params = params
+        self._value = params.value_key()
         s, h = params.num_segments, params.hosts_per_segment
         self.segment_agents = [f"segment_{i}" for i in range(s)]
         self.agents = self.segment_agents + ["network"]
@@ -160,12 +161,13 @@ class HybridEnv:
     def action_space(self, agent: str):
         return self.action_spaces[agent]
 
-    # The params hold arrays (the detector), so the env hashes by identity: jit sees one env per object.
+    # By the value of its params, as the other worlds' envs: jit sees one env per world. The key is
+    # taken once here (it reads the detector's arrays off the device), not at every jitted call.
     def __hash__(self):
-        return id(self)
+        return hash((type(self), self._value))
 
     def __eq__(self, other):
-        return self is other
+        return type(other) is type(self) and other._value == self._value
 
     def _p(self, params):
         return self.default_params if params is None else params
