@@ -246,8 +246,10 @@ def reference_round(path: str, batch: int = 256, capacity: int = 200_000, reps: 
 
 
 # ----------------------------------------------------------------------------- 2. per algorithm
-def bench_config(algo: str, num_envs: int, hidden=None, batch=None, capacity=None, **section) -> dict:
-    """The resolved config of `algo` (configs/<algo>.yaml) with benchmark overrides."""
+def bench_config(algo: str, num_envs: int, hidden=None, batch=None, capacity=None, sets: Sequence[str] = (),
+                 **section) -> dict:
+    """The resolved config of `algo` (configs/<algo>.yaml) with benchmark overrides; `sets` are
+    `--set` strings (`dqn.per=false`, `env.max_steps=50`), applied last."""
     family = algos.family_of(algo)
     sec = dict(section)
     if hidden is not None:
@@ -257,19 +259,20 @@ def bench_config(algo: str, num_envs: int, hidden=None, batch=None, capacity=Non
     if capacity is not None:
         sec["buffer_size"] = capacity
     flags = {"algo": algo, "num_envs": num_envs, "run": {"progress": False}, family: sec}
-    return config_lib.resolve(flags=flags)
+    return config_lib.resolve(flags=flags, sets=sets)
 
 
 def algorithm_round(algo: str, hidden: Sequence[int] = (256, 256, 256), batch: int = 256,
                     capacity: int = 200_000, scenario: str = "hmarl-soc-v1", reps: int = 20,
-                    repeats: int = 5) -> dict:
-    """Times one update round (sample, the team's update, priorities) of `algo`'s own team."""
-    import jaxsoc.env as soc
+                    repeats: int = 5, sets: Sequence[str] = ()) -> dict:
+    """Times one update round (sample, the team's update, priorities) of `algo`'s own team;
+    `sets` are config overrides of its family's section and of the env (`env.*`)."""
+    from jaxsoc import engine
 
-    cfg = bench_config(algo, 1024, hidden, batch, capacity)
+    cfg = bench_config(algo, 1024, hidden, batch, capacity, sets=sets)
     cfg["scenario"] = scenario
     family = algos.family_of(algo)
-    env, _ = soc.make(scenario)
+    env, _ = engine.make_env_checked(cfg)
     module = algos.family_module(algo)
     if getattr(module, "SOC_TEAM", False):  # the check algos.make_train runs, as make_team is called directly
         op.common.check_soc_team(algo, scenario, env)

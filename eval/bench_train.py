@@ -27,7 +27,9 @@ reference's train_fast round at hmarl-soc-v1 sizes: sample `--batch` from a full
 `--capacity`, SAC threat hunter + DQN alert triage + MADDPG response orchestrator, priorities;
 its ratio to the reference's 34 ms is printed) and `algorithm_round` for each off-policy
 algorithm among the selected cases (its own team, networks and buffer type), `--hidden` widths,
-on `--rounds-scenario`. Each is the best of `--round-repeats` calls of `--round-reps` rounds.
+on `--rounds-scenario`, with the `--set`s its case takes (its family's section and `env.*`; the
+widths, batch and buffer size stay the round's own flags, and the rounds' header says which
+`--set` each round took). Each is the best of `--round-repeats` calls of `--round-reps` rounds.
 
 A flag given that the chosen mode would ignore is refused in one line before any timing: the
 rounds' flags with `--skip-rounds`, `--rounds-scenario` when no selected case is off-policy (only
@@ -116,7 +118,7 @@ def _parse(argv=None):
                          "off-policy cases at most enough for ~2,000 update rounds)")
     ap.add_argument("--repeats", type=cli.parse_positive_int, default=2, help="timed chunks per case (best is kept)")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                    help="config override applied to every case (e.g. ppo.epochs=4)")
+                    help="config override applied to every case that takes it (e.g. ppo.epochs=4) and to its off-policy round")
     ap.add_argument("--no-raw", action="store_true", help="skip the raw env measurement")
     ap.add_argument("--detector", action="store_true",
                     help="also time detector training beside the raw env (docs/hybrid.md): telemetry "
@@ -198,6 +200,21 @@ def refuse_ignored(ap, args) -> None:
                      f"({', '.join(families)})")
 
 
+# Section keys of an off-policy round that its own flags decide (--hidden, --batch, --capacity).
+ROUND_FLAG_KEYS = {"hidden_sizes": "--hidden", "batch_size": "--batch", "buffer_size": "--capacity"}
+
+
+def round_sets(sets, algo: str) -> tuple[list, list]:
+    """`(taken, left)`: the `--set`s an off-policy round of `algo` applies (its family's section
+    and `env.*`, as its case does) and those of its section it leaves to the round's own flags."""
+    from jaxsoc import algos
+
+    family = algos.family_of(algo)
+    mine = [s for s in sets if s.split(".")[0] in (family, "env")]
+    left = [s for s in mine if s.split("=")[0] in {f"{family}.{k}" for k in ROUND_FLAG_KEYS}]
+    return [s for s in mine if s not in left], left
+
+
 def refuse_rounds(ap, args) -> None:
     """`ap.error` when an off-policy case's update round cannot be built: its config at the rounds'
     sizes (e.g. a `--capacity` under one rollout of the round's 1,024 envs), or `--rounds-scenario`'s
@@ -207,20 +224,22 @@ def refuse_rounds(ap, args) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import bench_offpolicy as bo  # eval/bench_offpolicy.py
 
-    import jaxsoc.env as soc
-    from jaxsoc import algos
+    from jaxsoc import algos, engine
     from jaxsoc.algos import common
     from jaxsoc.config import ConfigError
 
     selected = list(dict.fromkeys(CASES[c][0] for c in args.cases if CASES[c][0] in bo.OFFPOLICY))
     if not selected:
         return
-    env, _ = soc.make(args.rounds_scenario)
     for algo in selected:
-        try:
-            bo.bench_config(algo, 1024, args.hidden, args.batch, args.capacity)  # algorithm_round's config
+        taken, _ = round_sets(args.sets, algo)
+        try:  # algorithm_round's config and env
+            cfg = bo.bench_config(algo, 1024, args.hidden, args.batch, args.capacity, sets=taken)
+            cfg["scenario"] = args.rounds_scenario
+            env, _ = engine.make_env_checked(cfg)
         except ConfigError as e:
-            ap.error(f"the {algo} update round (--capacity {args.capacity}, --batch {args.batch}) cannot run: {e}")
+            sets = "".join(f" --set {s}" for s in taken)
+            ap.error(f"the {algo} update round (--capacity {args.capacity}, --batch {args.batch}{sets}) cannot run: {e}")
         try:
             if getattr(algos.family_module(algo), "SOC_TEAM", False):
                 common.check_soc_team(algo, args.rounds_scenario, env)
@@ -421,11 +440,18 @@ def time_rounds(args) -> list:
             selected.append(algo)
     print(f"\nUpdate rounds: batch {args.batch}, networks {'x'.join(map(str, hidden))}, full buffer of "
           f"{args.capacity:,} (eval/bench_offpolicy.py; load = 1-min load average before -> after)")
+    for algo in selected:  # what of --set reaches each round (the HMARL round is the reference's, fixed)
+        taken, left = round_sets(args.sets, algo)
+        if taken or left:
+            print(f"  {algo}: " + "; ".join(
+                ([" ".join(f"--set {t}" for t in taken)] if taken else [])
+                + [f"{s.split('=')[0]} is the case's; the round's is "
+                   f"{ROUND_FLAG_KEYS[s.split('=')[0].split('.', 1)[1]]}" for s in left]))
     jobs = [("HMARL round", "SAC TH + DQN AT + MADDPG RO", lambda: bo.hmarl_round(
         hidden, args.batch, args.capacity, args.round_reps, args.round_repeats))]
     jobs += [(algo, None, lambda algo=algo: bo.algorithm_round(
-        algo, hidden, args.batch, args.capacity, args.rounds_scenario, args.round_reps, args.round_repeats))
-        for algo in selected]
+        algo, hidden, args.batch, args.capacity, args.rounds_scenario, args.round_reps, args.round_repeats,
+        sets=round_sets(args.sets, algo)[0])) for algo in selected]
     rows = []
     for name, roles, job in jobs:
         try:

@@ -103,6 +103,17 @@ def test_every_learner_has_a_training_benchmark_case():
     assert missing == [], f"no benchmark case for {missing}: add a line to CASES in eval/bench_train.py"
 
 
+def test_off_policy_rounds_take_their_cases_sets_but_not_the_keys_of_their_own_flags():
+    # The rounds ignored every --set: `--set dqn.per=false` timed the case without PER, its round with it.
+    bt, bo = load("bench_train"), load("bench_offpolicy")
+    sets = ["dqn.per=false", "env.max_steps=50", "dqn.batch_size=64", "sac.tau=0.01", "ppo.lr=1e-4"]
+    assert bt.round_sets(sets, "iql") == (["dqn.per=false", "env.max_steps=50"], ["dqn.batch_size=64"])
+    assert bt.round_sets(sets, "sac") == (["env.max_steps=50", "sac.tau=0.01"], [])
+    cfg = bo.bench_config("iql", 1024, (8,), 32, 16384, sets=bt.round_sets(sets, "iql")[0])
+    assert cfg["dqn"]["per"] is False and cfg["env"] == {"max_steps": 50}
+    assert (cfg["dqn"]["batch_size"], cfg["dqn"]["buffer_size"], cfg["dqn"]["hidden_sizes"]) == (32, 16384, [8])
+
+
 def test_algorithm_round_refuses_a_soc_team_learner_on_another_world():
     # qmix acts through the SOC roles: its team failed deep in the setup with an AttributeError.
     from jaxsoc.config import ConfigError

@@ -287,6 +287,10 @@ SOC_ROLES = "coordinator, threat_hunter, alert_triage, response_orchestrator"
     (["--cases", "dqn", "sac", "--capacity", "20000"],
      "the sac update round (--capacity 20000, --batch 256) cannot run: sac.buffer_size (20000) is smaller than "
      "one rollout of all envs (1024 envs x rollout 20 = 20480 transitions) (see --help)"),
+    # the rounds take their case's --set (env.* and the family's section): a bad one is refused before timing
+    (["--cases", "dqn", "--set", "env.max_steps=0"],
+     "the dqn update round (--capacity 200000, --batch 256 --set env.max_steps=0) cannot run: env 'hmarl-soc-v1': "
+     "max_steps must be a positive integer, got 0 (see --help)"),
     # the autoencoder trains on minibatches of 256: fewer windows ended in a ValueError after the timings
     (["--cases", "mappo", "--skip-rounds", "--detector", "--detector-windows", "255"],
      "--detector-windows 255 is fewer than one autoencoder minibatch (256 windows) (see --help)"),
