@@ -30,6 +30,17 @@ def episode_limit(env, env_params) -> int:
     raise ValueError("cannot tell the env's episode limit; pass max_steps")
 
 
+def episode_metric_names(env, env_params) -> tuple[str, ...]:
+    """The names of the env's episode metrics (its `infos["metrics"]`), sorted: read off the
+    shapes of one reset and idle step, so nothing runs or compiles (0.02-0.34 s to trace on 2
+    cores)."""
+    def one_step(key):
+        _, state = env.reset(key, env_params)
+        return env.step(key, state, env.idle_actions(env_params), env_params)[4]["metrics"]
+
+    return tuple(sorted(jax.eval_shape(one_step, jax.random.key(0))))
+
+
 def make_evaluator(
     env,
     env_params,

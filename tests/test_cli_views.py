@@ -282,12 +282,12 @@ def evaluation(path: Path, scenario: str, **means) -> None:
 
 @pytest.fixture()
 def retail(tmp_path):
-    """A scripted retail run: a log of retail's own metrics (and a learner statistic, which is no
-    metric of the world) and an evaluation of them."""
+    """A scripted retail run: a log of retail's own metrics (and learner statistics, per role and
+    not, which are no metrics of the world) and an evaluation of them."""
     path = make_run(tmp_path / "runs", "retail", algo="random", scenario="retail")
     lines = [{"update": u, "seed": 0, "env_steps": 1000 * u,
               "metrics": {"episodes": 3000, "return": -20.0 * u, "cost": 20.0 * u, "fill_rate": 0.5 + 0.2 * u,
-                          "reward": -0.1, "actor_loss/warehouse_0": 0.3}} for u in (1, 2)]
+                          "reward": -0.1, "actor_loss/warehouse_0": 0.3, "value_loss": 2.0}} for u in (1, 2)]
     (path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     return path
 
@@ -298,7 +298,8 @@ def table_rows(out: str) -> list:
 
 def test_table_shows_a_worlds_own_metrics_when_it_has_no_soc_ones(retail, capsys):
     # paper protocol, no evaluation yet: the log's metrics, return first (update 2 holds the last
-    # 2,000 episodes: return -40, cost 40, fill rate 0.9); reward and actor_loss/... are no columns
+    # 2,000 episodes: return -40, cost 40, fill rate 0.9); reward, actor_loss/... and value_loss
+    # are no columns (value_loss was: only what retail's env reports is a metric of the world)
     assert table_tool.main([str(retail), "--protocol", "paper"]) == 0
     assert table_rows(capsys.readouterr().out) == [
         "| Method | Seeds | Reward | cost | fill_rate |", "|---|---:|---:|---:|---:|",

@@ -756,3 +756,21 @@ def test_plan_defaults_to_table_ii_rows_all_plans_every_method_and_seeds_group(m
     assert [(m.kind, m.tag) for m in plan.methods] == [("main", None), ("k-sweep", 1), ("k-sweep", 20)]
     assert "env.directive_period=20" in plan.methods[2].sets
     assert sum("ablation" in name for name, _ in plan.skipped) == 3 and not plan.attention
+
+
+@pytest.mark.parametrize("scenario", ["retail", "hmarl-soc-v1"])
+def test_episode_metric_names_are_what_a_step_reports(scenario):
+    """Read off shapes (nothing compiles); a table of a world without SOC metrics takes its
+    columns from them, so a learner's statistics in the log are never columns."""
+    import jax
+
+    import jaxsoc.env as soc
+    from jaxsoc import evaluation
+
+    env, params = soc.make(scenario, max_steps=3)
+    key = jax.random.key(0)
+    _, state = env.reset(key, params)
+    infos = env.step(key, state, env.idle_actions(params), params)[4]
+    assert evaluation.episode_metric_names(env, params) == tuple(sorted(infos["metrics"]))
+    assert protocols.env_metric_names({"scenario": scenario, "env": {"max_steps": 3}}) == tuple(sorted(infos["metrics"]))
+    assert protocols.env_metric_names({"scenario": "gone.yaml", "env": {}}) is None  # cannot be built: the log decides

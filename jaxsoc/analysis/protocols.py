@@ -123,15 +123,39 @@ LOG_BOOKKEEPING = ("episodes", "env_steps", "reward")
 
 def world_metrics(run: RunInfo, records: Sequence[dict] = ()) -> list[str]:
     """The env's episode metric names of a run: those its `evaluation.json` holds when it has one,
-    else those its log `records` hold without the bookkeeping (`LOG_BOOKKEEPING`) and the
-    learner's per-role statistics (names with a "/"; others, e.g. value_loss, stay)."""
+    else those of its log `records` that the run's env reports (`env_metric_names`); where that
+    env cannot be built (a scenario file gone), the log's names without the bookkeeping
+    (`LOG_BOOKKEEPING`) and the learner's per-role statistics (names with a "/"; others, e.g.
+    value_loss, then stay)."""
     try:
         record = json.loads((run.path / EVALUATION_FILE).read_text())
         return sorted({k for entry in record["seeds"].values() for k in entry["metrics"]})
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     names = {k for r in records for k in (r.get("metrics") or {})}
+    own = env_metric_names(run.config)
+    if own is not None:  # learner statistics (value_loss, explained_variance) were table columns
+        return sorted(names & set(own))
     return sorted(k for k in names if k not in LOG_BOOKKEEPING and "/" not in k)
+
+
+_ENV_METRICS: dict[str, tuple[str, ...] | None] = {}  # by the config's env: a table reads many runs of one
+
+
+def env_metric_names(config: Mapping) -> tuple[str, ...] | None:
+    """The episode metric names of the env a run's `config` builds (`engine.make_env_checked`:
+    a stored scenario file's contents included), or None where it cannot be built."""
+    from jaxsoc import engine, evaluation
+    from jaxsoc.config import ConfigError, SCENARIO_SPEC
+
+    key = json.dumps([config.get("scenario"), config.get("env"), config.get(SCENARIO_SPEC)],
+                     sort_keys=True, default=str)
+    if key not in _ENV_METRICS:
+        try:
+            _ENV_METRICS[key] = evaluation.episode_metric_names(*engine.make_env_checked(dict(config)))
+        except ConfigError:
+            _ENV_METRICS[key] = None
+    return _ENV_METRICS[key]
 
 
 def paper_protocol(group: Group, window: int = WINDOW_EPISODES,
