@@ -310,7 +310,13 @@ def test_mappo_hybrid_config_is_mappo_at_the_hybrids_envs_and_budget():
     hybrid = resolve(flags={"algo": "hybrid"})
     plain = resolve(flags={"algo": "mappo", "scenario": "soc-hybrid", "num_envs": hybrid["num_envs"],
                            "total_steps": hybrid["total_steps"]})
-    assert differing_keys(plain, mappo) == {"ppo.lr"} and mappo["ppo"]["lr"] == 1e-3
+    assert differing_keys(plain, mappo) == {"ppo.lr", "ppo.critic"} and mappo["ppo"]["lr"] == 1e-3
+    # the critic is left to the algorithm: MAPPO's world state here, IPPO's own with --algo ippo
+    from jaxsoc.algos import ppo
+
+    assert ppo.resolve_variant("mappo", mappo["ppo"]) == ("per_role", "world")
+    ippo = resolve(config_file=config.CONFIG_DIR / "mappo-hybrid.yaml", flags={"algo": "ippo"})
+    assert ppo.resolve_variant("ippo", ippo["ppo"]) == ("per_role", "local")
     assert (mappo["scenario"], mappo["num_envs"], mappo["total_steps"]) == ("soc-hybrid", 128, 3_276_800)
 
 
