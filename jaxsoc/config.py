@@ -409,6 +409,7 @@ def resolve(
         config_file = CONFIG_DIR / f"{algo}.yaml"
         file_layer = load_yaml(config_file)
 
+    _check_file_variant(file_layer, config_file, algo, family, sets_layer)
     schema = merge(base, {family: algos.default_section(algo)})
     config = copy.deepcopy(schema)
     for source, layer in (
@@ -434,6 +435,27 @@ def resolve(
     if config["run"]["name"] is None:
         config["run"]["name"] = default_run_name(algo, config["scenario"])
     return config
+
+
+def _check_file_variant(file_layer: Mapping, config_file, algo: str, family: str, sets_layer: Mapping) -> None:
+    """ConfigError where a config file written for another algorithm names the actor or critic
+    that tells its algorithm apart (configs/mappo.yaml's `critic: world`) and the algorithm asked
+    for has another of its own: the file's value would win, so `--algo ippo` with mappo.yaml
+    trained a MAPPO called IPPO. A `--set` of the key decides; a file naming no algorithm, or
+    this one, is taken as written."""
+    from jaxsoc.algos import ppo  # the switches of the on-policy families (ppo, a2c, trpo)
+
+    file_algo = file_layer.get("algo")
+    if file_algo in (None, algo) or algo not in ppo.VARIANTS:
+        return
+    section = file_layer.get(family) if isinstance(file_layer.get(family), Mapping) else {}
+    given = sets_layer.get(family) if isinstance(sets_layer.get(family), Mapping) else {}
+    for key in ("policy", "critic"):
+        named, own = section.get(key, "auto"), ppo.VARIANTS[algo][key]
+        if named not in ("auto", own) and key not in given:
+            raise ConfigError(f"{config_file} names {family}.{key} {named} for {file_algo}, which would replace "
+                              f"{algo}'s own ({own}): add --set {family}.{key}=auto for {algo}'s, or "
+                              f"--set {family}.{key}={named} to train {algo} with it")
 
 
 def read_scenario(path: str) -> dict:

@@ -392,3 +392,25 @@ def test_every_new_training_key_declares_what_older_runs_trained():
                              "that trains what older runs trained, then to tests/data/config_keys.txt")
     assert not new_family, (f"the keys of a new learner family {new_family}: list them in tests/data/config_keys.txt "
                             "(no older run lacks them, so config.ADDED_KEYS does not apply)")
+
+
+def test_another_algorithms_config_file_cannot_hand_its_critic_to_the_algorithm_asked_for(tmp_path):
+    """configs/mappo.yaml names `critic: world`; with `--algo ippo` the file's value won and the
+    run was a MAPPO called IPPO. Refused in one line unless a --set decides."""
+    from jaxsoc.algos import ppo
+
+    mappo_file = config.CONFIG_DIR / "mappo.yaml"
+    with pytest.raises(ConfigError, match=r"mappo.yaml names ppo.critic world for mappo, which would replace "
+                                          r"ippo's own \(local\): add --set ppo.critic=auto for ippo's, or "
+                                          r"--set ppo.critic=world to train ippo with it$"):
+        resolve(config_file=mappo_file, flags={"algo": "ippo"})
+    with pytest.raises(ConfigError, match=r"names ppo.policy single for single-drl, which would replace mappo's"):
+        resolve(config_file=config.CONFIG_DIR / "single-drl.yaml", flags={"algo": "mappo"})
+    for value, critic in (("auto", "local"), ("world", "world")):  # a --set decides, either way
+        cfg = resolve(config_file=mappo_file, flags={"algo": "ippo"}, sets=[f"ppo.critic={value}"])
+        assert ppo.resolve_variant("ippo", cfg["ppo"]) == ("per_role", critic)
+    # the file's own algorithm, or a file naming no algorithm: as written
+    assert ppo.resolve_variant("mappo", resolve(config_file=mappo_file)["ppo"]) == ("per_role", "world")
+    own = tmp_path / "world-critic.yaml"
+    own.write_text("ppo:\n  critic: world\n")
+    assert ppo.resolve_variant("ippo", resolve(config_file=own, flags={"algo": "ippo"})["ppo"]) == ("per_role", "world")
