@@ -26,6 +26,7 @@ from jaxsoc.algos import onpolicy
 from jaxsoc.algos import ppo
 from jaxsoc.algos.common import RoleSpec
 from jaxsoc.config import ConfigError
+from jaxsoc.networks import ValueCritic
 from tests.fast import fast_compile, fast_jit
 from tests.onpolicy_toys import make_toy_soc
 from tests.test_engine import assert_trees_close, leaves_equal
@@ -153,6 +154,26 @@ def test_config_switches_and_checks():
     for item, message in bad.items():
         with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
             config_lib.resolve(flags={**flags, "algo": "mappo", "num_envs": 10}, sets=[item], scenarios=["soc-v2"])
+    # one agent cannot take per-role critics (its ratio is the team's joint one)
+    for critic in ("local", "world_per_role"):
+        with pytest.raises(ConfigError, match="ppo.policy single is one agent with one critic"):
+            config_lib.resolve(flags={**flags, "algo": "single-drl"}, sets=[f"ppo.critic={critic}"], scenarios=["soc-v2"])
+
+
+def test_per_role_critics_on_the_world_state():
+    """"world_per_role": IPPO's structure (a network and value column per role) on MAPPO's input
+    (the world state), the ablation docs/hybrid.md "Which critic" ran."""
+    roles = ("a", "b", "c")
+    critic = onpolicy.Critic("world_per_role", roles, (8,))
+    assert critic.columns == 3 and [critic.column(r) for r in roles] == [0, 1, 2]
+    world, obs = jnp.arange(10.0).reshape(2, 5) / 10, {r: jnp.zeros((2, 4)) for r in roles}
+    assert critic.source(obs, world) is world
+    params = critic.init(jax.random.key(0), {r: 4 for r in roles}, world_dim=5)
+    values = critic.values(params, world)
+    assert values.shape == (2, 3)
+    for i, r in enumerate(roles):  # column i is role i's own network on the world state
+        np.testing.assert_allclose(values[:, i], ValueCritic((8,)).apply(params[r], world), rtol=1e-6)
+    assert len({float(values[0, i]) for i in range(3)}) == 3  # three networks, not one
 
 
 # ----------------------------------------------------------------------------- MAPPO on soc-v2
@@ -321,6 +342,7 @@ def test_load_policy_acts_as_the_seed_it_names(real):
     ("soc-v2", "single-drl", {}),
     ("soc-v2", "iac", {}),
     ("soc-v2", "maac", {"critic": "world"}),
+    ("soc-v2", "ippo", {"critic": "world_per_role"}),
     ("hmarl-soc-v1", "mappo", {"coordinator": "hmarl"}),   # discrete coordinator, 8-float directive
     # CI budget (10 min on 2 cores; tracing the v1 step costs ~6-8 CPU-s a case): the v1 Box and
     # one-hot coordinator encodings run with -m slow; the default run keeps v1's hmarl encoding.
@@ -349,6 +371,10 @@ def test_every_algorithm_traces_on_both_scenarios(scenario, algo, extra):
     assert {f"entropy/{r}" for r in roles} <= set(metrics)
     if algo != "single-drl":
         assert {f"approx_kl/{r}" for r in roles} <= set(metrics)
+    critic = extra.get("critic", ppo.VARIANTS[algo]["critic"])
+    assert (state.world_state is not None) == (critic in onpolicy.WORLD_CRITICS)  # asked of the env iff read
+    if critic in onpolicy.PER_ROLE_CRITICS:
+        assert {f"explained_variance/{r}" for r in roles} <= set(metrics)
     one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), (state.obs, state.env_state))
     actions = jax.eval_shape(lambda p, o, s: trainer.act(p, jax.random.PRNGKey(1), o, s, False),
                              trainer.policy_params(state), *one)

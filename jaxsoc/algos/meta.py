@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxsoc.algos import ppo
+from jaxsoc.algos import onpolicy, ppo
 from jaxsoc.names import suggest
 from jaxsoc.algos.base import Trainer
 from jaxsoc.config import ConfigError
@@ -296,7 +296,7 @@ def mixture_trainer(config: dict, env, env_params) -> Trainer:
     check_ranges(env_params, ranges)
     cfg = inner_config(config, 1)
     cfg["total_steps"] = config["total_steps"]
-    if ppo.resolve_variant(cfg["algo"], cfg["ppo"])[1] == "world":
+    if ppo.resolve_variant(cfg["algo"], cfg["ppo"])[1] in onpolicy.WORLD_CRITICS:
         # Wrap the world-state env inside the mixture (build_trainer would rebuild a bare SOCEnv).
         env, env_params = with_world_state(env), env_params.replace(with_world_state=True)
     return ppo.build_trainer(cfg, TaskMixture(env, ranges), env_params, family="ppo", loss_cfg=None)

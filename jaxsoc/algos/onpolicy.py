@@ -12,8 +12,10 @@ only in their loss and in how many passes they make over a rollout; everything e
     `log_prob_from_pre_tanh(u)`, never an `atanh` of a clipped action (the reference's D23 bug).
   * `Critic`: state values `[..., C]`, one column per value head: a centralised critic on the
     env's world state ("world", C = 1), one local critic per role on its own observation
-    ("local", C = number of roles), or one critic on the concatenated observation ("joint",
-    Single-DRL, C = 1). Rewards are the team's (every role gets the same scalar).
+    ("local", C = number of roles), one critic on the concatenated observation ("joint",
+    Single-DRL, C = 1), or one critic per role on the world state ("world_per_role", C = number
+    of roles: IPPO's structure with MAPPO's input, an ablation). Rewards are the team's (every
+    role gets the same scalar).
   * `make_rollout`: `T` steps of `N` auto-resetting envs in one `lax.scan`, acting with the policy.
   * `next_values` / `gae`: advantages that bootstrap through time-limit truncation (from the env's
     `infos["final_obs"]` / `["final_world_state"]`) but not through termination, read from
@@ -46,7 +48,9 @@ Dist = Any  # MaskedCategorical (FactoredCategorical) | TanhGaussian
 
 CHOOSING = ("discrete", "multidiscrete")  # the RoleSpec kinds whose heads are logits
 
-CRITICS = ("world", "local", "joint")
+CRITICS = ("world", "local", "joint", "world_per_role")
+WORLD_CRITICS = ("world", "world_per_role")  # read the env's world state (the trainer asks the env for it)
+PER_ROLE_CRITICS = ("local", "world_per_role")  # one network and value column per role
 
 # The config keys every on-policy learner built on this module shares, with one meaning and one
 # default (ppo, a2c, trpo, impala, and the learners built on ppo): each learner's DEFAULTS spreads
@@ -276,8 +280,8 @@ class Critic:
     """State values `[..., C]` (see the module docstring).
 
     Attributes:
-      kind: "world" (V(world state), C = 1), "local" (V_i(obs_i) per role, C = roles) or
-        "joint" (V(concatenated obs), C = 1).
+      kind: "world" (V(world state), C = 1), "local" (V_i(obs_i) per role, C = roles),
+        "joint" (V(concatenated obs), C = 1) or "world_per_role" (V_i(world state), C = roles).
       roles: the roles in `env.agents` order.
       hidden_sizes, activation: the MLP of every critic.
     """
@@ -293,15 +297,15 @@ class Critic:
 
     @property
     def columns(self) -> int:
-        return len(self.roles) if self.kind == "local" else 1
+        return len(self.roles) if self.kind in PER_ROLE_CRITICS else 1
 
     def column(self, role: str) -> int:
         """The value column whose advantages train `role`'s actor."""
-        return self.roles.index(role) if self.kind == "local" else 0
+        return self.roles.index(role) if self.kind in PER_ROLE_CRITICS else 0
 
     def source(self, obs: Obs, world_state: Optional[jax.Array]) -> Any:
-        """What the critic reads: the world state ("world") or the observations."""
-        return world_state if self.kind == "world" else obs
+        """What the critic reads: the world state (`WORLD_CRITICS`) or the observations."""
+        return world_state if self.kind in WORLD_CRITICS else obs
 
     def _module(self) -> ValueCritic:
         return ValueCritic(self.hidden_sizes, self.activation)
@@ -313,7 +317,8 @@ class Critic:
         if self.kind == "joint":
             return m.init(key, jnp.zeros((1, sum(obs_dims.values())), jnp.float32))
         keys = jax.random.split(key, len(self.roles))
-        return {r: m.init(k, jnp.zeros((1, obs_dims[r]), jnp.float32)) for k, r in zip(keys, self.roles)}
+        dims = {r: world_dim if self.kind == "world_per_role" else obs_dims[r] for r in self.roles}
+        return {r: m.init(k, jnp.zeros((1, dims[r]), jnp.float32)) for k, r in zip(keys, self.roles)}
 
     def values(self, params: Any, source: Any) -> jax.Array:
         """`[..., C]` values of a `source` (see `source`) with leading axes `[...]`."""
@@ -322,6 +327,8 @@ class Critic:
             return m.apply(params, source)[..., None]
         if self.kind == "joint":
             return m.apply(params, concat_obs(source, self.roles))[..., None]
+        if self.kind == "world_per_role":
+            return jnp.stack([m.apply(params[r], source) for r in self.roles], axis=-1)
         return jnp.stack([m.apply(params[r], source[r]) for r in self.roles], axis=-1)
 
 
@@ -421,7 +428,7 @@ def make_rollout(env, env_params, policy: Policy, critic: Critic, num_envs: int,
                 jax.random.split(k_env, num_envs), env_state, taken, env_params)
             done = dones["__all__"]
             team_reward = jnp.mean(jnp.stack([rewards[r] for r in env.agents]), axis=0)
-            next_world_state = infos["world_state"] if critic.kind == "world" else None
+            next_world_state = infos["world_state"] if critic.kind in WORLD_CRITICS else None
             if bootstrap_truncation:
                 terminated = infos["terminated"]
                 cut = infos["truncated"] & ~terminated  # needs the terminal state's value

@@ -37,7 +37,7 @@ from jaxsoc.algos.common import COORDINATOR_ENCODINGS, RoleSpec, role_specs, wit
 
 DEFAULTS = {
     "policy": "auto",            # auto | per_role | single (auto: from the algorithm, table above)
-    "critic": "auto",            # auto | world | local | joint
+    "critic": "auto",            # auto | world | local | joint | world_per_role (onpolicy.Critic)
     "rollout": 32,               # env steps per env per update (T)
     "epochs": 1,                 # passes over each rollout (see configs/mappo.yaml)
     "minibatches": 4,            # minibatches per pass; num_envs * rollout must divide by it
@@ -91,7 +91,8 @@ def check_section(config: dict, family: str) -> None:
     sizes = s["hidden_sizes"]
     if not sizes or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in sizes):
         raise ConfigError(f"{family}.hidden_sizes must be a non-empty list of positive integers, got {sizes!r}")
-    if resolve_variant(config["algo"], s) == ("single", "local"):
+    policy, critic = resolve_variant(config["algo"], s)
+    if policy == "single" and critic in onpolicy.PER_ROLE_CRITICS:
         raise ConfigError(f"{family}.policy single is one agent with one critic: use critic joint or world")
     batch = config["num_envs"] * s["rollout"]
     if batch % s.get("minibatches", 1):
@@ -286,7 +287,7 @@ def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optio
         loss_cfg = LossConfig(clip_eps=s["clip_eps"], clip_value=s["clip_value"], vf_coef=s["vf_coef"],
                               ent_coef=s["ent_coef"], normalize_advantages=s["normalize_advantages"],
                               joint_ratio=policy_kind == "single")
-    if critic_kind == "world":
+    if critic_kind in onpolicy.WORLD_CRITICS:
         env = with_world_state(env)
         env_params = env_params.replace(with_world_state=True)
 
@@ -329,7 +330,7 @@ def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optio
         params = {"actor": policy.init(k_actor), "critic": critic.init(k_critic, obs_dims, world_dim)}
         obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, num_envs), env_params)
         world_state = None
-        if critic_kind == "world":
+        if critic_kind in onpolicy.WORLD_CRITICS:
             world_state = jax.vmap(env.get_world_state, in_axes=(0, None))(env_state, env_params)
         return PPOState(params, learner.init(params), env_state, obs, world_state, key,
                         jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
