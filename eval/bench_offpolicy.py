@@ -262,17 +262,26 @@ def bench_config(algo: str, num_envs: int, hidden=None, batch=None, capacity=Non
     return config_lib.resolve(flags=flags, sets=sets)
 
 
+def round_setup(algo: str, hidden=None, batch=None, capacity=None, scenario: str = "hmarl-soc-v1",
+                sets: Sequence[str] = ()) -> tuple:
+    """`(cfg, env)` of `algo`'s update round: its config at the round's 1,024 envs with `sets`,
+    on `scenario` (ConfigError where either cannot be built). `eval/bench_train.py` checks the
+    same before any timing."""
+    from jaxsoc import engine
+
+    cfg = bench_config(algo, 1024, hidden, batch, capacity, sets=sets)
+    cfg["scenario"] = scenario
+    env, _ = engine.make_env_checked(cfg)
+    return cfg, env
+
+
 def algorithm_round(algo: str, hidden: Sequence[int] = (256, 256, 256), batch: int = 256,
                     capacity: int = 200_000, scenario: str = "hmarl-soc-v1", reps: int = 20,
                     repeats: int = 5, sets: Sequence[str] = ()) -> dict:
     """Times one update round (sample, the team's update, priorities) of `algo`'s own team;
     `sets` are config overrides of its family's section and of the env (`env.*`)."""
-    from jaxsoc import engine
-
-    cfg = bench_config(algo, 1024, hidden, batch, capacity, sets=sets)
-    cfg["scenario"] = scenario
+    cfg, env = round_setup(algo, hidden, batch, capacity, scenario, sets)
     family = algos.family_of(algo)
-    env, _ = engine.make_env_checked(cfg)
     module = algos.family_module(algo)
     if getattr(module, "SOC_TEAM", False):  # the check algos.make_train runs, as make_team is called directly
         op.common.check_soc_team(algo, scenario, env)

@@ -224,7 +224,7 @@ def refuse_rounds(ap, args) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import bench_offpolicy as bo  # eval/bench_offpolicy.py
 
-    from jaxsoc import algos, engine
+    from jaxsoc import algos
     from jaxsoc.algos import common
     from jaxsoc.config import ConfigError
 
@@ -233,10 +233,8 @@ def refuse_rounds(ap, args) -> None:
         return
     for algo in selected:
         taken, _ = round_sets(args.sets, algo)
-        try:  # algorithm_round's config and env
-            cfg = bo.bench_config(algo, 1024, args.hidden, args.batch, args.capacity, sets=taken)
-            cfg["scenario"] = args.rounds_scenario
-            env, _ = engine.make_env_checked(cfg)
+        try:
+            _, env = bo.round_setup(algo, args.hidden, args.batch, args.capacity, args.rounds_scenario, taken)
         except ConfigError as e:
             sets = "".join(f" --set {s}" for s in taken)
             ap.error(f"the {algo} update round (--capacity {args.capacity}, --batch {args.batch}{sets}) cannot run: {e}")
