@@ -317,7 +317,7 @@ class Critic:
         if self.kind == "joint":
             return m.init(key, jnp.zeros((1, sum(obs_dims.values())), jnp.float32))
         keys = jax.random.split(key, len(self.roles))
-        dims = {r: world_dim if self.kind == "world_per_role" else obs_dims[r] for r in self.roles}
+        dims = {r: world_dim if self.kind in WORLD_CRITICS else obs_dims[r] for r in self.roles}
         return {r: m.init(k, jnp.zeros((1, dims[r]), jnp.float32)) for k, r in zip(keys, self.roles)}
 
     def values(self, params: Any, source: Any) -> jax.Array:
@@ -327,9 +327,8 @@ class Critic:
             return m.apply(params, source)[..., None]
         if self.kind == "joint":
             return m.apply(params, concat_obs(source, self.roles))[..., None]
-        if self.kind == "world_per_role":
-            return jnp.stack([m.apply(params[r], source) for r in self.roles], axis=-1)
-        return jnp.stack([m.apply(params[r], source[r]) for r in self.roles], axis=-1)
+        inputs = {r: source for r in self.roles} if self.kind in WORLD_CRITICS else source  # per role
+        return jnp.stack([m.apply(params[r], inputs[r]) for r in self.roles], axis=-1)
 
 
 # ----------------------------------------------------------------------------- rollouts
