@@ -141,6 +141,7 @@ def route(backlog: jax.Array, channel: jax.Array, amount: jax.Array, up: jax.Arr
 
 class BankingEnv(DemoEnv):
     params_cls = BankingParams
+    name = "banking"  # the scenario name (its params have no name field)
 
     def _spaces(self, p: BankingParams):
         agents = [f"router_{i}" for i in range(p.num_routers)]
@@ -184,7 +185,7 @@ class BankingEnv(DemoEnv):
         return (jnp.log(amount / p.amount_min) / np.log(p.amount_max / p.amount_min)).astype(jnp.float32)
 
     def get_obs(self, s: BankingState, params=None) -> Dict[str, jax.Array]:
-        p = self._params(params)
+        p = self.params_or_default(params)
         _, _, _, mu = p.arrays()
         shared = jnp.concatenate([s.backlog / mu, s.up.astype(jnp.float32),
                                   jnp.reshape(s.t / p.max_steps, (1,)).astype(jnp.float32)])
@@ -192,7 +193,7 @@ class BankingEnv(DemoEnv):
         return {a: jnp.concatenate([scaled[i:i + 1], shared]) for i, a in enumerate(self.agents)}
 
     def get_world_state(self, s: BankingState, params=None) -> jax.Array:
-        p = self._params(params)
+        p = self.params_or_default(params)
         _, _, _, mu = p.arrays()
         return jnp.concatenate([self._scaled_amount(s.amount, p), s.backlog / mu, s.up.astype(jnp.float32),
                                 jnp.reshape(s.t / p.max_steps, (1,)).astype(jnp.float32)])

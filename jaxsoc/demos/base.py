@@ -31,13 +31,17 @@ import jax.numpy as jnp
 
 from jaxsoc.env.params import check_fields
 from jaxsoc.env.spaces import Discrete, check_action_dict
+from jaxsoc.env.surface import WorldEnv
 from jaxsoc.names import suggest
 
 
-class DemoEnv:
-    """Base class (module docstring). Subclasses set `params_cls`, `policies` (the scripted ones,
-    `{name: policy(key, obs, state, params) -> actions}`), and `__init__`'s spaces via
-    `_spaces(params)` -> `(agents, action_spaces, observation_spaces, world_state_size)`."""
+class DemoEnv(WorldEnv):
+    """Base class (module docstring). Subclasses set `params_cls`, `name` (the scenario's),
+    `policies` (the scripted ones, `{name: policy(key, obs, state, params) -> actions}`), and
+    `__init__`'s spaces via `_spaces(params)` -> `(agents, action_spaces, observation_spaces,
+    world_state_size)`. The JaxMARL surface (spaces per agent, `params_or_default`) and the
+    identity by params, which lets a second `make` of a world reuse the first one's compiled
+    programs, are `WorldEnv`'s."""
 
     params_cls = None
     policies: Dict = {}
@@ -51,27 +55,9 @@ class DemoEnv:
     def _spaces(self, params):
         raise NotImplementedError
 
-    # Every params field is static and hashable, and the env holds nothing but what its params
-    # decide (agents, spaces): two envs of one class and equal params are the same env to `jax.jit`,
-    # so a second `make` of a world reuses the first one's compiled programs, as the SOC env's do.
-    def __hash__(self):
-        return hash((type(self), self.default_params))
-
-    def __eq__(self, other):
-        return type(other) is type(self) and other.default_params == self.default_params
-
-    def action_space(self, agent: str):
-        return self.action_spaces[agent]
-
-    def observation_space(self, agent: str):
-        return self.observation_spaces[agent]
-
-    def _params(self, params):
-        return self.default_params if params is None else params
-
     def reset(self, key: jax.Array, params=None):
         """`(obs {agent: [obs_dim]}, state)` of a fresh episode."""
-        p = self._params(params)
+        p = self.params_or_default(params)
         state = self.initial_state(key, p)
         return self.get_obs(state, p), state
 
@@ -105,13 +91,13 @@ class DemoEnv:
         """One step without auto-reset: `(obs, state, rewards, dones, infos)`, the state and obs
         the step reached (an ended episode stays ended: call `reset`); `infos` as `step`'s without
         "final_obs" and the world states. `key` drives the transition (as `step`'s first split)."""
-        stepped, obs, rewards, dones, infos = self._advance(key, state, actions, self._params(params))
+        stepped, obs, rewards, dones, infos = self._advance(key, state, actions, self.params_or_default(params))
         return obs, stepped, rewards, dones, infos
 
     def step(self, key: jax.Array, state, actions: Dict[str, jax.Array], params=None):
         """One auto-resetting step of ONE env: `(obs, state, rewards, dones, infos)` (module docstring).
         `actions` holds one action per agent, shaped as its space says (else a one-line ValueError)."""
-        p = self._params(params)
+        p = self.params_or_default(params)
         k_step, k_reset = jax.random.split(key)
         stepped, final_obs, rewards, dones, infos = self._advance(k_step, state, actions, p)
         done = dones["__all__"]

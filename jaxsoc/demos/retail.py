@@ -130,6 +130,7 @@ def base_stock_levels(params: RetailParams) -> np.ndarray:
 
 class RetailEnv(DemoEnv):
     params_cls = RetailParams
+    name = "retail"  # the scenario name (its params have no name field)
 
     def _spaces(self, p: RetailParams):
         agents = [f"warehouse_{i}" for i in range(p.num_warehouses)]
@@ -160,7 +161,7 @@ class RetailEnv(DemoEnv):
         return stepped, reward, jnp.zeros((), bool)
 
     def get_obs(self, s: RetailState, params=None) -> Dict[str, jax.Array]:
-        p = self._params(params)
+        p = self.params_or_default(params)
         lam = jnp.asarray(p.demand_means())
         tau = jnp.broadcast_to(s.t / p.max_steps, lam.shape)
         table = jnp.stack([s.inventory / p.capacity, s.last_demand / p.capacity, lam / p.capacity, tau],

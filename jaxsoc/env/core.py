@@ -27,6 +27,7 @@ from jaxsoc.env.reward import response_credit, team_reward
 from jaxsoc.env.rng import Draws, seed_words
 from jaxsoc.env.spaces import Box, Discrete, check_action_dict
 from jaxsoc.env.state import Attacker, Counters, EnvState, Hosts, with_window
+from jaxsoc.env.surface import WorldEnv
 
 Obs = Dict[str, jax.Array]
 
@@ -106,7 +107,7 @@ def campaign_infos(campaigns, hosts, params: EnvParams) -> Dict[str, jax.Array]:
             "active": active.astype(jnp.int32)}
 
 
-class SOCEnv:
+class SOCEnv(WorldEnv):
     """The SOC world. Build it with `jaxsoc.env.make(name, **overrides)`.
 
     All methods are pure; `params=None` means `self.default_params`. Shapes are for one env:
@@ -137,28 +138,14 @@ class SOCEnv:
         self.observation_spaces = {a: Box(-jnp.inf, jnp.inf, obs_shapes[a].shape) for a in self.agents}
         self.world_state_size = ws_shape.shape[0]
 
-    # ---- JaxMARL surface ---------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.default_params.name
-
-    @property
-    def agent_classes(self) -> dict:
-        return {a: [a] for a in self.agents}
-
-    def observation_space(self, agent: str):
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent: str):
-        return self.action_spaces[agent]
-
+    # ---- JaxMARL surface: jaxsoc.env.surface.WorldEnv ----------------------------------------
     def random_words_per_step(self, params: Optional[EnvParams] = None) -> Dict[str, int]:
         """How many 32-bit random words one `step` of one env draws, by purpose (counted at trace time).
 
         `transition`: attacker, alerts, hunting, response; `observation`: observation noise (shared by
         the terminal and the reset observation); `reset`: a new network when D10 re-draws it.
         """
-        p = self._p(params)
+        p = self.params_or_default(params)
         obs, state = jax.eval_shape(lambda k: self.reset(k, p), jax.random.key(0))
         jax.eval_shape(lambda k, s, a: self._step_env(k, s, a, p, None), jax.random.key(0), state,
                        jax.eval_shape(lambda: self.idle_actions(p)))
@@ -170,29 +157,20 @@ class SOCEnv:
             "reset": net.num_segments * net.max_hosts if p.fix_d10_resample_network else 0,
         }
 
-    def __hash__(self):
-        return hash(self.default_params)
-
-    def __eq__(self, other):
-        return isinstance(other, SOCEnv) and other.default_params == self.default_params
-
-    def _p(self, params):
-        return self.default_params if params is None else params
-
     # ---- pure functions ----------------------------------------------------------------------
     @functools.partial(jax.jit, static_argnums=(0,))
     def reset(self, key: jax.Array, params: Optional[EnvParams] = None) -> Tuple[Obs, EnvState]:
         """`key -> (obs {agent: [obs_dim]}, state)`; draws a new network."""
-        p = self._p(params)
+        p = self.params_or_default(params)
         state = initial_state(key, p)
         return observe.get_obs(state, p), state
 
     def get_obs(self, state: EnvState, params: Optional[EnvParams] = None) -> Obs:
-        return observe.get_obs(state, self._p(params))
+        return observe.get_obs(state, self.params_or_default(params))
 
     def get_world_state(self, state: EnvState, params: Optional[EnvParams] = None) -> jax.Array:
         """`[world_state_size]`: all roles' observations then ground truth (for centralised critics)."""
-        p = self._p(params)
+        p = self.params_or_default(params)
         return observe.world_state(observe.get_obs(state, p), state, p)
 
     def get_avail_actions(self, state: EnvState, params: Optional[EnvParams] = None) -> Dict[str, jax.Array]:
@@ -207,12 +185,12 @@ class SOCEnv:
             n = space.n if isinstance(space, Discrete) else space.shape[0]
             out[a] = jnp.ones((n,), bool)
         if "red" in out:  # red's choices follow the campaign's phase rules
-            out["red"] = attacker.red_avail_actions(state.hosts, state.attacker, self._p(params))
+            out["red"] = attacker.red_avail_actions(state.hosts, state.attacker, self.params_or_default(params))
         return out
 
     def idle_actions(self, params: Optional[EnvParams] = None) -> Dict[str, jax.Array]:
         """The reference's "agent does nothing", expressed in the fixed-shape API (docs/reference.md §0)."""
-        p = self._p(params)
+        p = self.params_or_default(params)
         dims = defenders.action_dims(p)
         coord = jnp.asarray(0, jnp.int32) if p.fix_d6_directive else hmarl_directive(0)
         return {
@@ -227,7 +205,7 @@ class SOCEnv:
     def step_env(self, key: jax.Array, state: EnvState, actions: Dict[str, jax.Array],
                  params: Optional[EnvParams] = None):
         """One transition without auto-reset: `(obs, state, rewards, dones, infos)`."""
-        return self._step_env(key, state, actions, self._p(params), None)
+        return self._step_env(key, state, actions, self.params_or_default(params), None)
 
     @staticmethod
     def check_actions(actions: Dict[str, jax.Array], p: EnvParams) -> None:
@@ -356,7 +334,7 @@ class SOCEnv:
         episode. With `params.with_world_state`, `infos["world_state"]` is the world state that
         goes with the returned `obs` and `infos["final_world_state"]` the terminal one.
         """
-        p = self._p(params)
+        p = self.params_or_default(params)
         key_step, key_reset = jax.random.split(key)
         # The stepped state's observation seed is fold_in(key_step, 1) (see _step_env); draw its
         # noise here once so the terminal and the first observation share it.

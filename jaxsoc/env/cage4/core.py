@@ -27,6 +27,7 @@ from jaxsoc.env.cage4.reward import phase_of, team_reward
 from jaxsoc.env.cage4.state import Cage4State
 from jaxsoc.env.rng import Draws
 from jaxsoc.env.spaces import Box, Discrete, check_action_dict
+from jaxsoc.env.surface import WorldEnv
 
 Obs = Dict[str, jax.Array]
 METRIC_KEYS = ("return", "length", "red_hosts_phase1", "red_hosts_phase2", "red_hosts_phase3",
@@ -50,7 +51,7 @@ def episode_metrics(state: Cage4State, p: P.Cage4Params) -> Dict[str, jax.Array]
             "phishing": c.phishing, "exploits": c.exploits, "restores": c.restores, "invalid": c.invalid}
 
 
-class Cage4Env:
+class Cage4Env(WorldEnv):
     """The CAGE-4-like world. Build it with `jaxsoc.env.cage4.make()`. Pure methods; `params=None`
     means `self.default_params`; shapes are for one env (vmap for many)."""
 
@@ -72,38 +73,15 @@ class Cage4Env:
     def _on_masks(self, baseline):
         return lambda key, obs, state, params=None: baseline(key, obs, self.get_avail_actions(state, params))
 
-    # ---- JaxMARL surface ---------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.default_params.name
-
-    @property
-    def agent_classes(self) -> dict:
-        return {a: [a] for a in self.agents}
-
-    def observation_space(self, agent: str):
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent: str):
-        return self.action_spaces[agent]
-
+    # ---- JaxMARL surface: jaxsoc.env.surface.WorldEnv ----------------------------------------
     def action_labels(self, agent: str):
         """Names of the agent's actions, in index order."""
         i = self.agents.index(agent)
         return [blue.action_label(i, k) for k in range(self.action_spaces[agent].n)]
 
-    def __hash__(self):
-        return hash(self.default_params)
-
-    def __eq__(self, other):
-        return isinstance(other, Cage4Env) and other.default_params == self.default_params
-
-    def _p(self, params):
-        return self.default_params if params is None else params
-
     def random_words_per_step(self, params: Optional[P.Cage4Params] = None) -> Dict[str, int]:
         """32-bit random words one auto-resetting `step` of one env draws, by purpose (trace-time count)."""
-        p = self._p(params)
+        p = self.params_or_default(params)
         counts = {}
 
         def count(k):
@@ -122,12 +100,12 @@ class Cage4Env:
     # ---- pure functions ----------------------------------------------------------------------
     def reset(self, key: jax.Array, params: Optional[P.Cage4Params] = None):
         """`key -> (obs {agent: [obs_dim]}, state)`; draws a new network."""
-        p = self._p(params)
+        p = self.params_or_default(params)
         state = initial_state(Draws(key, p.rng_impl), p)
         return observe.get_obs(state, p), state
 
     def get_obs(self, state: Cage4State, params=None) -> Obs:
-        return observe.get_obs(state, self._p(params))
+        return observe.get_obs(state, self.params_or_default(params))
 
     def get_world_state(self, state: Cage4State, params=None) -> jax.Array:
         """`[world_state_size]`: every blue observation, then where red holds sessions."""
@@ -135,7 +113,7 @@ class Cage4Env:
 
     def get_avail_actions(self, state: Cage4State, params=None) -> Dict[str, jax.Array]:
         """`{agent: [n] bool}`: host actions need a host in the slot this episode."""
-        p = self._p(params)
+        p = self.params_or_default(params)
         if p.pad_spaces:
             return dict(zip(self.agents, blue.masks(state.present, pad=True)))
         return dict(zip(self.agents, blue.masks(state.present)))
@@ -197,7 +175,7 @@ class Cage4Env:
     @functools.partial(jax.jit, static_argnums=(0,))
     def step_env(self, key: jax.Array, state: Cage4State, actions, params=None):
         """One transition without auto-reset: `(obs, state, rewards, dones, infos)`."""
-        p = self._p(params)
+        p = self.params_or_default(params)
         state, reward = self._transition(Draws(key, p.rng_impl), state, actions, p)
         rewards, dones, infos = self._finish(state, reward, p)
         return observe.get_obs(state, p), state, rewards, dones, infos
@@ -209,7 +187,7 @@ class Cage4Env:
         `infos["final_obs"]` (and `["final_world_state"]`) the terminal ones; `infos["metrics"]`
         describes the finished episode. The reset draws come from the same stream as the step.
         """
-        p = self._p(params)
+        p = self.params_or_default(params)
         draws = Draws(key, p.rng_impl)
         st, reward = self._transition(draws, state, actions, p)
         rewards, dones, infos = self._finish(st, reward, p)

@@ -55,6 +55,7 @@ from jaxsoc.env.network import topology
 from jaxsoc.env.rng import Draws
 from jaxsoc.env.spaces import Box, MultiDiscrete, check_action_dict
 from jaxsoc.env.state import EnvState
+from jaxsoc.env.surface import WorldEnv
 
 Obs = Dict[str, jax.Array]
 METRIC_KEYS = ("return", "length", "csr", "mttd", "mttr", "fpr", "recall", "exfiltrated", "hosts_compromised",
@@ -126,7 +127,7 @@ def episode_metrics(state: HybridState, p: P.HybridParams) -> Dict[str, jax.Arra
             "auto_locks": f(c.auto_locks), "mttd_censored": f(a.begun & ~detected)}
 
 
-class HybridEnv:
+class HybridEnv(WorldEnv):
     """The hybrid SOC. Build it with `jaxsoc.env.hybrid.make()` (or `jaxsoc.env.make("soc-hybrid")`).
     Pure methods; `params=None` means `self.default_params`; shapes are for one env (vmap for many)."""
 
@@ -146,31 +147,15 @@ class HybridEnv:
         self.world_state_size = s * self.segment_obs_dim + self.network_obs_dim + 2 * params.num_hosts
         self.policies = {"no-defender": no_defender, "detector-alone": detector_alone, "random": random_policy}
 
-    # ---- JaxMARL surface ---------------------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.default_params.name
-
+    # ---- JaxMARL surface: jaxsoc.env.surface.WorldEnv ----------------------------------------
     @property
     def agent_classes(self) -> dict:
         return {"segments": list(self.segment_agents), "network": ["network"]}
 
-    def observation_space(self, agent: str):
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent: str):
-        return self.action_spaces[agent]
-
-    # By the value of its params, as the other worlds' envs: jit sees one env per world. The key is
-    # taken once here (it reads the detector's arrays off the device), not at every jitted call.
-    def __hash__(self):
-        return hash((type(self), self._value))
-
-    def __eq__(self, other):
-        return type(other) is type(self) and other._value == self._value
-
-    def _p(self, params):
-        return self.default_params if params is None else params
+    def identity(self):
+        """By the value of its params, as the other worlds' envs; the key is taken once, when the
+        env is made (it reads the detector's arrays off the device), not at every jitted call."""
+        return type(self), self._value
 
     def _action_spaces(self, p: P.HybridParams) -> dict:
         """`{agent: space}` under `p`: the shapes `step` reads (its params may differ from the default)."""
@@ -180,7 +165,7 @@ class HybridEnv:
 
     def idle_actions(self, params=None) -> Dict[str, jax.Array]:
         """No action anywhere; the network agent at its highest threshold."""
-        p = self._p(params)
+        p = self.params_or_default(params)
         out = {a: jnp.zeros((p.hosts_per_segment,), jnp.int32) for a in self.segment_agents}
         out["network"] = jnp.ones((p.num_segments,), jnp.float32)
         return out
@@ -188,7 +173,7 @@ class HybridEnv:
     def get_avail_actions(self, state, params=None) -> Dict[str, jax.Array]:
         """Every action is always legal (acting on a locked host is a no-op): all-True masks,
         `[H, 3]` per segment agent, `[S]` for the network agent."""
-        p = self._p(params)
+        p = self.params_or_default(params)
         out = {a: jnp.ones((p.hosts_per_segment, len(P.ACTIONS)), bool) for a in self.segment_agents}
         out["network"] = jnp.ones((p.num_segments,), bool)
         return out
@@ -205,14 +190,14 @@ class HybridEnv:
 
     def reset(self, key: jax.Array, params: Optional[P.HybridParams] = None):
         """`key -> (obs {agent: [obs_dim]}, state)`; draws a new network."""
-        p = self._p(params)
+        p = self.params_or_default(params)
         state = self._initial(key, p, jnp.zeros((), jnp.int32))
         return self.get_obs(state, p), state
 
     def score_features(self, state: HybridState, params=None) -> jax.Array:
         """`[N]` f32: `min(score / threshold, clip)` of connected hosts, 0 for locked ones or
         without scores."""
-        p = self._p(params)
+        p = self.params_or_default(params)
         if not p.use_scores:
             return jnp.zeros_like(state.scores)
         locked = flatten_hosts(state.soc.hosts.isolated, p.soc)
@@ -220,7 +205,7 @@ class HybridEnv:
         return jnp.where(locked, 0.0, feat)
 
     def get_obs(self, state: HybridState, params=None) -> Obs:
-        p = self._p(params)
+        p = self.params_or_default(params)
         s, h = p.num_segments, p.hosts_per_segment
         score = self.score_features(state, p).reshape(s, h)
         locked = flatten_hosts(state.soc.hosts.isolated, p.soc).reshape(s, h).astype(jnp.float32)
@@ -238,7 +223,7 @@ class HybridEnv:
         return obs
 
     def get_world_state(self, state: HybridState, params=None) -> jax.Array:
-        p = self._p(params)
+        p = self.params_or_default(params)
         return world_state(self.get_obs(state, p), state, p, self.agents)
 
     def _transition(self, key: jax.Array, state: HybridState, actions, p: P.HybridParams):
@@ -310,7 +295,7 @@ class HybridEnv:
     @functools.partial(jax.jit, static_argnums=(0,))
     def step_env(self, key: jax.Array, state: HybridState, actions, params=None):
         """One transition without auto-reset: `(obs, state, rewards, dones, infos)`."""
-        p = self._p(params)
+        p = self.params_or_default(params)
         state, reward, terminated = self._transition(key, state, actions, p)
         rewards, dones, infos = self._finish(state, reward, terminated, p)
         return self.get_obs(state, p), state, rewards, dones, infos
@@ -322,7 +307,7 @@ class HybridEnv:
         `infos["final_obs"]` the terminal ones (`final_world_state`/`world_state` too with
         `params.with_world_state`); `infos["metrics"]` describes the finished episode.
         """
-        p = self._p(params)
+        p = self.params_or_default(params)
         k_step, k_reset = jax.random.split(key)
         st, reward, terminated = self._transition(k_step, state, actions, p)
         rewards, dones, infos = self._finish(st, reward, terminated, p)

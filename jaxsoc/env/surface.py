@@ -1,0 +1,60 @@
+"""What every world's env shares: JaxMARL's surface and an identity by the value of its params.
+
+    class MyEnv(WorldEnv):
+        def __init__(self, params):
+            self.default_params = params
+            self.agents, self.action_spaces, self.observation_spaces = ...
+
+The SOC env (`jaxsoc.env.core.SOCEnv`), soc-hybrid, cage4-like and the demo worlds
+(`jaxsoc.demos.base.DemoEnv`) subclass it; the wrappers that re-present one of them to a side or a
+task (`jaxsoc.algos.redblue.SideEnv`, `jaxsoc.algos.meta.TaskMixture`) delegate to theirs instead.
+
+Identity: an env holds nothing but what its params decide (agents, spaces), and its methods are
+jitted with the env as a static argument, so two envs of one class with equal params must be one
+static argument: a second `make` of a world then reuses the first one's compiled programs (a
+vector env's step is 8-10 s of compilation on this 2-core CPU). `identity()` is that value; a
+world whose params are arrays (soc-hybrid's detector) overrides it with a key taken once.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+
+class WorldEnv:
+    """Base of every world's env (module docstring). Subclasses set `default_params`, `agents`,
+    `action_spaces` and `observation_spaces` (`{agent: space}`) in `__init__`."""
+
+    default_params = None
+    agents: List[str] = []
+    action_spaces: Dict = {}
+    observation_spaces: Dict = {}
+
+    @property
+    def name(self) -> str:
+        return self.default_params.name
+
+    @property
+    def agent_classes(self) -> dict:
+        """`{class name: [agents]}`: one class per agent unless a world groups them."""
+        return {a: [a] for a in self.agents}
+
+    def observation_space(self, agent: str):
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str):
+        return self.action_spaces[agent]
+
+    def params_or_default(self, params):
+        """`params`, or `default_params` where a method was called with `params=None`."""
+        return self.default_params if params is None else params
+
+    def identity(self):
+        """A hashable value two envs share exactly when they are the same world: the class and
+        the params (hashable by value: their fields are static, or see soc-hybrid's)."""
+        return type(self), self.default_params
+
+    def __hash__(self):
+        return hash(self.identity())
+
+    def __eq__(self, other):
+        return isinstance(other, WorldEnv) and other.identity() == self.identity()
