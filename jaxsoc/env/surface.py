@@ -17,17 +17,19 @@ world whose params are arrays (soc-hybrid's detector) overrides it with a key ta
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Any, Dict, List
 
 
 class WorldEnv:
     """Base of every world's env (module docstring). Subclasses set `default_params`, `agents`,
     `action_spaces` and `observation_spaces` (`{agent: space}`) in `__init__`."""
 
-    default_params = None
-    agents: List[str] = []
-    action_spaces: Dict = {}
-    observation_spaces: Dict = {}
+    # Declared, not given: each env sets its own in `__init__` (a class-level list or dict here
+    # would be one object shared by every env that forgot to).
+    default_params: Any
+    agents: List[str]
+    action_spaces: Dict
+    observation_spaces: Dict
 
     @property
     def name(self) -> str:
