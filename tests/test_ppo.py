@@ -176,6 +176,64 @@ def test_per_role_critics_on_the_world_state():
     assert len({float(values[0, i]) for i in range(3)}) == 3  # three networks, not one
 
 
+def test_world_critics_keep_only_what_the_observations_do_not_repeat():
+    """`Critic.kept` drops the observers' observations from a world state and `source_kept`
+    rebuilds it bit for bit; without observers the whole world state is kept, with nothing after
+    the observations nothing is (None), and critics that read observations keep nothing."""
+    rng = np.random.default_rng(0)
+    obs = {"a": jnp.asarray(rng.normal(size=(5, 2, 3)), jnp.float32),
+           "b": jnp.asarray(rng.normal(size=(5, 2, 2)), jnp.float32)}
+    extra = jnp.asarray(rng.normal(size=(5, 2, 4)), jnp.float32)
+    world = jnp.concatenate([obs["a"], obs["b"], extra], -1)  # [T, N, 9]
+    for kind in onpolicy.WORLD_CRITICS:
+        critic = onpolicy.Critic(kind, ("a", "b"), (8,), observers=("a", "b"))
+        kept = critic.kept(obs, world)
+        np.testing.assert_array_equal(kept, extra)
+        np.testing.assert_array_equal(critic.source_kept(obs, kept), world)
+        whole = onpolicy.Critic(kind, ("a", "b"), (8,))  # no observers: the world state is opaque
+        assert whole.kept(obs, world) is world and whole.source_kept(obs, world) is world
+        only_obs = world[..., :5]  # the world state is the observations, nothing more
+        assert critic.kept(obs, only_obs) is None
+        np.testing.assert_array_equal(critic.source_kept(obs, None), only_obs)
+    for kind in ("local", "joint"):
+        critic = onpolicy.Critic(kind, ("a", "b"), (8,), observers=("a", "b"))
+        assert critic.kept(obs, world) is None and critic.source_kept(obs, None) is obs
+
+
+def test_mappo_learns_the_same_keeping_only_the_rest_of_the_world_state(monkeypatch):
+    """Two MAPPO updates on a small soc-v2 whose episodes are cut by the time limit (the critic
+    reads terminal world states too): the trajectory keeps 23 ground-truth floats per step, not
+    the 336 of the world state, and the parameters are those of keeping the whole world state,
+    bit for bit (one program each; XLA's default optimisation, see tests/fast.py)."""
+    import jaxsoc.env as soc
+
+    cfg = config_lib.resolve(flags={"algo": "mappo", "scenario": "soc-v2", "num_envs": 4, "total_steps": 4 * 8 * 2,
+                                    "run": {"name": "x"}, "env": {"max_steps": 5},
+                                    "ppo": {"rollout": 8, "hidden_sizes": [8], "minibatches": 2}})
+    env, params = soc.make("soc-v2", hosts_per_segment=4, max_steps=5)
+
+    def train():
+        trainer = algos.make_train(cfg, env, params)
+        state = trainer.init(jax.random.PRNGKey(0))
+        run = jax.jit(lambda s: jax.lax.scan(lambda s, _: (trainer.update(s)[0], None), s, None, length=2)[0])
+        return run(state)
+
+    kept_widths = []
+    kept = onpolicy.Critic.kept
+    monkeypatch.setattr(onpolicy.Critic, "kept", lambda self, o, w: kept_widths.append(
+        (len(self.observers), kept(self, o, w).shape[-1])) or kept(self, o, w))
+    ours = train()
+    assert kept_widths and all(w == (4, 23) for w in kept_widths), kept_widths
+    critic_cls = onpolicy.Critic
+    monkeypatch.setattr(onpolicy, "Critic", lambda *a, observers=(), **k: critic_cls(*a, **k))
+    kept_widths.clear()
+    whole = train()
+    world_dim = env.world_state_size
+    assert kept_widths and all(w == (0, world_dim) for w in kept_widths), kept_widths
+    assert leaves_equal(ours.params, whole.params) and leaves_equal(ours.opt_state, whole.opt_state)
+    assert int(ours.updates) == 2
+
+
 # ----------------------------------------------------------------------------- MAPPO on soc-v2
 # A small network (5 segments x 8 hosts), small nets and a large learning rate, so that 60
 # updates of 64 envs x 16 steps (61k env steps per seed) show learning within seconds.

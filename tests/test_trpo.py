@@ -159,7 +159,7 @@ def test_one_natural_step_stays_in_the_trust_region_and_improves_the_surrogate(f
     adv_pick = (np.asarray(actions["pick"]) == 0) + 0.5 * rng.normal(size=n)
     adv_aim = np.asarray(actions["aim"]).sum(-1) + 0.5 * rng.normal(size=n)
     advantages = jnp.asarray(np.stack([adv_pick, adv_aim], -1), jnp.float32)  # [B, C]: local critics
-    batch = ppo.Batch(acted, obs, advantages, advantages, jnp.zeros_like(advantages))
+    batch = ppo.Batch(acted, None, advantages, advantages, jnp.zeros_like(advantages))  # local critics: no world state
     cfg = trpo.TRPOConfig(max_kl=max_kl, cg_iters=10, cg_damping=0.01, fisher_stride=fisher_stride,
                           normalize_advantages=False)
     fisher_sizes = record_fisher_sizes(monkeypatch, "pick")

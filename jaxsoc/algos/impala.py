@@ -157,7 +157,8 @@ class Segment(NamedTuple):
     envs into minibatches (`onpolicy.sgd` shuffles axis 0) and keep each trajectory's time order.
 
     acted: `onpolicy.Acted`, `[n, T, ...]`: mu's observations, masks, actions, log-probs, weights.
-    critic_source: `[n, T, ...]` the critic's input at each step (`Critic.source`).
+    world_state: `[n, T, K]` the world state at each step as the critic keeps it (`Critic.kept`; None
+      without a world critic): `Critic.source_kept` of it and `acted.obs` is the critic's input.
     last_source: `[n, ...]` the critic's input after the rollout's last step.
     truncs: `onpolicy.Truncations` with `source` `[n, S, ...]` and `step` `[n, S]` (None when
       truncation is not bootstrapped).
@@ -165,7 +166,7 @@ class Segment(NamedTuple):
     """
 
     acted: onpolicy.Acted
-    critic_source: Any
+    world_state: Optional[jax.Array]
     last_source: Any
     truncs: Optional[onpolicy.Truncations]
     rewards: jax.Array
@@ -195,7 +196,7 @@ def loss(params: Any, segment: Segment, policy: onpolicy.Policy, critic: onpolic
     `rho_clip_frac` (share of importance weights above rho_bar) and `explained_variance`.
     """
     acted = swap_env_time(segment.acted)  # [T, n, ...]
-    source = swap_env_time(segment.critic_source)
+    source = critic.source_kept(acted.obs, swap_env_time(segment.world_state))
     dists = policy.dists(params["actor"], acted.obs, acted.masks)
     log_probs = onpolicy.log_probs_of(dists, acted.actions)
     entropy = onpolicy.entropies(dists)
@@ -284,7 +285,8 @@ def make_train(config: dict, env, env_params) -> Trainer:
     hidden = tuple(s["hidden_sizes"])
     policy = onpolicy.Policy(specs, hidden_sizes=hidden, activation=s["activation"], log_std_init=s["log_std_init"],
                              log_std_min=s["log_std_min"], log_std_max=s["log_std_max"])
-    critic = onpolicy.Critic(critic_kind, policy.roles, hidden, s["activation"])
+    critic = onpolicy.Critic(critic_kind, policy.roles, hidden, s["activation"],
+                             observers=getattr(env, "world_state_observers", ()))
     obs_dims = {sp.name: sp.obs_dim for sp in specs}
     world_dim = getattr(env, "world_state_size", 0)
 
@@ -327,7 +329,7 @@ def make_train(config: dict, env, env_params) -> Trainer:
         if truncs is not None:
             truncs = truncs._replace(source=swap_env_time(truncs.source), step=truncs.step.T)
         segment = Segment(swap_env_time(traj.acted),
-                          swap_env_time(critic.source(traj.acted.obs, traj.world_state)),
+                          swap_env_time(traj.world_state),
                           critic.source(obs, world_state), truncs, (s["reward_scale"] * traj.rewards).T,
                           traj.terminated.T, traj.done.T)
         new_params, opt_state, loss_metrics = onpolicy.sgd(k_sgd, params, state.opt_state, segment, loss_fn,

@@ -284,12 +284,18 @@ class Critic:
         "joint" (V(concatenated obs), C = 1) or "world_per_role" (V_i(world state), C = roles).
       roles: the roles in `env.agents` order.
       hidden_sizes, activation: the MLP of every critic.
+      observers: the env's `world_state_observers`: the agents whose observations open its world
+        state. A world critic's trajectories keep only the rest of it (`kept`) and rebuild the
+        whole from the observations they store anyway (`source_kept`): on soc-v2 23 floats per
+        step instead of 336, which the rollout's output buffer, the batch and every epoch's
+        shuffle would otherwise move. () keeps the whole world state.
     """
 
     kind: str
     roles: Tuple[str, ...]
     hidden_sizes: Tuple[int, ...] = (256, 256)
     activation: str = "relu"
+    observers: Tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.kind not in CRITICS:
@@ -306,6 +312,24 @@ class Critic:
     def source(self, obs: Obs, world_state: Optional[jax.Array]) -> Any:
         """What the critic reads: the world state (`WORLD_CRITICS`) or the observations."""
         return world_state if self.kind in WORLD_CRITICS else obs
+
+    def kept(self, obs: Obs, world_state: Optional[jax.Array]) -> Optional[jax.Array]:
+        """`[..., W - lead]`: what a trajectory keeps of a world state `[..., W]`, the features after
+        the `observers`' observations (`lead` their summed widths); the whole of it without
+        observers; None without a world critic or when nothing follows the observations (a
+        zero-width array could not be reshaped into a batch)."""
+        if self.kind not in WORLD_CRITICS:
+            return None
+        if not self.observers:
+            return world_state
+        lead = sum(obs[a].shape[-1] for a in self.observers)
+        return world_state[..., lead:] if world_state.shape[-1] > lead else None
+
+    def source_kept(self, obs: Obs, kept: Optional[jax.Array]) -> Any:
+        """`source` from the observations and a world state as `kept` (bit for bit the same input)."""
+        if self.kind in WORLD_CRITICS and self.observers:
+            return jnp.concatenate([obs[a] for a in self.observers] + ([] if kept is None else [kept]), axis=-1)
+        return self.source(obs, kept)
 
     def _module(self) -> ValueCritic:
         return ValueCritic(self.hidden_sizes, self.activation)
@@ -355,7 +379,9 @@ class Trajectory(NamedTuple):
     """A rollout, `[T, N, ...]` on every leaf.
 
     acted: the policy's observations, masks, actions, log-probs and weights (`Acted`).
-    world_state: `[T, N, W]` the world state that goes with them (world critics only, else None).
+    world_state: `[T, N, K]` the world state that goes with them as the critic keeps it
+      (`Critic.kept`: without the observations it repeats; world critics only, else None).
+      `Critic.source_kept(acted.obs, world_state)` is the critic's input.
     rewards: `[T, N]` team reward.
     terminated: `[T, N]` the episode ended without a value after it (no bootstrap).
     done: `[T, N]` the episode ended (terminated or truncated): the return stops here.
@@ -439,7 +465,7 @@ def make_rollout(env, env_params, policy: Policy, critic: Critic, num_envs: int,
                 truncs = Truncations(source, jnp.where(hit, t, truncs.step), truncs.count + cut)
             else:
                 terminated = done
-            traj = Trajectory(Acted(obs, masks, actions, log_probs, weights), world_state, team_reward,
+            traj = Trajectory(Acted(obs, masks, actions, log_probs, weights), critic.kept(obs, world_state), team_reward,
                               terminated, done)
             carry = (env_state, next_obs, next_world_state, key, truncs)
             return carry, (traj, (infos["metrics"], done))

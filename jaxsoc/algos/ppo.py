@@ -114,13 +114,14 @@ class Batch(NamedTuple):
 
     acted: `onpolicy.Acted`, `[B, ...]`: what the policy did (the weights are 0 where an action
       did not count: padding, or a coordinator action the env did not read).
-    critic_source: the critic's input (`Critic.source`).
+    world_state: the world state as the trajectory keeps it (`Critic.kept`), None without a world
+      critic; `Critic.source_kept(acted.obs, world_state)` is the critic's input.
     advantages, returns, values: `[B, C]` per value column (`Critic.column(role)`); values are
       the critic's old predictions (for value clipping).
     """
 
     acted: onpolicy.Acted
-    critic_source: Any
+    world_state: Optional[jax.Array]
     advantages: jax.Array
     returns: jax.Array
     values: jax.Array
@@ -217,7 +218,7 @@ def loss(params: Any, batch: Batch, policy: onpolicy.Policy, critic: onpolicy.Cr
         total = total - cfg.ent_coef * ent
         metrics[f"entropy/{r}"] = ent
 
-    values = critic.values(params["critic"], batch.critic_source)  # [B, C]
+    values = critic.values(params["critic"], critic.source_kept(acted.obs, batch.world_state))  # [B, C]
     errors = jnp.square(values - batch.returns)
     if cfg.clip_value and cfg.clip_eps is not None:
         clipped = batch.values + jnp.clip(values - batch.values, -cfg.clip_eps, cfg.clip_eps)
@@ -300,7 +301,8 @@ def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optio
                                  log_std_max=s["log_std_max"])
     else:
         policy = make_policy(specs)
-    critic = onpolicy.Critic(critic_kind, policy.roles, hidden, s["activation"])
+    critic = onpolicy.Critic(critic_kind, policy.roles, hidden, s["activation"],
+                             observers=getattr(env, "world_state_observers", ()))
     obs_dims = {sp.name: sp.obs_dim for sp in specs}
     world_dim = getattr(env, "world_state_size", 0)
 
@@ -344,7 +346,7 @@ def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optio
             params["actor"], state.env_state, state.obs, state.world_state, k_roll)
 
         # 2. Values and GAE advantages, [T, N, C]; truncated steps bootstrap from their terminal state.
-        values = critic.values(params["critic"], critic.source(traj.acted.obs, traj.world_state))
+        values = critic.values(params["critic"], critic.source_kept(traj.acted.obs, traj.world_state))
         last_values = critic.values(params["critic"], critic.source(obs, world_state))
         truncated_values = None if truncs is None else critic.values(params["critic"], truncs.source)
         after = onpolicy.next_values(values, last_values, truncs, truncated_values)
@@ -354,8 +356,7 @@ def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optio
 
         # 3. Learning on the flattened [T * N] batch: epochs x minibatches of the loss (or the
         #    family's own `Learner`).
-        batch = onpolicy.flatten(Batch(traj.acted, critic.source(traj.acted.obs, traj.world_state), advantages,
-                                       returns, values))
+        batch = onpolicy.flatten(Batch(traj.acted, traj.world_state, advantages, returns, values))
         new_params, opt_state, loss_metrics = learner.step(k_sgd, params, state.opt_state, batch)
 
         env_steps = state.env_steps + steps_per_update

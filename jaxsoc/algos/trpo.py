@@ -285,14 +285,15 @@ def make_learner(section: dict):
                                                   section["max_grad_norm"], section["adam_eps"])
 
         def value_loss(p, mb):
-            source, returns = mb
+            obs, world_state, returns = mb
+            source = critic.source_kept(obs, world_state)
             loss = 0.5 * jnp.mean(jnp.square(critic.values(p["critic"], source) - returns))
             return loss, {"value_loss": loss}
 
         def step(key, params, opt_state, batch: Batch):
             actor, metrics = natural_step(params["actor"], batch, policy, critic, cfg)
             fitted, opt_state, value_metrics = onpolicy.sgd(
-                key, {"critic": params["critic"]}, opt_state, (batch.critic_source, batch.returns), value_loss,
+                key, {"critic": params["critic"]}, opt_state, (batch.acted.obs, batch.world_state, batch.returns), value_loss,
                 optimizer(params["critic"]), section["vf_epochs"], section["vf_minibatches"])
             metrics.update(value_metrics)
             return {"actor": actor, "critic": fitted["critic"]}, opt_state, metrics

@@ -168,6 +168,10 @@ class RetailEnv(DemoEnv):
                           axis=-1).astype(jnp.float32)  # [N, 4]
         return {a: table[i] for i, a in enumerate(self.agents)}
 
+    @property
+    def world_state_observers(self):
+        return tuple(self.agents)  # the world state is every warehouse's observation, nothing more
+
     def get_world_state(self, s: RetailState, params=None) -> jax.Array:
         obs = self.get_obs(s, params)
         return jnp.concatenate([obs[a] for a in self.agents])

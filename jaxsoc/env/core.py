@@ -118,6 +118,7 @@ class SOCEnv(WorldEnv):
         self.default_params = params
         self.agents = list(AGENTS)
         self.num_agents = len(self.agents)
+        self.world_state_observers = tuple(AGENTS)  # `observe.world_state`: the roles' observations, then truth
         dims = defenders.action_dims(params)
         coord = Discrete(dims["coordinator"]) if params.fix_d6_directive else Box(-1.0, 1.0, (8,))
         self.action_spaces = {

@@ -17,7 +17,7 @@ world whose params are arrays (soc-hybrid's detector) overrides it with a key ta
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 
 class WorldEnv:
@@ -30,6 +30,11 @@ class WorldEnv:
     agents: List[str]
     action_spaces: Dict
     observation_spaces: Dict
+    # The agents whose observations open the world state (`get_world_state`, `infos["world_state"]`),
+    # in order: its first features are exactly their observations, concatenated, so a learner that
+    # already stores the observations keeps only the rest of it (`onpolicy.Critic.kept`). () where
+    # the world state is not laid out that way (a tuple: immutable, so one shared default is safe).
+    world_state_observers: Tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

@@ -1,4 +1,6 @@
 """Every world's env has one JaxMARL surface and one identity (jaxsoc.env.surface.WorldEnv)."""
+import jax
+import numpy as np
 import pytest
 
 import jaxsoc.env as soc
@@ -38,3 +40,37 @@ def test_worlds_of_different_kinds_are_never_equal():
     for i, a in enumerate(envs):
         for b in envs[i + 1:]:
             assert a != b and b != a
+
+
+@pytest.mark.parametrize("scenario, over, other", WORLDS, ids=[w[0] for w in WORLDS])
+def test_world_state_opens_with_the_observers_observations(scenario, over, other):
+    """`world_state_observers` is what on-policy critics rely on to keep only the rest of the
+    world state (`onpolicy.Critic.kept`): its first features must be exactly those agents'
+    observations, bit for bit, after a reset and after steps (both `get_world_state` and the
+    step's `infos["world_state"]`); worlds laid out otherwise declare ()."""
+    env, params = soc.make(scenario, **over)
+    env = type(env)(params.replace(with_world_state=True))
+    params = env.default_params
+    assert set(env.world_state_observers) <= set(env.agents)
+    expected = {"banking": ()}.get(scenario, tuple(a for a in env.agents if a != "red"))
+    assert env.world_state_observers == expected
+
+    def check(obs, world):
+        lead = sum(obs[a].shape[-1] for a in env.world_state_observers)
+        assert world.shape[-1] >= lead
+        if env.world_state_observers:
+            opening = np.concatenate([np.asarray(obs[a]) for a in env.world_state_observers], -1)
+            np.testing.assert_array_equal(np.asarray(world[..., :lead]), opening)
+
+    # get_world_state against get_obs (one path: hmarl-soc-v1's observations from `get_obs` can
+    # differ from `step`'s in their last bit, computed in another program), and a step's
+    # infos["world_state"] against the observations that step returned (what a rollout stores).
+    key = jax.random.PRNGKey(3)
+    _, state = env.reset(key, params)
+    check(env.get_obs(state, params), env.get_world_state(state, params))
+    for t in range(4):
+        actions = {a: env.action_space(a).sample(jax.random.fold_in(key, 10 * t + i))
+                   for i, a in enumerate(env.agents)}
+        obs, state, _, _, infos = env.step(jax.random.fold_in(key, t), state, actions, params)
+        check(obs, infos["world_state"])
+        check(env.get_obs(state, params), env.get_world_state(state, params))

@@ -59,6 +59,7 @@ class Cage4Env(WorldEnv):
         self.default_params = params
         self.agents = list(P.BLUE_AGENTS)
         self.num_agents = len(self.agents)
+        self.world_state_observers = tuple(P.BLUE_AGENTS)  # `observe.world_state`: blue's views, then red's sessions
         width = blue.MAX_ACTIONS if params.pad_spaces else None
         dims = [max(observe.OBS_DIMS)] * 5 if params.pad_spaces else observe.OBS_DIMS
         self.action_spaces = {a: Discrete(int(width or blue.NUM_ACTIONS[i])) for i, a in enumerate(self.agents)}
