@@ -287,8 +287,9 @@ class Critic:
       observers: the env's `world_state_observers`: the agents whose observations open its world
         state. A world critic's trajectories keep only the rest of it (`kept`) and rebuild the
         whole from the observations they store anyway (`source_kept`): on soc-v2 23 floats per
-        step instead of 336, which the rollout's output buffer, the batch and every epoch's
-        shuffle would otherwise move. () keeps the whole world state.
+        step instead of 336 in the rollout's output, the batch and every epoch's shuffle (14 %
+        of MAPPO's update memory at Table II's shape; no measurable time on a CPU,
+        docs/benchmarks.md). () keeps the whole world state.
     """
 
     kind: str
@@ -465,8 +466,8 @@ def make_rollout(env, env_params, policy: Policy, critic: Critic, num_envs: int,
                 truncs = Truncations(source, jnp.where(hit, t, truncs.step), truncs.count + cut)
             else:
                 terminated = done
-            traj = Trajectory(Acted(obs, masks, actions, log_probs, weights), critic.kept(obs, world_state), team_reward,
-                              terminated, done)
+            traj = Trajectory(Acted(obs, masks, actions, log_probs, weights), critic.kept(obs, world_state),
+                              team_reward, terminated, done)
             carry = (env_state, next_obs, next_world_state, key, truncs)
             return carry, (traj, (infos["metrics"], done))
 

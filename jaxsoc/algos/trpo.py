@@ -293,8 +293,8 @@ def make_learner(section: dict):
         def step(key, params, opt_state, batch: Batch):
             actor, metrics = natural_step(params["actor"], batch, policy, critic, cfg)
             fitted, opt_state, value_metrics = onpolicy.sgd(
-                key, {"critic": params["critic"]}, opt_state, (batch.acted.obs, batch.world_state, batch.returns), value_loss,
-                optimizer(params["critic"]), section["vf_epochs"], section["vf_minibatches"])
+                key, {"critic": params["critic"]}, opt_state, (batch.acted.obs, batch.world_state, batch.returns),
+                value_loss, optimizer(params["critic"]), section["vf_epochs"], section["vf_minibatches"])
             metrics.update(value_metrics)
             return {"actor": actor, "critic": fitted["critic"]}, opt_state, metrics
 
