@@ -63,6 +63,22 @@ def test_v2_metric_formulas():
     assert np.isnan(float(m["mttd"]))
 
 
+@pytest.mark.parametrize("params", [V1, V2], ids=["v1", "v2"])
+def test_each_roles_counts_are_reported_beside_the_mixed_fpr(params):
+    """v2's FPR pools the hunter's false scans and the triage's escalated benign alerts over both
+    roles' benign items; the per-role counts let a reader see which role a high FPR comes from
+    (e.g. 2 benign alerts escalated of 2 and no scan at all: FPR 1.0, all of it the triage's)."""
+    counts = dict(clean_scans=7, false_scans=3, fp_triaged=5, fp_escalated=2, tp_suppressed=1, isolations=4,
+                  blind_isolations=6)
+    m = episode_metrics(_final(params, 50, **counts), params)
+    assert {k: float(m[k]) for k in counts} == {k: float(v) for k, v in counts.items()}
+    assert set(m) == set(soc.METRIC_KEYS)
+    if params.fix_d9_metrics:
+        np.testing.assert_allclose(float(m["fpr"]), (3 + 2) / (7 + 5), rtol=1e-6)
+        only_triage = episode_metrics(_final(params, 50, fp_triaged=2, fp_escalated=2), params)
+        assert float(only_triage["fpr"]) == 1.0 and float(only_triage["clean_scans"]) == 0.0
+
+
 # Hand-worked rewards. Segment values: DMZ 0.6, Corporate 0.8, Development 0.7, DataCenter 1.0,
 # Cloud 0.9; R = 1.0 R_det + 1.5 R_resp - 0.3 R_cost - 2.0 R_fp (docs/reference.md §1.8).
 V1_D8 = V1.replace(fix_d8_reward_accounting=True)
