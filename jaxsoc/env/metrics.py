@@ -15,17 +15,17 @@ from jaxsoc.env.network import host_summary
 from jaxsoc.env.params import EnvParams
 from jaxsoc.env.state import EnvState
 
+# Each role's own counts, reported as the `Counters` fields of the same names (v2's FPR mixes the
+# hunter's and the triage's): the threat hunter's scans of clean hosts and the false ones among
+# them, the triage's benign alerts handled and escalated and the true ones it suppressed, the
+# responder's isolations of compromised and of clean hosts.
+ROLE_COUNTS = ("clean_scans", "false_scans", "fp_triaged", "fp_escalated", "tp_suppressed", "isolations",
+               "blind_isolations")
 METRIC_KEYS = (
     "return", "length", "csr", "mttd", "mttr", "fpr", "exfiltrated", "compromised",
     "hosts_compromised", "alert_precision", "mttd_censored", "mttr_censored", "detected",
     "false_positives", "true_positives",
-    # Each role's own counts (v2's FPR mixes the hunter's and the triage's): the threat hunter's
-    # scans of clean hosts and the false ones among them, the triage's benign alerts handled and
-    # escalated and the true ones it suppressed, the responder's isolations of compromised and of
-    # clean hosts.
-    "clean_scans", "false_scans", "fp_triaged", "fp_escalated", "tp_suppressed", "isolations",
-    "blind_isolations",
-)
+) + ROLE_COUNTS
 
 
 def episode_metrics(state: EnvState, params: EnvParams, summary: dict | None = None) -> dict:
@@ -71,11 +71,5 @@ def episode_metrics(state: EnvState, params: EnvParams, summary: dict | None = N
         "detected": jnp.sum(summary["detected"]),
         "false_positives": f(c.false_positives),
         "true_positives": f(c.true_positives),
-        "clean_scans": f(c.clean_scans),
-        "false_scans": f(c.false_scans),
-        "fp_triaged": f(c.fp_triaged),
-        "fp_escalated": f(c.fp_escalated),
-        "tp_suppressed": f(c.tp_suppressed),
-        "isolations": f(c.isolations),
-        "blind_isolations": f(c.blind_isolations),
+        **{k: f(getattr(c, k)) for k in ROLE_COUNTS},
     }
