@@ -305,12 +305,14 @@ def test_hybrid_iql_config_is_the_default_without_mixer_and_network_agent():
 
 def test_mappo_hybrid_config_is_mappo_at_the_hybrids_envs_and_budget():
     # docs/hybrid.md "MAPPO on soc-hybrid" measured this run against the hybrid default: MAPPO's
-    # own settings (configs/mappo.yaml) but its learning rate, the hybrid's scenario, envs and env steps.
+    # own settings (configs/mappo.yaml) but its learning rate and entropy bonus, the hybrid's scenario,
+    # envs and env steps.
     mappo = resolve(config_file=config.CONFIG_DIR / "mappo-hybrid.yaml")
     hybrid = resolve(flags={"algo": "hybrid"})
     plain = resolve(flags={"algo": "mappo", "scenario": "soc-hybrid", "num_envs": hybrid["num_envs"],
                            "total_steps": hybrid["total_steps"]})
-    assert differing_keys(plain, mappo) == {"ppo.lr", "ppo.critic"} and mappo["ppo"]["lr"] == 1e-3
+    assert differing_keys(plain, mappo) == {"ppo.lr", "ppo.critic", "ppo.ent_coef"}
+    assert mappo["ppo"]["lr"] == 1e-3 and mappo["ppo"]["ent_coef"] == 0.01  # what docs/hybrid.md measured
     # the critic is left to the algorithm: MAPPO's world state here, IPPO's own with --algo ippo
     from jaxsoc.algos import ppo
 
