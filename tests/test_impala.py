@@ -196,7 +196,7 @@ def test_learns_the_toy_team_without_lag_and_its_actors_stay_close(runs, lag0):
     late = {name: np.mean([mean_kl(m) for m in records_of(r, 0)[-20:]]) for name, r in (("lag", runs["lag"]),
                                                                                           ("lag0", lag0))}
     print(f"KL(mu || pi), updates 21-40: lag {LAG} {late['lag']:.1e}, lag 0 {late['lag0']:.1e}")
-    assert late["lag"] > 10 * late["lag0"]  # measured 6e-2 against 1e-4
+    assert late["lag"] > 10 * late["lag0"]  # measured 5.7e-3 against 1.0e-4
 
 
 @pytest.mark.slow  # CI budget (10 min on 2 cores): the toy runs' fixture (~45 CPU-s); V-trace's hand-worked tests stay

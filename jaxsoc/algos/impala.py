@@ -52,7 +52,10 @@ DEFAULTS = {
     "anneal_lr": False,
     "vf_coef": 0.5,
     "ent_coef": 0.01,
-    "normalize_advantages": True,
+    # False, as Espeholt et al. (2018): rescaling each role's rho-weighted advantages to unit scale
+    # undoes the weights that switch stale samples off; on soc-v2 it collapsed the triage onto
+    # escalating every alert (docs/impala.md, Evidence).
+    "normalize_advantages": False,
     **onpolicy.TEAM_DEFAULTS,
 }
 POSITIVE = ("rollout", "epochs", "minibatches", "lr", "adam_eps", "max_grad_norm", "rho_bar")
@@ -180,7 +183,7 @@ class VTraceConfig(NamedTuple):
     c_bar: float = 1.0
     vf_coef: float = 0.5
     ent_coef: float = 0.01
-    normalize_advantages: bool = True
+    normalize_advantages: bool = False
 
 
 def swap_env_time(tree: Any) -> Any:
