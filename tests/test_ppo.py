@@ -140,8 +140,10 @@ def test_config_switches_and_checks():
     assert ppo.resolve_variant("mappo", resolve(algo="mappo")["ppo"]) == ("per_role", "world")
     assert ppo.resolve_variant("single-drl", resolve(algo="single-drl")["ppo"]) == ("single", "joint")
     assert ppo.resolve_variant("maac", resolve(algo="maac")["a2c"]) == ("per_role", "joint")
-    # The seed-004 preset (configs/iac.yaml).
-    iac = resolve(algo="iac")["a2c"]
+    # The seed-004 preset (configs/iac-seed004.yaml); configs/iac.yaml differs from it in lr only
+    # (tests/test_config.py).
+    iac = config_lib.resolve(flags=flags, config_file=config_lib.CONFIG_DIR / "iac-seed004.yaml",
+                             scenarios=["soc-v2"])["a2c"]
     assert (iac["hidden_sizes"], iac["lr"], iac["gamma"], iac["rollout"]) == ([64, 64], 0.05, 0.99, 50)
     bad = {
         "ppo.critic=central": "ppo.critic must be one of auto, world, local, joint",

@@ -19,7 +19,8 @@ only the loss (no ratio, no clipping) and the single full-batch step differ.
 
 Each role keeps its own parameters and spaces (no parameter sharing), as in seed 004. Its
 hyper-parameters (2 x 64 ReLU, Adam, lr 0.05, gamma 0.99, an update every 50 steps) are the
-presets `configs/iac.yaml` and `configs/maac.yaml`; the defaults below are conventional A2C ones.
+presets `configs/{iac,maac}-seed004.yaml`; `configs/iac.yaml` and `configs/maac.yaml` are the same
+at lr 3e-3, which learns on soc-v2 (docs/onpolicy.md); the defaults below are conventional A2C ones.
 """
 from __future__ import annotations
 
