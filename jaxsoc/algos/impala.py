@@ -52,9 +52,9 @@ DEFAULTS = {
     "anneal_lr": False,
     "vf_coef": 0.5,
     "ent_coef": 0.01,
-    # False, as Espeholt et al. (2018): rescaling each role's rho-weighted advantages to unit scale
-    # undoes the weights that switch stale samples off; on soc-v2 it collapsed the triage onto
-    # escalating every alert (docs/impala.md, Evidence).
+    # False, as Espeholt et al. (2018). Normalised per role, the advantages collapsed the soc-v2
+    # triage onto escalating every alert (greedy +1.5 against +5.8; docs/impala.md, Evidence),
+    # most likely because rescaling to unit scale undoes the rho weights that mute stale samples.
     "normalize_advantages": False,
     **onpolicy.TEAM_DEFAULTS,
 }
