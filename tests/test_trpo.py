@@ -257,8 +257,10 @@ def test_config_defaults_variants_and_checks():
     assert ppo.resolve_variant("matrpo", resolve("matrpo")["trpo"]) == ("per_role", "world")
     s = resolve("matrpo")["trpo"]
     assert (s["max_kl"], s["cg_iters"], s["cg_damping"], s["fisher_stride"], s["line_search_steps"],
-            s["backtrack_coef"], s["vf_lr"], s["vf_epochs"]) == (0.01, 10, 0.1, 0, 10, 0.5, 1e-3, 3)
+            s["backtrack_coef"], s["vf_lr"], s["vf_epochs"]) == (0.04, 10, 0.1, 0, 10, 0.5, 1e-3, 3)
+    assert trpo.DEFAULTS["max_kl"] == 0.01  # the paper's step size stays the family default (docs/trpo.md)
     assert resolve("trpo")["trpo"]["vf_epochs"] == 2  # four local critics: 2 passes learn as 5 did
+    assert resolve("trpo")["trpo"]["max_kl"] == 0.04  # both configs: 0.04 learned more at the table budget
     bad = {
         "trpo.max_kl=0": "trpo.max_kl must be positive",
         "trpo.cg_iters=0": "trpo.cg_iters must be positive",
