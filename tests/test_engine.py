@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -231,6 +232,33 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_naming_the_newest_compl
     monkeypatch.undo()
     assert ckpts.steps() == [1]
     ckpts.close()
+
+
+def test_a_checkpoint_with_no_arrays_saves_without_orbax_s_merge_warning_and_only_it(tmp_path, caplog):
+    """A scripted policy's policy-only checkpoint has no array to write; orbax then warned "Skipping
+    merge of OCDBT checkpoints: No per-process OCDBT checkpoint subdirs found" from its writer
+    thread, once per run. Silenced for those checkpoints only: the same warning about a checkpoint
+    that had arrays (files gone missing) still gets through."""
+    from jaxsoc import checkpoints
+
+    ckpts = Checkpoints(tmp_path / "c")
+    with caplog.at_level(logging.WARNING):
+        ckpts.save(1, {"w": None}, {"update": 1})
+        ckpts.wait()
+        ckpts.save(2, {"w": jnp.arange(3.0)}, {"update": 2})
+        ckpts.wait()
+    assert ckpts.steps() == [1, 2]
+    assert [r.getMessage() for r in caplog.records if "OCDBT" in r.getMessage()] == []
+    ckpts.close()
+
+    def passes(folder):
+        record = logging.LogRecord("absl", logging.WARNING, __file__, 1, "[process=0][thread=async_save] Skipping "
+                                   "merge of OCDBT checkpoints: No per-process OCDBT checkpoint subdirs found in "
+                                   f"{folder}state.orbax-checkpoint-tmp, ", None, None)
+        return checkpoints._EMPTY_STATE_MERGE.filter(record)
+
+    assert not passes(f"{tmp_path / 'c' / '1.orbax-checkpoint-tmp'}/")
+    assert passes(f"{tmp_path / 'c' / '2.orbax-checkpoint-tmp'}/")  # it had an array
 
 
 def test_space_warning_counts_the_state_in_memory_times_the_copies(tmp_path, monkeypatch):
