@@ -106,7 +106,7 @@ class _EmptyStateMerge(logging.Filter):
     policy reads none), so orbax writes an empty `state` item and, in its background thread,
     warns "Skipping merge of OCDBT checkpoints: No per-process OCDBT checkpoint subdirs found"
     once per checkpoint: 20 lines of noise in `eval/reproduce.py`'s scripted rows. The checkpoint
-    is complete and restores. The same warning for a state that had arrays would mean files went
+    is complete and restores. The same warning for a state that had arrays may mean files went
     missing, so it is kept there: `Checkpoints.save` names the empty checkpoints' folders here."""
 
     def __init__(self):
