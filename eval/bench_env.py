@@ -91,6 +91,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxsoc.env as soc  # noqa: E402
+from jaxsoc.host import cpu_description  # noqa: E402
 from jaxsoc.memory import tree_bytes  # noqa: E402
 from jaxsoc.env import cage4  # noqa: E402
 from jaxsoc.env.spaces import Discrete  # noqa: E402
@@ -194,7 +195,7 @@ def bench_reference(path, seconds=5.0):
 def main(args):
     devices = jax.devices()
     print(f"jaxsoc env benchmark on {devices[0].device_kind} x{len(devices)} ({jax.default_backend()}), "
-          f"jax {jax.__version__}, {os.cpu_count()} CPU cores; "
+          f"jax {jax.__version__}, {os.cpu_count()} CPU cores ({cpu_description()}); "
           f"{'observations computed' if args.with_obs else 'rewards only (observations may be skipped)'}")
     mesh = None
     if len(devices) > 1:

@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jaxsoc.env as soc  # noqa: E402
 from jaxsoc import cli  # noqa: E402
+from jaxsoc.host import cpu_description  # noqa: E402
 from bench_env import make_runner  # noqa: E402
 from jaxsoc.env.params import SWITCHES  # noqa: E402
 
@@ -69,7 +70,7 @@ def main(argv=None):
     plan = programs(args.fixes)
     print(f"compiling {len(plan)} programs ({args.envs} envs x {args.steps} steps, "
           f"{'observations computed' if args.with_obs else 'rewards only'}) on "
-          f"{jax.devices()[0].device_kind}, {os.cpu_count()} CPU cores", flush=True)
+          f"{jax.devices()[0].device_kind}, {os.cpu_count()} CPU cores ({cpu_description()})", flush=True)
     compiled = {}
     for label, preset, over in plan:
         env, _ = soc.make(preset, **over)

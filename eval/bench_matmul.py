@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from jaxsoc import cli, xla  # noqa: E402
+from jaxsoc.host import cpu_description  # noqa: E402
 from jaxsoc.memory import machine_bytes  # noqa: E402
 
 
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
             if memory is not None and need > memory:
                 ap.error(f"--sizes {n}: {dtype} products of {n:,} x {n:,} need {need / 2**30:,.1f} GiB at once, "
                          f"more than this machine's {memory / 2**30:,.1f} GiB of memory")
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs, "
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs ({cpu_description()}), "
           f"load {os.getloadavg()[0]:.1f}")
     print("| dtype | n | GFLOP/s (jaxsoc's options) | GFLOP/s (XLA's default, YNNPACK) |\n|---|---:|---:|---:|")
     for dtype in args.dtypes:

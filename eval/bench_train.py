@@ -55,6 +55,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from jaxsoc import cli  # noqa: E402
+from jaxsoc.host import cpu_description  # noqa: E402
 
 # name -> (algorithm, config overrides as `--set` strings). Hyper-parameters are each algorithm's
 # configs/<algo>.yaml (the paper's 2 x 256 ReLU networks for PPO); off-policy learners add theirs.
@@ -405,7 +406,8 @@ def main(argv=None) -> None:
 
     dev = jax.devices()[0]
     print(f"training benchmark: {args.scenario}, {args.envs} envs, 1 seed, on {dev.device_kind} "
-          f"({jax.default_backend()}), jax {jax.__version__}, {os.cpu_count()} CPU cores, load {_load()}")
+          f"({jax.default_backend()}), jax {jax.__version__}, {os.cpu_count()} CPU cores ({cpu_description()}), "
+          f"load {_load()}")
     raw = None if args.no_raw else time_raw(args)
     rows = [try_case(name, args) for name in args.cases]
     if raw is not None and len(rows) > 2:

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from jaxsoc import algos  # noqa: E402
+from jaxsoc import algos, host  # noqa: E402
 from jaxsoc.analysis import attention, execute, figures, paper, plan as plan_lib, protocols, report, runs, tables  # noqa: E402,E501
 from jaxsoc.analysis.runs import AnalysisError  # noqa: E402
 from jaxsoc.demos import HEURISTICS  # noqa: E402
@@ -505,6 +505,7 @@ def test_reproduce_writes_tables_figures_and_timings(repro, tmp_path):
     assert timings["Rule-SOAR"]["train_s"] > 0 and timings["Rule-SOAR"]["seeds"] == [42, 43]
     readme = (out / "README.md").read_text()
     assert "Wall-clock per method" in readme and "| Rule-SOAR | paper | 5 | -1238.2 ± 26.6" in readme
+    assert host.cpu_description() in readme  # which host made the table (floats can differ between hosts)
     run = runs.read_run(out / "runs" / "rule-soar-s42-43")
     assert run.seeds == [42, 43]
     assert runs.checkpoint_meta(run)[1]["contents"] == "policy"  # the table reads nothing else

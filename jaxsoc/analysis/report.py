@@ -16,6 +16,7 @@ import platform
 import time
 from typing import Callable, Sequence
 
+from jaxsoc import host
 from jaxsoc.analysis import attention, protocols, tables
 from jaxsoc.analysis import figures as figs
 from jaxsoc.analysis import runs as runs_lib
@@ -115,7 +116,8 @@ def machine() -> str:
 
     dev = jax.devices()
     return (f"{platform.platform()}, Python {platform.python_version()}, jax {jax.__version__} on "
-            f"{len(dev)} {dev[0].platform.upper()} device(s) ({dev[0].device_kind}), {os.cpu_count()} CPU cores")
+            f"{len(dev)} {dev[0].platform.upper()} device(s) ({dev[0].device_kind}), {os.cpu_count()} CPU cores: "
+            f"{host.cpu_description()}")
 
 
 def timings_markdown(timings: dict) -> str:
