@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # uninstalled checkout
 from jaxsoc import buffers as B, cli  # noqa: E402
+from jaxsoc.host import cpu_description  # noqa: E402
 from jaxsoc.memory import machine_bytes  # noqa: E402
 
 OBS = {"sc": 64, "th": 128, "at": 64, "ro": 96}
@@ -99,7 +100,7 @@ def main(argv=None):
         ap.error(f"--capacity {cap:,}: the full buffer, its copy and its work arrays need {need / 2**30:,.1f} GiB "
                  f"({args.obs_dtype} observations), more than this machine's {memory / 2**30:,.1f} GiB of memory")
     new_items = paper_item((args.add,))
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}")
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}, CPU {cpu_description()}")
     print(f"capacity {cap}, batch {batch}, add {args.add}, obs {args.obs_dtype}: "
           f"{B.bytes_per_transition(example, obs_dtype=obs_dtype)} B/transition, "
           f"PER buffer {B.buffer_bytes(example, cap, prioritized=True, obs_dtype=obs_dtype) / 1e6:.1f}"

@@ -52,6 +52,7 @@ from jaxsoc.algos import offpolicy as op  # noqa: E402
 from jaxsoc.algos.dqn import DQN  # noqa: E402
 from jaxsoc.algos.maddpg import MADDPG  # noqa: E402
 from jaxsoc.algos.sac import SAC  # noqa: E402
+from jaxsoc.host import cpu_description  # noqa: E402
 
 REFERENCE_MS = 34.0  # the original PyTorch SAC + DQN + MADDPG + PER round on the dev CPU (the issue)
 OFFPOLICY = ("dqn", "iql", "vdn", "qmix", "sac", "maddpg")
@@ -378,7 +379,7 @@ def _fmt_load(r):
 
 def main(argv=None) -> int:
     args = _parse(argv)
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; "
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs ({cpu_description()}); "
           f"networks {args.hidden}, batch {args.batch}; load = 1-min load average before/after")
     if not args.skip_rounds:
         ref_ms, ref_what = REFERENCE_MS, "the issue's figure"
