@@ -100,7 +100,8 @@ def main(argv=None):
         ap.error(f"--capacity {cap:,}: the full buffer, its copy and its work arrays need {need / 2**30:,.1f} GiB "
                  f"({args.obs_dtype} observations), more than this machine's {memory / 2**30:,.1f} GiB of memory")
     new_items = paper_item((args.add,))
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}, CPU {cpu_description()}")
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}, "
+          f"CPU {cpu_description()}")
     print(f"capacity {cap}, batch {batch}, add {args.add}, obs {args.obs_dtype}: "
           f"{B.bytes_per_transition(example, obs_dtype=obs_dtype)} B/transition, "
           f"PER buffer {B.buffer_bytes(example, cap, prioritized=True, obs_dtype=obs_dtype) / 1e6:.1f}"
