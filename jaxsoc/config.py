@@ -521,6 +521,7 @@ ADDED_KEYS: Dict[Tuple[str, ...], Any] = {
     ("trpo", "fisher_stride"): 1,
     ("hybrid", "mixer_state_norm"): False,
     ("dqn", "mixer_state_norm"): False,
+    ("impala", "clip_eps"): None,
     **{(*section, key): value
        for section in (("maddpg",), ("hmarl", "maddpg"), ("hybrid", "maddpg"))
        for key, value in (("twin_critics", False), ("target_noise", 0.0), ("target_noise_clip", 0.5),

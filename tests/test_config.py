@@ -360,7 +360,8 @@ def test_keys_added_after_runs_were_saved_keep_those_runs_loadable(path):
     section = changed
     for key in path[:-1]:
         section = section[key]
-    other = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v + 0.25, str: lambda v: "attention"}
+    other = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v + 0.25, str: lambda v: "attention",
+             type(None): lambda v: 0.5}  # a nullable key's number (impala.clip_eps)
     section[path[-1]] = other[type(value)](value)
     assert config.training_hash(changed) != config.training_hash(old)
 

@@ -29,6 +29,7 @@ from jaxsoc.algos.common import RoleSpec
 from jaxsoc.config import ConfigError
 from tests.fast import fast_compile
 from tests.onpolicy_toys import make_toy_soc
+from tests.test_config import differing_keys
 from tests.test_engine import leaves_equal
 
 # ----------------------------------------------------------------------------- V-trace by hand
@@ -100,12 +101,62 @@ def test_importance_weights_per_value_column():
     np.testing.assert_allclose(local, [[0.3, 0.1], [0.0, 0.4]], rtol=1e-6)
 
 
+# ----------------------------------------------------------------------------- the clipped surrogate
+def tiny_segment(policy, mu_params, key, n=4, T=5):
+    """A hand-made `Segment` of two discrete roles: mu's actions sampled, rewards random."""
+    k_obs, k_act, k_rew, k_last = jax.random.split(key, 4)
+    obs = {s.name: jax.random.normal(jax.random.fold_in(k_obs, i), (n, T, s.obs_dim))
+           for i, s in enumerate(policy.specs)}
+    masks = {s.name: jnp.ones((n, T, s.size), bool) for s in policy.specs}
+    mu = policy.dists(mu_params, obs, masks)
+    actions, _ = onpolicy.sample(mu, k_act)
+    acted = onpolicy.Acted(obs, masks, actions, onpolicy.log_probs_of(mu, actions),
+                           {r: jnp.ones((n, T)) for r in policy.roles})
+    last = {s.name: jax.random.normal(jax.random.fold_in(k_last, i), (n, s.obs_dim))
+            for i, s in enumerate(policy.specs)}
+    ended = jnp.zeros((n, T), bool).at[1, 2].set(True)
+    return impala.Segment(acted, None, last, None, jax.random.normal(k_rew, (n, T)), ended, ended)
+
+
+def test_clipped_surrogate_starts_as_v_trace_and_weighs_the_targets_by_the_start_policy():
+    policy = onpolicy.Policy((RoleSpec("alert_triage", 3, "discrete", 4), RoleSpec("threat_hunter", 2, "discrete", 3)),
+                             hidden_sizes=(8,))
+    critic = onpolicy.Critic("local", policy.roles, (8,))
+    k_mu, k_pi, k_moved, k_critic, k_seg = jax.random.split(jax.random.PRNGKey(3), 5)
+    segment = tiny_segment(policy, policy.init(k_mu), k_seg)
+    pi = {"actor": policy.init(k_pi), "critic": critic.init(k_critic, {"alert_triage": 3, "threat_hunter": 2}, 0)}
+    start = onpolicy.log_probs_of(policy.dists(pi["actor"], segment.acted.obs, segment.acted.masks),
+                                  segment.acted.actions)
+    clipped = segment._replace(start_log_probs=start)
+    vtrace_cfg, clip_cfg = impala.VTraceConfig(), impala.VTraceConfig(clip_eps=0.2)
+    grad = lambda p, seg, cfg: jax.grad(impala.loss, has_aux=True)(p, seg, policy, critic, cfg)  # noqa: E731
+
+    # At the update's start (pi = pi_start) the clipped loss's gradient is V-trace's, every leaf.
+    (g_vtrace, m_vtrace), (g_clip, m_clip) = grad(pi, segment, vtrace_cfg), grad(pi, clipped, clip_cfg)
+    for a, b in zip(jax.tree.leaves(g_vtrace), jax.tree.leaves(g_clip)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    assert m_clip["clip_frac/alert_triage"] == 0.0 and "clip_frac/alert_triage" not in m_vtrace
+    assert float(m_clip["value_loss"]) == pytest.approx(float(m_vtrace["value_loss"]), rel=1e-6)
+
+    # Away from it, the targets keep pi_start's weights (the value loss does not move with the
+    # actor), while V-trace's follow the current actor; and the clip now binds on some samples.
+    leaves, tree = jax.tree.flatten(pi["actor"])  # the heads start near 0 (scale 0.01): move every leaf by N(0, 1)
+    noise = [jax.random.normal(k, x.shape) for k, x in zip(jax.random.split(k_moved, len(leaves)), leaves)]
+    moved = {**pi, "actor": jax.tree.unflatten(tree, [x + e for x, e in zip(leaves, noise)])}
+    _, m_clip_moved = grad(moved, clipped, clip_cfg)
+    _, m_vtrace_moved = grad(moved, segment, vtrace_cfg)
+    assert float(m_clip_moved["value_loss"]) == pytest.approx(float(m_clip["value_loss"]), rel=1e-6)
+    assert abs(float(m_vtrace_moved["value_loss"]) - float(m_vtrace["value_loss"])) > 1e-3
+    assert 0.0 < float(m_clip_moved["clip_frac/alert_triage"]) < 1.0
+
+
 # ----------------------------------------------------------------------------- on the toy team
 UPDATES, CHECKPOINT_AT, LAG = 40, 20, 3
 
 
-def toy_config(root, name, lag, chunk_updates):
-    section = {"hidden_sizes": [32], "rollout": 16, "lr": 3e-3, "minibatches": 2, "policy_lag": lag}
+def toy_config(root, name, lag, chunk_updates, clip_eps=None):
+    section = {"hidden_sizes": [32], "rollout": 16, "lr": 3e-3, "minibatches": 2, "policy_lag": lag,
+               "clip_eps": clip_eps}
     flags = {"algo": "impala", "scenario": "toy-soc", "num_envs": 32, "total_steps": 32 * 16 * UPDATES,
              "num_seeds": 2, "impala": section,
              "run": {"dir": str(root), "name": name, "chunk_updates": chunk_updates,
@@ -137,6 +188,12 @@ def runs(tmp_path_factory):
 def lag0(runs):
     with fast_compile():
         return engine.run(toy_config(runs["root"], "lag0", 0, UPDATES), make_env=make_toy_soc)
+
+
+@pytest.fixture(scope="module")
+def clipped(runs):
+    with fast_compile():
+        return engine.run(toy_config(runs["root"], "clip", LAG, UPDATES, clip_eps=0.1), make_env=make_toy_soc)
 
 
 def records_of(result, seed):
@@ -199,6 +256,14 @@ def test_learns_the_toy_team_without_lag_and_its_actors_stay_close(runs, lag0):
     assert late["lag"] > 10 * late["lag0"]  # measured 5.7e-3 against 1.0e-4
 
 
+@pytest.mark.slow  # CI budget: one more program to compile (~12 CPU-s); the surrogate's gradient is tested above
+def test_learns_the_toy_team_with_the_clipped_surrogate(clipped):
+    assert_learns(clipped, "clip 0.1")
+    # The clip binds: some samples' ratios to the update's start policy leave 1 +- 0.1.
+    fractions = [v for m in records_of(clipped, 0) for k, v in m.items() if k.startswith("clip_frac/")]
+    assert len(fractions) == 4 * UPDATES and max(fractions) > 0.0  # the toy's four roles, every update
+
+
 @pytest.mark.slow  # CI budget (10 min on 2 cores): the toy runs' fixture (~45 CPU-s); V-trace's hand-worked tests stay
 def test_resume_is_bit_exact_and_seeds_differ(runs):
     straight, resumed = runs["lag"], runs["resumed"]
@@ -221,15 +286,26 @@ def test_bad_config_values_are_refused_in_one_line():
         "impala.rho_bar=0": "impala.rho_bar must be positive",
         "impala.minibatches=3": r"num_envs \(8\) must be divisible by impala.minibatches \(3\)",
         "impala.gamma=1.5": r"impala.gamma must be in \[0, 1\]",
+        "impala.clip_eps=0": "impala.clip_eps must be a number > 0 or null, got 0",
+        "impala.clip_eps=wide": "impala.clip_eps must be a number > 0 or null, got 'wide'",
     }
     for item, message in bad.items():
         with pytest.raises(ConfigError, match=message):
             config_lib.resolve(flags=flags, sets=[item], scenarios=["soc-v2"])
 
 
+def test_the_clipped_config_is_impala_s_with_the_clip_and_mappo_s_learning_rate():
+    plain = config_lib.resolve(config_file=config_lib.CONFIG_DIR / "impala.yaml")
+    clipped = config_lib.resolve(config_file=config_lib.CONFIG_DIR / "impala-clip.yaml")
+    assert differing_keys(plain, clipped) == {"impala.clip_eps", "impala.lr"}
+    assert (plain["impala"]["clip_eps"], clipped["impala"]["clip_eps"]) == (None, 0.2)
+    mappo = config_lib.resolve(config_file=config_lib.CONFIG_DIR / "mappo.yaml")
+    assert clipped["impala"]["lr"] == mappo["ppo"]["lr"] and clipped["impala"]["clip_eps"] == mappo["ppo"]["clip_eps"]
+
+
 @pytest.mark.slow  # tracing soc-v2's step costs ~10 CPU-s; the default run trains on the toy, -m slow runs tests/test_registry.py on hmarl-soc-v1
-@pytest.mark.parametrize("critic", ["world", "local"])
-def test_traces_on_soc_v2(critic):
+@pytest.mark.parametrize("critic, clip_eps", [("world", None), ("local", None), ("world", 0.2)])
+def test_traces_on_soc_v2(critic, clip_eps):
     """One update and `act` traced (not compiled) on soc-v2: shapes, metric names, action spaces."""
     import jaxsoc.env as soc
     from jaxsoc import algos
@@ -237,7 +313,7 @@ def test_traces_on_soc_v2(critic):
     cfg = config_lib.resolve(flags={"algo": "impala", "scenario": "soc-v2", "num_envs": 8, "total_steps": 8 * 4,
                                     "run": {"name": "x"},
                                     "impala": {"rollout": 4, "hidden_sizes": [8], "minibatches": 2, "critic": critic,
-                                               "policy_lag": 2}})
+                                               "policy_lag": 2, "clip_eps": clip_eps}})
     env, params = soc.make("soc-v2", hosts_per_segment=4)
     trainer = algos.make_train(cfg, env, params)
     state = jax.eval_shape(trainer.init, jax.random.PRNGKey(0))
@@ -245,6 +321,7 @@ def test_traces_on_soc_v2(critic):
     assert jax.tree.structure(new_state) == jax.tree.structure(state)
     assert {"env_steps", "episodes", "return", "csr", "value_loss", "rho_clip_frac"} <= set(metrics)
     assert {f"approx_kl/{r}" for r in env.agents} <= set(metrics)
+    assert ({f"clip_frac/{r}" for r in env.agents} <= set(metrics)) == (clip_eps is not None)
     one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), (state.obs, state.env_state))
     actions = jax.eval_shape(lambda p, o, s: trainer.act(p, jax.random.PRNGKey(1), o, s, False),
                              trainer.policy_params(state), *one)

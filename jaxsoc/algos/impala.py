@@ -16,6 +16,8 @@ takes `epochs` x `minibatches` Adam steps (minibatches of whole env trajectories
 
 with the V-trace targets v_s of the learner's current pi and V (`vtrace`), no gradient through
 them. Later minibatches of one update are off-policy even at lag 0; V-trace corrects those too.
+With `clip_eps` set the policy term is PPO's clipped surrogate on pi / pi_start instead, pi_start
+the learner's policy at the update's start, which also gives the targets their weights (`loss`).
 
 Importance weights. Every value column has one ratio pi/mu, that of the policy whose value it
 learns: a world critic (`critic: world`, V of the env's world state, as MAPPO) values the team's
@@ -38,7 +40,7 @@ import jax.numpy as jnp
 from jaxsoc.algos import onpolicy
 from jaxsoc.algos.base import Trainer, mean_episode_metrics
 from jaxsoc.algos.common import COORDINATOR_ENCODINGS, role_specs, with_world_state
-from jaxsoc.algos.ppo import normalise_advantages
+from jaxsoc.algos.ppo import normalise_advantages, policy_objective
 
 DEFAULTS = {
     "critic": "world",           # world (V(world state), joint ratio) | local (V_i(o_i), own ratio)
@@ -56,6 +58,10 @@ DEFAULTS = {
     # triage onto escalating every alert (greedy +1.5 against +5.8; docs/impala.md, Evidence),
     # most likely because rescaling to unit scale undoes the rho weights that mute stale samples.
     "normalize_advantages": False,
+    # null: V-trace's policy gradient, nothing bounds an update. A number: the clipped surrogate
+    # -min(r A, clip(r, 1 - e, 1 + e) A), r = pi / pi_start, pi_start the learner's policy at the
+    # update's start, whose ratio to mu then weighs the V-trace targets (IMPACT, Luo et al. 2020).
+    "clip_eps": None,
     **onpolicy.TEAM_DEFAULTS,
 }
 POSITIVE = ("rollout", "epochs", "minibatches", "lr", "adam_eps", "max_grad_norm", "rho_bar")
@@ -79,6 +85,9 @@ def validate(config: dict) -> None:
     lag = s["policy_lag"]
     if isinstance(lag, bool) or not isinstance(lag, int) or lag < 0:
         raise ConfigError(f"impala.policy_lag must be an integer >= 0, got {lag!r}")
+    clip = s["clip_eps"]
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0):
+        raise ConfigError(f"impala.clip_eps must be a number > 0 or null, got {clip!r}")
     if s["c_bar"] < 0:
         raise ConfigError(f"impala.c_bar must be >= 0, got {s['c_bar']!r}")
     sizes = s["hidden_sizes"]
@@ -166,6 +175,8 @@ class Segment(NamedTuple):
     truncs: `onpolicy.Truncations` with `source` `[n, S, ...]` and `step` `[n, S]` (None when
       truncation is not bootstrapped).
     rewards, terminated, done: `[n, T]` (rewards already scaled).
+    start_log_probs: `{role: [n, T]}` log pi_start(a) of mu's actions under the learner's policy at
+      the update's start (`clip_eps` set), else None.
     """
 
     acted: onpolicy.Acted
@@ -175,6 +186,7 @@ class Segment(NamedTuple):
     rewards: jax.Array
     terminated: jax.Array
     done: jax.Array
+    start_log_probs: Optional[Dict[str, jax.Array]] = None
 
 
 class VTraceConfig(NamedTuple):
@@ -184,6 +196,7 @@ class VTraceConfig(NamedTuple):
     vf_coef: float = 0.5
     ent_coef: float = 0.01
     normalize_advantages: bool = False
+    clip_eps: Optional[float] = None
 
 
 def swap_env_time(tree: Any) -> Any:
@@ -197,6 +210,12 @@ def loss(params: Any, segment: Segment, policy: onpolicy.Policy, critic: onpolic
     Returns `(loss, metrics)`: per role `actor_loss/<role>`, `entropy/<role>`, `approx_kl/<role>`
     (KL(mu || pi) on mu's actions, how far the learner has moved from the actors); `value_loss`,
     `rho_clip_frac` (share of importance weights above rho_bar) and `explained_variance`.
+
+    With `cfg.clip_eps` (IMPACT, Luo et al. 2020) the importance weights are pi_start / mu, fixed
+    for the whole update, and role i's policy term is PPO's clipped surrogate on pi_i / pi_start,i
+    (`ppo.policy_objective`) with its column's advantages; per role also `clip_frac/<role>`. At
+    pi = pi_start its gradient is V-trace's; the clip stops a sample's pull once its ratio has
+    moved past 1 +- clip_eps in the advantage's direction.
     """
     acted = swap_env_time(segment.acted)  # [T, n, ...]
     source = critic.source_kept(acted.obs, swap_env_time(segment.world_state))
@@ -204,7 +223,10 @@ def loss(params: Any, segment: Segment, policy: onpolicy.Policy, critic: onpolic
     log_probs = onpolicy.log_probs_of(dists, acted.actions)
     entropy = onpolicy.entropies(dists)
     log_ratios = {r: jax.lax.stop_gradient(log_probs[r]) - acted.log_probs[r] for r in policy.roles}
-    log_rhos = column_log_rhos(log_ratios, acted.weights, policy, critic)  # [T, n, C]
+    start = None if cfg.clip_eps is None else swap_env_time(segment.start_log_probs)
+    # The targets' importance weights: the current policy's, or (clipped) the update's start policy's.
+    rho_log_ratios = log_ratios if start is None else {r: start[r] - acted.log_probs[r] for r in policy.roles}
+    log_rhos = column_log_rhos(rho_log_ratios, acted.weights, policy, critic)  # [T, n, C]
 
     values = critic.values(params["critic"], source)  # [T, n, C]
     last_values = critic.values(params["critic"], segment.last_source)
@@ -225,7 +247,11 @@ def loss(params: Any, segment: Segment, policy: onpolicy.Policy, critic: onpolic
         adv = advantages[..., critic.column(r)]
         if cfg.normalize_advantages:
             adv = normalise_advantages(adv, w)
-        policy_loss = -onpolicy.weighted_average(log_probs[r] * adv, w)
+        if start is None:
+            policy_loss = -onpolicy.weighted_average(log_probs[r] * adv, w)
+        else:
+            policy_loss, _, metrics[f"clip_frac/{r}"] = policy_objective(log_probs[r], start[r], adv, w,
+                                                                         cfg.clip_eps)
         ent = onpolicy.weighted_average(entropy[r], w)
         total = total + policy_loss - cfg.ent_coef * ent
         # "k3" estimator of KL(mu || pi) on mu's samples: never negative.
@@ -282,7 +308,8 @@ def make_train(config: dict, env, env_params) -> Trainer:
         env = with_world_state(env)
         env_params = env_params.replace(with_world_state=True)
     cfg = VTraceConfig(gamma=s["gamma"], rho_bar=s["rho_bar"], c_bar=s["c_bar"], vf_coef=s["vf_coef"],
-                       ent_coef=s["ent_coef"], normalize_advantages=s["normalize_advantages"])
+                       ent_coef=s["ent_coef"], normalize_advantages=s["normalize_advantages"],
+                       clip_eps=s["clip_eps"])
 
     specs = tuple(role_specs(env, coordinator, per_entry=True).values())
     hidden = tuple(s["hidden_sizes"])
@@ -331,10 +358,14 @@ def make_train(config: dict, env, env_params) -> Trainer:
         # 2. The learner: epochs x minibatches of whole trajectories, V-trace inside the loss.
         if truncs is not None:
             truncs = truncs._replace(source=swap_env_time(truncs.source), step=truncs.step.T)
+        start_log_probs = None
+        if cfg.clip_eps is not None:  # pi_start: the learner's policy before this update's first step
+            start_dists = policy.dists(params["actor"], traj.acted.obs, traj.acted.masks)
+            start_log_probs = swap_env_time(onpolicy.log_probs_of(start_dists, traj.acted.actions))
         segment = Segment(swap_env_time(traj.acted),
                           swap_env_time(traj.world_state),
                           critic.source(obs, world_state), truncs, (s["reward_scale"] * traj.rewards).T,
-                          traj.terminated.T, traj.done.T)
+                          traj.terminated.T, traj.done.T, start_log_probs)
         new_params, opt_state, loss_metrics = onpolicy.sgd(k_sgd, params, state.opt_state, segment, loss_fn,
                                                            make_opt(params), epochs, minibatches)
 
