@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import platform
 
-VECTOR_EXTENSIONS = ("avx512f", "avx2", "avx", "sse4_2")  # widest first
+# cpuinfo flag -> the name a description gives it, widest first
+VECTOR_EXTENSIONS = {"avx512f": "avx512", "avx2": "avx2", "avx": "avx", "sse4_2": "sse4_2"}
 
 
 def cpu_description(cpuinfo: str | None = None) -> str:
@@ -30,8 +31,8 @@ def cpu_description(cpuinfo: str | None = None) -> str:
         if sep:
             fields.setdefault(key.strip(), value.strip())
     flags = set(fields.get("flags", "").split())
-    widest = next((ext for ext in VECTOR_EXTENSIONS if ext in flags), "no AVX")
+    widest = next((name for flag, name in VECTOR_EXTENSIONS.items() if flag in flags), "no AVX")
     numbers = ", ".join(f"{name} {fields[key]}" for key, name in (("cpu family", "family"), ("model", "model"))
                         if key in fields)
     name = fields.get("model name") or platform.processor() or "unknown CPU"
-    return f"{name} ({numbers + ', ' if numbers else ''}{widest.replace('avx512f', 'avx512')})"
+    return f"{name} ({numbers + ', ' if numbers else ''}{widest})"
