@@ -221,7 +221,9 @@ CHANCE = 1 / N_TRIAGE  # the best per-step return of any team without messages
 
 def toy_trainer(algo="mappo-comm", updates=UPDATES, **sets):
     family = algos.family_of(algo)
-    section = {"hidden_sizes": [32], "rollout": ROLLOUT, "lr": 3e-3, "minibatches": 2, **sets}
+    # lr and entropy set here: the two configs' own values may differ (MAPPO's entropy is 0.001
+    # since 2026-12-06, mappo-comm's 0.01), and the silent team must compile to MAPPO's program.
+    section = {"hidden_sizes": [32], "rollout": ROLLOUT, "lr": 3e-3, "ent_coef": 0.01, "minibatches": 2, **sets}
     cfg = config_lib.resolve(flags={"algo": algo, "scenario": "toy-comm", "num_envs": NUM_ENVS,
                                     "total_steps": NUM_ENVS * ROLLOUT * updates, family: section,
                                     "run": {"name": "x"}}, scenarios=["toy-comm"])
