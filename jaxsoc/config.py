@@ -519,6 +519,7 @@ def is_scenario_file(scenario: str) -> bool:
 ADDED_KEYS: Dict[Tuple[str, ...], Any] = {
     ("hmarl", "coordinator", "focus_head"): "mlp",
     ("trpo", "fisher_stride"): 1,
+    ("coma", "critic_epochs"): 0,
     ("hybrid", "mixer_state_norm"): False,
     ("dqn", "mixer_state_norm"): False,
     ("impala", "clip_eps"): None,

@@ -151,6 +151,8 @@ def test_config_checks():
         "coma.target_period=0": "coma.target_period must be positive",
         "coma.bin_high=0.2": "coma.bin_low and bin_high must satisfy",
         "coma.th_bins=0": "coma.th_bins must be positive",
+        "coma.critic_epochs=-1": r"coma.critic_epochs must be an integer >= 0, got -1",
+        "coma.critic_epochs=1.5": r"coma.critic_epochs must be an integer",
     }
     for item, message in bad.items():
         with pytest.raises(ConfigError, match=message):
@@ -227,6 +229,33 @@ def test_the_target_network_is_copied_every_target_period_updates():
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
             np.testing.assert_array_equal(a, b)
     assert not np.array_equal(jax.tree.leaves(first.target)[0], jax.tree.leaves(first.params["critic"])[0])
+
+
+def test_critic_epochs_fit_the_critic_first_and_its_q_drives_the_actors():
+    """`critic_epochs > 0`: the critic's passes alone, then the actors' on the fitted critic's Q."""
+    def one_update(**section):
+        trainer = toy_trainer(minibatches=2, **section)
+        state = fast_jit(trainer.init)(jax.random.PRNGKey(0))
+        return state, *jax.device_get(fast_jit(trainer.update)(state))
+
+    state, fit1, m1 = one_update(critic_epochs=1)
+    _, fit3, m3 = one_update(critic_epochs=3)
+    _, fit1_two_actor_passes, _ = one_update(critic_epochs=1, epochs=2)
+    # Each network has its own optimiser, stepped only in its own pass.
+    assert set(state.opt_state) == {"actor", "critic"}
+    # More critic passes fit the rollout's targets better (in sample) than the critic had before.
+    for m in (m1, m3):
+        assert m["explained_variance_fit"] > m["explained_variance"]
+    assert m3["explained_variance_fit"] > m1["explained_variance_fit"]
+    # The actors' step reads the fitted critic: it depends on how far the critic was fitted ...
+    a1, a3 = jax.tree.leaves(fit1.params["actor"]), jax.tree.leaves(fit3.params["actor"])
+    assert any(not np.array_equal(x, y) for x, y in zip(a1, a3))
+    # ... and the critic is fitted before the actors and never by their pass: the same critic
+    # whether the actors then take one pass or two.
+    for x, y in zip(jax.tree.leaves(fit1.params["critic"]), jax.tree.leaves(fit1_two_actor_passes.params["critic"])):
+        np.testing.assert_array_equal(x, y)
+    assert any(not np.array_equal(x, y) for x, y in zip(
+        jax.tree.leaves(fit1.params["actor"]), jax.tree.leaves(fit1_two_actor_passes.params["actor"])))
 
 
 def soc_v2_trainer():

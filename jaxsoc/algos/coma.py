@@ -36,6 +36,16 @@ a frozen target within an update, the role a target network plays in off-policy 
 longer periods slow the bootstrap's drift further (the paper's code copies its critic every 200
 training steps of 8 episodes: oxwhirl/pymarl, src/config/algs/coma.yaml).
 
+Critic first (`critic_epochs` > 0): by default one pass trains the actors and the critic together,
+the advantages coming from the critic as the update began. With `critic_epochs` = k the critic
+takes k passes of its loss alone over the rollout first, the advantages then come from the critic
+just fitted to it, and the actors take their `epochs` passes after (each network's Adam steps only
+in its own passes). This is the order of the paper's code: pymarl's COMA learner takes one critic
+step per time step of its batch (backwards in time), keeping the Q values each step computed, then
+one actor step on them, so its critic steps outnumber its actor's by the episode length. It matters
+where one joint pass leaves the critic unable to explain its targets: the counterfactual advantage
+is then mostly the critic's error (docs/coma.md).
+
 Discrete actions only (the COMA baseline sums over a role's choices): the coordinator plays the
 env's directives on soc-v2 (8 choices encoded as `coordinator: onehot | hmarl` on hmarl-soc-v1,
 as IQL), alert triage its 4 actions, and the threat hunter and response orchestrator (Box roles)
@@ -76,6 +86,7 @@ DEFAULTS = {
     "gamma": 0.99,
     "td_lambda": 0.8,            # the critic's TD(lambda) targets (0.8: the paper's code, pymarl)
     "target_period": 1,          # updates between hard copies of the critic into its target
+    "critic_epochs": 0,          # critic-only passes before the actors' pass (0: one joint pass)
     "ent_coef": 0.01,
     "normalize_advantages": True,
     "reward_scale": 1.0,
@@ -105,6 +116,8 @@ def validate(config: dict) -> None:
 
     s = config["coma"]
     check_choice("coma.coordinator", s["coordinator"], ("onehot", "hmarl"))
+    if isinstance(s["critic_epochs"], bool) or not isinstance(s["critic_epochs"], int) or s["critic_epochs"] < 0:
+        raise ConfigError(f"coma.critic_epochs must be an integer >= 0, got {s['critic_epochs']!r}")
     for key in ("gamma", "td_lambda"):
         if not 0.0 <= s[key] <= 1.0:
             raise ConfigError(f"coma.{key} must be in [0, 1], got {s[key]!r}")
@@ -248,21 +261,18 @@ class COMALoss(NamedTuple):
     normalize_advantages: bool
 
 
-def loss(params: Any, batch: Batch, cfg: COMALoss):
-    """The COMA loss of `params = {"actor": {role: ...}, "critic": ...}` on a `Batch`.
-
-    Returns `(loss, metrics)`: per role `actor_loss/<role>`, `entropy/<role>`, `approx_kl/<role>`,
-    `advantage/<role>` (mean raw counterfactual advantage); `critic_loss`. The terms are summed:
-    every network's parameters appear in exactly one of them (the entropy joins its actor's).
-    """
+def actor_loss(actor_params: Any, batch: Batch, cfg: COMALoss):
+    """The actors' part of `loss`: per role `- mean(w A log pi) - ent_coef * mean(w H)`, with A the
+    counterfactual advantage of `batch.q` (a constant). Returns `(loss, metrics)`: per role
+    `actor_loss/<role>`, `entropy/<role>`, `approx_kl/<role>`, `advantage/<role>` (mean raw
+    counterfactual advantage)."""
     acted = batch.acted
-    roles = cfg.policy.roles
-    dists = cfg.policy.dists(params["actor"], acted.obs, acted.masks)
+    dists = cfg.policy.dists(actor_params, acted.obs, acted.masks)
     log_probs = onpolicy.log_probs_of(dists, acted.actions)
     entropy = onpolicy.entropies(dists)
     metrics: Dict[str, jax.Array] = {}
     total = 0.0
-    for r in roles:
+    for r in cfg.policy.roles:
         w = acted.weights[r]
         # The baseline marginalises the role's own choice under its policy now, a constant of the
         # actor's gradient (the paper's estimator differentiates log pi only).
@@ -275,10 +285,26 @@ def loss(params: Any, batch: Batch, cfg: COMALoss):
         ent = onpolicy.weighted_average(entropy[r], w)
         total = total + pl - cfg.ent_coef * ent
         metrics.update({f"actor_loss/{r}": pl, f"entropy/{r}": ent, f"approx_kl/{r}": kl})
-    q = dict(zip(roles, cfg.critic.apply(params["critic"], batch.world_state, joint_one_hot(acted.actions, cfg.sizes))))
-    critic_loss = 0.5 * jnp.mean(jnp.square(taken_values(q, acted.actions, roles) - batch.targets))
-    metrics["critic_loss"] = critic_loss
-    return total + critic_loss, metrics
+    return total, metrics
+
+
+def critic_loss(critic_params: Any, batch: Batch, cfg: COMALoss):
+    """The critic's part of `loss`: `0.5 * mean((Q_a(s, u) - y_a)^2)` over samples and roles.
+    Returns `(loss, {"critic_loss": loss})`."""
+    acted = batch.acted
+    q = dict(zip(cfg.policy.roles, cfg.critic.apply(critic_params, batch.world_state,
+                                                    joint_one_hot(acted.actions, cfg.sizes))))
+    value = 0.5 * jnp.mean(jnp.square(taken_values(q, acted.actions, cfg.policy.roles) - batch.targets))
+    return value, {"critic_loss": value}
+
+
+def loss(params: Any, batch: Batch, cfg: COMALoss):
+    """The COMA loss of `params = {"actor": {role: ...}, "critic": ...}` on a `Batch`: `actor_loss`
+    + `critic_loss` (every network's parameters appear in exactly one of them; the entropy joins
+    its actor's). Returns `(loss, metrics)`, both parts' metrics."""
+    actors, metrics = actor_loss(params["actor"], batch, cfg)
+    critic, critic_metrics = critic_loss(params["critic"], batch, cfg)
+    return actors + critic, {**metrics, **critic_metrics}
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -300,6 +326,7 @@ def make_train(config: dict, env, env_params) -> Trainer:
     s = config["coma"]
     num_envs, rollout = config["num_envs"], s["rollout"]
     epochs, minibatches, period = s["epochs"], s["minibatches"], s["target_period"]
+    critic_epochs = s["critic_epochs"]
     env = with_world_state(env)
     env_params = env_params.replace(with_world_state=True)
 
@@ -325,9 +352,21 @@ def make_train(config: dict, env, env_params) -> Trainer:
     batched_avail = jax.vmap(env.get_avail_actions, in_axes=(0, None))
     gamma, lam, reward_scale = s["gamma"], s["td_lambda"], s["reward_scale"]
 
-    def make_opt(params):
-        anneal = num_updates * epochs * minibatches if s["anneal_lr"] else None
+    def make_opt(params, passes=epochs):
+        anneal = num_updates * passes * minibatches if s["anneal_lr"] else None
         return onpolicy.per_network_optimizer(params, s["lr"], s["max_grad_norm"], s["adam_eps"], anneal)
+
+    def split_params(params):
+        """`critic_epochs > 0`: the actors and the critic step in separate passes, each with its own
+        optimiser (per-network Adam either way), over `{"actor": ...}` and `{"critic": ...}`."""
+        return {"actor": params["actor"]}, {"critic": params["critic"]}
+
+    def init_opt(params):
+        if not critic_epochs:
+            return make_opt(params).init(params)
+        actor_part, critic_part = split_params(params)
+        return {"actor": make_opt(actor_part).init(actor_part),
+                "critic": make_opt(critic_part, critic_epochs).init(critic_part)}
 
     def q_heads(critic_params, world_state, choices):
         return dict(zip(roles, critic.apply(critic_params, world_state, joint_one_hot(choices, sizes))))
@@ -340,7 +379,7 @@ def make_train(config: dict, env, env_params) -> Trainer:
         obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, num_envs), env_params)
         world_state = jax.vmap(env.get_world_state, in_axes=(0, None))(env_state, env_params)
         target = None if period == 1 else op.copy_tree(critic_params)
-        return COMAState(params, target, make_opt(params).init(params), env_state, obs,
+        return COMAState(params, target, init_opt(params), env_state, obs,
                          world_state, key, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
     def update_step(state: COMAState):
@@ -362,14 +401,39 @@ def make_train(config: dict, env, env_params) -> Trainer:
         last = taken_values(q_heads(target_params, world_state, next_actions), next_actions, roles)
         targets = td_lambda_targets(reward_scale * traj.rewards, values, last, traj.terminated, traj.done,
                                     gamma, lam)
-        # The advantages' Q: the critic when the update began (the target itself when copied every update).
-        q_now = q_target if period == 1 else q_heads(params["critic"], traj.world_state, acted.actions)
+        fit_metrics = {}
+        if not critic_epochs:
+            # The advantages' Q: the critic when the update began (the target itself when copied
+            # every update).
+            q_now = q_target if period == 1 else q_heads(params["critic"], traj.world_state, acted.actions)
 
-        # 3. Epochs x minibatches of the loss on the flattened [T * N] batch.
-        batch = onpolicy.flatten(Batch(acted, traj.world_state, q_now, targets))
-        new_params, opt_state, loss_metrics = onpolicy.sgd(
-            k_sgd, params, state.opt_state, batch, lambda p, mb: loss(p, mb, cfg), make_opt(params),
-            epochs, minibatches)
+            # 3. Epochs x minibatches of the loss on the flattened [T * N] batch.
+            batch = onpolicy.flatten(Batch(acted, traj.world_state, q_now, targets))
+            new_params, opt_state, loss_metrics = onpolicy.sgd(
+                k_sgd, params, state.opt_state, batch, lambda p, mb: loss(p, mb, cfg), make_opt(params),
+                epochs, minibatches)
+        else:
+            # 3'. The critic first: `critic_epochs` passes of its loss alone, to the same targets; then
+            #     the advantages' Q from the critic just fitted to this rollout (the paper's code
+            #     also fits its critic to the batch before its actors' step); then the actors'
+            #     passes. Until the critic explains its targets, the advantages are mostly its error.
+            k_critic, k_sgd = jax.random.split(k_sgd)
+            actor_part, critic_part = split_params(params)
+            batch = onpolicy.flatten(Batch(acted, traj.world_state, q_target, targets))
+            critic_part, critic_opt, critic_metrics = onpolicy.sgd(
+                k_critic, critic_part, state.opt_state["critic"], batch,
+                lambda p, mb: critic_loss(p["critic"], mb, cfg), make_opt(critic_part, critic_epochs),
+                critic_epochs, minibatches)
+            q_fit = q_heads(critic_part["critic"], traj.world_state, acted.actions)
+            fit_metrics["explained_variance_fit"] = jnp.nanmean(
+                onpolicy.explained_variance(taken_values(q_fit, acted.actions, roles), targets))
+            batch = batch._replace(q=onpolicy.flatten(q_fit))
+            actor_part, actor_opt, actor_metrics = onpolicy.sgd(
+                k_sgd, actor_part, state.opt_state["actor"], batch,
+                lambda p, mb: actor_loss(p["actor"], mb, cfg), make_opt(actor_part), epochs, minibatches)
+            new_params = {"actor": actor_part["actor"], "critic": critic_part["critic"]}
+            opt_state = {"actor": actor_opt, "critic": critic_opt}
+            loss_metrics = {**actor_metrics, **critic_metrics}
         updates = state.updates + 1
         target = None if period == 1 else op.update_target(new_params["critic"], state.target, updates, 1.0, period)
 
@@ -379,6 +443,7 @@ def make_train(config: dict, env, env_params) -> Trainer:
         metrics["reward"] = traj.rewards.mean()
         metrics["q_taken"] = values.mean()
         metrics["explained_variance"] = jnp.nanmean(onpolicy.explained_variance(values, targets))
+        metrics.update(fit_metrics)
         metrics["env_steps"] = env_steps
         return COMAState(new_params, target, opt_state, env_state, obs, world_state, key, env_steps, updates), metrics
 
