@@ -28,6 +28,7 @@ from jaxsoc.config import ConfigError
 from jaxsoc.distributions import MaskedCategorical
 from tests.fast import fast_jit
 from tests.onpolicy_toys import make_toy_soc
+from tests.test_config import differing_keys
 
 # Two agents: "a" has 3 choices, "b" has 2. The joint action value Q(u_a, u_b):
 Q = np.array([[1.0, 2.0],
@@ -256,6 +257,13 @@ def test_critic_epochs_fit_the_critic_first_and_its_q_drives_the_actors():
         np.testing.assert_array_equal(x, y)
     assert any(not np.array_equal(x, y) for x, y in zip(
         jax.tree.leaves(fit1.params["actor"]), jax.tree.leaves(fit1_two_actor_passes.params["actor"])))
+
+
+def test_the_critic_first_config_is_coma_s_with_four_critic_passes():
+    plain = config_lib.resolve(config_file=config_lib.CONFIG_DIR / "coma.yaml")
+    first = config_lib.resolve(config_file=config_lib.CONFIG_DIR / "coma-critic.yaml")
+    assert differing_keys(plain, first) == {"coma.critic_epochs"}
+    assert (plain["coma"]["critic_epochs"], first["coma"]["critic_epochs"]) == (0, 4)
 
 
 def soc_v2_trainer():
