@@ -520,6 +520,7 @@ ADDED_KEYS: Dict[Tuple[str, ...], Any] = {
     ("hmarl", "coordinator", "focus_head"): "mlp",
     ("trpo", "fisher_stride"): 1,
     ("coma", "critic_epochs"): 0,
+    ("coma", "critic_fraction"): 1.0,
     ("hybrid", "mixer_state_norm"): False,
     ("dqn", "mixer_state_norm"): False,
     ("impala", "clip_eps"): None,

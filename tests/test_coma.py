@@ -154,6 +154,19 @@ def test_config_checks():
         "coma.th_bins=0": "coma.th_bins must be positive",
         "coma.critic_epochs=-1": r"coma.critic_epochs must be an integer >= 0, got -1",
         "coma.critic_epochs=1.5": r"coma.critic_epochs must be an integer",
+        "coma.critic_fraction=0": r"coma.critic_fraction must be a number in \(0, 1\], got 0",
+        "coma.critic_fraction=1.5": r"coma.critic_fraction must be a number in \(0, 1\]",
+        "coma.critic_fraction=0.5": r"coma.critic_fraction < 1 needs coma.critic_epochs > 0",
+    }
+    for item, message in bad.items():
+        with pytest.raises(ConfigError, match=message):
+            config_lib.resolve(flags=flags, sets=[item], scenarios=["soc-v2"])
+    # 10 envs x 32 steps = 320 samples: 0.01 of them is 3, fewer than the 4 minibatches.
+    with pytest.raises(ConfigError, match=r"coma.critic_fraction 0.01 of 320 samples per update leaves fewer "
+                                          r"than coma.minibatches \(4\)"):
+        config_lib.resolve(flags=flags, sets=["coma.critic_epochs=2", "coma.critic_fraction=0.01"],
+                           scenarios=["soc-v2"])
+    bad = {
     }
     for item, message in bad.items():
         with pytest.raises(ConfigError, match=message):
@@ -257,6 +270,24 @@ def test_critic_epochs_fit_the_critic_first_and_its_q_drives_the_actors():
         np.testing.assert_array_equal(x, y)
     assert any(not np.array_equal(x, y) for x, y in zip(
         jax.tree.leaves(fit1.params["actor"]), jax.tree.leaves(fit1_two_actor_passes.params["actor"])))
+
+
+def test_critic_fraction_passes_visit_a_share_of_the_rollout_and_still_fit_it():
+    """`critic_fraction` < 1: each critic pass over a fresh half of the rollout (32 envs x 16 steps
+    = 512 samples: 2 minibatches of 128 instead of 256), as many critic steps for half the work."""
+    def one_update(**section):
+        trainer = toy_trainer(minibatches=2, critic_epochs=3, **section)
+        state = fast_jit(trainer.init)(jax.random.PRNGKey(0))
+        return jax.device_get(fast_jit(trainer.update)(state))
+
+    whole, m_whole = one_update()
+    half, m_half = one_update(critic_fraction=0.5)
+    # The halves' critic fits its rollout's targets (in sample, all 512) better than before the
+    # update, though each of its 6 steps saw 128 samples; it is another critic than the whole's.
+    assert m_half["explained_variance_fit"] > m_half["explained_variance"]
+    assert m_half["explained_variance"] == m_whole["explained_variance"]  # the same rollout
+    assert any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(whole.params["critic"]),
+                                                         jax.tree.leaves(half.params["critic"])))
 
 
 def test_the_critic_first_config_is_coma_s_with_four_critic_passes():

@@ -92,6 +92,33 @@ def test_clipped_surrogate_and_approx_kl_by_hand():
 SPECS = (RoleSpec("pick", 3, "discrete", 6), RoleSpec("aim", 2, "continuous", 4))
 
 
+def test_sgd_passes_visit_every_sample_once_or_a_fresh_share_of_them():
+    """`onpolicy.sgd`'s visits, read off a loss whose gradient counts them: with plain SGD at step
+    1 on `loss = sum(p[minibatch])` each visit lowers that sample's parameter by exactly 1."""
+    import optax
+
+    batch = jnp.arange(12)
+
+    def visits(epochs, minibatches, fraction=1.0):
+        def loss_fn(p, minibatch):
+            return p[minibatch].sum(), {"size": jnp.float32(minibatch.shape[0])}
+        p, _, metrics = onpolicy.sgd(jax.random.PRNGKey(3), jnp.zeros(12), optax.sgd(1.0).init(jnp.zeros(12)),
+                                     batch, loss_fn, optax.sgd(1.0), epochs, minibatches, fraction)
+        return np.asarray(-p), float(metrics["size"])
+
+    every, size = visits(epochs=2, minibatches=3)
+    np.testing.assert_array_equal(every, np.full(12, 2.0))   # each pass visits all 12 once
+    assert size == 4
+    # A fraction: floor(12 * 0.6) = 7, rounded down to 6 (3 minibatches of 2), 6 distinct a pass.
+    one, size = visits(epochs=1, minibatches=3, fraction=0.6)
+    assert size == 2 and sorted(one.tolist()) == [0.0] * 6 + [1.0] * 6
+    # Fresh subsets: over 5 passes 30 visits, none twice in a pass, spread over more than 6 samples.
+    five, _ = visits(epochs=5, minibatches=3, fraction=0.6)
+    assert five.sum() == 30 and five.max() <= 5 and (five > 0).sum() > 6
+    with pytest.raises(ValueError, match="leaves fewer than 3 minibatches"):
+        visits(epochs=1, minibatches=3, fraction=0.2)
+
+
 @pytest.mark.parametrize("shared", [False, True])
 def test_masked_choices_are_never_sampled_and_log_probs_are_exact(shared):
     policy = onpolicy.Policy(SPECS, shared=shared, hidden_sizes=())  # heads on the observation

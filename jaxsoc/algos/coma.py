@@ -40,7 +40,8 @@ Critic first (`critic_epochs` > 0): by default one pass trains the actors and th
 the advantages coming from the critic as the update began. With `critic_epochs` = k the critic
 takes k passes of its loss alone over the rollout first, the advantages then come from the critic
 just fitted to it, and the actors take their `epochs` passes after (each network's Adam steps only
-in its own passes). This is the order of the paper's code: pymarl's COMA learner takes one critic
+in its own passes). `critic_fraction` < 1 makes each critic pass visit a fresh random share of the
+rollout in the same number of minibatches: as many critic steps for that share of their cost. This is the order of the paper's code: pymarl's COMA learner takes one critic
 step per time step of its batch (backwards in time), keeping the Q values each step computed, then
 one actor step on them, so its critic steps outnumber its actor's by the episode length. It matters
 where one joint pass leaves the critic unable to explain its targets: the counterfactual advantage
@@ -87,6 +88,7 @@ DEFAULTS = {
     "td_lambda": 0.8,            # the critic's TD(lambda) targets (0.8: the paper's code, pymarl)
     "target_period": 1,          # updates between hard copies of the critic into its target
     "critic_epochs": 0,          # critic-only passes before the actors' pass (0: one joint pass)
+    "critic_fraction": 1.0,      # the share of the rollout each critic-only pass visits (a fresh subset each)
     "ent_coef": 0.01,
     "normalize_advantages": True,
     "reward_scale": 1.0,
@@ -118,6 +120,15 @@ def validate(config: dict) -> None:
     check_choice("coma.coordinator", s["coordinator"], ("onehot", "hmarl"))
     if isinstance(s["critic_epochs"], bool) or not isinstance(s["critic_epochs"], int) or s["critic_epochs"] < 0:
         raise ConfigError(f"coma.critic_epochs must be an integer >= 0, got {s['critic_epochs']!r}")
+    fraction = s["critic_fraction"]
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"coma.critic_fraction must be a number in (0, 1], got {fraction!r}")
+    if fraction < 1.0 and not s["critic_epochs"]:
+        raise ConfigError("coma.critic_fraction < 1 needs coma.critic_epochs > 0 (the joint pass visits every sample)")
+    samples = config["num_envs"] * s["rollout"]
+    if fraction < 1.0 and int(samples * fraction) < s["minibatches"]:
+        raise ConfigError(f"coma.critic_fraction {fraction} of {samples} samples per update leaves fewer than "
+                          f"coma.minibatches ({s['minibatches']}) samples per critic pass")
     for key in ("gamma", "td_lambda"):
         if not 0.0 <= s[key] <= 1.0:
             raise ConfigError(f"coma.{key} must be in [0, 1], got {s[key]!r}")
@@ -423,7 +434,7 @@ def make_train(config: dict, env, env_params) -> Trainer:
             critic_part, critic_opt, critic_metrics = onpolicy.sgd(
                 k_critic, critic_part, state.opt_state["critic"], batch,
                 lambda p, mb: critic_loss(p["critic"], mb, cfg), make_opt(critic_part, critic_epochs),
-                critic_epochs, minibatches)
+                critic_epochs, minibatches, s["critic_fraction"])
             q_fit = q_heads(critic_part["critic"], traj.world_state, acted.actions)
             fit_metrics["explained_variance_fit"] = jnp.nanmean(
                 onpolicy.explained_variance(taken_values(q_fit, acted.actions, roles), targets))

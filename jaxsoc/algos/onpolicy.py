@@ -570,15 +570,21 @@ def per_network_optimizer(params: Any, lr: float, max_grad_norm: float, adam_eps
 
 
 def sgd(key: jax.Array, params: Any, opt_state: Any, batch: Any, loss_fn: Callable,
-        optimizer: optax.GradientTransformation, epochs: int, minibatches: int):
+        optimizer: optax.GradientTransformation, epochs: int, minibatches: int, fraction: float = 1.0):
     """`epochs` passes over `batch` (a pytree of `[B, ...]` leaves), each split into `minibatches`
     shuffled minibatches, one optimiser step per minibatch.
 
+    `fraction` < 1: each pass visits a fresh random `fraction` of the samples (`floor(B * fraction)`
+    rounded down to a multiple of `minibatches`, none twice), in `minibatches` steps of that
+    smaller size: the same number of optimiser steps for that fraction of the gradient work.
     `loss_fn(params, minibatch) -> (loss, metrics)`. Returns `(params, opt_state, metrics)`, the
-    metrics averaged over all steps. With one minibatch nothing is shuffled (the order of a
-    full-batch gradient does not matter).
+    metrics averaged over all steps. With one minibatch of every sample nothing is shuffled (the
+    order of a full-batch gradient does not matter).
     """
     size = jax.tree.leaves(batch)[0].shape[0]
+    used = size if fraction == 1.0 else int(size * fraction) // minibatches * minibatches
+    if not 0.0 < fraction <= 1.0 or used < minibatches:
+        raise ValueError(f"a pass over {fraction} of {size} samples leaves fewer than {minibatches} minibatches of one")
 
     def minibatch_step(carry, minibatch):
         params, opt_state = carry
@@ -587,12 +593,13 @@ def sgd(key: jax.Array, params: Any, opt_state: Any, batch: Any, loss_fn: Callab
         return (optax.apply_updates(params, updates), opt_state), metrics
 
     def epoch(carry, k):
-        if minibatches == 1:
+        if minibatches == 1 and used == size:
             split = jax.tree.map(lambda x: x[None], batch)
         else:
             # argsort of uniforms: a uniformly random permutation from one random draw
-            # (jax.random.permutation draws several rounds, each its own compiled kernel).
-            perm = jnp.argsort(jax.random.uniform(k, (size,)))
+            # (jax.random.permutation draws several rounds, each its own compiled kernel); its
+            # first `used` entries are a uniformly random subset, in random order.
+            perm = jnp.argsort(jax.random.uniform(k, (size,)))[:used]
             split = jax.tree.map(lambda x: x[perm].reshape((minibatches, -1) + x.shape[1:]), batch)
         return jax.lax.scan(minibatch_step, carry, split)
 
