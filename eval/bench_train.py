@@ -69,6 +69,10 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "matrpo": ("matrpo", []),  # TRPO's natural-gradient actors with MAPPO's world critic (docs/trpo.md)
     "matrpo-fisher8": ("matrpo", ["trpo.fisher_stride=8"]),  # the Fisher-vector products on an eighth of the batch
     "coma": ("coma", []),
+    # COMA's one joint pass (its default until 2026-12-06, configs/coma-joint.yaml) and 4 critic-only
+    # passes over the whole rollout (docs/coma.md "Critic first"), beside the default's 8 over a quarter
+    "coma-joint": ("coma", ["coma.critic_epochs=0", "coma.critic_fraction=1.0"]),
+    "coma-critic4": ("coma", ["coma.critic_epochs=4", "coma.critic_fraction=1.0"]),
     # the V-trace actor-learner (docs/impala.md): MAPPO's networks and batching, actors lagging by 1
     "impala": ("impala", []),
     # the same MAPPO with three hidden layers of 256 (networks.DEFAULT_HIDDEN), for comparison

@@ -156,11 +156,13 @@ def test_config_checks():
         "coma.critic_epochs=1.5": r"coma.critic_epochs must be an integer",
         "coma.critic_fraction=0": r"coma.critic_fraction must be a number in \(0, 1\], got 0",
         "coma.critic_fraction=1.5": r"coma.critic_fraction must be a number in \(0, 1\]",
-        "coma.critic_fraction=0.5": r"coma.critic_fraction < 1 needs coma.critic_epochs > 0",
     }
     for item, message in bad.items():
         with pytest.raises(ConfigError, match=message):
             config_lib.resolve(flags=flags, sets=[item], scenarios=["soc-v2"])
+    # configs/coma.yaml fits the critic first over a quarter; a share with no critic-only passes:
+    with pytest.raises(ConfigError, match=r"coma.critic_fraction < 1 needs coma.critic_epochs > 0"):
+        config_lib.resolve(flags=flags, sets=["coma.critic_epochs=0"], scenarios=["soc-v2"])
     # 10 envs x 32 steps = 320 samples: 0.01 of them is 3, fewer than the 4 minibatches.
     with pytest.raises(ConfigError, match=r"coma.critic_fraction 0.01 of 320 samples per update leaves fewer "
                                           r"than coma.minibatches \(4\)"):
@@ -290,11 +292,15 @@ def test_critic_fraction_passes_visit_a_share_of_the_rollout_and_still_fit_it():
                                                          jax.tree.leaves(half.params["critic"])))
 
 
-def test_the_critic_first_config_is_coma_s_with_four_critic_passes():
+def test_the_default_fits_the_critic_first_and_the_joint_config_is_the_old_default():
     plain = config_lib.resolve(config_file=config_lib.CONFIG_DIR / "coma.yaml")
-    first = config_lib.resolve(config_file=config_lib.CONFIG_DIR / "coma-critic.yaml")
-    assert differing_keys(plain, first) == {"coma.critic_epochs"}
-    assert (plain["coma"]["critic_epochs"], first["coma"]["critic_epochs"]) == (0, 4)
+    joint = config_lib.resolve(config_file=config_lib.CONFIG_DIR / "coma-joint.yaml")
+    assert differing_keys(plain, joint) == {"coma.critic_epochs", "coma.critic_fraction"}
+    assert (plain["coma"]["critic_epochs"], plain["coma"]["critic_fraction"]) == (8, 0.25)
+    # The joint config is the code's own defaults (critic_epochs 0, the whole rollout), so its
+    # runs train exactly what the runs from before the keys existed trained.
+    assert (joint["coma"]["critic_epochs"], joint["coma"]["critic_fraction"]) == (
+        coma.DEFAULTS["critic_epochs"], coma.DEFAULTS["critic_fraction"]) == (0, 1.0)
 
 
 def soc_v2_trainer():
