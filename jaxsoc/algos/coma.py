@@ -36,16 +36,18 @@ a frozen target within an update, the role a target network plays in off-policy 
 longer periods slow the bootstrap's drift further (the paper's code copies its critic every 200
 training steps of 8 episodes: oxwhirl/pymarl, src/config/algs/coma.yaml).
 
-Critic first (`critic_epochs` > 0): by default one pass trains the actors and the critic together,
-the advantages coming from the critic as the update began. With `critic_epochs` = k the critic
-takes k passes of its loss alone over the rollout first, the advantages then come from the critic
-just fitted to it, and the actors take their `epochs` passes after (each network's Adam steps only
-in its own passes). `critic_fraction` < 1 makes each critic pass visit a fresh random share of the
-rollout in the same number of minibatches: as many critic steps for that share of their cost. This is the order of the paper's code: pymarl's COMA learner takes one critic
-step per time step of its batch (backwards in time), keeping the Q values each step computed, then
-one actor step on them, so its critic steps outnumber its actor's by the episode length. It matters
-where one joint pass leaves the critic unable to explain its targets: the counterfactual advantage
-is then mostly the critic's error (docs/coma.md).
+Critic first (`critic_epochs` > 0): with the code's defaults one pass trains the actors and the
+critic together, the advantages coming from the critic as the update began. With `critic_epochs` = k
+the critic takes k passes of its loss alone over the rollout first, the advantages then come from
+the critic just fitted to it, and the actors take their `epochs` passes after (each network's Adam
+steps only in its own passes). This is the order of the paper's code: pymarl's COMA learner takes
+one critic step per time step of its batch (backwards in time), keeping the Q values each step
+computed, then one actor step on them, so its critic steps outnumber its actor's by the episode
+length. It matters where one joint pass leaves the critic unable to explain its targets: the
+counterfactual advantage is then mostly the critic's error (docs/coma.md). `critic_fraction` < 1
+makes each critic pass visit a fresh random share of the rollout in the same number of
+minibatches: as many critic steps for that share of their cost. configs/coma.yaml (`--algo coma`)
+takes 8 passes over a quarter each; configs/coma-joint.yaml is the one joint pass.
 
 Discrete actions only (the COMA baseline sums over a role's choices): the coordinator plays the
 env's directives on soc-v2 (8 choices encoded as `coordinator: onehot | hmarl` on hmarl-soc-v1,
