@@ -250,7 +250,8 @@ def test_the_target_network_is_copied_every_target_period_updates():
 def test_critic_epochs_fit_the_critic_first_and_its_q_drives_the_actors():
     """`critic_epochs > 0`: the critic's passes alone, then the actors' on the fitted critic's Q."""
     def one_update(**section):
-        trainer = toy_trainer(minibatches=2, **section)
+        # passes over the whole rollout (configs/coma.yaml's passes take a quarter of it)
+        trainer = toy_trainer(minibatches=2, critic_fraction=1.0, **section)
         state = fast_jit(trainer.init)(jax.random.PRNGKey(0))
         return state, *jax.device_get(fast_jit(trainer.update)(state))
 
@@ -282,7 +283,7 @@ def test_critic_fraction_passes_visit_a_share_of_the_rollout_and_still_fit_it():
         state = fast_jit(trainer.init)(jax.random.PRNGKey(0))
         return jax.device_get(fast_jit(trainer.update)(state))
 
-    whole, m_whole = one_update()
+    whole, m_whole = one_update(critic_fraction=1.0)
     half, m_half = one_update(critic_fraction=0.5)
     # The halves' critic fits its rollout's targets (in sample, all 512) better than before the
     # update, though each of its 6 steps saw 128 samples; it is another critic than the whole's.
