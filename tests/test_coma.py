@@ -247,17 +247,19 @@ def test_the_target_network_is_copied_every_target_period_updates():
     assert not np.array_equal(jax.tree.leaves(first.target)[0], jax.tree.leaves(first.params["critic"])[0])
 
 
+def one_toy_update(**section):
+    """One update of the toy team from seed 0's start in 2 minibatches: `(state, updated, metrics)`.
+    `critic_fraction` defaults to the whole rollout here (configs/coma.yaml's passes take a quarter)."""
+    trainer = toy_trainer(**{"minibatches": 2, "critic_fraction": 1.0, **section})
+    state = fast_jit(trainer.init)(jax.random.PRNGKey(0))
+    return state, *jax.device_get(fast_jit(trainer.update)(state))
+
+
 def test_critic_epochs_fit_the_critic_first_and_its_q_drives_the_actors():
     """`critic_epochs > 0`: the critic's passes alone, then the actors' on the fitted critic's Q."""
-    def one_update(**section):
-        # passes over the whole rollout (configs/coma.yaml's passes take a quarter of it)
-        trainer = toy_trainer(minibatches=2, critic_fraction=1.0, **section)
-        state = fast_jit(trainer.init)(jax.random.PRNGKey(0))
-        return state, *jax.device_get(fast_jit(trainer.update)(state))
-
-    state, fit1, m1 = one_update(critic_epochs=1)
-    _, fit3, m3 = one_update(critic_epochs=3)
-    _, fit1_two_actor_passes, _ = one_update(critic_epochs=1, epochs=2)
+    state, fit1, m1 = one_toy_update(critic_epochs=1)
+    _, fit3, m3 = one_toy_update(critic_epochs=3)
+    _, fit1_two_actor_passes, _ = one_toy_update(critic_epochs=1, epochs=2)
     # Each network has its own optimiser, stepped only in its own pass.
     assert set(state.opt_state) == {"actor", "critic"}
     # More critic passes fit the rollout's targets better (in sample) than the critic had before.
@@ -278,13 +280,8 @@ def test_critic_epochs_fit_the_critic_first_and_its_q_drives_the_actors():
 def test_critic_fraction_passes_visit_a_share_of_the_rollout_and_still_fit_it():
     """`critic_fraction` < 1: each critic pass over a fresh half of the rollout (32 envs x 16 steps
     = 512 samples: 2 minibatches of 128 instead of 256), as many critic steps for half the work."""
-    def one_update(**section):
-        trainer = toy_trainer(minibatches=2, critic_epochs=3, **section)
-        state = fast_jit(trainer.init)(jax.random.PRNGKey(0))
-        return jax.device_get(fast_jit(trainer.update)(state))
-
-    whole, m_whole = one_update(critic_fraction=1.0)
-    half, m_half = one_update(critic_fraction=0.5)
+    _, whole, m_whole = one_toy_update(critic_epochs=3, critic_fraction=1.0)
+    _, half, m_half = one_toy_update(critic_epochs=3, critic_fraction=0.5)
     # The halves' critic fits its rollout's targets (in sample, all 512) better than before the
     # update, though each of its 6 steps saw 128 samples; it is another critic than the whole's.
     assert m_half["explained_variance_fit"] > m_half["explained_variance"]
