@@ -521,6 +521,7 @@ ADDED_KEYS: Dict[Tuple[str, ...], Any] = {
     ("trpo", "fisher_stride"): 1,
     ("coma", "critic_epochs"): 0,
     ("coma", "critic_fraction"): 1.0,
+    ("trpo", "vf_fraction"): 1.0,
     ("hybrid", "mixer_state_norm"): False,
     ("dqn", "mixer_state_norm"): False,
     ("impala", "clip_eps"): None,

@@ -250,6 +250,29 @@ def test_the_default_fisher_stride_keeps_the_fisher_on_at_least_4096_samples(mon
         assert sizes == [want], section
 
 
+def test_the_critic_passes_visit_a_fresh_share_of_the_rollout_when_asked():
+    """`vf_fraction` reaches the critic's passes: every minibatch `value_loss` sees is the share's
+    (32 envs x 16 steps = 512 samples in 4 minibatches: 128 each at 1.0, 64 at 0.5, 32 at 0.25), for
+    every one of the `vf_epochs` x `vf_minibatches` steps; which samples a pass takes is
+    `onpolicy.sgd`'s (tests/test_ppo.py counts its visits). Traced, not compiled."""
+    sgd = onpolicy.sgd
+    for fraction, want in ((1.0, 128), (0.5, 64), (0.25, 32)):
+        sizes = []
+
+        def recording(key, params, opt_state, batch, loss_fn, *args):
+            def counted(p, minibatch):
+                sizes.append(jax.tree.leaves(minibatch)[0].shape[0])
+                return loss_fn(p, minibatch)
+            return sgd(key, params, opt_state, batch, counted, *args)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(onpolicy, "sgd", recording)
+            trainer = toy_trainer("trpo", 1, vf_epochs=3, vf_fraction=fraction)
+            jax.eval_shape(trainer.update, jax.eval_shape(trainer.init, jax.random.PRNGKey(0)))
+        # the loss is traced once per scanned step function (the minibatch scan's body)
+        assert sizes and set(sizes) == {want}, (fraction, sizes)
+
+
 def test_config_defaults_variants_and_checks():
     flags = {"scenario": "soc-v2", "run": {"name": "x"}, "num_envs": 8}
     resolve = lambda algo, *sets: config_lib.resolve(flags={**flags, "algo": algo}, sets=sets)  # noqa: E731
@@ -273,6 +296,12 @@ def test_config_defaults_variants_and_checks():
         "trpo.vf_lr=0": "trpo.vf_lr must be positive",
         "trpo.vf_epochs=0": "trpo.vf_epochs must be positive",
         "trpo.vf_minibatches=3": r"must be divisible by trpo.vf_minibatches \(3\)",
+        "trpo.vf_fraction=0": r"trpo.vf_fraction must be a number in \(0, 1\], got 0",
+        "trpo.vf_fraction=1.5": r"trpo.vf_fraction must be a number in \(0, 1\]",
+        "trpo.vf_fraction=true": r"trpo.vf_fraction must be a number, got True",  # jaxsoc.config
+        # 8 envs x 32 steps = 256 samples: 0.01 of them is 2, fewer than the 4 minibatches
+        "trpo.vf_fraction=0.01": r"trpo.vf_fraction 0.01 of 256 samples per update leaves fewer than "
+                                 r"trpo.vf_minibatches \(4\) samples per pass",
         "trpo.gamma=1.5": r"trpo.gamma must be in \[0, 1\]",
         "trpo.policy=single": "trpo.policy must be per_role",
         "trpo.critic=central": "trpo.critic must be one of auto, world, local, joint",

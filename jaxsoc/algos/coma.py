@@ -122,15 +122,10 @@ def validate(config: dict) -> None:
     check_choice("coma.coordinator", s["coordinator"], ("onehot", "hmarl"))
     if isinstance(s["critic_epochs"], bool) or not isinstance(s["critic_epochs"], int) or s["critic_epochs"] < 0:
         raise ConfigError(f"coma.critic_epochs must be an integer >= 0, got {s['critic_epochs']!r}")
-    fraction = s["critic_fraction"]
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
-        raise ConfigError(f"coma.critic_fraction must be a number in (0, 1], got {fraction!r}")
-    if fraction < 1.0 and not s["critic_epochs"]:
+    onpolicy.check_pass_fraction("coma.critic_fraction", s["critic_fraction"], config["num_envs"] * s["rollout"],
+                                 "coma.minibatches", s["minibatches"])
+    if s["critic_fraction"] < 1.0 and not s["critic_epochs"]:
         raise ConfigError("coma.critic_fraction < 1 needs coma.critic_epochs > 0 (the joint pass visits every sample)")
-    samples = config["num_envs"] * s["rollout"]
-    if fraction < 1.0 and int(samples * fraction) < s["minibatches"]:
-        raise ConfigError(f"coma.critic_fraction {fraction} of {samples} samples per update leaves fewer than "
-                          f"coma.minibatches ({s['minibatches']}) samples per critic pass")
     for key in ("gamma", "td_lambda"):
         if not 0.0 <= s[key] <= 1.0:
             raise ConfigError(f"coma.{key} must be in [0, 1], got {s[key]!r}")

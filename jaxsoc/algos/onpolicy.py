@@ -607,6 +607,19 @@ def sgd(key: jax.Array, params: Any, opt_state: Any, batch: Any, loss_fn: Callab
     return params, opt_state, jax.tree.map(jnp.mean, metrics)
 
 
+def check_pass_fraction(key: str, fraction: Any, samples: int, minibatches_key: str, minibatches: int) -> None:
+    """ConfigError unless `fraction` (the config key `key`) is a number in (0, 1] whose share of the
+    update's `samples` still fills `minibatches` (the key `minibatches_key`) minibatches of one
+    sample: what `sgd`'s `fraction` needs, checked before anything is traced."""
+    from jaxsoc.config import ConfigError
+
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"{key} must be a number in (0, 1], got {fraction!r}")
+    if fraction < 1.0 and int(samples * fraction) < minibatches:
+        raise ConfigError(f"{key} {fraction} of {samples} samples per update leaves fewer than "
+                          f"{minibatches_key} ({minibatches}) samples per pass")
+
+
 def flatten(tree: Any) -> Any:
     """`[T, N, ...] -> [T * N, ...]` on every leaf."""
     return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)

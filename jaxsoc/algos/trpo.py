@@ -24,7 +24,8 @@ the role's advantages A_r (normalised) and weights w (0 where its action did not
      exact mean KL_r <= max_kl; none: the role keeps its parameters.
 
 The critic is fitted separately: `vf_epochs` x `vf_minibatches` Adam steps (`vf_lr`) on
-`0.5 * mean((V - return)^2)`.
+`0.5 * mean((V - return)^2)`, each pass over a fresh random `vf_fraction` of the rollout
+(`onpolicy.sgd`; 1: all of it).
 
 **One trust region per role.** The roles' actors have disjoint parameters and the team's joint
 policy is their product, so the joint KL is the sum of the roles' KLs and the Fisher is
@@ -67,6 +68,7 @@ DEFAULTS = {
     "vf_lr": 1.0e-3,             # critic: Adam
     "vf_epochs": 2,              # critic: passes over each rollout
     "vf_minibatches": 4,         # critic: minibatches per pass; num_envs * rollout must divide by it
+    "vf_fraction": 1.0,          # critic: the share of the rollout each pass visits (a fresh subset each)
     "gae_lambda": 0.95,
     "normalize_advantages": True,  # per role over the whole rollout
     **onpolicy.TEAM_DEFAULTS,    # max_grad_norm and adam_eps: the critic's (the actors take natural steps)
@@ -102,6 +104,8 @@ def validate(config: dict) -> None:
     if batch % s["vf_minibatches"]:
         raise ConfigError(f"num_envs * trpo.rollout ({batch}) must be divisible by "
                           f"trpo.vf_minibatches ({s['vf_minibatches']})")
+    onpolicy.check_pass_fraction("trpo.vf_fraction", s["vf_fraction"], batch, "trpo.vf_minibatches",
+                                 s["vf_minibatches"])
 
 
 def resolve_fisher_stride(config: dict) -> int:
@@ -294,7 +298,8 @@ def make_learner(section: dict):
             actor, metrics = natural_step(params["actor"], batch, policy, critic, cfg)
             fitted, opt_state, value_metrics = onpolicy.sgd(
                 key, {"critic": params["critic"]}, opt_state, (batch.acted.obs, batch.world_state, batch.returns),
-                value_loss, optimizer(params["critic"]), section["vf_epochs"], section["vf_minibatches"])
+                value_loss, optimizer(params["critic"]), section["vf_epochs"], section["vf_minibatches"],
+                section["vf_fraction"])
             metrics.update(value_metrics)
             return {"actor": actor, "critic": fitted["critic"]}, opt_state, metrics
 
