@@ -80,6 +80,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "mappo-comm": ("mappo-comm", []),  # MAPPO with CommNet messages among the tier-2 roles (docs/comm.md)
     # off-policy learners (docs/offpolicy.md): paper's 3 x 256 networks, batch 256, their utd
     "dqn": ("dqn", []),
+    "dqn-reference": ("dqn", ["dqn.utd=0.02"]),  # the reference's ratio, configs/dqn-reference.yaml (the default until 2026-12-06)
     "iql": ("iql", []),
     "vdn": ("vdn", []),
     "qmix": ("qmix", []),

@@ -273,6 +273,15 @@ def test_value_based_defaults_are_the_table_ratio_and_the_reference_is_named():
         assert differing_keys(fast, ref) == {"dqn.utd", "dqn.rollout"}
 
 
+def test_dqn_default_halves_the_reference_ratio_and_the_reference_is_named():
+    # One gradient round per 100 env steps learned what train_fast's one per 50 did on soc-v2
+    # (docs/offpolicy.md "Defaults"); the reference's ratio stays reachable by name.
+    fast = resolve(flags={"algo": "dqn"})
+    ref = resolve(config_file=config.CONFIG_DIR / "dqn-reference.yaml")
+    assert (fast["dqn"]["utd"], ref["dqn"]["utd"]) == (0.01, 0.02)
+    assert differing_keys(fast, ref) == {"dqn.utd"}
+
+
 def test_actor_critic_defaults_differ_from_seed_004_in_the_learning_rate_only():
     # On soc-v2 seed 004's lr 0.05 collapses seeds; the defaults train at 3e-3 (docs/onpolicy.md,
     # "IAC and MAAC on soc-v2") and the seed's preset stays reachable by name.
