@@ -251,10 +251,10 @@ def test_the_default_fisher_stride_keeps_the_fisher_on_at_least_4096_samples(mon
 
 
 def test_the_critic_passes_visit_a_fresh_share_of_the_rollout_when_asked():
-    """`vf_fraction` reaches the critic's passes: every minibatch `value_loss` sees is the share's
-    (32 envs x 16 steps = 512 samples in 4 minibatches: 128 each at 1.0, 64 at 0.5, 32 at 0.25), for
-    every one of the `vf_epochs` x `vf_minibatches` steps; which samples a pass takes is
-    `onpolicy.sgd`'s (tests/test_ppo.py counts its visits). Traced, not compiled."""
+    """`vf_fraction` reaches the critic's passes: the minibatch `value_loss` is traced with is the
+    share's (32 envs x 16 steps = 512 samples in 4 minibatches: 128 each at 1.0, 64 at 0.5, 32 at
+    0.25); which samples each pass takes is `onpolicy.sgd`'s (tests/test_ppo.py counts its visits).
+    Traced, not compiled."""
     sgd = onpolicy.sgd
     for fraction, want in ((1.0, 128), (0.5, 64), (0.25, 32)):
         sizes = []
