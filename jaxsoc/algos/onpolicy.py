@@ -582,7 +582,7 @@ def sgd(key: jax.Array, params: Any, opt_state: Any, batch: Any, loss_fn: Callab
     order of a full-batch gradient does not matter).
     """
     size = jax.tree.leaves(batch)[0].shape[0]
-    used = size if fraction == 1.0 else int(size * fraction) // minibatches * minibatches
+    used = pass_samples(size, fraction, minibatches)
     if not 0.0 < fraction <= 1.0 or used < minibatches:
         raise ValueError(f"a pass over {fraction} of {size} samples leaves fewer than {minibatches} minibatches of one")
 
@@ -607,6 +607,12 @@ def sgd(key: jax.Array, params: Any, opt_state: Any, batch: Any, loss_fn: Callab
     return params, opt_state, jax.tree.map(jnp.mean, metrics)
 
 
+def pass_samples(samples: int, fraction: float, minibatches: int) -> int:
+    """How many of `samples` one `sgd` pass at `fraction` visits: all at 1, else `floor(samples *
+    fraction)` rounded down to a multiple of `minibatches` (fewer than `minibatches` cannot run)."""
+    return samples if fraction == 1.0 else int(samples * fraction) // minibatches * minibatches
+
+
 def check_pass_fraction(key: str, fraction: Any, samples: int, minibatches_key: str, minibatches: int) -> None:
     """ConfigError unless `fraction` (the config key `key`) is a number in (0, 1] whose share of the
     update's `samples` still fills `minibatches` (the key `minibatches_key`) minibatches of one
@@ -615,7 +621,7 @@ def check_pass_fraction(key: str, fraction: Any, samples: int, minibatches_key: 
 
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
         raise ConfigError(f"{key} must be a number in (0, 1], got {fraction!r}")
-    if fraction < 1.0 and int(samples * fraction) < minibatches:
+    if fraction < 1.0 and pass_samples(samples, fraction, minibatches) < minibatches:
         raise ConfigError(f"{key} {fraction} of {samples} samples per update leaves fewer than "
                           f"{minibatches_key} ({minibatches}) samples per pass")
 
