@@ -25,7 +25,12 @@ above A.
 Default metrics: return, csr, exfiltrated, mttd, mttr, fpr, hosts_compromised on a SOC world; on
 another (retail, banking, cage4-like), the return and then the metrics both evaluations hold.
 Two evaluations of different scenarios or env overrides (the `scenario` and `env` their requests
-record) are refused: their episodes are not the same, so their difference is no paired sample.
+record) are refused: their episodes are not the same. `--env-may-differ` pairs two evaluations of
+one scenario under different env overrides, such as the points of HMARL-SOC's K sweep (each its own
+`directive_period`): their held-out episodes start from the same keys, so seed s of A and seed s
+of B still form a pair and the interval over seeds is a paired one, but the worlds differ, so the
+episodes are not the same episodes (a line above the table says so). Different scenarios are
+refused with it too.
 """
 from __future__ import annotations
 
@@ -54,6 +59,9 @@ def build_parser():
                    help=f"metrics to pair (default: {','.join(METRICS)} on a SOC world; on another, "
                    "return and the metrics both evaluations hold)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (0.95)")
+    p.add_argument("--env-may-differ", action="store_true",
+                   help="pair two evaluations of one scenario under different env overrides (e.g. a K "
+                   "sweep's directive_period): same held-out keys, not the same world")
     return p
 
 
@@ -77,12 +85,23 @@ def world_text(record: dict) -> str:
     return repr(req.get("scenario")) + (f" with env {req['env']}" if req.get("env") else "")
 
 
-def check_same_world(a: dict, b: dict, what: str = "paired") -> None:
+def same_world(a: dict, b: dict) -> bool:
+    """Whether `a` and `b` were evaluated on the same scenario with the same env overrides."""
+    return all(a["request"].get(k) == b["request"].get(k) for k in WORLD)
+
+
+def check_same_world(a: dict, b: dict, what: str = "paired", env_may_differ: bool = False) -> None:
     """ValueError naming both sides when `a` and `b` were evaluated on different scenarios or env
-    overrides (their held-out episodes are then not the same episodes)."""
-    if any(a["request"].get(k) != b["request"].get(k) for k in WORLD):
+    overrides (their held-out episodes are then not the same episodes); with `env_may_differ`,
+    only different scenarios are refused."""
+    if same_world(a, b):
+        return
+    scenario_differs = a["request"].get("scenario") != b["request"].get("scenario")
+    if scenario_differs or not env_may_differ:
+        hint = "" if scenario_differs or what != "paired" else (
+            " (--env-may-differ pairs them by seed: the same held-out keys in two worlds)")
         raise ValueError(f"{a['run']} was evaluated on {world_text(a)} and {b['run']} on {world_text(b)}: "
-                         f"evaluations of different scenarios or env overrides cannot be {what}")
+                         f"evaluations of different scenarios or env overrides cannot be {what}{hint}")
 
 
 def default_metrics(a: dict, b: dict) -> tuple:
@@ -154,14 +173,18 @@ def seed_means(record: dict, metric: str) -> Dict[str, float]:
     return out
 
 
-def table(a: dict, b: dict, metrics: Sequence[str], level: float) -> str:
-    """The markdown table of B - A per metric (module docstring)."""
-    check_same_world(a, b)
+def table(a: dict, b: dict, metrics: Sequence[str], level: float, env_may_differ: bool = False) -> str:
+    """The markdown table of B - A per metric (module docstring); `env_may_differ`: the two may
+    have been evaluated under different env overrides of one scenario (`--env-may-differ`)."""
+    check_same_world(a, b, env_may_differ=env_may_differ)
     if any(a["request"].get(k) != b["request"].get(k) for k in SAME_EPISODES) or set(a["seeds"]) != set(b["seeds"]):
         raise ValueError("the two runs were not evaluated on the same seeds and held-out episodes "
                          f"(A: seeds {sorted(a['seeds'])}, {a['request']}; B: seeds {sorted(b['seeds'])}, {b['request']})")
     pct = lambda m: 100.0 if m in PERCENT else 1.0  # noqa: E731
     lines = []
+    if not same_world(a, b):
+        lines += [f"A played {world_text(a)}, B {world_text(b)}: the same held-out keys in two worlds, "
+                  "so each seed's pair shares its keys, not its episodes", ""]
     if a["request"].get("greedy", True) != b["request"].get("greedy", True):
         lines += [f"A {acting(a)}, B {acting(b)} (the same held-out episodes: actions have keys of their own)", ""]
     lines += [f"| metric | A | B | B - A per seed | B - A mean [{level:.0%} t interval] | B > A |",
@@ -203,7 +226,9 @@ def main(argv=None) -> int:
         p.error(f"{sorted(same)[0]} is on both sides (A and B): compare two different runs")
     try:
         a, b = read_evaluation(args.a), read_evaluation(args.b)
-        print(table(a, b, args.metrics or default_metrics(a, b), args.level))
+        if args.env_may_differ and same_world(a, b):
+            raise ValueError(f"--env-may-differ does nothing here: both sides were evaluated on {world_text(a)}")
+        print(table(a, b, args.metrics or default_metrics(a, b), args.level, env_may_differ=args.env_may_differ))
     except ValueError as e:
         p.error(str(e))
     return 0

@@ -124,9 +124,40 @@ def test_evaluations_of_different_worlds_are_refused(paired, tmp_path, capsys, w
     b = write(tmp_path / "b", world_record("b", *world_b, cost=[1.0, 2.0]))
     line = refused(paired.main, [a, b, "--metrics", "cost"], capsys, text.format(b=b))
     assert line.startswith(f"eval/paired.py: error: {a} was evaluated on") and "cannot be paired" in line
+    # the flag that pairs them is named only where it would (one scenario, two env overrides)
+    assert ("--env-may-differ pairs them by seed" in line) == (world_b[0] == "retail")
     assert capsys.readouterr().out == ""  # no table, not even its header
     # two runs joined on one side must share their world too
     rec = world_record("a-other", *world_b, cost=[1.0, 2.0])
     rec["seeds"] = {"5": rec["seeds"]["0"], "6": rec["seeds"]["1"]}  # other seeds than a's
     other = write(tmp_path / "a-other", rec)
     refused(paired.main, [f"{a},{other}", b, "--metrics", "cost"], capsys, "cannot be joined")
+
+
+def test_env_may_differ_pairs_one_scenario_under_two_env_overrides(paired, tmp_path, capsys):
+    # a K sweep's points: one scenario, each its own directive_period; the flag pairs them by seed
+    # and says above the table that the worlds differ
+    a = write(tmp_path / "a", world_record("a", "hmarl-soc-v1", **{"return": [8.0, 9.0, 5.0]}))
+    b = write(tmp_path / "b", world_record("b", "hmarl-soc-v1", {"directive_period": 20},
+                                           **{"return": [-1.0, 9.5, 9.0]}))
+    assert paired.main([a, b, "--metrics", "return", "--env-may-differ"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ("A played 'hmarl-soc-v1', B 'hmarl-soc-v1' with env {'directive_period': 20}: the same "
+                      "held-out keys in two worlds, so each seed's pair shares its keys, not its episodes")
+    # differences -9, +0.5, +4: mean -1.5; sample std 6.727, t(0.975, 2) = 4.303 -> half-width 16.71
+    assert out[4].startswith("| return | 7.33 ± 1.70 | 5.83 ± 4.84 | -9.00, +0.50, +4.00 | -1.50 [-18.21, +15.21] | 2 of 3 |")
+
+
+def test_env_may_differ_still_refuses_other_scenarios_and_is_refused_where_it_does_nothing(paired, tmp_path, capsys):
+    a = write(tmp_path / "a", world_record("a", "retail", cost=[1.0, 2.0]))
+    b = write(tmp_path / "b", world_record("b", "banking", cost=[1.0, 2.0]))
+    refused(paired.main, [a, b, "--metrics", "cost", "--env-may-differ"], capsys, "cannot be paired")
+    same = write(tmp_path / "same", world_record("same", "retail", cost=[2.0, 2.0]))
+    refused(paired.main, [a, same, "--metrics", "cost", "--env-may-differ"], capsys,
+            "--env-may-differ does nothing here: both sides were evaluated on 'retail'")
+    assert capsys.readouterr().out == ""
+    # runs joined on one side must share their world even with the flag
+    rec = world_record("a-other", "retail", {"max_steps": 20}, cost=[1.0, 2.0])
+    rec["seeds"] = {"5": rec["seeds"]["0"], "6": rec["seeds"]["1"]}
+    other = write(tmp_path / "a-other", rec)
+    refused(paired.main, [f"{a},{other}", same, "--metrics", "cost", "--env-may-differ"], capsys, "cannot be joined")
