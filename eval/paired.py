@@ -186,7 +186,8 @@ def table(a: dict, b: dict, metrics: Sequence[str], level: float, env_may_differ
         lines += [f"A played {world_text(a)}, B {world_text(b)}: the same held-out keys in two worlds, "
                   "so each seed's pair shares its keys, not its episodes", ""]
     if a["request"].get("greedy", True) != b["request"].get("greedy", True):
-        lines += [f"A {acting(a)}, B {acting(b)} (the same held-out episodes: actions have keys of their own)", ""]
+        same = "episodes" if same_world(a, b) else "keys"
+        lines += [f"A {acting(a)}, B {acting(b)} (the same held-out {same}: actions have keys of their own)", ""]
     lines += [f"| metric | A | B | B - A per seed | B - A mean [{level:.0%} t interval] | B > A |",
              "|---|---|---|---|---|---|"]
     for m in metrics:

@@ -146,6 +146,13 @@ def test_env_may_differ_pairs_one_scenario_under_two_env_overrides(paired, tmp_p
                       "held-out keys in two worlds, so each seed's pair shares its keys, not its episodes")
     # differences -9, +0.5, +4: mean -1.5; sample std 6.727, t(0.975, 2) = 4.303 -> half-width 16.71
     assert out[4].startswith("| return | 7.33 ± 1.70 | 5.83 ± 4.84 | -9.00, +0.50, +4.00 | -1.50 [-18.21, +15.21] | 2 of 3 |")
+    # a sampling side in another world: the acting line does not claim the same episodes either
+    rec = world_record("c", "hmarl-soc-v1", {"directive_period": 20}, **{"return": [-1.0, 9.5, 9.0]})
+    rec["request"]["greedy"] = False
+    c = write(tmp_path / "c", rec)
+    assert paired.main([a, c, "--metrics", "return", "--env-may-differ"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == "A acted greedily, B sampled its actions (the same held-out keys: actions have keys of their own)"
 
 
 def test_env_may_differ_still_refuses_other_scenarios_and_is_refused_where_it_does_nothing(paired, tmp_path, capsys):
