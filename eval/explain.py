@@ -7,7 +7,8 @@ For every seed of each run: the mean attention weight a segment gets when it is 
 focus, attacked (by the loud / the quiet campaign), or clean, against uniform 1/S, and how often
 the top-attention segment is attacked against chance (jaxsoc/analysis/explain.py). Prints a
 markdown table (one row per seed, then the mean over seeds) and writes
-<run>/explain_attention.{png,pdf}: a few decisions of seed 0, attention beside the ground truth.
+<run>/explain_attention.{png,pdf}: the first --examples decisions of seed 0 with a segment under
+attack (its first held-out episode's, then the next episode's), attention beside the ground truth.
 The held-out episodes are those of eval/evaluate.py (the same key stream). With --out DIR the
 figure goes to DIR/<run name>_explain_attention.{png,pdf} instead; an existing figure is not
 overwritten unless --force.
@@ -103,14 +104,17 @@ def main(argv=None) -> int:
             per_seed.append(stats)
             if i == 0:
                 examples = explain.example_decisions(records, args.examples)
-                names = [f"campaign {c} (stealth {s:.2f})" for c, s in enumerate(records["stealth"][0, 0])]
-                fig, _ = figs.attention_with_truth(examples, env_params.segment_names, names,
-                                                   title=f"{Path(run).name}, seed {config['seed']}: explainer "
-                                                   "attention beside the ground truth")
-                written = figs.save(fig, figure_stem(run, args.out), FORMATS)
-        rows[f"{Path(run).name} mean over {num_seeds} seeds"] = {
-            k: float(np.nanmean([s[k] for s in per_seed])) for k in per_seed[0]}
-        print(f"# {run}: {args.episodes} held-out episodes per seed; figure: {', '.join(map(str, written))}")
+                written = []
+                if examples:  # else no decision of seed 0 had a segment under attack
+                    names = [f"campaign {c} (stealth {s:.2f})" for c, s in enumerate(records["stealth"][0, 0])]
+                    fig, _ = figs.attention_with_truth(examples, env_params.segment_names, names,
+                                                       title=f"{Path(run).name}, seed {config['seed']}: "
+                                                       "explainer attention beside the ground truth")
+                    written = figs.save(fig, figure_stem(run, args.out), FORMATS)
+        rows[f"{Path(run).name} mean over {num_seeds} seeds"] = explain.mean_statistics(per_seed)
+        drawn = (f"figure ({len(examples)} decisions): {', '.join(map(str, written))}" if written
+                 else f"no figure (no decision of seed {config['seed']} with a segment under attack)")
+        print(f"# {run}: {args.episodes} held-out episodes per seed; {drawn}")
     print()
     print(explain.to_markdown(rows))
     return 0

@@ -42,14 +42,35 @@ def test_loud_and_quiet_follow_stealth_not_campaign_order():
     assert st["loud campaign"] == pytest.approx((0.1 + 0.25) / 2)
 
 
-def test_example_decisions_skip_decisions_without_an_attack():
+def test_example_decisions_skip_decisions_without_an_attack_and_go_on_to_the_next_episode():
     r = _records()
-    r["held"][0, 0] = False
+    r["held"][:] = False
     assert explain.example_decisions(r, 4) == []
     r = _records()
     ex = explain.example_decisions(r, 4)
-    assert len(ex) == 1 and ex[0]["focus"] == 0 and ex[0]["step"] == 0
+    # env 0's one decision, then env 1's two (a short episode need not leave the figure one panel)
+    assert [(e["episode"], e["step"], e["focus"]) for e in ex] == [(0, 0, 0), (1, 0, 1), (1, 1, 3)]
     np.testing.assert_allclose(ex[0]["attention"], [0.7, 0.1, 0.1, 0.1])
+    np.testing.assert_allclose(ex[2]["attention"], [0.1, 0.2, 0.3, 0.4])
+    assert [(e["episode"], e["step"]) for e in explain.example_decisions(r, 2)] == [(0, 0), (1, 0)]
+    r["held"][0, 1] = False  # env 1's decision at step 0 has no attack: skipped
+    assert [(e["episode"], e["step"]) for e in explain.example_decisions(r, 4)] == [(0, 0), (1, 1)]
+
+
+def test_one_campaign_is_neither_loud_nor_quiet():
+    r = _records()
+    r["held"] = r["held"].any(axis=2, keepdims=True)  # one campaign holding what the two held
+    r["stealth"] = r["stealth"][..., :1]
+    st = explain.attention_statistics(r)
+    assert np.isnan(st["loud campaign"]) and np.isnan(st["quiet campaign"])
+    assert st["attacked"] == pytest.approx((0.7 + 0.1 + 0.25 + 0.2) / 4)
+    table = explain.to_markdown({"one": st})
+    assert "| n/a | n/a |" in table and "nan" not in table
+    two = explain.attention_statistics(_records())
+    mean = explain.mean_statistics([st, two])
+    assert mean["loud campaign"] == pytest.approx(two["loud campaign"])  # the seeds that have it
+    assert mean["attacked"] == pytest.approx(st["attacked"])
+    assert np.isnan(explain.mean_statistics([st, st])["quiet campaign"])
 
 
 def test_attention_with_truth_draws_what_it_is_given():
@@ -58,7 +79,9 @@ def test_attention_with_truth_draws_what_it_is_given():
 
     ex = explain.example_decisions(_records(), 4)
     fig, data = figures.attention_with_truth(ex, ["a", "b", "c", "d"], ["loud", "quiet"])
-    np.testing.assert_allclose(data["attention"], [[0.7, 0.1, 0.1, 0.1]])
+    np.testing.assert_allclose(data["attention"], [[0.7, 0.1, 0.1, 0.1], [0.25, 0.25, 0.25, 0.25],
+                                                   [0.1, 0.2, 0.3, 0.4]])
+    assert "episode 1, decision at step 1: focus d" in fig.axes[4].get_title()
     np.testing.assert_array_equal(data["held"][0], _records()["held"][0, 0])
     with pytest.raises(AnalysisError, match="no decisions"):
         figures.attention_with_truth([], ["a"], ["loud"])

@@ -77,7 +77,8 @@ def attention_statistics(records: Dict[str, np.ndarray]) -> Dict[str, float]:
     """Mean attention per segment of each `CATEGORIES` kind over the decisions of `records`
     (`decision_records`), `uniform` (1/S), `top_attacked` (share of decisions with an attacked
     segment whose top-attention segment is attacked) and `chance` (mean attacked share of
-    segments over those decisions), `decisions` and `decisions_attacked`."""
+    segments over those decisions), `decisions` and `decisions_attacked`. A kind no decision
+    has is nan: the loud and the quiet campaign where there is one campaign (soc-v2)."""
     d = records["decides"].astype(bool)
     att = records["attention"][d]  # [D, S]
     focus = records["focus"][d]
@@ -92,6 +93,8 @@ def attention_statistics(records: Dict[str, np.ndarray]) -> Dict[str, float]:
     focused[rows, focus] = True
     masks = {"focus": focused, "attacked": attacked, "loud campaign": loud, "quiet campaign": quiet,
              "clean": ~attacked}
+    if held.shape[1] < 2:  # one campaign is neither the loud nor the quiet one of a pair
+        masks["loud campaign"] = masks["quiet campaign"] = np.zeros_like(attacked)
     out = {name: float(att[m].mean()) if m.any() else float("nan") for name, m in masks.items()}
     any_attack = attacked.any(axis=1)
     top = np.argmax(att, axis=1)
@@ -103,6 +106,22 @@ def attention_statistics(records: Dict[str, np.ndarray]) -> Dict[str, float]:
     return out
 
 
+def mean_statistics(per_seed: Sequence[Dict[str, float]]) -> Dict[str, float]:
+    """The mean over seeds of each `attention_statistics` entry, over the seeds that have it
+    (nan where none has: the loud and quiet campaign of a one-campaign world)."""
+    out = {}
+    for k in per_seed[0]:
+        values = np.array([s[k] for s in per_seed], np.float64)
+        values = values[~np.isnan(values)]
+        out[k] = float(values.mean()) if values.size else float("nan")
+    return out
+
+
+def _cell(value: float) -> str:
+    # nan: no decision of that kind (a single campaign, or no attack at all)
+    return "n/a" if np.isnan(value) else f"{value:.3f}"
+
+
 def to_markdown(rows: Dict[str, Dict[str, float]]) -> str:
     """One row per run (its `attention_statistics`)."""
     head = ("| run | decisions | uniform | " + " | ".join(CATEGORIES)
@@ -110,21 +129,23 @@ def to_markdown(rows: Dict[str, Dict[str, float]]) -> str:
     lines = [head, "|---" * (len(CATEGORIES) + 5) + "|"]
     for name, st in rows.items():
         cells = [f"{int(st['decisions'])}", f"{st['uniform']:.3f}"]
-        cells += [f"{st[c]:.3f}" for c in CATEGORIES]
-        cells += [f"{st['top_attacked']:.3f}", f"{st['chance']:.3f}"]
+        cells += [_cell(st[c]) for c in CATEGORIES]
+        cells += [_cell(st["top_attacked"]), _cell(st["chance"])]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def example_decisions(records: Dict[str, np.ndarray], count: int) -> List[Dict[str, np.ndarray]]:
-    """The first `count` decisions of env 0 at which some campaign holds a segment:
-    `{attention [S], focus, held [C, S], step}` each, for `figures.attention_with_truth`."""
+    """Up to `count` decisions at which some campaign holds a segment, env 0's first, then env 1's
+    and so on (one episode may hold a single such decision, as on soc-v2, where a campaign is
+    often contained within a few decisions): `{attention [S], focus, held [C, S], step, episode}`
+    each, for `figures.attention_with_truth`."""
     out = []
-    for t in np.flatnonzero(records["decides"][:, 0]):
-        if records["held"][t, 0].any():
-            out.append({"attention": records["attention"][t, 0], "focus": int(records["focus"][t, 0]),
-                        "held": records["held"][t, 0], "step": int(t)})
-        if len(out) == count:
-            break
+    decides, held = records["decides"], records["held"]
+    for e in range(decides.shape[1]):
+        for t in np.flatnonzero(decides[:, e] & held[:, e].any(axis=(-2, -1))):
+            out.append({"attention": records["attention"][t, e], "focus": int(records["focus"][t, e]),
+                        "held": held[t, e], "step": int(t), "episode": e})
+            if len(out) == count:
+                return out
     return out
-

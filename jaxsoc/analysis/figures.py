@@ -297,8 +297,8 @@ def attention_with_truth(examples: Sequence[Mapping], segment_names: Sequence[st
                          campaign_names: Sequence[str], title: str | None = None):
     """Attention beside the ground truth, one panel per decision: the first row is the explainer's
     head-mean attention over segments (the directive's focus boxed), the next rows whether each
-    campaign holds a live host there. `examples`: `{attention [S], focus, held [C, S], step}`
-    (`explain.example_decisions`). Returns (fig, {"attention": [D, S], "held": [D, C, S]})."""
+    campaign holds a live host there. `examples`: `{attention [S], focus, held [C, S], step,
+    episode}` (`explain.example_decisions`). Returns (fig, {"attention": [D, S], "held": [D, C, S]})."""
     if not examples:
         raise AnalysisError("no decisions with an attacked segment to draw")
     att = np.stack([np.asarray(e["attention"], np.float64) for e in examples])
@@ -309,8 +309,10 @@ def attention_with_truth(examples: Sequence[Mapping], segment_names: Sequence[st
         raise AnalysisError(f"{len(segment_names)} segment and {len(campaign_names)} campaign names "
                             f"for {s} segments and {c} campaigns")
     plt = _plt()
-    fig, axes = plt.subplots(d, 2, figsize=(0.5 * s + 4.0, (0.3 * (c + 1) + 0.9) * d), squeeze=False,
-                             gridspec_kw={"width_ratios": [30, 1]})
+    # Constrained layout keeps the figure's title clear of the first panel's, which tight_layout
+    # cannot do for a single short panel; the title gets its own headroom.
+    fig, axes = plt.subplots(d, 2, figsize=(0.5 * s + 4.0, (0.3 * (c + 1) + 0.9) * d + 0.4), squeeze=False,
+                             gridspec_kw={"width_ratios": [30, 1]}, layout="constrained")
     for i, e in enumerate(examples):
         ax = axes[i, 0]
         # The colour spans the weights' own range (a near-uniform map would be one colour from
@@ -325,12 +327,11 @@ def attention_with_truth(examples: Sequence[Mapping], segment_names: Sequence[st
         ax.set_ylim(c + 0.5, -0.5)
         ax.set_yticks(range(c + 1), ["attention"] + list(campaign_names), fontsize="small")
         ax.set_xticks(range(s), segment_names, rotation=45, ha="right", fontsize="small")
-        ax.set_title(f"decision at step {e['step']}: focus {segment_names[e['focus']]} (boxed); red: held by the campaign",
-                     fontsize="small")
+        ax.set_title(f"episode {e['episode']}, decision at step {e['step']}: focus "
+                     f"{segment_names[e['focus']]} (boxed); red: held by the campaign", fontsize="small")
         fig.colorbar(im, cax=axes[i, 1])
     if title:
         fig.suptitle(title, fontsize="medium")
-    fig.tight_layout()
     return fig, {"attention": att, "held": held}
 
 
