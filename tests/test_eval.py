@@ -640,6 +640,9 @@ def test_attention_k_sweep_and_ablation_figures_from_synthetic_data(tmp_path):
     fig, data = figures.attention_maps(w, names, ["a", "b", "c"])
     np.testing.assert_allclose(data["mean"], w.mean(1))
     np.testing.assert_allclose(fig.axes[0].images[0].get_array()[-1], w[0].mean(0))
+    # each cell prints its weight (a near-uniform map is one colour; the numbers say how near)
+    printed = [float(x.get_text()) for x in fig.axes[0].texts]
+    np.testing.assert_allclose(printed, np.vstack([w[0], w[0].mean(0)]).ravel(), atol=5e-4)
     assert all(p.stat().st_size > 1000 for p in figures.save(fig, tmp_path / "att"))
     with pytest.raises(AnalysisError, match="decisions, heads, tokens"):
         figures.attention_maps(w[0], names)

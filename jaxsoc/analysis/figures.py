@@ -283,6 +283,12 @@ def attention_maps(weights, token_names: Sequence[str], decision_labels: Sequenc
     for i, ax in enumerate(axes[:, 0]):
         img = np.vstack([w[i], mean[i][None]])
         im = ax.imshow(img, aspect="auto", cmap="viridis", vmin=0.0, vmax=vmax)
+        # The colour starts at 0, so a near-uniform map is one colour, as it should read; the
+        # printed weights show how near (few tokens: a segment each).
+        if t <= 12:
+            for (r, c), v in np.ndenumerate(img):
+                ax.text(c, r, f"{v:.3f}", ha="center", va="center", fontsize="x-small",
+                        color="k" if v > 0.6 * vmax else "w")
         ax.set_yticks(range(h + 1), heads + ["mean"], fontsize="small")
         ax.set_xticks(range(t), token_names, rotation=45, ha="right", fontsize="small")
         ax.set_title(decision_labels[i] if decision_labels is not None else f"decision {i + 1}", fontsize="small")
