@@ -20,7 +20,7 @@ from jaxsoc import cli  # noqa: E402
 def build_parser():
     import argparse
 
-    p = cli.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(prog="train/sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...", required=True,
                    help="numeric values of one config key (repeatable: the grid is their product), "
                    "e.g. --grid ppo.lr=1e-4,3e-4,1e-3 --grid ppo.ent_coef=0,0.01")
