@@ -66,7 +66,6 @@ def main(argv=None) -> int:
                  "(--force overwrites, or choose another --out)")
 
     import jax
-    import numpy as np
 
     from jaxsoc import algos, engine
     from jaxsoc.analysis import explain
