@@ -182,11 +182,12 @@ def table(a: dict, b: dict, metrics: Sequence[str], level: float, env_may_differ
                          f"(A: seeds {sorted(a['seeds'])}, {a['request']}; B: seeds {sorted(b['seeds'])}, {b['request']})")
     pct = lambda m: 100.0 if m in PERCENT else 1.0  # noqa: E731
     lines = []
-    if not same_world(a, b):
+    one_world = same_world(a, b)
+    if not one_world:
         lines += [f"A played {world_text(a)}, B {world_text(b)}: the same held-out keys in two worlds, "
                   "so each seed's pair shares its keys, not its episodes", ""]
     if a["request"].get("greedy", True) != b["request"].get("greedy", True):
-        same = "episodes" if same_world(a, b) else "keys"
+        same = "episodes" if one_world else "keys"
         lines += [f"A {acting(a)}, B {acting(b)} (the same held-out {same}: actions have keys of their own)", ""]
     lines += [f"| metric | A | B | B - A per seed | B - A mean [{level:.0%} t interval] | B > A |",
              "|---|---|---|---|---|---|"]

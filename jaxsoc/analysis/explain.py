@@ -141,9 +141,10 @@ def example_decisions(records: Dict[str, np.ndarray], count: int) -> List[Dict[s
     often contained within a few decisions): `{attention [S], focus, held [C, S], step, episode}`
     each, for `figures.attention_with_truth`."""
     out = []
-    decides, held = records["decides"], records["held"]
-    for e in range(decides.shape[1]):
-        for t in np.flatnonzero(decides[:, e] & held[:, e].any(axis=(-2, -1))):
+    held = records["held"]
+    attacked = records["decides"] & held.any(axis=(-2, -1))  # [T, N]: a decision with a held segment
+    for e in range(attacked.shape[1]):
+        for t in np.flatnonzero(attacked[:, e]):
             out.append({"attention": records["attention"][t, e], "focus": int(records["focus"][t, e]),
                         "held": held[t, e], "step": int(t), "episode": e})
             if len(out) == count:
