@@ -518,6 +518,7 @@ def is_scenario_file(scenario: str) -> bool:
 # of a family section belongs here (tests/test_config.py checks against tests/data/config_keys.txt).
 ADDED_KEYS: Dict[Tuple[str, ...], Any] = {
     ("hmarl", "coordinator", "focus_head"): "mlp",
+    ("hmarl", "coordinator", "focus_temperature"): 1.0,
     ("trpo", "fisher_stride"): 1,
     ("coma", "critic_epochs"): 0,
     ("coma", "critic_fraction"): 1.0,

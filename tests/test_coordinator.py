@@ -75,3 +75,58 @@ def test_auto_focus_head_is_attention_exactly_where_it_can_be():
         _, p = soc.make(name)
         c = build_coordinator(_config(focus_head="auto", attention=attention), p)
         assert c.num_postures == (p.num_postures if tied else 0), (name, attention)
+
+
+@fast_compile()  # two small forward passes
+def test_focus_temperature_sharpens_the_focus_in_the_maps_order():
+    """`focus_temperature` T: P(focus = s) is the head-mean attention to the power 1/T,
+    normalised: T = 1 is the map itself, T < 1 the same order, sharper."""
+    env, p = soc.make("soc-v2")
+    obs = jax.random.uniform(jax.random.key(1), (6, env.observation_space("coordinator").shape[0]))
+    for temperature in (1.0, 0.25):
+        cfg = _config(focus_head="attention", focus_temperature=temperature, num_heads=2, d_k=8, embed_dim=8)
+        cfg["hmarl"]["hidden_sizes"] = [16]
+        c = build_coordinator(cfg, p)
+        st = c.init(jax.random.key(0))
+        params = jax.tree_util.tree_map_with_path(  # off the near-uniform start, short of one-hot heads
+            lambda path, x: x * 2.0 if "explainer" in jax.tree_util.keystr(path) else x, st.actor_params)
+        dist, weights = c.dist(params, obs)
+        focus = jax.nn.softmax(dist.logits).reshape(6, p.num_segments, p.num_postures).sum(-1)
+        attention = weights.mean(axis=-2)  # [6, S]
+        assert float(jnp.max(jnp.abs(attention - 1 / p.num_segments))) > 0.01
+        powered = attention ** (1 / temperature)
+        np.testing.assert_allclose(focus, powered / powered.sum(-1, keepdims=True), atol=1e-5)
+        np.testing.assert_array_equal(jnp.argmax(focus, -1), jnp.argmax(attention, -1))
+        if temperature < 1:
+            assert bool(jnp.all(focus.max(-1) > attention.max(-1) + 0.01))
+
+
+def test_focus_temperature_is_refused_where_it_would_be_ignored():
+    _, v1 = soc.make("hmarl-soc-v1")
+    with pytest.raises(ValueError, match="has an MLP head, which would ignore it"):
+        build_coordinator(_config(focus_temperature=0.5), v1)  # auto -> mlp on v1
+    _, v2 = soc.make("soc-v2")
+    with pytest.raises(ValueError, match="focus_head=mlp has an MLP head"):
+        build_coordinator(_config(focus_head="mlp", focus_temperature=0.5), v2)
+    assert build_coordinator(_config(focus_temperature=0.5), v2).focus_temperature == 0.5
+    assert build_coordinator(_config(), v2).focus_temperature == 1.0  # the default, the map itself
+    assert build_coordinator(_config(focus_head="mlp"), v2).focus_temperature == 1.0  # a no-op: fine anywhere
+    from jaxsoc import config as config_lib
+
+    for bad, message in ((0, "must be positive, got 0"), (-1, "must be positive, got -1"), ("x", "must be a number"),
+                         (".nan", "must be a finite number")):
+        with pytest.raises(config_lib.ConfigError, match=message):
+            config_lib.resolve(flags={"algo": "hmarl"}, sets=[f"hmarl.coordinator.focus_temperature={bad}"])
+
+
+def test_runs_saved_before_focus_temperature_existed_keep_their_training_hash():
+    from jaxsoc import config as config_lib
+
+    cfg = config_lib.resolve(flags={"algo": "hmarl"})
+    old = copy.deepcopy(cfg)
+    del old["hmarl"]["coordinator"]["focus_temperature"]
+    reloaded = config_lib.resolve(saved=old)
+    assert reloaded["hmarl"]["coordinator"]["focus_temperature"] == 1.0  # what they trained
+    assert config_lib.training_hash(reloaded) == config_lib.training_hash(old)
+    cfg["hmarl"]["coordinator"]["focus_temperature"] = 0.5
+    assert config_lib.training_hash(cfg) != config_lib.training_hash(old)

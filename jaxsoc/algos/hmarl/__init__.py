@@ -35,8 +35,9 @@ coordinator's policy, over one token per network segment (`observe.segment_token
 by the global features, trained by the policy loss; `attention_weights(policy_params, obs, config,
 env_params)` returns the weights of a batch of decisions (`[decisions, heads, segments]`).
 With `coordinator.focus_head: attention` (discrete directives) the focus is read off the
-explainer: P(focus = segment) is the head-mean attention on it and the posture comes from the MLP,
-so the map is where the coordinator looks (`eval/explain.py` checks it against the ground truth).
+explainer: P(focus = segment) is the head-mean attention on it (to the power 1 / `focus_temperature`,
+normalised) and the posture comes from the MLP, so the map is where the coordinator looks
+(`eval/explain.py` checks it against the ground truth).
 
 Ablations (config switches): `train_coordinator: false` (no coordinator: a fixed directive,
 `coordinator_action` on soc-v2, the all-zero directive on v1), `shared_buffer: false`, both (flat),

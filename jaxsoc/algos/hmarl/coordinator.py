@@ -33,9 +33,11 @@ class CoordinatorActor(nn.Module):
 
     With `num_postures` > 0 (the `focus_head: attention` option, discrete directives `focus x
     num_postures + posture`) the focus is read off the explainer: `log P(focus = s)` is the log of
-    the head-mean attention on segment `s`, the posture comes from the MLP, and a directive's
-    logit is their sum. The attention map is then exactly the focus distribution, and the focus
-    choice trains the query and keys directly; otherwise the MLP gives one logit per choice.
+    the head-mean attention on segment `s` divided by `focus_temperature` T, the posture comes
+    from the MLP, and a directive's logit is their sum. The focus distribution is then the
+    attention map itself (T = 1) or the map sharpened, attention ** (1 / T) normalised, in the
+    map's order (T < 1), and the focus choice trains the query and keys directly; otherwise the
+    MLP gives one logit per choice.
     """
 
     n_actions: int
@@ -47,6 +49,7 @@ class CoordinatorActor(nn.Module):
     d_k: int = 64
     embed_dim: int = 64
     num_postures: int = 0  # > 0: the focus from the attention, the posture from the MLP
+    focus_temperature: float = 1.0  # with num_postures: P(focus) ~ attention ** (1 / T)
 
     @nn.compact
     def __call__(self, obs: jax.Array):
@@ -59,8 +62,9 @@ class CoordinatorActor(nn.Module):
         x = jnp.concatenate([emb, glob], axis=-1)
         if not self.num_postures:
             return MLP(self.hidden_sizes, out_dim=self.n_actions, output_gain=0.01)(x), weights
-        # The floor keeps log finite where a head-mean weight underflows (a masked segment).
-        focus = jnp.log(jnp.mean(weights, axis=-2) + 1e-9)  # [..., S]
+        # The floor keeps log finite where a head-mean weight underflows (a masked segment). The
+        # temperature T sharpens the focus, P(focus = s) ~ attention_s ** (1 / T), with the map's order.
+        focus = jnp.log(jnp.mean(weights, axis=-2) + 1e-9) / self.focus_temperature  # [..., S]
         posture = MLP(self.hidden_sizes, out_dim=self.num_postures, output_gain=0.01)(x)  # [..., P]
         logits = focus[..., :, None] + posture[..., None, :]  # [..., S, P]: index focus * P + posture
         return logits.reshape(logits.shape[:-2] + (self.n_actions,)), weights
@@ -92,11 +96,13 @@ class Coordinator:
     d_k: int
     embed_dim: int
     num_postures: int = 0  # > 0: `focus_head: attention` (see `CoordinatorActor`)
+    focus_temperature: float = 1.0
 
     @property
     def actor(self) -> CoordinatorActor:
         return CoordinatorActor(self.n_actions, self.hidden_sizes, self.tokens, self.rest, self.attention,
-                                self.num_heads, self.d_k, self.embed_dim, self.num_postures)
+                                self.num_heads, self.d_k, self.embed_dim, self.num_postures,
+                                self.focus_temperature)
 
     @property
     def critic(self) -> ValueCritic:
@@ -168,6 +174,12 @@ def build_coordinator(config: dict, env_params) -> Coordinator:
                          f"needs hmarl.coordinator.attention: true and discrete directives (D6); "
                          f"{env_params.name!r} with attention={cc['attention']} has not both: use focus_head: mlp")
     postures = env_params.num_postures if head == "attention" else 0
+    temperature = cc["focus_temperature"]
+    if head != "attention" and temperature != 1.0:
+        from jaxsoc.config import ConfigError
+
+        raise ConfigError(f"hmarl.coordinator.focus_temperature sharpens the attention focus head; {env_params.name!r} "
+                          f"with focus_head={cc['focus_head']} has an MLP head, which would ignore it")
     return Coordinator(
         env.observation_space("coordinator").shape[0], num_choices(env_params), tuple(c["hidden_sizes"]),
         tuple(map(tuple, tokens.tolist())), tuple(rest.tolist()),
@@ -175,7 +187,7 @@ def build_coordinator(config: dict, env_params) -> Coordinator:
                                 ent_coef=cc["ent_coef"], normalize_advantages=False),
         lr=cc["lr"], epochs=cc["epochs"], minibatches=cc["minibatches"], max_grad_norm=cc["max_grad_norm"],
         attention=cc["attention"], num_heads=cc["num_heads"], d_k=cc["d_k"], embed_dim=cc["embed_dim"],
-        num_postures=postures)
+        num_postures=postures, focus_temperature=float(temperature))
 
 
 def attention_weights(policy_params, obs, config: dict, env_params):

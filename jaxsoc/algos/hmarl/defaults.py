@@ -30,6 +30,8 @@ COORDINATOR_DEFAULTS = {
                                    # head-mean attention, the posture from the MLP (needs discrete
                                    # directives, D6, and the explainer); auto: attention where both are
                                    # there (soc-v2, soc-strategic), else mlp (hmarl-soc-v1: the paper's)
+    "focus_temperature": 1.0,      # T, attention head only: P(focus) ~ attention ** (1 / T); 1: the map
+                                   # itself (0.2 was tried: not better on fresh seeds, docs/hmarl.md)
     "capacity": 0.5,               # macro-transitions kept per update, x (num_envs * rollout / K): a
                                    # random subset when fewer than were emitted (unbiased, cheaper)
 }
@@ -75,6 +77,8 @@ def validate(config: dict) -> None:
     for key in ("epochs", "minibatches"):
         if not isinstance(cc[key], int) or cc[key] < 1:
             raise ConfigError(f"hmarl.coordinator.{key} must be a positive integer")
+    if not cc["focus_temperature"] > 0:
+        raise ConfigError(f"hmarl.coordinator.focus_temperature must be positive, got {cc['focus_temperature']}")
     if cc["capacity"] <= 0:
         raise ConfigError("hmarl.coordinator.capacity must be positive")
     validate_agent(c["maddpg"], "hmarl.maddpg")
