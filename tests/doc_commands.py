@@ -86,7 +86,7 @@ def shell_lines(block: str):
 
 
 def commands_of(path: pathlib.Path, root: pathlib.Path = REPO) -> List[DocCommand]:
-    """The commands in one file (a Markdown file or a config), named relative to `root`."""
+    """The commands in one file (Markdown, a config or a Python file), named relative to `root`."""
     text, rel = path.read_text(), str(path.relative_to(root))
     found = []
     if path.suffix == ".md":
