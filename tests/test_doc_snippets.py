@@ -1,6 +1,6 @@
 """The Python blocks of the README and docs/ run as written.
 
-Each ```python block is executed on its own, in a fresh namespace, in a scratch folder (where
+Each ```python block is executed on its own, in a new Python process, in a scratch folder (where
 `configs/` is the project's): a reader pastes it into a new session. The few blocks that are
 sketches in the text's context (a signature, an interface over several classes) are listed in
 FRAGMENTS with the reason; every other block must run. `runs/<name>` is a tiny MAPPO run trained
@@ -75,10 +75,12 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.mark.parametrize("block", RUNNABLE)
-def test_block_runs_as_written(block, tmp_path, monkeypatch, request):
+def test_block_runs_as_written(block, tmp_path, request):
     file, line, code = block
     if "runs/<name>" in code:
         code = code.replace("runs/<name>", str(request.getfixturevalue("tiny_run")))
     (tmp_path / "configs").symlink_to(REPO / "configs")
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, f"{file}:{line}", "exec"), {"__name__": "doc_snippet"})
+    # A process of its own, as a reader's session: a block may register a preset or set JAX
+    # options, which must not reach the tests that share this worker.
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, f"{file}:{line}\n{out.stderr[-3000:]}"
