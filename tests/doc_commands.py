@@ -110,8 +110,13 @@ def commands_of(path: pathlib.Path, root: pathlib.Path = REPO) -> List[DocComman
     return found
 
 
+def markdown_files() -> List[pathlib.Path]:
+    """What a reader reads first: the README and docs/*.md."""
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
 def documented_commands() -> List[DocCommand]:
-    files = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "configs").rglob("*.yaml")),
+    files = [*markdown_files(), *sorted((REPO / "configs").rglob("*.yaml")),
              *sorted((REPO / "train").glob("*.py")), *sorted((REPO / "eval").glob("*.py")),
              *sorted((REPO / "jaxsoc").rglob("*.py"))]
     return [c for f in files for c in commands_of(f)]

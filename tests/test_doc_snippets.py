@@ -9,14 +9,14 @@ full-size program or train are `slow`; the rest run in the default suite.
 """
 from __future__ import annotations
 
-import pathlib
 import re
 import subprocess
 import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+from tests.doc_commands import REPO, markdown_files
+
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
 
 # (file, text the block holds): why it cannot run alone.
@@ -35,7 +35,7 @@ QUICK = (("docs/env.md", "soc.register("), ("docs/strategic.md", 'lanes=False'),
 def blocks():
     """`(file, first line, code)` of every ```python block."""
     found = []
-    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+    for path in markdown_files():
         text = path.read_text()
         for m in BLOCK.finditer(text):
             found.append((str(path.relative_to(REPO)), text.count("\n", 0, m.start()) + 2, m.group(1)))
