@@ -20,6 +20,7 @@ import optax
 
 from jaxsoc.algos import onpolicy, ppo
 from jaxsoc.algos.common import V1_COORDINATOR_CHOICES, clipped_adam
+from jaxsoc.config import ConfigError  # a ValueError the command lines print in one line
 from jaxsoc.distributions import MaskedCategorical
 from jaxsoc.env import SOCEnv
 from jaxsoc.env.observe import segment_token_layout
@@ -168,16 +169,12 @@ def build_coordinator(config: dict, env_params) -> Coordinator:
     if head == "auto":
         head = "attention" if can_attend else "mlp"
     if head == "attention" and not can_attend:
-        from jaxsoc.config import ConfigError  # a ValueError the command lines print in one line
-
         raise ConfigError("hmarl.coordinator.focus_head: attention reads the focus off the explainer, so it "
                          f"needs hmarl.coordinator.attention: true and discrete directives (D6); "
                          f"{env_params.name!r} with attention={cc['attention']} has not both: use focus_head: mlp")
     postures = env_params.num_postures if head == "attention" else 0
     temperature = cc["focus_temperature"]
     if head != "attention" and temperature != 1.0:
-        from jaxsoc.config import ConfigError
-
         raise ConfigError(f"hmarl.coordinator.focus_temperature sharpens the attention focus head; {env_params.name!r} "
                           f"with focus_head={cc['focus_head']} has an MLP head, which would ignore it")
     return Coordinator(
