@@ -89,7 +89,7 @@ def main(argv=None) -> int:
                      "(--force overwrites them, or choose another --out)")
     if len(set(args.baselines)) < len(args.baselines):
         ap.error(f"--baselines names a policy twice: {' '.join(args.baselines)}")
-    return cli.guarded(lambda: report(args))
+    return cli.guarded(lambda: report(args), ap.prog)
 
 
 def report(args) -> int:

@@ -69,31 +69,32 @@ def build_parser():
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if bool(args.runs) == bool(args.algo):
-        build_parser().error("give run folders, or --algo and --scenario (not both)")
+        parser.error("give run folders, or --algo and --scenario (not both)")
     if args.algo and not args.scenario:
-        build_parser().error("--algo needs --scenario")
+        parser.error("--algo needs --scenario")
     if args.out is not None:
         out = Path(args.out)
         if not args.algo:
-            build_parser().error("--out applies with --algo: a run folder's evaluation is written into the run folder")
+            parser.error("--out applies with --algo: a run folder's evaluation is written into the run folder")
         if args.no_write:
-            build_parser().error("--out and --no-write contradict each other: give one")
+            parser.error("--out and --no-write contradict each other: give one")
         problem = cli.folder_problem(out)
         if problem is not None:
-            build_parser().error(f"--out: {problem}")
+            parser.error(f"--out: {problem}")
         if (out / "evaluation.json").exists() and not args.force:
-            build_parser().error(f"{out / 'evaluation.json'} exists: --force replaces it, or choose another --out")
+            parser.error(f"{out / 'evaluation.json'} exists: --force replaces it, or choose another --out")
     if args.algo and args.update is not None:
-        build_parser().error("--update applies to a learner's run folder: --algo evaluates a scripted "
-                             "policy, which reads no checkpoint")
+        parser.error("--update applies to a learner's run folder: --algo evaluates a scripted "
+                     "policy, which reads no checkpoint")
     if args.runs and (args.sets or args.seeds):
         # A run's policy was trained on its own env and seeds; silently ignoring the flag would
         # report numbers the user did not ask for.
         flag = "--set" if args.sets else "--seeds"
-        build_parser().error(f"{flag} only applies with --algo: a run folder is evaluated on its own "
-                             "env and seeds (a scripted run may change scenario with --scenario)")
+        parser.error(f"{flag} only applies with --algo: a run folder is evaluated on its own "
+                     "env and seeds (a scripted run may change scenario with --scenario)")
 
     def work() -> int:
         from jaxsoc import config as config_lib
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
             print(tables.per_seed_markdown(result, metrics))
         return 0
 
-    return cli.guarded(work)
+    return cli.guarded(work, parser.prog)
 
 
 if __name__ == "__main__":

@@ -119,7 +119,7 @@ def main(argv=None) -> int:
             print(f"wrote {path}")
         return 0
 
-    return cli.guarded(work)
+    return cli.guarded(work, parser.prog)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         print("wrote " + ", ".join(str(p) for p in written))
         return 0
 
-    return cli.guarded(work)
+    return cli.guarded(work, parser.prog)
 
 
 def cli_error(message: str):

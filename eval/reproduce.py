@@ -132,7 +132,7 @@ def main(argv=None) -> int:
             return 1
         return 0
 
-    return cli.guarded(work)
+    return cli.guarded(work, parser.prog)
 
 
 if __name__ == "__main__":

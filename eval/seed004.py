@@ -62,6 +62,8 @@ EPISODE_STEPS = 50
 FINAL = 100  # episodes averaged for the table
 SMOOTH = 20
 
+PROG = "eval/seed004.py"  # the name its one-line errors begin with
+
 
 def study_sets(algo: str, out: str, extra=()) -> list[str]:
     """The `--set`s of `algo`'s run: the study's keys, then the user's for its section."""
@@ -210,7 +212,7 @@ def figure(returns: dict[str, np.ndarray], path: str, baselines: dict[str, np.nd
 
 
 def main(argv=None) -> int:
-    ap = cli.Parser(prog="eval/seed004.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/seed004", help="folder for the runs, the table and the figure")
     ap.add_argument("--seeds", type=cli.parse_positive_int, default=25, help="runs per learner, vmapped in one program")
     ap.add_argument("--episodes", type=cli.parse_positive_int, default=1000,
@@ -235,7 +237,7 @@ def main(argv=None) -> int:
     problem = cli.folder_problem(args.out)
     if problem:
         ap.error(f"--out: {problem}")
-    return cli.guarded(lambda: study(args))
+    return cli.guarded(lambda: study(args), ap.prog)
 
 
 def study(args) -> int:
@@ -256,8 +258,8 @@ def study(args) -> int:
         try:
             walls[a] = train(a, args.out, args.seeds, args.episodes, print, args.set, reuse[a], args.force)
         except subprocess.CalledProcessError as e:
-            print(f"error: training {a} failed (train/run.py exit status {e.returncode}, its message above)",
-                  file=sys.stderr)
+            cli.print_error(PROG, f"training {a} failed (train/run.py exit status {e.returncode}, its "
+                                     "message above)")
             return e.returncode if e.returncode > 0 else 1
     returns = {a: episode_returns(os.path.join(args.out, a)) for a in args.algos}
     baselines = baseline_returns(args.seeds)

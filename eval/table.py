@@ -117,7 +117,7 @@ def main(argv=None) -> int:
                 print()
         return 0
 
-    return cli.guarded(work)
+    return cli.guarded(work, parser.prog)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """What the command lines (train/run.py, eval/*.py) share: one-line argparse errors, number, seed
 and list parsing, the run-folder arguments of the table and figure tools, and turning every
-expected failure into `error: <message>` with exit status 2 (no stack trace).
+expected failure into `<tool>: error: <message>` with exit status 2 (no stack trace), the form
+argparse gives a bad flag, so a pipeline's log says which tool stopped.
 
 Light on purpose: nothing here imports JAX, so `--help` and flag errors stay instant."""
 from __future__ import annotations
@@ -193,16 +194,22 @@ def read_methods(paths) -> list:
     return groups
 
 
-def guarded(main: Callable[[], int]) -> int:
-    """Runs `main`; AnalysisError/ConfigError (and their kin) -> 'error: ...' on stderr, exit 2;
-    Ctrl-C -> exit 130."""
+def print_error(prog: str, message: str) -> None:
+    """One line on stderr, `<prog>: error: <message>`: argparse's form for a bad flag, used for
+    every refusal a tool makes after parsing too (`prog` as the tool's Parser names it)."""
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+
+
+def guarded(main: Callable[[], int], prog: str) -> int:
+    """Runs `main`; AnalysisError/ConfigError (and their kin) -> '<prog>: error: ...' on stderr,
+    exit 2; Ctrl-C -> exit 130."""
     from jaxsoc.analysis.runs import AnalysisError
     from jaxsoc.config import ConfigError
 
     try:
         return main()
     except (AnalysisError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(prog, str(e))
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

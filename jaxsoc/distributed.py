@@ -87,11 +87,12 @@ def launch_from(coordinator: str | None = None, num_processes: int | None = None
     return Launch(coordinator, num_processes, process_id, timeout_s)
 
 
-def initialize(launch: Launch) -> None:
+def initialize(launch: Launch, prog: str = "jaxsoc") -> None:
     """Joins the group (call before anything else uses JAX). When the group does not assemble
     within `launch.timeout_s` (a wrong count, an unreachable coordinator) the process prints one
-    line, `error: could not join ...`, and exits with status 2: JAX's own timeout aborts the
-    process from C++ with a stack trace, so a watchdog gets there first."""
+    line, `<prog>: error: could not join ...` (`prog`: the tool's name), and exits with status 2:
+    JAX's own timeout aborts the process from C++ with a stack trace, so a watchdog gets there
+    first."""
     # CPU processes need a collectives implementation to reduce across processes at all.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     kwargs = {"initialization_timeout": launch.timeout_s + 60}  # the watchdog below acts first
@@ -106,7 +107,7 @@ def initialize(launch: Launch) -> None:
                "with the same --num-processes and that the coordinator is reachable")
 
     def give_up():
-        print(f"error: {message}", file=sys.stderr, flush=True)
+        print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
         os._exit(2)  # nothing is written before the group assembles
 
     watchdog = threading.Timer(launch.timeout_s, give_up)

@@ -45,13 +45,13 @@ SWEEP = ["--num-envs", "8", "--total-steps", "1024", "--num-seeds", "1", "--epis
 @pytest.mark.parametrize("extra, message", [
     # 8: the grid would silently replace the --set (or flag) of the same key
     (["--grid", "ppo.lr=1e-4,1e-3", "--set", "ppo.lr=3e-4"],
-     "error: --grid ppo.lr and --set ppo.lr=3e-4 both set ppo.lr: give its values in --grid only"),
-    (["--grid", "num_envs=8,16"], "error: --grid num_envs and --num-envs both set num_envs: give its values in --grid only"),
+     "train/sweep.py: error: --grid ppo.lr and --set ppo.lr=3e-4 both set ppo.lr: give its values in --grid only"),
+    (["--grid", "num_envs=8,16"], "train/sweep.py: error: --grid num_envs and --num-envs both set num_envs: give its values in --grid only"),
     # 9: an unknown grid key is --grid's, not --set's
-    (["--grid", "foo.bar=1,2"], "error: --grid foo.bar: unknown config key 'foo'"),
-    (["--grid", "ppo.nope=1,2"], "error: --grid ppo.nope: unknown config key 'ppo.nope'"),
+    (["--grid", "foo.bar=1,2"], "train/sweep.py: error: --grid foo.bar: unknown config key 'foo'"),
+    (["--grid", "ppo.nope=1,2"], "train/sweep.py: error: --grid ppo.nope: unknown config key 'ppo.nope'"),
     # 10: a point only the env refuses: refused before the plan line is printed
-    (["--grid", "env.max_steps=10,0"], "error: env 'soc-v2': max_steps must be a positive integer, got 0"),
+    (["--grid", "env.max_steps=10,0"], "train/sweep.py: error: env 'soc-v2': max_steps must be a positive integer, got 0"),
 ])
 def test_sweep_refuses_a_bad_grid_in_one_line_before_the_plan(tools, tmp_path, capsys, extra, message):
     sweep_cli = tools[0]
@@ -66,11 +66,11 @@ def test_sweep_refuses_an_output_it_cannot_write_before_training(tools, tmp_path
     # 7: run.dir under a file: found at the start, not after every point has trained
     (tmp_path / "file").write_text("keep")
     assert sweep_cli.main(SWEEP + grid + ["--set", f"run.dir={tmp_path / 'file' / 'runs'}"]) == 2
-    assert one_line(capsys) == f"error: cannot write {tmp_path / 'file' / 'runs' / 's1'}: {tmp_path / 'file'} is not a folder"
+    assert one_line(capsys) == f"train/sweep.py: error: cannot write {tmp_path / 'file' / 'runs' / 's1'}: {tmp_path / 'file'} is not a folder"
     # --name of an existing file with --overwrite: refused, the file kept
     argv = SWEEP[:-1] + ["file", "--overwrite", "--set", f"run.dir={tmp_path}"] + grid
     assert sweep_cli.main(argv) == 2
-    assert one_line(capsys) == f"error: {tmp_path / 'file'} exists and is not a folder"
+    assert one_line(capsys) == f"train/sweep.py: error: {tmp_path / 'file'} exists and is not a folder"
     assert files(tmp_path) == [pathlib.Path("file")] and (tmp_path / "file").read_text() == "keep"
 
 
@@ -126,14 +126,14 @@ def test_evaluate_checks_every_run_and_its_update_before_evaluating_any(tools, t
     bare = run_folder(tmp_path, "bare", "mappo")
     before = files(tmp_path)
     assert evaluate.main([str(scripted), "--update", "7", "--episodes", "4"]) == 2
-    assert one_line(capsys) == (f"error: {scripted} is a scripted 'random' run: it reads no checkpoint, so an "
+    assert one_line(capsys) == (f"eval/evaluate.py: error: {scripted} is a scripted 'random' run: it reads no checkpoint, so an "
                                 "update (7) does not apply")
     assert evaluate.main([str(learner), "--update", "7", "--episodes", "4"]) == 2
-    assert one_line(capsys) == f"error: {learner} has no checkpoint at update 7 (it has [2])"
+    assert one_line(capsys) == f"eval/evaluate.py: error: {learner} has no checkpoint at update 7 (it has [2])"
     # the scripted run first would be evaluated (and its evaluation.json written) before the
     # learner without a checkpoint was looked at
     assert evaluate.main([str(scripted), str(bare), "--episodes", "4", "--force"]) == 2
-    assert one_line(capsys).startswith(f"error: {bare} has no checkpoint: 'mappo' is a learner")
+    assert one_line(capsys).startswith(f"eval/evaluate.py: error: {bare} has no checkpoint: 'mappo' is a learner")
     assert files(tmp_path) == before
     # the same checks refuse jaxsoc.load_policy (policy.check_run), where the number was ignored
     import jaxsoc

@@ -48,7 +48,7 @@ def refused(argv, message):
     """The CLI refuses `argv` with exit 2 and one line holding `message`; returns that line."""
     code, out, err = main(argv)
     assert code == 2 and out == "", (code, out, err)
-    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert err.startswith("train/run.py: error: ") and err.count("\n") == 1, err
     assert message in err, err
     return err.strip()
 
@@ -260,7 +260,7 @@ def test_print_config_refuses_what_the_learner_refuses_when_its_trainer_is_built
     them when it builds the trainer (or checks its budget), before any program. --print-config
     builds the trainer and checks the budget too."""
     argv = [a for k, v in flags.items() for a in (f"--{k}", v)] + [a for e in sets for a in ("--set", e)]
-    assert refused([*argv, "--print-config", "--set", f"run.dir={tmp_path}"], message) == f"error: {message}"
+    assert refused([*argv, "--print-config", "--set", f"run.dir={tmp_path}"], message) == f"train/run.py: error: {message}"
     named = {k.replace("-", "_"): int(v) if v.isdigit() else v for k, v in flags.items()}
     cfg = config_lib.resolve(flags={**named, "run": {"dir": str(tmp_path), "name": "r"}}, sets=sets)
     with pytest.raises(ValueError, match=re.escape(message)):

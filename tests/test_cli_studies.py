@@ -52,8 +52,8 @@ def fake_run(path: pathlib.Path, algo: str, scenario: str) -> pathlib.Path:
     (["--episodes", "0"], "argument --episodes: expected a positive integer, got '0'"),
     (["--out", "/proc/x/demo"], "--out: cannot write /proc/x/demo.md"),
     (["--baselines", "random", "random"], "--baselines names a policy twice"),
-    (["--baselines", "foo"], "error: unknown algorithm 'foo'"),
-    (["--baselines", "least-cost"], "error: scripted policy 'least-cost' does not act on this scenario"),
+    (["--baselines", "foo"], "eval/demos.py: error: unknown algorithm 'foo'"),
+    (["--baselines", "least-cost"], "eval/demos.py: error: scripted policy 'least-cost' does not act on this scenario"),
 ])
 def test_demos_refuses_bad_arguments_before_evaluating(tmp_path, capsys, argv, message):
     run = fake_run(tmp_path / "runs" / "r", "base-stock", "retail")
@@ -64,11 +64,11 @@ def test_demos_refuses_bad_arguments_before_evaluating(tmp_path, capsys, argv, m
 
 def test_demos_refuses_a_missing_run_and_a_run_of_another_scenario(tmp_path, capsys):
     demos = load("demos")
-    assert refused(capsys, demos.main, [str(tmp_path / "nope")]) == f"error: {tmp_path / 'nope'} does not exist"
+    assert refused(capsys, demos.main, [str(tmp_path / "nope")]) == f"eval/demos.py: error: {tmp_path / 'nope'} does not exist"
     run = fake_run(tmp_path / "v2", "random", "soc-v2")
     before = tree(tmp_path)
     err = refused(capsys, demos.main, [str(run)])
-    assert err == f"error: {run} was trained on 'soc-v2'; this tool reports the demos retail, banking only"
+    assert err == f"eval/demos.py: error: {run} was trained on 'soc-v2'; this tool reports the demos retail, banking only"
     assert tree(tmp_path) == before  # evaluated nothing: no evaluation.json in the run
 
 
@@ -114,7 +114,7 @@ def test_demos_keeps_an_earlier_table_and_curve_unless_force(tmp_path, capsys):
     v2 = fake_run(tmp_path / "runs" / "v2", "random", "soc-v2")
     before = tree(tmp_path)
     err = refused(capsys, demos.main, [str(v2), "--out", str(out), "--force"])
-    assert err.startswith(f"error: {v2} was trained on 'soc-v2'")
+    assert err.startswith(f"eval/demos.py: error: {v2} was trained on 'soc-v2'")
     assert tree(tmp_path) == before
 
 
@@ -124,9 +124,9 @@ QUICK_RANDOM = ["--quick", "--methods", "random"]
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--set", "foo"], "error: Random: --set expects KEY=VALUE with a dotted KEY"),
-    (["--set", "unknown.key=1"], "error: Random: --set: unknown config key 'unknown'"),
-    (["--set", "ppo.clip_eps=0.3"], "error: --set ppo.clip_eps=0.3 applies to none of the planned methods (random)"),
+    (["--set", "foo"], "eval/reproduce.py: error: Random: --set expects KEY=VALUE with a dotted KEY"),
+    (["--set", "unknown.key=1"], "eval/reproduce.py: error: Random: --set: unknown config key 'unknown'"),
+    (["--set", "ppo.clip_eps=0.3"], "eval/reproduce.py: error: --set ppo.clip_eps=0.3 applies to none of the planned methods (random)"),
     (["--total-steps", "0"], "argument --total-steps: expected a positive integer, got '0'"),
     (["--num-envs", "-1"], "argument --num-envs: expected a positive integer, got '-1'"),
     (["--episodes", "0"], "argument --episodes: expected a positive integer, got '0'"),
@@ -158,12 +158,12 @@ def test_reproduce_says_a_world_that_is_not_a_soc_preset_is_not_one_rather_than_
 
     out = tmp_path / "out"
     err = refused(capsys, load("reproduce").main, ["--preset", preset, "--quick", "--out", str(out)])
-    assert err == (f"error: reproduce builds Table II on the SOC presets ({', '.join(soc.preset_names())}) or a "
+    assert err == (f"eval/reproduce.py: error: reproduce builds Table II on the SOC presets ({', '.join(soc.preset_names())}) or a "
                    f"scenario .yaml; {preset!r} is another world (jaxsoc.env.make builds it), not a SOC preset")
     assert not out.exists()
     # A name no scenario has stays unknown, with a suggestion.
     err = refused(capsys, load("reproduce").main, ["--preset", "soc-v3", "--quick", "--list"])
-    assert err.startswith("error: unknown preset 'soc-v3' (did you mean 'soc-v2'?); known: hmarl-soc-v1, ")
+    assert err.startswith("eval/reproduce.py: error: unknown preset 'soc-v3' (did you mean 'soc-v2'?); known: hmarl-soc-v1, ")
 
 
 @pytest.mark.parametrize("listing", [False, True])
@@ -171,7 +171,7 @@ def test_reproduce_refuses_no_extras_without_hmarl_planned(tmp_path, capsys, lis
     out = tmp_path / "out"
     argv = ["--quick", "--methods", "random,mappo", "--no-extras", "--out", str(out)] + (["--list"] if listing else [])
     err = refused(capsys, load("reproduce").main, argv)
-    assert err == ("error: --no-extras does nothing here: it skips HMARL-SOC's K-sweep, ablations and attention "
+    assert err == ("eval/reproduce.py: error: --no-extras does nothing here: it skips HMARL-SOC's K-sweep, ablations and attention "
                    "maps, and hmarl is not among the planned methods (random, mappo)")
     assert not out.exists()
 
@@ -193,7 +193,7 @@ def test_reproduce_lists_a_valid_plan(capsys):
 # ----------------------------------------------------------------------------- eval/seed004.py
 
 @pytest.mark.parametrize("argv, message", [
-    (["--set", "ppo.bogus=1"], "error: ippo: --set: unknown config key 'ppo.bogus'"),
+    (["--set", "ppo.bogus=1"], "eval/seed004.py: error: ippo: --set: unknown config key 'ppo.bogus'"),
     (["--algos", "iac", "maac", "--set", "ppo.epochs=2"], "--set ppo.epochs=2 is for learners of section 'ppo', "
                                                           "and --algos has none"),
     (["--algos", "iac", "iac"], "--algos names a learner twice: iac iac"),
@@ -226,11 +226,11 @@ def test_seed004_reuses_no_run_of_other_settings_or_interrupted(tmp_path, capsys
     study_run(s4, out, "iac", seeds=2, episodes=100)  # the old rule reused it for any settings
     before = tree(tmp_path)
     err = refused(capsys, s4.main, ["--out", str(out), "--algos", "iac", "--seeds", "3", "--episodes", "100"])
-    assert err == (f"error: {out / 'iac'} holds another run or one trained with other settings "
+    assert err == (f"eval/seed004.py: error: {out / 'iac'} holds another run or one trained with other settings "
                    "(--seeds, --episodes, --set): choose another --out, or --force to retrain it")
     # the same settings, but no checkpoint: stopped before its end, so not reused either
     err = refused(capsys, s4.main, ["--out", str(out), "--algos", "iac", "--seeds", "2", "--episodes", "100"])
-    assert err.startswith(f"error: {out / 'iac'} is incomplete")
+    assert err.startswith(f"eval/seed004.py: error: {out / 'iac'} is incomplete")
     assert tree(tmp_path) == before
 
 
@@ -245,7 +245,7 @@ def test_seed004_reports_a_failed_training_in_one_line(tmp_path, capsys, monkeyp
     monkeypatch.setattr(subprocess, "run", fail)
     code = s4.main(["--out", str(tmp_path / "s004"), "--algos", "iac", "--seeds", "1", "--episodes", "100"])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and err == "error: training iac failed (train/run.py exit status 2, its message above)"
+    assert code == 2 and err == "eval/seed004.py: error: training iac failed (train/run.py exit status 2, its message above)"
 
 
 # ----------------------------------------------------------------------------- eval/train_detector.py

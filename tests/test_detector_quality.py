@@ -5,6 +5,7 @@ import json
 import pytest
 
 import eval.detector_quality as dq
+from tests.cli_checks import TOOL_ERROR
 
 TINY = ["--envs", "8", "--steps", "8", "--train-windows", "256", "--epochs", "1", "--pyod-windows", "0",
         "--contamination", "0", "--no-figures"]
@@ -23,7 +24,7 @@ def test_refusals_write_nothing(tmp_path, capsys, argv, match):
         dq.main(argv + ["--out", str(out)])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "error:" in err and match in err, err
+    assert TOOL_ERROR.match(err) and match in err, err
     assert not out.exists()
 
 

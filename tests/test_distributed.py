@@ -116,7 +116,7 @@ def test_a_group_that_never_assembles_fails_with_one_line_in_time(tmp_path):
                           "--join-timeout", "3", "--set", f"run.dir={tmp_path}"],
                          capture_output=True, text=True, timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert out.returncode == 2, out.stderr[-2000:]
-    assert "error: could not join the group at localhost:" in out.stderr and "within 3 s" in out.stderr
+    assert "train/run.py: error: could not join the group at localhost:" in out.stderr and "within 3 s" in out.stderr
     assert not list(tmp_path.iterdir())
 
 

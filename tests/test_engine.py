@@ -792,7 +792,7 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path):
         err = io.StringIO()
         with redirect_stderr(err):
             assert cli_module.main(argv) == 2
-        assert err.getvalue().startswith("error: ") and err.getvalue().count("\n") == 1
+        assert err.getvalue().startswith("train/run.py: error: ") and err.getvalue().count("\n") == 1
         assert message in err.getvalue()
     assert not any(tmp_path.iterdir())  # refused before creating a run folder
 

@@ -218,7 +218,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     (empty / "metrics.jsonl").write_text("")
     assert tb.main([str(empty), "--protocol", "paper"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "is empty" in err and "Traceback" not in err and err.count("\n") == 1
+    assert err.startswith("eval/table.py: error: ") and "is empty" in err and "Traceback" not in err and err.count("\n") == 1
     assert ev.main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     # a flag that would be ignored is refused: a run is evaluated on its own env and seeds
@@ -244,9 +244,9 @@ def test_table_and_figures_refuse_a_run_they_cannot_rebuild_before_evaluating_an
     message = (f"error: cannot rebuild the policy of {gone}: env 'zz/gone.yaml': scenario file not found: "
                f"zz/gone.yaml (relative to {tmp_path})\n")
     assert tb.main([str(good), str(gone), "--protocol", "ours", "--episodes", "2"]) == 2
-    assert capsys.readouterr().err == message
+    assert capsys.readouterr().err == "eval/table.py: " + message
     assert fg.main([str(good), str(gone), "--protocol", "ours", "--episodes", "2", "--out", str(tmp_path / "f")]) == 2
-    assert capsys.readouterr().err == message
+    assert capsys.readouterr().err == "eval/figures.py: " + message
     shutil.rmtree(gone)
     # a log read after the evaluations (the paper protocol of a later table) is read before them
     empty = fake_run(tmp_path, "empty", "random", 0, [[(10, R(0, 0))]], scenario="soc-v2-redblue", env=tiny)

@@ -12,6 +12,7 @@ import pytest
 import eval.psro_soc as ps
 import eval.redblue as rb
 from jaxsoc.env.attacker import RED_ADVANCE
+from tests.cli_checks import TOOL_ERROR
 from tests.fake_runs import fake_run
 
 TINY = ["--seeds", "2", "--iterations", "1", "--blue-steps", "1024", "--red-steps", "1024",
@@ -35,7 +36,7 @@ def refused(main, argv, out, capsys, match, monkeypatch):
         main(argv + ["--out", str(out)])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "error:" in err and match in err, err
+    assert TOOL_ERROR.match(err) and match in err, err
     assert not out.exists()
 
 

@@ -157,7 +157,8 @@ def refuse_resume_changes(resume: str, saved: dict, name: str | None, config_fil
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
 
     from jaxsoc import distributed
     from jaxsoc.config import ConfigError
@@ -172,13 +173,13 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("a multi-process run needs --name (or --resume): every process must "
                               "write to the same run folder")
         if launch is not None:
-            distributed.initialize(launch)  # before anything else starts JAX
+            distributed.initialize(launch, parser.prog)  # before anything else starts JAX
             if args.devices is None:
                 import jax
 
                 args.devices = jax.device_count()
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        cli.print_error(parser.prog, str(e))
         return 2
 
     from jaxsoc import algos, config as config_lib, engine
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         result = engine.run(cfg, resume=args.resume, from_update=args.from_update, overwrite=args.overwrite)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        cli.print_error(parser.prog, str(e))
         return 2
     except KeyboardInterrupt:
         if cfg is None:

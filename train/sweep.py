@@ -45,7 +45,8 @@ def build_parser():
 
 def main(argv=None, make_env=None, scenarios=None) -> int:
     """The command; `make_env`/`scenarios` let a caller sweep its own env (as `engine.run`)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from jaxsoc import sweep
     from jaxsoc.config import ConfigError
 
@@ -73,7 +74,7 @@ def main(argv=None, make_env=None, scenarios=None) -> int:
             f"compiled in {c:.1f} s, trained and evaluated in {s:.1f} s", file=sys.stderr, flush=True),
             progress=True)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        cli.print_error(parser.prog, str(e))
         return 2
     best = rows[0]
     print(f"best: {best['point']} return {best['return']['mean']:.3f} ± {best['return']['ci95']:.3f}; "
