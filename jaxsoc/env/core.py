@@ -14,7 +14,7 @@ terminal observation in `infos["final_obs"]` for bootstrapping.
 from __future__ import annotations
 
 import functools
-from typing import Dict, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -107,6 +107,43 @@ def campaign_infos(campaigns, hosts, params: EnvParams) -> Dict[str, jax.Array]:
             "active": active.astype(jnp.int32)}
 
 
+class Layout(NamedTuple):
+    """What fixes a SOC env's shapes, read off its params: one env's observation shapes by agent,
+    its state's leaf shapes (`ShapeDtypeStruct`s), and the action sizes by role."""
+
+    obs: Dict[str, jax.ShapeDtypeStruct]
+    state: EnvState
+    actions: Tuple
+
+
+def layout(params: EnvParams) -> Layout:
+    """The `Layout` of `params` (numeric leaves may be traced: only their shapes are read). Cached
+    by the params' static fields and leaf shapes, so checking a call costs one dict lookup."""
+    leaves, treedef = jax.tree.flatten(params)
+    return _layout(treedef, tuple(jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)) for x in leaves))
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(treedef, specs) -> Layout:
+    def build(leaves, key):
+        p = jax.tree.unflatten(treedef, leaves)
+        state = initial_state(key, p)
+        return observe.get_obs(state, p), state
+
+    obs, state = jax.eval_shape(build, list(specs), jax.random.key(0))
+    p = jax.tree.unflatten(treedef, list(specs))  # the static fields decide the action sizes
+    dims = defenders.action_dims(p)
+    return Layout(obs, state, (tuple(sorted(dims.items())), p.fix_d6_directive, p.red_control))
+
+
+def _shape_gap(given, wanted) -> Optional[Tuple[str, tuple, tuple]]:
+    """The first leaf whose shape differs (`path, given shape, wanted shape`), or None."""
+    for (path, g), w in zip(jax.tree_util.tree_flatten_with_path(given)[0], jax.tree.leaves(wanted)):
+        if tuple(jnp.shape(g)) != tuple(w.shape):
+            return jax.tree_util.keystr(path, simple=True, separator="."), tuple(jnp.shape(g)), tuple(w.shape)
+    return None
+
+
 class SOCEnv(WorldEnv):
     """The SOC world. Build it with `jaxsoc.env.make(name, **overrides)`.
 
@@ -139,6 +176,45 @@ class SOCEnv(WorldEnv):
         self.observation_spaces = {a: Box(-jnp.inf, jnp.inf, obs_shapes[a].shape) for a in self.agents}
         self.world_state_size = ws_shape.shape[0]
 
+    def params_or_default(self, params: Optional[EnvParams] = None) -> EnvParams:
+        """`params`, or `default_params` for None; a one-line `ValueError` when `params` would give
+        this env other shapes than its spaces say (another preset's or size's params: build the env
+        from them). Numeric fields may differ (a task's stealth, a sweep's rates). Runs at trace
+        time, once per jitted program, so it costs nothing per step."""
+        if params is None or params is self.default_params:
+            return self.default_params
+        if not isinstance(params, EnvParams):
+            raise ValueError(f"params must be EnvParams (from soc.make), got {type(params).__name__}")
+        mine, theirs = layout(self.default_params), layout(params)
+        if theirs.actions != mine.actions:
+            gap = "their actions differ (sizes, the coordinator's kind, a learnable red)"
+        elif jax.tree.structure(theirs.state) != jax.tree.structure(mine.state):
+            gap = "their state has other parts"
+        else:
+            obs = next((f"observations[{a!r}] would have shape {theirs.obs[a].shape}, not {mine.obs[a].shape}"
+                        for a in mine.obs if theirs.obs[a].shape != mine.obs[a].shape), None)
+            state = _shape_gap(theirs.state, mine.state)
+            gap = obs or (state and f"state.{state[0]} would have shape {state[1]}, not {state[2]}")
+            if not gap:
+                return params
+        raise ValueError(f"params of {params.name!r} do not fit this env of {self.name!r}: {gap}; "
+                         "build the env from these params (soc.make or SOCEnv(params))")
+
+    def check_state(self, state: EnvState, p: EnvParams) -> None:
+        """A one-line `ValueError` unless `state` is one env's state of this world (trace time)."""
+        wanted = layout(p).state
+        if not isinstance(state, EnvState) or jax.tree.structure(state) != jax.tree.structure(wanted):
+            raise ValueError(f"state must be this env's EnvState (from env.reset), got {type(state).__name__}")
+        gap = _shape_gap(state, wanted)
+        if gap is None:
+            return
+        path, given, want = gap
+        if len(given) > len(want) and given[len(given) - len(want):] == want:
+            raise ValueError(f"state.{path} has shape {given}, one env's is {want}: a batch of states "
+                             "steps under jax.vmap (jax.vmap(env.step) over keys, states and actions)")
+        raise ValueError(f"state.{path} has shape {given}, this env's is {want}: the state is another "
+                         "scenario's (reset it with this env)")
+
     # ---- JaxMARL surface: jaxsoc.env.surface.WorldEnv ----------------------------------------
     def random_words_per_step(self, params: Optional[EnvParams] = None) -> Dict[str, int]:
         """How many 32-bit random words one `step` of one env draws, by purpose (counted at trace time).
@@ -167,11 +243,14 @@ class SOCEnv(WorldEnv):
         return observe.get_obs(state, p), state
 
     def get_obs(self, state: EnvState, params: Optional[EnvParams] = None) -> Obs:
-        return observe.get_obs(state, self.params_or_default(params))
+        p = self.params_or_default(params)
+        self.check_state(state, p)
+        return observe.get_obs(state, p)
 
     def get_world_state(self, state: EnvState, params: Optional[EnvParams] = None) -> jax.Array:
         """`[world_state_size]`: all roles' observations then ground truth (for centralised critics)."""
         p = self.params_or_default(params)
+        self.check_state(state, p)
         return observe.world_state(observe.get_obs(state, p), state, p)
 
     def get_avail_actions(self, state: EnvState, params: Optional[EnvParams] = None) -> Dict[str, jax.Array]:
@@ -219,10 +298,17 @@ class SOCEnv(WorldEnv):
         # are reshaped to [dim]. Red may be left out: the scripted campaign then advances.
         check_action_dict(actions, AGENTS, {a: Box(-1.0, 1.0, (dims[a],)) for a in boxes},
                           optional=["red"] if p.red_control else [], any_shape=boxes)
+        if p.fix_d6_directive and jnp.size(jnp.asarray(actions["coordinator"])) != 1:
+            # The directive is an index; a one-hot or logits vector would be read by its first
+            # entry and pick directive 0 or 1 (or none) without a word.
+            raise ValueError(f"actions['coordinator'] has shape {jnp.shape(jnp.asarray(actions['coordinator']))}: "
+                             f"the coordinator picks one of {dims['coordinator']} directives by index "
+                             "(a scalar, not a one-hot or logits vector)")
 
     def _step_env(self, key, state, actions, p: EnvParams, noise):
         """`step_env` with the observation noise optionally supplied (shared with the reset obs)."""
         self.check_actions(actions, p)
+        self.check_state(state, p)
         draws = Draws(key, p.rng_impl)
         t = state.t + 1
         c = state.counters

@@ -450,8 +450,26 @@ _PRESETS: Dict[str, Callable[[], EnvParams]] = {
 
 
 def register(name: str, factory: Callable[[], EnvParams]) -> None:
-    """Add a preset: `factory()` returns its `EnvParams`."""
-    _PRESETS[name] = factory
+    """Add (or replace) a preset: `factory()` returns its `EnvParams`, which `make(name)` names
+    `name`. A name that is not a non-empty string, or a factory that is not a function returning
+    `EnvParams` (it is called once here), is refused before the registry changes."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a preset's name must be a non-empty string, got {name!r}")
+    if name.endswith((".yaml", ".yml")):
+        raise ValueError(f"preset {name!r}: a name ending in .yaml/.yml is read as a scenario file's path")
+    if not callable(factory):
+        raise ValueError(f"preset {name!r}: the factory must be a function returning EnvParams, "
+                         f"got {type(factory).__name__}")
+
+    def named() -> EnvParams:
+        params = factory()
+        if not isinstance(params, EnvParams):
+            raise ValueError(f"preset {name!r}: its factory returned {type(params).__name__}, not EnvParams "
+                             "(build them with soc.build_params)")
+        return params.replace(name=name)
+
+    named()  # refused now, not at the first make
+    _PRESETS[name] = named
 
 
 def preset_names() -> Tuple[str, ...]:
@@ -466,7 +484,11 @@ def _as_tuple(value, cast):
 
 
 def _coerce(name: str, value):
-    """YAML/CLI values into the field's Python type (tuples stay hashable)."""
+    """YAML/CLI values into the field's Python type (tuples stay hashable). A numpy scalar or a
+    concrete 0-d array (`np.float32(0.5)`, `jnp.asarray(0.5)`) is its Python number."""
+    if (isinstance(value, (np.generic, np.ndarray, jax.Array)) and not isinstance(value, jax.core.Tracer)
+            and np.ndim(value) == 0):
+        value = value.item()
     if name == "adjacency":
         return tuple(tuple(int(t) for t in row) for row in value)
     if name in ("hosts_per_segment", "entry_segments", "high_value_segments"):
@@ -604,10 +626,14 @@ def _check_value(name: str, hint, default, value) -> None:
             _check_value(f"{name}[{i}]", item, None, x)
         return
     if isinstance(value, (jax.Array, np.ndarray)) and hint in (int, float):
-        # A numeric leaf may be given as an array (vmapped sweeps); only its dtype is checked here.
+        # A numeric leaf may be given as an array (vmapped tasks); its dtype is checked here, and
+        # its values too unless they are traced (ranges: `validate`).
         if value.dtype.kind not in ("iu" if hint is int else "iuf"):
             raise ValueError(f"{name} must be {'an integer' if hint is int else 'a number'}, "
                              f"got an array of {value.dtype}")
+        numbers = _numbers(value)
+        if numbers is not None and not np.all(np.isfinite(numbers)):
+            raise ValueError(f"{name} must be a finite number, got {numbers.tolist()}")
         return
     if hint is bool and not is_switch(value):
         raise ValueError(f"{name} must be true or false, got {value!r}")
@@ -623,6 +649,16 @@ def _check_value(name: str, hint, default, value) -> None:
             raise ValueError(f"{name} must be an integer, got {value!r}")
         if abs(int(value)) > INT32_MAX:
             raise ValueError(f"{name} must fit in int32 (|{name}| <= {INT32_MAX}), got {value!r}")
+
+
+def _numbers(value) -> Optional[np.ndarray]:
+    """The numbers of a number or a concrete array as float64, or None (a traced value, or not
+    numbers at all), so range checks see numpy's and JAX's numbers as they see Python's."""
+    if isinstance(value, jax.core.Tracer) or is_switch(value):
+        return None
+    if is_number(value) or (isinstance(value, (jax.Array, np.ndarray)) and value.dtype.kind in "iuf"):
+        return np.asarray(value, np.float64)
+    return None
 
 
 def check_fields(cls, values: Mapping[str, Any]) -> None:
@@ -694,13 +730,13 @@ def validate(p: EnvParams) -> None:
         raise ValueError(f"rng_impl must be 'hash' or 'threefry', got {p.rng_impl!r}")
     for name in ("stealth", "p_initial_access", "p_execution", "p_lateral", "p_exfiltration",
                  "fp_alert_rate", "false_scan_rate", "blind_isolation_rate"):
-        v = getattr(p, name)
-        if isinstance(v, (int, float)) and not (0.0 <= v <= 1.0):
-            raise ValueError(f"{name} is a probability and must lie in [0, 1], got {v}")
+        v = _numbers(getattr(p, name))
+        if v is not None and not np.all((0.0 <= v) & (v <= 1.0)):
+            raise ValueError(f"{name} is a probability and must lie in [0, 1], got {v.tolist()}")
     for name in ("vuln_std", "vuln_min", "vuln_max"):
-        v = getattr(p, name)
-        if isinstance(v, (int, float)) and not (0.0 <= v <= 1.0):
-            raise ValueError(f"{name} must lie in [0, 1], got {v}")
+        v = _numbers(getattr(p, name))
+        if v is not None and not np.all((0.0 <= v) & (v <= 1.0)):
+            raise ValueError(f"{name} must lie in [0, 1], got {v.tolist()}")
     for low, high in (("vuln_min", "vuln_max"), ("tp_confidence_low", "tp_confidence_high")):
         a, b = getattr(p, low), getattr(p, high)
         if is_number(a) and is_number(b) and not a <= b:

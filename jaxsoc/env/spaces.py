@@ -104,14 +104,19 @@ def check_action_dict(actions, agents: Iterable[str], action_spaces: Mapping, op
             raise ValueError(f"actions is missing {a!r} (agents: {', '.join(known)})")
     any_shape = set(any_shape)
     for a in known:  # in the env's order, so the first wrong action named is the same every time
+        if a in actions and actions[a] is None:
+            raise ValueError(f"actions[{a!r}] is None: give every agent an action (env.idle_actions() "
+                             "holds each one's idle action)")
         if a not in actions or a not in action_spaces:
             continue
         want = tuple(action_spaces[a].shape)
-        shape = tuple(jnp.shape(actions[a]))
+        # jnp.asarray: a list of numbers (of tracers, under jit) is an array of them, as the env reads it
+        action = jnp.asarray(actions[a])
+        shape = tuple(jnp.shape(action))
         fits = math.prod(shape) == math.prod(want) if a in any_shape else shape == want
         if not fits:
             raise ValueError(f"actions[{a!r}] has shape {shape}, expected {want}")
-        dtype = jnp.result_type(actions[a])
+        dtype = jnp.result_type(action)
         if isinstance(action_spaces[a], (Discrete, MultiDiscrete)) and not jnp.issubdtype(dtype, jnp.integer):
             # A float choice would be cast to an integer (every value in (-1, 1) to choice 0).
             raise ValueError(f"actions[{a!r}] has dtype {dtype}, expected integers (choice indices)")

@@ -112,3 +112,125 @@ def test_valid_actions_step_as_before_under_jit_and_vmap(small):
     many = jax.vmap(env.step, in_axes=(0, None, None, None))(jnp.stack([jax.random.key(1)] * 2), state, actions, p)
     for x, y in zip(jax.tree.leaves(one), jax.tree.leaves(many)):
         np.testing.assert_array_equal(x, y[0])
+
+
+# ---- numbers as numpy and JAX give them; registrations; params and states of another env ----
+
+@pytest.mark.parametrize("scenario, overrides, message", [
+    # A numpy or JAX number is range-checked as a Python one (np.float32 is no Python float).
+    ("soc-v2", dict(stealth=np.float32(1.5)), r"stealth is a probability and must lie in \[0, 1\], got 1.5$"),
+    ("soc-v2", dict(fp_alert_rate=np.float32(7.0)), r"fp_alert_rate is a probability and must lie in \[0, 1\], got 7.0$"),
+    ("soc-v2", dict(stealth=np.int64(5)), r"stealth is a probability and must lie in \[0, 1\], got 5.0$"),
+    ("soc-v2", dict(vuln_std=np.float16(2.0)), r"vuln_std must lie in \[0, 1\], got 2.0$"),
+    ("soc-v2", dict(stealth=jnp.asarray(5.0)), r"stealth is a probability and must lie in \[0, 1\], got 5.0$"),
+    ("soc-v2", dict(stealth=jnp.asarray(jnp.inf)), "stealth must be a finite number, got inf$"),
+    ("cage4-like", dict(name="x"), r"name is the scenario's \('cage4-like'\) and is not a parameter to override$"),
+])
+def test_numpy_and_jax_numbers_are_checked_as_python_ones(scenario, overrides, message):
+    with pytest.raises(ValueError, match=message) as err:
+        soc.make(scenario, **overrides)
+    assert "\n" not in str(err.value)
+
+
+def test_a_numpy_or_jax_scalar_is_its_python_number_and_the_env_builds():
+    for value in (np.float32(0.25), np.asarray(0.25), jnp.float32(0.25), jnp.asarray(0.25)):
+        env, p = soc.make("soc-v2", hosts_per_segment=4, max_steps=5, stealth=value)
+        assert type(p.stealth) is float and p.stealth == 0.25  # hashable static params, one type per field
+        env.reset(jax.random.key(0), p)
+
+
+@pytest.mark.parametrize("scenario", [["soc-v2"], None, 3, {"soc-v2": 1}])
+def test_make_refuses_a_scenario_that_is_no_name(scenario):
+    with pytest.raises(ValueError, match=r"^scenario must be a name or a \.yaml file's path, got "):
+        soc.make(scenario)
+
+
+@pytest.fixture
+def registries(monkeypatch):
+    """A copy of both registries for the test, so its registrations leave the process's as they were."""
+    from jaxsoc.env import params as params_module
+
+    monkeypatch.setattr(params_module, "_PRESETS", dict(params_module._PRESETS))
+    monkeypatch.setattr(soc, "ENV_MODULES", dict(soc.ENV_MODULES))
+
+
+@pytest.mark.parametrize("register, message", [
+    (lambda: soc.register(123, lambda: soc.build_params("soc-v2")), "a preset's name must be a non-empty string, got 123"),
+    (lambda: soc.register("", lambda: soc.build_params("soc-v2")), "a preset's name must be a non-empty string"),
+    (lambda: soc.register("x.yaml", lambda: soc.build_params("soc-v2")), "is read as a scenario file's path"),
+    (lambda: soc.register("nc", 5), "preset 'nc': the factory must be a function returning EnvParams, got int"),
+    (lambda: soc.register("d", lambda: {}), "preset 'd': its factory returned dict, not EnvParams"),
+    (lambda: soc.register("retail", lambda: soc.build_params("soc-v2")), "'retail' is a world of ENV_MODULES"),
+    (lambda: soc.register_env("soc-v2", "jaxsoc.demos.retail"), "'soc-v2' is a SOC preset"),
+    (lambda: soc.register_env("w", "no.such.module"), "scenario 'w': no module 'no.such.module' to import"),
+    (lambda: soc.register_env("w", 5), "scenario 'w': no module 5 to import"),
+    (lambda: soc.register_env(7, "jaxsoc.demos.retail"), "a scenario's name must be a non-empty string, got 7"),
+])
+def test_a_bad_registration_is_refused_and_changes_nothing(registries, register, message):
+    before = soc.scenario_names()
+    with pytest.raises(ValueError, match=message) as err:
+        register()
+    assert "\n" not in str(err.value)
+    assert soc.scenario_names() == before
+    assert soc.make("soc-v2")[1].name == "soc-v2"  # a bad name left in the registry broke every make
+
+
+def test_a_registered_preset_is_named_by_its_registration(registries):
+    soc.register("my-preset", lambda: soc.build_params("soc-v2", stealth=0.9))
+    env, p = soc.make("my-preset")
+    assert env.name == p.name == "my-preset" and p.stealth == 0.9
+    soc.register_env("my-world", "jaxsoc.demos.retail")
+    assert "my-world" in soc.scenario_names() and soc.make("my-world")[0].name == "retail"
+
+
+@pytest.fixture(scope="module")
+def v2():
+    env, p = soc.make("soc-v2", hosts_per_segment=4, max_steps=20)
+    _, state = env.reset(jax.random.key(0), p)
+    return env, p, state
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda env, p, s, a: env.reset(jax.random.key(0), soc.make("hmarl-soc-v1")[1]),
+     r"^params of 'hmarl-soc-v1' do not fit this env of 'soc-v2': their actions differ"),
+    (lambda env, p, s, a: env.step(jax.random.key(0), s, a, p.replace(hosts_per_segment=(8,) * 5)),
+     r"^params of 'soc-v2' do not fit this env of 'soc-v2': state\.hosts\.vuln would have shape \(5, 8\), not \(5, 4\)"),
+    (lambda env, p, s, a: env.get_obs(s, soc.make("soc-strategic", hosts_per_segment=4)[1]),
+     r"^params of 'soc-strategic' do not fit this env of 'soc-v2'"),
+    (lambda env, p, s, a: env.step(jax.random.key(0), jax.tree.map(lambda x: jnp.stack([x, x, x]), s), a, p),
+     r"^state\.t has shape \(3,\), one env's is \(\): a batch of states steps under jax\.vmap"),
+    (lambda env, p, s, a: env.get_world_state(jax.tree.map(lambda x: jnp.stack([x, x]), s), p),
+     r"^state\.t has shape \(2,\), one env's is \(\)"),
+    (lambda env, p, s, a: env.step_env(jax.random.key(0), soc.make("soc-v2", hosts_per_segment=8)[0].reset(
+        jax.random.key(0))[1], a, p), r"^state\.hosts\.vuln has shape \(5, 8\), this env's is \(5, 4\): the state is another"),
+    (lambda env, p, s, a: env.step(jax.random.key(0), {"t": 0}, a, p), "^state must be this env's EnvState"),
+    (lambda env, p, s, a: env.step(jax.random.key(0), s, {**a, "alert_triage": None}, p),
+     r"^actions\['alert_triage'\] is None: give every agent an action"),
+    (lambda env, p, s, a: env.step(jax.random.key(0), s, {**a, "coordinator": jnp.eye(15, dtype=jnp.int32)[7]}, p),
+     r"^actions\['coordinator'\] has shape \(15,\): the coordinator picks one of 15 directives by index"),
+])
+def test_params_states_and_actions_of_another_shape_are_refused_in_one_line(v2, call, message):
+    env, p, state = v2
+    with pytest.raises(ValueError, match=message) as err:
+        call(env, p, state, env.idle_actions(p))
+    assert "\n" not in str(err.value)
+
+
+def test_what_still_fits_steps_as_before(v2):
+    """Numeric fields may differ (also traced, as a task mixture's), a static one that keeps the
+    shapes too (with_world_state); a list of numbers is the array of them; a size-1 directive is
+    the index it holds."""
+    env, p, state = v2
+    key, actions = jax.random.key(1), env.idle_actions(p)
+    env.step(key, state, actions, p.replace(stealth=0.3, with_world_state=True))
+    rewards = jax.vmap(lambda s: env.step(key, state, actions, p.replace(stealth=s))[2]["coordinator"])(
+        jnp.asarray([0.1, 0.9]))
+    assert rewards.shape == (2,)
+    hunt = jnp.linspace(-1.0, 1.0, actions["threat_hunter"].size)
+    as_list = env.step(key, state, {**actions, "threat_hunter": [float(x) for x in hunt]}, p)
+    as_array = env.step(key, state, {**actions, "threat_hunter": hunt}, p)
+    for x, y in zip(jax.tree.leaves(as_list), jax.tree.leaves(as_array)):
+        np.testing.assert_array_equal(x, y)
+    one = env.step(key, state, {**actions, "coordinator": jnp.asarray([7], jnp.int32)}, p)
+    scalar = env.step(key, state, {**actions, "coordinator": jnp.int32(7)}, p)
+    np.testing.assert_array_equal(one[1].focus, scalar[1].focus)

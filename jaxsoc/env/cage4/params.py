@@ -155,12 +155,14 @@ class Cage4Params:
 FIELDS = tuple(f.name for f in dataclasses.fields(Cage4Params))
 
 
-def build(name: str = "cage4-like", **overrides) -> Cage4Params:
+def build(name: str = "cage4-like", /, **overrides) -> Cage4Params:
     """`Cage4Params` with `overrides`; unknown keys or bad values raise a one-line `ValueError`."""
     if name != "cage4-like":
         raise ValueError(f"unknown CAGE-4 scenario {name!r}; the only one is 'cage4-like'")
     for k in overrides:
-        if k not in FIELDS or k == "name":
+        if k == "name":
+            raise ValueError("name is the scenario's ('cage4-like') and is not a parameter to override")
+        if k not in FIELDS:
             raise ValueError(f"unknown cage4 parameter {k!r}{suggest(k, FIELDS)}")
     check_fields(Cage4Params, overrides)  # types first: "yes" is no switch, nan no cost
     p = Cage4Params(**overrides)
