@@ -49,7 +49,10 @@ def _check_seeds(seeds, name: str) -> list[int]:
         raise AnalysisError(f"{name} must name at least one seed, got {seeds!r}")
     if not all(is_integer(s) for s in seeds):
         raise AnalysisError(f"{name} must be a list of integers, got {seeds!r}")
-    return [int(s) for s in seeds]
+    seeds = [int(s) for s in seeds]
+    if len(set(seeds)) < len(seeds):  # two copies of one policy would pass for two seeds
+        raise AnalysisError(f"{name} names a seed twice: {seeds}")
+    return seeds
 
 
 def _check_greedy(greedy) -> None:

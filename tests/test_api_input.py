@@ -61,6 +61,7 @@ def test_load_policy_refuses_loose_arguments(toy_run, kwargs, message):
     ("01", "seeds must be a list of integers, got '01'"),
     (1, "seeds must be a list of integers, got 1"),
     ([0, 1.0], "seeds must be a list of integers, got [0, 1.0]"),
+    ([0, 0], "seeds names a seed twice: [0, 0]"),
 ])
 def test_load_policies_refuses_loose_seeds(toy_run, seeds, message):
     with pytest.raises(AnalysisError) as e:
