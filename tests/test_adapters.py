@@ -121,8 +121,12 @@ def test_a_role_left_out_idles():
     want = full.step({**idle, **act})[0]
     for a in got:
         np.testing.assert_array_equal(got[a], want[a])
-    with pytest.raises(KeyError, match="no role"):
+    with pytest.raises(ValueError, match=r"^unknown role 'analyst' in actions \(roles: coordinator, "):
         some.step({"analyst": 0})
+    with pytest.raises(ValueError, match=r"^unknown role 'alert_triag' in actions \(did you mean 'alert_triage'\?\)"):
+        some.step({"alert_triag": 0})
+    with pytest.raises(ValueError, match=r"^actions must be a dict \{role: action\}, got list$"):
+        some.step([0, 1])
 
 
 def test_the_joint_view_by_hand():

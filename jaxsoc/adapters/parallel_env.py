@@ -28,6 +28,8 @@ moves (`role_action`). `state()` is the world state a centralised critic reads.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import jax
 import numpy as np
 from gymnasium import spaces as gym_spaces
@@ -37,6 +39,7 @@ import jaxsoc.env as soc
 from jaxsoc.adapters.joint import check_seed
 from jaxsoc.adapters.spaces import to_gymnasium
 from jaxsoc.env.spaces import Discrete, MultiDiscrete
+from jaxsoc.names import suggest
 
 
 def role_action(role: str, value, space: gym_spaces.Space) -> np.ndarray:
@@ -119,9 +122,12 @@ class SOCParallelEnv(ParallelEnv):
         """Every live role's action -> observations, rewards, terminations, truncations, infos."""
         if not self.agents:
             raise RuntimeError("the episode has ended (env.agents is empty): call reset()")
-        unknown = set(actions) - set(self.possible_agents)
-        if unknown:
-            raise KeyError(f"no role(s) {sorted(unknown)} in this env (roles: {self.possible_agents})")
+        if not isinstance(actions, Mapping):
+            raise ValueError(f"actions must be a dict {{role: action}}, got {type(actions).__name__}")
+        unknown = [a for a in actions if a not in self.possible_agents]
+        if unknown:  # as the JAX env's step refuses one (jaxsoc.env.spaces.check_action_dict)
+            raise ValueError(f"unknown role {unknown[0]!r} in actions{suggest(str(unknown[0]), self.possible_agents)} "
+                             f"(roles: {', '.join(self.possible_agents)})")
         # Every action checked before the key or the state moves: a refused step leaves the episode as it was.
         acts = {a: role_action(a, actions[a], self._action_spaces[a]) if a in actions else self._idle[a]
                 for a in self.possible_agents}
