@@ -125,6 +125,8 @@ def test_valid_actions_step_as_before_under_jit_and_vmap(small):
     ("soc-v2", dict(stealth=jnp.asarray(5.0)), r"stealth is a probability and must lie in \[0, 1\], got 5.0$"),
     ("soc-v2", dict(stealth=jnp.asarray(jnp.inf)), "stealth must be a finite number, got inf$"),
     ("cage4-like", dict(name="x"), r"name is the scenario's \('cage4-like'\) and is not a parameter to override$"),
+    ("soc-v2", dict(segment_names=["dmz", "corp", "dmz", "ot", "corp"]),
+     "segment_names repeats 'corp', 'dmz': each segment needs its own name$"),
 ])
 def test_numpy_and_jax_numbers_are_checked_as_python_ones(scenario, overrides, message):
     with pytest.raises(ValueError, match=message) as err:
