@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
+from jaxsoc.names import suggest
+
 
 class WorldEnv:
     """Base of every world's env (module docstring). Subclasses set `default_params`, `agents`,
@@ -46,10 +48,16 @@ class WorldEnv:
         return {a: [a] for a in self.agents}
 
     def observation_space(self, agent: str):
-        return self.observation_spaces[agent]
+        return self.observation_spaces[self.known_agent(agent)]
 
     def action_space(self, agent: str):
-        return self.action_spaces[agent]
+        return self.action_spaces[self.known_agent(agent)]
+
+    def known_agent(self, agent: str) -> str:
+        """`agent`, or a one-line `ValueError` with a close match (a bare KeyError named no agent)."""
+        if agent not in self.action_spaces:
+            raise ValueError(f"unknown agent {agent!r}{suggest(str(agent), self.agents)} (agents: {', '.join(self.agents)})")
+        return agent
 
     def params_or_default(self, params):
         """`params`, or `default_params` where a method was called with `params=None`."""

@@ -74,3 +74,13 @@ def test_world_state_opens_with_the_observers_observations(scenario, over, other
         obs, state, _, _, infos = env.step(jax.random.fold_in(key, t), state, actions, params)
         check(obs, infos["world_state"])
         check(env.get_obs(state, params), env.get_world_state(state, params))
+
+
+@pytest.mark.parametrize("scenario", ["soc-v2", "cage4-like", "retail", "banking", "soc-hybrid"])
+def test_an_unknown_agent_is_named_with_a_close_match(scenario):
+    env, _ = soc.make(scenario)
+    typo = env.agents[0][:-1]
+    for space in (env.action_space, env.observation_space):
+        assert space(env.agents[0]) is not None
+        with pytest.raises(ValueError, match=rf"^unknown agent {typo!r} \(did you mean {env.agents[0]!r}.*\) \(agents: "):
+            space(typo)
