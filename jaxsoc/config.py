@@ -173,7 +173,10 @@ def parse_sets(sets: Iterable[str]) -> dict:
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {item!r} conflicts with an earlier --set of {part!r}")
             node = child
-        node[parts[-1]] = parse_value(text)
+        # A text key (a run's name) keeps the text as typed: YAML would make `123` a number and
+        # `2024-01-01` a date, both refused as names, where --name takes them.
+        raw = text.strip()
+        node[parts[-1]] = raw if key in _NULLABLE and raw not in ("", "null", "~") else parse_value(text)
     return out
 
 
@@ -324,8 +327,8 @@ def validate(config: dict, scenarios: Iterable[str] | None = None) -> dict:
             f"{MAX_SEED:,}, the largest seed (uint32): lower seed or num_seeds"
         )
     module = algos.family_module(config["algo"])
-    for key in getattr(module, "POSITIVE", ()):
-        value = config[family][key]
+    for key in getattr(module, "POSITIVE", ()):  # dotted for a nested section (hmarl's sac, coordinator)
+        value = _get(config[family], key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"{family}.{key} must be positive, got {value!r}")
     if config["num_envs"] % config["devices"]:

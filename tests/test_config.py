@@ -70,6 +70,13 @@ def test_saved_config_is_a_layer_and_hash_tracks_training_keys():
     assert config.training_hash(resolve(saved=saved, sets=["env.max_steps=9"])) != config.training_hash(saved)
 
 
+def test_a_name_set_on_the_command_line_is_the_text_typed():
+    # YAML would read these as a number and a date; --name takes them as they are.
+    for text in ("123", "2024-01-01", "1e3"):
+        assert resolve(sets=[f"run.name={text}"])["run"]["name"] == text
+    assert resolve(sets=["run.name=null"])["run"]["name"].startswith("mappo-soc-v2-")  # null: the dated default
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -87,7 +94,7 @@ def test_saved_config_is_a_layer_and_hash_tracks_training_keys():
         (dict(sets=["num_envs=true"]), "num_envs must be an integer, got True"),
         (dict(sets=["num_envs=many"]), "num_envs must be an integer, got 'many'"),
         (dict(sets=["run.progress=1"]), "run.progress must be true or false"),
-        (dict(sets=["run.name=3"]), "run.name must be a str or null"),
+        (dict(flags={"run": {"name": 3}}), "run.name must be a str or null"),
         (dict(sets=["run.name=a/b"]), "run.name must be a plain folder name"),
         (dict(sets=["run.tensorboard=maybe"]), "run.tensorboard must be one of True, False, auto"),
         (dict(sets=["run.final_checkpoint=params"]), "run.final_checkpoint must be one of full, policy, got 'params'"),

@@ -253,6 +253,25 @@ def test_bad_hmarl_config_is_refused():
         config_lib.resolve(flags=config_lib.merge(SMALL, {"hmarl": {"shared_bufer": False}}))
 
 
+@pytest.mark.parametrize("section, message", [
+    # The nested sections are checked as the learners' own (sac's), not left to fail in the trainer
+    # (a 55-line traceback after compiling began, for target_entropy "abc").
+    ({"sac": {"target_entropy": "abc"}}, "hmarl.sac.target_entropy must be a number or null, got 'abc'"),
+    ({"sac": {"target_entropy": True}}, "hmarl.sac.target_entropy must be a number or null, got True"),
+    ({"sac": {"actor_lr": -1.0}}, "hmarl.sac.actor_lr must be positive, got -1.0"),
+    ({"sac": {"tau": 5.0}}, "hmarl.sac.tau must be in (0, 1], got 5.0"),
+    ({"sac": {"init_alpha": -1.0}}, "hmarl.sac.init_alpha must be positive"),
+    ({"sac": {"target_period": 0}}, "hmarl.sac.target_period must be positive, got 0"),
+    ({"coordinator": {"lr": -1.0}}, "hmarl.coordinator.lr must be positive, got -1.0"),
+    ({"coordinator": {"clip_eps": 0.0}}, "hmarl.coordinator.clip_eps must be positive"),
+    ({"coordinator": {"gae_lambda": 1.5}}, "hmarl.coordinator: need ent_coef >= 0, 0 <= gae_lambda <= 1"),
+])
+def test_hmarl_checks_its_nested_sections(section, message):
+    with pytest.raises(ValueError) as err:
+        config_lib.resolve(flags=config_lib.merge(SMALL, {"hmarl": section}))
+    assert message in str(err.value)
+
+
 @pytest.mark.slow  # a whole 2-seed hmarl compile; the hang's cause has a fast test in test_vmap_safety.py
 def test_two_seeds_through_the_engine(tmp_path):
     cfg = config_lib.resolve(flags=config_lib.merge(SMALL, {"num_seeds": 2, "run": {"dir": str(tmp_path),

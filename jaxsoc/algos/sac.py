@@ -64,7 +64,7 @@ DEFAULTS = {
     "max_grad_norm": 0.0,       # 0: no clipping (the reference clips nothing in SAC)
     "dqn": dict(op.DQN_DEFAULTS),  # the alert triage DQN
 }
-POSITIVE = op.POSITIVE + ("actor_lr", "critic_lr", "alpha_lr", "tau", "init_alpha", "target_period")
+POSITIVE = op.POSITIVE
 # Keys the update only computes with: a sweep (jaxsoc/sweep.py) trains grid points that differ
 # only in these in one program (tests/test_sweepable.py traces each and checks it is used).
 SWEEPABLE = ("actor_lr", "critic_lr", "alpha_lr", "gamma", "tau", "max_grad_norm", "init_alpha", "dqn.lr")
@@ -75,13 +75,28 @@ def validate(config: dict) -> None:
 
     op.validate_common(config, "sac")
     op.validate_dqn(config["sac"]["dqn"], "sac.dqn")
-    c = config["sac"]
-    if c["tau"] > 1:
-        raise ConfigError(f"sac.tau must be in (0, 1], got {c['tau']}")
-    if c["target_entropy"] is not None and not isinstance(c["target_entropy"], (int, float)):
-        raise ConfigError(f"sac.target_entropy must be a number or null, got {c['target_entropy']!r}")
-    if c["log_std_min"] >= c["log_std_max"]:
-        raise ConfigError("sac.log_std_min must be below sac.log_std_max")
+    validate_agent(config["sac"], "sac")
+
+
+SAC_POSITIVE = ("actor_lr", "critic_lr", "alpha_lr", "tau", "init_alpha", "target_period")
+
+
+def validate_agent(section: dict, where: str) -> None:
+    """The `SAC_KWARGS` of a section that builds a `SAC` agent (sac, hmarl.sac): one-line
+    ConfigError naming `where`."""
+    from jaxsoc.config import ConfigError
+
+    for key in SAC_POSITIVE:
+        value = section[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"{where}.{key} must be positive, got {value!r}")
+    if section["tau"] > 1:
+        raise ConfigError(f"{where}.tau must be in (0, 1], got {section['tau']}")
+    entropy = section["target_entropy"]
+    if entropy is not None and (isinstance(entropy, bool) or not isinstance(entropy, (int, float))):
+        raise ConfigError(f"{where}.target_entropy must be a number or null, got {entropy!r}")
+    if section["log_std_min"] >= section["log_std_max"]:
+        raise ConfigError(f"{where}.log_std_min must be below {where}.log_std_max")
 
 
 class SACState(NamedTuple):

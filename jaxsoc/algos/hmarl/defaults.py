@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from jaxsoc.algos import offpolicy as op
 from jaxsoc.algos.maddpg import AGENT_DEFAULTS as MADDPG_AGENT_DEFAULTS
-from jaxsoc.algos.maddpg import validate_agent
+from jaxsoc.algos.maddpg import validate_agent as validate_maddpg_agent
 from jaxsoc.algos.sac import DEFAULTS as SAC_DEFAULTS
 from jaxsoc.algos.sac import SAC_KWARGS
+from jaxsoc.algos.sac import validate_agent as validate_sac_agent
 
 # lr 1e-3 and entropy 0.001 with the attention-tied focus head: what learns on soc-strategic (5 of 5
 # seeds above the idle SOC, the explainer's weights far from uniform) and on soc-v2 (docs/strategic.md,
@@ -79,6 +80,10 @@ def validate(config: dict) -> None:
             raise ConfigError(f"hmarl.coordinator.{key} must be a positive integer")
     if not cc["focus_temperature"] > 0:
         raise ConfigError(f"hmarl.coordinator.focus_temperature must be positive, got {cc['focus_temperature']}")
-    if cc["capacity"] <= 0:
-        raise ConfigError("hmarl.coordinator.capacity must be positive")
-    validate_agent(c["maddpg"], "hmarl.maddpg")
+    validate_maddpg_agent(c["maddpg"], "hmarl.maddpg")
+    validate_sac_agent(c["sac"], "hmarl.sac")
+    for key in ("lr", "clip_eps", "vf_coef", "capacity"):
+        if isinstance(cc[key], bool) or not isinstance(cc[key], (int, float)) or not cc[key] > 0:
+            raise ConfigError(f"hmarl.coordinator.{key} must be positive, got {cc[key]!r}")
+    if not cc["ent_coef"] >= 0 or not 0 <= cc["gae_lambda"] <= 1 or not cc["max_grad_norm"] >= 0:
+        raise ConfigError("hmarl.coordinator: need ent_coef >= 0, 0 <= gae_lambda <= 1 and max_grad_norm >= 0")
