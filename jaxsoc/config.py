@@ -28,6 +28,7 @@ now reads otherwise). Runs saved before `scenario_spec` existed have none and re
 from __future__ import annotations
 
 import copy
+import decimal
 import hashlib
 import json
 import math
@@ -78,14 +79,20 @@ def check_choice(key: str, value: Any, choices: Iterable[Any]) -> None:
 
 # ----------------------------------------------------------------------------- YAML
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `5e6`, `1e-4`, `-2E+3` (no dot) as floats, as YAML 1.2 does."""
+    """SafeLoader that also reads scientific notation as numbers (plain PyYAML reads `5e6` as a
+    string): a whole number written without a dot and with a non-negative exponent (`5e6`, `1e2`,
+    `-2E+3`) as an integer, so it is one for integer keys everywhere (an env's sizes, a list of
+    layer widths), and the rest (`1e-4`, `2.5e3`) as floats, as YAML 1.2 does."""
 
 
+_WHOLE = "tag:jaxsoc,2026:whole-number"
+_Loader.add_implicit_resolver(_WHOLE, re.compile(r"^[-+]?[0-9][0-9_]*[eE]\+?[0-9]+$"), list("-+0123456789"))
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789"),
 )
+_Loader.add_constructor(_WHOLE, lambda loader, node: int(decimal.Decimal(loader.construct_scalar(node).replace("_", ""))))
 
 
 def parse_value(text: str) -> Any:
@@ -101,6 +108,8 @@ def load_yaml(path: str | os.PathLike, what: str = "config") -> dict:
     ConfigError naming the file otherwise. `what` names the kind of file in the messages
     ("config"; `jaxsoc.env.params.read_scenario_file` reads scenario files with it)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} file {str(path)!r} is a folder; give the YAML file's path")
     if not path.is_file():
         raise ConfigError(f"{what} file {str(path)!r} not found")
     try:
@@ -411,6 +420,9 @@ def resolve(
     if config_file is None and saved is None and (CONFIG_DIR / f"{algo}.yaml").is_file():
         config_file = CONFIG_DIR / f"{algo}.yaml"
         file_layer = load_yaml(config_file)
+    # A run's config.yaml (or --print-config's output) given as --config holds the scenario file's
+    # contents it was resolved with: they go with that scenario, as a saved run's do.
+    file_spec = file_layer.pop(SCENARIO_SPEC, None) if isinstance(file_layer, dict) else None
 
     _check_file_variant(file_layer, config_file, algo, family, sets_layer)
     schema = merge(base, {family: algos.default_section(algo)})
@@ -430,6 +442,8 @@ def resolve(
             # A resumed or loaded run keeps what it was trained on, whatever the file says now; a
             # run saved before scenario_spec has none and reads the file, as it always did.
             spec = saved_spec
+        elif file_spec is not None and config["scenario"] == file_layer.get("scenario"):
+            spec = file_spec  # a config file that records its scenario's contents is taken as written
         else:
             spec = read_scenario(config["scenario"])
         if spec is not None:

@@ -37,9 +37,16 @@ def test_scientific_notation_is_a_number_everywhere(tmp_path):
     assert cfg["scripted"]["rollout"] == 100 and isinstance(cfg["scripted"]["rollout"], int)
     assert cfg["num_envs"] == 2048
     assert config.parse_value("1e-4") == pytest.approx(1e-4)
-    assert config.parse_value("-3E+2") == -300.0
+    assert config.parse_value("-3E+2") == -300
     assert config.parse_value("5e6x") == "5e6x"
     assert resolve(flags={"total_steps": "5e6"})["total_steps"] == 5_000_000
+    # A whole number without a dot is an integer, so it is one where no schema says so: an env's
+    # sizes (refused as 100.0 before) and list entries; a dot or a negative exponent is a float.
+    for text, value in (("1e2", 100), ("-2E+3", -2000), ("1_0e2", 1000), ("1e20", 10**20), ("[1e2, 64]", [100, 64])):
+        assert config.parse_value(text) == value and type(config.parse_value(text)) is type(value)
+    assert type(config.parse_value("2.5e3")) is float and type(config.parse_value("1e-4")) is float
+    cfg = resolve(sets=["env.max_steps=1e2", "ppo.hidden_sizes=[1e2, 5e1]"])
+    assert cfg["env"]["max_steps"] == 100 and cfg["ppo"]["hidden_sizes"] == [100, 50]
 
 
 def test_layers_compose_in_order(tmp_path):
@@ -149,6 +156,20 @@ def test_a_scenario_files_contents_are_stored_beside_it_and_hashed(tmp_path, mon
     assert config.training_diff(cfg, edited) == ["scenario_spec.stealth: 0.9 -> 0.8"]
     # A preset stores nothing, so its hash (and every older run's) is what it was.
     assert "scenario_spec" not in resolve() and "scenario_spec" not in config.training_part(resolve())
+
+
+def test_a_runs_config_yaml_on_a_scenario_file_is_a_config_file_again(tmp_path, monkeypatch):
+    """`--config runs/x/config.yaml` (or --print-config's output) of a run on a scenario file: its
+    stored contents go with the scenario (was: "unknown config key 'scenario_spec'")."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.yaml").write_text("base: soc-v2\nstealth: 0.9\n")
+    cfg = scenario_config("my.yaml")
+    (tmp_path / "run.yaml").write_text(config.dump(cfg))
+    assert resolve(config_file=tmp_path / "run.yaml") == cfg  # round trip
+    (tmp_path / "my.yaml").write_text("base: soc-v2\nstealth: 0.1\n")  # the record wins, as on resume
+    assert resolve(config_file=tmp_path / "run.yaml")["scenario_spec"]["stealth"] == 0.9
+    (tmp_path / "other.yaml").write_text("base: soc-v2\nstealth: 0.3\n")  # another scenario: its own file
+    assert resolve(config_file=tmp_path / "run.yaml", sets=["scenario=other.yaml"])["scenario_spec"]["stealth"] == 0.3
 
 
 def test_a_saved_run_keeps_the_scenario_it_stored_whatever_the_file_says_now(tmp_path, monkeypatch):
