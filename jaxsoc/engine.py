@@ -420,7 +420,7 @@ def _open_checkpoints(run_dir: Path, cfg: dict, update: int | None, doing: str) 
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"cannot {doing}: {run_dir} has no config.yaml (not a run folder?)")
     if doing == "resume":
-        _check_resumed_config(run_dir, cfg)
+        check_resumed_config(run_dir, cfg)
         _refuse_unwritable(run_dir)
     ckpts = Checkpoints(run_dir / "checkpoints", keep=cfg["run"]["keep_checkpoints"], create=False)
     try:
@@ -450,7 +450,7 @@ def _check_meta(meta: dict, run_dir: Path, cfg: dict, doing: str) -> None:
         )
 
 
-def _check_resumed_config(run_dir: Path, cfg: dict) -> None:
+def check_resumed_config(run_dir: Path, cfg: dict) -> None:
     """CheckpointError when `cfg` is not the config `run_dir` was trained with (its config.yaml):
     another algorithm, or another training-relevant key (`config.training_hash`). Checked before
     anything else about the resume, so that e.g. a changed num_envs is named as such rather than

@@ -140,6 +140,19 @@ def test_resume_names_a_changed_algorithm_and_a_changed_training_key_first(saved
     refused([*resume, "--num-envs", "16"],
             f"cannot resume: {saved_run} was trained with a different config (num_envs: 8 -> 16)")
     refused([*resume, "--total-steps", "4000"], "different config (total_steps: 2000 -> 4000)")
+    # --print-config refuses what the run would (it printed num_envs: 16, exit 0)
+    refused([*resume, "--num-envs", "16", "--print-config"],
+            f"cannot resume: {saved_run} was trained with a different config (num_envs: 8 -> 16)")
+    code, out, err = main([*resume, "--print-config"])
+    assert code == 0 and "num_envs: 8" in out, err
+
+
+def test_print_config_refuses_more_devices_than_there_are(tmp_path):
+    import jax
+
+    n = len(jax.local_devices())
+    refused([*SMALL, "--num-envs", str(8 * (n + 1)), "--devices", str(n + 1), "--print-config"],
+            f"devices={n + 1} but only {n} local device(s)")
 
 
 # ----------------------------------------------------------------------------- damaged checkpoint

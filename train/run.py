@@ -213,10 +213,14 @@ def main(argv: list[str] | None = None) -> int:
             flags["run"] = {"dir": str(folder.parent), "name": folder.name}
         cfg = config_lib.resolve(args.config, flags, args.sets, saved=saved)
         if args.print_config:
-            # What a run refuses before compiling: the env settings (params only), what the
-            # learner refuses when its trainer is built (e.g. meta.tasks naming a field the env
-            # lacks), and the budget (less than one update, past the int32 step counters).
-            # Building a trainer builds no training program (0.0-0.13 s measured per learner).
+            # What a run refuses before compiling: a resume's changed training settings, more
+            # devices than there are, the env settings (params only), what the learner refuses
+            # when its trainer is built (e.g. meta.tasks naming a field the env lacks), and the
+            # budget (less than one update, past the int32 step counters). Building a trainer
+            # builds no training program (0.0-0.13 s measured per learner).
+            if args.resume is not None:
+                engine.check_resumed_config(Path(args.resume), cfg)
+            engine.make_mesh(cfg["devices"])
             env, env_params = engine.make_env_checked(cfg)
             try:
                 trainer = algos.make_train(cfg, env, env_params)
