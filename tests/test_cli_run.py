@@ -284,3 +284,17 @@ def test_print_config_refuses_what_the_learner_refuses_when_its_trainer_is_built
 def test_print_config_prints_a_learner_config_its_trainer_accepts():
     code, out, err = main(["--algo", "reptile", "--set", "meta.tasks=[[stealth, 0.3, 0.95]]", "--print-config"])
     assert code == 0 and yaml.safe_load(out)["meta"]["tasks"] == [["stealth", 0.3, 0.95]], err
+
+
+def test_ctrl_c_before_an_overwriting_run_wrote_offers_no_resume_of_the_earlier_run(saved_run, monkeypatch):
+    """`--overwrite` replaces the earlier folder only when the new run's first chunk is done; a
+    Ctrl-C before then offered `--resume` of the earlier run (refused, when it held a policy-only
+    checkpoint) as if it were the new one's."""
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "run", interrupted)
+    code, out, err = main([*SMALL, "--set", f"run.dir={saved_run.parent}", "--name", saved_run.name, "--overwrite"])
+    assert code == 130
+    assert err.strip() == (f"interrupted before the first update was logged: nothing was written, and the earlier "
+                           f"run in {saved_run} is as it was")

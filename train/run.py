@@ -100,9 +100,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def interrupted_message(run_dir: Path) -> str:
+def file_stamp(path: Path):
+    """(inode, modification time) of `path`, or None: whether a run wrote a folder's config.yaml."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def interrupted_message(run_dir: Path, earlier=None) -> str:
     """What to tell a user who stopped a run with Ctrl-C: how to continue it, if anything was
-    written (a new run's folder appears when its first chunk is done)."""
+    written (a new run's folder appears when its first chunk is done). `earlier`: the
+    `file_stamp` of the folder's config.yaml before a new run started (`--overwrite`), so an
+    earlier run the new one had not yet replaced is not offered for resuming."""
+    if earlier is not None and file_stamp(run_dir / "config.yaml") == earlier:
+        return (f"interrupted before the first update was logged: nothing was written, and the earlier "
+                f"run in {run_dir} is as it was")
     if not (run_dir / "config.yaml").is_file():
         return "interrupted before the first update was logged: nothing was written"
     from jaxsoc.checkpoints import Checkpoints
@@ -195,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.name is not None:
         flags["run"] = {"name": args.name}
-    cfg = None
+    cfg, earlier = None, None
     try:
         if args.resume is not None and args.overwrite:
             raise ConfigError("--resume continues a run folder; --overwrite would replace it: pick one")
@@ -229,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             engine.check_budget(cfg, trainer)
             print(config_lib.dump(cfg), end="")
             return 0
+        # A new run replaces an --overwrite'n folder only when its first chunk is done.
+        earlier = None if args.resume else file_stamp(Path(cfg["run"]["dir"]) / cfg["run"]["name"] / "config.yaml")
         result = engine.run(cfg, resume=args.resume, from_update=args.from_update, overwrite=args.overwrite)
     except ConfigError as e:
         cli.print_error(parser.prog, str(e))
@@ -238,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\ninterrupted", file=sys.stderr)
         else:
             run_dir = Path(args.resume or Path(cfg["run"]["dir"]) / cfg["run"]["name"])
-            print("\n" + interrupted_message(run_dir), file=sys.stderr)
+            print("\n" + interrupted_message(run_dir, earlier), file=sys.stderr)
         return 130
     steps = result.updates * result.trainer.env_steps_per_update
     if not distributed.is_primary():
