@@ -145,6 +145,25 @@ def test_notes_short_windows_and_paper_rows_only_on_the_papers_env(tmp_path):
     assert not table.has_paper_rows and "hosts_per_segment=8" in table.title
 
 
+def test_run_folders_are_found_through_links_and_not_inside_a_run(tmp_path):
+    """A folder of links to runs is a way to group them (rglob did not follow the links: "no run
+    folders under ..."); a link back up the tree is walked once; a run's own subfolders are not
+    searched (a checkpoint tree holds thousands of files)."""
+    real = tmp_path / "real"
+    a = fake_run(real, "a", "rule-soar", 0, [[(10, R(0, 0))]])
+    b = fake_run(real, "b", "rule-soar", 1, [[(10, R(0, 0))]])
+    (a / "checkpoints" / "nested").mkdir(parents=True)
+    (a / "checkpoints" / "nested" / "config.yaml").write_text("not a run's")
+    group = tmp_path / "group"
+    group.mkdir()
+    (group / "first").symlink_to(a, target_is_directory=True)
+    (group / "second").symlink_to(b, target_is_directory=True)
+    (group / "loop").symlink_to(group, target_is_directory=True)
+    assert runs.run_folders_below(group) == [group / "first", group / "second"]
+    assert [r.path.name for r in runs.find_runs([group])] == ["first", "second"]
+    assert runs.run_folders_below(real) == [a, b]
+
+
 def test_methods_that_differ_are_labelled(tmp_path):
     fake_run(tmp_path, "k5", "rule-soar", 0, [[(10, R(0, 0))]])
     fake_run(tmp_path, "k10", "rule-soar", 0, [[(10, R(0, 0))]], env={"directive_period": 10})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -177,6 +178,23 @@ def read_run(path: str | Path) -> RunInfo:
     return RunInfo(path, cfg)
 
 
+def run_folders_below(root: Path) -> list[Path]:
+    """The run folders (holding a config.yaml) below `root`, sorted, through linked folders too
+    (a folder of links to runs is a way to group them; each real folder is walked once), and not
+    into a run folder's own subfolders (its checkpoints hold thousands of files and no run)."""
+    found, walked = [], set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in walked:  # a link back up the tree, or two links to one folder
+            subfolders[:] = []
+            continue
+        walked.add(real)
+        if Path(folder) != root and "config.yaml" in files:
+            found.append(Path(folder))
+            subfolders[:] = []
+    return sorted(found)
+
+
 def find_runs(paths: Iterable[str | Path]) -> list[RunInfo]:
     """Run folders at or below each path (a run folder, or any folder holding run folders).
 
@@ -188,11 +206,7 @@ def find_runs(paths: Iterable[str | Path]) -> list[RunInfo]:
         root = Path(root)
         if not root.exists():
             raise AnalysisError(f"{root} does not exist")
-        if (root / "config.yaml").is_file():
-            found = [root]
-        else:
-            found = sorted(p.parent for p in root.rglob("config.yaml") if p.parent != root)
-            # a run folder's own subfolders (checkpoints/...) never hold a config.yaml
+        found = [root] if (root / "config.yaml").is_file() else run_folders_below(root)
         if not found:
             raise AnalysisError(f"no run folders (with a config.yaml) under {root}")
         for path in found:
