@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -104,6 +105,10 @@ def main(argv=None) -> int:
         from jaxsoc.replay import summary, trace
 
         record = trace.record(policy, seed, args.episodes)
+        if args.force:  # what --force replaces is the earlier replay: its other episodes go too
+            for stale in earlier_animations(out):
+                if stale not in outputs:
+                    stale.unlink()
         out.mkdir(parents=True, exist_ok=True)
         (out / "trace.json").write_text(json.dumps(record) + "\n")
         written = [out / "trace.json"]
@@ -119,6 +124,13 @@ def main(argv=None) -> int:
         return 0
 
     return cli.guarded(work, parser.prog)
+
+
+def earlier_animations(out: Path) -> list[Path]:
+    """The `episode_<i>.gif|mp4` a replay wrote in `out` (none if `out` is missing)."""
+    if not out.is_dir():
+        return []
+    return sorted(p for p in out.iterdir() if p.is_file() and re.fullmatch(r"episode_[0-9]+\.(gif|mp4)", p.name))
 
 
 def cli_error(message: str):

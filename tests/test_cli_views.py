@@ -108,6 +108,20 @@ def test_replay_never_overwrites_an_earlier_replay_without_force(tmp_path, capsy
     assert snapshot(out) == {out / "notes.txt": b"mine", out / "summary.png": b"an earlier summary"}
 
 
+def test_replay_force_replaces_the_earlier_replay_whole(tmp_path, capsys):
+    """--force left an earlier replay's other episode animations beside the new trace."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("episode_0.gif", "episode_1.gif", "episode_7.mp4", "trace.json", "summary.png"):
+        (out / name).write_text("earlier")
+    (out / "notes.txt").write_text("mine")
+    argv = SCRIPTED + ["--set", "env.hosts_per_segment=4", "--set", "env.max_steps=5", "--episodes", "1",
+                       "--animate", "0", "--out", str(out), "--force"]
+    assert replay_tool.main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "summary.png", "trace.json"]
+    assert (out / "notes.txt").read_text() == "mine" and (out / "trace.json").read_text() != "earlier"
+
+
 # ----------------------------------------------------------------------------- eval/table.py
 @pytest.mark.parametrize("argv, message", [
     (["--window", "0"], "--window: expected a positive integer, got '0'"),
