@@ -140,9 +140,21 @@ class Checkpoints:
             max_to_keep=keep, create=create, cleanup_tmp_directories=create
         )
         self._manager = self._open()
+        # orbax binds one handler to the "state" item for a manager's life, by the first args it
+        # sees: standard (saves, whole or policy-only restores) or pytree (restores that skip
+        # leaves). A run's fallback past a damaged policy-only checkpoint to a full one needs both.
+        self._handler = None
 
     def _open(self) -> ocp.CheckpointManager:
         return ocp.CheckpointManager(self.directory, options=self._options, item_names=("state", "meta"))
+
+    def _use(self, handler: str) -> None:
+        """The manager, reopened when its "state" handler is bound to the other kind."""
+        if self._handler not in (None, handler):
+            self.wait()
+            self._manager.close()
+            self._manager = self._open()
+        self._handler = handler
 
     def latest(self) -> int | None:
         """The newest committed update, or None."""
@@ -156,6 +168,7 @@ class Checkpoints:
         `meta` (JSON) as `update`, once the previous save is committed (its failure is raised
         here, as `wait` words it)."""
         self.wait()
+        self._use("standard")
         if not jax.tree.leaves(state):  # orbax's temporary folder for this step, as its warning names it
             _EMPTY_STATE_MERGE.folders.add(str(self.directory / f"{update}.orbax-checkpoint-tmp") + os.sep)
         self._manager.save(
@@ -201,6 +214,7 @@ class Checkpoints:
             target = treedef.unflatten([a if w else ocp.PLACEHOLDER for a, w in zip(leaves, wanted)])
         if saved_only_wanted:  # the saved tree has None where `target` has placeholders
             target = jax.tree.map(lambda a: None if a is ocp.PLACEHOLDER else a, target)
+        self._use("standard" if wanted is None or saved_only_wanted else "pytree")
         try:
             if wanted is None or saved_only_wanted:
                 args = ocp.args.StandardRestore(target)

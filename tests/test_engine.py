@@ -393,6 +393,25 @@ def test_a_policy_only_last_checkpoint_names_the_full_one_to_resume_from(interru
 
 
 @ORBAX_FAILED_READS
+def test_a_damaged_policy_only_checkpoint_names_the_full_one_before_it(interrupted, tmp_path):
+    """The fallback read the older, full checkpoint with the other orbax handler than the one
+    the policy-only read had bound ("Item 'state' and args PyTreeRestoreArgs"), and said that no
+    older checkpoint was readable."""
+    root, flags = interrupted
+    run_dir = tmp_path / "resumed"
+    shutil.copytree(root / "interrupted", run_dir)
+    policy = config_lib.merge(flags, {"run": {"final_checkpoint": "policy"}})
+    finished = run(tmp_path, "ignored", resume=run_dir, **policy)  # 4 whole, 6 the policy only
+    damage(run_dir, 6)
+    with pytest.raises(CheckpointError, match=r"cannot load: checkpoint 6 .* the newest readable one is 4: use it "
+                                              r"with update=4"):
+        engine.load(run_dir, make_env=toys.make_toy_env, policy_only=True)
+    older = engine.load(run_dir, make_env=toys.make_toy_env, policy_only=True, update=4)
+    assert older.updates == 4 and jax.tree.leaves(older.state.params)
+    assert not leaves_equal(older.state.params, finished.state.params)  # update 4's, not 6's
+
+
+@ORBAX_FAILED_READS
 def test_resume_refuses_what_it_cannot_continue(interrupted, tmp_path):
     root, flags = interrupted
     src = root / "interrupted"
