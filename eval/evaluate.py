@@ -119,10 +119,18 @@ def main(argv=None) -> int:
             for run in found:  # every run refused now, not after the ones before it are evaluated
                 protocols.check_evaluation(run.path, update=args.update, scenario=args.scenario, episodes=args.episodes,
                                            greedy=not args.stochastic, batch=args.batch, reuse=not args.force)
+            evaluated = []
             for run in found:
+                # Written after every run is evaluated: a checkpoint found damaged only when its
+                # arrays are read (the checks above read metadata) leaves no folder half done.
                 rec = protocols.evaluate_run(run.path, args.episodes, update=args.update, greedy=not args.stochastic,
-                                             batch=args.batch, scenario=args.scenario, write=not args.no_write,
+                                             batch=args.batch, scenario=args.scenario, write=False,
                                              reuse=not args.force)
+                evaluated.append((run, rec))
+            for run, rec in evaluated:
+                if not args.no_write and not rec.get("reused"):
+                    protocols.write_evaluation(run.path, {k: v for k, v in rec.items()
+                                                          if k not in ("per_episode", "reused")}, rec["per_episode"])
                 where = args.scenario or run.scenario
                 ck = rec.get("checkpoint_update")
                 head = f"{run.path}: {runs.display_name(run.algo)} on {where}" + (

@@ -119,6 +119,29 @@ def test_evaluate_refuses_an_out_it_cannot_write(tools, tmp_path, capsys):  # 15
     assert files(tmp_path) == [pathlib.Path("file")]
 
 
+def test_evaluate_writes_no_folder_when_a_later_checkpoint_cannot_be_read(tools, tmp_path, capsys):
+    """A checkpoint whose metadata passes but whose arrays cannot be read is found only when the
+    learner is rebuilt; the run evaluated before it had its evaluation.json written already."""
+    from jaxsoc import engine
+    from jaxsoc.checkpoints import Checkpoints
+
+    evaluate = tools[1]
+    small = {"hosts_per_segment": 4, "max_steps": 5}
+    for name, algo in (("a-scripted", "random"), ("b-learner", "mappo")):
+        cfg = config_lib.resolve(flags={"algo": algo, "scenario": "soc-v2", "num_envs": 8, "total_steps": 2048,
+                                        "env": small, "run": {"name": name, "dir": str(tmp_path)}})
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(cfg))
+    ckpts = Checkpoints(tmp_path / "b-learner" / "checkpoints")  # the right metadata, another state
+    ckpts.save(1, {"x": np.zeros(2)}, engine.checkpoint_meta(cfg, 1, 8 * 128, 0.0))
+    ckpts.wait()
+    ckpts.close()
+    before = files(tmp_path)
+    assert evaluate.main([str(tmp_path), "--episodes", "2"]) == 2
+    assert one_line(capsys).startswith(f"eval/evaluate.py: error: cannot rebuild the policy of {tmp_path / 'b-learner'}")
+    assert files(tmp_path) == before  # a-scripted evaluated, not written
+
+
 def test_evaluate_checks_every_run_and_its_update_before_evaluating_any(tools, tmp_path, capsys):  # 14, 16
     evaluate = tools[1]
     scripted = run_folder(tmp_path, "scripted", "random", checkpoint=1)
