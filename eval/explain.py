@@ -110,7 +110,7 @@ def main(argv=None) -> int:
                                                        title=f"{Path(run).name}, seed {config['seed']}: "
                                                        "explainer attention beside the ground truth")
                     written = figs.save(fig, figure_stem(run, args.out), FORMATS)
-        rows[f"{Path(run).name} mean over {num_seeds} seeds"] = explain.mean_statistics(per_seed)
+        rows[f"{Path(run).name} mean over {num_seeds} seed{'s' if num_seeds != 1 else ''}"] = explain.mean_statistics(per_seed)
         drawn = (f"figure ({len(examples)} decisions): {', '.join(map(str, written))}" if written
                  else f"no figure (no decision of seed {config['seed']} with a segment under attack)")
         print(f"# {run}: {args.episodes} held-out episodes per seed; {drawn}")

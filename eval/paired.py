@@ -115,9 +115,11 @@ def read_evaluation(runs: str) -> dict:
     """One side's evaluation record: a run folder's evaluation.json, or several folders' (`a,b`)
     with their seeds combined (module docstring)."""
     records, paths = [], []
+    if any(not run.strip() for run in runs.split(",")):
+        raise ValueError(f"{runs!r} has an empty entry: give run folders separated by single commas")
     for run in runs.split(","):
         path = Path(run) / "evaluation.json"
-        if not run or not path.is_file():
+        if not path.is_file():
             raise ValueError(f"{run!r} has no evaluation.json: run eval/evaluate.py {run} first")
         records.append(read_record(path))
         paths.append(path)

@@ -166,7 +166,8 @@ def add_run_arguments(p: argparse.ArgumentParser, window_help: str, metrics_help
 def check_run_arguments(p: argparse.ArgumentParser, args) -> tuple:
     """`(window, episodes)` of `add_run_arguments`' flags, defaults filled in, after refusing
     (`p.error`) the combinations that would be ignored: --episodes or --no-evaluate with the paper
-    protocol (it reads the training logs), --episodes with --no-evaluate, an empty --metrics."""
+    protocol (it reads the training logs), --episodes with --no-evaluate, an empty --metrics or
+    one naming a metric twice."""
     from jaxsoc.analysis.tables import PAPER_WINDOW
 
     if args.protocol == "paper":
@@ -177,6 +178,9 @@ def check_run_arguments(p: argparse.ArgumentParser, args) -> tuple:
         p.error("--episodes sets how runs are evaluated, and --no-evaluate evaluates none")
     if args.metrics is not None and not args.metrics:
         p.error("--metrics: no metric given")
+    repeated = sorted({m for m in args.metrics or () if args.metrics.count(m) > 1})
+    if repeated:  # the column would be printed twice
+        p.error(f"--metrics names {', '.join(repeated)} more than once")
     return (PAPER_WINDOW if args.window is None else args.window,
             1000 if args.episodes is None else args.episodes)
 
@@ -202,18 +206,26 @@ def print_error(prog: str, message: str) -> None:
 
 def guarded(main: Callable[[], int], prog: str) -> int:
     """Runs `main`; AnalysisError/ConfigError (and their kin) -> '<prog>: error: ...' on stderr,
-    exit 2; Ctrl-C -> exit 130."""
+    exit 2; Ctrl-C -> exit 130; a closed output pipe (`| head`) -> exit 1 without a traceback."""
     from jaxsoc.analysis.runs import AnalysisError
     from jaxsoc.config import ConfigError
 
     try:
-        return main()
+        code = main()
+        sys.stdout.flush()  # inside the try: a pipe closed by `| head` is found here, not at exit
+        return code
     except (AnalysisError, ConfigError) as e:
         print_error(prog, str(e))
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `tool | head` closed the pipe: stop quietly (Python's documented recipe:
+        try:                 # stdout onto /dev/null, so the interpreter's last flush raises nothing)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a file descriptor (captured)
+            pass
+        return 1
 
 
 def use_agg() -> None:

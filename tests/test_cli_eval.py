@@ -119,6 +119,14 @@ def test_evaluate_refuses_an_out_it_cannot_write(tools, tmp_path, capsys):  # 15
     assert files(tmp_path) == [pathlib.Path("file")]
 
 
+def test_evaluate_names_a_scenario_typo_as_the_users(tools, tmp_path, capsys):
+    evaluate = tools[1]
+    run = run_folder(tmp_path, "scripted", "random")
+    assert evaluate.main([str(run), "--scenario", "soc-v9", "--episodes", "2"]) == 2
+    assert one_line(capsys).startswith("eval/evaluate.py: error: unknown scenario 'soc-v9' to evaluate on "
+                                       "(did you mean 'soc-v2'?); known: ")
+
+
 def test_evaluate_writes_no_folder_when_a_later_checkpoint_cannot_be_read(tools, tmp_path, capsys):
     """A checkpoint whose metadata passes but whose arrays cannot be read is found only when the
     learner is rebuilt; the run evaluated before it had its evaluation.json written already."""
@@ -203,16 +211,17 @@ def test_paired_names_a_malformed_evaluation_file(tools, tmp_path, capsys, conte
     ("other", "", "--metrics names no metric (e.g. --metrics return,csr)"),  # 18
     ("other", "return,return", "--metrics names return more than once"),  # 19
     ("good", "return", "{good} is on both sides (A and B): compare two different runs"),
+    ("other,", "return", "'{other},' has an empty entry: give run folders separated by single commas"),
 ])
 def test_paired_refuses_empty_or_repeated_metrics_and_a_run_compared_with_itself(tools, tmp_path, capsys, side_b,
                                                                                   metrics, message):
     paired = tools[2]
     good, other = evaluation(tmp_path / "good", GOOD), evaluation(tmp_path / "other", {**GOOD, "run": "o"})
-    b = {"good": good + "/", "other": other}[side_b]  # the same folder, written another way
+    b = {"good": good + "/", "other": other, "other,": other + ","}[side_b]  # "good/": the same folder
     with pytest.raises(SystemExit) as exit_:
         paired.main([good, b, "--metrics", metrics])
     assert exit_.value.code == 2
-    assert one_line(capsys) == f"eval/paired.py: error: {message.format(good=good)} (see --help)"
+    assert one_line(capsys) == f"eval/paired.py: error: {message.format(good=good, other=other)} (see --help)"
     assert paired.main([good, other, "--metrics", "return"]) == 0  # the same files, asked properly
 
 

@@ -473,3 +473,21 @@ def test_mixer_gain_refuses_bad_counts(tmp_path, capsys, argv, match):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0], err
+
+
+def test_guarded_turns_expected_failures_into_one_line_and_a_status(capsys):
+    from jaxsoc import cli
+    from jaxsoc.analysis.runs import AnalysisError
+
+    def refuse():
+        raise AnalysisError("runs/x does not exist")
+
+    assert cli.guarded(refuse, "eval/tool.py") == 2
+    assert capsys.readouterr().err == "eval/tool.py: error: runs/x does not exist\n"
+
+    def closed_pipe():  # `eval/evaluate.py --json | head`: a traceback before
+        raise BrokenPipeError(32, "Broken pipe")
+
+    assert cli.guarded(closed_pipe, "eval/tool.py") == 1
+    assert capsys.readouterr().err == ""
+    assert cli.guarded(lambda: 0, "eval/tool.py") == 0

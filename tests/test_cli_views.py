@@ -135,6 +135,7 @@ def test_replay_force_replaces_the_earlier_replay_whole(tmp_path, capsys):
     (["--formats", "", "--out", "OUT"], "--formats: no table format given (md, csv, tex)"),
     (["--formats", "md,xls", "--out", "OUT"], "--formats: unknown table format 'xls' (md, csv, tex)"),
     (["--metrics", ""], "--metrics: no metric given"),
+    (["--metrics", "return,csr,return"], "--metrics names return more than once"),
     (["--protocol", "paper", "--metrics", "return,foo"], "unknown metric 'foo' (known: alert_precision, csr,"),
     (["--out", "/proc/x"], "cannot write /proc/x"),
     (["--out", "FILE"], "exists and is not a folder"),

@@ -32,6 +32,7 @@ import numpy as np
 from jaxsoc import xla
 from jaxsoc.analysis import runs as runs_lib
 from jaxsoc.analysis.runs import AnalysisError, Group, MethodResult, RunInfo, SeedResult
+from jaxsoc.names import suggest
 
 WINDOW_EPISODES = 2000
 HELDOUT_STREAM = 0x0E7A_1D0E  # fold_in constant of the held-out evaluation keys
@@ -326,6 +327,11 @@ def check_evaluation(run_dir: str | Path, *, update: int | None = None, scenario
     from jaxsoc import config as config_lib, engine, policy
     from jaxsoc.config import ConfigError
 
+    known = config_lib.known_scenarios() if make_env is None else None
+    if scenario is not None and known is not None and not config_lib.is_scenario_file(scenario) \
+            and scenario not in known:  # the user's typo, not the run's config
+        raise AnalysisError(f"unknown scenario {scenario!r} to evaluate on{suggest(scenario, known)}; "
+                            f"known: {', '.join(sorted(known))}")
     checked = policy.check_run(run_dir, algo=algo, scenario=scenario, update=update)
     run = checked.run
     # The config the policy will be rebuilt from (as `policy.rebuild` resolves it).
