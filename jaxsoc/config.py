@@ -82,7 +82,20 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads scientific notation as numbers (plain PyYAML reads `5e6` as a
     string): a whole number written without a dot and with a non-negative exponent (`5e6`, `1e2`,
     `-2E+3`) as an integer, so it is one for integer keys everywhere (an env's sizes, a list of
-    layer widths), and the rest (`1e-4`, `2.5e3`) as floats, as YAML 1.2 does."""
+    layer widths), and the rest (`1e-4`, `2.5e3`) as floats, as YAML 1.2 does. A key given twice
+    in one mapping is refused (PyYAML keeps the last silently: `lr` twice trained on the second)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _WHOLE = "tag:jaxsoc,2026:whole-number"
@@ -115,12 +128,21 @@ def load_yaml(path: str | os.PathLike, what: str = "config") -> dict:
     try:
         data = yaml.load(path.read_text(), Loader=_Loader)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(e)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of {what} keys, got {type(data).__name__}")
     return data
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """PyYAML's error in one line: what and where (line and column from 1), without its caret
+    art and the `"<unicode string>"` it names instead of the file."""
+    mark = getattr(e, "problem_mark", None)
+    what = " ".join(filter(None, (getattr(e, "context", None), getattr(e, "problem", None)))) or str(e)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return " ".join(what.split()) + where
 
 
 def dump(config: Mapping) -> str:

@@ -253,10 +253,20 @@ def test_errors_name_their_source_file(tmp_path):
     with pytest.raises(ConfigError, match=r"mine.yaml: unknown config key 'num_envz' \(did you mean 'num_envs'"):
         resolve(path)
     path.write_text("num_envs: [4\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError) as err:
         resolve(path)
+    assert str(err.value) == (f"{path}: not valid YAML: while parsing a flow sequence expected ',' or ']', but "
+                              "got '<stream end>' (line 2, column 1)")  # one line, no caret art
     with pytest.raises(ConfigError, match="not found"):
         resolve(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="is a folder; give the YAML file's path"):
+        resolve(tmp_path)
+    # PyYAML keeps the last of a key given twice: the first value was dropped without a word
+    path.write_text("algo: mappo\nppo:\n  lr: 1e-3\n  lr: 3e-4\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML: key 'lr' is given twice \(line 4, column 3\)$"):
+        resolve(path)
+    path.write_text("base: &b {lr: 1}\nppo:\n  <<: *b\n  lr: 2\n")  # a merge key may be overridden
+    assert config.load_yaml(path)["ppo"] == {"lr": 2}
 
 
 def test_a_family_section_of_another_algorithm_is_refused(monkeypatch):
