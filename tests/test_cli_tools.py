@@ -482,12 +482,12 @@ def test_guarded_turns_expected_failures_into_one_line_and_a_status(capsys):
     def refuse():
         raise AnalysisError("runs/x does not exist")
 
-    assert cli.guarded(refuse, "eval/tool.py") == 2
-    assert capsys.readouterr().err == "eval/tool.py: error: runs/x does not exist\n"
+    assert cli.guarded(refuse, "eval/evaluate.py") == 2
+    assert capsys.readouterr().err == "eval/evaluate.py: error: runs/x does not exist\n"
 
     def closed_pipe():  # `eval/evaluate.py --json | head`: a traceback before
         raise BrokenPipeError(32, "Broken pipe")
 
-    assert cli.guarded(closed_pipe, "eval/tool.py") == 1
+    assert cli.guarded(closed_pipe, "eval/evaluate.py") == 1
     assert capsys.readouterr().err == ""
-    assert cli.guarded(lambda: 0, "eval/tool.py") == 0
+    assert cli.guarded(lambda: 0, "eval/evaluate.py") == 0

@@ -11,6 +11,7 @@ learner refuses, a budget under one update).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -26,9 +27,14 @@ MULTI_PROCESS = ("--coordinator", "--num-processes", "--process-id")
 READS_EARLIER_OUTPUT = "detector_scores="
 
 
+# The docs' `--devices 2` commands are for a machine with that many devices, which --print-config
+# checks: the helper's process gets 8 CPU devices.
+HELPER_ENV = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip())
+
+
 def helper(*args, stdin=None):
     out = subprocess.run([sys.executable, str(HELPER), *args], input=stdin, capture_output=True, text=True,
-                         cwd=REPO, timeout=600)
+                         cwd=REPO, timeout=600, env=HELPER_ENV)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout)
 
