@@ -127,27 +127,50 @@ def test_evaluate_names_a_scenario_typo_as_the_users(tools, tmp_path, capsys):
                                        "(did you mean 'soc-v2'?); known: ")
 
 
-def test_evaluate_writes_no_folder_when_a_later_checkpoint_cannot_be_read(tools, tmp_path, capsys):
-    """A checkpoint whose metadata passes but whose arrays cannot be read is found only when the
-    learner is rebuilt; the run evaluated before it had its evaluation.json written already."""
+def scripted_then_unreadable_learner(root):
+    """Two small runs: a scripted one (Rule-SOAR: the first in every tool's order), then a learner
+    whose checkpoint's metadata passes every check but whose arrays are another state's (found
+    only when the learner is rebuilt)."""
     from jaxsoc import engine
     from jaxsoc.checkpoints import Checkpoints
 
-    evaluate = tools[1]
     small = {"hosts_per_segment": 4, "max_steps": 5}
-    for name, algo in (("a-scripted", "random"), ("b-learner", "mappo")):
+    for name, algo in (("a-scripted", "rule-soar"), ("b-learner", "mappo")):
         cfg = config_lib.resolve(flags={"algo": algo, "scenario": "soc-v2", "num_envs": 8, "total_steps": 2048,
-                                        "env": small, "run": {"name": name, "dir": str(tmp_path)}})
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(cfg))
-    ckpts = Checkpoints(tmp_path / "b-learner" / "checkpoints")  # the right metadata, another state
+                                        "env": small, "run": {"name": name, "dir": str(root)}})
+        (root / name).mkdir()
+        (root / name / "config.yaml").write_text(yaml.safe_dump(cfg))
+        (root / name / "metrics.jsonl").write_text(json.dumps(  # one logged update, for the figures' curves
+            {"update": 1, "seed": 0, "env_steps": 1024, "time": 1.0, "metrics": {
+                "episodes": 4, "return": -1.0, "csr": 0.5, "fpr": 0.1, "mttd": 3.0, "mttr": 4.0}}) + "\n")
+    ckpts = Checkpoints(root / "b-learner" / "checkpoints")
     ckpts.save(1, {"x": np.zeros(2)}, engine.checkpoint_meta(cfg, 1, 8 * 128, 0.0))
     ckpts.wait()
     ckpts.close()
+
+
+def test_evaluate_writes_no_folder_when_a_later_checkpoint_cannot_be_read(tools, tmp_path, capsys):
+    """The run evaluated before the unreadable one had its evaluation.json written already."""
+    evaluate = tools[1]
+    scripted_then_unreadable_learner(tmp_path)
     before = files(tmp_path)
     assert evaluate.main([str(tmp_path), "--episodes", "2"]) == 2
     assert one_line(capsys).startswith(f"eval/evaluate.py: error: cannot rebuild the policy of {tmp_path / 'b-learner'}")
     assert files(tmp_path) == before  # a-scripted evaluated, not written
+
+
+def test_table_and_figures_write_no_evaluation_when_a_later_checkpoint_cannot_be_read(tmp_path, capsys):
+    import eval.figures as fg
+    import eval.table as tb
+
+    (tmp_path / "runs").mkdir()
+    scripted_then_unreadable_learner(tmp_path / "runs")
+    before = files(tmp_path)
+    assert tb.main([str(tmp_path / "runs"), "--protocol", "ours", "--episodes", "2"]) == 2
+    assert "cannot rebuild the policy of" in one_line(capsys)
+    assert fg.main([str(tmp_path / "runs"), "--protocol", "ours", "--episodes", "2", "--out", str(tmp_path / "f")]) == 2
+    assert "cannot rebuild the policy of" in one_line(capsys)
+    assert files(tmp_path) == before
 
 
 def test_evaluate_checks_every_run_and_its_update_before_evaluating_any(tools, tmp_path, capsys):  # 14, 16

@@ -506,14 +506,20 @@ def results_by_section(sections: Mapping, protocols: Sequence[str], window: int,
     held-out evaluation of `episodes` per seed, new ones only if `evaluate`), protocol by protocol,
     each computing `metrics` (default: each protocol's, `runs.default_metrics`)
     (eval/table.py and eval/figures.py; `check_ours` first, so a bad run is refused before any
-    evaluation is written)."""
-    results = {}
+    evaluation is written). The new evaluations are written into their run folders once every
+    result is computed: a checkpoint found damaged only when its arrays are read leaves none
+    written."""
+    results, pending = {}, []
     for protocol in protocols:
         for section, groups in sections.items():
             if protocol == "paper":
                 results[section, protocol] = [paper_protocol(g, window, metrics) for g in groups]
             else:
-                results[section, protocol] = [ours_protocol(g, episodes, metrics, evaluate=evaluate) for g in groups]
+                results[section, protocol] = [ours_protocol(g, episodes, metrics, evaluate=evaluate, pending=pending)
+                                              for g in groups]
+    for run_path, record in pending:
+        write_evaluation(run_path, {k: v for k, v in record.items() if k not in ("per_episode", "reused")},
+                         record["per_episode"])
     return results
 
 
@@ -530,15 +536,20 @@ def check_ours(groups: Sequence[Group], episodes: int = 1000, batch: int | None 
 
 def ours_protocol(group: Group, episodes: int = 1000, metrics: Sequence[str] | None = None,
                   evaluate: bool = True, batch: int | None = None, make_env: Callable | None = None,
-                  on_run: Callable[[RunInfo, dict], None] | None = None) -> MethodResult:
+                  on_run: Callable[[RunInfo, dict], None] | None = None,
+                  pending: list | None = None) -> MethodResult:
     """Per seed: greedy held-out evaluation of the group's runs (evaluating where not cached).
 
     With `evaluate=False` only cached evaluations are used (AnalysisError if one is missing).
+    `pending`: a list to append `(run folder, record)` of each new evaluation to instead of
+    writing it, for a caller that writes them once all are done.
     """
     parts: list[MethodResult] = []
     for run in group.runs:
         if evaluate:
-            record = evaluate_run(run.path, episodes, batch=batch, make_env=make_env)
+            record = evaluate_run(run.path, episodes, batch=batch, make_env=make_env, write=pending is None)
+            if pending is not None and not record.get("reused"):
+                pending.append((run.path, record))
         else:
             path = run.path / EVALUATION_FILE
             if not path.is_file():
