@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jaxsoc.env as soc  # noqa: E402
 from jaxsoc import cli  # noqa: E402
+from jaxsoc.names import repeated  # noqa: E402
 from jaxsoc.host import cpu_description  # noqa: E402
 from bench_env import make_runner  # noqa: E402
 from jaxsoc.env.params import SWITCHES  # noqa: E402
@@ -64,7 +65,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=cli.parse_positive_int, default=6)
     ap.add_argument("--with-obs", action="store_true", help="compute every observation (bench_env.py --with-obs)")
     args = ap.parse_args(argv)
-    twice = sorted({f for f in args.fixes if args.fixes.count(f) > 1})
+    twice = repeated(args.fixes)
     if twice:  # one program per fix, labelled by it: a second would replace the first
         ap.error(f"--fixes names {', '.join(twice)} twice")
     plan = programs(args.fixes)

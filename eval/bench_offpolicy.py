@@ -48,6 +48,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # uninstalled checkout
 from jaxsoc import algos, buffers, cli, config as config_lib  # noqa: E402
+from jaxsoc.names import repeated  # noqa: E402
 from jaxsoc.algos import offpolicy as op  # noqa: E402
 from jaxsoc.algos.dqn import DQN  # noqa: E402
 from jaxsoc.algos.maddpg import MADDPG  # noqa: E402
@@ -365,7 +366,7 @@ def _parse(argv):
     ap.add_argument("--reference", default=None,
                     help="the original HMARL-SOC code/ folder: time its PyTorch round in this run (needs torch)")
     args = ap.parse_args(argv)
-    twice = sorted({a for a in args.algos if args.algos.count(a) > 1})
+    twice = repeated(args.algos)
     if twice:
         ap.error(f"--algos names {', '.join(twice)} twice")
     if args.reference is not None and not os.path.isdir(args.reference):  # found out before the other timings

@@ -55,6 +55,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from jaxsoc import cli  # noqa: E402
+from jaxsoc.names import repeated  # noqa: E402
 from jaxsoc.host import cpu_description  # noqa: E402
 
 # name -> (algorithm, config overrides as `--set` strings). Hyper-parameters are each algorithm's
@@ -155,7 +156,7 @@ def _parse(argv=None):
             ap.error(f"{flag}: scenario file {name} does not exist")
         if not config.is_scenario_file(name) and name not in known:
             ap.error(f"unknown {flag} {name!r}{suggest(name, known)}; known: {', '.join(sorted(known))}")
-    twice = sorted({c for c in args.cases if args.cases.count(c) > 1})
+    twice = repeated(args.cases)
     if twice:
         ap.error(f"--cases names {', '.join(twice)} twice")
     refuse_ignored(ap, args)

@@ -36,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jaxsoc import cli  # noqa: E402
+from jaxsoc.names import repeated  # noqa: E402
 
 POSITIVE = {"envs": 1, "steps": 1, "window": 1, "train_windows": 256, "epochs": 1}
 
@@ -86,7 +87,7 @@ def parse_fractions(p, flag: str, text: str, closed_top: bool = True) -> list:
     for v in values:
         if not (0.0 <= v <= 1.0) or (not closed_top and v == 1.0):
             p.error(f"{flag} values must lie in [0, 1{']' if closed_top else ')'}, got {v}")
-    twice = sorted({v for v in values if values.count(v) > 1})
+    twice = repeated(values)
     if twice:  # one table row per value: a second would measure the same thing again
         p.error(f"{flag} gives {', '.join(f'{v:g}' for v in twice)} twice, in {text!r}")
     return values

@@ -127,10 +127,9 @@ def main(argv=None) -> int:
                                              batch=args.batch, scenario=args.scenario, write=False,
                                              reuse=not args.force)
                 evaluated.append((run, rec))
+            if not args.no_write:
+                protocols.write_evaluations([(run.path, rec) for run, rec in evaluated])
             for run, rec in evaluated:
-                if not args.no_write and not rec.get("reused"):
-                    protocols.write_evaluation(run.path, {k: v for k, v in rec.items()
-                                                          if k not in ("per_episode", "reused")}, rec["per_episode"])
                 where = args.scenario or run.scenario
                 ck = rec.get("checkpoint_update")
                 head = f"{run.path}: {runs.display_name(run.algo)} on {where}" + (

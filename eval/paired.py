@@ -44,6 +44,7 @@ from typing import Dict, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jaxsoc import cli  # noqa: E402
+from jaxsoc.names import repeated  # noqa: E402
 from jaxsoc.analysis import runs as runs_lib  # noqa: E402  (light: no JAX)
 from jaxsoc.analysis.intervals import mean_interval  # noqa: E402
 
@@ -130,9 +131,9 @@ def read_evaluation(runs: str) -> dict:
             raise ValueError(f"{paths[0]} and {path} were not evaluated with the same request "
                              f"({', '.join(SAME_SIDE)}): evaluate them with the same --episodes "
                              "(and --stochastic on both or neither)")
-        repeated = sorted(set(rec["seeds"]) & set(joined["seeds"]), key=int)
-        if repeated:
-            raise ValueError(f"seed {repeated[0]} is in more than one of {runs}: join runs of different seeds")
+        shared = sorted(set(rec["seeds"]) & set(joined["seeds"]), key=int)
+        if shared:
+            raise ValueError(f"seed {shared[0]} is in more than one of {runs}: join runs of different seeds")
         joined["seeds"].update(rec["seeds"])
     return joined
 
@@ -221,9 +222,9 @@ def main(argv=None) -> int:
         p.error(f"--level must lie strictly between 0 and 1, got {args.level}")
     if args.metrics is not None and not args.metrics:
         p.error("--metrics names no metric (e.g. --metrics return,csr)")
-    repeated = sorted({m for m in args.metrics or () if args.metrics.count(m) > 1})
-    if repeated:
-        p.error(f"--metrics names {', '.join(repeated)} more than once")
+    twice = repeated(args.metrics or [])
+    if twice:
+        p.error(f"--metrics names {', '.join(twice)} more than once")
     # A run compared with itself is a difference of zero, seed by seed: surely a mistyped side.
     same = {Path(r).resolve() for r in args.a.split(",") if r} & {Path(r).resolve() for r in args.b.split(",") if r}
     if same:

@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jaxsoc import cli  # noqa: E402
+from jaxsoc.names import repeated  # noqa: E402
 
 
 # The largest payoff matrix accepted: the exact solver works on it in float64 (size x size x 8
@@ -59,7 +60,7 @@ def main(argv=None) -> None:
     unknown = sorted(set(metas) - set(psro.META_SOLVERS))
     if unknown:
         ap.error(f"unknown meta-solver(s) {unknown}; expected some of {sorted(psro.META_SOLVERS)}")
-    twice = sorted({m for m in metas if metas.count(m) > 1})
+    twice = repeated(metas)
     if twice:
         ap.error(f"meta-solver(s) {twice} given twice in --meta")
     k_game, k_row, k_col, k_run = jax.random.split(jax.random.key(args.seed), 4)

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from jaxsoc.names import repeated
+
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (`<prog>: error: <message> (see --help)`), exit 2."""
@@ -178,9 +180,9 @@ def check_run_arguments(p: argparse.ArgumentParser, args) -> tuple:
         p.error("--episodes sets how runs are evaluated, and --no-evaluate evaluates none")
     if args.metrics is not None and not args.metrics:
         p.error("--metrics: no metric given")
-    repeated = sorted({m for m in args.metrics or () if args.metrics.count(m) > 1})
-    if repeated:  # the column would be printed twice
-        p.error(f"--metrics names {', '.join(repeated)} more than once")
+    twice = repeated(args.metrics or [])
+    if twice:  # the column would be printed twice
+        p.error(f"--metrics names {', '.join(twice)} more than once")
     return (PAPER_WINDOW if args.window is None else args.window,
             1000 if args.episodes is None else args.episodes)
 

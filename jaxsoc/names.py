@@ -1,10 +1,16 @@
 """How a refusal suggests the name the user meant: one function for every unknown name the
 package refuses (a config key, an algorithm, a scenario, an env parameter, an agent, a method),
-so every message reads the same way: `unknown scenario 'SOC-V2' (did you mean 'soc-v2'?)`."""
+so every message reads the same way: `unknown scenario 'SOC-V2' (did you mean 'soc-v2'?)`; and
+which names a list gives twice (`repeated`), for the refusals of a name given more than once."""
 from __future__ import annotations
 
 import difflib
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Sequence
+
+
+def repeated(items: Sequence) -> list:
+    """The items `items` gives more than once, sorted (each once): `["b", "a", "b"]` -> `["b"]`."""
+    return sorted({x for x in items if items.count(x) > 1})
 
 
 def suggest(word, options: Iterable) -> str:

@@ -64,32 +64,26 @@ DEFAULTS = {
     "max_grad_norm": 0.0,       # 0: no clipping (the reference clips nothing in SAC)
     "dqn": dict(op.DQN_DEFAULTS),  # the alert triage DQN
 }
-POSITIVE = op.POSITIVE
+# The keys of a SAC agent's section that must be positive (config.validate checks POSITIVE).
+SAC_POSITIVE = ("actor_lr", "critic_lr", "alpha_lr", "tau", "init_alpha", "target_period")
+POSITIVE = op.POSITIVE + SAC_POSITIVE
 # Keys the update only computes with: a sweep (jaxsoc/sweep.py) trains grid points that differ
 # only in these in one program (tests/test_sweepable.py traces each and checks it is used).
 SWEEPABLE = ("actor_lr", "critic_lr", "alpha_lr", "gamma", "tau", "max_grad_norm", "init_alpha", "dqn.lr")
 
 
 def validate(config: dict) -> None:
-    from jaxsoc.config import ConfigError
-
     op.validate_common(config, "sac")
     op.validate_dqn(config["sac"]["dqn"], "sac.dqn")
     validate_agent(config["sac"], "sac")
 
 
-SAC_POSITIVE = ("actor_lr", "critic_lr", "alpha_lr", "tau", "init_alpha", "target_period")
-
-
 def validate_agent(section: dict, where: str) -> None:
-    """The `SAC_KWARGS` of a section that builds a `SAC` agent (sac, hmarl.sac): one-line
-    ConfigError naming `where`."""
+    """The `SAC_KWARGS` of a section that builds a `SAC` agent (sac, hmarl.sac) beyond its
+    `SAC_POSITIVE` keys (which `config.validate` checks first, through the family's POSITIVE):
+    one-line ConfigError naming `where`."""
     from jaxsoc.config import ConfigError
 
-    for key in SAC_POSITIVE:
-        value = section[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ConfigError(f"{where}.{key} must be positive, got {value!r}")
     if section["tau"] > 1:
         raise ConfigError(f"{where}.tau must be in (0, 1], got {section['tau']}")
     entropy = section["target_entropy"]

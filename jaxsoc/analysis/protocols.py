@@ -435,6 +435,15 @@ def evaluate_run(
     return record
 
 
+def write_evaluations(evaluated: Sequence[tuple[Path, dict]]) -> None:
+    """Writes each `(run folder, record)` that `evaluate_run(write=False)` returned as
+    `evaluate_run` would have written it (a reused record is on disk already)."""
+    for run_path, record in evaluated:
+        if not record.get("reused"):
+            write_evaluation(run_path, {k: v for k, v in record.items() if k not in ("per_episode", "reused")},
+                             record["per_episode"])
+
+
 def write_evaluation(folder: str | Path, record: dict, per_episode: dict[str, np.ndarray]) -> None:
     """`<folder>/evaluation.json` (the record without its per-episode arrays) and
     `<folder>/evaluation.npz` (those arrays, `[seeds, episodes]` each), as `eval/paired.py` and
@@ -517,9 +526,7 @@ def results_by_section(sections: Mapping, protocols: Sequence[str], window: int,
             else:
                 results[section, protocol] = [ours_protocol(g, episodes, metrics, evaluate=evaluate, pending=pending)
                                               for g in groups]
-    for run_path, record in pending:
-        write_evaluation(run_path, {k: v for k, v in record.items() if k not in ("per_episode", "reused")},
-                         record["per_episode"])
+    write_evaluations(pending)
     return results
 
 
@@ -548,7 +555,7 @@ def ours_protocol(group: Group, episodes: int = 1000, metrics: Sequence[str] | N
     for run in group.runs:
         if evaluate:
             record = evaluate_run(run.path, episodes, batch=batch, make_env=make_env, write=pending is None)
-            if pending is not None and not record.get("reused"):
+            if pending is not None:
                 pending.append((run.path, record))
         else:
             path = run.path / EVALUATION_FILE

@@ -28,7 +28,7 @@ from flax import struct
 
 from jaxsoc.argtypes import is_integer, is_number, is_switch
 from jaxsoc.memory import machine_bytes
-from jaxsoc.names import suggest
+from jaxsoc.names import repeated, suggest
 
 AGENTS = ("coordinator", "threat_hunter", "alert_triage", "response_orchestrator")
 NUM_PHASES = 5  # recon, initial access, execution, lateral movement, exfiltration
@@ -696,9 +696,9 @@ def validate(p: EnvParams) -> None:
         if n != s:
             raise ValueError(f"{name} has {n} entries but the network has {s} segments "
                              f"(hosts_per_segment={p.hosts_per_segment})")
-    repeated = sorted({n for n in p.segment_names if p.segment_names.count(n) > 1})
-    if repeated:  # they label observation features, red's moves and the explainer's map
-        raise ValueError(f"segment_names repeats {', '.join(map(repr, repeated))}: each segment needs its own name")
+    twice = repeated(p.segment_names)
+    if twice:  # they label observation features, red's moves and the explainer's map
+        raise ValueError(f"segment_names repeats {', '.join(map(repr, twice))}: each segment needs its own name")
     for src, targets in enumerate(p.adjacency):
         for t in targets:
             if not (0 <= t < s):

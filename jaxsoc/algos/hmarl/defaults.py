@@ -5,7 +5,7 @@ from jaxsoc.algos import offpolicy as op
 from jaxsoc.algos.maddpg import AGENT_DEFAULTS as MADDPG_AGENT_DEFAULTS
 from jaxsoc.algos.maddpg import validate_agent as validate_maddpg_agent
 from jaxsoc.algos.sac import DEFAULTS as SAC_DEFAULTS
-from jaxsoc.algos.sac import SAC_KWARGS
+from jaxsoc.algos.sac import SAC_KWARGS, SAC_POSITIVE
 from jaxsoc.algos.sac import validate_agent as validate_sac_agent
 
 # lr 1e-3 and entropy 0.001 with the attention-tied focus head: what learns on soc-strategic (5 of 5
@@ -52,7 +52,9 @@ DEFAULTS = {
     "dqn": dict(op.DQN_DEFAULTS),                                             # the alert triage
     "maddpg": dict(MADDPG_AGENT_DEFAULTS),  # the response orchestrator
 }
-POSITIVE = op.POSITIVE
+# Dotted keys reach the nested sections (config.validate checks each before `validate` runs).
+POSITIVE = (op.POSITIVE + tuple(f"sac.{k}" for k in SAC_POSITIVE)
+            + tuple(f"coordinator.{k}" for k in ("lr", "clip_eps", "vf_coef", "capacity")))
 # Keys the update only computes with: a sweep (jaxsoc/sweep.py) trains grid points that differ
 # only in these in one program (tests/test_sweepable.py traces each and checks it is used).
 # The hierarchy is the SOC team's (a coordinator over the three tier-2 roles): SOC worlds only
@@ -82,8 +84,5 @@ def validate(config: dict) -> None:
         raise ConfigError(f"hmarl.coordinator.focus_temperature must be positive, got {cc['focus_temperature']}")
     validate_maddpg_agent(c["maddpg"], "hmarl.maddpg")
     validate_sac_agent(c["sac"], "hmarl.sac")
-    for key in ("lr", "clip_eps", "vf_coef", "capacity"):
-        if isinstance(cc[key], bool) or not isinstance(cc[key], (int, float)) or not cc[key] > 0:
-            raise ConfigError(f"hmarl.coordinator.{key} must be positive, got {cc[key]!r}")
     if not cc["ent_coef"] >= 0 or not 0 <= cc["gae_lambda"] <= 1 or not cc["max_grad_norm"] >= 0:
         raise ConfigError("hmarl.coordinator: need ent_coef >= 0, 0 <= gae_lambda <= 1 and max_grad_norm >= 0")
