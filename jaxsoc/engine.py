@@ -668,12 +668,16 @@ def run(
             progress.note(changed)
         progress.announce(run_dir)
         length = chunk_length(start, trainer.num_updates, cfg["run"]["chunk_updates"])
-        parts = ", ".join(["init"] * (not start) + [f"chunk of {length} update{'s' * (length > 1)}"] * (length > 0)
-                          + ["evaluation"] * (program.evaluate is not None))
-        with progress.compiling(parts):
-            compiled = compile_program(program, cfg, length)
-            if not start:  # host keys: every process passes the same, replicated input
-                state = program.init(np.asarray(seed_keys(cfg["seed"], cfg["num_seeds"])))
+        if length:
+            parts = ", ".join(["init"] * (not start) + [f"chunk of {length} update{'s' * (length > 1)}"]
+                              + ["evaluation"] * (program.evaluate is not None))
+            with progress.compiling(parts):
+                compiled = compile_program(program, cfg, length)
+                if not start:  # host keys: every process passes the same, replicated input
+                    state = program.init(np.asarray(seed_keys(cfg["seed"], cfg["num_seeds"])))
+        else:  # a finished run resumed: nothing to compile, run or log (its final state is returned)
+            compiled = None
+            progress.note(f"{run_dir} finished at update {start} of {trainer.num_updates}: nothing left to train")
         if resume is not None and distributed.is_primary():
             for name in ("metrics.jsonl", "eval.jsonl"):
                 run_log.truncate_jsonl(run_dir / name, start)
@@ -835,8 +839,10 @@ def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress
     update = start
     primary = distributed.is_primary()  # writes the folder's logs; every process checkpoints
     if not primary:
-        open_sinks = lambda _: run_log.ScalarSinks()  # noqa: E731 - logs nothing
-    sinks = open_sinks(run_dir) if ckpts is not None else None
+        open_sinks = lambda *_: run_log.ScalarSinks()  # noqa: E731 - logs nothing
+    # A resumed run with updates left logs from the update after its checkpoint (a new run opens
+    # its sinks with its folder, after its first chunk; a finished one opens none).
+    sinks = open_sinks(run_dir, start * steps_per_update + 1) if ckpts is not None and start < num_updates else None
 
     progress.open_bar()
     try:

@@ -131,7 +131,9 @@ class ScalarSinks:
 
 def scalar_sinks(cfg: dict):
     """Checks that the sinks `cfg` asks for can be made, before anything is written, and returns
-    `open(run_dir) -> ScalarSinks` to call once the run folder exists.
+    `open(run_dir, first_step=None) -> ScalarSinks` to call once the run folder exists;
+    `first_step`, for a resumed run, is the first x it logs: TensorBoard then hides the points an
+    earlier process logged from there on (W&B drops a step below its last, keeping the earlier).
 
     TensorBoard: `run.tensorboard` (true, false, "auto": when tensorboardX or torch is installed),
     events in `<run>/tensorboard/`. Weights & Biases: `run.wandb` names a project; `wandb` is
@@ -151,8 +153,16 @@ def scalar_sinks(cfg: dict):
         except ImportError:
             raise ConfigError(f"run.wandb is {project!r} but wandb is not installed (pip install wandb)") from None
 
-    def open_sinks(run_dir: Path) -> ScalarSinks:
-        tb = writer_class(str(run_dir / "tensorboard")) if writer_class is not None else None
+    def open_sinks(run_dir: Path, first_step: int | None = None) -> ScalarSinks:
+        # A resumed run logs again from the step after its checkpoint: `purge_step` writes a
+        # session start there, and TensorBoard's reader drops the points an earlier process logged
+        # at that step or later (those after the checkpoint, which the resumed run logs again).
+        # Its own file name too: event files are named by the second they are opened in, and a
+        # writer opening an existing name empties it.
+        tb = None
+        if writer_class is not None:
+            tb = writer_class(str(run_dir / "tensorboard"), purge_step=first_step,
+                              filename_suffix="" if first_step is None else f".from-{first_step}")
         wandb_run = None
         if wandb is not None:
             id_file = run_dir / WANDB_ID_FILE

@@ -530,7 +530,7 @@ def test_no_overwrite_without_overwrite(tmp_path, monkeypatch):
     scalars = []
 
     class FakeWriter:
-        def __init__(self, logdir):
+        def __init__(self, logdir, **options):
             self.logdir = logdir
 
         def add_scalar(self, tag, value, step):
@@ -560,25 +560,64 @@ def test_no_overwrite_without_overwrite(tmp_path, monkeypatch):
     assert (stranger / "thesis.tex").exists()
 
 
-def test_tensorboard_events_have_one_point_per_update(tmp_path):
-    """The real writer (tensorboardX, the `tensorboard` extra that the dev extra and so CI
-    install): its event file holds each update's mean over seeds at that update's env steps."""
+def tensorboard_points(folder, tag="train/loss"):
+    """(step, value) of `tag` in the event files of `folder`, read as TensorBoard does: files in
+    name order, and a session start at step s hides the points read before it at steps >= s."""
     import struct
 
     event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2")
+    points = []
+    for events in sorted(folder.iterdir()):
+        data, at = events.read_bytes(), 0
+        while at < len(data):  # TFRecord: length (8 bytes), its CRC (4), the record, its CRC (4)
+            (length,) = struct.unpack("<Q", data[at:at + 8])
+            event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
+            if event.HasField("session_log") and event.session_log.status == event.session_log.START:
+                points = [p for p in points if p[0] < event.step]
+            points += [(event.step, v.simple_value) for v in event.summary.value if v.tag == tag]
+            at += 16 + length
+    return points
+
+
+def test_tensorboard_events_have_one_point_per_update(tmp_path):
+    """The real writer (tensorboardX, the `tensorboard` extra that the dev extra and so CI
+    install): its event file holds each update's mean over seeds at that update's env steps."""
     done = run(tmp_path, "tb", num_seeds=2, run={"tensorboard": True})
-    (events,) = (done.run_dir / "tensorboard").iterdir()
-    data, points, at = events.read_bytes(), [], 0
-    while at < len(data):  # TFRecord: length (8 bytes), its CRC (4), the record, its CRC (4)
-        (length,) = struct.unpack("<Q", data[at:at + 8])
-        event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
-        points += [(event.step, v.simple_value) for v in event.summary.value if v.tag == "train/loss"]
-        at += 16 + length
+    assert len(list((done.run_dir / "tensorboard").iterdir())) == 1
+    points = tensorboard_points(done.run_dir / "tensorboard")
     logged, _ = run_log.read_jsonl(done.run_dir / "metrics.jsonl")
     want = [(r["env_steps"], np.mean([x["metrics"]["loss"] for x in logged if x["update"] == r["update"]]))
             for r in logged if r["seed"] == 0]
     assert [p[0] for p in points] == [w[0] for w in want] and len(points) == done.updates == 6
     np.testing.assert_allclose([p[1] for p in points], [w[1] for w in want], rtol=1e-6)
+
+
+def test_a_resumed_run_shows_each_update_once_in_tensorboard(tmp_path):
+    """A run stopped after update 3 (checkpoint at 2) logged updates 1-3; resumed, it logs 3-6
+    again into a file of its own, whose session start hides the first file's 3: TensorBoard
+    shows one point per update, the uninterrupted run's. A finished run resumed logs nothing."""
+    flags = dict(num_seeds=2, run={"chunk_updates": 1, "checkpoint_every": 2, "tensorboard": True})
+
+    def crash(update, state):
+        if update == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "stopped", on_chunk=crash, **flags)
+    folder = tmp_path / "stopped" / "tensorboard"
+    assert len(tensorboard_points(folder)) == 3
+    resumed = run(tmp_path, "ignored", resume=tmp_path / "stopped", **flags)
+    straight = run(tmp_path, "straight", **flags)
+    steps = resumed.trainer.env_steps_per_update
+    points = tensorboard_points(folder)
+    assert [p[0] for p in points] == [u * steps for u in range(1, 7)]
+    np.testing.assert_allclose(points, tensorboard_points(straight.run_dir / "tensorboard"), rtol=1e-6)
+    files = sorted(folder.iterdir())
+    assert len(files) == 2 and files[1].name.endswith(f".from-{2 * steps + 1}")
+
+    again = run(tmp_path, "ignored", resume=tmp_path / "stopped", **flags)
+    assert again.updates == 6 and leaves_equal(again.state, resumed.state)
+    assert sorted(folder.iterdir()) == files  # no empty event file
 
 
 def test_wandb_gets_every_update_and_is_imported_only_when_asked(tmp_path, monkeypatch):
@@ -611,8 +650,19 @@ def test_wandb_gets_every_update_and_is_imported_only_when_asked(tmp_path, monke
         run_log.read_jsonl(done.run_dir / "metrics.jsonl")[0][2]["metrics"]["loss"], rel=1e-6)
     assert calls[-1] == ("finish",) and (done.run_dir / run_log.WANDB_ID_FILE).read_text() == "fake-1\n"
     calls.clear()
-    run(tmp_path, "ignored", resume=done.run_dir, run={"wandb": "proj"})  # continues the same W&B run
+    run(tmp_path, "ignored", resume=done.run_dir, run={"wandb": "proj"})
+    assert calls == []  # finished: nothing is logged, no W&B run is opened
+
+    def crash(update, state):
+        if update == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "w2", on_chunk=crash, run={"wandb": "proj"})
+    calls.clear()
+    run(tmp_path, "ignored", resume=tmp_path / "w2", run={"wandb": "proj"})  # continues the same W&B run
     assert calls[0][1]["id"] == "fake-1" and calls[0][1]["resume"] == "allow"
+    assert [c[1] for c in calls if c[0] == "log"] == [u * steps for u in (5, 6)]
 
 
 def test_progress_bar_moves_every_update_without_changing_the_numbers(runs, tmp_path, monkeypatch, capsys):
