@@ -110,8 +110,9 @@ def check_args(p, args):
     problem = cli.folder_problem(args.out)
     if problem is not None:
         p.error(problem)
-    written = TABLES + (() if args.no_figures else FIGURES)  # what this run writes into --out
-    earlier = [name for name in written if (Path(args.out) / name).exists()]
+    # An earlier run's figures count with --no-figures too: left beside new tables they would
+    # read as theirs (--force removes them then).
+    earlier = [name for name in TABLES + FIGURES if (Path(args.out) / name).exists()]
     if earlier and not args.force:
         p.error(f"{args.out} already holds {', '.join(earlier)}; --force overwrites them")
 
@@ -135,11 +136,7 @@ def main(argv=None) -> int:
     if args.policy not in soc.POLICIES:
         p.error(f"unknown --policy {args.policy!r}; known: {', '.join(sorted(soc.POLICIES))}")
     policy = soc.POLICIES[args.policy]
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        p.error(f"cannot create --out {out}: {e.strerror}")
+    out = Path(args.out)  # made when the results are written (cli.folder_problem checked it can be)
 
     W, target = args.window, args.target_fpr
     root = jax.random.key(args.seed)
@@ -178,6 +175,11 @@ def main(argv=None) -> int:
     stealth = np.asarray(held.stealth)[valid]
     if y.all() or not y.any():
         p.error("the held-out stream has no attacked (or no clean) window: gather more --envs or --steps")
+    if natural == 0 and max(args.shares) > 0:  # the contamination sweep samples attacked windows
+        p.error(f"the training stream has no attacked window to give --contamination {max(args.shares):g}: "
+                "gather more --envs or --steps, or give --contamination 0")
+    if natural == 1:
+        p.error("the training stream has no clean window: gather more --envs, or fewer --steps")
 
     def stealth_groups(values):
         """(name, mask) per stealth level (per-env levels) or per quarter of [0, 1] (campaigns)."""
@@ -290,6 +292,10 @@ def main(argv=None) -> int:
                     heldout_attacked=float(y.mean()), autoencoder=config.to_dict(), seconds=total,
                     jax_backend=jax.default_backend())
     md = to_markdown(rows, contam_rows, groups, settings, target)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        p.error(f"cannot create --out {out}: {e.strerror}")
     (out / "table.md").write_text(md)
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     (out / "table.json").write_text(json.dumps({"settings": settings, "detectors": public,
@@ -298,6 +304,9 @@ def main(argv=None) -> int:
     written = ["table.md", "table.json"]
     if not args.no_figures:
         written += figures(out, rows, contam_rows, curves, groups, target)
+    else:  # with --force: an earlier run's figures would read as this run's
+        for name in FIGURES:
+            (out / name).unlink(missing_ok=True)
     print()
     print(md)
     print(f"wrote {', '.join(str(out / w) for w in written)} ({total} s)")
@@ -419,4 +428,4 @@ def figures(out: Path, rows, contam_rows, curves, groups, target) -> list:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli.guarded(main, "eval/detector_quality.py"))

@@ -107,13 +107,18 @@ def main(argv=None) -> int:
         detector, _ = det.train_autoencoder(k_fit, windows, config)
         score = det.autoencoder_scores
     threshold = det.calibrate_threshold(np.asarray(score(detector, calib)), args.target_fpr)
-    path = det.save_detector(args.out, detector, params, threshold, args.target_fpr)
     held = det.gather_telemetry(k_held, env, params, args.envs, args.steps)
     valid = np.asarray(det.window_valid(held, args.window))
     s = np.asarray(det.sliding_scores(score, detector, held.telemetry, args.window))[valid]
-    auc = det.roc_auc(s, np.asarray(held.compromised)[valid])
+    labels = np.asarray(held.compromised)[valid]
+    # A short stream may hold no attacked (or no clean) window: the detector is still good to
+    # save; only its ROC-AUC has nothing to rank (a report, computed before anything is saved).
+    attacked = int(labels.sum())
+    auc = (f"{det.roc_auc(s, labels):.3f}" if 0 < attacked < labels.size
+           else f"n/a ({'none' if attacked == 0 else 'all'} attacked)")
+    path = det.save_detector(args.out, detector, params, threshold, args.target_fpr)
     print(f"{args.kind} detector for {params.name}: threshold {threshold:.4g} at {args.target_fpr:g} false alarms, "
-          f"held-out ROC-AUC {auc:.3f} ({valid.sum()} windows); saved to {path} in {time.time() - start:.1f} s")
+          f"held-out ROC-AUC {auc} over {valid.sum()} windows; saved to {path} in {time.time() - start:.1f} s")
     return 0
 
 

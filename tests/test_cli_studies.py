@@ -295,3 +295,16 @@ def test_train_detector_checks_out_before_gathering_telemetry(tmp_path, capsys, 
     assert f"--out {tmp_path / 'full'} is not empty and holds no detector" in refused(
         capsys, main, ["--out", str(tmp_path / "full"), "--force"])
     assert tree(tmp_path) == before
+
+
+def test_train_detector_saves_when_the_held_out_stream_has_nothing_to_rank(tmp_path, capsys):
+    """One step of one env holds no attacked window: the ROC-AUC is reported as n/a (it used to
+    raise after the detector was saved, so a re-run was refused without --force)."""
+    out = tmp_path / "det"
+    assert load("train_detector").main(["--out", str(out), "--envs", "1", "--steps", "1", "--window", "1",
+                                        "--train-windows", "256"]) == 0
+    printed = capsys.readouterr().out
+    assert "held-out ROC-AUC n/a (none attacked) over 200 windows; saved to" in printed
+    from jaxsoc import detectors as det
+
+    assert det.read_detector_meta(out)["kind"] == "zscore"

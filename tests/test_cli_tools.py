@@ -424,9 +424,9 @@ def test_detector_quality_keeps_an_earlier_runs_outputs_unless_forced(tmp_path, 
     (out / "table.json").write_text("earlier")
     refused(dq.main, ["--out", str(out)], capsys, f"{out} already holds table.json; --force overwrites them")
     (out / "roc.png").write_text("earlier")
-    refused(dq.main, ["--out", str(out), "--no-figures"], capsys, "already holds table.json;")
-    (out / "table.json").unlink()  # only a figure left: a tables-only run does not touch it
-    refused(dq.main, ["--out", str(out), "--no-figures", "--scenario", "no-such-world"], capsys, "no-such-world")
+    refused(dq.main, ["--out", str(out), "--no-figures"], capsys, "already holds table.json, roc.png;")
+    (out / "table.json").unlink()  # only a figure left: beside a tables-only run's tables it would read as theirs
+    refused(dq.main, ["--out", str(out), "--no-figures"], capsys, "already holds roc.png;")
     refused(dq.main, ["--out", str(out)], capsys, "already holds roc.png;")
     # --force gets past the check (to the next refusal here: the scenario)
     refused(dq.main, ["--out", str(out), "--force", "--scenario", "no-such-world"], capsys, "no-such-world")

@@ -17,6 +17,12 @@ TINY = ["--envs", "8", "--steps", "8", "--train-windows", "256", "--epochs", "1"
     (["--window", "9", "--steps", "8"], "--window"),
     (["--contamination", "1"], "--contamination"),
     (["--policy", "nobody"], "--policy"),
+    # streams too short for the study, found after gathering them but before --out is made (it
+    # was made first, and the contamination sweep raised a traceback)
+    (["--envs", "1", "--steps", "1", "--window", "1", "--train-windows", "256"],
+     "the held-out stream has no attacked (or no clean) window"),
+    (["--envs", "1", "--steps", "5", "--window", "1", "--seed", "21", "--train-windows", "256"],
+     "the training stream has no attacked window to give --contamination 0.2"),
 ])
 def test_refusals_write_nothing(tmp_path, capsys, argv, match):
     out = tmp_path / "dq"
@@ -32,7 +38,10 @@ def test_soc_hybrid_measures_its_soc_worlds_telemetry(tmp_path):
     """(8 envs x 8 steps, a one-epoch autoencoder: ~5 CPU-s) soc-hybrid failed with an
     AttributeError before its SOC world was used; the table has every detector with an AUC."""
     out = tmp_path / "dq"
-    assert dq.main(TINY + ["--scenario", "soc-hybrid", "--out", str(out)]) in (0, None)
+    out.mkdir()
+    (out / "roc.png").write_text("an earlier run's")  # --force with --no-figures removes it
+    assert dq.main(TINY + ["--scenario", "soc-hybrid", "--out", str(out), "--force"]) in (0, None)
+    assert sorted(p.name for p in out.iterdir()) == ["table.json", "table.md"]
     table = json.loads((out / "table.json").read_text())
     assert table["settings"]["scenario"] == "soc-hybrid"
     names = {d["detector"] for d in table["detectors"]}
