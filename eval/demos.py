@@ -77,6 +77,9 @@ def main(argv=None) -> int:
     if args.force and not args.out:
         ap.error("--force goes with --out: without it no file is written")
     if args.out:
+        if args.out.endswith(("/", os.sep)) or os.path.isdir(args.out) or not os.path.basename(args.out):
+            ap.error(f"--out names the files' stem (OUT.md and OUT.png are written), not a folder: got {args.out!r}; "
+                     f"give e.g. {os.path.join(args.out.rstrip('/' + os.sep) or '.', 'demo')}")
         outputs = [args.out + suffix for suffix in (".md", ".png")]
         for path in outputs:
             problem = cli.file_problem(path)

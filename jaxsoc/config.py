@@ -41,6 +41,7 @@ from typing import Any, Dict, Iterable, Mapping, Tuple
 import yaml
 
 from jaxsoc import algos
+from jaxsoc.argtypes import is_integer, is_number
 from jaxsoc.names import suggest
 
 CONFIG_DIR = Path(os.environ.get("JAXSOC_CONFIG_DIR", Path(__file__).resolve().parent.parent / "configs"))
@@ -273,6 +274,9 @@ def _typed(value: Any, default: Any, key: str) -> Any:
     if isinstance(default, list):
         if not isinstance(value, list):
             raise ConfigError(f"{key} must be a list, got {value!r}")
+        if default and all(is_number(d) for d in default):  # numbers, each (YAML reads `nan` as a string)
+            element = to_int if all(is_integer(d) for d in default) else _to_float
+            return [element(v, f"{key}[{i}]") for i, v in enumerate(value)]
         return value
     return value
 

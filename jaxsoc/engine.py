@@ -875,8 +875,11 @@ def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress
                 else:
                     ckpts.save(update, state, checkpoint_meta(cfg, update, steps_per_update, wall))
 
-            progress.chunk_done(update, {name: f"{finite_mean(metrics[name][-1]):.3g}"
-                                         for name in ("return", "csr") if name in metrics})
+            # The chunk's latest update in which an episode ended ("-" when none did: with long
+            # episodes most updates have no episode metrics, and "nan" read as a fault).
+            latest = {name: [m for m in map(finite_mean, metrics[name]) if np.isfinite(m)][-1:]
+                      for name in ("return", "csr") if name in metrics}
+            progress.chunk_done(update, {name: f"{m[0]:.3g}" if m else "-" for name, m in latest.items()})
             if on_chunk is not None:
                 on_chunk(update, state)
     finally:

@@ -35,6 +35,7 @@ from jaxsoc import xla
 from jaxsoc.argtypes import is_integer, is_switch
 from jaxsoc.analysis import runs as runs_lib
 from jaxsoc.analysis.runs import AnalysisError, RunInfo
+from jaxsoc.names import suggest
 
 
 def _check_seeds(seeds, name: str) -> list[int]:
@@ -326,6 +327,16 @@ def build_scripted(algo: str, scenario: str, env: dict | None = None,
 
     if algo in algos.ALGORITHMS and not is_scripted(algo):
         raise AnalysisError(f"{algo!r} is a learner: use a run folder with its checkpoint instead")
+    if algo not in algos.ALGORITHMS:  # named among the scenario's own policies, not every algorithm
+        import jaxsoc.env as soc
+
+        try:
+            env_obj, _ = (make_env or soc.make)(scenario, **dict(env or {}))
+        except (ValueError, TypeError) as e:
+            raise AnalysisError(str(e)) from None
+        policies = getattr(env_obj, "policies", None) or soc.POLICIES
+        raise AnalysisError(f"unknown scripted policy {algo!r}{suggest(algo, policies)}; "
+                            f"{scenario} has: {', '.join(sorted(policies))}")
     try:
         cfg = config_lib.resolve(
             flags={"algo": algo, "scenario": scenario, "env": dict(env or {}),

@@ -51,8 +51,9 @@ def fake_run(path: pathlib.Path, algo: str, scenario: str) -> pathlib.Path:
 @pytest.mark.parametrize("argv, message", [
     (["--episodes", "0"], "argument --episodes: expected a positive integer, got '0'"),
     (["--out", "/proc/x/demo"], "--out: cannot write /proc/x/demo.md"),
+    (["--out", "figures/"], "--out names the files' stem (OUT.md and OUT.png are written), not a folder"),
     (["--baselines", "random", "random"], "--baselines names a policy twice"),
-    (["--baselines", "foo"], "eval/demos.py: error: unknown algorithm 'foo'"),
+    (["--baselines", "foo"], "eval/demos.py: error: unknown scripted policy 'foo'; retail has: base-stock, random"),
     (["--baselines", "least-cost"], "eval/demos.py: error: scripted policy 'least-cost' does not act on this scenario"),
 ])
 def test_demos_refuses_bad_arguments_before_evaluating(tmp_path, capsys, argv, message):

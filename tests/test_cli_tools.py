@@ -275,11 +275,11 @@ SOC_ROLES = "coordinator, threat_hunter, alert_triage, response_orchestrator"
     (["--cases", "mappo", "qmix", "--rounds-scenario", "retail"],
      f"--rounds-scenario: --algo qmix acts through the SOC team's roles ({SOC_ROLES}) and their action "
      "layouts; scenario 'retail' has other agents (warehouse_0, warehouse_1, warehouse_2, warehouse_3, "
-     "warehouse_4): train it with a learner that takes any agents (e.g. mappo, ippo, sac) (see --help)"),
+     "warehouse_4): train it with a learner that takes any agents (e.g. mappo or ippo) (see --help)"),
     (["--cases", "dqn", "sac", "--rounds-scenario", "soc-hybrid"],
      f"--rounds-scenario: --algo dqn acts through the SOC team's roles ({SOC_ROLES}) and their action "
      "layouts; scenario 'soc-hybrid' has other agents (segment_0, segment_1, segment_2, segment_3, segment_4, "
-     "network): train it with a learner that takes any agents (e.g. mappo, ippo, sac) (see --help)"),
+     "network): train it with a learner that takes any agents (e.g. mappo or ippo) (see --help)"),
     (["--cases", "sac", "--rounds-scenario", "soc-v2-redblue"],
      "--rounds-scenario: this scenario has a learnable red agent (red_control): train it with --algo red-ppo "
      "or redblue (docs/redblue.md), or the SOC team on soc-v2 (see --help)"),

@@ -488,7 +488,7 @@ def test_scripted_policies_need_no_run_and_learners_do():
 
     with pytest.raises(AnalysisError, match="'mappo' is a learner"):
         jaxsoc.scripted_policy("mappo", "soc-v2")
-    with pytest.raises(AnalysisError, match="unknown algorithm 'rule_soar'.*did you mean 'rule-soar'"):
+    with pytest.raises(AnalysisError, match="unknown scripted policy 'rule_soar'.*did you mean 'rule-soar'"):
         jaxsoc.scripted_policy("rule_soar", "soc-v2")
     policy = jaxsoc.scripted_policy("no-defender", "soc-v2", env={"hosts_per_segment": 4})
     assert (policy.seed, policy.update, policy.run, policy.reads_state) == (None, None, None, False)

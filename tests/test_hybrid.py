@@ -170,6 +170,33 @@ def test_bad_input(small, tmp_path):
             hy.validate(_config(maddpg={**hy.DEFAULTS["maddpg"], **bad}))
 
 
+def test_settings_nothing_would_read_are_refused(small, tmp_path):
+    """Each of these was accepted and then ignored (or failed later with a contradictory message)."""
+    _, params = small
+    zs = det.ZScoreDetector(center=jnp.zeros(8), scale=jnp.ones(8), window=4)
+    det.save_detector(tmp_path / "mine", zs, params.soc, 20.0, 0.01)
+    mine = str(tmp_path / "mine")
+    with pytest.raises(ValueError, match="the saved detector of detector_path keeps the threshold"):
+        soc.make("soc-hybrid", hosts_per_segment=2, detector_path=mine, target_fpr=0.2)
+    with pytest.raises(ValueError, match="detector_scores is soc-v2's"):
+        soc.make("soc-hybrid", detector_scores=mine)
+    with pytest.raises(ValueError, match="telemetry_noise must be > 0, got 0.0"):  # every score infinite
+        soc.make("soc-hybrid", telemetry_noise=0.0)
+    # a saved threshold that is not a finite number (an edited file) is refused on load
+    meta = tmp_path / "mine" / "0" / "meta" / "metadata"
+    meta.write_text(meta.read_text().replace('"threshold": 20.0', '"threshold": NaN'))
+    with pytest.raises(ValueError, match="holds threshold nan, not a finite number"):
+        soc.make("soc-hybrid", hosts_per_segment=2, detector_path=mine)
+    # the online detector's keys under the frozen detector; a saved detector under the online one
+    with pytest.raises(ConfigError, match="hybrid.online_lr sets the online detector, but hybrid.detector is frozen"):
+        hy.validate(_config(online_lr=1e-2))
+    hy.validate(_config(online_lr=1e-2, detector="online"))
+    online = _config(detector="online")
+    online["env"] = {"detector_path": mine}
+    with pytest.raises(ConfigError, match="trains its own detector from the start"):
+        hy.validate(online)
+
+
 def test_network_agent_takes_maddpgs_options(small):
     # One description of a MADDPG agent: the hybrid's section has maddpg's keys and builds with them.
     assert set(hy.DEFAULTS["maddpg"]) == set(MADDPG_KWARGS)

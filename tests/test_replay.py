@@ -173,7 +173,7 @@ def test_one_frame_per_step_and_a_summary(replayed):
 
 @pytest.mark.parametrize("argv, message", [
     (["/no/such/run"], "does not exist"),
-    (["--algo", "rule_soar", "--scenario", "soc-v2"], "unknown algorithm 'rule_soar'"),
+    (["--algo", "rule_soar", "--scenario", "soc-v2"], "unknown scripted policy 'rule_soar'"),
     (["--algo", "mappo", "--scenario", "soc-v2"], "'mappo' is a learner"),
     (["--algo", "rule-soar", "--scenario", "soc-v2", "--episodes", "0"], "expected a positive integer"),
     (["--algo", "rule-soar", "--scenario", "soc-v2", "--episodes", "-2"], "expected a positive integer"),

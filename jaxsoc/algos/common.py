@@ -87,7 +87,7 @@ def check_soc_team(algo: str, scenario: str, env) -> None:
         raise ConfigError(
             f"--algo {algo} acts through the SOC team's roles ({', '.join(env_lib.AGENTS)}) and "
             f"their action layouts; scenario {scenario!r} has other agents ({', '.join(env.agents)}): "
-            "train it with a learner that takes any agents (e.g. mappo, ippo, sac)")
+            "train it with a learner that takes any agents (e.g. mappo or ippo)")
     check_no_red_control(env)
 
 

@@ -103,6 +103,8 @@ DEFAULTS = {
     "online_lr": 3e-3,
     "target_fpr": 0.01,        # online threshold: the (1 - target_fpr) quantile of the scores
 }
+# The keys only the online detector reads (`detector: online`).
+ONLINE_KEYS = ("online_kind", "online_rate", "online_steps", "online_batch", "online_lr", "target_fpr")
 POSITIVE = op.POSITIVE + ("mixer_embed", "hypernet_hidden", "online_rate", "online_steps", "online_batch",
                           "online_lr")
 
@@ -132,6 +134,15 @@ def validate(config: dict) -> None:
     if not -1.0 <= c["network_action"] <= 1.0:
         raise ConfigError(f"hybrid.network_action must lie in [-1, 1], got {c['network_action']}")
     validate_agent(c["maddpg"], "hybrid.maddpg")
+    # Settings the chosen detector would not read are refused rather than ignored.
+    if c["detector"] == "frozen":
+        unread = [k for k in ONLINE_KEYS if c[k] != DEFAULTS[k]]
+        if unread:
+            raise ConfigError(f"hybrid.{unread[0]} sets the online detector, but hybrid.detector is frozen "
+                              "(the env's own: env.detector_path, env.target_fpr); add --set hybrid.detector=online")
+    elif (config.get("env") or {}).get("detector_path"):
+        raise ConfigError("hybrid.detector=online trains its own detector from the start: the saved detector of "
+                          "env.detector_path would give it its threshold only; drop one of the two")
     if config["scenario"] != "soc-hybrid":
         raise ConfigError(f"--algo {config['algo']} trains the soc-hybrid team; scenario {config['scenario']!r} "
                           "has no segment agents (use --scenario soc-hybrid)")

@@ -15,6 +15,7 @@ not have the shapes its metadata promises.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from pathlib import Path
 from typing import Optional, Tuple, Union
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxsoc
+from jaxsoc.argtypes import is_number
 from jaxsoc.checkpoints import CheckpointError, Checkpoints
 from jaxsoc.detectors.autoencoder import AutoencoderConfig, AutoencoderDetector, init_params
 from jaxsoc.detectors.threshold import check_target_fpr
@@ -123,6 +125,9 @@ def load_detector(directory: Union[str, os.PathLike],
     width; otherwise CheckpointError (a ValueError) names the mismatch.
     """
     meta = read_detector_meta(directory)
+    threshold = meta.get("threshold")  # None: saved uncalibrated
+    if threshold is not None and not (is_number(threshold) and math.isfinite(threshold)):  # an edited file
+        raise CheckpointError(f"the detector at {directory} holds threshold {threshold!r}, not a finite number")
     if params is not None:
         if meta.get("scenario") != params.name:
             raise CheckpointError(f"the detector at {directory} was trained on scenario "

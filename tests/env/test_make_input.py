@@ -44,6 +44,9 @@ NAN = float("nan")
     ("cage4-like", dict(degrade_step=2.5), "degrade_step must be an integer, got 2.5"),
     ("banking", dict(latency_target_ms=NAN), "latency_target_ms must be a finite number"),
     ("banking", dict(latency_target_ms=-1), "latency_target_ms must be > 0, got -1"),
+    ("cage4-like", dict(restore_cost=5), "restore_cost is a cost, added to the reward as it is"),
+    ("soc-hybrid", dict(telemetry_noise=0.0), "telemetry_noise must be > 0, got 0.0"),
+    ("soc-hybrid", dict(detector_scores="detectors/x"), "detector_scores is soc-v2's"),
     # 4. SOC settings that cannot work
     ("soc-v2", dict(vuln_min=0.9, vuln_max=0.1), "need vuln_min <= vuln_max, got 0.9 > 0.1"),
     ("soc-v2", dict(tp_confidence_low=0.9, tp_confidence_high=0.1), "need tp_confidence_low <= tp_confidence_high"),

@@ -180,4 +180,8 @@ def build(name: str = "cage4-like", /, **overrides) -> Cage4Params:
         raise ValueError(f"degrade_step must be in 0..100, got {p.degrade_step}")
     if p.rng_impl not in ("hash", "threefry"):
         raise ValueError(f"rng_impl must be 'hash' or 'threefry', got {p.rng_impl!r}")
+    for k in ("restore_cost", "invalid_cost"):  # added to the reward: a positive one would pay the action
+        if getattr(p, k) > 0:
+            raise ValueError(f"{k} is a cost, added to the reward as it is (default {Cage4Params.__dataclass_fields__[k].default}), "
+                             f"so it must be <= 0, got {getattr(p, k)}")
     return p

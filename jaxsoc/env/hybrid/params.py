@@ -149,6 +149,9 @@ def build(name: str = NAME, **overrides) -> HybridParams:
     for k in world:
         if k not in FIELD_NAMES and k != "num_segments":
             raise ValueError(f"unknown {NAME} parameter {k!r}{suggest(k, HYBRID_KEYS + FIELD_NAMES)}")
+    if "detector_scores" in world:  # soc-v2's switch; this world reads its own detector's scores
+        raise ValueError(f"detector_scores is soc-v2's (a detector's scores in the roles' observations); "
+                         f"{NAME} reads its detector from detector_path")
     check_fields(HybridParams, own)  # before the float() conversions below, which take "0.5"
     soc = build_params("soc-v2", **{**SOC_DEFAULTS, **world}).replace(name=NAME)
     if len(set(soc.hosts_per_segment)) != 1:
@@ -171,10 +174,16 @@ def build(name: str = NAME, **overrides) -> HybridParams:
             raise ValueError(f"{k} is a weight of the reward and must be >= 0, got {own[k]}")
     if int(own.get("clear_memory", 1)) < 1 or float(own.get("score_clip", 1.0)) <= 0:
         raise ValueError("clear_memory must be >= 1 and score_clip > 0")
-    own["target_fpr"] = target
     path = own.get("detector_path")
+    if path and "target_fpr" in own:  # it would be ignored: the threshold is the saved one
+        raise ValueError(f"target_fpr calibrates {NAME}'s default detector; the saved detector of detector_path "
+                         "keeps the threshold it was calibrated with (eval/train_detector.py --target-fpr)")
+    own["target_fpr"] = target
     if path:
         detector, threshold = load(path, soc, int(window))
+    elif not float(soc.telemetry_noise) > 0:  # the clean model's scale: every score would be infinite
+        raise ValueError(f"{NAME}'s default detector scores telemetry against its noise, so telemetry_noise "
+                         f"must be > 0, got {soc.telemetry_noise} (or give a saved detector: detector_path)")
     else:
         detector = clean_zscore(soc, int(window))
         threshold = clean_threshold(detector, soc, target)
