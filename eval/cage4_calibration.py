@@ -57,7 +57,7 @@ def main(argv=None):
     ap.add_argument("--episodes", type=cli.parse_positive_int, default=1000)
     ap.add_argument("--batch", type=cli.parse_positive_int, default=500)
     ap.add_argument("--policies", nargs="+", default=list(BASELINES), choices=list(BASELINES))
-    ap.add_argument("--seed", type=cli.parse_int, default=0)
+    ap.add_argument("--seed", type=cli.parse_seed, default=0)
     args = ap.parse_args(argv)
     twice = sorted({p for p in args.policies if args.policies.count(p) > 1})
     if twice:  # one table column per policy: a second run of one would overwrite the first

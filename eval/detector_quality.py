@@ -64,7 +64,7 @@ def build_parser():
                    help="false-alarm rate the thresholds are calibrated to, in (0, 1) (0.01)")
     p.add_argument("--pyod-windows", type=cli.parse_int, default=100000, metavar="N",
                    help="held-out windows the PyOD reference scores, a random subset (100000; 0 skips it)")
-    p.add_argument("--seed", type=cli.parse_int, default=0)
+    p.add_argument("--seed", type=cli.parse_seed, default=0)
     p.add_argument("--out", default="results/detector-quality", metavar="DIR",
                    help="output folder (results/detector-quality)")
     p.add_argument("--no-figures", action="store_true", help="write the tables only")
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     import jax
     import jax.numpy as jnp
     import jaxsoc.env as soc
-    from jaxsoc import detectors as det
+    from jaxsoc import detectors as det, run_log
 
     try:
         # soc-hybrid's detectors read its SOC world's telemetry (as eval/train_detector.py).
@@ -298,9 +298,9 @@ def main(argv=None) -> int:
         p.error(f"cannot create --out {out}: {e.strerror}")
     (out / "table.md").write_text(md)
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-    (out / "table.json").write_text(json.dumps({"settings": settings, "detectors": public,
-                                                "contamination": contam_rows, "timings_s": timings},
-                                               indent=2) + "\n")
+    (out / "table.json").write_text(json.dumps(run_log.json_safe(
+        {"settings": settings, "detectors": public, "contamination": contam_rows, "timings_s": timings}),
+        indent=2, allow_nan=False) + "\n")  # an AUC with nothing to rank (NaN) is null
     written = ["table.md", "table.json"]
     if not args.no_figures:
         written += figures(out, rows, contam_rows, curves, groups, target)

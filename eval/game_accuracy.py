@@ -59,7 +59,7 @@ def main(argv=None) -> None:
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=cli.parse_positive_int, default=20, help="games per family and shape")
     ap.add_argument("--shapes", default="10x10,30x60,60x60", help="comma-separated ROWSxCOLS")
-    ap.add_argument("--seed", type=cli.parse_int, default=7)
+    ap.add_argument("--seed", type=cli.parse_seed, default=7)
     args = ap.parse_args(argv)
     try:
         shapes = [tuple(int(v) for v in s.lower().split("x")) for s in cli.parse_list(args.shapes)]

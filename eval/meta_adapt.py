@@ -38,9 +38,12 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", type=cli.parse_positive_int, default=2)
     ap.add_argument("--heldout", type=cli.parse_positive_int, default=8, help="held-out tasks")
     ap.add_argument("--episodes", type=cli.parse_positive_int, default=64, help="greedy evaluation episodes per point")
-    ap.add_argument("--seed", type=cli.parse_int, default=0)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (meta.*)")
+    ap.add_argument("--seed", type=cli.parse_seed, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (meta.*, env.*)")
     args = ap.parse_args(argv)
+    problem = cli.set_keys_problem(args.set, ("meta.", "env."))
+    if problem:
+        ap.error(problem)
 
     import jax
     import numpy as np

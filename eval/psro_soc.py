@@ -48,7 +48,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxsoc.env as soc  # noqa: E402
-from jaxsoc import cli, config as C  # noqa: E402
+from jaxsoc import cli, config as C, run_log  # noqa: E402
 from jaxsoc.algos import redblue  # noqa: E402
 from jaxsoc.env.attacker import RED_ADVANCE  # noqa: E402
 from jaxsoc.game import psro, socgame  # noqa: E402
@@ -58,7 +58,7 @@ from jaxsoc.analysis.intervals import mean_half_width  # noqa: E402
 def parse(argv=None):
     ap = cli.Parser(prog="eval/psro_soc.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=cli.parse_positive_int, default=5)
-    ap.add_argument("--seed", type=cli.parse_int, default=0)
+    ap.add_argument("--seed", type=cli.parse_seed, default=0)
     ap.add_argument("--iterations", type=cli.parse_positive_int, default=3, help="PSRO iterations (responses per side)")
     ap.add_argument("--num-envs", type=cli.parse_positive_int, default=64)
     ap.add_argument("--blue-steps", type=cli.parse_env_steps, default=150_000,
@@ -169,10 +169,16 @@ def single_member(actors, capacity: int):
 def main(argv=None):
     ap, args = parse(argv)
     env_over = {} if args.hosts_per_segment is None else {"hosts_per_segment": args.hosts_per_segment}
-    env, p = soc.make("soc-v2-redblue", **env_over)
     try:
+        redblue.check_tool_sets(args.sets)
+        env, p = soc.make("soc-v2-redblue", **env_over)
         cfg = C.resolve(flags={"algo": "redblue", "scenario": "soc-v2-redblue", "num_envs": args.num_envs,
                                "total_steps": int(args.blue_steps)}, sets=args.sets)
+        per_update = cfg["num_envs"] * cfg["redblue"]["rollout"]
+        redblue.check_tool_budgets(per_update, {"--blue-steps": args.blue_steps, "--red-steps": args.red_steps})
+        # The baseline blue trains as many updates as the PSRO blue chain: each response's budget
+        # is whole updates, so the chain's total is rounded per response, not over the sum.
+        chain_steps = args.iterations * (args.blue_steps // per_update) * per_update
         game = socgame.SOCGame(cfg, env, p, blue_steps=args.blue_steps, red_steps=args.red_steps,
                                episodes=args.episodes, warm_start=not args.no_warm_start)
     except (ValueError, C.ConfigError) as e:
@@ -220,7 +226,7 @@ def main(argv=None):
     base = None
     if not args.no_baseline:
         t0 = time.time()
-        blue_cfg = dict(cfg, total_steps=int(args.iterations * args.blue_steps))
+        blue_cfg = dict(cfg, total_steps=chain_steps)
         blue_tr = redblue.side_trainer(blue_cfg, env, p, "blue", redblue.scripted_red)
         blue_state, blue_m = jax.block_until_ready(jax.jit(jax.vmap(blue_tr.train))(k_base))
         timings["baseline: blue vs scripted"] = round(time.time() - t0, 1)
@@ -236,7 +242,10 @@ def main(argv=None):
     timings["total"] = round(time.time() - start, 1)
 
     h = result.history
-    lines = ["| iteration | population (each side) | meta-game value | blue BR gain | red BR gain | exploitability (sum) |",
+    # "a ± b": the mean over seeds ± their spread (numpy's std, ddof 0), not an interval; the
+    # intervals are the "[low, high]" columns (jaxsoc.analysis.intervals).
+    lines = ["Cells: mean ± sd over seeds (ddof 0); [low, high]: 95 % t interval of the mean.", "",
+             "| iteration | population (each side) | meta-game value | blue BR gain | red BR gain | exploitability (sum) |",
              "|---:|---:|---:|---:|---:|---:|"]
 
     def ms(x):
@@ -297,13 +306,13 @@ def main(argv=None):
                                           "return": np.asarray(t["metrics"]["return"]).tolist()} for t in trained],
               "final_red_reward": [r.tolist() for r in red_metrics]}
     if base is not None:
-        record["baseline"] = {"blue_steps": int(args.iterations * args.blue_steps),
+        record["baseline"] = {"blue_steps": chain_steps,
                               "blue_train_return": base["blue_train_return"].tolist(),
                               "final_red_reward": [r.tolist() for r in base["red_reward"]]}
         record["exploitability_difference"] = diff.tolist()
     with open(args.out, "w") as f:
-        json.dump(record, f)
+        json.dump(run_log.json_safe(record), f, allow_nan=False)  # NaN (e.g. the SOC game's exact gap): null
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.guarded(main, "eval/psro_soc.py"))

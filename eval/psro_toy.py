@@ -39,7 +39,7 @@ def main(argv=None) -> None:
     ap.add_argument("--iterations", type=cli.parse_positive_int, default=40)
     ap.add_argument("--meta", default="nash,uniform,last", help="comma-separated meta-solvers")
     ap.add_argument("--every", type=cli.parse_positive_int, default=1, help="print every N-th iteration")
-    ap.add_argument("--seed", type=cli.parse_int, default=0)
+    ap.add_argument("--seed", type=cli.parse_seed, default=0)
     args = ap.parse_args(argv)
     if args.size**2 * 8 > MAX_PAYOFF_BYTES:
         ap.error(f"--size {args.size:,}: the {args.size:,} x {args.size:,} payoff matrix would take "

@@ -35,7 +35,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxsoc.env as soc  # noqa: E402
-from jaxsoc import cli, config as C  # noqa: E402
+from jaxsoc import cli, config as C, run_log  # noqa: E402
 from jaxsoc.algos import redblue  # noqa: E402
 from jaxsoc.env.attacker import red_action_names  # noqa: E402
 from jaxsoc.env.params import NUM_PHASES, PHASE_NAMES  # noqa: E402
@@ -46,10 +46,10 @@ def parse(argv=None):
     """(parser, args): the command line, refused (one line, `ap.error`) before any JAX work."""
     ap = cli.Parser(prog="eval/redblue.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=cli.parse_positive_int, default=5)
-    ap.add_argument("--seed", type=cli.parse_int, default=0)
+    ap.add_argument("--seed", type=cli.parse_seed, default=0)
     ap.add_argument("--num-envs", type=cli.parse_positive_int, default=64)
-    ap.add_argument("--blue-steps", type=cli.parse_env_steps, default=500_000,
-                    help="env steps per seed for blue vs scripted")
+    ap.add_argument("--blue-steps", type=cli.parse_env_steps, default=None,
+                    help="env steps per seed for blue vs scripted (500,000; not with --blue-run)")
     ap.add_argument("--red-steps", type=cli.parse_env_steps, default=300_000,
                     help="env steps per seed for each red best response")
     ap.add_argument("--episodes", type=cli.parse_positive_int, default=256,
@@ -63,6 +63,10 @@ def parse(argv=None):
     ap.add_argument("--out", default="runs/redblue-evidence.json")
     ap.add_argument("--force", action="store_true", help="overwrite an existing --out")
     args = ap.parse_args(argv)
+    if args.blue_run is not None and args.blue_steps is not None:
+        ap.error("--blue-steps trains a blue; with --blue-run none is trained")
+    if args.blue_steps is None:
+        args.blue_steps = 500_000
     problem = cli.file_problem(args.out)
     if problem is None and os.path.exists(args.out) and not args.force:
         problem = f"{args.out} exists; --force overwrites it"
@@ -77,18 +81,16 @@ def main(argv=None):
     if args.quiet_anywhere:
         env_over["red_quiet_anywhere"] = True
     try:
+        redblue.check_tool_sets(args.sets)
         cfg = C.resolve(flags={"algo": "redblue", "scenario": "soc-v2-redblue", "num_envs": args.num_envs,
                                "total_steps": int(args.blue_steps)}, sets=args.sets)
-        per_update = cfg["num_envs"] * cfg["redblue"]["rollout"]
-        for name in ("blue_steps", "red_steps"):
-            if getattr(args, name) < per_update:
-                raise ValueError(f"--{name.replace('_', '-')} must cover at least one PPO update (num_envs x "
-                                 f"rollout = {per_update} env steps), got {getattr(args, name)}")
+        redblue.check_tool_budgets(cfg["num_envs"] * cfg["redblue"]["rollout"],
+                                   {"--red-steps": args.red_steps, **({} if args.blue_run else {"--blue-steps": args.blue_steps})})
         if args.blue_run is not None:
             redblue.check_blue_run(args.blue_run, "soc-v2-redblue", env_over)
+        env, p = soc.make("soc-v2-redblue", **env_over)
     except (ValueError, C.ConfigError) as e:
         ap.error(str(e))
-    env, p = soc.make("soc-v2-redblue", **env_over)
     seeds = jax.random.split(jax.random.key(args.seed), args.seeds)
     k_blue, k_red, k_red_s, k_eval = [jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(seeds) for i in range(4)]
     blue_policy = redblue.side_policy(env, cfg, "blue")
@@ -161,7 +163,8 @@ def main(argv=None):
         x = np.asarray(x, float)
         return f"{np.nanmean(x):+.2f} ± {np.nanstd(x):.2f}" if x.ndim == 1 else ""
 
-    lines = ["| SOC team | attacker | return | exfiltrated | CSR | hosts compromised |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["Cells: mean ± sd over seeds (ddof 0).", "",
+             "| SOC team | attacker | return | exfiltrated | CSR | hosts compromised |", "|---|---|---:|---:|---:|---:|"]
     for key, v in summary.items():
         b, r = key.split(" | ")
         lines.append(f"| {b} | {r} | {ms(v['return'])} | {np.mean(v['exfiltrated']):.3f} | {np.mean(v['csr']):.3f} | "
@@ -172,7 +175,7 @@ def main(argv=None):
         drop[b] = d.tolist()
         half = mean_half_width(d)
         lines.append(f"\nExploitability ({b}): return vs scripted - return vs its red BR = "
-                     f"{d.mean():+.2f} ± {d.std():.2f} over {len(d)} seeds, 95 % t interval "
+                     f"{d.mean():+.2f} (sd {d.std():.2f}, ddof 0) over {len(d)} seeds, 95 % t interval "
                      f"[{d.mean() - half:+.2f}, {d.mean() + half:+.2f}] "
                      f"(per seed {np.round(d, 2).tolist()})")
     names = red_action_names(p)
@@ -192,10 +195,12 @@ def main(argv=None):
     print(text)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"args": vars(args), "timings_s": timings, "summary": summary, "exploitability": drop,
-                   "table": text, "blue_train_return": np.asarray(blue_m["return"]).tolist(),
-                   "red_br_train_reward": np.asarray(red_m["reward"]).tolist()}, f)
+        json.dump(run_log.json_safe({"args": vars(args), "timings_s": timings, "summary": summary,
+                                     "exploitability": drop, "table": text,
+                                     "blue_train_return": np.asarray(blue_m["return"]).tolist(),
+                                     "red_br_train_reward": np.asarray(red_m["reward"]).tolist()}),
+                  f, allow_nan=False)  # a phase never reached has no first step: null, not NaN
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.guarded(main, "eval/redblue.py"))

@@ -39,7 +39,7 @@ def build_parser():
     p.add_argument("--scenario", help="with --algo: the env preset or scenario YAML")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="env.KEY=VALUE",
                    help="with --algo: env overrides, e.g. --set env.hosts_per_segment=8")
-    p.add_argument("--seed", type=cli.parse_non_negative_int, metavar="S",
+    p.add_argument("--seed", type=cli.parse_seed, metavar="S",
                    help="with a run: the trained seed to load (default: its first); the episodes' key stream")
     p.add_argument("--update", type=cli.parse_int, metavar="U",
                    help="with a learner's run: the checkpoint (default: newest)")
@@ -102,6 +102,7 @@ def main(argv=None) -> int:
 
         import matplotlib.pyplot as plt
 
+        from jaxsoc import run_log
         from jaxsoc.replay import summary, trace
 
         record = trace.record(policy, seed, args.episodes)
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
                 if stale not in outputs:
                     stale.unlink()
         out.mkdir(parents=True, exist_ok=True)
-        (out / "trace.json").write_text(json.dumps(record) + "\n")
+        (out / "trace.json").write_text(json.dumps(run_log.json_safe(record), allow_nan=False) + "\n")
         written = [out / "trace.json"]
         for e in range(args.animate):
             written.append(animate.write_animation(record, e, out / f"episode_{e}", fps=args.fps, fmt=args.format))

@@ -28,7 +28,7 @@ def main(argv=None) -> None:
                     help="held-out episodes per lead (rounded up to a multiple of --search-episodes)")
     ap.add_argument("--search-episodes", type=cli.parse_positive_int, default=1000,
                     help="episodes per fixed directive when searching for the best one")
-    ap.add_argument("--seed", type=cli.parse_int, default=0)
+    ap.add_argument("--seed", type=cli.parse_seed, default=0)
     args = ap.parse_args(argv)
     for name in ("episodes", "search_episodes"):
         if getattr(args, name) < 2:

@@ -40,7 +40,7 @@ def build_parser():
     p.add_argument("--train-windows", type=cli.parse_int, default=32768, metavar="M")
     p.add_argument("--epochs", type=cli.parse_int, default=5, metavar="N", help="autoencoder epochs (5)")
     p.add_argument("--target-fpr", type=float, default=0.01, metavar="R", help="false-alarm target (0.01)")
-    p.add_argument("--seed", type=cli.parse_int, default=0)
+    p.add_argument("--seed", type=cli.parse_seed, default=0)
     p.add_argument("--force", action="store_true", help="replace the detector saved in --out")
     return p
 

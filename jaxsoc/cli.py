@@ -52,6 +52,29 @@ def parse_non_negative_int(text: str) -> int:
     return value
 
 
+def set_keys_problem(sets, prefixes: tuple[str, ...]) -> str | None:
+    """For a tool whose own flags set the rest of the config (envs, budgets, seeds): the first
+    `--set KEY=VALUE` whose key starts with none of `prefixes` ("meta.", "env."), or None. Such a
+    key was taken and then overridden or left unread."""
+    for item in sets:
+        key = str(item).split("=", 1)[0].strip()
+        if not key.startswith(tuple(prefixes)):
+            return (f"--set {item}: this tool takes {' or '.join(p + 'KEY=VALUE' for p in prefixes)} only "
+                    "(its own flags set the envs, budgets, seeds and the rest)")
+    return None
+
+
+MAX_SEED = 2**32 - 1  # the largest seed (uint32; a config's seeds too, `jaxsoc.config`)
+
+
+def parse_seed(text: str) -> int:
+    """A seed: `parse_int`, 0 to `MAX_SEED` (a key's seed is an unsigned 32-bit word)."""
+    value = parse_int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to {MAX_SEED:,}, got {text!r}")
+    return value
+
+
 # Every trainer counts env steps in int32: the most one seed of a run can take
 # (`jaxsoc.engine` refuses a config past it, the tools' step flags likewise).
 MAX_ENV_STEPS = 2**31 - 1

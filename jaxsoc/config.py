@@ -40,7 +40,7 @@ from typing import Any, Dict, Iterable, Mapping, Tuple
 
 import yaml
 
-from jaxsoc import algos
+from jaxsoc import algos, cli
 from jaxsoc.argtypes import is_integer, is_number
 from jaxsoc.names import suggest
 
@@ -64,7 +64,7 @@ _NULLABLE = {"run.name": str, "run.wandb": str}
 _CHOICES = {"run.tensorboard": (True, False, "auto"), "run.final_checkpoint": ("full", "policy")}
 _FREE_FORM = {"env"}  # checked by jaxsoc.env.make itself
 # Seed i of a run is PRNGKey(seed + i) from a uint32 (jaxsoc.engine.seed_keys).
-MAX_SEED = 2**32 - 1
+MAX_SEED = cli.MAX_SEED  # the largest seed (uint32)
 
 
 class ConfigError(ValueError):

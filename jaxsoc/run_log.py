@@ -22,10 +22,13 @@ import numpy as np
 
 
 def json_safe(value: Any) -> Any:
-    """numpy scalars/arrays -> Python numbers/lists, NaN/inf -> None (JSON has neither)."""
+    """numpy scalars/arrays -> Python numbers/lists, NaN/inf -> None (JSON has neither), dicts,
+    lists and tuples walked."""
     if isinstance(value, np.ndarray):
         return [json_safe(v) for v in value.tolist()] if value.ndim else json_safe(value.item())
-    if isinstance(value, list):
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()

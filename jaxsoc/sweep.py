@@ -342,15 +342,6 @@ def figure(plan: Plan, rows: Sequence[dict]):
     return fig
 
 
-def _json_ready(value: Any) -> Any:
-    """`value` with dicts and lists walked and each leaf through `run_log.json_safe` (NaN/inf -> None)."""
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    return run_log.json_safe(value)
-
-
 def write(out_dir: Path, plan: Plan, rows: Sequence[dict], seconds: Sequence[tuple]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"algo": plan.algo, "grid": plan.grid, "seeds": list(plan.seeds), "episodes": plan.episodes,
@@ -359,7 +350,7 @@ def write(out_dir: Path, plan: Plan, rows: Sequence[dict], seconds: Sequence[tup
                "seconds": [{"compile": round(c, 2), "train_and_evaluate": round(r, 2)} for c, r in seconds],
                "base_config": plan.groups[0].config, "ranking": list(rows)}
     # One seed leaves ci95 NaN (no interval); strict JSON parsers reject NaN, so it is written null.
-    (out_dir / SUMMARY_FILE).write_text(json.dumps(_json_ready(summary), indent=1, default=float))
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(run_log.json_safe(summary), indent=1, default=float))
     (out_dir / TABLE_FILE).write_text(to_markdown(plan, rows))
     fig = figure(plan, rows)
     fig.savefig(out_dir / FIGURE_FILE, dpi=120)

@@ -181,6 +181,9 @@ def test_nan_is_written_as_null_and_a_torn_last_line_is_dropped(tmp_path):
     with pytest.raises(ValueError, match="m.jsonl:2 is not valid JSON"):
         run_log.read_jsonl(path)
     assert run_log.json_safe(np.array([[1.0, np.inf]], np.float32)) == [[1.0, None]]
+    # dicts and tuples are walked (the evidence tools' records held NaN deep inside: not JSON)
+    nested = {"a": (np.float32(np.nan), [2.0, {"b": np.arange(2)}]), "c": float("-inf")}
+    assert run_log.json_safe(nested) == {"a": [None, [2.0, {"b": [0, 1]}]], "c": None}
 
 
 # ----------------------------------------------------------------------------- checkpoints

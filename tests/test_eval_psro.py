@@ -49,6 +49,11 @@ def refused(main, argv, out, capsys, match, monkeypatch):
     (["--hosts-per-segment", "0"], "--hosts-per-segment: expected a positive integer"),
     (["--red-steps", "1e5", "--final-red-steps", "2.5e5"], "must be a positive multiple of --red-steps"),
     (["--red-steps", "1e5", "--final-red-steps", "5e4"], "must be a positive multiple of --red-steps"),
+    (["--seed", "1e30"], "--seed: expected a seed from 0 to 4,294,967,295"),  # was an OverflowError
+    # --set keys the tool would override or not read (they were taken, then ignored)
+    (["--set", "env.hosts_per_segment=8"], "this tool takes redblue.KEY=VALUE only"),
+    (["--set", "total_steps=1000"], "this tool takes redblue.KEY=VALUE only"),
+    (["--set", "redblue.rounds_updates=8"], "this tool does not read redblue.rounds_updates"),
 ])
 def test_psro_soc_refuses_bad_numbers(tmp_path, capsys, monkeypatch, argv, match):
     refused(ps.main, argv, tmp_path / "out.json", capsys, match, monkeypatch)
@@ -56,7 +61,7 @@ def test_psro_soc_refuses_bad_numbers(tmp_path, capsys, monkeypatch, argv, match
 
 def test_psro_soc_refuses_budgets_below_one_update(tmp_path, capsys, monkeypatch):
     refused(ps.main, ["--num-envs", "64", "--blue-steps", "10", "--red-steps", "10", "--final-red-steps", "10",
-                      "--compile-cache", "none"], tmp_path / "out.json", capsys, "blue_steps must cover", monkeypatch)
+                      "--compile-cache", "none"], tmp_path / "out.json", capsys, "--blue-steps must cover", monkeypatch)
 
 
 @pytest.mark.parametrize("argv, match", [
@@ -66,6 +71,10 @@ def test_psro_soc_refuses_budgets_below_one_update(tmp_path, capsys, monkeypatch
     (["--red-steps", "-1"], "--red-steps: expected a positive integer"),
     (["--episodes", "0"], "--episodes: expected a positive integer"),
     (["--red-steps", "10"], "--red-steps must cover at least one PPO update"),
+    (["--seed", "-1"], "--seed: expected a seed from 0 to"),
+    (["--set", "seed=7"], "this tool takes redblue.KEY=VALUE only"),
+    (["--set", "redblue.blue=lead-oracle"], "this tool does not read redblue.blue"),
+    (["--blue-run", "runs/x", "--blue-steps", "1e5"], "--blue-steps trains a blue; with --blue-run none is trained"),
 ])
 def test_redblue_refuses_bad_numbers(tmp_path, capsys, monkeypatch, argv, match):
     refused(rb.main, argv, tmp_path / "out.json", capsys, match, monkeypatch)

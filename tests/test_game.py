@@ -304,8 +304,22 @@ def test_psro_bad_arguments(psro_game):
     x0 = jnp.full((PSRO_SIZE,), 1 / PSRO_SIZE)
     with pytest.raises(ValueError, match="unknown meta_solver"):
         psro.run_psro(game, x0, x0, jax.random.key(0), iterations=2, meta_solver="alpharank")
-    with pytest.raises(ValueError, match="iterations must be at least 1"):
+    with pytest.raises(ValueError, match="iterations must be a positive integer, got 0"):
         psro.run_psro(game, x0, x0, jax.random.key(0), iterations=0)
+    with pytest.raises(ValueError, match="iterations must be a positive integer, got 2.5"):  # was a TypeError
+        psro.run_psro(game, x0, x0, jax.random.key(0), iterations=2.5)
+    with pytest.raises(ValueError, match=r"key must be one key \(jax.random.key\(0\)\), got float32 of shape \(3,\)"):
+        psro.run_psro(game, x0, x0, jnp.zeros(3), iterations=2)
+    # a raw jax.random.PRNGKey is that key's data: the same run as the typed key
+    raw = psro.run_psro(game, x0, x0, jax.random.PRNGKey(0), iterations=2)
+    typed = psro.run_psro(game, x0, x0, jax.random.wrap_key_data(jax.random.PRNGKey(0)), iterations=2)
+    np.testing.assert_array_equal(raw.payoffs, typed.payoffs)
+    with pytest.raises(ValueError, match=r"keys must be a \[S\] array of keys"):
+        psro.run_psro_batch(game, x0[None], x0[None], jax.random.key(0), iterations=2)
+    with pytest.raises(ValueError, match="max_pivots must be a positive integer, got 0"):  # NaN strategies before
+        solve_zero_sum(toy.rock_paper_scissors(), max_pivots=0)
+    with pytest.raises(ValueError, match="noise must be a finite, non-negative standard deviation, got inf"):
+        toy.matrix_game(toy.rock_paper_scissors(), noise=float("inf"))
     with pytest.raises(ValueError, match="capacity"):
         psro.run_psro(game, x0, x0, jax.random.key(0), iterations=3, capacity=3)
     with pytest.raises(ValueError, match="population is full"):

@@ -13,12 +13,13 @@ from jaxsoc.env.attacker import RED_ADVANCE
 from tests.fast import fast_jit
 
 SMALL = ["env.hosts_per_segment=8", "redblue.hidden_sizes=[32,32]", "redblue.rollout=16",
-         "redblue.minibatches=2", "redblue.rounds_updates=2"]
+         "redblue.minibatches=2"]
 
 
 def resolve(algo, *sets, **flags):
+    rounds = ["redblue.rounds_updates=2"] if algo == "redblue" else []  # red-ppo refuses it (unread)
     return C.resolve(flags={"algo": algo, "scenario": "soc-v2-redblue", "num_envs": 32, **flags},
-                     sets=list(SMALL) + list(sets))
+                     sets=list(SMALL) + rounds + list(sets))
 
 
 def test_config_checks():
@@ -31,6 +32,16 @@ def test_config_checks():
     env, p = soc.make("soc-v2")
     with pytest.raises(ValueError, match="red_control"):
         make_train(dict(cfg, scenario="soc-v2"), env, p)
+    # Keys the other learner reads, refused rather than ignored
+    for algo, bad, msg in [("redblue", "redblue.blue=lead-oracle", "redblue.blue is red-ppo's fixed SOC team"),
+                           ("red-ppo", "redblue.rounds_updates=8", "redblue.rounds_updates is redblue's"),
+                           ("red-ppo", "redblue.critic=local", "redblue.critic is redblue's")]:
+        with pytest.raises(C.ConfigError, match=msg):
+            resolve(algo, bad)
+    # a scripted lead as red-ppo's SOC team needs the discrete directive (it failed while compiling)
+    assert resolve("red-ppo", "redblue.blue=lead-oracle")["redblue"]["blue"] == "lead-oracle"
+    with pytest.raises(C.ConfigError, match="it needs env.fix_d6_directive and env.fix_d1_hidden_truth on"):
+        resolve("red-ppo", "redblue.blue=lead-oracle", "env.fix_d6_directive=false")
 
 
 def test_versus_params_read_as_the_worlds():

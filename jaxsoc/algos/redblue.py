@@ -23,6 +23,7 @@ the section. `Trainer.act` returns every agent's action (red's and the SOC team'
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Dict, NamedTuple, Optional
 
 import jax
@@ -54,21 +55,67 @@ POSITIVE = ("rollout", "epochs", "minibatches", "lr", "adam_eps", "max_grad_norm
 SIDES = ("red", "blue")
 
 
+# The switches of soc-v2-redblue (on there) the scripted leads need (`jaxsoc.env.leads`).
+LEAD_SWITCHES = ("fix_d6_directive", "fix_d1_hidden_truth")
+# The keys one of the two learners reads and the other does not (refused there when changed).
+RED_PPO_ONLY = ("blue",)
+REDBLUE_ONLY = ("rounds_updates", "critic")
+
+
 def validate(config: dict) -> None:
     s = config["redblue"]
-    check_section(config, "redblue")
+    # This family's own choices first: PPO's check would list choices it refuses here.
     if s["policy"] not in ("auto", "per_role"):
         raise ConfigError(f"redblue.policy must be auto or per_role, got {s['policy']!r}")
     if s["critic"] not in ("auto", "world", "local"):
         raise ConfigError(f"redblue.critic (blue's critic) must be auto, world or local, got {s['critic']!r}")
-    if s["blue"] not in POLICIES:
+    check_section(config, "redblue")
+    if not isinstance(s["rounds_updates"], int) or s["rounds_updates"] < 1:
+        raise ConfigError(f"redblue.rounds_updates must be a positive integer, got {s['rounds_updates']!r}")
+    unread = [k for k in (REDBLUE_ONLY if config["algo"] == "red-ppo" else RED_PPO_ONLY) if s[k] != DEFAULTS[k]]
+    if unread:
+        raise ConfigError(f"redblue.{unread[0]} " + ("is redblue's (blue's critic, the alternation); red-ppo trains "
+                                                      "red alone against a fixed SOC team (redblue.blue)"
+                                                      if config["algo"] == "red-ppo" else
+                                                      "is red-ppo's fixed SOC team; redblue trains its own blue"))
+    if s["blue"] in POLICIES:
+        env = config.get("env") or {}
+        if s["blue"].startswith("lead-") and not all(env.get(k, True) for k in LEAD_SWITCHES):
+            raise ConfigError(f"redblue.blue {s['blue']} issues discrete directives and reads the SOC view: "
+                              f"it needs env.{' and env.'.join(LEAD_SWITCHES)} on")
+    else:
         try:
             check_blue_run(s["blue"], config["scenario"], config.get("env", {}))
         except ValueError as e:
             raise ConfigError(f"redblue.blue must be a scripted SOC policy ({', '.join(POLICIES)}) or a "
                               f"run folder holding a SOC team: {e}") from None
-    if not isinstance(s["rounds_updates"], int) or s["rounds_updates"] < 1:
-        raise ConfigError(f"redblue.rounds_updates must be a positive integer, got {s['rounds_updates']!r}")
+        # Kept as an absolute path: the run's config.yaml is read again from other folders (an
+        # evaluation, a resume), where a path relative to where it was trained finds nothing.
+        s["blue"] = str(Path(s["blue"]).resolve())
+
+
+def check_tool_budgets(per_update: int, budgets: dict) -> None:
+    """ConfigError unless each of the evidence tools' env-step flags (`{"--red-steps": n}`) covers
+    at least one PPO update of `per_update` env steps (num_envs x rollout)."""
+    for flag, steps in budgets.items():
+        if steps < per_update:
+            raise ConfigError(f"{flag} must cover at least one PPO update (num_envs x rollout = {per_update} "
+                              f"env steps), got {steps}")
+
+
+def check_tool_sets(sets) -> None:
+    """For the evidence tools (eval/redblue.py, eval/psro_soc.py), which train each side with
+    `side_trainer` and set the envs, budgets, seeds and env by their own flags: every `--set` must
+    be a `redblue.KEY` they read (ConfigError otherwise: it was taken and then ignored)."""
+    from jaxsoc.cli import set_keys_problem
+
+    problem = set_keys_problem(sets, ("redblue.",))
+    if problem:
+        raise ConfigError(problem)
+    for item in sets:
+        key = str(item).split("=", 1)[0].strip()
+        if key.removeprefix("redblue.") in ("blue", "rounds_updates"):
+            raise ConfigError(f"--set {item}: this tool does not read {key} (it trains each side on its own)")
 
 
 def check_blue_run(path: str, scenario: str, env_overrides: dict):
@@ -84,7 +131,7 @@ def check_blue_run(path: str, scenario: str, env_overrides: dict):
         raise AnalysisError(f"{run.path} was trained on {run.scenario!r}, not this run's {scenario!r}")
     algo = run.algo
     if not (algo in BLUE_RUN_ALGOS or (is_scripted(algo) and algo in POLICIES)):
-        side = "red's (its SOC team is scripted)" if algo == "red-ppo" else f"a {algo!r} policy"
+        side = "red's policy (a red-ppo run)" if algo == "red-ppo" else f"a {algo!r} policy"
         raise AnalysisError(f"{run.path} holds {side}, not a SOC team: use a redblue run or a scripted SOC policy")
     theirs = dict(run.config.get("env") or {})
     if theirs != dict(env_overrides or {}):
@@ -97,9 +144,13 @@ def blue_run(path: str) -> Opponent:
     """The SOC team of run folder `path` (checked by `check_blue_run`) as red's fixed opponent:
     its first seed's newest checkpoint, acting greedily as `jaxsoc.load_policy` does (the actions
     `eval/evaluate.py` evaluates); red's own action of that policy, if any, is dropped."""
+    from jaxsoc.analysis.runs import AnalysisError
     from jaxsoc.policy import load_policy
 
-    team = load_policy(path)
+    try:
+        team = load_policy(path)
+    except AnalysisError as e:  # e.g. a damaged checkpoint: a refusal of this run's config, one line
+        raise ConfigError(f"redblue.blue: {e}") from None
     soc_roles = [a for a in team.env.agents if a != "red"]
 
     def act(_params, key, obs, state, env_params):

@@ -818,9 +818,12 @@ def validate_mechanisms(p: EnvParams) -> None:
     if p.red_control:
         missing = [f for f in ("fix_d1_hidden_truth", "fix_d2_alert_origin", "fix_d3_foothold",
                                "fix_d4_dead_ends") if not getattr(p, f)]
-        if missing or p.multi_campaign:
+        if p.multi_campaign:
+            raise ValueError("red_control plays soc-v2's single campaign; it needs no competing campaigns "
+                             "(campaign_stealth_low empty)")
+        if missing:
             raise ValueError("red_control plays soc-v2's single campaign; it needs "
-                             + ", ".join(f"{m}=True" for m in missing or ["no competing campaigns"]))
+                             + ", ".join(f"{m}=True" for m in missing))
     q = p.red_quiet_noise
     if isinstance(q, (int, float)) and not 0.0 <= q <= 1.0:
         raise ValueError(f"red_quiet_noise is a share of the attacker's noise and must lie in [0, 1], got {q}")

@@ -45,8 +45,10 @@ games, which meta-games of near-duplicate policies resemble.
 Accuracy
 --------
 Every solution carries its own certificate: `gap` = max_i (A y)_i - min_j (x^T A)_j of the
-RETURNED strategies (rounding to float32 included), computed in float64 on the original payoff;
-the game value lies within [value - gap, value + gap]. Measured on concrete float32 games (normal,
+RETURNED strategies (rounding to float32 included), computed on the original payoff in the
+solve's precision (float64 on concrete arrays; under a caller's jit, the trace's: float32 unless
+x64 is on, and then the gap is itself only float32-accurate); the game value lies within
+[value - gap, value + gap]. Measured on concrete float32 games (normal,
 {-1,0,1}, rank 3, duplicated strategies, 90 % zeros, a 3e5 offset; 10 x 10 to 60 x 60, 20 each;
 `python eval/game_accuracy.py`, docs/game.md): gap <= 1e-7 of the payoff range, value within
 5e-7 of the range of SciPy's HiGHS, every solve converged, in at most ~1.2 (num_row + num_col)
@@ -71,6 +73,8 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxsoc.argtypes import is_integer
 
 __all__ = [
     "ZeroSumSolution", "solve_zero_sum", "exploitability", "best_response", "check_payoff",
@@ -323,6 +327,8 @@ def solve_zero_sum(payoff, row_mask=None, col_mask=None, *, max_pivots: Optional
     row_mask, col_mask = _masks((m, n), row_mask, col_mask)
     if max_pivots is None:
         max_pivots = 10 * (m + n) + 20
+    if not (is_integer(max_pivots) and max_pivots >= 1):  # none would return NaN strategies
+        raise ValueError(f"max_pivots must be a positive integer, got {max_pivots!r}")
     if _is_concrete(payoff, row_mask, col_mask):
         # The usual case (a Python driver, a test): solve in float64 whatever the caller's setting.
         with jax.enable_x64(True):

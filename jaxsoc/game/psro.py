@@ -4,7 +4,9 @@
     game = toy.matrix_game(payoff)                       # or any `ZeroSumGame` (interface below)
     result = psro.run_psro(game, row_init, col_init, jax.random.key(0), iterations=30)
     result.history["exploitability"]                     # [iterations] of the meta-strategy mixture
-    batch = psro.run_psro_batch(game, row0, col0, keys, iterations=3)   # S seeds in step (leaves [S, ...])
+    # S seeds in step (leaves [S, ...]); its game's oracles are batched over seeds (a toy game's
+    # are not: `run_psro` batches those itself), e.g. socgame.SOCGame(...).zero_sum()[0]
+    batch = psro.run_psro_batch(batched_game, row0, col0, keys, iterations=3)
 
 The loop. Each player keeps a population of policies; the empirical meta-game is the payoff
 matrix of every (row member, column member) pairing. Each iteration
@@ -55,6 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsoc.argtypes import is_integer
 from jaxsoc.game import metagame
 
 __all__ = [
@@ -228,9 +231,11 @@ class PSROResult(NamedTuple):
 
 
 def _check_run(iterations: int, capacity: Optional[int], meta_solver) -> tuple[int, Callable]:
-    if iterations < 1:
-        raise ValueError(f"iterations must be at least 1, got {iterations}")
+    if not is_integer(iterations) or iterations < 1:
+        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
     capacity = iterations + 1 if capacity is None else capacity
+    if not is_integer(capacity):
+        raise ValueError(f"capacity must be an integer, got {capacity!r}")
     if capacity < iterations + 1:
         raise ValueError(f"capacity {capacity} cannot hold 1 + {iterations} iterations of responses")
     if isinstance(meta_solver, str):
@@ -238,6 +243,18 @@ def _check_run(iterations: int, capacity: Optional[int], meta_solver) -> tuple[i
             raise ValueError(f"unknown meta_solver {meta_solver!r}; expected one of {sorted(META_SOLVERS)}")
         meta_solver = META_SOLVERS[meta_solver]
     return capacity, meta_solver
+
+
+def typed_keys(keys, ndim: int, name: str) -> jax.Array:
+    """`keys` as typed keys of `ndim` axes (0: one key, 1: `[S]`); raw `jax.random.PRNGKey` data
+    (uint32, one more axis of 2) is wrapped. ValueError naming `name` otherwise."""
+    keys = jnp.asarray(keys)
+    if not jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) and keys.dtype == jnp.uint32 and keys.shape[-1:] == (2,):
+        keys = jax.random.wrap_key_data(keys)
+    if not jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) or keys.ndim != ndim:
+        wanted = "one key (jax.random.key(0))" if ndim == 0 else "a [S] array of keys (jax.random.split(key, S))"
+        raise ValueError(f"{name} must be {wanted}, got {keys.dtype} of shape {keys.shape}")
+    return keys
 
 
 def seed_slice(tree, s: int):
@@ -292,9 +309,7 @@ def run_psro_batch(
     `tolerance` stops once every seed's exploitability is within it.
     """
     capacity, meta_solver = _check_run(iterations, capacity, meta_solver)
-    keys = jnp.asarray(keys)
-    if keys.ndim != 1:
-        raise ValueError(f"keys must be a [S] array of run keys, got shape {keys.shape}")
+    keys = typed_keys(keys, 1, "keys")
     split = jax.vmap(jax.random.split)(keys)  # [S, 2]
     eval_keys, oracle_keys = split[:, 0], split[:, 1]
     lift = jax.vmap(lambda p: population(p, capacity))
@@ -379,7 +394,7 @@ def run_psro(
 
     batch_game = ZeroSumGame(game.payoff, batched(game.row_oracle), batched(game.col_oracle), exact)
     inner_log = None if log is None else (lambda rec: log({k: v[0] for k, v in rec.items()}))
-    res = run_psro_batch(batch_game, one(row_init), one(col_init), jnp.asarray(key)[None], iterations=iterations,
+    res = run_psro_batch(batch_game, one(row_init), one(col_init), typed_keys(key, 0, "key")[None], iterations=iterations,
                          meta_solver=meta_solver, capacity=capacity, tolerance=tolerance, log=inner_log)
     return PSROResult(seed_slice(res.row_population, 0), seed_slice(res.col_population, 0), res.payoffs[0],
                       res.row_meta[0], res.col_meta[0], float(res.final_exploitability[0]),

@@ -36,8 +36,8 @@ def matrix_game(payoff, noise: float = 0.0) -> ZeroSumGame:
     exploitability stay exact.
     """
     metagame.check_payoff(payoff)
-    if not noise >= 0.0:
-        raise ValueError(f"noise must be a non-negative standard deviation, got {noise}")
+    if not 0.0 <= noise < float("inf"):  # NaN and inf too: every pairing would evaluate to them
+        raise ValueError(f"noise must be a finite, non-negative standard deviation, got {noise}")
     a = jnp.asarray(payoff, jnp.float32)
 
     def pair_payoff(key, x, y):
