@@ -84,6 +84,16 @@ def main(argv=None) -> int:
         env, env_params = engine.make_env_checked(loaded.config)  # a scenario file's stored contents
         if not env_params.fix_d6_directive:
             ap.error(f"{run}: {env_params.name!r} has no discrete directive, so a focus is not a segment")
+        try:  # traced, not run: what the explainer refuses (no coordinator, attention off) before any work
+            seed0 = jax.tree.map(lambda x: x[0], jax.vmap(loaded.trainer.policy_params)(loaded.state))
+            obs = jax.eval_shape(lambda k: jax.vmap(env.reset, (0, None))(k, env_params)[0],
+                                 jax.random.split(jax.random.key(0), 1))
+            jax.eval_shape(lambda pp, o: module.attention_weights(pp, o, loaded.config, env_params)[0], seed0, obs)
+        except ValueError as e:
+            ap.error(f"{run}: {e}")
+        too_many = engine.episodes_problem(env, env_params, args.episodes)  # one seed's episodes at once
+        if too_many:
+            ap.error(f"{run}: {too_many}")
         loaded_runs.append((run, loaded, module, env, env_params))
 
     rows = {}
@@ -105,7 +115,9 @@ def main(argv=None) -> int:
                 examples = explain.example_decisions(records, args.examples)
                 written = []
                 if examples:  # else no decision of seed 0 had a segment under attack
-                    names = [f"campaign {c} (stealth {s:.2f})" for c, s in enumerate(records["stealth"][0, 0])]
+                    for ex in examples:  # each decision's episode has campaigns of its own stealth
+                        ex["campaign_names"] = [f"campaign {c} (stealth {s:.2f})" for c, s in enumerate(ex["stealth"])]
+                    names = [f"campaign {c}" for c in range(len(examples[0]["stealth"]))]
                     fig, _ = figs.attention_with_truth(examples, env_params.segment_names, names,
                                                        title=f"{Path(run).name}, seed {config['seed']}: "
                                                        "explainer attention beside the ground truth")

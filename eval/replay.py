@@ -31,6 +31,9 @@ greedily unless --stochastic; a run's policy acts on the scenario it was trained
 """
 
 
+FPS_RANGE = (0.01, 100.0)  # --fps: 100 s to 10 ms a frame
+
+
 def build_parser():
     p = cli.Parser(prog="eval/replay.py", description="Roll out a policy's episodes and draw them.",
                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,6 +80,10 @@ def main(argv=None) -> int:
             parser.error(f"{flag} sets the animation, and --animate 0 draws none")
     args.format = args.format or "auto"
     args.fps = args.fps or 4.0
+    # A GIF frame lasts a whole number of centiseconds below 655.36 s: 0.01 fps (100 s a frame) to
+    # 100 fps (10 ms) hold in both formats; beyond, PIL failed after trace.json was written.
+    if not FPS_RANGE[0] <= args.fps <= FPS_RANGE[1]:
+        parser.error(f"--fps must lie in [{FPS_RANGE[0]:g}, {FPS_RANGE[1]:g}] frames per second, got {args.fps:g}")
     if args.run and not Path(args.run).is_dir():  # before --out, which defaults to a folder inside it
         parser.error(f"{args.run} does not exist" if not Path(args.run).exists() else f"{args.run} is not a run folder")
     out = output_folder(args)

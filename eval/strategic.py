@@ -21,6 +21,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from jaxsoc import cli  # noqa: E402
 
 
+def margin_line(metric: str, informed, other) -> str:
+    """The informed lead against `other` on `metric` (rows of `jaxsoc.analysis.leads`): the
+    difference of means, and whether their intervals are apart (either way) or overlap."""
+    (lo, hi), (other_lo, other_hi) = informed.interval(metric), other.interval(metric)
+    gap = max(lo - other_hi, other_lo - hi)  # > 0: apart, informed's above or below the other's
+    side = "above" if lo > other_hi else "below"
+    return (f"{metric}: informed - {other.name} = {informed.mean[metric] - other.mean[metric]:+.3f} "
+            f"(intervals {f'apart by {gap:.3f}, informed {side}' if gap > 0 else 'OVERLAP'})")
+
+
 def main(argv=None) -> None:
     ap = cli.Parser(prog="eval/strategic.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", default="soc-strategic", help="a preset or a scenario .yaml")
@@ -39,11 +49,17 @@ def main(argv=None) -> None:
     from jaxsoc.analysis import leads as compare
     from jaxsoc.env import leads
 
+    from jaxsoc import engine
+
     try:
         env, params = soc.make(args.scenario)
         leads.check_scenario(params)
     except ValueError as e:
         ap.error(str(e))
+    # Each program rolls --search-episodes envs at once (the held-out ones in chunks of as many).
+    too_many = engine.episodes_problem(env, params, args.search_episodes, 1, "--search-episodes")
+    if too_many:
+        ap.error(too_many)
     start = time.time()
     rows = compare.compare_leads(env, params, args.episodes, args.search_episodes, jax.random.key(args.seed))
     held_out = -(-args.episodes // args.search_episodes) * args.search_episodes
@@ -54,9 +70,7 @@ def main(argv=None) -> None:
     fixed, informed, oracle, idle, soar = rows
     for m in ("return", "csr"):
         for other in (fixed, idle, soar):
-            gap = informed.interval(m)[0] - other.interval(m)[1]
-            print(f"{m}: informed - {other.name} = {informed.mean[m] - other.mean[m]:+.3f} "
-                  f"(intervals {'apart by ' + format(gap, '.3f') if gap > 0 else 'OVERLAP'})")
+            print(margin_line(m, informed, other))
         print(f"{m}: oracle - informed = {oracle.mean[m] - informed.mean[m]:+.3f}")
 
 

@@ -243,11 +243,17 @@ def build_program(trainer, cfg: dict, mesh: Mesh, env, env_params,
     if cfg["eval"]["every_chunks"] > 0:
         # Traced, not run: ~0.04 s for soc-v2, so a huge eval.episodes is refused before compiling.
         episode_bytes = tree_bytes(jax.eval_shape(env.reset, jax.random.PRNGKey(0), env_params))
-        rollout = make_evaluator(
-            env, env_params, trainer.act, cfg["eval"]["episodes"], cfg["eval"]["greedy"]
-        )
+        world = trainer.policy_env_params
+
+        def rollout(state, key):
+            # The world the policy acts in, as every later evaluation plays it (the hybrid's
+            # online detector is the run's own: `Trainer.policy_env_params`).
+            params = trainer.policy_params(state)
+            p = env_params if world is None else world(params, env_params)
+            return make_evaluator(env, p, trainer.act, cfg["eval"]["episodes"], cfg["eval"]["greedy"])(params, key)
+
         evaluate = xla.jit(
-            jax.vmap(lambda state, key: rollout(trainer.policy_params(state), key)),
+            jax.vmap(rollout),
             in_shardings=(shardings, replicated),
             out_shardings=replicated,
         )
@@ -329,6 +335,21 @@ def _size(n: int) -> str:
     if n < 2**30 // 10:
         return f"{n / 2**20:,.1f} MiB"
     return f"{n / 2**30:,.1f} GiB" if n < 2**30 * 10**12 else f"{n / 2**30:.4g} GiB"
+
+
+def episodes_problem(env, env_params, episodes: int, copies: int = 1, flag: str = "--episodes",
+                     copies_of: str = "seeds") -> str | None:
+    """For a tool that rolls `episodes` x `copies` envs at once (an evaluation over seeds, the
+    explainer, the leads' search, a sweep's points x seeds): a one-line refusal when their env
+    states alone cannot fit in one device's memory (a bound from below, traced not run: a huge
+    `flag` failed after the work, or aborted XLA), naming `flag` to lower; None when they may fit
+    or the device cannot say."""
+    device, limit = _device_memory()
+    need = int(episodes) * int(copies) * tree_bytes(jax.eval_shape(env.reset, jax.random.PRNGKey(0), env_params))
+    if not limit or need <= limit:
+        return None
+    return (f"{flag} {config_lib.format_count(int(episodes))}" + (f" x {copies:,} {copies_of}" if copies > 1 else "")
+            + f" needs at least {_size(need)} of env states on {device}, which has {_size(limit)}: lower {flag}")
 
 
 def _check_memory_bound(program: Program, cfg: dict) -> None:
@@ -764,16 +785,18 @@ def make_env_checked(cfg: dict, make_env: Callable | None = None):
     ConfigError naming the scenario: builds the params only (nothing is traced or compiled), so
     `train/run.py --print-config` checks the env settings a run would refuse. A config that
     stores its scenario file's contents (`scenario_spec`) is built from them, not from the file,
-    unless a `make_env` of the caller's own is given (it gets the scenario as named)."""
+    unless a `make_env` of the caller's own is given (it gets the scenario as named). The
+    algorithm's own env keys (`algos.env_overrides`: hmarl.k) are applied over `cfg["env"]`."""
     import jaxsoc.env as soc
     from jaxsoc.env.params import scenario_params
 
     spec = cfg.get(config_lib.SCENARIO_SPEC)
+    overrides = {**cfg["env"], **algos.env_overrides(cfg)}  # e.g. hmarl.k: the K it trains at
     try:
         if make_env is None and spec is not None:
-            params = scenario_params(spec, **cfg["env"])
+            params = scenario_params(spec, **overrides)
             return soc.SOCEnv(params), params
-        return (make_env or soc.make)(cfg["scenario"], **cfg["env"])
+        return (make_env or soc.make)(cfg["scenario"], **overrides)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"env {cfg['scenario']!r}: {e}") from None
 

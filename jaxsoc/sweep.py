@@ -36,6 +36,7 @@ from jaxsoc.analysis.intervals import mean_half_width
 from jaxsoc.config import ConfigError
 
 SUMMARY_FILE, TABLE_FILE, FIGURE_FILE = "sweep.json", "sweep.md", "sweep.png"
+OUTPUT_FILES = (SUMMARY_FILE, TABLE_FILE, FIGURE_FILE)  # everything a sweep's folder holds
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list]:
@@ -161,6 +162,11 @@ def check_programs(plan: Plan, make_env=None) -> None:
         # As a run builds it (a scenario file's stored contents, the one-line refusals).
         env, env_params = engine.make_env_checked(cfg, make_env)
         engine.check_budget(cfg, algos.make_train(cfg, env, env_params))
+        # its evaluation rolls every point's seeds' episodes at once (it failed after the training)
+        too_many = engine.episodes_problem(env, env_params, plan.episodes, len(group.points) * len(plan.seeds),
+                                           copies_of="(points x seeds)")
+        if too_many:
+            raise ConfigError(too_many)
 
 
 def config_value(cfg: dict, key: str):

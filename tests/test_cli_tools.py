@@ -445,9 +445,27 @@ def test_detector_quality_refuses_an_unwritable_out(tmp_path, capsys):
     (["--episodes", "0"], "--episodes: expected a positive integer, got '0'"),
     (["--episodes", "1"], "--episodes must be at least 2"),
     (["--search-episodes", "inf"], "--search-episodes: expected an integer, got 'inf'"),
+    # more envs at once than memory holds: refused before the work (a RESOURCE_EXHAUSTED traceback)
+    (["--search-episodes", "1e12", "--episodes", "2"], "--search-episodes 1,000,000,000,000 needs at least"),
 ])
 def test_strategic_refuses_bad_counts(capsys, argv, match):
     refused(load("strategic").main, argv, capsys, match)
+
+
+def test_strategic_margin_says_apart_whichever_side_informed_is():
+    """Intervals apart with informed below the other were printed as OVERLAP (the gap was taken
+    as informed's low minus the other's high only)."""
+    from types import SimpleNamespace
+
+    def row(name, mean, half):
+        return SimpleNamespace(name=name, mean={"return": mean}, interval=lambda m: (mean - half, mean + half))
+
+    line = load("strategic").margin_line
+    informed = row("informed", -115.84, 14.34)
+    assert line("return", informed, row("best fixed", -22.30, 4.32)) == (
+        "return: informed - best fixed = -93.540 (intervals apart by 74.880, informed below)")
+    assert line("return", informed, row("idle", -150.0, 5.0)).endswith("(intervals apart by 14.820, informed above)")
+    assert line("return", informed, row("close", -110.0, 3.0)).endswith("(intervals OVERLAP)")
 
 
 def test_strategic_takes_episodes_written_1e3(capsys, monkeypatch):

@@ -385,7 +385,10 @@ def test_attention_glue_feeds_the_learners_explainer(toy_run, tmp_path, monkeypa
     monkeypatch.setattr(engine_toys, "attention_weights", attention_weights, raising=False)
     paths = attention.draw_attention(toy_run, tmp_path / "attention", decisions=3,
                                      make_env=engine_toys.make_toy_env)
-    assert seen["obs"]["a"].shape == (3, engine_toys.N_ACTIONS) and seen["obs"]["b"].shape == (3, 3)
+    # Three decisions asked, every 5 steps (the toy has no directive_period: the default K): the toy's
+    # first held-out episode lasts at least 5 of its 6 steps here, so decisions 0 and 5 are its own and step 10's
+    # observation is the next episode's (the env auto-resets): it is left out, not drawn as decision 3.
+    assert seen["obs"]["a"].shape == (2, engine_toys.N_ACTIONS) and seen["obs"]["b"].shape == (2, 3)
     assert all(p.stat().st_size > 1000 for p in paths)
 
 

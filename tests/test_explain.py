@@ -83,6 +83,13 @@ def test_attention_with_truth_draws_what_it_is_given():
                                                    [0.1, 0.2, 0.3, 0.4]])
     assert "episode 1, decision at step 1: focus d" in fig.axes[4].get_title()
     np.testing.assert_array_equal(data["held"][0], _records()["held"][0, 0])
+    # each decision carries its episode's campaigns' stealth, and a panel may name them its own way
+    # (eval/explain.py labelled every panel with episode 0's stealth)
+    np.testing.assert_array_equal(ex[1]["stealth"], _records()["stealth"][0, 1])
+    ex[2]["campaign_names"] = ["first", "second"]
+    fig, _ = figures.attention_with_truth(ex, ["a", "b", "c", "d"], ["loud", "quiet"])
+    assert [t.get_text() for t in fig.axes[4].get_yticklabels()] == ["attention", "first", "second"]
+    assert [t.get_text() for t in fig.axes[2].get_yticklabels()] == ["attention", "loud", "quiet"]
     with pytest.raises(AnalysisError, match="no decisions"):
         figures.attention_with_truth([], ["a"], ["loud"])
     with pytest.raises(AnalysisError, match="3 segment"):

@@ -45,6 +45,26 @@ def build(**section):
     return cfg, hmarl.make_train(cfg, env, env_params), hmarl.make_parts(cfg, env, env_params)
 
 
+def test_hmarl_k_is_the_env_every_rebuild_steps():
+    """hmarl.k went to the trainer's copy of the env only: evaluation, replay and the explainer
+    rebuilt the scenario's K (5) around a team trained at K. Now it is the env's (every tool builds
+    the env through engine.make_env_checked); settings nothing reads are refused."""
+    cfg = config_lib.resolve(flags=config_lib.merge(SMALL, {"hmarl": {"k": 10}}))
+    env, env_params = engine.make_env_checked(cfg)
+    assert env_params.directive_period == 10 == hmarl.make_parts(cfg, env, env_params).setup.k
+    assert cfg["env"].get("directive_period") is None  # the config is as given (its hash unchanged)
+    for sets, match in ((["hmarl.k=10", "env.directive_period=3"], "name two directive periods"),
+                        (["hmarl.coordinator_action=5"], "hmarl.coordinator_action is the fixed directive"),
+                        (["hmarl.coordinator.num_heads=0"], "hmarl.coordinator.num_heads must be positive"),
+                        (["hmarl.coordinator.embed_dim=-4"], "hmarl.coordinator.embed_dim must be positive")):
+        with pytest.raises(config_lib.ConfigError, match=match):
+            config_lib.resolve(flags=SMALL, sets=sets)
+    # the explainer refuses a run without a coordinator (its weights were never trained)
+    fixed = config_lib.resolve(flags=config_lib.merge(SMALL, {"hmarl": {"train_coordinator": False}}))
+    with pytest.raises(ValueError, match="no coordinator \\(hmarl.train_coordinator: false\\)"):
+        hmarl.attention_weights(None, None, fixed, env_params)
+
+
 def collect_fn(parts):
     """`state -> (state, StepTrace [T, N])`: one rollout, nothing learned."""
     return fast_jit(functools.partial(hmarl.collect, parts))

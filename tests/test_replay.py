@@ -88,6 +88,11 @@ def test_a_frame_is_drawn_from_its_step_alone():
     step = tr["episodes"][0]["steps"][0]
     img, axes, title = pixels(tr, step)
     np.testing.assert_array_equal(axes["map"].images[0].get_array(), step["hosts"])
+    # The env pads the host axis (soc-strategic's 20-host segments are stored 24 wide): the padding
+    # past the largest segment is not drawn as hosts.
+    padded = dict(step, hosts=[row + [-1, -1] for row in step["hosts"]])
+    _, axes_padded, _ = pixels(tr, padded)
+    np.testing.assert_array_equal(axes_padded["map"].images[0].get_array(), step["hosts"])
     # Counts table: clean, compromised, detected, isolated, isolated clean per segment, by hand.
     np.testing.assert_array_equal(cell_texts(axes["counts"], 2, 5), [["1", "1", "1", "0", "0"],
                                                                     ["0", "0", "0", "1", "1"]])
@@ -178,6 +183,8 @@ def test_one_frame_per_step_and_a_summary(replayed):
     (["--algo", "rule-soar", "--scenario", "soc-v2", "--episodes", "0"], "expected a positive integer"),
     (["--algo", "rule-soar", "--scenario", "soc-v2", "--episodes", "-2"], "expected a positive integer"),
     (["--algo", "rule-soar"], "--algo needs --scenario"),
+    # a GIF frame past 655 s: PIL failed after trace.json was written
+    (["--algo", "rule-soar", "--scenario", "soc-v2", "--fps", "0.0001"], "--fps must lie in [0.01, 100] frames"),
     (["--algo", "rule-soar", "--scenario", "soc-v2", "--episodes", "1", "--animate", "2"], "more than --episodes"),
     # The other worlds have no SOC network to draw (the trace failed with AttributeErrors).
     (["--algo", "random", "--scenario", "banking"], "a replay draws the SOC network (hosts, segments, alerts, "

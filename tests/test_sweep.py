@@ -104,6 +104,12 @@ def test_the_cli_writes_the_ranked_table_and_figure_once(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert cli.main(args[:5] + ["toy.lr=0.1,x"] + args[6:] + ["--overwrite"], toys.make_toy_env, ["toy"]) == 2
     assert "'x' is not a number" in capsys.readouterr().err
+    # --overwrite replaces a sweep's files, nothing else: a run's folder (or a stray file) is refused
+    (tmp_path / "s" / "config.yaml").write_text("algo: toy\n")
+    before = sorted(p.name for p in (tmp_path / "s").iterdir())
+    assert cli.main(args + ["--overwrite"], toys.make_toy_env, ["toy"]) == 2
+    assert "is not a sweep's folder (it holds config.yaml); refusing to replace it" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == before
 
 
 def test_one_seed_writes_its_missing_interval_as_null_not_nan(tmp_path):

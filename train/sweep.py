@@ -9,6 +9,7 @@ sweep.md (the ranked table) and sweep.png (return with 95 % intervals), once eve
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -62,6 +63,10 @@ def main(argv=None, make_env=None, scenarios=None) -> int:
         out = Path(cfg["run"]["dir"]) / args.name
         if out.exists() and not args.overwrite:
             raise ConfigError(f"{out} already exists: pass --overwrite to replace it")
+        others = sorted(set(os.listdir(out)) - set(sweep.OUTPUT_FILES)) if out.is_dir() else []
+        if others:  # a run folder, or anything else: --overwrite replaces a sweep's files only
+            raise ConfigError(f"{out} is not a sweep's folder (it holds {', '.join(others[:3])}"
+                              f"{', ...' if len(others) > 3 else ''}); refusing to replace it: choose another --name")
         problem = cli.folder_problem(out)  # found now, not after every point has trained
         if problem is not None:
             raise ConfigError(problem)

@@ -4,6 +4,8 @@ A family is one module `jaxsoc/algos/<family>.py` exposing
 
     DEFAULTS: dict                                    # its config section, `<family>:` in YAML
     make_train(config, env, env_params) -> Trainer    # see `jaxsoc.algos.base`
+    env_overrides(config) -> dict                     # optional: env keys its section sets
+                                                      # (hmarl.k -> directive_period)
 
 Modules are imported only when their algorithm is asked for, so a broken or slow-to-import learner
 never affects the others. Adding a learner is one new file plus one line per name below; the
@@ -97,6 +99,17 @@ def family_module(name: str) -> ModuleType:
 def default_section(name: str) -> dict[str, Any]:
     """A copy of the default config section of algorithm `name`'s family."""
     return copy.deepcopy(getattr(family_module(name), "DEFAULTS", {}))
+
+
+def env_overrides(config: dict) -> dict[str, Any]:
+    """The env keys `config`'s algorithm section sets on the world it trains in (a family's
+    optional `env_overrides(config)`; `{}` for most). `engine.make_env_checked` applies them, so
+    the trained world is rebuilt by every tool that rebuilds the run (evaluation, replay, the
+    explainer), not by the trainer alone."""
+    if config.get("algo") is None:  # an env's config alone (no learner)
+        return {}
+    hook = getattr(family_module(config["algo"]), "env_overrides", None)
+    return dict(hook(config)) if hook is not None else {}
 
 
 def make_train(config: dict, env, env_params):

@@ -138,15 +138,16 @@ def to_markdown(rows: Dict[str, Dict[str, float]]) -> str:
 def example_decisions(records: Dict[str, np.ndarray], count: int) -> List[Dict[str, np.ndarray]]:
     """Up to `count` decisions at which some campaign holds a segment, env 0's first, then env 1's
     and so on (one episode may hold a single such decision, as on soc-v2, where a campaign is
-    often contained within a few decisions): `{attention [S], focus, held [C, S], step, episode}`
-    each, for `figures.attention_with_truth`."""
+    often contained within a few decisions): `{attention [S], focus, held [C, S], step, episode,
+    stealth [C]}` each (the stealth of that episode's campaigns), for `figures.attention_with_truth`."""
     out = []
     held = records["held"]
     attacked = records["decides"] & held.any(axis=(-2, -1))  # [T, N]: a decision with a held segment
     for e in range(attacked.shape[1]):
         for t in np.flatnonzero(attacked[:, e]):
             out.append({"attention": records["attention"][t, e], "focus": int(records["focus"][t, e]),
-                        "held": held[t, e], "step": int(t), "episode": e})
+                        "held": held[t, e], "step": int(t), "episode": e,
+                        "stealth": records["stealth"][t, e]})
             if len(out) == count:
                 return out
     return out

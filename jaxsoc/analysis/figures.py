@@ -304,7 +304,8 @@ def attention_with_truth(examples: Sequence[Mapping], segment_names: Sequence[st
     """Attention beside the ground truth, one panel per decision: the first row is the explainer's
     head-mean attention over segments (the directive's focus boxed), the next rows whether each
     campaign holds a live host there. `examples`: `{attention [S], focus, held [C, S], step,
-    episode}` (`explain.example_decisions`). Returns (fig, {"attention": [D, S], "held": [D, C, S]})."""
+    episode}` (`explain.example_decisions`), with `campaign_names` of its own where an example's
+    campaigns differ (another episode's). Returns (fig, {"attention": [D, S], "held": [D, C, S]})."""
     if not examples:
         raise AnalysisError("no decisions with an attacked segment to draw")
     att = np.stack([np.asarray(e["attention"], np.float64) for e in examples])
@@ -331,7 +332,7 @@ def attention_with_truth(examples: Sequence[Mapping], segment_names: Sequence[st
                   extent=(-0.5, s - 0.5, c + 0.5, 0.5))
         ax.add_patch(plt.Rectangle((e["focus"] - 0.5, -0.5), 1.0, 1.0, fill=False, edgecolor="white", lw=2.0))
         ax.set_ylim(c + 0.5, -0.5)
-        ax.set_yticks(range(c + 1), ["attention"] + list(campaign_names), fontsize="small")
+        ax.set_yticks(range(c + 1), ["attention"] + list(e.get("campaign_names", campaign_names)), fontsize="small")
         ax.set_xticks(range(s), segment_names, rotation=45, ha="right", fontsize="small")
         ax.set_title(f"episode {e['episode']}, decision at step {e['step']}: focus "
                      f"{segment_names[e['focus']]} (boxed); red: held by the campaign", fontsize="small")

@@ -270,6 +270,11 @@ def evaluate_episodes(
     if episodes < 1:
         raise AnalysisError(f"episodes must be positive, got {episodes}")
     batch = min(int(batch or episodes), episodes)
+    from jaxsoc import engine
+
+    too_many = engine.episodes_problem(env, env_params, batch, len(seeds), "--episodes (or --batch)")
+    if too_many:  # before compiling: it failed in XLA's allocation, after the compile
+        raise AnalysisError(too_many)
     world = trainer.policy_env_params
 
     def rollout(params, key):

@@ -49,7 +49,9 @@ def segment_labels(trace: dict) -> list[str]:
 
 def draw_host_map(ax, trace: dict, grid) -> None:
     """A `[S, Hmax]` status grid on `ax`: a row per segment, a cell per host, in STATUS_COLORS."""
-    grid = np.asarray(grid)
+    # Columns past the largest segment are the env's padding of the host axis (soc-strategic's
+    # 20-host segments are stored 24 wide): not hosts, so not drawn.
+    grid = np.asarray(grid)[:, :max(trace["hosts_per_segment"])]
     s = grid.shape[0]
     ax.imshow(grid, cmap=_CMAP, norm=_NORM, aspect="auto", interpolation="nearest")
     ax.set_yticks(range(s), segment_labels(trace), fontsize=10)

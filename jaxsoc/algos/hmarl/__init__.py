@@ -44,12 +44,13 @@ Ablations (config switches): `train_coordinator: false` (no coordinator: a fixed
 `k` (the K sweep), `per: false` (uniform replay).
 """
 from jaxsoc.algos.hmarl.coordinator import Coordinator, CoordinatorState, attention_weights, build_coordinator
-from jaxsoc.algos.hmarl.defaults import COORDINATOR_DEFAULTS, DEFAULTS, POSITIVE, SOC_TEAM, SWEEPABLE, validate
+from jaxsoc.algos.hmarl.defaults import (COORDINATOR_DEFAULTS, DEFAULTS, POSITIVE, SOC_TEAM, SWEEPABLE, env_overrides,
+                                         validate)
 from jaxsoc.algos.hmarl.team import TIER2, Setup, Team
 from jaxsoc.algos.hmarl.train import HMARLState, Parts, StepTrace, collect, make_parts, make_train
 
 __all__ = [
     "COORDINATOR_DEFAULTS", "DEFAULTS", "POSITIVE", "SOC_TEAM", "SWEEPABLE", "TIER2", "Coordinator", "CoordinatorState", "HMARLState",
-    "Parts", "Setup", "StepTrace", "Team", "attention_weights", "build_coordinator", "collect", "make_parts",
-    "make_train", "validate",
+    "Parts", "Setup", "StepTrace", "Team", "attention_weights", "build_coordinator", "collect", "env_overrides",
+    "make_parts", "make_train", "validate",
 ]

@@ -195,6 +195,9 @@ def attention_weights(policy_params, obs, config: dict, env_params):
     Returns `(weights [decisions, heads, segments] (each row a distribution over segments),
     segment names)`.
     """
+    if not config["hmarl"]["train_coordinator"]:  # its weights are the untrained initialisation's
+        raise ValueError("this run has no coordinator (hmarl.train_coordinator: false): the directive was "
+                         "fixed, so there is no choice to explain")
     coordinator = build_coordinator(config, env_params)
     if not coordinator.attention:
         raise ValueError("this run's coordinator has no attention explainer (hmarl.coordinator.attention: false)")

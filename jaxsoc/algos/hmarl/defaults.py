@@ -54,7 +54,8 @@ DEFAULTS = {
 }
 # Dotted keys reach the nested sections (config.validate checks each before `validate` runs).
 POSITIVE = (op.POSITIVE + tuple(f"sac.{k}" for k in SAC_POSITIVE)
-            + tuple(f"coordinator.{k}" for k in ("lr", "clip_eps", "vf_coef", "capacity")))
+            + tuple(f"coordinator.{k}" for k in ("lr", "clip_eps", "vf_coef", "capacity", "num_heads", "d_k",
+                                                  "embed_dim")))
 # Keys the update only computes with: a sweep (jaxsoc/sweep.py) trains grid points that differ
 # only in these in one program (tests/test_sweepable.py traces each and checks it is used).
 # The hierarchy is the SOC team's (a coordinator over the three tier-2 roles): SOC worlds only
@@ -62,6 +63,13 @@ POSITIVE = (op.POSITIVE + tuple(f"sac.{k}" for k in SAC_POSITIVE)
 SOC_TEAM = True
 SWEEPABLE = ("gamma", "coordinator.lr", "coordinator.ent_coef", "sac.actor_lr", "sac.critic_lr", "sac.alpha_lr",
              "dqn.lr", "maddpg.actor_lr", "maddpg.critic_lr", "maddpg.noise_std")
+
+
+def env_overrides(config: dict) -> dict:
+    """`hmarl.k` is the env's directive period (`algos.env_overrides`): every rebuild of the run
+    (evaluation, replay, the explainer) then steps the env at the K it was trained at."""
+    k = (config.get("hmarl") or {}).get("k")
+    return {} if k is None else {"directive_period": int(k)}
 
 
 def validate(config: dict) -> None:
@@ -77,6 +85,14 @@ def validate(config: dict) -> None:
     check_choice("hmarl.condition_on_directive", c["condition_on_directive"], ("auto", True, False))
     if c["k"] is not None and (not isinstance(c["k"], int) or c["k"] < 1):
         raise ConfigError(f"hmarl.k must be a positive integer or null, got {c['k']!r}")
+    period = (config.get("env") or {}).get("directive_period")
+    if c["k"] is not None and period is not None and period != c["k"]:
+        raise ConfigError(f"hmarl.k {c['k']} and env.directive_period {period} name two directive periods; "
+                          "give one (hmarl.k sets the env's)")
+    # The fixed directive of the runs without a coordinator: unread when one is trained.
+    if c["train_coordinator"] and c["coordinator_action"] != DEFAULTS["coordinator_action"]:
+        raise ConfigError("hmarl.coordinator_action is the fixed directive of hmarl.train_coordinator: false; "
+                          "the trained coordinator chooses its own")
     for key in ("epochs", "minibatches"):
         if not isinstance(cc[key], int) or cc[key] < 1:
             raise ConfigError(f"hmarl.coordinator.{key} must be a positive integer")
