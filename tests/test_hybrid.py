@@ -191,6 +191,9 @@ def test_settings_nothing_would_read_are_refused(small, tmp_path):
     with pytest.raises(ConfigError, match="hybrid.online_lr sets the online detector, but hybrid.detector is frozen"):
         hy.validate(_config(online_lr=1e-2))
     hy.validate(_config(online_lr=1e-2, detector="online"))
+    # another scenario is named as such, before the sizes (4 envs: too few rounds) it makes wrong
+    with pytest.raises(ConfigError, match="trains the soc-hybrid team; scenario 'cage4-like'"):
+        hy.validate(dict(_config(num_envs=4, utd=0.005), scenario="cage4-like"))
     online = _config(detector="online")
     online["env"] = {"detector_path": mine}
     with pytest.raises(ConfigError, match="trains its own detector from the start"):

@@ -113,6 +113,9 @@ def validate(config: dict) -> None:
     """Checks `config["hybrid"]` (and that the scenario is soc-hybrid); one-line ConfigError."""
     from jaxsoc.config import ConfigError, check_choice
 
+    if config["scenario"] != "soc-hybrid":  # first: the sizes below are this scenario's to judge
+        raise ConfigError(f"--algo {config['algo']} trains the soc-hybrid team; scenario {config['scenario']!r} "
+                          "has no segment agents (use --scenario soc-hybrid)")
     op.validate_common(config, "hybrid")
     op.validate_dqn(config["hybrid"], "hybrid")
     c = config["hybrid"]
@@ -143,9 +146,6 @@ def validate(config: dict) -> None:
     elif (config.get("env") or {}).get("detector_path"):
         raise ConfigError("hybrid.detector=online trains its own detector from the start: the saved detector of "
                           "env.detector_path would give it its threshold only; drop one of the two")
-    if config["scenario"] != "soc-hybrid":
-        raise ConfigError(f"--algo {config['algo']} trains the soc-hybrid team; scenario {config['scenario']!r} "
-                          "has no segment agents (use --scenario soc-hybrid)")
 
 
 # ------------------------------------------------------------------------------ segment agents
