@@ -4,8 +4,9 @@
     python eval/bench_matmul.py --sizes 256 512 --dtypes float32
 
 An update round of 3 x 256 MLPs at batch 256 is made of [256, k] x [k, 256] products, so the
-256^3 figure (best of `--repeats` jitted `lax.fori_loop`s of `--reps` dependent products) bounds
-how fast any round can go here: a round of G GFLOP cannot take less than G / (GFLOP/s) seconds.
+256^3 figure (best of `--repeats` jitted `lax.fori_loop`s of dependent products: 200 at 256^3,
+fewer at larger sizes) bounds how fast any round can go here: a round of G GFLOP cannot take less
+than G / (GFLOP/s) seconds.
 bfloat16 operands accumulate in float32 (`preferred_element_type`), as mixed precision would.
 Each product is timed twice in turn: compiled with jaxsoc's XLA options (`jaxsoc.xla`: XLA's own
 product kernels) and with XLA:CPU's default (YNNPACK's), the two libraries a program can use.

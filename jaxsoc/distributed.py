@@ -3,7 +3,7 @@ processes (hosts), with JAX's own coordination service and collectives (no trans
 
 Every process runs the same command; on plain hosts give each its rank:
 
-    python train/run.py --algo mappo --num-seeds 8 --coordinator host0:9876 --num-processes 4 --process-id I
+    python train/run.py --algo mappo --num-seeds 8 --name big --coordinator host0:9876 --num-processes 4 --process-id I
 
 Under SLURM or Open MPI, `--coordinator auto` lets JAX read the launcher's variables
 (`srun python train/run.py ... --coordinator auto`). The three settings can also come from the
@@ -133,3 +133,40 @@ def barrier(name: str) -> None:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
+
+
+def agree(what: str, text: str | None, timeout_s: float) -> None:
+    """Checks that every process of the group was started alike: each publishes a digest of its
+    `text` (its resolved config), or that it refused its command line (`text` None: its own error
+    is printed by the caller), in the group's key-value store, then reads every other's. A
+    ConfigError names the first process that differs (another seed, total_steps or
+    --num-processes made a run whose seeds were trained from other keys, or hung in orbax's
+    barriers) or refused, or that did not get here within `timeout_s`. A no-op in one process.
+
+    JAX has no public key-value API; its coordination client (`jax._src.distributed`, the store
+    orbax and multihost_utils use) is read here, in this one function."""
+    if jax.process_count() == 1:
+        return
+    import hashlib
+
+    from jax._src import distributed as jax_distributed
+
+    client = jax_distributed.global_state.client
+    me = jax.process_index()
+    mine = "refused" if text is None else hashlib.sha256(text.encode()).hexdigest()
+    client.key_value_set(f"jaxsoc/{what}/{me}", mine)
+    if text is None:  # refused: the others read it and stop; this one prints its own error
+        return
+    for other in range(jax.process_count()):
+        if other == me:
+            continue
+        try:
+            theirs = client.blocking_key_value_get(f"jaxsoc/{what}/{other}", int(timeout_s * 1000))
+        except Exception:  # JAX raises its own error type on a timeout
+            raise ConfigError(f"process {other} did not reach the {what} check within {timeout_s:g} s "
+                              "(it may have failed: see its output)") from None
+        if theirs == "refused":
+            raise ConfigError(f"process {other} refused its command line (see its output): the group stops")
+        if theirs != mine:
+            raise ConfigError(f"process {other} was started with another {what} than process {me}: start every "
+                              "process with the same flags and files (compare their --print-config)")

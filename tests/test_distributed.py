@@ -120,6 +120,32 @@ def test_a_group_that_never_assembles_fails_with_one_line_in_time(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_processes_started_with_other_configs_are_refused_by_every_process(tmp_path):
+    """Process 1 with another --seed trained the group's second seed from its own keys, silently
+    (and another total_steps hung in orbax's barriers): every process now names the difference in
+    one line before any work; a process that refuses its command line stops the others."""
+    port = free_port()
+
+    def start(pid, extra):
+        return subprocess.Popen([sys.executable, str(REPO / "train" / "run.py"), "--algo", "random", "--name", "g",
+                                 "--num-envs", "8", "--total-steps", "2000", "--coordinator", f"localhost:{port}",
+                                 "--num-processes", "2", "--process-id", str(pid), "--join-timeout", "60",
+                                 "--set", f"run.dir={tmp_path}", *extra],
+                                env=dict(os.environ, JAX_PLATFORMS="cpu"), stderr=subprocess.PIPE, text=True)
+
+    for extra, (first, second) in (
+            (["--seed", "7"], ("process 1 was started with another config than process 0",
+                               "process 0 was started with another config than process 1")),
+            (["--set", "ppo.lr=1e-3"], ("process 1 refused its command line (see its output): the group stops",
+                                         "section 'ppo' configures"))):
+        port = free_port()
+        procs = [start(0, []), start(1, extra)]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [2, 2], errors
+        assert first in errors[0].splitlines()[-1] and second in errors[1].splitlines()[-1], errors
+        assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("kwargs, environ, message", [
     (dict(num_processes=2, process_id=0), {}, "give --coordinator"),
     (dict(coordinator="node0"), {}, "not HOST:PORT"),

@@ -888,6 +888,9 @@ def test_ctrl_c_says_what_continues_the_run(interrupted, tmp_path):
     src = interrupted[0] / "interrupted"  # checkpoint 2
     assert cli_module.interrupted_message(src) == (
         f"interrupted; continue from update 2 with: python train/run.py --resume {src}")
+    # a group's resume is the group's: the bare command was refused (devices=2 on 1 device)
+    assert cli_module.interrupted_message(src, group=" on every process") == (
+        f"interrupted; continue from update 2 with: python train/run.py --resume {src} on every process")
     early = tmp_path / "early"
     shutil.copytree(src, early)
     shutil.rmtree(early / "checkpoints")

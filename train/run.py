@@ -109,11 +109,12 @@ def file_stamp(path: Path):
     return st.st_ino, st.st_mtime_ns
 
 
-def interrupted_message(run_dir: Path, earlier=None) -> str:
+def interrupted_message(run_dir: Path, earlier=None, group: str = "") -> str:
     """What to tell a user who stopped a run with Ctrl-C: how to continue it, if anything was
     written (a new run's folder appears when its first chunk is done). `earlier`: the
     `file_stamp` of the folder's config.yaml before a new run started (`--overwrite`), so an
-    earlier run the new one had not yet replaced is not offered for resuming."""
+    earlier run the new one had not yet replaced is not offered for resuming. `group`: a
+    multi-process run's note on how its processes are started again (the resume is the group's)."""
     if earlier is not None and file_stamp(run_dir / "config.yaml") == earlier:
         return (f"interrupted before the first update was logged: nothing was written, and the earlier "
                 f"run in {run_dir} is as it was")
@@ -129,8 +130,8 @@ def interrupted_message(run_dir: Path, earlier=None) -> str:
             ckpts.close()
     if latest is None:
         return (f"interrupted before the first checkpoint; start it over with its config: "
-                f"python train/run.py --resume {run_dir}")
-    return f"interrupted; continue from update {latest} with: python train/run.py --resume {run_dir}"
+                f"python train/run.py --resume {run_dir}{group}")
+    return f"interrupted; continue from update {latest} with: python train/run.py --resume {run_dir}{group}"
 
 
 def refuse_resume_changes(resume: str, saved: dict, name: str | None, config_file: str | None,
@@ -226,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(args.resume) if Path(args.resume).name else Path(args.resume).resolve()  # "--resume ."
             flags["run"] = {"dir": str(folder.parent), "name": folder.name}
         cfg = config_lib.resolve(args.config, flags, args.sets, saved=saved)
+        if launch is not None:  # every process the same run (another seed trained other keys)
+            distributed.agree("config", config_lib.dump(cfg) + f"num_processes: {launch.num_processes}\n",
+                              launch.timeout_s)
         if args.print_config:
             # What a run refuses before compiling: a resume's changed training settings, more
             # devices than there are, the env settings (params only), what the learner refuses
@@ -247,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         earlier = None if args.resume else file_stamp(Path(cfg["run"]["dir"]) / cfg["run"]["name"] / "config.yaml")
         result = engine.run(cfg, resume=args.resume, from_update=args.from_update, overwrite=args.overwrite)
     except ConfigError as e:
+        if launch is not None and cfg is None:  # refused before the check: the others stop too
+            distributed.agree("config", None, 0)
         cli.print_error(parser.prog, str(e))
         return 2
     except KeyboardInterrupt:
@@ -254,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
             print("\ninterrupted", file=sys.stderr)
         else:
             run_dir = Path(args.resume or Path(cfg["run"]["dir"]) / cfg["run"]["name"])
-            print("\n" + interrupted_message(run_dir, earlier), file=sys.stderr)
+            group = ("" if launch is None else " on every process, with the group's flags (--coordinator, "
+                     "--num-processes, --process-id) as before")
+            print("\n" + interrupted_message(run_dir, earlier, group), file=sys.stderr)
         return 130
     steps = result.updates * result.trainer.env_steps_per_update
     if not distributed.is_primary():
