@@ -56,6 +56,7 @@ from jaxsoc.algos.sac import SAC  # noqa: E402
 from jaxsoc.host import cpu_description  # noqa: E402
 
 REFERENCE_MS = 34.0  # the original PyTorch SAC + DQN + MADDPG + PER round on the dev CPU (the issue)
+REFERENCE_SIZES = {"batch": 256, "capacity": 200_000}  # what REFERENCE_MS was measured at: no ratio at others
 OFFPOLICY = ("dqn", "iql", "vdn", "qmix", "sac", "maddpg")
 ROLES = ("coordinator", "threat_hunter", "alert_triage", "response_orchestrator")
 
@@ -93,6 +94,7 @@ def gflop(fn, carry) -> float:
 def random_fill(buffer, example, key, chunk: int = 10_000):
     """Fills `buffer` to capacity with random items (random priorities if prioritized)."""
     capacity = buffers.replay_of(buffer).capacity
+    chunk = min(chunk, capacity)  # one add may not exceed the buffer (a --capacity under 10,000)
 
     @jax.jit
     def add(buffer, key):
@@ -164,7 +166,9 @@ def hmarl_round(hidden: Sequence[int] = (256, 256, 256), batch: int = 256, capac
     seconds, _, compile_s = timed(one_round, (agents, buffer), reps, repeats)
     return {"name": "SAC+DQN+MADDPG+PER", "hidden": list(hidden), "batch": batch, "capacity": capacity,
             "ms": seconds * 1e3, "rounds_per_s": 1.0 / seconds, "gflop": flops,
-            "gflops": flops / seconds, "ratio_to_reference": REFERENCE_MS / (seconds * 1e3),
+            "gflops": flops / seconds,
+            "ratio_to_reference": (REFERENCE_MS / (seconds * 1e3)
+                                   if {"batch": batch, "capacity": capacity} == REFERENCE_SIZES else None),
             "compile_s": compile_s, "load": (before, load())}
 
 
@@ -371,6 +375,25 @@ def _parse(argv):
         ap.error(f"--algos names {', '.join(twice)} twice")
     if args.reference is not None and not os.path.isdir(args.reference):  # found out before the other timings
         ap.error(f"--reference {args.reference} is not a folder (the original HMARL-SOC code/ folder)")
+    if args.skip_rounds and args.skip_train:
+        ap.error("--skip-rounds and --skip-train together leave nothing to time")
+    if args.batch > args.capacity:
+        ap.error(f"--batch {args.batch} is more than the buffer's --capacity {args.capacity}")
+    # Flags of the part a --skip-* leaves out would be ignored: refused, as eval/bench_train.py does.
+    for skip, part in (("skip_rounds", ("batch", "capacity", "reps", "repeats", "reference")),
+                       ("skip_train", ("envs", "train_updates"))):
+        unread = [f"--{d.replace('_', '-')}" for d in part if getattr(args, d) != ap.get_default(d)]
+        if getattr(args, skip) and unread:
+            ap.error(f"{', '.join(unread)} set{'s' if len(unread) == 1 else ''} what --{skip.replace('_', '-')} "
+                     "leaves out")
+    if not args.skip_rounds:  # each round's config at these sizes, before the first timing
+        from jaxsoc.config import ConfigError
+
+        for algo in args.algos:
+            try:
+                round_setup(algo, args.hidden, args.batch, args.capacity, "hmarl-soc-v1", ())
+            except ConfigError as e:
+                ap.error(f"the {algo} update round (--capacity {args.capacity}, --batch {args.batch}) cannot run: {e}")
     return args
 
 
@@ -381,9 +404,12 @@ def _fmt_load(r):
 def main(argv=None) -> int:
     args = _parse(argv)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs ({cpu_description()}); "
-          f"networks {args.hidden}, batch {args.batch}; load = 1-min load average before/after")
+          f"networks {args.hidden}, update rounds' batch {args.batch} (training: each config's); "
+          "load = 1-min load average before/after")
     if not args.skip_rounds:
         ref_ms, ref_what = REFERENCE_MS, "the issue's figure"
+        if {"batch": args.batch, "capacity": args.capacity} != REFERENCE_SIZES:
+            ref_ms = None  # 34 ms is a round at batch 256 of a 200,000 buffer: no ratio at other sizes
         if args.reference:
             ref = reference_round(args.reference, args.batch, args.capacity, args.reps, args.repeats)
             ref_ms, ref_what = ref["ms"], "measured above"
@@ -393,8 +419,10 @@ def main(argv=None) -> int:
         r = hmarl_round(args.hidden, args.batch, args.capacity, args.reps, args.repeats)
         print(f"\nHMARL round (PER {args.capacity} full, sample {args.batch}, SAC TH + DQN AT + MADDPG RO, priorities):")
         print(f"  {r['ms']:.2f} ms/round  {r['rounds_per_s']:.1f} rounds/s  {r['gflop']:.2f} GFLOP/round "
-              f"({r['gflops']:.0f} GFLOP/s)  reference {ref_ms:.1f} ms ({ref_what}) -> {ref_ms / r['ms']:.2f}x "
-              f"faster  [compile {r['compile_s']:.0f} s, load {_fmt_load(r)}]")
+              f"({r['gflops']:.0f} GFLOP/s)  "
+              + (f"reference {ref_ms:.1f} ms ({ref_what}) -> {ref_ms / r['ms']:.2f}x the reference's speed"
+                 if ref_ms else "no reference figure at these sizes (--reference times it)")
+              + f"  [compile {r['compile_s']:.0f} s, load {_fmt_load(r)}]")
         print("\nOne update round of each trainer's own team (hmarl-soc-v1, full buffer):")
         print(f"  {'algo':8s} {'roles':12s} {'PER':5s} {'ms/round':>9s} {'rounds/s':>9s} {'GFLOP':>6s} {'GFLOP/s':>8s}  load")
         for algo in args.algos:

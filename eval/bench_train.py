@@ -165,6 +165,13 @@ def _parse(argv=None):
             setattr(args, dest, default)
     if not args.skip_rounds:
         refuse_rounds(ap, args)
+    from jaxsoc.config import ConfigError
+
+    for name in args.cases:  # a bad --set was an error row after the other timings, and exit 0
+        try:
+            case_config(name, args)
+        except ConfigError as e:
+            ap.error(f"case {name}: {e}")
     return args
 
 
@@ -260,6 +267,19 @@ def _load() -> str:
         return "?"
 
 
+def case_config(name: str, args) -> dict:
+    """The resolved config case `name` trains with: its own sets, then the `--set`s of its family's
+    section and `env.*` (ConfigError for an unknown key or a value the learner refuses)."""
+    from jaxsoc import algos, config as config_lib
+
+    algo, sets = CASES[name]
+    family = algos.family_of(algo)
+    return config_lib.resolve(
+        flags={"algo": algo, "scenario": args.scenario, "num_envs": args.envs, "num_seeds": 1,
+               "total_steps": 10**12, "run": {"name": "bench"}},
+        sets=sets + [s for s in args.sets if s.split(".")[0] in (family, "env")])
+
+
 def time_case(name: str, args) -> dict:
     import jax
     import numpy as np
@@ -267,12 +287,9 @@ def time_case(name: str, args) -> dict:
     from jaxsoc import algos, config as config_lib, engine
     import jaxsoc.env as soc
 
-    algo, sets = CASES[name]
+    algo = CASES[name][0]
     family = algos.family_of(algo)
-    cfg = config_lib.resolve(
-        flags={"algo": algo, "scenario": args.scenario, "num_envs": args.envs, "num_seeds": 1,
-               "total_steps": 10**12, "run": {"name": "bench"}},
-        sets=sets + [s for s in args.sets if s.split(".")[0] in (family, "env")])
+    cfg = case_config(name, args)
     env, env_params = engine.make_env_checked(cfg)
     trainer = algos.make_train(cfg, env, env_params)
     per_update = trainer.env_steps_per_update
@@ -405,7 +422,8 @@ def time_detector(args, raw) -> list:
     return rows
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
+    """Prints the tables; exit status 1 when a case or round failed (its row says why)."""
     args = _parse(argv)
     sys.path.insert(0, os.path.dirname(__file__))
     import jax
@@ -430,8 +448,10 @@ def main(argv=None) -> None:
         share = f"{r['sps'] / raw:.1%}" if raw else "-"
         raw_txt = f"{raw:,.0f}" if raw else "-"
         print(f"| {r['case']} | {r['algo']} | {r['shape']} | {r['hidden']} | {r['sps']:,.0f} | {raw_txt} | {share} |")
+    failed = any("error" in r for r in rows)
     if not args.skip_rounds:
-        time_rounds(args)
+        failed |= any("error" in r for r in time_rounds(args))
+    return 1 if failed else 0
 
 
 def time_rounds(args) -> list:
@@ -487,4 +507,4 @@ def time_rounds(args) -> list:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

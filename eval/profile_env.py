@@ -105,9 +105,27 @@ def attribute(frames: List[Frame], by: str = "line") -> str:
     return f"{f.file}:{f.function}:{f.line}"
 
 
+def self_times(events) -> List[int]:
+    """Each of one thread's `(start_ns, duration_ns)` events less the events nested inside it (a
+    `while` loop's event spans its body's kernels on the same thread, which have events of their
+    own): summing these counts every nanosecond once."""
+    order = sorted(range(len(events)), key=lambda i: (events[i][0], -events[i][1]))
+    own = [duration for _, duration in events]
+    open_ = []  # (end, index) of the events enclosing the current one, innermost last
+    for i in order:
+        start, duration = events[i]
+        while open_ and open_[-1][0] <= start:
+            open_.pop()
+        if open_:
+            own[open_[-1][1]] -= duration
+        open_.append((start + duration, i))
+    return own
+
+
 def kernel_times(trace_dir: str) -> Dict[str, int]:
-    """`{kernel name: total ns}` over XLA:CPU's worker threads in the newest trace under `trace_dir`;
-    the thread pool's own events are summed under `RUNTIME`."""
+    """`{kernel name: total ns}` over XLA:CPU's worker threads in the newest trace under `trace_dir`,
+    each event's own time (`self_times`: a loop's event less its body's); the thread pool's own
+    events are summed under `RUNTIME`."""
     import jax
 
     paths = sorted(glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True))
@@ -119,10 +137,9 @@ def kernel_times(trace_dir: str) -> Dict[str, int]:
         for line in plane.lines:
             if "XLAEigen" not in line.name:  # XLA:CPU's intra-op worker threads
                 continue
-            for ev in line.events:
-                if ev.name.startswith("ThunkExecutor"):  # spans the kernels below it
-                    continue
-                out[RUNTIME if ev.name.startswith("ThreadpoolListener") else ev.name] += ev.duration_ns
+            events = [ev for ev in line.events if not ev.name.startswith("ThunkExecutor")]  # spans the kernels
+            for ev, ns in zip(events, self_times([(ev.start_ns, ev.duration_ns) for ev in events])):
+                out[RUNTIME if ev.name.startswith("ThreadpoolListener") else ev.name] += ns
     return dict(out)
 
 

@@ -131,10 +131,10 @@ def main(argv=None):
         cfg = config_lib.resolve(flags={"algo": args.algo, "scenario": args.scenario, "num_envs": args.envs,
                                         "num_seeds": args.num_seeds, "total_steps": 10**12,
                                         "run": {"name": "profile", "progress": False}}, sets=args.sets)
+        env, env_params = engine.make_env_checked(cfg)
+        trainer = algos.make_train(cfg, env, env_params)  # refuses a world its team cannot act in
     except (KeyError, ValueError) as e:  # unknown algorithm, scenario or key; a bad value
         ap.error(str(e).strip("'\""))
-    env, env_params = engine.make_env_checked(cfg)
-    trainer = algos.make_train(cfg, env, env_params)
     program = engine.build_program(trainer, cfg, engine.make_mesh(1), env, env_params)
     compiled = program.chunk(args.updates).lower(program.abstract_state, jax.ShapeDtypeStruct((), np.int32)).compile(
         xla.XLA_DEFAULT_OPTIONS if args.xla_default else None)

@@ -123,6 +123,16 @@ def make_mesh(devices: int) -> Mesh:
     return Mesh(np.array(local[:devices]), (MESH_AXIS,))
 
 
+def check_device_layout(trainer, devices: int, num_seeds: int) -> None:
+    """ConfigError when `devices` cannot share the run: seeds that do not divide over them need the
+    trainer's env axes (`Trainer.env_axes`) to shard envs instead. `--print-config` asks it too."""
+    if devices > 1 and num_seeds % devices and trainer.env_axes is None:
+        raise ConfigError(
+            f"algorithm {trainer.name or 'this one'!r} does not declare Trainer.env_axes, so it can use "
+            f"{devices} devices only with num_seeds a multiple of {devices} (got {num_seeds})"
+        )
+
+
 def state_shardings(abstract_state: Any, trainer, mesh: Mesh, num_seeds: int) -> tuple[Any, str]:
     """`NamedSharding`s for a `[num_seeds, ...]` state, and what is sharded ("seeds"/"envs"/"none").
 
@@ -130,11 +140,7 @@ def state_shardings(abstract_state: Any, trainer, mesh: Mesh, num_seeds: int) ->
     env axis of the leaves named by `trainer.env_axes`, the rest replicated.
     """
     devices = mesh.devices.size
-    if devices > 1 and num_seeds % devices and trainer.env_axes is None:
-        raise ConfigError(
-            f"algorithm {trainer.name or 'this one'!r} does not declare Trainer.env_axes, so it can use "
-            f"{devices} devices only with num_seeds a multiple of {devices} (got {num_seeds})"
-        )
+    check_device_layout(trainer, devices, num_seeds)
     replicated = NamedSharding(mesh, PartitionSpec())
     if devices == 1:
         return jax.tree.map(lambda _: replicated, abstract_state), "none"

@@ -195,6 +195,13 @@ def bench_refused(tool, argv, capsys, monkeypatch, match, parse=None):
 
 
 @pytest.mark.parametrize("tool, argv, match", [
+    # eval/bench_offpolicy.py: flags of a part its --skip-* leaves out, nothing left, sizes a round refuses
+    ("bench_offpolicy", ["--skip-rounds", "--skip-train"], "--skip-rounds and --skip-train together leave nothing"),
+    ("bench_offpolicy", ["--skip-rounds", "--reps", "5"], "--reps sets what --skip-rounds leaves out"),
+    ("bench_offpolicy", ["--skip-train", "--envs", "7"], "--envs sets what --skip-train leaves out"),
+    ("bench_offpolicy", ["--skip-train", "--batch", "64", "--capacity", "32"], "--batch 64 is more than"),
+    ("bench_offpolicy", ["--skip-train", "--algos", "dqn", "--capacity", "1000"],
+     "the dqn update round (--capacity 1000, --batch 256) cannot run: dqn.buffer_size (1000) is smaller"),
     ("bench_buffers", ["--capacity", "0"], "--capacity: expected a positive integer, got '0'"),
     ("bench_buffers", ["--reps", "0"], "--reps: expected a positive integer, got '0'"),
     ("bench_buffers", ["--add", "10", "--capacity", "5"], "--add 10 is more than --capacity 5"),
@@ -257,6 +264,9 @@ def test_profile_env_says_a_world_make_builds_is_not_profiled_rather_than_unknow
     (["--cases", "mappo", "ippo", "--set", "dqn.utd=0.5"],
      "--set dqn.utd=0.5 applies to none of the cases: each takes env.* and its family's section (ppo)"),
     (["--cases", "dqn", "--set", "seed=3"], "--set seed=3 applies to none of the cases"),
+    # a --set the case's config refuses: it was an error row after the other timings, and exit 0
+    (["--cases", "mappo", "--skip-rounds", "--no-raw", "--set", "ppo.bogus=1"],
+     "case mappo: --set: unknown config key 'ppo.bogus'"),
 ])
 def test_bench_train_refuses_flags_its_mode_ignores(capsys, monkeypatch, argv, match):
     # Imported as the --rounds-scenario check does, before bench_refused replaces jit (optax jits on import).
@@ -509,3 +519,14 @@ def test_guarded_turns_expected_failures_into_one_line_and_a_status(capsys):
     assert cli.guarded(closed_pipe, "eval/evaluate.py") == 1
     assert capsys.readouterr().err == ""
     assert cli.guarded(lambda: 0, "eval/evaluate.py") == 0
+
+
+def test_the_hmarl_round_is_compared_with_the_reference_only_at_its_sizes(monkeypatch):
+    """34 ms is the original round at batch 256 of a 200,000-transition buffer: a ratio at other
+    sizes ("9.84x" at batch 16) meant nothing."""
+    monkeypatch.syspath_prepend(str(EVAL))
+    import bench_offpolicy as bo
+
+    small = bo.hmarl_round(hidden=(16,), batch=16, capacity=2048, reps=1, repeats=1)
+    assert small["ratio_to_reference"] is None and small["ms"] > 0
+    assert bo.REFERENCE_SIZES == {"batch": 256, "capacity": 200_000}

@@ -988,3 +988,25 @@ def test_cli_on_the_real_env_with_evaluation(tmp_path, capsys):
     assert set(soc.METRIC_KEYS) | {"episodes", "env_steps", "reward"} == set(records[-1]["metrics"])
     evals, _ = run_log.read_jsonl(tmp_path / "real" / "eval.jsonl")
     assert len(evals) == 1 and evals[0]["episodes"] == 2  # every env ends an episode within max_steps
+
+
+def test_the_device_layout_check_is_the_runs_and_print_configs():
+    """A learner without env axes on 2 devices and 1 seed: the run refused it, while
+    --print-config printed the config and exit 0; both now ask `engine.check_device_layout`."""
+    from types import SimpleNamespace
+
+    no_axes = SimpleNamespace(name="reptile", env_axes=None)
+    with pytest.raises(ConfigError, match="'reptile' does not declare Trainer.env_axes, so it can use 2 devices"):
+        engine.check_device_layout(no_axes, 2, 1)
+    engine.check_device_layout(no_axes, 2, 4)  # seeds divide: sharded by seed
+    engine.check_device_layout(SimpleNamespace(name="mappo", env_axes=lambda s: s), 2, 1)  # envs shard
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, str(repo / "train" / "run.py"), "--algo", "reptile", "--num-envs", "8",
+                          "--total-steps", "20000", "--devices", "2", "--print-config"], capture_output=True,
+                         text=True, timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu",
+                                                          XLA_FLAGS="--xla_force_host_platform_device_count=2"))
+    assert out.returncode == 2 and out.stdout == "", out.stderr[-2000:]
+    assert out.stderr.strip().endswith("can use 2 devices only with num_seeds a multiple of 2 (got 1)")

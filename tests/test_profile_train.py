@@ -121,6 +121,12 @@ def test_bad_arguments_are_refused_before_any_work(capsys, monkeypatch, argv, ma
     refused(pt.main, argv, capsys, match)
 
 
+def test_a_world_the_learner_cannot_act_in_is_refused_in_one_line(capsys):
+    """Its env is built (no compile): the learner's refusal was a traceback (make_train ran outside
+    the tool's checks)."""
+    refused(pt.main, ["--algo", "dqn", "--scenario", "retail"], capsys, "--algo dqn acts through the SOC team's roles")
+
+
 @pytest.mark.slow  # compiles and profiles a real MAPPO update (~30 CPU-s)
 def test_a_real_profile_finds_products_and_env_kernels(capsys):
     pt.main(["--algo", "mappo", "--num-seeds", "1", "--envs", "16", "--set", "ppo.rollout=4", "--top", "3"])

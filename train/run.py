@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as e:  # a family's plain ValueError is a refusal too: one line, exit 2
                 raise ConfigError(str(e)) from None
             engine.check_budget(cfg, trainer)
+            engine.check_device_layout(trainer, cfg["devices"], cfg["num_seeds"])
             print(config_lib.dump(cfg), end="")
             return 0
         # A new run replaces an --overwrite'n folder only when its first chunk is done.
