@@ -169,6 +169,16 @@ def test_config_checks():
     for item, message in bad.items():
         with pytest.raises(ConfigError, match=message):
             config_lib.resolve(flags=flags, sets=[item], scenarios=["soc-v2"])
+    # a world without the SOC's tier-2 roles: nobody talks under comm_roles tier2 (it trained plain
+    # MAPPO without a word); with comm_roles all its agents talk
+    import jaxsoc.env as soc
+
+    retail = config_lib.resolve(flags=dict(flags, scenario="retail"))
+    env, params = soc.make("retail")
+    with pytest.raises(ConfigError, match="hold 0 of the SOC's tier-2 roles, so no messages would pass"):
+        algos.make_train(retail, env, params)
+    talking = config_lib.resolve(flags=dict(flags, scenario="retail"), sets=["comm.comm_roles=all"])
+    assert algos.make_train(talking, env, params).num_updates > 0
 
 
 # ----------------------------------------------------------------------------- a toy that needs talking

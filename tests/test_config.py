@@ -119,6 +119,9 @@ def test_a_name_set_on_the_command_line_is_the_text_typed():
         (dict(flags={"algo": "hybrid", "scenario": "soc-hybrid"}, sets=["hybrid.explore_probs=[0.5, 0.5, nan]"]),
          "hybrid.explore_probs[2] must be a number, got 'nan'"),
         (dict(sets=["ppo.hidden_sizes=[64, x]"]), "ppo.hidden_sizes[1] must be an integer, got 'x'"),
+        # a key one algorithm of the family reads and this one does not (it trained the same without it)
+        (dict(flags={"algo": "vdn"}, sets=["dqn.mixer_embed=7"]), "dqn.mixer_embed is read by qmix only, not by --algo vdn"),
+        (dict(flags={"algo": "dqn"}, sets=["dqn.th_bins=8"]), "dqn.th_bins is read by iql, vdn, qmix only"),
     ],
 )
 def test_validation_errors_are_clear(kwargs, message):

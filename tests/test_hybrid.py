@@ -194,6 +194,12 @@ def test_settings_nothing_would_read_are_refused(small, tmp_path):
     # another scenario is named as such, before the sizes (4 envs: too few rounds) it makes wrong
     with pytest.raises(ConfigError, match="trains the soc-hybrid team; scenario 'cage4-like'"):
         hy.validate(dict(_config(num_envs=4, utd=0.005), scenario="cage4-like"))
+    # the network agent's keys where it does not learn, and the fixed action where it does
+    with pytest.raises(ConfigError, match="hybrid.maddpg.actor_lr trains the network agent, but hybrid.network_agent"):
+        hy.validate(_config(network_agent="fixed", maddpg={**hy.DEFAULTS["maddpg"], "actor_lr": 0.1}))
+    with pytest.raises(ConfigError, match="hybrid.network_action is the fixed network agent's action"):
+        hy.validate(_config(network_action=0.5))
+    hy.validate(_config(network_agent="fixed", network_action=0.5))
     online = _config(detector="online")
     online["env"] = {"detector_path": mine}
     with pytest.raises(ConfigError, match="trains its own detector from the start"):

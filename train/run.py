@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = result.updates * result.trainer.env_steps_per_update
     if not distributed.is_primary():
         return 0
-    print(f"done: {result.run_dir} ({result.updates} updates, {steps:,} env steps per seed)")
+    print(f"done: {result.run_dir} ({result.updates} update{'s' * (result.updates != 1)}, {steps:,} env steps per seed)")
     return 0
 
 

@@ -238,8 +238,14 @@ class CommPolicy(onpolicy.Policy):
 
 def make_policy(section: dict, specs: Tuple[RoleSpec, ...]) -> CommPolicy:
     """The `CommPolicy` of a `comm:` section for the env's role specs."""
+    from jaxsoc.config import ConfigError
+
     names = tuple(s.name for s in specs)
     talkers = names if section["comm_roles"] == "all" else tuple(r for r in TIER2_ROLES if r in names)
+    if len(talkers) < 2:  # nobody to talk to: it would train plain MAPPO under another name
+        raise ConfigError(f"comm.comm_roles {section['comm_roles']}: this world's agents ({', '.join(names)}) "
+                          f"hold {len(talkers)} of the SOC's tier-2 roles, so no messages would pass; give "
+                          "comm.comm_roles=all")
     return CommPolicy(specs, shared=False, hidden_sizes=tuple(section["hidden_sizes"]),
                       activation=section["activation"], log_std_init=section["log_std_init"],
                       log_std_min=section["log_std_min"], log_std_max=section["log_std_max"],

@@ -68,6 +68,8 @@ DEFAULTS = {
     "mixer_state_norm": False,  # qmix: the hypernetworks read that state at unit length (docs/hybrid.md)
 }
 POSITIVE = op.POSITIVE + ("th_bins", "ro_bins", "mixer_embed", "hypernet_hidden")
+QMIX_ONLY = ("mixer_embed", "hypernet_hidden", "mixer_state", "mixer_state_norm")  # the mixer's
+BINNED = ("th_bins", "ro_bins", "bin_low", "bin_high")  # the binned hunter and responder (not dqn's)
 # Keys the update only computes with: a sweep (jaxsoc/sweep.py) trains grid points that differ
 # only in these in one program (tests/test_sweepable.py traces each and checks it is used).
 SWEEPABLE = ("lr", "gamma", "max_grad_norm", "tau", "epsilon_start", "epsilon_end", "epsilon_decay")
@@ -77,13 +79,20 @@ SOC_TEAM = True
 
 
 def validate(config: dict) -> None:
-    from jaxsoc.config import check_choice
+    from jaxsoc.config import ConfigError, check_choice
 
     op.validate_common(config, "dqn")
     op.validate_dqn(config["dqn"], "dqn")
     c = config["dqn"]
     check_choice("dqn.mixer_state", c["mixer_state"], ("world", "obs"))
     check_choice("dqn.coordinator", c["coordinator"], ("onehot", "hmarl"))
+    # Keys one of the family's algorithms reads and another does not: refused when changed there
+    # (a vdn run with dqn.mixer_embed=7 trained as without it, and its config.yaml said 7).
+    algo = config["algo"]
+    for keys, readers in ((QMIX_ONLY, ("qmix",)), (BINNED, ("iql", "vdn", "qmix"))):
+        unread = [k for k in keys if c[k] != DEFAULTS[k]]
+        if unread and algo not in readers:
+            raise ConfigError(f"dqn.{unread[0]} is read by {', '.join(readers)} only, not by --algo {algo}")
 
 
 # --------------------------------------------------------------------------------------- DQN

@@ -137,7 +137,13 @@ def validate(config: dict) -> None:
     if not -1.0 <= c["network_action"] <= 1.0:
         raise ConfigError(f"hybrid.network_action must lie in [-1, 1], got {c['network_action']}")
     validate_agent(c["maddpg"], "hybrid.maddpg")
-    # Settings the chosen detector would not read are refused rather than ignored.
+    # Settings the chosen network agent or detector would not read are refused rather than ignored.
+    if c["network_agent"] == "fixed" and c["maddpg"] != DEFAULTS["maddpg"]:
+        changed = sorted(k for k in c["maddpg"] if c["maddpg"][k] != DEFAULTS["maddpg"].get(k))
+        raise ConfigError(f"hybrid.maddpg.{changed[0]} trains the network agent, but hybrid.network_agent is fixed")
+    if c["network_agent"] == "maddpg" and c["network_action"] != DEFAULTS["network_action"]:
+        raise ConfigError("hybrid.network_action is the fixed network agent's action; hybrid.network_agent maddpg "
+                          "learns its own (add --set hybrid.network_agent=fixed)")
     if c["detector"] == "frozen":
         unread = [k for k in ONLINE_KEYS if c[k] != DEFAULTS[k]]
         if unread:

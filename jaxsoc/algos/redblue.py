@@ -349,7 +349,7 @@ def _prefixed(metrics: Dict[str, jax.Array], side: str) -> Dict[str, jax.Array]:
 def make_train(config: dict, env, env_params) -> Trainer:
     if not getattr(env_params, "red_control", False):
         raise ConfigError(f"{config['algo']} trains the learnable red agent: use a scenario with "
-                         "red_control (soc-v2-redblue), not " + repr(getattr(env_params, "name", env_params)))
+                         f"red_control (soc-v2-redblue), not {config['scenario']!r}")
     s = config["redblue"]
     red_policy = side_policy(env, config, "red")
     blue_policy = side_policy(env, config, "blue")
