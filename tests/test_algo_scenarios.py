@@ -16,9 +16,9 @@ SOC_TEAM_ALGOS = sorted(a for a in algos.ALGORITHMS if getattr(algos.family_modu
 OTHER_WORLDS = {"retail": {}, "banking": {}, "cage4-like": {}, "soc-hybrid": {"hosts_per_segment": 4}}
 
 
-def make_train(algo, scenario, env_overrides=None):
+def make_train(algo, scenario, env_overrides=None, sets=()):
     env, params = soc.make(scenario, **(env_overrides or {}))
-    cfg = config_lib.resolve(flags={"algo": algo, "scenario": scenario, "num_envs": 64})
+    cfg = config_lib.resolve(flags={"algo": algo, "scenario": scenario, "num_envs": 64}, sets=list(sets))
     return algos.make_train(cfg, env, params)
 
 
@@ -61,7 +61,9 @@ def test_soc_hybrid_trains_exactly_with_the_learners_that_have_per_host_heads(al
     from jaxsoc.algos.common import PER_ENTRY_LEARNERS
 
     if algo in PER_ENTRY_LEARNERS:
-        trainer = make_train(algo, "soc-hybrid", {"hosts_per_segment": 4})
+        # mappo-comm's talkers there are all its agents (the default, the SOC's tier-2 roles, is none)
+        sets = ["comm.comm_roles=all"] if algos.family_of(algo) == "comm" else []
+        trainer = make_train(algo, "soc-hybrid", {"hosts_per_segment": 4}, sets)
         assert trainer is not None
         return
     with pytest.raises(ConfigError) as err:

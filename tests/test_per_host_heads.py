@@ -102,8 +102,9 @@ def test_one_update_on_soc_hybrid_trains_the_segment_heads(world, algo):
     """One jitted update of each on-policy family on soc-hybrid: finite metrics, and the segment
     agents' parameters move (they acted and their log-probs had gradients)."""
     env, params = world
+    talk = ["comm.comm_roles=all"] if algos.family_of(algo) == "comm" else []  # soc-hybrid has no tier-2 roles
     cfg = config_lib.resolve(flags={"algo": algo, "scenario": "soc-hybrid", "num_envs": 16},
-                             sets=[f"{algos.family_of(algo)}.hidden_sizes=[16]"])
+                             sets=[f"{algos.family_of(algo)}.hidden_sizes=[16]"] + talk)
     trainer = algos.make_train(cfg, env, params)
     state = trainer.init(jax.random.key(0))
     new, metrics = jax.jit(trainer.update)(state)
