@@ -14,6 +14,12 @@
 # the figures go.
 set -uo pipefail
 out="${1:-gpu-check}"
+# An earlier check's figures are kept: another OUTDIR, or remove them first (the other tools
+# refuse to overwrite without --force).
+if compgen -G "$out/*.txt" > /dev/null; then
+    echo "eval/gpu_check.sh: error: $out already holds an earlier check's .txt files: give another OUTDIR" >&2
+    exit 2
+fi
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 failed=0

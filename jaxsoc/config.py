@@ -459,6 +459,9 @@ def resolve(
         ("command line", flags),
         ("--set", sets_layer),
     ):
+        if layer is file_layer and "base" in layer and "base" not in schema:  # a scenario's file
+            raise ConfigError(f"{config_file} is a scenario file (it has 'base: {layer['base']}'), not a run config: "
+                              f"give it as --scenario {config_file}")
         _check_keys(layer, schema, source, family)
         config = merge(config, layer)
     config["algo"] = algo

@@ -91,6 +91,21 @@ def test_gpu_check_runs_the_gpu_tests_and_flags_the_benchmarks_accept(monkeypatc
     assert commands["env_obs"][-1] == "--with-obs"
 
 
+def test_gpu_check_keeps_an_earlier_checks_figures(tmp_path):
+    """`tee` emptied OUTDIR/<part>.txt of an earlier check; an OUTDIR holding them is refused
+    before anything runs (no python is started: the refusal comes first)."""
+    import subprocess
+
+    (tmp_path / "env.txt").write_text("an earlier check's figures")
+    out = subprocess.run(["bash", str(EVAL / "gpu_check.sh"), str(tmp_path)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip() == (f"eval/gpu_check.sh: error: {tmp_path} already holds an earlier check's .txt "
+                                  "files: give another OUTDIR")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["env.txt"]
+    assert (tmp_path / "env.txt").read_text() == "an earlier check's figures"
+
+
 def test_every_learner_has_a_training_benchmark_case():
     # Each registered learner's defaults are to be measured at 4,096 envs: a learner
     # registered without a line in eval/bench_train.py's CASES would go unmeasured (red-ppo did).

@@ -490,3 +490,14 @@ def test_another_algorithms_config_file_cannot_hand_its_critic_to_the_algorithm_
     own = tmp_path / "world-critic.yaml"
     own.write_text("ppo:\n  critic: world\n")
     assert ppo.resolve_variant("ippo", resolve(config_file=own, flags={"algo": "ippo"})["ppo"]) == ("per_role", "world")
+
+
+def test_a_scenario_file_given_as_config_is_named_as_one():
+    """It said "unknown config key 'base'"."""
+    from pathlib import Path
+
+    small = Path(__file__).resolve().parent.parent / "configs" / "scenarios" / "soc-v2-small.yaml"
+    with pytest.raises(ConfigError, match=f"{small} is a scenario file \\(it has 'base: soc-v2'\\), not a run "
+                                          f"config: give it as --scenario {small}"):
+        resolve(str(small))
+    assert resolve(flags={"scenario": str(small)})["scenario"] == str(small)
