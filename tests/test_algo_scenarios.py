@@ -2,6 +2,8 @@
 world in one line before its team is built (it failed deep in the setup with an AttributeError
 or KeyError), a team learner refuses a learnable red, and the CAGE-4-like world has scripted
 policies of its own (`--algo random` failed there)."""
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -140,3 +142,12 @@ def test_soc_only_analyses_refuse_another_world_in_one_line(world):
         det.telemetry_world(world)
     env, p = det.telemetry_world("soc-hybrid", hosts_per_segment=4)  # its SOC world, as before
     assert isinstance(env, soc.SOCEnv) and p.name == "soc-hybrid"
+
+
+@pytest.mark.parametrize("scenario, has", [("retail", "this scenario has no coordinator"),
+                                           ("soc-v2", "this scenario's coordinator is already discrete (D6)")])
+def test_a_v1_coordinator_encoding_is_refused_naming_why(scenario, has):
+    """A world without a coordinator was told its coordinator was already discrete."""
+    with pytest.raises(ConfigError, match=rf"coordinator encoding 'hmarl' maps 8 choices .*; {re.escape(has)}: "
+                                          "use 'native'"):
+        make_train("mappo", scenario, sets=["ppo.coordinator=hmarl"])

@@ -104,8 +104,10 @@ def role_specs(env: SOCEnv, coordinator: str = "native", per_entry: bool = False
     # Scenarios without a coordinator (jaxsoc.env.cage4) only take the native encoding.
     discrete_env = "coordinator" not in env.agents or isinstance(env.action_space("coordinator"), Discrete)
     if coordinator != "native" and discrete_env:
+        has = ("this scenario's coordinator is already discrete (D6)" if "coordinator" in env.agents
+               else "this scenario has no coordinator")
         raise ConfigError(f"coordinator encoding {coordinator!r} maps 8 choices to the v1 8-float "
-                         "directive; this scenario's coordinator is already discrete (D6): use 'native'")
+                          f"directive; {has}: use 'native'")
     specs = {}
     for a in env.agents:
         space = env.action_space(a)
