@@ -175,7 +175,7 @@ def main(argv=None):
         cfg = C.resolve(flags={"algo": "redblue", "scenario": "soc-v2-redblue", "num_envs": args.num_envs,
                                "total_steps": int(args.blue_steps)}, sets=args.sets)
         per_update = cfg["num_envs"] * cfg["redblue"]["rollout"]
-        redblue.check_tool_budgets(per_update, {"--blue-steps": args.blue_steps, "--red-steps": args.red_steps})
+        redblue.check_budgets(per_update, {"--blue-steps": args.blue_steps, "--red-steps": args.red_steps})
         # The baseline blue trains as many updates as the PSRO blue chain: each response's budget
         # is whole updates, so the chain's total is rounded per response, not over the sum.
         chain_steps = args.iterations * (args.blue_steps // per_update) * per_update

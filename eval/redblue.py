@@ -84,7 +84,7 @@ def main(argv=None):
         redblue.check_tool_sets(args.sets)
         cfg = C.resolve(flags={"algo": "redblue", "scenario": "soc-v2-redblue", "num_envs": args.num_envs,
                                "total_steps": int(args.blue_steps)}, sets=args.sets)
-        redblue.check_tool_budgets(cfg["num_envs"] * cfg["redblue"]["rollout"],
+        redblue.check_budgets(cfg["num_envs"] * cfg["redblue"]["rollout"],
                                    {"--red-steps": args.red_steps, **({} if args.blue_run else {"--blue-steps": args.blue_steps})})
         if args.blue_run is not None:
             redblue.check_blue_run(args.blue_run, "soc-v2-redblue", env_over)

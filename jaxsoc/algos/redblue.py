@@ -94,12 +94,14 @@ def validate(config: dict) -> None:
         s["blue"] = str(Path(s["blue"]).resolve())
 
 
-def check_tool_budgets(per_update: int, budgets: dict) -> None:
-    """ConfigError unless each of the evidence tools' env-step flags (`{"--red-steps": n}`) covers
-    at least one PPO update of `per_update` env steps (num_envs x rollout)."""
-    for flag, steps in budgets.items():
-        if steps < per_update:
-            raise ConfigError(f"{flag} must cover at least one PPO update (num_envs x rollout = {per_update} "
+def check_budgets(per_update: int, budgets: dict) -> None:
+    """ConfigError (a ValueError) unless each env-step budget of `budgets`, keyed by the name its
+    caller knows it by (`{"--red-steps": n}` for the evidence tools, `{"red_steps": n}` for
+    `game.socgame.SOCGame`), covers at least one PPO update of `per_update` env steps (num_envs x
+    rollout)."""
+    for name, steps in budgets.items():
+        if not steps >= per_update:  # NaN too
+            raise ConfigError(f"{name} must cover at least one PPO update (num_envs x rollout = {per_update} "
                               f"env steps), got {steps}")
 
 

@@ -54,11 +54,8 @@ class SOCGame:
         if not getattr(env_params, "red_control", False):
             raise ValueError("the SOC game needs a red_control scenario (soc-v2-redblue), not "
                              + repr(getattr(env_params, "name", env_params)))
-        per_update = config["num_envs"] * config["redblue"]["rollout"]
-        for name, steps in (("blue_steps", blue_steps), ("red_steps", red_steps)):
-            if not steps >= per_update:
-                raise ValueError(f"{name} must cover at least one PPO update (num_envs x rollout = "
-                                 f"{per_update} env steps), got {steps}")
+        redblue.check_budgets(config["num_envs"] * config["redblue"]["rollout"],
+                              {"blue_steps": blue_steps, "red_steps": red_steps})
         if not (isinstance(episodes, int) and episodes >= 1):
             raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
         self.config, self.env, self.env_params = config, env, env_params

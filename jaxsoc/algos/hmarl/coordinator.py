@@ -20,6 +20,7 @@ import optax
 
 from jaxsoc.algos import onpolicy, ppo
 from jaxsoc.algos.common import V1_COORDINATOR_CHOICES, clipped_adam
+from jaxsoc.algos.hmarl.defaults import env_overrides
 from jaxsoc.config import ConfigError  # a ValueError the command lines print in one line
 from jaxsoc.distributions import MaskedCategorical
 from jaxsoc.env import SOCEnv
@@ -160,8 +161,7 @@ def build_coordinator(config: dict, env_params) -> Coordinator:
     """The coordinator of a run (its static network description) from its config and scenario."""
     c = config["hmarl"]
     cc = c["coordinator"]
-    if c["k"] is not None:
-        env_params = env_params.replace(directive_period=int(c["k"]))
+    env_params = env_params.replace(**env_overrides(config))  # hmarl.k, as engine.make_env_checked sets it
     env = SOCEnv(env_params)
     tokens, rest, _ = segment_token_layout(env_params, "coordinator")
     head = cc["focus_head"]

@@ -29,6 +29,7 @@ from jaxsoc.algos import offpolicy as op
 from jaxsoc.algos import ppo
 from jaxsoc.algos.base import Trainer, mean_episode_metrics, per_update_trainer
 from jaxsoc.algos.hmarl.coordinator import Coordinator, CoordinatorState, build_coordinator
+from jaxsoc.algos.hmarl.defaults import env_overrides
 from jaxsoc.algos.hmarl.team import (Setup, Team, directive_env_action, directive_vector, example_transition,
                                      fixed_vector, init_team, make_setup, make_team, team_act, team_update)
 from jaxsoc.env import SOCEnv
@@ -91,9 +92,9 @@ def make_parts(config: dict, env: SOCEnv, env_params) -> Parts:
     """The static pieces of a run: its K, team, coordinator and sizes (tests and tools read them)."""
     c = config["hmarl"]
     cc = c["coordinator"]
-    if c["k"] is not None and c["k"] != env_params.directive_period:
-        env_params = env_params.replace(directive_period=int(c["k"]))
-        env = SOCEnv(env_params)
+    wanted = env_params.replace(**env_overrides(config))  # hmarl.k (a caller's env may not have it yet)
+    if wanted.directive_period != env_params.directive_period:
+        env_params, env = wanted, SOCEnv(wanted)
     setup = make_setup(config, env)
     num_envs, rollout = config["num_envs"], c["rollout"]
     steps_per_update = num_envs * rollout
