@@ -125,7 +125,7 @@ def main(argv=None):
 
     def tree_indices(c):
         sub, (s, acc, k) = split(c)
-        idx, _ = B._descend(s.tree, jax.random.uniform(sub, (batch,)) * s.tree[1])
+        idx, _ = B.descend(s.tree, jax.random.uniform(sub, (batch,)) * s.tree[1])
         return s, acc + idx.sum(), k
 
     def tree_sample(c):
@@ -169,7 +169,7 @@ def main(argv=None):
         sub, (r, p, acc, k) = split(c)
         idx = naive_indices(p, sub, batch)
         w = (p[idx].min() / p[idx]) ** 0.4
-        return r, touch(p, k), acc + w.sum() + B._gather(r, idx)["obs"]["th"].sum(), k
+        return r, touch(p, k), acc + w.sum() + B.gather_items(r, idx)["obs"]["th"].sum(), k
 
     def naive_update(c):
         sub, (p, k) = split(c)
@@ -182,7 +182,7 @@ def main(argv=None):
         sub, (r, p, acc, k) = split(c)
         idx = naive_indices(p, sub, batch)
         w = (p[idx].min() / p[idx]) ** 0.4
-        items = B._gather(r, idx)
+        items = B.gather_items(r, idx)
         new = (jnp.abs(items["reward"] * w) + 1e-6) ** 0.6
         return r, p.at[idx].set(0.0).at[idx].max(new), acc + items["obs"]["th"].sum(), k
 

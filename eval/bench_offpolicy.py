@@ -53,12 +53,13 @@ from jaxsoc.algos import offpolicy as op  # noqa: E402
 from jaxsoc.algos.dqn import DQN  # noqa: E402
 from jaxsoc.algos.maddpg import MADDPG  # noqa: E402
 from jaxsoc.algos.sac import SAC  # noqa: E402
+from jaxsoc.env.params import AGENTS  # noqa: E402
 from jaxsoc.host import cpu_description  # noqa: E402
 
 REFERENCE_MS = 34.0  # the original PyTorch SAC + DQN + MADDPG + PER round on the dev CPU (the issue)
 REFERENCE_SIZES = {"batch": 256, "capacity": 200_000}  # what REFERENCE_MS was measured at: no ratio at others
 OFFPOLICY = ("dqn", "iql", "vdn", "qmix", "sac", "maddpg")
-ROLES = ("coordinator", "threat_hunter", "alert_triage", "response_orchestrator")
+ROLES = AGENTS  # the SOC's four roles
 
 
 def load() -> float:
@@ -134,7 +135,7 @@ def hmarl_round(hidden: Sequence[int] = (256, 256, 256), batch: int = 256, capac
                "action": {"coordinator": f32(8), "threat_hunter": f32(16),
                           "alert_triage": jax.ShapeDtypeStruct((), jnp.int32), "response_orchestrator": f32(12)},
                "reward": f32(), "discount": f32()}
-    buffer = buffers.init_prioritized(example, capacity, obs_dtype=op._OBS_DTYPES[obs_dtype])
+    buffer = buffers.init_prioritized(example, capacity, obs_dtype=op.OBS_DTYPES[obs_dtype])
     buffer = random_fill(buffer, example, jax.random.key(1))
     keys = jax.random.split(jax.random.key(2), 3)
     agents = (th.init(keys[0]), at.init(keys[1]), ro.init(keys[2]))

@@ -329,7 +329,7 @@ def _write(replay: ReplayState, items: PyTree) -> tuple[ReplayState, jax.Array]:
     return replay, slots
 
 
-def _gather(replay: ReplayState, indices: jax.Array) -> PyTree:
+def gather_items(replay: ReplayState, indices: jax.Array) -> PyTree:
     """Items at `indices` `[batch]`, leaves `[batch, ...]`, cast back to the original dtypes."""
     leaves, treedef = jax.tree.flatten(replay.storage)
     out = [jnp.take(buf, indices, axis=0, mode="clip").astype(dtype)
@@ -397,7 +397,7 @@ def sample(state: ReplayState, key: jax.Array, batch_size: int) -> tuple[PyTree,
     if isinstance(state, PrioritizedState):
         raise TypeError("use sample_prioritized() on a PrioritizedState")
     indices = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1), jnp.int32)
-    return _gather(state, indices), indices
+    return gather_items(state, indices), indices
 
 
 # ---------------------------------------------------------------------------- public: prioritized
@@ -475,7 +475,7 @@ def current_beta(state: PrioritizedState) -> jax.Array:
     return (state.beta0 + (1.0 - state.beta0) * frac).astype(jnp.float32)
 
 
-def _descend(tree: jax.Array, mass: jax.Array) -> tuple[jax.Array, jax.Array]:
+def descend(tree: jax.Array, mass: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Slot `[batch]` whose cumulative-priority interval holds each `mass` `[batch]`, and its
     priority `[batch]` (read on the way down, so every tree read feeds the indices and a later
     in-place update of the tree is ordered after them)."""
@@ -513,9 +513,9 @@ def sample_prioritized(state: PrioritizedState, key: jax.Array,
     """
     total = state.tree[1]
     mass = jax.random.uniform(key, (batch_size,), jnp.float32) * total
-    indices, p = _descend(state.tree, mass)
+    indices, p = descend(state.tree, mass)
     beta = current_beta(state)
-    out = PrioritizedSample(items=_gather(state.replay, indices), indices=indices,
+    out = PrioritizedSample(items=gather_items(state.replay, indices), indices=indices,
                             weights=_is_weights(p, beta),
                             probs=p / jnp.maximum(total, jnp.finfo(jnp.float32).tiny), beta=beta)
     count = jnp.minimum(state.sample_count + 1, max(state.beta_steps, 0))

@@ -54,8 +54,11 @@ def _finish_pending_reads() -> None:
     Here the same function, except that when the coroutine raises, the loop first runs until the
     tasks it left are done (their errors are collected, not printed), at most
     `_PENDING_READS_TIMEOUT_S`; a call that succeeds is unchanged. Installed once, on import;
-    skipped if orbax's module no longer has the function (the tracebacks may then come back)."""
-    from orbax.checkpoint._src import asyncio_utils
+    skipped if orbax no longer has the module or the function (the tracebacks may then come back)."""
+    try:
+        from orbax.checkpoint._src import asyncio_utils
+    except ImportError:  # a private module: a later orbax may move it
+        return
 
     original = getattr(asyncio_utils, "_run_sync_via_new_loop", None)
     if original is None or getattr(original, "_jaxsoc_finishes_pending", False):

@@ -78,6 +78,19 @@ def check_choice(key: str, value: Any, choices: Iterable[Any]) -> None:
         raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}")
 
 
+def check_unit_interval(key: str, value: Any) -> None:
+    """ConfigError unless `value` lies in [0, 1] (a discount, a GAE or TD lambda; NaN refused)."""
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{key} must be in [0, 1], got {value!r}")
+
+
+def check_layer_sizes(key: str, sizes: Any) -> None:
+    """ConfigError unless `sizes` is a non-empty list of positive integer layer widths (a switch
+    is not a width: YAML's `true` would build a layer of 1)."""
+    if not isinstance(sizes, (list, tuple)) or not sizes or not all(is_integer(h) and h > 0 for h in sizes):
+        raise ConfigError(f"{key} must be a non-empty list of positive integers, got {sizes!r}")
+
+
 # ----------------------------------------------------------------------------- YAML
 class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads scientific notation as numbers (plain PyYAML reads `5e6` as a

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from jaxsoc import algos, config as config_lib, run_log, xla
-from jaxsoc.analysis.intervals import mean_half_width
+from jaxsoc.analysis.intervals import finite_mean, mean_half_width
 from jaxsoc.config import ConfigError
 
 SUMMARY_FILE, TABLE_FILE, FIGURE_FILE = "sweep.json", "sweep.md", "sweep.png"
@@ -291,7 +291,7 @@ def summarise(plan: Plan, group_results: Sequence[dict]) -> list[dict]:
             for metric in ("return", "csr"):
                 if metric not in res:
                     continue
-                per_seed = [float(np.nanmean(res[metric][i, s])) for s in range(len(plan.seeds))]
+                per_seed = [finite_mean(res[metric][i, s]) for s in range(len(plan.seeds))]
                 finite = [v for v in per_seed if math.isfinite(v)]
                 mean = float(np.mean(finite)) if finite else float("nan")
                 half = mean_half_width(finite)

@@ -374,6 +374,10 @@ def test_bad_input_raises_clear_errors(scenario, windows, trained):
         det.AutoencoderConfig(trim=1.0)
     with pytest.raises(ValueError, match="unknown activation"):
         det.AutoencoderConfig(activation="nope")
+    # Sizes: a whole number, numpy's too (as the env's params take them); a switch is not one.
+    assert det.AutoencoderConfig(window=np.int64(4), features=np.int32(8)).window == 4
+    with pytest.raises(ValueError, match="AutoencoderConfig.window must be a positive integer, got True"):
+        det.AutoencoderConfig(window=True)
     with pytest.raises(ValueError, match="stealth_damping"):
         det.host_telemetry(jax.random.key(0), hand_state(env, params), params, 1.5)
     with pytest.raises(ValueError, match=r"stealth must be \[num_envs=4\]"):

@@ -284,7 +284,8 @@ def test_bad_hmarl_config_is_refused():
     ({"sac": {"target_period": 0}}, "hmarl.sac.target_period must be positive, got 0"),
     ({"coordinator": {"lr": -1.0}}, "hmarl.coordinator.lr must be positive, got -1.0"),
     ({"coordinator": {"clip_eps": 0.0}}, "hmarl.coordinator.clip_eps must be positive"),
-    ({"coordinator": {"gae_lambda": 1.5}}, "hmarl.coordinator: need ent_coef >= 0, 0 <= gae_lambda <= 1"),
+    ({"coordinator": {"gae_lambda": 1.5}}, "hmarl.coordinator.gae_lambda must be in [0, 1], got 1.5"),
+    ({"coordinator": {"ent_coef": -0.1}}, "hmarl.coordinator: need ent_coef >= 0 and max_grad_norm >= 0, got -0.1"),
 ])
 def test_hmarl_checks_its_nested_sections(section, message):
     with pytest.raises(ValueError) as err:

@@ -56,3 +56,17 @@ def test_finite_mean_leaves_out_nan_and_inf_without_a_warning():
         np.testing.assert_array_equal(cols, [np.nan, 2.0])
         np.testing.assert_array_equal(finite_mean([[1.0, 5.0], [np.nan, 3.0]], axis=1), [3.0, 3.0])
     assert isinstance(finite_mean([4.0]), float)
+
+
+def test_finite_std_is_the_population_sd_of_the_values_finite_mean_counts():
+    import warnings
+
+    from jaxsoc.analysis.intervals import finite_std
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # [1, 3] by hand: mean 2, deviations +-1, population sd 1 (the inf and NaN left out)
+        assert finite_std([1.0, 3.0, np.inf, np.nan]) == 1.0
+        assert np.isnan(finite_std([np.nan, -np.inf]))
+        cols = finite_std([[1.0, 2.0, np.nan], [3.0, np.inf, np.nan], [5.0, 6.0, np.nan]], axis=0)  # [3, 3] -> [3]
+        np.testing.assert_allclose(cols, [np.sqrt(8 / 3), 2.0, np.nan])

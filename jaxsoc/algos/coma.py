@@ -116,24 +116,22 @@ BINS = {"threat_hunter": "th_bins", "response_orchestrator": "ro_bins"}
 
 def validate(config: dict) -> None:
     """Checks beyond types; a one-line ConfigError naming the key."""
-    from jaxsoc.config import ConfigError, check_choice
+    from jaxsoc.argtypes import is_integer
+    from jaxsoc.config import ConfigError, check_choice, check_layer_sizes, check_unit_interval
 
     s = config["coma"]
     check_choice("coma.coordinator", s["coordinator"], ("onehot", "hmarl"))
-    if isinstance(s["critic_epochs"], bool) or not isinstance(s["critic_epochs"], int) or s["critic_epochs"] < 0:
+    if not is_integer(s["critic_epochs"]) or s["critic_epochs"] < 0:
         raise ConfigError(f"coma.critic_epochs must be an integer >= 0, got {s['critic_epochs']!r}")
     onpolicy.check_pass_fraction("coma.critic_fraction", s["critic_fraction"], config["num_envs"] * s["rollout"],
                                  "coma.minibatches", s["minibatches"])
     if s["critic_fraction"] < 1.0 and not s["critic_epochs"]:
         raise ConfigError("coma.critic_fraction < 1 needs coma.critic_epochs > 0 (the joint pass visits every sample)")
     for key in ("gamma", "td_lambda"):
-        if not 0.0 <= s[key] <= 1.0:
-            raise ConfigError(f"coma.{key} must be in [0, 1], got {s[key]!r}")
-    if isinstance(s["target_period"], bool) or not isinstance(s["target_period"], int):
+        check_unit_interval(f"coma.{key}", s[key])
+    if not is_integer(s["target_period"]) or s["target_period"] < 1:
         raise ConfigError(f"coma.target_period must be a positive integer, got {s['target_period']!r}")
-    sizes = s["hidden_sizes"]
-    if not sizes or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in sizes):
-        raise ConfigError(f"coma.hidden_sizes must be a non-empty list of positive integers, got {sizes!r}")
+    check_layer_sizes("coma.hidden_sizes", s["hidden_sizes"])
     if not -1.0 <= s["bin_low"] <= s["bin_high"] <= 1.0:
         raise ConfigError(f"coma.bin_low and bin_high must satisfy -1 <= bin_low <= bin_high <= 1, "
                           f"got {s['bin_low']!r}, {s['bin_high']!r}")

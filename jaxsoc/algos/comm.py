@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from jaxsoc.algos import onpolicy, ppo
 from jaxsoc.algos.base import Trainer
 from jaxsoc.algos.common import TIER2_ROLES, RoleSpec
+from jaxsoc.argtypes import is_integer
 from jaxsoc.networks import MLP, dense, get_activation, orthogonal
 
 DEFAULTS = {
@@ -64,7 +65,7 @@ def validate(config: dict) -> None:
         raise ConfigError("comm.policy must be per_role (or auto): messages pass between the roles' own actors")
     for key in ("message_dim", "comm_rounds", "message_budget"):
         value = s[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if not is_integer(value) or value < 0:
             raise ConfigError(f"comm.{key} must be an integer >= 0, got {value!r}")
     if s["comm_roles"] not in COMM_ROLES:
         raise ConfigError(f"comm.comm_roles must be one of {', '.join(COMM_ROLES)}, got {s['comm_roles']!r}")

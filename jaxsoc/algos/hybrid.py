@@ -59,6 +59,7 @@ from jaxsoc.algos.maddpg import AGENT_DEFAULTS as MADDPG_AGENT_DEFAULTS
 from jaxsoc.algos.maddpg import MADDPG, maddpg_kwargs, validate_agent
 from jaxsoc.detectors.autoencoder import (AutoencoderConfig, AutoencoderDetector, autoencoder_scores, init_params,
                                           trimmed_loss)
+from jaxsoc.detectors.autoencoder import optimizer as autoencoder_optimizer
 from jaxsoc.detectors.telemetry import flatten_hosts
 from jaxsoc.detectors.threshold import check_target_fpr
 from jaxsoc.detectors.zscore import ZScoreDetector, standardize, zscore_scores
@@ -414,7 +415,7 @@ def detector_update(state: OnlineDetector, key: jax.Array, window: jax.Array, co
     k_pick, key = jax.random.split(key)
     if kind == "autoencoder":
         cfg = AutoencoderConfig(window=w.shape[1], features=w.shape[2], learning_rate=section["online_lr"])
-        tx = optax.adam(section["online_lr"])
+        tx = autoencoder_optimizer(cfg)
 
         def adam_step(carry, k):
             params, opt = carry
@@ -482,7 +483,7 @@ def make_train(config: dict, env, env_params):
     kind = c["online_kind"]
     window, features = env_params.window, env_params.features
     to_detector = online_detector(kind, window, features)
-    cfg = AutoencoderConfig(window=window, features=features)
+    cfg = AutoencoderConfig(window=window, features=features, learning_rate=c["online_lr"])
     score = autoencoder_scores if kind == "autoencoder" else zscore_scores
 
     def with_detector(p, detector):
@@ -504,7 +505,7 @@ def make_train(config: dict, env, env_params):
         if online:
             f = features
             ae = init_params(k_det, cfg) if kind == "autoencoder" else None
-            opt = optax.adam(c["online_lr"]).init(ae) if kind == "autoencoder" else None
+            opt = autoencoder_optimizer(cfg).init(ae) if kind == "autoencoder" else None
             detector = OnlineDetector(jnp.zeros((f,)), jnp.ones((f,)), jnp.zeros((), jnp.int32), ae, opt,
                                       env_params.threshold)
         p = params_for(detector)

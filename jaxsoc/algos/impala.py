@@ -73,26 +73,24 @@ CRITICS = ("world", "local")
 
 def validate(config: dict) -> None:
     """One-line ConfigErrors for values the types do not catch, before anything is traced."""
-    from jaxsoc.config import ConfigError
+    from jaxsoc.argtypes import is_integer, is_number
+    from jaxsoc.config import ConfigError, check_layer_sizes, check_unit_interval
 
     s = config["impala"]
     choices = {"critic": CRITICS, "coordinator": COORDINATOR_ENCODINGS}
     for key, allowed in choices.items():
         if s[key] not in allowed:
             raise ConfigError(f"impala.{key} must be one of {', '.join(allowed)}, got {s[key]!r}")
-    if not 0.0 <= s["gamma"] <= 1.0:
-        raise ConfigError(f"impala.gamma must be in [0, 1], got {s['gamma']!r}")
+    check_unit_interval("impala.gamma", s["gamma"])
     lag = s["policy_lag"]
-    if isinstance(lag, bool) or not isinstance(lag, int) or lag < 0:
+    if not is_integer(lag) or lag < 0:
         raise ConfigError(f"impala.policy_lag must be an integer >= 0, got {lag!r}")
     clip = s["clip_eps"]
-    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0):
+    if clip is not None and (not is_number(clip) or not clip > 0):
         raise ConfigError(f"impala.clip_eps must be a number > 0 or null, got {clip!r}")
     if s["c_bar"] < 0:
         raise ConfigError(f"impala.c_bar must be >= 0, got {s['c_bar']!r}")
-    sizes = s["hidden_sizes"]
-    if not sizes or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in sizes):
-        raise ConfigError(f"impala.hidden_sizes must be a non-empty list of positive integers, got {sizes!r}")
+    check_layer_sizes("impala.hidden_sizes", s["hidden_sizes"])
     if config["num_envs"] % s["minibatches"]:
         raise ConfigError(f"num_envs ({config['num_envs']}) must be divisible by impala.minibatches "
                           f"({s['minibatches']}): a minibatch holds whole env trajectories")

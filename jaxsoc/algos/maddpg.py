@@ -57,6 +57,7 @@ import optax
 from jaxsoc.algos import offpolicy as op
 from jaxsoc.algos.common import clipped_adam
 from jaxsoc.algos.dqn import DQN, dqn_kwargs
+from jaxsoc.argtypes import is_integer
 from jaxsoc.networks import ContinuousQ, DeterministicActor, TwinQ
 
 PyTree = Any
@@ -105,8 +106,7 @@ def validate_agent(section: dict, where: str) -> None:
     if not (section["target_noise"] >= 0 and section["target_noise_clip"] > 0):
         raise ConfigError(f"{where}: need target_noise >= 0 and target_noise_clip > 0, got "
                           f"{section['target_noise']} and {section['target_noise_clip']}")
-    if isinstance(section["policy_delay"], bool) or not isinstance(section["policy_delay"], int) \
-            or section["policy_delay"] < 1:
+    if not is_integer(section["policy_delay"]) or section["policy_delay"] < 1:
         raise ConfigError(f"{where}.policy_delay must be an integer >= 1, got {section['policy_delay']!r}")
 
 

@@ -92,12 +92,13 @@ DQN_DEFAULTS = {
 }
 
 POSITIVE = ("rollout", "utd", "buffer_size", "batch_size", "gamma", "per_beta_steps")
-_OBS_DTYPES = {"float32": None, "float16": jnp.float16, "bfloat16": jnp.bfloat16}
+# `obs_dtype` -> the dtype the replay buffer stores observations in (None: float32, as they come).
+OBS_DTYPES = {"float32": None, "float16": jnp.float16, "bfloat16": jnp.bfloat16}
 
 
 def validate_common(config: dict, family: str) -> None:
     """Checks the shared keys of `config[family]`; ValueError (a ConfigError) naming the key."""
-    from jaxsoc.config import ConfigError, check_choice
+    from jaxsoc.config import ConfigError, check_choice, check_layer_sizes, check_unit_interval
 
     c = config[family]
     steps = config["num_envs"] * c["rollout"]
@@ -121,12 +122,10 @@ def validate_common(config: dict, family: str) -> None:
             f"{family}: no gradient round would run: learning starts at {first:,} transitions per seed "
             f"(max of learning_starts and batch_size) and total_steps {config['total_steps']:,} stores "
             f"{stored:,}; lower {family}.learning_starts or raise total_steps")
-    check_choice(f"{family}.obs_dtype", c["obs_dtype"], _OBS_DTYPES)
+    check_choice(f"{family}.obs_dtype", c["obs_dtype"], OBS_DTYPES)
     check_choice(f"{family}.priority_rule", c["priority_rule"], ("mean", "max"))
-    if not c["hidden_sizes"] or any(not isinstance(h, int) or h <= 0 for h in c["hidden_sizes"]):
-        raise ConfigError(f"{family}.hidden_sizes must be a list of positive layer widths, got {c['hidden_sizes']!r}")
-    if not 0.0 <= c["gamma"] <= 1.0:
-        raise ConfigError(f"{family}.gamma must be in [0, 1], got {c['gamma']}")
+    check_layer_sizes(f"{family}.hidden_sizes", c["hidden_sizes"])
+    check_unit_interval(f"{family}.gamma", c["gamma"])
 
 
 def validate_dqn(section: dict, where: str) -> None:
@@ -461,7 +460,7 @@ def _is_obs(names: tuple) -> bool:
 
 def init_buffer(section: dict, example: PyTree):
     """The replay buffer of a config section (`per`, `buffer_size`, `obs_dtype`, PER keys)."""
-    kw = dict(obs_dtype=_OBS_DTYPES[section["obs_dtype"]], is_obs=_is_obs)
+    kw = dict(obs_dtype=OBS_DTYPES[section["obs_dtype"]], is_obs=_is_obs)
     if section["per"]:
         return buffers.init_prioritized(example, section["buffer_size"], alpha=section["per_alpha"],
                                         beta0=section["per_beta0"], beta_steps=section["per_beta_steps"], **kw)

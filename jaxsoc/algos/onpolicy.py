@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxsoc.algos.common import RoleSpec, clipped_adam, to_env_actions
+from jaxsoc.argtypes import is_number
 from jaxsoc.distributions import FactoredCategorical, MaskedCategorical, TanhGaussian
 from jaxsoc.env.defenders import reads_directive
 from jaxsoc.networks import MLP, CategoricalActor, TanhGaussianActor, ValueCritic, dense
@@ -205,7 +206,9 @@ def concat_obs(obs: Obs, roles: Sequence[str]) -> jax.Array:
 
 
 def sample(dists: Dict[str, Dist], key: jax.Array) -> Tuple[Dict[str, jax.Array], Dict[str, jax.Array]]:
-    """`(actions, log_probs)` per role: int32 choices or pre-tanh `u`, and their exact log-probs.
+    """`(actions, log_probs)` per role: int32 choices `[*batch]` (`[*batch, heads]` for a
+    factored head) or pre-tanh `u` `[*batch, dim]`, and their exact log-probs `[*batch]`; `batch`
+    is the distributions' batch shape (e.g. `[num_envs]`).
 
     All roles' noise comes from ONE uniform draw (Gumbel noise for the choices, Gaussian noise
     by the inverse normal CDF for the continuous heads): every threefry call compiles to its own
@@ -249,12 +252,14 @@ def entropies(dists: Dict[str, Dist]) -> Dict[str, jax.Array]:
 
 
 def greedy(dists: Dict[str, Dist]) -> Dict[str, jax.Array]:
-    """Greedy stored actions: the most likely allowed choice, or the pre-tanh mean."""
+    """Greedy stored actions, shaped as `sample`'s: the most likely allowed choice, or the
+    pre-tanh mean."""
     return {role: (d.mode() if isinstance(d, MaskedCategorical) else d.mean) for role, d in dists.items()}
 
 
 def env_actions(actions: Dict[str, jax.Array], dists: Dict[str, Dist]) -> Dict[str, jax.Array]:
-    """Stored actions -> the actions the roles take: choices as they are, `tanh(u)` for Box roles."""
+    """Stored actions -> the actions the roles take, each of the same shape (`sample`'s):
+    choices as they are, `tanh(u)` for Box roles."""
     return {role: (a if isinstance(dists[role], MaskedCategorical) else jnp.tanh(a))
             for role, a in actions.items()}
 
@@ -619,7 +624,7 @@ def check_pass_fraction(key: str, fraction: Any, samples: int, minibatches_key: 
     sample: what `sgd`'s `fraction` needs, checked before anything is traced."""
     from jaxsoc.config import ConfigError
 
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
+    if not is_number(fraction) or not 0.0 < fraction <= 1.0:
         raise ConfigError(f"{key} must be a number in (0, 1], got {fraction!r}")
     if fraction < 1.0 and pass_samples(samples, fraction, minibatches) < minibatches:
         raise ConfigError(f"{key} {fraction} of {samples} samples per update leaves fewer than "

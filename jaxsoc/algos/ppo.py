@@ -77,7 +77,7 @@ def validate(config: dict) -> None:
 
 
 def check_section(config: dict, family: str) -> None:
-    from jaxsoc.config import ConfigError
+    from jaxsoc.config import ConfigError, check_layer_sizes, check_unit_interval
 
     s = config[family]
     choices = {"policy": ("auto",) + POLICIES, "critic": ("auto",) + onpolicy.CRITICS,
@@ -86,11 +86,8 @@ def check_section(config: dict, family: str) -> None:
         if key in s and s[key] not in allowed:
             raise ConfigError(f"{family}.{key} must be one of {', '.join(allowed)}, got {s[key]!r}")
     for key in ("gamma", "gae_lambda"):
-        if not 0.0 <= s[key] <= 1.0:
-            raise ConfigError(f"{family}.{key} must be in [0, 1], got {s[key]!r}")
-    sizes = s["hidden_sizes"]
-    if not sizes or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in sizes):
-        raise ConfigError(f"{family}.hidden_sizes must be a non-empty list of positive integers, got {sizes!r}")
+        check_unit_interval(f"{family}.{key}", s[key])
+    check_layer_sizes(f"{family}.hidden_sizes", s["hidden_sizes"])
     policy, critic = resolve_variant(config["algo"], s)
     if policy == "single" and critic in onpolicy.PER_ROLE_CRITICS:
         raise ConfigError(f"{family}.policy single is one agent with one critic: use critic joint or world")

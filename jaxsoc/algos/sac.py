@@ -45,6 +45,7 @@ import optax
 from jaxsoc.algos import offpolicy as op
 from jaxsoc.algos.common import clipped_adam
 from jaxsoc.algos.dqn import DQN, dqn_kwargs
+from jaxsoc.argtypes import is_number
 from jaxsoc.distributions import TanhGaussian
 from jaxsoc.networks import TanhGaussianActor, TwinQ
 
@@ -87,7 +88,7 @@ def validate_agent(section: dict, where: str) -> None:
     if section["tau"] > 1:
         raise ConfigError(f"{where}.tau must be in (0, 1], got {section['tau']}")
     entropy = section["target_entropy"]
-    if entropy is not None and (isinstance(entropy, bool) or not isinstance(entropy, (int, float))):
+    if entropy is not None and not is_number(entropy):
         raise ConfigError(f"{where}.target_entropy must be a number or null, got {entropy!r}")
     if section["log_std_min"] >= section["log_std_max"]:
         raise ConfigError(f"{where}.log_std_min must be below {where}.log_std_max")
@@ -152,6 +153,10 @@ class SAC:
     def _opt(self, lr: float) -> optax.GradientTransformation:
         return clipped_adam(lr, self.max_grad_norm)
 
+    def _alpha_opt(self) -> optax.GradientTransformation:
+        # The temperature's one-number gradient is never clipped (the reference's does not either).
+        return clipped_adam(self.alpha_lr)
+
     def init(self, key: jax.Array) -> SACState:
         k_actor, k_critic = jax.random.split(key)
         obs = jnp.zeros((1, self.obs_dim), jnp.float32)
@@ -159,7 +164,7 @@ class SAC:
         critic = self.critic.init(k_critic, obs, jnp.zeros((1, self.action_dim), jnp.float32))
         log_alpha = jnp.asarray(jnp.log(self.init_alpha), jnp.float32)
         return SACState(actor, critic, op.copy_tree(critic), log_alpha, self._opt(self.actor_lr).init(actor),
-                        self._opt(self.critic_lr).init(critic), optax.adam(self.alpha_lr).init(log_alpha),
+                        self._opt(self.critic_lr).init(critic), self._alpha_opt().init(log_alpha),
                         jnp.zeros((), jnp.int32))
 
     def distribution(self, actor_params: PyTree, obs: jax.Array) -> TanhGaussian:
@@ -214,7 +219,7 @@ class SAC:
             return op.importance_weighted_mean(-log_alpha * (logp + self.entropy_target), weights)
 
         t_loss, log_alpha, alpha_opt = op.gradient_step(alpha_loss, state.log_alpha, state.alpha_opt,
-                                                        optax.adam(self.alpha_lr))
+                                                        self._alpha_opt())
 
         steps = state.steps + 1
         target_critic = op.update_target(critic_params, state.target_critic_params, steps, self.tau,

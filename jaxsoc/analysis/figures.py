@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from jaxsoc.analysis import paper as paper_lib
+from jaxsoc.analysis.intervals import finite_mean, finite_std
 from jaxsoc.analysis import protocols
 from jaxsoc.analysis import runs as runs_lib
 from jaxsoc.analysis.runs import AnalysisError, Group, MethodResult
@@ -93,7 +94,7 @@ def curve_series(group: Group, key: str, window: int = protocols.WINDOW_EPISODES
     with the default window the last point of a seed is its value in the paper-protocol table.
 
     Returns `{"steps": [T] env steps per seed, "seeds": [...], "per_seed": [S, T],
-    "mean": [T], "std": [T]}` (mean and population std over seeds, NaN-aware); seeds logged at
+    "mean": [T], "std": [T]}` (mean and population std over the seeds' finite values: `intervals.finite_mean`, `finite_std`); seeds logged at
     other steps are interpolated onto the first seed's steps.
     """
     per_seed, steps0, seeds = [], None, []
@@ -109,24 +110,8 @@ def curve_series(group: Group, key: str, window: int = protocols.WINDOW_EPISODES
             per_seed.append(smooth)
             seeds.append(seed)
     arr = np.array(per_seed, dtype=np.float64)
-    with np.errstate(invalid="ignore"), _quiet():
-        mean = np.nanmean(arr, axis=0)
-        std = np.nanstd(arr, axis=0)
+    mean, std = finite_mean(arr, axis=0), finite_std(arr, axis=0)
     return {"steps": steps0, "seeds": seeds, "per_seed": arr, "mean": mean, "std": std}
-
-
-class _quiet:
-    """Silences numpy's 'mean of empty slice' warnings for all-NaN columns."""
-
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._w.__exit__(*exc)
 
 
 def _metric_panels(metrics: Sequence[str], series: Sequence[tuple], width: float, height: float, draw):
@@ -242,7 +227,7 @@ def seed_scatter(results: Sequence[MethodResult], metrics: Sequence[str] = runs_
             offsets = np.linspace(-0.25, 0.25, n) if n > 1 else np.zeros(1)
             ax.scatter(vals * spec.scale, i + offsets, color=_color(i), s=18, zorder=3)
             if np.isfinite(vals).any():
-                ax.vlines(np.nanmean(vals) * spec.scale, i - 0.3, i + 0.3, color="black", lw=1.2)
+                ax.vlines(finite_mean(vals) * spec.scale, i - 0.3, i + 0.3, color="black", lw=1.2)
             if with_paper and r.comparable_to_paper:
                 pub = paper_lib.published_per_seed(r.algo).get(key)
                 if pub:

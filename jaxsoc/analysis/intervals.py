@@ -32,6 +32,15 @@ def finite_mean(values, axis=None):
     return float(mean) if mean.ndim == 0 else mean
 
 
+def finite_std(values, axis=None):
+    """Population sd (ddof 0) of the finite values of `values` over `axis`, as `finite_mean`
+    counts them (NaN where there are none): the spread a figure's band draws around that mean."""
+    x = np.asarray(values, np.float64)
+    mean = finite_mean(x, axis=axis)
+    centred = np.asarray(x - (np.expand_dims(mean, axis) if axis is not None else mean))
+    return np.sqrt(finite_mean(np.square(centred), axis=axis))
+
+
 def t_quantile(dof: int, level: float = 0.95) -> float:
     """The two-sided `level` Student t quantile for `dof` degrees of freedom (NaN below 1)."""
     if not 0.0 < level < 1.0:

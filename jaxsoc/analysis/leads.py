@@ -71,9 +71,8 @@ def lead_act(params):
 
     def act(pp, key, obs, state, greedy):
         lead, directive = pp
-        tier2 = leads.scripted_tier2(state, params)
         rows = [
-            {"coordinator": jnp.asarray(directive, jnp.int32), **tier2},
+            leads.fixed_lead(directive)(key, obs, state, params),
             leads.informed_lead(key, obs, state, params),
             leads.oracle_lead(key, obs, state, params),
             policies.constant(key, obs, state, params),

@@ -185,6 +185,8 @@ class BankingEnv(DemoEnv):
         return (jnp.log(amount / p.amount_min) / np.log(p.amount_max / p.amount_min)).astype(jnp.float32)
 
     def get_obs(self, s: BankingState, params=None) -> Dict[str, jax.Array]:
+        """`{router: [2C + 2]}`: its own pending amount (log-scaled), then what every router sees:
+        the channels' backlogs over their service rates `[C]`, up flags `[C]`, elapsed share `[1]`."""
         p = self.params_or_default(params)
         _, _, _, mu = p.arrays()
         shared = jnp.concatenate([s.backlog / mu, s.up.astype(jnp.float32),
@@ -193,12 +195,14 @@ class BankingEnv(DemoEnv):
         return {a: jnp.concatenate([scaled[i:i + 1], shared]) for i, a in enumerate(self.agents)}
 
     def get_world_state(self, s: BankingState, params=None) -> jax.Array:
+        """`[R + 2C + 1]`: every router's scaled amount `[R]`, then the shared part of `get_obs`."""
         p = self.params_or_default(params)
         _, _, _, mu = p.arrays()
         return jnp.concatenate([self._scaled_amount(s.amount, p), s.backlog / mu, s.up.astype(jnp.float32),
                                 jnp.reshape(s.t / p.max_steps, (1,)).astype(jnp.float32)])
 
     def get_avail_actions(self, s: BankingState, params=None) -> Dict[str, jax.Array]:
+        """`{router: [C]}` bool: a channel that is down cannot be chosen."""
         return {a: s.up for a in self.agents}
 
     def episode_metrics(self, s: BankingState, p: BankingParams) -> Dict[str, jax.Array]:

@@ -161,6 +161,8 @@ class RetailEnv(DemoEnv):
         return stepped, reward, jnp.zeros((), bool)
 
     def get_obs(self, s: RetailState, params=None) -> Dict[str, jax.Array]:
+        """`{warehouse: [4]}`: its inventory, last demand and mean demand over its capacity, and the
+        elapsed share of the episode."""
         p = self.params_or_default(params)
         lam = jnp.asarray(p.demand_means())
         tau = jnp.broadcast_to(s.t / p.max_steps, lam.shape)
@@ -173,10 +175,12 @@ class RetailEnv(DemoEnv):
         return tuple(self.agents)  # the world state is every warehouse's observation, nothing more
 
     def get_world_state(self, s: RetailState, params=None) -> jax.Array:
+        """`[4N]`: every warehouse's observation, in agent order."""
         obs = self.get_obs(s, params)
         return jnp.concatenate([obs[a] for a in self.agents])
 
     def get_avail_actions(self, s: RetailState, params=None) -> Dict[str, jax.Array]:
+        """`{warehouse: [1]}` True: continuous actions, nothing to mask."""
         return {a: jnp.ones((1,), bool) for a in self.agents}
 
     def episode_metrics(self, s: RetailState, p: RetailParams) -> Dict[str, jax.Array]:

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from jaxsoc.argtypes import is_integer
 from jaxsoc.detectors.telemetry import check_windows
 from jaxsoc.detectors.zscore import fit_zscore, standardize
 from jaxsoc.networks import MLP, get_activation
@@ -56,7 +57,7 @@ class AutoencoderConfig:
     def __post_init__(self):
         for name in ("window", "features", "latent", "epochs", "batch_size"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if not is_integer(v) or v < 1:
                 raise ValueError(f"AutoencoderConfig.{name} must be a positive integer, got {v!r}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if any(h < 1 for h in self.hidden):
@@ -141,12 +142,18 @@ def trimmed_loss(params: dict, config: AutoencoderConfig, x: jax.Array) -> jax.A
     return jnp.mean(jnp.sort(err)[:keep])
 
 
+def optimizer(config: AutoencoderConfig) -> optax.GradientTransformation:
+    """Adam at `config.learning_rate`: the autoencoder's one optimiser, offline here
+    (`train_autoencoder`) and online in `jaxsoc.algos.hybrid`."""
+    return optax.adam(config.learning_rate)
+
+
 @functools.partial(jax.jit, static_argnames=("config",))
 def _train(key: jax.Array, x: jax.Array, config: AutoencoderConfig):
     """x: standardised flat windows `[M, W*F]` -> (params, per-epoch mean trimmed loss `[epochs]`)."""
     k_init, k_epochs = jax.random.split(key)
     params = init_params(k_init, config)
-    tx = optax.adam(config.learning_rate)
+    tx = optimizer(config)
     opt_state = tx.init(params)
     batches = x.shape[0] // config.batch_size
 

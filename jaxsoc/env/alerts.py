@@ -147,12 +147,6 @@ def ingest_and_triage(queue: jax.Array, new: jax.Array, action: jax.Array, param
     return out, result
 
 
-def push(queue: jax.Array, new: jax.Array, params: EnvParams) -> jax.Array:
-    """Append the valid rows of `new` `[k, F]`, dropping the oldest beyond capacity (no triage)."""
-    out, _ = ingest_and_triage(queue, new, jnp.asarray(-1, jnp.int32), params)
-    return out
-
-
 def generate(draws: Draws, hosts, events, t, posture, params: EnvParams) -> jax.Array:
     """This step's new alerts `[k, F]` (invalid rows allowed), true alerts first (reference order)."""
     topo = topology(params)

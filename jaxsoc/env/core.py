@@ -41,7 +41,9 @@ def _zeros_counters() -> Counters:
 
 
 def initial_state(key: jax.Array, params: EnvParams, vuln: Optional[jax.Array] = None) -> EnvState:
-    """A fresh episode. `vuln` keeps a previous network (v1, D10); otherwise it is drawn from `key`."""
+    """A fresh episode's state for ONE env (leaves as `EnvState` documents them, e.g. hosts
+    `[S, Hmax]`). `vuln` `[S, Hmax]` keeps a previous network (v1, D10); otherwise it is drawn
+    from `key`."""
     topo = topology(params)
     shape = (topo.num_segments, topo.host_axis)
     k_net, k_obs = jax.random.split(key)
@@ -284,12 +286,15 @@ class SOCEnv(WorldEnv):
     @functools.partial(jax.jit, static_argnums=(0,))
     def step_env(self, key: jax.Array, state: EnvState, actions: Dict[str, jax.Array],
                  params: Optional[EnvParams] = None):
-        """One transition without auto-reset: `(obs, state, rewards, dones, infos)`."""
+        """One transition of ONE env without auto-reset: `(obs, state, rewards, dones, infos)`,
+        shaped as `step` returns them (obs `{agent: [obs_dim]}`, rewards `{agent: []}`, dones
+        `{agent: [], "__all__": []}`); `actions` as `check_actions` takes them."""
         return self._step_env(key, state, actions, self.params_or_default(params), None)
 
     @staticmethod
     def check_actions(actions: Dict[str, jax.Array], p: EnvParams) -> None:
-        """A `ValueError` naming the role for a missing, unknown or wrongly sized action. Keys and
+        """A `ValueError` naming the role for a missing, unknown or wrongly sized action (ONE env's
+        `{role: action}`: a continuous role's `[action_dims[role]]`, a discrete role's `[]`). Keys and
         shapes are static, so this runs once at trace time (jit and vmap see only valid dicts) and
         costs nothing per step; a misspelt key would otherwise be ignored and its role left idle."""
         dims = defenders.action_dims(p)

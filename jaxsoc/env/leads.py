@@ -63,14 +63,15 @@ def directive_index(focus: jax.Array, posture: jax.Array, params: EnvParams) -> 
     return (focus * params.num_postures + posture).astype(jnp.int32)
 
 
-def fixed_lead(index: int) -> Callable[..., Dict[str, jax.Array]]:
-    """A lead that always issues directive `index` (no coordination)."""
+def fixed_lead(index) -> Callable[..., Dict[str, jax.Array]]:
+    """A lead that always issues directive `index` (no coordination): an int, or a traced int32
+    scalar (`jaxsoc.analysis.leads.lead_act` searches every index in one program)."""
 
     def policy(key, obs, state: EnvState, params: EnvParams) -> Dict[str, jax.Array]:
         del key, obs
         return {"coordinator": jnp.asarray(index, jnp.int32), **scripted_tier2(state, params)}
 
-    policy.__name__ = f"fixed_lead_{index}"
+    policy.__name__ = f"fixed_lead_{index}" if isinstance(index, int) else "fixed_lead"
     return policy
 
 

@@ -94,11 +94,6 @@ def draw_vulnerabilities(draws: Draws, params: EnvParams) -> jax.Array:
     return jnp.where(topo.host_valid, v, 0.0)
 
 
-def segment_sum(x: jax.Array) -> jax.Array:
-    """`[S, Hmax] -> [S]` (padding hosts must already be zero/False)."""
-    return segment_sums(x)[0]
-
-
 def segment_sums(*xs, width: int | None = None) -> jax.Array:
     """Per-segment sums of several `[S, Hmax]` host arrays at once: `-> [K, S]` float32.
 
@@ -196,8 +191,3 @@ def host_summary(hosts) -> dict:
     """
     rows = segment_sums(*host_summary_rows(hosts))
     return dict(zip(HOST_SUMMARY, rows))
-
-
-def segment_fraction(x: jax.Array, params: EnvParams) -> jax.Array:
-    """Fraction of each segment's hosts for which `x` holds, `[S]`."""
-    return segment_sum(x) / topology(params).hosts_in_segment

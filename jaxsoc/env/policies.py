@@ -2,6 +2,12 @@
 
 They act for ONE env (vmap them for many). Scripted policies may read the state; learned agents
 only get observations. `POLICIES` maps the names the CLI and evaluation use to the functions.
+
+Shapes (one env; `dims = defenders.action_dims(params)`): `obs` `{agent: [obs_dim]}` (unread
+here), and the actions `{"coordinator": [] int32 directive index (D6 fixed) or [8] float32 (v1's
+continuous directive), "threat_hunter": [dims["threat_hunter"]] float32 in [-1, 1],
+"alert_triage": [] int32 in 0..3, "response_orchestrator": [dims["response_orchestrator"]]
+float32 in [-1, 1]}`.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from jaxsoc.algos.maddpg import validate_agent as validate_maddpg_agent
 from jaxsoc.algos.sac import DEFAULTS as SAC_DEFAULTS
 from jaxsoc.algos.sac import SAC_KWARGS, SAC_POSITIVE
 from jaxsoc.algos.sac import validate_agent as validate_sac_agent
+from jaxsoc.argtypes import is_integer
 
 # lr 1e-3 and entropy 0.001 with the attention-tied focus head: what learns on soc-strategic (5 of 5
 # seeds above the idle SOC, the explainer's weights far from uniform) and on soc-v2 (docs/strategic.md,
@@ -73,7 +74,7 @@ def env_overrides(config: dict) -> dict:
 
 
 def validate(config: dict) -> None:
-    from jaxsoc.config import ConfigError, check_choice
+    from jaxsoc.config import ConfigError, check_choice, check_unit_interval
 
     op.validate_common(config, "hmarl")
     c = config["hmarl"]
@@ -94,11 +95,13 @@ def validate(config: dict) -> None:
         raise ConfigError("hmarl.coordinator_action is the fixed directive of hmarl.train_coordinator: false; "
                           "the trained coordinator chooses its own")
     for key in ("epochs", "minibatches"):
-        if not isinstance(cc[key], int) or cc[key] < 1:
+        if not is_integer(cc[key]) or cc[key] < 1:
             raise ConfigError(f"hmarl.coordinator.{key} must be a positive integer")
     if not cc["focus_temperature"] > 0:
         raise ConfigError(f"hmarl.coordinator.focus_temperature must be positive, got {cc['focus_temperature']}")
     validate_maddpg_agent(c["maddpg"], "hmarl.maddpg")
     validate_sac_agent(c["sac"], "hmarl.sac")
-    if not cc["ent_coef"] >= 0 or not 0 <= cc["gae_lambda"] <= 1 or not cc["max_grad_norm"] >= 0:
-        raise ConfigError("hmarl.coordinator: need ent_coef >= 0, 0 <= gae_lambda <= 1 and max_grad_norm >= 0")
+    check_unit_interval("hmarl.coordinator.gae_lambda", cc["gae_lambda"])
+    if not cc["ent_coef"] >= 0 or not cc["max_grad_norm"] >= 0:
+        raise ConfigError("hmarl.coordinator: need ent_coef >= 0 and max_grad_norm >= 0, got "
+                          f"{cc['ent_coef']} and {cc['max_grad_norm']}")

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsoc.algos import common
+from jaxsoc.algos import offpolicy as op
 from jaxsoc.algos.dqn import DQN, dqn_kwargs
 from jaxsoc.algos.hmarl.coordinator import Coordinator, num_choices
 from jaxsoc.config import ConfigError
@@ -189,8 +190,8 @@ def team_update(team: Team, setup: Setup, coordinator: Coordinator, coord_params
     )
     new_ro, td_ro, m_ro = team.ro.update(agents["response_orchestrator"], v, w_ro, k3)
     metrics = {}
-    for prefix, m in (("th", m_th), ("at", m_at), ("ro", m_ro)):
-        metrics.update({f"{prefix}/{k}": val for k, val in m.items()})
+    for role, m in (("threat_hunter", m_th), ("alert_triage", m_at), ("response_orchestrator", m_ro)):
+        metrics.update({f"{op.ROLE_ABBREV[role]}/{k}": val for k, val in m.items()})
     agents = {"threat_hunter": new_th, "alert_triage": new_at, "response_orchestrator": new_ro}
     return agents, (td_th, td_at, td_ro), metrics
 

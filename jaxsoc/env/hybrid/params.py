@@ -9,7 +9,7 @@ and the reward weights.
 The default detector is the z-score of the CLEAN telemetry model (centre 0, scale
 `telemetry_noise` per feature), with its threshold calibrated to `target_fpr` on simulated clean
 windows: `make()` needs no training. `detector_path` loads a detector saved by
-`jaxsoc.detectors.save_detector` for `soc-hybrid` instead (`pretrain_detector` fits one on this
+`jaxsoc.detectors.save_detector` for `soc-hybrid` instead (`eval/train_detector.py` fits one on this
 scenario's own contaminated telemetry).
 """
 from __future__ import annotations
