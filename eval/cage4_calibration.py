@@ -3,8 +3,8 @@
     python eval/cage4_calibration.py                       # 1,000 episodes x 500 steps per policy
     python eval/cage4_calibration.py --episodes 200 --policies monitor random restore
 
-For each policy (jaxsoc/env/cage4/baselines.py) it plays `--episodes` full episodes (batches of
-`--batch` envs, one `lax.scan` over the episode each) and prints mean ± std over episodes of the
+For each policy (jaxsoc/env/cage4/baselines.py) it plays the same `--episodes` full episodes
+(one key each from `--seed`, batches of `--batch` envs, one `lax.scan` over the episode each) and prints mean ± std over episodes of the
 team return, the mean number of hosts in defended zones where red holds a session per phase,
 Impact attempts and successes, true and false alerts (event bits raised by red / only by green),
 green failures, red's sessions by exploit and by phishing, Restores and invalid actions; the
@@ -30,8 +30,8 @@ COLUMNS = ("return", "red_hosts_phase1", "red_hosts_phase2", "red_hosts_phase3",
            "true_alerts", "false_alerts", "local_fails", "access_fails", "exploits", "phishing", "restores", "invalid")
 
 
-def play(env, params, policy, key, batch):
-    """`{metric: [batch]}` at the end of `batch` full episodes under `policy`."""
+def play(env, params, policy, keys):
+    """`{metric: [batch]}` at the end of one full episode under `policy` per key of `keys` `[batch]`."""
     pol = BASELINES[policy]
 
     def one(key):
@@ -48,7 +48,7 @@ def play(env, params, policy, key, batch):
         (_, s), _ = jax.lax.scan(body, (obs, s), jax.random.split(k1, params.max_steps))
         return cage4.episode_metrics(s, params)
 
-    return jax.jit(jax.vmap(one))(jax.random.split(key, batch))
+    return jax.jit(jax.vmap(one))(keys)
 
 
 def main(argv=None):
@@ -63,13 +63,16 @@ def main(argv=None):
     if twice:  # one table column per policy: a second run of one would overwrite the first
         ap.error(f"--policies names {', '.join(twice)} twice")
     env, params = cage4.make()
+    # One key per episode, the same for every policy and whatever --batch cuts them into: episode
+    # j of a policy starts from the same network and draws as episode j of another (paired), and
+    # one policy run alone gives its column of the full table.
+    keys = jax.random.split(jax.random.key(args.seed), args.episodes)
     rows = {}
-    for i, policy in enumerate(args.policies):
+    for policy in args.policies:
         t0 = time.perf_counter()
         out = []
         for b in range(0, args.episodes, args.batch):
-            key = jax.random.fold_in(jax.random.key(args.seed), i * 1_000_003 + b)
-            out.append(jax.tree.map(np.asarray, play(env, params, policy, key, min(args.batch, args.episodes - b))))
+            out.append(jax.tree.map(np.asarray, play(env, params, policy, keys[b:b + args.batch])))
         rows[policy] = {k: np.concatenate([o[k] for o in out]) for k in COLUMNS}
         print(f"{policy}: {args.episodes} episodes in {time.perf_counter() - t0:.0f} s", flush=True)
     print("\n| metric (per episode, mean ± std) | " + " | ".join(rows) + " |")

@@ -46,6 +46,12 @@ def parse_methods(text: str) -> list[str]:
     return methods
 
 
+# Config keys the plan gives every run, and the flag that sets each.
+OWN_KEYS = {"run.dir": "under --out", "run.name": "named by method and seeds", "seed": "--seeds",
+            "num_seeds": "--seeds", "algo": "--methods", "scenario": "--preset",
+            "total_steps": "--total-steps", "num_envs": "--num-envs"}
+
+
 def build_parser():
     p = cli.Parser(prog="eval/reproduce.py", description="Train every method x seeds, then Table II and figures.",
                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,6 +89,12 @@ def main(argv=None) -> int:
                 parser.error(f"{flag} does nothing with --list (it prints the plan and trains nothing)")
     if args.out is not None and cli.folder_problem(args.out):
         parser.error(f"--out: {cli.folder_problem(args.out)}")
+    for item in args.sets:  # keys the plan sets per run: a --set would move or rename the runs
+        key = str(item).split("=", 1)[0].strip()
+        if key in OWN_KEYS:
+            parser.error(f"--set {item}: eval/reproduce.py sets {key} for each run itself ({OWN_KEYS[key]})")
+    if args.compile_cache not in (None, "none") and cli.folder_problem(args.compile_cache):
+        parser.error(f"--compile-cache: {cli.folder_problem(args.compile_cache)}")
     given = argv if argv is not None else sys.argv[1:]
     command = "python eval/reproduce.py " + " ".join(shlex.quote(a) for a in given)
 

@@ -61,7 +61,9 @@ _POSITIVE_INTS = {
 _NON_NEGATIVE_INTS = {"seed", "run.checkpoint_every", "eval.every_chunks"}
 # Keys whose base default is null, and what they may hold instead.
 _NULLABLE = {"run.name": str, "run.wandb": str}
-_CHOICES = {"run.tensorboard": (True, False, "auto"), "run.final_checkpoint": ("full", "policy")}
+# Keys whose values are not all of their default's type (a switch or "auto").
+_CHOICES = {"run.tensorboard": (True, False, "auto"), "run.final_checkpoint": ("full", "policy"),
+            "hmarl.condition_on_directive": ("auto", True, False)}
 _FREE_FORM = {"env"}  # checked by jaxsoc.env.make itself
 # Seed i of a run is PRNGKey(seed + i) from a uint32 (jaxsoc.engine.seed_keys).
 MAX_SEED = cli.MAX_SEED  # the largest seed (uint32)
@@ -263,7 +265,8 @@ def _typed(value: Any, default: Any, key: str) -> Any:
     """`value` coerced to the type of `default` (its base/family default); ConfigError if it can't."""
     if key in _CHOICES:
         if value not in _CHOICES[key] or (isinstance(value, (int, float)) and not isinstance(value, bool)):
-            raise ConfigError(f"{key} must be one of {', '.join(map(str, _CHOICES[key]))}, got {value!r}")
+            shown = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in _CHOICES[key])  # YAML's words
+            raise ConfigError(f"{key} must be one of {shown}, got {value!r}")
         return value
     if default is None:
         wanted = _NULLABLE.get(key)

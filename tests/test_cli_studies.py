@@ -132,6 +132,11 @@ QUICK_RANDOM = ["--quick", "--methods", "random"]
     (["--num-envs", "-1"], "argument --num-envs: expected a positive integer, got '-1'"),
     (["--episodes", "0"], "argument --episodes: expected a positive integer, got '0'"),
     (["--window", "0"], "argument --window: expected a positive integer, got '0'"),
+    # a budget below one update (of its trainer: random's is 64 envs x 32 steps under --quick)
+    (["--total-steps", "100"], "eval/reproduce.py: error: Random: total_steps=100 is less than one update"),
+    # the plan's own keys: the runs would train elsewhere and the table find nothing
+    (["--set", "run.dir=elsewhere"], "--set run.dir=elsewhere: eval/reproduce.py sets run.dir for each run itself (under --out)"),
+    (["--set", "seed=3"], "--set seed=3: eval/reproduce.py sets seed for each run itself (--seeds)"),
 ])
 @pytest.mark.parametrize("listing", [False, True])
 def test_reproduce_refuses_bad_training_values_before_writing(tmp_path, capsys, argv, message, listing):
@@ -147,6 +152,7 @@ def test_reproduce_refuses_bad_training_values_before_writing(tmp_path, capsys, 
     (["--out", "/proc/x"], "--out: cannot write /proc/x"),
     (["--list", "--overwrite"], "--overwrite does nothing with --list"),
     (["--list", "--compile-cache", "none"], "--compile-cache does nothing with --list"),
+    (["--compile-cache", __file__], f"--compile-cache: {__file__} exists and is not a folder"),
 ])
 def test_reproduce_refuses_bad_lists_folders_and_ignored_flags(tmp_path, capsys, argv, message):
     assert message in refused(capsys, load("reproduce").main, argv)

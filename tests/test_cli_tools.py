@@ -138,6 +138,26 @@ def test_cage4_calibration_refuses_bad_numbers(capsys, monkeypatch, argv, match)
     refused(cc.main, argv, capsys, match)
 
 
+def test_cage4_calibration_plays_the_same_episodes_whatever_the_order_and_the_batch(capsys, monkeypatch):
+    cc = load("cage4_calibration")
+    make = cc.cage4.make
+    monkeypatch.setattr(cc.cage4, "make", lambda: make(max_steps=6))  # short episodes: a quick compile
+
+    def table(argv):
+        cc.main(argv + ["--episodes", "3"])
+        lines = capsys.readouterr().out.splitlines()
+        header = next(line for line in lines if line.startswith("| metric"))
+        names = [c.strip() for c in header.strip("|").split("|")][1:]
+        rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
+                for line in lines if line.startswith("| ") and not line.startswith("| metric")}
+        return {name: {k: v[i] for k, v in rows.items()} for i, name in enumerate(names)}
+
+    both = table(["--policies", "monitor", "restore", "--batch", "2"])
+    alone = table(["--policies", "restore", "--batch", "3"])
+    assert alone["restore"] == both["restore"]  # its column, in another position and batching
+    assert both["restore"]["return"] != both["monitor"]["return"]  # the policies do differ
+
+
 @pytest.mark.parametrize("argv, match", [
     (["--size", "1000000"], "--size 1,000,000: the 1,000,000 x 1,000,000 payoff matrix would take 7,450.6 GiB"),
     (["--size", "11586"], "more than the 1 GiB bound (at most 11,585 actions)"),

@@ -145,6 +145,20 @@ def test_notes_short_windows_and_paper_rows_only_on_the_papers_env(tmp_path):
     assert not table.has_paper_rows and "hosts_per_segment=8" in table.title
 
 
+def test_no_length_bias_note_where_every_episode_runs_the_whole_limit(tmp_path):
+    """A world without early ends (retail: every episode is max_steps long) has no short episodes
+    to over-represent; the same window with shorter episodes keeps the note."""
+    import jaxsoc.env as soc
+
+    limit = soc.build_params("hmarl-soc-v1").max_steps
+    for algo, length in (("rule-soar", limit), ("constant", limit - 3)):  # two methods: two groups
+        fake_run(tmp_path, algo, algo, 0, [[(300, {**R(-1, .5), "length": length}),
+                                            (400, {**R(-2, .5), "length": length})]],
+                 num_envs=4, steps_per_update=400)
+    notes = {g.algo: " ".join(protocols.paper_protocol(g).notes) for g in runs.group_runs(runs.find_runs([tmp_path]))}
+    assert "length bias" not in notes["rule-soar"] and "length bias" in notes["constant"]
+
+
 def test_run_folders_are_found_through_links_and_not_inside_a_run(tmp_path):
     """A folder of links to runs is a way to group them (rglob did not follow the links: "no run
     folders under ..."); a link back up the tree is walked once; a run's own subfolders are not

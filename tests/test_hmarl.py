@@ -266,6 +266,24 @@ def test_act_gives_the_env_spaces_and_is_deterministic_given_its_key(recorded):
     assert int(runs[True, 1]["coordinator"]) == int(dist.mode()[0])
 
 
+@pytest.mark.parametrize("scenario, value, extra", [("hmarl-soc-v1", "true", 8), ("soc-v2", "true", "directives"),
+                                                    ("soc-v2", "false", 0), ("hmarl-soc-v1", "auto", 0)])
+def test_condition_on_directive_is_set_from_the_command_line_and_widens_tier2(scenario, value, extra):
+    """`--set hmarl.condition_on_directive=true` (docs/hmarl.md) was refused as "must be a string";
+    true appends the directive (v1: its 8 numbers; soc-v2: the one-hot of its directives) to
+    each tier-2 role's observation, and the team traces through an update at those widths."""
+    flags = config_lib.merge(SMALL, {"scenario": scenario, "hmarl": {"k": 5}})
+    cfg = config_lib.resolve(flags=flags, sets=[f"hmarl.condition_on_directive={value}"])
+    assert cfg["hmarl"]["condition_on_directive"] == {"true": True, "false": False, "auto": "auto"}[value]
+    env, env_params = soc.make(cfg["scenario"], **cfg["env"])
+    parts = hmarl.make_parts(cfg, env, env_params)
+    specs = parts.setup.specs
+    extra = env_params.num_directives if extra == "directives" else extra  # 5 focus x 3 postures
+    assert {r: parts.setup.tier2_obs_dims[r] - specs[r].obs_dim for r in hmarl.TIER2} == dict.fromkeys(hmarl.TIER2, extra)
+    trainer = hmarl.make_train(cfg, env, env_params)
+    jax.eval_shape(trainer.update, jax.eval_shape(trainer.init, jax.random.key(0)))  # shapes agree
+
+
 def test_bad_hmarl_config_is_refused():
     with pytest.raises(ValueError, match="hmarl.k"):
         config_lib.resolve(flags=config_lib.merge(SMALL, {"hmarl": {"k": 0}}))

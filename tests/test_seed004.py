@@ -62,3 +62,23 @@ def test_bad_arguments_fail_before_anything_is_written(tmp_path, capsys, argv, m
     out = tmp_path / "out"
     refused(s4.main, argv + ["--out", str(out)], capsys, message)
     assert not out.exists()
+
+
+def test_the_study_pins_what_its_table_was_measured_with_whatever_the_learners_defaults():
+    s4 = load()
+    # configs/mappo.yaml's entropy is 0.001 (the SOC worlds'); the study's table used 0.01 for all four.
+    for algo in ("iac", "maac", "ippo", "mappo"):
+        family = s4.STUDY[algo][0]
+        cfg = s4.study_config(algo, "/nonexistent/out", 2, 100)[family]
+        assert (cfg["ent_coef"], cfg["max_grad_norm"]) == (0.01, 0.5), algo
+        assert cfg["gae_lambda"] == (0.0 if family == "a2c" else 0.95)
+
+
+def test_the_summary_names_every_departure_from_the_study():
+    s4 = load()
+    r = np.zeros((2, 150))
+    text = s4.summary({"ippo": r}, {}, None, ["ppo.epochs=1"])
+    assert "Not the study's settings: `--set ppo.epochs=1`." in text
+    assert "Runs of 150 episodes: the first 100 and the final 100 share 50 episodes." in text
+    assert "Not the study's" not in s4.summary({"ippo": np.zeros((2, 200))}, {}, None, [])
+    assert "share" not in s4.summary({"ippo": np.zeros((2, 200))}, {}, None, [])

@@ -257,15 +257,20 @@ def make_plan(
 
 
 def check_runs(plan: Plan) -> None:
-    """Resolves every run's config as `execute` will (`run_config`), so that a bad `--set`, budget
-    or env value fails in one line (AnalysisError naming the method) before anything is trained
-    or written, not method by method after the work."""
+    """Resolves every run's config as `execute` will (`run_config`) and checks each method's
+    budget against its trainer's update (`engine.check_budget`: a `--total-steps` below one
+    update), so that a bad `--set`, budget or env value fails in one line (AnalysisError naming
+    the method) before anything is trained or written, not method by method after the work."""
+    from jaxsoc import algos, engine
     from jaxsoc.config import ConfigError
 
     for mp in plan.methods:
-        for rp in mp.runs:
+        for i, rp in enumerate(mp.runs):
             try:
-                run_config(mp, rp, plan.out / "runs")
+                cfg = run_config(mp, rp, plan.out / "runs")
+                if i == 0:  # an update's env steps are per seed: the same in every run of a method
+                    env, env_params = engine.make_env_checked(cfg)
+                    engine.check_budget(cfg, algos.make_train(cfg, env, env_params))
             except (ConfigError, ValueError, TypeError) as e:
                 raise AnalysisError(f"{mp.label}: {e}") from None
 

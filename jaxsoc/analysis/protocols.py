@@ -204,7 +204,7 @@ def paper_protocol(group: Group, window: int = WINDOW_EPISODES,
             seeds.append(SeedResult(seed, values, counts, in_window, run.path, info))
             if in_window < window:
                 short[seed] = in_window
-            if max_steps and first_steps_per_env < max_steps:
+            if max_steps and first_steps_per_env < max_steps and not _fixed_length(recs[start:], max_steps):
                 biased.append((seed, max_steps))
     if short:
         notes.append(f"seed{'s' if len(short) > 1 else ''} {', '.join(map(str, short))}: only "
@@ -217,6 +217,15 @@ def paper_protocol(group: Group, window: int = WINDOW_EPISODES,
         )
     seeds.sort(key=lambda s: s.seed)
     return MethodResult(group.label, group.algo, group.scenario, "paper", seeds, _dedupe(notes), group.env)
+
+
+def _fixed_length(records: Sequence[dict], max_steps: int) -> bool:
+    """Whether every episode in `records` ran the whole `max_steps` (their logged mean "length" is
+    it wherever an episode ended: a world without early ends, e.g. retail), so that no window can
+    be biased towards short episodes."""
+    _, eps, lengths = log_series(records, "length")
+    ended = eps > 0
+    return bool(ended.any()) and bool(np.all(np.abs(lengths[ended] - max_steps) < 1e-6))
 
 
 def _dedupe(notes):
