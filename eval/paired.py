@@ -209,8 +209,10 @@ def table(a: dict, b: dict, metrics: Sequence[str], level: float, env_may_differ
             mu = sum(v) / len(v)
             return f"{mu:.2f} ± {math.sqrt(sum((x - mu) ** 2 for x in v) / len(v)):.2f}"
         note = "" if len(both) == len(a["seeds"]) else f" ({len(both)} seeds)"
+        # One pair has no spread to build an interval from: say so, not "[+nan, +nan]".
+        interval = f"[{ci['low']:+.2f}, {ci['high']:+.2f}]" if len(d) > 1 else "[needs 2 seeds]"
         lines.append(f"| {m}{' %' if m in PERCENT else ''}{note} | {pm(list(sa.values()))} | {pm(list(sb.values()))} | "
-                     f"{', '.join(f'{x:+.2f}' for x in d)} | {ci['mean']:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}] | "
+                     f"{', '.join(f'{x:+.2f}' for x in d)} | {ci['mean']:+.2f} {interval} | "
                      f"{sum(x > 0 for x in d)} of {len(d)} |")
     return "\n".join(lines)
 

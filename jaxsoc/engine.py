@@ -57,7 +57,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jaxsoc
-from jaxsoc import algos, cli, config as config_lib, distributed, run_log, xla
+from jaxsoc import algos, cli, config as config_lib, distributed, run_lock, run_log, xla
 from jaxsoc.analysis.intervals import finite_mean
 from jaxsoc.argtypes import is_integer, is_switch
 from jaxsoc.checkpoints import CheckpointError, Checkpoints, UnreadableCheckpoint, space_warning
@@ -415,6 +415,8 @@ def _prepare_new_dir(run_dir: Path, overwrite: bool) -> None:
             )
         if not _looks_like_run(run_dir):
             raise ConfigError(f"{run_dir} is not a run folder; refusing to delete it")
+        if distributed.is_primary():
+            run_lock.check_free(run_dir)  # not the folder of a run that still trains
     _refuse_unwritable(run_dir)
 
 
@@ -426,16 +428,38 @@ def _refuse_unwritable(run_dir: Path) -> None:
         raise ConfigError(f"{problem} (the run folder, run.dir/run.name)")
 
 
-def _create_run_dir(run_dir: Path, cfg: dict) -> Checkpoints:
+def _check_logs(run_dir: Path) -> None:
+    """ConfigError for a run log a resume cannot cut back to its checkpoint (a damaged line that is
+    not the torn last one): found before anything is compiled or set aside, not after."""
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        if not (run_dir / name).is_file():
+            continue
+        try:
+            run_log.read_jsonl(run_dir / name)
+        except ValueError as e:
+            raise ConfigError(f"cannot resume: {e} (repair or delete that line; the checkpoints "
+                              "do not depend on it)") from None
+
+
+def _create_run_dir(run_dir: Path, cfg: dict, overwrite: bool) -> tuple[Checkpoints, run_lock.RunLock | None]:
     """Makes a new run's folder (replacing one `_prepare_new_dir` allowed to replace) with its
-    config.yaml, and returns its checkpoints. In a group, process 0 makes it and the others wait."""
+    config.yaml, and returns its checkpoints and the folder's lock (`run_lock`). In a group,
+    process 0 makes and locks it and the others wait. ConfigError when another process has made
+    the folder since this run started (two starts of one name), or trains in the one to replace."""
+    lock = None
     if distributed.is_primary():
         if run_dir.exists():
+            if not overwrite and (not run_dir.is_dir() or any(run_dir.iterdir())):
+                raise ConfigError(f"{run_dir} was made by another process while this run trained its first "
+                                  "chunk: nothing of this run is written (choose another --name)")
+            if run_dir.is_dir():
+                run_lock.check_free(run_dir)
             shutil.rmtree(run_dir) if run_dir.is_dir() else run_dir.unlink()
         run_dir.mkdir(parents=True)
+        lock = run_lock.acquire(run_dir)
         config_lib.save(cfg, run_dir / "config.yaml")
     distributed.barrier("jaxsoc run folder")
-    return Checkpoints(run_dir / "checkpoints", keep=cfg["run"]["keep_checkpoints"])
+    return Checkpoints(run_dir / "checkpoints", keep=cfg["run"]["keep_checkpoints"]), lock
 
 
 def _open_checkpoints(run_dir: Path, cfg: dict, update: int | None, doing: str) -> tuple[Checkpoints, int | None]:
@@ -584,7 +608,7 @@ def _read_checkpoint(ckpts: Checkpoints, update: int, run_dir: Path, cfg: dict, 
     if good is None:
         raise CheckpointError(where + "; no older checkpoint is readable either")
     how = (f"python train/run.py --resume {run_dir} --from-update {good} (which sets the newer ones aside)"
-           if doing == "resume" else f"update={good} (eval/evaluate.py: --update {good})")
+           if doing == "resume" else f"update={good} (the eval tools' --update {good})")
     raise CheckpointError(where + f"; the newest readable one is {good}: use it with {how}")
 
 
@@ -655,14 +679,24 @@ def run(
     cfg = config_lib.validate(copy.deepcopy(cfg), scenarios=[cfg.get("scenario")] if make_env else None)
     if from_update is not None and resume is None:
         raise ConfigError("from_update (--from-update) continues a run: give the run folder to resume")
-    ckpts, start = None, 0
+    ckpts, start, lock = None, 0, None
     if resume is not None:
         run_dir = Path(resume)
         # The run keeps its folder, wherever its config.yaml says it started (train/run.py refuses
         # --name and run.dir with --resume); "." is named by its resolved path.
         named = run_dir if run_dir.name else run_dir.resolve()
         cfg["run"]["dir"], cfg["run"]["name"] = str(named.parent), named.name
-        ckpts, start = _open_checkpoints(run_dir, cfg, from_update, "resume")
+        if distributed.is_primary() and run_dir.is_dir() and (run_dir / "config.yaml").is_file():
+            # Before its checkpoints are read: a process still training there prunes them.
+            lock = run_lock.acquire(run_dir)
+        try:
+            ckpts, start = _open_checkpoints(run_dir, cfg, from_update, "resume")
+            if distributed.is_primary():
+                _check_logs(run_dir)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         start = start or 0  # no checkpoint yet: from the start
     else:
         if cfg["run"]["name"] is None:
@@ -719,10 +753,12 @@ def run(
     except BaseException:
         if ckpts is not None:
             ckpts.close()  # stop orbax's background threads
+        if lock is not None:
+            lock.release()
         raise
     # A new run's folder is made when its first chunk is done: a start that fails leaves nothing.
     return _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress, state, start,
-                  meta, on_chunk, t0)
+                  meta, on_chunk, t0, lock, overwrite)
 
 
 def load(
@@ -855,7 +891,7 @@ def check_budget(cfg: dict, trainer) -> None:
 
 
 def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress, state, start, meta,
-           on_chunk, t0) -> RunResult:
+           on_chunk, t0, lock, overwrite) -> RunResult:
     """The host loop over compiled chunks (logging, evaluation, checkpoints, progress). A new run
     (`ckpts` None) makes its folder when its first chunk is done."""
     steps_per_update = trainer.env_steps_per_update
@@ -881,7 +917,7 @@ def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress
             previous, update = update, update + length
             wall = wall_offset + time.perf_counter() - t0
             if ckpts is None:
-                ckpts = _create_run_dir(run_dir, cfg)
+                ckpts, lock = _create_run_dir(run_dir, cfg, overwrite)
                 sinks = open_sinks(run_dir)
             if primary:
                 run_log.append_jsonl(
@@ -918,6 +954,8 @@ def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress
             ckpts.close()
         if sinks is not None:
             sinks.close()
+        if lock is not None:
+            lock.release()
     return RunResult(run_dir, state, update, cfg, trainer)
 
 

@@ -454,6 +454,58 @@ def test_resume_refuses_what_it_cannot_continue(interrupted, tmp_path):
     gc.collect()  # see ORBAX_FAILED_READS
 
 
+def test_one_process_trains_in_a_run_folder_at_a_time(interrupted, tmp_path):
+    """A --resume (or a replacing --overwrite) while another process trains in the folder is
+    refused in one line before anything is read or written (they interleaved metrics.jsonl and
+    pruned each other's checkpoints); a run holds the lock while it trains and drops it after."""
+    from jaxsoc import run_lock
+
+    root, flags = interrupted
+    held = tmp_path / "held"
+    shutil.copytree(root / "interrupted", held)
+    before = (held / "metrics.jsonl").read_text()
+    other = run_lock.acquire(held)  # another process training there (flock is per open file)
+    try:
+        with pytest.raises(ConfigError, match=rf"^{held} is being trained by another process \(pid {os.getpid()}\)"):
+            run(tmp_path, "x", resume=held, **flags)
+        with pytest.raises(ConfigError, match="is being trained by another process"):
+            run(tmp_path, "held", overwrite=True, **flags)
+    finally:
+        other.release()
+    assert (held / "metrics.jsonl").read_text() == before and latest_checkpoint(held) == 2
+
+    def busy(update, state):  # during the run: its own folder is locked
+        with pytest.raises(ConfigError, match="is being trained by another process"):
+            run_lock.acquire(held)
+
+    result = run(tmp_path, "x", resume=held, on_chunk=busy, **flags)
+    assert result.updates == 6 and not (held / run_lock.LOCK_NAME).exists()  # dropped, file removed
+    run_lock.acquire(held).release()
+
+
+def test_a_damaged_log_line_is_refused_before_the_resume_compiles_or_sets_aside(interrupted, tmp_path):
+    root, flags = interrupted
+    src = tmp_path / "damaged"
+    shutil.copytree(root / "interrupted", src)
+    lines = (src / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (src / "metrics.jsonl").write_text("".join(lines[:1] + ["{not json\n"] + lines[1:]))  # not the torn last line
+    with pytest.raises(ConfigError, match=r"^cannot resume: .*metrics.jsonl:2 is not valid JSON \(repair or delete"):
+        engine.run(toys.toy_config(**flags), resume=src, from_update=2, make_env=toys.make_toy_env)
+    assert latest_checkpoint(src) == 2 and not (src / "checkpoints-set-aside").exists()
+
+
+def test_a_new_run_does_not_replace_a_folder_made_while_it_compiled(tmp_path, monkeypatch):
+    """Two starts of one --name pass the start's check together; the second to finish its first
+    chunk found the first's folder and deleted it. Now it stops, the other run's files kept."""
+    other = tmp_path / "twin"
+    other.mkdir()
+    (other / "config.yaml").write_text("the other run's")
+    monkeypatch.setattr(engine, "_prepare_new_dir", lambda run_dir, overwrite: None)  # as when it started
+    with pytest.raises(ConfigError, match=r"twin was made by another process while this run trained its first chunk"):
+        run(tmp_path, "twin")
+    assert (other / "config.yaml").read_text() == "the other run's"
+
+
 def damage(run_dir, update):
     """Overwrites checkpoint `update`'s array files with garbage (its metadata stays)."""
     for f in (run_dir / "checkpoints" / str(update) / "state").rglob("*"):

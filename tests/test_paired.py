@@ -52,6 +52,14 @@ def write(path, rec):
     return str(path)
 
 
+def test_one_seed_says_its_interval_needs_two(paired, tmp_path, capsys):
+    a = write(tmp_path / "a", record("a", [-10.0], [0.5]))
+    b = write(tmp_path / "b", record("b", [-4.75], [0.5]))
+    assert paired.main([a, b, "--metrics", "return"]) == 0
+    row = capsys.readouterr().out.splitlines()[2]
+    assert "| +5.25 | +5.25 [needs 2 seeds] | 1 of 1 |" in row and "nan" not in row
+
+
 def test_a_side_can_join_runs_of_other_seeds(paired, tmp_path, capsys):
     # seeds 0-1 in one run, 2-3 in another, on both sides: paired as four seeds, in seed order
     a = ",".join([write(tmp_path / "a0", record("a0", [1.0, 2.0], [0.5, 0.5])),
