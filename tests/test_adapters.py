@@ -45,6 +45,7 @@ import jaxsoc.env as soc  # noqa: E402
 from jaxsoc.adapters.joint import JointView  # noqa: E402
 from jaxsoc.adapters.single_agent import ENV_ID  # noqa: E402  (importing it registers the id)
 from tests.fast import fast_compile  # noqa: E402
+from tests.test_engine import leaves_equal  # noqa: E402
 
 SMALL = {"hosts_per_segment": 3, "max_steps": 6}
 # A Discrete role's dtype: the env's int32 (Gymnasium's default is int64).
@@ -127,6 +128,29 @@ def test_a_role_left_out_idles():
         some.step({"alert_triag": 0})
     with pytest.raises(ValueError, match=r"^actions must be a dict \{role: action\}, got list$"):
         some.step([0, 1])
+
+
+def test_red_left_out_attacks_as_the_scripted_campaign_does():
+    """Under soc-v2-redblue the JAX env runs the scripted campaign when `red` has no action; the
+    adapter idled red instead (RED_QUIET every step: no attacker at all). Left out, red now
+    follows the same transition as the JAX env stepped without a red key."""
+    from jaxsoc.adapters.parallel_env import SOCParallelEnv
+
+    kw = {"hosts_per_segment": 3, "max_steps": 30}
+    pz = SOCParallelEnv("soc-v2-redblue", **kw)
+    with pytest.raises(RuntimeError, match=r"^call reset\(\) before step\(\)$"):
+        pz.step({})
+    env, params = soc.make("soc-v2-redblue", **kw)
+    blue = {a: v for a, v in jax.device_get(env.idle_actions(params)).items() if a != "red"}
+    pz.reset(seed=3)
+    state, key, steps = pz._state, pz._key, 0
+    while pz.agents:
+        pz.step({})  # every role left out: blue idles, red is the script
+        key, k = jax.random.split(key)
+        _, state, *_ = env.step_env(k, state, blue, params)
+        steps += 1
+        assert leaves_equal(pz._state, state)
+    assert steps > 1 and np.asarray(state.hosts.compromised).any()  # the script attacked an idle SOC
 
 
 def test_the_joint_view_by_hand():

@@ -22,7 +22,8 @@ outside the observation; continuous roles have none. Every role gets the team re
 together: on the step where the world ends (`terminations`: in the SOC worlds containment or
 exfiltration) or hits the time limit (`truncations`, at `max_steps`), `env.agents` empties, the
 infos hold the episode's `metrics` and `reset` starts the next episode. A role left out of
-`actions` idles (`env.idle_actions()`); an action the env would misread (a choice that is no whole
+`actions` idles (`env.idle_actions()`), except `red` under soc-v2-redblue, whose scripted campaign
+then attacks as the JAX env's does (`env.optional_agents`); an action the env would misread (a choice that is no whole
 number or out of range, NaN or inf, another shape than the space's) is refused before the episode
 moves (`role_action`). `state()` is the world state a centralised critic reads.
 """
@@ -98,6 +99,10 @@ class SOCParallelEnv(ParallelEnv):
         self._action_spaces = {a: to_gymnasium(self.env.action_space(a)) for a in self.possible_agents}
         self.state_space = gym_spaces.Box(-np.inf, np.inf, (self.env.world_state_size,), np.float32)
         self._idle = jax.device_get(self.env.idle_actions(self.params))
+        # Roles the env plays itself when they are left out (red's scripted campaign under
+        # soc-v2-redblue): left out here too, not idled (an idle red would be no attacker at all).
+        optional = getattr(self.env, "optional_agents", None)
+        self._optional = set(optional(self.params)) if optional else set()
         self._key = self._state = None
 
     def observation_space(self, agent: str) -> gym_spaces.Space:
@@ -120,6 +125,8 @@ class SOCParallelEnv(ParallelEnv):
 
     def step(self, actions: dict):
         """Every live role's action -> observations, rewards, terminations, truncations, infos."""
+        if self._state is None:
+            raise RuntimeError("call reset() before step()")
         if not self.agents:
             raise RuntimeError("the episode has ended (env.agents is empty): call reset()")
         if not isinstance(actions, Mapping):
@@ -130,7 +137,7 @@ class SOCParallelEnv(ParallelEnv):
                              f"(roles: {', '.join(self.possible_agents)})")
         # Every action checked before the key or the state moves: a refused step leaves the episode as it was.
         acts = {a: role_action(a, actions[a], self._action_spaces[a]) if a in actions else self._idle[a]
-                for a in self.possible_agents}
+                for a in self.possible_agents if a in actions or a not in self._optional}
         self._key, k = jax.random.split(self._key)
         obs, self._state, rewards, _, infos = self.env.step_env(k, self._state, acts, self.params)
         obs, rewards, infos = jax.device_get((obs, rewards, infos))

@@ -53,6 +53,7 @@ from jaxsoc.names import suggest
 from jaxsoc.algos.base import Trainer
 from jaxsoc.config import ConfigError
 from jaxsoc.algos.common import with_world_state
+from jaxsoc.env.params import inert_fields
 from jaxsoc.env.params import validate as validate_scenario
 from jaxsoc.evaluation import make_evaluator
 
@@ -108,6 +109,10 @@ def check_ranges(params: Any, ranges: Sequence[Range]) -> None:
         if not items or not all(isinstance(v, float) for v in items):
             raise ConfigError(f"meta.tasks: {name} = {value!r} is not a float field (counts cannot be drawn)")
         if hasattr(params, "hosts_per_segment"):  # EnvParams: both ends must be a valid scenario
+            inert = inert_fields(params)
+            if name in inert:  # every task would be the same world
+                raise ConfigError(f"meta.tasks: {name} is not read by this scenario ({inert[name]}): its tasks "
+                                  "would not differ")
             for end in (low, high):
                 try:
                     validate_scenario(params.replace(**{name: tuple(end for _ in items) if isinstance(value, tuple) else end}))
@@ -202,6 +207,9 @@ class MetaState(NamedTuple):
 def validate(config: dict) -> None:
     """PPO's checks on the inner section, and the task ranges (names, bounds) before tracing."""
     ppo.check_section(config, "meta")
+    if config["meta"]["anneal_lr"]:  # `inner_config` turns it off: an adaptation is a few fresh updates
+        raise ConfigError("meta.anneal_lr is not read: each adaptation's inner updates keep meta.lr "
+                          "(meta.anneal_outer_lr anneals the outer step)")
     try:
         parse_ranges(config["meta"]["tasks"])
     except ValueError as e:

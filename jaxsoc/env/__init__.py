@@ -45,8 +45,8 @@ def register(name: str, factory) -> None:
 
 def register_env(name: str, module: str) -> None:
     """Add (or replace) a scenario built by `module.make(**overrides)` instead of a SOC preset.
-    The module must be importable now (it is imported when `make` first asks for it), and the
-    name must not be a SOC preset's (which `make` would then no longer reach)."""
+    The module is imported now and must have a `make`, and the name must not be a SOC preset's
+    (which `make` would then no longer reach)."""
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"a scenario's name must be a non-empty string, got {name!r}")
     if name in preset_names():
@@ -58,6 +58,8 @@ def register_env(name: str, module: str) -> None:
     if not found:
         raise ValueError(f"scenario {name!r}: no module {module!r} to import (give a module's dotted "
                          "name, e.g. 'mypackage.myworld', whose make(**overrides) returns (env, params))")
+    if not callable(getattr(importlib.import_module(module), "make", None)):
+        raise ValueError(f"scenario {name!r}: module {module!r} has no make(**overrides) returning (env, params)")
     ENV_MODULES[name] = module
 
 

@@ -302,13 +302,19 @@ class SOCEnv(WorldEnv):
         # Only the continuous actions' sizes are checked, and any shape of that size works: they
         # are reshaped to [dim]. Red may be left out: the scripted campaign then advances.
         check_action_dict(actions, AGENTS, {a: Box(-1.0, 1.0, (dims[a],)) for a in boxes},
-                          optional=["red"] if p.red_control else [], any_shape=boxes)
+                          optional=SOCEnv.optional_agents(p), any_shape=boxes)
         if p.fix_d6_directive and jnp.size(jnp.asarray(actions["coordinator"])) != 1:
             # The directive is an index; a one-hot or logits vector would be read by its first
             # entry and pick directive 0 or 1 (or none) without a word.
             raise ValueError(f"actions['coordinator'] has shape {jnp.shape(jnp.asarray(actions['coordinator']))}: "
                              f"the coordinator picks one of {dims['coordinator']} directives by index "
                              "(a scalar, not a one-hot or logits vector)")
+
+    @staticmethod
+    def optional_agents(p: EnvParams) -> list:
+        """The roles `step` may be given no action for: red under `red_control` (its scripted
+        campaign then advances, as without red control); every other role must act."""
+        return ["red"] if p.red_control else []
 
     def _step_env(self, key, state, actions, p: EnvParams, noise):
         """`step_env` with the observation noise optionally supplied (shared with the reset obs)."""

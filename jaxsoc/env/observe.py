@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from jaxsoc.env.attacker import noise_level, overall, red_move_targets, red_target_ranks
 from jaxsoc.env.network import host_summary, segment_sums, topology
-from jaxsoc.env.params import AGENTS, NUM_PHASES, EnvParams, posture_names
+from jaxsoc.env.params import AGENTS, NUM_PHASES, PHASE_NAMES, EnvParams, posture_names
 from jaxsoc.env import scores
 from jaxsoc.env.rng import SeededDraws
 from jaxsoc.env.state import (CONFIDENCE, IS_TP, NOISE, SEGMENT, SEVERITY, TIMESTAMP, VALID,
@@ -294,8 +294,19 @@ def feature_names(params: EnvParams) -> Dict[str, list]:
         if params.detector_scores is not None:
             extra = scores.feature_names(params)
             names = {k: v + extra if k in params.detector_score_roles else v for k, v in names.items()}
-        return names
-    return _v1_names(params, seg, directive)
+    else:
+        names = _v1_names(params, seg, directive)
+    if params.red_control:
+        names["red"] = red_feature_names(params)
+    return names
+
+
+def red_feature_names(params: EnvParams) -> list:
+    """`red_obs`'s feature names, in order."""
+    return ([f"{n}.{k}" for n in params.segment_names for k in RED_SEGMENT_FEATURES]
+            + [f"phase={name}" for name in PHASE_NAMES]
+            + ["steps_in_phase", "cooldown", "targets_left", "time", "has_host"]
+            + [f"target{r}.vuln" for r in range(params.recon_targets)])
 
 
 def _soc_view_names(params: EnvParams, seg: list, directive: list) -> Dict[str, list]:

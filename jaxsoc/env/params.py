@@ -468,7 +468,10 @@ def register(name: str, factory: Callable[[], EnvParams]) -> None:
                              "(build them with soc.build_params)")
         return params.replace(name=name)
 
-    named()  # refused now, not at the first make
+    try:  # refused now, not at the first make: params that no `make` could build
+        validate(named())
+    except ValueError as e:
+        raise ValueError(f"preset {name!r}: {e}" if not str(e).startswith(f"preset {name!r}") else str(e)) from None
     _PRESETS[name] = named
 
 
@@ -480,6 +483,17 @@ def preset_names() -> Tuple[str, ...]:
 def _as_tuple(value, cast):
     if isinstance(value, (list, tuple, np.ndarray)):
         return tuple(cast(v) for v in value)
+    return value
+
+
+def _host_value(value):
+    """A concrete JAX array as numpy's (a 0-d one as its Python number), so that every check and
+    conversion below treats `jnp.asarray(...)` as it treats `np.asarray(...)` (and the params,
+    part of the env's static hash, never hold an unhashable jax.Array); tracers pass unchanged."""
+    if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
+        value = np.asarray(value)
+    if isinstance(value, (np.ndarray, np.generic)) and np.ndim(value) == 0:
+        return value.item()
     return value
 
 
@@ -563,7 +577,7 @@ def build_params(scenario: str, /, **overrides) -> EnvParams:
 
 def _override(base: EnvParams, name: str, overrides: Mapping[str, Any]) -> EnvParams:
     """`base` with `overrides` applied (`name`: the scenario, for messages), validated."""
-    overrides = dict(overrides)
+    overrides = {k: _host_value(v) for k, v in overrides.items()}
     num_segments = overrides.pop("num_segments", None)
     for key in overrides:
         if key not in FIELD_NAMES:
@@ -595,7 +609,26 @@ def _override(base: EnvParams, name: str, overrides: Mapping[str, Any]) -> EnvPa
             f"num_segments={num_segments} but the topology given has {params.num_segments} segments"
         )
     validate(params)
+    inert = inert_fields(params)
+    for key in coerced:  # a value the scenario's switches never read: it would change nothing
+        if key in inert and getattr(params, key) != getattr(base, key):
+            raise ValueError(f"{key} is not read by scenario {name!r}: {inert[key]}")
     return params
+
+
+def inert_fields(p: EnvParams) -> Dict[str, str]:
+    """`{field: why}`: the numeric fields `p`'s own switches leave unread, so that another value
+    builds the same world (checked on `make`'s overrides and on meta-learning's task ranges)."""
+    out = {}
+    if p.multi_campaign:
+        out["stealth"] = ("each campaign draws its own stealth per reset from campaign_stealth_low / "
+                          "campaign_stealth_high")
+    if not p.red_control:
+        why = "only a learnable red (red_control) goes quiet"
+        out["red_quiet_noise"] = out["red_quiet_anywhere"] = why
+    if p.detector_scores is None:
+        out["detector_score_roles"] = "no detector scores are shown (detector_scores is not set)"
+    return out
 
 
 INT32_MAX = 2**31 - 1  # sizes and counts become int32 arrays: a larger one overflows them
@@ -652,8 +685,12 @@ def _check_value(name: str, hint, default, value) -> None:
 
 
 def _numbers(value) -> Optional[np.ndarray]:
-    """The numbers of a number or a concrete array as float64, or None (a traced value, or not
-    numbers at all), so range checks see numpy's and JAX's numbers as they see Python's."""
+    """The numbers of a number, a tuple of numbers (a per-segment field) or a concrete array as
+    float64, or None (a traced value, or not numbers at all), so range checks see numpy's and JAX's
+    numbers as they see Python's."""
+    if isinstance(value, tuple):
+        items = [_numbers(v) for v in value]
+        return None if any(x is None or x.ndim for x in items) else np.asarray(items, np.float64)
     if isinstance(value, jax.core.Tracer) or is_switch(value):
         return None
     if is_number(value) or (isinstance(value, (jax.Array, np.ndarray)) and value.dtype.kind in "iuf"):
@@ -736,7 +773,8 @@ def validate(p: EnvParams) -> None:
         v = _numbers(getattr(p, name))
         if v is not None and not np.all((0.0 <= v) & (v <= 1.0)):
             raise ValueError(f"{name} is a probability and must lie in [0, 1], got {v.tolist()}")
-    for name in ("vuln_std", "vuln_min", "vuln_max"):
+    # vuln_means: vulnerabilities are probabilities; hunt_threshold: hunter intensities lie in [0, 1].
+    for name in ("vuln_std", "vuln_min", "vuln_max", "vuln_means", "hunt_threshold"):
         v = _numbers(getattr(p, name))
         if v is not None and not np.all((0.0 <= v) & (v <= 1.0)):
             raise ValueError(f"{name} must lie in [0, 1], got {v.tolist()}")
@@ -748,9 +786,11 @@ def validate(p: EnvParams) -> None:
         v = getattr(p, name)
         if is_number(v) and not (0.0 <= v <= 1.0):
             raise ValueError(f"{name} is a confidence and must lie in [0, 1], got {v}")
-    # Scales of noise (stds, per-phase noise) and the re-entry wait cannot be negative.
+    # Scales of noise (stds, per-phase noise), alert rates' scales, the segments' values (what a
+    # breach costs) and the re-entry wait cannot be negative.
     for name in ("phase_noise", "telemetry_noise", "reentry_cooldown", "vuln_std", "tp_severity_noise",
-                 "fp_severity_max", "fp_confidence_max", "fp_noise_max"):
+                 "fp_severity_max", "fp_confidence_max", "fp_noise_max", "segment_values", "tp_alert_scale",
+                 "tp_host_alert_scale", "scan_boost_scale"):
         v = getattr(p, name)
         for i, x in enumerate(v) if isinstance(v, tuple) else ((None, v),):
             if is_number(x) and x < 0:

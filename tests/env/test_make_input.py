@@ -58,6 +58,17 @@ NAN = float("nan")
     ("soc-v2", dict(detector_score_roles=("coordinator_x",)),
      "detector_score_roles names unknown role 'coordinator_x' \\(did you mean 'coordinator'\\?\\)\\. Roles: "),
     ("soc-v2", dict(p_lateral=True), "p_lateral must be a number, got True"),
+    # values the scenario's switches never read: the same world, silently (soc-strategic's
+    # stealth 0.0 and 1.0 stepped bit for bit alike)
+    ("soc-strategic", dict(stealth=0.0), "stealth is not read by scenario 'soc-strategic': each campaign draws"),
+    ("soc-v2", dict(red_quiet_noise=0.3), r"red_quiet_noise is not read by scenario 'soc-v2': only a learnable red"),
+    ("soc-v2", dict(red_quiet_anywhere=True), "red_quiet_anywhere is not read by scenario 'soc-v2'"),
+    ("soc-v2", dict(detector_score_roles=["coordinator"]), "detector_score_roles is not read by scenario 'soc-v2'"),
+    # impossible numbers (a breach that pays, a negative alert rate, a vulnerability of 5)
+    ("soc-v2", dict(segment_values=[-1, 1, 1, 1, 1]), r"segment_values\[0\] must be >= 0, got -1.0"),
+    ("soc-v2", dict(tp_host_alert_scale=-1.0), "tp_host_alert_scale must be >= 0, got -1.0"),
+    ("soc-v2", dict(vuln_means=[5] * 5), r"vuln_means must lie in \[0, 1\], got \[5.0, 5.0"),
+    ("soc-v2", dict(hunt_threshold=5.0), r"hunt_threshold must lie in \[0, 1\], got 5.0"),
     ("soc-v2", dict(name=5), "name must be a string, got 5"),
     ("soc-v2", dict(queue_capacity=10**8), "queue_capacity is too large: a size of 100000000 needs"),
     ("soc-v2", dict(max_steps=2**31), r"max_steps must fit in int32 \(\|max_steps\| <= 2147483647\), got 2147483648"),
@@ -144,6 +155,18 @@ def test_a_numpy_or_jax_scalar_is_its_python_number_and_the_env_builds():
         env.reset(jax.random.key(0), p)
 
 
+def test_a_jax_array_is_taken_as_the_numpy_array_it_holds():
+    """`segment_values=jnp.ones(5)` failed in jit's hashing of the env ("Non-hashable static
+    arguments"), and a 0-d `hosts_per_segment` as "must be a list": both build as numpy's do."""
+    for hps, values in ((jnp.asarray(4), jnp.ones(5)), (jnp.asarray([4] * 5), jnp.asarray([1.0, 2, 3, 4, 5]))):
+        env, p = soc.make("soc-v2", hosts_per_segment=hps, segment_values=values, max_steps=5)
+        want, _ = soc.make("soc-v2", hosts_per_segment=np.asarray(hps), segment_values=np.asarray(values), max_steps=5)
+        assert p == want.default_params and p.hosts_per_segment == (4,) * 5
+        env.reset(jax.random.key(0), p)
+    with pytest.raises(ValueError, match=r"^stealth must be a number, got \(0.5, "):  # one line, as numpy's
+        soc.make("soc-v2", stealth=jnp.asarray([0.5, 0.6]))
+
+
 @pytest.mark.parametrize("scenario", [["soc-v2"], None, 3, {"soc-v2": 1}])
 def test_make_refuses_a_scenario_that_is_no_name(scenario):
     with pytest.raises(ValueError, match=r"^scenario must be a name or a \.yaml file's path, got "):
@@ -170,6 +193,10 @@ def registries(monkeypatch):
     (lambda: soc.register_env("w", "no.such.module"), "scenario 'w': no module 'no.such.module' to import"),
     (lambda: soc.register_env("w", 5), "scenario 'w': no module 5 to import"),
     (lambda: soc.register_env(7, "jaxsoc.demos.retail"), "a scenario's name must be a non-empty string, got 7"),
+    # what no make could build: listed by scenario_names, failing at every make
+    (lambda: soc.register("neg", lambda: soc.build_params("soc-v2").replace(max_steps=-3)),
+     "preset 'neg': max_steps must be a positive integer, got -3"),
+    (lambda: soc.register_env("w", "json"), "scenario 'w': module 'json' has no make"),
 ])
 def test_a_bad_registration_is_refused_and_changes_nothing(registries, register, message):
     before = soc.scenario_names()

@@ -14,7 +14,7 @@ DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs")
 @pytest.mark.parametrize("preset, overrides", [
     ("hmarl-soc-v1", {}), ("soc-v2", {}), ("hmarl-soc-v1", {"fix_d11_no_padding": True}),
     ("hmarl-soc-v1", {"fix_d6_directive": True}), ("soc-v2", {"fix_d6_directive": False}),
-    ("soc-v2", {"num_segments": 7, "hosts_per_segment": 6}),
+    ("soc-v2", {"num_segments": 7, "hosts_per_segment": 6}), ("soc-v2-redblue", {}),
 ])
 def test_every_feature_is_named(preset, overrides):
     env, p = soc.make(preset, **overrides)
