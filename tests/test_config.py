@@ -103,7 +103,7 @@ def test_a_name_set_on_the_command_line_is_the_text_typed():
         (dict(sets=["run.progress=1"]), "run.progress must be true or false"),
         (dict(flags={"run": {"name": 3}}), "run.name must be a str or null"),
         (dict(sets=["run.name=a/b"]), "run.name must be a plain folder name"),
-        (dict(sets=["run.tensorboard=maybe"]), "run.tensorboard must be one of True, False, auto"),
+        (dict(sets=["run.tensorboard=maybe"]), "run.tensorboard must be one of true, false, auto"),
         (dict(sets=["run.final_checkpoint=params"]), "run.final_checkpoint must be one of full, policy, got 'params'"),
         (dict(sets=["run=3"]), "run must be a mapping"),
         (dict(sets=["env=3"]), "env must be a mapping"),

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", type=cli.parse_int, metavar="D",
                    help="local devices to shard over (seeds if num_seeds divides by D, else envs); "
                    "with --coordinator, every device of the group (the default)")
-    p.add_argument("--name", help="run folder name under run.dir (default <algo>-<scenario>-<time>)")
+    p.add_argument("--name", help="run folder name under run.dir (default <algo>-<scenario>-<YYYYMMDD>-<HHMMSS>)")
     p.add_argument("--config", metavar="FILE", help="YAML config composed over configs/base.yaml")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set ppo.lr=1e-4 --set env.max_steps=100 "

@@ -59,10 +59,11 @@ COMM_ROLES = ("tier2", "all")
 def validate(config: dict) -> None:
     from jaxsoc.config import ConfigError
 
-    ppo.check_section(config, "comm")
     s = config["comm"]
+    # The family's own reason first (the shared checks would name the critic instead).
     if ppo.resolve_variant(config["algo"], s)[0] != "per_role":
         raise ConfigError("comm.policy must be per_role (or auto): messages pass between the roles' own actors")
+    ppo.check_section(config, "comm")
     for key in ("message_dim", "comm_rounds", "message_budget"):
         value = s[key]
         if not is_integer(value) or value < 0:

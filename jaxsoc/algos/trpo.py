@@ -88,13 +88,14 @@ def validate(config: dict) -> None:
     from jaxsoc.config import ConfigError
 
     s = config["trpo"]
+    # The family's own reason first (the shared checks would name the critic instead).
+    if resolve_variant(config["algo"], s)[0] != "per_role":
+        raise ConfigError("trpo.policy must be per_role: one trust region per role needs disjoint parameters")
     check_section(config, "trpo")
     if not 0.0 < s["backtrack_coef"] < 1.0:
         raise ConfigError(f"trpo.backtrack_coef must be in (0, 1), got {s['backtrack_coef']!r}")
     if s["cg_damping"] < 0.0:
         raise ConfigError(f"trpo.cg_damping must be >= 0, got {s['cg_damping']!r}")
-    if resolve_variant(config["algo"], s)[0] != "per_role":
-        raise ConfigError("trpo.policy must be per_role: one trust region per role needs disjoint parameters")
     batch = config["num_envs"] * s["rollout"]
     if s["fisher_stride"] < 0:
         raise ConfigError(f"trpo.fisher_stride must be >= 0 (0: auto), got {s['fisher_stride']!r}")
