@@ -136,7 +136,8 @@ def report(args) -> int:
         seen = np.isfinite(costs).any(0)  # updates before the first episode ended have none
         steps, costs = steps[seen], costs[:, seen]
         mean, std = np.nanmean(costs, 0), np.nanstd(costs, 0)
-        ax.plot(steps, mean, label=f"{run.algo} ({'run' if kind == 'scripted' else 'training'} episodes)")
+        ax.plot(steps, mean, marker="o" if len(steps) == 1 else None,  # one update: a point, not an invisible line
+                label=f"{run.algo} ({'run' if kind == 'scripted' else 'training'} episodes)")
         ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
         for (name, rec), style in zip(rows[1:], ("--", ":", "-.")):
             ax.axhline(per_seed(rec, "cost").mean(), ls=style, color="k", lw=1, label=f"{name} (held-out)")

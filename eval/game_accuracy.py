@@ -66,6 +66,9 @@ def main(argv=None) -> None:
         assert shapes and all(len(s) == 2 and min(s) >= 1 for s in shapes)
     except (ValueError, AssertionError):
         ap.error(f"--shapes must look like 10x10,30x60, got {args.shapes!r}")
+    twice = sorted({s for s in shapes if shapes.count(s) > 1})
+    if twice:  # its rows would be printed twice, from other draws
+        ap.error(f"--shapes names {', '.join(f'{m}x{n}' for m, n in twice)} twice")
     for m, n in shapes:
         size = args.count * m * n * 8
         if size > MAX_GAMES_BYTES:
@@ -100,7 +103,7 @@ def main(argv=None) -> None:
                   f"| {(np.asarray(batch.gap) / scale).max():.0e} "
                   f"| {int((~np.asarray(batch.converged)).sum())}/{args.count} |", flush=True)
     print()
-    for k in sorted({max(s) for s in shapes} | {10, 30}):
+    for k in sorted({max(s) for s in shapes} | {min(s) for s in shapes}):  # square games of the shapes' sides
         a = rng.standard_normal((k, k)).astype(np.float32)
         start = time.perf_counter()
         metagame.solve_zero_sum(a).gap.block_until_ready()

@@ -50,7 +50,7 @@ def main(argv=None) -> None:
 
     from jaxsoc import config as config_lib, engine
     from jaxsoc.algos import meta
-    from jaxsoc.analysis.intervals import mean_half_width, mean_interval
+    from jaxsoc.analysis.intervals import finite_mean, mean_half_width, mean_interval
 
     try:
         cfg = config_lib.resolve(flags={"algo": "reptile", "scenario": args.scenario, "num_envs": args.num_envs,
@@ -82,9 +82,10 @@ def main(argv=None) -> None:
         teams[name] = jax.block_until_ready(state.params)
         ret = np.asarray(metrics["return"])
         tail = max(1, ret.shape[1] // 10)
+        last = finite_mean(ret[:, -tail:])  # NaN where no episode ended in those updates
         print(f"# {name}: {trainer.num_updates} updates x {trainer.env_steps_per_update} env steps, "
               f"{time.time() - start:.0f} s; training return (last 10 % of updates) "
-              f"{np.nanmean(ret[:, -tail:]):+.2f}")
+              + (f"{last:+.2f}" if np.isfinite(last) else "- (no episode ended in them)"))
     # Scratch: PPO's own initialisation per seed (what meta-training starts from), no training.
     teams["scratch"] = jax.jit(jax.vmap(meta.make_train(cfg, env, params).init))(seeds).params
 

@@ -181,6 +181,7 @@ def test_psro_toy_refuses_huge_games_and_bad_solver_lists(capsys, monkeypatch, a
     (["--shapes", "1x100000", "--count", "1"], "the 100,000 x 100,000 game the solve times use would take 74.5 GiB"),
     (["--shapes", ""], "--shapes must look like 10x10,30x60, got ''"),
     (["--shapes", "3x"], "--shapes must look like 10x10,30x60, got '3x'"),
+    (["--shapes", "10x10,30x30,10X10"], "--shapes names 10x10 twice"),
     (["--count", "0"], "--count: expected a positive integer"),
 ])
 def test_game_accuracy_refuses_shapes_past_the_memory_bound(capsys, monkeypatch, argv, match):
