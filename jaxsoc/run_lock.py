@@ -43,11 +43,17 @@ class RunLock:
 
 def acquire(run_dir: str | os.PathLike) -> RunLock:
     """The lock of the existing folder `run_dir`; ConfigError naming the holder when another
-    process trains there."""
+    process trains there. A folder this process cannot write to is not locked (nothing of this
+    process can be written there to interleave: a resume that would write fails as it did)."""
     path = Path(run_dir) / LOCK_NAME
     if fcntl is None:  # pragma: no cover
         return RunLock(path, None)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return RunLock(path, None)
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
