@@ -415,9 +415,9 @@ def _prepare_new_dir(run_dir: Path, overwrite: bool) -> None:
             )
         if not _looks_like_run(run_dir):
             raise ConfigError(f"{run_dir} is not a run folder; refusing to delete it")
-        if distributed.is_primary():
-            run_lock.check_free(run_dir)  # not the folder of a run that still trains
     _refuse_unwritable(run_dir)
+    if overwrite and run_dir.is_dir() and distributed.is_primary():
+        run_lock.check_free(run_dir)  # not the folder of a run that still trains
 
 
 def _refuse_unwritable(run_dir: Path) -> None:
@@ -435,7 +435,10 @@ def _check_logs(run_dir: Path) -> None:
         if not (run_dir / name).is_file():
             continue
         try:
-            run_log.read_jsonl(run_dir / name)
+            records, _ = run_log.read_jsonl(run_dir / name)
+            bad = next((i for i, r in enumerate(records, 1) if not isinstance(r, dict)), None)
+            if bad is not None:
+                raise ValueError(f"{run_dir / name}:{bad} is not a log record (a JSON object)")
         except ValueError as e:
             raise ConfigError(f"cannot resume: {e} (repair or delete that line; the checkpoints "
                               "do not depend on it)") from None
@@ -705,7 +708,7 @@ def run(
         _prepare_new_dir(run_dir, overwrite)
 
     try:
-        env, env_params, trainer = _make_trainer(cfg, make_env, start)
+        env, env_params, trainer = _make_trainer(cfg, make_env, start, new_run=resume is None)
         open_sinks = run_log.scalar_sinks(cfg)
         progress = Progress(cfg, trainer.env_steps_per_update, trainer.num_updates, start,
                             enabled=distributed.is_primary())
@@ -803,7 +806,7 @@ def load(
     ckpts, update = _open_checkpoints(run_dir, cfg, update, "load")
     try:
         try:
-            env, env_params, trainer = _make_trainer(cfg, make_env, update)
+            env, env_params, trainer = _make_trainer(cfg, make_env, update, new_run=False)
         except ConfigError:
             # What an edited config.yaml makes impossible (e.g. more num_envs: the checkpoint lies past
             # the run's last update) is named as the edit when the checkpoint says it was trained otherwise.
@@ -822,25 +825,34 @@ def load(
     return RunResult(run_dir, state, update, cfg, trainer)
 
 
-def make_env_checked(cfg: dict, make_env: Callable | None = None):
+def make_env_checked(cfg: dict, make_env: Callable | None = None, *, new_run: bool = False):
     """`cfg`'s env and env params (`make_env(scenario, **env)`, default `jaxsoc.env.make`), or a
     ConfigError naming the scenario: builds the params only (nothing is traced or compiled), so
     `train/run.py --print-config` checks the env settings a run would refuse. A config that
     stores its scenario file's contents (`scenario_spec`) is built from them, not from the file,
     unless a `make_env` of the caller's own is given (it gets the scenario as named). The
-    algorithm's own env keys (`algos.env_overrides`: hmarl.k) are applied over `cfg["env"]`."""
+    algorithm's own env keys (`algos.env_overrides`: hmarl.k) are applied over `cfg["env"]`.
+
+    `new_run`: refuse an override the scenario never reads (`jaxsoc.env.params.InertOverride`), as
+    `make` does; otherwise (a saved run rebuilt to resume, evaluate or explain it, which may predate
+    that refusal) such a key is left out, which builds the same world."""
     import jaxsoc.env as soc
-    from jaxsoc.env.params import scenario_params
+    from jaxsoc.env.params import InertOverride, scenario_params
 
     spec = cfg.get(config_lib.SCENARIO_SPEC)
     overrides = {**cfg["env"], **algos.env_overrides(cfg)}  # e.g. hmarl.k: the K it trains at
-    try:
-        if make_env is None and spec is not None:
-            params = scenario_params(spec, **overrides)
-            return soc.SOCEnv(params), params
-        return (make_env or soc.make)(cfg["scenario"], **overrides)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"env {cfg['scenario']!r}: {e}") from None
+    while True:
+        try:
+            if make_env is None and spec is not None:
+                params = scenario_params(spec, **overrides)
+                return soc.SOCEnv(params), params
+            return (make_env or soc.make)(cfg["scenario"], **overrides)
+        except InertOverride as e:
+            if new_run or e.key not in overrides:
+                raise ConfigError(f"env {cfg['scenario']!r}: {e}") from None
+            overrides.pop(e.key)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"env {cfg['scenario']!r}: {e}") from None
 
 
 def _update_terms(cfg: dict, per_update: int) -> str:
@@ -860,10 +872,10 @@ def _update_terms(cfg: dict, per_update: int) -> str:
     return f"{terms}; raise total_steps to at least {fmt(per_update)}, or lower {knobs}"
 
 
-def _make_trainer(cfg: dict, make_env: Callable | None, start: int):
+def _make_trainer(cfg: dict, make_env: Callable | None, start: int, new_run: bool):
     """The env, its params and the trainer of `cfg`; ConfigError for what cannot run, checked
     before anything is compiled or written."""
-    env, env_params = make_env_checked(cfg, make_env)
+    env, env_params = make_env_checked(cfg, make_env, new_run=new_run)
     trainer = algos.make_train(cfg, env, env_params)
     check_budget(cfg, trainer)
     if start > trainer.num_updates:

@@ -43,26 +43,37 @@ class RunLock:
 
 def acquire(run_dir: str | os.PathLike) -> RunLock:
     """The lock of the existing folder `run_dir`; ConfigError naming the holder when another
-    process trains there. A folder this process cannot write to is not locked (nothing of this
-    process can be written there to interleave: a resume that would write fails as it did)."""
+    process trains there. A folder this process cannot write to, or whose filesystem has no
+    `flock` (some network mounts), is not locked: the run goes on as before the lock existed."""
     path = Path(run_dir) / LOCK_NAME
     if fcntl is None:  # pragma: no cover
         return RunLock(path, None)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            return RunLock(path, None)
-        raise
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                return RunLock(path, None)
             raise
-        raise ConfigError(f"{run_dir} is being trained by another process (pid {holder}): wait for it to stop "
-                          "(or stop it) before resuming or replacing this run") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise ConfigError(f"{run_dir} is being trained by another process (pid {holder}): wait for it to "
+                                  "stop (or stop it) before resuming or replacing this run") from None
+            path.unlink(missing_ok=True)  # no flock here (ENOLCK, EOPNOTSUPP, ...): nothing to hold
+            return RunLock(path, None)
+        # A holder removes the file as it releases: the lock just taken may be on that removed
+        # file while a new one stands at the path. Only the file at the path counts.
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return RunLock(path, fd)

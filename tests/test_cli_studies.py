@@ -315,3 +315,17 @@ def test_train_detector_saves_when_the_held_out_stream_has_nothing_to_rank(tmp_p
     from jaxsoc import detectors as det
 
     assert det.read_detector_meta(out)["kind"] == "zscore"
+
+
+def test_methods_all_plans_what_acts_on_the_preset_and_names_the_rest(tmp_path):
+    """`--methods all` failed on the first method of another world (detector-alone: soc-hybrid's);
+    such methods are now skipped with their reason, found as a run would refuse them."""
+    from jaxsoc.analysis import plan as plan_lib
+
+    out = tmp_path / "out"
+    assert plan_lib.method_problem(plan_lib.method_plan("rule-soar", "hmarl-soc-v1", (0,), True, None, None, []),
+                                   out) is None
+    why = plan_lib.method_problem(plan_lib.method_plan("detector-alone", "hmarl-soc-v1", (0,), True, None, None, []),
+                                  out)
+    assert why.startswith("scripted policy 'detector-alone' does not act on this scenario")
+    assert not out.exists()

@@ -21,6 +21,7 @@ import pytest
 
 from tests import engine_toys as toys
 from tests.fast import fast_compile
+import jaxsoc.env as soc
 from jaxsoc import config as config_lib, engine, run_log
 from jaxsoc.checkpoints import CheckpointError, Checkpoints
 from jaxsoc.config import ConfigError
@@ -492,6 +493,9 @@ def test_a_damaged_log_line_is_refused_before_the_resume_compiles_or_sets_aside(
     with pytest.raises(ConfigError, match=r"^cannot resume: .*metrics.jsonl:2 is not valid JSON \(repair or delete"):
         engine.run(toys.toy_config(**flags), resume=src, from_update=2, make_env=toys.make_toy_env)
     assert latest_checkpoint(src) == 2 and not (src / "checkpoints-set-aside").exists()
+    (src / "metrics.jsonl").write_text("".join(lines[:1] + ["5\n"] + lines[1:]))  # JSON, but no record
+    with pytest.raises(ConfigError, match=r"^cannot resume: .*metrics.jsonl:2 is not a log record"):
+        engine.run(toys.toy_config(**flags), resume=src, make_env=toys.make_toy_env)
 
 
 def test_a_new_run_does_not_replace_a_folder_made_while_it_compiled(tmp_path, monkeypatch):
@@ -1062,3 +1066,16 @@ def test_the_device_layout_check_is_the_runs_and_print_configs():
                                                           XLA_FLAGS="--xla_force_host_platform_device_count=2"))
     assert out.returncode == 2 and out.stdout == "", out.stderr[-2000:]
     assert out.stderr.strip().endswith("can use 2 devices only with num_seeds a multiple of 2 (got 1)")
+
+
+def test_a_saved_run_with_an_override_its_scenario_never_reads_is_rebuilt_without_it():
+    """`make` refuses an override the scenario's switches leave unread (soc-v2's red_quiet_noise);
+    a run saved before that refusal must still resume and evaluate: rebuilt without the key, which
+    is the same world. A new run is refused, as `make` refuses it."""
+    cfg = config_lib.resolve(flags={"algo": "rule-soar", "scenario": "soc-v2"})
+    cfg["env"] = {"red_quiet_noise": 0.3, "hosts_per_segment": 4}  # as an older config.yaml holds it
+    env, params = engine.make_env_checked(cfg)
+    want = soc.build_params("soc-v2", hosts_per_segment=4)
+    assert params == want and env.default_params == want
+    with pytest.raises(ConfigError, match=r"^env 'soc-v2': red_quiet_noise is not read by scenario 'soc-v2'"):
+        engine.make_env_checked(cfg, new_run=True)

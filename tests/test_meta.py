@@ -105,7 +105,7 @@ def test_bad_task_ranges_are_refused_before_tracing():
     with pytest.raises(ConfigError, match="meta.inner_updates must be positive"):
         config_lib.resolve(flags={"algo": "reptile"}, sets=["meta.inner_updates=0"])
     tasks = config_lib.resolve(flags={"algo": "reptile"})["meta"]["tasks"]  # the default ranges stealth
-    with pytest.raises(ConfigError, match="meta.tasks: stealth is not read by this scenario"):
+    with pytest.raises(ConfigError, match="meta.tasks ranges stealth, which this scenario does not read"):
         meta.check_ranges(build_params("soc-strategic"), meta.parse_ranges(tasks))  # each campaign draws its own
     with pytest.raises(ConfigError, match="meta.anneal_lr is not read"):  # inner_config turns it off
         config_lib.resolve(flags={"algo": "reptile"}, sets=["meta.anneal_lr=true"])

@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.resume is not None:
                 engine.check_resumed_config(Path(args.resume), cfg)
             engine.make_mesh(cfg["devices"])
-            env, env_params = engine.make_env_checked(cfg)
+            env, env_params = engine.make_env_checked(cfg, new_run=args.resume is None)
             try:
                 trainer = algos.make_train(cfg, env, env_params)
             except ValueError as e:  # a family's plain ValueError is a refusal too: one line, exit 2

@@ -111,8 +111,8 @@ def check_ranges(params: Any, ranges: Sequence[Range]) -> None:
         if hasattr(params, "hosts_per_segment"):  # EnvParams: both ends must be a valid scenario
             inert = inert_fields(params)
             if name in inert:  # every task would be the same world
-                raise ConfigError(f"meta.tasks: {name} is not read by this scenario ({inert[name]}): its tasks "
-                                  "would not differ")
+                raise ConfigError(f"meta.tasks ranges {name}, which this scenario does not read ({inert[name]}): "
+                                  "leave it out of meta.tasks (its tasks would not differ along it)")
             for end in (low, high):
                 try:
                     validate_scenario(params.replace(**{name: tuple(end for _ in items) if isinstance(value, tuple) else end}))

@@ -223,6 +223,15 @@ def make_plan(
     plans = []
     for algo in chosen:
         plans.append(method_plan(algo, preset, seeds, quick, total_steps, num_envs, sets, window=window))
+    if list(methods or ()) == ["all"]:  # every method that acts on this preset; the others are named
+        acting = []
+        for mp in plans:
+            why = method_problem(mp, out)
+            if why is None:
+                acting.append(mp)
+            else:
+                skipped.append((mp.algo, why))
+        plans, chosen = acting, [mp.algo for mp in acting]
     for s in sets:  # a family section's --set reaches that family's methods only
         if not any(s in mp.sets for mp in plans):
             raise AnalysisError(f"--set {s} applies to none of the planned methods "
@@ -256,6 +265,21 @@ def make_plan(
                 window, plans, skipped, attention)
 
 
+def method_problem(mp: MethodPlan, out: Path) -> str | None:
+    """Why the first run of method `mp` cannot train (its config, env or trainer refuses it, e.g.
+    a scripted policy of another world), or None."""
+    from jaxsoc import algos, engine
+    from jaxsoc.config import ConfigError
+
+    try:
+        cfg = run_config(mp, mp.runs[0], out / "runs")
+        env, env_params = engine.make_env_checked(cfg, new_run=True)
+        engine.check_budget(cfg, algos.make_train(cfg, env, env_params))
+    except (ConfigError, ValueError, TypeError) as e:
+        return str(e)
+    return None
+
+
 def check_runs(plan: Plan) -> None:
     """Resolves every run's config as `execute` will (`run_config`) and checks each method's
     budget against its trainer's update (`engine.check_budget`: a `--total-steps` below one
@@ -269,7 +293,7 @@ def check_runs(plan: Plan) -> None:
             try:
                 cfg = run_config(mp, rp, plan.out / "runs")
                 if i == 0:  # an update's env steps are per seed: the same in every run of a method
-                    env, env_params = engine.make_env_checked(cfg)
+                    env, env_params = engine.make_env_checked(cfg, new_run=True)
                     engine.check_budget(cfg, algos.make_train(cfg, env, env_params))
             except (ConfigError, ValueError, TypeError) as e:
                 raise AnalysisError(f"{mp.label}: {e}") from None

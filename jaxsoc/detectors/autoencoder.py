@@ -59,6 +59,7 @@ class AutoencoderConfig:
             v = getattr(self, name)
             if not is_integer(v) or v < 1:
                 raise ValueError(f"AutoencoderConfig.{name} must be a positive integer, got {v!r}")
+            object.__setattr__(self, name, int(v))  # np.int64(4) -> 4: saved as JSON, hashed as static
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"AutoencoderConfig.hidden widths must be positive, got {self.hidden}")

@@ -45,8 +45,9 @@ def register(name: str, factory) -> None:
 
 def register_env(name: str, module: str) -> None:
     """Add (or replace) a scenario built by `module.make(**overrides)` instead of a SOC preset.
-    The module is imported now and must have a `make`, and the name must not be a SOC preset's
-    (which `make` would then no longer reach)."""
+    The module must be importable now (it is imported when `make` first asks for it: a module
+    may register itself before its own `make` is defined), and the name must not be a SOC
+    preset's (which `make` would then no longer reach)."""
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"a scenario's name must be a non-empty string, got {name!r}")
     if name in preset_names():
@@ -58,8 +59,6 @@ def register_env(name: str, module: str) -> None:
     if not found:
         raise ValueError(f"scenario {name!r}: no module {module!r} to import (give a module's dotted "
                          "name, e.g. 'mypackage.myworld', whose make(**overrides) returns (env, params))")
-    if not callable(getattr(importlib.import_module(module), "make", None)):
-        raise ValueError(f"scenario {name!r}: module {module!r} has no make(**overrides) returning (env, params)")
     ENV_MODULES[name] = module
 
 
@@ -79,7 +78,11 @@ def make(scenario: str = "hmarl-soc-v1", /, **overrides) -> Tuple[SOCEnv, EnvPar
         raise ValueError(f"scenario must be a name or a .yaml file's path, got {type(scenario).__name__} "
                          f"{scenario!r}. Known scenarios: {', '.join(scenario_names())}.")
     if scenario in ENV_MODULES:
-        return importlib.import_module(ENV_MODULES[scenario]).make(**overrides)
+        build = getattr(importlib.import_module(ENV_MODULES[scenario]), "make", None)
+        if not callable(build):
+            raise ValueError(f"scenario {scenario!r}: module {ENV_MODULES[scenario]!r} has no make(**overrides) "
+                             "returning (env, params)")
+        return build(**overrides)
     if not (scenario in preset_names() or scenario.endswith((".yaml", ".yml"))):
         # Here, not in build_params, because only make also knows the ENV_MODULES scenarios.
         raise ValueError(f"unknown scenario {scenario!r}{suggest(scenario, scenario_names())}. "

@@ -611,9 +611,27 @@ def _override(base: EnvParams, name: str, overrides: Mapping[str, Any]) -> EnvPa
     validate(params)
     inert = inert_fields(params)
     for key in coerced:  # a value the scenario's switches never read: it would change nothing
-        if key in inert and getattr(params, key) != getattr(base, key):
-            raise ValueError(f"{key} is not read by scenario {name!r}: {inert[key]}")
+        if key in inert and not _same(getattr(params, key), getattr(base, key)):
+            raise InertOverride(key, f"{key} is not read by scenario {name!r}: {inert[key]}")
     return params
+
+
+class InertOverride(ValueError):
+    """An override of a field the scenario's switches never read (`inert_fields`): refused by
+    `make`; `key` names it, so that a saved run's config (made before the refusal) can be rebuilt
+    without it (`jaxsoc.engine.make_env_checked`): the same world."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+def _same(a, b) -> bool:
+    """Equal values, a traced one never (it is checked where it is concrete)."""
+    try:
+        return bool(a == b)
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        return True
 
 
 def inert_fields(p: EnvParams) -> Dict[str, str]:
@@ -622,7 +640,7 @@ def inert_fields(p: EnvParams) -> Dict[str, str]:
     out = {}
     if p.multi_campaign:
         out["stealth"] = ("each campaign draws its own stealth per reset from campaign_stealth_low / "
-                          "campaign_stealth_high")
+                          "campaign_stealth_high: set those")
     if not p.red_control:
         why = "only a learnable red (red_control) goes quiet"
         out["red_quiet_noise"] = out["red_quiet_anywhere"] = why

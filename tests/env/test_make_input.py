@@ -196,7 +196,6 @@ def registries(monkeypatch):
     # what no make could build: listed by scenario_names, failing at every make
     (lambda: soc.register("neg", lambda: soc.build_params("soc-v2").replace(max_steps=-3)),
      "preset 'neg': max_steps must be a positive integer, got -3"),
-    (lambda: soc.register_env("w", "json"), "scenario 'w': module 'json' has no make"),
 ])
 def test_a_bad_registration_is_refused_and_changes_nothing(registries, register, message):
     before = soc.scenario_names()
@@ -205,6 +204,12 @@ def test_a_bad_registration_is_refused_and_changes_nothing(registries, register,
     assert "\n" not in str(err.value)
     assert soc.scenario_names() == before
     assert soc.make("soc-v2")[1].name == "soc-v2"  # a bad name left in the registry broke every make
+
+
+def test_a_registered_module_without_make_is_refused_at_make_in_one_line(registries):
+    soc.register_env("w", "json")  # imported when make asks: a module may register itself first
+    with pytest.raises(ValueError, match=r"^scenario 'w': module 'json' has no make\(\*\*overrides\)"):
+        soc.make("w")
 
 
 def test_a_registered_preset_is_named_by_its_registration(registries):
