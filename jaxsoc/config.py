@@ -196,7 +196,12 @@ def _to_float(value: Any, key: str) -> float:
         value = parse_value(value.strip())
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{key} must be a number, got {value!r}")
+    if math.isfinite(value) and abs(value) > FLOAT32_MAX:  # NaN and inf: `_refuse_non_finite`
+        raise ConfigError(f"{key} must be a finite float32 number (at most {FLOAT32_MAX:.4g}), got {float(value):g}")
     return float(value)
+
+
+FLOAT32_MAX = 3.4028234663852886e38  # the programs compute in float32: a larger number is inf there
 
 
 # ----------------------------------------------------------------------------- layers

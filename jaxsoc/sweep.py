@@ -52,7 +52,10 @@ def parse_grid(items: Sequence[str]) -> dict[str, list]:
         if key in grid:
             raise ConfigError(f"--grid names {key} twice: give all its values in one list")
         values = []
-        for raw in (v.strip() for v in text.split(",")):
+        raws = [v.strip() for v in text.split(",")]
+        if any(not raw for raw in raws) and any(raws):  # "1e-4,,1e-3": a value left out by mistake
+            raise ConfigError(f"--grid {key}={text}: an empty value in the list")
+        for raw in raws:
             if not raw:
                 continue
             try:
@@ -96,6 +99,16 @@ class Plan:
     seeds: tuple
     episodes: int
     greedy: bool = True  # how the held-out episodes are played: greedy, or sampling the policy
+    base_config: dict | None = None  # the config without the grid's values (what sweep.json records)
+
+
+# Keys of a train/run.py config that a sweep's program and its evaluation never read, and what does
+# their work here (a --set of them was taken and then ignored).
+_EVAL_UNREAD = "held-out episodes: --episodes, sampling: --stochastic; no in-training evaluation"
+UNREAD = {"devices": "one device: the grid's points are the vmapped axis", "run.wandb": "no live logs",
+          "run.tensorboard": "no live logs", "run.name": "--name", "run.chunk_updates": "one program per group",
+          "run.checkpoint_every": "no checkpoints", "run.keep_checkpoints": "no checkpoints",
+          "run.final_checkpoint": "no checkpoints", "run.progress": "its own status line"}
 
 
 def make_plan(flags: dict, sets: Sequence[str], grid: dict, config_file: str | None = None,
@@ -114,9 +127,16 @@ def make_plan(flags: dict, sets: Sequence[str], grid: dict, config_file: str | N
         raise ConfigError(f"{algo!r} is scripted: it has no hyper-parameters to sweep")
     traced_ok = set(sweepable_keys(algo))
     keys = list(grid)
+    for item in sets:  # settings of a train/run.py run that the sweep's own program never reads
+        key = str(item).partition("=")[0].strip()
+        if key in UNREAD or key.startswith(("eval.",)):
+            raise ConfigError(f"--set {item}: the sweep does not read {key} ({UNREAD.get(key, _EVAL_UNREAD)})")
     for key in keys:
         if key in {"seed", "num_seeds"}:
             raise ConfigError(f"--grid {key}: seeds are the sweep's other axis (--num-seeds, --seed)")
+        if key.startswith(("run.", "eval.")) or key in UNREAD:
+            raise ConfigError(f"--grid {key}: the sweep does not read it (its points would train and rank "
+                              "alike); grid the learner's or the env's keys")
         check_grid_key(key, flags, sets)
         try:  # the grid goes to `resolve` as --set items: its unknown keys are named as --grid's
             resolve([f"{key}={grid[key][0]}"])
@@ -138,7 +158,7 @@ def make_plan(flags: dict, sets: Sequence[str], grid: dict, config_file: str | N
             groups[static] = Group(cfg, [], tuple(k for k in keys if k in traced_ok))
         groups[static].points.append(point)
     seeds = tuple(range(base["seed"], base["seed"] + base["num_seeds"]))
-    return Plan(algo, grid, list(groups.values()), seeds, int(episodes), bool(greedy))
+    return Plan(algo, grid, list(groups.values()), seeds, int(episodes), bool(greedy), base)
 
 
 def check_grid_key(key: str, flags: dict, sets: Sequence[str]) -> None:
@@ -160,7 +180,7 @@ def check_programs(plan: Plan, make_env=None) -> None:
     for group in plan.groups:
         cfg = group.config
         # As a run builds it (a scenario file's stored contents, the one-line refusals).
-        env, env_params = engine.make_env_checked(cfg, make_env)
+        env, env_params = engine.make_env_checked(cfg, make_env, new_run=True)
         engine.check_budget(cfg, algos.make_train(cfg, env, env_params))
         # its evaluation rolls every point's seeds' episodes at once (it failed after the training)
         too_many = engine.episodes_problem(env, env_params, plan.episodes, len(group.points) * len(plan.seeds),
@@ -208,10 +228,15 @@ class UpdateTicker:
             self.t0 = self.shown = now
         self.done += 1
         if now - self.shown >= self.every_s or self.done == self.num_updates:
-            rate = self.done * self.steps / max(now - self.t0, 1e-9)
-            left = (self.num_updates - self.done) * self.steps / max(rate, 1e-9)
-            print(f"{self.label}: update {self.done}/{self.num_updates}, {rate:,.0f} env-steps/s "
-                  f"(all learners), ~{left:.0f} s left", file=self.stream, flush=True)
+            # The clock starts at the first update's end: the updates timed are those after it.
+            timed = self.done - 1
+            if timed and now > self.t0:
+                rate = timed * self.steps / (now - self.t0)
+                left = (self.num_updates - self.done) * self.steps / rate
+                speed = f"{rate:,.0f} env-steps/s (all learners), ~{left:.0f} s left"
+            else:
+                speed = "- env-steps/s (one update: nothing timed yet)"
+            print(f"{self.label}: update {self.done}/{self.num_updates}, {speed}", file=self.stream, flush=True)
             self.shown = now
 
 
@@ -303,6 +328,14 @@ def summarise(plan: Plan, group_results: Sequence[dict]) -> list[dict]:
     return rows
 
 
+def mean_text(stat: dict) -> str:
+    """`{"mean", "ci95"}` as "m ± h", or "m (1 seed: no interval)" where there is no interval."""
+    half = stat["ci95"]
+    if half is None or not math.isfinite(half):
+        return f"{stat['mean']:.3f} (1 seed: no interval)"
+    return f"{stat['mean']:.3f} ± {half:.3f}"
+
+
 def to_markdown(plan: Plan, rows: Sequence[dict]) -> str:
     keys = list(plan.grid)
     head = ["rank", *keys, "return (mean ± 95 % CI)", "CSR"]
@@ -311,9 +344,8 @@ def to_markdown(plan: Plan, rows: Sequence[dict]) -> str:
         lines.insert(0, f"Held-out episodes played sampling each policy's actions ({plan.episodes} per seed).\n")
     for r in rows:
         csr = r.get("csr")
-        csr_text = f"{csr['mean']:.3f} ± {csr['ci95']:.3f}" if csr else ""
-        cells = [str(r["rank"]), *(f"{r['point'][k]:g}" for k in keys),
-                 f"{r['return']['mean']:.3f} ± {r['return']['ci95']:.3f}", csr_text]
+        cells = [str(r["rank"]), *(f"{r['point'][k]:g}" for k in keys), mean_text(r["return"]),
+                 mean_text(csr) if csr else ""]
         lines.append(f"| {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
@@ -354,7 +386,7 @@ def write(out_dir: Path, plan: Plan, rows: Sequence[dict], seconds: Sequence[tup
                "greedy": plan.greedy,
                "programs": len(plan.groups),
                "seconds": [{"compile": round(c, 2), "train_and_evaluate": round(r, 2)} for c, r in seconds],
-               "base_config": plan.groups[0].config, "ranking": list(rows)}
+               "base_config": plan.base_config or plan.groups[0].config, "ranking": list(rows)}
     # One seed leaves ci95 NaN (no interval); strict JSON parsers reject NaN, so it is written null.
     (out_dir / SUMMARY_FILE).write_text(json.dumps(run_log.json_safe(summary), indent=1, default=float))
     (out_dir / TABLE_FILE).write_text(to_markdown(plan, rows))

@@ -115,6 +115,8 @@ def test_a_name_set_on_the_command_line_is_the_text_typed():
         (dict(sets=["ppo.lr=.nan"]), "ppo.lr must be a finite number, got nan"),
         (dict(sets=["ppo.clip_eps=-.inf"]), "ppo.clip_eps must be a finite number, got -inf"),
         (dict(sets=["env.stealth=.inf"]), "env.stealth must be a finite number, got inf"),
+        # finite in Python, inf in the float32 programs
+        (dict(sets=["ppo.lr=1e39"]), "ppo.lr must be a finite float32 number (at most 3.403e+38), got 1e+39"),
         # a list of numbers, each (YAML reads `nan` as a string: a TypeError deep in hybrid's checks)
         (dict(flags={"algo": "hybrid", "scenario": "soc-hybrid"}, sets=["hybrid.explore_probs=[0.5, 0.5, nan]"]),
          "hybrid.explore_probs[2] must be a number, got 'nan'"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxsoc import sweep
+from jaxsoc import config as config_lib, sweep
 from jaxsoc.config import ConfigError
 from tests import engine_toys as toys
 from tests.fast import fast_compile
@@ -35,6 +35,7 @@ def plan(grid, **kw):
     (["toy.lr=0.1,0.1"], "repeats a value"),
     (["toy.lr=0.1", "toy.lr=0.2"], "names toy.lr twice"),
     (["toy.lr="], "has no values"),
+    (["toy.lr=1e-4,,1e-3"], "an empty value in the list"),  # was two points, silently
     ([], "at least one --grid"),
 ])
 def test_grids_that_cannot_be_swept_are_refused(items, message):
@@ -53,6 +54,16 @@ def test_points_are_validated_and_grouped_by_what_changes_the_program():
         plan(["toy.nope=1,2"])
     with pytest.raises(ConfigError, match="seeds are the sweep's other axis"):
         plan(["seed=1,2"])
+    # keys the sweep never reads: every point trained alike, then ranked (eval.*, run.*, devices)
+    with pytest.raises(ConfigError, match=r"^--grid eval\.episodes: the sweep does not read it"):
+        plan(["eval.episodes=4,8"])
+    with pytest.raises(ConfigError, match=r"^--set eval\.greedy=false: the sweep does not read eval\.greedy \(.*--stochastic"):
+        sweep.make_plan(FLAGS, ["eval.greedy=false"], sweep.parse_grid(["toy.lr=0.1,0.2"]), scenarios=["toy"])
+    with pytest.raises(ConfigError, match=r"^--set devices=2: the sweep does not read devices"):
+        sweep.make_plan(FLAGS, ["devices=2"], sweep.parse_grid(["toy.lr=0.1,0.2"]), scenarios=["toy"])
+    # sweep.json's base config is the config without the grid (it recorded the first point's)
+    assert p.base_config["toy"]["lr"] == config_lib.resolve(flags=FLAGS, scenarios=["toy"])["toy"]["lr"]
+    assert p.base_config["toy"]["lr"] not in (0.05, 0.2)
 
 
 def test_one_program_equals_each_point_alone_and_the_values_are_used(monkeypatch):
@@ -128,6 +139,8 @@ def test_one_seed_writes_its_missing_interval_as_null_not_nan(tmp_path):
     assert [r["return"]["ci95"] for r in summary["ranking"]] == [None, None]
     assert [r["csr"] for r in summary["ranking"]] == [{"seeds": [0.5], "mean": 0.5, "ci95": None}] * 2
     assert summary["ranking"][0]["return"]["mean"] == 1.5 and summary["base_config"]["algo"] == "toy"
+    table = (tmp_path / sweep.TABLE_FILE).read_text()
+    assert "| 1.500 (1 seed: no interval) | 0.500 (1 seed: no interval) |" in table and "nan" not in table
 
 
 def test_stochastic_plays_the_held_out_episodes_sampling(monkeypatch, capsys):
@@ -165,3 +178,20 @@ def test_stochastic_plays_the_held_out_episodes_sampling(monkeypatch, capsys):
         assert cli.main(["--algo", "toy", "--grid", "toy.lr=0.1", "--name", "s"] + extra, toys.make_toy_env, ["toy"]) == 2
     assert asked == [True, False]
     capsys.readouterr()
+
+
+def test_the_status_line_times_the_updates_after_the_first(monkeypatch):
+    """The clock starts when the first update ends, so only later updates are timed: a one-update
+    program showed 4,096,000,000,000 env-steps/s (1,024 steps over 1e-9 s), two updates twice the
+    rate."""
+    clock = iter([10.0, 12.0, 14.0])
+    monkeypatch.setattr(sweep.time, "perf_counter", lambda: next(clock))
+    lines = io.StringIO()
+    ticker = sweep.UpdateTicker("g", 3, 1024, every_s=0.0, stream=lines)
+    for _ in range(3):
+        ticker.tick()
+    assert lines.getvalue().splitlines() == [
+        "g: update 1/3, - env-steps/s (one update: nothing timed yet)",
+        "g: update 2/3, 512 env-steps/s (all learners), ~2 s left",  # 1,024 steps in 2 s
+        "g: update 3/3, 512 env-steps/s (all learners), ~0 s left",
+    ]

@@ -82,7 +82,7 @@ def main(argv=None, make_env=None, scenarios=None) -> int:
         cli.print_error(parser.prog, str(e))
         return 2
     best = rows[0]
-    print(f"best: {best['point']} return {best['return']['mean']:.3f} ± {best['return']['ci95']:.3f}; "
+    print(f"best: {best['point']} return {sweep.mean_text(best['return'])}; "
           f"table {out / sweep.TABLE_FILE}")
     return 0
 
