@@ -42,10 +42,13 @@ interrupted-then-resumed run equals an uninterrupted one bit for bit (with the s
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
 import shutil
+import signal
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -946,11 +949,12 @@ def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress
                     _log_eval(run_dir, results, update, cfg, steps_per_update, wall, sinks)
 
             if update == num_updates or (every_ckpt and update // every_ckpt > previous // every_ckpt):
-                if update == num_updates and cfg["run"]["final_checkpoint"] == "policy":
-                    ckpts.save(update, policy_part(state, policy_leaves(trainer, program.abstract_state)),
-                               checkpoint_meta(cfg, update, steps_per_update, wall, "policy"))
-                else:
-                    ckpts.save(update, state, checkpoint_meta(cfg, update, steps_per_update, wall))
+                with interrupts_deferred():  # a Ctrl-C here stops the run after this save, not inside it
+                    if update == num_updates and cfg["run"]["final_checkpoint"] == "policy":
+                        ckpts.save(update, policy_part(state, policy_leaves(trainer, program.abstract_state)),
+                                   checkpoint_meta(cfg, update, steps_per_update, wall, "policy"))
+                    else:
+                        ckpts.save(update, state, checkpoint_meta(cfg, update, steps_per_update, wall))
 
             # The chunk's latest update in which an episode ended ("-" when none did: with long
             # episodes most updates have no episode metrics, and "nan" read as a fault).
@@ -962,13 +966,35 @@ def _drive(cfg, run_dir, trainer, program, compiled, ckpts, open_sinks, progress
     finally:
         progress.close()
         if ckpts is not None:
-            ckpts.wait()
+            with interrupts_deferred():  # the checkpoint being written is finished first
+                ckpts.wait()
             ckpts.close()
         if sinks is not None:
             sinks.close()
         if lock is not None:
             lock.release()
     return RunResult(run_dir, state, update, cfg, trainer)
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Holds a Ctrl-C (SIGINT) that arrives inside the block until the block is done, then raises
+    it (KeyboardInterrupt): a checkpoint save cut in the middle left an orbax temporary folder and
+    no checkpoint, so the resume started from the one before (or from update 0). Only where
+    Python's default handler is installed (the main thread of a process that takes Ctrl-C);
+    elsewhere, e.g. a process started with SIGINT ignored, nothing changes."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    caught = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _log_eval(run_dir, results, update, cfg, steps_per_update, wall, sinks) -> None:

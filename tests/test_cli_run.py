@@ -256,9 +256,11 @@ def test_print_config_refuses_the_env_settings_a_run_refuses(tmp_path):
 
 
 @pytest.mark.parametrize("flags, sets, message", [
-    ({"algo": "reptile"}, ["meta.tasks=[[bogus, 0.3, 0.95]]"], "meta.tasks: 'bogus' is not a field of EnvParams"),
+    ({"algo": "reptile"}, ["meta.tasks=[[bogus, 0.3, 0.95]]"],
+     "meta.tasks: 'bogus' is not a field of EnvParams (meta.tasks ranges this world's own numeric fields)"),
     ({"algo": "reptile"}, ["meta.tasks=[[stealt, 0.3, 0.95]]"],
-     "meta.tasks: 'stealt' is not a field of EnvParams (did you mean 'stealth'?)"),
+     "meta.tasks: 'stealt' is not a field of EnvParams (did you mean 'stealth'?) "
+     "(meta.tasks ranges this world's own numeric fields)"),
     ({"algo": "reptile"}, ["meta.tasks=[[max_steps, 3, 9]]"],
      "meta.tasks: max_steps is static (it fixes shapes or code paths); only numeric fields can vary between tasks"),
     ({"algo": "redblue", "scenario": "soc-v2"}, [],

@@ -1079,3 +1079,24 @@ def test_a_saved_run_with_an_override_its_scenario_never_reads_is_rebuilt_withou
     assert params == want and env.default_params == want
     with pytest.raises(ConfigError, match=r"^env 'soc-v2': red_quiet_noise is not read by scenario 'soc-v2'"):
         engine.make_env_checked(cfg, new_run=True)
+
+
+def test_ctrl_c_during_a_checkpoint_save_stops_the_run_after_the_save(tmp_path, monkeypatch):
+    """A SIGINT inside `Checkpoints.save` cut the save short (an orbax temporary folder, no
+    checkpoint: the resume started from the one before); it is now held until the save is done,
+    and then stops the run as a Ctrl-C does."""
+    import signal
+
+    real = Checkpoints.save
+
+    def save(self, step, *args, **kwargs):
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGINT)  # delivered at once, inside the save
+        return real(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(Checkpoints, "save", save)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "cut", run={"chunk_updates": 1, "checkpoint_every": 2})
+    assert latest_checkpoint(tmp_path / "cut") == 4  # saved whole, and the run stopped there
+    assert not list((tmp_path / "cut" / "checkpoints").glob("*tmp*"))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

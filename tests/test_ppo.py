@@ -176,6 +176,7 @@ def test_config_switches_and_checks():
         "ppo.critic=central": "ppo.critic must be one of auto, world, local, joint",
         "ppo.minibatches=3": "must be divisible by ppo.minibatches (3)",
         "ppo.gamma=1.5": "ppo.gamma must be in [0, 1]",
+        "ppo.log_std_min=3": "ppo: need log_std_min <= log_std_init <= log_std_max, got 3.0, -0.5, 2.0",
         "ppo.hidden_sizes=[]": "ppo.hidden_sizes must be a non-empty list",
         "ppo.coordinator=binary": "ppo.coordinator must be one of native, hmarl, onehot",
         "ppo.epochs=0": "ppo.epochs must be positive",

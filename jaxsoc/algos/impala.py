@@ -91,6 +91,7 @@ def validate(config: dict) -> None:
     if s["c_bar"] < 0:
         raise ConfigError(f"impala.c_bar must be >= 0, got {s['c_bar']!r}")
     check_layer_sizes("impala.hidden_sizes", s["hidden_sizes"])
+    onpolicy.check_log_std(s, "impala")
     if config["num_envs"] % s["minibatches"]:
         raise ConfigError(f"num_envs ({config['num_envs']}) must be divisible by impala.minibatches "
                           f"({s['minibatches']}): a minibatch holds whole env trajectories")

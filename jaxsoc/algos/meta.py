@@ -100,7 +100,8 @@ def check_ranges(params: Any, ranges: Sequence[Range]) -> None:
     fields = {f.name: f for f in dataclasses.fields(params)}
     for name, low, high in ranges:
         if name not in fields:
-            raise ConfigError(f"meta.tasks: {name!r} is not a field of {type(params).__name__}{suggest(name, fields)}")
+            raise ConfigError(f"meta.tasks: {name!r} is not a field of {type(params).__name__}{suggest(name, fields)} "
+                              "(meta.tasks ranges this world's own numeric fields)")
         if not fields[name].metadata.get("pytree_node", True):
             raise ConfigError(f"meta.tasks: {name} is static (it fixes shapes or code paths); only numeric "
                              "fields can vary between tasks")

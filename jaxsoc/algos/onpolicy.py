@@ -618,6 +618,16 @@ def pass_samples(samples: int, fraction: float, minibatches: int) -> int:
     return samples if fraction == 1.0 else int(samples * fraction) // minibatches * minibatches
 
 
+def check_log_std(section: dict, family: str) -> None:
+    """ConfigError unless `log_std_min <= log_std_init <= log_std_max` in `section`: the heads clip
+    their log-std to [min, max], so otherwise every continuous head sits at a bound."""
+    from jaxsoc.config import ConfigError
+
+    low, init, high = section["log_std_min"], section["log_std_init"], section["log_std_max"]
+    if not low <= init <= high:
+        raise ConfigError(f"{family}: need log_std_min <= log_std_init <= log_std_max, got {low}, {init}, {high}")
+
+
 def check_pass_fraction(key: str, fraction: Any, samples: int, minibatches_key: str, minibatches: int) -> None:
     """ConfigError unless `fraction` (the config key `key`) is a number in (0, 1] whose share of the
     update's `samples` still fills `minibatches` (the key `minibatches_key`) minibatches of one

@@ -88,6 +88,7 @@ def check_section(config: dict, family: str) -> None:
     for key in ("gamma", "gae_lambda"):
         check_unit_interval(f"{family}.{key}", s[key])
     check_layer_sizes(f"{family}.hidden_sizes", s["hidden_sizes"])
+    onpolicy.check_log_std(s, family)
     policy, critic = resolve_variant(config["algo"], s)
     if policy == "single" and critic in onpolicy.PER_ROLE_CRITICS:
         raise ConfigError(f"{family}.policy single is one agent with one critic: use critic joint or world")
