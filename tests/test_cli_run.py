@@ -283,6 +283,18 @@ def test_print_config_refuses_what_the_learner_refuses_when_its_trainer_is_built
     assert not any(tmp_path.iterdir())
 
 
+def test_print_config_refuses_a_missing_checkpoint_and_a_live_log_without_its_library(saved_run):
+    """What the run refused at once, --print-config printed (exit 0): a --from-update with no such
+    checkpoint (saved_run has none), run.wandb without wandb installed."""
+    refused(["--resume", str(saved_run), "--from-update", "5", "--print-config"],
+            "cannot resume: no checkpoint at update 5 (have [])")
+    try:
+        import wandb  # noqa: F401  (installed: nothing to refuse)
+    except ImportError:
+        refused([*SMALL, "--set", "run.wandb=proj", "--print-config"],
+                "run.wandb is 'proj' but wandb is not installed (pip install wandb)")
+
+
 def test_print_config_prints_a_learner_config_its_trainer_accepts():
     code, out, err = main(["--algo", "reptile", "--set", "meta.tasks=[[stealth, 0.3, 0.95]]", "--print-config"])
     assert code == 0 and yaml.safe_load(out)["meta"]["tasks"] == [["stealth", 0.3, 0.95]], err

@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         cli.print_error(parser.prog, str(e))
         return 2
 
-    from jaxsoc import algos, config as config_lib, engine
+    from jaxsoc import algos, config as config_lib, engine, run_log
 
     flags = {
         "algo": args.algo,
@@ -238,6 +238,15 @@ def main(argv: list[str] | None = None) -> int:
             # builds no training program (0.0-0.13 s measured per learner).
             if args.resume is not None:
                 engine.check_resumed_config(Path(args.resume), cfg)
+                if args.from_update is not None:  # a checkpoint the run has (the resume refuses one it lacks)
+                    from jaxsoc.analysis.runs import AnalysisError, checkpoint_index, read_run
+                    try:
+                        steps, _ = checkpoint_index(read_run(args.resume))
+                    except AnalysisError as e:
+                        raise ConfigError(str(e)) from None
+                    if args.from_update not in steps:
+                        raise ConfigError(f"cannot resume: no checkpoint at update {args.from_update} (have {steps})")
+            run_log.scalar_sinks(cfg)  # the live logs' libraries (run.wandb without wandb), opening nothing
             engine.make_mesh(cfg["devices"])
             env, env_params = engine.make_env_checked(cfg, new_run=args.resume is None)
             try:
