@@ -4,11 +4,11 @@
     python eval/cage4_calibration.py --episodes 200 --policies monitor random restore
 
 For each policy (jaxsoc/env/cage4/baselines.py) it plays the same `--episodes` full episodes
-(one key each from `--seed`, batches of `--batch` envs, one `lax.scan` over the episode each) and prints mean ± std over episodes of the
-team return, the mean number of hosts in defended zones where red holds a session per phase,
-Impact attempts and successes, true and false alerts (event bits raised by red / only by green),
-green failures, red's sessions by exploit and by phishing, Restores and invalid actions; the
-markdown table of docs/cage4.md.
+(one key each from `--seed`, batches of `--batch` envs, one `lax.scan` over the episode each) and
+prints mean ± std over episodes of the team return, the mean number of hosts in defended zones
+where red holds a session per phase, Impact attempts and successes, true and false alerts (event
+bits raised by red / only by green), green failures, red's sessions by exploit and by phishing,
+Restores and invalid actions; the markdown table of docs/cage4.md.
 """
 from __future__ import annotations
 

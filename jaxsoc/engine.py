@@ -492,6 +492,13 @@ def _open_checkpoints(run_dir: Path, cfg: dict, update: int | None, doing: str) 
     return ckpts, (update if update is not None else max(steps, default=None))
 
 
+def check_resume(run_dir: Path, cfg: dict, from_update: int | None = None) -> None:
+    """What a resume of `run_dir` with `cfg` refuses before anything is built (`--print-config`
+    checks it): not a run folder, another algorithm or training config, an unwritable folder, no
+    checkpoint at `from_update`."""
+    _open_checkpoints(run_dir, cfg, from_update, "resume")[0].close()
+
+
 def _check_meta(meta: dict, run_dir: Path, cfg: dict, doing: str) -> None:
     """CheckpointError unless a checkpoint's metadata comes from `cfg`'s algorithm and training
     config (a warning for another jaxsoc version)."""

@@ -129,7 +129,7 @@ def make_plan(flags: dict, sets: Sequence[str], grid: dict, config_file: str | N
     keys = list(grid)
     for item in sets:  # settings of a train/run.py run that the sweep's own program never reads
         key = str(item).partition("=")[0].strip()
-        if key in UNREAD or key.startswith(("eval.",)):
+        if key in UNREAD or key.startswith("eval."):
             raise ConfigError(f"--set {item}: the sweep does not read {key} ({UNREAD.get(key, _EVAL_UNREAD)})")
     for key in keys:
         if key in {"seed", "num_seeds"}:

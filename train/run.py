@@ -237,15 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             # budget (less than one update, past the int32 step counters). Building a trainer
             # builds no training program (0.0-0.13 s measured per learner).
             if args.resume is not None:
-                engine.check_resumed_config(Path(args.resume), cfg)
-                if args.from_update is not None:  # a checkpoint the run has (the resume refuses one it lacks)
-                    from jaxsoc.analysis.runs import AnalysisError, checkpoint_index, read_run
-                    try:
-                        steps, _ = checkpoint_index(read_run(args.resume))
-                    except AnalysisError as e:
-                        raise ConfigError(str(e)) from None
-                    if args.from_update not in steps:
-                        raise ConfigError(f"cannot resume: no checkpoint at update {args.from_update} (have {steps})")
+                engine.check_resume(Path(args.resume), cfg, args.from_update)
             run_log.scalar_sinks(cfg)  # the live logs' libraries (run.wandb without wandb), opening nothing
             engine.make_mesh(cfg["devices"])
             env, env_params = engine.make_env_checked(cfg, new_run=args.resume is None)

@@ -61,7 +61,7 @@ def validate(config: dict) -> None:
 
     s = config["comm"]
     # The family's own reason first (the shared checks would name the critic instead).
-    if s["policy"] == "single" or (s["policy"] == "auto" and ppo.resolve_variant(config["algo"], s)[0] == "single"):
+    if ppo.resolve_variant(config["algo"], s)[0] == "single":
         raise ConfigError("comm.policy must be per_role (or auto): messages pass between the roles' own actors")
     ppo.check_section(config, "comm")
     for key in ("message_dim", "comm_rounds", "message_budget"):

@@ -174,8 +174,8 @@ def clipped_adam(learning_rate, max_grad_norm: float = 0.0, eps: float = 1e-8) -
 
     The one optimiser the learners build, over whatever tree they hand it (a network, a role's
     networks, a joint tree; the hybrid's online detector trains with the detector's own,
-    `jaxsoc.detectors.autoencoder.optimizer`); `learning_rate` may be an optax schedule. `eps` 1e-8 is PyTorch's and
-    optax's default; the on-policy family passes its `adam_eps`. `max_grad_norm` may be a traced
+    `jaxsoc.detectors.autoencoder.optimizer`); `learning_rate` may be an optax schedule. `eps`
+    1e-8 is PyTorch's and optax's default; the on-policy family passes its `adam_eps`. `max_grad_norm` may be a traced
     scalar (a sweep's grid point, jaxsoc/sweep.py): then the clip is always in the program and a
     value of 0 makes its limit infinite.
     """

@@ -89,7 +89,7 @@ def validate(config: dict) -> None:
 
     s = config["trpo"]
     # The family's own reason first (the shared checks would name the critic instead).
-    if s["policy"] == "single" or (s["policy"] == "auto" and resolve_variant(config["algo"], s)[0] == "single"):
+    if resolve_variant(config["algo"], s)[0] == "single":
         raise ConfigError("trpo.policy must be per_role: one trust region per role needs disjoint parameters")
     check_section(config, "trpo")
     if not 0.0 < s["backtrack_coef"] < 1.0:

@@ -20,9 +20,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from jaxsoc.analysis import paper as paper_lib
-from jaxsoc.analysis.intervals import finite_mean, finite_std
 from jaxsoc.analysis import protocols
 from jaxsoc.analysis import runs as runs_lib
+from jaxsoc.analysis.intervals import finite_mean, finite_std
 from jaxsoc.analysis.runs import AnalysisError, Group, MethodResult
 
 
@@ -94,8 +94,9 @@ def curve_series(group: Group, key: str, window: int = protocols.WINDOW_EPISODES
     with the default window the last point of a seed is its value in the paper-protocol table.
 
     Returns `{"steps": [T] env steps per seed, "seeds": [...], "per_seed": [S, T],
-    "mean": [T], "std": [T]}` (mean and population std over the seeds' finite values: `intervals.finite_mean`, `finite_std`); seeds logged at
-    other steps are interpolated onto the first seed's steps.
+    "mean": [T], "std": [T]}` (mean and population std over the seeds' finite values:
+    `intervals.finite_mean`, `finite_std`); seeds logged at other steps are interpolated onto the
+    first seed's steps.
     """
     per_seed, steps0, seeds = [], None, []
     for run in group.runs:

@@ -285,18 +285,20 @@ def check_runs(plan: Plan) -> None:
     budget against its trainer's update (`engine.check_budget`: a `--total-steps` below one
     update), so that a bad `--set`, budget or env value fails in one line (AnalysisError naming
     the method) before anything is trained or written, not method by method after the work."""
-    from jaxsoc import algos, engine
     from jaxsoc.config import ConfigError
 
     for mp in plan.methods:
-        for i, rp in enumerate(mp.runs):
+        # The first run in full (an update's env steps are per seed: the same in every run of a
+        # method), the others' configs.
+        problem = method_problem(mp, plan.out)
+        if problem is None:
             try:
-                cfg = run_config(mp, rp, plan.out / "runs")
-                if i == 0:  # an update's env steps are per seed: the same in every run of a method
-                    env, env_params = engine.make_env_checked(cfg, new_run=True)
-                    engine.check_budget(cfg, algos.make_train(cfg, env, env_params))
+                for rp in mp.runs[1:]:
+                    run_config(mp, rp, plan.out / "runs")
             except (ConfigError, ValueError, TypeError) as e:
-                raise AnalysisError(f"{mp.label}: {e}") from None
+                problem = str(e)
+        if problem is not None:
+            raise AnalysisError(f"{mp.label}: {problem}")
 
 
 def default_directive_period(preset: str) -> int:

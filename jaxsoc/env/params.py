@@ -468,10 +468,11 @@ def register(name: str, factory: Callable[[], EnvParams]) -> None:
                              "(build them with soc.build_params)")
         return params.replace(name=name)
 
-    try:  # refused now, not at the first make: params that no `make` could build
-        validate(named())
+    params = named()  # refused now, not at the first make: no EnvParams, or params no `make` could build
+    try:
+        validate(params)
     except ValueError as e:
-        raise ValueError(f"preset {name!r}: {e}" if not str(e).startswith(f"preset {name!r}") else str(e)) from None
+        raise ValueError(f"preset {name!r}: {e}") from None
     _PRESETS[name] = named
 
 
@@ -498,11 +499,8 @@ def _host_value(value):
 
 
 def _coerce(name: str, value):
-    """YAML/CLI values into the field's Python type (tuples stay hashable). A numpy scalar or a
-    concrete 0-d array (`np.float32(0.5)`, `jnp.asarray(0.5)`) is its Python number."""
-    if (isinstance(value, (np.generic, np.ndarray, jax.Array)) and not isinstance(value, jax.core.Tracer)
-            and np.ndim(value) == 0):
-        value = value.item()
+    """YAML/CLI values into the field's Python type (tuples stay hashable); numpy and JAX scalars
+    are Python numbers already (`_host_value`)."""
     if name == "adjacency":
         return tuple(tuple(int(t) for t in row) for row in value)
     if name in ("hosts_per_segment", "entry_segments", "high_value_segments"):
@@ -627,7 +625,7 @@ class InertOverride(ValueError):
 
 
 def _same(a, b) -> bool:
-    """Equal values, a traced one never (it is checked where it is concrete)."""
+    """Whether `a == b`; True for a traced value, which cannot be told here (it is let through)."""
     try:
         return bool(a == b)
     except (TypeError, jax.errors.ConcretizationTypeError):

@@ -69,7 +69,8 @@ def queue_by_segment(queue: jax.Array, num_segments: int) -> tuple[jax.Array, ja
 def rollout(policy, keys: jax.Array, steps: int) -> tuple[dict, dict]:
     """`len(keys)` episodes of `steps` steps each from their reset: per-step records `{name:
     [E, steps, ...]}` (the `rec` dict built below: t, hosts, phase, reward and its terms, the
-    queue per segment, the directive held and whether it was read, actions, done, metrics) and the observations each step acted on `{agent: [E, steps, obs]}`."""
+    queue per segment, the directive held and whether it was read, actions, done, metrics) and
+    the observations each step acted on `{agent: [E, steps, obs]}`."""
     env, params = policy.env, policy.env_params
     valid = topology(params).host_valid
     s = params.num_segments
