@@ -18,6 +18,7 @@ must be one path on a filesystem every host shares. On CPUs the collectives are 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import re
 import sys
@@ -33,6 +34,11 @@ AUTO = "auto"
 # How long a process waits for the whole group to join before giving up with an error (a process
 # count that does not match the launch, or a coordinator nobody can reach, would otherwise hang).
 DEFAULT_TIMEOUT_S = 120
+# This process's join timeout (set by `initialize`): how long `agree` waits for the others, too.
+_timeout_s = DEFAULT_TIMEOUT_S
+# Each `agree` of a process gets the next number: every process calls them in the same order, so
+# the group's store holds one fresh set of keys per check (two runs in one group check twice).
+_checks = itertools.count()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +101,8 @@ def initialize(launch: Launch, prog: str = "jaxsoc") -> None:
     first."""
     # CPU processes need a collectives implementation to reduce across processes at all.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    global _timeout_s
+    _timeout_s = launch.timeout_s
     kwargs = {"initialization_timeout": launch.timeout_s + 60}  # the watchdog below acts first
     if launch.coordinator != AUTO:
         kwargs.update(coordinator_address=launch.coordinator, num_processes=launch.num_processes,
@@ -135,13 +143,18 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def agree(what: str, text: str | None, timeout_s: float) -> None:
-    """Checks that every process of the group was started alike: each publishes a digest of its
-    `text` (its resolved config), or that it refused its command line (`text` None: its own error
-    is printed by the caller), in the group's key-value store, then reads every other's. A
+def agree(what: str, text: str | None, timeout_s: float | None = None) -> None:
+    """Checks that every process of the group got here alike: each publishes a digest of its
+    `text` (its resolved config, or "ready"), or that it refused (`text` None: its own error is
+    printed by the caller), in the group's key-value store, then reads every other's. A
     ConfigError names the first process that differs (another seed, total_steps or
     --num-processes made a run whose seeds were trained from other keys, or hung in orbax's
-    barriers) or refused, or that did not get here within `timeout_s`. A no-op in one process.
+    barriers) or refused, or that did not get here within `timeout_s` (default: the join
+    timeout). A process that refused and stopped without saying so left the others waiting in
+    JAX's barriers for minutes, then aborting in C++. A no-op in one process.
+
+    what: the check's name in the errors ("config": its command line; "run folder": what a run
+      checks before compiling, e.g. the lock process 0 takes).
 
     JAX has no public key-value API; its coordination client (`jax._src.distributed`, the store
     orbax and multihost_utils use) is read here, in this one function."""
@@ -152,21 +165,23 @@ def agree(what: str, text: str | None, timeout_s: float) -> None:
     from jax._src import distributed as jax_distributed
 
     client = jax_distributed.global_state.client
-    me = jax.process_index()
+    me, check = jax.process_index(), next(_checks)
+    timeout_s = _timeout_s if timeout_s is None else timeout_s
     mine = "refused" if text is None else hashlib.sha256(text.encode()).hexdigest()
-    client.key_value_set(f"jaxsoc/{what}/{me}", mine)
+    client.key_value_set(f"jaxsoc/{check}/{what}/{me}", mine)
     if text is None:  # refused: the others read it and stop; this one prints its own error
         return
     for other in range(jax.process_count()):
         if other == me:
             continue
         try:
-            theirs = client.blocking_key_value_get(f"jaxsoc/{what}/{other}", int(timeout_s * 1000))
+            theirs = client.blocking_key_value_get(f"jaxsoc/{check}/{what}/{other}", int(timeout_s * 1000))
         except Exception:  # JAX raises its own error type on a timeout
             raise ConfigError(f"process {other} did not reach the {what} check within {timeout_s:g} s "
                               "(it may have failed: see its output)") from None
         if theirs == "refused":
-            raise ConfigError(f"process {other} refused its command line (see its output): the group stops")
+            refused = "its command line" if what == "config" else f"its {what}"
+            raise ConfigError(f"process {other} refused {refused} (see its output): the group stops")
         if theirs != mine:
             raise ConfigError(f"process {other} was started with another {what} than process {me}: start every "
                               "process with the same flags and files (compare their --print-config)")

@@ -468,10 +468,10 @@ def _create_run_dir(run_dir: Path, cfg: dict, overwrite: bool) -> tuple[Checkpoi
     return Checkpoints(run_dir / "checkpoints", keep=cfg["run"]["keep_checkpoints"]), lock
 
 
-def _open_checkpoints(run_dir: Path, cfg: dict, update: int | None, doing: str) -> tuple[Checkpoints, int | None]:
-    """The checkpoints of a run folder and the update to read (`update`, default the newest;
-    None when a run to resume has none yet). ConfigError/CheckpointError for a folder that is not
-    a run, a missing `update`, or nothing to load."""
+def _check_run_folder(run_dir: Path, cfg: dict, doing: str) -> None:
+    """ConfigError/CheckpointError for a folder that is not a run, or (`doing` "resume") one of
+    another algorithm or training config, or unwritable. Files only: no collective of a group
+    (orbax's checkpoint manager has them), so a group can agree on the outcome first."""
     if not run_dir.is_dir():
         raise ConfigError(f"cannot {doing}: run folder {run_dir} does not exist")
     if not (run_dir / "config.yaml").is_file():
@@ -479,6 +479,15 @@ def _open_checkpoints(run_dir: Path, cfg: dict, update: int | None, doing: str) 
     if doing == "resume":
         check_resumed_config(run_dir, cfg)
         _refuse_unwritable(run_dir)
+
+
+def _open_checkpoints(run_dir: Path, cfg: dict, update: int | None, doing: str,
+                      checked: bool = False) -> tuple[Checkpoints, int | None]:
+    """The checkpoints of a run folder and the update to read (`update`, default the newest;
+    None when a run to resume has none yet). ConfigError/CheckpointError for a folder that is not
+    a run (`_check_run_folder`, unless `checked`), a missing `update`, or nothing to load."""
+    if not checked:
+        _check_run_folder(run_dir, cfg, doing)
     ckpts = Checkpoints(run_dir / "checkpoints", keep=cfg["run"]["keep_checkpoints"], create=False)
     try:
         steps = ckpts.steps() if (run_dir / "checkpoints").is_dir() else []
@@ -693,31 +702,37 @@ def run(
     if from_update is not None and resume is None:
         raise ConfigError("from_update (--from-update) continues a run: give the run folder to resume")
     ckpts, start, lock = None, 0, None
-    if resume is not None:
-        run_dir = Path(resume)
-        # The run keeps its folder, wherever its config.yaml says it started (train/run.py refuses
-        # --name and run.dir with --resume); "." is named by its resolved path.
-        named = run_dir if run_dir.name else run_dir.resolve()
-        cfg["run"]["dir"], cfg["run"]["name"] = str(named.parent), named.name
-        if distributed.is_primary() and run_dir.is_dir() and (run_dir / "config.yaml").is_file():
-            # Before its checkpoints are read: a process still training there prunes them.
-            lock = run_lock.acquire(run_dir)
-        try:
-            ckpts, start = _open_checkpoints(run_dir, cfg, from_update, "resume")
+    try:
+        if resume is not None:
+            run_dir = Path(resume)
+            # The run keeps its folder, wherever its config.yaml says it started (train/run.py
+            # refuses --name and run.dir with --resume); "." is named by its resolved path.
+            named = run_dir if run_dir.name else run_dir.resolve()
+            cfg["run"]["dir"], cfg["run"]["name"] = str(named.parent), named.name
+            if distributed.is_primary() and run_dir.is_dir() and (run_dir / "config.yaml").is_file():
+                # Before its checkpoints are read: a process still training there prunes them.
+                lock = run_lock.acquire(run_dir)
+            _check_run_folder(run_dir, cfg, "resume")
             if distributed.is_primary():
                 _check_logs(run_dir)
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
-        start = start or 0  # no checkpoint yet: from the start
-    else:
-        if cfg["run"]["name"] is None:
-            raise ConfigError("run.name is not set (use jaxsoc.config.resolve)")
-        run_dir = Path(cfg["run"]["dir"]) / cfg["run"]["name"]
-        _prepare_new_dir(run_dir, overwrite)
-
+        else:
+            if cfg["run"]["name"] is None:
+                raise ConfigError("run.name is not set (use jaxsoc.config.resolve)")
+            run_dir = Path(cfg["run"]["dir"]) / cfg["run"]["name"]
+            _prepare_new_dir(run_dir, overwrite)
+    except BaseException:
+        # Before any collective: a group's other processes stop too, where they waited in
+        # orbax's barriers for minutes, then aborted in C++.
+        distributed.agree("run folder", None)
+        if lock is not None:
+            lock.release()
+        raise
+    # Past here a refusal is the same on every process (the same config: agreed in train/run.py).
     try:
+        distributed.agree("run folder", "ready")
+        if resume is not None:
+            ckpts, start = _open_checkpoints(run_dir, cfg, from_update, "resume", checked=True)
+            start = start or 0  # no checkpoint yet: from the start
         env, env_params, trainer = _make_trainer(cfg, make_env, start, new_run=resume is None)
         open_sinks = run_log.scalar_sinks(cfg)
         progress = Progress(cfg, trainer.env_steps_per_update, trainer.num_updates, start,

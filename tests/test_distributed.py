@@ -146,6 +146,37 @@ def test_processes_started_with_other_configs_are_refused_by_every_process(tmp_p
         assert not list(tmp_path.iterdir())
 
 
+def test_a_refusal_on_process_0_alone_stops_the_group_in_one_line(tmp_path):
+    """Process 0 alone takes the run folder's lock (and reads its logs): its refusal left process 1
+    compiling and both waiting in JAX's barriers for 5 minutes, then aborting in C++ (2026-12-07).
+    Now every process says what stopped it in one line, in seconds. The folder is a run's
+    config.yaml, locked by this test as a process still training there would hold it."""
+    from jaxsoc import run_lock
+
+    run = tmp_path / "g"
+    run.mkdir()
+    common = [sys.executable, str(REPO / "train" / "run.py")]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    printed = subprocess.run(common + ["--algo", "random", "--name", "g", "--num-envs", "8", "--total-steps", "2000",
+                                       "--set", f"run.dir={tmp_path}", "--print-config"],
+                             capture_output=True, text=True, timeout=60, env=env)
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    (run / "config.yaml").write_text(printed.stdout)
+    held = run_lock.acquire(run)
+    try:
+        port = free_port()
+        procs = [subprocess.Popen(common + ["--resume", str(run), "--coordinator", f"localhost:{port}",
+                                            "--num-processes", "2", "--process-id", str(pid), "--join-timeout", "60"],
+                                  env=env, stderr=subprocess.PIPE, text=True) for pid in range(2)]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+    finally:
+        held.release()
+    assert [p.returncode for p in procs] == [2, 2], errors
+    assert f"is being trained by another process (pid {os.getpid()})" in errors[0].splitlines()[-1], errors
+    assert "process 0 refused its run folder (see its output): the group stops" in errors[1].splitlines()[-1], errors
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]  # nothing written
+
+
 @pytest.mark.parametrize("kwargs, environ, message", [
     (dict(num_processes=2, process_id=0), {}, "give --coordinator"),
     (dict(coordinator="node0"), {}, "not HOST:PORT"),
