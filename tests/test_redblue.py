@@ -26,7 +26,9 @@ def test_config_checks():
     cfg = resolve("red-ppo")
     assert cfg["redblue"]["blue"] == "rule-soar" and C.algos.family_of("redblue") == "redblue"
     for bad, msg in [("redblue.blue=mappo", "redblue.blue"), ("redblue.rounds_updates=0", "rounds_updates"),
-                     ("redblue.critic=joint", "redblue.critic"), ("redblue.policy=single", "redblue.policy")]:
+                     ("redblue.critic=joint", "redblue.critic"), ("redblue.policy=single", "redblue.policy"),
+                     # passed --print-config; the run refused it naming red's side ("no coordinator")
+                     ("redblue.coordinator=onehot", "redblue.coordinator must be native here")]:
         with pytest.raises(C.ConfigError, match=msg):
             resolve("redblue", bad)
     env, p = soc.make("soc-v2")

@@ -70,6 +70,9 @@ def validate(config: dict) -> None:
     if s["critic"] not in ("auto", "world", "local"):
         raise ConfigError(f"redblue.critic (blue's critic) must be auto, world or local, got {s['critic']!r}")
     check_section(config, "redblue")
+    if s["coordinator"] != "native":  # red's side has no coordinator; blue's acts as the env takes it
+        raise ConfigError(f"redblue.coordinator must be native here (each side's actions are the env's own), "
+                          f"got {s['coordinator']!r}")
     if not isinstance(s["rounds_updates"], int) or s["rounds_updates"] < 1:
         raise ConfigError(f"redblue.rounds_updates must be a positive integer, got {s['rounds_updates']!r}")
     unread = [k for k in (REDBLUE_ONLY if config["algo"] == "red-ppo" else RED_PPO_ONLY) if s[k] != DEFAULTS[k]]
