@@ -55,7 +55,8 @@ class Trainer:
         (`env.get_avail_actions`, the on-policy learners), and the directive schedule and the
         directive the env holds (`defenders.reads_directive(env_state.t, params)`,
         `defenders.held_directive`: the hierarchical team conditions tier 2 on the directive in
-        force, which the v1 observations do not show). The off-policy learners read `obs` only.
+        force, which the v1 observations do not show). The off-policy learners read `obs` and,
+        for the roles the env may forbid actions of, the avail-action masks.
       policy_params: `train_state -> policy_params`, the part of the state `act` needs.
       name: the algorithm's registry name.
       env_axes: optional `train_state -> axes`, where `axes` is a pytree prefix of the (single

@@ -136,6 +136,25 @@ def td_step(learner, state, q_fn, target: jax.Array, weights: jax.Array):
     return state._replace(params=params, target_params=target_params, opt_state=opt_state, steps=steps), td, loss, q
 
 
+def best_choice(q: jax.Array, avail: Optional[jax.Array] = None) -> jax.Array:
+    """`[...]` int32: the highest-valued choice of `q [..., n]`, among the legal ones where a mask
+    `avail` (bool `[..., n]`) is given (None: every choice, exactly the unmasked argmax)."""
+    if avail is not None:
+        q = jnp.where(avail, q, -jnp.inf)
+    return jnp.argmax(q, axis=-1).astype(jnp.int32)
+
+
+def random_choice(key: jax.Array, shape: tuple, n: int, avail: Optional[jax.Array] = None) -> jax.Array:
+    """`[*shape]` int32: a uniform choice of `n`, or of the legal ones of `avail` (bool
+    `[*shape, n]`). Drawn as the k-th legal choice for k uniform below their count, so with every
+    choice legal it is the unmasked draw bit for bit (runs on always-legal roles are unchanged)."""
+    if avail is None:
+        return jax.random.randint(key, shape, 0, n)
+    count = jnp.sum(avail, axis=-1, dtype=jnp.int32)  # [*shape]; a world leaves at least one legal
+    k = jax.random.randint(key, shape, 0, jnp.maximum(count, 1))
+    return jnp.argmax(jnp.cumsum(avail, axis=-1, dtype=jnp.int32) > k[..., None], axis=-1).astype(jnp.int32)
+
+
 @dataclasses.dataclass(frozen=True)
 class DQN:
     """Double / dueling DQN for one discrete role; see the module docstring for the API."""
@@ -182,35 +201,40 @@ class DQN:
         return jnp.asarray(sched(env_steps), jnp.float32)
 
     def act(self, state: DQNState, obs: jax.Array, key: jax.Array, greedy: bool = False,
-            epsilon: Optional[jax.Array] = None) -> jax.Array:
-        """Greedy or epsilon-greedy choices `[...]` (int32) for obs `[..., obs_dim]`; epsilon
-        None means the schedule's end."""
-        return self.policy(state.params, obs, key, greedy, epsilon)
+            epsilon: Optional[jax.Array] = None, avail: Optional[jax.Array] = None) -> jax.Array:
+        """Greedy or epsilon-greedy choices `[...]` (int32) for obs `[..., obs_dim]`, among the
+        legal ones of `avail` (bool `[..., n]`; None: all); epsilon None means the schedule's end."""
+        return self.policy(state.params, obs, key, greedy, epsilon, avail)
 
     def policy(self, params: PyTree, obs: jax.Array, key: jax.Array, greedy: bool = False,
-               epsilon: Optional[jax.Array] = None) -> jax.Array:
+               epsilon: Optional[jax.Array] = None, avail: Optional[jax.Array] = None) -> jax.Array:
         """`act` from the online parameters alone."""
-        best = jnp.argmax(self.q_values(params, obs), axis=-1).astype(jnp.int32)
+        best = best_choice(self.q_values(params, obs), avail)
         if greedy:
             return best
         eps = self.epsilon(None) if epsilon is None else epsilon
         k_explore, k_action = jax.random.split(key)
         explore = jax.random.uniform(k_explore, best.shape) < eps
-        return jnp.where(explore, jax.random.randint(k_action, best.shape, 0, self.n_actions), best)
+        return jnp.where(explore, random_choice(k_action, best.shape, self.n_actions, avail), best)
 
-    def next_value(self, state: DQNState, next_obs: jax.Array) -> jax.Array:
-        """`[B]`: the target network's value of the next action (double: chosen online)."""
-        q_target = self.q_values(state.target_params, next_obs)
-        if not self.double:
+    def next_value(self, params: PyTree, target_params: PyTree, next_obs: jax.Array,
+                   next_avail: Optional[jax.Array] = None, double: Optional[bool] = None) -> jax.Array:
+        """`[B]`: the target network's value of the next action (double: chosen by the online
+        `params`), over the legal next choices of `next_avail` (bool `[B, n]`; None: all).
+        `double` None: this DQN's own setting (a VDN/QMIX learner passes its own)."""
+        q_target = self.q_values(target_params, next_obs)
+        if not (self.double if double is None else double):
+            q_target = q_target if next_avail is None else jnp.where(next_avail, q_target, -jnp.inf)
             return jnp.max(q_target, axis=-1)
-        choice = jnp.argmax(self.q_values(state.params, next_obs), axis=-1)
+        choice = best_choice(self.q_values(params, next_obs), next_avail)
         return jnp.take_along_axis(q_target, choice[:, None], axis=-1)[:, 0]
 
     def update(self, state: DQNState, batch: Dict[str, jax.Array], weights: jax.Array,
                key: Optional[jax.Array] = None):
         """One gradient step; returns `(state, |td| [B], metrics)`."""
         del key  # deterministic update
-        target = batch["reward"] + self.gamma * batch["discount"] * self.next_value(state, batch["next_obs"])
+        next_value = self.next_value(state.params, state.target_params, batch["next_obs"], batch.get("next_avail"))
+        target = batch["reward"] + self.gamma * batch["discount"] * next_value
         target = jax.lax.stop_gradient(target)
 
         def q_taken(params):
@@ -289,16 +313,15 @@ class ValueDecomposition:
             cols.append(jnp.take_along_axis(q, actions[r][:, None].astype(jnp.int32), axis=-1)[:, 0])
         return jnp.stack(cols, axis=-1)
 
-    def next_qs(self, state: VDState, next_obs: Dict[str, jax.Array]) -> jax.Array:
-        """`[B, n_roles]`: target networks' values of each role's next action."""
+    def next_qs(self, state: VDState, next_obs: Dict[str, jax.Array],
+                next_avail: Optional[Dict[str, jax.Array]] = None) -> jax.Array:
+        """`[B, n_roles]`: target networks' values of each role's next action (over its legal
+        choices where `next_avail` holds its mask `[B, n]`)."""
+        next_avail = next_avail or {}
         cols = []
         for r, agent in self.agents:
-            q_target = agent.q_values(state.target_params[r], next_obs[r])
-            if self.double:
-                choice = jnp.argmax(agent.q_values(state.params[r], next_obs[r]), axis=-1)
-                cols.append(jnp.take_along_axis(q_target, choice[:, None], axis=-1)[:, 0])
-            else:
-                cols.append(jnp.max(q_target, axis=-1))
+            cols.append(agent.next_value(state.params[r], state.target_params[r], next_obs[r], next_avail.get(r),
+                                         self.double))
         return jnp.stack(cols, axis=-1)
 
     def update(self, state: VDState, batch: Dict[str, Any], weights: jax.Array,
@@ -306,7 +329,8 @@ class ValueDecomposition:
         """`batch`: obs/next_obs/action `{role: ...}`, reward, discount, mix_state/next_mix_state
         `[B, state_dim]`. Returns `(state, |td| [B], metrics)`."""
         del key
-        next_tot = self.mix(state.target_params, self.next_qs(state, batch["next_obs"]), batch["next_mix_state"])
+        next_qs = self.next_qs(state, batch["next_obs"], batch.get("next_avail"))
+        next_tot = self.mix(state.target_params, next_qs, batch["next_mix_state"])
         target = jax.lax.stop_gradient(batch["reward"] + self.gamma * batch["discount"] * next_tot)
 
         def q_tot(params):
@@ -355,9 +379,9 @@ class ValueDecompositionTeam(op.Team):
     def init(self, key):
         return self.learner.init(key)
 
-    def act(self, agents, obs, key, greedy, env_steps):
+    def act(self, agents, obs, key, greedy, env_steps, avail):
         keys = jax.random.split(key, len(self.agents))
-        return {r: a.policy(agents.params[r], obs[r], k, greedy, a.epsilon(env_steps))
+        return {r: a.policy(agents.params[r], obs[r], k, greedy, a.epsilon(env_steps), avail.get(r))
                 for (r, a), k in zip(self.agents.items(), keys)}
 
     def _mix_state(self, batch, prefix: str):

@@ -56,7 +56,7 @@ import optax
 
 from jaxsoc.algos import offpolicy as op
 from jaxsoc.algos.common import clipped_adam
-from jaxsoc.algos.dqn import DQN, dqn_kwargs
+from jaxsoc.algos.dqn import DQN, best_choice, dqn_kwargs
 from jaxsoc.argtypes import is_integer
 from jaxsoc.networks import ContinuousQ, DeterministicActor, TwinQ
 
@@ -277,14 +277,15 @@ class MADDPGTeam(op.PerRoleTeam):
             return batch[prefix + "world_state"]
         return jnp.concatenate([batch[prefix + "obs"][r] for r in self.roles], axis=-1)
 
-    def _next_actions(self, agents, next_obs) -> Dict[str, jax.Array]:
-        """Every controlled role's target-policy action at the next observations."""
+    def _next_actions(self, agents, next_obs, next_avail) -> Dict[str, jax.Array]:
+        """Every controlled role's target-policy action at the next observations (a masked
+        role's among its legal choices, `next_avail`)."""
         out = {}
         for r, a in self.agents.items():
             if isinstance(a, MADDPG):
                 out[r] = a.target_action(agents[r], next_obs[r])
             else:  # a DQN's target policy: greedy on its target network
-                out[r] = jnp.argmax(a.q_values(agents[r].target_params, next_obs[r]), axis=-1).astype(jnp.int32)
+                out[r] = best_choice(a.q_values(agents[r].target_params, next_obs[r]), next_avail.get(r))
         return out
 
     def _others(self, actions: Dict[str, jax.Array], me: str, lead: tuple) -> jax.Array:
@@ -296,7 +297,7 @@ class MADDPGTeam(op.PerRoleTeam):
         """The critics' inputs and every role's next target action, before anyone updates."""
         return dict(lead=batch["reward"].shape, critic_obs=self._critic_obs(batch, ""),
                     next_critic_obs=self._critic_obs(batch, "next_"),
-                    next_actions=self._next_actions(agents, batch["next_obs"]))
+                    next_actions=self._next_actions(agents, batch["next_obs"], batch.get("next_avail", {})))
 
     def view(self, batch, role, agent, prepared):
         view = super().view(batch, role, agent, prepared)

@@ -204,6 +204,9 @@ class RoleAction:
         env action of choice i (the QMIX baseline's bins, the v1 coordinator encodings).
       fixed: fixed roles: the env action.
       critic_dim: width of the role's action as a critic input (`as_vector`).
+      masked: a discrete role whose choices are the env's own and which the env may forbid
+        (`env.get_avail_actions`; not in `env.always_legal`): its agent chooses among the legal
+        ones and its targets maximise over them (the buffer keeps its next-state mask).
     """
 
     role: str
@@ -212,6 +215,7 @@ class RoleAction:
     env_dim: int = 0
     table: Optional[np.ndarray] = None
     fixed: Optional[np.ndarray] = None
+    masked: bool = False
 
     @property
     def controlled(self) -> bool:
@@ -314,7 +318,7 @@ def native_role(env, role: str) -> RoleAction:
     a vector)."""
     spec = common.role_specs(env)[role]
     if spec.kind == "discrete":
-        return RoleAction(role, "discrete", spec.size)
+        return RoleAction(role, "discrete", spec.size, masked=role not in env.always_legal)
     return RoleAction(role, "continuous", spec.size, spec.size)
 
 
@@ -364,9 +368,10 @@ class Team:
         raise NotImplementedError
 
     def act(self, agents: PyTree, obs: Dict[str, jax.Array], key: jax.Array, greedy: bool,
-            env_steps: Optional[jax.Array]) -> Dict[str, jax.Array]:
+            env_steps: Optional[jax.Array], avail: Dict[str, jax.Array]) -> Dict[str, jax.Array]:
         """Learner actions `{controlled role: action}` for ONE env (`obs[role]` `[obs_dim]`).
-        `env_steps` drives exploration schedules; None means the end of the schedule."""
+        `env_steps` drives exploration schedules; None means the end of the schedule. `avail`:
+        `{masked role: bool [n]}` (`Team.avail`), the legal choices."""
         raise NotImplementedError
 
     def update(self, agents: PyTree, batch: PyTree, weights: jax.Array, key: jax.Array):
@@ -383,6 +388,18 @@ class Team:
     def controlled(self) -> tuple:
         return tuple(r for r, a in self.roles.items() if a.controlled)
 
+    @property
+    def masked(self) -> tuple:
+        """The roles whose choices the env's avail-action masks restrict (`RoleAction.masked`)."""
+        return tuple(r for r, a in self.roles.items() if a.masked)
+
+    def avail(self, env, env_state, env_params) -> Dict[str, jax.Array]:
+        """`{masked role: bool [n]}`: the legal choices of the masked roles in ONE env's state."""
+        if not self.masked:
+            return {}
+        masks = env.get_avail_actions(env_state, env_params)
+        return {r: masks[r] for r in self.masked}
+
     def env_actions(self, actions: Dict[str, jax.Array], lead: tuple = ()) -> Dict[str, jax.Array]:
         """Learner actions of the controlled roles (leading shape `lead`) -> env actions of all."""
         return {r: (a.to_env(actions[r]) if a.controlled else a.fixed_env_action(lead))
@@ -397,6 +414,8 @@ class Team:
             "reward": jax.ShapeDtypeStruct((), jnp.float32),
             "discount": jax.ShapeDtypeStruct((), jnp.float32),
         }
+        if self.masked:  # the next state's legal choices, for the targets' max
+            item["next_avail"] = {r: jax.ShapeDtypeStruct((self.roles[r].size,), jnp.bool_) for r in self.masked}
         if self.world_state:
             ws = jax.ShapeDtypeStruct((env.world_state_size,), jnp.float32)
             item["world_state"] = item["next_world_state"] = ws
@@ -420,12 +439,12 @@ class PerRoleTeam(Team):
         keys = jax.random.split(key, len(self.agents))
         return {r: a.init(k) for (r, a), k in zip(self.agents.items(), keys)}
 
-    def act(self, agents, obs, key, greedy, env_steps):
+    def act(self, agents, obs, key, greedy, env_steps, avail):
         keys = jax.random.split(key, len(self.agents))
         out = {}
         for (r, a), k in zip(self.agents.items(), keys):
             if hasattr(a, "epsilon"):
-                out[r] = a.act(agents[r], obs[r], k, greedy, a.epsilon(env_steps))
+                out[r] = a.act(agents[r], obs[r], k, greedy, a.epsilon(env_steps), avail.get(r))
             else:
                 out[r] = a.act(agents[r], obs[r], k, greedy)
         return out
@@ -435,9 +454,13 @@ class PerRoleTeam(Team):
         return None
 
     def view(self, batch, role: str, agent, prepared) -> Dict[str, jax.Array]:
-        """`role`'s batch: its own obs/next_obs/action and the team's reward and discount `[B, ...]`."""
-        return {"obs": batch["obs"][role], "next_obs": batch["next_obs"][role], "action": batch["action"][role],
+        """`role`'s batch: its own obs/next_obs/action (and next_avail, a masked role's), the
+        team's reward and discount `[B, ...]`."""
+        view = {"obs": batch["obs"][role], "next_obs": batch["next_obs"][role], "action": batch["action"][role],
                 "reward": batch["reward"], "discount": batch["discount"]}
+        if role in self.masked:
+            view["next_avail"] = batch["next_avail"][role]
+        return view
 
     def update(self, agents, batch, weights, key):
         prepared = self.prepare(agents, batch)
@@ -553,8 +576,9 @@ def make_trainer(config: dict, env, env_params, team: Team, section: dict) -> Tr
     example = team.example_transition(env)
 
     def act(policy_params, key, obs, env_state, greedy):
-        del env_state  # learned agents see observations only
-        return team.env_actions(team.act(policy_params, obs, key, greedy, None))
+        # Learned agents see observations, and the legal choices the env's interface gives.
+        return team.env_actions(team.act(policy_params, obs, key, greedy, None,
+                                         team.avail(env, env_state, env_params)))
 
     def init(key):
         k_agents, k_reset, key = jax.random.split(key, 3)
@@ -563,7 +587,8 @@ def make_trainer(config: dict, env, env_params, team: Team, section: dict) -> Tr
         return OffPolicyState(team.init(k_agents), init_buffer(section, example), env_state, obs, ws,
                               key, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
-    batched_act = jax.vmap(team.act, in_axes=(None, 0, 0, None, None))
+    batched_act = jax.vmap(team.act, in_axes=(None, 0, 0, None, None, 0))
+    batched_avail = jax.vmap(lambda env_state: team.avail(env, env_state, env_params))  # [num_envs, n]
 
     def round_fn(agents, buffer, key):
         return learn_round(team, agents, buffer, key, batch_size)
@@ -571,7 +596,8 @@ def make_trainer(config: dict, env, env_params, team: Team, section: dict) -> Tr
     def env_step(carry, _):
         agents, buffer, env_state, obs, ws, key, env_steps = carry
         key, k_act, k_step = jax.random.split(key, 3)
-        actions = batched_act(agents, obs, jax.random.split(k_act, num_envs), False, env_steps)
+        avail = batched_avail(env_state)
+        actions = batched_act(agents, obs, jax.random.split(k_act, num_envs), False, env_steps, avail)
         next_obs, env_state, rewards, dones, infos = common.batched_step(
             env, env_params, k_step, env_state, team.env_actions(actions, (num_envs,)))
         reward = jnp.mean(jnp.stack([rewards[a] for a in agents_order]), axis=0)
@@ -582,6 +608,11 @@ def make_trainer(config: dict, env, env_params, team: Team, section: dict) -> Tr
             "reward": reward.astype(jnp.float32),
             "discount": infos["discount"].astype(jnp.float32),
         }
+        if team.masked:
+            # The new state's masks: an episode that ended has its next episode's here, not its
+            # last state's (auto-reset); after a termination the target ignores them (discount
+            # 0), after a time limit they stand in for the last state's.
+            item["next_avail"] = batched_avail(env_state)
         if team.world_state:
             item["world_state"], item["next_world_state"] = ws, infos["final_world_state"]
             ws = infos["world_state"]

@@ -174,6 +174,10 @@ class RetailEnv(DemoEnv):
     def world_state_observers(self):
         return tuple(self.agents)  # the world state is every warehouse's observation, nothing more
 
+    @property
+    def always_legal(self):
+        return tuple(self.agents)  # continuous orders: nothing to mask (`get_avail_actions`)
+
     def get_world_state(self, s: RetailState, params=None) -> jax.Array:
         """`[4N]`: every warehouse's observation, in agent order."""
         obs = self.get_obs(s, params)

@@ -158,6 +158,7 @@ class SOCEnv(WorldEnv):
         self.agents = list(AGENTS)
         self.num_agents = len(self.agents)
         self.world_state_observers = tuple(AGENTS)  # `observe.world_state`: the roles' observations, then truth
+        self.always_legal = tuple(AGENTS)  # the defenders (`get_avail_actions`); red follows its phase rules
         dims = defenders.action_dims(params)
         coord = Discrete(dims["coordinator"]) if params.fix_d6_directive else Box(-1.0, 1.0, (8,))
         self.action_spaces = {

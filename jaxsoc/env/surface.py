@@ -37,6 +37,10 @@ class WorldEnv:
     # already stores the observations keeps only the rest of it (`onpolicy.Critic.kept`). () where
     # the world state is not laid out that way (a tuple: immutable, so one shared default is safe).
     world_state_observers: Tuple[str, ...] = ()
+    # The agents every action of which is always legal (`get_avail_actions` all True, whatever the
+    # state): a learner that stores next-state masks for its targets (the off-policy family) skips
+    # them. () is the safe default: masks are read for every agent.
+    always_legal: Tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

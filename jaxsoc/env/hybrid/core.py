@@ -139,6 +139,7 @@ class HybridEnv(WorldEnv):
         self.agents = self.segment_agents + ["network"]
         self.num_agents = len(self.agents)
         self.world_state_observers = tuple(self.agents)  # `world_state`: every observation, then the hosts
+        self.always_legal = tuple(self.agents)  # `get_avail_actions`: acting on a locked host is a no-op
         self.action_spaces = self._action_spaces(params)
         self.segment_obs_dim = len(P.HOST_FEATURES) * h + s + 1
         self.network_obs_dim = len(P.SEGMENT_FEATURES) * s + 1
