@@ -102,6 +102,11 @@ def main(argv=None) -> int:
                     metrics = args.metrics or runs.default_metrics({k for r in res for x in r.seeds for k in x.values},
                                                                    runs.TABLE_METRICS)
                     title = f"{s}: {protocol} protocol"
+                    if protocol == "ours" and tables.evaluated_policy(res) != "greedy policy":
+                        title += f" ({tables.evaluated_policy(res)})"
+                    for r in res:  # as the table's notes: how these numbers were made
+                        for note in r.notes:
+                            print(f"note: {r.label} ({protocol}): {note}", file=sys.stderr)
                     fig, _ = figures.metric_bars(res, metrics, "all" if protocol == "paper" else True, title=title)
                     drawn.append((fig, f"bars_{s}_{protocol}"))
                     fig, _ = figures.seed_scatter(res, metrics, title=title)

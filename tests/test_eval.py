@@ -206,7 +206,8 @@ def test_a_seed_in_two_runs_comes_from_the_newest_with_a_note(tmp_path, capsys):
     assert curve["seeds"] == [0, 1] and curve["per_seed"][:, -1].tolist() == [-3, -2]
     for run, returns in ((old, {"0": -10, "1": -20}), (new, {"0": -30})):  # cached evaluations
         seeds = {s: {"episodes": 4, "metrics": {"return": {"mean": v, "n": 4}}} for s, v in returns.items()}
-        (run / protocols.EVALUATION_FILE).write_text(json.dumps({"algo": "rule-soar", "run": str(run), "seeds": seeds}))
+        (run / protocols.EVALUATION_FILE).write_text(json.dumps(
+            {"algo": "rule-soar", "run": str(run), "seeds": seeds, "request": request_of(4)}))
     assert protocols.ours_protocol(group, evaluate=False).values("return").tolist() == [-30, -20]
     # a run whose every seed is newer elsewhere drops out; the table tool says so and goes on
     for f in new.iterdir():
@@ -217,6 +218,56 @@ def test_a_seed_in_two_runs_comes_from_the_newest_with_a_note(tmp_path, capsys):
     out = capsys.readouterr()
     assert f"note: seed 0 of Rule-SOAR on hmarl-soc-v1 also in {new}: using the newest run, {old}" in out.err
     assert "| Rule-SOAR | ours | 2 | -1.5 ± 0.5 |" in out.out
+
+
+def request_of(episodes, scenario="hmarl-soc-v1", env=None, greedy=True):
+    """An evaluation.json's "request" as eval/evaluate.py writes it for a scripted run."""
+    return {"format": protocols.EVAL_FORMAT, "episodes": episodes, "greedy": greedy, "batch": episodes,
+            "scenario": scenario, "env": env or {}, "checkpoint": None, "heldout_stream": protocols.HELDOUT_STREAM}
+
+
+def cached_evaluation(run, first_seed, returns, checkpoint=None, **request):
+    """`run`'s evaluation.json (seeds `first_seed`.. with these mean returns) made as `request_of(**request)`."""
+    seeds = {str(first_seed + i): {"episodes": request.get("episodes", 4),
+                                   "metrics": {"return": {"mean": v, "std": 0.0, "n": 4}}}
+             for i, v in enumerate(returns)}
+    record = {"request": request_of(**{"episodes": 4, **request}), "run": str(run), "algo": "rule-soar",
+              "trained_on": "hmarl-soc-v1", "checkpoint_update": checkpoint, "seeds": seeds}
+    (run / protocols.EVALUATION_FILE).write_text(json.dumps(record))
+
+
+def test_no_evaluate_refuses_another_worlds_record_and_says_how_records_were_made(tmp_path, capsys, monkeypatch):
+    """audit-evalstats #1: --no-evaluate tabulated any cached evaluation.json: one made on another
+    scenario (another world's numbers in this world's table), a stochastic one under a "greedy"
+    title, an older checkpoint's, and runs of one method on different episode counts, unsaid."""
+    import eval.figures as fg
+    import eval.table as tb
+
+    a = fake_run(tmp_path, "a", "rule-soar", 0, [[(10, R(-1, .1))]])
+    b = fake_run(tmp_path, "b", "rule-soar", 1, [[(10, R(-2, .2))]])
+    cached_evaluation(a, 0, [-3.0], scenario="soc-v2")
+    cached_evaluation(b, 1, [-4.0])
+    for tool, extra in ((tb, []), (fg, ["--out", str(tmp_path / "f")])):
+        assert tool.main([str(tmp_path), "--protocol", "ours", "--no-evaluate", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{a / 'evaluation.json'} was evaluated on 'soc-v2'" in err, err
+        assert "not on the run's 'hmarl-soc-v1'" in err
+    cached_evaluation(a, 0, [-3.0], env={"max_steps": 10})
+    assert tb.main([str(tmp_path), "--protocol", "ours", "--no-evaluate"]) == 2
+    assert "'hmarl-soc-v1' with env max_steps=10" in capsys.readouterr().err
+    # sampled actions, 8 episodes where b has 4, from checkpoint 3 of a run whose newest is 5
+    cached_evaluation(a, 0, [-3.0], greedy=False, episodes=8, checkpoint=3)
+    monkeypatch.setattr(runs, "checkpoint_index", lambda run: ([3, 5], {}) if run.path == a else ([], {}))
+    assert tb.main([str(tmp_path), "--protocol", "ours", "--no-evaluate", "--paper", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "greedy and stochastic policies (see notes) on held-out episodes" in out
+    assert f"stochastic policy (sampled actions, not greedy) in {a}" in out
+    assert f"{a} evaluated at checkpoint 3, not its newest (5)" in out
+    assert f"runs evaluated on different numbers of episodes: {a} 8, {b} 4" in out
+    cached_evaluation(b, 1, [-4.0], greedy=False, episodes=8)
+    res = protocols.ours_protocol(runs.group_runs(runs.find_runs([tmp_path]))[0], evaluate=False)
+    title = tables.build_table([res]).title
+    assert "stochastic policy on held-out" in title and "greedy" not in title
 
 
 def test_bad_logs_and_folders_give_one_clear_message(tmp_path):

@@ -515,7 +515,8 @@ def result_from_evaluation(record: dict, label: str, scenario: str, env: dict | 
         values = {k: (math.nan if entry["metrics"].get(k, {}).get("mean") is None else entry["metrics"][k]["mean"])
                   for k in metrics}
         counts = {k: int(entry["metrics"].get(k, {}).get("n", 0)) for k in metrics}
-        info = {"checkpoint_update": record.get("checkpoint_update")}
+        info = {"checkpoint_update": record.get("checkpoint_update"),
+                "greedy": (record.get("request") or {}).get("greedy", True)}
         run_path = Path(record["run"]) if record.get("run") else None
         seeds.append(SeedResult(int(s), values, counts, int(entry["episodes"]), run_path, info))
     seeds.sort(key=lambda x: x.seed)
@@ -566,6 +567,7 @@ def ours_protocol(group: Group, episodes: int = 1000, metrics: Sequence[str] | N
     writing it, for a caller that writes them once all are done.
     """
     parts: list[MethodResult] = []
+    records: list[dict] = []
     for run in group.runs:
         if evaluate:
             record = evaluate_run(run.path, episodes, batch=batch, make_env=make_env, write=pending is None)
@@ -577,9 +579,51 @@ def ours_protocol(group: Group, episodes: int = 1000, metrics: Sequence[str] | N
                 raise AnalysisError(f"{run.path} has not been evaluated yet (no {EVALUATION_FILE}): "
                                     f"run python eval/evaluate.py {run.path}")
             record = json.loads(path.read_text())
+            _check_cached_world(path, record, run)
         if on_run is not None:
             on_run(run, record)
+        records.append(record)
         parts.append(result_from_evaluation(record, group.label, group.scenario, group.env, metrics))
     seeds = sorted((s for p, run in zip(parts, group.runs) for s in p.seeds if s.seed not in run.superseded),
                    key=lambda s: s.seed)
-    return MethodResult(group.label, group.algo, group.scenario, "ours", seeds, [], group.env)
+    return MethodResult(group.label, group.algo, group.scenario, "ours", seeds, _cached_notes(group, records),
+                        group.env)
+
+
+def _check_cached_world(path: Path, record: dict, run: RunInfo) -> None:
+    """AnalysisError when a cached evaluation was made on another scenario or env than the run's
+    own (a scripted run evaluated with --scenario): its numbers, under that world's metric
+    definitions, would sit in the table of the run's world."""
+    request = record.get("request") if isinstance(record, dict) else None
+    request = request if isinstance(request, dict) else {}
+    asked = (request.get("scenario"), dict(request.get("env") or {}))
+    if asked != (run.scenario, run.env):
+        raise AnalysisError(
+            f"{path} was evaluated on {_world_text(*asked)}, not on the run's {_world_text(run.scenario, run.env)}: "
+            f"re-evaluate it: python eval/evaluate.py {run.path} --force")
+
+
+def _world_text(scenario, env: dict) -> str:
+    return repr(scenario) + (" with env " + ", ".join(f"{k}={v}" for k, v in sorted(env.items())) if env else "")
+
+
+def _cached_notes(group: Group, records: Sequence[dict]) -> list[str]:
+    """What a reader of the group's numbers must know about its evaluation records: those that
+    sampled actions (not greedy), those from a checkpoint older than the run's newest, and runs
+    evaluated on different numbers of episodes (a cached record answers whatever it was asked)."""
+    notes = []
+    requests = [r.get("request") if isinstance(r.get("request"), dict) else {} for r in records]
+    sampled = [str(run.path) for run, q in zip(group.runs, requests) if q.get("greedy") is False]
+    if sampled:
+        notes.append(f"stochastic policy (sampled actions, not greedy) in {', '.join(sampled)}")
+    for run, record in zip(group.runs, records):
+        used = record.get("checkpoint_update")
+        if used is not None:
+            steps, _ = runs_lib.checkpoint_index(run)
+            if steps and used != steps[-1]:
+                notes.append(f"{run.path} evaluated at checkpoint {used}, not its newest ({steps[-1]})")
+    episodes = [q.get("episodes") for q in requests]
+    if len(set(episodes)) > 1:
+        notes.append("runs evaluated on different numbers of episodes: "
+                     + ", ".join(f"{run.path} {n}" for run, n in zip(group.runs, episodes)))
+    return notes

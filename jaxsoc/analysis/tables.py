@@ -30,14 +30,27 @@ PROTOCOLS = {
 PAPER_WINDOW = 2000  # the paper's window of training episodes (protocols.WINDOW_EPISODES)
 
 
-def protocol_text(protocol: str, window: int = PAPER_WINDOW, short: bool = False) -> str:
+def protocol_text(protocol: str, window: int = PAPER_WINDOW, short: bool = False,
+                  policy: str = "greedy policy") -> str:
     """What a protocol's numbers are, for a title: the paper protocol's with its `window`, or
-    with `short` (no seed logged `window` episodes) every logged episode."""
+    with `short` (no seed logged `window` episodes) every logged episode; the ours protocol's
+    with the `policy` its evaluations acted with (`evaluated_policy`)."""
+    if protocol == "ours":
+        return f"{policy} on held-out episodes per seed"
     if protocol == "paper" and short:
         return f"mean over every logged training episode per seed (fewer than the window of {window:,})"
     if protocol == "paper" and window != PAPER_WINDOW:
         return f"mean over the last {window:,} training episodes per seed (the paper's protocol uses {PAPER_WINDOW:,})"
     return PROTOCOLS.get(protocol, protocol)
+
+
+def evaluated_policy(results: Sequence[MethodResult]) -> str:
+    """How the ours-protocol `results` acted, for a title: "greedy policy", "stochastic policy"
+    (sampled actions), or "greedy and stochastic policies (see notes)" when they differ."""
+    kinds = {bool(s.info.get("greedy", True)) for r in results for s in r.seeds}
+    if kinds == {False}:
+        return "stochastic policy"
+    return "greedy and stochastic policies (see notes)" if len(kinds) > 1 else "greedy policy"
 
 
 def known_metrics(groups: Sequence[runs_lib.Group]) -> list[str]:
@@ -161,7 +174,7 @@ def build_table(
         # the window each seed's numbers came from (paper_protocol's info): all of the log if short
         used = [s.info.get("window_episodes") for r in results for s in r.seeds]
         short = protocol == "paper" and all(isinstance(n, int) and n < window for n in used)
-        title = f"Table II on {where}: {protocol_text(protocol, window, short)}"
+        title = f"Table II on {where}: {protocol_text(protocol, window, short, evaluated_policy(results))}"
     if any(x.source == "paper" for x in rows):
         notes.insert(0, "paper: the published Table II (docs/reference.md §3.1): last 2,000 of 10,000 training "
                         "episodes, mean ± population std over seeds 42/123/456/789/1024")
