@@ -122,7 +122,7 @@ def read_evaluation(runs: str) -> dict:
         path = Path(run) / "evaluation.json"
         if not path.is_file():
             raise ValueError(f"{run!r} has no evaluation.json: run eval/evaluate.py {run} first")
-        records.append(read_record(path))
+        records.append(runs_lib.read_evaluation_record(path, episodes=False))
         paths.append(path)
     joined = {"run": runs, "request": records[0]["request"], "seeds": {}}
     for rec, path in zip(records, paths):
@@ -136,32 +136,6 @@ def read_evaluation(runs: str) -> dict:
             raise ValueError(f"seed {shared[0]} is in more than one of {runs}: join runs of different seeds")
         joined["seeds"].update(rec["seeds"])
     return joined
-
-
-def read_record(path: Path) -> dict:
-    """An evaluation.json's record; ValueError naming the file when it is not JSON or lacks what
-    this tool reads (a `request` mapping, and `seeds` mapping each seed number to its `metrics`,
-    each a mapping with a `mean` that is a number or null)."""
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} cannot be read as JSON ({e})") from None
-    what = "{'request': {...}, 'seeds': {seed: {'metrics': {name: {'mean': ...}}}}}"
-    if not isinstance(rec, dict) or not isinstance(rec.get("request"), dict) or not isinstance(rec.get("seeds"), dict):
-        raise ValueError(f"{path} is not an evaluation written by eval/evaluate.py (expected {what})")
-    if not rec["seeds"]:
-        raise ValueError(f"{path} holds no seeds")
-    for seed, entry in rec["seeds"].items():
-        if not seed.isdigit():
-            raise ValueError(f"{path}: seed {seed!r} is not a seed number")
-        metrics = entry.get("metrics") if isinstance(entry, dict) else None
-        if not isinstance(metrics, dict):
-            raise ValueError(f"{path}: seed {seed} has no 'metrics' mapping")
-        for name, m in metrics.items():
-            mean = m.get("mean", "missing") if isinstance(m, dict) else "missing"
-            if mean is not None and (isinstance(mean, bool) or not isinstance(mean, (int, float))):
-                raise ValueError(f"{path}: seed {seed}, metric {name!r} has no numeric 'mean'")
-    return rec
 
 
 def seed_means(record: dict, metric: str) -> Dict[str, float]:

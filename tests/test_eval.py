@@ -270,6 +270,39 @@ def test_no_evaluate_refuses_another_worlds_record_and_says_how_records_were_mad
     assert "stochastic policy on held-out" in title and "greedy" not in title
 
 
+@pytest.mark.parametrize("content, problem", [
+    ('{"seeds": ', "cannot be read as JSON"),
+    ({"request": {}, "seeds": {"0": {"episodes": 5}}}, "seed 0 has no 'metrics' mapping"),
+    ({"request": {}, "seeds": {"0": {"metrics": {}}}}, "seed 0 has no integer 'episodes'"),
+])
+def test_a_damaged_cached_evaluation_is_one_line(tmp_path, capsys, content, problem):
+    """audit-evalstats #2: table/figures --no-evaluate printed a JSONDecodeError or KeyError trace."""
+    import eval.figures as fg
+    import eval.table as tb
+
+    run = fake_run(tmp_path, "a", "rule-soar", 0, [[(10, R(-1, .1))]])
+    (run / protocols.EVALUATION_FILE).write_text(content if isinstance(content, str) else json.dumps(content))
+    for tool, extra in ((tb, []), (fg, ["--out", str(tmp_path / "f")])):
+        assert tool.main([str(run), "--protocol", "ours", "--no-evaluate", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"{tool.build_parser().prog}: error: {run / 'evaluation.json'}"), err
+        assert problem in err and err.count("\n") == 1
+
+
+def test_a_damaged_evaluation_npz_is_evaluated_again(tmp_path):
+    """audit-evalstats #2: evaluate.py reusing a matching evaluation.json beside a damaged
+    evaluation.npz failed in np.load with a stack trace; the npz is now taken as missing."""
+    run = fake_run(tmp_path, "a", "random", 0, [[(10, R(0, 0))]], scenario="soc-v2",
+                   env={"hosts_per_segment": 2, "max_steps": 5})
+    first = protocols.evaluate_run(run, 2)
+    (run / protocols.EPISODES_FILE).write_bytes(b"PK\x03\x04 not a zip")
+    again = protocols.evaluate_run(run, 2)
+    assert not again["reused"] and again["seeds"] == first["seeds"]
+    with np.load(run / protocols.EPISODES_FILE) as z:  # written anew
+        np.testing.assert_array_equal(z["return"], first["per_episode"]["return"])
+    assert protocols.evaluate_run(run, 2)["reused"]
+
+
 def test_bad_logs_and_folders_give_one_clear_message(tmp_path):
     empty = fake_run(tmp_path, "empty", "rule-soar", 0, [[(10, R(0, 0))]])
     (empty / "metrics.jsonl").write_text("")

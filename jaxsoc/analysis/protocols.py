@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import zipfile
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -423,10 +424,13 @@ def evaluate_run(
     request = _request(checked, episodes, greedy, batch, update)
     cached = _cached_record(run, request) if reuse else None
     if cached is not None:
-        with np.load(run.path / EPISODES_FILE) as z:
-            cached["per_episode"] = {k: z[k] for k in z.files}
-        cached["reused"] = True
-        return cached
+        try:
+            with np.load(run.path / EPISODES_FILE) as z:
+                cached["per_episode"] = {k: z[k] for k in z.files}
+            cached["reused"] = True
+            return cached
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            pass  # a damaged evaluation.npz is as good as none: evaluate again (and rewrite both files)
 
     t0 = time.perf_counter()
     built = policy.rebuild(checked, make_env)
@@ -578,7 +582,7 @@ def ours_protocol(group: Group, episodes: int = 1000, metrics: Sequence[str] | N
             if not path.is_file():
                 raise AnalysisError(f"{run.path} has not been evaluated yet (no {EVALUATION_FILE}): "
                                     f"run python eval/evaluate.py {run.path}")
-            record = json.loads(path.read_text())
+            record = runs_lib.read_evaluation_record(path)
             _check_cached_world(path, record, run)
         if on_run is not None:
             on_run(run, record)

@@ -156,6 +156,38 @@ class RunInfo:
         return dict(self.config.get("env") or {})
 
 
+def read_evaluation_record(path: str | Path, *, episodes: bool = True) -> dict:
+    """The record of an `evaluation.json` (eval/evaluate.py), checked for what the tables, figures
+    and eval/paired.py read: a `request` mapping and a `seeds` mapping of seed numbers, each with a
+    `metrics` mapping whose entries hold a `mean` (a number or null) and, with `episodes` (the
+    tables count them; eval/paired.py does not), an integer `episodes`. AnalysisError naming the
+    file otherwise (a damaged or foreign file, not a stack trace)."""
+    path = Path(path)
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AnalysisError(f"{path} cannot be read as JSON ({e})") from None
+    what = "{'request': {...}, 'seeds': {seed: {'episodes': n, 'metrics': {name: {'mean': ...}}}}}"
+    if not isinstance(rec, dict) or not isinstance(rec.get("request"), dict) or not isinstance(rec.get("seeds"), dict):
+        raise AnalysisError(f"{path} is not an evaluation written by eval/evaluate.py (expected {what})")
+    if not rec["seeds"]:
+        raise AnalysisError(f"{path} holds no seeds")
+    for seed, entry in rec["seeds"].items():
+        if not seed.isdigit():
+            raise AnalysisError(f"{path}: seed {seed!r} is not a seed number")
+        metrics = entry.get("metrics") if isinstance(entry, dict) else None
+        if not isinstance(metrics, dict):
+            raise AnalysisError(f"{path}: seed {seed} has no 'metrics' mapping")
+        for name, m in metrics.items():
+            mean = m.get("mean", "missing") if isinstance(m, dict) else "missing"
+            if mean is not None and (isinstance(mean, bool) or not isinstance(mean, (int, float))):
+                raise AnalysisError(f"{path}: seed {seed}, metric {name!r} has no numeric 'mean'")
+        count = entry.get("episodes")
+        if episodes and (isinstance(count, bool) or not isinstance(count, int)):
+            raise AnalysisError(f"{path}: seed {seed} has no integer 'episodes'")
+    return rec
+
+
 def read_run(path: str | Path) -> RunInfo:
     """The run in folder `path`; AnalysisError unless it holds a readable `config.yaml`."""
     from jaxsoc.config import ConfigError, load_yaml
