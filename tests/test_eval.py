@@ -145,6 +145,28 @@ def test_notes_short_windows_and_paper_rows_only_on_the_papers_env(tmp_path):
     assert not table.has_paper_rows and "hosts_per_segment=8" in table.title
 
 
+@pytest.mark.parametrize("short_first", [False, True])
+def test_a_seed_that_stopped_short_is_named_and_its_curve_ends_where_its_log_does(tmp_path, short_first):
+    """audit-evalstats #3: an interrupted run's seed was pooled without a word, and its curve was
+    extended flat to the others' last step (or, listed first, cut theirs to its length)."""
+    full = [(1000, R(-10.0 * u, .1)) for u in range(1, 11)]  # 10 updates of 1,000 steps: the budget
+    fake_run(tmp_path, "b" if short_first else "a", "rule-soar", 0, [full, full])
+    fake_run(tmp_path, "a" if short_first else "b", "rule-soar", 2, [full[:6]])  # killed after update 6
+    (group,) = runs.group_runs(runs.find_runs([tmp_path]))
+    assert [r.seeds for r in group.runs] == ([[2], [0, 1]] if short_first else [[0, 1], [2]])
+    res = protocols.paper_protocol(group, window=1)
+    assert "seed 2 stopped short (interrupted?): 6,000 env steps logged of 10,000; pooled with the others" in res.notes
+    curve = figures.curve_series(group, "return", window=1)
+    assert curve["steps"].tolist() == [1000.0 * u for u in range(1, 11)]
+    row = curve["per_seed"][curve["seeds"].index(2)]
+    np.testing.assert_array_equal(row[:6], [-10.0 * u for u in range(1, 7)])
+    assert np.isnan(row[6:]).all()
+    np.testing.assert_array_equal(curve["mean"], [-10.0 * u for u in range(1, 11)])  # the seeds there
+    # the complete seeds alone: no note
+    full_only = runs.group_runs([runs.read_run(tmp_path / ("b" if short_first else "a"))])[0]
+    assert not any("stopped short" in n for n in protocols.paper_protocol(full_only, window=1).notes)
+
+
 def test_no_length_bias_note_where_every_episode_runs_the_whole_limit(tmp_path):
     """A world without early ends (retail: every episode is max_steps long) has no short episodes
     to over-represent; the same window with shorter episodes keeps the note."""

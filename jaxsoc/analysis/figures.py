@@ -94,22 +94,27 @@ def curve_series(group: Group, key: str, window: int = protocols.WINDOW_EPISODES
     with the default window the last point of a seed is its value in the paper-protocol table.
 
     Returns `{"steps": [T] env steps per seed, "seeds": [...], "per_seed": [S, T],
-    "mean": [T], "std": [T]}` (mean and population std over the seeds' finite values:
-    `intervals.finite_mean`, `finite_std`); seeds logged at other steps are interpolated onto the
-    first seed's steps.
+    "mean": [T], "std": [T]}` (mean and population std over the seeds with a value at each step:
+    `intervals.finite_mean`, `finite_std`). The steps are those of the seed that logged furthest;
+    seeds logged at other steps are interpolated onto them, and are NaN beyond their own last
+    logged step (an interrupted run), not extended flat.
     """
-    per_seed, steps0, seeds = [], None, []
+    logged, seeds = [], []
     for run in group.runs:
         for seed, recs in sorted(protocols.read_metrics_log(run).items()):
             steps, eps, vals = protocols.log_series(recs, key)
-            smooth, _, _ = protocols.trailing_window(eps, vals, window)
-            if steps0 is None:
-                steps0 = steps
-            elif steps.shape != steps0.shape or not np.array_equal(steps, steps0):
-                ok = np.isfinite(smooth)
-                smooth = np.interp(steps0, steps[ok], smooth[ok]) if ok.any() else np.full(steps0.shape, np.nan)
-            per_seed.append(smooth)
+            logged.append((steps, protocols.trailing_window(eps, vals, window)[0]))
             seeds.append(seed)
+    # the furthest seed's steps (the first of those that reach furthest), whichever run lists it
+    steps0 = max(logged, key=lambda x: x[0][-1] if x[0].size else -np.inf)[0] if logged else None
+    per_seed = []
+    for steps, smooth in logged:
+        if steps.shape != steps0.shape or not np.array_equal(steps, steps0):
+            ok = np.isfinite(smooth)
+            smooth = (np.interp(steps0, steps[ok], smooth[ok], left=np.nan, right=np.nan) if ok.any()
+                      else np.full(steps0.shape, np.nan))
+            smooth[steps0 > steps[-1]] = np.nan  # past the seed's last logged step
+        per_seed.append(smooth)
     arr = np.array(per_seed, dtype=np.float64)
     mean, std = finite_mean(arr, axis=0), finite_std(arr, axis=0)
     return {"steps": steps0, "seeds": seeds, "per_seed": arr, "mean": mean, "std": std}

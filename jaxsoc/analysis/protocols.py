@@ -170,6 +170,7 @@ def paper_protocol(group: Group, window: int = WINDOW_EPISODES,
     notes: list[str] = []
     short: dict[int, int] = {}
     biased: list[tuple[int, int]] = []
+    trained: dict[int, tuple[int, int]] = {}  # seed -> (env steps it logged, the steps it should have)
     for run in group.runs:
         by_seed = read_metrics_log(run)
         metrics = asked or runs_lib.default_metrics(world_metrics(run, [r for rs in by_seed.values() for r in rs]))
@@ -203,10 +204,23 @@ def paper_protocol(group: Group, window: int = WINDOW_EPISODES,
                 "env_steps": int(steps[-1]),
             }
             seeds.append(SeedResult(seed, values, counts, in_window, run.path, info))
+            # a run trains total_steps // (steps per update) whole updates, so a finished seed
+            # ends less than one update short of total_steps
+            per_update = float(steps[-1]) / max(int(recs[-1].get("update", len(recs))), 1)
+            budget = int(run.config.get("total_steps") or 0) if "env_steps" in recs[-1] else 0
+            trained[seed] = (int(steps[-1]), budget if steps[-1] + per_update <= budget else int(steps[-1]))
             if in_window < window:
                 short[seed] = in_window
             if max_steps and first_steps_per_env < max_steps and not _fixed_length(recs[start:], max_steps):
                 biased.append((seed, max_steps))
+    # A seed of an interrupted run is pooled (its numbers are real, if earlier in training), but
+    # named: short of its run's budget, or of the furthest seed of the method.
+    furthest = max((due for _, due in trained.values()), default=0)
+    cut = {s: done for s, (done, _) in sorted(trained.items()) if done < furthest}
+    if cut:
+        notes.append(f"seed{'s' if len(cut) > 1 else ''} {', '.join(map(str, cut))} stopped short (interrupted?): "
+                     f"{', '.join(f'{n:,}' for n in cut.values())} env steps logged of {furthest:,}; "
+                     "pooled with the others")
     if short:
         notes.append(f"seed{'s' if len(short) > 1 else ''} {', '.join(map(str, short))}: only "
                      f"{', '.join(map(str, short.values()))} episodes logged (< {window:,}); all are used")
