@@ -9,9 +9,9 @@ the top-attention segment is attacked against chance (jaxsoc/analysis/explain.py
 markdown table (one row per seed, then the mean over seeds) and writes
 <run>/explain_attention.{png,pdf}: the first --examples decisions of seed 0 with a segment under
 attack (its first held-out episode's, then the next episode's), attention beside the ground truth.
-The held-out episodes are those of eval/evaluate.py (the same key stream). With --out DIR the
-figure goes to DIR/<run name>_explain_attention.{png,pdf} instead; an existing figure is not
-overwritten unless --force.
+The held-out episodes are those of eval/evaluate.py --episodes N (protocols.heldout_batch_key).
+With --out DIR the figure goes to DIR/<run name>_explain_attention.{png,pdf} instead; an existing
+figure is not overwritten unless --force.
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
             records = explain.decision_records(
                 env, env_params, loaded.trainer.act, seed_params,
                 lambda pp, obs: module.attention_weights(pp, obs, config, env_params)[0],
-                protocols.heldout_key(config["seed"] + i), args.episodes)
+                protocols.heldout_batch_key(config["seed"] + i), args.episodes)
             stats = explain.attention_statistics(records)
             rows[f"{Path(run).name} seed {config['seed'] + i}"] = stats
             per_seed.append(stats)

@@ -13,8 +13,8 @@ combinations is one more program, run one after another. Every point's config is
 validated with its concrete values before anything is compiled.
 
 Evaluation: greedy (or sampling, `greedy=False`: `--stochastic`, for a learner deployed sampling
-such as MAPPO on soc-hybrid), `episodes` held-out episodes per seed from `protocols.heldout_key(seed)`
-(the episodes `eval/evaluate.py` uses), the same for every point; points are ranked by mean return,
+such as MAPPO on soc-hybrid), `episodes` held-out episodes per seed from `protocols.heldout_batch_key(seed)`
+(the episodes of `eval/evaluate.py --episodes <episodes>`), the same for every point; points are ranked by mean return,
 with a 95 % t-interval of the mean over seeds.
 """
 from __future__ import annotations
@@ -250,7 +250,7 @@ def run_group(group: Group, plan: Plan, make_env=None, progress: str | None = No
     import jax.numpy as jnp
 
     from jaxsoc import engine
-    from jaxsoc.analysis.protocols import heldout_key
+    from jaxsoc.analysis.protocols import heldout_batch_key
     from jaxsoc.evaluation import make_evaluator
 
     cfg = group.config
@@ -289,7 +289,7 @@ def run_group(group: Group, plan: Plan, make_env=None, progress: str | None = No
     train = xla.jit(train)
     evaluate = xla.jit(jax.vmap(jax.vmap(rollout, in_axes=(0, 0)), in_axes=(0, None)))
     keys = np.asarray(engine.seed_keys(plan.seeds[0], len(plan.seeds)))
-    eval_keys = jnp.stack([heldout_key(s) for s in plan.seeds])
+    eval_keys = jnp.stack([heldout_batch_key(s) for s in plan.seeds])
     t0 = time.perf_counter()
     # The shapes from the traced (not the compiled) program: calling the compiled one, even under
     # eval_shape, runs the whole training once more.

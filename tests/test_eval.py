@@ -506,9 +506,10 @@ def test_attention_glue_feeds_the_learners_explainer(toy_run, tmp_path, monkeypa
     paths = attention.draw_attention(toy_run, tmp_path / "attention", decisions=3,
                                      make_env=engine_toys.make_toy_env)
     # Three decisions asked, every 5 steps (the toy has no directive_period: the default K): the toy's
-    # first held-out episode lasts at least 5 of its 6 steps here, so decisions 0 and 5 are its own and step 10's
-    # observation is the next episode's (the env auto-resets): it is left out, not drawn as decision 3.
-    assert seen["obs"]["a"].shape == (2, engine_toys.N_ACTIONS) and seen["obs"]["b"].shape == (2, 3)
+    # first held-out episode (from seed 0's batch-0 key, as eval/evaluate.py's) ends before step 5 here,
+    # so decision 0 is its own and the observations of steps 5 and 10 are later episodes' (the env
+    # auto-resets): they are left out, not drawn as decisions 2 and 3.
+    assert seen["obs"]["a"].shape == (1, engine_toys.N_ACTIONS) and seen["obs"]["b"].shape == (1, 3)
     assert all(p.stat().st_size > 1000 for p in paths)
 
 

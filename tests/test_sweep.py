@@ -180,6 +180,32 @@ def test_stochastic_plays_the_held_out_episodes_sampling(monkeypatch, capsys):
     capsys.readouterr()
 
 
+def test_a_sweep_plays_the_episodes_of_eval_evaluate(monkeypatch):
+    """audit-evalstats #4: the sweep rolled its held-out episodes from `heldout_key(s)` while
+    eval/evaluate.py rolls them from `fold_in(heldout_key(s), 0)` (batch 0): other episodes than
+    it said. An evaluator whose "return" is drawn from its key shows which keys each one used."""
+    import types
+
+    import jax
+
+    from jaxsoc import evaluation
+    from jaxsoc.analysis import protocols
+
+    def evaluator_from_key(env, env_params, act, episodes, greedy=True, max_steps=None):
+        return lambda params, key: {"return": jax.random.uniform(key, (episodes,))}
+
+    monkeypatch.setattr(evaluation, "make_evaluator", evaluator_from_key)
+    p = plan(["toy.lr=0.02"])
+    with fast_compile():
+        swept = sweep.run_group(p.groups[0], p, toys.make_toy_env)
+    env, env_params = toys.make_toy_env("toy")
+    stub = types.SimpleNamespace(act=None, policy_env_params=None)
+    evaluated = protocols.evaluate_episodes(env, env_params, stub, p.seeds, 16)
+    np.testing.assert_array_equal(swept["return"][0], evaluated["return"])
+    key = protocols.heldout_batch_key(5, 2)
+    assert (jax.random.key_data(key) == jax.random.key_data(jax.random.fold_in(protocols.heldout_key(5), 2))).all()
+
+
 def test_the_status_line_times_the_updates_after_the_first(monkeypatch):
     """The clock starts when the first update ends, so only later updates are timed: a one-update
     program showed 4,096,000,000,000 env-steps/s (1,024 steps over 1e-9 s), two updates twice the

@@ -3,9 +3,9 @@
 An algorithm family may expose `attention_weights(policy_params, obs, config, env_params) ->
 (weights [decisions, heads, tokens], token_names)` (one seed's policy parameters; `obs` the env's
 per-agent observation dict with a leading decisions axis; the run's config and scenario).
-`draw_attention` rolls one greedy held-out episode of seed 0, keeps the observations at its first
-coordinator decisions (those of that episode only) and draws the family's weights for them
-(`figures.attention_maps`). K is the env's (`hmarl.k` included: `engine.make_env_checked`).
+`draw_attention` rolls one greedy held-out episode of seed 0 (from `protocols.heldout_batch_key`),
+keeps the observations at its first coordinator decisions (those of that episode only) and draws
+the family's weights for them (`figures.attention_maps`). K is the env's (`hmarl.k` included: `engine.make_env_checked`).
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def draw_attention(run_path: Path, stem: Path, decisions: int = 4, make_env: Cal
     params = jax.tree.map(lambda x: x[0], jax.vmap(loaded.trainer.policy_params)(loaded.state))
     period = int(getattr(env_params, "directive_period", 5))
     obs, steps = collect_decision_obs(env, env_params, loaded.trainer, params,
-                                      protocols.heldout_key(loaded.config["seed"]), decisions, period)
+                                      protocols.heldout_batch_key(loaded.config["seed"]), decisions, period)
     weights, names = module.attention_weights(params, obs, loaded.config, env_params)
     labels = [f"decision {i + 1} (step {t})" for i, t in enumerate(steps)]
     fig, _ = figs.attention_maps(weights, names, labels, title=f"{runs_lib.display_name(loaded.config['algo'])} "

@@ -11,8 +11,9 @@ compromise/detection) are averaged per update over the episodes where defined, s
 `episodes` is then an approximation; it is exact for every `hmarl-soc-v1` metric.
 
 `ours` (docs/reference.md §4 D24): greedy policies (`act(..., greedy=True)`) from the run's newest checkpoint
-on held-out episodes: each seed s evaluates `episodes` fresh envs from `heldout_key(s)`, a key
-stream that neither training nor the engine's periodic evaluation draws from. The keys depend
+on held-out episodes: each seed s evaluates `episodes` fresh envs from `heldout_batch_key(s, 0)`
+(batch b of a `--batch` evaluation from `heldout_batch_key(s, b)`), of a key stream that neither
+training nor the engine's periodic evaluation draws from. The keys depend
 only on the seed number, so every method is evaluated on the same env draws (common random
 numbers) and a seed evaluated from a one-seed run gets the same episodes as from a five-seed one.
 Each env runs from reset for the episode limit and its first episode counts (no length bias).
@@ -270,6 +271,17 @@ def heldout_key(seed: int):
     return jax.random.fold_in(jax.random.PRNGKey(seed), HELDOUT_STREAM)
 
 
+def heldout_batch_key(seed: int, batch: int = 0):
+    """The key that batch `batch` of training seed `seed`'s held-out episodes are rolled from
+    (`evaluate_episodes`): `fold_in(heldout_key(seed), batch)`. Batch 0 holds every episode of an
+    evaluation rolled at once (no `--batch`), so a tool that rolls `n` envs from this key with
+    `make_evaluator` (or the same reset/step key splits) plays eval/evaluate.py's episodes of
+    `--episodes n` (sweeps, the explainer). Returns a PRNG key (`u32[2]`)."""
+    import jax
+
+    return jax.random.fold_in(heldout_key(seed), batch)
+
+
 def evaluate_episodes(
     env,
     env_params,
@@ -284,7 +296,7 @@ def evaluate_episodes(
 
     `policy_params` is `[len(seeds), ...]` on every leaf, or None for policies that need none
     (scripted). Episodes are rolled in batches of `batch` parallel envs (default: all at once),
-    batch b of seed s from `fold_in(heldout_key(s), b)`: results depend on `batch`.
+    batch b of seed s from `heldout_batch_key(s, b)`: results depend on `batch`.
     """
     import jax
     import jax.numpy as jnp
@@ -312,10 +324,9 @@ def evaluate_episodes(
     else:
         fn = xla.jit(jax.vmap(rollout))
         call = lambda keys: fn(policy_params, keys)  # noqa: E731
-    base = jnp.stack([heldout_key(int(s)) for s in seeds])
     parts: list[dict] = []
     for b in range(-(-episodes // batch)):
-        keys = jax.vmap(lambda k: jax.random.fold_in(k, b))(base)
+        keys = jnp.stack([heldout_batch_key(int(s), b) for s in seeds])
         parts.append(jax.device_get(call(keys)))
     out = {k: np.concatenate([p[k] for p in parts], axis=1)[:, :episodes] for k in parts[0]}
     return out
