@@ -764,6 +764,26 @@ def test_method_labels_never_overlap_in_bar_and_seed_figures(draw):
         matplotlib.pyplot.close(fig)
 
 
+def test_bars_draw_no_bar_for_an_undefined_metric(synthetic):
+    """audit-evalstats #5: a metric no seed defines (MTTR of a policy that never responds: n/a in
+    the table) was drawn as a bar of 0, which for MTTR reads as the best response time."""
+    res = [protocols.paper_protocol(g) for g in runs.group_runs(runs.find_runs([synthetic]))]
+    for s in res[1].seeds:  # the constant policy: no response, so no MTTR
+        s.values["mttr"] = float("nan")
+
+    def drawn(ax):
+        bars = [p for p in ax.patches if p.get_height() > 0]
+        return len(bars), [t.get_text().strip() for t in ax.texts]
+
+    fig, data = figures.metric_bars(res, ("mttr", "csr"), with_paper=False)
+    assert np.isnan(data["mttr"]["Constant (all-zero)"][0])
+    assert [drawn(ax) for ax in fig.axes[:2]] == [(1, ["n/a"]), (2, [])]
+    fig, _ = figures.ablation_chart({"full": {"mttr": [10.0, 12.0], "csr": [.5]}, "no-x": {"mttr": [], "csr": [.4]}},
+                                    ("mttr", "csr"))
+    assert [drawn(ax) for ax in fig.axes[:2]] == [(1, ["n/a"]), (2, [])]
+    matplotlib.pyplot.close("all")
+
+
 def drawn_tick_labels(ax):
     """The tick labels matplotlib draws: visible, non-empty, at a tick inside the view."""
     out = []

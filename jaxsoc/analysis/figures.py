@@ -163,6 +163,16 @@ def learning_curves(groups: Sequence[Group], metrics: Sequence[str] = ("return",
 
 
 # ----------------------------------------------------------------------------- bars, scatter
+def _bar_or_na(ax, y: float, mean: float, std: float, **style) -> None:
+    """A horizontal bar of `mean` ± `std` at row `y`, or "n/a" written there when the mean is
+    undefined (no seed defines the metric, e.g. MTTR without a response): a bar of 0 would read
+    as a value, for MTTR the best one."""
+    if not np.isfinite(mean):
+        ax.text(0, y, " n/a", va="center", ha="left", fontsize="small", color="dimgray")
+        return
+    ax.barh(y, mean, xerr=std if np.isfinite(std) else None, capsize=3, **style)
+
+
 def metric_bars(results: Sequence[MethodResult], metrics: Sequence[str] = runs_lib.TABLE_METRICS,
                 with_paper: bool | str = True, title: str | None = None):
     """Per metric a panel: a horizontal bar per method (mean over seeds) with ± population-std error bars,
@@ -193,8 +203,7 @@ def metric_bars(results: Sequence[MethodResult], metrics: Sequence[str] = runs_l
             if r is not None:
                 st = r.stat(key)
                 data[key][label] = (st.mean, st.std)
-                ax.barh(i, np.nan_to_num(st.mean * spec.scale), xerr=np.nan_to_num(st.std * spec.scale),
-                        capsize=3, color=_color(i), alpha=0.85)
+                _bar_or_na(ax, i, st.mean * spec.scale, st.std * spec.scale, color=_color(i), alpha=0.85)
             pub = paper_lib.published(algo) if (with_paper and comparable) else None
             if pub and key in pub:
                 if r is None:
@@ -395,8 +404,9 @@ def ablation_chart(variants: Mapping[str, Mapping[str, Sequence[float]]],
         mean = np.array([s.mean for s in stats])
         std = np.array([s.std for s in stats])
         data[key] = {v: (m, s) for v, m, s in zip(labels, mean, std)}
-        ax.barh(y, np.nan_to_num(mean * spec.scale), xerr=np.nan_to_num(std * spec.scale), capsize=3,
-                color=["tab:blue" if v == reference else "tab:gray" for v in labels])
+        for i, v in enumerate(labels):
+            _bar_or_na(ax, y[i], mean[i] * spec.scale, std[i] * spec.scale,
+                       color="tab:blue" if v == reference else "tab:gray")
         ref = data[key][reference][0]
         if np.isfinite(ref):
             ax.axvline(ref * spec.scale, color="black", ls="--", lw=0.8)
