@@ -764,6 +764,26 @@ def test_method_labels_never_overlap_in_bar_and_seed_figures(draw):
         matplotlib.pyplot.close(fig)
 
 
+def test_curves_title_says_when_no_seed_logged_the_window(tmp_path):
+    """audit-evalstats #6: the curves were titled "trailing mean over >= 2,000 episodes" when every
+    seed had logged a few hundred (each point the mean since the start)."""
+    fake_run(tmp_path, "a", "rule-soar", 0, [[(300, R(-1, .5)), (400, R(-2, .5))]])
+    group = runs.group_runs(runs.find_runs([tmp_path]))
+
+    def title(window):
+        fig, _ = figures.learning_curves(group, ("return",), window)
+        text = fig._suptitle.get_text()
+        matplotlib.pyplot.close(fig)
+        return text
+
+    assert title(2000) == ("mean over every logged training episode per seed (fewer than the window of 2,000); "
+                           "band: ± std over seeds")
+    assert title(500).startswith("trailing mean over >= 500 episodes; band")
+    fake_run(tmp_path, "b", "rule-soar", 1, [[(100, R(-1, .5))]])  # a seed of the same method with fewer
+    group = runs.group_runs(runs.find_runs([tmp_path]))
+    assert title(500).startswith("trailing mean over >= 500 episodes (all logged, where a seed logged fewer)")
+
+
 def test_bars_draw_no_bar_for_an_undefined_metric(synthetic):
     """audit-evalstats #5: a metric no seed defines (MTTR of a policy that never responds: n/a in
     the table) was drawn as a bar of 0, which for MTTR reads as the best response time."""

@@ -22,6 +22,7 @@ import numpy as np
 from jaxsoc.analysis import paper as paper_lib
 from jaxsoc.analysis import protocols
 from jaxsoc.analysis import runs as runs_lib
+from jaxsoc.analysis import tables
 from jaxsoc.analysis.intervals import finite_mean, finite_std
 from jaxsoc.analysis.runs import AnalysisError, Group, MethodResult
 
@@ -94,17 +95,18 @@ def curve_series(group: Group, key: str, window: int = protocols.WINDOW_EPISODES
     with the default window the last point of a seed is its value in the paper-protocol table.
 
     Returns `{"steps": [T] env steps per seed, "seeds": [...], "per_seed": [S, T],
-    "mean": [T], "std": [T]}` (mean and population std over the seeds with a value at each step:
+    "mean": [T], "std": [T], "episodes": [S] episodes each seed logged}` (mean and population std over the seeds with a value at each step:
     `intervals.finite_mean`, `finite_std`). The steps are those of the seed that logged furthest;
     seeds logged at other steps are interpolated onto them, and are NaN beyond their own last
     logged step (an interrupted run), not extended flat.
     """
-    logged, seeds = [], []
+    logged, seeds, episodes = [], [], []
     for run in group.runs:
         for seed, recs in sorted(protocols.read_metrics_log(run).items()):
             steps, eps, vals = protocols.log_series(recs, key)
             logged.append((steps, protocols.trailing_window(eps, vals, window)[0]))
             seeds.append(seed)
+            episodes.append(int(eps.sum()))
     # the furthest seed's steps (the first of those that reach furthest), whichever run lists it
     steps0 = max(logged, key=lambda x: x[0][-1] if x[0].size else -np.inf)[0] if logged else None
     per_seed = []
@@ -117,7 +119,7 @@ def curve_series(group: Group, key: str, window: int = protocols.WINDOW_EPISODES
         per_seed.append(smooth)
     arr = np.array(per_seed, dtype=np.float64)
     mean, std = finite_mean(arr, axis=0), finite_std(arr, axis=0)
-    return {"steps": steps0, "seeds": seeds, "per_seed": arr, "mean": mean, "std": std}
+    return {"steps": steps0, "seeds": seeds, "per_seed": arr, "mean": mean, "std": std, "episodes": episodes}
 
 
 def _metric_panels(metrics: Sequence[str], series: Sequence[tuple], width: float, height: float, draw):
@@ -155,8 +157,14 @@ def learning_curves(groups: Sequence[Group], metrics: Sequence[str] = ("return",
         ax.set_xlabel("env steps per seed")
         ax.xaxis.set_major_formatter(_eng())
     sub = "band: ± std over seeds"
-    if window > 1:
-        sub = f"trailing mean over >= {window:,} episodes; " + sub
+    logged = [n for curves in data.values() for c in curves.values() for n in c["episodes"]]
+    if window > 1 and logged and max(logged) < window:
+        # no seed reached the window: every point is the mean since the start (as the table says it)
+        sub = tables.protocol_text("paper", window, short=True) + "; " + sub
+    elif window > 1:
+        sub = (f"trailing mean over >= {window:,} episodes"
+               + (" (all logged, where a seed logged fewer)" if min(logged, default=window) < window else "")
+               + "; " + sub)
     fig.suptitle((title + "\n" if title else "") + sub, fontsize="medium")
     fig.tight_layout()
     return fig, data
