@@ -166,7 +166,8 @@ def table(a: dict, b: dict, metrics: Sequence[str], level: float, env_may_differ
     if a["request"].get("greedy", True) != b["request"].get("greedy", True):
         same = "episodes" if one_world else "keys"
         lines += [f"A {acting(a)}, B {acting(b)} (the same held-out {same}: actions have keys of their own)", ""]
-    lines += [f"| metric | A | B | B - A per seed | B - A mean [{level:.0%} t interval] | B > A |",
+    # the level as given (0.999 -> 99.9%), not rounded to a whole percent (it printed 100%)
+    lines += [f"| metric | A | B | B - A per seed | B - A mean [{round(100 * level, 9):g}% t interval] | B > A |",
              "|---|---|---|---|---|---|"]
     for m in metrics:
         sa, sb = seed_means(a, m), seed_means(b, m)

@@ -176,3 +176,12 @@ def test_env_may_differ_still_refuses_other_scenarios_and_is_refused_where_it_do
     rec["seeds"] = {"5": rec["seeds"]["0"], "6": rec["seeds"]["1"]}
     other = write(tmp_path / "a-other", rec)
     refused(paired.main, [f"{a},{other}", same, "--metrics", "cost", "--env-may-differ"], capsys, "cannot be joined")
+
+
+@pytest.mark.parametrize("level, shown", [("0.999", "99.9%"), ("0.995", "99.5%"), ("0.95", "95%"), ("0.9", "90%")])
+def test_the_header_shows_the_level_as_given(paired, tmp_path, capsys, level, shown):
+    """audit-evalstats #7: --level 0.999 and 0.995 were printed as a 100% interval."""
+    a = write(tmp_path / "a", record("a", [-10.0, -8.0], [0.5, 0.5]))
+    b = write(tmp_path / "b", record("b", [-7.0, -8.0], [0.6, 0.5]))
+    assert paired.main([a, b, "--metrics", "return", "--level", level]) == 0
+    assert f"| B - A mean [{shown} t interval] |" in capsys.readouterr().out.splitlines()[0]
