@@ -185,3 +185,15 @@ def test_the_header_shows_the_level_as_given(paired, tmp_path, capsys, level, sh
     b = write(tmp_path / "b", record("b", [-7.0, -8.0], [0.6, 0.5]))
     assert paired.main([a, b, "--metrics", "return", "--level", level]) == 0
     assert f"| B - A mean [{shown} t interval] |" in capsys.readouterr().out.splitlines()[0]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_nan_mean_is_refused_in_one_line(paired, tmp_path, capsys, bad):
+    """audit-evalstats #8: a NaN mean (json reads it; eval/evaluate.py never writes it) went into
+    the differences as "+nan [+nan, +nan]"."""
+    rec = record("a", [-10.0, -8.0, -6.0], [0.5, 0.5, 0.5])
+    rec["seeds"]["1"]["metrics"]["return"]["mean"] = bad
+    a = write(tmp_path / "a", rec)  # json.dumps writes NaN / Infinity as Python's json reads them
+    b = write(tmp_path / "b", record("b", [-7.0, -8.0, -4.0], [0.6, 0.5, 0.7]))
+    refused(paired.main, [a, b, "--metrics", "return,csr"], capsys,
+            f"{tmp_path / 'a' / 'evaluation.json'}: seed 1, metric 'return' has a mean of {bad}")

@@ -159,7 +159,7 @@ class RunInfo:
 def read_evaluation_record(path: str | Path, *, episodes: bool = True) -> dict:
     """The record of an `evaluation.json` (eval/evaluate.py), checked for what the tables, figures
     and eval/paired.py read: a `request` mapping and a `seeds` mapping of seed numbers, each with a
-    `metrics` mapping whose entries hold a `mean` (a number or null) and, with `episodes` (the
+    `metrics` mapping whose entries hold a `mean` (a finite number or null) and, with `episodes` (the
     tables count them; eval/paired.py does not), an integer `episodes`. AnalysisError naming the
     file otherwise (a damaged or foreign file, not a stack trace)."""
     path = Path(path)
@@ -182,6 +182,11 @@ def read_evaluation_record(path: str | Path, *, episodes: bool = True) -> dict:
             mean = m.get("mean", "missing") if isinstance(m, dict) else "missing"
             if mean is not None and (isinstance(mean, bool) or not isinstance(mean, (int, float))):
                 raise AnalysisError(f"{path}: seed {seed}, metric {name!r} has no numeric 'mean'")
+            # json reads NaN and Infinity, but eval/evaluate.py writes neither (null where undefined):
+            # such a mean is a foreign or damaged file, and would pass into every difference
+            if mean is not None and not math.isfinite(mean):
+                raise AnalysisError(f"{path}: seed {seed}, metric {name!r} has a mean of {mean} "
+                                    "(eval/evaluate.py writes null for an undefined metric)")
         count = entry.get("episodes")
         if episodes and (isinstance(count, bool) or not isinstance(count, int)):
             raise AnalysisError(f"{path}: seed {seed} has no integer 'episodes'")
