@@ -256,6 +256,23 @@ def test_learns_the_toy_team_without_lag_and_its_actors_stay_close(runs, lag0):
     assert late["lag"] > 10 * late["lag0"]  # measured 5.7e-3 against 1.0e-4
 
 
+def test_an_on_policy_update_clips_no_importance_weight():
+    """Lag 0, one minibatch: every sample is on-policy, its log-ratio 0 up to float rounding
+    (~5e-6), and `rho_clip_frac` is 0; a strict `> log(rho_bar)` counted 24-26 % of them here."""
+    from jaxsoc import algos
+
+    cfg = toy_config("unused", "onpolicy", 0, 1)
+    cfg["impala"].update(minibatches=1, hidden_sizes=[8])
+    cfg["num_envs"], cfg["total_steps"] = 8, 8 * 16 * 2
+    env, params = make_toy_soc(cfg["scenario"])
+    trainer = algos.make_train(cfg, env, params)
+    with fast_compile():
+        run = jax.jit(lambda key: jax.lax.scan(lambda s, _: trainer.update(s), trainer.init(key), None, length=2))
+        _, metrics = run(jax.random.key(0))
+    assert np.all(np.asarray(metrics["rho_clip_frac"]) == 0.0), metrics["rho_clip_frac"]
+    assert np.all(np.abs(np.asarray([metrics[f"approx_kl/{r}"] for r in env.agents])) < 1e-5)
+
+
 @pytest.mark.slow  # CI budget: one more program to compile (~12 CPU-s); the surrogate's gradient is tested above
 def test_learns_the_toy_team_with_the_clipped_surrogate(clipped):
     assert_learns(clipped, "clip 0.1")
