@@ -337,7 +337,10 @@ def campaign_step(draws: Draws, hosts: Hosts, att: Attacker, params: EnvParams, 
         # Exfiltration lost its high-value foothold: go back to moving laterally.
         fall_back = in4 & ~hv_now & ~exfil
         # Evicted (no foothold, nothing left to try after recon): re-enter after a cool-down.
-        evicted = acting & (phase >= 1) & ~any_foothold & ~targets_left
+        # Open recon targets are something to try in initial access only: past it, a campaign
+        # that lost every host cannot act on them (until 2026-12-07 they kept it waiting in
+        # lateral movement with no host, for good, on soc-strategic up to 115 steps).
+        evicted = acting & (phase >= 1) & ~any_foothold & ~(targets_left & (phase == 1))
         new_phase = jnp.where(advance, phase + 1, jnp.where(fall_back, 3, phase))
         new_phase = jnp.where(evicted, 0, new_phase)
         restart = advance | fall_back | evicted

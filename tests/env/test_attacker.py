@@ -204,3 +204,17 @@ def test_v2_eviction_and_reentry_after_cooldown():
     state, _ = run(p, state, 3)
     assert int(state.attacker.phase) == 1  # recon ran its three steps
     assert bool(state.hosts.target[0].any()) and not bool((np.asarray(state.hosts.target) & targets).any())
+
+
+@pytest.mark.parametrize("phase", [2, 3, 4])
+def test_v2_a_campaign_past_initial_access_with_no_host_is_evicted_though_targets_are_open(phase):
+    """Open recon targets are something to try in initial access only: a campaign that lost every
+    host in execution, lateral movement or exfiltration waited in lateral movement for good (on
+    soc-strategic up to 115 steps), never evicted, because its untaken targets counted."""
+    p = V1.replace(fix_d4_dead_ends=True, fix_d3_foothold=True, reentry_cooldown=4)
+    targets = host_mask(p, (0, 1), (0, 2))  # open: not taken, not isolated
+    state, _ = run(p, with_phase(with_hosts(fresh(p), target=targets), phase), 1)
+    assert int(state.attacker.phase) == 0 and int(state.attacker.cooldown) == 4
+    # in initial access the same open targets are what it tries: no eviction
+    state, _ = run(p, with_phase(with_hosts(fresh(p), target=targets), 1), 1)
+    assert int(state.attacker.phase) == 1 and int(state.attacker.cooldown) == 0
