@@ -128,3 +128,24 @@ def test_redblue_self_play_is_deterministic_per_seed():
     assert not np.array_equal(red0[0], red0[1])  # the two seeds differ
     assert int(ma["env_steps"][0, -1]) == 2 * tr.env_steps_per_update
     assert np.all(np.isfinite(np.asarray(ma["red/reward"])))
+
+
+def test_anneal_lr_decays_each_side_over_its_own_updates(monkeypatch):
+    """The sides take turns, each training k of a round's 2k updates: each one's learning rate
+    must reach 0 over its own updates. Sized from the run's whole budget, it ended near half."""
+    from jaxsoc.algos import onpolicy
+
+    seen = []
+    real = onpolicy.per_network_optimizer
+
+    def spy(params, lr, max_grad_norm, adam_eps, anneal_steps=None):
+        seen.append(anneal_steps)
+        return real(params, lr, max_grad_norm, adam_eps, anneal_steps)
+
+    monkeypatch.setattr(onpolicy, "per_network_optimizer", spy)
+    cfg = resolve("redblue", "redblue.anneal_lr=true", "redblue.epochs=1", total_steps=32 * 16 * 2 * 2 * 3)
+    env, p = soc.make("soc-v2-redblue", hosts_per_segment=8)
+    trainer = make_train(cfg, env, p)
+    assert trainer.num_updates == 3  # rounds, each 2 red then 2 blue updates
+    jax.eval_shape(trainer.update, jax.eval_shape(trainer.init, jax.random.key(0)))
+    assert seen and set(seen) == {3 * 2 * 1 * 2}  # rounds x rounds_updates x epochs x minibatches

@@ -380,15 +380,19 @@ def make_train(config: dict, env, env_params) -> Trainer:
     blue_vs_red = learned(env, env_params, red_policy)
     steps = config["num_envs"] * s["rollout"]
     per_round = 2 * k * steps
+    # Each side trains k of every round's 2k updates: its own budget is what sizes its trainer
+    # (anneal_lr's schedule; with the run's whole budget each side's rate ended near half).
+    rounds = max(config["total_steps"] // per_round, 1)
+    side_cfg = {**config, "total_steps": rounds * k * steps}
 
     def init(key):
         k_red, k_blue = jax.random.split(key)
-        return RedBlueState(side_trainer(config, env, env_params, "red", red_vs_blue).init(k_red),
-                            side_trainer(config, env, env_params, "blue", blue_vs_red).init(k_blue))
+        return RedBlueState(side_trainer(side_cfg, env, env_params, "red", red_vs_blue).init(k_red),
+                            side_trainer(side_cfg, env, env_params, "blue", blue_vs_red).init(k_blue))
 
     def update(state: RedBlueState):
         def train(side, opponent, params, st):
-            tr = side_trainer(config, env, env_params, side, opponent, params)
+            tr = side_trainer(side_cfg, env, env_params, side, opponent, params)
             return jax.lax.scan(lambda x, _: tr.update(x), st, None, length=k)
 
         red, red_m = train("red", red_vs_blue, state.blue.params["actor"], state.red)
