@@ -45,6 +45,13 @@ def figure_stem(run: str, out: str | None) -> Path:
     return Path(out) / f"{Path(run).resolve().name}_explain_attention"
 
 
+def row_labels(runs: list[str]) -> dict[str, str]:
+    """`{run: label}` for the table's rows: a run's folder name, or the path as given where two
+    folders share a name (the second's rows replaced the first's)."""
+    names = [Path(run).name for run in runs]
+    return {run: name if names.count(name) == 1 else run for run, name in zip(runs, names)}
+
+
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
@@ -96,6 +103,7 @@ def main(argv=None) -> int:
             ap.error(f"{run}: {too_many}")
         loaded_runs.append((run, loaded, module, env, env_params))
 
+    labels = row_labels(args.runs)
     rows = {}
     for run, loaded, module, env, env_params in loaded_runs:
         config = loaded.config
@@ -109,7 +117,7 @@ def main(argv=None) -> int:
                 lambda pp, obs: module.attention_weights(pp, obs, config, env_params)[0],
                 protocols.heldout_batch_key(config["seed"] + i), args.episodes)
             stats = explain.attention_statistics(records)
-            rows[f"{Path(run).name} seed {config['seed'] + i}"] = stats
+            rows[f"{labels[run]} seed {config['seed'] + i}"] = stats
             per_seed.append(stats)
             if i == 0:
                 examples = explain.example_decisions(records, args.examples)
@@ -122,7 +130,7 @@ def main(argv=None) -> int:
                                                        title=f"{Path(run).name}, seed {config['seed']}: "
                                                        "explainer attention beside the ground truth")
                     written = figs.save(fig, figure_stem(run, args.out), FORMATS)
-        rows[f"{Path(run).name} mean over {num_seeds} seed{'s' if num_seeds != 1 else ''}"] = explain.mean_statistics(per_seed)
+        rows[f"{labels[run]} mean over {num_seeds} seed{'s' if num_seeds != 1 else ''}"] = explain.mean_statistics(per_seed)
         drawn = (f"figure ({len(examples)} decisions): {', '.join(map(str, written))}" if written
                  else f"no figure (no decision of seed {config['seed']} with a segment under attack)")
         print(f"# {run}: {args.episodes} held-out episodes per seed; {drawn}")

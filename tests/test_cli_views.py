@@ -408,3 +408,11 @@ def test_evaluate_prints_a_worlds_own_metrics(retail, capsys):
         "| Seed | Episodes | Reward | cost | fill_rate | Length |", "|---|---:|---:|---:|---:|---:|",
         "| 0 | 8 | -30.0 | 30.000 | 0.750 | 50.0 |",
         "| **mean ± std** | 8 | -30.0 ± 0.0 | 30.000 ± 0.000 | 0.750 ± 0.000 | 50.0 ± 0.0 |"]
+
+
+def test_explain_names_rows_by_folder_or_by_path_where_two_folders_share_a_name():
+    """Two runs named alike (runs/x and other/x) put one set of rows in the table: the second's
+    replaced the first's."""
+    assert explain_tool.row_labels(["runs/x", "runs/y"]) == {"runs/x": "x", "runs/y": "y"}
+    assert explain_tool.row_labels(["runs/x", "other/x", "runs/y"]) == {"runs/x": "runs/x", "other/x": "other/x",
+                                                                        "runs/y": "y"}
