@@ -67,9 +67,9 @@ def main(argv=None) -> None:
           f"searched over {params.num_directives} on {args.search_episodes} episodes each "
           f"({time.time() - start:.0f} s)\n")
     print(compare.to_markdown(rows))
-    fixed, informed, oracle, idle, soar = rows
+    fixed, informed, oracle, constant, soar = rows
     for m in ("return", "csr"):
-        for other in (fixed, idle, soar):
+        for other in (fixed, constant, soar):
             print(margin_line(m, informed, other))
         print(f"{m}: oracle - informed = {oracle.mean[m] - informed.mean[m]:+.3f}")
 

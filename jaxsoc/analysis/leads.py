@@ -56,11 +56,12 @@ def directive_name(index: int, params) -> str:
 
 
 # The three leads direct the same scripted tier 2; the last two rows are whole teams without a
-# lead, the yardsticks a learned team must also beat (the strategic world's goal): the all-zero constant action (an
-# idle SOC) and Rule-SOAR (every rule fired everywhere).
+# lead, the yardsticks a learned team must also beat (the strategic world's goal): the all-zero constant action
+# (not idle: raw 0 hunts at 0.5, triage 0 escalates, the focus urgency isolates; docs/strategic.md) and
+# Rule-SOAR (every rule fired everywhere).
 LEAD_NAMES = ("best fixed directive", "informed lead", "oracle lead", "constant action", "Rule-SOAR")
 LEAD_TEXTS = ("argmax value x evidence, hunt", "argmax value x live compromise, hunt",
-              "no hunt, no response, triage 0", "hunt all, escalate all, isolate on incident")
+              "hunt 0.5 everywhere, escalate all, never remediate", "hunt all, escalate all, isolate on incident")
 
 
 def lead_act(params):

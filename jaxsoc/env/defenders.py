@@ -2,7 +2,8 @@
 
 Action conventions (documented in docs/env.md):
 * continuous actions are clipped to [-1, 1]; NaN entries are replaced by -1, the idle value
-  (no hunting, no isolation), so a NaN never reaches the state;
+  (the role adds no intensity; the directive's boosts and a budget's focus share still act, see
+  `allocate`), so a NaN never reaches the state;
 * discrete actions are cast to int32; out-of-range values (and NaN for float inputs) are no-ops:
   triage does nothing, and a v2 coordinator keeps its current directive;
 * the triage action is read as the reference reads it (`triage_index`): a scalar as `int(a)`, an

@@ -144,8 +144,9 @@ MECHANISMS: Dict[str, str] = {
     "intensities); within a segment the known (detected, connected) hosts are worked in host order. "
     "None: every detected host of every segment above `isolate_threshold` is attempted every step.",
     "focus_share": "The share of each budget the SOC lead's focus segment receives before the rest "
-    "is split by the tier-2 agents' own intensities (0: the directive's focus only adds its "
-    "`focus_hunt`/`focus_urgency` boosts).",
+    "is split by the tier-2 agents' own intensities (0: the focus gets no reserved share, only its "
+    "`focus_hunt`/`focus_urgency` boosts). Whatever the share, a budget no segment asks for goes "
+    "whole to the focus segment, so an all -1 hunter or responder still works the focus.",
     "lanes": "Each tier-2 role observes only its own lane: the threat hunter its telemetry, detections "
     "and isolation state (no alert counts); the response orchestrator detections and isolation "
     "state (no alerts, no telemetry); triage the queue. The coordinator keeps the SOC-wide "
