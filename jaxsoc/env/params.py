@@ -867,11 +867,13 @@ def validate_mechanisms(p: EnvParams) -> None:
         if len(low) > len(p.entry_segments):
             raise ValueError(f"{len(low)} campaigns need as many distinct entry segments, but "
                              f"entry_segments has {len(p.entry_segments)}: {p.entry_segments}")
-        missing = [f for f in ("fix_d2_alert_origin", "fix_d3_foothold", "fix_d4_dead_ends")
-                   if not getattr(p, f)]
+        # D1: v1's observations read one campaign's phase (observe._v1_obs), so [C] campaigns crash
+        # there; D2-D4: hosts, alerts and footholds are tracked per campaign.
+        missing = [f for f in ("fix_d1_hidden_truth", "fix_d2_alert_origin", "fix_d3_foothold",
+                               "fix_d4_dead_ends") if not getattr(p, f)]
         if missing:
-            raise ValueError("competing campaigns track hosts per campaign, which needs "
-                             + ", ".join(f"{m}=True" for m in missing))
+            raise ValueError("competing campaigns need the SOC view's observations and per-campaign "
+                             "hosts, alerts and footholds: set " + ", ".join(f"{m}=True" for m in missing))
     if p.red_control:
         missing = [f for f in ("fix_d1_hidden_truth", "fix_d2_alert_origin", "fix_d3_foothold",
                                "fix_d4_dead_ends") if not getattr(p, f)]

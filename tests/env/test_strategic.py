@@ -250,11 +250,22 @@ def test_containment_waits_for_every_campaign():
     (dict(campaign_stealth_low=(0.5,)), "campaign_stealth_high has 2"),
     (dict(fix_d6_directive=False), "discrete directive"),
     (dict(fix_d3_foothold=False), "fix_d3_foothold=True"),
-    (dict(fix_d1_hidden_truth=False), "lanes .* fix_d1_hidden_truth"),
+    (dict(fix_d1_hidden_truth=False), "competing campaigns need .* fix_d1_hidden_truth=True"),
+    (dict(fix_d1_hidden_truth=False, campaign_stealth_low=(), campaign_stealth_high=()),
+     "lanes .* fix_d1_hidden_truth"),
 ])
 def test_bad_strategic_input_is_refused_before_tracing(overrides, match):
     with pytest.raises(ValueError, match=match):
         soc.make("soc-strategic", **overrides)
+
+
+def test_competing_campaigns_without_the_soc_view_are_refused_in_one_line():
+    # v1's observations read one campaign's phase: make crashed in a JAX broadcasting error
+    # (audit-envrules #5)
+    with pytest.raises(ValueError, match="competing campaigns need .*: set fix_d1_hidden_truth=True$") as err:
+        soc.make("soc-v2", fix_d1_hidden_truth=False, campaign_stealth_low=(0.0, 0.5),
+                 campaign_stealth_high=(0.2, 0.6), entry_segments=(0, 1))
+    assert "\n" not in str(err.value)
 
 
 def test_leads_refuse_a_scenario_without_the_discrete_directive():
