@@ -790,8 +790,13 @@ def validate(p: EnvParams) -> None:
         v = _numbers(getattr(p, name))
         if v is not None and not np.all((0.0 <= v) & (v <= 1.0)):
             raise ValueError(f"{name} is a probability and must lie in [0, 1], got {v.tolist()}")
-    # vuln_means: vulnerabilities are probabilities; hunt_threshold: hunter intensities lie in [0, 1].
-    for name in ("vuln_std", "vuln_min", "vuln_max", "vuln_means", "hunt_threshold"):
+    # vuln_means: vulnerabilities are probabilities; the thresholds: the roles' intensities lie in
+    # [0, 1] (outside, a role always or never acts); posture_triage_filter: alert severities lie in
+    # [0, 1] (above 1 every alert is dropped); detect_stealth_factor: above 1 a stealthy host's
+    # detection probability, 1 - factor x stealth, goes negative.
+    for name in ("vuln_std", "vuln_min", "vuln_max", "vuln_means", "hunt_threshold", "false_scan_threshold",
+                 "isolate_threshold", "blind_isolation_threshold", "remediate_threshold", "release_threshold",
+                 "posture_triage_filter", "detect_stealth_factor"):
         v = _numbers(getattr(p, name))
         if v is not None and not np.all((0.0 <= v) & (v <= 1.0)):
             raise ValueError(f"{name} must lie in [0, 1], got {v.tolist()}")
@@ -804,10 +809,10 @@ def validate(p: EnvParams) -> None:
         if is_number(v) and not (0.0 <= v <= 1.0):
             raise ValueError(f"{name} is a confidence and must lie in [0, 1], got {v}")
     # Scales of noise (stds, per-phase noise), alert rates' scales, the segments' values (what a
-    # breach costs) and the re-entry wait cannot be negative.
+    # breach costs), the re-entry wait and enrichment's confidence gain cannot be negative.
     for name in ("phase_noise", "telemetry_noise", "reentry_cooldown", "vuln_std", "tp_severity_noise",
                  "fp_severity_max", "fp_confidence_max", "fp_noise_max", "segment_values", "tp_alert_scale",
-                 "tp_host_alert_scale", "scan_boost_scale"):
+                 "tp_host_alert_scale", "scan_boost_scale", "enrich_gain"):
         v = getattr(p, name)
         for i, x in enumerate(v) if isinstance(v, tuple) else ((None, v),):
             if is_number(x) and x < 0:

@@ -69,6 +69,16 @@ NAN = float("nan")
     ("soc-v2", dict(tp_host_alert_scale=-1.0), "tp_host_alert_scale must be >= 0, got -1.0"),
     ("soc-v2", dict(vuln_means=[5] * 5), r"vuln_means must lie in \[0, 1\], got \[5.0, 5.0"),
     ("soc-v2", dict(hunt_threshold=5.0), r"hunt_threshold must lie in \[0, 1\], got 5.0"),
+    # a threshold outside [0, 1] makes a role always or never act, a stealth factor above 1 a
+    # negative detection probability, a triage filter above 1 drops every alert (audit-envrules #6)
+    ("soc-v2", dict(detect_stealth_factor=3.0), r"detect_stealth_factor must lie in \[0, 1\], got 3.0"),
+    ("soc-v2", dict(isolate_threshold=1.5), r"isolate_threshold must lie in \[0, 1\], got 1.5"),
+    ("soc-v2", dict(release_threshold=7.0), r"release_threshold must lie in \[0, 1\], got 7.0"),
+    ("soc-v2", dict(false_scan_threshold=2.0), r"false_scan_threshold must lie in \[0, 1\], got 2.0"),
+    ("soc-v2", dict(remediate_threshold=-3.0), r"remediate_threshold must lie in \[0, 1\], got -3.0"),
+    ("soc-v2", dict(blind_isolation_threshold=-1.0), r"blind_isolation_threshold must lie in \[0, 1\], got -1.0"),
+    ("soc-v2", dict(posture_triage_filter=(2, 2, 2)), r"posture_triage_filter must lie in \[0, 1\], got \[2.0, 2.0, 2.0\]"),
+    ("soc-v2", dict(enrich_gain=-0.5), "enrich_gain must be >= 0, got -0.5"),
     ("soc-v2", dict(name=5), "name must be a string, got 5"),
     ("soc-v2", dict(queue_capacity=10**8), "queue_capacity is too large: a size of 100000000 needs"),
     ("soc-v2", dict(max_steps=2**31), r"max_steps must fit in int32 \(\|max_steps\| <= 2147483647\), got 2147483648"),
