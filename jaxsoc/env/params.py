@@ -360,8 +360,10 @@ def generated_topology(num_segments: int, hosts_per_segment) -> Dict[str, Any]:
     """A layered topology for `num_segments` (the v1 table itself when it is 5).
 
     Segment 0 is the entry (DMZ-like); values rise and vulnerability means fall with depth; each
-    segment reaches its neighbours and the one two steps deeper, so the deepest (high-value)
-    segments are at least two hops from the entry, as in v1.
+    segment reaches its neighbours and the one two steps deeper, so from 4 segments on the deepest
+    (high-value) segments are at least two hops from the entry, as in v1. With 2 or 3 segments the
+    entry reaches the high-value one in a single hop; 1 segment is refused by `make` (the entry
+    would be the high-value segment with no edges, so no lateral movement and no exfiltration).
     """
     if num_segments == 5:
         names, values, vulns, adj = V1_SEGMENT_NAMES, V1_SEGMENT_VALUES, V1_VULN_MEANS, V1_ADJACENCY
@@ -588,6 +590,9 @@ def _override(base: EnvParams, name: str, overrides: Mapping[str, Any]) -> EnvPa
         explicit = [k for k in _TOPOLOGY_FIELDS if k in overrides and k != "hosts_per_segment"]
         if num_segments != base.num_segments and not explicit:
             # A bare size change gets a generated topology; explicit topology fields win.
+            if num_segments < 2:  # lateral movement needs a second segment: no breach could happen
+                raise ValueError(f"num_segments={num_segments}: a generated network needs at least 2 "
+                                 "segments (one has no lateral movement, so no exfiltration)")
             hps = overrides.pop("hosts_per_segment", base.hosts_per_segment[0])
             overrides = {**generated_topology(int(num_segments), hps), **overrides}
     if "hosts_per_segment" in overrides:

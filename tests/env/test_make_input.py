@@ -79,6 +79,8 @@ NAN = float("nan")
     ("soc-v2", dict(blind_isolation_threshold=-1.0), r"blind_isolation_threshold must lie in \[0, 1\], got -1.0"),
     ("soc-v2", dict(posture_triage_filter=(2, 2, 2)), r"posture_triage_filter must lie in \[0, 1\], got \[2.0, 2.0, 2.0\]"),
     ("soc-v2", dict(enrich_gain=-0.5), "enrich_gain must be >= 0, got -0.5"),
+    # one generated segment: the entry is the high-value one, with no edges (audit-envrules #10)
+    ("soc-v2", dict(num_segments=1), "num_segments=1: a generated network needs at least 2 segments"),
     ("soc-v2", dict(name=5), "name must be a string, got 5"),
     ("soc-v2", dict(queue_capacity=10**8), "queue_capacity is too large: a size of 100000000 needs"),
     ("soc-v2", dict(max_steps=2**31), r"max_steps must fit in int32 \(\|max_steps\| <= 2147483647\), got 2147483648"),
