@@ -17,6 +17,7 @@ from typing import Dict
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxsoc.env.attacker import noise_level, overall, red_move_targets, red_target_ranks
 from jaxsoc.env.network import host_summary, segment_sums, topology
@@ -98,8 +99,11 @@ def _v1_obs(state: EnvState, params: EnvParams, noise, summary) -> Dict[str, jax
     th_parts = [net_state, jnp.concatenate(seg_feats, axis=-1).reshape(-1)]
     if pad:
         th_parts.append(0.1 * noise["th_intel"])  # "threat intel": pure noise
-    # Host ids count real hosts only (the axis' padding to HOST_LANES is not part of the layout).
-    flat_stage = h.stage[:, :topo.max_hosts].reshape(-1)[:V1_TH_HOSTS].astype(jnp.float32)
+    # Host ids count real hosts only: neither the axis' padding to HOST_LANES nor a smaller
+    # segment's slots up to the largest segment's size are part of the layout (with uneven
+    # segments those slots were features that never moved, and later real hosts were cut off).
+    real = np.flatnonzero(topo.host_valid.reshape(-1))[:V1_TH_HOSTS]
+    flat_stage = h.stage.reshape(-1)[real].astype(jnp.float32)
     host_feat = flat_stage / 5.0 * (1.0 - params.stealth) + 0.15 * noise["th_hosts"][: flat_stage.shape[0]]
     th_parts.append(_pad(host_feat, V1_TH_HOSTS))
     th = jnp.concatenate(th_parts)

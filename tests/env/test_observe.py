@@ -67,3 +67,16 @@ def test_segment_tokens_cover_the_observation(preset):
         assert names[:4] == ["alerts_queued", "detected_pending", "isolated", "value"]
     else:
         assert names == ["compromised*", "stage*", "detected", "isolated"]
+
+
+def test_v1_host_features_count_real_hosts_only_with_uneven_segments():
+    # Corporate's first host is real host 6 (DMZ has 6); the feature named host6 must move with it,
+    # not host8 (host6 and host7 were DMZ's padding slots up to the largest segment's 8: audit-envrules #9).
+    env, p = soc.make("hmarl-soc-v1", hosts_per_segment=[6, 8, 4, 5, 7])
+    _, st = env.reset(jax.random.key(0), p)
+    h = st.hosts
+    hit = st.replace(hosts=h.replace(stage=h.stage.at[1, 0].set(4), compromised=h.compromised.at[1, 0].set(True)))
+    names = feature_names(p)["threat_hunter"]
+    before, after = env.get_obs(st, p)["threat_hunter"], env.get_obs(hit, p)["threat_hunter"]
+    moved = {names[i] for i in range(len(names)) if before[i] != after[i] and names[i].startswith("host")}
+    assert moved == {"host6.stage*+noise"}
