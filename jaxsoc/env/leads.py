@@ -45,8 +45,11 @@ SEGMENT_BLOCK = ("alerts_queued", "detected_pending", "isolated", "value")  # th
 def scripted_tier2(state: EnvState, params: EnvParams) -> Dict[str, jax.Array]:
     """The tier 2 every lead directs: hunt everywhere at 0.6 intensity and full scope (below the
     false-alarm threshold unless the directive boosts it), escalate an alert whose confidence
-    exceeds the benign maximum and suppress the rest, isolate at 0.55 (below the blind-isolation
-    threshold even with every boost) and remediate at 0.75 everywhere, never release. Reads only what a SOC knows (the queue head)."""
+    exceeds the benign maximum and suppress the rest, isolate at 0.55 and remediate at 0.75
+    everywhere, never release. Reads only what a SOC knows (the queue head). Isolation stays below
+    the blind-isolation threshold (0.9) except on the focus in the contain posture: 0.55 + 0.2 +
+    0.2 = 0.95 isolates clean hosts there (80 blind isolations in 300 steps of `fixed_lead(2)` on
+    soc-strategic), and the best-fixed-directive search includes those directives."""
     s = params.num_segments
     dims = defenders.action_dims(params)
     hunter = jnp.concatenate([jnp.full((s,), 0.2), jnp.ones((s,))]).astype(jnp.float32)
