@@ -56,8 +56,10 @@ def main(argv=None) -> None:
         leads.check_scenario(params)
     except ValueError as e:
         ap.error(str(e))
-    # Each program rolls --search-episodes envs at once (the held-out ones in chunks of as many).
-    too_many = engine.episodes_problem(env, params, args.search_episodes, 1, "--search-episodes")
+    # Each program call rolls ROWS_PER_CALL rows of --search-episodes envs at once (the held-out
+    # ones in chunks of as many).
+    too_many = engine.episodes_problem(env, params, args.search_episodes, compare.ROWS_PER_CALL,
+                                       "--search-episodes", copies_of="rows")
     if too_many:
         ap.error(too_many)
     start = time.time()

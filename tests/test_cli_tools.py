@@ -477,10 +477,29 @@ def test_detector_quality_refuses_an_unwritable_out(tmp_path, capsys):
     (["--episodes", "1"], "--episodes must be at least 2"),
     (["--search-episodes", "inf"], "--search-episodes: expected an integer, got 'inf'"),
     # more envs at once than memory holds: refused before the work (a RESOURCE_EXHAUSTED traceback)
-    (["--search-episodes", "1e12", "--episodes", "2"], "--search-episodes 1,000,000,000,000 needs at least"),
+    (["--search-episodes", "1e12", "--episodes", "2"], "--search-episodes 1,000,000,000,000 x 5 rows needs at least"),
 ])
 def test_strategic_refuses_bad_counts(capsys, argv, match):
     refused(load("strategic").main, argv, capsys, match)
+
+
+def test_strategic_memory_check_counts_every_row_of_a_call(capsys, monkeypatch):
+    """lead_program steps ROWS_PER_CALL rows of --search-episodes envs at once; the check counted
+    one row, so a search that could not fit passed it and failed in XLA (audit-strategic #4)."""
+    import jax
+    import jaxsoc.env as soc
+    from jaxsoc import engine
+    from jaxsoc.analysis import leads
+    from jaxsoc.memory import tree_bytes
+
+    env, p = soc.make("soc-strategic")
+    per_env = tree_bytes(jax.eval_shape(env.reset, jax.random.PRNGKey(0), p))
+    device = jax.local_devices()[0]
+    # room for 1,000 envs x 3 rows: one row fits, the 5 rows of a call do not
+    monkeypatch.setattr(engine, "_device_memory", lambda: (device, 3 * 1000 * per_env))
+    monkeypatch.setattr(leads, "compare_leads", no_work(leads, "the comparison"))
+    refused(load("strategic").main, ["--episodes", "2", "--search-episodes", "1000"], capsys,
+            f"--search-episodes 1,000 x {leads.ROWS_PER_CALL} rows needs at least")
 
 
 def test_strategic_margin_says_apart_whichever_side_informed_is():
