@@ -144,7 +144,8 @@ def allocate(budget: int, weights: jax.Array, focus: jax.Array, share: float, ca
     goes in proportion to `weights [S]` (the tier-2 agent's own intensities; all zero -> nothing
     more is spent). Fractions are rounded by systematic sampling with one uniform `u`: each count
     is the floor or the ceiling of its share, the expected count is the share exactly, and the
-    counts add up to the budget. A segment never gets more than its `capacity [S]` of hosts.
+    counts add up to the budget before the cap: a segment never gets more than its `capacity [S]`
+    of hosts, and what the cap cuts off is not handed on (the total can fall short of the budget).
     """
     s = weights.shape[0]
     on_focus = (jnp.arange(s) == focus).astype(jnp.float32)
