@@ -96,6 +96,21 @@ def test_attention_with_truth_draws_what_it_is_given():
         figures.attention_with_truth(ex, ["a", "b", "c"], ["loud", "quiet"])
 
 
+def test_a_near_uniform_attention_map_is_drawn_near_one_colour():
+    """The colours spanned the weights' own range: weights 0.099-0.100 over 10 segments were drawn
+    full yellow to purple (audit-strategic #10). Now from 0 to max(2/S, the largest weight)."""
+    from jaxsoc.analysis import figures
+
+    ex = explain.example_decisions(_records(), 4)
+    for e in ex:
+        e["attention"] = np.array([0.2495, 0.2505, 0.25, 0.25])
+    fig, _ = figures.attention_with_truth(ex, ["a", "b", "c", "d"], ["loud", "quiet"])
+    assert fig.axes[0].images[0].get_clim() == (0.0, 0.5)
+    ex[0]["attention"] = np.array([0.85, 0.05, 0.05, 0.05])  # a sharp map keeps its peak in range
+    fig, _ = figures.attention_with_truth(ex, ["a", "b", "c", "d"], ["loud", "quiet"])
+    assert fig.axes[0].images[0].get_clim() == (0.0, 0.85)
+
+
 @pytest.mark.slow  # CI budget (10 min on 2 cores): rolls out the oracle lead on soc-strategic (~60 CPU-s)
 def test_decision_records_agree_with_the_oracle_lead():
     """On a small soc-strategic, under the oracle lead (it focuses the segment where live

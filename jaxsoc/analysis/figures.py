@@ -330,10 +330,11 @@ def attention_with_truth(examples: Sequence[Mapping], segment_names: Sequence[st
                              gridspec_kw={"width_ratios": [30, 1]}, layout="constrained")
     for i, e in enumerate(examples):
         ax = axes[i, 0]
-        # The colour spans the weights' own range (a near-uniform map would be one colour from
-        # 0); each cell also prints its weight, so small differences stay readable.
-        im = ax.imshow(att[i][None], aspect="auto", cmap="viridis", vmin=float(att.min()),
-                       vmax=float(att.max()), extent=(-0.5, s - 0.5, 0.5, -0.5))
+        # The colour runs from 0 to at least twice the uniform weight 1/S, so a near-uniform map
+        # looks uniform: spanning the weights' own range drew weights 0.099-0.100 from yellow to
+        # purple, a sharp map that is not there. Each cell also prints its weight.
+        im = ax.imshow(att[i][None], aspect="auto", cmap="viridis", vmin=0.0,
+                       vmax=max(2.0 / s, float(att.max())), extent=(-0.5, s - 0.5, 0.5, -0.5))
         for j in range(s):
             ax.text(j, 0.0, f"{att[i, j]:.3f}", ha="center", va="center", fontsize="x-small", color="w")
         ax.imshow(np.ma.masked_equal(held[i], 0.0), aspect="auto", cmap="Reds", vmin=0.0, vmax=1.5,
