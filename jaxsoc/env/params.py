@@ -432,8 +432,9 @@ def _strategic() -> EnvParams:
         # A targeted (budgeted) hunt rarely raises a false alarm.
         false_scan_rate=0.01,
         # A breach of the crown jewels costs what 50 wasted investigations cost (a false alarm is
-        # fp_unit x w_fp = -1): at soc-v2's 10 an idle SOC out-earned one that contains a third of
-        # the campaigns, because false alarms outweighed the breaches prevented (docs/strategic.md).
+        # fp_unit x w_fp = -1): at soc-v2's 10 the constant action, which never contains,
+        # out-earned a lead that contains a third of the campaigns, because false alarms
+        # outweighed the breaches prevented (docs/strategic.md).
         exfiltration_penalty=50.0,
         # campaign 0: a loud intrusion (commodity malware); campaign 1: a quiet APT.
         campaign_stealth_low=(0.0, 0.85),
