@@ -525,6 +525,17 @@ def _check_file_variant(file_layer: Mapping, config_file, algo: str, family: str
                               f"--set {family}.{key}={named} to train {algo} with it")
 
 
+def preset_section(algo: str) -> dict:
+    """The family section a run of `algo` gets unless told otherwise: the family's defaults under
+    configs/<algo>.yaml's (the file `resolve` reads when no --config is given). A check that
+    refuses a changed key the world leaves unread compares with it, so the algorithm's own preset
+    (configs/single-drl.yaml's log-std range) still runs on every world."""
+    family = algos.family_of(algo)
+    path = CONFIG_DIR / f"{algo}.yaml"
+    layer = load_yaml(path).get(family, {}) if path.is_file() else {}
+    return merge(algos.default_section(algo), layer)
+
+
 def read_scenario(path: str) -> dict:
     """A scenario file's contents as `resolve` stores them (`scenario_spec`; see
     `jaxsoc.env.params.read_scenario_file`); ConfigError naming the file."""

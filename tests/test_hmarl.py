@@ -38,9 +38,14 @@ SMALL = dict(
     run={"chunk_updates": 3, "checkpoint_every": 6, "progress": False, "tensorboard": False},
 )
 
+# Without a coordinator its keys are refused (nothing reads them): SMALL's sizes are left out.
+NO_COORDINATOR = {**SMALL, "hmarl": {**{k: v for k, v in SMALL["hmarl"].items() if k != "coordinator"},
+                                     "train_coordinator": False}}
+
 
 def build(**section):
-    cfg = config_lib.resolve(flags=config_lib.merge(SMALL, {"hmarl": section}))
+    base = NO_COORDINATOR if section.get("train_coordinator") is False else SMALL
+    cfg = config_lib.resolve(flags=config_lib.merge(base, {"hmarl": section}))
     env, env_params = soc.make(cfg["scenario"], **cfg["env"])
     return cfg, hmarl.make_train(cfg, env, env_params), hmarl.make_parts(cfg, env, env_params)
 
@@ -60,7 +65,7 @@ def test_hmarl_k_is_the_env_every_rebuild_steps():
         with pytest.raises(config_lib.ConfigError, match=match):
             config_lib.resolve(flags=SMALL, sets=sets)
     # the explainer refuses a run without a coordinator (its weights were never trained)
-    fixed = config_lib.resolve(flags=config_lib.merge(SMALL, {"hmarl": {"train_coordinator": False}}))
+    fixed = config_lib.resolve(flags=NO_COORDINATOR)
     with pytest.raises(ValueError, match="no coordinator \\(hmarl.train_coordinator: false\\)"):
         hmarl.attention_weights(None, None, fixed, env_params)
 

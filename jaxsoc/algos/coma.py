@@ -146,6 +146,7 @@ def role_actions(env, section: dict) -> Dict[str, op.RoleAction]:
     """`{agent: RoleAction}` in env order, every role discrete (see the module docstring): the
     coordinator through `offpolicy.coordinator_role`, Box roles through `offpolicy.binned_role`,
     discrete roles as they are."""
+    op.check_encoding_read(env, "coma.coordinator", section["coordinator"], DEFAULTS["coordinator"])
     out = {}
     for r in env.agents:
         if r == "coordinator":

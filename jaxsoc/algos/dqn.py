@@ -89,10 +89,15 @@ def validate(config: dict) -> None:
     # Keys one of the family's algorithms reads and another does not: refused when changed there
     # (a vdn run with dqn.mixer_embed=7 trained as without it, and its config.yaml said 7).
     algo = config["algo"]
-    for keys, readers in ((QMIX_ONLY, ("qmix",)), (BINNED, ("iql", "vdn", "qmix"))):
+    for keys, readers in ((QMIX_ONLY, ("qmix",)), (BINNED, ("iql", "vdn", "qmix")),
+                          (("coordinator",), ("iql",)), (("coordinator_action",), ("dqn", "vdn", "qmix"))):
         unread = [k for k in keys if c[k] != DEFAULTS[k]]
         if unread and algo not in readers:
             raise ConfigError(f"dqn.{unread[0]} is read by {', '.join(readers)} only, not by --algo {algo}")
+    # Bin levels are raw env actions: outside [-1, 1] the env clips them, and bins would merge.
+    if not -1.0 <= c["bin_low"] <= c["bin_high"] <= 1.0:
+        raise ConfigError(f"dqn.bin_low and bin_high must satisfy -1 <= bin_low <= bin_high <= 1, "
+                          f"got {c['bin_low']!r}, {c['bin_high']!r}")
 
 
 # --------------------------------------------------------------------------------------- DQN
@@ -400,6 +405,10 @@ class ValueDecompositionTeam(op.Team):
 def make_team(config: dict, env) -> op.Team:
     """The team of algorithm `config["algo"]` (dqn, iql, vdn or qmix) on `env`."""
     algo, c = config["algo"], config["dqn"]
+    # The algorithm's own readers are checked by `validate`; these are the world's.
+    op.check_encoding_read(env, "dqn.coordinator", c["coordinator"], DEFAULTS["coordinator"])
+    op.check_fixed_directive_read(env, "dqn.coordinator_action", c["coordinator_action"],
+                                  DEFAULTS["coordinator_action"])
     hidden, gamma = c["hidden_sizes"], c["gamma"]
     bins = dict(low=c["bin_low"], high=c["bin_high"])
     fixed = {r: op.fixed_role(env, r, c) for r in env.agents}

@@ -318,6 +318,7 @@ def make_train(config: dict, env, env_params) -> Trainer:
                        clip_eps=s["clip_eps"])
 
     specs = tuple(role_specs(env, coordinator, per_entry=True).values())
+    onpolicy.check_world_keys(config, "impala", specs, env.agents)
     hidden = tuple(s["hidden_sizes"])
     policy = onpolicy.Policy(specs, hidden_sizes=hidden, activation=s["activation"], log_std_init=s["log_std_init"],
                              log_std_min=s["log_std_min"], log_std_max=s["log_std_max"])

@@ -108,6 +108,7 @@ def validate_agent(section: dict, where: str) -> None:
                           f"{section['target_noise']} and {section['target_noise_clip']}")
     if not is_integer(section["policy_delay"]) or section["policy_delay"] < 1:
         raise ConfigError(f"{where}.policy_delay must be an integer >= 1, got {section['policy_delay']!r}")
+    op.check_clip_norm(section, where)
 
 
 class MADDPGState(NamedTuple):
@@ -311,6 +312,8 @@ class MADDPGTeam(op.PerRoleTeam):
 
 def make_team(config: dict, env) -> MADDPGTeam:
     c = config["maddpg"]
+    op.check_fixed_directive_read(env, "maddpg.coordinator_action", c["coordinator_action"],
+                                  DEFAULTS["coordinator_action"])
     return MADDPGTeam(env, op.native_tier2_roles(env, c), c)
 
 

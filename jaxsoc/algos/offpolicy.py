@@ -92,6 +92,7 @@ DQN_DEFAULTS = {
 }
 
 POSITIVE = ("rollout", "utd", "buffer_size", "batch_size", "gamma", "per_beta_steps")
+PER_KEYS = ("per_alpha", "per_beta0", "per_beta_steps")  # the prioritized buffer's (`per: true`)
 # `obs_dtype` -> the dtype the replay buffer stores observations in (None: float32, as they come).
 OBS_DTYPES = {"float32": None, "float16": jnp.float16, "bfloat16": jnp.bfloat16}
 
@@ -126,10 +127,18 @@ def validate_common(config: dict, family: str) -> None:
     check_choice(f"{family}.priority_rule", c["priority_rule"], ("mean", "max"))
     check_layer_sizes(f"{family}.hidden_sizes", c["hidden_sizes"])
     check_unit_interval(f"{family}.gamma", c["gamma"])
+    # A negative alpha turns prioritisation upside down (|td|^alpha favours items learnt already).
+    if not c["per_alpha"] >= 0:
+        raise ConfigError(f"{family}.per_alpha must be >= 0, got {c['per_alpha']!r}")
+    check_unit_interval(f"{family}.per_beta0", c["per_beta0"])
+    # Uniform replay reads none of the prioritized buffer's keys.
+    unread = [k for k in PER_KEYS if c[k] != COMMON_DEFAULTS[k]]
+    if unread and not c["per"]:
+        raise ConfigError(f"{family}.{unread[0]} is read by prioritized replay only, not with {family}.per: false")
 
 
 def validate_dqn(section: dict, where: str) -> None:
-    from jaxsoc.config import ConfigError, check_choice
+    from jaxsoc.config import ConfigError, check_choice, check_unit_interval
 
     check_choice(f"{where}.loss", section["loss"], ("mse", "huber"))
     check_choice(f"{where}.epsilon_schedule", section["epsilon_schedule"], ("exponential", "linear"))
@@ -137,6 +146,18 @@ def validate_dqn(section: dict, where: str) -> None:
         raise ConfigError(f"{where}: need 0 < tau <= 1 and target_period >= 1")
     if section["epsilon_decay"] <= 0 or section["lr"] <= 0:
         raise ConfigError(f"{where}: epsilon_decay and lr must be positive")
+    for key in ("epsilon_start", "epsilon_end"):  # probabilities of a random action
+        check_unit_interval(f"{where}.{key}", section[key])
+    check_clip_norm(section, where)
+
+
+def check_clip_norm(section: dict, where: str) -> None:
+    """ConfigError for a negative `max_grad_norm` (0 means no clipping, as `clipped_adam` reads it;
+    a negative one read the same, while config.yaml showed a limit)."""
+    from jaxsoc.config import ConfigError
+
+    if not section["max_grad_norm"] >= 0:
+        raise ConfigError(f"{where}.max_grad_norm must be >= 0 (0: no clipping), got {section['max_grad_norm']!r}")
 
 
 # ------------------------------------------------------------------------------ shared maths
@@ -311,6 +332,35 @@ def fixed_role(env, role: str, section: dict) -> RoleAction:
     if action.ndim == 0:
         return RoleAction(role, "fixed", int(space.n), 0, fixed=action)
     return RoleAction(role, "fixed", int(action.shape[0]), int(action.shape[0]), fixed=action)
+
+
+def coordinator_kind(env) -> Optional[str]:
+    """"discrete" (soc-v2 and the D6 scenarios: the env's own directives), "box" (v1's 8-float
+    directive) or None (a world without a coordinator: cage4-like, the demos)."""
+    if "coordinator" not in env.agents:
+        return None
+    return "discrete" if getattr(env.default_params, "fix_d6_directive", False) else "box"
+
+
+def check_encoding_read(env, key: str, value: str, default: str) -> None:
+    """ConfigError for a changed coordinator encoding (`key`) on a world whose coordinator is not
+    v1's Box: `coordinator_role` maps 8 choices to a directive vector there only."""
+    kind = coordinator_kind(env)
+    if value != default and kind != "box":
+        has = "has no coordinator" if kind is None else "has a discrete coordinator already (D6)"
+        raise ConfigError(f"{key} maps 8 choices to the v1 directive vector; this scenario {has}, "
+                          "which would ignore it")
+
+
+def check_fixed_directive_read(env, key: str, value: int, default: int) -> None:
+    """ConfigError for a changed fixed directive index (`key`) on a world without discrete
+    directives: `fixed_role` reads it there only (v1's fixed coordinator sends the all-zero
+    directive)."""
+    kind = coordinator_kind(env)
+    if value != default and kind != "discrete":
+        has = "has no coordinator" if kind is None else "fixes the all-zero v1 directive"
+        raise ConfigError(f"{key} is a directive index of the discrete-directive scenarios; this "
+                          f"scenario {has}, which would ignore it")
 
 
 def native_role(env, role: str) -> RoleAction:

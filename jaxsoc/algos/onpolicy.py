@@ -628,6 +628,22 @@ def check_log_std(section: dict, family: str) -> None:
         raise ConfigError(f"{family}: need log_std_min <= log_std_init <= log_std_max, got {low}, {init}, {high}")
 
 
+def check_world_keys(config: dict, family: str, specs, agents) -> None:
+    """ConfigError for a key of `config[family]` changed from the algorithm's preset
+    (`config.preset_section`) that the world (`specs`, its roles; `agents`, its agents) leaves
+    unread, as config.yaml would record it: the log-std keys without a continuous role
+    (cage4-like), `decisions_only` without a coordinator (cage4-like, soc-hybrid)."""
+    from jaxsoc.config import ConfigError, preset_section
+
+    section, preset = config[family], preset_section(config["algo"])
+    continuous = any(sp.kind == "continuous" for sp in specs)
+    for keys, read, why in ((("log_std_init", "log_std_min", "log_std_max"), continuous, "no continuous action"),
+                            (("decisions_only",), "coordinator" in agents, "no coordinator")):
+        changed = [k for k in keys if k in section and section[k] != preset.get(k, TEAM_DEFAULTS[k])]
+        if changed and not read:
+            raise ConfigError(f"{family}.{changed[0]}: this scenario has {why}, which would ignore it")
+
+
 def check_pass_fraction(key: str, fraction: Any, samples: int, minibatches_key: str, minibatches: int) -> None:
     """ConfigError unless `fraction` (the config key `key`) is a number in (0, 1] whose share of the
     update's `samples` still fills `minibatches` (the key `minibatches_key`) minibatches of one

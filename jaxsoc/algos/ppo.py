@@ -292,6 +292,7 @@ def build_trainer(config: dict, env, env_params, *, family: str, loss_cfg: Optio
 
     # Networks: one per role (or one shared actor) and the critic(s), all `hidden_sizes` MLPs.
     specs = tuple(role_specs(env, coordinator, per_entry=True).values())
+    onpolicy.check_world_keys(config, family, specs, env.agents)
     hidden = tuple(s["hidden_sizes"])
     if make_policy is None:
         policy = onpolicy.Policy(specs, shared=policy_kind == "single", hidden_sizes=hidden, activation=s["activation"],

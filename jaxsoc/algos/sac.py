@@ -92,6 +92,7 @@ def validate_agent(section: dict, where: str) -> None:
         raise ConfigError(f"{where}.target_entropy must be a number or null, got {entropy!r}")
     if section["log_std_min"] >= section["log_std_max"]:
         raise ConfigError(f"{where}.log_std_min must be below {where}.log_std_max")
+    op.check_clip_norm(section, where)
 
 
 class SACState(NamedTuple):
@@ -251,6 +252,8 @@ class SACTeam(op.PerRoleTeam):
 
 def make_team(config: dict, env) -> SACTeam:
     c = config["sac"]
+    op.check_fixed_directive_read(env, "sac.coordinator_action", c["coordinator_action"],
+                                  DEFAULTS["coordinator_action"])
     return SACTeam(env, op.native_tier2_roles(env, c), c)
 
 

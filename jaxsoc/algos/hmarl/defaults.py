@@ -37,6 +37,8 @@ COORDINATOR_DEFAULTS = {
     "capacity": 0.5,               # macro-transitions kept per update, x (num_envs * rollout / K): a
                                    # random subset when fewer than were emitted (unbiased, cheaper)
 }
+# The explainer's sizes (`CoordinatorActor` builds no attention without `attention`).
+ATTENTION_KEYS = ("num_heads", "d_k", "embed_dim")
 DEFAULTS = {
     **op.COMMON_DEFAULTS,
     "rollout": 20,                 # env steps per env per update
@@ -84,7 +86,7 @@ def validate(config: dict) -> None:
     check_choice("hmarl.coordinator.encoding", cc["encoding"], ("hmarl", "onehot"))
     check_choice("hmarl.coordinator.focus_head", cc["focus_head"], ("auto", "mlp", "attention"))
     check_choice("hmarl.condition_on_directive", c["condition_on_directive"], ("auto", True, False))
-    if c["k"] is not None and (not isinstance(c["k"], int) or c["k"] < 1):
+    if c["k"] is not None and (not is_integer(c["k"]) or c["k"] < 1):  # `true` is no K
         raise ConfigError(f"hmarl.k must be a positive integer or null, got {c['k']!r}")
     period = (config.get("env") or {}).get("directive_period")
     if c["k"] is not None and period is not None and period != c["k"]:
@@ -94,6 +96,15 @@ def validate(config: dict) -> None:
     if c["train_coordinator"] and c["coordinator_action"] != DEFAULTS["coordinator_action"]:
         raise ConfigError("hmarl.coordinator_action is the fixed directive of hmarl.train_coordinator: false; "
                           "the trained coordinator chooses its own")
+    # Keys nothing reads in this run: refused rather than recorded in config.yaml as if trained with.
+    changed = [k for k in COORDINATOR_DEFAULTS if cc[k] != COORDINATOR_DEFAULTS[k]]
+    if changed and not c["train_coordinator"]:
+        raise ConfigError(f"hmarl.coordinator.{changed[0]} configures the trained coordinator; "
+                          "hmarl.train_coordinator: false has none, which would ignore it")
+    unread = [k for k in ATTENTION_KEYS if cc[k] != COORDINATOR_DEFAULTS[k]]
+    if unread and not cc["attention"]:
+        raise ConfigError(f"hmarl.coordinator.{unread[0]} shapes the attention explainer; "
+                          "hmarl.coordinator.attention: false has an MLP policy, which would ignore it")
     for key in ("epochs", "minibatches"):
         if not is_integer(cc[key]) or cc[key] < 1:
             raise ConfigError(f"hmarl.coordinator.{key} must be a positive integer")

@@ -30,6 +30,7 @@ from jaxsoc.algos import common
 from jaxsoc.algos import offpolicy as op
 from jaxsoc.algos.dqn import DQN, dqn_kwargs
 from jaxsoc.algos.hmarl.coordinator import Coordinator, num_choices
+from jaxsoc.algos.hmarl.defaults import COORDINATOR_DEFAULTS, DEFAULTS
 from jaxsoc.config import ConfigError
 from jaxsoc.algos.maddpg import MADDPG, maddpg_kwargs
 from jaxsoc.algos.sac import SAC, sac_kwargs
@@ -65,6 +66,11 @@ def make_setup(config: dict, env: SOCEnv) -> Setup:
     else:
         condition = bool(c["condition_on_directive"])
     obs_dims = {r: specs[r].obs_dim + (dim if condition else 0) for r in TIER2}
+    # The world decides which of these keys is read (config.validate cannot see it).
+    op.check_encoding_read(env, "hmarl.coordinator.encoding", c["coordinator"]["encoding"],
+                           COORDINATOR_DEFAULTS["encoding"])
+    op.check_fixed_directive_read(env, "hmarl.coordinator_action", c["coordinator_action"],
+                                  DEFAULTS["coordinator_action"])
     if discrete_env:
         fixed = np.asarray(c["coordinator_action"], np.int32)
         if not 0 <= int(fixed) < n:
