@@ -10,7 +10,7 @@ from jaxsoc.algos.sac import validate_agent as validate_sac_agent
 from jaxsoc.argtypes import is_integer
 
 # lr 1e-3 and entropy 0.001 with the attention-tied focus head: what learns on soc-strategic (5 of 5
-# seeds above the idle SOC, the explainer's weights far from uniform) and on soc-v2 (docs/strategic.md,
+# seeds above the constant action, the explainer's weights far from uniform) and on soc-v2 (docs/strategic.md,
 # docs/hmarl.md); the paper's 3e-4 / 0.01 left the attention within 0.001 of uniform.
 COORDINATOR_DEFAULTS = {
     "lr": 1e-3,
