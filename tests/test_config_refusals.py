@@ -3,27 +3,15 @@ when the config is resolved, and so by `train/run.py --print-config` too: each o
 (or printed a config) as if the value were not there, while config.yaml recorded it."""
 from __future__ import annotations
 
-import importlib.util
-import io
-from contextlib import redirect_stderr, redirect_stdout
-from pathlib import Path
-
 import pytest
 
 from jaxsoc.config import ConfigError, resolve
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.test_cli_run import main as train_cli
 
 
 def print_config(argv):
     """(exit status, stdout, stderr) of `train/run.py ARGV --print-config`."""
-    spec = importlib.util.spec_from_file_location("jaxsoc_train_run", REPO / "train" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = module.main([*argv, "--print-config"])
-    return code, out.getvalue(), err.getvalue()
+    return train_cli([*argv, "--print-config"])
 
 
 HYBRID = {"algo": "hybrid", "scenario": "soc-hybrid"}

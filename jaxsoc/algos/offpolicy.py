@@ -368,7 +368,8 @@ def native_role(env, role: str) -> RoleAction:
     a vector)."""
     spec = common.role_specs(env)[role]
     if spec.kind == "discrete":
-        return RoleAction(role, "discrete", spec.size, masked=role not in env.always_legal)
+        # An env of one's own need not derive from WorldEnv: without `always_legal`, masks are read.
+        return RoleAction(role, "discrete", spec.size, masked=role not in getattr(env, "always_legal", ()))
     return RoleAction(role, "continuous", spec.size, spec.size)
 
 
