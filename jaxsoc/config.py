@@ -27,6 +27,7 @@ now reads otherwise). Runs saved before `scenario_spec` existed have none and re
 """
 from __future__ import annotations
 
+import contextvars
 import copy
 import decimal
 import hashlib
@@ -430,6 +431,20 @@ def known_scenarios() -> list[str] | None:
     return list(names()) if callable(names) else None
 
 
+# Set while `resolve` rebuilds a saved run's config (`saved`): the refusals of keys a run would
+# never read (`refuse_unread`) are for new runs. A run saved before such a refusal existed, or
+# before a default it recorded changed (hmarl's coordinator defaults did on 2026-12-02, and its
+# "w/o SC" runs record them), must still load, evaluate and resume.
+_REBUILDING_SAVED = contextvars.ContextVar("jaxsoc_rebuilding_saved", default=False)
+
+
+def refuse_unread(message: str) -> None:
+    """ConfigError(`message`) for a key the run would never read, unless a saved run's config is
+    being rebuilt (`resolve(saved=...)`), which takes it as it was trained."""
+    if not _REBUILDING_SAVED.get():
+        raise ConfigError(message)
+
+
 def resolve(
     config_file: str | os.PathLike | None = None,
     flags: Mapping | None = None,
@@ -486,7 +501,11 @@ def resolve(
         _check_keys(layer, schema, source, family)
         config = merge(config, layer)
     config["algo"] = algo
-    validate(config, scenarios)
+    token = _REBUILDING_SAVED.set(saved is not None)
+    try:
+        validate(config, scenarios)
+    finally:
+        _REBUILDING_SAVED.reset(token)
     if is_scenario_file(config["scenario"]):
         if saved is not None and config["scenario"] == saved.get("scenario"):
             # A resumed or loaded run keeps what it was trained on, whatever the file says now; a

@@ -128,3 +128,17 @@ def test_a_key_the_world_leaves_unread_is_refused_by_print_config(argv, message)
 def test_the_same_keys_are_taken_where_they_are_read(argv):
     code, out, err = print_config([*argv, "--num-envs", "64", "--total-steps", "1000000"])
     assert code == 0 and err == "", err
+
+
+def test_a_saved_run_is_rebuilt_with_the_unread_keys_it_recorded():
+    """The refusals of unread keys are for new runs: a run saved before them, or before a default
+    it recorded changed (hmarl's coordinator lr was 3e-4 until 2026-12-02, and a "w/o SC" run
+    records it), still resolves, so it loads, evaluates and resumes."""
+    saved = resolve(flags={"algo": "hmarl"}, sets=["hmarl.train_coordinator=false"])
+    saved["hmarl"]["coordinator"]["lr"] = 3e-4
+    assert resolve(saved=saved)["hmarl"]["coordinator"]["lr"] == 3e-4
+    with pytest.raises(ConfigError, match="configures the trained coordinator"):
+        resolve(flags={"algo": "hmarl"}, sets=["hmarl.train_coordinator=false", "hmarl.coordinator.lr=3e-4"])
+    dqn = resolve(flags={"algo": "dqn"})
+    dqn["dqn"].update(per=False, per_alpha=0.9)
+    assert resolve(saved=dqn)["dqn"]["per_alpha"] == 0.9

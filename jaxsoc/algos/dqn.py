@@ -79,7 +79,7 @@ SOC_TEAM = True
 
 
 def validate(config: dict) -> None:
-    from jaxsoc.config import ConfigError, check_choice
+    from jaxsoc.config import ConfigError, check_choice, refuse_unread
 
     op.validate_common(config, "dqn")
     op.validate_dqn(config["dqn"], "dqn")
@@ -93,7 +93,7 @@ def validate(config: dict) -> None:
                           (("coordinator",), ("iql",)), (("coordinator_action",), ("dqn", "vdn", "qmix"))):
         unread = [k for k in keys if c[k] != DEFAULTS[k]]
         if unread and algo not in readers:
-            raise ConfigError(f"dqn.{unread[0]} is read by {', '.join(readers)} only, not by --algo {algo}")
+            refuse_unread(f"dqn.{unread[0]} is read by {', '.join(readers)} only, not by --algo {algo}")
     # Bin levels are raw env actions: outside [-1, 1] the env clips them, and bins would merge.
     if not -1.0 <= c["bin_low"] <= c["bin_high"] <= 1.0:
         raise ConfigError(f"dqn.bin_low and bin_high must satisfy -1 <= bin_low <= bin_high <= 1, "

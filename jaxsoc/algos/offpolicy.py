@@ -99,7 +99,7 @@ OBS_DTYPES = {"float32": None, "float16": jnp.float16, "bfloat16": jnp.bfloat16}
 
 def validate_common(config: dict, family: str) -> None:
     """Checks the shared keys of `config[family]`; ValueError (a ConfigError) naming the key."""
-    from jaxsoc.config import ConfigError, check_choice, check_layer_sizes, check_unit_interval
+    from jaxsoc.config import ConfigError, check_choice, check_layer_sizes, check_unit_interval, refuse_unread
 
     c = config[family]
     steps = config["num_envs"] * c["rollout"]
@@ -134,7 +134,7 @@ def validate_common(config: dict, family: str) -> None:
     # Uniform replay reads none of the prioritized buffer's keys.
     unread = [k for k in PER_KEYS if c[k] != COMMON_DEFAULTS[k]]
     if unread and not c["per"]:
-        raise ConfigError(f"{family}.{unread[0]} is read by prioritized replay only, not with {family}.per: false")
+        refuse_unread(f"{family}.{unread[0]} is read by prioritized replay only, not with {family}.per: false")
 
 
 def validate_dqn(section: dict, where: str) -> None:

@@ -76,7 +76,7 @@ def env_overrides(config: dict) -> dict:
 
 
 def validate(config: dict) -> None:
-    from jaxsoc.config import ConfigError, check_choice, check_unit_interval
+    from jaxsoc.config import ConfigError, check_choice, check_unit_interval, refuse_unread
 
     op.validate_common(config, "hmarl")
     c = config["hmarl"]
@@ -99,11 +99,11 @@ def validate(config: dict) -> None:
     # Keys nothing reads in this run: refused rather than recorded in config.yaml as if trained with.
     changed = [k for k in COORDINATOR_DEFAULTS if cc[k] != COORDINATOR_DEFAULTS[k]]
     if changed and not c["train_coordinator"]:
-        raise ConfigError(f"hmarl.coordinator.{changed[0]} configures the trained coordinator; "
+        refuse_unread(f"hmarl.coordinator.{changed[0]} configures the trained coordinator; "
                           "hmarl.train_coordinator: false has none, which would ignore it")
     unread = [k for k in ATTENTION_KEYS if cc[k] != COORDINATOR_DEFAULTS[k]]
     if unread and not cc["attention"]:
-        raise ConfigError(f"hmarl.coordinator.{unread[0]} shapes the attention explainer; "
+        refuse_unread(f"hmarl.coordinator.{unread[0]} shapes the attention explainer; "
                           "hmarl.coordinator.attention: false has an MLP policy, which would ignore it")
     for key in ("epochs", "minibatches"):
         if not is_integer(cc[key]) or cc[key] < 1:
