@@ -61,6 +61,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jaxsoc
 from jaxsoc import algos, cli, config as config_lib, distributed, run_lock, run_log, xla
+from jaxsoc.algos import offpolicy
 from jaxsoc.analysis.intervals import finite_mean
 from jaxsoc.argtypes import is_integer, is_switch
 from jaxsoc.checkpoints import CheckpointError, Checkpoints, UnreadableCheckpoint, space_warning
@@ -571,6 +572,16 @@ def restore_state(ckpts: Checkpoints, update: int, abstract_state, env_params,
         if saved is not None and saved != shapes(abstract_state) and saved == shapes(old):
             shardings = jax.tree.map(lambda a: a.sharding, abstract_state)
             return jax.device_put(layout.padded(ckpts.restore(update, old), env_params), shardings)
+    stripped = offpolicy.without_masks(abstract_state)
+    if stripped is not None:  # an off-policy run saved before its buffer kept next-state masks
+        saved = ckpts.saved_shapes(update)
+        leaves = jax.tree_util.tree_flatten_with_path(abstract_state)[0]
+        kept = [not offpolicy.is_mask_path(p) for p, _ in leaves]
+        if saved is not None and saved == sorted(tuple(a.shape) for a, k in zip(jax.tree.leaves(abstract_state), kept)
+                                               if k) and len(saved) < len(kept):
+            old_wanted = None if wanted is None else [w for w, k in zip(wanted, kept) if k]
+            return offpolicy.with_legal_masks(ckpts.restore(update, stripped, old_wanted, saved_only_wanted),
+                                              abstract_state, wanted)
     return ckpts.restore(update, abstract_state, wanted, saved_only_wanted)
 
 

@@ -227,7 +227,8 @@ class Policy:
         if state is None and self.reads_state:
             raise ValueError(
                 f"the {self.algo!r} policy reads the env state (scripted policies read the world; the "
-                "hierarchical team reads the directive schedule and the directive in force): "
+                "hierarchical team reads the directive schedule and the directive in force; learners "
+                "on a world whose actions can be forbidden read its action masks): "
                 "call policy.act(key, obs, state)"
             )
         return self.trainer_act(self.params, key, obs, state, self.greedy)

@@ -530,3 +530,28 @@ def test_sac_on_banking_never_routes_to_a_down_channel():
         up = env.get_avail_actions(env_state, p)
         assert all(bool(up[a][actions[a]]) for a in env.agents)
         obs, env_state, *_ = env.step(jax.random.key(100 + i), env_state, actions, p)
+
+
+def test_a_run_saved_before_the_masks_loads_resumes_and_evaluates(tmp_path, monkeypatch):
+    """A sac run on banking saved before its buffer kept `next_avail` (2026-12-07): the review
+    found every load of it refused as "damaged or incomplete files". It restores with its stored
+    transitions' masks all True (what their targets assumed) and the same parameters."""
+    from jaxsoc import engine
+
+    cfg = config_lib.resolve(flags={"algo": "sac", "scenario": "banking", "num_envs": 8, "total_steps": 8 * 4 * 2,
+                                    "env": {"max_steps": 4}, "run": {"dir": str(tmp_path), "name": "old",
+                                                                     "progress": False, "tensorboard": False},
+                                    "sac": {"hidden_sizes": [8], "rollout": 4, "learning_starts": 16,
+                                            "batch_size": 8, "utd": 0.05}})
+    with monkeypatch.context() as m:  # the layout of before: no masked role, so no masks stored
+        m.setattr(op.Team, "masked", property(lambda self: ()))
+        saved = engine.run(cfg)
+    def masks(state):
+        return [x for p, x in jax.tree_util.tree_flatten_with_path(state)[0] if op.is_mask_path(p)]
+
+    assert not masks(saved.state)
+    loaded = engine.load(tmp_path / "old")
+    assert len(masks(loaded.state)) == 3 and all(bool(jnp.all(m)) for m in masks(loaded.state))
+    assert leaves_equal(saved.state.agents, loaded.state.agents)
+    policy = engine.load(tmp_path / "old", policy_only=True)
+    assert leaves_equal(loaded.trainer.policy_params(loaded.state), policy.trainer.policy_params(policy.state))

@@ -612,6 +612,51 @@ class OffPolicyState(NamedTuple):
     grad_steps: jax.Array
 
 
+# --------------------------------------------------------------------- checkpoints before masks
+def is_mask_path(path) -> bool:
+    """Whether a key path (`jax.tree_util`) leads to a `next_avail` mask."""
+    return any(getattr(k, "key", None) == "next_avail" for k in path)
+
+
+def without_masks(tree: PyTree) -> Optional[PyTree]:
+    """`tree` (a train state, or its abstract layout) without the buffer's `next_avail` masks, the
+    layout of a checkpoint saved before 2026-12-07 (when they were added); None when it has none.
+    Rebuilt container by container (dicts, named tuples, dataclasses such as the buffers)."""
+    if not any(is_mask_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]):
+        return None
+
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k != "next_avail"}
+        if isinstance(x, tuple) and hasattr(x, "_fields"):
+            return type(x)(*(strip(v) for v in x))
+        if dataclasses.is_dataclass(x) and not isinstance(x, type):
+            return dataclasses.replace(x, **{f.name: strip(getattr(x, f.name)) for f in dataclasses.fields(x)})
+        if isinstance(x, (list, tuple)):
+            return type(x)(strip(v) for v in x)
+        return x
+
+    return strip(tree)
+
+
+def with_legal_masks(old_state: PyTree, abstract_state: PyTree, wanted: Optional[list] = None) -> PyTree:
+    """A state restored in `without_masks`' layout, laid out as `abstract_state`: every stored
+    transition's `next_avail` all True (what its targets assumed when it was stored), placed with
+    the abstract leaf's sharding; None where `wanted` (one flag per leaf of `abstract_state`) says
+    a leaf was not read."""
+    old_leaves = iter(jax.tree.flatten(old_state, is_leaf=lambda x: x is None)[0])
+    paths, treedef = jax.tree_util.tree_flatten_with_path(abstract_state)
+    out = []
+    for i, (path, leaf) in enumerate(paths):
+        if not is_mask_path(path):
+            out.append(next(old_leaves))
+        elif wanted is not None and not wanted[i]:
+            out.append(None)
+        else:
+            out.append(jax.device_put(np.ones(leaf.shape, bool), leaf.sharding))
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
 def make_trainer(config: dict, env, env_params, team: Team, section: dict) -> Trainer:
     """The `Trainer` that runs `team` on the SOC env with the shared loop (module docstring)."""
     num_envs = config["num_envs"]
