@@ -339,7 +339,7 @@ def coordinator_kind(env) -> Optional[str]:
     directive) or None (a world without a coordinator: cage4-like, the demos)."""
     if "coordinator" not in env.agents:
         return None
-    return "discrete" if getattr(env.default_params, "fix_d6_directive", False) else "box"
+    return "discrete" if hasattr(env.action_space("coordinator"), "n") else "box"
 
 
 def check_encoding_read(env, key: str, value: str, default: str) -> None:
@@ -391,7 +391,7 @@ def coordinator_role(env, encoding: str) -> RoleAction:
     """A discrete learned coordinator: the env's own choices on discrete-directive scenarios,
     else 8 choices mapped to the v1 directive by `encoding` ("onehot" as the reference's IQL,
     or "hmarl" as HMARL-SOC's get_directive)."""
-    if hasattr(env.action_space("coordinator"), "n"):
+    if coordinator_kind(env) == "discrete":
         return native_role(env, "coordinator")
     if encoding not in ("onehot", "hmarl"):
         raise ValueError(f"a discrete v1 coordinator needs encoding onehot or hmarl, got {encoding!r}")
@@ -690,9 +690,8 @@ def make_trainer(config: dict, env, env_params, team: Team, section: dict) -> Tr
         return learn_round(team, agents, buffer, key, batch_size)
 
     def env_step(carry, _):
-        agents, buffer, env_state, obs, ws, key, env_steps = carry
+        agents, buffer, env_state, obs, ws, avail, key, env_steps = carry
         key, k_act, k_step = jax.random.split(key, 3)
-        avail = batched_avail(env_state)
         actions = batched_act(agents, obs, jax.random.split(k_act, num_envs), False, env_steps, avail)
         next_obs, env_state, rewards, dones, infos = common.batched_step(
             env, env_params, k_step, env_state, team.env_actions(actions, (num_envs,)))
@@ -704,23 +703,25 @@ def make_trainer(config: dict, env, env_params, team: Team, section: dict) -> Tr
             "reward": reward.astype(jnp.float32),
             "discount": infos["discount"].astype(jnp.float32),
         }
+        # The new state's masks, once: the next step acts on them, and the buffer keeps them. An
+        # episode that ended has its next episode's here, not its last state's (auto-reset);
+        # after a termination the target ignores them (discount 0), after a time limit they
+        # stand in for the last state's.
+        avail = batched_avail(env_state)  # {} where no role is masked
         if team.masked:
-            # The new state's masks: an episode that ended has its next episode's here, not its
-            # last state's (auto-reset); after a termination the target ignores them (discount
-            # 0), after a time limit they stand in for the last state's.
-            item["next_avail"] = batched_avail(env_state)
+            item["next_avail"] = avail
         if team.world_state:
             item["world_state"], item["next_world_state"] = ws, infos["final_world_state"]
             ws = infos["world_state"]
         buffer = buffers.add(buffer, item)
-        carry = (agents, buffer, env_state, next_obs, ws, key, env_steps + num_envs)
+        carry = (agents, buffer, env_state, next_obs, ws, avail, key, env_steps + num_envs)
         return carry, (infos["metrics"], dones["__all__"], reward)
 
     def update(state: OffPolicyState):
-        carry = (state.agents, state.buffer, state.env_state, state.obs, state.world_state, state.key,
-                 state.env_steps)
+        carry = (state.agents, state.buffer, state.env_state, state.obs, state.world_state,
+                 batched_avail(state.env_state), state.key, state.env_steps)
         carry, (ep_metrics, done, reward) = jax.lax.scan(env_step, carry, None, length=rollout)
-        agents, buffer, env_state, obs, ws, key, env_steps = carry
+        agents, buffer, env_state, obs, ws, _, key, env_steps = carry
         key, k_learn = jax.random.split(key)
         ready = buffers.can_sample(buffer, learning_starts)
         agents, buffer, learn_metrics = learn_rounds(round_fn, agents, buffer, k_learn, rounds, ready)
